@@ -1,0 +1,320 @@
+//! The `certbind` command line.
+
+use crate::app::{app, AppState, NoSnapshots, SnapshotService};
+use crate::config::{Config, Overrides};
+use crate::db::{self, Actor, Db};
+use crate::signer::pkcs11::{Pkcs11Settings, Pkcs11Signer};
+use crate::signer::{public_key_json, Signer};
+use crate::snapshot::{build_from_database, StoreService, StoreSettings};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "certbind", version, about = "certbind control plane: smart-card bindings, the admin API and signed identity snapshots")]
+pub struct Cli {
+    /// Configuration file (TOML). Also CERTBIND_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (migrates the database first).
+    Serve {
+        /// Address and port to listen on [default: 127.0.0.1:8080]. Port 0 picks a free one.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Orgs: the unit of isolation.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Users, each in one org.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The snapshot signing key in the PKCS#11 token.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Signed identity snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an org; prints its id.
+    Create { name: String },
+    /// List orgs: id and name.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints its id.
+    Create {
+        /// The org, by id or name.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: Option<String>,
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an admin token; prints the token, which is shown only this once.
+    Create {
+        /// The org, by id or name.
+        #[arg(long)]
+        org: String,
+        /// The token may also manage orgs.
+        #[arg(long)]
+        super_admin: bool,
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create the ECDSA P-256 signing key pair inside the token, unless it exists.
+    Init,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Build, sign and write the current snapshot to FILE (for sites with no path to the
+    /// control plane).
+    Export { file: PathBuf },
+}
+
+/// Parses the command line, runs it, and turns errors into a message and exit status 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let overrides = match &cli.command {
+        Command::Serve { listen } => Overrides { listen: listen.clone() },
+        _ => Overrides::default(),
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => {
+            let db = Db::open(&config.db_options()).await?;
+            println!("database schema is up to date ({})", db.backend().name());
+            db.close().await;
+            Ok(())
+        }
+        Command::Org { command } => {
+            let db = Db::open(&config.db_options()).await?;
+            match command {
+                OrgCommand::Create { name } => {
+                    let name = crate::http::required_text("name", &name, crate::http::orgs::MAX_ORG_NAME_BYTES).map_err(api)?;
+                    let org = db::orgs::create(&db, None, &name).await.map_err(api)?;
+                    println!("{}", org.id);
+                }
+                OrgCommand::List => {
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let page = db::orgs::list(&db, cursor.as_deref(), db::MAX_PAGE).await.map_err(api)?;
+                        for org in &page.items {
+                            println!("{}\t{}", org.id, org.name);
+                        }
+                        match page.next_cursor {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            db.close().await;
+            Ok(())
+        }
+        Command::User { command: UserCommand::Create { org, email, name } } => {
+            let db = Db::open(&config.db_options()).await?;
+            let org = find_org(&db, &org).await?;
+            let name = crate::http::required_text("name", &name, crate::http::users::MAX_USER_NAME_BYTES).map_err(api)?;
+            let user = db::users::create(&db, &Actor::cli(org.id), &name, email.as_deref()).await.map_err(api)?;
+            println!("{}", user.id);
+            db.close().await;
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { org, super_admin, label } } => {
+            let db = Db::open(&config.db_options()).await?;
+            let org = find_org(&db, &org).await?;
+            let (_, secret) =
+                db::tokens::create(&db, &Actor::cli(org.id.clone()), &org.id, super_admin, label.as_deref()).await.map_err(api)?;
+            println!("{secret}");
+            db.close().await;
+            Ok(())
+        }
+        Command::Key { command: KeyCommand::Init } => key_init(&config).await,
+        Command::Snapshot { command: SnapshotCommand::Export { file } } => snapshot_export(&config, &file).await,
+    }
+}
+
+/// Turns an API error into a command-line error with the same detail.
+fn api(e: crate::error::ApiError) -> anyhow::Error {
+    match e {
+        crate::error::ApiError::Internal(inner) => inner,
+        other => anyhow::anyhow!("{}: {}", other.status().canonical_reason().unwrap_or("error"), problem_detail(&other)),
+    }
+}
+
+fn problem_detail(e: &crate::error::ApiError) -> String {
+    use crate::error::ApiError;
+    match e {
+        ApiError::Validation { field, detail } => format!("{field}: {detail}"),
+        ApiError::NotFound(d) | ApiError::Conflict(d) | ApiError::Forbidden(d) | ApiError::Unavailable(d) | ApiError::MalformedBody(d) => d.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn find_org(db: &Db, id_or_name: &str) -> anyhow::Result<db::Org> {
+    db::orgs::find(db, id_or_name)
+        .await
+        .map_err(api)?
+        .with_context(|| format!("--org: no org with id or name {id_or_name:?} (create it with `certbind org create NAME`)"))
+}
+
+/// Opens the signing key named by the configuration (blocking PKCS#11 calls off the runtime).
+async fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
+    let settings = Pkcs11Settings::from(config.require_signer()?);
+    let signer = tokio::task::spawn_blocking(move || Pkcs11Signer::open(&settings))
+        .await
+        .context("the PKCS#11 task failed")?
+        .context("signer: cannot open the snapshot signing key (has `certbind key init` been run?)")?;
+    Ok(Arc::new(signer))
+}
+
+fn store_settings(config: &Config) -> StoreSettings {
+    StoreSettings { validity: config.snapshot_validity }
+}
+
+/// The snapshot service for this configuration: none without a signer.
+async fn snapshot_service(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn SnapshotService>> {
+    if config.signer.is_none() {
+        tracing::warn!("no PKCS#11 signer configured: the admin API runs, snapshots are not served");
+        return Ok(Arc::new(NoSnapshots::default()));
+    }
+    let signer = open_signer(config).await?;
+    tracing::info!(key_id = signer.key_id(), "signing snapshots");
+    let service = StoreService::start(db.clone(), signer, store_settings(config)).await?;
+    Ok(service)
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = Db::open(&config.db_options()).await?;
+    let snapshots = snapshot_service(&config, &db).await?;
+    let state = AppState::new(db.clone(), snapshots, config.limits());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("listen: no local address")?;
+    tracing::info!(%addr, database = db.backend().name(), "certbind control plane listening");
+    // A line on stdout, so scripts and tests that ask for port 0 learn the port.
+    println!("certbind listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn key_init(config: &Config) -> anyhow::Result<()> {
+    let settings = Pkcs11Settings::from(config.require_signer()?);
+    let label = settings.key_label.clone();
+    let (signer, created) = tokio::task::spawn_blocking(move || Pkcs11Signer::init_key(&settings))
+        .await
+        .context("the PKCS#11 task failed")?
+        .context("key init")?;
+    let verb = if created { "created" } else { "already present:" };
+    eprintln!("snapshot signing key {label:?} {verb} key id {}", signer.key_id());
+    // The public key, for filters to pin.
+    println!("{}", serde_json::to_string_pretty(&public_key_json(&signer)).context("encoding the public key")?);
+    Ok(())
+}
+
+async fn snapshot_export(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let signer = open_signer(config).await?;
+    let db = Db::open(&config.db_options()).await?;
+    let snapshot = build_from_database(&db, signer, store_settings(config)).await?;
+    db.close().await;
+    // Written beside the target and renamed, so a reader never sees half a snapshot.
+    let tmp = file.with_extension("partial");
+    std::fs::write(&tmp, snapshot.bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))?;
+    println!(
+        "wrote snapshot version {} signed by key {} ({} bytes) to {}",
+        snapshot.version(),
+        snapshot.key_id(),
+        snapshot.bytes().len(),
+        file.display()
+    );
+    Ok(())
+}

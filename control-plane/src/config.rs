@@ -1,0 +1,384 @@
+//! Configuration: built-in defaults, then a TOML file (`--config certbind.toml` or
+//! `CERTBIND_CONFIG`), then environment variables (`CERTBIND_*`, `DATABASE_URL`), then
+//! command-line flags. Every bad setting is an error that names the setting and where it
+//! came from; unknown keys in the file are errors too, so a typo never silently does nothing.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! database_url = "sqlite://certbind.db"     # or postgres://user:pass@host/db
+//! db_max_connections = 16
+//! max_body_bytes = 65536
+//! max_long_poll_seconds = 55
+//!
+//! [signer]                                   # absent: snapshots are not signed or served
+//! module = "/usr/lib/softhsm/libsofthsm2.so"
+//! token_label = "certbind"
+//! key_label = "certbind-snapshot"
+//! pin_file = "/run/secrets/hsm-pin"          # or pin = "…", or CERTBIND_PKCS11_PIN
+//!
+//! [snapshot]
+//! validity_seconds = 86400
+//! ```
+
+use crate::app::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LONG_POLL};
+use crate::db::{Backend, DbOptions, DEFAULT_DATABASE_URL};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_TOKEN_LABEL: &str = "certbind";
+pub const DEFAULT_KEY_LABEL: &str = "certbind-snapshot";
+/// A day: long enough to ride out a control-plane outage overnight, short enough that a
+/// proxy cut off from the control plane stops trusting stale data the same day.
+pub const DEFAULT_SNAPSHOT_VALIDITY_SECS: u64 = 24 * 3600;
+/// Smallest body limit accepted: a bind request with its fields needs about 1 KiB.
+const MIN_BODY_BYTES: usize = 1024;
+/// Largest body limit accepted: the API takes small JSON documents, never files.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A setting that could not be used: which one, from where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting as the user spelled it: `listen` (file), `CERTBIND_LISTEN`, `--listen`.
+    pub setting: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration: {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.into(), problem: problem.into() }
+}
+
+/// The file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    db_max_connections: Option<u32>,
+    max_body_bytes: Option<usize>,
+    max_long_poll_seconds: Option<u64>,
+    signer: Option<FileSigner>,
+    snapshot: Option<FileSnapshot>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSigner {
+    module: Option<PathBuf>,
+    token_label: Option<String>,
+    key_label: Option<String>,
+    pin: Option<String>,
+    pin_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSnapshot {
+    validity_seconds: Option<u64>,
+}
+
+/// Where the snapshot signing key lives.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignerConfig {
+    /// Path of the PKCS#11 module (`libsofthsm2.so`, `libyubihsm_pkcs11.so`, …).
+    pub module: PathBuf,
+    pub token_label: String,
+    pub key_label: String,
+    /// The user PIN. Never printed.
+    pub pin: String,
+}
+
+impl std::fmt::Debug for SignerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignerConfig")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("key_label", &self.key_label)
+            .field("pin", &"***")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub max_body_bytes: usize,
+    pub max_long_poll: Duration,
+    /// `None` when no PKCS#11 module is configured.
+    pub signer: Option<SignerConfig>,
+    pub snapshot_validity: Duration,
+}
+
+/// Flags given on the command line, which win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+}
+
+impl Config {
+    /// Loads from the process environment and an optional file.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_from(file, &|name| std::env::var(name).ok(), overrides)
+    }
+
+    /// Loads with `env` standing in for the environment (so tests need not change it).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let file_path = file.map(Path::to_path_buf).or_else(|| env("CERTBIND_CONFIG").map(PathBuf::from));
+        let from_file = match &file_path {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let file_name = file_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let in_file = |key: &str| format!("{file_name}: {key}");
+
+        // listen
+        let (listen_text, listen_setting) = if let Some(l) = &overrides.listen {
+            (l.clone(), "--listen".to_string())
+        } else if let Some(l) = env("CERTBIND_LISTEN") {
+            (l, "CERTBIND_LISTEN".to_string())
+        } else if let Some(l) = &from_file.listen {
+            (l.clone(), in_file("listen"))
+        } else {
+            (DEFAULT_LISTEN.to_string(), "listen (default)".to_string())
+        };
+        let listen: SocketAddr = listen_text
+            .trim()
+            .parse()
+            .map_err(|_| err(listen_setting, format!("{listen_text:?} is not an address and port such as 127.0.0.1:8080")))?;
+
+        // database
+        let (database_url, db_setting) = if let Some(u) = env("CERTBIND_DATABASE_URL") {
+            (u, "CERTBIND_DATABASE_URL".to_string())
+        } else if let Some(u) = env("DATABASE_URL") {
+            (u, "DATABASE_URL".to_string())
+        } else if let Some(u) = &from_file.database_url {
+            (u.clone(), in_file("database_url"))
+        } else {
+            (DEFAULT_DATABASE_URL.to_string(), "database_url (default)".to_string())
+        };
+        let database_url = database_url.trim().to_string();
+        if Backend::of_url(&database_url).is_none() {
+            return Err(err(
+                db_setting,
+                format!(
+                    "{:?} is not a database URL this service speaks: use sqlite://FILE or postgres://USER@HOST/DB",
+                    crate::db::redact_url(&database_url)
+                ),
+            ));
+        }
+
+        let db_max_connections = number(env, "CERTBIND_DB_MAX_CONNECTIONS", from_file.db_max_connections, &in_file("db_max_connections"))?
+            .unwrap_or(16);
+        if !(1..=1000).contains(&db_max_connections) {
+            return Err(err(setting_of(env, "CERTBIND_DB_MAX_CONNECTIONS", &in_file("db_max_connections")), "must be between 1 and 1000"));
+        }
+        let max_body_bytes = number(env, "CERTBIND_MAX_BODY_BYTES", from_file.max_body_bytes, &in_file("max_body_bytes"))?
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&max_body_bytes) {
+            return Err(err(
+                setting_of(env, "CERTBIND_MAX_BODY_BYTES", &in_file("max_body_bytes")),
+                format!("must be between {MIN_BODY_BYTES} and {MAX_BODY_BYTES}"),
+            ));
+        }
+        let max_long_poll = number(env, "CERTBIND_MAX_LONG_POLL_SECONDS", from_file.max_long_poll_seconds, &in_file("max_long_poll_seconds"))?
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_MAX_LONG_POLL);
+        if max_long_poll > Duration::from_secs(3600) {
+            return Err(err(setting_of(env, "CERTBIND_MAX_LONG_POLL_SECONDS", &in_file("max_long_poll_seconds")), "must be at most 3600"));
+        }
+
+        let file_snapshot = from_file.snapshot.unwrap_or_default();
+        let validity = number(env, "CERTBIND_SNAPSHOT_VALIDITY_SECONDS", file_snapshot.validity_seconds, &in_file("snapshot.validity_seconds"))?
+            .unwrap_or(DEFAULT_SNAPSHOT_VALIDITY_SECS);
+        if !(60..=90 * 24 * 3600).contains(&validity) {
+            return Err(err(
+                setting_of(env, "CERTBIND_SNAPSHOT_VALIDITY_SECONDS", &in_file("snapshot.validity_seconds")),
+                "must be between 60 seconds and 90 days",
+            ));
+        }
+
+        let signer = signer_config(env, from_file.signer, &in_file)?;
+
+        Ok(Config {
+            listen,
+            database_url,
+            db_max_connections,
+            max_body_bytes,
+            max_long_poll,
+            signer,
+            snapshot_validity: Duration::from_secs(validity),
+        })
+    }
+
+    pub fn db_options(&self) -> DbOptions {
+        let mut options = DbOptions::new(self.database_url.clone());
+        options.max_connections = self.db_max_connections;
+        options
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits { max_body_bytes: self.max_body_bytes, max_long_poll: self.max_long_poll }
+    }
+
+    /// The signer settings, or an error saying how to give them (for commands that sign).
+    pub fn require_signer(&self) -> Result<&SignerConfig, ConfigError> {
+        self.signer.as_ref().ok_or_else(|| {
+            err("signer.module", "no PKCS#11 module configured: set [signer] module in the config file or CERTBIND_PKCS11_MODULE")
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let name = path.display().to_string();
+    let content = std::fs::read_to_string(path).map_err(|e| err(&name, format!("cannot read the config file: {e}")))?;
+    toml::from_str(&content).map_err(|e| err(&name, format!("not a valid config file: {}", e.to_string().trim())))
+}
+
+fn setting_of(env: &dyn Fn(&str) -> Option<String>, var: &str, file_setting: &str) -> String {
+    if env(var).is_some() { var.to_string() } else { file_setting.to_string() }
+}
+
+/// A number from the environment (which wins) or the file.
+fn number<T: std::str::FromStr + Copy>(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    from_file: Option<T>,
+    _file_setting: &str,
+) -> Result<Option<T>, ConfigError> {
+    match env(var) {
+        Some(text) => text
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| err(var, format!("{text:?} is not a whole number in range"))),
+        None => Ok(from_file),
+    }
+}
+
+fn signer_config(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<FileSigner>,
+    in_file: &dyn Fn(&str) -> String,
+) -> Result<Option<SignerConfig>, ConfigError> {
+    let file = file.unwrap_or_default();
+    let (module, module_setting) = match (env("CERTBIND_PKCS11_MODULE"), file.module) {
+        (Some(m), _) => (PathBuf::from(m), "CERTBIND_PKCS11_MODULE".to_string()),
+        (None, Some(m)) => (m, in_file("signer.module")),
+        (None, None) => return Ok(None),
+    };
+    if !module.is_file() {
+        return Err(err(module_setting, format!("PKCS#11 module {} does not exist or is not a file", module.display())));
+    }
+    let token_label = env("CERTBIND_PKCS11_TOKEN_LABEL").or(file.token_label).unwrap_or_else(|| DEFAULT_TOKEN_LABEL.into());
+    let key_label = env("CERTBIND_PKCS11_KEY_LABEL").or(file.key_label).unwrap_or_else(|| DEFAULT_KEY_LABEL.into());
+    if token_label.trim().is_empty() {
+        return Err(err(setting_of(env, "CERTBIND_PKCS11_TOKEN_LABEL", &in_file("signer.token_label")), "must not be empty"));
+    }
+    if key_label.trim().is_empty() {
+        return Err(err(setting_of(env, "CERTBIND_PKCS11_KEY_LABEL", &in_file("signer.key_label")), "must not be empty"));
+    }
+    let pin = match (env("CERTBIND_PKCS11_PIN"), file.pin, file.pin_file) {
+        (Some(pin), _, _) => pin,
+        (None, Some(pin), None) => pin,
+        (None, None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| err(in_file("signer.pin_file"), format!("cannot read {}: {e}", path.display())))?,
+        (None, Some(_), Some(_)) => return Err(err(in_file("signer.pin"), "give pin or pin_file, not both")),
+        (None, None, None) => {
+            return Err(err("CERTBIND_PKCS11_PIN", "the token's user PIN is required: set CERTBIND_PKCS11_PIN, or signer.pin_file in the config file"))
+        }
+    };
+    if pin.is_empty() {
+        return Err(err("CERTBIND_PKCS11_PIN", "the PIN must not be empty"));
+    }
+    Ok(Some(SignerConfig { module, token_label, key_label, pin }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)], file: Option<&Path>) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_from(file, &|name| vars.get(name).cloned(), &Overrides::default())
+    }
+
+    #[test]
+    fn nothing_configured_means_sqlite_on_localhost() {
+        let config = load(&[], None).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.signer, None);
+        assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        assert_eq!(load(&[("CERTBIND_LISTEN", "localhost")], None).unwrap_err().setting, "CERTBIND_LISTEN");
+        assert_eq!(load(&[("DATABASE_URL", "mysql://x")], None).unwrap_err().setting, "DATABASE_URL");
+        assert_eq!(load(&[("CERTBIND_MAX_BODY_BYTES", "lots")], None).unwrap_err().setting, "CERTBIND_MAX_BODY_BYTES");
+        assert_eq!(load(&[("CERTBIND_MAX_BODY_BYTES", "10")], None).unwrap_err().setting, "CERTBIND_MAX_BODY_BYTES");
+        assert_eq!(
+            load(&[("CERTBIND_PKCS11_MODULE", "/nonexistent/libsofthsm2.so")], None).unwrap_err().setting,
+            "CERTBIND_PKCS11_MODULE"
+        );
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_flags_over_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certbind.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndatabase_url = \"sqlite://from-file.db\"\n").unwrap();
+        let config = load(&[("DATABASE_URL", "postgres://u@h/db")], Some(&path)).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.database_url, "postgres://u@h/db");
+        let overrides = Overrides { listen: Some("127.0.0.1:9100".into()) };
+        let config = Config::load_from(Some(&path), &|_| None, &overrides).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.database_url, "sqlite://from-file.db");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certbind.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let e = load(&[], Some(&path)).unwrap_err();
+        assert!(e.problem.contains("lisen"), "{e}");
+        std::fs::write(&path, "listen = \"nowhere\"\n").unwrap();
+        assert_eq!(load(&[], Some(&path)).unwrap_err().setting, format!("{}: listen", path.display()));
+        let missing = dir.path().join("absent.toml");
+        assert_eq!(load(&[], Some(&missing)).unwrap_err().setting, missing.display().to_string());
+    }
+
+    #[test]
+    fn a_signer_needs_its_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("libfake.so");
+        std::fs::write(&module, b"").unwrap();
+        let module = module.to_str().unwrap();
+        assert_eq!(load(&[("CERTBIND_PKCS11_MODULE", module)], None).unwrap_err().setting, "CERTBIND_PKCS11_PIN");
+        let config = load(&[("CERTBIND_PKCS11_MODULE", module), ("CERTBIND_PKCS11_PIN", "1234")], None).unwrap();
+        let signer = config.signer.unwrap();
+        assert_eq!(signer.token_label, DEFAULT_TOKEN_LABEL);
+        assert_eq!(signer.pin, "1234");
+        assert!(!format!("{signer:?}").contains("1234"));
+    }
+}

@@ -1,0 +1,399 @@
+//! Storage: one query layer over SQLite (the default, a file beside the service) and
+//! PostgreSQL (when `DATABASE_URL` names one).
+//!
+//! Queries go through `sqlx::Any` with `$N` placeholders, which both drivers accept, so each
+//! query is written once. Every change runs in one transaction that also writes its audit row
+//! and, when the filter sees the change, bumps `snapshot_state.version`: the version is
+//! committed with its change, and the row lock it takes orders concurrent writers, so
+//! committed versions strictly increase.
+
+pub mod audit;
+pub mod blocklist;
+pub mod constraints;
+pub mod issuers;
+pub mod mapping_rules;
+pub mod models;
+pub mod orgs;
+pub mod smartcards;
+pub mod snapshot_data;
+pub mod thumbprints;
+pub mod tokens;
+pub mod users;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use std::time::Duration;
+
+pub use models::*;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database used when nothing is configured: a file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://certbind.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Which backend a URL names, or `None` for a scheme we do not speak.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub url: String,
+    /// Connections for PostgreSQL; SQLite always writes through one connection.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl DbOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        DbOptions { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Cheap to clone: pools are shared handles.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// Every write transaction. For SQLite a single connection: SQLite admits one writer at a
+    /// time anyway, and queueing writers in the pool (fair, in-process) is faster and never
+    /// times out the way competing `BEGIN IMMEDIATE`s polling a file lock do under load.
+    write: AnyPool,
+    /// Reads. For SQLite a separate pool, so reads never queue behind writes (WAL lets them
+    /// run beside the writer).
+    read: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file on first use) without running migrations.
+    pub async fn connect(options: &DbOptions) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(&options.url).with_context(|| {
+            format!(
+                "database URL must start with sqlite:, postgres:// or postgresql:// (got {:?})",
+                redact_url(&options.url)
+            )
+        })?;
+        let db = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url_creating_file(&options.url);
+                let write = sqlite_pool(1, options.acquire_timeout).connect(&url).await;
+                let write = write.with_context(|| format!("opening SQLite database {url}"))?;
+                let read = sqlite_pool(4, options.acquire_timeout).connect(&url).await;
+                let read = read.with_context(|| format!("opening SQLite database {url}"))?;
+                Db { write, read, backend }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(1))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect(&options.url)
+                    .await
+                    .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(&options.url)))?;
+                Db { write: pool.clone(), read: pool, backend }
+            }
+        };
+        Ok(db)
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(options: &DbOptions) -> anyhow::Result<Db> {
+        let db = Db::connect(options).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.write).await.context("running database migrations")?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`IMMEDIATE`), so
+    /// another process writing the same file (the CLI beside a running server) waits on the
+    /// busy timeout instead of failing half-way through.
+    pub async fn begin(&self) -> sqlx::Result<Tx> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
+    /// True when a trivial query answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").fetch_one(&self.read).await.is_ok()
+    }
+
+    /// The version of the last committed change the filter sees.
+    pub async fn snapshot_version(&self) -> sqlx::Result<i64> {
+        let row = sqlx::query("SELECT version FROM snapshot_state WHERE id = 1").fetch_one(&self.read).await?;
+        row.try_get::<i64, _>("version")
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+pub type Tx = Transaction<'static, Any>;
+
+fn sqlite_pool(max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL: readers do not block the writer. synchronous=FULL: a commit is on disk
+                // (WAL fsynced) before it is acknowledged, so a crash loses nothing answered.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}
+
+/// Adds `mode=rwc` (create if missing) unless the URL already says which mode it wants.
+fn sqlite_url_creating_file(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// A URL safe to print: the password, if any, replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Who made a change, as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The org the change is made in (for the audit log's scoping).
+    pub org_id: String,
+    /// `token:<id>` for an admin token, `cli` for the command line.
+    pub name: String,
+}
+
+impl Actor {
+    pub fn cli(org_id: impl Into<String>) -> Self {
+        Actor { org_id: org_id.into(), name: "cli".into() }
+    }
+}
+
+/// The audit row a change writes.
+pub struct AuditRecord<'a> {
+    pub actor: &'a Actor,
+    pub action: &'static str,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// Whether a change touches what the filter sees, and so needs a new snapshot version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Bindings, blocklist, issuers, mapping rules, constraints.
+    Snapshot,
+    /// Orgs, users, tokens: audited, not in the snapshot.
+    Internal,
+}
+
+/// Finishes a change: bumps the snapshot version when the filter sees it, writes the audit
+/// row, commits. Returns the version the change was committed at, if it bumped one.
+pub async fn commit_change(mut tx: Tx, record: AuditRecord<'_>, visibility: Visibility) -> sqlx::Result<Option<i64>> {
+    let now = crate::time::now_rfc3339();
+    let version = match visibility {
+        Visibility::Snapshot => {
+            let row = sqlx::query(
+                "UPDATE snapshot_state SET version = version + 1, updated_at = $1 WHERE id = 1 RETURNING version",
+            )
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?;
+            Some(row.try_get::<i64, _>("version")?)
+        }
+        Visibility::Internal => None,
+    };
+    sqlx::query(
+        "INSERT INTO audit_log (org_id, actor, action, target, detail, snapshot_version, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&record.actor.org_id)
+    .bind(&record.actor.name)
+    .bind(record.action)
+    .bind(&record.target)
+    .bind(record.detail.to_string())
+    .bind(version)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(version)
+}
+
+/// A new identifier: 48 bits of milliseconds then 80 random bits, in Crockford base32 (26
+/// characters, the ULID layout). Sorts by creation time, which keyset pagination relies on.
+pub fn new_id() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
+    let value = ((millis & ((1u128 << 48) - 1)) << 80) | random;
+    (0..26)
+        .rev()
+        .map(|i| char::from(ALPHABET[((value >> (i * 5)) & 31) as usize]))
+        .collect()
+}
+
+/// Reads an `INTEGER` 0/1 column as a bool (SQLite has no boolean type).
+pub(crate) fn get_flag(row: &AnyRow, column: &str) -> sqlx::Result<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+/// Whether an error is a unique-constraint violation (a duplicate the caller should hear about
+/// as 409, not a failure).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Values bound to a query built at run time (filters that may or may not be present).
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// A `WHERE` clause built piece by piece with `$N` placeholders.
+#[derive(Debug, Default)]
+pub(crate) struct Filter {
+    clauses: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Filter {
+    /// Adds `column op $N`. `column` and `op` come from code, never from input.
+    pub fn push(&mut self, column: &'static str, op: &'static str, value: Param) {
+        self.params.push(value);
+        self.clauses.push(format!("{column} {op} ${}", self.params.len()));
+    }
+
+    pub fn where_sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    /// The next placeholder number, for a clause after the filter (e.g. `LIMIT`).
+    pub fn next_placeholder(&self) -> usize {
+        self.params.len() + 1
+    }
+
+    pub fn bind<'q>(
+        &'q self,
+        mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        for p in &self.params {
+            query = match p {
+                Param::Text(s) => query.bind(s.as_str()),
+                Param::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_named_by_scheme() {
+        assert_eq!(Backend::of_url("sqlite://certbind.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url("postgresql://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://cb:secret@localhost:5432/cb"), "postgres://cb:***@localhost:5432/cb");
+        assert_eq!(redact_url("postgres://cb@localhost/cb"), "postgres://cb@localhost/cb");
+        assert_eq!(redact_url("sqlite://certbind.db"), "sqlite://certbind.db");
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file() {
+        assert_eq!(sqlite_url_creating_file("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(sqlite_url_creating_file("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(sqlite_url_creating_file("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+
+    #[test]
+    fn ids_are_26_crockford_characters_in_creation_order() {
+        let a = new_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_id();
+        assert_eq!(a.len(), 26);
+        assert!(a.chars().all(|c| "0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(c)), "{a}");
+        assert!(a < b, "{a} < {b}");
+    }
+
+    #[test]
+    fn filters_number_their_placeholders() {
+        let mut f = Filter::default();
+        f.push("org_id", "=", Param::Text("o".into()));
+        f.push("enabled", "=", Param::Int(1));
+        assert_eq!(f.where_sql(), "WHERE org_id = $1 AND enabled = $2");
+        assert_eq!(f.next_placeholder(), 3);
+    }
+}

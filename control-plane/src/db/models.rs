@@ -1,0 +1,135 @@
+//! Rows as the API returns them.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub created_at: String,
+}
+
+/// A row of `smart_card_links` (seed 000).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmartCardLink {
+    /// Canonical: 64 lowercase hex digits.
+    pub fingerprint: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub subject_dn: String,
+    pub issuer_dn: String,
+    /// Lowercase hex, even length, no prefix or separators.
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub label: Option<String>,
+    pub enabled: bool,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// An admin token as listed: never the token itself, which is stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminToken {
+    pub id: String,
+    pub org_id: String,
+    pub super_admin: bool,
+    pub label: Option<String>,
+    pub created_at: String,
+}
+
+/// A blocked certificate: by fingerprint, or by issuer and serial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlocklistEntry {
+    pub id: String,
+    pub org_id: String,
+    pub fingerprint: Option<String>,
+    pub issuer_dn: Option<String>,
+    pub serial: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenIssuer {
+    pub id: String,
+    pub org_id: String,
+    pub issuer: String,
+    pub audiences: Option<Vec<String>>,
+    pub jwks: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MappingRule {
+    pub id: String,
+    pub org_id: String,
+    /// `email` or `upn`.
+    pub san_kind: String,
+    /// Lowercase, the part after the `@`.
+    pub domain: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThumbprintMapping {
+    pub fingerprint: String,
+    pub org_id: String,
+    pub principal: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityConstraint {
+    pub id: String,
+    pub org_id: String,
+    /// `allowed_issuer_dn`, `required_policy_oid` or `san_email_domain`.
+    pub kind: String,
+    pub value: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub org_id: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+    pub snapshot_version: Option<i64>,
+    pub at: String,
+}
+
+/// One page of a list, with the cursor for the next page when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Default and largest page sizes: big enough for tooling to page quickly, small enough
+/// that one request cannot make the server build a huge response.
+pub const DEFAULT_PAGE: i64 = 100;
+pub const MAX_PAGE: i64 = 1000;
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only says there is more.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+        Page { items: rows, next_cursor }
+    }
+}

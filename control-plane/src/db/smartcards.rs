@@ -1,0 +1,209 @@
+//! `smart_card_links`: certificate fingerprint → user, in one org (seed 000).
+
+use super::{commit_change, get_flag, users, Actor, AuditRecord, Db, Filter, Page, Param, SmartCardLink, Visibility};
+use crate::error::{ApiError, ApiResult};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+pub(crate) const COLUMNS: &str =
+    "fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, label, enabled, created_at, last_used_at";
+
+pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
+    Ok(SmartCardLink {
+        fingerprint: row.try_get("fingerprint")?,
+        user_id: row.try_get("user_id")?,
+        org_id: row.try_get("org_id")?,
+        subject_dn: row.try_get("subject_dn")?,
+        issuer_dn: row.try_get("issuer_dn")?,
+        serial: row.try_get("serial")?,
+        not_before: row.try_get("not_before")?,
+        not_after: row.try_get("not_after")?,
+        label: row.try_get("label")?,
+        enabled: get_flag(row, "enabled")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+/// A validated binding, every field in its canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSmartCard {
+    pub fingerprint: String,
+    pub user_id: String,
+    pub subject_dn: String,
+    pub issuer_dn: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub label: Option<String>,
+}
+
+/// Binds a card in the actor's org. The user must be in that org; a fingerprint bound
+/// anywhere already is a conflict. Returns the row and the snapshot version it committed at.
+pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> ApiResult<(SmartCardLink, i64)> {
+    let link = SmartCardLink {
+        fingerprint: card.fingerprint,
+        user_id: card.user_id,
+        org_id: actor.org_id.clone(),
+        subject_dn: card.subject_dn,
+        issuer_dn: card.issuer_dn,
+        serial: card.serial,
+        not_before: card.not_before,
+        not_after: card.not_after,
+        label: card.label,
+        enabled: true,
+        created_at: crate::time::now_rfc3339(),
+        last_used_at: None,
+    };
+    let mut tx = db.begin().await?;
+    if !users::exists_in_org(&mut tx, &actor.org_id, &link.user_id).await? {
+        return Err(ApiError::validation("user_id", "no user with this id in the caller's org"));
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, \
+         not_after, label, enabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&link.fingerprint)
+    .bind(&link.user_id)
+    .bind(&link.org_id)
+    .bind(&link.subject_dn)
+    .bind(&link.issuer_dn)
+    .bind(&link.serial)
+    .bind(&link.not_before)
+    .bind(&link.not_after)
+    .bind(&link.label)
+    .bind(&link.created_at)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::conflict(format!("fingerprint {} is already bound", link.fingerprint)));
+    }
+    let record = AuditRecord {
+        actor,
+        action: "smartcard.bind",
+        target: link.fingerprint.clone(),
+        detail: serde_json::json!({
+            "user_id": link.user_id,
+            "subject_dn": link.subject_dn,
+            "issuer_dn": link.issuer_dn,
+            "serial": link.serial,
+            "label": link.label,
+        }),
+    };
+    let version = commit_change(tx, record, Visibility::Snapshot).await?.unwrap_or_default();
+    Ok((link, version))
+}
+
+pub async fn get(db: &Db, org_id: &str, fingerprint: &str) -> ApiResult<Option<SmartCardLink>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM smart_card_links WHERE fingerprint = $1 AND org_id = $2"))
+        .bind(fingerprint)
+        .bind(org_id)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+/// Filters of the list route; all optional and combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub user_id: Option<String>,
+    pub enabled: Option<bool>,
+    /// Exact issuer DN.
+    pub issuer_dn: Option<String>,
+    /// Fingerprint after which the page starts.
+    pub cursor: Option<String>,
+}
+
+/// One page of the org's bindings in fingerprint order (the primary key, so paging is an
+/// index range scan however many rows there are).
+pub async fn list(db: &Db, org_id: &str, filter: &ListFilter, limit: i64) -> ApiResult<Page<SmartCardLink>> {
+    let mut f = Filter::default();
+    f.push("org_id", "=", Param::Text(org_id.to_string()));
+    if let Some(cursor) = &filter.cursor {
+        f.push("fingerprint", ">", Param::Text(cursor.clone()));
+    }
+    if let Some(user_id) = &filter.user_id {
+        f.push("user_id", "=", Param::Text(user_id.clone()));
+    }
+    if let Some(enabled) = filter.enabled {
+        f.push("enabled", "=", Param::Int(i64::from(enabled)));
+    }
+    if let Some(issuer) = &filter.issuer_dn {
+        f.push("issuer_dn", "=", Param::Text(issuer.clone()));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM smart_card_links {} ORDER BY fingerprint LIMIT ${}",
+        f.where_sql(),
+        f.next_placeholder()
+    );
+    let rows = f.bind(sqlx::query(&sql)).bind(limit + 1).fetch_all(db.reader()).await?;
+    let links = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(links, limit, |l| l.fingerprint.clone()))
+}
+
+/// A change to a binding: enable/disable and relabel. `label: Some(None)` clears the label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SmartCardUpdate {
+    pub enabled: Option<bool>,
+    pub label: Option<Option<String>>,
+}
+
+pub async fn update(db: &Db, actor: &Actor, fingerprint: &str, change: &SmartCardUpdate) -> ApiResult<(SmartCardLink, i64)> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(&format!(
+        "UPDATE smart_card_links SET \
+           enabled = CASE WHEN $3 = 1 THEN $4 ELSE enabled END, \
+           label = CASE WHEN $5 = 1 THEN $6 ELSE label END \
+         WHERE fingerprint = $1 AND org_id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(fingerprint)
+    .bind(&actor.org_id)
+    .bind(i32::from(change.enabled.is_some()))
+    .bind(i32::from(change.enabled.unwrap_or(true)))
+    .bind(i32::from(change.label.is_some()))
+    .bind(change.label.clone().flatten())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(link) = row.as_ref().map(from_row).transpose()? else {
+        return Err(ApiError::not_found(format!("no card binding {fingerprint} in this org")));
+    };
+    let mut detail = serde_json::Map::new();
+    if let Some(enabled) = change.enabled {
+        detail.insert("enabled".into(), enabled.into());
+    }
+    if let Some(label) = &change.label {
+        detail.insert("label".into(), label.clone().into());
+    }
+    let action = match change.enabled {
+        Some(true) => "smartcard.enable",
+        Some(false) => "smartcard.disable",
+        None => "smartcard.relabel",
+    };
+    let record = AuditRecord { actor, action, target: link.fingerprint.clone(), detail: detail.into() };
+    let version = commit_change(tx, record, Visibility::Snapshot).await?.unwrap_or_default();
+    Ok((link, version))
+}
+
+/// Removes a binding (a lost or stolen card). Returns the row as it was.
+pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> ApiResult<(SmartCardLink, i64)> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(&format!(
+        "DELETE FROM smart_card_links WHERE fingerprint = $1 AND org_id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(fingerprint)
+    .bind(&actor.org_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(link) = row.as_ref().map(from_row).transpose()? else {
+        return Err(ApiError::not_found(format!("no card binding {fingerprint} in this org")));
+    };
+    let record = AuditRecord {
+        actor,
+        action: "smartcard.revoke",
+        target: link.fingerprint.clone(),
+        detail: serde_json::json!({ "user_id": link.user_id, "subject_dn": link.subject_dn }),
+    };
+    let version = commit_change(tx, record, Visibility::Snapshot).await?.unwrap_or_default();
+    Ok((link, version))
+}

@@ -1,0 +1,106 @@
+//! Users: the people cards are bound to, each in one org.
+
+use super::orgs::conflict_or_internal;
+use super::{commit_change, new_id, Actor, AuditRecord, Db, Page, User, Visibility};
+use crate::error::{ApiError, ApiResult};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+const COLUMNS: &str = "id, org_id, name, email, created_at";
+
+fn from_row(row: &AnyRow) -> sqlx::Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub async fn create(db: &Db, actor: &Actor, name: &str, email: Option<&str>) -> ApiResult<User> {
+    let user = User {
+        id: new_id(),
+        org_id: actor.org_id.clone(),
+        name: name.to_string(),
+        email: email.map(str::to_string),
+        created_at: crate::time::now_rfc3339(),
+    };
+    let mut tx = db.begin().await?;
+    sqlx::query("INSERT INTO users (id, org_id, name, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&user.id)
+        .bind(&user.org_id)
+        .bind(&user.name)
+        .bind(&user.email)
+        .bind(&user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or_internal(e, || format!("a user named {name:?} already exists in this org")))?;
+    let record = AuditRecord {
+        actor,
+        action: "user.create",
+        target: user.id.clone(),
+        detail: serde_json::json!({ "name": user.name, "email": user.email }),
+    };
+    commit_change(tx, record, Visibility::Internal).await?;
+    Ok(user)
+}
+
+pub async fn get(db: &Db, org_id: &str, id: &str) -> ApiResult<Option<User>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND org_id = $2"))
+        .bind(id)
+        .bind(org_id)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> ApiResult<Page<User>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(org_id)
+    .bind(cursor.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(db.reader())
+    .await?;
+    let users = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(users, limit, |u| u.id.clone()))
+}
+
+/// Deletes a user who has no card bindings left (revoke them first: a revocation is a
+/// deliberate, audited act of its own).
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> ApiResult<User> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND org_id = $2"))
+        .bind(id)
+        .bind(&actor.org_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(user) = row.as_ref().map(from_row).transpose()? else {
+        return Err(ApiError::not_found(format!("no user {id:?} in this org")));
+    };
+    let bound: i64 = sqlx::query("SELECT COUNT(*) AS n FROM smart_card_links WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if bound > 0 {
+        return Err(ApiError::conflict(format!("user {id:?} still has {bound} card binding(s); revoke them first")));
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1 AND org_id = $2").bind(id).bind(&actor.org_id).execute(&mut *tx).await?;
+    let record = AuditRecord { actor, action: "user.delete", target: user.id.clone(), detail: serde_json::json!({ "name": user.name }) };
+    commit_change(tx, record, Visibility::Internal).await?;
+    Ok(user)
+}
+
+/// Whether `user_id` names a user of `org_id`, inside a write transaction (so the check and
+/// the insert that depends on it see the same data).
+pub(crate) async fn exists_in_org(tx: &mut super::Tx, org_id: &str, user_id: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT 1 AS one FROM users WHERE id = $1 AND org_id = $2")
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.is_some())
+}

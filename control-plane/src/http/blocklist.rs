@@ -1,0 +1,63 @@
+//! `/api/v1/admin/blocklist`: certificates refused whatever they are bound to.
+
+use super::smartcards::{canonical_serial, MAX_DN_BYTES};
+use super::{canonical_fingerprint, check_cursor, optional_text, page_limit, with_version, Admin, ApiJson, ApiQuery, PageQuery};
+use crate::app::{AppState, IdentityChange};
+use crate::db::blocklist::{self, BlockTarget};
+use crate::db::{BlocklistEntry, Page};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+
+pub const MAX_REASON_BYTES: usize = 500;
+
+/// Either `fingerprint`, or `issuer_dn` and `serial`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistRequest {
+    pub fingerprint: Option<String>,
+    pub issuer_dn: Option<String>,
+    pub serial: Option<String>,
+    pub reason: Option<String>,
+}
+
+pub async fn add(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<BlocklistRequest>) -> ApiResult<Response> {
+    let target = match (&body.fingerprint, &body.issuer_dn, &body.serial) {
+        (Some(fp), None, None) => BlockTarget::Fingerprint(canonical_fingerprint("fingerprint", fp)?),
+        (None, Some(issuer), Some(serial)) => BlockTarget::Serial {
+            issuer_dn: optional_text("issuer_dn", Some(issuer), MAX_DN_BYTES)?
+                .ok_or_else(|| ApiError::validation("issuer_dn", "must not be empty"))?,
+            serial: canonical_serial(serial)?,
+        },
+        (Some(_), _, _) => {
+            return Err(ApiError::validation("fingerprint", "give either fingerprint, or issuer_dn and serial, not both"))
+        }
+        (None, None, _) => return Err(ApiError::validation("fingerprint", "give fingerprint, or issuer_dn and serial")),
+        (None, Some(_), None) => return Err(ApiError::validation("serial", "is required with issuer_dn")),
+    };
+    let reason = optional_text("reason", body.reason.as_deref(), MAX_REASON_BYTES)?;
+    let (entry, version) = blocklist::add(&state.db, &admin.actor(), target, reason).await?;
+    state.identity_changed(version, IdentityChange::Other);
+    Ok(with_version(version, (StatusCode::CREATED, Json(entry))))
+}
+
+pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<BlocklistEntry>>> {
+    let limit = page_limit(q.limit)?;
+    Ok(Json(blocklist::list(&state.db, admin.org_id(), check_cursor(q.cursor)?.as_deref(), limit).await?))
+}
+
+pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<BlocklistEntry>> {
+    blocklist::get(&state.db, admin.org_id(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no blocklist entry {id:?} in this org")))
+}
+
+pub async fn remove(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
+    let (entry, version) = blocklist::remove(&state.db, &admin.actor(), &id).await?;
+    state.identity_changed(version, IdentityChange::Other);
+    Ok(with_version(version, Json(entry)))
+}

@@ -1,0 +1,82 @@
+//! `/api/v1/admin/constraints`: what an org demands of certificates beyond a valid chain.
+
+use super::mapping_rules::canonical_domain;
+use super::smartcards::MAX_DN_BYTES;
+use super::{check_cursor, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, PageQuery};
+use crate::app::{AppState, IdentityChange};
+use crate::db::{constraints, IdentityConstraint, Page};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+
+/// Dotted OIDs of certificate policies are short (PIV's are ~22 characters).
+pub const MAX_OID_BYTES: usize = 128;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintRequest {
+    /// `allowed_issuer_dn`, `required_policy_oid` or `san_email_domain`.
+    pub kind: String,
+    pub value: String,
+}
+
+fn canonical_value(kind: &str, value: &str) -> ApiResult<String> {
+    match kind {
+        "allowed_issuer_dn" => required_text("value", value, MAX_DN_BYTES),
+        "required_policy_oid" => {
+            let oid = required_text("value", value, MAX_OID_BYTES)?;
+            let arcs: Vec<&str> = oid.split('.').collect();
+            if arcs.len() < 2 || !arcs.iter().all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(ApiError::validation("value", "must be a dotted OID such as 2.16.840.1.101.3.2.1.3.13"));
+            }
+            Ok(oid)
+        }
+        "san_email_domain" => canonical_domain("value", value),
+        _ => Err(ApiError::validation("kind", format!("must be one of {}", constraints::KINDS.join(", ")))),
+    }
+}
+
+pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<ConstraintRequest>) -> ApiResult<Response> {
+    let value = canonical_value(&body.kind, &body.value)?;
+    let (constraint, version) = constraints::create(&state.db, &admin.actor(), &body.kind, &value).await?;
+    state.identity_changed(version, IdentityChange::Other);
+    Ok(with_version(version, (StatusCode::CREATED, Json(constraint))))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<IdentityConstraint>>> {
+    let limit = page_limit(q.limit)?;
+    Ok(Json(constraints::list(&state.db, admin.org_id(), check_cursor(q.cursor)?.as_deref(), limit).await?))
+}
+
+pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<IdentityConstraint>> {
+    constraints::get(&state.db, admin.org_id(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no constraint {id:?} in this org")))
+}
+
+pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
+    let (constraint, version) = constraints::delete(&state.db, &admin.actor(), &id).await?;
+    state.identity_changed(version, IdentityChange::Other);
+    Ok(with_version(version, Json(constraint)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_by_kind() {
+        assert_eq!(canonical_value("required_policy_oid", "2.16.840.1.101.3.2.1.3.13").unwrap(), "2.16.840.1.101.3.2.1.3.13");
+        assert!(matches!(canonical_value("required_policy_oid", "2.16..1"), Err(ApiError::Validation { .. })));
+        assert_eq!(canonical_value("san_email_domain", "MAIL.MIL").unwrap(), "mail.mil");
+        assert!(matches!(canonical_value("colour", "x"), Err(ApiError::Validation { ref field, .. }) if field == "kind"));
+    }
+}

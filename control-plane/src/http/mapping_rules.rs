@@ -1,0 +1,72 @@
+//! `/api/v1/admin/mapping-rules`: which SAN kind and domain may name a principal.
+
+use super::{check_cursor, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, PageQuery};
+use crate::app::{AppState, IdentityChange};
+use crate::db::{mapping_rules, MappingRule, Page};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use certbind_shared::identity::SanKind;
+use serde::Deserialize;
+
+/// RFC 1035: a domain name is at most 253 characters in text form.
+pub const MAX_DOMAIN_BYTES: usize = 253;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRuleRequest {
+    pub san: SanKind,
+    pub domain: String,
+}
+
+/// A domain as stored: lowercase, letters, digits, `-` and `.`, no empty labels.
+pub fn canonical_domain(field: &str, text: &str) -> ApiResult<String> {
+    let domain = required_text(field, text, MAX_DOMAIN_BYTES)?.to_ascii_lowercase();
+    let valid_label = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-')
+    };
+    if !domain.split('.').all(valid_label) {
+        return Err(ApiError::validation(field, "must be a domain name such as example.mil"));
+    }
+    Ok(domain)
+}
+
+pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<MappingRuleRequest>) -> ApiResult<Response> {
+    let domain = canonical_domain("domain", &body.domain)?;
+    let (rule, version) = mapping_rules::create(&state.db, &admin.actor(), body.san.as_str(), &domain).await?;
+    state.identity_changed(version, IdentityChange::Other);
+    Ok(with_version(version, (StatusCode::CREATED, Json(rule))))
+}
+
+pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<MappingRule>>> {
+    let limit = page_limit(q.limit)?;
+    Ok(Json(mapping_rules::list(&state.db, admin.org_id(), check_cursor(q.cursor)?.as_deref(), limit).await?))
+}
+
+pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<MappingRule>> {
+    mapping_rules::get(&state.db, admin.org_id(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no mapping rule {id:?} in this org")))
+}
+
+pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
+    let (rule, version) = mapping_rules::delete(&state.db, &admin.actor(), &id).await?;
+    state.identity_changed(version, IdentityChange::Other);
+    Ok(with_version(version, Json(rule)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_lowercased_and_checked() {
+        assert_eq!(canonical_domain("domain", " Mail.Example.MIL ").unwrap(), "mail.example.mil");
+        for bad in ["", "exa mple.mil", "example..mil", "-x.mil", "x.mil'; --", "@example.mil"] {
+            assert!(matches!(canonical_domain("domain", bad), Err(ApiError::Validation { .. })), "{bad}");
+        }
+    }
+}

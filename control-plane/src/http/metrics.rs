@@ -1,0 +1,87 @@
+//! `/metrics`: Prometheus text exposition, written by hand (a few counters do not need a
+//! metrics library).
+
+use crate::app::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (method, route template, status) → count. Route templates, not paths, keep the label
+    /// set bounded whatever clients send.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    pub binds: AtomicU64,
+    pub revokes: AtomicU64,
+}
+
+impl Metrics {
+    fn count(&self, method: &str, route: &str, status: u16) {
+        if let Ok(mut map) = self.requests.lock() {
+            *map.entry((method.to_string(), route.to_string(), status)).or_insert(0) += 1;
+        }
+    }
+
+    /// Requests counted for one (method, route, status).
+    pub fn requests(&self, method: &str, route: &str, status: u16) -> u64 {
+        self.requests
+            .lock()
+            .map(|m| m.get(&(method.to_string(), route.to_string(), status)).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// Counts every routed request by its route template and final status.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let response = next.run(request).await;
+    state.metrics.count(&method, &route, response.status().as_u16());
+    response
+}
+
+/// Escapes a label value per the exposition format.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub async fn render(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP certbind_http_requests_total HTTP requests by route template and status.");
+    let _ = writeln!(out, "# TYPE certbind_http_requests_total counter");
+    if let Ok(map) = state.metrics.requests.lock() {
+        for ((method, route, status), n) in map.iter() {
+            let _ = writeln!(
+                out,
+                "certbind_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                label(method),
+                label(route)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP certbind_binds_total Card bindings created.");
+    let _ = writeln!(out, "# TYPE certbind_binds_total counter");
+    let _ = writeln!(out, "certbind_binds_total {}", state.metrics.binds.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP certbind_revokes_total Card bindings revoked.");
+    let _ = writeln!(out, "# TYPE certbind_revokes_total counter");
+    let _ = writeln!(out, "certbind_revokes_total {}", state.metrics.revokes.load(Ordering::Relaxed));
+    if let Ok(version) = state.db.snapshot_version().await {
+        let _ = writeln!(out, "# HELP certbind_identity_version Version of the last committed identity change.");
+        let _ = writeln!(out, "# TYPE certbind_identity_version gauge");
+        let _ = writeln!(out, "certbind_identity_version {version}");
+    }
+    let served = state.snapshots.latest().map(|s| s.version).unwrap_or(0);
+    let _ = writeln!(out, "# HELP certbind_snapshot_version Version of the signed snapshot being served (0: none).");
+    let _ = writeln!(out, "# TYPE certbind_snapshot_version gauge");
+    let _ = writeln!(out, "certbind_snapshot_version {served}");
+    let mut response = out.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}

@@ -1,0 +1,305 @@
+//! The REST API, one module per resource, and the extractors they share: the admin token,
+//! JSON bodies and query strings that answer in problem+json, and input validation.
+
+pub mod audit;
+pub mod blocklist;
+pub mod constraints;
+pub mod health;
+pub mod issuers;
+pub mod mapping_rules;
+pub mod metrics;
+pub mod openapi;
+pub mod orgs;
+pub mod smartcards;
+pub mod snapshot;
+pub mod thumbprints;
+pub mod tokens;
+pub mod users;
+
+use crate::app::AppState;
+use crate::db::{tokens as db_tokens, Actor, AdminToken, DEFAULT_PAGE, MAX_PAGE};
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use certbind_shared::Fingerprint;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+/// Response header carrying the snapshot version a change was committed at.
+pub const SNAPSHOT_VERSION_HEADER: HeaderName = HeaderName::from_static("certbind-snapshot-version");
+
+/// The caller, authenticated by an admin token. Everything it reads or changes is scoped to
+/// `token.org_id`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub token: AdminToken,
+}
+
+impl Admin {
+    pub fn org_id(&self) -> &str {
+        &self.token.org_id
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor { org_id: self.token.org_id.clone(), name: format!("token:{}", self.token.id) }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            return Err(ApiError::Unauthorized { invalid_token: false });
+        };
+        let text = value.to_str().map_err(|_| ApiError::Unauthorized { invalid_token: true })?;
+        let (scheme, secret) = text.split_once(' ').ok_or(ApiError::Unauthorized { invalid_token: true })?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized { invalid_token: false });
+        }
+        match db_tokens::lookup(&state.db, secret.trim()).await? {
+            Some(token) => Ok(Admin { token }),
+            None => Err(ApiError::Unauthorized { invalid_token: true }),
+        }
+    }
+}
+
+/// An admin whose token may manage orgs.
+#[derive(Debug, Clone)]
+pub struct SuperAdmin(pub Admin);
+
+impl FromRequestParts<AppState> for SuperAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let admin = Admin::from_request_parts(parts, state).await?;
+        if !admin.token.super_admin {
+            return Err(ApiError::Forbidden("managing orgs needs a super-admin token".into()));
+        }
+        Ok(SuperAdmin(admin))
+    }
+}
+
+/// A JSON request body: `Content-Type: application/json` (415 otherwise), within the body
+/// limit (413), syntactically JSON (400), and of the expected shape — unknown fields
+/// included — (422 naming the field).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = state.limits.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::MalformedBody(format!("could not read the request body: {}", rejection.body_text()))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Parses a body, telling syntax errors (400) from shape errors (422, naming the field).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        json_error(&path, &inner)
+    })?;
+    deserializer.end().map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::MalformedBody(format!("the body is not valid JSON: {error}"))
+        }
+        Category::Data => {
+            let message = strip_position(&error.to_string());
+            // Unknown and missing fields are reported at their parent; name the field itself.
+            let field = match backticked(&message) {
+                Some(name) if message.starts_with("unknown field") || message.starts_with("missing field") => {
+                    if path == "." || path.is_empty() {
+                        name.to_string()
+                    } else if path == name || path.ends_with(&format!(".{name}")) {
+                        path.to_string()
+                    } else {
+                        format!("{path}.{name}")
+                    }
+                }
+                _ if path == "." || path.is_empty() => "body".to_string(),
+                _ => path.to_string(),
+            };
+            ApiError::Validation { field, detail: message }
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the field name says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// A query string of the expected shape; anything else is 422 naming the parameter.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_string();
+                let named = detail
+                    .split_once(": ")
+                    .map(|(name, _)| name)
+                    .filter(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+                let field = named.or_else(|| backticked(&detail)).unwrap_or("query").to_string();
+                ApiError::Validation { field, detail }
+            })
+    }
+}
+
+/// `?limit=&cursor=` of every list route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The page size asked for, checked against [`MAX_PAGE`].
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::validation("limit", format!("must be between 1 and {MAX_PAGE}"))),
+    }
+}
+
+/// A cursor is an id or fingerprint handed out by a previous page; anything longer is not one.
+pub fn check_cursor(cursor: Option<String>) -> Result<Option<String>, ApiError> {
+    match cursor {
+        Some(c) if c.len() > 128 => Err(ApiError::validation("cursor", "not a cursor from a previous page")),
+        c => Ok(c),
+    }
+}
+
+/// Parses a fingerprint in any accepted spelling into its canonical form.
+pub fn canonical_fingerprint(field: &str, text: &str) -> Result<String, ApiError> {
+    Fingerprint::parse(text).map(|fp| fp.to_hex()).map_err(|e| ApiError::validation(field, e.to_string()))
+}
+
+/// Required text: trimmed, non-empty, at most `max` bytes, no control characters.
+pub fn required_text(field: &str, text: &str, max: usize) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::validation(field, "must not be empty"));
+    }
+    optional_text(field, Some(text), max).map(|t| t.unwrap_or_default())
+}
+
+/// Optional text under the same rules; an empty string counts as absent.
+pub fn optional_text(field: &str, text: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    if text.len() > max {
+        return Err(ApiError::validation(field, format!("is {} bytes, more than the {max}-byte limit", text.len())));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::validation(field, "must not contain control characters"));
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// Tells a field that is absent (`None`) from one set to `null` (`Some(None)`), for PATCH.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Adds the snapshot-version header to a response of a change the filter sees.
+pub fn with_version<R: axum::response::IntoResponse>(version: i64, response: R) -> axum::response::Response {
+    let mut response = response.into_response();
+    if let Ok(value) = HeaderValue::from_str(&version.to_string()) {
+        response.headers_mut().insert(SNAPSHOT_VERSION_HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        user_id: String,
+        count: Option<u32>,
+    }
+
+    fn field_of(result: Result<Body, ApiError>) -> (String, String) {
+        match result {
+            Err(ApiError::Validation { field, detail }) => (field, detail),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_missing_and_mistyped_fields_are_named() {
+        let (field, detail) = field_of(parse_json(br#"{"user_id":"u","colour":1}"#));
+        assert_eq!(field, "colour");
+        assert!(detail.starts_with("unknown field `colour`"), "{detail}");
+        assert_eq!(field_of(parse_json(br#"{}"#)).0, "user_id");
+        assert_eq!(field_of(parse_json(br#"{"user_id":"u","count":"x"}"#)).0, "count");
+    }
+
+    #[test]
+    fn syntax_errors_and_trailing_bytes_are_malformed_bodies() {
+        assert!(matches!(parse_json::<Body>(br#"{"user_id":"#), Err(ApiError::MalformedBody(_))));
+        assert!(matches!(parse_json::<Body>(br#"{"user_id":"u"} x"#), Err(ApiError::MalformedBody(_))));
+    }
+
+    #[test]
+    fn text_limits_name_the_field() {
+        assert_eq!(required_text("label", "  Primary CAC ", 20).unwrap(), "Primary CAC");
+        let err = required_text("label", &"x".repeat(21), 20).unwrap_err();
+        assert!(matches!(err, ApiError::Validation { ref field, .. } if field == "label"));
+        assert!(matches!(required_text("label", " ", 20), Err(ApiError::Validation { .. })));
+        assert!(matches!(required_text("label", "a\u{0}b", 20), Err(ApiError::Validation { .. })));
+        assert_eq!(optional_text("label", Some(""), 20).unwrap(), None);
+    }
+}

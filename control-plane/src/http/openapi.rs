@@ -1,0 +1,247 @@
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document generated from the route table (so
+//! every route the router serves is in it) with hand-written schemas.
+
+use crate::app::{route_docs, Access, RouteDoc};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+pub async fn document() -> Json<Value> {
+    Json(build())
+}
+
+/// The whole document.
+pub fn build() -> Value {
+    let mut paths = Map::new();
+    for route in route_docs() {
+        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        if let Value::Object(methods) = entry {
+            methods.insert(route.method.as_str().to_ascii_lowercase(), operation(&route));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "certbind control plane",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Smart-card bindings (smart_card_links), the identity data the certbind filter \
+                enforces, and the signed snapshots that carry it. Errors are application/problem+json \
+                (RFC 9457). Admin routes take `Authorization: Bearer <admin token>` and see only the \
+                token's org."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "adminToken": { "type": "http", "scheme": "bearer" } },
+            "schemas": schemas(),
+        }
+    })
+}
+
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| {
+            let description = if name == "fingerprint" {
+                "SHA-256 certificate fingerprint: 64 hex digits, colon-separated hex pairs, or base64url x5t#S256"
+            } else {
+                "identifier returned when the resource was created"
+            };
+            json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" }, "description": description })
+        })
+        .collect()
+}
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+fn operation(route: &RouteDoc) -> Value {
+    let mut parameters = path_parameters(route.path);
+    for (name, kind, description) in route.query {
+        parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind }, "description": description }));
+    }
+    let (status, schema) = route.success;
+    let success = match (route.path, schema) {
+        ("/metrics", _) => json!({ "description": "Prometheus text", "content": { "text/plain": { "schema": { "type": "string" } } } }),
+        ("/api/v1/snapshot", _) => json!({
+            "description": "The signed snapshot (binary); 304 when the caller holds the latest",
+            "headers": { "ETag": { "schema": { "type": "string" } } },
+            "content": { "application/vnd.certbind.snapshot": { "schema": { "type": "string", "format": "binary" } } }
+        }),
+        (_, Some(name)) => json!({
+            "description": "Success",
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } }
+        }),
+        (_, None) => json!({ "description": "Success", "content": { "application/json": {} } }),
+    };
+    let mut responses = Map::new();
+    responses.insert(status.to_string(), success);
+    if route.path == "/api/v1/snapshot" {
+        responses.insert("304".into(), json!({ "description": "Not modified: no newer snapshot (within the wait)" }));
+        responses.insert("503".into(), problem("No signed snapshot yet"));
+    }
+    if route.path == "/readyz" {
+        responses.insert("503".into(), problem("Not ready"));
+    }
+    if route.access != Access::Public {
+        responses.insert("401".into(), problem("Missing or unknown admin token"));
+        responses.insert("404".into(), problem("No such resource in the caller's org"));
+        responses.insert("422".into(), problem("Invalid parameter or body; `field` names it"));
+    }
+    if route.access == Access::SuperAdmin {
+        responses.insert("403".into(), problem("The token is not a super-admin token"));
+    }
+    if let Some(_request) = route.request {
+        responses.insert("400".into(), problem("The body is not JSON"));
+        responses.insert("409".into(), problem("Already exists"));
+        responses.insert("413".into(), problem("The body is larger than the limit"));
+        responses.insert("415".into(), problem("The body is not application/json"));
+    }
+    let mut op = json!({
+        "summary": route.summary,
+        "operationId": operation_id(route),
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if let Value::Object(map) = &mut op {
+        if let Some(name) = route.request {
+            map.insert(
+                "requestBody".into(),
+                json!({
+                    "required": true,
+                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } }
+                }),
+            );
+        }
+        if route.access != Access::Public {
+            map.insert("security".into(), json!([{ "adminToken": [] }]));
+        }
+    }
+    op
+}
+
+fn operation_id(route: &RouteDoc) -> String {
+    let path: String = route
+        .path
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}_{}", route.method.as_str().to_ascii_lowercase(), path.trim_matches('_'))
+}
+
+fn page_of(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } },
+            "next_cursor": { "type": ["string", "null"] }
+        }
+    })
+}
+
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+}
+
+fn schemas() -> Value {
+    let s = json!({ "type": "string" });
+    let ns = json!({ "type": ["string", "null"] });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let fingerprint = json!({ "type": "string", "description": "64 hex digits, colon-separated hex pairs, or base64url x5t#S256; returned as 64 lowercase hex digits" });
+    json!({
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": s, "title": s, "status": { "type": "integer" }, "detail": s,
+                "field": { "type": "string", "description": "the parameter or body member at fault (422)" }
+            }
+        },
+        "Health": { "type": "object", "properties": { "status": s } },
+        "SnapshotKeys": { "type": "object", "description": "The public keys that verify snapshots, each with its key id" },
+        "BindRequest": object(&["user_id"], json!({
+            "user_id": s, "fingerprint": fingerprint, "subject_dn": s, "issuer_dn": s,
+            "serial": { "type": "string", "description": "hex, optionally 0x-prefixed or colon-separated" },
+            "not_before": time, "not_after": time, "label": s,
+            "certificate_pem": { "type": "string", "description": "the certificate; the server derives every other certificate field, and any given must agree" }
+        })),
+        "SmartCardUpdate": object(&[], json!({ "enabled": { "type": "boolean" }, "label": ns })),
+        "SmartCard": object(&["fingerprint", "user_id", "org_id", "subject_dn", "issuer_dn", "serial", "not_before", "not_after", "enabled", "created_at"], json!({
+            "fingerprint": s, "user_id": s, "org_id": s, "subject_dn": s, "issuer_dn": s, "serial": s,
+            "not_before": time, "not_after": time, "label": ns, "enabled": { "type": "boolean" },
+            "created_at": time, "last_used_at": ns
+        })),
+        "SmartCardPage": page_of("SmartCard"),
+        "OrgRequest": object(&["name"], json!({ "name": s })),
+        "Org": object(&["id", "name", "created_at"], json!({ "id": s, "name": s, "created_at": time })),
+        "OrgPage": page_of("Org"),
+        "TokenRequest": object(&[], json!({ "super_admin": { "type": "boolean" }, "label": s })),
+        "Token": object(&["id", "org_id", "super_admin", "created_at"], json!({
+            "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time
+        })),
+        "NewToken": object(&["id", "org_id", "super_admin", "created_at", "token"], json!({
+            "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time,
+            "token": { "type": "string", "description": "the secret; shown only in this response" }
+        })),
+        "TokenPage": page_of("Token"),
+        "UserRequest": object(&["name"], json!({ "name": s, "email": s })),
+        "User": object(&["id", "org_id", "name", "created_at"], json!({ "id": s, "org_id": s, "name": s, "email": ns, "created_at": time })),
+        "UserPage": page_of("User"),
+        "BlocklistRequest": object(&[], json!({ "fingerprint": fingerprint, "issuer_dn": s, "serial": s, "reason": s })),
+        "BlocklistEntry": object(&["id", "org_id", "created_at"], json!({
+            "id": s, "org_id": s, "fingerprint": ns, "issuer_dn": ns, "serial": ns, "reason": ns, "created_at": time
+        })),
+        "BlocklistPage": page_of("BlocklistEntry"),
+        "IssuerRequest": object(&["issuer", "jwks"], json!({
+            "issuer": s, "audiences": { "type": "array", "items": s }, "jwks": { "type": "object", "description": "RFC 7517 JSON Web Key Set" }
+        })),
+        "IssuerUpdate": object(&[], json!({ "audiences": { "type": ["array", "null"], "items": s }, "jwks": { "type": "object" } })),
+        "Issuer": object(&["id", "org_id", "issuer", "jwks", "created_at", "updated_at"], json!({
+            "id": s, "org_id": s, "issuer": s, "audiences": { "type": ["array", "null"], "items": s },
+            "jwks": { "type": "object" }, "created_at": time, "updated_at": time
+        })),
+        "IssuerPage": page_of("Issuer"),
+        "MappingRuleRequest": object(&["san", "domain"], json!({ "san": { "enum": ["email", "upn"] }, "domain": s })),
+        "MappingRule": object(&["id", "org_id", "san_kind", "domain", "created_at"], json!({
+            "id": s, "org_id": s, "san_kind": { "enum": ["email", "upn"] }, "domain": s, "created_at": time
+        })),
+        "MappingRulePage": page_of("MappingRule"),
+        "ThumbprintMappingRequest": object(&["fingerprint", "principal"], json!({ "fingerprint": fingerprint, "principal": s })),
+        "ThumbprintMapping": object(&["fingerprint", "org_id", "principal", "created_at"], json!({
+            "fingerprint": s, "org_id": s, "principal": s, "created_at": time
+        })),
+        "ThumbprintMappingPage": page_of("ThumbprintMapping"),
+        "ConstraintRequest": object(&["kind", "value"], json!({
+            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain"] }, "value": s
+        })),
+        "Constraint": object(&["id", "org_id", "kind", "value", "created_at"], json!({
+            "id": s, "org_id": s, "kind": s, "value": s, "created_at": time
+        })),
+        "ConstraintPage": page_of("Constraint"),
+        "AuditEntry": object(&["id", "org_id", "actor", "action", "target", "detail", "at"], json!({
+            "id": { "type": "integer" }, "org_id": s, "actor": s, "action": s, "target": s,
+            "detail": { "type": "object" }, "snapshot_version": { "type": ["integer", "null"] }, "at": time
+        })),
+        "AuditPage": page_of("AuditEntry"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = build();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("#/components/schemas/").skip(1) {
+            let name: String = piece.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            assert!(schemas.contains_key(&name), "unresolved schema {name}");
+        }
+    }
+}

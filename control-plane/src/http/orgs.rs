@@ -1,0 +1,36 @@
+//! `/api/v1/admin/orgs`: super-admin only.
+
+use super::{check_cursor, page_limit, required_text, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use crate::app::AppState;
+use crate::db::{orgs, Org, Page};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+/// Org names are shown to people and used on the command line.
+pub const MAX_ORG_NAME_BYTES: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgRequest {
+    pub name: String,
+}
+
+pub async fn create(State(state): State<AppState>, SuperAdmin(admin): SuperAdmin, ApiJson(body): ApiJson<OrgRequest>) -> ApiResult<Response> {
+    let name = required_text("name", &body.name, MAX_ORG_NAME_BYTES)?;
+    let org = orgs::create(&state.db, Some(&admin.actor()), &name).await?;
+    let location = format!("/api/v1/admin/orgs/{}", org.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(org)).into_response())
+}
+
+pub async fn list(State(state): State<AppState>, _admin: SuperAdmin, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<Org>>> {
+    let limit = page_limit(q.limit)?;
+    Ok(Json(orgs::list(&state.db, check_cursor(q.cursor)?.as_deref(), limit).await?))
+}
+
+pub async fn get(State(state): State<AppState>, _admin: SuperAdmin, Path(id): Path<String>) -> ApiResult<Json<Org>> {
+    orgs::get(&state.db, &id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no org {id:?}")))
+}

@@ -1,0 +1,121 @@
+//! `GET /api/v1/snapshot` and `/api/v1/snapshot/keys`: what every filter fetches.
+//!
+//! The snapshot carries its own signature, so these routes need no token. A filter polls with
+//! `?wait=N&after_version=V` (or `If-None-Match`): the request is held until a newer snapshot
+//! is signed or N seconds (capped) pass, so a revocation reaches every proxy within seconds
+//! without a storm of requests.
+
+use super::{ApiQuery, SNAPSHOT_VERSION_HEADER};
+use crate::app::{AppState, ServedSnapshot};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SNAPSHOT_CONTENT_TYPE: &str = "application/vnd.certbind.snapshot";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotQuery {
+    /// Seconds to wait for a newer snapshot.
+    pub wait: Option<u64>,
+    pub after_version: Option<u64>,
+}
+
+/// Whether the caller already holds `snapshot`.
+fn caller_holds(snapshot: &ServedSnapshot, after_version: Option<u64>, if_none_match: Option<&str>) -> bool {
+    let by_version = after_version.is_some_and(|v| snapshot.version <= v);
+    let etag = snapshot.etag();
+    let by_etag = if_none_match.is_some_and(|inm| inm.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    by_version || by_etag
+}
+
+fn not_modified(snapshot: &ServedSnapshot) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    set_common_headers(response.headers_mut(), snapshot);
+    response
+}
+
+fn set_common_headers(headers: &mut HeaderMap, snapshot: &ServedSnapshot) {
+    if let Ok(etag) = HeaderValue::from_str(&snapshot.etag()) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(version) = HeaderValue::from_str(&snapshot.version.to_string()) {
+        headers.insert(SNAPSHOT_VERSION_HEADER, version);
+    }
+    // Caches must revalidate: a revoked binding must not be served from a cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+}
+
+fn full(snapshot: &ServedSnapshot) -> Response {
+    let mut response = (StatusCode::OK, snapshot.bytes.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SNAPSHOT_CONTENT_TYPE));
+    set_common_headers(headers, snapshot);
+    response
+}
+
+fn latest_or_unavailable(state: &AppState) -> ApiResult<Arc<ServedSnapshot>> {
+    state
+        .snapshots
+        .latest()
+        .ok_or_else(|| ApiError::Unavailable("no signed snapshot yet: is a signing key configured (`certbind key init`)?".into()))
+}
+
+pub async fn latest(State(state): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<SnapshotQuery>) -> ApiResult<Response> {
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.limits.max_long_poll);
+    let mut versions = state.snapshots.subscribe();
+    let snapshot = latest_or_unavailable(&state)?;
+    if !caller_holds(&snapshot, q.after_version, if_none_match.as_deref()) {
+        return Ok(full(&snapshot));
+    }
+    if wait.is_zero() {
+        return Ok(not_modified(&snapshot));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // `changed` also wakes for versions the caller already holds; check and go on waiting.
+        match tokio::time::timeout_at(deadline, versions.changed()).await {
+            Ok(Ok(())) => {
+                let snapshot = latest_or_unavailable(&state)?;
+                if !caller_holds(&snapshot, q.after_version, if_none_match.as_deref()) {
+                    return Ok(full(&snapshot));
+                }
+            }
+            // The service went away (shutting down) or time is up: answer with what we have.
+            Ok(Err(_)) | Err(_) => {
+                let snapshot = latest_or_unavailable(&state)?;
+                if !caller_holds(&snapshot, q.after_version, if_none_match.as_deref()) {
+                    return Ok(full(&snapshot));
+                }
+                return Ok(not_modified(&snapshot));
+            }
+        }
+    }
+}
+
+pub async fn keys(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.snapshots.public_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caller_holds_a_version_by_number_or_etag() {
+        let s = ServedSnapshot { version: 7, bytes: Default::default() };
+        assert!(caller_holds(&s, Some(7), None));
+        assert!(caller_holds(&s, Some(9), None));
+        assert!(!caller_holds(&s, Some(6), None));
+        assert!(caller_holds(&s, None, Some("\"7\"")));
+        assert!(caller_holds(&s, None, Some("\"3\", \"7\"")));
+        assert!(!caller_holds(&s, None, Some("\"6\"")));
+        assert!(!caller_holds(&s, None, None));
+    }
+}

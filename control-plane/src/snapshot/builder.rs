@@ -1,0 +1,621 @@
+//! Turning identity data into snapshot bytes, two ways:
+//!
+//! - [`encode_content`]: a full build from [`SnapshotContent`] (start-up, resynchronisation);
+//! - [`encode_patched`]: the previous snapshot merged with [`Pending`] changes, in one linear
+//!   pass over the old bytes. A revoke at a million bindings costs an O(log n) insert into a
+//!   small ordered map, then this pass, one SHA-256 and one HSM signature: no sorting, no
+//!   database read.
+
+use certbind_shared::encoding::hex_lower;
+use certbind_shared::identity::{CardBinding, SanKind};
+use certbind_shared::pop::jwks::Jwks;
+use certbind_shared::snapshot::{
+    revoked_serial_key, ConstraintKind, EncodeError, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
+    UnsignedSnapshot, MAX_STRING_LEN,
+};
+use certbind_shared::Fingerprint;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Everything a snapshot carries, as plain rows. Order does not matter; the builder sorts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotContent {
+    pub bindings: Vec<BindingEntry>,
+    pub blocklist: Vec<Fingerprint>,
+    pub revoked: Vec<RevokedSerial>,
+    pub principals: Vec<PrincipalEntry>,
+    pub san_rules: Vec<(SanKind, String)>,
+    pub constraints: Vec<ConstraintEntry>,
+    pub issuers: Vec<IssuerEntry>,
+}
+
+/// A `smart_card_links` row as the filter needs it; disabled rows are kept (the filter
+/// answers them `binding_disabled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingEntry {
+    pub fingerprint: Fingerprint,
+    pub user_id: String,
+    pub org_id: String,
+    pub enabled: bool,
+}
+
+/// A revoked certificate by issuer DN and serial (any spelling `normalize_serial` accepts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerial {
+    pub issuer_dn: String,
+    pub serial: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalEntry {
+    pub fingerprint: Fingerprint,
+    pub principal: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstraintEntry {
+    pub org_id: String,
+    pub kind: ConstraintKind,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerEntry {
+    /// The exact `iss` of its tokens.
+    pub issuer: String,
+    /// The JWKS JSON document.
+    pub jwks_json: Vec<u8>,
+}
+
+/// One committed change to what the filter sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A binding created, enabled, disabled or moved: its row as committed.
+    UpsertBinding {
+        fingerprint: Fingerprint,
+        user_id: String,
+        org_id: String,
+        enabled: bool,
+    },
+    RemoveBinding {
+        fingerprint: Fingerprint,
+    },
+    Block {
+        fingerprint: Fingerprint,
+    },
+    Unblock {
+        fingerprint: Fingerprint,
+    },
+    RevokeSerial {
+        issuer_dn: String,
+        serial: String,
+    },
+    UnrevokeSerial {
+        issuer_dn: String,
+        serial: String,
+    },
+    MapPrincipal {
+        fingerprint: Fingerprint,
+        principal: String,
+    },
+    UnmapPrincipal {
+        fingerprint: Fingerprint,
+    },
+    AllowSanDomain {
+        kind: SanKind,
+        domain: String,
+    },
+    DisallowSanDomain {
+        kind: SanKind,
+        domain: String,
+    },
+    AddConstraint {
+        org_id: String,
+        kind: ConstraintKind,
+        value: String,
+    },
+    RemoveConstraint {
+        org_id: String,
+        kind: ConstraintKind,
+        value: String,
+    },
+    UpsertIssuer {
+        issuer: String,
+        jwks_json: Vec<u8>,
+    },
+    RemoveIssuer {
+        issuer: String,
+    },
+}
+
+/// Why identity data cannot go into a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    /// A string is empty or longer than the snapshot's 255-byte limit; names the field.
+    BadString { field: &'static str, len: usize },
+    /// The same fingerprint bound twice.
+    DuplicateBinding { fingerprint: String },
+    /// The same fingerprint mapped to two principals.
+    DuplicatePrincipal { fingerprint: String },
+    /// The same issuer listed twice.
+    DuplicateIssuer { issuer: String },
+    /// An issuer's JWKS does not parse; the filter would refuse the whole snapshot.
+    InvalidJwks { issuer: String, problem: String },
+    /// The encoder refused a record (an ordering bug, or the size cap).
+    Encode(EncodeError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::BadString { field, len } => {
+                write!(f, "{field} is {len} bytes; snapshot strings are 1 to {MAX_STRING_LEN} bytes")
+            }
+            BuildError::DuplicateBinding { fingerprint } => write!(f, "fingerprint {fingerprint} is bound twice"),
+            BuildError::DuplicatePrincipal { fingerprint } => write!(f, "fingerprint {fingerprint} is mapped twice"),
+            BuildError::DuplicateIssuer { issuer } => write!(f, "issuer {issuer:?} is listed twice"),
+            BuildError::InvalidJwks { issuer, problem } => write!(f, "issuer {issuer:?}: {problem}"),
+            BuildError::Encode(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl From<EncodeError> for BuildError {
+    fn from(e: EncodeError) -> Self {
+        BuildError::Encode(e)
+    }
+}
+
+fn check_string(field: &'static str, text: &str) -> Result<(), BuildError> {
+    if text.is_empty() || text.len() > MAX_STRING_LEN {
+        return Err(BuildError::BadString { field, len: text.len() });
+    }
+    Ok(())
+}
+
+fn check_jwks(issuer: &str, json: &[u8]) -> Result<(), BuildError> {
+    Jwks::parse(json)
+        .map(|_| ())
+        .map_err(|e| BuildError::InvalidJwks { issuer: issuer.to_owned(), problem: e.to_string() })
+}
+
+/// Checks a change the way the encoder and the filter's reader will, so that a change
+/// accepted here can never make a later build fail. The database layer may call this before
+/// committing, to answer 422 instead of storing what cannot be distributed.
+pub fn validate_change(change: &Change) -> Result<(), BuildError> {
+    match change {
+        Change::UpsertBinding { user_id, org_id, .. } => {
+            check_string("user_id", user_id)?;
+            check_string("org_id", org_id)
+        }
+        Change::MapPrincipal { principal, .. } => check_string("principal", principal),
+        Change::AllowSanDomain { domain, .. } | Change::DisallowSanDomain { domain, .. } => {
+            check_string("domain", domain)
+        }
+        Change::AddConstraint { org_id, value, .. } | Change::RemoveConstraint { org_id, value, .. } => {
+            check_string("org_id", org_id)?;
+            check_string("value", value)
+        }
+        Change::UpsertIssuer { issuer, jwks_json } => {
+            check_string("issuer", issuer)?;
+            check_jwks(issuer, jwks_json)
+        }
+        Change::RemoveIssuer { issuer } => check_string("issuer", issuer),
+        Change::RemoveBinding { .. }
+        | Change::Block { .. }
+        | Change::Unblock { .. }
+        | Change::RevokeSerial { .. }
+        | Change::UnrevokeSerial { .. }
+        | Change::UnmapPrincipal { .. } => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BindingValue {
+    user_id: String,
+    org_id: String,
+    enabled: bool,
+}
+
+/// Changes not yet in a signed snapshot, keyed like the snapshot's sections. `None` / `false`
+/// means removed; the latest change to a key wins.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pending {
+    bindings: BTreeMap<Fingerprint, Option<BindingValue>>,
+    blocklist: BTreeMap<Fingerprint, bool>,
+    revoked: BTreeMap<[u8; 32], bool>,
+    principals: BTreeMap<Fingerprint, Option<String>>,
+    san_rules: BTreeMap<(u8, String), bool>,
+    constraints: BTreeMap<(String, u8, String), bool>,
+    issuers: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+fn san_wire(kind: SanKind) -> u8 {
+    match kind {
+        SanKind::Email => 1,
+        SanKind::Upn => 2,
+    }
+}
+
+fn san_kind(wire: u8) -> SanKind {
+    if wire == 1 {
+        SanKind::Email
+    } else {
+        SanKind::Upn
+    }
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
+            && self.blocklist.is_empty()
+            && self.revoked.is_empty()
+            && self.principals.is_empty()
+            && self.san_rules.is_empty()
+            && self.constraints.is_empty()
+            && self.issuers.is_empty()
+    }
+
+    /// Number of keys touched.
+    pub fn len(&self) -> usize {
+        self.bindings.len()
+            + self.blocklist.len()
+            + self.revoked.len()
+            + self.principals.len()
+            + self.san_rules.len()
+            + self.constraints.len()
+            + self.issuers.len()
+    }
+
+    /// Records `change` after [`validate_change`]; a refused change leaves `self` untouched.
+    pub fn apply(&mut self, change: Change) -> Result<(), BuildError> {
+        validate_change(&change)?;
+        match change {
+            Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
+                self.bindings.insert(fingerprint, Some(BindingValue { user_id, org_id, enabled }));
+            }
+            Change::RemoveBinding { fingerprint } => {
+                self.bindings.insert(fingerprint, None);
+            }
+            Change::Block { fingerprint } => {
+                self.blocklist.insert(fingerprint, true);
+            }
+            Change::Unblock { fingerprint } => {
+                self.blocklist.insert(fingerprint, false);
+            }
+            Change::RevokeSerial { issuer_dn, serial } => {
+                self.revoked.insert(revoked_serial_key(&issuer_dn, &serial), true);
+            }
+            Change::UnrevokeSerial { issuer_dn, serial } => {
+                self.revoked.insert(revoked_serial_key(&issuer_dn, &serial), false);
+            }
+            Change::MapPrincipal { fingerprint, principal } => {
+                self.principals.insert(fingerprint, Some(principal));
+            }
+            Change::UnmapPrincipal { fingerprint } => {
+                self.principals.insert(fingerprint, None);
+            }
+            Change::AllowSanDomain { kind, domain } => {
+                self.san_rules.insert((san_wire(kind), domain.to_ascii_lowercase()), true);
+            }
+            Change::DisallowSanDomain { kind, domain } => {
+                self.san_rules.insert((san_wire(kind), domain.to_ascii_lowercase()), false);
+            }
+            Change::AddConstraint { org_id, kind, value } => {
+                self.constraints.insert((org_id, kind.wire_id(), value), true);
+            }
+            Change::RemoveConstraint { org_id, kind, value } => {
+                self.constraints.insert((org_id, kind.wire_id(), value), false);
+            }
+            Change::UpsertIssuer { issuer, jwks_json } => {
+                self.issuers.insert(issuer, Some(jwks_json));
+            }
+            Change::RemoveIssuer { issuer } => {
+                self.issuers.insert(issuer, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back changes whose publication failed, under the ones recorded since: for a key
+    /// in both, the newer change stays.
+    pub fn restore_older(&mut self, older: Pending) {
+        fn keep_newer<K: Ord, V>(newer: &mut BTreeMap<K, V>, older: BTreeMap<K, V>) {
+            for (key, value) in older {
+                newer.entry(key).or_insert(value);
+            }
+        }
+        keep_newer(&mut self.bindings, older.bindings);
+        keep_newer(&mut self.blocklist, older.blocklist);
+        keep_newer(&mut self.revoked, older.revoked);
+        keep_newer(&mut self.principals, older.principals);
+        keep_newer(&mut self.san_rules, older.san_rules);
+        keep_newer(&mut self.constraints, older.constraints);
+        keep_newer(&mut self.issuers, older.issuers);
+    }
+
+    /// Binding and principal keys touched: what leaves garbage in a continued string table.
+    pub fn churn(&self) -> usize {
+        self.bindings.len() + self.principals.len()
+    }
+
+    /// Upper bound of the bytes these changes add to a snapshot.
+    fn growth_bound(&self) -> usize {
+        let strings = |s: &str| s.len() + 1;
+        let bindings: usize =
+            self.bindings.values().flatten().map(|b| 40 + strings(&b.user_id) + strings(&b.org_id) + 4).sum();
+        let principals: usize = self.principals.values().flatten().map(|p| 36 + strings(p)).sum();
+        let issuers: usize = self.issuers.iter().map(|(i, j)| 12 + strings(i) + j.as_ref().map_or(0, Vec::len)).sum();
+        let constraints: usize = self.constraints.keys().map(|(o, _, v)| 9 + strings(o) + strings(v)).sum();
+        let rules: usize = self.san_rules.keys().map(|(_, d)| 5 + strings(d)).sum();
+        bindings + principals + issuers + constraints + rules + 32 * (self.blocklist.len() + self.revoked.len())
+    }
+}
+
+enum Merged<B, O> {
+    Kept(B),
+    Changed(O),
+}
+
+/// Walks two streams sorted by key, the second overriding the first: `Some` replaces or adds,
+/// `None` removes.
+fn merge<K: Ord, B, O>(
+    base: impl Iterator<Item = (K, B)>,
+    overlay: impl Iterator<Item = (K, Option<O>)>,
+    mut emit: impl FnMut(K, Merged<B, O>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let mut base = base.peekable();
+    let mut overlay = overlay.peekable();
+    loop {
+        let order = match (base.peek(), overlay.peek()) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((b, _)), Some((o, _))) => b.cmp(o),
+        };
+        if order == Ordering::Less {
+            if let Some((key, value)) = base.next() {
+                emit(key, Merged::Kept(value))?;
+            }
+            continue;
+        }
+        if order == Ordering::Equal {
+            base.next();
+        }
+        if let Some((key, Some(value))) = overlay.next() {
+            emit(key, Merged::Changed(value))?;
+        }
+    }
+}
+
+fn present(flag: &bool) -> Option<()> {
+    flag.then_some(())
+}
+
+/// How [`encode_patched`] treats the previous snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchMode {
+    /// Copy the string table and every unchanged record as they are; encode only the
+    /// changes. Strings of removed records stay behind as garbage.
+    KeepStrings,
+    /// Re-encode every record into a fresh string table, dropping the garbage.
+    Compact,
+}
+
+/// Copies the runs of `base` records (fixed width, keyed by their first 32 bytes) between
+/// the overlay's keys, skipping records the overlay replaces or removes, and pushes the
+/// overlay's new values in their place. Cost: one binary search per change, plus `memcpy`.
+fn patch_fixed<'a, V>(
+    encoder: &mut SnapshotEncoder,
+    base: &[u8],
+    record_len: usize,
+    overlay: impl Iterator<Item = (&'a [u8; 32], Option<V>)>,
+    copy_run: fn(&mut SnapshotEncoder, &[u8]) -> Result<(), EncodeError>,
+    mut push_new: impl FnMut(&mut SnapshotEncoder, &[u8; 32], V) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let count = base.len() / record_len;
+    let key_at = |i: usize| base.get(i * record_len..i * record_len + 32);
+    let mut copied = 0;
+    for (key, value) in overlay {
+        let (mut low, mut high) = (copied, count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if key_at(mid).is_some_and(|k| k < &key[..]) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        copy_run(encoder, base.get(copied * record_len..low * record_len).unwrap_or(&[]))?;
+        copied = if key_at(low) == Some(&key[..]) { low + 1 } else { low };
+        if let Some(value) = value {
+            push_new(encoder, key, value)?;
+        }
+    }
+    copy_run(encoder, base.get(copied * record_len..).unwrap_or(&[]))
+}
+
+/// The previous snapshot with `pending` applied, stamped with `header`.
+pub fn encode_patched(
+    base: &SnapshotView,
+    pending: &Pending,
+    header: &SnapshotHeader,
+    mode: PatchMode,
+) -> Result<UnsignedSnapshot, BuildError> {
+    let growth = pending.growth_bound();
+    let mut encoder = match mode {
+        PatchMode::KeepStrings => SnapshotEncoder::continuing(base, growth + 4096),
+        PatchMode::Compact => {
+            SnapshotEncoder::with_capacity(base.as_bytes().len() + growth, base.strings_len() + growth)
+        }
+    };
+    if mode == PatchMode::KeepStrings {
+        patch_fixed(
+            &mut encoder,
+            base.section_bytes(Section::Bindings),
+            40,
+            pending.bindings.iter().map(|(k, v)| (&k.0, v.as_ref())),
+            SnapshotEncoder::push_binding_records,
+            |e, key, b| e.push_binding(&Fingerprint(*key), &b.user_id, &b.org_id, b.enabled),
+        )?;
+        patch_fixed(
+            &mut encoder,
+            base.section_bytes(Section::Blocklist),
+            32,
+            pending.blocklist.iter().map(|(k, v)| (&k.0, present(v))),
+            SnapshotEncoder::push_blocked_records,
+            |e, key, ()| e.push_blocked(&Fingerprint(*key)),
+        )?;
+        patch_fixed(
+            &mut encoder,
+            base.section_bytes(Section::Revoked),
+            32,
+            pending.revoked.iter().map(|(k, v)| (k, present(v))),
+            SnapshotEncoder::push_revoked_records,
+            |e, key, ()| e.push_revoked_key(key),
+        )?;
+        patch_fixed(
+            &mut encoder,
+            base.section_bytes(Section::Principals),
+            36,
+            pending.principals.iter().map(|(k, v)| (&k.0, v.as_deref())),
+            SnapshotEncoder::push_principal_records,
+            |e, key, principal| e.push_principal(&Fingerprint(*key), principal),
+        )?;
+    } else {
+        merge(base.bindings(), pending.bindings.iter().map(|(k, v)| (*k, v.as_ref())), |fp, item| match item {
+            Merged::Kept(CardBinding { user_id, org_id, enabled }) => {
+                encoder.push_binding(&fp, user_id, org_id, enabled)
+            }
+            Merged::Changed(b) => encoder.push_binding(&fp, &b.user_id, &b.org_id, b.enabled),
+        })?;
+        merge(
+            base.blocklist().map(|fp| (fp, ())),
+            pending.blocklist.iter().map(|(k, v)| (*k, present(v))),
+            |fp, _| encoder.push_blocked(&fp),
+        )?;
+        merge(
+            base.revoked_keys().map(|k| (k, ())),
+            pending.revoked.iter().map(|(k, v)| (*k, present(v))),
+            |key, _| encoder.push_revoked_key(&key),
+        )?;
+        merge(base.principals(), pending.principals.iter().map(|(k, v)| (*k, v.as_deref())), |fp, item| match item {
+            Merged::Kept(principal) | Merged::Changed(principal) => encoder.push_principal(&fp, principal),
+        })?;
+    }
+    // The small sections are re-encoded either way (their strings are a few bytes each).
+    merge(
+        base.san_rules().map(|(kind, domain)| ((san_wire(kind), domain), ())),
+        pending.san_rules.iter().map(|((kind, domain), v)| ((*kind, domain.as_str()), present(v))),
+        |(kind, domain), _| encoder.push_san_rule(san_kind(kind), domain),
+    )?;
+    merge(
+        base.constraints().map(|(org, kind, value)| ((org, kind.wire_id(), value), ())),
+        pending.constraints.iter().map(|((org, kind, value), v)| ((org.as_str(), *kind, value.as_str()), present(v))),
+        |(org, kind, value), _| match ConstraintKind::from_wire_id(kind) {
+            Some(kind) => encoder.push_constraint(org, kind, value),
+            None => Ok(()),
+        },
+    )?;
+    merge(
+        base.issuers(),
+        pending.issuers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+        |issuer, item| match item {
+            Merged::Kept(jwks) | Merged::Changed(jwks) => encoder.push_issuer(issuer, jwks),
+        },
+    )?;
+    Ok(encoder.finish(header)?)
+}
+
+/// A full build. Sorts `content` in place; refuses duplicates that would make the snapshot
+/// ambiguous and JWKS documents the filter could not parse.
+pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
+    let strings: usize = content.bindings.iter().map(|b| b.user_id.len() + 1).sum::<usize>()
+        + content.principals.iter().map(|p| p.principal.len() + 1).sum::<usize>();
+    let records = content.bindings.len() * 40
+        + (content.blocklist.len() + content.revoked.len()) * 32
+        + content.principals.len() * 36;
+    let jwks: usize = content.issuers.iter().map(|i| i.jwks_json.len() + i.issuer.len() + 13).sum();
+    let mut encoder = SnapshotEncoder::with_capacity(records + strings + jwks + 4096, strings + 4096);
+
+    content.bindings.sort_unstable_by_key(|b| b.fingerprint);
+    for pair in content.bindings.windows(2) {
+        if let [a, b] = pair {
+            if a.fingerprint == b.fingerprint {
+                return Err(BuildError::DuplicateBinding { fingerprint: a.fingerprint.to_hex() });
+            }
+        }
+    }
+    for b in &content.bindings {
+        check_string("user_id", &b.user_id)?;
+        check_string("org_id", &b.org_id)?;
+        encoder.push_binding(&b.fingerprint, &b.user_id, &b.org_id, b.enabled)?;
+    }
+
+    content.blocklist.sort_unstable();
+    content.blocklist.dedup();
+    for fp in &content.blocklist {
+        encoder.push_blocked(fp)?;
+    }
+
+    let mut revoked: Vec<[u8; 32]> =
+        content.revoked.iter().map(|r| revoked_serial_key(&r.issuer_dn, &r.serial)).collect();
+    revoked.sort_unstable();
+    revoked.dedup();
+    for key in &revoked {
+        encoder.push_revoked_key(key)?;
+    }
+
+    content.principals.sort_unstable_by_key(|p| p.fingerprint);
+    for pair in content.principals.windows(2) {
+        if let [a, b] = pair {
+            if a.fingerprint == b.fingerprint && a.principal != b.principal {
+                return Err(BuildError::DuplicatePrincipal { fingerprint: hex_lower(&a.fingerprint.0) });
+            }
+        }
+    }
+    content.principals.dedup();
+    for p in &content.principals {
+        check_string("principal", &p.principal)?;
+        encoder.push_principal(&p.fingerprint, &p.principal)?;
+    }
+
+    let mut rules: Vec<(u8, String)> =
+        content.san_rules.iter().map(|(kind, domain)| (san_wire(*kind), domain.to_ascii_lowercase())).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    for (kind, domain) in &rules {
+        check_string("domain", domain)?;
+        encoder.push_san_rule(san_kind(*kind), domain)?;
+    }
+
+    let mut constraints: Vec<(&str, u8, &str)> =
+        content.constraints.iter().map(|c| (c.org_id.as_str(), c.kind.wire_id(), c.value.as_str())).collect();
+    constraints.sort_unstable();
+    constraints.dedup();
+    for (org, kind, value) in constraints {
+        check_string("org_id", org)?;
+        check_string("value", value)?;
+        if let Some(kind) = ConstraintKind::from_wire_id(kind) {
+            encoder.push_constraint(org, kind, value)?;
+        }
+    }
+
+    content.issuers.sort_unstable_by(|a, b| a.issuer.cmp(&b.issuer));
+    for pair in content.issuers.windows(2) {
+        if let [a, b] = pair {
+            if a.issuer == b.issuer {
+                return Err(BuildError::DuplicateIssuer { issuer: a.issuer.clone() });
+            }
+        }
+    }
+    for issuer in &content.issuers {
+        check_string("issuer", &issuer.issuer)?;
+        check_jwks(&issuer.issuer, &issuer.jwks_json)?;
+        encoder.push_issuer(&issuer.issuer, &issuer.jwks_json)?;
+    }
+    Ok(encoder.finish(header)?)
+}

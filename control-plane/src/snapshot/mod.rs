@@ -1,0 +1,18 @@
+//! Signed identity snapshots: building them from the database's rows ([`builder`]), keeping
+//! the latest one and the changes since ([`store`]), and serving them to the API
+//! ([`service`]). The format and its verification live in `certbind_shared::snapshot`, so the
+//! filter checks exactly what is tested here.
+
+pub mod builder;
+pub mod service;
+pub mod store;
+
+pub use builder::{
+    validate_change, BindingEntry, BuildError, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
+    SnapshotContent,
+};
+pub use service::{build_from_database, StoreService};
+pub use store::{Applied, SignedSnapshot, SnapshotStore, StoreError, StoreSettings};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,447 @@
+//! The latest signed snapshot, and the changes on their way into the next one.
+//!
+//! The store holds one signed snapshot and a small ordered map of changes since
+//! ([`Pending`]). Publishing merges the two in one pass over the old bytes, signs, checks the
+//! result with the same verifier the filters run, and announces it on a `watch` channel.
+//!
+//! Versions are the database's: every change the filter sees is committed together with an
+//! increment of the snapshot version, and handed to [`SnapshotStore::apply`] with that
+//! version. Changes are folded in version order, whatever order they arrive in; a version
+//! that never arrives leaves a gap the caller closes with a full reload
+//! ([`SnapshotStore::begin_load`] / [`SnapshotStore::finish_load`]). A published snapshot of
+//! version `v` therefore holds exactly the database's content at `v`.
+
+use super::builder::{encode_content, encode_patched, BuildError, Change, PatchMode, Pending, SnapshotContent};
+use crate::signer::Signer;
+use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Default lifetime of a snapshot. A proxy keeps serving its last snapshot this long while
+/// the control plane is unreachable, then fails closed; a day rides out an outage overnight.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `expires_at - issued_at` of every snapshot.
+    pub validity: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { validity: DEFAULT_VALIDITY }
+    }
+}
+
+/// Why a snapshot could not be published.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Nothing has been loaded yet: there is no snapshot to patch.
+    NotLoaded,
+    /// A load at a version not newer than the one published: it would sign an old version
+    /// again.
+    StaleLoad {
+        loaded: u64,
+        published: u64,
+    },
+    Build(BuildError),
+    /// The signer failed (token unreachable, PIN, session…).
+    Sign(anyhow::Error),
+    /// The signed snapshot does not verify with the signer's own public key: the token
+    /// signed with another key or returned a malformed signature.
+    SelfCheck(SnapshotError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotLoaded => f.write_str("no snapshot has been loaded yet"),
+            StoreError::StaleLoad { loaded, published } => {
+                write!(f, "loaded version {loaded} is not newer than the published version {published}")
+            }
+            StoreError::Build(e) => write!(f, "cannot build the snapshot: {e}"),
+            StoreError::Sign(e) => write!(f, "cannot sign the snapshot: {e:#}"),
+            StoreError::SelfCheck(e) => write!(f, "the signed snapshot does not verify: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<BuildError> for StoreError {
+    fn from(e: BuildError) -> Self {
+        StoreError::Build(e)
+    }
+}
+
+/// A signed snapshot ready to serve.
+#[derive(Debug, Clone)]
+pub struct SignedSnapshot {
+    view: SnapshotView,
+    etag: String,
+}
+
+impl SignedSnapshot {
+    fn new(view: SnapshotView) -> Self {
+        // The signature's first bytes tell two signings of one version apart.
+        let bytes = view.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(64)..).unwrap_or(&[]);
+        let mark = certbind_shared::encoding::hex_lower(tail.get(..4).unwrap_or(&[]));
+        let etag = format!("\"v{}-{mark}\"", view.version());
+        SignedSnapshot { view, etag }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.view.version()
+    }
+
+    pub fn issued_at(&self) -> i64 {
+        self.view.issued_at()
+    }
+
+    pub fn expires_at(&self) -> i64 {
+        self.view.expires_at()
+    }
+
+    pub fn key_id(&self) -> &str {
+        self.view.key_id()
+    }
+
+    /// A strong ETag: `"v{version}-{first 4 signature bytes in hex}"`.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.view.as_bytes()
+    }
+
+    /// The bytes, shared: serve them without copying.
+    pub fn shared_bytes(&self) -> Arc<Vec<u8>> {
+        self.view.shared_bytes()
+    }
+
+    /// The snapshot as the filter reads it.
+    pub fn view(&self) -> &SnapshotView {
+        &self.view
+    }
+}
+
+/// What [`SnapshotStore::apply`] did with a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Folded into the next snapshot.
+    Now,
+    /// Waiting for an earlier version, or for a load in progress.
+    Buffered,
+    /// Not newer than what the store already holds (a load included it).
+    AlreadyIncluded,
+}
+
+struct State {
+    /// The last snapshot signed, which pending changes patch.
+    base: Option<SnapshotView>,
+    /// The database version that `base` plus `pending` reflect.
+    applied: u64,
+    pending: Pending,
+    /// `applied` moved past the base's version: publishing would sign something new.
+    dirty: bool,
+    /// A full load is running: every change waits in `buffered` until it ends.
+    loading: bool,
+    /// Changes that arrived ahead of their predecessor, with when they arrived.
+    buffered: BTreeMap<u64, (Vec<Change>, Instant)>,
+    rejected_changes: u64,
+    /// Binding and principal changes published since the string table was last rebuilt, and
+    /// publications since: both bound the garbage a continued string table carries.
+    churn_since_compaction: usize,
+    publications_since_compaction: usize,
+}
+
+/// Publications between rebuilds of the string table, whatever the churn: the small
+/// sections' strings are re-appended by every publication.
+const MAX_PUBLICATIONS_BETWEEN_COMPACTIONS: usize = 64;
+
+/// Whether the next publication should rebuild the string table: when the changes since the
+/// last rebuild could have left more garbage than an eighth of the bindings' strings.
+fn compaction_due(state: &State, base: &SnapshotView, pending: &Pending) -> bool {
+    let churn = state.churn_since_compaction + pending.churn();
+    churn > 1_000 + base.binding_count() / 8
+        || state.publications_since_compaction >= MAX_PUBLICATIONS_BETWEEN_COMPACTIONS
+}
+
+/// See the module documentation.
+pub struct SnapshotStore {
+    signer: RwLock<Arc<dyn Signer>>,
+    settings: StoreSettings,
+    state: Mutex<State>,
+    /// Held while signing, so two publications never race to replace the base.
+    publishing: Mutex<()>,
+    latest: watch::Sender<Option<Arc<SignedSnapshot>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State is updated in single assignments: a panic elsewhere cannot leave it half-written.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+impl SnapshotStore {
+    pub fn new(signer: Arc<dyn Signer>, settings: StoreSettings) -> Self {
+        SnapshotStore {
+            signer: RwLock::new(signer),
+            settings,
+            state: Mutex::new(State {
+                base: None,
+                applied: 0,
+                pending: Pending::default(),
+                dirty: false,
+                loading: false,
+                buffered: BTreeMap::new(),
+                rejected_changes: 0,
+                churn_since_compaction: 0,
+                publications_since_compaction: 0,
+            }),
+            publishing: Mutex::new(()),
+            latest: watch::Sender::new(None),
+        }
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    pub fn signer(&self) -> Arc<dyn Signer> {
+        Arc::clone(&self.signer.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Signs future snapshots with `signer` (key rotation without a restart). Filters must
+    /// pin the new key before this; the next version is the first signed by it.
+    pub fn rotate_signer(&self, signer: Arc<dyn Signer>) {
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = signer;
+    }
+
+    /// The latest signed snapshot.
+    pub fn latest(&self) -> Option<Arc<SignedSnapshot>> {
+        self.latest.borrow().clone()
+    }
+
+    /// Sees every newly published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<SignedSnapshot>>> {
+        self.latest.subscribe()
+    }
+
+    /// Waits up to `timeout` for a snapshot newer than `after` (any snapshot for `None`);
+    /// returns the latest snapshot either way (`None` only if none was ever published).
+    pub async fn wait_newer_than(&self, after: Option<u64>, timeout: Duration) -> Option<Arc<SignedSnapshot>> {
+        let mut receiver = self.latest.subscribe();
+        let newer = |s: &Option<Arc<SignedSnapshot>>| s.as_ref().is_some_and(|s| after.is_none_or(|a| s.version() > a));
+        let _ = tokio::time::timeout(timeout, receiver.wait_for(newer)).await;
+        self.latest()
+    }
+
+    /// The database version the store has folded in (published or pending).
+    pub fn applied_version(&self) -> u64 {
+        lock(&self.state).applied
+    }
+
+    /// Whether applied changes wait to be signed.
+    pub fn has_unpublished(&self) -> bool {
+        let state = lock(&self.state);
+        state.dirty && !state.loading
+    }
+
+    /// Since when the oldest change has been waiting for a version that has not arrived.
+    /// A caller that sees this for more than a moment should reload (the missing change was
+    /// committed but never handed over).
+    pub fn waiting_since(&self) -> Option<Instant> {
+        let state = lock(&self.state);
+        if state.loading {
+            return None;
+        }
+        state.buffered.values().map(|(_, at)| *at).min()
+    }
+
+    /// Changes refused by validation (see [`super::builder::validate_change`]).
+    pub fn rejected_changes(&self) -> u64 {
+        lock(&self.state).rejected_changes
+    }
+
+    /// Hands over the changes committed at database version `version`. Cheap: no signing.
+    pub fn apply(&self, version: u64, changes: Vec<Change>) -> Applied {
+        let mut state = lock(&self.state);
+        if version <= state.applied && state.base.is_some() {
+            return Applied::AlreadyIncluded;
+        }
+        if state.base.is_none() || state.loading || version != state.applied.saturating_add(1) {
+            state.buffered.insert(version, (changes, Instant::now()));
+            return Applied::Buffered;
+        }
+        Self::fold(&mut state, version, changes);
+        Self::drain_buffered(&mut state);
+        Applied::Now
+    }
+
+    fn fold(state: &mut State, version: u64, changes: Vec<Change>) {
+        for change in changes {
+            if let Err(e) = state.pending.apply(change) {
+                state.rejected_changes = state.rejected_changes.saturating_add(1);
+                tracing::error!(version, error = %e, "change left out of the snapshot");
+            }
+        }
+        state.applied = version;
+        state.dirty = true;
+    }
+
+    /// Folds buffered changes that now follow on; drops those a load already covers.
+    fn drain_buffered(state: &mut State) {
+        let applied = state.applied;
+        state.buffered.retain(|version, _| *version > applied);
+        while let Some(entry) = state.buffered.first_entry() {
+            if *entry.key() != state.applied.saturating_add(1) {
+                break;
+            }
+            let (version, (changes, _)) = entry.remove_entry();
+            Self::fold(state, version, changes);
+        }
+    }
+
+    /// Marks the start of a full reload. Call it *before* reading the database: changes that
+    /// arrive from now on wait, and the reload's version will cover every change applied so
+    /// far. Then [`SnapshotStore::finish_load`] or [`SnapshotStore::abort_load`].
+    pub fn begin_load(&self) {
+        lock(&self.state).loading = true;
+    }
+
+    /// A reload that failed before [`SnapshotStore::finish_load`]: changes flow again.
+    pub fn abort_load(&self) {
+        let mut state = lock(&self.state);
+        state.loading = false;
+        if state.base.is_some() {
+            Self::drain_buffered(&mut state);
+        }
+    }
+
+    /// Builds, signs and publishes `content`, read from the database at `version`, replacing
+    /// everything the store held. Blocking (hashing and the token): call it from a blocking
+    /// task.
+    pub fn finish_load(&self, mut content: SnapshotContent, version: u64) -> Result<Arc<SignedSnapshot>, StoreError> {
+        let _publishing = lock(&self.publishing);
+        let published = self.latest().map(|s| s.version());
+        let result = match published {
+            Some(published) if version <= published => Err(StoreError::StaleLoad { loaded: version, published }),
+            _ => self.sign(version, |header| encode_content(&mut content, header)),
+        };
+        let mut state = lock(&self.state);
+        state.loading = false;
+        match result {
+            Ok(snapshot) => {
+                state.base = Some(snapshot.view().clone());
+                state.applied = version;
+                state.pending = Pending::default();
+                state.dirty = false;
+                state.churn_since_compaction = 0;
+                state.publications_since_compaction = 0;
+                Self::drain_buffered(&mut state);
+                drop(state);
+                let snapshot = Arc::new(snapshot);
+                self.latest.send_replace(Some(Arc::clone(&snapshot)));
+                Ok(snapshot)
+            }
+            Err(e) => {
+                if state.base.is_some() {
+                    Self::drain_buffered(&mut state);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`SnapshotStore::begin_load`] and [`SnapshotStore::finish_load`] in one, for callers
+    /// that apply no changes concurrently (start-up, `snapshot export`, tests).
+    pub fn load(&self, content: SnapshotContent, version: u64) -> Result<Arc<SignedSnapshot>, StoreError> {
+        self.begin_load();
+        self.finish_load(content, version)
+    }
+
+    /// Signs the applied changes into a new snapshot, if there are any. Blocking: call it
+    /// from a blocking task. On failure the changes stay pending for the next attempt.
+    pub fn publish(&self) -> Result<Option<Arc<SignedSnapshot>>, StoreError> {
+        let _publishing = lock(&self.publishing);
+        let (base, pending, version, mode) = {
+            let mut state = lock(&self.state);
+            if !state.dirty || state.loading {
+                return Ok(None);
+            }
+            let base = state.base.clone().ok_or(StoreError::NotLoaded)?;
+            state.dirty = false;
+            let pending = std::mem::take(&mut state.pending);
+            let mode =
+                if compaction_due(&state, &base, &pending) { PatchMode::Compact } else { PatchMode::KeepStrings };
+            (base, pending, state.applied, mode)
+        };
+        let mut result = self.sign(version, |header| encode_patched(&base, &pending, header, mode));
+        if mode == PatchMode::KeepStrings && matches!(result, Err(StoreError::SelfCheck(_) | StoreError::Build(_))) {
+            // The copying path produced something the reader refuses: rebuild every record.
+            tracing::error!("snapshot patch failed its self-check; rebuilding the string table");
+            result = self.sign(version, |header| encode_patched(&base, &pending, header, PatchMode::Compact));
+        }
+        match result {
+            Ok(snapshot) => {
+                {
+                    let mut state = lock(&self.state);
+                    state.base = Some(snapshot.view().clone());
+                    if mode == PatchMode::Compact {
+                        state.churn_since_compaction = 0;
+                        state.publications_since_compaction = 0;
+                    } else {
+                        state.churn_since_compaction += pending.churn();
+                        state.publications_since_compaction += 1;
+                    }
+                }
+                let snapshot = Arc::new(snapshot);
+                self.latest.send_replace(Some(Arc::clone(&snapshot)));
+                Ok(Some(snapshot))
+            }
+            Err(e) => {
+                let mut state = lock(&self.state);
+                let newer = std::mem::take(&mut state.pending);
+                state.pending = pending;
+                state.pending.restore_older(newer);
+                state.dirty = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Encodes with a fresh header, signs, and verifies the result as a filter would.
+    fn sign(
+        &self,
+        version: u64,
+        encode: impl FnOnce(&SnapshotHeader) -> Result<certbind_shared::snapshot::UnsignedSnapshot, BuildError>,
+    ) -> Result<SignedSnapshot, StoreError> {
+        let signer = self.signer();
+        let issued_at = unix_now();
+        let validity = i64::try_from(self.settings.validity.as_secs()).unwrap_or(i64::MAX).max(1);
+        let header = SnapshotHeader {
+            version,
+            issued_at,
+            expires_at: issued_at.saturating_add(validity),
+            key_id: signer.key_id().to_owned(),
+            algorithm: signer.algorithm(),
+        };
+        let unsigned = encode(&header)?;
+        let signature = signer.sign(unsigned.message()).map_err(StoreError::Sign)?;
+        let bytes = unsigned.attach_signature(&signature).map_err(|e| StoreError::Build(BuildError::Encode(e)))?;
+        let own_key = PinnedKey::from_spki_der(&signer.public_key_der())
+            .map_err(|e| StoreError::Sign(anyhow::anyhow!("the signer's public key: {e}")))?;
+        let verifier = SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))?;
+        let view = verifier.verify(bytes, issued_at, None).map_err(StoreError::SelfCheck)?;
+        Ok(SignedSnapshot::new(view))
+    }
+}

@@ -1,0 +1,562 @@
+//! The store against plain collections: patched snapshots must equal full rebuilds, versions
+//! must fold in order, and failures must lose nothing.
+
+use super::builder::*;
+use super::store::*;
+use crate::signer::{public_key_json, Signer, SoftwareSigner};
+use certbind_shared::identity::{IdentityData, SanKind};
+use certbind_shared::snapshot::{
+    revoked_serial_key, ConstraintKind, PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView,
+};
+use certbind_shared::Fingerprint;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn fp(label: &str, i: u64) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    hasher.update(label.as_bytes());
+    hasher.update(i.to_le_bytes());
+    Fingerprint(hasher.finalize().into())
+}
+
+fn signer(seed: u8) -> Arc<SoftwareSigner> {
+    Arc::new(SoftwareSigner::from_secret(&[seed; 32]).unwrap())
+}
+
+fn jwks(seed: u8) -> Vec<u8> {
+    let jwk = public_key_json(signer(seed).as_ref())["jwk"].clone();
+    serde_json::to_vec(&serde_json::json!({ "keys": [jwk] })).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn verifier_for(signers: &[&dyn Signer]) -> SnapshotVerifier {
+    SnapshotVerifier::new(signers.iter().map(|s| PinnedKey::from_spki_der(&s.public_key_der()).unwrap())).unwrap()
+}
+
+/// The identity data as plain ordered collections, updated by the same changes.
+#[derive(Default, Clone)]
+struct Oracle {
+    bindings: BTreeMap<Fingerprint, (String, String, bool)>,
+    blocklist: BTreeSet<Fingerprint>,
+    revoked: BTreeMap<[u8; 32], (String, String)>,
+    principals: BTreeMap<Fingerprint, String>,
+    san_rules: BTreeSet<(u8, String)>,
+    constraints: BTreeSet<(String, ConstraintKind, String)>,
+    issuers: BTreeMap<String, Vec<u8>>,
+}
+
+fn wire(kind: SanKind) -> u8 {
+    match kind {
+        SanKind::Email => 1,
+        SanKind::Upn => 2,
+    }
+}
+
+impl Oracle {
+    fn apply(&mut self, change: &Change) {
+        match change.clone() {
+            Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
+                self.bindings.insert(fingerprint, (user_id, org_id, enabled));
+            }
+            Change::RemoveBinding { fingerprint } => {
+                self.bindings.remove(&fingerprint);
+            }
+            Change::Block { fingerprint } => {
+                self.blocklist.insert(fingerprint);
+            }
+            Change::Unblock { fingerprint } => {
+                self.blocklist.remove(&fingerprint);
+            }
+            Change::RevokeSerial { issuer_dn, serial } => {
+                self.revoked.insert(revoked_serial_key(&issuer_dn, &serial), (issuer_dn, serial));
+            }
+            Change::UnrevokeSerial { issuer_dn, serial } => {
+                self.revoked.remove(&revoked_serial_key(&issuer_dn, &serial));
+            }
+            Change::MapPrincipal { fingerprint, principal } => {
+                self.principals.insert(fingerprint, principal);
+            }
+            Change::UnmapPrincipal { fingerprint } => {
+                self.principals.remove(&fingerprint);
+            }
+            Change::AllowSanDomain { kind, domain } => {
+                self.san_rules.insert((wire(kind), domain));
+            }
+            Change::DisallowSanDomain { kind, domain } => {
+                self.san_rules.remove(&(wire(kind), domain));
+            }
+            Change::AddConstraint { org_id, kind, value } => {
+                self.constraints.insert((org_id, kind, value));
+            }
+            Change::RemoveConstraint { org_id, kind, value } => {
+                self.constraints.remove(&(org_id, kind, value));
+            }
+            Change::UpsertIssuer { issuer, jwks_json } => {
+                self.issuers.insert(issuer, jwks_json);
+            }
+            Change::RemoveIssuer { issuer } => {
+                self.issuers.remove(&issuer);
+            }
+        }
+    }
+
+    fn content(&self) -> SnapshotContent {
+        SnapshotContent {
+            bindings: self
+                .bindings
+                .iter()
+                .map(|(fp, (u, o, e))| BindingEntry {
+                    fingerprint: *fp,
+                    user_id: u.clone(),
+                    org_id: o.clone(),
+                    enabled: *e,
+                })
+                .collect(),
+            blocklist: self.blocklist.iter().copied().collect(),
+            revoked: self
+                .revoked
+                .values()
+                .map(|(d, s)| RevokedSerial { issuer_dn: d.clone(), serial: s.clone() })
+                .collect(),
+            principals: self
+                .principals
+                .iter()
+                .map(|(fp, p)| PrincipalEntry { fingerprint: *fp, principal: p.clone() })
+                .collect(),
+            san_rules: self
+                .san_rules
+                .iter()
+                .map(|(k, d)| (if *k == 1 { SanKind::Email } else { SanKind::Upn }, d.clone()))
+                .collect(),
+            constraints: self
+                .constraints
+                .iter()
+                .map(|(o, k, v)| ConstraintEntry { org_id: o.clone(), kind: *k, value: v.clone() })
+                .collect(),
+            issuers: self
+                .issuers
+                .iter()
+                .map(|(i, j)| IssuerEntry { issuer: i.clone(), jwks_json: j.clone() })
+                .collect(),
+        }
+    }
+
+    /// Whether `view` holds exactly this data.
+    fn assert_matches(&self, view: &SnapshotView) {
+        let bindings: Vec<(Fingerprint, (String, String, bool))> =
+            view.bindings().map(|(fp, b)| (fp, (b.user_id.to_owned(), b.org_id.to_owned(), b.enabled))).collect();
+        assert_eq!(bindings, self.bindings.clone().into_iter().collect::<Vec<_>>());
+        assert_eq!(view.blocklist().collect::<Vec<_>>(), self.blocklist.iter().copied().collect::<Vec<_>>());
+        assert_eq!(view.revoked_keys().collect::<Vec<_>>(), self.revoked.keys().copied().collect::<Vec<_>>());
+        let principals: Vec<(Fingerprint, String)> = view.principals().map(|(f, p)| (f, p.to_owned())).collect();
+        assert_eq!(principals, self.principals.clone().into_iter().collect::<Vec<_>>());
+        let rules: Vec<(u8, String)> = view.san_rules().map(|(k, d)| (wire(k), d.to_owned())).collect();
+        assert_eq!(rules, self.san_rules.iter().cloned().collect::<Vec<_>>());
+        let constraints: Vec<(String, ConstraintKind, String)> =
+            view.constraints().map(|(o, k, v)| (o.to_owned(), k, v.to_owned())).collect();
+        assert_eq!(constraints, self.constraints.iter().cloned().collect::<Vec<_>>());
+        let issuers: Vec<(String, Vec<u8>)> = view.issuers().map(|(i, j)| (i.to_owned(), j.to_vec())).collect();
+        assert_eq!(issuers, self.issuers.clone().into_iter().collect::<Vec<_>>());
+    }
+}
+
+struct Counter(u64);
+
+impl Counter {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
+    let existing = known[(rng.next() as usize) % known.len()];
+    let fresh = fp("fresh", rng.next());
+    let pick = if rng.next() & 1 == 0 { existing } else { fresh };
+    let n = rng.next();
+    match n % 14 {
+        0 | 1 => Change::UpsertBinding {
+            fingerprint: pick,
+            user_id: format!("u{}", n % 997),
+            org_id: format!("o{}", n % 7),
+            enabled: n % 3 != 1,
+        },
+        2 | 3 => Change::RemoveBinding { fingerprint: pick },
+        4 => Change::Block { fingerprint: pick },
+        5 => Change::Unblock { fingerprint: existing },
+        6 => Change::RevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50) },
+        7 => Change::UnrevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50) },
+        8 => Change::MapPrincipal { fingerprint: pick, principal: format!("svc:{}", n % 11) },
+        9 => Change::UnmapPrincipal { fingerprint: existing },
+        10 => Change::AllowSanDomain {
+            kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
+            domain: format!("d{}.mil", n % 5),
+        },
+        11 => Change::DisallowSanDomain {
+            kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
+            domain: format!("d{}.mil", n % 5),
+        },
+        12 => Change::AddConstraint {
+            org_id: format!("o{}", n % 4),
+            kind: ConstraintKind::RequiredPolicyOid,
+            value: format!("1.2.{}", n % 3),
+        },
+        _ => {
+            if n & 1 == 0 {
+                Change::UpsertIssuer { issuer: format!("https://idp{}.example", n % 3), jwks_json: jwks((n % 5) as u8) }
+            } else {
+                Change::RemoveIssuer { issuer: format!("https://idp{}.example", n % 3) }
+            }
+        }
+    }
+}
+
+fn starting_oracle(bindings: u64) -> Oracle {
+    let mut oracle = Oracle::default();
+    for i in 0..bindings {
+        oracle.bindings.insert(fp("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0));
+    }
+    oracle.blocklist.insert(fp("bind", 1));
+    oracle.revoked.insert(revoked_serial_key("CN=CA 0", "1"), ("CN=CA 0".into(), "1".into()));
+    oracle.principals.insert(fp("bind", 2), "svc:seed".into());
+    oracle.san_rules.insert((1, "example.mil".into()));
+    oracle.constraints.insert(("o1".into(), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
+    oracle.issuers.insert("https://idp0.example".into(), jwks(1));
+    oracle
+}
+
+#[test]
+fn patched_snapshots_equal_full_rebuilds() {
+    let key = signer(1);
+    let verifier = verifier_for(&[key.as_ref()]);
+    let store = SnapshotStore::new(key.clone(), StoreSettings::default());
+    let mut oracle = starting_oracle(2_000);
+    let first = store.load(oracle.content(), 10).unwrap();
+    oracle.assert_matches(first.view());
+    let known: Vec<Fingerprint> = oracle.bindings.keys().copied().collect();
+    let mut rng = Counter(99);
+    let mut version = 10;
+    let mut held = Some(first.version());
+    for round in 0..40 {
+        for _ in 0..1 + rng.next() % 25 {
+            version += 1;
+            let changes: Vec<Change> = (0..1 + rng.next() % 3).map(|_| random_change(&mut rng, &known)).collect();
+            for change in &changes {
+                oracle.apply(change);
+            }
+            assert_eq!(store.apply(version, changes), Applied::Now);
+        }
+        let published = store.publish().unwrap().unwrap();
+        assert_eq!(published.version(), version, "round {round}");
+        let view = verifier.verify(published.bytes().to_vec(), now(), held).unwrap();
+        oracle.assert_matches(&view);
+        held = Some(view.version());
+    }
+    assert_eq!(store.publish().unwrap().map(|s| s.version()), None, "nothing new to publish");
+}
+
+/// Opens unsigned bytes as a view (a dummy signature: structure only).
+fn open(unsigned: certbind_shared::snapshot::UnsignedSnapshot) -> SnapshotView {
+    SnapshotView::open_unauthenticated(unsigned.attach_signature(&[0; 64]).unwrap()).unwrap()
+}
+
+#[test]
+fn both_patch_modes_agree_with_a_full_build() {
+    let header = |version| SnapshotHeader {
+        version,
+        issued_at: 1,
+        expires_at: 2,
+        key_id: "0123456789abcdef".into(),
+        algorithm: crate::signer::SignatureAlgorithm::EcdsaP256Sha256,
+    };
+    let mut oracle = starting_oracle(3_000);
+    let mut compact_base = open(encode_content(&mut oracle.content(), &header(1)).unwrap());
+    let mut copying_base = compact_base.clone();
+    let known: Vec<Fingerprint> = oracle.bindings.keys().copied().collect();
+    let mut rng = Counter(5);
+    for round in 0..30u64 {
+        let mut pending = Pending::default();
+        for _ in 0..1 + rng.next() % 40 {
+            let change = random_change(&mut rng, &known);
+            oracle.apply(&change);
+            pending.apply(change).unwrap();
+        }
+        let compact = encode_patched(&compact_base, &pending, &header(round + 2), PatchMode::Compact).unwrap();
+        let full = encode_content(&mut oracle.content(), &header(round + 2)).unwrap();
+        assert_eq!(compact.message(), full.message(), "round {round}: compact patch differs from a full build");
+        compact_base = open(compact);
+        let copying = encode_patched(&copying_base, &pending, &header(round + 2), PatchMode::KeepStrings).unwrap();
+        copying_base = open(copying);
+        oracle.assert_matches(&copying_base);
+    }
+    // Garbage only ever grows the string table of the copying path.
+    assert!(copying_base.strings_len() >= compact_base.strings_len());
+}
+
+#[test]
+fn versions_fold_in_order_whatever_order_they_arrive_in() {
+    let store = SnapshotStore::new(signer(2), StoreSettings::default());
+    let block = |i| vec![Change::Block { fingerprint: fp("x", i) }];
+    assert_eq!(store.apply(1, block(1)), Applied::Buffered, "nothing loaded yet");
+    store.load(SnapshotContent::default(), 2).unwrap();
+    assert_eq!(store.applied_version(), 2);
+    assert_eq!(store.waiting_since(), None, "version 1 was covered by the load");
+    assert_eq!(store.apply(4, block(4)), Applied::Buffered);
+    assert!(store.waiting_since().is_some());
+    assert_eq!(store.apply(5, block(5)), Applied::Buffered);
+    assert_eq!(store.apply(3, block(3)), Applied::Now);
+    assert_eq!(store.applied_version(), 5);
+    assert_eq!(store.waiting_since(), None);
+    assert_eq!(store.apply(4, block(4)), Applied::AlreadyIncluded);
+    let published = store.publish().unwrap().unwrap();
+    assert_eq!(published.version(), 5);
+    let blocked: BTreeSet<Fingerprint> = published.view().blocklist().collect();
+    assert_eq!(blocked, [3, 4, 5].map(|i| fp("x", i)).into_iter().collect());
+    assert!(!published.view().is_blocklisted(&fp("x", 1)));
+}
+
+#[test]
+fn a_reload_covers_changes_that_arrive_while_it_reads() {
+    let store = SnapshotStore::new(signer(3), StoreSettings::default());
+    store.load(SnapshotContent::default(), 1).unwrap();
+    store.begin_load();
+    // Committed before the reload read the database: the reload's rows include it.
+    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: fp("x", 2) }]), Applied::Buffered);
+    // Committed after: it must survive the reload.
+    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: fp("x", 4) }]), Applied::Buffered);
+    let content = SnapshotContent { blocklist: vec![fp("x", 2)], ..Default::default() };
+    let loaded = store.finish_load(content, 3).unwrap();
+    assert_eq!(loaded.version(), 3);
+    assert_eq!(store.applied_version(), 4);
+    let next = store.publish().unwrap().unwrap();
+    assert_eq!(next.view().blocklist().collect::<Vec<_>>().len(), 2);
+    assert!(next.view().is_blocklisted(&fp("x", 4)));
+    match store.load(SnapshotContent::default(), 4) {
+        Err(StoreError::StaleLoad { loaded: 4, published: 4 }) => {}
+        other => panic!("expected StaleLoad, got {other:?}"),
+    }
+}
+
+/// A signer that can be switched off, as a token that went away.
+struct FlakySigner {
+    inner: SoftwareSigner,
+    down: AtomicBool,
+}
+
+impl Signer for FlakySigner {
+    fn key_id(&self) -> &str {
+        self.inner.key_id()
+    }
+    fn algorithm(&self) -> crate::signer::SignatureAlgorithm {
+        self.inner.algorithm()
+    }
+    fn sign(&self, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+        if self.down.load(Ordering::SeqCst) {
+            anyhow::bail!("token unreachable");
+        }
+        self.inner.sign(message)
+    }
+    fn public_key_der(&self) -> Vec<u8> {
+        self.inner.public_key_der()
+    }
+}
+
+#[test]
+fn a_failed_signature_loses_no_change() {
+    let flaky =
+        Arc::new(FlakySigner { inner: SoftwareSigner::from_secret(&[4; 32]).unwrap(), down: AtomicBool::new(false) });
+    let store = SnapshotStore::new(flaky.clone(), StoreSettings::default());
+    store.load(SnapshotContent::default(), 1).unwrap();
+    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1) }, Change::Block { fingerprint: fp("x", 2) }]);
+    flaky.down.store(true, Ordering::SeqCst);
+    assert!(matches!(store.publish(), Err(StoreError::Sign(_))));
+    assert!(store.has_unpublished());
+    // A change made while the token was down overrides the failed batch for its key.
+    store.apply(3, vec![Change::Unblock { fingerprint: fp("x", 2) }]);
+    flaky.down.store(false, Ordering::SeqCst);
+    let published = store.publish().unwrap().unwrap();
+    assert_eq!(published.version(), 3);
+    assert_eq!(published.view().blocklist().collect::<Vec<_>>(), vec![fp("x", 1)]);
+}
+
+/// A signer whose signatures do not match its published key.
+struct LyingSigner {
+    published: SoftwareSigner,
+    actual: SoftwareSigner,
+}
+
+impl Signer for LyingSigner {
+    fn key_id(&self) -> &str {
+        self.published.key_id()
+    }
+    fn algorithm(&self) -> crate::signer::SignatureAlgorithm {
+        self.published.algorithm()
+    }
+    fn sign(&self, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.actual.sign(message)
+    }
+    fn public_key_der(&self) -> Vec<u8> {
+        self.published.public_key_der()
+    }
+}
+
+#[test]
+fn a_signature_that_does_not_verify_is_never_published() {
+    let lying = LyingSigner {
+        published: SoftwareSigner::from_secret(&[5; 32]).unwrap(),
+        actual: SoftwareSigner::from_secret(&[6; 32]).unwrap(),
+    };
+    let store = SnapshotStore::new(Arc::new(lying), StoreSettings::default());
+    match store.load(SnapshotContent::default(), 1) {
+        Err(StoreError::SelfCheck(SnapshotError::BadSignature)) => {}
+        other => panic!("expected SelfCheck(BadSignature), got {other:?}"),
+    }
+    assert!(store.latest().is_none());
+}
+
+#[test]
+fn invalid_changes_are_left_out_and_counted() {
+    let store = SnapshotStore::new(signer(7), StoreSettings::default());
+    store.load(SnapshotContent::default(), 1).unwrap();
+    store.apply(
+        2,
+        vec![
+            Change::UpsertIssuer { issuer: "https://bad.example".into(), jwks_json: b"{\"keys\":[]}".to_vec() },
+            Change::UpsertBinding {
+                fingerprint: fp("b", 1),
+                user_id: "u".repeat(256),
+                org_id: "o".into(),
+                enabled: true,
+            },
+            Change::Block { fingerprint: fp("x", 1) },
+        ],
+    );
+    assert_eq!(store.rejected_changes(), 2);
+    let published = store.publish().unwrap().unwrap();
+    assert!(published.view().issuer_keys("https://bad.example").is_none());
+    assert_eq!(published.view().binding_count(), 0);
+    assert!(published.view().is_blocklisted(&fp("x", 1)));
+}
+
+#[test]
+fn full_builds_refuse_ambiguous_content() {
+    let header = SnapshotHeader {
+        version: 1,
+        issued_at: 1,
+        expires_at: 2,
+        key_id: "0123456789abcdef".into(),
+        algorithm: crate::signer::SignatureAlgorithm::EcdsaP256Sha256,
+    };
+    let binding =
+        |user: &str| BindingEntry { fingerprint: fp("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true };
+    let mut twice = SnapshotContent { bindings: vec![binding("u1"), binding("u2")], ..Default::default() };
+    assert_eq!(
+        encode_content(&mut twice, &header).err(),
+        Some(BuildError::DuplicateBinding { fingerprint: fp("b", 1).to_hex() })
+    );
+    let mut long = SnapshotContent { bindings: vec![binding(&"u".repeat(256))], ..Default::default() };
+    assert_eq!(encode_content(&mut long, &header).err(), Some(BuildError::BadString { field: "user_id", len: 256 }));
+    let mut bad_jwks = SnapshotContent {
+        issuers: vec![IssuerEntry { issuer: "https://idp".into(), jwks_json: b"[]".to_vec() }],
+        ..Default::default()
+    };
+    assert!(
+        matches!(encode_content(&mut bad_jwks, &header), Err(BuildError::InvalidJwks { issuer, .. }) if issuer == "https://idp")
+    );
+    let mut issuer_twice = SnapshotContent {
+        issuers: vec![
+            IssuerEntry { issuer: "https://idp".into(), jwks_json: jwks(1) },
+            IssuerEntry { issuer: "https://idp".into(), jwks_json: jwks(2) },
+        ],
+        ..Default::default()
+    };
+    assert_eq!(
+        encode_content(&mut issuer_twice, &header).err(),
+        Some(BuildError::DuplicateIssuer { issuer: "https://idp".into() })
+    );
+}
+
+#[test]
+fn rotation_signs_with_the_new_key_and_old_snapshots_stay_refusable() {
+    let old = signer(8);
+    let new = signer(9);
+    let store = SnapshotStore::new(old.clone(), StoreSettings::default());
+    let first = store.load(SnapshotContent::default(), 1).unwrap();
+    store.rotate_signer(new.clone());
+    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1) }]);
+    let second = store.publish().unwrap().unwrap();
+    assert_eq!(first.key_id(), old.key_id());
+    assert_eq!(second.key_id(), new.key_id());
+    let both = verifier_for(&[old.as_ref(), new.as_ref()]);
+    let held = both.verify(first.bytes().to_vec(), now(), None).unwrap();
+    let next = both.verify(second.bytes().to_vec(), now(), Some(held.version())).unwrap();
+    assert_eq!(
+        both.verify(first.bytes().to_vec(), now(), Some(next.version())).unwrap_err(),
+        SnapshotError::Rollback { held: 2, offered: 1 }
+    );
+    let new_only = verifier_for(&[new.as_ref()]);
+    assert_eq!(
+        new_only.verify(first.bytes().to_vec(), now(), None).unwrap_err(),
+        SnapshotError::UnknownKey { key_id: old.key_id().to_owned() }
+    );
+    assert!(second.etag().starts_with("\"v2-"));
+}
+
+#[test]
+fn snapshots_expire_after_the_configured_validity() {
+    let key = signer(10);
+    let store = SnapshotStore::new(key.clone(), StoreSettings { validity: Duration::from_secs(600) });
+    let snapshot = store.load(SnapshotContent::default(), 1).unwrap();
+    assert_eq!(snapshot.expires_at() - snapshot.issued_at(), 600);
+    let err = verifier_for(&[key.as_ref()]).verify(snapshot.bytes().to_vec(), snapshot.expires_at(), None).unwrap_err();
+    assert_eq!(err, SnapshotError::Expired { expires_at: snapshot.expires_at(), now: snapshot.expires_at() });
+}
+
+#[tokio::test]
+async fn long_polls_wake_on_a_newer_version_or_time_out() {
+    let store = Arc::new(SnapshotStore::new(signer(11), StoreSettings::default()));
+    store.load(SnapshotContent::default(), 1).unwrap();
+    let timed_out = store.wait_newer_than(Some(1), Duration::from_millis(50)).await.unwrap();
+    assert_eq!(timed_out.version(), 1);
+    let waiter = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.wait_newer_than(Some(1), Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.apply(2, Vec::new());
+    let publisher = Arc::clone(&store);
+    tokio::task::spawn_blocking(move || publisher.publish()).await.unwrap().unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap().version(), 2);
+}
+
+#[test]
+fn the_string_table_is_rebuilt_before_garbage_piles_up() {
+    let store = SnapshotStore::new(signer(12), StoreSettings::default());
+    let mut oracle = starting_oracle(10);
+    store.load(oracle.content(), 1).unwrap();
+    let mut sizes = Vec::new();
+    for version in 2..=70u64 {
+        let change = Change::UpsertBinding {
+            fingerprint: fp("bind", version % 10),
+            user_id: format!("user-{version}"),
+            org_id: "o1".into(),
+            enabled: true,
+        };
+        oracle.apply(&change);
+        store.apply(version, vec![change]);
+        sizes.push(store.publish().unwrap().unwrap().view().strings_len());
+    }
+    let header = store.latest().unwrap().view().header().clone();
+    let clean = open(encode_content(&mut oracle.content(), &header).unwrap()).strings_len();
+    // Each copying publication leaves the replaced user id behind; the 65th rebuilds.
+    assert!(sizes[0] < sizes[63], "garbage accumulates while copying");
+    assert!(sizes[64] < sizes[63], "the string table was rebuilt");
+    assert!(sizes[64] <= clean + 64, "rebuilt table holds little beyond the live strings");
+    oracle.assert_matches(store.latest().unwrap().view());
+}

@@ -1,0 +1,158 @@
+//! The command line: `serve` in an empty directory, the admin commands, and configuration
+//! errors that name the setting at fault.
+
+mod common;
+
+use common::http1;
+use common::process::{run, run_ok, Server};
+
+#[tokio::test]
+async fn serve_in_an_empty_directory_starts_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let r = http1(server.addr, "GET", "/healthz", &[], &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(dir.path().join("certbind.db").is_file(), "no SQLite file in the working directory");
+    // Without a token the admin API refuses, with the problem+json contract.
+    http1(server.addr, "GET", "/api/v1/admin/smartcards", &[], &[]).await.unwrap().problem(401);
+}
+
+#[tokio::test]
+async fn admin_commands_bootstrap_an_org_whose_token_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let env: [(&str, &str); 0] = [];
+    assert!(run_ok(dir.path(), &env, &["migrate"]).contains("sqlite"));
+    let org_id = run_ok(dir.path(), &env, &["org", "create", "acme"]);
+    assert_eq!(org_id.len(), 26);
+    let dup = run(dir.path(), &env, &["org", "create", "acme"]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let user_id = run_ok(dir.path(), &env, &["user", "create", "--org", "acme", "--email", "alice@acme.example", "alice"]);
+    // By id as well as by name.
+    run_ok(dir.path(), &env, &["user", "create", "--org", &org_id, "bob"]);
+    let token = run_ok(dir.path(), &env, &["token", "create", "--org", "acme", "--super-admin"]);
+    assert!(token.starts_with("cbt_"));
+    assert!(run_ok(dir.path(), &env, &["org", "list"]).contains(&format!("{org_id}\tacme")));
+    let missing = run(dir.path(), &env, &["user", "create", "--org", "nope", "carol"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--org"));
+
+    let server = Server::start(dir.path(), &env);
+    let auth = format!("Bearer {token}");
+    let users = http1(server.addr, "GET", "/api/v1/admin/users", &[("authorization", &auth)], &[]).await.unwrap();
+    assert_eq!(users.status, 200);
+    assert_eq!(users.json()["items"][0]["id"], user_id.as_str());
+    let orgs = http1(server.addr, "GET", "/api/v1/admin/orgs", &[("authorization", &auth)], &[]).await.unwrap();
+    assert_eq!(orgs.json()["items"][0]["id"], org_id.as_str());
+}
+
+#[test]
+fn bad_settings_are_errors_that_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("typo.toml"), "lisen = \"127.0.0.1:1\"\n").unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "database_url = \"mysql://db\"\n").unwrap();
+    /// (environment, arguments, what the error must name)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        (&[("CERTBIND_LISTEN", "nowhere")], &["serve"], "CERTBIND_LISTEN"),
+        (&[], &["serve", "--listen", "300.0.0.1:80"], "--listen"),
+        (&[("DATABASE_URL", "mysql://db")], &["migrate"], "DATABASE_URL"),
+        (&[("CERTBIND_MAX_BODY_BYTES", "huge")], &["migrate"], "CERTBIND_MAX_BODY_BYTES"),
+        (&[("CERTBIND_PKCS11_MODULE", "/nonexistent/libsofthsm2.so")], &["migrate"], "CERTBIND_PKCS11_MODULE"),
+        (&[], &["--config", "missing.toml", "migrate"], "missing.toml"),
+        (&[], &["--config", "typo.toml", "migrate"], "lisen"),
+        (&[], &["--config", "bad.toml", "migrate"], "bad.toml: database_url"),
+        (&[("CERTBIND_CONFIG", "bad.toml")], &["migrate"], "bad.toml: database_url"),
+        (&[], &["key", "init"], "CERTBIND_PKCS11_MODULE"),
+        (&[], &["snapshot", "export", "out.snap"], "signer.module"),
+    ];
+    for (env, args, named) in cases {
+        let out = run(dir.path(), env, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?} with {env:?}: {stderr:?} does not name {named}");
+    }
+    assert!(!dir.path().join("certbind.db").exists() || dir.path().join("certbind.db").is_file());
+}
+
+/// The whole path with a real PKCS#11 token (SoftHSM2 in a private directory): `key init`,
+/// `serve` signing snapshots, a bind and a revoke reaching the served snapshot through the
+/// long-poll, and `snapshot export` — every snapshot checked by the filter's own verifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_signed_snapshots_end_to_end() {
+    use certbind_control_plane::signer::pkcs11::{init_softhsm_token, SOFTHSM2_MODULE};
+    use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier};
+
+    if !std::path::Path::new(SOFTHSM2_MODULE).is_file() {
+        if std::env::var_os("CI").is_some() {
+            panic!("{SOFTHSM2_MODULE} missing: run scripts/setup.sh");
+        }
+        common::shout("SKIPPED hsm_signed_snapshots_end_to_end: SoftHSM2 is not installed (apt-get install softhsm2)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = init_softhsm_token(&dir.path().join("hsm"), "certbind-test", "so-pin-1234", "user-pin-1234").unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let env = [
+        ("SOFTHSM2_CONF", conf.as_str()),
+        ("CERTBIND_PKCS11_MODULE", SOFTHSM2_MODULE),
+        ("CERTBIND_PKCS11_TOKEN_LABEL", "certbind-test"),
+        ("CERTBIND_PKCS11_PIN", "user-pin-1234"),
+    ];
+    let key: serde_json::Value = serde_json::from_str(&run_ok(dir.path(), &env, &["key", "init"])).unwrap();
+    let again = run(dir.path(), &env, &["key", "init"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already present"));
+    let pinned = PinnedKey::from_pem(key["public_key_pem"].as_str().unwrap()).unwrap();
+    assert_eq!(pinned.key_id(), key["key_id"].as_str().unwrap());
+    let verifier = SnapshotVerifier::new([pinned]).unwrap();
+    let now = certbind_control_plane::time::now_epoch();
+
+    run_ok(dir.path(), &env, &["org", "create", "acme"]);
+    let user = run_ok(dir.path(), &env, &["user", "create", "--org", "acme", "alice"]);
+    let token = run_ok(dir.path(), &env, &["token", "create", "--org", "acme"]);
+    let server = Server::start(dir.path(), &env);
+    let auth = format!("Bearer {token}");
+
+    let ready = http1(server.addr, "GET", "/readyz", &[], &[]).await.unwrap();
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let keys = http1(server.addr, "GET", "/api/v1/snapshot/keys", &[], &[]).await.unwrap().json();
+    assert_eq!(keys["keys"][0]["key_id"], key["key_id"]);
+    let first = http1(server.addr, "GET", "/api/v1/snapshot", &[], &[]).await.unwrap();
+    assert_eq!(first.status, 200);
+    let first = verifier.verify(first.body, now, None).expect("first snapshot verifies");
+    assert_eq!(first.binding_count(), 0);
+
+    // A bind, then a long-poll from the version held: the new snapshot carries the binding.
+    let fp = common::fingerprint(1);
+    let body = serde_json::to_vec(&common::bind_body(&user, &fp)).unwrap();
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let bound = http1(server.addr, "POST", "/api/v1/admin/smartcards", &headers, &body).await.unwrap();
+    assert_eq!(bound.status, 201, "{}", bound.text());
+    let poll = format!("/api/v1/snapshot?wait=10&after_version={}", first.version());
+    let second = http1(server.addr, "GET", &poll, &[], &[]).await.unwrap();
+    assert_eq!(second.status, 200);
+    let second = verifier.verify(second.body, now, Some(first.version())).expect("second snapshot verifies");
+    assert_eq!(second.version(), bound.version() as u64);
+    let (bound_fp, binding) = second.bindings().next().expect("the binding");
+    assert_eq!((bound_fp.to_hex(), binding.user_id, binding.enabled), (fp.clone(), user.as_str(), true));
+
+    // A revoke reaches the served snapshot within a second of its 200.
+    let revoked = http1(server.addr, "DELETE", &format!("/api/v1/admin/smartcards/{fp}"), &[("authorization", &auth)], &[]).await.unwrap();
+    assert_eq!(revoked.status, 200);
+    let answered = std::time::Instant::now();
+    let poll = format!("/api/v1/snapshot?wait=10&after_version={}", second.version());
+    let third = http1(server.addr, "GET", &poll, &[], &[]).await.unwrap();
+    assert!(answered.elapsed() < std::time::Duration::from_secs(1), "revoke took {:?} to be served", answered.elapsed());
+    let third = verifier.verify(third.body, now, Some(second.version())).expect("third snapshot verifies");
+    assert_eq!(third.version(), revoked.version() as u64);
+    assert_eq!(third.binding_count(), 0);
+    drop(server);
+
+    // Export for a site with no path to the control plane: the same version, signed.
+    let exported = run_ok(dir.path(), &env, &["snapshot", "export", "site.snap"]);
+    assert!(exported.contains(&format!("version {}", third.version())), "{exported}");
+    let bytes = std::fs::read(dir.path().join("site.snap")).unwrap();
+    let view = verifier.verify(bytes, now, None).expect("exported snapshot verifies");
+    assert_eq!(view.version(), third.version());
+}

@@ -1,0 +1,118 @@
+//! The real snapshot service behind the API, on SQLite and PostgreSQL: a bind, a revoke and a
+//! blocklist entry each reach a new signed snapshot that the `shared` verifier accepts, in
+//! version order, and the last snapshot holds exactly the database's bindings.
+
+mod common;
+
+use certbind_control_plane::app::Limits;
+use certbind_control_plane::db::snapshot_data;
+use certbind_control_plane::signer::{Signer, SoftwareSigner};
+use certbind_control_plane::snapshot::{StoreService, StoreSettings};
+use certbind_shared::identity::IdentityData;
+use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
+use certbind_shared::Fingerprint;
+use common::{bind_body, fingerprint, Store, TestApp, TestDb, Transport};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+struct Fixture {
+    app: TestApp,
+    verifier: SnapshotVerifier,
+    held: Option<u64>,
+}
+
+impl Fixture {
+    async fn start(store: Store, test: &str) -> Option<Fixture> {
+        let test_db = TestDb::new(store, test).await?;
+        let db = test_db.open().await;
+        let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x5e; 32]).unwrap());
+        let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
+        let service =
+            StoreService::start(db.clone(), signer, StoreSettings::default()).await.expect("snapshot service");
+        let app = TestApp::start_on(test_db, db, Transport::Oneshot, service, Limits::default()).await;
+        Some(Fixture { app, verifier, held: None })
+    }
+
+    /// Long-polls for a snapshot newer than the one held, as a filter does, and verifies it.
+    async fn next_snapshot(&mut self) -> SnapshotView {
+        let path = match self.held {
+            Some(v) => format!("/api/v1/snapshot?wait=10&after_version={v}"),
+            None => "/api/v1/snapshot".to_string(),
+        };
+        let r = self.app.send("GET", &path, &[], Vec::new()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let view = self.verifier.verify(r.body, now(), self.held).expect("the shared verifier accepts it");
+        self.held = Some(view.version());
+        view
+    }
+}
+
+async fn changes_reach_signed_snapshots(store: Store) {
+    let Some(mut f) = Fixture::start(store, "changes_reach_signed_snapshots").await else { return };
+    let first = f.next_snapshot().await;
+    assert_eq!(first.binding_count(), 0);
+
+    let fp = fingerprint(1);
+    let bound = f.app.post("/api/v1/admin/smartcards", &f.app.a.token.clone(), &bind_body(&f.app.a.user.id, &fp)).await;
+    assert_eq!(bound.status, 201, "{}", bound.text());
+    let key = Fingerprint::from_canonical_hex(&fp).unwrap();
+    let view = f.next_snapshot().await;
+    assert_eq!(view.version(), bound.version() as u64);
+    let binding = view.card_binding(&key).expect("bound card in the snapshot");
+    assert_eq!(
+        (binding.user_id, binding.org_id, binding.enabled),
+        (f.app.a.user.id.as_str(), f.app.a.org.id.as_str(), true)
+    );
+
+    let started = Instant::now();
+    let revoked = f.app.delete(&format!("/api/v1/admin/smartcards/{fp}"), &f.app.a.token.clone()).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    let view = f.next_snapshot().await;
+    assert!(started.elapsed() < Duration::from_secs(1), "revoke took {:?} to reach a snapshot", started.elapsed());
+    assert_eq!(view.card_binding(&key), None);
+
+    // A blocklist entry is not patched in: the service rereads the database.
+    let blocked =
+        f.app.post("/api/v1/admin/blocklist", &f.app.a.token.clone(), &serde_json::json!({ "fingerprint": fp })).await;
+    assert_eq!(blocked.status, 201, "{}", blocked.text());
+    let view = f.next_snapshot().await;
+    assert!(view.version() >= blocked.version() as u64);
+    assert!(view.is_blocklisted(&key));
+
+    for n in 2..40u64 {
+        let r = f
+            .app
+            .post("/api/v1/admin/smartcards", &f.app.a.token.clone(), &bind_body(&f.app.a.user.id, &fingerprint(n)))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let rows = snapshot_data::load(&f.app.db).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        let view = f.next_snapshot().await;
+        if view.version() >= rows.version as u64 || Instant::now() > deadline {
+            break view;
+        }
+    };
+    assert_eq!(last.version(), rows.version as u64);
+    let in_snapshot: Vec<(String, String, String, bool)> =
+        last.bindings().map(|(fp, b)| (fp.to_hex(), b.user_id.to_owned(), b.org_id.to_owned(), b.enabled)).collect();
+    let in_database: Vec<(String, String, String, bool)> =
+        rows.bindings.iter().map(|b| (b.fingerprint.clone(), b.user_id.clone(), b.org_id.clone(), b.enabled)).collect();
+    assert_eq!(in_snapshot, in_database);
+    f.app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_changes_reach_signed_snapshots() {
+    changes_reach_signed_snapshots(Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_reach_signed_snapshots() {
+    changes_reach_signed_snapshots(Store::Postgres).await;
+}

@@ -1,0 +1,107 @@
+//! The proxy, as the filter sees it: the few calls it makes, behind a trait so the request
+//! path can be tested natively with a double. [`ProxyHost`] implements it over proxy-wasm.
+
+use std::fmt;
+
+/// A host call that did not succeed. The request path fails closed on any of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError(pub String);
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+pub trait Host {
+    /// All request headers in one call: every call crosses the VM boundary.
+    fn request_headers(&self) -> Result<Headers, HostError>;
+    /// Replaces all request headers in one call.
+    fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError>;
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Seconds since the Unix epoch, from the proxy's clock.
+    fn now(&self) -> i64;
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
+    fn increment_counter(&self, metric_id: u32);
+    fn log_warn(&self, message: &str);
+}
+
+/// [`Host`] over the proxy-wasm ABI.
+pub struct ProxyHost;
+
+#[cfg(target_arch = "wasm32")]
+mod proxy {
+    use super::*;
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::{LogLevel, MapType};
+    use std::time::UNIX_EPOCH;
+
+    fn err(what: &str, status: proxy_wasm::types::Status) -> HostError {
+        HostError(format!("{what}: {status:?}"))
+    }
+
+    impl Host for ProxyHost {
+        fn request_headers(&self) -> Result<Headers, HostError> {
+            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|s| err("get request headers", s))
+        }
+
+        fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError> {
+            hostcalls::set_map_bytes(MapType::HttpRequestHeaders, headers.to_vec())
+                .map_err(|s| err("set request headers", s))
+        }
+
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            hostcalls::get_property(path.to_vec()).ok().flatten()
+        }
+
+        fn now(&self) -> i64 {
+            hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                .unwrap_or(0)
+        }
+
+        fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+            hostcalls::send_http_response(status, headers.to_vec(), Some(body))
+                .map_err(|s| err("send local response", s))
+        }
+
+        fn increment_counter(&self, metric_id: u32) {
+            let _ = hostcalls::increment_metric(metric_id, 1);
+        }
+
+        fn log_warn(&self, message: &str) {
+            let _ = hostcalls::log(LogLevel::Warn, message);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod proxy {
+    use super::*;
+
+    /// Outside a proxy there is nothing to call: every operation fails, so anything that
+    /// reaches it by mistake fails closed.
+    impl Host for ProxyHost {
+        fn request_headers(&self) -> Result<Headers, HostError> {
+            Err(HostError("not running inside a proxy".into()))
+        }
+        fn set_request_headers(&self, _: &[(&str, &[u8])]) -> Result<(), HostError> {
+            Err(HostError("not running inside a proxy".into()))
+        }
+        fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
+            None
+        }
+        fn now(&self) -> i64 {
+            0
+        }
+        fn send_response(&self, _: u32, _: &[(&str, &str)], _: &[u8]) -> Result<(), HostError> {
+            Err(HostError("not running inside a proxy".into()))
+        }
+        fn increment_counter(&self, _: u32) {}
+        fn log_warn(&self, _: &str) {}
+    }
+}

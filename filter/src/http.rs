@@ -1,0 +1,120 @@
+//! One request: read what the decision needs in as few host calls as possible, decide, then
+//! forward with trusted identity headers or answer with the problem+json refusal.
+
+use crate::host::Host;
+use crate::metrics::Metrics;
+use certbind_shared::decision::outcome::{Denial, Outcome, Reason};
+use certbind_shared::decision::trust::parse_peer_address;
+use certbind_shared::decision::{Engine, RequestInput};
+use certbind_shared::identity::IdentityData;
+
+/// What the proxy should do next with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// The filter answered itself; the request stops here.
+    Responded,
+}
+
+fn text_property<H: Host>(host: &H, path: &[&str]) -> Option<String> {
+    host.property(path).and_then(|v| String::from_utf8(v).ok())
+}
+
+/// Envoy hands SAN lists as a string list property; each entry is its own value.
+fn list_property<H: Host>(host: &H, path: &[&str]) -> Vec<String> {
+    match host.property(path) {
+        None => Vec::new(),
+        Some(bytes) => bytes
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| std::str::from_utf8(s).ok().map(str::to_string))
+            .collect(),
+    }
+}
+
+pub fn on_request_headers<H: Host>(
+    host: &H,
+    engine: &mut Engine,
+    identity: Option<&dyn IdentityData>,
+    metrics: &Metrics,
+) -> Verdict {
+    let headers = match host.request_headers() {
+        Ok(h) => h,
+        Err(e) => {
+            host.log_warn(&format!("certbind: cannot read request headers ({e}); refusing"));
+            return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
+        }
+    };
+    let peer = if engine.needs_peer_address() {
+        text_property(host, &["source", "address"]).and_then(|a| parse_peer_address(&a))
+    } else {
+        None
+    };
+    let digest = if engine.needs_connection_digest() {
+        text_property(host, &["connection", "sha256_peer_certificate_digest"])
+    } else {
+        None
+    };
+    let (subject, uri_sans, dns_sans) = if engine.needs_connection_details() {
+        (
+            text_property(host, &["connection", "subject_peer_certificate"]),
+            list_property(host, &["connection", "uri_san_peer_certificate"]),
+            list_property(host, &["connection", "dns_san_peer_certificate"]),
+        )
+    } else {
+        (None, Vec::new(), Vec::new())
+    };
+    let input = RequestInput {
+        headers: &headers,
+        peer,
+        connection_digest: digest.as_deref(),
+        connection_subject: subject.as_deref(),
+        connection_uri_sans: &uri_sans,
+        connection_dns_sans: &dns_sans,
+        now: host.now(),
+    };
+    let outcome = engine.evaluate(&input, identity);
+    match &outcome {
+        Outcome::Allow { set } => {
+            let spoofed = headers.iter().any(|(name, _)| engine.is_identity_header(name));
+            if spoofed || !set.is_empty() {
+                let mut forwarded: Vec<(&str, &[u8])> = headers
+                    .iter()
+                    .filter(|(name, _)| !engine.is_identity_header(name))
+                    .map(|(n, v)| (n.as_str(), v.as_slice()))
+                    .collect();
+                forwarded.extend(set.iter().map(|(n, v)| (*n, v.as_bytes())));
+                if let Err(e) = host.set_request_headers(&forwarded) {
+                    host.log_warn(&format!("certbind: cannot rewrite request headers ({e}); refusing"));
+                    return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
+                }
+            }
+            if let Some(id) = metrics.counter_for(&outcome) {
+                host.increment_counter(id);
+            }
+            Verdict::Continue
+        }
+        Outcome::Deny(_) => refuse(host, metrics, &outcome),
+    }
+}
+
+fn refuse<H: Host>(host: &H, metrics: &Metrics, outcome: &Outcome) -> Verdict {
+    if let Some(id) = metrics.counter_for(outcome) {
+        host.increment_counter(id);
+    }
+    let denial = match outcome {
+        Outcome::Deny(d) => d.clone(),
+        Outcome::Allow { .. } => Denial { reason: Reason::IdentityUnavailable },
+    };
+    let headers = denial.headers();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    if let Err(e) = host.send_response(u32::from(denial.status()), &headers, denial.body().as_bytes()) {
+        host.log_warn(&format!("certbind: cannot send the refusal ({e})"));
+    }
+    Verdict::Responded
+}
+
+/// Used when no valid configuration is held: every request is refused (503).
+pub fn refuse_unconfigured<H: Host>(host: &H, metrics: &Metrics) -> Verdict {
+    refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable))
+}

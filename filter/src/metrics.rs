@@ -1,0 +1,29 @@
+//! Counters for every outcome and reason, exported through the proxy's metrics
+//! (Envoy shows them under `wasmcustom.`).
+
+use certbind_shared::decision::outcome::{Outcome, Reason};
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    allowed: Option<u32>,
+    denied: Vec<(Reason, u32)>,
+}
+
+impl Metrics {
+    /// `define` creates a counter by name and returns its id.
+    pub fn define(mut define: impl FnMut(&str) -> Option<u32>) -> Self {
+        let allowed = define("certbind.requests.allowed");
+        let denied = Reason::ALL
+            .iter()
+            .filter_map(|r| define(&format!("certbind.requests.denied.{}", r.as_str())).map(|id| (*r, id)))
+            .collect();
+        Metrics { allowed, denied }
+    }
+
+    pub fn counter_for(&self, outcome: &Outcome) -> Option<u32> {
+        match outcome.reason() {
+            None => self.allowed,
+            Some(reason) => self.denied.iter().find(|(r, _)| *r == reason).map(|(_, id)| *id),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Writes seed inputs for every fuzz target into fuzz/corpus/TARGET/ (gitignored), each in the
+# header format its parser expects, built from the committed test PKI. Run from anywhere.
+set -eu
+cd "$(dirname "$0")"
+pki=../tests/pki
+for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header; do
+    mkdir -p "corpus/$target"
+done
+for pem in "$pki"/*.pem; do
+    name=$(basename "$pem" .pem)
+    [ "$name" = ca-bundle ] && continue
+    b64=$(openssl x509 -in "$pem" -outform DER | base64 -w0)
+    hash=$(openssl x509 -in "$pem" -outform DER | sha256sum | cut -d' ' -f1)
+    openssl x509 -in "$pem" -outform DER > "corpus/certificate_facts/$name.der"
+    cp "$pem" "corpus/certificate_facts/$name.pem"
+    python3 - "$pem" "$hash" "$b64" "$name" <<'PY'
+import sys, urllib.parse
+pem_path, digest, b64, name = sys.argv[1:]
+pem = open(pem_path).read()
+quoted = urllib.parse.quote(pem, safe="")
+open(f"corpus/xfcc/{name}", "w").write(
+    f'By=spiffe://certbind.test/envoy;Hash={digest};Cert="{quoted}";'
+    f'Subject="CN=x,O=y";URI=spiffe://certbind.test/ns/default/sa/api;DNS=api.certbind.test')
+open(f"corpus/nginx_header/{name}.escaped", "w").write(quoted)
+open(f"corpus/nginx_header/{name}.legacy", "w").write(pem.rstrip("\n").replace("\n", "\n\t"))
+open(f"corpus/traefik_header/{name}", "w").write(b64 + "," + b64)
+open(f"corpus/rfc9440_header/{name}", "w").write(f":{b64}:, :{b64}:")
+PY
+done
+echo "seed corpora written under $(pwd)/corpus"

@@ -1,0 +1,724 @@
+//! What a client certificate says, extracted once from its DER encoding.
+
+pub mod dn;
+pub mod fascn;
+pub mod pem;
+pub mod san;
+
+use crate::encoding::hex_lower;
+use crate::fingerprint::Fingerprint;
+use der::asn1::ObjectIdentifier;
+use der::{Decode, Reader, SliceReader};
+use x509_cert::ext::pkix::{CertificatePolicies, ExtendedKeyUsage};
+use x509_cert::time::Time;
+use x509_cert::Certificate;
+
+pub use san::SubjectAltName;
+
+/// Largest certificate DER accepted. Real PIV/CAC certificates are 1.5–2.5 KiB; 16 KiB leaves
+/// room for unusual extensions while bounding the work an attacker can ask for.
+pub const MAX_CERTIFICATE_DER: usize = 16 * 1024;
+
+/// id-PIV-cardAuth: the Card Authentication key needs no PIN, so it proves possession of a
+/// card, not presence of its holder.
+pub const OID_EKU_PIV_CARD_AUTH: &str = "2.16.840.1.101.3.6.8";
+
+/// The facts certbind decides on. Built by [`CertificateFacts::from_der`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    pub fingerprint: Fingerprint,
+    /// RFC 4514 string, most specific RDN first (`CN=…,OU=…,O=…,C=US`).
+    pub subject_dn: String,
+    pub issuer_dn: String,
+    /// Lowercase hex of the serial's magnitude, without a sign-padding zero byte.
+    pub serial_hex: String,
+    /// Validity window, seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub subject_alt_names: Vec<SubjectAltName>,
+    /// certificatePolicies OIDs, dotted.
+    pub policy_oids: Vec<String>,
+    /// extKeyUsage OIDs, dotted.
+    pub extended_key_usages: Vec<String>,
+    /// False when only part of the certificate was available (e.g. the connection's
+    /// properties give a digest and a subject but no issuer): constraints that need a missing
+    /// fact then refuse.
+    pub complete: bool,
+}
+
+/// Why certificate bytes were refused. Says what was wrong, never echoes the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateError {
+    TooLarge {
+        len: usize,
+        limit: usize,
+    },
+    /// No `-----BEGIN CERTIFICATE-----` block, a broken block, or bytes after it.
+    Pem(&'static str),
+    /// The DER does not decode as an X.509 certificate; the text names the part.
+    Der(String),
+    /// The certificate decodes but a field is unusable (e.g. a time out of range).
+    Field(&'static str),
+}
+
+impl std::fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertificateError::TooLarge { len, limit } => {
+                write!(
+                    f,
+                    "certificate is {len} bytes, more than the {limit}-byte limit"
+                )
+            }
+            CertificateError::Pem(what) => write!(f, "PEM: {what}"),
+            CertificateError::Der(what) => write!(f, "DER: {what}"),
+            CertificateError::Field(what) => write!(f, "certificate field: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for CertificateError {}
+
+impl CertificateFacts {
+    /// Extracts the facts from one DER-encoded X.509 certificate. Refuses more than
+    /// [`MAX_CERTIFICATE_DER`] bytes, anything after the certificate's SEQUENCE, DER that
+    /// x509-cert does not accept, a repeated extension, and identity-bearing fields that are
+    /// present but unreadable (a UPN or FASC-N of the wrong form).
+    pub fn from_der(der: &[u8]) -> Result<CertificateFacts, CertificateError> {
+        let certificate = decode_certificate(der)?;
+        let tbs = &certificate.tbs_certificate;
+        refuse_repeated_extensions(tbs.extensions.as_deref().unwrap_or_default())?;
+
+        let subject_alt_names = match tbs
+            .get::<x509_cert::ext::pkix::SubjectAltName>()
+            .map_err(|e| extension_error("subjectAltName", e))?
+        {
+            Some((_, names)) => names
+                .0
+                .iter()
+                .map(SubjectAltName::from_general_name)
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let policy_oids = match tbs
+            .get::<CertificatePolicies>()
+            .map_err(|e| extension_error("certificatePolicies", e))?
+        {
+            Some((_, policies)) => policies
+                .0
+                .iter()
+                .map(|p| p.policy_identifier.to_string())
+                .collect(),
+            None => Vec::new(),
+        };
+        let extended_key_usages = match tbs
+            .get::<ExtendedKeyUsage>()
+            .map_err(|e| extension_error("extKeyUsage", e))?
+        {
+            Some((_, usages)) => usages.0.iter().map(ObjectIdentifier::to_string).collect(),
+            None => Vec::new(),
+        };
+
+        Ok(CertificateFacts {
+            fingerprint: Fingerprint::of_der(der),
+            subject_dn: dn::format_name(&tbs.subject)?,
+            issuer_dn: dn::format_name(&tbs.issuer)?,
+            serial_hex: serial_hex(tbs.serial_number.as_bytes()),
+            not_before: unix_seconds(tbs.validity.not_before)?,
+            not_after: unix_seconds(tbs.validity.not_after)?,
+            subject_alt_names,
+            policy_oids,
+            extended_key_usages,
+            complete: true,
+        })
+    }
+
+    /// [`Self::from_der`] of the first certificate in a PEM text.
+    pub fn from_pem(text: &[u8]) -> Result<CertificateFacts, CertificateError> {
+        Self::from_der(&pem::decode_certificate_pem(text)?)
+    }
+
+    /// FASC-N digit strings from PIV otherName SANs.
+    pub fn fascns(&self) -> impl Iterator<Item = &str> {
+        self.subject_alt_names.iter().filter_map(|s| match s {
+            SubjectAltName::FascN(v) => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    /// URIs from SANs (PIV card UUIDs, SPIFFE IDs).
+    pub fn uris(&self) -> impl Iterator<Item = &str> {
+        self.subject_alt_names.iter().filter_map(|s| match s {
+            SubjectAltName::Uri(v) => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Email addresses from RFC 822 SANs.
+    pub fn emails(&self) -> impl Iterator<Item = &str> {
+        self.subject_alt_names.iter().filter_map(|s| match s {
+            SubjectAltName::Email(v) => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Microsoft UPNs from otherName SANs.
+    pub fn upns(&self) -> impl Iterator<Item = &str> {
+        self.subject_alt_names.iter().filter_map(|s| match s {
+            SubjectAltName::Upn(v) => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    pub fn is_piv_card_auth(&self) -> bool {
+        self.extended_key_usages
+            .iter()
+            .any(|o| o == OID_EKU_PIV_CARD_AUTH)
+    }
+}
+
+/// Decodes exactly one certificate from `der`, naming trailing bytes separately from
+/// malformed DER.
+fn decode_certificate(der: &[u8]) -> Result<Certificate, CertificateError> {
+    if der.len() > MAX_CERTIFICATE_DER {
+        return Err(CertificateError::TooLarge {
+            len: der.len(),
+            limit: MAX_CERTIFICATE_DER,
+        });
+    }
+    let mut reader =
+        SliceReader::new(der).map_err(|e| CertificateError::Der(format!("certificate: {e}")))?;
+    let certificate = Certificate::decode(&mut reader)
+        .map_err(|e| CertificateError::Der(format!("certificate: {e}")))?;
+    if !reader.is_finished() {
+        return Err(CertificateError::Der(format!(
+            "{} trailing bytes after the certificate",
+            reader.remaining_len()
+        )));
+    }
+    Ok(certificate)
+}
+
+/// RFC 5280 4.2: a certificate must not include more than one instance of an extension.
+/// Without this check, which of two subjectAltNames counted would be an implementation detail.
+fn refuse_repeated_extensions(
+    extensions: &[x509_cert::ext::Extension],
+) -> Result<(), CertificateError> {
+    let mut oids: Vec<&ObjectIdentifier> = extensions.iter().map(|e| &e.extn_id).collect();
+    oids.sort();
+    if oids.windows(2).any(|pair| pair.first() == pair.get(1)) {
+        return Err(CertificateError::Der(
+            "an extension appears more than once".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn extension_error(name: &str, error: der::Error) -> CertificateError {
+    CertificateError::Der(format!("{name} extension: {error}"))
+}
+
+/// Lowercase hex of the serial's magnitude, one byte per two digits, with DER's 0x00 sign
+/// byte removed (`00 9f 3a` -> `9f3a`). Negative serials, which RFC 5280 forbids but some
+/// CAs issued, keep their sign the way OpenSSL prints them: `-` and the magnitude.
+pub fn serial_hex(twos_complement: &[u8]) -> String {
+    let negative = twos_complement.first().is_some_and(|b| b & 0x80 != 0);
+    let magnitude: Vec<u8> = if negative {
+        // Two's complement negation: invert, then add one from the least significant byte.
+        let mut bytes: Vec<u8> = twos_complement.iter().map(|b| !b).collect();
+        for byte in bytes.iter_mut().rev() {
+            let (sum, carry) = byte.overflowing_add(1);
+            *byte = sum;
+            if !carry {
+                break;
+            }
+        }
+        bytes
+    } else {
+        twos_complement.to_vec()
+    };
+    let significant = magnitude
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(magnitude.len());
+    let digits = match magnitude.get(significant..) {
+        Some(rest) if !rest.is_empty() => hex_lower(rest),
+        _ => "00".to_owned(),
+    };
+    if negative {
+        format!("-{digits}")
+    } else {
+        digits
+    }
+}
+
+fn unix_seconds(time: Time) -> Result<i64, CertificateError> {
+    i64::try_from(time.to_unix_duration().as_secs())
+        .map_err(|_| CertificateError::Field("validity time out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::OctetString;
+    use der::{Any, Encode, Tag};
+    use x509_cert::ext::pkix::name::{GeneralName, OtherName};
+    use x509_cert::ext::Extension;
+
+    // The committed test PKI (envoy/pki/gen-test-pki.sh). Expected serials, fingerprints,
+    // names and dates below are what `openssl x509 -serial -fingerprint -sha256 -subject
+    // -issuer -dates -nameopt RFC2253` prints for these files.
+    const PIV_AUTH: &str = include_str!("../../../tests/pki/piv-auth.pem");
+    const PIV_AUTH_2: &str = include_str!("../../../tests/pki/piv-auth-2.pem");
+    const PIV_CARD_AUTH: &str = include_str!("../../../tests/pki/piv-card-auth.pem");
+    const CAC: &str = include_str!("../../../tests/pki/cac.pem");
+    const SERVICE: &str = include_str!("../../../tests/pki/service.pem");
+    const EXPIRED: &str = include_str!("../../../tests/pki/expired.pem");
+    const UNTRUSTED_USER: &str = include_str!("../../../tests/pki/untrusted-user.pem");
+    const TEST_ARC: &str = include_str!("../../../tests/pki/piv-auth-test-arc.pem");
+    const ROOT_CA: &str = include_str!("../../../tests/pki/root-ca.pem");
+    const ISSUING_CA: &str = include_str!("../../../tests/pki/piv-issuing-ca.pem");
+    const UNTRUSTED_CA: &str = include_str!("../../../tests/pki/untrusted-ca.pem");
+
+    const ISSUING_CA_DN: &str = "CN=certbind Test PIV Issuing CA,OU=Test PKI,O=certbind,C=US";
+    const UNTRUSTED_CA_DN: &str = "CN=Untrusted Test CA,O=Not certbind,C=US";
+    const ROOT_CA_DN: &str = "CN=certbind Test Root CA,OU=Test PKI,O=certbind,C=US";
+
+    const JAN_2020: i64 = 1_577_836_800;
+    const JAN_2021: i64 = 1_609_459_200;
+    const JAN_2025: i64 = 1_735_689_600;
+    const JAN_2045: i64 = 2_366_841_600;
+    const JUN_2050: i64 = 2_537_654_400;
+    const JAN_2055: i64 = 2_682_374_400;
+    const JAN_2060: i64 = 2_840_140_800;
+
+    const FPKI_COMMON_AUTH: &str = "2.16.840.1.101.3.2.1.3.13";
+    const CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+    const SMARTCARD_LOGON: &str = "1.3.6.1.4.1.311.20.2.2";
+
+    fn der_of(pem_text: &str) -> Vec<u8> {
+        pem::decode_certificate_pem(pem_text.as_bytes()).unwrap()
+    }
+
+    fn facts(pem_text: &str) -> CertificateFacts {
+        CertificateFacts::from_der(&der_of(pem_text)).unwrap()
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn piv_auth_certificate_facts() {
+        assert_eq!(
+            facts(PIV_AUTH),
+            CertificateFacts {
+                fingerprint: Fingerprint::parse(
+                    "88385f9ffede1a99ec5317726375bb6ff317a5c3061d92a0695a24753a46d049"
+                )
+                .unwrap(),
+                subject_dn: "CN=Jane Q. Doe,OU=People,OU=Example Agency,O=U.S. Government,C=US"
+                    .into(),
+                issuer_dn: ISSUING_CA_DN.into(),
+                // openssl: serial=9F3A5C7E21D04B68 (DER carries a 0x00 sign byte before it).
+                serial_hex: "9f3a5c7e21d04b68".into(),
+                not_before: JAN_2025,
+                not_after: JAN_2045,
+                subject_alt_names: vec![
+                    SubjectAltName::FascN("99999999999999111234567890112232".into()),
+                    SubjectAltName::Uri("urn:uuid:3f2b6c1e-8a4d-4e2f-9b7a-1c5d0e6f7a81".into()),
+                    SubjectAltName::Upn("1234567890@mil".into()),
+                    SubjectAltName::Email("jane.doe@example.mil".into()),
+                ],
+                policy_oids: strings(&[FPKI_COMMON_AUTH]),
+                extended_key_usages: strings(&[CLIENT_AUTH, SMARTCARD_LOGON]),
+                complete: true,
+            }
+        );
+    }
+
+    #[test]
+    fn second_piv_user_has_escaped_multi_valued_subject() {
+        let f = facts(PIV_AUTH_2);
+        assert_eq!(
+            f.subject_dn,
+            "1.2.840.113549.1.9.1=#16146a6f686e2e726f65406578616d706c652e6d696c,\
+             CN=John R. Roe+UID=jroe,OU=People,O=Example\\, Inc.,C=US"
+        );
+        assert_eq!(f.serial_hex, "5001");
+        assert_eq!(
+            f.fingerprint.to_hex(),
+            "0118b4cd84aed00de7134c69697ce529ed689335010e8196192a1e78bcb12922"
+        );
+        assert_eq!(
+            f.subject_alt_names,
+            vec![
+                SubjectAltName::FascN("99999999000123119876543210112231".into()),
+                SubjectAltName::Uri("urn:uuid:c0b1d2e3-f405-4617-8829-3a4b5c6d7e8f".into()),
+                SubjectAltName::Upn("9876543210@mil".into()),
+                SubjectAltName::Email("john.roe@example.mil".into()),
+            ]
+        );
+        assert_eq!(f.emails().collect::<Vec<_>>(), vec!["john.roe@example.mil"]);
+        assert_eq!(f.upns().collect::<Vec<_>>(), vec!["9876543210@mil"]);
+        assert_eq!(
+            f.fascns().collect::<Vec<_>>(),
+            vec!["99999999000123119876543210112231"]
+        );
+        assert!(!f.is_piv_card_auth());
+    }
+
+    #[test]
+    fn card_auth_certificate_is_recognised() {
+        let f = facts(PIV_CARD_AUTH);
+        assert_eq!(
+            f.subject_dn,
+            "CN=Card Authentication,OU=Example Agency,O=U.S. Government,C=US"
+        );
+        assert_eq!(f.serial_hex, "2001");
+        assert_eq!(
+            f.fingerprint.to_hex(),
+            "9a8af3c663524732dcc031c03775c6121e6461ca9a27fcba55041efaea803504"
+        );
+        assert_eq!(f.extended_key_usages, strings(&[OID_EKU_PIV_CARD_AUTH]));
+        assert_eq!(f.policy_oids, strings(&["2.16.840.1.101.3.2.1.3.17"]));
+        assert_eq!(
+            f.subject_alt_names,
+            vec![
+                SubjectAltName::FascN("99999999999999111234567890112232".into()),
+                SubjectAltName::Uri("urn:uuid:3f2b6c1e-8a4d-4e2f-9b7a-1c5d0e6f7a81".into()),
+            ]
+        );
+        assert!(f.is_piv_card_auth());
+    }
+
+    #[test]
+    fn cac_certificate_facts() {
+        let f = facts(CAC);
+        assert_eq!(
+            f.subject_dn,
+            "CN=LAST.FIRST.MI.1234567890,OU=USA,OU=PKI,OU=DoD,O=U.S. Government,C=US"
+        );
+        assert_eq!(f.issuer_dn, ISSUING_CA_DN);
+        assert_eq!(f.serial_hex, "3001");
+        assert_eq!(
+            f.fingerprint.to_hex(),
+            "63b994d9f9a1ed9e672bc1dde4ab4b9d2da7f4157f0b8a44a13815fc94178871"
+        );
+        assert_eq!(
+            f.subject_alt_names,
+            vec![SubjectAltName::Upn("1234567890@mil".into())]
+        );
+        assert_eq!(
+            f.policy_oids,
+            strings(&["2.16.840.1.101.2.1.11.42", FPKI_COMMON_AUTH])
+        );
+        assert_eq!(
+            f.extended_key_usages,
+            strings(&[CLIENT_AUTH, SMARTCARD_LOGON])
+        );
+        assert_eq!((f.not_before, f.not_after), (JAN_2025, JAN_2045));
+    }
+
+    #[test]
+    fn service_certificate_with_generalized_time() {
+        let f = facts(SERVICE);
+        assert_eq!(
+            f.subject_dn,
+            "CN=api.certbind.test,OU=Services,O=certbind,C=US"
+        );
+        assert_eq!(f.serial_hex, "4001");
+        assert_eq!(
+            f.fingerprint.to_hex(),
+            "4da5da23f1963222ac21b03e2dcead3073cd09fc7be85645e6d730bf03ab4e93"
+        );
+        assert_eq!(
+            f.subject_alt_names,
+            vec![
+                SubjectAltName::Uri("spiffe://certbind.test/ns/default/sa/api".into()),
+                SubjectAltName::Dns("api.certbind.test".into()),
+            ]
+        );
+        assert_eq!(
+            f.uris().collect::<Vec<_>>(),
+            vec!["spiffe://certbind.test/ns/default/sa/api"]
+        );
+        assert!(f.policy_oids.is_empty());
+        assert_eq!(
+            f.extended_key_usages,
+            strings(&[CLIENT_AUTH, "1.3.6.1.5.5.7.3.1"])
+        );
+        // notAfter 2050-06-01 is a GeneralizedTime; notBefore a UTCTime.
+        assert_eq!((f.not_before, f.not_after), (JAN_2025, JUN_2050));
+    }
+
+    #[test]
+    fn negative_cases_of_the_pki() {
+        let expired = facts(EXPIRED);
+        assert_eq!(
+            (expired.not_before, expired.not_after),
+            (JAN_2020, JAN_2021)
+        );
+        assert_eq!(expired.serial_hex, "6001");
+        assert_eq!(
+            expired.fingerprint.to_hex(),
+            "45c5095ea90cf5caae92fa3529d1f64dcd71a52f02f962223a304bf02d7ef09a"
+        );
+
+        let untrusted = facts(UNTRUSTED_USER);
+        assert_eq!(untrusted.issuer_dn, UNTRUSTED_CA_DN);
+        assert_eq!(
+            untrusted.subject_dn,
+            facts(PIV_AUTH).subject_dn,
+            "same subject, other issuer"
+        );
+        assert_eq!(untrusted.serial_hex, "7001");
+        assert_eq!(
+            untrusted.fingerprint.to_hex(),
+            "d4ee72d15280c621c2ea02551a54e9e56d21ece56a2b5998362783c44504ce2e"
+        );
+
+        let test_arc = facts(TEST_ARC);
+        assert_eq!(
+            test_arc.policy_oids,
+            strings(&["2.16.840.1.101.3.2.1.48.11"])
+        );
+        assert_eq!(test_arc.serial_hex, "8001");
+        assert_eq!(
+            test_arc.fingerprint.to_hex(),
+            "c4ac9e66a1a5d4866ffa594f08d18d8fb774abd9a3efb3f692f605818ad4ae97"
+        );
+        assert_eq!(
+            test_arc.subject_alt_names,
+            vec![
+                SubjectAltName::Upn("5555555555@mil".into()),
+                SubjectAltName::Email("test.user@example.mil".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn certificate_authorities() {
+        let root = facts(ROOT_CA);
+        assert_eq!(
+            (root.subject_dn.as_str(), root.issuer_dn.as_str()),
+            (ROOT_CA_DN, ROOT_CA_DN)
+        );
+        assert_eq!(root.serial_hex, "01");
+        assert_eq!((root.not_before, root.not_after), (JAN_2025, JAN_2060));
+        assert_eq!(
+            root.fingerprint.to_hex(),
+            "ee2d43f80150e4e37f3c24fd77bd07e5f33ad1c60a7eedfe6d5e4623f8b4966d"
+        );
+
+        let issuing = facts(ISSUING_CA);
+        assert_eq!(
+            (issuing.subject_dn.as_str(), issuing.issuer_dn.as_str()),
+            (ISSUING_CA_DN, ROOT_CA_DN)
+        );
+        assert_eq!(issuing.serial_hex, "1000");
+        assert_eq!(issuing.not_after, JAN_2055);
+        assert_eq!(
+            issuing.fingerprint.to_hex(),
+            "f41d3ca0cc57523ece80d3a6d80b0f579a0f028df2473097aaea86362c7fe2cf"
+        );
+
+        let untrusted = facts(UNTRUSTED_CA);
+        assert_eq!(untrusted.serial_hex, "0bad");
+        assert_eq!(
+            untrusted.fingerprint.to_hex(),
+            "62ec11b79e7bf0e0f0dcb350784aa75aab3bbc6a7f50325732a6b3d7760c3475"
+        );
+    }
+
+    #[test]
+    fn every_fixture_re_encodes_byte_identically() {
+        for pem_text in [
+            PIV_AUTH,
+            PIV_AUTH_2,
+            PIV_CARD_AUTH,
+            CAC,
+            SERVICE,
+            EXPIRED,
+            UNTRUSTED_USER,
+            TEST_ARC,
+            ROOT_CA,
+            ISSUING_CA,
+            UNTRUSTED_CA,
+        ] {
+            let der = der_of(pem_text);
+            CertificateFacts::from_der(&der).unwrap();
+            let certificate = Certificate::from_der(&der).unwrap();
+            assert_eq!(certificate.to_der().unwrap(), der);
+            assert_eq!(pem::encode_certificate_pem(&der), pem_text);
+        }
+    }
+
+    #[test]
+    fn from_pem_matches_from_der() {
+        assert_eq!(
+            CertificateFacts::from_pem(CAC.as_bytes()).unwrap(),
+            facts(CAC)
+        );
+    }
+
+    #[test]
+    fn malformed_der_is_refused_with_its_reason() {
+        let der = der_of(PIV_AUTH);
+        let mut trailing = der.clone();
+        trailing.extend_from_slice(&[0x00, 0x00, 0x00]);
+        assert_eq!(
+            CertificateFacts::from_der(&trailing),
+            Err(CertificateError::Der(
+                "3 trailing bytes after the certificate".into()
+            ))
+        );
+        let oversized = vec![0u8; MAX_CERTIFICATE_DER + 1];
+        assert_eq!(
+            CertificateFacts::from_der(&oversized),
+            Err(CertificateError::TooLarge {
+                len: MAX_CERTIFICATE_DER + 1,
+                limit: MAX_CERTIFICATE_DER
+            })
+        );
+        for broken in [
+            &der[..der.len() - 1],
+            &der[..10],
+            &[][..],
+            &[0x30, 0x00][..],
+            &[0x04, 0x00][..],
+        ] {
+            match CertificateFacts::from_der(broken) {
+                Err(CertificateError::Der(message)) => {
+                    assert!(message.starts_with("certificate: "), "{message}")
+                }
+                other => panic!("expected a DER error, got {other:?}"),
+            }
+        }
+    }
+
+    /// The piv-auth certificate with its extensions replaced by `edit`'s result. The signature
+    /// no longer matches, which does not matter: facts are extracted from verified chains.
+    fn with_extensions(edit: impl FnOnce(&mut Vec<Extension>)) -> Vec<u8> {
+        let mut certificate = Certificate::from_der(&der_of(PIV_AUTH)).unwrap();
+        edit(certificate.tbs_certificate.extensions.as_mut().unwrap());
+        certificate.to_der().unwrap()
+    }
+
+    fn san_extension(names: Vec<GeneralName>) -> Extension {
+        Extension {
+            extn_id: ObjectIdentifier::new_unwrap("2.5.29.17"),
+            critical: false,
+            extn_value: OctetString::new(
+                x509_cert::ext::pkix::SubjectAltName(names)
+                    .to_der()
+                    .unwrap(),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn replace_san(names: Vec<GeneralName>) -> Vec<u8> {
+        with_extensions(|extensions| {
+            for extension in extensions.iter_mut() {
+                if extension.extn_id == ObjectIdentifier::new_unwrap("2.5.29.17") {
+                    *extension = san_extension(names.clone());
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn repeated_extensions_and_unreadable_identity_names_are_refused() {
+        let duplicated = with_extensions(|extensions| {
+            let san = extensions
+                .iter()
+                .find(|e| e.extn_id == ObjectIdentifier::new_unwrap("2.5.29.17"))
+                .unwrap()
+                .clone();
+            extensions.push(san);
+        });
+        assert_eq!(
+            CertificateFacts::from_der(&duplicated),
+            Err(CertificateError::Der(
+                "an extension appears more than once".into()
+            ))
+        );
+
+        let upn = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3");
+        let fascn = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.6.6");
+        let other = |oid, tag, value: &[u8]| {
+            GeneralName::OtherName(OtherName {
+                type_id: oid,
+                value: Any::new(tag, value).unwrap(),
+            })
+        };
+        let cases = [
+            (
+                other(upn, Tag::Ia5String, b"1@mil"),
+                "UPN otherName is not a UTF8String",
+            ),
+            (
+                other(fascn, Tag::OctetString, &[0u8; 25]),
+                "FASC-N character fails its parity check",
+            ),
+            (
+                other(fascn, Tag::OctetString, &[0u8; 3]),
+                "FASC-N is not 25 bytes",
+            ),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(
+                CertificateFacts::from_der(&replace_san(vec![name])),
+                Err(CertificateError::Field(expected))
+            );
+        }
+
+        // An otherName of a type certbind does not know is kept, by OID.
+        let unknown = replace_san(vec![other(
+            ObjectIdentifier::new_unwrap("1.2.3.4"),
+            Tag::Utf8String,
+            b"x",
+        )]);
+        assert_eq!(
+            CertificateFacts::from_der(&unknown)
+                .unwrap()
+                .subject_alt_names,
+            vec![SubjectAltName::Other("1.2.3.4".into())]
+        );
+    }
+
+    #[test]
+    fn undecodable_extension_content_is_named() {
+        let broken = with_extensions(|extensions| {
+            for extension in extensions.iter_mut() {
+                if extension.extn_id == ObjectIdentifier::new_unwrap("2.5.29.37") {
+                    extension.extn_value = OctetString::new(vec![0x30, 0x03, 0x06, 0x01]).unwrap();
+                }
+            }
+        });
+        match CertificateFacts::from_der(&broken) {
+            Err(CertificateError::Der(message)) => {
+                assert!(message.starts_with("extKeyUsage extension: "), "{message}")
+            }
+            other => panic!("expected a DER error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serial_hex_strips_sign_bytes_and_keeps_negative_sign() {
+        let cases: [(&[u8], &str); 7] = [
+            (&[0x00, 0x9f, 0x3a], "9f3a"),
+            (&[0x01], "01"),
+            (&[0x0b, 0xad], "0bad"),
+            (&[0x00], "00"),
+            (&[], "00"),
+            (&[0xff], "-01"),
+            (&[0xff, 0x00], "-0100"),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(serial_hex(bytes), expected, "{bytes:02x?}");
+        }
+        assert_eq!(serial_hex(&[0x80]), "-80");
+    }
+}

@@ -1,0 +1,309 @@
+//! PEM framing of a single certificate, strict about what surrounds it.
+//!
+//! Accepted: one or more `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` blocks
+//! with nothing but whitespace (space, tab, CR, LF) around and between them and inside the
+//! base64 body. Refused: explanatory text, other labels, PEM headers, broken base64, and bodies
+//! larger than a certificate may be.
+
+use super::{CertificateError, MAX_CERTIFICATE_DER};
+use crate::encoding::{base64_decode, base64_encode};
+
+/// Largest PEM text accepted: a chain of [`MAX_CHAIN_CERTIFICATES`] ordinary (2–3 KiB)
+/// certificates fits with room to spare; a single certificate at the DER cap needs ~22 KiB.
+pub const MAX_PEM_BYTES: usize = 64 * 1024;
+
+/// Most certificates accepted in one chain. Real chains are leaf, one or two intermediates and
+/// perhaps a root; eight bounds the work without refusing any real deployment.
+pub const MAX_CHAIN_CERTIFICATES: usize = 8;
+
+const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const END: &[u8] = b"-----END CERTIFICATE-----";
+
+fn is_pem_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn skip_space(text: &[u8]) -> &[u8] {
+    let start = text
+        .iter()
+        .position(|&b| !is_pem_space(b))
+        .unwrap_or(text.len());
+    text.get(start..).unwrap_or_default()
+}
+
+/// Every certificate of a PEM chain, in the order given, as DER.
+pub fn decode_certificate_pem_chain(text: &[u8]) -> Result<Vec<Vec<u8>>, CertificateError> {
+    if text.len() > MAX_PEM_BYTES {
+        return Err(CertificateError::TooLarge {
+            len: text.len(),
+            limit: MAX_PEM_BYTES,
+        });
+    }
+    let mut rest = skip_space(text);
+    if rest.is_empty() {
+        return Err(CertificateError::Pem(
+            "no -----BEGIN CERTIFICATE----- block",
+        ));
+    }
+    let mut certificates = Vec::new();
+    while !rest.is_empty() {
+        if certificates.len() == MAX_CHAIN_CERTIFICATES {
+            return Err(CertificateError::Pem(
+                "more certificates than a chain may hold",
+            ));
+        }
+        rest =
+            rest.strip_prefix(BEGIN)
+                .ok_or(CertificateError::Pem(if certificates.is_empty() {
+                    "text before -----BEGIN CERTIFICATE-----"
+                } else {
+                    "text after -----END CERTIFICATE-----"
+                }))?;
+        let body_len = rest
+            .windows(END.len())
+            .position(|window| window == END)
+            .ok_or(CertificateError::Pem("no -----END CERTIFICATE----- line"))?;
+        let (body, after_body) = rest.split_at(body_len);
+        rest = after_body.get(END.len()..).unwrap_or_default();
+        certificates.push(decode_body(body)?);
+        rest = skip_space(rest);
+    }
+    Ok(certificates)
+}
+
+/// The first certificate of a PEM text that may carry a chain after it.
+pub fn decode_certificate_pem(text: &[u8]) -> Result<Vec<u8>, CertificateError> {
+    decode_certificate_pem_chain(text)?
+        .into_iter()
+        .next()
+        .ok_or(CertificateError::Pem(
+            "no -----BEGIN CERTIFICATE----- block",
+        ))
+}
+
+/// Exactly one certificate: for fields documented to hold the client certificate alone
+/// (XFCC `Cert=`, nginx `$ssl_client_escaped_cert`), where a second block is a sign of
+/// tampering or misconfiguration.
+pub fn decode_single_certificate_pem(text: &[u8]) -> Result<Vec<u8>, CertificateError> {
+    let mut certificates = decode_certificate_pem_chain(text)?;
+    if certificates.len() != 1 {
+        return Err(CertificateError::Pem(
+            "more than one certificate where one is expected",
+        ));
+    }
+    certificates.pop().ok_or(CertificateError::Pem(
+        "no -----BEGIN CERTIFICATE----- block",
+    ))
+}
+
+fn decode_body(body: &[u8]) -> Result<Vec<u8>, CertificateError> {
+    let mut compact = Vec::with_capacity(body.len());
+    for &byte in body {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => compact.push(byte),
+            byte if is_pem_space(byte) => {}
+            _ => {
+                return Err(CertificateError::Pem(
+                    "character outside base64 in the body",
+                ))
+            }
+        }
+    }
+    if compact.is_empty() {
+        return Err(CertificateError::Pem("empty certificate body"));
+    }
+    let der = base64_decode(&compact).ok_or(CertificateError::Pem("body is not valid base64"))?;
+    if der.len() > MAX_CERTIFICATE_DER {
+        return Err(CertificateError::TooLarge {
+            len: der.len(),
+            limit: MAX_CERTIFICATE_DER,
+        });
+    }
+    Ok(der)
+}
+
+/// PEM text of one certificate, 64 base64 characters a line, LF line ends.
+pub fn encode_certificate_pem(der: &[u8]) -> String {
+    let body = base64_encode(der);
+    let mut out = String::with_capacity(body.len() + body.len() / 64 + 60);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIV_AUTH_PEM: &str = include_str!("../../../tests/pki/piv-auth.pem");
+    const CA_BUNDLE_PEM: &str = include_str!("../../../tests/pki/ca-bundle.pem");
+    const ROOT_PEM: &str = include_str!("../../../tests/pki/root-ca.pem");
+    const ISSUING_PEM: &str = include_str!("../../../tests/pki/piv-issuing-ca.pem");
+
+    fn piv_der() -> Vec<u8> {
+        decode_certificate_pem(PIV_AUTH_PEM.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity_and_matches_openssl_layout() {
+        let der = piv_der();
+        let encoded = encode_certificate_pem(&der);
+        assert_eq!(
+            encoded, PIV_AUTH_PEM,
+            "openssl writes the same 64-column layout"
+        );
+        assert_eq!(decode_certificate_pem(encoded.as_bytes()).unwrap(), der);
+    }
+
+    #[test]
+    fn whitespace_variants_decode_to_the_same_der() {
+        let der = piv_der();
+        let crlf = PIV_AUTH_PEM.replace('\n', "\r\n");
+        let tab_folded = PIV_AUTH_PEM.trim_end().replace('\n', "\n\t");
+        let one_line = PIV_AUTH_PEM.replace('\n', " ");
+        let padded = format!(" \n\t{PIV_AUTH_PEM}\n\n  ");
+        for text in [crlf, tab_folded, one_line, padded] {
+            assert_eq!(decode_certificate_pem(text.as_bytes()).unwrap(), der);
+        }
+    }
+
+    #[test]
+    fn chains_decode_in_order_and_single_refuses_them() {
+        let chain = decode_certificate_pem_chain(CA_BUNDLE_PEM.as_bytes()).unwrap();
+        let root = decode_certificate_pem(ROOT_PEM.as_bytes()).unwrap();
+        let issuing = decode_certificate_pem(ISSUING_PEM.as_bytes()).unwrap();
+        assert_eq!(chain, vec![root.clone(), issuing]);
+        assert_eq!(
+            decode_certificate_pem(CA_BUNDLE_PEM.as_bytes()).unwrap(),
+            root
+        );
+        assert_eq!(
+            decode_single_certificate_pem(CA_BUNDLE_PEM.as_bytes()),
+            Err(CertificateError::Pem(
+                "more than one certificate where one is expected"
+            ))
+        );
+        assert_eq!(
+            decode_single_certificate_pem(ROOT_PEM.as_bytes()).unwrap(),
+            root
+        );
+    }
+
+    #[test]
+    fn malformed_pem_is_refused_with_its_reason() {
+        let body_start = PIV_AUTH_PEM.find('\n').unwrap() + 1;
+        let cases: Vec<(String, CertificateError)> = vec![
+            (
+                String::new(),
+                CertificateError::Pem("no -----BEGIN CERTIFICATE----- block"),
+            ),
+            (
+                " \r\n\t".into(),
+                CertificateError::Pem("no -----BEGIN CERTIFICATE----- block"),
+            ),
+            (
+                format!("subject=CN=x\n{PIV_AUTH_PEM}"),
+                CertificateError::Pem("text before -----BEGIN CERTIFICATE-----"),
+            ),
+            (
+                format!("{PIV_AUTH_PEM}trailing"),
+                CertificateError::Pem("text after -----END CERTIFICATE-----"),
+            ),
+            (
+                PIV_AUTH_PEM.replace("BEGIN CERTIFICATE", "BEGIN X509 CERTIFICATE"),
+                CertificateError::Pem("text before -----BEGIN CERTIFICATE-----"),
+            ),
+            (
+                PIV_AUTH_PEM.replace("-----END CERTIFICATE-----\n", ""),
+                CertificateError::Pem("no -----END CERTIFICATE----- line"),
+            ),
+            (
+                PIV_AUTH_PEM.replace("END CERTIFICATE", "END CERT"),
+                CertificateError::Pem("no -----END CERTIFICATE----- line"),
+            ),
+            (
+                format!("{}{PIV_AUTH_PEM}", &PIV_AUTH_PEM[..body_start]),
+                CertificateError::Pem("character outside base64 in the body"),
+            ),
+            (
+                format!(
+                    "{}Proc-Type: 4,ENCRYPTED\n{}",
+                    &PIV_AUTH_PEM[..body_start],
+                    &PIV_AUTH_PEM[body_start..]
+                ),
+                CertificateError::Pem("character outside base64 in the body"),
+            ),
+            (
+                format!(
+                    "{}%{}",
+                    &PIV_AUTH_PEM[..body_start],
+                    &PIV_AUTH_PEM[body_start..]
+                ),
+                CertificateError::Pem("character outside base64 in the body"),
+            ),
+            (
+                format!(
+                    "{}A{}",
+                    &PIV_AUTH_PEM[..body_start],
+                    &PIV_AUTH_PEM[body_start..]
+                ),
+                CertificateError::Pem("body is not valid base64"),
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\n\n-----END CERTIFICATE-----\n".into(),
+                CertificateError::Pem("empty certificate body"),
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nQQ=\n-----END CERTIFICATE-----\n".into(),
+                CertificateError::Pem("body is not valid base64"),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                decode_certificate_pem_chain(text.as_bytes()),
+                Err(expected),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_and_count_caps_hold() {
+        let huge = " ".repeat(MAX_PEM_BYTES + 1);
+        assert_eq!(
+            decode_certificate_pem(huge.as_bytes()),
+            Err(CertificateError::TooLarge {
+                len: MAX_PEM_BYTES + 1,
+                limit: MAX_PEM_BYTES
+            })
+        );
+        let oversized_der = vec![0x30u8; MAX_CERTIFICATE_DER + 1];
+        assert_eq!(
+            decode_certificate_pem(encode_certificate_pem(&oversized_der).as_bytes()),
+            Err(CertificateError::TooLarge {
+                len: MAX_CERTIFICATE_DER + 1,
+                limit: MAX_CERTIFICATE_DER
+            })
+        );
+        let small = encode_certificate_pem(&[0x30, 0x00]);
+        let at_cap = small.repeat(MAX_CHAIN_CERTIFICATES);
+        assert_eq!(
+            decode_certificate_pem_chain(at_cap.as_bytes())
+                .unwrap()
+                .len(),
+            MAX_CHAIN_CERTIFICATES
+        );
+        let over_cap = small.repeat(MAX_CHAIN_CERTIFICATES + 1);
+        assert_eq!(
+            decode_certificate_pem_chain(over_cap.as_bytes()),
+            Err(CertificateError::Pem(
+                "more certificates than a chain may hold"
+            ))
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! What a certificate must satisfy on a route, beyond the proxy's chain verification.
+
+use super::outcome::Reason;
+use crate::certificate::CertificateFacts;
+use serde::Deserialize;
+
+/// FPKI certificate policies commonly required for PIV authentication. Operators list the arcs
+/// they accept; both the production and the test arc are configurable so that test cards can be
+/// admitted in lower environments only.
+pub const OID_FPKI_COMMON_AUTHENTICATION: &str = "2.16.840.1.101.3.2.1.3.13";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    /// Exact RFC 4514 issuer DNs. Empty: any issuer the proxy verified.
+    #[serde(default)]
+    pub allowed_issuers: Vec<String>,
+    /// At least one of these policy OIDs must be asserted. Empty: not enforced.
+    #[serde(default)]
+    pub required_policy_oids: Vec<String>,
+    /// Every RFC 822 SAN must be in one of these domains. Empty: not enforced.
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// PIV Card Authentication certificates prove a card is present but not that its holder
+    /// typed a PIN, so they are refused for user login unless a route opts in.
+    #[serde(default)]
+    pub allow_card_authentication: bool,
+    /// Seconds of clock skew tolerated on the validity window.
+    #[serde(default)]
+    pub validity_leeway_seconds: u32,
+}
+
+impl Default for Constraints {
+    fn default() -> Self {
+        Constraints {
+            allowed_issuers: Vec::new(),
+            required_policy_oids: Vec::new(),
+            allowed_email_domains: Vec::new(),
+            allow_card_authentication: false,
+            validity_leeway_seconds: 0,
+        }
+    }
+}
+
+impl Constraints {
+    /// Lowercases domains once so that checks compare without allocating.
+    pub fn normalized(mut self) -> Self {
+        for d in &mut self.allowed_email_domains {
+            *d = d.trim_start_matches('@').to_ascii_lowercase();
+        }
+        self
+    }
+
+    pub fn check(&self, facts: &CertificateFacts, now: i64) -> Result<(), Reason> {
+        let leeway = i64::from(self.validity_leeway_seconds);
+        if facts.complete && (now.saturating_add(leeway) < facts.not_before || now.saturating_sub(leeway) > facts.not_after) {
+            return Err(Reason::CertificateExpired);
+        }
+        if !self.allowed_issuers.is_empty() && !self.allowed_issuers.iter().any(|i| *i == facts.issuer_dn) {
+            return Err(Reason::CertificateNotAllowed);
+        }
+        if !self.required_policy_oids.is_empty()
+            && !facts.policy_oids.iter().any(|oid| self.required_policy_oids.contains(oid))
+        {
+            return Err(Reason::CertificateNotAllowed);
+        }
+        if !self.allowed_email_domains.is_empty() {
+            let all_allowed = facts.emails().all(|email| {
+                email_domain(email).is_some_and(|d| self.allowed_email_domains.iter().any(|a| a.eq_ignore_ascii_case(d)))
+            });
+            if !all_allowed {
+                return Err(Reason::CertificateNotAllowed);
+            }
+        }
+        if !self.allow_card_authentication && facts.is_piv_card_auth() {
+            return Err(Reason::CertificateNotAllowed);
+        }
+        Ok(())
+    }
+}
+
+/// The domain of an address, after its last `@`. `None` when there is none or it is empty.
+pub fn email_domain(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+}

@@ -1,0 +1,211 @@
+//! The filter's answer: forward with trusted identity headers, or refuse with a stable reason.
+//! The refusal contract (status, reason, problem+json body, headers) lives here so that the
+//! native tests and the `.wasm` agree byte for byte.
+
+/// Every reason the filter refuses a request for. The string forms are a public contract:
+/// clients, dashboards and alerts match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    MalformedClientCert,
+    CertificateMissing,
+    CertificateExpired,
+    CertificateBlocklisted,
+    CertificateRevoked,
+    TokenMissing,
+    InvalidToken,
+    SenderBindingMismatch,
+    CertificateNotAllowed,
+    CardNotEnrolled,
+    BindingDisabled,
+    IdentityUnavailable,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 12] = [
+        Reason::MalformedClientCert,
+        Reason::CertificateMissing,
+        Reason::CertificateExpired,
+        Reason::CertificateBlocklisted,
+        Reason::CertificateRevoked,
+        Reason::TokenMissing,
+        Reason::InvalidToken,
+        Reason::SenderBindingMismatch,
+        Reason::CertificateNotAllowed,
+        Reason::CardNotEnrolled,
+        Reason::BindingDisabled,
+        Reason::IdentityUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MalformedClientCert => "malformed_client_cert",
+            Reason::CertificateMissing => "certificate_missing",
+            Reason::CertificateExpired => "certificate_expired",
+            Reason::CertificateBlocklisted => "certificate_blocklisted",
+            Reason::CertificateRevoked => "certificate_revoked",
+            Reason::TokenMissing => "token_missing",
+            Reason::InvalidToken => "invalid_token",
+            Reason::SenderBindingMismatch => "sender_binding_mismatch",
+            Reason::CertificateNotAllowed => "certificate_not_allowed",
+            Reason::CardNotEnrolled => "card_not_enrolled",
+            Reason::BindingDisabled => "binding_disabled",
+            Reason::IdentityUnavailable => "identity_unavailable",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::MalformedClientCert => 400,
+            Reason::CertificateMissing
+            | Reason::CertificateExpired
+            | Reason::CertificateBlocklisted
+            | Reason::CertificateRevoked
+            | Reason::TokenMissing
+            | Reason::InvalidToken
+            | Reason::SenderBindingMismatch => 401,
+            Reason::CertificateNotAllowed | Reason::CardNotEnrolled | Reason::BindingDisabled => 403,
+            Reason::IdentityUnavailable => 503,
+        }
+    }
+
+    /// Human text for the problem `title`. Generic on purpose: it must never carry
+    /// certificate or token details.
+    pub fn title(self) -> &'static str {
+        match self {
+            Reason::MalformedClientCert => "The client certificate header is malformed",
+            Reason::CertificateMissing => "A client certificate is required",
+            Reason::CertificateExpired => "The client certificate is outside its validity period",
+            Reason::CertificateBlocklisted => "The client certificate is blocked",
+            Reason::CertificateRevoked => "The client certificate is revoked",
+            Reason::TokenMissing => "A bearer token is required",
+            Reason::InvalidToken => "The bearer token is not valid",
+            Reason::SenderBindingMismatch => "The bearer token is not bound to this client certificate",
+            Reason::CertificateNotAllowed => "The client certificate is not allowed here",
+            Reason::CardNotEnrolled => "The smart card is not enrolled",
+            Reason::BindingDisabled => "The smart card binding is disabled",
+            Reason::IdentityUnavailable => "Identity data is unavailable",
+        }
+    }
+
+    fn is_token_reason(self) -> bool {
+        matches!(self, Reason::TokenMissing | Reason::InvalidToken | Reason::SenderBindingMismatch)
+    }
+}
+
+/// A refusal, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+}
+
+impl Denial {
+    pub fn status(&self) -> u16 {
+        self.reason.status()
+    }
+
+    /// `application/problem+json` (RFC 9457) with a stable machine-readable `reason`.
+    pub fn body(&self) -> String {
+        let r = self.reason;
+        // Every interpolated value is a fixed ASCII string without quotes or backslashes,
+        // so plain formatting yields valid JSON without an encoder.
+        format!(
+            "{{\"type\":\"urn:certbind:problem:{reason}\",\"title\":\"{title}\",\"status\":{status},\"reason\":\"{reason}\"}}",
+            reason = r.as_str(),
+            title = r.title(),
+            status = r.status()
+        )
+    }
+
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("content-type", "application/problem+json".to_string()),
+            ("cache-control", "no-store".to_string()),
+        ];
+        if self.reason.status() == 401 {
+            headers.push(("www-authenticate", self.www_authenticate()));
+        }
+        headers
+    }
+
+    fn www_authenticate(&self) -> String {
+        let r = self.reason;
+        if r == Reason::TokenMissing {
+            // RFC 6750 §3.1: no error code when the request carried no credentials.
+            "Bearer realm=\"certbind\"".to_string()
+        } else if r.is_token_reason() {
+            format!("Bearer realm=\"certbind\", error=\"invalid_token\", error_description=\"{}\"", r.as_str())
+        } else {
+            format!("ClientCertificate realm=\"certbind\", error=\"{}\"", r.as_str())
+        }
+    }
+}
+
+/// Trusted headers set on success (lowercase names, as HTTP/2 requires).
+pub mod header {
+    pub const FINGERPRINT: &str = "x-dm-smartcard-fingerprint";
+    pub const SUBJECT: &str = "x-dm-smartcard-subject";
+    pub const ISSUER: &str = "x-dm-smartcard-issuer";
+    pub const SERIAL: &str = "x-dm-smartcard-serial";
+    pub const USER: &str = "x-dm-user-id";
+    pub const ORG: &str = "x-dm-org-id";
+    pub const PRINCIPAL: &str = "x-dm-principal";
+    pub const TOKEN_SUBJECT: &str = "x-dm-token-subject";
+    pub const TOKEN_ISSUER: &str = "x-dm-token-issuer";
+    /// Prefix of every header this project sets: any inbound header with it is spoofed.
+    pub const TRUSTED_PREFIX: &str = "x-dm-";
+}
+
+/// What happens to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forward, after removing every inbound identity header and adding `set`.
+    Allow { set: Vec<(&'static str, String)> },
+    Deny(Denial),
+}
+
+impl Outcome {
+    pub fn deny(reason: Reason) -> Self {
+        Outcome::Deny(Denial { reason })
+    }
+
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Outcome::Allow { .. } => None,
+            Outcome::Deny(d) => Some(d.reason),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Allow { .. } => 200,
+            Outcome::Deny(d) => d.status(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_design_table() {
+        let by_status = |s: u16| Reason::ALL.iter().filter(|r| r.status() == s).count();
+        assert_eq!(by_status(400), 1);
+        assert_eq!(by_status(401), 7);
+        assert_eq!(by_status(403), 3);
+        assert_eq!(by_status(503), 1);
+    }
+
+    #[test]
+    fn bodies_are_json_and_401s_challenge() {
+        for reason in Reason::ALL {
+            let denial = Denial { reason };
+            let body: serde_json::Value = serde_json::from_str(&denial.body()).unwrap();
+            assert_eq!(body["reason"], reason.as_str());
+            assert_eq!(body["status"], u64::from(reason.status()));
+            let headers = denial.headers();
+            assert!(headers.contains(&("cache-control", "no-store".into())));
+            assert_eq!(headers.iter().any(|(n, _)| *n == "www-authenticate"), reason.status() == 401);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Small, strict text codecs for untrusted input: hex, base64 (standard and url-safe) and
+//! percent-decoding. Every decoder rejects what it does not understand instead of skipping it.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+
+/// Lowercase hex of `bytes`.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes hex of either case. `None` on an odd length or a non-hex digit.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some((hex_value(pair[0])? << 4) | hex_value(pair[1])?))
+        .collect()
+}
+
+/// Unpadded base64url, as JOSE uses it (`x5t#S256`, JWT segments).
+pub fn base64url_encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Unpadded base64url. Padding, whitespace and the standard alphabet's `+/` are refused.
+pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+/// Standard base64 with padding (PEM bodies, RFC 9440 byte sequences, Traefik's header).
+pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
+}
+
+pub fn base64_encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Why a percent-encoded value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PercentError {
+    /// A `%` not followed by two hex digits, at this byte offset.
+    BadEscape { at: usize },
+    /// The decoded bytes are longer than the caller allows.
+    TooLong { limit: usize },
+}
+
+/// Percent-decodes `input` (`+` stays `+`: these values are not form-encoded).
+/// The output never exceeds `limit` bytes.
+pub fn percent_decode(input: &[u8], limit: usize) -> Result<Vec<u8>, PercentError> {
+    let mut out = Vec::with_capacity(input.len().min(limit));
+    let mut i = 0;
+    while i < input.len() {
+        let byte = input[i];
+        let decoded = if byte == b'%' {
+            let hi = input.get(i + 1).copied().and_then(hex_value);
+            let lo = input.get(i + 2).copied().and_then(hex_value);
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => {
+                    i += 3;
+                    (hi << 4) | lo
+                }
+                _ => return Err(PercentError::BadEscape { at: i }),
+            }
+        } else {
+            i += 1;
+            byte
+        };
+        if out.len() >= limit {
+            return Err(PercentError::TooLong { limit });
+        }
+        out.push(decoded);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_rejects_odd_or_foreign_digits() {
+        assert_eq!(hex_lower(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(hex_decode("00ABff"), Some(vec![0x00, 0xab, 0xff]));
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn base64url_refuses_padding_and_standard_alphabet() {
+        assert_eq!(base64url_decode("-_8"), Some(vec![0xfb, 0xff]));
+        assert_eq!(base64url_decode("+/8="), None);
+        assert_eq!(base64url_encode(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn percent_decode_reports_bad_escapes_and_limits() {
+        assert_eq!(percent_decode(b"a%20b+c", 100).unwrap(), b"a b+c".to_vec());
+        assert_eq!(percent_decode(b"ab%2", 100), Err(PercentError::BadEscape { at: 2 }));
+        assert_eq!(percent_decode(b"%zz", 100), Err(PercentError::BadEscape { at: 0 }));
+        assert_eq!(percent_decode(b"abcd", 3), Err(PercentError::TooLong { limit: 3 }));
+    }
+}

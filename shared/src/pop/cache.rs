@@ -1,0 +1,210 @@
+//! Tokens that already verified, so that a client sending the same token on every request
+//! costs one signature check, not one per request.
+//!
+//! Entries are keyed by the SHA-256 of the token (the token itself is not kept, and a lookup
+//! never compares secret bytes) together with the identity data's generation, so that a
+//! change of the issuers' keys invalidates every entry at once. Only verified tokens are
+//! inserted; a failure is never remembered. The cache holds at most `capacity` entries and
+//! replaces them in insertion order, each operation in constant time.
+
+use super::jwt::VerifiedToken;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct CacheKey {
+    token_sha256: [u8; 32],
+    generation: u64,
+}
+
+impl CacheKey {
+    fn new(token: &str, generation: u64) -> Self {
+        CacheKey { token_sha256: Sha256::digest(token.as_bytes()).into(), generation }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: CacheKey,
+    token: VerifiedToken,
+}
+
+/// A bounded cache of verified tokens.
+#[derive(Debug)]
+pub struct TokenCache {
+    capacity: usize,
+    index: HashMap<CacheKey, usize>,
+    /// Slots in a ring; `next_victim` walks it, so the oldest insertion is replaced first.
+    slots: Vec<Option<Entry>>,
+    /// Slots emptied by expiry, reused before anything live is replaced.
+    free: Vec<usize>,
+    next_victim: usize,
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens (0 remembers nothing).
+    pub fn new(capacity: usize) -> Self {
+        TokenCache { capacity, index: HashMap::new(), slots: Vec::new(), free: Vec::new(), next_victim: 0 }
+    }
+
+    /// The verified claims of `token`, if it was inserted under this `generation` and is
+    /// still current at `now` (with `leeway_seconds` of skew). An entry found out of date is
+    /// removed.
+    pub fn get(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<&VerifiedToken> {
+        let key = CacheKey::new(token, generation);
+        let slot = *self.index.get(&key)?;
+        let current = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|entry| entry.token.is_current(now, leeway_seconds));
+        if !current {
+            self.remove_slot(slot);
+            return None;
+        }
+        self.slots.get(slot).and_then(Option::as_ref).map(|entry| &entry.token)
+    }
+
+    /// Remembers a token that [`super::jwt::verify`] accepted under this `generation`.
+    pub fn insert(&mut self, token: &str, generation: u64, verified: VerifiedToken) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key = CacheKey::new(token, generation);
+        if let Some(&slot) = self.index.get(&key) {
+            if let Some(Some(entry)) = self.slots.get_mut(slot) {
+                entry.token = verified;
+                return;
+            }
+        }
+        let entry = Some(Entry { key, token: verified });
+        let slot = if let Some(slot) = self.free.pop() {
+            slot
+        } else if self.slots.len() < self.capacity {
+            self.slots.push(None);
+            self.slots.len() - 1
+        } else {
+            let victim = self.next_victim;
+            self.next_victim = (victim + 1) % self.capacity;
+            self.remove_slot(victim);
+            // remove_slot listed the victim as free; it is taken right here.
+            self.free.pop();
+            victim
+        };
+        if let Some(place) = self.slots.get_mut(slot) {
+            *place = entry;
+            self.index.insert(key, slot);
+        }
+    }
+
+    /// Number of tokens held (expired ones included until they are looked up or replaced).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn remove_slot(&mut self, slot: usize) {
+        if let Some(place) = self.slots.get_mut(slot) {
+            if let Some(entry) = place.take() {
+                self.index.remove(&entry.key);
+                self.free.push(slot);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn verified(subject: &str, expires_at: i64) -> VerifiedToken {
+        VerifiedToken {
+            issuer: "https://issuer.example".into(),
+            subject: Some(subject.into()),
+            audience: vec!["certbind-api".into()],
+            expires_at,
+            not_before: None,
+            cnf_x5t_s256: None,
+        }
+    }
+
+    #[test]
+    fn a_verified_token_is_found_again() {
+        let mut cache = TokenCache::new(4);
+        assert_eq!(cache.get("token-a", 1, NOW, 0), None);
+        cache.insert("token-a", 1, verified("a", NOW + 60));
+        assert_eq!(cache.get("token-a", 1, NOW, 0), Some(&verified("a", NOW + 60)));
+        assert_eq!(cache.get("token-b", 1, NOW, 0), None);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn an_expired_entry_is_evicted_when_looked_up() {
+        let mut cache = TokenCache::new(4);
+        cache.insert("token-a", 1, verified("a", NOW + 60));
+        assert!(cache.get("token-a", 1, NOW + 60 + 5, 5).is_some(), "within leeway");
+        assert_eq!(cache.get("token-a", 1, NOW + 60 + 6, 5), None);
+        assert_eq!(cache.len(), 0);
+        // Once evicted it stays gone, even for a clock that runs backwards.
+        assert_eq!(cache.get("token-a", 1, NOW, 5), None);
+    }
+
+    #[test]
+    fn a_new_generation_misses_every_entry() {
+        let mut cache = TokenCache::new(4);
+        cache.insert("token-a", 1, verified("a", NOW + 60));
+        assert_eq!(cache.get("token-a", 2, NOW, 0), None);
+        assert_eq!(cache.get("token-a", 1, NOW, 0), Some(&verified("a", NOW + 60)));
+    }
+
+    #[test]
+    fn the_cache_never_outgrows_its_capacity_and_replaces_the_oldest() {
+        let mut cache = TokenCache::new(3);
+        for i in 0..10 {
+            cache.insert(&format!("token-{i}"), 1, verified(&i.to_string(), NOW + 60));
+            assert!(cache.len() <= 3);
+            assert!(cache.slots.len() <= 3);
+        }
+        assert_eq!(cache.len(), 3);
+        let present: Vec<bool> = (0..10).map(|i| cache.get(&format!("token-{i}"), 1, NOW, 0).is_some()).collect();
+        assert_eq!(present, [false, false, false, false, false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn a_slot_freed_by_expiry_is_reused_before_a_live_entry_is_replaced() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("short", 1, verified("short", NOW + 1));
+        cache.insert("long", 1, verified("long", NOW + 600));
+        assert_eq!(cache.get("short", 1, NOW + 10, 0), None);
+        cache.insert("new", 1, verified("new", NOW + 600));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("long", 1, NOW + 10, 0).is_some());
+        assert!(cache.get("new", 1, NOW + 10, 0).is_some());
+    }
+
+    #[test]
+    fn reinserting_a_token_replaces_its_entry_in_place() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("token-a", 1, verified("first", NOW + 60));
+        cache.insert("token-a", 1, verified("second", NOW + 60));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get("token-a", 1, NOW, 0), Some(&verified("second", NOW + 60)));
+    }
+
+    #[test]
+    fn zero_capacity_remembers_nothing() {
+        let mut cache = TokenCache::new(0);
+        cache.insert("token-a", 1, verified("a", NOW + 60));
+        assert_eq!(cache.get("token-a", 1, NOW, 0), None);
+        assert!(cache.is_empty());
+    }
+}

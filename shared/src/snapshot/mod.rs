@@ -1,0 +1,98 @@
+//! The signed identity snapshot: everything a filter needs to know about who is who, in one
+//! compact binary document signed by the control plane's HSM key.
+//!
+//! - [`format`]: the byte layout and the header reader;
+//! - [`encode`]: the writer the control plane uses;
+//! - [`keys`]: pinned public keys and key ids;
+//! - [`verify`]: [`SnapshotVerifier`], which turns bytes into a [`SnapshotView`] only if they
+//!   are authentic, newer than what is held, and current;
+//! - [`view`]: [`SnapshotView`], binary searches over the verified bytes, implementing
+//!   [`crate::identity::IdentityData`].
+
+pub mod encode;
+pub mod format;
+pub mod keys;
+pub mod verify;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use encode::{EncodeError, EncodeProblem, SnapshotEncoder, UnsignedSnapshot};
+pub use format::{
+    peek_header, revoked_serial_key, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, MAX_CLOCK_SKEW_SECS,
+    MAX_SNAPSHOT_BYTES, MAX_STRING_LEN,
+};
+pub use keys::{ed25519_spki_der, key_id_of_spki, p256_spki_der, public_key_pem, KeyError, PinnedKey};
+pub use verify::SnapshotVerifier;
+pub use view::SnapshotView;
+
+use std::fmt;
+
+/// Why a snapshot was refused. A filter keeps the snapshot it holds on every one of these;
+/// [`SnapshotError::NotNewer`] is the ordinary "nothing changed" answer, not a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Larger than [`MAX_SNAPSHOT_BYTES`]; refused before hashing.
+    TooLarge { len: usize, max: usize },
+    /// Shorter than a header and a signature.
+    Truncated { len: usize },
+    /// Does not start with the snapshot magic: not a snapshot at all.
+    BadMagic,
+    /// A format version this reader does not know.
+    UnsupportedFormat { format_version: u16 },
+    /// Signed by a key id that is not pinned.
+    UnknownKey { key_id: String },
+    /// The header's algorithm is not the pinned key's.
+    KeyAlgorithmMismatch { key_id: String },
+    /// The signature does not verify: some byte was changed, or another key signed.
+    BadSignature,
+    /// Older than the snapshot held: a replay or a rollback.
+    Rollback { held: u64, offered: u64 },
+    /// The same version as the snapshot held.
+    NotNewer { version: u64 },
+    /// Past its expiry: a frozen control plane must not keep proxies on stale data.
+    Expired { expires_at: i64, now: i64 },
+    /// Issued further in the future than clock skew explains.
+    IssuedInFuture { issued_at: i64, now: i64 },
+    /// Authentic but structurally wrong; says which section, at which byte, and what.
+    Malformed { section: Section, at: usize, problem: &'static str },
+    /// An issuer's JWKS does not parse (issuers counted from 0 in issuer order).
+    IssuerKeys { issuer_index: usize, problem: String },
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::TooLarge { len, max } => write!(f, "snapshot is {len} bytes, more than {max}"),
+            SnapshotError::Truncated { len } => {
+                write!(f, "snapshot is {len} bytes, too short for a header and signature")
+            }
+            SnapshotError::BadMagic => f.write_str("not a certbind snapshot (bad magic)"),
+            SnapshotError::UnsupportedFormat { format_version } => {
+                write!(f, "snapshot format version {format_version} is not supported")
+            }
+            SnapshotError::UnknownKey { key_id } => write!(f, "snapshot signed by key {key_id}, which is not pinned"),
+            SnapshotError::KeyAlgorithmMismatch { key_id } => {
+                write!(f, "snapshot names another algorithm than pinned key {key_id} uses")
+            }
+            SnapshotError::BadSignature => f.write_str("snapshot signature does not verify"),
+            SnapshotError::Rollback { held, offered } => {
+                write!(f, "snapshot version {offered} is older than the held version {held}")
+            }
+            SnapshotError::NotNewer { version } => write!(f, "snapshot version {version} is already held"),
+            SnapshotError::Expired { expires_at, now } => write!(f, "snapshot expired at {expires_at} (now {now})"),
+            SnapshotError::IssuedInFuture { issued_at, now } => {
+                write!(f, "snapshot issued at {issued_at}, in the future (now {now})")
+            }
+            SnapshotError::Malformed { section, at, problem } => {
+                write!(f, "snapshot {section} section malformed at byte {at}: {problem}")
+            }
+            SnapshotError::IssuerKeys { issuer_index, problem } => {
+                write!(f, "snapshot issuer {issuer_index} has unusable keys: {problem}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}

@@ -1,0 +1,83 @@
+//! Accepting a snapshot: pinned key, signature, version, clock, then structure.
+
+use super::format::{read_layout, MAX_CLOCK_SKEW_SECS};
+use super::keys::{KeyError, PinnedKey};
+use super::view::SnapshotView;
+use super::SnapshotError;
+use std::sync::Arc;
+
+/// Verifies snapshots against the public keys pinned in configuration. Several keys may be
+/// pinned at once, so a new key can start signing while the old one is still accepted.
+#[derive(Debug, Clone)]
+pub struct SnapshotVerifier {
+    keys: Vec<PinnedKey>,
+}
+
+impl SnapshotVerifier {
+    /// At least one key; a key given twice is kept once.
+    pub fn new(keys: impl IntoIterator<Item = PinnedKey>) -> Result<Self, KeyError> {
+        let mut unique: Vec<PinnedKey> = Vec::new();
+        for key in keys {
+            if !unique.contains(&key) {
+                unique.push(key);
+            }
+        }
+        if unique.is_empty() {
+            return Err(KeyError::NoKeys);
+        }
+        Ok(SnapshotVerifier { keys: unique })
+    }
+
+    /// From configuration texts, each a PEM block or a JWK (see [`PinnedKey::parse`]).
+    pub fn from_key_texts<S: AsRef<str>>(texts: &[S]) -> Result<Self, KeyError> {
+        let keys = texts.iter().map(|t| PinnedKey::parse(t.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        Self::new(keys)
+    }
+
+    pub fn keys(&self) -> &[PinnedKey] {
+        &self.keys
+    }
+
+    /// Accepts `bytes` only if a pinned key signed them, their version is newer than
+    /// `held_version` (the snapshot in use, if any), they have not expired at `now` (Unix
+    /// seconds), were not issued more than [`MAX_CLOCK_SKEW_SECS`] in the future, and every
+    /// section is well formed. The checks run in that order, so nothing unauthenticated is
+    /// interpreted beyond finding the key and the signature.
+    pub fn verify(
+        &self,
+        bytes: impl Into<Arc<Vec<u8>>>,
+        now: i64,
+        held_version: Option<u64>,
+    ) -> Result<SnapshotView, SnapshotError> {
+        let bytes = bytes.into();
+        let layout = read_layout(&bytes)?;
+        let header = &layout.header;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.key_id() == header.key_id)
+            .ok_or_else(|| SnapshotError::UnknownKey { key_id: header.key_id.clone() })?;
+        if key.algorithm() != header.algorithm {
+            return Err(SnapshotError::KeyAlgorithmMismatch { key_id: header.key_id.clone() });
+        }
+        let (message, signature) = bytes.split_at_checked(layout.signed_len).ok_or(SnapshotError::BadSignature)?;
+        if !key.verifies(message, signature) {
+            return Err(SnapshotError::BadSignature);
+        }
+        if let Some(held) = held_version {
+            if header.version < held {
+                return Err(SnapshotError::Rollback { held, offered: header.version });
+            }
+            if header.version == held {
+                return Err(SnapshotError::NotNewer { version: held });
+            }
+        }
+        if now >= header.expires_at {
+            return Err(SnapshotError::Expired { expires_at: header.expires_at, now });
+        }
+        if header.issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(SnapshotError::IssuedInFuture { issued_at: header.issued_at, now });
+        }
+        SnapshotView::from_layout(bytes, layout)
+    }
+}

@@ -1,0 +1,173 @@
+//! Test material: the committed test PKI (tests/pki), header encodings of its certificates,
+//! and bearer tokens minted with a test-only ES256 key.
+
+use certbind_shared::certificate::pem::decode_certificate_pem;
+use certbind_shared::encoding::base64url_encode;
+use certbind_shared::Fingerprint;
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The instant every case runs at: 2027-01-15, inside the test PKI's validity window
+/// (2025–2045) and after the expired certificate's end.
+pub const NOW: i64 = 1_800_000_000;
+
+pub const ISSUER: &str = "https://idp.certbind.test";
+pub const AUDIENCE: &str = "https://api.certbind.test";
+pub const KEY_ID: &str = "test-es256";
+
+pub fn pki_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pki")
+}
+
+/// A certificate of the test PKI.
+#[derive(Debug, Clone)]
+pub struct TestCert {
+    pub name: &'static str,
+    pub pem: String,
+    pub der: Vec<u8>,
+    pub fingerprint: Fingerprint,
+}
+
+impl TestCert {
+    pub fn load(name: &'static str) -> TestCert {
+        let path = pki_dir().join(format!("{name}.pem"));
+        let pem = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let der = decode_certificate_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let fingerprint = Fingerprint::of_der(&der);
+        TestCert { name, pem, der, fingerprint }
+    }
+
+    pub fn hex(&self) -> String {
+        self.fingerprint.to_hex()
+    }
+
+    pub fn x5t(&self) -> String {
+        self.fingerprint.to_x5t_s256()
+    }
+
+    /// Envoy's XFCC element for this certificate, as `SANITIZE_SET` writes it.
+    pub fn xfcc(&self) -> String {
+        format!(
+            "By=spiffe://certbind.test/envoy;Hash={};Cert=\"{}\";Subject=\"\";URI=",
+            self.hex(),
+            percent_encode(self.pem.as_bytes())
+        )
+    }
+
+    /// nginx `$ssl_client_escaped_cert`.
+    pub fn nginx_escaped(&self) -> String {
+        percent_encode(self.pem.as_bytes())
+    }
+
+    /// Traefik `X-Forwarded-Tls-Client-Cert`: bare base64 DER, URL-escaped.
+    pub fn traefik(&self) -> String {
+        percent_encode(certbind_shared::encoding::base64_encode(&self.der).as_bytes())
+    }
+
+    /// RFC 9440 `Client-Cert`.
+    pub fn rfc9440(&self) -> String {
+        format!(":{}:", certbind_shared::encoding::base64_encode(&self.der))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The issuer's signing key: fixed so that runs are reproducible. Test-only.
+pub fn issuer_key() -> SigningKey {
+    SigningKey::from_bytes(&[0x42; 32].into()).unwrap_or_else(|e| panic!("test key: {e}"))
+}
+
+/// A second key under the same `kid`, for "signed by the wrong key".
+pub fn impostor_key() -> SigningKey {
+    SigningKey::from_bytes(&[0x24; 32].into()).unwrap_or_else(|e| panic!("test key: {e}"))
+}
+
+pub fn issuer_jwks() -> Value {
+    let point = issuer_key().verifying_key().to_encoded_point(false);
+    let (x, y) = (point.x().map(|c| c.to_vec()), point.y().map(|c| c.to_vec()));
+    json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": KEY_ID,
+        "x": base64url_encode(&x.unwrap_or_default()),
+        "y": base64url_encode(&y.unwrap_or_default()),
+    }]})
+}
+
+/// Claims of a valid token, bound to `cert` when given.
+pub fn claims(bound_to: Option<&TestCert>) -> Value {
+    let mut claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "jane.doe",
+        "iat": NOW - 60, "nbf": NOW - 60, "exp": NOW + 600,
+    });
+    if let Some(cert) = bound_to {
+        claims["cnf"] = json!({"x5t#S256": cert.x5t()});
+    }
+    claims
+}
+
+pub fn es256_header() -> Value {
+    json!({"alg": "ES256", "typ": "JWT", "kid": KEY_ID})
+}
+
+pub fn sign_es256(key: &SigningKey, header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        base64url_encode(header.to_string().as_bytes()),
+        base64url_encode(claims.to_string().as_bytes())
+    );
+    let signature: Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", base64url_encode(&signature.to_bytes()))
+}
+
+pub fn token(claims: &Value) -> String {
+    sign_es256(&issuer_key(), &es256_header(), claims)
+}
+
+/// HS256 "signed" with the issuer's public key as the HMAC secret: the algorithm-confusion
+/// attack on verifiers that let the token choose how its key is used.
+pub fn hs256_with_public_key(claims: &Value) -> String {
+    use hmac::{Hmac, Mac};
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": KEY_ID});
+    let input = format!(
+        "{}.{}",
+        base64url_encode(header.to_string().as_bytes()),
+        base64url_encode(claims.to_string().as_bytes())
+    );
+    let public = issuer_key().verifying_key().to_encoded_point(false);
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(public.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(input.as_bytes());
+    format!("{input}.{}", base64url_encode(&mac.finalize().into_bytes()))
+}
+
+pub fn unsigned_token(claims: &Value) -> String {
+    let header = json!({"alg": "none", "typ": "JWT"});
+    format!(
+        "{}.{}.",
+        base64url_encode(header.to_string().as_bytes()),
+        base64url_encode(claims.to_string().as_bytes())
+    )
+}
+
+/// Every certificate of the test PKI that cases present.
+pub const ALL_CERTS: &[&str] =
+    &["piv-auth", "piv-auth-2", "piv-auth-test-arc", "piv-card-auth", "cac", "service", "expired", "untrusted-user"];
+
+/// A certificate of the test PKI, loaded once per process.
+pub fn cert(name: &str) -> &'static TestCert {
+    static CERTS: OnceLock<Vec<TestCert>> = OnceLock::new();
+    let certs = CERTS.get_or_init(|| ALL_CERTS.iter().map(|n| TestCert::load(n)).collect());
+    certs.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no test certificate {name}"))
+}

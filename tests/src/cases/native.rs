@@ -1,0 +1,123 @@
+//! Runs a case natively: the filter's own request path (`certbind_filter::http`) over a host
+//! double that records what the filter did.
+
+use super::{Case, CaseRequest, Observed};
+use certbind_filter::host::{HostError, Headers, Host};
+use certbind_filter::metrics::Metrics;
+use certbind_filter::{config, http};
+use certbind_shared::identity::IdentityData;
+use std::cell::RefCell;
+
+/// A host double: serves one request and records the filter's answer.
+pub struct RecordingHost {
+    pub headers: Headers,
+    pub properties: Vec<(Vec<String>, Vec<u8>)>,
+    pub now: i64,
+    pub response: RefCell<Option<(u16, Vec<(String, String)>, Vec<u8>)>>,
+    pub forwarded: RefCell<Option<Headers>>,
+    pub counters: RefCell<Vec<u32>>,
+    pub calls: RefCell<u32>,
+}
+
+impl RecordingHost {
+    pub fn new(request: &CaseRequest) -> Self {
+        let mut headers: Headers = vec![
+            (":method".into(), b"GET".to_vec()),
+            (":path".into(), request.path.clone().into_bytes()),
+            (":authority".into(), b"api.certbind.test".to_vec()),
+        ];
+        headers.extend(request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes())));
+        let mut properties = vec![(vec!["source".into(), "address".into()], request.peer.clone().into_bytes())];
+        if let Some(digest) = &request.connection_digest {
+            properties.push((
+                vec!["connection".into(), "sha256_peer_certificate_digest".into()],
+                digest.clone().into_bytes(),
+            ));
+        }
+        RecordingHost {
+            headers,
+            properties,
+            now: request.now,
+            response: RefCell::new(None),
+            forwarded: RefCell::new(None),
+            counters: RefCell::new(Vec::new()),
+            calls: RefCell::new(0),
+        }
+    }
+
+    fn count(&self) {
+        *self.calls.borrow_mut() += 1;
+    }
+}
+
+impl Host for RecordingHost {
+    fn request_headers(&self) -> Result<Headers, HostError> {
+        self.count();
+        Ok(self.headers.clone())
+    }
+
+    fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError> {
+        self.count();
+        *self.forwarded.borrow_mut() = Some(headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect());
+        Ok(())
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.count();
+        self.properties.iter().find(|(p, _)| p.iter().map(String::as_str).eq(path.iter().copied())).map(|(_, v)| v.clone())
+    }
+
+    fn now(&self) -> i64 {
+        self.count();
+        self.now
+    }
+
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        self.count();
+        let status = u16::try_from(status).map_err(|_| HostError("status out of range".into()))?;
+        let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        *self.response.borrow_mut() = Some((status, headers, body.to_vec()));
+        Ok(())
+    }
+
+    fn increment_counter(&self, metric_id: u32) {
+        self.count();
+        self.counters.borrow_mut().push(metric_id);
+    }
+
+    fn log_warn(&self, _message: &str) {}
+}
+
+/// A configured filter, natively: engine, identity data and counters.
+pub struct NativeFilter {
+    configured: config::Configured,
+    metrics: Metrics,
+}
+
+impl NativeFilter {
+    pub fn new(config_json: &[u8]) -> Result<Self, String> {
+        let configured = config::parse(config_json).map_err(|e| e.to_string())?;
+        let mut next = 0u32;
+        let metrics = Metrics::define(|_| {
+            next += 1;
+            Some(next)
+        });
+        Ok(NativeFilter { configured, metrics })
+    }
+
+    pub fn run(&mut self, request: &CaseRequest) -> (Observed, RecordingHost) {
+        let host = RecordingHost::new(request);
+        let identity = self.configured.identity.as_ref().map(|i| i as &dyn IdentityData);
+        http::on_request_headers(&host, &mut self.configured.engine, identity, &self.metrics);
+        let observed = Observed {
+            local_response: host.response.borrow().clone(),
+            forwarded: host.forwarded.borrow().clone().unwrap_or_else(|| host.headers.clone()),
+        };
+        (observed, host)
+    }
+}
+
+pub fn run(case: &Case) -> Result<Observed, String> {
+    let mut filter = NativeFilter::new(case.config.to_string().as_bytes())?;
+    Ok(filter.run(&case.request).0)
+}

@@ -1,0 +1,334 @@
+//! The case table: seed 004's acceptance matrix, spoofing and malformed headers, every reason
+//! of the error contract, the JWT refusals, and each certificate source.
+
+use super::fixtures::{self, cert, claims, token, TestCert, AUDIENCE, ISSUER, NOW};
+use super::{Case, CaseRequest, Expect};
+use certbind_shared::certificate::CertificateFacts;
+use serde_json::{json, Value};
+
+const TRUSTED_PROXY: &str = "10.1.2.3:40000";
+const UNTRUSTED_PEER: &str = "203.0.113.9:40000";
+
+pub const FPKI_PIV_AUTH: &str = "2.16.840.1.101.3.2.1.3.13";
+pub const FPKI_TEST_ARC: &str = "2.16.840.1.101.3.2.1.48.11";
+
+/// The policy most cases run under: XFCC set by this Envoy, one route per behaviour.
+pub fn standard_policy() -> Value {
+    json!({
+        "certificate_source": {"kind": "xfcc", "trust": "this_proxy"},
+        "default_mode": "bearer",
+        "token": {"audiences": [AUDIENCE]},
+        "routes": [
+            {"path": "/mtls/*", "mode": "mtls"},
+            {"path": "/required/*", "mode": "bearer_plus_mtls_required"},
+            {"path": "/optional/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/optional/bound/*"]},
+            {"path": "/enrolled/*", "mode": "mtls", "require_enrolled_card": true},
+            {"path": "/card-auth/*", "mode": "mtls", "constraints": {"allow_card_authentication": true}},
+            {"path": "/fpki/*", "mode": "mtls", "constraints": {"required_policy_oids": [FPKI_PIV_AUTH]}},
+            {"path": "/fpki-or-test/*", "mode": "mtls", "constraints": {"required_policy_oids": [FPKI_PIV_AUTH, FPKI_TEST_ARC]}},
+            {"path": "/other-issuer/*", "mode": "mtls", "constraints": {"allowed_issuers": ["CN=Other CA,O=certbind,C=US"]}},
+            {"path": "/army-mail/*", "mode": "mtls", "constraints": {"allowed_email_domains": ["army.mil"]}}
+        ]
+    })
+}
+
+/// Identity data most cases run with.
+pub fn standard_identity() -> Value {
+    json!({
+        "bindings": [
+            {"fingerprint": cert("piv-auth").hex(), "user_id": "u-jane", "org_id": "o-army"},
+            {"fingerprint": cert("piv-auth-2").hex(), "user_id": "u-john", "org_id": "o-army", "enabled": false}
+        ],
+        "blocklist": [cert("untrusted-user").x5t()],
+        "thumbprint_map": {cert("service").hex(): "auth:account:service:api"},
+        "san_mappings": [{"san": "upn", "domain": "mil"}],
+        "issuers": [{"issuer": ISSUER, "jwks": fixtures::issuer_jwks()}]
+    })
+}
+
+pub fn standard_config() -> Value {
+    json!({"policy": standard_policy(), "identity": standard_identity()})
+}
+
+fn facts(name: &str) -> CertificateFacts {
+    CertificateFacts::from_der(&cert(name).der).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A request over a connection that presented `cert` (or none), through this Envoy.
+fn request(path: &str, cert: Option<&TestCert>, bearer: Option<String>) -> CaseRequest {
+    let mut headers = Vec::new();
+    if let Some(c) = cert {
+        headers.push(("x-forwarded-client-cert".to_string(), c.xfcc()));
+    }
+    if let Some(t) = bearer {
+        headers.push(("authorization".to_string(), format!("Bearer {t}")));
+    }
+    CaseRequest {
+        path: path.into(),
+        headers,
+        peer: UNTRUSTED_PEER.into(),
+        connection_digest: cert.map(TestCert::hex),
+        now: NOW,
+    }
+}
+
+fn deny(status: u16, reason: &'static str) -> Expect {
+    Expect::Deny { status, reason }
+}
+
+/// The identity headers expected for `name` resolved as `principal`, with user and org when bound.
+fn identity_of(name: &str, user_org: Option<(&str, &str)>, principal: String) -> Expect {
+    let f = facts(name);
+    Expect::Allow(vec![
+        ("x-dm-smartcard-fingerprint", Some(f.fingerprint.to_hex())),
+        ("x-dm-smartcard-subject", Some(f.subject_dn.clone())),
+        ("x-dm-smartcard-issuer", Some(f.issuer_dn.clone())),
+        ("x-dm-smartcard-serial", Some(f.serial_hex.clone())),
+        ("x-dm-user-id", user_org.map(|(u, _)| u.to_string())),
+        ("x-dm-org-id", user_org.map(|(_, o)| o.to_string())),
+        ("x-dm-principal", Some(principal)),
+        ("x-forwarded-client-cert", None),
+    ])
+}
+
+fn jane_identity() -> Expect {
+    identity_of("piv-auth", Some(("u-jane", "o-army")), "auth:account:user:u-jane".into())
+}
+
+fn token_only() -> Expect {
+    Expect::Allow(vec![
+        ("x-dm-token-issuer", Some(ISSUER.into())),
+        ("x-dm-token-subject", Some("jane.doe".into())),
+        ("x-dm-smartcard-fingerprint", None),
+        ("x-dm-principal", None),
+    ])
+}
+
+fn case(name: &str, config: Value, request: CaseRequest, expect: Expect) -> Case {
+    Case { name: name.into(), config, request, expect }
+}
+
+fn std_case(name: &str, request: CaseRequest, expect: Expect) -> Case {
+    case(name, standard_config(), request, expect)
+}
+
+fn with_header(mut r: CaseRequest, name: &str, value: String) -> CaseRequest {
+    r.headers.push((name.into(), value));
+    r
+}
+
+/// Seed 004's QA matrix, plus the rows it leaves implicit.
+pub fn acceptance_matrix() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let other = cert("cac");
+    let bound = || Some(token(&claims(Some(jane))));
+    let bound_elsewhere = || Some(token(&claims(Some(other))));
+    vec![
+        std_case("optional, listed, jwt, cert, pop match → 200", request("/optional/bound/x", Some(jane), bound()), jane_identity()),
+        std_case(
+            "optional, listed, jwt, cert, pop mismatch → 401",
+            request("/optional/bound/x", Some(jane), bound_elsewhere()),
+            deny(401, "sender_binding_mismatch"),
+        ),
+        std_case("optional, not listed, jwt, no cert → 200", request("/optional/open", None, Some(token(&claims(None)))), token_only()),
+        std_case(
+            "optional, listed, jwt, no cert → 401",
+            request("/optional/bound/x", None, bound()),
+            deny(401, "certificate_missing"),
+        ),
+        std_case("required, jwt, no cert → 401", request("/required/x", None, bound()), deny(401, "certificate_missing")),
+        std_case(
+            "required, jwt, cert, pop mismatch → 401",
+            request("/required/x", Some(jane), bound_elsewhere()),
+            deny(401, "sender_binding_mismatch"),
+        ),
+        std_case("required, jwt, cert, pop match → 200", request("/required/x", Some(jane), bound()), jane_identity()),
+        std_case("required, no jwt, cert → 401", request("/required/x", Some(jane), None), deny(401, "token_missing")),
+        std_case("mtls, no jwt, cert → 200", request("/mtls/x", Some(jane), None), jane_identity()),
+        std_case("mtls, no cert → 401", request("/mtls/x", None, None), deny(401, "certificate_missing")),
+        std_case("bearer, jwt → 200", request("/anything", None, Some(token(&claims(None)))), token_only()),
+        std_case("bearer, no jwt → 401", request("/anything", None, None), deny(401, "token_missing")),
+    ]
+}
+
+/// Identity headers and certificate headers a client sends itself.
+pub fn spoofing() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let forwarded_policy = |source: Value| {
+        let mut policy = standard_policy();
+        policy["certificate_source"] = source;
+        policy["trusted_proxies"] = json!(["10.0.0.0/8"]);
+        json!({"policy": policy, "identity": standard_identity()})
+    };
+    let xfcc_forwarded = forwarded_policy(json!({"kind": "xfcc", "trust": "trusted_proxies"}));
+    let mut from_untrusted = request("/mtls/x", Some(jane), None);
+    from_untrusted.connection_digest = None;
+    let mut from_trusted = from_untrusted.clone();
+    from_trusted.peer = TRUSTED_PROXY.into();
+    let mut no_tls = request("/mtls/x", Some(jane), None);
+    no_tls.connection_digest = None;
+    let mut digest_mismatch = request("/mtls/x", Some(jane), None);
+    digest_mismatch.connection_digest = Some(cert("cac").hex());
+    let spoofed_dm = with_header(request("/mtls/x", Some(jane), None), "x-dm-user-id", "u-admin".into());
+    let spoofed_on_bearer = with_header(
+        with_header(request("/open", None, Some(token(&claims(None)))), "x-dm-principal", "auth:account:user:root".into()),
+        "x-forwarded-client-cert",
+        jane.xfcc(),
+    );
+    vec![
+        case("forwarded XFCC from an untrusted peer is not believed", xfcc_forwarded.clone(), from_untrusted, deny(401, "certificate_missing")),
+        case("forwarded XFCC from a trusted proxy is believed", xfcc_forwarded, from_trusted, jane_identity()),
+        std_case("client's own XFCC without TLS is not believed", no_tls, deny(401, "certificate_missing")),
+        std_case("XFCC disagreeing with the connection's certificate → 400", digest_mismatch, deny(400, "malformed_client_cert")),
+        std_case("client-sent X-DM-User-Id is replaced", spoofed_dm, jane_identity()),
+        std_case(
+            "identity headers on a bearer route are removed",
+            spoofed_on_bearer,
+            Expect::Allow(vec![
+                ("x-dm-principal", None),
+                ("x-forwarded-client-cert", None),
+                ("x-dm-token-subject", Some("jane.doe".into())),
+            ]),
+        ),
+    ]
+}
+
+/// Headers that must be refused with 400.
+pub fn malformed_headers() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let duplicate = with_header(request("/mtls/x", Some(jane), None), "x-forwarded-client-cert", jane.xfcc());
+    let mut oversized = request("/mtls/x", Some(jane), None);
+    oversized.headers[0].1 = format!("{};DNS={}", jane.xfcc(), "a".repeat(33 * 1024));
+    let mut garbage = request("/mtls/x", Some(jane), None);
+    garbage.headers[0].1 = format!("Hash={};Cert=\"%ZZnot-pem\"", jane.hex());
+    let mut unterminated = request("/mtls/x", Some(jane), None);
+    unterminated.headers[0].1 = format!("Hash={};Cert=\"{}", jane.hex(), fixtures::percent_encode(jane.pem.as_bytes()));
+    // Hash names Jane's certificate (and the connection agrees) but Cert carries another one.
+    let mut hash_mismatch = request("/mtls/x", Some(jane), None);
+    hash_mismatch.headers[0].1 =
+        format!("Hash={};Cert=\"{}\"", jane.hex(), fixtures::percent_encode(cert("cac").pem.as_bytes()));
+    let mut trailing = request("/mtls/x", Some(jane), None);
+    trailing.headers[0].1 = format!(
+        "Hash={};Cert=\"{}\"",
+        jane.hex(),
+        fixtures::percent_encode(format!("{}garbage", jane.pem).as_bytes())
+    );
+    vec![
+        std_case("duplicate XFCC → 400", duplicate, deny(400, "malformed_client_cert")),
+        std_case("oversized XFCC → 400", oversized, deny(400, "malformed_client_cert")),
+        std_case("undecodable Cert → 400", garbage, deny(400, "malformed_client_cert")),
+        std_case("unterminated quoted value → 400", unterminated, deny(400, "malformed_client_cert")),
+        std_case("Hash disagreeing with Cert → 400", hash_mismatch, deny(400, "malformed_client_cert")),
+        std_case("bytes after the PEM block → 400", trailing, deny(400, "malformed_client_cert")),
+    ]
+}
+
+/// Each remaining reason of the error contract, and the identity precedence.
+pub fn reasons_and_identity() -> Vec<Case> {
+    let revoked_cac = {
+        let mut identity = standard_identity();
+        identity["revoked"] = json!([{"issuer_dn": facts("cac").issuer_dn, "serial": "0x3001"}]);
+        json!({"policy": standard_policy(), "identity": identity})
+    };
+    let no_identity = json!({"policy": standard_policy()});
+    vec![
+        std_case("expired certificate → 401", request("/mtls/x", Some(cert("expired")), None), deny(401, "certificate_expired")),
+        std_case("blocklisted certificate → 401", request("/mtls/x", Some(cert("untrusted-user")), None), deny(401, "certificate_blocklisted")),
+        case("revoked serial → 401", revoked_cac, request("/mtls/x", Some(cert("cac")), None), deny(401, "certificate_revoked")),
+        std_case("card authentication certificate → 403", request("/mtls/x", Some(cert("piv-card-auth")), None), deny(403, "certificate_not_allowed")),
+        std_case(
+            "card authentication certificate where allowed → 200",
+            request("/card-auth/x", Some(cert("piv-card-auth")), None),
+            identity_of("piv-card-auth", None, format!("auth:account:x509:sha256:{}", cert("piv-card-auth").x5t())),
+        ),
+        std_case("issuer not allowed → 403", request("/other-issuer/x", Some(cert("piv-auth")), None), deny(403, "certificate_not_allowed")),
+        std_case("test-arc policy on a production route → 403", request("/fpki/x", Some(cert("piv-auth-test-arc")), None), deny(403, "certificate_not_allowed")),
+        std_case(
+            "test-arc policy where the test arc is accepted → 200",
+            request("/fpki-or-test/x", Some(cert("piv-auth-test-arc")), None),
+            identity_of("piv-auth-test-arc", None, "auth:account:x509:upn:5555555555@mil".into()),
+        ),
+        std_case("email SAN outside allowed domains → 403", request("/army-mail/x", Some(cert("piv-auth")), None), deny(403, "certificate_not_allowed")),
+        std_case("unenrolled card where enrolment is required → 403", request("/enrolled/x", Some(cert("cac")), None), deny(403, "card_not_enrolled")),
+        std_case("enrolled card where enrolment is required → 200", request("/enrolled/x", Some(cert("piv-auth")), None), jane_identity()),
+        std_case("disabled binding → 403", request("/mtls/x", Some(cert("piv-auth-2")), None), deny(403, "binding_disabled")),
+        case("no identity data → 503", no_identity, request("/mtls/x", Some(cert("piv-auth")), None), deny(503, "identity_unavailable")),
+        std_case(
+            "thumbprint mapping names the principal",
+            request("/mtls/x", Some(cert("service")), None),
+            identity_of("service", None, "auth:account:service:api".into()),
+        ),
+        std_case(
+            "UPN mapping where allowed",
+            request("/mtls/x", Some(cert("cac")), None),
+            identity_of("cac", None, "auth:account:x509:upn:1234567890@mil".into()),
+        ),
+    ]
+}
+
+/// Bearer tokens that must each be refused.
+pub fn token_refusals() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let bound = claims(Some(jane));
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = bound.clone();
+        f(&mut c);
+        token(&c)
+    };
+    let mut bad_signature = token(&bound).into_bytes();
+    let last = bad_signature.len() - 2;
+    bad_signature[last] = if bad_signature[last] == b'A' { b'B' } else { b'A' };
+    let bad_signature = String::from_utf8(bad_signature).unwrap_or_default();
+    let cases: Vec<(&str, String, &'static str)> = vec![
+        ("bad signature", bad_signature, "invalid_token"),
+        ("signed by another key under the same kid", fixtures::sign_es256(&fixtures::impostor_key(), &fixtures::es256_header(), &bound), "invalid_token"),
+        ("alg none", fixtures::unsigned_token(&bound), "invalid_token"),
+        ("HS256 keyed with the issuer's public key", fixtures::hs256_with_public_key(&bound), "invalid_token"),
+        ("expired", with(&|c| c["exp"] = json!(NOW - 3600)), "invalid_token"),
+        ("not yet valid", with(&|c| c["nbf"] = json!(NOW + 3600)), "invalid_token"),
+        ("wrong audience", with(&|c| c["aud"] = json!("https://elsewhere.test")), "invalid_token"),
+        ("unknown issuer", with(&|c| c["iss"] = json!("https://evil.test")), "invalid_token"),
+        ("no cnf claim", with(&|c| { c.as_object_mut().map(|o| o.remove("cnf")); }), "sender_binding_mismatch"),
+        ("cnf naming another certificate", with(&|c| c["cnf"] = json!({"x5t#S256": cert("cac").x5t()})), "sender_binding_mismatch"),
+        ("not a JWT", "not-a-token".into(), "invalid_token"),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, t, reason)| std_case(&format!("token: {name} → 401"), request("/required/x", Some(jane), Some(t)), deny(401, reason)))
+        .collect()
+}
+
+/// Each certificate source, from a trusted proxy.
+pub fn sources() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let via = |source: Value, header: &str, value: String| {
+        let mut policy = standard_policy();
+        policy["certificate_source"] = source;
+        policy["trusted_proxies"] = json!(["10.0.0.0/8"]);
+        let request = CaseRequest {
+            path: "/mtls/x".into(),
+            headers: vec![(header.into(), value)],
+            peer: TRUSTED_PROXY.into(),
+            connection_digest: None,
+            now: NOW,
+        };
+        (json!({"policy": policy, "identity": standard_identity()}), request)
+    };
+    let mut out = Vec::new();
+    for (label, source, header, value) in [
+        ("nginx escaped", json!({"kind": "nginx_escaped", "header": "ssl-client-cert"}), "ssl-client-cert", jane.nginx_escaped()),
+        ("traefik", json!({"kind": "traefik", "header": "X-Forwarded-Tls-Client-Cert"}), "x-forwarded-tls-client-cert", jane.traefik()),
+        ("rfc 9440", json!({"kind": "rfc9440", "header": "client-cert"}), "client-cert", jane.rfc9440()),
+    ] {
+        let (config, req) = via(source.clone(), header, value);
+        out.push(case(&format!("{label} from a trusted proxy → 200"), config, req, jane_identity()));
+        let (config, mut req) = via(source, header, "garbage".into());
+        req.headers[0].1 = ":::%%%".into();
+        out.push(case(&format!("{label} malformed → 400"), config, req, deny(400, "malformed_client_cert")));
+    }
+    out
+}
+
+pub fn all() -> Vec<Case> {
+    [acceptance_matrix(), spoofing(), malformed_headers(), reasons_and_identity(), token_refusals(), sources()].concat()
+}

@@ -1,0 +1,159 @@
+//! The proxy-wasm wire format for header maps (and other lists of pairs).
+//!
+//! ```text
+//! u32 count | count × (u32 key_len, u32 value_len) | count × (key bytes, 0, value bytes, 0)
+//! ```
+//! All integers little-endian. An empty byte string stands for an empty map, as in the SDK.
+
+use std::fmt;
+
+/// Largest number of pairs accepted from the guest. Envoy caps a request at 100 headers by
+/// default; 64 Ki leaves room for any real map while stopping a corrupt count from driving a
+/// huge allocation.
+pub const MAX_PAIRS: usize = 64 * 1024;
+
+/// Why a guest-supplied serialized map was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairsError {
+    /// Fewer than 4 bytes: no count.
+    MissingCount { len: usize },
+    /// The count is larger than [`MAX_PAIRS`].
+    TooManyPairs { count: u64 },
+    /// The size table or the data ends before pair `index` is complete.
+    Truncated { index: usize },
+    /// Key or value `index` is not followed by its NUL terminator.
+    MissingTerminator { index: usize },
+    /// Bytes remain after the last pair.
+    TrailingBytes { extra: usize },
+}
+
+impl fmt::Display for PairsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingCount { len } => write!(f, "serialized map of {len} bytes has no pair count"),
+            Self::TooManyPairs { count } => {
+                write!(f, "serialized map declares {count} pairs (limit {MAX_PAIRS})")
+            }
+            Self::Truncated { index } => write!(f, "serialized map truncated in pair {index}"),
+            Self::MissingTerminator { index } => {
+                write!(f, "serialized map pair {index} lacks its NUL terminator")
+            }
+            Self::TrailingBytes { extra } => {
+                write!(f, "serialized map has {extra} trailing bytes after the last pair")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PairsError {}
+
+/// A (name, value) pair as raw bytes.
+pub type BytePair = (Vec<u8>, Vec<u8>);
+
+/// Number of bytes [`serialize_into`] writes for these pairs, or `None` if it exceeds `u32`.
+pub fn serialized_len<'a, I>(pairs: I) -> Option<usize>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let mut total: usize = 4;
+    for (key, value) in pairs {
+        total = total.checked_add(8)?.checked_add(key.len())?.checked_add(value.len())?.checked_add(2)?;
+    }
+    u32::try_from(total).ok().map(|_| total)
+}
+
+/// Appends the serialized form of `pairs` to `out`. Sizes above `u32::MAX` are a caller bug
+/// (check with [`serialized_len`]); they are reported as `None` and `out` is left unchanged.
+pub fn serialize_into<'a, I>(pairs: I, out: &mut Vec<u8>) -> Option<()>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let total = serialized_len(pairs.clone())?;
+    let count = pairs.clone().into_iter().count();
+    out.reserve(total);
+    out.extend_from_slice(&u32::try_from(count).ok()?.to_le_bytes());
+    for (key, value) in pairs.clone() {
+        // Lengths fit: the whole serialization fits in u32.
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (key, value) in pairs {
+        out.extend_from_slice(key);
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    Some(())
+}
+
+/// Serializes string pairs (test convenience).
+pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Test maps are tiny; a map too large for u32 cannot be built in a test.
+    let _ = serialize_into(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())), &mut out);
+    out
+}
+
+/// Parses a serialized map, strictly: exact sizes, NUL terminators, no trailing bytes.
+pub fn deserialize(bytes: &[u8]) -> Result<Vec<BytePair>, PairsError> {
+    let mut pairs = Vec::new();
+    for_each_pair(bytes, |key, value| pairs.push((key.to_vec(), value.to_vec())))?;
+    Ok(pairs)
+}
+
+/// Parses a serialized map into `String` pairs, replacing invalid UTF-8 (test convenience).
+pub fn deserialize_lossy(bytes: &[u8]) -> Result<Vec<(String, String)>, PairsError> {
+    let mut pairs = Vec::new();
+    for_each_pair(bytes, |key, value| {
+        pairs.push((String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned()))
+    })?;
+    Ok(pairs)
+}
+
+/// Validates a serialized map and calls `visit` for each pair, without copying.
+pub fn for_each_pair<'a>(bytes: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) -> Result<(), PairsError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let count = read_u32_at(bytes, 0).ok_or(PairsError::MissingCount { len: bytes.len() })?;
+    let count_usize = usize::try_from(count).map_err(|_| PairsError::TooManyPairs { count: u64::from(count) })?;
+    if count_usize > MAX_PAIRS {
+        return Err(PairsError::TooManyPairs { count: u64::from(count) });
+    }
+    // count <= MAX_PAIRS, so this cannot overflow.
+    let mut data = 4 + count_usize * 8;
+    if data > bytes.len() {
+        return Err(PairsError::Truncated { index: 0 });
+    }
+    for index in 0..count_usize {
+        let sizes = 4 + index * 8;
+        let key_len = read_u32_at(bytes, sizes).ok_or(PairsError::Truncated { index })?;
+        let value_len = read_u32_at(bytes, sizes + 4).ok_or(PairsError::Truncated { index })?;
+        let key = take(bytes, &mut data, key_len, index)?;
+        let value = take(bytes, &mut data, value_len, index)?;
+        visit(key, value);
+    }
+    if data != bytes.len() {
+        return Err(PairsError::TrailingBytes { extra: bytes.len() - data });
+    }
+    Ok(())
+}
+
+/// Takes `len` bytes plus the NUL after them from `bytes[*cursor..]`.
+fn take<'a>(bytes: &'a [u8], cursor: &mut usize, len: u32, index: usize) -> Result<&'a [u8], PairsError> {
+    let len = usize::try_from(len).map_err(|_| PairsError::Truncated { index })?;
+    let end = cursor.checked_add(len).ok_or(PairsError::Truncated { index })?;
+    let item = bytes.get(*cursor..end).ok_or(PairsError::Truncated { index })?;
+    match bytes.get(end) {
+        Some(0) => {}
+        Some(_) => return Err(PairsError::MissingTerminator { index }),
+        None => return Err(PairsError::Truncated { index }),
+    }
+    *cursor = end + 1;
+    Ok(item)
+}
+
+fn read_u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(word))
+}
