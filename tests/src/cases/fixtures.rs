@@ -67,6 +67,12 @@ impl TestCert {
         percent_encode(certbind_shared::encoding::base64_encode(&self.der).as_bytes())
     }
 
+    /// nginx's older `$ssl_client_cert`: PEM whose line breaks arrive folded into tabs once
+    /// the header is unfolded on its way through.
+    pub fn nginx_legacy(&self) -> String {
+        self.pem.trim_end().lines().collect::<Vec<_>>().join("\t")
+    }
+
     /// RFC 9440 `Client-Cert`.
     pub fn rfc9440(&self) -> String {
         format!(":{}:", certbind_shared::encoding::base64_encode(&self.der))

@@ -5,6 +5,7 @@
 pub mod fixtures;
 pub mod native;
 pub mod table;
+pub mod wasm;
 
 use serde_json::Value;
 

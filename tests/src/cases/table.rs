@@ -4,6 +4,7 @@
 use super::fixtures::{self, cert, claims, token, TestCert, AUDIENCE, ISSUER, NOW};
 use super::{Case, CaseRequest, Expect};
 use certbind_shared::certificate::CertificateFacts;
+use certbind_shared::forwarded_signature::ForwardedSignatureKey;
 use serde_json::{json, Value};
 
 const TRUSTED_PROXY: &str = "10.1.2.3:40000";
@@ -317,16 +318,56 @@ pub fn sources() -> Vec<Case> {
     let mut out = Vec::new();
     for (label, source, header, value) in [
         ("nginx escaped", json!({"kind": "nginx_escaped", "header": "ssl-client-cert"}), "ssl-client-cert", jane.nginx_escaped()),
+        ("nginx legacy", json!({"kind": "nginx_legacy", "header": "ssl-client-cert"}), "ssl-client-cert", jane.nginx_legacy()),
         ("traefik", json!({"kind": "traefik", "header": "X-Forwarded-Tls-Client-Cert"}), "x-forwarded-tls-client-cert", jane.traefik()),
         ("rfc 9440", json!({"kind": "rfc9440", "header": "client-cert"}), "client-cert", jane.rfc9440()),
     ] {
-        let (config, req) = via(source.clone(), header, value);
+        let (config, req) = via(source.clone(), header, value.clone());
         out.push(case(&format!("{label} from a trusted proxy → 200"), config, req, jane_identity()));
+        let (config, mut req) = via(source.clone(), header, value.clone());
+        req.peer = UNTRUSTED_PEER.into();
+        out.push(case(&format!("{label} from an untrusted peer is removed → 401"), config, req, deny(401, "certificate_missing")));
         let (config, mut req) = via(source, header, "garbage".into());
         req.headers[0].1 = ":::%%%".into();
         out.push(case(&format!("{label} malformed → 400"), config, req, deny(400, "malformed_client_cert")));
     }
+    out.extend(signed_forwarding());
     out
+}
+
+/// The front tier's HMAC over the forwarded certificate header (seed 004).
+fn signed_forwarding() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let secret = [7u8; 32];
+    let key = ForwardedSignatureKey::new(&secret).unwrap_or_else(|e| panic!("{e}"));
+    let mut policy = standard_policy();
+    policy["certificate_source"] = json!({"kind": "nginx_escaped", "header": "ssl-client-cert"});
+    policy["trusted_proxies"] = json!(["10.0.0.0/8"]);
+    policy["forwarded_signature"] =
+        json!({"header": "ssl-client-cert-signature", "secret_base64": certbind_shared::encoding::base64_encode(&secret)});
+    let config = json!({"policy": policy, "identity": standard_identity()});
+    let value = jane.nginx_escaped();
+    let signed = |signature: Option<String>| CaseRequest {
+        path: "/mtls/x".into(),
+        headers: std::iter::once(("ssl-client-cert".to_string(), value.clone()))
+            .chain(signature.map(|s| ("ssl-client-cert-signature".to_string(), s)))
+            .collect(),
+        peer: TRUSTED_PROXY.into(),
+        connection_digest: None,
+        now: NOW,
+    };
+    let wrong = ForwardedSignatureKey::new(&[8u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+    vec![
+        case("signed forwarded header → 200", config.clone(), signed(Some(key.sign(value.as_bytes()))), jane_identity()),
+        case(
+            "forwarded header signed with another secret → 400",
+            config.clone(),
+            signed(Some(wrong.sign(value.as_bytes()))),
+            deny(400, "malformed_client_cert"),
+        ),
+        case("forwarded header without its signature → 400", config.clone(), signed(None), deny(400, "malformed_client_cert")),
+        case("forwarded signature that is not base64 → 400", config, signed(Some("%%%".into())), deny(400, "malformed_client_cert")),
+    ]
 }
 
 pub fn all() -> Vec<Case> {

@@ -1,0 +1,59 @@
+//! Runs a case through the compiled filter `.wasm` under the wasmtime host. One VM per distinct
+//! configuration, reused across the cases that share it, as a proxy reuses one VM per worker.
+
+use super::{Case, CaseRequest, Observed};
+use crate::host::{FilterHost, HttpRequest};
+use std::collections::HashMap;
+
+/// Configured VMs keyed by their configuration text.
+#[derive(Default)]
+pub struct WasmRunner {
+    hosts: HashMap<String, FilterHost>,
+}
+
+/// Converts a case's request to what the proxy hands the filter.
+pub fn http_request(request: &CaseRequest) -> HttpRequest {
+    let mut http = HttpRequest::get(&request.path).source_address(&request.peer);
+    for (name, value) in &request.headers {
+        http = http.header(&name.to_ascii_lowercase(), value);
+    }
+    if let Some(digest) = &request.connection_digest {
+        http = http.property_str("connection.sha256_peer_certificate_digest", digest);
+    }
+    http
+}
+
+impl WasmRunner {
+    /// The VM configured with `config`, created on first use.
+    pub fn host(&mut self, config: &str) -> Result<&mut FilterHost, String> {
+        if !self.hosts.contains_key(config) {
+            let mut host = FilterHost::load_filter().map_err(|e| format!("loading the filter: {e:#}"))?;
+            let accepted = host.configure(config.as_bytes()).map_err(|e| format!("configuring: {e:#}"))?;
+            if !accepted {
+                return Err(format!("configuration refused: {:?}", host.take_logs()));
+            }
+            self.hosts.insert(config.to_owned(), host);
+        }
+        self.hosts.get_mut(config).ok_or_else(|| "host vanished".to_owned())
+    }
+
+    /// Runs one case; besides what the filter did, returns the value of the counter the
+    /// outcome should have incremented, before and after.
+    pub fn run(&mut self, case: &Case) -> Result<(Observed, String, i64, i64), String> {
+        let host = self.host(&case.config.to_string())?;
+        let counter = match &case.expect {
+            super::Expect::Allow(_) => "certbind.requests.allowed".to_owned(),
+            super::Expect::Deny { reason, .. } => format!("certbind.requests.denied.{reason}"),
+        };
+        let before = host.metric(&counter).unwrap_or(0);
+        let nanos = u64::try_from(case.request.now).map_err(|_| "negative time".to_owned())? * 1_000_000_000;
+        host.set_time_nanos(nanos);
+        let result = host.request(&http_request(&case.request)).map_err(|e| format!("request failed: {e:#}"))?;
+        let after = host.metric(&counter).unwrap_or(0);
+        let observed = Observed {
+            local_response: result.local_response.map(|r| (u16::try_from(r.status).unwrap_or(0), r.headers, r.body)),
+            forwarded: result.request_headers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect(),
+        };
+        Ok((observed, counter, before, after))
+    }
+}
