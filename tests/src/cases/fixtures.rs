@@ -142,6 +142,40 @@ pub fn token(claims: &Value) -> String {
     sign_es256(&issuer_key(), &es256_header(), claims)
 }
 
+/// A second issuer that signs RS256 (RSA-2048, key id `rsa-key`), with the shared crate's
+/// committed JWT vectors.
+pub const RSA_ISSUER: &str = "https://rsa-idp.certbind.test";
+
+fn jwt_vector(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/vectors/jwt").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn rsa_issuer_jwks() -> Value {
+    serde_json::from_str(&jwt_vector("issuer-jwks.json")).unwrap_or_else(|e| panic!("issuer-jwks.json: {e}"))
+}
+
+/// `claims` issued by [`RSA_ISSUER`], signed RS256.
+pub fn rs256_token(claims: &Value) -> String {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+    static KEY: OnceLock<rsa::pkcs1v15::SigningKey<sha2::Sha256>> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let private = rsa::RsaPrivateKey::from_pkcs8_pem(&jwt_vector("rsa-2048.pem"))
+            .unwrap_or_else(|e| panic!("rsa-2048.pem: {e}"));
+        rsa::pkcs1v15::SigningKey::new(private)
+    });
+    let mut claims = claims.clone();
+    claims["iss"] = json!(RSA_ISSUER);
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "rsa-key"});
+    let input = format!(
+        "{}.{}",
+        base64url_encode(header.to_string().as_bytes()),
+        base64url_encode(claims.to_string().as_bytes())
+    );
+    format!("{input}.{}", base64url_encode(&key.sign(input.as_bytes()).to_vec()))
+}
+
 /// HS256 "signed" with the issuer's public key as the HMAC secret: the algorithm-confusion
 /// attack on verifiers that let the token choose how its key is used.
 pub fn hs256_with_public_key(claims: &Value) -> String {

@@ -43,7 +43,10 @@ pub fn standard_identity() -> Value {
         "blocklist": [cert("untrusted-user").x5t()],
         "thumbprint_map": {cert("service").hex(): "auth:account:service:api"},
         "san_mappings": [{"san": "upn", "domain": "mil"}],
-        "issuers": [{"issuer": ISSUER, "jwks": fixtures::issuer_jwks()}]
+        "issuers": [
+            {"issuer": ISSUER, "jwks": fixtures::issuer_jwks()},
+            {"issuer": fixtures::RSA_ISSUER, "jwks": fixtures::rsa_issuer_jwks()}
+        ]
     })
 }
 
@@ -145,6 +148,11 @@ pub fn acceptance_matrix() -> Vec<Case> {
         ),
         std_case("required, jwt, cert, pop match → 200", request("/required/x", Some(jane), bound()), jane_identity()),
         std_case("required, no jwt, cert → 401", request("/required/x", Some(jane), None), deny(401, "token_missing")),
+        std_case(
+            "required, RS256 jwt, cert, pop match → 200",
+            request("/required/x", Some(jane), Some(fixtures::rs256_token(&claims(Some(jane))))),
+            jane_identity(),
+        ),
         std_case("mtls, no jwt, cert → 200", request("/mtls/x", Some(jane), None), jane_identity()),
         std_case("mtls, no cert → 401", request("/mtls/x", None, None), deny(401, "certificate_missing")),
         std_case("bearer, jwt → 200", request("/anything", None, Some(token(&claims(None)))), token_only()),

@@ -1,0 +1,215 @@
+//! Per-request cost of the filter, natively (the filter's request path over a recording host)
+//! and through the compiled `.wasm` under the wasmtime host, for the paths issue targets name:
+//!
+//! - `mtls` with a cold certificate: the facts cache is off, so every request decodes the PEM,
+//!   hashes the DER and parses it;
+//! - `mtls` warm: the certificate's facts are found by the trusted hop's `Hash`;
+//! - `bearer_plus_mtls_required` with a warm token cache;
+//! - the same route with the token cache off: one ES256, or one RS256, verification per request.
+//!
+//! Each figure is a ratio against baselines measured in the same run: the same request
+//! natively (what the VM boundary costs), and one SHA-256 of the certificate's DER natively
+//! (the floor any cold certificate path pays). Host calls per request are counted, since each
+//! is a VM-boundary crossing in a real proxy. The `.wasm` size is reported against its target.
+//!
+//! Prints a Markdown report; `make bench` collects it into target/bench-report.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use certbind_tests::cases::fixtures::{self, cert, claims, token};
+use certbind_tests::cases::native::NativeFilter;
+use certbind_tests::cases::table::{standard_config, standard_policy};
+use certbind_tests::cases::wasm::http_request;
+use certbind_tests::cases::CaseRequest;
+use certbind_tests::host::FilterHost;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Targets through wasm, from the filter-core requirements.
+const WARM_TARGET_US: f64 = 5.0;
+const COLD_CERTIFICATE_TARGET_US: f64 = 30.0;
+const WASM_SIZE_TARGET_BYTES: u64 = 1_500_000;
+
+struct Scenario {
+    name: &'static str,
+    config: Value,
+    request: CaseRequest,
+    target_us: Option<f64>,
+}
+
+fn request(path: &str, bearer: Option<String>) -> CaseRequest {
+    let jane = cert("piv-auth");
+    let mut headers = vec![("x-forwarded-client-cert".to_string(), jane.xfcc())];
+    if let Some(t) = bearer {
+        headers.push(("authorization".to_string(), format!("Bearer {t}")));
+    }
+    CaseRequest {
+        path: path.into(),
+        headers,
+        peer: "203.0.113.9:40000".into(),
+        connection_digest: Some(jane.hex()),
+        now: fixtures::NOW,
+    }
+}
+
+fn config_with(policy_change: impl Fn(&mut Value)) -> Value {
+    let mut config = standard_config();
+    let mut policy = standard_policy();
+    policy_change(&mut policy);
+    config["policy"] = policy;
+    config
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let jane = cert("piv-auth");
+    let es256 = token(&claims(Some(jane)));
+    let rs256 = fixtures::rs256_token(&claims(Some(jane)));
+    let no_token_cache = config_with(|p| p["token"]["cache_capacity"] = json!(0));
+    vec![
+        Scenario {
+            name: "mtls, cold certificate",
+            config: config_with(|p| p["facts_cache_capacity"] = json!(0)),
+            request: request("/mtls/x", None),
+            target_us: Some(COLD_CERTIFICATE_TARGET_US),
+        },
+        Scenario {
+            name: "mtls, warm",
+            config: standard_config(),
+            request: request("/mtls/x", None),
+            target_us: Some(WARM_TARGET_US),
+        },
+        Scenario {
+            name: "bearer_plus_mtls_required, warm token",
+            config: standard_config(),
+            request: request("/required/x", Some(es256.clone())),
+            target_us: Some(WARM_TARGET_US),
+        },
+        Scenario {
+            name: "bearer_plus_mtls_required, cold ES256",
+            config: no_token_cache.clone(),
+            request: request("/required/x", Some(es256)),
+            target_us: None,
+        },
+        Scenario {
+            name: "bearer_plus_mtls_required, cold RS256",
+            config: no_token_cache,
+            request: request("/required/x", Some(rs256)),
+            target_us: None,
+        },
+    ]
+}
+
+/// Median time per call of `f`, in nanoseconds: batches of about 20 ms after a warm-up.
+fn time_per_call(mut f: impl FnMut()) -> f64 {
+    let warm_until = Instant::now() + Duration::from_millis(200);
+    let mut calls = 0u64;
+    while Instant::now() < warm_until {
+        f();
+        calls += 1;
+    }
+    let batch = (calls / 10).max(1);
+    let mut samples: Vec<f64> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / batch as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+struct Row {
+    name: &'static str,
+    native_ns: f64,
+    wasm_ns: f64,
+    native_calls: u32,
+    wasm_calls: u64,
+    wasm_call_detail: String,
+    target_us: Option<f64>,
+}
+
+fn measure(scenario: &Scenario) -> Row {
+    let config = scenario.config.to_string();
+
+    let mut native = NativeFilter::new(config.as_bytes()).unwrap();
+    let (seen, host) = native.run(&scenario.request);
+    assert!(seen.local_response.is_none(), "{}: natively refused: {:?}", scenario.name, seen.local_response);
+    let native_calls = *host.calls.borrow();
+    let native_ns = time_per_call(|| {
+        black_box(native.run(black_box(&scenario.request)));
+    });
+
+    let mut wasm = FilterHost::load_filter().unwrap();
+    assert!(wasm.configure(config.as_bytes()).unwrap(), "{}: configuration refused: {:?}", scenario.name, wasm.take_logs());
+    wasm.set_time_nanos(u64::try_from(scenario.request.now).unwrap() * 1_000_000_000);
+    let http = http_request(&scenario.request);
+    let result = wasm.request(&http).unwrap();
+    assert!(result.local_response.is_none(), "{}: the wasm refused: {:?}", scenario.name, result.local_response);
+    let wasm_ns = time_per_call(|| {
+        black_box(wasm.request(black_box(&http)).unwrap());
+    });
+    Row {
+        name: scenario.name,
+        native_ns,
+        wasm_ns,
+        native_calls,
+        wasm_calls: result.host_calls,
+        wasm_call_detail: format!("{:?}", result.host_call_counts),
+        target_us: scenario.target_us,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this once as a smoke test.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let jane = cert("piv-auth");
+    let sha_ns = time_per_call(|| {
+        black_box(Sha256::digest(black_box(&jane.der)));
+    });
+    let scenarios = scenarios();
+    let scenarios = if smoke { &scenarios[..1] } else { &scenarios[..] };
+    let rows: Vec<Row> = scenarios.iter().map(measure).collect();
+
+    let wasm_size = std::fs::metadata(certbind_tests::FILTER_WASM).unwrap().len();
+    println!("## Filter: per-request cost, natively and through the .wasm (wasmtime)\n");
+    println!(
+        "Baseline measured in this run: SHA-256 of the certificate's DER ({} bytes), natively: {:.2} µs.\n",
+        jane.der.len(),
+        sha_ns / 1000.0
+    );
+    println!("| scenario | native µs | wasm µs | wasm ÷ native | wasm ÷ SHA-256 baseline | wasm target | host calls (native / wasm) |");
+    println!("|---|---:|---:|---:|---:|---|---|");
+    for row in &rows {
+        let target = match row.target_us {
+            Some(t) if row.wasm_ns / 1000.0 <= t => format!("≤ {t} µs: met"),
+            Some(t) => format!("≤ {t} µs: **missed**"),
+            None => "—".into(),
+        };
+        println!(
+            "| {} | {:.2} | {:.2} | {:.1}× | {:.1}× | {} | {} / {} |",
+            row.name,
+            row.native_ns / 1000.0,
+            row.wasm_ns / 1000.0,
+            row.wasm_ns / row.native_ns,
+            row.wasm_ns / sha_ns,
+            target,
+            row.native_calls,
+            row.wasm_calls
+        );
+    }
+    println!("\nHost calls through the wasm, by import:\n");
+    for row in &rows {
+        println!("- {}: {}", row.name, row.wasm_call_detail);
+    }
+    println!(
+        "\n`.wasm` size: {} bytes ({:.2} MB; target ≤ 1.5 MB: {}).\n",
+        wasm_size,
+        wasm_size as f64 / 1e6,
+        if wasm_size <= WASM_SIZE_TARGET_BYTES { "met" } else { "**missed**" }
+    );
+    println!("The wasm figure includes this harness's own per-request work (a fresh HTTP context, header map copies); a proxy's VM boundary has costs of its own.");
+}
