@@ -158,7 +158,7 @@ fn measure(scenario: &Scenario) -> Row {
         wasm_ns,
         native_calls,
         wasm_calls: result.host_calls,
-        wasm_call_detail: format!("{:?}", result.host_call_counts),
+        wasm_call_detail: result.host_call_counts.nonzero().iter().map(|(n, c)| format!("{n} ×{c}")).collect::<Vec<_>>().join(", "),
         target_us: scenario.target_us,
     }
 }

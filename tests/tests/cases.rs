@@ -74,3 +74,39 @@ fn acceptance_matrix_is_complete() {
     let allowed = matrix.iter().filter(|c| matches!(c.expect, Expect::Allow(_))).count();
     assert_eq!(allowed, 6, "six rows of the matrix allow (one of them with an RS256 token)");
 }
+
+/// A warm request skips parsing, but never the check that this proxy's XFCC names the
+/// connection's own certificate: the same header replayed on a connection that presented
+/// another certificate is refused, natively and through the wasm.
+#[test]
+fn a_cached_certificate_header_is_still_bound_to_its_connection() {
+    use certbind_tests::cases::fixtures::{cert, NOW};
+    use certbind_tests::cases::CaseRequest;
+    let jane = cert("piv-auth");
+    let request = |digest: String| CaseRequest {
+        path: "/mtls/x".into(),
+        headers: vec![("x-forwarded-client-cert".into(), jane.xfcc())],
+        peer: "203.0.113.9:40000".into(),
+        connection_digest: Some(digest),
+        now: NOW,
+    };
+    let sequence = [(jane.hex(), None), (cert("cac").hex(), Some(400)), (jane.hex().to_uppercase(), None)];
+    let config = table::standard_config();
+    let mut native = native::NativeFilter::new(config.to_string().as_bytes()).unwrap();
+    let mut wasm = WasmRunner::default();
+    for (digest, refusal) in sequence {
+        let case = Case {
+            name: format!("digest {digest}"),
+            config: config.clone(),
+            request: request(digest),
+            expect: match refusal {
+                None => Expect::Allow(vec![("x-dm-user-id", Some("u-jane".into()))]),
+                Some(status) => Expect::Deny { status, reason: "malformed_client_cert" },
+            },
+        };
+        let (seen, _) = native.run(&case.request);
+        check(&case, &seen).unwrap_or_else(|e| panic!("natively, {}: {e}", case.name));
+        let (seen, ..) = wasm.run(&case).unwrap();
+        check(&case, &seen).unwrap_or_else(|e| panic!("wasm, {}: {e}", case.name));
+    }
+}

@@ -11,18 +11,46 @@ use crate::source::{nginx, rfc9440, traefik, xfcc, SourceError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Facts of certificates seen recently, so that a warm request skips PEM decoding, SHA-256
-/// and DER parsing. Keyed by a cheap digest of the header (XFCC's own `Hash=`, or the header's
-/// tail, which ends in the certificate's signature) and confirmed by comparing the whole raw
-/// header, so a hit always means the very same bytes were already checked.
+/// Facts of certificate headers seen recently, so that a warm request skips header parsing,
+/// PEM decoding, SHA-256 and DER parsing. Keyed by a cheap sample of the raw header (its
+/// length, bytes spread across it, and its tail) and confirmed by comparing the whole raw
+/// header, so a hit always means the very same bytes were already checked. Two headers that
+/// share a key only evict each other; they are never confused.
 pub struct FactsCache {
-    entries: HashMap<Vec<u8>, (Box<[u8]>, Arc<CertificateFacts>)>,
+    entries: HashMap<HeaderKey, CachedHeader>,
     capacity: usize,
 }
 
-/// Bytes of the header's tail used as the cache key when there is no `Hash=`: long enough to
-/// cover a signature, short enough to hash in a few nanoseconds.
-const CACHE_KEY_TAIL: usize = 48;
+struct CachedHeader {
+    raw: Box<[u8]>,
+    facts: Arc<CertificateFacts>,
+    /// The chosen XFCC element's `Hash=`, lowercase: checked against the connection on every
+    /// request when the header is this proxy's own.
+    xfcc_hash: Option<Box<str>>,
+}
+
+/// Bytes sampled evenly across the header, and bytes of its tail: a certificate's base64 body
+/// differs throughout, and its tail ends in the signature.
+const KEY_SPREAD: usize = 32;
+const KEY_TAIL: usize = 32;
+type HeaderKey = [u8; 8 + KEY_SPREAD + KEY_TAIL];
+
+fn header_key(raw: &[u8]) -> HeaderKey {
+    let mut key = [0u8; 8 + KEY_SPREAD + KEY_TAIL];
+    let (len, rest) = key.split_at_mut(8);
+    len.copy_from_slice(&(raw.len() as u64).to_le_bytes());
+    let (spread, tail) = rest.split_at_mut(KEY_SPREAD);
+    if !raw.is_empty() {
+        for (i, byte) in spread.iter_mut().enumerate() {
+            *byte = raw.get(i * raw.len() / KEY_SPREAD).copied().unwrap_or(0);
+        }
+    }
+    let start = raw.len().saturating_sub(KEY_TAIL);
+    for (byte, value) in tail.iter_mut().zip(raw.get(start..).unwrap_or(&[])) {
+        *byte = *value;
+    }
+    key
+}
 
 impl FactsCache {
     pub fn new(capacity: usize) -> Self {
@@ -37,14 +65,11 @@ impl FactsCache {
         self.entries.is_empty()
     }
 
-    fn get(&self, key: &[u8], raw: &[u8]) -> Option<Arc<CertificateFacts>> {
-        match self.entries.get(key) {
-            Some((stored, facts)) if **stored == *raw => Some(Arc::clone(facts)),
-            _ => None,
-        }
+    fn get(&self, raw: &[u8]) -> Option<&CachedHeader> {
+        self.entries.get(&header_key(raw)).filter(|cached| *cached.raw == *raw)
     }
 
-    fn insert(&mut self, key: Vec<u8>, raw: &[u8], facts: Arc<CertificateFacts>) {
+    fn insert(&mut self, raw: &[u8], facts: Arc<CertificateFacts>, xfcc_hash: Option<Box<str>>) {
         if self.capacity == 0 {
             return;
         }
@@ -53,15 +78,8 @@ impl FactsCache {
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
-        self.entries.insert(key, (raw.into(), facts));
+        self.entries.insert(header_key(raw), CachedHeader { raw: raw.into(), facts, xfcc_hash });
     }
-}
-
-fn tail_key(raw: &[u8]) -> Vec<u8> {
-    let start = raw.len().saturating_sub(CACHE_KEY_TAIL);
-    let mut key = raw.get(start..).unwrap_or(raw).to_vec();
-    key.extend_from_slice(&(raw.len() as u64).to_le_bytes());
-    key
 }
 
 fn facts_of(der: &[u8]) -> Result<CertificateFacts, Reason> {
@@ -124,9 +142,16 @@ impl Extractor<'_> {
             let signature = std::str::from_utf8(signature).map_err(|_| Reason::MalformedClientCert)?;
             key.verify(raw, signature).map_err(|_| Reason::MalformedClientCert)?;
         }
+        let this_proxy = matches!(self.source, CertificateSource::Xfcc { trust: XfccTrust::ThisProxy, .. });
+        if let Some(hit) = cache.get(raw) {
+            if this_proxy && !hash_is_connection(hit.xfcc_hash.as_deref(), request) {
+                return Err(Reason::MalformedClientCert);
+            }
+            return Ok(Some(Arc::clone(&hit.facts)));
+        }
         let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
         match self.source {
-            CertificateSource::Xfcc { trust, hop } => {
+            CertificateSource::Xfcc { hop, .. } => {
                 let elements = xfcc::parse(text).map_err(malformed)?;
                 let element = match hop {
                     super::config::XfccHop::Nearest => elements.last(),
@@ -135,38 +160,20 @@ impl Extractor<'_> {
                 let Some(element) = element else {
                     return Err(Reason::MalformedClientCert);
                 };
-                if *trust == XfccTrust::ThisProxy {
-                    let expected = request.connection_digest.unwrap_or("");
-                    match element.hash.as_deref() {
-                        Some(hash) if hash.eq_ignore_ascii_case(expected) => {}
-                        _ => return Err(Reason::MalformedClientCert),
-                    }
-                }
-                let Some(cert) = element.cert.as_deref() else {
-                    // An element without Cert= names no certificate we can check.
+                if this_proxy && !hash_is_connection(element.hash.as_deref(), request) {
                     return Err(Reason::MalformedClientCert);
-                };
-                let key = match element.hash.as_deref() {
-                    Some(hash) => hash.to_ascii_lowercase().into_bytes(),
-                    None => tail_key(cert.as_bytes()),
-                };
-                if let Some(hit) = cache.get(&key, cert.as_bytes()) {
-                    return Ok(Some(hit));
                 }
                 let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
                 element.hash_matches(&der).map_err(malformed)?;
                 let facts = Arc::new(facts_of(&der)?);
-                cache.insert(key, cert.as_bytes(), Arc::clone(&facts));
+                let hash = element.hash.as_deref().map(|h| h.to_ascii_lowercase().into_boxed_str());
+                cache.insert(raw, Arc::clone(&facts), hash);
                 Ok(Some(facts))
             }
             CertificateSource::NginxEscaped { .. }
             | CertificateSource::NginxLegacy { .. }
             | CertificateSource::Traefik { .. }
             | CertificateSource::Rfc9440 { .. } => {
-                let key = tail_key(raw);
-                if let Some(hit) = cache.get(&key, raw) {
-                    return Ok(Some(hit));
-                }
                 let der = match self.source {
                     CertificateSource::NginxEscaped { .. } => nginx::parse_escaped(text),
                     CertificateSource::NginxLegacy { .. } => nginx::parse_legacy(text),
@@ -175,12 +182,18 @@ impl Extractor<'_> {
                 }
                 .map_err(malformed)?;
                 let facts = Arc::new(facts_of(&der)?);
-                cache.insert(key, raw, Arc::clone(&facts));
+                cache.insert(raw, Arc::clone(&facts), None);
                 Ok(Some(facts))
             }
             CertificateSource::Connection => Ok(connection_facts(request)),
         }
     }
+}
+
+/// Whether an XFCC element's `Hash=` names the certificate of this very connection.
+fn hash_is_connection(hash: Option<&str>, request: &RequestInput<'_>) -> bool {
+    let expected = request.connection_digest.unwrap_or("");
+    hash.is_some_and(|h| !expected.is_empty() && h.eq_ignore_ascii_case(expected))
 }
 
 /// Facts from the connection's own properties: the proxy verified this certificate itself,

@@ -1,31 +1,45 @@
 //! Tokens that already verified, so that a client sending the same token on every request
 //! costs one signature check, not one per request.
 //!
-//! Entries are keyed by the SHA-256 of the token (the token itself is not kept, and a lookup
-//! never compares secret bytes) together with the identity data's generation, so that a
-//! change of the issuers' keys invalidates every entry at once. Only verified tokens are
-//! inserted; a failure is never remembered. The cache holds at most `capacity` entries and
-//! replaces them in insertion order, each operation in constant time.
+//! Entries are keyed by the token's length and its last bytes (the tail of the signature,
+//! which differs between any two signed tokens) together with the identity data's generation,
+//! so that a change of the issuers' keys invalidates every entry at once; a key hit is then
+//! confirmed by comparing the whole token in constant time. Hashing the whole token instead
+//! would cost a SHA-256 per request, which is most of a warm request's budget in wasm. Only
+//! verified tokens are inserted; a failure is never remembered. The cache holds at most
+//! `capacity` entries and replaces them in insertion order, each operation in constant time.
 
 use super::jwt::VerifiedToken;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use subtle::ConstantTimeEq as _;
+
+/// Bytes of the token's tail in the key: 48 base64url characters are 36 bytes of signature.
+const KEY_TAIL: usize = 48;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct CacheKey {
-    token_sha256: [u8; 32],
+    tail: [u8; KEY_TAIL],
+    len: usize,
     generation: u64,
 }
 
 impl CacheKey {
     fn new(token: &str, generation: u64) -> Self {
-        CacheKey { token_sha256: Sha256::digest(token.as_bytes()).into(), generation }
+        let bytes = token.as_bytes();
+        let start = bytes.len().saturating_sub(KEY_TAIL);
+        let mut tail = [0u8; KEY_TAIL];
+        if let (Some(src), Some(dst)) = (bytes.get(start..), tail.get_mut(..bytes.len() - start)) {
+            dst.copy_from_slice(src);
+        }
+        CacheKey { tail, len: bytes.len(), generation }
     }
 }
 
 #[derive(Debug)]
 struct Entry {
     key: CacheKey,
+    /// The whole token, to confirm a key hit.
+    text: Box<[u8]>,
     token: VerifiedToken,
 }
 
@@ -53,11 +67,12 @@ impl TokenCache {
     pub fn get(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<&VerifiedToken> {
         let key = CacheKey::new(token, generation);
         let slot = *self.index.get(&key)?;
-        let current = self
-            .slots
-            .get(slot)
-            .and_then(Option::as_ref)
-            .is_some_and(|entry| entry.token.is_current(now, leeway_seconds));
+        let entry = self.slots.get(slot).and_then(Option::as_ref)?;
+        if !bool::from(entry.text.ct_eq(token.as_bytes())) {
+            // Another token with the same key: not this one.
+            return None;
+        }
+        let current = entry.token.is_current(now, leeway_seconds);
         if !current {
             self.remove_slot(slot);
             return None;
@@ -73,11 +88,12 @@ impl TokenCache {
         let key = CacheKey::new(token, generation);
         if let Some(&slot) = self.index.get(&key) {
             if let Some(Some(entry)) = self.slots.get_mut(slot) {
+                entry.text = token.as_bytes().into();
                 entry.token = verified;
                 return;
             }
         }
-        let entry = Some(Entry { key, token: verified });
+        let entry = Some(Entry { key, text: token.as_bytes().into(), token: verified });
         let slot = if let Some(slot) = self.free.pop() {
             slot
         } else if self.slots.len() < self.capacity {
@@ -198,6 +214,20 @@ mod tests {
         cache.insert("token-a", 1, verified("second", NOW + 60));
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.get("token-a", 1, NOW, 0), Some(&verified("second", NOW + 60)));
+    }
+
+    #[test]
+    fn tokens_sharing_a_key_are_told_apart() {
+        let mut cache = TokenCache::new(4);
+        let tail = "s".repeat(KEY_TAIL);
+        let (a, b) = (format!("header-a.{tail}"), format!("header-b.{tail}"));
+        cache.insert(&a, 1, verified("a", NOW + 60));
+        assert_eq!(cache.get(&b, 1, NOW, 0), None, "same length and tail, different token");
+        assert_eq!(cache.get(&a, 1, NOW, 0), Some(&verified("a", NOW + 60)));
+        cache.insert(&b, 1, verified("b", NOW + 60));
+        assert_eq!(cache.get(&a, 1, NOW, 0), None, "the newer token took the slot");
+        assert_eq!(cache.get(&b, 1, NOW, 0), Some(&verified("b", NOW + 60)));
+        assert_eq!(cache.get("short", 1, NOW, 0), None);
     }
 
     #[test]
