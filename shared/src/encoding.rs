@@ -23,6 +23,22 @@ fn hex_value(c: u8) -> Option<u8> {
         _ => None,
     }
 }
+/// Whether two byte strings are equal, compared eight bytes at a time. In wasm32 the
+/// `memcmp` behind `==` on slices walks one byte at a time, which makes comparing a 3 KiB
+/// certificate header cost microseconds; this is not constant-time (use `subtle` for secrets).
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = a_words.remainder() == b_words.remainder();
+    tails_equal
+        && a_words.zip(b_words).all(|(x, y)| {
+            let word = |c: &[u8]| c.try_into().map(u64::from_ne_bytes).unwrap_or(0);
+            word(x) == word(y)
+        })
+}
+
 
 /// Decodes hex of either case. `None` on an odd length or a non-hex digit.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
@@ -96,6 +112,19 @@ pub fn percent_decode(input: &[u8], limit: usize) -> Result<Vec<u8>, PercentErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_compares_every_byte() {
+        let a: Vec<u8> = (0..=255u8).cycle().take(3001).collect();
+        assert!(same_bytes(&a, &a.clone()));
+        for at in [0, 7, 8, 1500, 2999, 3000] {
+            let mut b = a.clone();
+            b[at] ^= 1;
+            assert!(!same_bytes(&a, &b), "difference at {at} missed");
+        }
+        assert!(!same_bytes(&a, &a[..3000]));
+        assert!(same_bytes(b"", b""));
+    }
 
     #[test]
     fn hex_round_trip_and_rejects_odd_or_foreign_digits() {

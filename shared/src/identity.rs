@@ -206,6 +206,9 @@ impl IdentityData for StaticIdentity {
     }
 
     fn is_revoked(&self, issuer_dn: &str, serial_hex: &str) -> bool {
+        if self.revoked.is_empty() {
+            return false;
+        }
         self.revoked.contains(&(issuer_dn.to_string(), normalize_serial(serial_hex)))
     }
 

@@ -13,6 +13,8 @@
 //! is a VM-boundary crossing in a real proxy. The `.wasm` size is reported against its target.
 //!
 //! Prints a Markdown report; `make bench` collects it into target/bench-report.md.
+//! `CERTBIND_BENCH_ONLY=warm` keeps the scenarios whose name contains `warm`;
+//! `CERTBIND_BENCH_SIDE=native` (or `wasm`) times one side only, for a profiler.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use certbind_tests::cases::fixtures::{self, cert, claims, token};
@@ -139,9 +141,15 @@ fn measure(scenario: &Scenario) -> Row {
     let (seen, host) = native.run(&scenario.request);
     assert!(seen.local_response.is_none(), "{}: natively refused: {:?}", scenario.name, seen.local_response);
     let native_calls = *host.calls.borrow();
-    let native_ns = time_per_call(|| {
-        black_box(native.run(black_box(&scenario.request)));
-    });
+    // `CERTBIND_BENCH_SIDE=native` or `=wasm` times one side only (for a profiler).
+    let side = std::env::var("CERTBIND_BENCH_SIDE").unwrap_or_default();
+    let native_ns = if side == "wasm" {
+        f64::NAN
+    } else {
+        time_per_call(|| {
+            black_box(native.run(black_box(&scenario.request)));
+        })
+    };
 
     let mut wasm = FilterHost::load_filter().unwrap();
     assert!(wasm.configure(config.as_bytes()).unwrap(), "{}: configuration refused: {:?}", scenario.name, wasm.take_logs());
@@ -149,9 +157,13 @@ fn measure(scenario: &Scenario) -> Row {
     let http = http_request(&scenario.request);
     let result = wasm.request(&http).unwrap();
     assert!(result.local_response.is_none(), "{}: the wasm refused: {:?}", scenario.name, result.local_response);
-    let wasm_ns = time_per_call(|| {
-        black_box(wasm.request(black_box(&http)).unwrap());
-    });
+    let wasm_ns = if side == "native" {
+        f64::NAN
+    } else {
+        time_per_call(|| {
+            black_box(wasm.request(black_box(&http)).unwrap());
+        })
+    };
     Row {
         name: scenario.name,
         native_ns,
@@ -172,7 +184,9 @@ fn main() {
     });
     let scenarios = scenarios();
     let scenarios = if smoke { &scenarios[..1] } else { &scenarios[..] };
-    let rows: Vec<Row> = scenarios.iter().map(measure).collect();
+    // `CERTBIND_BENCH_ONLY=warm` measures only the scenarios whose name contains "warm".
+    let only = std::env::var("CERTBIND_BENCH_ONLY").unwrap_or_default();
+    let rows: Vec<Row> = scenarios.iter().filter(|s| s.name.contains(only.as_str())).map(measure).collect();
 
     let wasm_size = std::fs::metadata(certbind_tests::FILTER_WASM).unwrap().len();
     println!("## Filter: per-request cost, natively and through the .wasm (wasmtime)\n");

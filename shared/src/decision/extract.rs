@@ -66,7 +66,7 @@ impl FactsCache {
     }
 
     fn get(&self, raw: &[u8]) -> Option<&CachedHeader> {
-        self.entries.get(&header_key(raw)).filter(|cached| *cached.raw == *raw)
+        self.entries.get(&header_key(raw)).filter(|cached| crate::encoding::same_bytes(&cached.raw, raw))
     }
 
     fn insert(&mut self, raw: &[u8], facts: Arc<CertificateFacts>, xfcc_hash: Option<Box<str>>) {

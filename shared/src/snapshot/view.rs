@@ -464,6 +464,10 @@ impl IdentityData for SnapshotView {
     }
 
     fn is_revoked(&self, issuer_dn: &str, serial_hex: &str) -> bool {
+        // Most snapshots revoke by fingerprint (blocklist) only: skip the key's SHA-256.
+        if self.revoked.is_empty() {
+            return false;
+        }
         let key = super::format::revoked_serial_key(issuer_dn, serial_hex);
         self.find_record(&self.revoked, FINGERPRINT_RECORD, &key).is_some()
     }

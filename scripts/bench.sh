@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every benchmark, one after another (the machine has two cores: nothing runs beside them),
+# with a throw-away PostgreSQL server for the control plane's storage figures. Each bench
+# prints its own Markdown summary, with ratios against a baseline measured in the same run;
+# they are collected into target/bench-report.md, the full output into target/bench-output.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_env=$(./scripts/postgres-test.sh start)
+eval "$pg_env"
+trap './scripts/postgres-test.sh stop >/dev/null 2>&1 || true' EXIT
+
+report=target/bench-report.md
+log=target/bench-output.log
+mkdir -p target
+{
+  echo "# certbind benchmark report"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $(uname -m), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+  echo
+} > "$report"
+: > "$log"
+
+run() {
+  local package=$1 bench=$2
+  echo "bench: $package / $bench"
+  # Criterion's own lines (if any) go to the log only; the summary tables go to the report.
+  cargo bench -p "$package" --bench "$bench" 2>>"$log" | tee -a "$log" \
+    | grep -v -E '^(Benchmarking|Gnuplot|Found [0-9]+ outliers|  [0-9]+ \((low|high) (mild|severe)\)|\s+time:|\s+thrpt:|\s+change:|No change|Change within|Performance has)' \
+    >> "$report"
+  echo >> "$report"
+}
+
+run certbind-tests filter
+# The proof-of-possession micro-benchmarks are criterion's own output, kept verbatim.
+echo "bench: certbind-shared / pop"
+{
+  echo "## Proof of possession, shared crate alone (criterion)"
+  echo
+  echo '```'
+  cargo bench -p certbind-shared --bench pop 2>>"$log" | tee -a "$log" | grep -E 'time:|^pop/'
+  echo '```'
+  echo
+} >> "$report"
+run certbind-control-plane snapshot
+run certbind-control-plane api
+echo "bench: report in $report"
