@@ -11,6 +11,9 @@ use std::process::{Command, ExitCode};
 const WASM_TARGET: &str = "wasm32-wasip1";
 const FILTER_PACKAGE: &str = "certbind-filter";
 const FILTER_ARTIFACT: &str = "certbind_filter.wasm";
+/// The benchmark's baseline guest, built in the same nested cargo run.
+const PASSTHROUGH_PACKAGE: &str = "certbind-passthrough-guest";
+const PASSTHROUGH_ARTIFACT: &str = "certbind_passthrough_guest.wasm";
 
 /// Set to give the nested filter build its own RUSTFLAGS (the outer ones are for the host target
 /// and may carry coverage or CPU flags that make no sense for wasm, so they are never passed on).
@@ -58,6 +61,8 @@ fn main() -> ExitCode {
     match build_filter() {
         Ok(wasm) => {
             println!("cargo:rustc-env=CERTBIND_FILTER_WASM={}", wasm.display());
+            let passthrough = wasm.with_file_name(PASSTHROUGH_ARTIFACT);
+            println!("cargo:rustc-env=CERTBIND_PASSTHROUGH_WASM={}", passthrough.display());
             // Machine code compiled from filter modules is kept beside them (see host::compiled).
             if let Some(cache) = wasm.ancestors().nth(3).map(|target_wasm| target_wasm.join("cwasm")) {
                 println!("cargo:rustc-env=CERTBIND_WASM_CACHE_DIR={}", cache.display());
@@ -88,6 +93,8 @@ fn build_filter() -> Result<PathBuf, String> {
         .arg("build")
         .arg("-p")
         .arg(FILTER_PACKAGE)
+        .arg("-p")
+        .arg(PASSTHROUGH_PACKAGE)
         .arg("--target")
         .arg(WASM_TARGET)
         .arg("--release")
@@ -136,6 +143,7 @@ fn emit_rerun_triggers(workspace: &Path) {
     for relative in [
         "filter/src",
         "filter/Cargo.toml",
+        "tests/guests",
         "shared/src",
         "shared/Cargo.toml",
         "Cargo.lock",

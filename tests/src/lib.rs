@@ -8,3 +8,6 @@ pub mod host;
 
 /// Absolute path of the filter `.wasm` that `build.rs` compiled for this build.
 pub const FILTER_WASM: &str = env!("CERTBIND_FILTER_WASM");
+
+/// The benchmark's baseline guest: the same host calls as the filter, no logic.
+pub const PASSTHROUGH_WASM: &str = env!("CERTBIND_PASSTHROUGH_WASM");

@@ -229,23 +229,27 @@ impl Engine {
         scanned: &ScannedHeaders<'_>,
         identity: &dyn IdentityData,
         now: i64,
-    ) -> Result<VerifiedToken, Reason> {
+    ) -> Result<Arc<VerifiedToken>, Reason> {
         let raw = match (scanned.authorization_count, scanned.authorization) {
             (0, _) | (_, None) => return Err(Reason::TokenMissing),
             (1, Some(raw)) => raw,
             _ => return Err(Reason::InvalidToken),
         };
         let header_text = std::str::from_utf8(raw).map_err(|_| Reason::InvalidToken)?;
-        let token = jwt::bearer_token(header_text).ok_or(Reason::InvalidToken)?;
+        let token = jwt::bearer_credentials(header_text).ok_or(Reason::InvalidToken)?;
         let leeway = self.policy.token.leeway_seconds;
         let generation = identity.generation();
-        if let Some(hit) = self.token_cache.get(token, generation, now, leeway) {
-            return Ok(hit.clone());
+        // A hit is the very token that verified before, so it needs no syntax check either.
+        if let Some(hit) = self.token_cache.get_shared(token, generation, now, leeway) {
+            return Ok(hit);
+        }
+        if !jwt::is_token68(token) {
+            return Err(Reason::InvalidToken);
         }
         let requirements = TokenRequirements { audiences: &self.policy.token.audiences, leeway_seconds: leeway, now };
         let verified = jwt::verify(token, identity, &requirements).map_err(|_| Reason::InvalidToken)?;
         self.token_cache.insert(token, generation, verified.clone());
-        Ok(verified)
+        Ok(Arc::new(verified))
     }
 }
 

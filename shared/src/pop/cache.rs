@@ -11,7 +11,7 @@
 
 use super::jwt::VerifiedToken;
 use std::collections::HashMap;
-use subtle::ConstantTimeEq as _;
+use std::sync::Arc;
 
 /// Bytes of the token's tail in the key: 48 base64url characters are 36 bytes of signature.
 const KEY_TAIL: usize = 48;
@@ -40,7 +40,8 @@ struct Entry {
     key: CacheKey,
     /// The whole token, to confirm a key hit.
     text: Box<[u8]>,
-    token: VerifiedToken,
+    /// Shared so that a hit hands out the claims without copying them.
+    token: Arc<VerifiedToken>,
 }
 
 /// A bounded cache of verified tokens.
@@ -65,19 +66,29 @@ impl TokenCache {
     /// still current at `now` (with `leeway_seconds` of skew). An entry found out of date is
     /// removed.
     pub fn get(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<&VerifiedToken> {
+        let slot = self.find(token, generation, now, leeway_seconds)?;
+        self.slots.get(slot).and_then(Option::as_ref).map(|entry| &*entry.token)
+    }
+
+    /// As [`TokenCache::get`], sharing the claims rather than borrowing them.
+    pub fn get_shared(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<Arc<VerifiedToken>> {
+        let slot = self.find(token, generation, now, leeway_seconds)?;
+        self.slots.get(slot).and_then(Option::as_ref).map(|entry| Arc::clone(&entry.token))
+    }
+
+    fn find(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<usize> {
         let key = CacheKey::new(token, generation);
         let slot = *self.index.get(&key)?;
         let entry = self.slots.get(slot).and_then(Option::as_ref)?;
-        if !bool::from(entry.text.ct_eq(token.as_bytes())) {
+        if !crate::encoding::same_bytes_constant_time(&entry.text, token.as_bytes()) {
             // Another token with the same key: not this one.
             return None;
         }
-        let current = entry.token.is_current(now, leeway_seconds);
-        if !current {
+        if !entry.token.is_current(now, leeway_seconds) {
             self.remove_slot(slot);
             return None;
         }
-        self.slots.get(slot).and_then(Option::as_ref).map(|entry| &entry.token)
+        Some(slot)
     }
 
     /// Remembers a token that [`super::jwt::verify`] accepted under this `generation`.
@@ -89,11 +100,11 @@ impl TokenCache {
         if let Some(&slot) = self.index.get(&key) {
             if let Some(Some(entry)) = self.slots.get_mut(slot) {
                 entry.text = token.as_bytes().into();
-                entry.token = verified;
+                entry.token = Arc::new(verified);
                 return;
             }
         }
-        let entry = Some(Entry { key, text: token.as_bytes().into(), token: verified });
+        let entry = Some(Entry { key, text: token.as_bytes().into(), token: Arc::new(verified) });
         let slot = if let Some(slot) = self.free.pop() {
             slot
         } else if self.slots.len() < self.capacity {

@@ -234,14 +234,22 @@ pub fn cnf_matches(token: &VerifiedToken, fingerprint: &Fingerprint) -> bool {
 /// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1): the scheme in any
 /// case, exactly one space, then token68 characters only.
 pub fn bearer_token(authorization_header: &str) -> Option<&str> {
+    bearer_credentials(authorization_header).filter(|token| is_token68(token))
+}
+
+/// The credentials after `Bearer `, not yet checked to be a token68: a caller that finds them
+/// in its cache of verified tokens needs no further check.
+pub fn bearer_credentials(authorization_header: &str) -> Option<&str> {
     let (scheme, token) = authorization_header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("Bearer") {
-        return None;
-    }
+    scheme.eq_ignore_ascii_case("Bearer").then_some(token)
+}
+
+/// RFC 6750's `b64token` (token68): base64 and base64url characters, `.` between JWT
+/// segments, `~`, and trailing `=` padding.
+pub fn is_token68(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    let is_token68 = !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
-    is_token68.then_some(token)
+    !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 #[cfg(test)]
