@@ -164,8 +164,8 @@ impl Extractor<'_> {
                     return Err(Reason::MalformedClientCert);
                 }
                 let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
-                element.hash_matches(&der).map_err(malformed)?;
                 let facts = Arc::new(facts_of(&der)?);
+                element.hash_matches_fingerprint(&facts.fingerprint).map_err(malformed)?;
                 let hash = element.hash.as_deref().map(|h| h.to_ascii_lowercase().into_boxed_str());
                 cache.insert(raw, Arc::clone(&facts), hash);
                 Ok(Some(facts))

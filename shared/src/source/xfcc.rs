@@ -92,13 +92,19 @@ impl XfccElement<'_> {
     /// Checks `Hash=` (SHA-256, hex of either case) against `der`. An element without `Hash`
     /// passes: Envoy only writes it when configured to.
     pub fn hash_matches(&self, der: &[u8]) -> Result<(), SourceError> {
+        self.hash_matches_fingerprint(&Fingerprint::of_der(der))
+    }
+
+    /// As [`XfccElement::hash_matches`], for a caller that already has the certificate's
+    /// SHA-256 (so it is computed once per certificate, not twice).
+    pub fn hash_matches_fingerprint(&self, fingerprint: &Fingerprint) -> Result<(), SourceError> {
         let Some(hash) = &self.hash else {
             return Ok(());
         };
         let digest = hex_decode(hash)
             .filter(|d| d.len() == 32)
             .ok_or_else(|| SourceError::Malformed("XFCC Hash is not 64 hex digits".to_owned()))?;
-        if digest == Fingerprint::of_der(der).0 {
+        if digest == fingerprint.0 {
             Ok(())
         } else {
             Err(SourceError::HashMismatch)
