@@ -59,16 +59,27 @@ pub fn decode_certificate_pem_chain(text: &[u8]) -> Result<Vec<Vec<u8>>, Certifi
                 } else {
                     "text after -----END CERTIFICATE-----"
                 }))?;
-        let body_len = rest
-            .windows(END.len())
-            .position(|window| window == END)
-            .ok_or(CertificateError::Pem("no -----END CERTIFICATE----- line"))?;
+        let body_len = find_end_line(rest).ok_or(CertificateError::Pem("no -----END CERTIFICATE----- line"))?;
         let (body, after_body) = rest.split_at(body_len);
         rest = after_body.get(END.len()..).unwrap_or_default();
         certificates.push(decode_body(body)?);
         rest = skip_space(rest);
     }
     Ok(certificates)
+}
+
+/// Where the END line starts. Scans for its first byte and only then compares the line: a
+/// window-by-window comparison costs one `memcmp` call per byte of body, which is slow in wasm.
+fn find_end_line(text: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(offset) = text.get(from..)?.iter().position(|&b| b == b'-') {
+        let at = from + offset;
+        if text.get(at..)?.starts_with(END) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// The first certificate of a PEM text that may carry a chain after it.

@@ -2,21 +2,11 @@
 //! (RFC 8941 section 3.3.5), `:` base64 DER `:`. `Client-Cert` is one item without parameters;
 //! `Client-Cert-Chain` is a list of them, separated by `,` with optional whitespace.
 
-use super::{SourceError, DEFAULT_MAX_HEADER_BYTES};
+use super::{skip_ows, SourceError, DEFAULT_MAX_HEADER_BYTES};
 use crate::certificate::pem::MAX_CHAIN_CERTIFICATES;
 use crate::certificate::{CertificateError, MAX_CERTIFICATE_DER};
 use crate::encoding::base64_decode;
 
-fn is_ows(byte: u8) -> bool {
-    byte == b' ' || byte == b'\t'
-}
-
-fn skip_ows(bytes: &[u8], mut pos: usize) -> usize {
-    while bytes.get(pos).copied().is_some_and(is_ows) {
-        pos += 1;
-    }
-    pos
-}
 
 fn malformed(what: &str, at: usize) -> SourceError {
     SourceError::Malformed(format!("{what} at byte {at}"))

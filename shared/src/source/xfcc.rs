@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::{SourceError, DEFAULT_MAX_HEADER_BYTES};
+use super::{is_ows, skip_ows, SourceError, DEFAULT_MAX_HEADER_BYTES};
 use crate::certificate::pem::{
     decode_certificate_pem_chain, decode_single_certificate_pem, MAX_PEM_BYTES,
 };
@@ -125,16 +125,6 @@ fn percent_error(error: PercentError) -> SourceError {
     }
 }
 
-fn is_ows(byte: u8) -> bool {
-    byte == b' ' || byte == b'\t'
-}
-
-fn skip_ows(bytes: &[u8], mut pos: usize) -> usize {
-    while bytes.get(pos).copied().is_some_and(is_ows) {
-        pos += 1;
-    }
-    pos
-}
 
 /// Parses the element starting at `start`; returns it and the position of the `,` that ends
 /// it, or the end of the value.
