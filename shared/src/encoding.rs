@@ -57,7 +57,7 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Decodes hex of either case. `None` on an odd length or a non-hex digit.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -11,6 +11,7 @@ pub const OID_FPKI_COMMON_AUTHENTICATION: &str = "2.16.840.1.101.3.2.1.3.13";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct Constraints {
     /// Exact RFC 4514 issuer DNs. Empty: any issuer the proxy verified.
     #[serde(default)]
@@ -30,17 +31,6 @@ pub struct Constraints {
     pub validity_leeway_seconds: u32,
 }
 
-impl Default for Constraints {
-    fn default() -> Self {
-        Constraints {
-            allowed_issuers: Vec::new(),
-            required_policy_oids: Vec::new(),
-            allowed_email_domains: Vec::new(),
-            allow_card_authentication: false,
-            validity_leeway_seconds: 0,
-        }
-    }
-}
 
 impl Constraints {
     /// Lowercases domains once so that checks compare without allocating.
@@ -56,7 +46,7 @@ impl Constraints {
         if facts.complete && (now.saturating_add(leeway) < facts.not_before || now.saturating_sub(leeway) > facts.not_after) {
             return Err(Reason::CertificateExpired);
         }
-        if !self.allowed_issuers.is_empty() && !self.allowed_issuers.iter().any(|i| *i == facts.issuer_dn) {
+        if !self.allowed_issuers.is_empty() && !self.allowed_issuers.contains(&facts.issuer_dn) {
             return Err(Reason::CertificateNotAllowed);
         }
         if !self.required_policy_oids.is_empty()
