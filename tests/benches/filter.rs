@@ -1,5 +1,5 @@
 //! Per-request cost of the filter, natively (the filter's request path over a recording host)
-//! and through the compiled `.wasm` under the wasmtime host, for the paths issue targets name:
+//! and through the compiled `.wasm` under the wasmtime host, for the paths with speed targets:
 //!
 //! - `mtls` with a cold certificate: the facts cache is off, so every request decodes the PEM,
 //!   hashes the DER and parses it;
@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// Targets through wasm, from the filter-core requirements.
+/// Speed targets through wasm, per request.
 const WARM_TARGET_US: f64 = 5.0;
 const COLD_CERTIFICATE_TARGET_US: f64 = 30.0;
 const WASM_SIZE_TARGET_BYTES: u64 = 1_500_000;
