@@ -9,9 +9,8 @@ use serde::Deserialize;
 /// admitted in lower environments only.
 pub const OID_FPKI_COMMON_AUTHENTICATION: &str = "2.16.840.1.101.3.2.1.3.13";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[derive(Default)]
 pub struct Constraints {
     /// Exact RFC 4514 issuer DNs. Empty: any issuer the proxy verified.
     #[serde(default)]
@@ -30,7 +29,6 @@ pub struct Constraints {
     #[serde(default)]
     pub validity_leeway_seconds: u32,
 }
-
 
 impl Constraints {
     /// Lowercases domains once so that checks compare without allocating.

@@ -24,8 +24,8 @@ pub struct FactsCache {
 struct CachedHeader {
     raw: Box<[u8]>,
     facts: Arc<CertificateFacts>,
-    /// The chosen XFCC element's `Hash=`, lowercase: checked against the connection on every
-    /// request when the header is this proxy's own.
+    /// The chosen XFCC element's `Hash=`: checked against the connection on every request
+    /// when the header is this proxy's own.
     xfcc_hash: Option<Box<str>>,
 }
 
@@ -66,7 +66,7 @@ impl FactsCache {
     }
 
     fn get(&self, raw: &[u8]) -> Option<&CachedHeader> {
-        self.entries.get(&header_key(raw)).filter(|cached| crate::encoding::same_bytes(&cached.raw, raw))
+        self.entries.get(&header_key(raw)).filter(|cached| crate::encoding::same_bytes_constant_time(&cached.raw, raw))
     }
 
     fn insert(&mut self, raw: &[u8], facts: Arc<CertificateFacts>, xfcc_hash: Option<Box<str>>) {
@@ -166,7 +166,7 @@ impl Extractor<'_> {
                 let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
                 let facts = Arc::new(facts_of(&der)?);
                 element.hash_matches_fingerprint(&facts.fingerprint).map_err(malformed)?;
-                let hash = element.hash.as_deref().map(|h| h.to_ascii_lowercase().into_boxed_str());
+                let hash = element.hash.as_deref().map(Box::from);
                 cache.insert(raw, Arc::clone(&facts), hash);
                 Ok(Some(facts))
             }

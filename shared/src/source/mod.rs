@@ -10,8 +10,6 @@ pub mod xfcc;
 
 use crate::certificate::CertificateError;
 
-/// Default cap on one certificate-carrying header. A PIV certificate is ~2 KiB of DER, ~4 KiB
-/// once PEM'd and URL-encoded; a chain of four fits comfortably in 32 KiB.
 /// HTTP optional whitespace (RFC 9110 §5.6.3).
 fn is_ows(byte: u8) -> bool {
     byte == b' ' || byte == b'\t'
@@ -25,6 +23,8 @@ fn skip_ows(bytes: &[u8], mut pos: usize) -> usize {
     pos
 }
 
+/// Default cap on one certificate-carrying header. A PIV certificate is ~2 KiB of DER, ~4 KiB
+/// once PEM'd and URL-encoded; a chain of four fits comfortably in 32 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Why a certificate header was refused. Each maps to 400 `malformed_client_cert`.

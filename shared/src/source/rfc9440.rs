@@ -7,7 +7,6 @@ use crate::certificate::pem::MAX_CHAIN_CERTIFICATES;
 use crate::certificate::{CertificateError, MAX_CERTIFICATE_DER};
 use crate::encoding::base64_decode;
 
-
 fn malformed(what: &str, at: usize) -> SourceError {
     SourceError::Malformed(format!("{what} at byte {at}"))
 }

@@ -125,7 +125,6 @@ fn percent_error(error: PercentError) -> SourceError {
     }
 }
 
-
 /// Parses the element starting at `start`; returns it and the position of the `,` that ends
 /// it, or the end of the value.
 fn parse_element(value: &str, start: usize) -> Result<(XfccElement<'_>, usize), SourceError> {

@@ -128,12 +128,13 @@ pub fn es256_header() -> Value {
     json!({"alg": "ES256", "typ": "JWT", "kid": KEY_ID})
 }
 
+/// A JWS signing input: base64url of the header and of the claims, joined by `.`.
+pub fn signing_input(header: &Value, claims: &Value) -> String {
+    format!("{}.{}", base64url_encode(header.to_string().as_bytes()), base64url_encode(claims.to_string().as_bytes()))
+}
+
 pub fn sign_es256(key: &SigningKey, header: &Value, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        base64url_encode(header.to_string().as_bytes()),
-        base64url_encode(claims.to_string().as_bytes())
-    );
+    let input = signing_input(header, claims);
     let signature: Signature = key.sign(input.as_bytes());
     format!("{input}.{}", base64url_encode(&signature.to_bytes()))
 }
@@ -168,11 +169,7 @@ pub fn rs256_token(claims: &Value) -> String {
     let mut claims = claims.clone();
     claims["iss"] = json!(RSA_ISSUER);
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": "rsa-key"});
-    let input = format!(
-        "{}.{}",
-        base64url_encode(header.to_string().as_bytes()),
-        base64url_encode(claims.to_string().as_bytes())
-    );
+    let input = signing_input(&header, &claims);
     format!("{input}.{}", base64url_encode(&key.sign(input.as_bytes()).to_vec()))
 }
 
@@ -181,11 +178,7 @@ pub fn rs256_token(claims: &Value) -> String {
 pub fn hs256_with_public_key(claims: &Value) -> String {
     use hmac::{Hmac, Mac};
     let header = json!({"alg": "HS256", "typ": "JWT", "kid": KEY_ID});
-    let input = format!(
-        "{}.{}",
-        base64url_encode(header.to_string().as_bytes()),
-        base64url_encode(claims.to_string().as_bytes())
-    );
+    let input = signing_input(&header, claims);
     let public = issuer_key().verifying_key().to_encoded_point(false);
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(public.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     mac.update(input.as_bytes());
@@ -193,12 +186,7 @@ pub fn hs256_with_public_key(claims: &Value) -> String {
 }
 
 pub fn unsigned_token(claims: &Value) -> String {
-    let header = json!({"alg": "none", "typ": "JWT"});
-    format!(
-        "{}.{}.",
-        base64url_encode(header.to_string().as_bytes()),
-        base64url_encode(claims.to_string().as_bytes())
-    )
+    format!("{}.", signing_input(&json!({"alg": "none", "typ": "JWT"}), claims))
 }
 
 /// Every certificate of the test PKI that cases present.
