@@ -135,7 +135,7 @@ async fn hsm_signed_snapshots_end_to_end() {
     let second = verifier.verify(second.body, now, Some(first.version())).expect("second snapshot verifies");
     assert_eq!(second.version(), bound.version() as u64);
     let (bound_fp, binding) = second.bindings().next().expect("the binding");
-    assert_eq!((bound_fp.to_hex(), binding.user_id, binding.enabled), (fp.clone(), user.as_str(), true));
+    assert_eq!((bound_fp.to_hex(), binding.user_id.as_str(), binding.enabled), (fp.clone(), user.as_str(), true));
 
     // A revoke reaches the served snapshot within a second of its 200.
     let revoked = http1(server.addr, "DELETE", &format!("/api/v1/admin/smartcards/{fp}"), &[("authorization", &auth)], &[]).await.unwrap();

@@ -8,7 +8,7 @@ use certbind_control_plane::app::Limits;
 use certbind_control_plane::db::snapshot_data;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
-use certbind_shared::identity::IdentityData;
+use certbind_shared::identity::{IdentityData, UserId};
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use certbind_shared::Fingerprint;
 use common::{bind_body, fingerprint, Store, TestApp, TestDb, Transport};
@@ -64,9 +64,11 @@ async fn changes_reach_signed_snapshots(store: Store) {
     assert_eq!(view.version(), bound.version() as u64);
     let binding = view.card_binding(&key).expect("bound card in the snapshot");
     assert_eq!(
-        (binding.user_id, binding.org_id, binding.enabled),
+        (binding.user_id.as_str(), binding.org_id, binding.enabled),
         (f.app.a.user.id.as_str(), f.app.a.org.id.as_str(), true)
     );
+    // The control plane's user ids are ULIDs: the snapshot carries their 16 bytes.
+    assert!(matches!(binding.user_id, UserId::Ulid(_)), "{:?}", binding.user_id);
 
     let started = Instant::now();
     let revoked = f.app.delete(&format!("/api/v1/admin/smartcards/{fp}"), &f.app.a.token.clone()).await;
@@ -100,7 +102,7 @@ async fn changes_reach_signed_snapshots(store: Store) {
     };
     assert_eq!(last.version(), rows.version as u64);
     let in_snapshot: Vec<(String, String, String, bool)> =
-        last.bindings().map(|(fp, b)| (fp.to_hex(), b.user_id.to_owned(), b.org_id.to_owned(), b.enabled)).collect();
+        last.bindings().map(|(fp, b)| (fp.to_hex(), b.user_id.as_str().to_owned(), b.org_id.to_owned(), b.enabled)).collect();
     let in_database: Vec<(String, String, String, bool)> =
         rows.bindings.iter().map(|b| (b.fingerprint.clone(), b.user_id.clone(), b.org_id.clone(), b.enabled)).collect();
     assert_eq!(in_snapshot, in_database);

@@ -3,7 +3,7 @@
 //! door), then the full verifier with a pinned key, then every lookup on whatever opened.
 //!
 //! An input starting with 0x00 is instead a list of (offset u16, byte) edits applied to the
-//! committed format-v1 snapshot, so the fuzzer starts deep inside a valid structure.
+//! committed format-v2 snapshot, so the fuzzer starts deep inside a valid structure.
 #![no_main]
 
 use certbind_shared::identity::{IdentityData, SanKind};
@@ -23,7 +23,7 @@ fn verifier() -> &'static SnapshotVerifier {
 }
 
 /// A valid snapshot with every section populated (see shared/src/snapshot/tests.rs).
-const VALID: &[u8] = include_bytes!("../../shared/tests/vectors/snapshot/format-v1-small-ed25519.bin");
+const VALID: &[u8] = include_bytes!("../../shared/tests/vectors/snapshot/format-v2-small-ed25519.bin");
 
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {

@@ -71,6 +71,40 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// Length of a ULID in its text form.
+pub const ULID_TEXT_LEN: usize = 26;
+
+/// Crockford's base32 alphabet, as ULIDs spell it (no I, L, O, U).
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// The 128 bits of a ULID in its canonical spelling (26 characters of Crockford base32,
+/// uppercase, the first at most `7`), big-endian so byte order is time order. `None` for any
+/// other text, including lowercase: only a spelling [`ulid_render`] gives back exactly is
+/// accepted, so storing the bits loses nothing.
+pub fn ulid_bits(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != ULID_TEXT_LEN || bytes.first().is_none_or(|first| *first > b'7') {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for c in bytes {
+        let digit = CROCKFORD.iter().position(|a| a == c)?;
+        value = (value << 5) | u128::try_from(digit).ok()?;
+    }
+    Some(value.to_be_bytes())
+}
+
+/// The canonical text of a ULID's 128 bits; every 16 bytes have one.
+pub fn ulid_render(bits: &[u8; 16]) -> [u8; ULID_TEXT_LEN] {
+    let value = u128::from_be_bytes(*bits);
+    let mut out = [0u8; ULID_TEXT_LEN];
+    for (i, slot) in out.iter_mut().rev().enumerate() {
+        // Masked to five bits, so the index is always inside the alphabet.
+        *slot = CROCKFORD[((value >> (5 * i)) & 31) as usize];
+    }
+    out
+}
+
 /// Why a percent-encoded value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PercentError {
@@ -149,5 +183,21 @@ mod tests {
         assert_eq!(percent_decode(b"ab%2", 100), Err(PercentError::BadEscape { at: 2 }));
         assert_eq!(percent_decode(b"%zz", 100), Err(PercentError::BadEscape { at: 0 }));
         assert_eq!(percent_decode(b"abcd", 3), Err(PercentError::TooLong { limit: 3 }));
+    }
+
+    #[test]
+    fn ulid_bits_round_trip_only_the_canonical_spelling() {
+        let text = "01HV4ABCDEFGHJKMNPQRSTVWXY";
+        let bits = ulid_bits(text).unwrap();
+        assert_eq!(ulid_render(&bits), *text.as_bytes());
+        assert_eq!(ulid_render(&[0xff; 16]), *b"7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
+        assert_eq!(ulid_bits("7ZZZZZZZZZZZZZZZZZZZZZZZZZ"), Some([0xff; 16]));
+        assert_eq!(ulid_bits("00000000000000000000000000"), Some([0; 16]));
+        // Above 128 bits, lowercase, letters Crockford leaves out, wrong lengths.
+        assert_eq!(ulid_bits("8ZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
+        assert_eq!(ulid_bits("01hv4abcdefghjkmnpqrstvwxy"), None);
+        assert_eq!(ulid_bits("01HV4ABCDEFGHJKMNPQRSTVWXI"), None);
+        assert_eq!(ulid_bits("01HV4ABCDEFGHJKMNPQRSTVWX"), None);
+        assert_eq!(ulid_bits("user-1"), None);
     }
 }

@@ -2,18 +2,72 @@
 //! static data inline in the filter's configuration, and the signed snapshot from the control
 //! plane (`crate::snapshot`) — so the decision logic never knows which one it reads.
 
+use crate::encoding::ULID_TEXT_LEN;
 use crate::fingerprint::Fingerprint;
 use crate::pop::jwks::Jwks;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 /// A row of `smart_card_links`, as the filter needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CardBinding<'a> {
-    pub user_id: &'a str,
+    pub user_id: UserId<'a>,
     pub org_id: &'a str,
     /// A disabled binding is refused with `binding_disabled`, not treated as absent.
     pub enabled: bool,
+}
+
+/// A bound user's id. The control plane's ids are ULIDs, which the snapshot stores as their
+/// 16 bytes (a million bindings are 10 MB smaller that way); any other id is borrowed text.
+#[derive(Clone, Copy)]
+pub enum UserId<'a> {
+    Text(&'a str),
+    /// The canonical 26-character spelling, rendered from the stored bits.
+    Ulid([u8; ULID_TEXT_LEN]),
+}
+
+impl UserId<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            UserId::Text(text) => text,
+            // Rendered from Crockford's ASCII alphabet, so always UTF-8.
+            UserId::Ulid(text) => std::str::from_utf8(text).unwrap_or_default(),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for UserId<'a> {
+    fn from(text: &'a str) -> Self {
+        UserId::Text(text)
+    }
+}
+
+/// Equal when spelled alike, whichever way each is stored.
+impl PartialEq for UserId<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for UserId<'_> {}
+
+impl PartialEq<str> for UserId<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Debug for UserId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for UserId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which SAN an identity mapping rule reads.
@@ -195,7 +249,7 @@ impl StaticIdentity {
 impl IdentityData for StaticIdentity {
     fn card_binding(&self, fingerprint: &Fingerprint) -> Option<CardBinding<'_>> {
         self.bindings.get(fingerprint).map(|b| CardBinding {
-            user_id: &b.user_id,
+            user_id: UserId::Text(&b.user_id),
             org_id: &b.org_id,
             enabled: b.enabled,
         })
@@ -266,7 +320,7 @@ mod tests {
         .unwrap();
         let data = StaticIdentity::from_config(config, 7).unwrap();
         let key = Fingerprint::parse(fp).unwrap();
-        assert_eq!(data.card_binding(&key), Some(CardBinding { user_id: "u1", org_id: "o1", enabled: false }));
+        assert_eq!(data.card_binding(&key), Some(CardBinding { user_id: "u1".into(), org_id: "o1", enabled: false }));
         assert!(data.is_blocklisted(&key));
         assert!(data.is_revoked("CN=CA", "0a"));
         assert!(!data.is_revoked("CN=Other", "0a"));

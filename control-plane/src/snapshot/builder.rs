@@ -6,12 +6,12 @@
 //!   small ordered map, then this pass, one SHA-256 and one HSM signature: no sorting, no
 //!   database read.
 
-use certbind_shared::encoding::hex_lower;
+use certbind_shared::encoding::{hex_lower, ulid_bits};
 use certbind_shared::identity::{CardBinding, SanKind};
 use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, EncodeError, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
-    UnsignedSnapshot, MAX_STRING_LEN,
+    UnsignedSnapshot, BINDING_RECORD, FINGERPRINT_RECORD, MAX_STRING_LEN, PRINCIPAL_RECORD,
 };
 use certbind_shared::Fingerprint;
 use std::cmp::Ordering;
@@ -166,6 +166,15 @@ impl std::error::Error for BuildError {}
 impl From<EncodeError> for BuildError {
     fn from(e: EncodeError) -> Self {
         BuildError::Encode(e)
+    }
+}
+
+/// String-table bytes a binding's user id takes: none for a ULID, which the record holds.
+fn user_string_len(user_id: &str) -> usize {
+    if ulid_bits(user_id).is_some() {
+        0
+    } else {
+        user_id.len() + 1
     }
 }
 
@@ -345,13 +354,17 @@ impl Pending {
     /// Upper bound of the bytes these changes add to a snapshot.
     fn growth_bound(&self) -> usize {
         let strings = |s: &str| s.len() + 1;
-        let bindings: usize =
-            self.bindings.values().flatten().map(|b| 40 + strings(&b.user_id) + strings(&b.org_id) + 4).sum();
-        let principals: usize = self.principals.values().flatten().map(|p| 36 + strings(p)).sum();
+        let bindings: usize = self
+            .bindings
+            .values()
+            .flatten()
+            .map(|b| BINDING_RECORD + user_string_len(&b.user_id) + strings(&b.org_id) + 4)
+            .sum();
+        let principals: usize = self.principals.values().flatten().map(|p| PRINCIPAL_RECORD + strings(p)).sum();
         let issuers: usize = self.issuers.iter().map(|(i, j)| 12 + strings(i) + j.as_ref().map_or(0, Vec::len)).sum();
         let constraints: usize = self.constraints.keys().map(|(o, _, v)| 9 + strings(o) + strings(v)).sum();
         let rules: usize = self.san_rules.keys().map(|(_, d)| 5 + strings(d)).sum();
-        bindings + principals + issuers + constraints + rules + 32 * (self.blocklist.len() + self.revoked.len())
+        bindings + principals + issuers + constraints + rules + FINGERPRINT_RECORD * (self.blocklist.len() + self.revoked.len())
     }
 }
 
@@ -456,7 +469,7 @@ pub fn encode_patched(
         patch_fixed(
             &mut encoder,
             base.section_bytes(Section::Bindings),
-            40,
+            BINDING_RECORD,
             pending.bindings.iter().map(|(k, v)| (&k.0, v.as_ref())),
             SnapshotEncoder::push_binding_records,
             |e, key, b| e.push_binding(&Fingerprint(*key), &b.user_id, &b.org_id, b.enabled),
@@ -464,7 +477,7 @@ pub fn encode_patched(
         patch_fixed(
             &mut encoder,
             base.section_bytes(Section::Blocklist),
-            32,
+            FINGERPRINT_RECORD,
             pending.blocklist.iter().map(|(k, v)| (&k.0, present(v))),
             SnapshotEncoder::push_blocked_records,
             |e, key, ()| e.push_blocked(&Fingerprint(*key)),
@@ -472,7 +485,7 @@ pub fn encode_patched(
         patch_fixed(
             &mut encoder,
             base.section_bytes(Section::Revoked),
-            32,
+            FINGERPRINT_RECORD,
             pending.revoked.iter().map(|(k, v)| (k, present(v))),
             SnapshotEncoder::push_revoked_records,
             |e, key, ()| e.push_revoked_key(key),
@@ -480,7 +493,7 @@ pub fn encode_patched(
         patch_fixed(
             &mut encoder,
             base.section_bytes(Section::Principals),
-            36,
+            PRINCIPAL_RECORD,
             pending.principals.iter().map(|(k, v)| (&k.0, v.as_deref())),
             SnapshotEncoder::push_principal_records,
             |e, key, principal| e.push_principal(&Fingerprint(*key), principal),
@@ -488,7 +501,7 @@ pub fn encode_patched(
     } else {
         merge(base.bindings(), pending.bindings.iter().map(|(k, v)| (*k, v.as_ref())), |fp, item| match item {
             Merged::Kept(CardBinding { user_id, org_id, enabled }) => {
-                encoder.push_binding(&fp, user_id, org_id, enabled)
+                encoder.push_binding(&fp, user_id.as_str(), org_id, enabled)
             }
             Merged::Changed(b) => encoder.push_binding(&fp, &b.user_id, &b.org_id, b.enabled),
         })?;
@@ -533,11 +546,11 @@ pub fn encode_patched(
 /// A full build. Sorts `content` in place; refuses duplicates that would make the snapshot
 /// ambiguous and JWKS documents the filter could not parse.
 pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
-    let strings: usize = content.bindings.iter().map(|b| b.user_id.len() + 1).sum::<usize>()
+    let strings: usize = content.bindings.iter().map(|b| user_string_len(&b.user_id)).sum::<usize>()
         + content.principals.iter().map(|p| p.principal.len() + 1).sum::<usize>();
-    let records = content.bindings.len() * 40
-        + (content.blocklist.len() + content.revoked.len()) * 32
-        + content.principals.len() * 36;
+    let records = content.bindings.len() * BINDING_RECORD
+        + (content.blocklist.len() + content.revoked.len()) * FINGERPRINT_RECORD
+        + content.principals.len() * PRINCIPAL_RECORD;
     let jwks: usize = content.issuers.iter().map(|i| i.jwks_json.len() + i.issuer.len() + 13).sum();
     let mut encoder = SnapshotEncoder::with_capacity(records + strings + jwks + 4096, strings + 4096);
 

@@ -150,7 +150,7 @@ impl Oracle {
     /// Whether `view` holds exactly this data.
     fn assert_matches(&self, view: &SnapshotView) {
         let bindings: Vec<(Fingerprint, (String, String, bool))> =
-            view.bindings().map(|(fp, b)| (fp, (b.user_id.to_owned(), b.org_id.to_owned(), b.enabled))).collect();
+            view.bindings().map(|(fp, b)| (fp, (b.user_id.as_str().to_owned(), b.org_id.to_owned(), b.enabled))).collect();
         assert_eq!(bindings, self.bindings.clone().into_iter().collect::<Vec<_>>());
         assert_eq!(view.blocklist().collect::<Vec<_>>(), self.blocklist.iter().copied().collect::<Vec<_>>());
         assert_eq!(view.revoked_keys().collect::<Vec<_>>(), self.revoked.keys().copied().collect::<Vec<_>>());
@@ -183,7 +183,8 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
     match n % 14 {
         0 | 1 => Change::UpsertBinding {
             fingerprint: pick,
-            user_id: format!("u{}", n % 997),
+            // ULIDs (stored as bits) and free-form ids (stored as strings) side by side.
+            user_id: if n % 4 == 0 { format!("u{}", n % 997) } else { format!("01HV{:022}", n % 997) },
             org_id: format!("o{}", n % 7),
             enabled: n % 3 != 1,
         },

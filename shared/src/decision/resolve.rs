@@ -34,7 +34,7 @@ pub fn certificate_identity(
     let principal = match binding {
         Some(b) if !b.enabled => return Err(Reason::BindingDisabled),
         Some(b) => {
-            set.push((header::USER, header_safe(b.user_id)));
+            set.push((header::USER, header_safe(b.user_id.as_str())));
             set.push((header::ORG, header_safe(b.org_id)));
             format!("auth:account:user:{}", b.user_id)
         }

@@ -7,10 +7,11 @@
 
 use super::format::{
     read_string, read_u32, san_kind_wire_id, write_header, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader,
-    BINDING_ENABLED, BODY_SECTIONS, HEADER_LEN, MAX_ORGS, MAX_SNAPSHOT_BYTES, MAX_STRING_LEN, SECTION_COUNT,
+    BINDING_ENABLED, BINDING_USER_TEXT, BODY_SECTIONS, HEADER_LEN, MAX_ORGS, MAX_SNAPSHOT_BYTES, MAX_STRING_LEN, SECTION_COUNT,
     SIGNATURE_LEN,
 };
 use super::view::SnapshotView;
+use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
 use crate::identity::SanKind;
 use crate::pop::jwks::MAX_JWKS_BYTES;
@@ -297,7 +298,8 @@ impl SnapshotEncoder {
         Ok(())
     }
 
-    /// A card binding. Orgs are interned: each distinct org id is stored once.
+    /// A card binding. Orgs are interned: each distinct org id is stored once; a user id in a
+    /// ULID's canonical spelling is stored as its 16 bytes, any other as a string.
     pub fn push_binding(
         &mut self,
         fingerprint: &Fingerprint,
@@ -323,12 +325,20 @@ impl SnapshotEncoder {
                 index
             }
         };
-        let user = self.add_string(user_id, Section::Bindings)?;
+        let (user, user_flag) = match ulid_bits(user_id) {
+            Some(bits) => (bits, 0),
+            None => {
+                let mut user = [0u8; 16];
+                let reference = self.add_string(user_id, Section::Bindings)?;
+                user[..4].copy_from_slice(&reference.to_le_bytes());
+                (user, BINDING_USER_TEXT)
+            }
+        };
         self.out.extend_from_slice(&fingerprint.0);
-        self.out.extend_from_slice(&user.to_le_bytes());
+        self.out.extend_from_slice(&user);
         let org_bytes = org.to_le_bytes();
         self.out.extend_from_slice(org_bytes.get(..3).unwrap_or(&[0, 0, 0]));
-        self.out.push(if enabled { BINDING_ENABLED } else { 0 });
+        self.out.push(user_flag | if enabled { BINDING_ENABLED } else { 0 });
         self.count += 1;
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "CBIDSNAP"
-//!      8     2  format version (1)
+//!      8     2  format version (2)
 //!     10     1  signature algorithm: 1 = ECDSA P-256 / SHA-256, 2 = Ed25519
 //!     11     1  reserved, 0
 //!     12     4  number of body sections (10)
@@ -24,7 +24,7 @@
 //!
 //! | section    | record | layout                                                          |
 //! |------------|--------|-----------------------------------------------------------------|
-//! | bindings   | 40     | fingerprint 32, user id string ref u32, org index u24, flags u8 (bit 0 = enabled) |
+//! | bindings   | 52     | fingerprint 32, user 16, org index u24, flags u8 (see below)     |
 //! | orgs       | 4      | org id string ref u32 (a binding names its org by index here)   |
 //! | blocklist  | 32     | fingerprint                                                     |
 //! | revoked    | 32     | [`revoked_serial_key`] of (issuer DN, normalised serial)        |
@@ -34,6 +34,11 @@
 //! | issuers    | 12     | issuer string ref u32, JWKS offset u32, JWKS length u32         |
 //! | jwks       | bytes  | the issuers' JWKS JSON documents, back to back in issuer order  |
 //! | strings    | bytes  | entries of length u8 + UTF-8 bytes; a string ref is an entry's offset |
+//!
+//! A binding's flags: bit 0 = enabled; bit 1 = the user id is text. Without bit 1 the user's
+//! 16 bytes are a ULID's 128 bits (big-endian), read back as its canonical 26-character
+//! spelling; with it, they are a string ref u32 followed by 12 zero bytes. The control plane
+//! names users by ULID, so a million bindings need no user strings at all. Other bits are 0.
 
 use super::SnapshotError;
 use crate::identity::{normalize_serial, SanKind};
@@ -42,15 +47,15 @@ use std::fmt;
 use std::ops::Range;
 
 pub const MAGIC: [u8; 8] = *b"CBIDSNAP";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 136;
 pub const SIGNATURE_LEN: usize = 64;
 /// Key ids are the first 16 hex digits of SHA-256 over the key's SubjectPublicKeyInfo DER.
 pub const KEY_ID_LEN: usize = 16;
 
 /// Largest snapshot accepted, checked before anything is hashed. One million bindings take
-/// about 70 MB (a 40-byte record plus a ~27-byte user id each); 128 MiB leaves room for
-/// roughly 1.8 M bindings or large revocation lists, while bounding what a filter will buffer.
+/// about 52 MB (one 52-byte record each); 128 MiB leaves room for roughly 2.5 M bindings or
+/// large revocation lists, while bounding what a filter will buffer.
 pub const MAX_SNAPSHOT_BYTES: usize = 128 * 1024 * 1024;
 
 /// Longest string in the string table (its length is one byte). Ids are short keys
@@ -64,14 +69,19 @@ pub const MAX_ORGS: usize = 1 << 24;
 /// control plane and the proxies disagree by seconds, not minutes.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
-pub(crate) const BINDING_RECORD: usize = 40;
+pub const BINDING_RECORD: usize = 52;
 pub(crate) const ORG_RECORD: usize = 4;
-pub(crate) const FINGERPRINT_RECORD: usize = 32;
-pub(crate) const PRINCIPAL_RECORD: usize = 36;
+pub const FINGERPRINT_RECORD: usize = 32;
+pub const PRINCIPAL_RECORD: usize = 36;
 pub(crate) const SAN_RULE_RECORD: usize = 5;
 pub(crate) const CONSTRAINT_RECORD: usize = 9;
 pub(crate) const ISSUER_RECORD: usize = 12;
 pub(crate) const BINDING_ENABLED: u8 = 0x01;
+pub(crate) const BINDING_USER_TEXT: u8 = 0x02;
+/// Where a binding record's parts start.
+pub(crate) const BINDING_USER_AT: usize = 32;
+pub(crate) const BINDING_ORG_AT: usize = 48;
+pub(crate) const BINDING_FLAGS_AT: usize = 51;
 
 const OFFSET_FORMAT_VERSION: usize = 8;
 const OFFSET_ALGORITHM: usize = 10;

@@ -20,8 +20,8 @@ mod tests;
 
 pub use encode::{EncodeError, EncodeProblem, SnapshotEncoder, UnsignedSnapshot};
 pub use format::{
-    peek_header, revoked_serial_key, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, MAX_CLOCK_SKEW_SECS,
-    MAX_SNAPSHOT_BYTES, MAX_STRING_LEN,
+    peek_header, revoked_serial_key, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, BINDING_RECORD,
+    FINGERPRINT_RECORD, MAX_CLOCK_SKEW_SECS, MAX_SNAPSHOT_BYTES, MAX_STRING_LEN, PRINCIPAL_RECORD,
 };
 pub use keys::{ed25519_spki_der, key_id_of_spki, p256_spki_der, public_key_pem, KeyError, PinnedKey};
 pub use verify::SnapshotVerifier;

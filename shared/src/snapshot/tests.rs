@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::encoding::base64url_encode;
-use crate::identity::{CardBinding, IdentityData, SanKind};
+use crate::identity::{CardBinding, IdentityData, SanKind, UserId};
 use crate::Fingerprint;
 use ed25519_dalek::Signer as _;
 use sha2::{Digest, Sha256};
@@ -166,11 +166,14 @@ fn issuer_jwks(seed: u8) -> Vec<u8> {
     .into_bytes()
 }
 
+const SMALL_ULID_USER: &str = "01HV4ABCDEFGHJKMNPQRSTVWXY";
+
 fn small_content() -> Content {
     let mut content = Content::default();
     content.bindings.insert(fingerprint("b", 1), ("user-1".into(), "org-a".into(), true));
     content.bindings.insert(fingerprint("b", 2), ("user-2".into(), "org-b".into(), false));
-    content.bindings.insert(fingerprint("b", 3), ("user-3".into(), "org-a".into(), true));
+    // The control plane's users are ULIDs, stored as 16 bytes; other ids go to the string table.
+    content.bindings.insert(fingerprint("b", 3), (SMALL_ULID_USER.into(), "org-a".into(), true));
     content.blocklist.insert(fingerprint("x", 1));
     content.revoked.push(("CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US".into(), "0x12:AB".into()));
     content.principals.insert(fingerprint("p", 1), "svc:billing".into());
@@ -200,11 +203,11 @@ fn round_trip_answers_every_lookup() {
     assert_eq!(view.key_id(), signer.pinned().key_id());
     assert_eq!(
         view.card_binding(&Fingerprint(fingerprint("b", 1))),
-        Some(CardBinding { user_id: "user-1", org_id: "org-a", enabled: true })
+        Some(CardBinding { user_id: "user-1".into(), org_id: "org-a", enabled: true })
     );
     assert_eq!(
         view.card_binding(&Fingerprint(fingerprint("b", 2))),
-        Some(CardBinding { user_id: "user-2", org_id: "org-b", enabled: false })
+        Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false })
     );
     assert_eq!(view.card_binding(&Fingerprint(fingerprint("b", 4))), None);
     assert!(view.is_blocklisted(&Fingerprint(fingerprint("x", 1))));
@@ -271,7 +274,9 @@ fn ten_thousand_entries_answer_like_hash_maps() {
     let mut content = Content::default();
     let mut bindings: HashMap<[u8; 32], (String, String, bool)> = HashMap::new();
     for i in 0..10_000u64 {
-        let value = (format!("01HV{:022}", rng.next()), format!("org-{}", rng.next() % 50), rng.next() % 7 != 3);
+        // Mostly ULIDs (stored as bits), every third a free-form id (stored as a string).
+        let user = if i % 3 == 0 { format!("user-{}", rng.next()) } else { format!("01HV{:022}", rng.next()) };
+        let value = (user, format!("org-{}", rng.next() % 50), rng.next() % 7 != 3);
         bindings.insert(fingerprint("bind", i), value.clone());
         content.bindings.insert(fingerprint("bind", i), value);
     }
@@ -300,7 +305,7 @@ fn ten_thousand_entries_answer_like_hash_maps() {
     assert_eq!(view.binding_count(), 10_000);
     for i in 0..20_000u64 {
         let key = fingerprint("bind", i);
-        let expected = bindings.get(&key).map(|(u, o, e)| CardBinding { user_id: u, org_id: o, enabled: *e });
+        let expected = bindings.get(&key).map(|(u, o, e)| CardBinding { user_id: u.as_str().into(), org_id: o, enabled: *e });
         assert_eq!(view.card_binding(&Fingerprint(key)), expected, "binding {i}");
     }
     for i in 0..2_000u64 {
@@ -350,8 +355,8 @@ fn every_tampered_byte_is_refused() {
         let err = verifier.verify(tampered, NOW, None).unwrap_err();
         match i {
             0..=7 => assert_eq!(err, SnapshotError::BadMagic, "byte {i}"),
-            8 => assert_eq!(err, SnapshotError::UnsupportedFormat { format_version: 0 }),
-            9 => assert_eq!(err, SnapshotError::UnsupportedFormat { format_version: 0x0101 }),
+            8 => assert_eq!(err, SnapshotError::UnsupportedFormat { format_version: format::FORMAT_VERSION ^ 1 }),
+            9 => assert_eq!(err, SnapshotError::UnsupportedFormat { format_version: format::FORMAT_VERSION | 0x0100 }),
             // The top bytes of issued_at, or expires_at's top non-zero byte: the validity window
             // is now empty, which is caught on reading.
             28..=31 | 35 => assert_eq!(
@@ -396,10 +401,10 @@ fn header_tampering_gives_exact_errors() {
         SnapshotError::Malformed { section: Section::Header, at: 10, problem: "unknown signature algorithm" }
     );
     let mut future_format = bytes;
-    future_format[8] = 2;
+    future_format[8] = 3;
     assert_eq!(
         verifier.verify(future_format, NOW, None).unwrap_err(),
-        SnapshotError::UnsupportedFormat { format_version: 2 }
+        SnapshotError::UnsupportedFormat { format_version: 3 }
     );
 }
 
@@ -505,37 +510,52 @@ fn signed_but_malformed_bodies_are_refused_with_their_place() {
     let bindings = section_start(&bytes, Section::Bindings);
     assert_eq!(bindings, format::HEADER_LEN);
 
+    const R: usize = format::BINDING_RECORD;
     let swapped = resign(&bytes, &signer, |b| {
-        let (first, second) = b[bindings..bindings + 80].split_at_mut(40);
+        let (first, second) = b[bindings..bindings + 2 * R].split_at_mut(R);
         first.swap_with_slice(second);
     });
     assert_eq!(
         verifier.verify(swapped, NOW, None).unwrap_err(),
         SnapshotError::Malformed {
             section: Section::Bindings,
-            at: bindings + 40,
+            at: bindings + R,
             problem: "fingerprints not strictly ascending"
         }
     );
-    let dangling_user =
-        resign(&bytes, &signer, |b| b[bindings + 32..bindings + 36].copy_from_slice(&u32::MAX.to_le_bytes()));
+    // Records whose user is a string ref, and the one whose user is a ULID's bits.
+    let flags_of = |i: usize| bytes[bindings + i * R + 51];
+    let text = bindings + R * (0..3).find(|i| flags_of(*i) & 0x02 != 0).unwrap();
+    let ulid = bindings + R * (0..3).find(|i| flags_of(*i) & 0x02 == 0).unwrap();
+    let dangling_user = resign(&bytes, &signer, |b| b[text + 32..text + 36].copy_from_slice(&u32::MAX.to_le_bytes()));
     assert_eq!(
         verifier.verify(dangling_user, NOW, None).unwrap_err(),
         SnapshotError::Malformed {
             section: Section::Bindings,
-            at: bindings + 32,
+            at: text + 32,
             problem: "string reference out of bounds, empty or not UTF-8"
         }
     );
-    let unknown_org = resign(&bytes, &signer, |b| b[bindings + 36] = 0xff);
+    let trailing_user_bytes = resign(&bytes, &signer, |b| b[text + 40] = 1);
+    assert_eq!(
+        verifier.verify(trailing_user_bytes, NOW, None).unwrap_err(),
+        SnapshotError::Malformed { section: Section::Bindings, at: text + 36, problem: "bytes after a user string ref" }
+    );
+    // Turning a ULID record into a text one makes its first four bytes a (dangling) string ref.
+    let ulid_as_text = resign(&bytes, &signer, |b| b[ulid + 51] |= 0x02);
+    assert!(matches!(
+        verifier.verify(ulid_as_text, NOW, None).unwrap_err(),
+        SnapshotError::Malformed { section: Section::Bindings, at, .. } if at == ulid + 32 || at == ulid + 36
+    ));
+    let unknown_org = resign(&bytes, &signer, |b| b[bindings + 48] = 0xff);
     assert_eq!(
         verifier.verify(unknown_org, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 36, problem: "org index out of range" }
+        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 48, problem: "org index out of range" }
     );
-    let unknown_flag = resign(&bytes, &signer, |b| b[bindings + 39] = 0x81);
+    let unknown_flag = resign(&bytes, &signer, |b| b[bindings + 51] |= 0x80);
     assert_eq!(
         verifier.verify(unknown_flag, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 39, problem: "unknown flag bits" }
+        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 51, problem: "unknown flag bits" }
     );
     let san = section_start(&bytes, Section::SanRules);
     let unknown_kind = resign(&bytes, &signer, |b| b[san] = 7);
@@ -555,7 +575,7 @@ fn signed_but_malformed_bodies_are_refused_with_their_place() {
     );
     let gap = resign(&bytes, &signer, |b| {
         // Shorten the bindings section by one record: the orgs section no longer follows it.
-        let len = u32::from_le_bytes(b[60..64].try_into().unwrap()) - 40;
+        let len = u32::from_le_bytes(b[60..64].try_into().unwrap()) - R as u32;
         b[60..64].copy_from_slice(&len.to_le_bytes());
     });
     assert_eq!(
@@ -746,13 +766,14 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
     let mut encoder = SnapshotEncoder::continuing(&base, 0);
     let bindings = base.section_bytes(Section::Bindings);
     // Keep the first and last binding records, drop the middle one, add a new binding.
-    encoder.push_binding_records(&bindings[..40]).unwrap();
+    const R: usize = super::format::BINDING_RECORD;
+    encoder.push_binding_records(&bindings[..R]).unwrap();
     let new_fp = Fingerprint([0xff; 32]);
     let (last, _) = base.bindings().last().unwrap();
     assert!(last < new_fp);
-    encoder.push_binding_records(&bindings[80..120]).unwrap();
+    encoder.push_binding_records(&bindings[2 * R..3 * R]).unwrap();
     assert_eq!(
-        encoder.push_binding_records(&bindings[..40]).unwrap_err(),
+        encoder.push_binding_records(&bindings[..R]).unwrap_err(),
         EncodeError { section: Section::Bindings, index: 2, problem: EncodeProblem::NotAscending }
     );
     encoder.push_binding(&new_fp, "user-new", "org-b", true).unwrap();
@@ -767,7 +788,7 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
     let expected: Vec<(Fingerprint, CardBinding<'_>)> =
         base.bindings().enumerate().filter(|(i, _)| *i != 1).map(|(_, b)| b).collect();
     let mut got: Vec<(Fingerprint, CardBinding<'_>)> = view.bindings().collect();
-    assert_eq!(got.pop(), Some((new_fp, CardBinding { user_id: "user-new", org_id: "org-b", enabled: true })));
+    assert_eq!(got.pop(), Some((new_fp, CardBinding { user_id: "user-new".into(), org_id: "org-b", enabled: true })));
     assert_eq!(got, expected);
     assert_eq!(view.blocklist().collect::<Vec<_>>(), base.blocklist().collect::<Vec<_>>());
     assert_eq!(view.principals().collect::<Vec<_>>(), base.principals().collect::<Vec<_>>());
@@ -775,27 +796,47 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
     assert_eq!(view.strings_len(), base.strings_len() + 1 + "user-new".len());
 }
 
-/// The committed format-v1 snapshot: `small_content()` at `STAMP`, signed by `TestSigner::ed25519(1)`
+/// The committed format-v2 snapshot: `small_content()` at `STAMP`, signed by `TestSigner::ed25519(1)`
 /// (Ed25519 signatures are deterministic, so the bytes are too). It pins the layout: a change
 /// to the encoder that alters these bytes is a format change and needs a new format version.
 /// Regenerate with `CERTBIND_WRITE_SNAPSHOT_VECTOR=1` only together with such a version bump.
+const FORMAT_V2_VECTOR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v2-small-ed25519.bin");
+
+/// The format-v1 snapshot of the same content (40-byte binding records, user ids as strings),
+/// kept to show that a reader refuses a format it does not speak instead of misreading it.
 const FORMAT_V1_VECTOR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v1-small-ed25519.bin");
 
 #[test]
-fn the_committed_format_v1_vector_still_reads_the_same() {
+fn the_committed_format_v2_vector_still_reads_the_same() {
     let signer = TestSigner::ed25519(1);
     let bytes = signed(&small_content(), &STAMP, &signer);
     if std::env::var_os("CERTBIND_WRITE_SNAPSHOT_VECTOR").is_some() {
-        std::fs::create_dir_all(std::path::Path::new(FORMAT_V1_VECTOR).parent().unwrap()).unwrap();
-        std::fs::write(FORMAT_V1_VECTOR, &bytes).unwrap();
+        std::fs::create_dir_all(std::path::Path::new(FORMAT_V2_VECTOR).parent().unwrap()).unwrap();
+        std::fs::write(FORMAT_V2_VECTOR, &bytes).unwrap();
     }
-    let committed = std::fs::read(FORMAT_V1_VECTOR).expect("committed vector");
+    let committed = std::fs::read(FORMAT_V2_VECTOR).expect("committed vector");
     assert_eq!(committed, bytes, "the encoder's output changed: that is a format change");
     let view = verifier(&[&signer]).verify(committed, NOW, None).unwrap();
     assert_eq!(
         view.card_binding(&Fingerprint(fingerprint("b", 2))),
-        Some(CardBinding { user_id: "user-2", org_id: "org-b", enabled: false })
+        Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false })
     );
+    let ulid_user = view.card_binding(&Fingerprint(fingerprint("b", 3))).unwrap();
+    assert!(matches!(ulid_user.user_id, UserId::Ulid(_)), "a ULID user id is stored as its bits");
+    assert_eq!(ulid_user.user_id.as_str(), SMALL_ULID_USER);
     assert!(view.is_revoked("CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US", "12ab"));
+    // 52-byte records, and no string for the ULID user.
+    assert_eq!(view.section_bytes(Section::Bindings).len(), 3 * 52);
+}
+
+#[test]
+fn the_format_v1_vector_is_refused_as_an_unsupported_format() {
+    let signer = TestSigner::ed25519(1);
+    let committed = std::fs::read(FORMAT_V1_VECTOR).expect("committed vector");
+    assert_eq!(
+        verifier(&[&signer]).verify(committed, NOW, None).unwrap_err(),
+        SnapshotError::UnsupportedFormat { format_version: 1 }
+    );
 }

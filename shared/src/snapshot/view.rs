@@ -6,12 +6,13 @@
 
 use super::format::{
     malformed, read_layout, read_string, read_u24, read_u32, san_kind_from_wire_id, san_kind_wire_id, ConstraintKind,
-    Layout, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED, BINDING_RECORD, CONSTRAINT_RECORD,
+    Layout, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT, BINDING_USER_TEXT, CONSTRAINT_RECORD,
     FINGERPRINT_RECORD, ISSUER_RECORD, ORG_RECORD, PRINCIPAL_RECORD, SAN_RULE_RECORD,
 };
 use super::SnapshotError;
+use crate::encoding::ulid_render;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{CardBinding, IdentityData, SanKind};
+use crate::identity::{CardBinding, IdentityData, SanKind, UserId};
 use crate::pop::jwks::{Jwks, MAX_JWKS_BYTES};
 use std::cmp::Ordering;
 use std::fmt;
@@ -132,13 +133,20 @@ impl SnapshotView {
                 return Err(malformed(Section::Bindings, at, "fingerprints not strictly ascending"));
             }
             previous = Some(key);
-            self.checked_string(Section::Bindings, at + 32, read_u32(record, 32))?;
-            let org = read_u24(record, 36).and_then(|o| usize::try_from(o).ok());
-            if org.is_none_or(|o| o >= org_count) {
-                return Err(malformed(Section::Bindings, at + 36, "org index out of range"));
+            let flags = record.get(BINDING_FLAGS_AT).copied().unwrap_or(u8::MAX);
+            if flags & !(BINDING_ENABLED | BINDING_USER_TEXT) != 0 {
+                return Err(malformed(Section::Bindings, at + BINDING_FLAGS_AT, "unknown flag bits"));
             }
-            if record.get(39).is_none_or(|flags| flags & !BINDING_ENABLED != 0) {
-                return Err(malformed(Section::Bindings, at + 39, "unknown flag bits"));
+            if flags & BINDING_USER_TEXT != 0 {
+                self.checked_string(Section::Bindings, at + BINDING_USER_AT, read_u32(record, BINDING_USER_AT))?;
+                // One spelling per record: the bytes after a string ref are zero.
+                if record.get(BINDING_USER_AT + 4..BINDING_ORG_AT).is_none_or(|rest| rest.iter().any(|b| *b != 0)) {
+                    return Err(malformed(Section::Bindings, at + BINDING_USER_AT + 4, "bytes after a user string ref"));
+                }
+            }
+            let org = read_u24(record, BINDING_ORG_AT).and_then(|o| usize::try_from(o).ok());
+            if org.is_none_or(|o| o >= org_count) {
+                return Err(malformed(Section::Bindings, at + BINDING_ORG_AT, "org index out of range"));
             }
         }
         Ok(())
@@ -262,11 +270,16 @@ impl SnapshotView {
 
     fn binding_of(&self, record: &[u8]) -> Option<(Fingerprint, CardBinding<'_>)> {
         let fingerprint = Fingerprint(record.get(..32)?.try_into().ok()?);
-        let user_id = read_string(self.strings(), read_u32(record, 32)?)?;
-        let org = usize::try_from(read_u24(record, 36)?).ok()?;
+        let flags = *record.get(BINDING_FLAGS_AT)?;
+        let user_id = if flags & BINDING_USER_TEXT != 0 {
+            UserId::Text(read_string(self.strings(), read_u32(record, BINDING_USER_AT)?)?)
+        } else {
+            UserId::Ulid(ulid_render(record.get(BINDING_USER_AT..BINDING_ORG_AT)?.try_into().ok()?))
+        };
+        let org = usize::try_from(read_u24(record, BINDING_ORG_AT)?).ok()?;
         let org_record = org.checked_mul(ORG_RECORD)?;
         let org_id = read_string(self.strings(), read_u32(self.section(&self.orgs), org_record)?)?;
-        let enabled = record.get(39)? & BINDING_ENABLED != 0;
+        let enabled = flags & BINDING_ENABLED != 0;
         Some((fingerprint, CardBinding { user_id, org_id, enabled }))
     }
 
