@@ -5,7 +5,10 @@
 //!   audit entry, the version bump, an fsync'd commit);
 //! - list latency (p50/p99) with `CERTBIND_BENCH_ROWS` bindings (default 1 000 000) in one
 //!   org, bulk-inserted in SQL first: the first page, a page from a cursor deep in the table,
-//!   and each filter.
+//!   and each filter;
+//! - with those rows, the snapshot service `serve` runs: its first build and signature from
+//!   the database, then the time from a revoke's 200 to the long-poll a filter holds returning
+//!   the new signed snapshot without the revoked card.
 //!
 //! `cargo bench -p certbind-control-plane --bench api` prints a Markdown table.
 
@@ -13,6 +16,11 @@ use axum::body::Body;
 use axum::http::Request;
 use certbind_control_plane::app::{app, AppState, Limits, NoSnapshots};
 use certbind_control_plane::db::{self, Actor, Backend, Db, DbOptions};
+use certbind_control_plane::signer::{Signer, SoftwareSigner};
+use certbind_control_plane::snapshot::{StoreService, StoreSettings};
+use certbind_shared::identity::IdentityData;
+use certbind_shared::snapshot::SnapshotView;
+use certbind_shared::Fingerprint;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +29,7 @@ use tower::ServiceExt;
 const WRITES: usize = 2000;
 const IN_FLIGHT: usize = 32;
 const LIST_SAMPLES: usize = 200;
+const REVOKE_SAMPLES: u64 = 20;
 
 struct Bench {
     router: axum::Router,
@@ -30,6 +39,16 @@ struct Bench {
 }
 
 async fn call(router: &axum::Router, method: &str, path: &str, token: &str, body: Option<String>) -> u16 {
+    call_with_body(router, method, path, token, body).await.0
+}
+
+async fn call_with_body(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<String>,
+) -> (u16, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {token}"));
     if body.is_some() {
         request = request.header("content-type", "application/json");
@@ -37,8 +56,8 @@ async fn call(router: &axum::Router, method: &str, path: &str, token: &str, body
     let request = request.body(body.map(Body::from).unwrap_or_default()).expect("request");
     let response = router.clone().oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
-    status
+    let bytes = response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    (status, bytes)
 }
 
 fn fingerprint(n: u64) -> String {
@@ -192,7 +211,52 @@ async fn run(name: &str, url: &str, rows: u64) {
         let (p50, p99) = list_latency(&bench, &path).await;
         println!("| {name} | list at {rows} rows, {what}: p50 / p99 | {} / {} |", ms(p50), ms(p99));
     }
+    revoke_to_served(name, &bench, rows).await;
     bench.db.close().await;
+}
+
+/// The snapshot service over the bulk rows, as `serve` runs it (software key: the token's
+/// signature, timed by the snapshot bench, is a fraction of a millisecond).
+async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x42; 32]).expect("valid scalar"));
+    let started = Instant::now();
+    let service = StoreService::start(bench.db.clone(), signer, StoreSettings::default()).await.expect("snapshot service");
+    let first_build = started.elapsed();
+    let router = app(AppState::new(bench.db.clone(), service.clone(), Limits::default()));
+    let (status, body) = call_with_body(&router, "GET", "/api/v1/snapshot", &bench.token, None).await;
+    assert_eq!(status, 200);
+    let first = SnapshotView::open_unauthenticated(body).expect("first snapshot");
+    let mut held = first.version();
+    println!(
+        "| {name} | first snapshot from the database at {rows} rows ({} bindings): read + build + sign | {:.2} s |",
+        first.binding_count(),
+        first_build.as_secs_f64()
+    );
+    drop(first);
+    let mut samples = Vec::new();
+    for i in 0..REVOKE_SAMPLES.min(rows) {
+        // Bulk rows are named printf('%064x', n); spread the revokes over the table.
+        let fingerprint = format!("{:064x}", i * (rows / REVOKE_SAMPLES.min(rows)));
+        let status = call(&router, "DELETE", &format!("/api/v1/admin/smartcards/{fingerprint}"), &bench.token, None).await;
+        assert_eq!(status, 200, "revoke {fingerprint}");
+        let acknowledged = Instant::now();
+        let path = format!("/api/v1/snapshot?wait=10&after_version={held}");
+        let (status, body) = call_with_body(&router, "GET", &path, &bench.token, None).await;
+        samples.push(acknowledged.elapsed());
+        assert_eq!(status, 200, "long-poll after the revoke");
+        let view = SnapshotView::open_unauthenticated(body).expect("served snapshot");
+        assert!(view.version() > held, "the long-poll returned an old snapshot");
+        let key = Fingerprint::from_canonical_hex(&fingerprint).expect("canonical fingerprint");
+        assert!(view.card_binding(&key).is_none(), "the revoked card is still in the served snapshot");
+        held = view.version();
+    }
+    samples.sort();
+    println!(
+        "| {name} | revoke's 200 → new signed snapshot served, at {rows} rows: p50 / max of {} | {} / {} |",
+        samples.len(),
+        ms(percentile(&samples, 0.5)),
+        ms(*samples.last().expect("samples")),
+    );
 }
 
 fn main() {
