@@ -1,6 +1,7 @@
 //! The HTTP application: its state, the route table (from which both the router and the
 //! OpenAPI document are built, so neither can miss a route), and the router itself.
 
+use crate::db::blocklist::BlockTarget;
 use crate::db::snapshot_data::BindingRow;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -44,8 +45,12 @@ pub enum IdentityChange {
     /// A binding was created, enabled, disabled or relabelled: its row as committed.
     BindingUpserted(BindingRow),
     BindingRemoved { fingerprint: String },
-    /// The blocklist, thumbprint mappings, mapping rules, issuers or constraints changed.
-    /// These tables are small next to the bindings; the service rereads them.
+    /// A certificate was blocklisted by fingerprint, or by issuer and serial: the urgent
+    /// direction, patched in like a revoke.
+    Blocked(BlockTarget),
+    /// Anything else the filter sees changed: an entry left the blocklist (another org may
+    /// still block the same certificate, which only the database knows), thumbprint mappings,
+    /// mapping rules, issuers or constraints. The service rereads the database.
     Other,
 }
 

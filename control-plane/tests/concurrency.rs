@@ -133,7 +133,7 @@ async fn parallel_binds_and_revokes_lose_nothing(store: Store, test: &str) {
             IdentityChange::BindingRemoved { fingerprint } => {
                 assert!(replayed.remove(&fingerprint), "revoke of {fingerprint} before its bind");
             }
-            IdentityChange::Other => panic!("unexpected change"),
+            IdentityChange::Blocked(_) | IdentityChange::Other => panic!("unexpected change"),
         }
     }
     assert_eq!(replayed, expected);

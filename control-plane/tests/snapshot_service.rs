@@ -77,13 +77,32 @@ async fn changes_reach_signed_snapshots(store: Store) {
     assert!(started.elapsed() < Duration::from_secs(1), "revoke took {:?} to reach a snapshot", started.elapsed());
     assert_eq!(view.card_binding(&key), None);
 
-    // A blocklist entry is not patched in: the service rereads the database.
-    let blocked =
-        f.app.post("/api/v1/admin/blocklist", &f.app.a.token.clone(), &serde_json::json!({ "fingerprint": fp })).await;
+    // Blocklisting, by fingerprint or by issuer and serial, is patched in like a revoke.
+    let token = f.app.a.token.clone();
+    let started = Instant::now();
+    let blocked = f.app.post("/api/v1/admin/blocklist", &token, &serde_json::json!({ "fingerprint": fp })).await;
     assert_eq!(blocked.status, 201, "{}", blocked.text());
     let view = f.next_snapshot().await;
-    assert!(view.version() >= blocked.version() as u64);
+    assert!(started.elapsed() < Duration::from_secs(1), "blocklisting took {:?}", started.elapsed());
+    assert_eq!(view.version(), blocked.version() as u64);
     assert!(view.is_blocklisted(&key));
+    let issuer = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
+    let by_serial =
+        f.app.post("/api/v1/admin/blocklist", &token, &serde_json::json!({ "issuer_dn": issuer, "serial": "0A:1B" })).await;
+    assert_eq!(by_serial.status, 201, "{}", by_serial.text());
+    let view = f.next_snapshot().await;
+    assert_eq!(view.version(), by_serial.version() as u64);
+    assert!(view.is_revoked(issuer, "a1b"));
+    assert!(!view.is_revoked(issuer, "a1c"));
+
+    // Taking an entry off rereads the database (another org may block the same certificate).
+    let id = blocked.json()["id"].as_str().expect("entry id").to_owned();
+    let unblocked = f.app.delete(&format!("/api/v1/admin/blocklist/{id}"), &token).await;
+    assert_eq!(unblocked.status, 200, "{}", unblocked.text());
+    let view = f.next_snapshot().await;
+    assert_eq!(view.version(), unblocked.version() as u64);
+    assert!(!view.is_blocklisted(&key));
+    assert!(view.is_revoked(issuer, "a1b"));
 
     for n in 2..40u64 {
         let r = f

@@ -39,8 +39,8 @@ pub async fn add(State(state): State<AppState>, admin: Admin, ApiJson(body): Api
         (None, Some(_), None) => return Err(ApiError::validation("serial", "is required with issuer_dn")),
     };
     let reason = optional_text("reason", body.reason.as_deref(), MAX_REASON_BYTES)?;
-    let (entry, version) = blocklist::add(&state.db, &admin.actor(), target, reason).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let (entry, version) = blocklist::add(&state.db, &admin.actor(), target.clone(), reason).await?;
+    state.identity_changed(version, IdentityChange::Blocked(target));
     Ok(with_version(version, (StatusCode::CREATED, Json(entry))))
 }
 

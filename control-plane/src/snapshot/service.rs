@@ -3,7 +3,9 @@
 //!
 //! - Binding changes arrive through [`SnapshotService::committed`] with their version and are
 //!   patched into the next snapshot without reading the database.
-//! - Other changes (blocklist, issuers, mapping rules, constraints, thumbprints) and any
+//! - So are additions to the blocklist (by fingerprint or by issuer and serial), the urgent
+//!   direction.
+//! - Other changes (blocklist removals, issuers, mapping rules, constraints, thumbprints) and any
 //!   version that goes missing (a handler cancelled between commit and hand-over, the CLI or
 //!   another replica writing the same database) lead to a full reload.
 //! - Before a snapshot's first quarter of validity is over, a fresh version is committed and
@@ -15,6 +17,7 @@ use super::builder::{
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
 use crate::app::{IdentityChange, ServedSnapshot, SnapshotService};
 use crate::db::snapshot_data::{self, IdentityRows};
+use crate::db::blocklist::BlockTarget;
 use crate::db::{commit_change, Actor, AuditRecord, Db, Visibility};
 use crate::signer::{public_key_json, Signer};
 use anyhow::Context as _;
@@ -286,6 +289,12 @@ impl SnapshotService for StoreService {
             }),
             IdentityChange::BindingRemoved { fingerprint: text } => {
                 fingerprint(&text).map(|fingerprint| Change::RemoveBinding { fingerprint })
+            }
+            IdentityChange::Blocked(BlockTarget::Fingerprint(text)) => {
+                fingerprint(&text).map(|fingerprint| Change::Block { fingerprint })
+            }
+            IdentityChange::Blocked(BlockTarget::Serial { issuer_dn, serial }) => {
+                Some(Change::RevokeSerial { issuer_dn, serial })
             }
             IdentityChange::Other => None,
         };
