@@ -7,10 +7,11 @@
 //! string form. A named type whose value is not a string keeps its name and gets the `#hex`
 //! value.
 
-use der::asn1::ObjectIdentifier;
-use der::{Any, Encode, Tag, Tagged};
-use x509_cert::name::Name;
+use der::asn1::{AnyRef, ObjectIdentifier};
+use std::borrow::Cow;
+use der::{Encode, Tag, Tagged};
 
+use super::borrowed::NameRef;
 use super::CertificateError;
 use crate::encoding::hex_lower;
 
@@ -41,23 +42,23 @@ fn short_name(oid: &ObjectIdentifier) -> Option<&'static str> {
 }
 
 /// Renders `name` as an RFC 4514 string. An empty name renders as the empty string.
-pub fn format_name(name: &Name) -> Result<String, CertificateError> {
-    let mut out = String::new();
-    for (index, rdn) in name.0.iter().rev().enumerate() {
+pub(crate) fn format_name(name: &NameRef<'_>) -> Result<String, CertificateError> {
+    let mut out = String::with_capacity(name.value_bytes() + 8 * name.attribute_count());
+    for (index, rdn) in name.rdns_most_specific_first().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        for (position, attribute) in rdn.0.iter().enumerate() {
+        for (position, attribute) in rdn.iter().enumerate() {
             if position > 0 {
                 out.push('+');
             }
             let name = short_name(&attribute.oid);
             match name {
                 Some(name) => out.push_str(name),
-                None => out.push_str(&attribute.oid.to_string()),
+                None => super::push_dotted_oid(&attribute.oid, &mut out),
             }
             out.push('=');
-            let text = name.and_then(|_| string_value(&attribute.value));
+            let text = name.and_then(|_| string_value(attribute.value));
             match text {
                 Some(text) => escape_value(&text, &mut out),
                 None => {
@@ -75,15 +76,15 @@ pub fn format_name(name: &Name) -> Result<String, CertificateError> {
 
 /// The text of a directory string value, or `None` when it is of a type (or content) that has
 /// no faithful text form here; the caller then writes it as `#hex`.
-fn string_value(value: &Any) -> Option<String> {
+fn string_value(value: AnyRef<'_>) -> Option<Cow<'_, str>> {
     let bytes = value.value();
     match value.tag() {
-        Tag::Utf8String => std::str::from_utf8(bytes).ok().map(str::to_owned),
+        Tag::Utf8String => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
         // These are ASCII subsets; a CA that put a stray character in a PrintableString still
         // gets its text shown, as long as it is ASCII.
         Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => {
             if bytes.is_ascii() {
-                std::str::from_utf8(bytes).ok().map(str::to_owned)
+                std::str::from_utf8(bytes).ok().map(Cow::Borrowed)
             } else {
                 None
             }
@@ -97,6 +98,7 @@ fn string_value(value: &Any) -> Option<String> {
             char::decode_utf16(units)
                 .collect::<Result<String, _>>()
                 .ok()
+                .map(Cow::Owned)
         }
         _ => None,
     }
@@ -105,6 +107,16 @@ fn string_value(value: &Any) -> Option<String> {
 /// Appends `value` with RFC 4514 section 2.4 escaping. Control characters are hex-escaped too,
 /// so that a name can never break the header line it is put on.
 fn escape_value(value: &str, out: &mut String) {
+    // Most values need no escaping at all: printable ASCII without a special character, and
+    // no space or `#` where position matters.
+    let bytes = value.as_bytes();
+    let plain = bytes.iter().all(|b| matches!(b, 0x20..=0x7e) && !b"\"+,;<>\\".contains(b))
+        && bytes.first().is_none_or(|b| *b != b' ' && *b != b'#')
+        && bytes.last().is_none_or(|b| *b != b' ');
+    if plain {
+        out.push_str(value);
+        return;
+    }
     let last = value.chars().count().saturating_sub(1);
     for (index, c) in value.chars().enumerate() {
         match c {
@@ -129,10 +141,16 @@ fn escape_value(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use der::Decode;
+    use der::Any;
     use std::str::FromStr;
     use x509_cert::attr::AttributeTypeAndValue;
-    use x509_cert::name::RelativeDistinguishedName;
+    use x509_cert::name::{Name, RelativeDistinguishedName};
+
+    /// Built with x509-cert's owned types, encoded, read back through the borrowed view.
+    fn render(name: &Name) -> String {
+        let der = name.to_der().unwrap();
+        format_name(&NameRef::from_der(&der).unwrap()).unwrap()
+    }
 
     fn attribute(oid: &str, tag: Tag, value: &[u8]) -> AttributeTypeAndValue {
         AttributeTypeAndValue {
@@ -164,7 +182,7 @@ mod tests {
             attribute("2.5.4.3", Tag::PrintableString, b"LAST.FIRST.MI.1234567890"),
         ]);
         assert_eq!(
-            format_name(&name).unwrap(),
+            render(&name),
             "CN=LAST.FIRST.MI.1234567890,OU=USA,OU=PKI,OU=DoD,O=U.S. Government,C=US"
         );
     }
@@ -184,7 +202,7 @@ mod tests {
         ];
         for (value, expected) in cases {
             let name = name_of(vec![attribute("2.5.4.3", Tag::Utf8String, value)]);
-            assert_eq!(format_name(&name).unwrap(), expected);
+            assert_eq!(render(&name), expected);
         }
     }
 
@@ -197,7 +215,7 @@ mod tests {
             attribute("2.5.4.3", Tag::PrintableString, &[0xff]),
         ]);
         assert_eq!(
-            format_name(&name).unwrap(),
+            render(&name),
             "CN=#1301ff,CN=#0402dead,2.5.4.5=#130431323334,\
              1.2.840.113549.1.9.1=#16076140622e6d696c"
         );
@@ -218,17 +236,16 @@ mod tests {
         .unwrap();
         let name = Name::from(vec![country, multi]);
         // DER orders the SET by encoding; CN's shorter encoding sorts first.
-        assert_eq!(format_name(&name).unwrap(), "CN=J\u{e9}+UID=jroe,C=US");
-        assert_eq!(format_name(&Name::default()).unwrap(), "");
+        assert_eq!(render(&name), "CN=J\u{e9}+UID=jroe,C=US");
+        assert_eq!(render(&Name::default()), "");
     }
 
     #[test]
     fn parses_what_x509_cert_builds_from_text() {
         let name = Name::from_str("CN=Jane Q. Doe,OU=People,O=U.S. Government,C=US").unwrap();
         let der = name.to_der().unwrap();
-        let decoded = Name::from_der(&der).unwrap();
         assert_eq!(
-            format_name(&decoded).unwrap(),
+            format_name(&NameRef::from_der(&der).unwrap()).unwrap(),
             "CN=Jane Q. Doe,OU=People,O=U.S. Government,C=US"
         );
     }

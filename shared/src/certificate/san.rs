@@ -62,7 +62,7 @@ fn from_other_name(other: &OtherName) -> Result<SubjectAltName, CertificateError
         }
         Ok(SubjectAltName::FascN(decode_fascn(other.value.value())?))
     } else {
-        Ok(SubjectAltName::Other(other.type_id.to_string()))
+        Ok(SubjectAltName::Other(super::dotted_oid(&other.type_id)))
     }
 }
 
