@@ -59,27 +59,13 @@ pub fn decode_certificate_pem_chain(text: &[u8]) -> Result<Vec<Vec<u8>>, Certifi
                 } else {
                     "text after -----END CERTIFICATE-----"
                 }))?;
-        let body_len = find_end_line(rest).ok_or(CertificateError::Pem("no -----END CERTIFICATE----- line"))?;
-        let (body, after_body) = rest.split_at(body_len);
+        let (der, body_len) = decode_body_to_end(rest)?;
+        let after_body = rest.get(body_len..).unwrap_or_default();
         rest = after_body.get(END.len()..).unwrap_or_default();
-        certificates.push(decode_body(body)?);
+        certificates.push(der);
         rest = skip_space(rest);
     }
     Ok(certificates)
-}
-
-/// Where the END line starts. Scans for its first byte and only then compares the line: a
-/// window-by-window comparison costs one `memcmp` call per byte of body, which is slow in wasm.
-fn find_end_line(text: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(offset) = text.get(from..)?.iter().position(|&b| b == b'-') {
-        let at = from + offset;
-        if text.get(at..)?.starts_with(END) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 /// The first certificate of a PEM text that may carry a chain after it.
@@ -133,25 +119,53 @@ const PEM_BODY_BYTES: [u8; 256] = {
 /// standard base64 in whole four-digit groups, `=` padding only to complete the last group,
 /// and the bits padding leaves over must be zero (base64's canonical form, so one DER has
 /// exactly one body).
+#[cfg(test)]
 fn decode_body(body: &[u8]) -> Result<Vec<u8>, CertificateError> {
-    const INVALID: CertificateError = CertificateError::Pem("body is not valid base64");
-    let mut der = Vec::with_capacity(body.len() / 4 * 3);
+    let mut text = body.to_vec();
+    text.extend_from_slice(END);
+    decode_body_to_end(&text).map(|(der, _)| der)
+}
+
+/// [`decode_body`] over the text up to the END line, found in the same pass (scanning for it
+/// separately cost as much as decoding). Returns the DER and where the END line starts. The
+/// problems are reported in a fixed order whatever their position: no END line, a character
+/// outside base64, an empty body, broken base64, then size.
+fn decode_body_to_end(text: &[u8]) -> Result<(Vec<u8>, usize), CertificateError> {
+    let mut der = Vec::with_capacity(text.len() / 4 * 3);
     let mut group = [0u8; 4];
-    let mut filled = 0usize;
-    let mut padding = 0usize;
-    let mut digits = 0usize;
-    for &byte in body {
+    let (mut filled, mut padding, mut digits) = (0usize, 0usize, 0usize);
+    let (mut outside, mut invalid) = (false, false);
+    let mut rest = text;
+    let end_at = loop {
+        // Whole groups of four digits, the bulk of every line, in one step each.
+        if let ([a, b, c, d, ..], 0, 0) = (rest, filled, padding) {
+            let (a, b, c, d) = (
+                PEM_BODY_BYTES[usize::from(*a)],
+                PEM_BODY_BYTES[usize::from(*b)],
+                PEM_BODY_BYTES[usize::from(*c)],
+                PEM_BODY_BYTES[usize::from(*d)],
+            );
+            if (a | b | c | d) < 64 {
+                der.extend_from_slice(&[(a << 2) | (b >> 4), (b << 4) | (c >> 2), (c << 6) | d]);
+                digits += 4;
+                rest = rest.get(4..).unwrap_or_default();
+                continue;
+            }
+        }
+        let Some((&byte, after)) = rest.split_first() else {
+            return Err(CertificateError::Pem("no -----END CERTIFICATE----- line"));
+        };
+        if byte == b'-' && rest.starts_with(END) {
+            break text.len() - rest.len();
+        }
+        rest = after;
         match PEM_BODY_BYTES[usize::from(byte)] {
             PEM_SPACE => {}
-            NOT_BASE64 => return Err(CertificateError::Pem("character outside base64 in the body")),
-            PEM_PAD => {
-                // Padding completes a group holding two or three digits, and nothing follows it.
-                if filled < 2 || filled + padding >= 4 {
-                    return Err(INVALID);
-                }
-                padding += 1;
-            }
-            _ if padding > 0 => return Err(INVALID),
+            NOT_BASE64 => outside = true,
+            // Padding completes a group holding two or three digits, and nothing follows it.
+            PEM_PAD if filled < 2 || filled + padding >= 4 => invalid = true,
+            PEM_PAD => padding += 1,
+            _ if padding > 0 => invalid = true,
             value => {
                 group[filled] = value;
                 filled += 1;
@@ -163,20 +177,21 @@ fn decode_body(body: &[u8]) -> Result<Vec<u8>, CertificateError> {
                         (group[2] << 6) | group[3],
                     ]);
                     filled = 0;
-                    if der.len() > MAX_CERTIFICATE_DER {
-                        return Err(CertificateError::TooLarge { len: der.len(), limit: MAX_CERTIFICATE_DER });
-                    }
                 }
             }
         }
+    };
+    if outside {
+        return Err(CertificateError::Pem("character outside base64 in the body"));
     }
     if digits == 0 {
         return Err(CertificateError::Pem("empty certificate body"));
     }
-    match (filled, padding) {
-        (0, 0) => {}
-        (2, 2) if group[1] & 0x0f == 0 => der.push((group[0] << 2) | (group[1] >> 4)),
-        (3, 1) if group[2] & 0x03 == 0 => {
+    const INVALID: CertificateError = CertificateError::Pem("body is not valid base64");
+    match (invalid, filled, padding) {
+        (false, 0, 0) => {}
+        (false, 2, 2) if group[1] & 0x0f == 0 => der.push((group[0] << 2) | (group[1] >> 4)),
+        (false, 3, 1) if group[2] & 0x03 == 0 => {
             der.extend_from_slice(&[(group[0] << 2) | (group[1] >> 4), (group[1] << 4) | (group[2] >> 2)])
         }
         _ => return Err(INVALID),
@@ -184,7 +199,7 @@ fn decode_body(body: &[u8]) -> Result<Vec<u8>, CertificateError> {
     if der.len() > MAX_CERTIFICATE_DER {
         return Err(CertificateError::TooLarge { len: der.len(), limit: MAX_CERTIFICATE_DER });
     }
-    Ok(der)
+    Ok((der, end_at))
 }
 
 /// PEM text of one certificate, 64 base64 characters a line, LF line ends.
