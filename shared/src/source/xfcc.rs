@@ -13,7 +13,7 @@ use super::{is_ows, skip_ows, SourceError, DEFAULT_MAX_HEADER_BYTES};
 use crate::certificate::pem::{
     decode_certificate_pem_chain, decode_single_certificate_pem, MAX_PEM_BYTES,
 };
-use crate::encoding::{hex_decode, percent_decode, PercentError};
+use crate::encoding::{find_stop, hex_decode, percent_decode, word_has_byte, word_has_byte_below, PercentError};
 use crate::fingerprint::Fingerprint;
 
 /// Most elements accepted. Each hop that forwards the header appends one; real meshes have a
@@ -172,9 +172,18 @@ const STOPS_QUOTED: [bool; 256] = stop_table(b"\"\\");
 /// and forbidden controls.
 const STOPS_UNQUOTED: [bool; 256] = stop_table(b";, \t\"");
 
-/// How many bytes from `pos` on are not in `stops`.
+/// How many bytes from `pos` on are not in `stops`, a word at a time: every byte in either
+/// table is a control, DEL, or one of `"`, `\\`, `;`, `,`, space.
 fn skip_ordinary(bytes: &[u8], pos: usize, stops: &[bool; 256]) -> usize {
-    bytes.get(pos..).map_or(0, |rest| rest.iter().position(|&b| stops[usize::from(b)]).unwrap_or(rest.len()))
+    let may_stop = |word: u64| {
+        word_has_byte_below(word, 0x21)
+            || word_has_byte(word, 0x7f)
+            || word_has_byte(word, b'"')
+            || word_has_byte(word, b'\\')
+            || word_has_byte(word, b';')
+            || word_has_byte(word, b',')
+    };
+    bytes.get(pos..).map_or(0, |rest| find_stop(rest, may_stop, |b| stops[usize::from(b)]))
 }
 
 const fn stop_table(specials: &[u8]) -> [bool; 256] {
