@@ -48,17 +48,17 @@ pub(crate) struct Tlv<'a> {
 /// Reads TLVs off a byte slice with DER's rules for tags and lengths (the rules of `der`'s
 /// `Header`; lengths are capped at two octets, which covers every length a certificate of at
 /// most [`super::MAX_CERTIFICATE_DER`] bytes can hold).
-struct TlvReader<'a> {
+pub(crate) struct TlvReader<'a> {
     rest: &'a [u8],
     part: &'static str,
 }
 
 impl<'a> TlvReader<'a> {
-    fn new(bytes: &'a [u8], part: &'static str) -> Self {
+    pub(crate) fn new(bytes: &'a [u8], part: &'static str) -> Self {
         TlvReader { rest: bytes, part }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
@@ -66,7 +66,7 @@ impl<'a> TlvReader<'a> {
         self.rest.first().copied()
     }
 
-    fn next(&mut self) -> Walked<Tlv<'a>> {
+    pub(crate) fn next(&mut self) -> Walked<Tlv<'a>> {
         let error = |problem: &str| WalkError::new(self.part, problem);
         let (&tag_byte, after_tag) = self.rest.split_first().ok_or_else(|| error("truncated"))?;
         let tag = Tag::try_from(tag_byte).map_err(der_error(self.part))?;
@@ -96,7 +96,7 @@ impl<'a> TlvReader<'a> {
         Ok(Tlv { tag, value, encoded })
     }
 
-    fn expect(&mut self, tag: Tag, what: &'static str) -> Walked<Tlv<'a>> {
+    pub(crate) fn expect(&mut self, tag: Tag, what: &'static str) -> Walked<Tlv<'a>> {
         let tlv = self.next()?;
         if tlv.tag != tag {
             return Err(WalkError::new(self.part, format!("{what}: expected {tag}, found {}", tlv.tag)));
@@ -104,7 +104,7 @@ impl<'a> TlvReader<'a> {
         Ok(tlv)
     }
 
-    fn finish(&self) -> Walked<()> {
+    pub(crate) fn finish(&self) -> Walked<()> {
         if self.rest.is_empty() {
             Ok(())
         } else {

@@ -20,6 +20,9 @@ pub use san::SubjectAltName;
 /// room for unusual extensions while bounding the work an attacker can ask for.
 pub const MAX_CERTIFICATE_DER: usize = 16 * 1024;
 
+/// id-ce-subjectAltName.
+const SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
+
 /// id-PIV-cardAuth: the Card Authentication key needs no PIN, so it proves possession of a
 /// card, not presence of its holder.
 pub const OID_EKU_PIV_CARD_AUTH: &str = "2.16.840.1.101.3.6.8";
@@ -91,13 +94,10 @@ impl CertificateFacts {
         let extensions = certificate.extensions.as_slice();
         refuse_repeated_extensions(extensions)?;
 
-        let subject_alt_names =
-            match extension::<x509_cert::ext::pkix::SubjectAltName>(extensions, "subjectAltName")? {
-                Some(names) => {
-                    names.0.iter().map(SubjectAltName::from_general_name).collect::<Result<Vec<_>, _>>()?
-                }
-                None => Vec::new(),
-            };
+        let subject_alt_names = match extensions.iter().find(|e| e.extn_id == SUBJECT_ALT_NAME) {
+            Some(found) => san::subject_alt_names(found.extn_value)?,
+            None => Vec::new(),
+        };
         let policy_oids = match extension::<CertificatePolicies>(extensions, "certificatePolicies")? {
             Some(policies) => policies.0.iter().map(|p| dotted_oid(&p.policy_identifier)).collect(),
             None => Vec::new(),
@@ -398,6 +398,37 @@ mod tests {
         }
         // Both outcomes must actually have been exercised.
         assert!(accepted > 1000 && refused > 1000, "accepted {accepted}, refused {refused}");
+
+        // Damage aimed at the subjectAltName extension, which is walked by hand.
+        let (mut accepted, mut refused) = (0, 0);
+        for pem_text in [PIV_AUTH, PIV_AUTH_2, CAC, SERVICE] {
+            let der = der_of(pem_text);
+            let san_oid = [0x06, 0x03, 0x55, 0x1d, 0x11];
+            let start = der.windows(5).position(|w| w == san_oid).unwrap() + 5;
+            let span = (der.len() - start).min(160);
+            for _ in 0..4000 {
+                let mut damaged = der.clone();
+                let at = start + (next() as usize) % span;
+                match next() % 3 {
+                    0 => damaged[at] ^= 1 << (next() % 8),
+                    1 => damaged[at] = next() as u8,
+                    _ => damaged[at] = [0x80, 0x81, 0x82, 0x86, 0xa0, 0xa4, 0x87, 0x88, 0x0c, 0x04, 0x16][(next() % 11) as usize],
+                }
+                let (ours, theirs) = (CertificateFacts::from_der(&damaged), reference_facts(&damaged));
+                match (&ours, &theirs) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a, b, "facts differ at byte {at}");
+                        accepted += 1;
+                    }
+                    (Err(a), Err(b)) => {
+                        assert_eq!(std::mem::discriminant(a), std::mem::discriminant(b), "{a:?} vs {b:?} at byte {at}");
+                        refused += 1;
+                    }
+                    _ => panic!("verdicts differ at byte {at}: ours {ours:?}, x509-cert {theirs:?}"),
+                }
+            }
+        }
+        assert!(accepted > 500 && refused > 500, "SAN damage: accepted {accepted}, refused {refused}");
     }
 
     // The committed test PKI (envoy/pki/gen-test-pki.sh). Expected serials, fingerprints,

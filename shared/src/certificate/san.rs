@@ -4,8 +4,10 @@ use der::asn1::ObjectIdentifier;
 use der::{Tag, Tagged};
 use x509_cert::ext::pkix::name::{GeneralName, OtherName};
 
+use super::borrowed::{TlvReader, WalkError};
 use super::fascn::decode_fascn;
 use super::CertificateError;
+use der::Decode;
 
 /// otherName type of a Microsoft User Principal Name.
 pub const OID_UPN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3");
@@ -47,23 +49,77 @@ impl SubjectAltName {
 }
 
 fn from_other_name(other: &OtherName) -> Result<SubjectAltName, CertificateError> {
-    if other.type_id == OID_UPN {
-        if other.value.tag() != Tag::Utf8String {
+    other_name(&other.type_id, other.value.tag(), other.value.value())
+}
+
+fn other_name(type_id: &ObjectIdentifier, tag: Tag, value: &[u8]) -> Result<SubjectAltName, CertificateError> {
+    if *type_id == OID_UPN {
+        if tag != Tag::Utf8String {
             return Err(CertificateError::Field("UPN otherName is not a UTF8String"));
         }
-        let text = std::str::from_utf8(other.value.value())
+        let text = std::str::from_utf8(value)
             .map_err(|_| CertificateError::Field("UPN otherName is not valid UTF-8"))?;
         Ok(SubjectAltName::Upn(text.to_owned()))
-    } else if other.type_id == OID_FASCN {
-        if other.value.tag() != Tag::OctetString {
+    } else if *type_id == OID_FASCN {
+        if tag != Tag::OctetString {
             return Err(CertificateError::Field(
                 "FASC-N otherName is not an OCTET STRING",
             ));
         }
-        Ok(SubjectAltName::FascN(decode_fascn(other.value.value())?))
+        Ok(SubjectAltName::FascN(decode_fascn(value)?))
     } else {
-        Ok(SubjectAltName::Other(super::dotted_oid(&other.type_id)))
+        Ok(SubjectAltName::Other(super::dotted_oid(type_id)))
     }
+}
+
+/// The names of a subjectAltName extension's value (`GeneralNames`), read over the bytes.
+/// The four kinds PIV, CAC and service certificates carry — otherName, rfc822Name, dNSName
+/// and URI — are walked here with x509-cert's rules (an IA5String is ASCII; an otherName is
+/// an OID and one `[0] EXPLICIT` value, nothing more); every other kind is handed, as its own
+/// TLV, to x509-cert's `GeneralName` decoder.
+pub(crate) fn subject_alt_names(value: &[u8]) -> Result<Vec<SubjectAltName>, CertificateError> {
+    let structure = |e: WalkError| CertificateError::Der(format!("subjectAltName extension: {}", e.problem));
+    let mut outer = TlvReader::new(value, "subjectAltName");
+    let list = outer.expect(Tag::Sequence, "GeneralNames").map_err(structure)?;
+    outer.finish().map_err(structure)?;
+    let mut names = TlvReader::new(list.value, "subjectAltName");
+    let mut out = Vec::with_capacity(4);
+    while !names.is_empty() {
+        let name = names.next().map_err(structure)?;
+        let ia5 = |kind: fn(String) -> SubjectAltName| {
+            if name.value.is_ascii() {
+                std::str::from_utf8(name.value).map(|text| kind(text.to_owned())).map_err(|_| ())
+            } else {
+                Err(())
+            }
+        };
+        let invalid = |what: &str| CertificateError::Der(format!("subjectAltName extension: invalid {what}"));
+        out.push(match name.encoded.first() {
+            Some(0x81) => ia5(SubjectAltName::Email).map_err(|()| invalid("rfc822Name"))?,
+            Some(0x82) => ia5(SubjectAltName::Dns).map_err(|()| invalid("dNSName"))?,
+            Some(0x86) => ia5(SubjectAltName::Uri).map_err(|()| invalid("uniformResourceIdentifier"))?,
+            Some(0xa0) => {
+                let mut fields = TlvReader::new(name.value, "otherName");
+                let type_id = fields.expect(Tag::ObjectIdentifier, "type-id").map_err(structure)?;
+                let type_id = ObjectIdentifier::from_bytes(type_id.value).map_err(|_| invalid("otherName type-id"))?;
+                let wrapper = fields.next().map_err(structure)?;
+                fields.finish().map_err(structure)?;
+                if wrapper.encoded.first() != Some(&0xa0) {
+                    return Err(invalid("otherName value"));
+                }
+                let mut inner = TlvReader::new(wrapper.value, "otherName");
+                let value = inner.next().map_err(structure)?;
+                inner.finish().map_err(structure)?;
+                other_name(&type_id, value.tag, value.value)?
+            }
+            _ => {
+                let general = GeneralName::from_der(name.encoded)
+                    .map_err(|e| CertificateError::Der(format!("subjectAltName extension: {e}")))?;
+                SubjectAltName::from_general_name(&general)?
+            }
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
