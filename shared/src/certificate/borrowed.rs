@@ -141,8 +141,8 @@ impl<'a> NameRef<'a> {
         Ok(name)
     }
 
-    /// Reads a whole Name TLV (tests build names with x509-cert and read them back here).
-    #[cfg(test)]
+    /// Reads a whole Name TLV (tests and the reference decoder read x509-cert's names here).
+    #[cfg(any(test, feature = "x509-reference"))]
     pub fn from_der(der: &'a [u8]) -> Walked<Self> {
         let mut reader = TlvReader::new(der, "name");
         let name = reader.expect(Tag::Sequence, "name")?;

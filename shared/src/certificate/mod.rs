@@ -2,6 +2,8 @@
 
 mod borrowed;
 pub mod dn;
+#[cfg(any(test, feature = "x509-reference"))]
+pub mod reference;
 pub mod fascn;
 pub mod pem;
 pub mod san;
@@ -309,51 +311,8 @@ mod tests {
     use der::{Any, Encode, Tag};
     use x509_cert::ext::pkix::name::{GeneralName, OtherName};
     use x509_cert::ext::Extension;
-    use der::Reader;
+    use reference::facts_by_full_decode as reference_facts;
     use x509_cert::Certificate;
-
-    /// The facts as x509-cert's owned decoder of the whole certificate gives them: the
-    /// reference the borrowed decoder must agree with, on valid and on damaged input.
-    fn reference_facts(der: &[u8]) -> Result<CertificateFacts, CertificateError> {
-        if der.len() > MAX_CERTIFICATE_DER {
-            return Err(CertificateError::TooLarge { len: der.len(), limit: MAX_CERTIFICATE_DER });
-        }
-        let mut reader = der::SliceReader::new(der).map_err(|e| CertificateError::Der(e.to_string()))?;
-        let certificate = Certificate::decode(&mut reader).map_err(|e| CertificateError::Der(e.to_string()))?;
-        if !reader.is_finished() {
-            return Err(CertificateError::Der("trailing bytes".into()));
-        }
-        let tbs = &certificate.tbs_certificate;
-        let mut oids: Vec<_> = tbs.extensions.iter().flatten().map(|e| e.extn_id).collect();
-        oids.sort();
-        if oids.windows(2).any(|pair| pair[0] == pair[1]) {
-            return Err(CertificateError::Der("repeated extension".into()));
-        }
-        let der_error = |e: der::Error| CertificateError::Der(e.to_string());
-        let sans = match tbs.get::<x509_cert::ext::pkix::SubjectAltName>().map_err(der_error)? {
-            Some((_, names)) => names.0.iter().map(SubjectAltName::from_general_name).collect::<Result<Vec<_>, _>>()?,
-            None => Vec::new(),
-        };
-        let policies = tbs.get::<CertificatePolicies>().map_err(der_error)?;
-        let usages = tbs.get::<ExtendedKeyUsage>().map_err(der_error)?;
-        let name = |n: &x509_cert::name::Name| {
-            let der = n.to_der().map_err(der_error)?;
-            let name = borrowed::NameRef::from_der(&der).map_err(|e| CertificateError::Der(e.problem))?;
-            dn::format_name(&name)
-        };
-        Ok(CertificateFacts {
-            fingerprint: Fingerprint::of_der(der),
-            subject_dn: name(&tbs.subject)?,
-            issuer_dn: name(&tbs.issuer)?,
-            serial_hex: serial_hex(tbs.serial_number.as_bytes()),
-            not_before: unix_seconds(tbs.validity.not_before)?,
-            not_after: unix_seconds(tbs.validity.not_after)?,
-            subject_alt_names: sans,
-            policy_oids: policies.map(|(_, p)| p.0.iter().map(|i| i.policy_identifier.to_string()).collect()).unwrap_or_default(),
-            extended_key_usages: usages.map(|(_, u)| u.0.iter().map(ObjectIdentifier::to_string).collect()).unwrap_or_default(),
-            complete: true,
-        })
-    }
 
     /// Same verdict and same facts as the reference, on every certificate of the test PKI
     /// and on thousands of damaged copies (flipped, dropped and inserted bytes; the damage
