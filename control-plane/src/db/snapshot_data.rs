@@ -1,7 +1,8 @@
 //! Everything the filter needs, read in one consistent transaction: the input of a full
 //! snapshot build.
 
-use super::{get_flag, Backend, Db};
+use super::{Backend, Db};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +60,20 @@ pub async fn load(db: &Db) -> sqlx::Result<IdentityRows> {
         sqlx::query("SELECT version FROM snapshot_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get("version")?;
     let mut rows = IdentityRows { version, ..Default::default() };
 
-    for row in sqlx::query("SELECT fingerprint, user_id, org_id, enabled FROM smart_card_links ORDER BY fingerprint")
-        .fetch_all(&mut *tx)
-        .await?
-    {
+    // Streamed, and read by column position: a million rows must not sit in memory twice,
+    // once as driver rows and once as ours.
+    let mut bindings =
+        sqlx::query("SELECT fingerprint, user_id, org_id, enabled FROM smart_card_links ORDER BY fingerprint")
+            .fetch(&mut *tx);
+    while let Some(row) = bindings.try_next().await? {
         rows.bindings.push(BindingRow {
-            fingerprint: row.try_get("fingerprint")?,
-            user_id: row.try_get("user_id")?,
-            org_id: row.try_get("org_id")?,
-            enabled: get_flag(&row, "enabled")?,
+            fingerprint: row.try_get(0)?,
+            user_id: row.try_get(1)?,
+            org_id: row.try_get(2)?,
+            enabled: row.try_get::<i64, _>(3)? != 0,
         });
     }
+    drop(bindings);
     for row in sqlx::query(
         "SELECT DISTINCT fingerprint FROM blocklist WHERE fingerprint IS NOT NULL ORDER BY fingerprint",
     )
