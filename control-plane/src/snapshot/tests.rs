@@ -184,7 +184,7 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
         0 | 1 => Change::UpsertBinding {
             fingerprint: pick,
             // ULIDs (stored as bits) and free-form ids (stored as strings) side by side.
-            user_id: if n % 4 == 0 { format!("u{}", n % 997) } else { format!("01HV{:022}", n % 997) },
+            user_id: if n.is_multiple_of(4) { format!("u{}", n % 997) } else { format!("01HV{:022}", n % 997) },
             org_id: format!("o{}", n % 7),
             enabled: n % 3 != 1,
         },
