@@ -24,6 +24,10 @@ use certbind_shared::Fingerprint;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "support/memory.rs"]
+mod memory;
+use memory::{mib, reset_peak, status_kib};
 use tower::ServiceExt;
 
 const WRITES: usize = 2000;
@@ -219,9 +223,12 @@ async fn run(name: &str, url: &str, rows: u64) {
 /// signature, timed by the snapshot bench, is a fraction of a millisecond).
 async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
     let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x42; 32]).expect("valid scalar"));
+    let measuring = reset_peak();
+    let before = status_kib("VmRSS:");
     let started = Instant::now();
     let service = StoreService::start(bench.db.clone(), signer, StoreSettings::default()).await.expect("snapshot service");
     let first_build = started.elapsed();
+    let peak_above = status_kib("VmHWM:").saturating_sub(before);
     let router = app(AppState::new(bench.db.clone(), service.clone(), Limits::default()));
     let (status, body) = call_with_body(&router, "GET", "/api/v1/snapshot", &bench.token, None).await;
     assert_eq!(status, 200);
@@ -232,6 +239,13 @@ async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
         first.binding_count(),
         first_build.as_secs_f64()
     );
+    if measuring {
+        println!(
+            "| {name} | first snapshot at {rows} rows: peak resident memory above the process before it (rows streamed into the snapshot's buffer) | {:.1} MiB; snapshot {:.1} MiB |",
+            mib(peak_above),
+            first.as_bytes().len() as f64 / 1048576.0
+        );
+    }
     drop(first);
     let mut samples = Vec::new();
     for i in 0..REVOKE_SAMPLES.min(rows) {

@@ -50,30 +50,45 @@ pub struct IdentityRows {
 
 /// Reads the identity data and its version in one read-only transaction.
 pub async fn load(db: &Db) -> sqlx::Result<IdentityRows> {
-    let begin = match db.backend() {
+    let mut bindings = Vec::new();
+    let mut rows = load_streaming(db, &mut bindings).await?;
+    rows.bindings = bindings;
+    Ok(rows)
+}
+
+/// Where [`load_streaming`] hands the bindings.
+pub trait BindingSink {
+    /// Called once, before the first binding, with their number and everything else.
+    fn start(&mut self, bindings: usize, rest: &IdentityRows);
+    fn push(&mut self, row: BindingRow);
+}
+
+impl BindingSink for Vec<BindingRow> {
+    fn start(&mut self, bindings: usize, _rest: &IdentityRows) {
+        self.reserve_exact(bindings);
+    }
+
+    fn push(&mut self, row: BindingRow) {
+        Vec::push(self, row);
+    }
+}
+
+/// [`load`], handing each binding to `sink` in ascending fingerprint order (byte order of the
+/// canonical hex) instead of collecting them; the returned rows have no bindings. Everything
+/// else is read first, so the sink learns the number of bindings and the rest of the data
+/// before the first binding arrives.
+pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Result<IdentityRows> {
+    let (begin, by_fingerprint) = match db.backend() {
         // A deferred SQLite transaction reads one WAL snapshot from its first SELECT on.
-        Backend::Sqlite => "BEGIN",
-        Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        Backend::Sqlite => ("BEGIN", "ORDER BY fingerprint"),
+        // Byte order whatever the database's locale.
+        Backend::Postgres => ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "ORDER BY fingerprint COLLATE \"C\""),
     };
     let mut tx = db.reader().begin_with(begin).await?;
     let version: i64 =
         sqlx::query("SELECT version FROM snapshot_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get("version")?;
     let mut rows = IdentityRows { version, ..Default::default() };
 
-    // Streamed, and read by column position: a million rows must not sit in memory twice,
-    // once as driver rows and once as ours.
-    let mut bindings =
-        sqlx::query("SELECT fingerprint, user_id, org_id, enabled FROM smart_card_links ORDER BY fingerprint")
-            .fetch(&mut *tx);
-    while let Some(row) = bindings.try_next().await? {
-        rows.bindings.push(BindingRow {
-            fingerprint: row.try_get(0)?,
-            user_id: row.try_get(1)?,
-            org_id: row.try_get(2)?,
-            enabled: row.try_get::<i64, _>(3)? != 0,
-        });
-    }
-    drop(bindings);
     for row in sqlx::query(
         "SELECT DISTINCT fingerprint FROM blocklist WHERE fingerprint IS NOT NULL ORDER BY fingerprint",
     )
@@ -119,6 +134,21 @@ pub async fn load(db: &Db) -> sqlx::Result<IdentityRows> {
             value: row.try_get("value")?,
         });
     }
+
+    let count: i64 = sqlx::query("SELECT COUNT(*) FROM smart_card_links").fetch_one(&mut *tx).await?.try_get(0)?;
+    sink.start(usize::try_from(count).unwrap_or(0), &rows);
+    // Streamed, and read by column position: a million rows must not sit in memory.
+    let query = format!("SELECT fingerprint, user_id, org_id, enabled FROM smart_card_links {by_fingerprint}");
+    let mut bindings = sqlx::query(&query).fetch(&mut *tx);
+    while let Some(row) = bindings.try_next().await? {
+        sink.push(BindingRow {
+            fingerprint: row.try_get(0)?,
+            user_id: row.try_get(1)?,
+            org_id: row.try_get(2)?,
+            enabled: row.try_get::<i64, _>(3)? != 0,
+        });
+    }
+    drop(bindings);
     tx.commit().await?;
     Ok(rows)
 }

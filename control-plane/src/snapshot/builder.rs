@@ -10,7 +10,7 @@ use certbind_shared::encoding::{hex_lower, ulid_bits};
 use certbind_shared::identity::{CardBinding, SanKind};
 use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{
-    revoked_serial_key, ConstraintKind, EncodeError, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
+    revoked_serial_key, ConstraintKind, EncodeError, EncodeProblem, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
     UnsignedSnapshot, BINDING_RECORD, FINGERPRINT_RECORD, MAX_STRING_LEN, PRINCIPAL_RECORD,
 };
 use certbind_shared::Fingerprint;
@@ -136,6 +136,8 @@ pub enum BuildError {
     BadString { field: &'static str, len: usize },
     /// The same fingerprint bound twice.
     DuplicateBinding { fingerprint: String },
+    /// A streamed binding whose fingerprint is not greater than the one before it.
+    BindingsOutOfOrder { fingerprint: String },
     /// The same fingerprint mapped to two principals.
     DuplicatePrincipal { fingerprint: String },
     /// The same issuer listed twice.
@@ -153,6 +155,9 @@ impl fmt::Display for BuildError {
                 write!(f, "{field} is {len} bytes; snapshot strings are 1 to {MAX_STRING_LEN} bytes")
             }
             BuildError::DuplicateBinding { fingerprint } => write!(f, "fingerprint {fingerprint} is bound twice"),
+            BuildError::BindingsOutOfOrder { fingerprint } => {
+                write!(f, "binding {fingerprint} arrived out of ascending fingerprint order")
+            }
             BuildError::DuplicatePrincipal { fingerprint } => write!(f, "fingerprint {fingerprint} is mapped twice"),
             BuildError::DuplicateIssuer { issuer } => write!(f, "issuer {issuer:?} is listed twice"),
             BuildError::InvalidJwks { issuer, problem } => write!(f, "issuer {issuer:?}: {problem}"),
@@ -543,16 +548,25 @@ pub fn encode_patched(
     Ok(encoder.finish(header)?)
 }
 
-/// A full build. Sorts `content` in place; refuses duplicates that would make the snapshot
-/// ambiguous and JWKS documents the filter could not parse.
-pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
-    let strings: usize = content.bindings.iter().map(|b| user_string_len(&b.user_id)).sum::<usize>()
-        + content.principals.iter().map(|p| p.principal.len() + 1).sum::<usize>();
-    let records = content.bindings.len() * BINDING_RECORD
+/// Room for `bindings` binding records plus everything in `content`, so the snapshot's
+/// buffer is allocated once (growing it by doubling would briefly need three times its size).
+fn capacity_for(bindings: usize, binding_strings: usize, content: &SnapshotContent) -> (usize, usize) {
+    let strings = binding_strings + content.principals.iter().map(|p| p.principal.len() + 1).sum::<usize>();
+    let records = bindings * BINDING_RECORD
         + (content.blocklist.len() + content.revoked.len()) * FINGERPRINT_RECORD
         + content.principals.len() * PRINCIPAL_RECORD;
     let jwks: usize = content.issuers.iter().map(|i| i.jwks_json.len() + i.issuer.len() + 13).sum();
-    let mut encoder = SnapshotEncoder::with_capacity(records + strings + jwks + 4096, strings + 4096);
+    let other: usize = content.constraints.iter().map(|c| c.org_id.len() + c.value.len() + 11).sum::<usize>()
+        + content.san_rules.iter().map(|(_, d)| d.len() + 6).sum::<usize>();
+    (records + strings + jwks + other + 4096, strings + other + 4096)
+}
+
+/// A full build. Sorts `content` in place; refuses duplicates that would make the snapshot
+/// ambiguous and JWKS documents the filter could not parse.
+pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
+    let user_strings: usize = content.bindings.iter().map(|b| user_string_len(&b.user_id)).sum();
+    let (total, strings) = capacity_for(content.bindings.len(), user_strings, content);
+    let mut encoder = SnapshotEncoder::with_capacity(total, strings);
 
     content.bindings.sort_unstable_by_key(|b| b.fingerprint);
     for pair in content.bindings.windows(2) {
@@ -567,7 +581,45 @@ pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) ->
         check_string("org_id", &b.org_id)?;
         encoder.push_binding(&b.fingerprint, &b.user_id, &b.org_id, b.enabled)?;
     }
+    encode_other_sections(encoder, content, header)
+}
 
+/// Bindings streamed straight into the snapshot's buffer in ascending fingerprint order (the
+/// database's `ORDER BY`), so a full build from the database never holds the rows: at a
+/// million bindings the buffer itself is all the memory it takes.
+pub struct StreamedBindings {
+    encoder: SnapshotEncoder,
+}
+
+impl StreamedBindings {
+    /// Room for `bindings` records and for `rest`, the snapshot's other sections.
+    pub fn new(bindings: usize, rest: &SnapshotContent) -> Self {
+        let (total, strings) = capacity_for(bindings, 0, rest);
+        StreamedBindings { encoder: SnapshotEncoder::with_capacity(total, strings) }
+    }
+
+    /// The next binding; its fingerprint must be greater than the previous one's.
+    pub fn push(&mut self, fingerprint: &Fingerprint, user_id: &str, org_id: &str, enabled: bool) -> Result<(), BuildError> {
+        check_string("user_id", user_id)?;
+        check_string("org_id", org_id)?;
+        self.encoder.push_binding(fingerprint, user_id, org_id, enabled).map_err(|e| match e.problem {
+            EncodeProblem::NotAscending => BuildError::BindingsOutOfOrder { fingerprint: fingerprint.to_hex() },
+            _ => BuildError::Encode(e),
+        })
+    }
+
+    /// The rest of the snapshot from `rest`, whose bindings must be empty.
+    pub fn finish(self, rest: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
+        encode_other_sections(self.encoder, rest, header)
+    }
+}
+
+/// Every section after the bindings, from `content` (sorted in place), then the header.
+fn encode_other_sections(
+    mut encoder: SnapshotEncoder,
+    content: &mut SnapshotContent,
+    header: &SnapshotHeader,
+) -> Result<UnsignedSnapshot, BuildError> {
     content.blocklist.sort_unstable();
     content.blocklist.dedup();
     for fp in &content.blocklist {

@@ -9,7 +9,7 @@ pub mod store;
 
 pub use builder::{
     validate_change, BindingEntry, BuildError, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
-    SnapshotContent,
+    SnapshotContent, StreamedBindings,
 };
 pub use service::{build_from_database, StoreService};
 pub use store::{Applied, SignedSnapshot, SnapshotStore, StoreError, StoreSettings};

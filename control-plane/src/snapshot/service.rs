@@ -12,11 +12,12 @@
 //!   signed, so a proxy never holds a snapshot near expiry while the control plane is up.
 
 use super::builder::{
-    BindingEntry, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SnapshotContent,
+    BindingEntry, BuildError, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SnapshotContent,
+    StreamedBindings,
 };
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
 use crate::app::{IdentityChange, ServedSnapshot, SnapshotService};
-use crate::db::snapshot_data::{self, IdentityRows};
+use crate::db::snapshot_data::{self, BindingRow, BindingSink, IdentityRows};
 use crate::db::blocklist::BlockTarget;
 use crate::db::{commit_change, Actor, AuditRecord, Db, Visibility};
 use crate::signer::{public_key_json, Signer};
@@ -109,9 +110,69 @@ pub fn content_from_rows(rows: IdentityRows) -> (SnapshotContent, u64) {
     (content, version)
 }
 
-/// Reads everything and publishes it as one snapshot.
+/// A full build fed by the database: the bindings go straight into the snapshot's buffer as
+/// they stream in, the rest (small) is kept as content.
+#[derive(Default)]
+struct StreamingBuild {
+    streamed: Option<StreamedBindings>,
+    rest: SnapshotContent,
+    problem: Option<BuildError>,
+}
+
+impl BindingSink for StreamingBuild {
+    fn start(&mut self, bindings: usize, rest: &IdentityRows) {
+        let (content, _) = content_from_rows(rest.clone());
+        self.streamed = Some(StreamedBindings::new(bindings, &content));
+        self.rest = content;
+    }
+
+    fn push(&mut self, row: BindingRow) {
+        let (Some(streamed), None) = (self.streamed.as_mut(), self.problem.as_ref()) else { return };
+        let Ok(fingerprint) = Fingerprint::from_canonical_hex(&row.fingerprint) else {
+            tracing::error!(table = "smart_card_links", "row with a non-canonical fingerprint left out of the snapshot");
+            return;
+        };
+        if let Err(e) = streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled) {
+            self.problem = Some(e);
+        }
+    }
+}
+
+/// Reads everything and publishes it as one snapshot, streaming the bindings into it.
 async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<SignedSnapshot>> {
     store.begin_load();
+    let mut build = StreamingBuild::default();
+    let rows = match snapshot_data::load_streaming(db, &mut build).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            store.abort_load();
+            return Err(e).context("cannot read the identity data");
+        }
+    };
+    let version = u64::try_from(rows.version).unwrap_or(0);
+    let streamed = match (build.streamed, build.problem) {
+        (Some(streamed), None) => streamed,
+        (_, Some(BuildError::BindingsOutOfOrder { fingerprint })) => {
+            // A database that does not sort as promised: collect and sort instead.
+            tracing::warn!(fingerprint, "bindings did not arrive in fingerprint order; rebuilding from a sorted copy");
+            return reload_collected(db, store).await;
+        }
+        (_, Some(problem)) => {
+            store.abort_load();
+            return Err(problem).context("cannot build a snapshot of the identity data");
+        }
+        (None, None) => return reload_collected(db, store).await,
+    };
+    let rest = build.rest;
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.finish_streamed_load(streamed, rest, version))
+        .await
+        .context("the snapshot build task failed")?
+        .context("cannot publish the reloaded snapshot")
+}
+
+/// [`reload`] from rows collected and sorted in memory.
+async fn reload_collected(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<SignedSnapshot>> {
     let rows = match snapshot_data::load(db).await {
         Ok(rows) => rows,
         Err(e) => {

@@ -11,7 +11,9 @@
 //! ([`SnapshotStore::begin_load`] / [`SnapshotStore::finish_load`]). A published snapshot of
 //! version `v` therefore holds exactly the database's content at `v`.
 
-use super::builder::{encode_content, encode_patched, BuildError, Change, PatchMode, Pending, SnapshotContent};
+use super::builder::{
+    encode_content, encode_patched, BuildError, Change, PatchMode, Pending, SnapshotContent, StreamedBindings,
+};
 use crate::signer::Signer;
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView};
 use std::collections::BTreeMap;
@@ -331,11 +333,30 @@ impl SnapshotStore {
     /// everything the store held. Blocking (hashing and the token): call it from a blocking
     /// task.
     pub fn finish_load(&self, mut content: SnapshotContent, version: u64) -> Result<Arc<SignedSnapshot>, StoreError> {
+        self.finish_load_with(version, |header| encode_content(&mut content, header))
+    }
+
+    /// [`SnapshotStore::finish_load`] of a build already under way: bindings streamed from
+    /// the database into `streamed`, everything else in `rest`.
+    pub fn finish_streamed_load(
+        &self,
+        streamed: StreamedBindings,
+        mut rest: SnapshotContent,
+        version: u64,
+    ) -> Result<Arc<SignedSnapshot>, StoreError> {
+        self.finish_load_with(version, |header| streamed.finish(&mut rest, header))
+    }
+
+    fn finish_load_with(
+        &self,
+        version: u64,
+        encode: impl FnOnce(&SnapshotHeader) -> Result<certbind_shared::snapshot::UnsignedSnapshot, BuildError>,
+    ) -> Result<Arc<SignedSnapshot>, StoreError> {
         let _publishing = lock(&self.publishing);
         let published = self.latest().map(|s| s.version());
         let result = match published {
             Some(published) if version <= published => Err(StoreError::StaleLoad { loaded: version, published }),
-            _ => self.sign(version, |header| encode_content(&mut content, header)),
+            _ => self.sign(version, encode),
         };
         let mut state = lock(&self.state);
         state.loading = false;

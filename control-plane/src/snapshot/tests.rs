@@ -301,6 +301,44 @@ fn both_patch_modes_agree_with_a_full_build() {
 }
 
 #[test]
+fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
+    let header = SnapshotHeader {
+        version: 3,
+        issued_at: 1,
+        expires_at: 2,
+        key_id: "0123456789abcdef".into(),
+        algorithm: crate::signer::SignatureAlgorithm::EcdsaP256Sha256,
+    };
+    let oracle = starting_oracle(2_500);
+    let mut content = oracle.content();
+    content.bindings.push(BindingEntry {
+        fingerprint: fp("text-user", 0),
+        user_id: "not-a-ulid".into(),
+        org_id: "o9".into(),
+        enabled: true,
+    });
+    let full = encode_content(&mut content.clone(), &header).unwrap();
+
+    // The database's order: ascending fingerprints.
+    let mut bindings = std::mem::take(&mut content.bindings);
+    bindings.sort_by_key(|b| b.fingerprint);
+    let mut streamed = StreamedBindings::new(bindings.len(), &content);
+    for b in &bindings {
+        streamed.push(&b.fingerprint, &b.user_id, &b.org_id, b.enabled).unwrap();
+    }
+    let built = streamed.finish(&mut content, &header).unwrap();
+    assert_eq!(built.message(), full.message());
+
+    // Out of order (a database that does not sort bytes as promised) is named as such.
+    let mut streamed = StreamedBindings::new(2, &SnapshotContent::default());
+    streamed.push(&bindings[1].fingerprint, "01HV0000000000000000000001", "o1", true).unwrap();
+    assert_eq!(
+        streamed.push(&bindings[0].fingerprint, "01HV0000000000000000000002", "o1", true),
+        Err(BuildError::BindingsOutOfOrder { fingerprint: bindings[0].fingerprint.to_hex() })
+    );
+}
+
+#[test]
 fn versions_fold_in_order_whatever_order_they_arrive_in() {
     let store = SnapshotStore::new(signer(2), StoreSettings::default());
     let block = |i| vec![Change::Block { fingerprint: fp("x", i) }];
