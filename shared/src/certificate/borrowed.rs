@@ -18,7 +18,7 @@ use x509_cert::spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use x509_cert::time::Validity;
 use x509_cert::Version;
 
-/// What the walk found wrong, and where (a byte offset within the part being read).
+/// What the walk found wrong, and in which part of the certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WalkError {
     pub part: &'static str,
@@ -104,6 +104,20 @@ impl<'a> TlvReader<'a> {
         Ok(tlv)
     }
 
+    /// An OBJECT IDENTIFIER, checked as `der` checks one.
+    pub(crate) fn oid(&mut self, what: &'static str) -> Walked<ObjectIdentifier> {
+        let oid = self.expect(Tag::ObjectIdentifier, what)?;
+        ObjectIdentifier::from_bytes(oid.value).map_err(|e| WalkError::new(self.part, format!("{what}: {e}")))
+    }
+
+    /// The one TLV `bytes` must hold (the contents of an EXPLICIT tag).
+    pub(crate) fn single(bytes: &'a [u8], part: &'static str) -> Walked<Tlv<'a>> {
+        let mut reader = TlvReader::new(bytes, part);
+        let tlv = reader.next()?;
+        reader.finish()?;
+        Ok(tlv)
+    }
+
     pub(crate) fn finish(&self) -> Walked<()> {
         if self.rest.is_empty() {
             Ok(())
@@ -173,8 +187,7 @@ impl<'a> NameRef<'a> {
         while !reader.is_empty() {
             let attribute = reader.expect(Tag::Sequence, "attribute")?;
             let mut inner = TlvReader::new(attribute.value, part);
-            let oid = inner.expect(Tag::ObjectIdentifier, "attribute type")?;
-            let oid = ObjectIdentifier::from_bytes(oid.value).map_err(|e| WalkError::new(part, e.to_string()))?;
+            let oid = inner.oid("attribute type")?;
             let value = inner.next()?;
             inner.finish()?;
             let value = AnyRef::new(value.tag, value.value).map_err(der_error(part))?;
@@ -233,9 +246,7 @@ impl<'a> CertificateRef<'a> {
         // version [0] EXPLICIT Version DEFAULT v1
         if fields.peek_byte() == Some(0xa0) {
             let version = fields.next()?;
-            let mut inner = TlvReader::new(version.value, "version");
-            let integer = inner.next()?;
-            inner.finish()?;
+            let integer = TlvReader::single(version.value, "version")?;
             Version::from_der(integer.encoded).map_err(der_error("version"))?;
         }
         let serial = fields.next()?;
@@ -281,8 +292,7 @@ impl<'a> CertificateRef<'a> {
         while !reader.is_empty() {
             let extension = reader.expect(Tag::Sequence, "extension")?;
             let mut fields = TlvReader::new(extension.value, part);
-            let id = fields.expect(Tag::ObjectIdentifier, "extnID")?;
-            let extn_id = ObjectIdentifier::from_bytes(id.value).map_err(|e| WalkError::new(part, e.to_string()))?;
+            let extn_id = fields.oid("extnID")?;
             if fields.peek_byte() == Some(0x01) {
                 let critical = fields.next()?;
                 if !matches!(critical.value, [0x00] | [0xff]) {

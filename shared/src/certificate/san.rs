@@ -100,16 +100,13 @@ pub(crate) fn subject_alt_names(value: &[u8]) -> Result<Vec<SubjectAltName>, Cer
             Some(0x86) => ia5(SubjectAltName::Uri).map_err(|()| invalid("uniformResourceIdentifier"))?,
             Some(0xa0) => {
                 let mut fields = TlvReader::new(name.value, "otherName");
-                let type_id = fields.expect(Tag::ObjectIdentifier, "type-id").map_err(structure)?;
-                let type_id = ObjectIdentifier::from_bytes(type_id.value).map_err(|_| invalid("otherName type-id"))?;
+                let type_id = fields.oid("type-id").map_err(structure)?;
                 let wrapper = fields.next().map_err(structure)?;
                 fields.finish().map_err(structure)?;
                 if wrapper.encoded.first() != Some(&0xa0) {
                     return Err(invalid("otherName value"));
                 }
-                let mut inner = TlvReader::new(wrapper.value, "otherName");
-                let value = inner.next().map_err(structure)?;
-                inner.finish().map_err(structure)?;
+                let value = TlvReader::single(wrapper.value, "otherName").map_err(structure)?;
                 other_name(&type_id, value.tag, value.value)?
             }
             _ => {
