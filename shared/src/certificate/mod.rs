@@ -12,6 +12,7 @@ use crate::encoding::hex_lower;
 use crate::fingerprint::Fingerprint;
 use der::asn1::ObjectIdentifier;
 use borrowed::{CertificateRef, ExtensionRef};
+use const_oid::AssociatedOid;
 use der::Decode;
 use x509_cert::ext::pkix::{CertificatePolicies, ExtendedKeyUsage};
 use x509_cert::time::Time;
@@ -21,9 +22,6 @@ pub use san::SubjectAltName;
 /// Largest certificate DER accepted. Real PIV/CAC certificates are 1.5–2.5 KiB; 16 KiB leaves
 /// room for unusual extensions while bounding the work an attacker can ask for.
 pub const MAX_CERTIFICATE_DER: usize = 16 * 1024;
-
-/// id-ce-subjectAltName.
-const SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 
 /// id-PIV-cardAuth: the Card Authentication key needs no PIN, so it proves possession of a
 /// card, not presence of its holder.
@@ -92,12 +90,11 @@ impl CertificateFacts {
     /// present but unreadable (a UPN or FASC-N of the wrong form).
     pub fn from_der(der: &[u8]) -> Result<CertificateFacts, CertificateError> {
         let certificate = decode_certificate(der)?;
-        let tbs = &certificate;
         let extensions = certificate.extensions.as_slice();
         refuse_repeated_extensions(extensions)?;
 
-        let subject_alt_names = match extensions.iter().find(|e| e.extn_id == SUBJECT_ALT_NAME) {
-            Some(found) => san::subject_alt_names(found.extn_value)?,
+        let subject_alt_names = match extension_value(extensions, &x509_cert::ext::pkix::SubjectAltName::OID) {
+            Some(value) => san::subject_alt_names(value)?,
             None => Vec::new(),
         };
         let policy_oids = match extension::<CertificatePolicies>(extensions, "certificatePolicies")? {
@@ -111,11 +108,11 @@ impl CertificateFacts {
 
         Ok(CertificateFacts {
             fingerprint: Fingerprint::of_der(der),
-            subject_dn: dn::format_name(&tbs.subject)?,
-            issuer_dn: dn::format_name(&tbs.issuer)?,
-            serial_hex: serial_hex(tbs.serial_number.as_bytes()),
-            not_before: unix_seconds(tbs.validity.not_before)?,
-            not_after: unix_seconds(tbs.validity.not_after)?,
+            subject_dn: dn::format_name(&certificate.subject)?,
+            issuer_dn: dn::format_name(&certificate.issuer)?,
+            serial_hex: serial_hex(certificate.serial_number.as_bytes()),
+            not_before: unix_seconds(certificate.validity.not_before)?,
+            not_after: unix_seconds(certificate.validity.not_after)?,
             subject_alt_names,
             policy_oids,
             extended_key_usages,
@@ -196,18 +193,17 @@ fn refuse_repeated_extensions(extensions: &[ExtensionRef<'_>]) -> Result<(), Cer
     Ok(())
 }
 
-/// The extension of type `T`, decoded from its value, if present (repeats are refused
-/// before this is asked).
+/// The value of the extension `oid`, if present (repeats are refused before this is asked).
+fn extension_value<'a>(extensions: &[ExtensionRef<'a>], oid: &ObjectIdentifier) -> Option<&'a [u8]> {
+    extensions.iter().find(|e| e.extn_id == *oid).map(|e| e.extn_value)
+}
+
+/// The extension of type `T`, decoded from its value by x509-cert, if present.
 fn extension<'a, T>(extensions: &[ExtensionRef<'a>], name: &str) -> Result<Option<T>, CertificateError>
 where
-    T: Decode<'a> + const_oid::AssociatedOid,
+    T: Decode<'a> + AssociatedOid,
 {
-    match extensions.iter().find(|e| e.extn_id == T::OID) {
-        Some(found) => T::from_der(found.extn_value)
-            .map(Some)
-            .map_err(|e| extension_error(name, e)),
-        None => Ok(None),
-    }
+    extension_value(extensions, &T::OID).map(|value| T::from_der(value).map_err(|e| extension_error(name, e))).transpose()
 }
 
 /// `oid` in dotted decimal, as its `Display` writes it, without going through `fmt`: a

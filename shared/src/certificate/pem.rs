@@ -115,6 +115,11 @@ const PEM_BODY_BYTES: [u8; 256] = {
     table
 };
 
+/// The three bytes four base64 digits (values 0–63) spell.
+fn group_bytes([a, b, c, d]: [u8; 4]) -> [u8; 3] {
+    [(a << 2) | (b >> 4), (b << 4) | (c >> 2), (c << 6) | d]
+}
+
 /// Decodes a PEM body in one pass: whitespace anywhere is skipped, anything else must be
 /// standard base64 in whole four-digit groups, `=` padding only to complete the last group,
 /// and the bits padding leaves over must be zero (base64's canonical form, so one DER has
@@ -146,7 +151,7 @@ fn decode_body_to_end(text: &[u8]) -> Result<(Vec<u8>, usize), CertificateError>
                 PEM_BODY_BYTES[usize::from(*d)],
             );
             if (a | b | c | d) < 64 {
-                der.extend_from_slice(&[(a << 2) | (b >> 4), (b << 4) | (c >> 2), (c << 6) | d]);
+                der.extend_from_slice(&group_bytes([a, b, c, d]));
                 digits += 4;
                 rest = rest.get(4..).unwrap_or_default();
                 continue;
@@ -171,11 +176,7 @@ fn decode_body_to_end(text: &[u8]) -> Result<(Vec<u8>, usize), CertificateError>
                 filled += 1;
                 digits += 1;
                 if filled == 4 {
-                    der.extend_from_slice(&[
-                        (group[0] << 2) | (group[1] >> 4),
-                        (group[1] << 4) | (group[2] >> 2),
-                        (group[2] << 6) | group[3],
-                    ]);
+                    der.extend_from_slice(&group_bytes(group));
                     filled = 0;
                 }
             }
@@ -188,12 +189,12 @@ fn decode_body_to_end(text: &[u8]) -> Result<(Vec<u8>, usize), CertificateError>
         return Err(CertificateError::Pem("empty certificate body"));
     }
     const INVALID: CertificateError = CertificateError::Pem("body is not valid base64");
+    // A padded last group yields the bytes its digits fill; the bits left over must be zero.
+    let last = group_bytes(group);
     match (invalid, filled, padding) {
         (false, 0, 0) => {}
-        (false, 2, 2) if group[1] & 0x0f == 0 => der.push((group[0] << 2) | (group[1] >> 4)),
-        (false, 3, 1) if group[2] & 0x03 == 0 => {
-            der.extend_from_slice(&[(group[0] << 2) | (group[1] >> 4), (group[1] << 4) | (group[2] >> 2)])
-        }
+        (false, 2, 2) if group[1] & 0x0f == 0 => der.extend_from_slice(&last[..1]),
+        (false, 3, 1) if group[2] & 0x03 == 0 => der.extend_from_slice(&last[..2]),
         _ => return Err(INVALID),
     }
     if der.len() > MAX_CERTIFICATE_DER {
