@@ -11,6 +11,7 @@
 use certbind_control_plane::signer::pkcs11::{init_softhsm_token, Pkcs11Settings, Pkcs11Signer, SOFTHSM2_MODULE};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{BindingEntry, Change, SnapshotContent, SnapshotStore, StoreSettings};
+use certbind_shared::encoding::ulid_render;
 use certbind_shared::Fingerprint;
 use criterion::{BatchSize, Criterion};
 use sha2::{Digest, Sha256};
@@ -23,14 +24,13 @@ use memory::{mib, reset_peak, status_kib};
 
 const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
 const ORGS: usize = 100;
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A ULID-shaped id (26 characters), the control plane's id format.
 fn ulid_like(prefix: u8, n: u64) -> String {
     let value = (u128::from(prefix) << 100)
         | (u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15) << 16)
         | u128::from(n & 0xffff);
-    (0..26).rev().map(|i| char::from(CROCKFORD[((value >> (i * 5)) & 31) as usize])).collect()
+    ulid_render(&value.to_be_bytes()).iter().map(|&c| char::from(c)).collect()
 }
 
 fn fingerprint(n: u64) -> Fingerprint {

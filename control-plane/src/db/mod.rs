@@ -21,6 +21,7 @@ pub mod tokens;
 pub mod users;
 
 use anyhow::Context;
+use certbind_shared::encoding::ulid_render;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::time::Duration;
@@ -279,21 +280,18 @@ pub async fn commit_change(mut tx: Tx, record: AuditRecord<'_>, visibility: Visi
 /// A new identifier: 48 bits of milliseconds then 80 random bits, in Crockford base32 (26
 /// characters, the ULID layout). Sorts by creation time, which keyset pagination relies on.
 pub fn new_id() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
     let value = ((millis & ((1u128 << 48) - 1)) << 80) | random;
-    (0..26)
-        .rev()
-        .map(|i| char::from(ALPHABET[((value >> (i * 5)) & 31) as usize]))
-        .collect()
+    // The same spelling the snapshot reads back from a ULID's bits.
+    ulid_render(&value.to_be_bytes()).iter().map(|&c| char::from(c)).collect()
 }
 
-/// Reads an `INTEGER` 0/1 column as a bool (SQLite has no boolean type).
-pub(crate) fn get_flag(row: &AnyRow, column: &str) -> sqlx::Result<bool> {
+/// Reads an `INTEGER` 0/1 column, by name or position, as a bool (SQLite has no boolean type).
+pub(crate) fn get_flag<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, column: I) -> sqlx::Result<bool> {
     Ok(row.try_get::<i64, _>(column)? != 0)
 }
 

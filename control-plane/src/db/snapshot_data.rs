@@ -1,7 +1,7 @@
 //! Everything the filter needs, read in one consistent transaction: the input of a full
 //! snapshot build.
 
-use super::{Backend, Db};
+use super::{get_flag, Backend, Db};
 use futures_util::TryStreamExt;
 use sqlx::Row;
 
@@ -145,7 +145,7 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
             fingerprint: row.try_get(0)?,
             user_id: row.try_get(1)?,
             org_id: row.try_get(2)?,
-            enabled: row.try_get::<i64, _>(3)? != 0,
+            enabled: get_flag(&row, 3)?,
         });
     }
     drop(bindings);

@@ -565,8 +565,7 @@ fn capacity_for(bindings: usize, binding_strings: usize, content: &SnapshotConte
 /// ambiguous and JWKS documents the filter could not parse.
 pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
     let user_strings: usize = content.bindings.iter().map(|b| user_string_len(&b.user_id)).sum();
-    let (total, strings) = capacity_for(content.bindings.len(), user_strings, content);
-    let mut encoder = SnapshotEncoder::with_capacity(total, strings);
+    let mut streamed = StreamedBindings::with_room(content.bindings.len(), user_strings, content);
 
     content.bindings.sort_unstable_by_key(|b| b.fingerprint);
     for pair in content.bindings.windows(2) {
@@ -577,11 +576,9 @@ pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) ->
         }
     }
     for b in &content.bindings {
-        check_string("user_id", &b.user_id)?;
-        check_string("org_id", &b.org_id)?;
-        encoder.push_binding(&b.fingerprint, &b.user_id, &b.org_id, b.enabled)?;
+        streamed.push(&b.fingerprint, &b.user_id, &b.org_id, b.enabled)?;
     }
-    encode_other_sections(encoder, content, header)
+    streamed.finish(content, header)
 }
 
 /// Bindings streamed straight into the snapshot's buffer in ascending fingerprint order (the
@@ -592,9 +589,14 @@ pub struct StreamedBindings {
 }
 
 impl StreamedBindings {
-    /// Room for `bindings` records and for `rest`, the snapshot's other sections.
+    /// Room for `bindings` records of ULID users and for `rest`, the snapshot's other sections.
     pub fn new(bindings: usize, rest: &SnapshotContent) -> Self {
-        let (total, strings) = capacity_for(bindings, 0, rest);
+        Self::with_room(bindings, 0, rest)
+    }
+
+    /// As [`StreamedBindings::new`], with `user_strings` bytes of string table for user ids.
+    fn with_room(bindings: usize, user_strings: usize, rest: &SnapshotContent) -> Self {
+        let (total, strings) = capacity_for(bindings, user_strings, rest);
         StreamedBindings { encoder: SnapshotEncoder::with_capacity(total, strings) }
     }
 
@@ -608,7 +610,7 @@ impl StreamedBindings {
         })
     }
 
-    /// The rest of the snapshot from `rest`, whose bindings must be empty.
+    /// The rest of the snapshot from `rest` (its bindings are not read).
     pub fn finish(self, rest: &mut SnapshotContent, header: &SnapshotHeader) -> Result<UnsignedSnapshot, BuildError> {
         encode_other_sections(self.encoder, rest, header)
     }

@@ -15,7 +15,7 @@ use super::builder::{
     BindingEntry, BuildError, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SnapshotContent,
     StreamedBindings,
 };
-use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
+use super::store::{SignedSnapshot, SnapshotStore, StoreError, StoreSettings};
 use crate::app::{IdentityChange, ServedSnapshot, SnapshotService};
 use crate::db::snapshot_data::{self, BindingRow, BindingSink, IdentityRows};
 use crate::db::blocklist::BlockTarget;
@@ -55,18 +55,24 @@ fn served(snapshot: &SignedSnapshot) -> Arc<ServedSnapshot> {
     })
 }
 
-/// Turns the database's rows into snapshot content. Rows that cannot be represented are
-/// left out and logged; each omission fails closed (an unreadable binding is an unenrolled
-/// card, an unreadable issuer's tokens are refused).
-pub fn content_from_rows(rows: IdentityRows) -> (SnapshotContent, u64) {
-    let version = u64::try_from(rows.version).unwrap_or(0);
-    let fingerprint = |text: &str, table: &str| match Fingerprint::from_canonical_hex(text) {
+/// A fingerprint column of `table`; a value that is not canonical hex is logged and the row
+/// left out (it fails closed: an unreadable binding is an unenrolled card).
+fn stored_fingerprint(text: &str, table: &str) -> Option<Fingerprint> {
+    match Fingerprint::from_canonical_hex(text) {
         Ok(fp) => Some(fp),
         Err(_) => {
             tracing::error!(table, "row with a non-canonical fingerprint left out of the snapshot");
             None
         }
-    };
+    }
+}
+
+/// Turns the database's rows into snapshot content. Rows that cannot be represented are
+/// left out and logged; each omission fails closed (an unreadable binding is an unenrolled
+/// card, an unreadable issuer's tokens are refused).
+pub fn content_from_rows(rows: IdentityRows) -> (SnapshotContent, u64) {
+    let version = u64::try_from(rows.version).unwrap_or(0);
+    let fingerprint = stored_fingerprint;
     let mut content = SnapshotContent::default();
     for row in rows.bindings {
         if let Some(fingerprint) = fingerprint(&row.fingerprint, "smart_card_links") {
@@ -128,10 +134,7 @@ impl BindingSink for StreamingBuild {
 
     fn push(&mut self, row: BindingRow) {
         let (Some(streamed), None) = (self.streamed.as_mut(), self.problem.as_ref()) else { return };
-        let Ok(fingerprint) = Fingerprint::from_canonical_hex(&row.fingerprint) else {
-            tracing::error!(table = "smart_card_links", "row with a non-canonical fingerprint left out of the snapshot");
-            return;
-        };
+        let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") else { return };
         if let Err(e) = streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled) {
             self.problem = Some(e);
         }
@@ -142,13 +145,7 @@ impl BindingSink for StreamingBuild {
 async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<SignedSnapshot>> {
     store.begin_load();
     let mut build = StreamingBuild::default();
-    let rows = match snapshot_data::load_streaming(db, &mut build).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            store.abort_load();
-            return Err(e).context("cannot read the identity data");
-        }
-    };
+    let rows = read_or_abort(store, snapshot_data::load_streaming(db, &mut build).await)?;
     let version = u64::try_from(rows.version).unwrap_or(0);
     let streamed = match (build.streamed, build.problem) {
         (Some(streamed), None) => streamed,
@@ -164,25 +161,28 @@ async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<Signe
         (None, None) => return reload_collected(db, store).await,
     };
     let rest = build.rest;
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || store.finish_streamed_load(streamed, rest, version))
-        .await
-        .context("the snapshot build task failed")?
-        .context("cannot publish the reloaded snapshot")
+    finish_blocking(store, move |store| store.finish_streamed_load(streamed, rest, version)).await
 }
 
 /// [`reload`] from rows collected and sorted in memory.
 async fn reload_collected(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<SignedSnapshot>> {
-    let rows = match snapshot_data::load(db).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            store.abort_load();
-            return Err(e).context("cannot read the identity data");
-        }
-    };
+    let rows = read_or_abort(store, snapshot_data::load(db).await)?;
     let (content, version) = content_from_rows(rows);
+    finish_blocking(store, move |store| store.finish_load(content, version)).await
+}
+
+/// The rows of a load, or the load called off so that changes flow again.
+fn read_or_abort<T>(store: &SnapshotStore, read: sqlx::Result<T>) -> anyhow::Result<T> {
+    read.inspect_err(|_| store.abort_load()).context("cannot read the identity data")
+}
+
+/// A load's build and signature, off the async workers (hashing and the token block).
+async fn finish_blocking(
+    store: &Arc<SnapshotStore>,
+    finish: impl FnOnce(&SnapshotStore) -> Result<Arc<SignedSnapshot>, StoreError> + Send + 'static,
+) -> anyhow::Result<Arc<SignedSnapshot>> {
     let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || store.finish_load(content, version))
+    tokio::task::spawn_blocking(move || finish(&store))
         .await
         .context("the snapshot build task failed")?
         .context("cannot publish the reloaded snapshot")
