@@ -31,6 +31,9 @@ pub trait Host {
 /// [`Host`] over the proxy-wasm ABI.
 pub struct ProxyHost;
 
+/// [`crate::snapshot::RootHost`] over the proxy-wasm ABI.
+pub struct ProxyRootHost;
+
 #[cfg(target_arch = "wasm32")]
 mod proxy {
     use super::*;
@@ -75,6 +78,71 @@ mod proxy {
 
         fn log_warn(&self, message: &str) {
             let _ = hostcalls::log(LogLevel::Warn, message);
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod root_proxy {
+    use super::{HostError, ProxyRootHost};
+    use crate::snapshot::{Level, RootHost};
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::{LogLevel, Status};
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    impl RootHost for ProxyRootHost {
+        fn now_ms(&self) -> i64 {
+            hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .unwrap_or(0)
+        }
+
+        fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+            hostcalls::get_shared_data(key).map_err(|s| HostError(format!("get shared data: {s:?}")))
+        }
+
+        fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
+            match hostcalls::set_shared_data(key, Some(value), cas) {
+                Ok(()) => Ok(true),
+                Err(Status::CasMismatch) => Ok(false),
+                Err(s) => Err(HostError(format!("set shared data: {s:?}"))),
+            }
+        }
+
+        fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError> {
+            hostcalls::dispatch_http_call(upstream, headers.to_vec(), None, Vec::new(), Duration::from_millis(timeout_ms))
+                .map_err(|s| HostError(format!("{s:?}")))
+        }
+
+        fn log(&self, level: Level, message: &str) {
+            let level = match level {
+                Level::Info => LogLevel::Info,
+                Level::Warn => LogLevel::Warn,
+                Level::Error => LogLevel::Error,
+            };
+            let _ = hostcalls::log(level, message);
+        }
+
+        fn random_u64(&self) -> u64 {
+            // std seeds hash keys from the host's `random_get`: random enough for worker ids
+            // and jitter, and no extra dependency.
+            RandomState::new().build_hasher().finish()
+        }
+
+        fn increment(&self, metric: Option<u32>) {
+            if let Some(id) = metric {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+        }
+
+        fn record(&self, metric: Option<u32>, value: u64) {
+            if let Some(id) = metric {
+                let _ = hostcalls::record_metric(id, value);
+            }
         }
     }
 }

@@ -8,6 +8,24 @@ use certbind_shared::decision::trust::parse_peer_address;
 use certbind_shared::decision::{Engine, RequestInput};
 use certbind_shared::identity::IdentityData;
 
+/// The identity data a request decides with, asked for at the request's own time: a held
+/// snapshot stops answering the moment it expires.
+pub trait IdentityAt {
+    fn identity_at(&self, now: i64) -> Option<&dyn IdentityData>;
+    /// Told when a request found no identity data, so the first such refusal is explained in
+    /// the log. `log` writes a warning.
+    fn note_unavailable(&self, _now: i64, _log: &dyn Fn(&str)) {}
+}
+
+/// Identity data that is always there (or never): the development identity, tests.
+pub struct FixedIdentity<'a>(pub Option<&'a dyn IdentityData>);
+
+impl IdentityAt for FixedIdentity<'_> {
+    fn identity_at(&self, _now: i64) -> Option<&dyn IdentityData> {
+        self.0
+    }
+}
+
 /// What the proxy should do next with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -35,7 +53,7 @@ fn list_property<H: Host>(host: &H, path: &[&str]) -> Vec<String> {
 pub fn on_request_headers<H: Host>(
     host: &H,
     engine: &mut Engine,
-    identity: Option<&dyn IdentityData>,
+    identity: &dyn IdentityAt,
     metrics: &Metrics,
 ) -> Verdict {
     let headers = match host.request_headers() {
@@ -64,6 +82,11 @@ pub fn on_request_headers<H: Host>(
     } else {
         (None, Vec::new(), Vec::new())
     };
+    let now = host.now();
+    let identity = identity.identity_at(now).or_else(|| {
+        identity.note_unavailable(now, &|message| host.log_warn(message));
+        None
+    });
     let input = RequestInput {
         headers: &headers,
         peer,
@@ -71,7 +94,7 @@ pub fn on_request_headers<H: Host>(
         connection_subject: subject.as_deref(),
         connection_uri_sans: &uri_sans,
         connection_dns_sans: &dns_sans,
-        now: host.now(),
+        now,
     };
     let outcome = engine.evaluate(&input, identity);
     match &outcome {

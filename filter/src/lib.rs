@@ -8,6 +8,7 @@ pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod root;
+pub mod snapshot;
 
 #[cfg(target_arch = "wasm32")]
 mod entry {

@@ -5,6 +5,7 @@
 
 pub mod cases;
 pub mod host;
+pub mod snapshots;
 
 /// Absolute path of the filter `.wasm` that `build.rs` compiled for this build.
 pub const FILTER_WASM: &str = env!("CERTBIND_FILTER_WASM");

@@ -15,7 +15,7 @@ use wasmtime::{Engine, Memory, MemoryType, Store};
 /// The smallest configuration the filter accepts with identity data (empty, given inline):
 /// certificate from this proxy's XFCC, mTLS everywhere.
 const MINIMAL_CONFIG: &str =
-    r#"{"policy":{"certificate_source":{"kind":"xfcc","trust":"this_proxy"},"default_mode":"mtls"},"identity":{}}"#;
+    r#"{"policy":{"certificate_source":{"kind":"xfcc","trust":"this_proxy"},"default_mode":"mtls"},"development_identity":{}}"#;
 
 /// Imports the proxy-wasm SDK declares for gRPC, which certbind never calls: they are linked as
 /// traps (loading succeeds; a call would fail the VM with a clear error).

@@ -107,8 +107,11 @@ impl NativeFilter {
 
     pub fn run(&mut self, request: &CaseRequest) -> (Observed, RecordingHost) {
         let host = RecordingHost::new(request);
-        let identity = self.configured.identity.as_ref().map(|i| i as &dyn IdentityData);
-        http::on_request_headers(&host, &mut self.configured.engine, identity, &self.metrics);
+        let identity = match &self.configured.identity {
+            config::IdentitySource::Development(data) => Some(data as &dyn IdentityData),
+            config::IdentitySource::Snapshot(_) => None,
+        };
+        http::on_request_headers(&host, &mut self.configured.engine, &http::FixedIdentity(identity), &self.metrics);
         let observed = Observed {
             local_response: host.response.borrow().clone(),
             forwarded: host.forwarded.borrow().clone().unwrap_or_else(|| host.headers.clone()),

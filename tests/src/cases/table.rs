@@ -51,7 +51,7 @@ pub fn standard_identity() -> Value {
 }
 
 pub fn standard_config() -> Value {
-    json!({"policy": standard_policy(), "identity": standard_identity()})
+    json!({"policy": standard_policy(), "development_identity": standard_identity()})
 }
 
 fn facts(name: &str) -> CertificateFacts {
@@ -167,7 +167,7 @@ pub fn spoofing() -> Vec<Case> {
         let mut policy = standard_policy();
         policy["certificate_source"] = source;
         policy["trusted_proxies"] = json!(["10.0.0.0/8"]);
-        json!({"policy": policy, "identity": standard_identity()})
+        json!({"policy": policy, "development_identity": standard_identity()})
     };
     let xfcc_forwarded = forwarded_policy(json!({"kind": "xfcc", "trust": "trusted_proxies"}));
     let mut from_untrusted = request("/mtls/x", Some(jane), None);
@@ -232,14 +232,21 @@ pub fn malformed_headers() -> Vec<Case> {
     ]
 }
 
+/// A snapshot signing key pinned where no snapshot ever arrives.
+const UNUSED_SNAPSHOT_KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEh4a7xDWS80NmdIiGFnWRnj1Td/Ki\nZA5SjvIMnQWactXFeLdGo5uJ3LVBjzWQGFH34r5pVEnaUTx2/urgFHVUBw==\n-----END PUBLIC KEY-----\n";
+
 /// Each remaining reason of the error contract, and the identity precedence.
 pub fn reasons_and_identity() -> Vec<Case> {
     let revoked_cac = {
         let mut identity = standard_identity();
         identity["revoked"] = json!([{"issuer_dn": facts("cac").issuer_dn, "serial": "0x3001"}]);
-        json!({"policy": standard_policy(), "identity": identity})
+        json!({"policy": standard_policy(), "development_identity": identity})
     };
-    let no_identity = json!({"policy": standard_policy()});
+    // A snapshot source configured, but no snapshot verified yet.
+    let no_identity = json!({"policy": standard_policy(), "snapshot": {
+        "pinned_keys": [UNUSED_SNAPSHOT_KEY],
+        "control_plane": {"cluster": "certbind_control_plane", "authority": "127.0.0.1:8080", "credential": "unused"}
+    }});
     vec![
         std_case("expired certificate → 401", request("/mtls/x", Some(cert("expired")), None), deny(401, "certificate_expired")),
         std_case("blocklisted certificate → 401", request("/mtls/x", Some(cert("untrusted-user")), None), deny(401, "certificate_blocklisted")),
@@ -321,7 +328,7 @@ pub fn sources() -> Vec<Case> {
             connection_digest: None,
             now: NOW,
         };
-        (json!({"policy": policy, "identity": standard_identity()}), request)
+        (json!({"policy": policy, "development_identity": standard_identity()}), request)
     };
     let mut out = Vec::new();
     for (label, source, header, value) in [
@@ -353,7 +360,7 @@ fn signed_forwarding() -> Vec<Case> {
     policy["trusted_proxies"] = json!(["10.0.0.0/8"]);
     policy["forwarded_signature"] =
         json!({"header": "ssl-client-cert-signature", "secret_base64": certbind_shared::encoding::base64_encode(&secret)});
-    let config = json!({"policy": policy, "identity": standard_identity()});
+    let config = json!({"policy": policy, "development_identity": standard_identity()});
     let value = jane.nginx_escaped();
     let signed = |signature: Option<String>| CaseRequest {
         path: "/mtls/x".into(),

@@ -1,0 +1,595 @@
+//! The snapshot a worker decides with, and how it stays current.
+//!
+//! One worker at a time — the holder of a lease in the proxy's shared data — fetches from the
+//! control plane: a long-poll with `If-None-Match`, so a change arrives as soon as it is signed
+//! and an idle fleet costs one open request per proxy. It verifies what it receives (pinned key,
+//! signature, version, expiry, structure) and publishes the verified bytes in shared data under
+//! a key named by their version, then moves a small head record to that version with a
+//! compare-and-swap. Every other worker reads only the head on each tick (a few bytes) and
+//! copies the snapshot once per new version: N workers make one fetch and one verification.
+//!
+//! A refused snapshot (bad signature, unknown key, older or equal version, expired, malformed)
+//! is counted and logged, and the last good one stays in force until it expires; from then on
+//! requests that need identity data are refused with 503 until a newer one verifies.
+//!
+//! Everything here runs behind [`RootHost`], so it is tested natively with a double and through
+//! the `.wasm` in the wasmtime host.
+
+use crate::config::{ControlPlane, SnapshotSettings};
+use crate::host::HostError;
+use certbind_shared::snapshot::{SnapshotError, SnapshotVerifier, SnapshotView, MAX_SNAPSHOT_BYTES};
+use std::rc::Rc;
+
+pub const CONTENT_TYPE_SNAPSHOT: &str = "application/vnd.certbind.snapshot";
+pub const CONTENT_TYPE_DELTA: &str = "application/vnd.certbind.snapshot-delta";
+
+/// How long a fetching worker's lease lasts without renewal. It renews on every tick, so
+/// only a worker that stopped running (its VM torn down) lets it lapse; another takes over
+/// within this time.
+pub const LEASE_MS: i64 = 5_000;
+
+/// Longest wait between two failed fetches. Failures back off exponentially from
+/// one second with full jitter, so a fleet that lost its control plane does not return in step.
+pub const MAX_BACKOFF_MS: i64 = 60_000;
+
+/// Whether this build can apply deltas; until it can, it asks for whole snapshots only.
+const DELTAS_SUPPORTED: bool = false;
+
+/// Margin on top of the long-poll before a fetch counts as lost.
+const CALLOUT_MARGIN_MS: u64 = 10_000;
+
+/// Severity of a log line, mapped to the proxy's levels by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// The root-level calls the snapshot machinery makes.
+pub trait RootHost {
+    /// Milliseconds since the Unix epoch, from the proxy's clock.
+    fn now_ms(&self) -> i64;
+    /// A shared-data value and its compare-and-swap token; `(None, None)` when absent.
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
+    /// Writes a shared-data value. `cas`: only if the value is still the one read with that
+    /// token. `Ok(false)`: someone wrote in between.
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
+    /// Starts an HTTP callout; returns its token.
+    fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError>;
+    fn log(&self, level: Level, message: &str);
+    fn random_u64(&self) -> u64;
+    fn increment(&self, metric: Option<u32>);
+    fn record(&self, metric: Option<u32>, value: u64);
+}
+
+/// What came back from a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchResponse {
+    /// The callout failed: no connection, reset, timeout.
+    Failed,
+    /// A response. `body` is `None` when it was larger than a snapshot may be (not read).
+    Answer { status: u32, content_type: Option<String>, body: Option<Vec<u8>> },
+}
+
+/// Metric ids, defined at configuration time. Any may be missing (the host refused to define
+/// it); counting is then skipped, never the request.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotMetrics {
+    pub version: Option<u32>,
+    pub age_seconds: Option<u32>,
+    pub expires_in_seconds: Option<u32>,
+    pub fetches: Option<u32>,
+    pub not_modified: Option<u32>,
+    pub fetch_failures: Option<u32>,
+    pub full_loads: Option<u32>,
+    pub deltas_applied: Option<u32>,
+    pub adopted_from_shared: Option<u32>,
+    pub refused: Vec<(&'static str, u32)>,
+}
+
+/// Every refusal kind, as counted (`certbind.snapshot.refused.<kind>`).
+pub const REFUSAL_KINDS: [&str; 10] = [
+    "too_large",
+    "malformed",
+    "unsupported_format",
+    "unknown_key",
+    "bad_signature",
+    "rollback",
+    "replay",
+    "expired",
+    "issued_in_future",
+    "unexpected_content_type",
+];
+
+impl SnapshotMetrics {
+    pub fn define(mut define: impl FnMut(&str, bool) -> Option<u32>) -> Self {
+        let gauge = |define: &mut dyn FnMut(&str, bool) -> Option<u32>, name: &str| define(name, true);
+        let counter = |define: &mut dyn FnMut(&str, bool) -> Option<u32>, name: &str| define(name, false);
+        SnapshotMetrics {
+            version: gauge(&mut define, "certbind.snapshot.version"),
+            age_seconds: gauge(&mut define, "certbind.snapshot.age_seconds"),
+            expires_in_seconds: gauge(&mut define, "certbind.snapshot.expires_in_seconds"),
+            fetches: counter(&mut define, "certbind.snapshot.fetches"),
+            not_modified: counter(&mut define, "certbind.snapshot.not_modified"),
+            fetch_failures: counter(&mut define, "certbind.snapshot.fetch_failures"),
+            full_loads: counter(&mut define, "certbind.snapshot.full_loads"),
+            deltas_applied: counter(&mut define, "certbind.snapshot.deltas_applied"),
+            adopted_from_shared: counter(&mut define, "certbind.snapshot.adopted_from_shared"),
+            refused: REFUSAL_KINDS
+                .iter()
+                .filter_map(|kind| define(&format!("certbind.snapshot.refused.{kind}"), false).map(|id| (*kind, id)))
+                .collect(),
+        }
+    }
+
+    fn refused(&self, kind: &str) -> Option<u32> {
+        self.refused.iter().find(|(k, _)| *k == kind).map(|(_, id)| *id)
+    }
+}
+
+/// The counter a refusal is filed under.
+pub fn refusal_kind(error: &SnapshotError) -> &'static str {
+    match error {
+        SnapshotError::TooLarge { .. } => "too_large",
+        SnapshotError::Truncated { .. }
+        | SnapshotError::BadMagic
+        | SnapshotError::Malformed { .. }
+        | SnapshotError::IssuerKeys { .. } => "malformed",
+        SnapshotError::UnsupportedFormat { .. } => "unsupported_format",
+        SnapshotError::UnknownKey { .. } | SnapshotError::KeyAlgorithmMismatch { .. } => "unknown_key",
+        SnapshotError::BadSignature => "bad_signature",
+        SnapshotError::Rollback { .. } => "rollback",
+        SnapshotError::NotNewer { .. } => "replay",
+        SnapshotError::Expired { .. } => "expired",
+        SnapshotError::IssuedInFuture { .. } => "issued_in_future",
+    }
+}
+
+/// The small record every worker reads on each tick: which version is published.
+const HEAD_MAGIC: [u8; 4] = *b"CBH1";
+const HEAD_LEN: usize = 12;
+
+fn encode_head(version: u64) -> [u8; HEAD_LEN] {
+    let mut head = [0u8; HEAD_LEN];
+    head[..4].copy_from_slice(&HEAD_MAGIC);
+    head[4..].copy_from_slice(&version.to_le_bytes());
+    head
+}
+
+fn decode_head(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() != HEAD_LEN || bytes.get(..4) != Some(&HEAD_MAGIC[..]) {
+        return None;
+    }
+    Some(u64::from_le_bytes(bytes.get(4..)?.try_into().ok()?))
+}
+
+/// The lease record: which worker fetches, and until when.
+const LEASE_LEN: usize = 16;
+
+fn encode_lease(worker: u64, until_ms: i64) -> [u8; LEASE_LEN] {
+    let mut lease = [0u8; LEASE_LEN];
+    lease[..8].copy_from_slice(&worker.to_le_bytes());
+    lease[8..].copy_from_slice(&until_ms.to_le_bytes());
+    lease
+}
+
+fn decode_lease(bytes: &[u8]) -> Option<(u64, i64)> {
+    if bytes.len() != LEASE_LEN {
+        return None;
+    }
+    let worker = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let until = i64::from_le_bytes(bytes.get(8..)?.try_into().ok()?);
+    Some((worker, until))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    token: u32,
+    sent_at_ms: i64,
+    asked_for_delta: bool,
+}
+
+/// One worker's snapshot and its part in keeping it current.
+pub struct SnapshotSource {
+    verifier: SnapshotVerifier,
+    control_plane: Option<ControlPlane>,
+    cluster: Option<Rc<str>>,
+    keys: Keys,
+    metrics: SnapshotMetrics,
+    held: Option<Rc<SnapshotView>>,
+    worker: u64,
+    leader: bool,
+    in_flight: Option<InFlight>,
+    next_fetch_at_ms: i64,
+    failures: u32,
+    /// After a delta could not be applied, the next fetch asks for the whole snapshot.
+    want_full: bool,
+    /// Set once the held snapshot's expiry has been logged, cleared when a newer one arrives.
+    expiry_logged: bool,
+}
+
+struct Keys {
+    lease: String,
+    head: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn new(namespace: &str) -> Self {
+        Keys {
+            lease: format!("certbind.{namespace}.lease"),
+            head: format!("certbind.{namespace}.head"),
+            prefix: format!("certbind.{namespace}.snapshot."),
+        }
+    }
+
+    fn snapshot(&self, version: u64) -> String {
+        format!("{}{version}", self.prefix)
+    }
+}
+
+impl SnapshotSource {
+    pub fn new(settings: SnapshotSettings, metrics: SnapshotMetrics, worker: u64) -> Self {
+        SnapshotSource {
+            verifier: settings.verifier,
+            cluster: settings.control_plane.as_ref().map(|cp| Rc::from(cp.cluster.as_str())),
+            control_plane: settings.control_plane,
+            keys: Keys::new(&settings.namespace),
+            metrics,
+            held: None,
+            worker,
+            leader: false,
+            in_flight: None,
+            next_fetch_at_ms: 0,
+            failures: 0,
+            want_full: false,
+            expiry_logged: false,
+        }
+    }
+
+    /// The snapshot to decide with at `now` (Unix seconds): `None` before the first one
+    /// verifies and once the held one has expired.
+    pub fn current(&self, now: i64) -> Option<Rc<SnapshotView>> {
+        self.held.as_ref().filter(|view| !view.is_expired(now)).cloned()
+    }
+
+    pub fn held_version(&self) -> Option<u64> {
+        self.held.as_ref().map(|view| view.version())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// The snapshot held, expired or not (the request checks expiry at its own time).
+    pub fn held(&self) -> Option<Rc<SnapshotView>> {
+        self.held.clone()
+    }
+
+    /// The control plane's cluster name, for log lines.
+    pub fn cluster(&self) -> Option<Rc<str>> {
+        self.cluster.clone()
+    }
+
+    /// Verifies a snapshot given in the configuration and holds it. Its refusal is the
+    /// configuration's.
+    pub fn load_configured<H: RootHost>(&mut self, host: &H, bytes: Vec<u8>) -> Result<(), SnapshotError> {
+        let now = host.now_ms().div_euclid(1000);
+        let view = self.verifier.verify(bytes, now, self.held_version())?;
+        host.increment(self.metrics.full_loads);
+        self.adopt(host, view);
+        Ok(())
+    }
+
+    /// Called on every tick of the proxy.
+    pub fn on_tick<H: RootHost>(&mut self, host: &H) {
+        let now_ms = host.now_ms();
+        self.follow_shared(host);
+        if self.control_plane.is_some() {
+            self.keep_lease(host, now_ms);
+            if self.leader {
+                self.fetch_if_due(host, now_ms);
+            }
+        }
+        self.report(host, now_ms);
+    }
+
+    /// Adopts a newer snapshot another worker published.
+    fn follow_shared<H: RootHost>(&mut self, host: &H) {
+        let Ok((Some(head), _)) = host.shared_get(&self.keys.head) else { return };
+        let Some(published) = decode_head(&head) else { return };
+        if self.held_version().is_some_and(|held| held >= published) {
+            return;
+        }
+        let Ok((Some(bytes), _)) = host.shared_get(&self.keys.snapshot(published)) else { return };
+        if bytes.is_empty() {
+            // Replaced between the two reads; the next tick sees the newer head.
+            return;
+        }
+        // Written only by a worker of this plugin after it verified the bytes: opening checks
+        // the structure, not the signature again (one verification per fleet, not per worker).
+        let now = host.now_ms().div_euclid(1000);
+        match SnapshotView::open_unauthenticated(bytes) {
+            Ok(view) if view.version() == published && !view.is_expired(now) => {
+                host.increment(self.metrics.adopted_from_shared);
+                self.adopt(host, view);
+            }
+            Ok(_) => {}
+            Err(e) => host.log(Level::Error, &format!("certbind: published snapshot {published} does not open: {e}")),
+        }
+    }
+
+    fn keep_lease<H: RootHost>(&mut self, host: &H, now_ms: i64) {
+        let (value, cas) = match host.shared_get(&self.keys.lease) {
+            Ok(read) => read,
+            Err(_) => {
+                self.leader = false;
+                return;
+            }
+        };
+        let holder = value.as_deref().and_then(decode_lease);
+        let ours_or_free = match holder {
+            None => true,
+            Some((worker, until)) => worker == self.worker || until < now_ms,
+        };
+        if !ours_or_free {
+            self.leader = false;
+            return;
+        }
+        let lease = encode_lease(self.worker, now_ms.saturating_add(LEASE_MS));
+        let was_leader = self.leader;
+        self.leader = matches!(host.shared_set(&self.keys.lease, &lease, cas), Ok(true));
+        if self.leader && !was_leader {
+            host.log(Level::Info, "certbind: this worker fetches the identity snapshot");
+        }
+    }
+
+    fn fetch_if_due<H: RootHost>(&mut self, host: &H, now_ms: i64) {
+        let Some(timeout) = self.control_plane.as_ref().map(callout_timeout_ms) else { return };
+        if let Some(in_flight) = self.in_flight {
+            let limit = i64::try_from(timeout + CALLOUT_MARGIN_MS).unwrap_or(i64::MAX);
+            if now_ms.saturating_sub(in_flight.sent_at_ms) < limit {
+                return;
+            }
+            // The proxy answers every callout, so this is a guard, not a path: start over.
+            self.in_flight = None;
+            self.failed(host, now_ms, "the snapshot fetch never completed");
+        }
+        if now_ms < self.next_fetch_at_ms {
+            return;
+        }
+        let Some(cp) = self.control_plane.as_ref() else { return };
+        let held = self.held_version();
+        let asked_for_delta = DELTAS_SUPPORTED && cp.deltas && held.is_some() && !self.want_full;
+        let path = match held {
+            Some(version) => format!("{}?after_version={version}&wait={}", cp.path, cp.long_poll_seconds),
+            None => format!("{}?wait=0", cp.path),
+        };
+        let authorization = format!("Bearer {}", cp.credential);
+        let etag = held.map(|v| format!("\"{v}\""));
+        let accept = if asked_for_delta {
+            format!("{CONTENT_TYPE_DELTA}, {CONTENT_TYPE_SNAPSHOT}")
+        } else {
+            CONTENT_TYPE_SNAPSHOT.to_string()
+        };
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "GET"),
+            (":path", &path),
+            (":authority", &cp.authority),
+            ("authorization", &authorization),
+            ("accept", &accept),
+        ];
+        if let Some(etag) = &etag {
+            headers.push(("if-none-match", etag));
+        }
+        let timeout = if held.is_some() { callout_timeout_ms(cp) } else { CALLOUT_MARGIN_MS };
+        match host.dispatch(&cp.cluster, &headers, timeout) {
+            Ok(token) => {
+                host.increment(self.metrics.fetches);
+                self.in_flight = Some(InFlight { token, sent_at_ms: now_ms, asked_for_delta });
+            }
+            Err(e) => {
+                let cluster = cp.cluster.clone();
+                self.failed(host, now_ms, &format!("cannot call the control plane (cluster {cluster:?}): {e}"));
+            }
+        }
+    }
+
+    /// The answer to callout `token`.
+    pub fn on_response<H: RootHost>(&mut self, host: &H, token: u32, response: FetchResponse) {
+        let Some(in_flight) = self.in_flight.filter(|f| f.token == token) else { return };
+        self.in_flight = None;
+        let now_ms = host.now_ms();
+        match response {
+            FetchResponse::Failed => self.failed(host, now_ms, "the snapshot fetch failed (no response)"),
+            FetchResponse::Answer { status: 304, .. } => {
+                host.increment(self.metrics.not_modified);
+                self.succeeded(host, now_ms, in_flight);
+            }
+            FetchResponse::Answer { status: 200, content_type, body } => {
+                self.received(host, now_ms, in_flight, content_type.as_deref(), body);
+            }
+            FetchResponse::Answer { status: status @ (401 | 403), .. } => self.failed(
+                host,
+                now_ms,
+                &format!("the control plane refused the proxy credential ({status}); check snapshot.control_plane.credential"),
+            ),
+            FetchResponse::Answer { status, .. } => {
+                self.failed(host, now_ms, &format!("the control plane answered {status}"))
+            }
+        }
+        if self.leader {
+            self.fetch_if_due(host, now_ms);
+        }
+    }
+
+    fn received<H: RootHost>(
+        &mut self,
+        host: &H,
+        now_ms: i64,
+        in_flight: InFlight,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) {
+        let now = now_ms.div_euclid(1000);
+        let Some(body) = body else {
+            return self.refused(host, now_ms, &SnapshotError::TooLarge { len: usize::MAX, max: MAX_SNAPSHOT_BYTES });
+        };
+        let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let result = match media.as_deref() {
+            // The very snapshot held, sent again (another replica, a retried answer): nothing
+            // changed. The same version with other bytes is refused below as a replay.
+            Some(CONTENT_TYPE_SNAPSHOT) if self.held.as_ref().is_some_and(|held| held.as_bytes() == body) => {
+                host.increment(self.metrics.not_modified);
+                return self.succeeded(host, now_ms, in_flight);
+            }
+            Some(CONTENT_TYPE_SNAPSHOT) => {
+                self.verifier.verify(body, now, self.held_version()).map(|view| (view, false))
+            }
+            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match &self.held {
+                Some(held) => apply_delta(&self.verifier, held, &body, now).map(|view| (view, true)),
+                None => Err(SnapshotError::BadMagic),
+            },
+            _ => {
+                host.increment(self.metrics.refused("unexpected_content_type"));
+                self.want_full = true;
+                return self.failed(
+                    host,
+                    now_ms,
+                    &format!("the control plane answered with content type {content_type:?}"),
+                );
+            }
+        };
+        match result {
+            Ok((view, was_delta)) => {
+                host.increment(if was_delta { self.metrics.deltas_applied } else { self.metrics.full_loads });
+                self.want_full = false;
+                self.publish(host, &view);
+                self.adopt(host, view);
+                self.succeeded(host, now_ms, in_flight);
+            }
+            Err(e) => {
+                if in_flight.asked_for_delta {
+                    self.want_full = true;
+                }
+                self.refused(host, now_ms, &e);
+            }
+        }
+    }
+
+    fn adopt<H: RootHost>(&mut self, host: &H, view: SnapshotView) {
+        let previous = self.held_version();
+        host.log(
+            Level::Info,
+            &format!(
+                "certbind: identity snapshot version {} in force ({} bindings, expires at {}; was {})",
+                view.version(),
+                view.binding_count(),
+                view.expires_at(),
+                previous.map_or_else(|| "none".to_string(), |v| v.to_string())
+            ),
+        );
+        self.held = Some(Rc::new(view));
+        self.expiry_logged = false;
+        self.report(host, host.now_ms());
+    }
+
+    /// Publishes a verified snapshot for the other workers: the bytes under their version's
+    /// key first, then the head moved to that version by compare-and-swap (never backwards).
+    fn publish<H: RootHost>(&self, host: &H, view: &SnapshotView) {
+        for _ in 0..4 {
+            let Ok((head, cas)) = host.shared_get(&self.keys.head) else { return };
+            let published = head.as_deref().and_then(decode_head);
+            if published.is_some_and(|p| p >= view.version()) {
+                return;
+            }
+            if !matches!(host.shared_set(&self.keys.snapshot(view.version()), view.as_bytes(), None), Ok(true)) {
+                host.log(Level::Error, "certbind: cannot publish the snapshot to the other workers");
+                return;
+            }
+            match host.shared_set(&self.keys.head, &encode_head(view.version()), cas) {
+                Ok(true) => {
+                    // The replaced version's bytes are no longer read by anyone who sees the
+                    // new head: free them (shared data has no delete; an empty value is small).
+                    if let Some(old) = published {
+                        let _ = host.shared_set(&self.keys.snapshot(old), &[], None);
+                    }
+                    return;
+                }
+                Ok(false) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn succeeded<H: RootHost>(&mut self, _host: &H, now_ms: i64, in_flight: InFlight) {
+        self.failures = 0;
+        let interval = self.control_plane.as_ref().map_or(1_000, |cp| i64::from(cp.poll_interval_seconds) * 1_000);
+        self.next_fetch_at_ms = now_ms.max(in_flight.sent_at_ms.saturating_add(interval));
+    }
+
+    fn refused<H: RootHost>(&mut self, host: &H, now_ms: i64, error: &SnapshotError) {
+        host.increment(self.metrics.refused(refusal_kind(error)));
+        host.log(
+            Level::Warn,
+            &format!(
+                "certbind: snapshot refused ({}): {error}; keeping version {}",
+                refusal_kind(error),
+                self.held_version().map_or_else(|| "none".to_string(), |v| v.to_string())
+            ),
+        );
+        self.back_off(host, now_ms);
+    }
+
+    fn failed<H: RootHost>(&mut self, host: &H, now_ms: i64, why: &str) {
+        host.increment(self.metrics.fetch_failures);
+        // The first failure of a run is worth a warning; the rest would flood the log.
+        if self.failures == 0 {
+            host.log(Level::Warn, &format!("certbind: {why}; retrying with backoff, keeping the last good snapshot"));
+        }
+        self.back_off(host, now_ms);
+    }
+
+    fn back_off<H: RootHost>(&mut self, host: &H, now_ms: i64) {
+        self.failures = self.failures.saturating_add(1);
+        let base = (1_000i64 << self.failures.min(6)).min(MAX_BACKOFF_MS);
+        // Full jitter over the upper half: spread, but never sooner than half the base.
+        let half = base / 2;
+        let jitter = i64::try_from(host.random_u64() % u64::try_from(half.max(1)).unwrap_or(1)).unwrap_or(0);
+        self.next_fetch_at_ms = now_ms.saturating_add(half + jitter);
+    }
+
+    fn report<H: RootHost>(&mut self, host: &H, now_ms: i64) {
+        let now = now_ms.div_euclid(1000);
+        let Some(view) = &self.held else { return };
+        host.record(self.metrics.version, view.version());
+        host.record(self.metrics.age_seconds, u64::try_from(now.saturating_sub(view.issued_at())).unwrap_or(0));
+        host.record(self.metrics.expires_in_seconds, u64::try_from(view.expires_at().saturating_sub(now)).unwrap_or(0));
+        if view.is_expired(now) && !self.expiry_logged {
+            self.expiry_logged = true;
+            host.log(
+                Level::Error,
+                &format!(
+                    "certbind: identity snapshot version {} expired at {}; refusing requests that need identity data with 503 until a newer one verifies",
+                    view.version(),
+                    view.expires_at()
+                ),
+            );
+        }
+    }
+}
+
+fn callout_timeout_ms(cp: &ControlPlane) -> u64 {
+    u64::from(cp.long_poll_seconds) * 1_000 + CALLOUT_MARGIN_MS
+}
+
+/// Applies a delta chain to the held snapshot.
+fn apply_delta(
+    _verifier: &SnapshotVerifier,
+    _held: &SnapshotView,
+    _body: &[u8],
+    _now: i64,
+) -> Result<SnapshotView, SnapshotError> {
+    Err(SnapshotError::UnsupportedFormat { format_version: 0 })
+}

@@ -1,0 +1,423 @@
+//! The filter keeping its identity snapshot current, through the compiled `.wasm`: several VMs
+//! of one proxy share host data, one of them fetches from a control plane this test plays, and
+//! every one of them decides with what was verified.
+
+use certbind_tests::cases::fixtures::{TestCert, NOW};
+use certbind_tests::host::{FilterHost, HttpRequest, HttpResult, PendingHttpCall, SharedData};
+use certbind_tests::snapshots::{signed_snapshot, SnapshotContent, Stamp, TestSnapshotKey};
+use serde_json::json;
+use std::time::Duration;
+
+const DAY: i64 = 86_400;
+const CLUSTER: &str = "certbind_control_plane";
+const SNAPSHOT_TYPE: &str = "application/vnd.certbind.snapshot";
+
+fn card() -> TestCert {
+    TestCert::load("piv-auth")
+}
+
+fn other_card() -> TestCert {
+    TestCert::load("cac")
+}
+
+fn config(keys: &[&TestSnapshotKey]) -> String {
+    let pinned: Vec<String> = keys.iter().map(|k| k.pinned_pem()).collect();
+    json!({
+        "policy": {"certificate_source": {"kind": "xfcc", "trust": "this_proxy"}, "default_mode": "mtls"},
+        "snapshot": {
+            "pinned_keys": pinned,
+            "control_plane": {"cluster": CLUSTER, "authority": "127.0.0.1:8080", "credential": "proxy-secret", "long_poll_seconds": 30}
+        }
+    })
+    .to_string()
+}
+
+fn stamp(version: u64) -> Stamp {
+    Stamp { version, issued_at: NOW - 60, expires_at: NOW + DAY }
+}
+
+fn bound() -> SnapshotContent {
+    SnapshotContent::default().bind(card().fingerprint, "01JBUSER00000000000000000A", "org-a")
+}
+
+/// A worker: one VM of the proxy, configured, its clock at `NOW`.
+fn worker(shared: &SharedData, seed: u64, config: &str) -> FilterHost {
+    let mut host = FilterHost::with_shared_data(std::path::Path::new(certbind_tests::FILTER_WASM), shared.clone())
+        .expect("the filter loads");
+    host.set_random_seed(seed);
+    host.set_time_nanos(nanos(NOW));
+    assert!(host.configure(config.as_bytes()).expect("configure runs"), "refused: {:?}", host.take_logs());
+    host
+}
+
+fn nanos(seconds: i64) -> u64 {
+    u64::try_from(seconds).unwrap() * 1_000_000_000
+}
+
+fn request_with(host: &mut FilterHost, cert: &TestCert) -> HttpResult {
+    let request = HttpRequest::get("/mtls/x")
+        .header("x-forwarded-client-cert", &cert.xfcc())
+        .property_str("connection.sha256_peer_certificate_digest", &cert.hex());
+    host.request(&request).expect("the request runs")
+}
+
+fn status(result: &HttpResult) -> u32 {
+    result.status().unwrap_or(200)
+}
+
+/// Ticks `host` and returns the callout it dispatched, if any.
+fn tick(host: &mut FilterHost) -> Vec<PendingHttpCall> {
+    host.tick().expect("tick runs");
+    host.take_http_calls()
+}
+
+fn one_call(host: &mut FilterHost) -> PendingHttpCall {
+    let calls = tick(host);
+    assert_eq!(calls.len(), 1, "expected one fetch, got {calls:?}");
+    calls.into_iter().next().unwrap()
+}
+
+fn header<'a>(call: &'a PendingHttpCall, name: &str) -> Option<&'a str> {
+    call.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn answer(host: &mut FilterHost, call: &PendingHttpCall, snapshot: &[u8]) {
+    host.respond_http_call(call.token, &[(":status", "200"), ("content-type", SNAPSHOT_TYPE)], snapshot)
+        .expect("the response is delivered");
+}
+
+fn metric(host: &FilterHost, name: &str) -> i64 {
+    host.metric(&format!("certbind.snapshot.{name}")).unwrap_or(0)
+}
+
+/// A worker that has fetched and verified version 7 (the card bound).
+fn loaded(key: &TestSnapshotKey) -> FilterHost {
+    let mut host = worker(&SharedData::new(), 1, &config(&[key]));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &signed_snapshot(key, &bound(), stamp(7)));
+    host
+}
+
+#[test]
+fn no_snapshot_refuses_with_503_then_the_first_fetch_serves() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = worker(&SharedData::new(), 1, &config(&[&key]));
+    let refused = request_with(&mut host, &card());
+    assert_eq!(status(&refused), 503);
+    assert!(refused.local_response.unwrap().body_text().contains("identity_unavailable"));
+    let logs = host.take_logs();
+    assert!(logs.iter().any(|(_, line)| line.contains("no snapshot has verified yet")), "{logs:?}");
+
+    let call = one_call(&mut host);
+    assert_eq!(call.upstream, CLUSTER);
+    assert_eq!(header(&call, ":path"), Some("/api/v1/snapshot?wait=0"));
+    assert_eq!(header(&call, "authorization"), Some("Bearer proxy-secret"));
+    assert_eq!(header(&call, ":authority"), Some("127.0.0.1:8080"));
+    assert_eq!(header(&call, "if-none-match"), None);
+    answer(&mut host, &call, &signed_snapshot(&key, &bound(), stamp(7)));
+
+    let allowed = request_with(&mut host, &card());
+    assert_eq!(status(&allowed), 200);
+    assert_eq!(allowed.header("x-dm-user-id"), Some("01JBUSER00000000000000000A"));
+    assert_eq!(allowed.header("x-dm-org-id"), Some("org-a"));
+    assert_eq!(metric(&host, "version"), 7);
+    assert_eq!(metric(&host, "full_loads"), 1);
+    assert_eq!(metric(&host, "fetches"), 1);
+}
+
+#[test]
+fn the_long_poll_names_the_held_version_and_a_304_keeps_it() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = loaded(&key);
+    // Fetches are at least a second apart, whatever the control plane answers.
+    assert!(tick(&mut host).is_empty());
+    host.advance_time(Duration::from_secs(1));
+    let call = one_call(&mut host);
+    assert_eq!(header(&call, ":path"), Some("/api/v1/snapshot?after_version=7&wait=30"));
+    assert_eq!(header(&call, "if-none-match"), Some("\"7\""));
+    assert_eq!(call.timeout_ms, 40_000);
+    // The control plane held the poll for its whole wait, then found nothing newer.
+    host.advance_time(Duration::from_secs(30));
+    host.respond_http_call(call.token, &[(":status", "304")], b"").unwrap();
+    assert_eq!(metric(&host, "not_modified"), 1);
+    assert_eq!(status(&request_with(&mut host, &card())), 200);
+    // The next poll goes out at once: an idle fleet holds one open request per proxy.
+    let again = one_call(&mut host);
+    assert_eq!(header(&again, "if-none-match"), Some("\"7\""));
+}
+
+#[test]
+fn a_newer_snapshot_replaces_the_held_one() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = loaded(&key);
+    host.advance_time(Duration::from_secs(1));
+    let call = one_call(&mut host);
+    let revoked = bound().block(card().fingerprint);
+    answer(&mut host, &call, &signed_snapshot(&key, &revoked, stamp(8)));
+    let refused = request_with(&mut host, &card());
+    assert_eq!(status(&refused), 401);
+    assert!(refused.local_response.unwrap().body_text().contains("certificate_blocklisted"));
+    assert_eq!(metric(&host, "version"), 8);
+}
+
+/// Every refusal keeps the snapshot in force, counts its kind, and logs why.
+#[test]
+fn bad_snapshots_are_refused_and_the_last_good_one_stays() {
+    let key = TestSnapshotKey::new("a");
+    let stranger = TestSnapshotKey::new("stranger");
+    let good8 = signed_snapshot(&key, &bound(), stamp(8));
+    let mut flipped = good8.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    let mut renamed_key = good8.clone();
+    // The key id lives at bytes 40..56 of the header: name a key that is not pinned.
+    renamed_key[40..56].copy_from_slice(b"0123456789abcdef");
+    let expired = signed_snapshot(&key, &bound(), Stamp { version: 9, issued_at: NOW - 2 * DAY, expires_at: NOW - DAY });
+    let future = signed_snapshot(&key, &bound(), Stamp { version: 9, issued_at: NOW + DAY, expires_at: NOW + 2 * DAY });
+    let same_version_other_content = signed_snapshot(&key, &SnapshotContent::default(), stamp(7));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("rollback", signed_snapshot(&key, &SnapshotContent::default(), stamp(6)), "rollback"),
+        ("replay with other content", same_version_other_content, "replay"),
+        ("flipped byte", flipped, "bad_signature"),
+        ("signed by another key", signed_snapshot(&stranger, &SnapshotContent::default(), stamp(9)), "unknown_key"),
+        ("unknown key id", renamed_key, "unknown_key"),
+        ("expired", expired, "expired"),
+        ("issued in the future", future, "issued_in_future"),
+        ("not a snapshot", b"{\"keys\":[]}".to_vec(), "malformed"),
+    ];
+    for (name, bytes, kind) in cases {
+        let mut host = loaded(&key);
+        host.advance_time(Duration::from_secs(1));
+        let call = one_call(&mut host);
+        host.take_logs();
+        answer(&mut host, &call, &bytes);
+        assert_eq!(metric(&host, &format!("refused.{kind}")), 1, "{name}");
+        assert_eq!(metric(&host, "version"), 7, "{name}");
+        let logs = host.take_logs();
+        assert!(logs.iter().any(|(_, l)| l.contains("snapshot refused") && l.contains(kind)), "{name}: {logs:?}");
+        let still = request_with(&mut host, &card());
+        assert_eq!(status(&still), 200, "{name}");
+        assert_eq!(still.header("x-dm-user-id"), Some("01JBUSER00000000000000000A"), "{name}");
+    }
+}
+
+#[test]
+fn the_same_snapshot_again_is_not_a_refusal() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = loaded(&key);
+    host.advance_time(Duration::from_secs(1));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &signed_snapshot(&key, &bound(), stamp(7)));
+    assert_eq!(metric(&host, "refused.replay"), 0);
+    assert_eq!(metric(&host, "not_modified"), 1);
+}
+
+#[test]
+fn expiry_refuses_with_503_until_a_newer_snapshot_arrives() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = loaded(&key);
+    host.advance_time(Duration::from_secs(1));
+    let call = one_call(&mut host);
+    host.fail_http_call(call.token).unwrap();
+    // The control plane stays away past the snapshot's expiry.
+    host.advance_time(Duration::from_secs(u64::try_from(DAY).unwrap()));
+    let call = one_call(&mut host);
+    let logs = host.take_logs();
+    assert!(logs.iter().any(|(_, l)| l.contains("expired")), "{logs:?}");
+    let refused = request_with(&mut host, &card());
+    assert_eq!(status(&refused), 503);
+    let logs = host.take_logs();
+    assert!(logs.iter().any(|(_, l)| l.contains("expired at")), "{logs:?}");
+    // It comes back.
+    let later = Stamp { version: 8, issued_at: NOW + DAY, expires_at: NOW + 2 * DAY };
+    answer(&mut host, &call, &signed_snapshot(&key, &bound(), later));
+    assert_eq!(status(&request_with(&mut host, &card())), 200);
+}
+
+#[test]
+fn a_second_pinned_key_takes_over_signing() {
+    let old = TestSnapshotKey::new("old");
+    let new = TestSnapshotKey::new("new");
+    let mut host = worker(&SharedData::new(), 1, &config(&[&old, &new]));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &signed_snapshot(&old, &bound(), stamp(7)));
+    assert_eq!(metric(&host, "version"), 7);
+    host.advance_time(Duration::from_secs(1));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &signed_snapshot(&new, &bound().block(card().fingerprint), stamp(8)));
+    assert_eq!(metric(&host, "version"), 8);
+    assert_eq!(status(&request_with(&mut host, &card())), 401);
+}
+
+#[test]
+fn an_unreachable_control_plane_backs_off_and_the_last_good_snapshot_serves() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = loaded(&key);
+    let mut gaps = Vec::new();
+    for _ in 0..5 {
+        host.advance_time(Duration::from_millis(200));
+        let call = loop {
+            if let Some(call) = tick(&mut host).pop() {
+                break call;
+            }
+            host.advance_time(Duration::from_millis(200));
+        };
+        gaps.push(call_time(&host));
+        host.fail_http_call(call.token).unwrap();
+        assert_eq!(status(&request_with(&mut host, &card())), 200);
+    }
+    assert_eq!(metric(&host, "fetch_failures"), 5);
+    // Each wait is at least half of 1 s, 2 s, 4 s, 8 s: the fleet does not hammer a sick server.
+    let waits: Vec<u64> = gaps.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, wait) in waits.iter().enumerate() {
+        let floor = 1_000u64 << (i + 1) >> 1;
+        assert!(*wait >= floor, "wait {i} was {wait} ms, below {floor} ms: {waits:?}");
+    }
+    // One warning for the run of failures, not one per failure.
+    let warnings = host.take_logs().into_iter().filter(|(_, l)| l.contains("retrying with backoff")).count();
+    assert_eq!(warnings, 1);
+}
+
+fn call_time(host: &FilterHost) -> u64 {
+    host.time_nanos() / 1_000_000
+}
+
+#[test]
+fn a_refused_credential_says_so() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = worker(&SharedData::new(), 1, &config(&[&key]));
+    let call = one_call(&mut host);
+    host.take_logs();
+    host.respond_http_call(call.token, &[(":status", "401")], b"{}").unwrap();
+    let logs = host.take_logs();
+    assert!(logs.iter().any(|(_, l)| l.contains("refused the proxy credential")), "{logs:?}");
+    assert_eq!(metric(&host, "fetch_failures"), 1);
+}
+
+#[test]
+fn an_unexpected_content_type_is_refused() {
+    let key = TestSnapshotKey::new("a");
+    let mut host = worker(&SharedData::new(), 1, &config(&[&key]));
+    let call = one_call(&mut host);
+    let snapshot = signed_snapshot(&key, &bound(), stamp(7));
+    host.respond_http_call(call.token, &[(":status", "200"), ("content-type", "text/html")], &snapshot).unwrap();
+    assert_eq!(metric(&host, "refused.unexpected_content_type"), 1);
+    assert_eq!(status(&request_with(&mut host, &card())), 503);
+}
+
+/// Four workers of one proxy: one fetch, one verification, every worker enforcing it.
+#[test]
+fn one_fetch_serves_every_worker() {
+    let key = TestSnapshotKey::new("a");
+    let shared = SharedData::new();
+    let config = config(&[&key]);
+    let mut workers: Vec<FilterHost> = (1..=4).map(|seed| worker(&shared, seed, &config)).collect();
+    let mut calls: Vec<(usize, PendingHttpCall)> = Vec::new();
+    for (i, w) in workers.iter_mut().enumerate() {
+        calls.extend(tick(w).into_iter().map(|c| (i, c)));
+    }
+    assert_eq!(calls.len(), 1, "exactly one worker fetches: {calls:?}");
+    let (fetcher, call) = calls.pop().unwrap();
+    answer(&mut workers[fetcher], &call, &signed_snapshot(&key, &bound(), stamp(7)));
+    for w in workers.iter_mut() {
+        w.advance_time(Duration::from_millis(200));
+        let extra = tick(w);
+        assert!(extra.iter().all(|c| header(c, ":path").unwrap().contains("after_version=7")), "{extra:?}");
+    }
+    for (i, w) in workers.iter_mut().enumerate() {
+        let result = request_with(w, &card());
+        assert_eq!(status(&result), 200, "worker {i}");
+        assert_eq!(result.header("x-dm-user-id"), Some("01JBUSER00000000000000000A"), "worker {i}");
+        assert_eq!(metric(w, "version"), 7, "worker {i}");
+        let expected_adoptions = i64::from(i != fetcher);
+        assert_eq!(metric(w, "adopted_from_shared"), expected_adoptions, "worker {i}");
+        assert_eq!(metric(w, "full_loads"), i64::from(i == fetcher), "worker {i}");
+    }
+    // Later ticks read only the small head: nobody copies the snapshot again.
+    for _ in 0..10 {
+        for w in workers.iter_mut() {
+            w.advance_time(Duration::from_millis(200));
+            w.tick().unwrap();
+        }
+    }
+    for w in &workers {
+        assert!(metric(w, "adopted_from_shared") <= 1);
+    }
+}
+
+/// The fetching worker goes away; another takes the lease over once it lapses.
+#[test]
+fn another_worker_takes_over_when_the_fetcher_stops() {
+    let key = TestSnapshotKey::new("a");
+    let shared = SharedData::new();
+    let config = config(&[&key]);
+    let mut first = worker(&shared, 1, &config);
+    let mut second = worker(&shared, 2, &config);
+    let call = one_call(&mut first);
+    assert!(tick(&mut second).is_empty());
+    answer(&mut first, &call, &signed_snapshot(&key, &bound(), stamp(7)));
+    drop(first);
+    second.advance_time(Duration::from_secs(2));
+    assert!(tick(&mut second).is_empty(), "the lease has not lapsed yet");
+    second.advance_time(Duration::from_secs(4));
+    let call = one_call(&mut second);
+    assert_eq!(header(&call, ":path"), Some("/api/v1/snapshot?after_version=7&wait=30"));
+    answer(&mut second, &call, &signed_snapshot(&key, &bound().block(card().fingerprint), stamp(8)));
+    assert_eq!(status(&request_with(&mut second, &card())), 401);
+}
+
+/// A worker configured after others have verified a snapshot starts with it, without a fetch.
+#[test]
+fn a_late_worker_starts_with_the_published_snapshot() {
+    let key = TestSnapshotKey::new("a");
+    let shared = SharedData::new();
+    let config = config(&[&key]);
+    let mut first = worker(&shared, 1, &config);
+    let call = one_call(&mut first);
+    answer(&mut first, &call, &signed_snapshot(&key, &bound(), stamp(7)));
+    let mut late = worker(&shared, 2, &config);
+    assert_eq!(status(&request_with(&mut late, &card())), 200);
+    assert_eq!(status(&request_with(&mut late, &other_card())), 200);
+    assert_eq!(request_with(&mut late, &other_card()).header("x-dm-user-id"), None);
+}
+
+#[test]
+fn a_signed_snapshot_in_the_configuration_is_checked_like_a_fetched_one() {
+    let key = TestSnapshotKey::new("a");
+    let snapshot = signed_snapshot(&key, &bound(), stamp(7));
+    let inline = |bytes: &[u8]| {
+        json!({
+            "policy": {"certificate_source": {"kind": "xfcc", "trust": "this_proxy"}, "default_mode": "mtls"},
+            "snapshot": {"pinned_keys": [key.pinned_pem()], "signed_base64": certbind_shared::encoding::base64_encode(bytes)}
+        })
+        .to_string()
+    };
+    let mut host = worker(&SharedData::new(), 1, &inline(&snapshot));
+    assert_eq!(status(&request_with(&mut host, &card())), 200);
+    assert!(tick(&mut host).is_empty(), "no control plane to fetch from");
+
+    let mut tampered = snapshot.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x80;
+    let mut refused = FilterHost::load_filter().unwrap();
+    refused.set_time_nanos(nanos(NOW));
+    assert!(!refused.configure(inline(&tampered).as_bytes()).unwrap());
+    let logs = refused.take_logs();
+    assert!(logs.iter().any(|(_, l)| l.contains("snapshot.signed_base64")), "{logs:?}");
+}
+
+/// A deployment-sized snapshot: a million bindings verify, load and answer.
+#[test]
+fn a_million_bindings_load() {
+    let key = TestSnapshotKey::new("a");
+    let content = SnapshotContent::synthetic(1_000_000).bind(card().fingerprint, "01JBUSER00000000000000000A", "org-a");
+    let bytes = signed_snapshot(&key, &content, stamp(7));
+    assert!(bytes.len() > 50_000_000);
+    let mut host = worker(&SharedData::new(), 1, &config(&[&key]));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &bytes);
+    assert_eq!(metric(&host, "version"), 7);
+    let allowed = request_with(&mut host, &card());
+    assert_eq!(allowed.header("x-dm-user-id"), Some("01JBUSER00000000000000000A"));
+    assert_eq!(request_with(&mut host, &other_card()).header("x-dm-user-id"), None);
+}
