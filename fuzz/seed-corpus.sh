@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 pki=../tests/pki
-for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header; do
+for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header dn_text; do
     mkdir -p "corpus/$target"
 done
 for pem in "$pki"/*.pem; do
@@ -12,6 +12,8 @@ for pem in "$pki"/*.pem; do
     [ "$name" = ca-bundle ] && continue
     b64=$(openssl x509 -in "$pem" -outform DER | base64 -w0)
     hash=$(openssl x509 -in "$pem" -outform DER | sha256sum | cut -d' ' -f1)
+    openssl x509 -in "$pem" -noout -issuer -nameopt RFC2253 | sed 's/^issuer=//' > "corpus/dn_text/$name.issuer"
+    openssl x509 -in "$pem" -noout -subject | sed 's/^subject=//' > "corpus/dn_text/$name.subject"
     openssl x509 -in "$pem" -outform DER > "corpus/certificate_facts/$name.der"
     cp "$pem" "corpus/certificate_facts/$name.pem"
     python3 - "$pem" "$hash" "$b64" "$name" <<'PY'
