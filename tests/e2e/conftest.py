@@ -1,0 +1,164 @@
+"""The end-to-end suite's stack: a development PKI, a control plane with a SoftHSM2 token,
+the echo upstream, and Envoys started per scenario with the built filter. Every process is
+started here and stopped here; logs go to target/e2e/logs/ and are kept when a test fails."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT / "scripts"), str(HERE)]
+
+from client import Client  # noqa: E402
+from devstack import envoy, filterconfig, pki as devpki, tokens  # noqa: E402
+from devstack.controlplane import ControlPlane  # noqa: E402
+from devstack.procs import Process, free_port, wait_until  # noqa: E402
+
+RUN_DIR = ROOT / "target" / "e2e"
+
+
+def pytest_sessionstart(session):
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    RUN_DIR.mkdir(parents=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0:
+        shutil.rmtree(RUN_DIR / "logs", ignore_errors=True)
+    else:
+        print(f"\ne2e: logs kept in {RUN_DIR / 'logs'}")
+
+
+@dataclass
+class Pki:
+    dir: Path
+
+    def card(self, name: str) -> tuple[Path, Path]:
+        return self.dir / f"{name}.crt", self.dir / f"{name}.key"
+
+    def pem(self, name: str) -> bytes:
+        return (self.dir / f"{name}.crt").read_bytes()
+
+    def fingerprint(self, name: str) -> str:
+        return tokens.fingerprint_hex(self.pem(name))
+
+    @property
+    def ca(self) -> Path:
+        return self.dir / "ca.crt"
+
+
+@pytest.fixture(scope="session")
+def logs() -> Path:
+    return RUN_DIR / "logs"
+
+
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    devpki.generate(RUN_DIR / "pki")
+    return Pki(RUN_DIR / "pki")
+
+
+@pytest.fixture(scope="session")
+def issuer() -> tokens.Issuer:
+    return tokens.Issuer(RUN_DIR)
+
+
+@dataclass
+class Demo:
+    cp: ControlPlane
+    admin_token: str
+    org_id: str
+    user_id: str
+    public_key: dict
+
+
+@pytest.fixture(scope="session")
+def demo(pki, issuer, logs) -> Demo:
+    """A control plane with a signing key in SoftHSM2, the demo org and user, a super-admin
+    token, the demo card bound and the demo issuer registered."""
+    cp = ControlPlane(RUN_DIR / "control-plane", logs)
+    cp.init_hsm()
+    public_key = cp.key_init()
+    org = cp.cli("org", "create", "demo")
+    user = cp.cli("user", "create", "--org", org, "jane")
+    admin = cp.cli("token", "create", "--org", org, "--super-admin")
+    cp.start()
+    cp.bind(admin, user, pki.pem("demo-card"))
+    cp.api("POST", "/api/v1/admin/issuers", admin,
+           {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": issuer.jwks()})
+    yield Demo(cp, admin, org, user, public_key)
+    cp.stop()
+
+
+@pytest.fixture(scope="session")
+def echo_port(logs) -> int:
+    process = Process("echo", [sys.executable, "-m", "devstack.echo"], logs, cwd=ROOT / "scripts").start()
+
+    def port():
+        for line in process.log_text().splitlines():
+            if line.startswith("echo listening on"):
+                return int(line.rsplit(":", 1)[1])
+        return None
+
+    yield wait_until(port, 10, "the echo upstream", alive=process)
+    process.stop()
+
+
+@dataclass
+class Deployment:
+    proxy: envoy.Envoy
+    client: Client
+    port: int
+
+
+class Deployer:
+    """Starts Envoys for one test module and stops them all at its end."""
+
+    def __init__(self, pki: Pki, echo_port: int, logs: Path, control_plane_port: int):
+        self.pki, self.echo_port, self.logs, self.cp_port = pki, echo_port, logs, control_plane_port
+        self.started: list[envoy.Envoy] = []
+
+    def __call__(self, name: str, filter_config: str | None, *, template: str = "dev.yaml", concurrency: int = 1,
+                 wasm: Path | None = None, allow_expired: bool = False, tls: bool = True, **values) -> Deployment:
+        listen_port, admin_port = free_port(), free_port()
+        filters = []
+        if filter_config is not None:
+            filters.append(envoy.wasm_filter("certbind", wasm or envoy.WASM_DIR / "certbind_filter.wasm", filter_config))
+        settings = dict(admin_port=admin_port, listen_port=listen_port, server_cert=self.pki.dir / "server.crt",
+                        server_key=self.pki.dir / "server.key", ca_bundle=self.pki.ca, echo_port=self.echo_port,
+                        control_plane_port=self.cp_port, http_filters=envoy.http_filters(*filters))
+        settings.update(values)
+        config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired, **settings)
+        proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port)
+        self.started.append(proxy)
+        proxy.start()
+        return Deployment(proxy, Client(listen_port, self.pki.ca, tls=tls), listen_port)
+
+    def stop(self) -> None:
+        for proxy in self.started:
+            proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def deploy(pki, echo_port, logs, demo):
+    deployer = Deployer(pki, echo_port, logs, demo.cp.port)
+    yield deployer
+    deployer.stop()
+
+
+def demo_identity(pki: Pki, demo: Demo, issuer: tokens.Issuer, **extra) -> dict:
+    """The demo's identity data given inline: the bound demo card and the demo issuer."""
+    return filterconfig.inline_identity(bindings=[(pki.fingerprint("demo-card"), demo.user_id, demo.org_id)],
+                                        issuer_jwks=issuer.jwks(), **extra)
+
+
+@pytest.fixture(scope="module")
+def dev(deploy, pki, demo, issuer) -> Deployment:
+    """The development deployment exactly as `make run` starts it."""
+    return deploy("dev", filterconfig.render(filterconfig.policy(), demo_identity(pki, demo, issuer)))
