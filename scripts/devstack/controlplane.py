@@ -60,6 +60,17 @@ class ControlPlane:
             raise RuntimeError(f"certbind {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
         return out.stdout.strip()
 
+    def proxy_credential(self, org: str) -> str:
+        """A proxy credential (`certbind token create --proxy`): it reads the snapshot and
+        nothing else."""
+        try:
+            return self.cli("token", "create", "--org", org, "--proxy", "--label", "envoy")
+        except RuntimeError as e:
+            # A control plane from before proxy credentials serves the snapshot to anyone.
+            if "--proxy" not in str(e):
+                raise
+            return "no-proxy-credentials-in-this-control-plane"
+
     def key_init(self) -> dict:
         """Creates the signing key unless it exists; its public key (PEM and JWK) for pinning."""
         return json.loads(self.cli("key", "init"))

@@ -38,9 +38,18 @@ def policy(*, source: dict | None = None, trusted_proxies: list[str] | None = No
     return value
 
 
+def snapshot(public_key_pem: str, credential: str, *, cluster: str = "certbind_control_plane",
+             authority: str = "127.0.0.1:8080", long_poll_seconds: int = 30, **control_plane) -> dict:
+    """The signed snapshot, fetched from the control plane through an Envoy cluster and
+    verified against the pinned key (`certbind key init` prints it)."""
+    return {"pinned_keys": [public_key_pem],
+            "control_plane": {"cluster": cluster, "authority": authority, "credential": credential,
+                              "long_poll_seconds": long_poll_seconds, **control_plane}}
+
+
 def inline_identity(*, bindings=(), issuer_jwks: dict | None = None, blocklist=(), revoked=()) -> dict:
-    """Identity data given in the configuration itself (no control plane): bindings as
-    (fingerprint hex, user id, org id)."""
+    """Unsigned identity data given in the configuration itself (`development_identity`, no
+    control plane): bindings as (fingerprint hex, user id, org id)."""
     identity: dict = {"bindings": [{"fingerprint": f, "user_id": u, "org_id": o} for f, u, o in bindings]}
     if issuer_jwks is not None:
         identity["issuers"] = [{"issuer": tokens.ISSUER, "jwks": issuer_jwks}]
@@ -51,8 +60,11 @@ def inline_identity(*, bindings=(), issuer_jwks: dict | None = None, blocklist=(
     return identity
 
 
-def render(policy_value: dict, identity: dict | None) -> str:
+def render(policy_value: dict, identity: dict | None = None, *, snapshot: dict | None = None) -> str:
+    """The plugin configuration: the policy, and one identity source."""
     config: dict = {"policy": policy_value}
+    if snapshot is not None:
+        config["snapshot"] = snapshot
     if identity is not None:
-        config["identity"] = identity
+        config["development_identity"] = identity
     return json.dumps(config, separators=(",", ":"))

@@ -227,14 +227,15 @@ def generate(out: Path) -> None:
 
 
 def card_set(out: Path, count: int) -> Path:
-    """`count` distinct cards from the PIV issuing CA in `out` (one key, distinct serials: each
-    is a distinct certificate with its own fingerprint), as PEM concatenated into
-    `out/cards-COUNT.pem`. Kept between runs."""
+    """`count` distinct cards from the PIV issuing CA in `out` (one key, `cards-COUNT.key`,
+    and distinct serials: each is a distinct certificate with its own fingerprint), as PEM
+    concatenated into `out/cards-COUNT.pem`. Kept between runs."""
     target = out / f"cards-{count}.pem"
     if target.exists():
         return target
     piv = load_issuer(out, "piv-issuing-ca")
     key = new_key()
+    write_key(out / f"cards-{count}.key", key)
     jane = fascn("9999", "9999", "999999", "1", "1", "1234567890", "1", "1223", "2")
     chunks = []
     for i in range(count):
@@ -242,7 +243,7 @@ def card_set(out: Path, count: int) -> Path:
                      (LONG_START, LONG_END), eku=PIV_AUTH_EKU, policies=(FPKI_COMMON_AUTH,),
                      sans=piv_sans(jane, f"urn:uuid:00000000-0000-4000-8000-{i:012d}", f"{i:010d}@mil", None))
         chunks.append(cert.public_bytes(serialization.Encoding.PEM))
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(".partial")  # renamed when whole: its presence means complete
     partial.write_bytes(b"".join(chunks))
     partial.rename(target)
     return target
@@ -254,3 +255,9 @@ if __name__ == "__main__":
         sys.exit(2)
     generate(Path(sys.argv[1]))
     print(f"development PKI in {sys.argv[1]}")
+
+
+def split_pem(bundle: Path) -> list[bytes]:
+    """The certificates of a PEM bundle, each as its own PEM."""
+    marker = b"-----END CERTIFICATE-----\n"
+    return [part + marker for part in bundle.read_bytes().split(marker) if part.strip()]

@@ -39,7 +39,7 @@ def demo_accounts(cp: ControlPlane) -> dict:
     admin = cp.cli("token", "create", "--org", org, "--super-admin", "--label", "make run")
     (STATE / "admin-token").write_text(admin + "\n")
     (STATE / "admin-token").chmod(0o600)
-    demo = {"org_id": org, "user_id": user}
+    demo = {"org_id": org, "user_id": user, "proxy_credential": cp.proxy_credential(org)}
     path.write_text(json.dumps(demo, indent=2) + "\n")
     return demo
 
@@ -95,9 +95,10 @@ def main() -> int:
         stack.add(echo.stop)
         echo_port = int(wait_until(lambda: _echo_port(echo), 10, "the echo upstream", alive=echo))
 
-        identity = filterconfig.inline_identity(
-            bindings=[(tokens.fingerprint_hex(demo_pem), demo["user_id"], demo["org_id"])], issuer_jwks=issuer.jwks())
-        config = filterconfig.render(filterconfig.policy(), identity)
+        # The filter fetches the signed snapshot from the control plane through the cluster
+        # `certbind_control_plane` and believes it only under the pinned key.
+        config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
+            key["public_key_pem"], demo["proxy_credential"], authority=f"127.0.0.1:{cp_port}"))
         (STATE / "filter-config.json").write_text(json.dumps(json.loads(config), indent=2) + "\n")
         rendered = envoy.render(
             "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,

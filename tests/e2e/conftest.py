@@ -76,6 +76,13 @@ class Demo:
     org_id: str
     user_id: str
     public_key: dict
+    proxy_credential: str
+
+    def snapshot_source(self, **control_plane) -> dict:
+        """The plugin configuration's `snapshot`: this control plane's key pinned, fetched
+        through the Envoy cluster `certbind_control_plane`."""
+        return filterconfig.snapshot(self.public_key["public_key_pem"], self.proxy_credential,
+                                     authority=f"127.0.0.1:{self.cp.port}", **control_plane)
 
 
 @pytest.fixture(scope="session")
@@ -88,11 +95,12 @@ def demo(pki, issuer, logs) -> Demo:
     org = cp.cli("org", "create", "demo")
     user = cp.cli("user", "create", "--org", org, "jane")
     admin = cp.cli("token", "create", "--org", org, "--super-admin")
+    proxy = cp.proxy_credential(org)
     cp.start()
     cp.bind(admin, user, pki.pem("demo-card"))
     cp.api("POST", "/api/v1/admin/issuers", admin,
            {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": issuer.jwks()})
-    yield Demo(cp, admin, org, user, public_key)
+    yield Demo(cp, admin, org, user, public_key, proxy)
     cp.stop()
 
 
@@ -158,7 +166,33 @@ def demo_identity(pki: Pki, demo: Demo, issuer: tokens.Issuer, **extra) -> dict:
                                         issuer_jwks=issuer.jwks(), **extra)
 
 
+SNAPSHOT_VERSION = "wasmcustom.certbind.snapshot.version"
+
+
+def snapshot_version(deployment: Deployment) -> int:
+    return deployment.proxy.stats(SNAPSHOT_VERSION).get(SNAPSHOT_VERSION, 0)
+
+
+def wait_for_snapshot(deployment: Deployment, version: int | None = None, timeout: float = 15) -> int:
+    """Waits until the filter holds a verified snapshot (at least `version`) and answers a
+    request that needs identity data with something other than 503; its version."""
+    loads = "wasmcustom.certbind.snapshot.full_loads"
+
+    def held():
+        value = snapshot_version(deployment)
+        if not deployment.proxy.stats(loads).get(loads) or (version is not None and value < version):
+            return None
+        answer = deployment.client.get("/mtls/probe")
+        return (value,) if answer.reason != "identity_unavailable" else None
+
+    return wait_until(held, timeout, f"the filter to hold snapshot version {version or 'any'}",
+                      alive=deployment.proxy.process)[0]
+
+
 @pytest.fixture(scope="module")
-def dev(deploy, pki, demo, issuer) -> Deployment:
-    """The development deployment exactly as `make run` starts it."""
-    return deploy("dev", filterconfig.render(filterconfig.policy(), demo_identity(pki, demo, issuer)))
+def dev(deploy, demo) -> Deployment:
+    """The development deployment as `make run` starts it: the snapshot fetched from the
+    control plane, verified against its pinned key."""
+    deployment = deploy("dev", filterconfig.render(filterconfig.policy(), snapshot=demo.snapshot_source()))
+    wait_for_snapshot(deployment)
+    return deployment
