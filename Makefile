@@ -42,6 +42,10 @@ token:
 e2e:
 	./scripts/e2e.sh
 
-## Benchmarks; the report lands in target/bench-report.md.
+## The end-to-end benchmark alone (Envoy + wrk); report in target/bench-report-e2e.md.
+bench-e2e:
+	./scripts/bench-e2e.sh
+
+## Benchmarks; the report lands in target/bench-report.md (the end-to-end one included).
 bench: setup
 	./scripts/bench.sh
