@@ -4,7 +4,6 @@
 use crate::host::Host;
 use crate::metrics::Metrics;
 use certbind_shared::decision::outcome::{Denial, Outcome, Reason};
-use certbind_shared::decision::trust::parse_peer_address;
 use certbind_shared::decision::{Engine, RequestInput};
 use certbind_shared::identity::IdentityData;
 
@@ -63,17 +62,24 @@ pub fn on_request_headers<H: Host>(
             return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
         }
     };
-    let peer = if engine.needs_peer_address() {
-        text_property(host, &["source", "address"]).and_then(|a| parse_peer_address(&a))
-    } else {
-        None
-    };
+    // The TCP peer, from the one property that names it for this proxy (see the policy's
+    // `proxy`); read only when forwarded headers may be believed.
+    let peer = engine
+        .policy()
+        .peer_property()
+        .and_then(|property| text_property(host, property.path()).and_then(|text| property.parse(&text)));
     let digest = if engine.needs_connection_digest() {
         text_property(host, &["connection", "sha256_peer_certificate_digest"])
     } else {
         None
     };
-    let (subject, uri_sans, dns_sans) = if engine.needs_connection_details() {
+    // The connection's whole certificate, only when its facts are not cached yet.
+    let certificate = if engine.needs_connection_certificate(digest.as_deref()) {
+        host.property(&["connection", "peer_certificate"])
+    } else {
+        None
+    };
+    let (subject, uri_sans, dns_sans) = if certificate.is_none() && engine.needs_connection_certificate(digest.as_deref()) {
         (
             text_property(host, &["connection", "subject_peer_certificate"]),
             list_property(host, &["connection", "uri_san_peer_certificate"]),
@@ -91,6 +97,7 @@ pub fn on_request_headers<H: Host>(
         headers: &headers,
         peer,
         connection_digest: digest.as_deref(),
+        connection_certificate: certificate.as_deref(),
         connection_subject: subject.as_deref(),
         connection_uri_sans: &uri_sans,
         connection_dns_sans: &dns_sans,

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = traefik::parse_chain(text);
+    let _ = traefik::parse_chain(text, 96 * 1024);
 });

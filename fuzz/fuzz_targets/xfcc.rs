@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    for element in xfcc::parse(text).unwrap_or_default() {
+    for element in xfcc::parse(text, 96 * 1024).unwrap_or_default() {
         let _ = element.chain_der();
         if let Ok(Some(der)) = element.cert_der() {
             let _ = element.hash_matches(&der);

@@ -55,6 +55,7 @@ fn request(path: &str, bearer: Option<String>) -> CaseRequest {
         peer: "203.0.113.9:40000".into(),
         connection_digest: Some(jane.hex()),
         now: fixtures::NOW,
+        ..Default::default()
     }
 }
 

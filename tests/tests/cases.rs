@@ -89,6 +89,7 @@ fn a_cached_certificate_header_is_still_bound_to_its_connection() {
         peer: "203.0.113.9:40000".into(),
         connection_digest: Some(digest),
         now: NOW,
+        ..Default::default()
     };
     let sequence = [(jane.hex(), None), (cert("cac").hex(), Some(400)), (jane.hex().to_uppercase(), None)];
     let config = table::standard_config();
@@ -99,6 +100,7 @@ fn a_cached_certificate_header_is_still_bound_to_its_connection() {
             name: format!("digest {digest}"),
             config: config.clone(),
             request: request(digest),
+            strip_expected: Vec::new(),
             expect: match refusal {
                 None => Expect::Allow(vec![("x-dm-user-id", Some("u-jane".into()))]),
                 Some(status) => Expect::Deny { status, reason: "malformed_client_cert" },

@@ -27,6 +27,20 @@ pub const MAX_CERTIFICATE_DER: usize = 16 * 1024;
 /// card, not presence of its holder.
 pub const OID_EKU_PIV_CARD_AUTH: &str = "2.16.840.1.101.3.6.8";
 
+/// Certificate policies asserted only by Card Authentication certificates, production arc
+/// then FPKI test arc: id-fpki-common-cardAuth, id-fpki-certpcy-pivi-cardAuth,
+/// id-fpki-common-pivi-cardAuth, and ECA's PIV-I cardAuth (which has no test arc). A card-auth
+/// certificate need not carry the EKU, so either marks it.
+pub const CARD_AUTH_POLICY_OIDS: &[&str] = &[
+    "2.16.840.1.101.3.2.1.3.17",
+    "2.16.840.1.101.3.2.1.48.13",
+    "2.16.840.1.101.3.2.1.3.19",
+    "2.16.840.1.101.3.2.1.48.79",
+    "2.16.840.1.101.3.2.1.3.46",
+    "2.16.840.1.101.3.2.1.48.84",
+    "2.16.840.1.101.3.2.1.12.7",
+];
+
 /// The facts certbind decides on. Built by [`CertificateFacts::from_der`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFacts {
@@ -157,10 +171,22 @@ impl CertificateFacts {
         })
     }
 
+    /// Approximate bytes these facts hold, for caches bounded by memory.
+    pub fn heap_bytes(&self) -> usize {
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + std::mem::size_of::<String>()).sum::<usize>();
+        std::mem::size_of::<Self>()
+            + self.subject_dn.len()
+            + self.issuer_dn.len()
+            + self.serial_hex.len()
+            + self.subject_alt_names.iter().map(|s| s.text_len() + std::mem::size_of::<SubjectAltName>()).sum::<usize>()
+            + strings(&self.policy_oids)
+            + strings(&self.extended_key_usages)
+    }
+
+    /// A PIV (or PIV-I) Card Authentication certificate: its EKU, or a card-auth policy.
     pub fn is_piv_card_auth(&self) -> bool {
-        self.extended_key_usages
-            .iter()
-            .any(|o| o == OID_EKU_PIV_CARD_AUTH)
+        self.extended_key_usages.iter().any(|o| o == OID_EKU_PIV_CARD_AUTH)
+            || self.policy_oids.iter().any(|o| CARD_AUTH_POLICY_OIDS.contains(&o.as_str()))
     }
 }
 

@@ -31,6 +31,18 @@ pub enum SubjectAltName {
 }
 
 impl SubjectAltName {
+    /// Length of the text the entry holds.
+    pub fn text_len(&self) -> usize {
+        match self {
+            SubjectAltName::Dns(v)
+            | SubjectAltName::Uri(v)
+            | SubjectAltName::Email(v)
+            | SubjectAltName::Upn(v)
+            | SubjectAltName::FascN(v)
+            | SubjectAltName::Other(v) => v.len(),
+        }
+    }
+
     /// Converts one decoded GeneralName. A UPN that is not a UTF8String and a FASC-N that is not
     /// a valid 25-byte OCTET STRING are refused rather than kept as `Other`: an identity-bearing
     /// name that is present but unreadable must not look like an absent one.

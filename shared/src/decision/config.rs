@@ -2,9 +2,12 @@
 //! validation. Every refusal names the member at fault.
 
 use super::constraints::Constraints;
+use super::headers::{configured_name, fold_name, StripList};
 use super::mode::{Mode, PathPattern};
-use super::trust::Cidr;
+use super::path::route_path;
+use super::trust::{Cidr, PeerProperty};
 use crate::forwarded_signature::ForwardedSignatureKey;
+use crate::source::xfcc::MAX_XFCC_ELEMENTS;
 use crate::source::DEFAULT_MAX_HEADER_BYTES;
 use serde::Deserialize;
 
@@ -15,11 +18,20 @@ pub enum CertificateSource {
     /// Envoy's `x-forwarded-client-cert`.
     Xfcc {
         trust: XfccTrust,
+        /// How many elements the topology writes: one per mTLS hop that forwards the header
+        /// (`SANITIZE_SET` at the edge writes one; each `APPEND_FORWARD` hop after it adds
+        /// one). The client's element is the first. A value with any other count is refused,
+        /// so a certificate whose unquoted `URI=` or `DNS=` value forges an element (`,Hash=…`)
+        /// cannot be taken for the client's. `this_proxy` allows only 1.
+        #[serde(default = "one_element")]
+        elements: usize,
+        /// When set, the client's element must carry one of these `By=` values: the edge
+        /// proxy's own certificate URI SAN.
         #[serde(default)]
-        hop: XfccHop,
+        by: Vec<String>,
     },
-    /// The connection's own properties (`connection.sha256_peer_certificate_digest`, …),
-    /// for a filter in the Envoy that terminated TLS. Digest, subject and SANs only.
+    /// The connection's own properties: `connection.sha256_peer_certificate_digest` and
+    /// `connection.peer_certificate`, for a filter in the Envoy that terminated TLS.
     Connection,
     /// nginx `$ssl_client_escaped_cert` (URL-encoded PEM).
     NginxEscaped { header: String },
@@ -29,6 +41,10 @@ pub enum CertificateSource {
     Traefik { header: String },
     /// RFC 9440 `Client-Cert`.
     Rfc9440 { header: String },
+}
+
+fn one_element() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -41,20 +57,14 @@ pub enum XfccTrust {
     TrustedProxies,
 }
 
-/// Which XFCC element names the client: the nearest hop's (the last), or the first one
-/// (the edge's, when inner proxies append their own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum XfccHop {
-    #[default]
-    Nearest,
-    First,
-}
+/// The XFCC header name, folded.
+pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
 
 impl CertificateSource {
+    /// The header the certificate arrives in (folded), if any.
     pub fn header(&self) -> Option<&str> {
         match self {
-            CertificateSource::Xfcc { .. } => Some("x-forwarded-client-cert"),
+            CertificateSource::Xfcc { .. } => Some(XFCC_HEADER),
             CertificateSource::Connection => None,
             CertificateSource::NginxEscaped { header }
             | CertificateSource::NginxLegacy { header }
@@ -71,14 +81,38 @@ impl CertificateSource {
     }
 }
 
+/// Which proxy runs the filter: it decides which property names the TCP peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyKind {
+    /// `source.address` (`ip:port`); an address Envoy took from a header carries port 0 and
+    /// is never believed.
+    #[default]
+    Envoy,
+    /// ngx_wasm_module: `ngx.realip_remote_addr`, the connection's address even where the
+    /// realip module rewrote `$remote_addr`.
+    Nginx,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardedSignatureConfig {
-    /// Header carrying the front tier's HMAC-SHA256 over the certificate header.
+    /// Header carrying the front tier's HMAC-SHA256 over a timestamp and the certificate
+    /// header: `t=<unix seconds>,sha256=<base64>`.
     pub header: String,
     /// The shared secret, standard base64, at least 32 bytes.
     pub secret_base64: String,
+    /// How far the signature's timestamp may be from the proxy's clock, either way.
+    #[serde(default = "default_signature_age")]
+    pub max_age_seconds: u32,
 }
+
+fn default_signature_age() -> u32 {
+    60
+}
+
+/// Largest `forwarded_signature.max_age_seconds`: a wider window is a longer replay window.
+pub const MAX_SIGNATURE_AGE_SECONDS: u32 = 600;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,8 +122,13 @@ pub struct TokenConfig {
     pub audiences: Vec<String>,
     #[serde(default = "default_token_leeway")]
     pub leeway_seconds: u64,
+    /// Verified tokens kept (0 turns the cache off).
     #[serde(default = "default_token_cache")]
     pub cache_capacity: usize,
+    /// Refused tokens remembered, so that a token replayed after failing costs a lookup
+    /// rather than another signature check (0 turns this off).
+    #[serde(default = "default_rejected_cache")]
+    pub rejected_cache_capacity: usize,
 }
 
 fn default_token_leeway() -> u64 {
@@ -100,16 +139,29 @@ fn default_token_cache() -> usize {
     4096
 }
 
+fn default_rejected_cache() -> usize {
+    4096
+}
+
+/// Largest clock skew tolerated on token lifetimes and certificate validity: more turns an
+/// expired credential into a valid one.
+pub const MAX_LEEWAY_SECONDS: u64 = 600;
+
 impl Default for TokenConfig {
     fn default() -> Self {
-        TokenConfig { audiences: Vec::new(), leeway_seconds: default_token_leeway(), cache_capacity: default_token_cache() }
+        TokenConfig {
+            audiences: Vec::new(),
+            leeway_seconds: default_token_leeway(),
+            cache_capacity: default_token_cache(),
+            rejected_cache_capacity: default_rejected_cache(),
+        }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Exact path, or a prefix ending in `*`.
+    /// Exact path, or a prefix ending in `*`; written in canonical form.
     pub path: String,
     pub mode: Mode,
     /// In `bearer_plus_mtls_optional`: sub-paths where the token must be bound.
@@ -128,11 +180,20 @@ pub struct RouteConfig {
 pub struct PolicyConfig {
     pub certificate_source: CertificateSource,
     #[serde(default)]
+    pub proxy: ProxyKind,
+    #[serde(default)]
     pub trusted_proxies: Vec<String>,
     #[serde(default = "default_max_header")]
     pub max_header_bytes: usize,
     #[serde(default)]
     pub forwarded_signature: Option<ForwardedSignatureConfig>,
+    /// Headers removed from every request beside the built-in identity headers: exact names,
+    /// or prefixes written with a trailing `*`.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Match routes on the lowercased path, for upstreams whose paths are case-insensitive.
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
     /// The mode of every path no route matches. Required: there is no implicit default.
     pub default_mode: Mode,
     #[serde(default)]
@@ -145,8 +206,12 @@ pub struct PolicyConfig {
     pub constraints: Constraints,
     #[serde(default)]
     pub token: TokenConfig,
+    /// Certificates whose facts are kept, at most (0 turns the cache off).
     #[serde(default = "default_facts_cache")]
     pub facts_cache_capacity: usize,
+    /// Bytes the kept facts may take, at most.
+    #[serde(default = "default_facts_cache_bytes")]
+    pub facts_cache_bytes: usize,
 }
 
 fn default_max_header() -> usize {
@@ -154,7 +219,11 @@ fn default_max_header() -> usize {
 }
 
 fn default_facts_cache() -> usize {
-    1024
+    16 * 1024
+}
+
+fn default_facts_cache_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 /// A refused configuration: which member, and what is wrong with it.
@@ -193,6 +262,7 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the token must be bound to the certificate on `path` (canonical).
     pub fn binding_required(&self, path: &str) -> bool {
         match self.mode {
             Mode::BearerPlusMtlsRequired => true,
@@ -210,39 +280,26 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub source: CertificateSource,
+    pub proxy: ProxyKind,
     pub trusted_proxies: Vec<Cidr>,
     pub max_header_bytes: usize,
-    pub signature: Option<(String, ForwardedSignatureKey)>,
+    pub signature: Option<Signature>,
+    pub strip: StripList,
+    pub case_insensitive_paths: bool,
     pub routes: Vec<Route>,
     pub default_route: Route,
     pub token: TokenConfig,
     pub facts_cache_capacity: usize,
+    pub facts_cache_bytes: usize,
 }
 
-fn patterns(field: &str, list: &[String]) -> Result<Vec<PathPattern>, ConfigError> {
-    list.iter()
-        .enumerate()
-        .map(|(i, p)| PathPattern::parse(p).map_err(|e| ConfigError::new(format!("{field}[{i}]"), e)))
-        .collect()
-}
-
-fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid {
-        return Err(ConfigError::new(field, format!("{name:?} is not a valid header name")));
-    }
-    Ok(name.to_ascii_lowercase())
-}
-
-fn check_binding_paths(field: &str, mode: Mode, paths: &[String]) -> Result<(), ConfigError> {
-    if !paths.is_empty() && mode != Mode::BearerPlusMtlsOptional {
-        return Err(ConfigError::new(
-            field,
-            format!("binding_required_paths only apply to bearer_plus_mtls_optional, not {}", mode.as_str()),
-        ));
-    }
-    Ok(())
+/// The front tier's signature over the forwarded certificate header, validated.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// Folded header name.
+    pub header: String,
+    pub key: ForwardedSignatureKey,
+    pub max_age_seconds: u32,
 }
 
 impl PolicyConfig {
@@ -253,9 +310,36 @@ impl PolicyConfig {
             | CertificateSource::NginxLegacy { header }
             | CertificateSource::Traefik { header }
             | CertificateSource::Rfc9440 { header } => {
-                *header = header_name("certificate_source.header", header)?;
+                *header = configured_name("certificate_source.header", header)?;
             }
-            CertificateSource::Xfcc { .. } | CertificateSource::Connection => {}
+            CertificateSource::Xfcc { trust, elements, by } => {
+                if *elements == 0 || *elements > MAX_XFCC_ELEMENTS {
+                    return Err(ConfigError::new(
+                        "certificate_source.elements",
+                        format!("must be between 1 and {MAX_XFCC_ELEMENTS}"),
+                    ));
+                }
+                if *trust == XfccTrust::ThisProxy && *elements != 1 {
+                    return Err(ConfigError::new(
+                        "certificate_source.elements",
+                        "this_proxy takes Envoy's SANITIZE_SET element, which is always exactly one",
+                    ));
+                }
+                if let Some(i) = by.iter().position(|b| b.is_empty() || b.bytes().any(|c| matches!(c, b',' | b';' | b'"') || !(0x21..=0x7e).contains(&c))) {
+                    return Err(ConfigError::new(
+                        format!("certificate_source.by[{i}]"),
+                        "must be a non-empty URI without ',', ';', '\"' or spaces",
+                    ));
+                }
+            }
+            CertificateSource::Connection => {}
+        }
+        let proxy = self.proxy;
+        if proxy == ProxyKind::Nginx && !source.needs_trusted_proxies() {
+            return Err(ConfigError::new(
+                "certificate_source",
+                "under nginx the connection's certificate properties are not available; use a forwarded-header source",
+            ));
         }
         let trusted_proxies = self
             .trusted_proxies
@@ -278,37 +362,71 @@ impl PolicyConfig {
         let signature = match self.forwarded_signature {
             None => None,
             Some(sig) => {
-                let header = header_name("forwarded_signature.header", &sig.header)?;
+                let header = configured_name("forwarded_signature.header", &sig.header)?;
                 let secret = crate::encoding::base64_decode(sig.secret_base64.as_bytes()).ok_or_else(|| {
                     ConfigError::new("forwarded_signature.secret_base64", "not standard base64")
                 })?;
                 let key = ForwardedSignatureKey::new(&secret)
                     .map_err(|e| ConfigError::new("forwarded_signature.secret_base64", e.to_string()))?;
-                Some((header, key))
+                if sig.max_age_seconds == 0 || sig.max_age_seconds > MAX_SIGNATURE_AGE_SECONDS {
+                    return Err(ConfigError::new(
+                        "forwarded_signature.max_age_seconds",
+                        format!("must be between 1 and {MAX_SIGNATURE_AGE_SECONDS}"),
+                    ));
+                }
+                Some(Signature { header, key, max_age_seconds: sig.max_age_seconds })
             }
         };
+        if let (Some(sig), Some(header)) = (&signature, source.header()) {
+            if sig.header == header {
+                return Err(ConfigError::new("forwarded_signature.header", "must differ from the certificate header"));
+            }
+        }
         if signature.is_some() && source.header().is_none() {
             return Err(ConfigError::new("forwarded_signature", "the connection source has no header to sign"));
         }
-        let constraints = self.constraints.normalized();
+        let mut read_headers: Vec<&str> = source.header().into_iter().collect();
+        if let Some(sig) = &signature {
+            read_headers.push(&sig.header);
+        }
+        let strip = StripList::new("strip_headers", &self.strip_headers, &read_headers)?;
+        if let Some(i) = self.strip_headers.iter().position(|h| fold_name(h.trim_end_matches('*')) == "authorization") {
+            return Err(ConfigError::new(format!("strip_headers[{i}]"), "the bearer token's header cannot be stripped"));
+        }
+        if self.token.leeway_seconds > MAX_LEEWAY_SECONDS {
+            return Err(ConfigError::new("token.leeway_seconds", format!("at most {MAX_LEEWAY_SECONDS}")));
+        }
+        let fold = self.case_insensitive_paths;
+        let constraints = self.constraints.validated("constraints")?;
         check_binding_paths("binding_required_paths", self.default_mode, &self.binding_required_paths)?;
         let default_route = Route {
             pattern: None,
             mode: self.default_mode,
-            binding_required_paths: patterns("binding_required_paths", &self.binding_required_paths)?,
+            binding_required_paths: patterns("binding_required_paths", &self.binding_required_paths, fold)?,
             require_enrolled_card: self.require_enrolled_card,
             constraints: constraints.clone(),
         };
-        let mut routes = Vec::with_capacity(self.routes.len());
+        let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
             let field = format!("routes[{i}]");
             check_binding_paths(&format!("{field}.binding_required_paths"), r.mode, &r.binding_required_paths)?;
+            let pattern = PathPattern::parse(&r.path, fold).map_err(|e| ConfigError::new(format!("{field}.path"), e))?;
+            if let Some(earlier) = routes.iter().position(|route| route.pattern.as_ref() == Some(&pattern)) {
+                return Err(ConfigError::new(
+                    format!("{field}.path"),
+                    format!("the same pattern as routes[{earlier}].path, which always matches first"),
+                ));
+            }
+            let constraints = match r.constraints {
+                Some(c) => c.validated(&format!("{field}.constraints"))?,
+                None => constraints.clone(),
+            };
             routes.push(Route {
-                pattern: Some(PathPattern::parse(&r.path).map_err(|e| ConfigError::new(format!("{field}.path"), e))?),
+                pattern: Some(pattern),
                 mode: r.mode,
-                binding_required_paths: patterns(&format!("{field}.binding_required_paths"), &r.binding_required_paths)?,
+                binding_required_paths: patterns(&format!("{field}.binding_required_paths"), &r.binding_required_paths, fold)?,
                 require_enrolled_card: r.require_enrolled_card.unwrap_or(self.require_enrolled_card),
-                constraints: r.constraints.map(Constraints::normalized).unwrap_or_else(|| constraints.clone()),
+                constraints,
             });
         }
         let verifies_tokens = default_route.verifies_tokens() || routes.iter().any(Route::verifies_tokens);
@@ -320,23 +438,57 @@ impl PolicyConfig {
         }
         Ok(Policy {
             source,
+            proxy,
             trusted_proxies,
             max_header_bytes: self.max_header_bytes,
             signature,
+            strip,
+            case_insensitive_paths: fold,
             routes,
             default_route,
             token: self.token,
             facts_cache_capacity: self.facts_cache_capacity,
+            facts_cache_bytes: self.facts_cache_bytes,
         })
     }
 }
 
+fn patterns(field: &str, list: &[String], fold: bool) -> Result<Vec<PathPattern>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| PathPattern::parse(p, fold).map_err(|e| ConfigError::new(format!("{field}[{i}]"), e)))
+        .collect()
+}
+
+fn check_binding_paths(field: &str, mode: Mode, paths: &[String]) -> Result<(), ConfigError> {
+    if !paths.is_empty() && mode != Mode::BearerPlusMtlsOptional {
+        return Err(ConfigError::new(
+            field,
+            format!("binding_required_paths only apply to bearer_plus_mtls_optional, not {}", mode.as_str()),
+        ));
+    }
+    Ok(())
+}
+
 impl Policy {
-    /// The first route whose pattern matches, else the default.
+    /// The first route whose pattern matches the canonical `path`, else the default.
     pub fn route_for(&self, path: &str) -> &Route {
-        self.routes
-            .iter()
-            .find(|r| r.pattern.as_ref().is_some_and(|p| p.matches(path)))
-            .unwrap_or(&self.default_route)
+        self.routes.iter().find(|r| r.pattern.as_ref().is_some_and(|p| p.matches(path))).unwrap_or(&self.default_route)
+    }
+
+    /// The canonical path of a request target, as routes match it.
+    pub fn route_path<'a>(&self, target: &'a [u8]) -> Result<std::borrow::Cow<'a, str>, super::path::PathError> {
+        route_path(target, self.case_insensitive_paths)
+    }
+
+    /// The property naming the TCP peer, when the policy believes forwarded headers.
+    pub fn peer_property(&self) -> Option<PeerProperty> {
+        if self.trusted_proxies.is_empty() {
+            return None;
+        }
+        Some(match self.proxy {
+            ProxyKind::Envoy => PeerProperty::EnvoySourceAddress,
+            ProxyKind::Nginx => PeerProperty::NginxRealipRemoteAddr,
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! What a certificate must satisfy on a route, beyond the proxy's chain verification.
 
+use super::config::{ConfigError, MAX_LEEWAY_SECONDS};
 use super::outcome::Reason;
 use crate::certificate::CertificateFacts;
 use serde::Deserialize;
@@ -18,7 +19,8 @@ pub struct Constraints {
     /// At least one of these policy OIDs must be asserted. Empty: not enforced.
     #[serde(default)]
     pub required_policy_oids: Vec<String>,
-    /// Every RFC 822 SAN must be in one of these domains. Empty: not enforced.
+    /// The certificate must carry an RFC 822 SAN, and every one must be in one of these
+    /// domains. Empty: not enforced.
     #[serde(default)]
     pub allowed_email_domains: Vec<String>,
     /// PIV Card Authentication certificates prove a card is present but not that its holder
@@ -31,18 +33,43 @@ pub struct Constraints {
 }
 
 impl Constraints {
-    /// Lowercases domains once so that checks compare without allocating.
-    pub fn normalized(mut self) -> Self {
-        for d in &mut self.allowed_email_domains {
+    /// Checks the values and lowercases domains once so that checks compare without
+    /// allocating. `field` names this object in errors.
+    pub fn validated(mut self, field: &str) -> Result<Self, ConfigError> {
+        for (i, d) in self.allowed_email_domains.iter_mut().enumerate() {
             *d = d.trim_start_matches('@').to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') {
+                return Err(ConfigError::new(format!("{field}.allowed_email_domains[{i}]"), "not a domain"));
+            }
         }
-        self
+        for (i, oid) in self.required_policy_oids.iter().enumerate() {
+            if der::asn1::ObjectIdentifier::new(oid).is_err() {
+                return Err(ConfigError::new(format!("{field}.required_policy_oids[{i}]"), "not a dotted OID"));
+            }
+        }
+        if u64::from(self.validity_leeway_seconds) > MAX_LEEWAY_SECONDS {
+            return Err(ConfigError::new(
+                format!("{field}.validity_leeway_seconds"),
+                format!("at most {MAX_LEEWAY_SECONDS}"),
+            ));
+        }
+        Ok(self)
     }
 
+    /// Checks `facts`. A check that needs a fact the certificate source could not supply
+    /// (`facts.complete` false: issuer, serial, validity, policies, EKUs, email SANs) refuses:
+    /// nothing is passed for want of the means to check it.
     pub fn check(&self, facts: &CertificateFacts, now: i64) -> Result<(), Reason> {
         let leeway = i64::from(self.validity_leeway_seconds);
         if facts.complete && (now.saturating_add(leeway) < facts.not_before || now.saturating_sub(leeway) > facts.not_after) {
             return Err(Reason::CertificateExpired);
+        }
+        let needs_complete = !self.allowed_issuers.is_empty()
+            || !self.required_policy_oids.is_empty()
+            || !self.allowed_email_domains.is_empty()
+            || !self.allow_card_authentication;
+        if needs_complete && !facts.complete {
+            return Err(Reason::CertificateNotAllowed);
         }
         if !self.allowed_issuers.is_empty() && !self.allowed_issuers.contains(&facts.issuer_dn) {
             return Err(Reason::CertificateNotAllowed);
@@ -53,10 +80,12 @@ impl Constraints {
             return Err(Reason::CertificateNotAllowed);
         }
         if !self.allowed_email_domains.is_empty() {
-            let all_allowed = facts.emails().all(|email| {
+            let mut emails = facts.emails().peekable();
+            let any = emails.peek().is_some();
+            let all_allowed = emails.all(|email| {
                 email_domain(email).is_some_and(|d| self.allowed_email_domains.iter().any(|a| a.eq_ignore_ascii_case(d)))
             });
-            if !all_allowed {
+            if !any || !all_allowed {
                 return Err(Reason::CertificateNotAllowed);
             }
         }

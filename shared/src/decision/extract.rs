@@ -1,86 +1,18 @@
 //! Step 2 of the request path: find the client certificate in exactly one configured source,
-//! believing a forwarded header only from a trusted hop, and turn it into facts.
+//! believing a forwarded header only from a trusted hop, and turn it into facts. One dispatch
+//! over the source; every parser gets the configured size limit.
 
-use super::config::{CertificateSource, XfccTrust};
+use super::cache::FactsCache;
+use super::config::{CertificateSource, Policy, XfccTrust};
 use super::outcome::Reason;
-use super::RequestInput;
+use super::{RequestInput, ScannedHeaders};
+use crate::certificate::pem::{decode_single_certificate_pem, MAX_PEM_BYTES};
 use crate::certificate::{CertificateFacts, SubjectAltName};
+use crate::encoding::percent_decode;
 use crate::fingerprint::Fingerprint;
-use crate::forwarded_signature::ForwardedSignatureKey;
+use crate::source::xfcc::XfccElement;
 use crate::source::{nginx, rfc9440, traefik, xfcc, SourceError};
-use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Facts of certificate headers seen recently, so that a warm request skips header parsing,
-/// PEM decoding, SHA-256 and DER parsing. Keyed by a cheap sample of the raw header (its
-/// length, bytes spread across it, and its tail) and confirmed by comparing the whole raw
-/// header, so a hit always means the very same bytes were already checked. Two headers that
-/// share a key only evict each other; they are never confused.
-pub struct FactsCache {
-    entries: HashMap<HeaderKey, CachedHeader>,
-    capacity: usize,
-}
-
-struct CachedHeader {
-    raw: Box<[u8]>,
-    facts: Arc<CertificateFacts>,
-    /// The chosen XFCC element's `Hash=`: checked against the connection on every request
-    /// when the header is this proxy's own.
-    xfcc_hash: Option<Box<str>>,
-}
-
-/// Bytes sampled evenly across the header, and bytes of its tail: a certificate's base64 body
-/// differs throughout, and its tail ends in the signature.
-const KEY_SPREAD: usize = 32;
-const KEY_TAIL: usize = 32;
-type HeaderKey = [u8; 8 + KEY_SPREAD + KEY_TAIL];
-
-fn header_key(raw: &[u8]) -> HeaderKey {
-    let mut key = [0u8; 8 + KEY_SPREAD + KEY_TAIL];
-    let (len, rest) = key.split_at_mut(8);
-    len.copy_from_slice(&(raw.len() as u64).to_le_bytes());
-    let (spread, tail) = rest.split_at_mut(KEY_SPREAD);
-    if !raw.is_empty() {
-        for (i, byte) in spread.iter_mut().enumerate() {
-            *byte = raw.get(i * raw.len() / KEY_SPREAD).copied().unwrap_or(0);
-        }
-    }
-    let start = raw.len().saturating_sub(KEY_TAIL);
-    for (byte, value) in tail.iter_mut().zip(raw.get(start..).unwrap_or(&[])) {
-        *byte = *value;
-    }
-    key
-}
-
-impl FactsCache {
-    pub fn new(capacity: usize) -> Self {
-        FactsCache { entries: HashMap::new(), capacity }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn get(&self, raw: &[u8]) -> Option<&CachedHeader> {
-        self.entries.get(&header_key(raw)).filter(|cached| crate::encoding::same_bytes_constant_time(&cached.raw, raw))
-    }
-
-    fn insert(&mut self, raw: &[u8], facts: Arc<CertificateFacts>, xfcc_hash: Option<Box<str>>) {
-        if self.capacity == 0 {
-            return;
-        }
-        // Bounded by clearing: the working set of a deployment is its population of cards,
-        // and a full clear costs one cold parse per certificate afterwards.
-        if self.entries.len() >= self.capacity {
-            self.entries.clear();
-        }
-        self.entries.insert(header_key(raw), CachedHeader { raw: raw.into(), facts, xfcc_hash });
-    }
-}
 
 fn facts_of(der: &[u8]) -> Result<CertificateFacts, Reason> {
     CertificateFacts::from_der(der).map_err(|_| Reason::MalformedClientCert)
@@ -90,121 +22,160 @@ fn malformed(_: SourceError) -> Reason {
     Reason::MalformedClientCert
 }
 
-/// The certificate source's header, found once while scanning the request.
-pub struct SourceHeader<'a> {
-    pub value: &'a [u8],
-}
-
-pub struct Extractor<'e> {
-    pub source: &'e CertificateSource,
-    pub trusted_peer: bool,
-    pub max_header_bytes: usize,
-    pub signature: Option<&'e ForwardedSignatureKey>,
-}
-
-impl Extractor<'_> {
-    /// `Ok(None)`: no certificate (none presented, or a header from an untrusted peer, which
-    /// the caller strips). `Err`: a header that must be refused with 400.
-    pub fn extract(
-        &self,
-        request: &RequestInput<'_>,
-        scanned: &super::ScannedHeaders<'_>,
-        cache: &mut FactsCache,
-    ) -> Result<Option<Arc<CertificateFacts>>, Reason> {
-        if let CertificateSource::Connection = self.source {
-            return Ok(connection_facts(request));
-        }
-        if scanned.source_count > 1 {
-            return Err(Reason::MalformedClientCert);
-        }
-        let Some(raw) = scanned.source_value else {
-            return Ok(None);
+/// The client certificate's facts. `Ok(None)`: no certificate (none presented, or a header
+/// that is not believed and which the caller strips). `Err`: a header to refuse with 400.
+pub fn certificate(
+    policy: &Policy,
+    request: &RequestInput<'_>,
+    scanned: &ScannedHeaders<'_>,
+    cache: &mut FactsCache,
+) -> Result<Option<Arc<CertificateFacts>>, Reason> {
+    if policy.source == CertificateSource::Connection {
+        return connection_certificate(request, cache);
+    }
+    let Some(raw) = scanned.source_value else {
+        return Ok(None);
+    };
+    let believed = match &policy.source {
+        // Envoy set this header itself only if the connection carried a certificate;
+        // otherwise it came from the client through a misconfigured forward mode.
+        CertificateSource::Xfcc { trust: XfccTrust::ThisProxy, .. } => request.connection_digest.is_some_and(|d| !d.is_empty()),
+        _ => request.peer.is_some_and(|ip| policy.trusted_proxies.iter().any(|c| c.contains(ip))),
+    };
+    if !believed {
+        return Ok(None);
+    }
+    // Envoy joins repeated XFCC headers into one; other proxies pass them apart. Either way
+    // a second value (in any spelling of the name) is refused, never chosen between.
+    if scanned.source_count > 1 || raw.len() > policy.max_header_bytes {
+        return Err(Reason::MalformedClientCert);
+    }
+    if let Some(signature) = &policy.signature {
+        let value = match (scanned.signature_count, scanned.signature_value) {
+            (1, Some(value)) => value,
+            _ => return Err(Reason::MalformedClientCert),
         };
-        let believed = match self.source {
-            CertificateSource::Xfcc { trust: XfccTrust::ThisProxy, .. } => {
-                // Envoy set this header itself only if the connection carried a certificate;
-                // otherwise it came from the client through a misconfigured forward mode.
-                request.connection_digest.is_some_and(|d| !d.is_empty())
-            }
-            _ => self.trusted_peer,
-        };
-        if !believed {
-            return Ok(None);
-        }
-        if raw.len() > self.max_header_bytes {
-            return Err(Reason::MalformedClientCert);
-        }
-        if let Some(key) = self.signature {
-            let signature = match (scanned.signature_count, scanned.signature_value) {
-                (1, Some(sig)) => sig,
-                _ => return Err(Reason::MalformedClientCert),
-            };
-            let signature = std::str::from_utf8(signature).map_err(|_| Reason::MalformedClientCert)?;
-            key.verify(raw, signature).map_err(|_| Reason::MalformedClientCert)?;
-        }
-        let this_proxy = matches!(self.source, CertificateSource::Xfcc { trust: XfccTrust::ThisProxy, .. });
-        if let Some(hit) = cache.get(raw) {
-            if this_proxy && !hash_is_connection(hit.xfcc_hash.as_deref(), request) {
+        let value = std::str::from_utf8(value).map_err(|_| Reason::MalformedClientCert)?;
+        signature.key.verify(raw, value, request.now, signature.max_age_seconds).map_err(|_| Reason::MalformedClientCert)?;
+    }
+    let limit = policy.max_header_bytes;
+    match &policy.source {
+        CertificateSource::Xfcc { trust, elements, by } => {
+            let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
+            let parsed = xfcc::parse(text, limit).map_err(malformed)?;
+            let element = client_element(&parsed, *elements, by)?;
+            let hash = element_hash(element)?;
+            if *trust == XfccTrust::ThisProxy && connection_fingerprint(request) != Some(hash) {
                 return Err(Reason::MalformedClientCert);
             }
-            return Ok(Some(Arc::clone(&hit.facts)));
-        }
-        let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
-        match self.source {
-            CertificateSource::Xfcc { hop, .. } => {
-                let elements = xfcc::parse(text).map_err(malformed)?;
-                let element = match hop {
-                    super::config::XfccHop::Nearest => elements.last(),
-                    super::config::XfccHop::First => elements.first(),
-                };
-                let Some(element) = element else {
-                    return Err(Reason::MalformedClientCert);
-                };
-                if this_proxy && !hash_is_connection(element.hash.as_deref(), request) {
-                    return Err(Reason::MalformedClientCert);
-                }
-                let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
-                let facts = Arc::new(facts_of(&der)?);
-                element.hash_matches_fingerprint(&facts.fingerprint).map_err(malformed)?;
-                let hash = element.hash.as_deref().map(Box::from);
-                cache.insert(raw, Arc::clone(&facts), hash);
-                Ok(Some(facts))
+            let cert_text = element.cert.as_deref().ok_or(Reason::MalformedClientCert)?.as_bytes();
+            if let Some(hit) = cache.get_certificate(&hash, cert_text) {
+                return Ok(Some(hit));
             }
-            CertificateSource::NginxEscaped { .. }
-            | CertificateSource::NginxLegacy { .. }
-            | CertificateSource::Traefik { .. }
-            | CertificateSource::Rfc9440 { .. } => {
-                let der = match self.source {
-                    CertificateSource::NginxEscaped { .. } => nginx::parse_escaped(text),
-                    CertificateSource::NginxLegacy { .. } => nginx::parse_legacy(text),
-                    CertificateSource::Traefik { .. } => traefik::parse(text),
-                    _ => rfc9440::parse_client_cert(text),
-                }
-                .map_err(malformed)?;
-                let facts = Arc::new(facts_of(&der)?);
-                cache.insert(raw, Arc::clone(&facts), None);
-                Ok(Some(facts))
+            let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
+            let facts = Arc::new(facts_of(&der)?);
+            if facts.fingerprint != hash {
+                return Err(Reason::MalformedClientCert);
             }
-            CertificateSource::Connection => Ok(connection_facts(request)),
+            cache.insert_certificate(cert_text, Arc::clone(&facts));
+            Ok(Some(facts))
         }
+        CertificateSource::NginxEscaped { .. }
+        | CertificateSource::NginxLegacy { .. }
+        | CertificateSource::Traefik { .. }
+        | CertificateSource::Rfc9440 { .. } => {
+            if let Some(hit) = cache.get_header(raw) {
+                return Ok(Some(hit));
+            }
+            let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
+            let der = match &policy.source {
+                CertificateSource::NginxEscaped { .. } => nginx::parse_escaped(text, limit),
+                CertificateSource::NginxLegacy { .. } => nginx::parse_legacy(text, limit),
+                CertificateSource::Traefik { .. } => traefik::parse(text, limit),
+                _ => rfc9440::parse_client_cert(text, limit),
+            }
+            .map_err(malformed)?;
+            let facts = Arc::new(facts_of(&der)?);
+            cache.insert_header(raw, Arc::clone(&facts));
+            Ok(Some(facts))
+        }
+        CertificateSource::Connection => connection_certificate(request, cache),
     }
 }
 
-/// Whether an XFCC element's `Hash=` names the certificate of this very connection.
-fn hash_is_connection(hash: Option<&str>, request: &RequestInput<'_>) -> bool {
-    let expected = request.connection_digest.unwrap_or("");
-    hash.is_some_and(|h| !expected.is_empty() && h.eq_ignore_ascii_case(expected))
+/// The client's XFCC element: the first of exactly `expected` elements, carrying one of the
+/// `by` values when any are configured. Any other count is refused: a forged element (from a
+/// certificate's unquoted URI or DNS SAN, or a header the client sent that a hop appended to)
+/// changes the count, and the filter never guesses which element is real.
+fn client_element<'v, 'a>(elements: &'v [XfccElement<'a>], expected: usize, by: &[String]) -> Result<&'v XfccElement<'a>, Reason> {
+    if elements.len() != expected {
+        return Err(Reason::MalformedClientCert);
+    }
+    let element = elements.first().ok_or(Reason::MalformedClientCert)?;
+    let by_ok = by.is_empty() || (element.by.len() == 1 && element.by.iter().all(|b| by.iter().any(|want| want == b)));
+    if !by_ok {
+        return Err(Reason::MalformedClientCert);
+    }
+    Ok(element)
 }
 
-/// Facts from the connection's own properties: the proxy verified this certificate itself,
-/// but exposes only its digest, subject and SANs, so the facts are marked incomplete.
-fn connection_facts(request: &RequestInput<'_>) -> Option<Arc<CertificateFacts>> {
-    let digest = request.connection_digest.filter(|d| !d.is_empty())?;
-    let fingerprint = Fingerprint::parse(digest).ok()?;
+/// The element's `Hash=`, which Envoy always writes: 64 hex digits.
+fn element_hash(element: &XfccElement<'_>) -> Result<Fingerprint, Reason> {
+    let hash = element.hash.as_deref().ok_or(Reason::MalformedClientCert)?;
+    if hash.len() != 64 {
+        return Err(Reason::MalformedClientCert);
+    }
+    Fingerprint::parse(hash).map_err(|_| Reason::MalformedClientCert)
+}
+
+/// The certificate of the connection itself: Envoy's digest says which, the cache or
+/// `connection.peer_certificate` says what it holds. Without that property only the digest,
+/// subject and first SANs are known, and the facts are marked incomplete.
+fn connection_certificate(request: &RequestInput<'_>, cache: &mut FactsCache) -> Result<Option<Arc<CertificateFacts>>, Reason> {
+    let Some(digest) = request.connection_digest.filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let fingerprint = parse_digest(digest).ok_or(Reason::MalformedClientCert)?;
+    if let Some(hit) = cache.get_certificate(&fingerprint, b"") {
+        return Ok(Some(hit));
+    }
+    let Some(pem) = request.connection_certificate else {
+        return Ok(Some(Arc::new(partial_connection_facts(fingerprint, request))));
+    };
+    let der = connection_pem_der(pem).map_err(malformed)?;
+    let facts = Arc::new(facts_of(&der)?);
+    if facts.fingerprint != fingerprint {
+        return Err(Reason::MalformedClientCert);
+    }
+    cache.insert_certificate(b"", Arc::clone(&facts));
+    Ok(Some(facts))
+}
+
+/// Envoy's `connection.sha256_peer_certificate_digest`: 64 hex digits.
+fn parse_digest(digest: &str) -> Option<Fingerprint> {
+    (digest.len() == 64).then(|| Fingerprint::parse(digest).ok()).flatten()
+}
+
+fn connection_fingerprint(request: &RequestInput<'_>) -> Option<Fingerprint> {
+    request.connection_digest.and_then(parse_digest)
+}
+
+/// `connection.peer_certificate` is documented as URL-encoded PEM; Envoy 1.40 hands plain PEM.
+/// Both are read.
+pub fn connection_pem_der(pem: &[u8]) -> Result<Vec<u8>, SourceError> {
+    if pem.starts_with(b"-----BEGIN%20") {
+        let decoded = percent_decode(pem, MAX_PEM_BYTES)
+            .map_err(|_| SourceError::Malformed("bad percent escape in connection.peer_certificate".to_owned()))?;
+        return Ok(decode_single_certificate_pem(&decoded)?);
+    }
+    Ok(decode_single_certificate_pem(pem)?)
+}
+
+fn partial_connection_facts(fingerprint: Fingerprint, request: &RequestInput<'_>) -> CertificateFacts {
     let mut sans = Vec::new();
     sans.extend(request.connection_uri_sans.iter().map(|s| SubjectAltName::Uri(s.clone())));
     sans.extend(request.connection_dns_sans.iter().map(|s| SubjectAltName::Dns(s.clone())));
-    Some(Arc::new(CertificateFacts {
+    CertificateFacts {
         fingerprint,
         subject_dn: request.connection_subject.unwrap_or("").to_string(),
         issuer_dn: String::new(),
@@ -215,5 +186,5 @@ fn connection_facts(request: &RequestInput<'_>) -> Option<Arc<CertificateFacts>>
         policy_oids: Vec::new(),
         extended_key_usages: Vec::new(),
         complete: false,
-    }))
+    }
 }

@@ -1,35 +1,44 @@
 //! The decision: request facts + policy + identity data → allow (headers to set) or deny
-//! (status, reason). Pure apart from two bounded caches the caller owns through [`Engine`].
+//! (status, reason). Pure apart from the bounded caches the [`Engine`] owns beside its policy.
 
+pub mod cache;
 pub mod config;
 pub mod constraints;
 pub mod extract;
+pub mod headers;
 pub mod mode;
 pub mod outcome;
+pub mod path;
 pub mod resolve;
 pub mod trust;
 
 use crate::certificate::CertificateFacts;
 use crate::identity::IdentityData;
-use crate::pop::cache::TokenCache;
+use crate::pop::cache::{RejectedTokens, TokenCache};
 use crate::pop::jwt::{self, TokenRequirements, VerifiedToken};
-use config::{ConfigError, Policy, PolicyConfig, Route};
-use extract::{Extractor, FactsCache};
+use cache::FactsCache;
+use config::{CertificateSource, ConfigError, Policy, PolicyConfig};
+use headers::folded_eq;
 use mode::Mode;
 use outcome::{header, Outcome, Reason};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Everything the decision reads about one request. Header names are lowercase, as the proxy
-/// hands them over.
+/// Everything the decision reads about one request. Header names may come in any case (NGINX
+/// passes them as the client wrote them).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestInput<'a> {
     pub headers: &'a [(String, Vec<u8>)],
-    /// The direct peer (`source.address`).
+    /// The TCP peer, read from the property [`Policy::peer_property`] names; `None` when it
+    /// could not be told (see [`trust`]).
     pub peer: Option<IpAddr>,
     /// `connection.sha256_peer_certificate_digest`, hex; `None` or empty without mTLS.
     pub connection_digest: Option<&'a str>,
-    /// `connection.subject_peer_certificate`, read only for the connection source.
+    /// `connection.peer_certificate` (PEM), read for the connection source when
+    /// [`Engine::needs_connection_certificate`] says so.
+    pub connection_certificate: Option<&'a [u8]>,
+    /// `connection.subject_peer_certificate`, read for the connection source without
+    /// `connection.peer_certificate`.
     pub connection_subject: Option<&'a str>,
     pub connection_uri_sans: &'a [String],
     pub connection_dns_sans: &'a [String],
@@ -37,10 +46,12 @@ pub struct RequestInput<'a> {
     pub now: i64,
 }
 
-/// The headers the decision needs, found in one pass.
+/// The headers the decision needs, found in one pass. Names compare folded (any case, `_` as
+/// `-`), and every spelling counts towards duplicates.
 #[derive(Debug, Default)]
 pub struct ScannedHeaders<'a> {
-    pub path: &'a str,
+    pub path: Option<&'a [u8]>,
+    pub path_count: usize,
     pub source_value: Option<&'a [u8]>,
     pub source_count: usize,
     pub signature_value: Option<&'a [u8]>,
@@ -49,41 +60,28 @@ pub struct ScannedHeaders<'a> {
     pub authorization_count: usize,
 }
 
-/// Headers through which a client could claim an identity. All are removed from every request,
-/// allowed or not, whatever the configured source: only this filter speaks for identity.
-pub const IDENTITY_HEADERS: &[&str] = &[
-    "x-forwarded-client-cert",
-    "x-forwarded-client-cert-chain",
-    "x-forwarded-tls-client-cert",
-    "x-forwarded-tls-client-cert-info",
-    "x-forwarded-tls-client-cert-signature",
-    "ssl-client-cert",
-    "ssl-client-escaped-cert",
-    "ssl-client-verify",
-    "ssl-client-s-dn",
-    "ssl-client-i-dn",
-    "x-ssl-client-cert",
-    "x-client-cert",
-    "client-cert",
-    "client-cert-chain",
-    "xfcc",
-];
+/// The caches of one worker's engine: certificate facts, verified tokens, refused tokens.
+pub struct Caches {
+    pub facts: FactsCache,
+    pub tokens: TokenCache,
+    pub rejected_tokens: RejectedTokens,
+}
 
 /// The decision engine of one worker: the validated policy and its caches.
 pub struct Engine {
     policy: Policy,
-    facts_cache: FactsCache,
-    token_cache: TokenCache,
+    caches: Caches,
 }
 
 impl Engine {
     pub fn new(config: PolicyConfig) -> Result<Self, ConfigError> {
         let policy = config.validate()?;
-        Ok(Engine {
-            facts_cache: FactsCache::new(policy.facts_cache_capacity),
-            token_cache: TokenCache::new(policy.token.cache_capacity),
-            policy,
-        })
+        let caches = Caches {
+            facts: FactsCache::new(policy.facts_cache_capacity, policy.facts_cache_bytes),
+            tokens: TokenCache::new(policy.token.cache_capacity),
+            rejected_tokens: RejectedTokens::new(policy.token.rejected_cache_capacity),
+        };
+        Ok(Engine { policy, caches })
     }
 
     pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
@@ -96,160 +94,164 @@ impl Engine {
         &self.policy
     }
 
-    /// Whether the caller must read `source.address` for this policy.
-    pub fn needs_peer_address(&self) -> bool {
-        !self.policy.trusted_proxies.is_empty()
+    pub fn caches(&self) -> &Caches {
+        &self.caches
     }
 
     /// Whether the caller must read `connection.sha256_peer_certificate_digest`.
     pub fn needs_connection_digest(&self) -> bool {
         matches!(
             self.policy.source,
-            config::CertificateSource::Connection
-                | config::CertificateSource::Xfcc { trust: config::XfccTrust::ThisProxy, .. }
+            CertificateSource::Connection | CertificateSource::Xfcc { trust: config::XfccTrust::ThisProxy, .. }
         )
     }
 
-    /// Whether the caller must read the connection's subject and SANs.
-    pub fn needs_connection_details(&self) -> bool {
-        self.policy.source == config::CertificateSource::Connection
+    /// Whether the caller must read `connection.peer_certificate` for a connection whose
+    /// certificate has this digest: only for the connection source, and only when its facts
+    /// are not cached.
+    pub fn needs_connection_certificate(&self, digest: Option<&str>) -> bool {
+        self.policy.source == CertificateSource::Connection
+            && digest.is_some_and(|d| {
+                d.len() == 64 && crate::Fingerprint::parse(d).is_ok_and(|fp| !self.caches.facts.contains_certificate(&fp, b""))
+            })
     }
 
-    /// True for every inbound header that must not reach the upstream: identity headers, the
-    /// configured source and signature headers, and anything in this project's `x-dm-` space.
+    /// True for every inbound header that must not reach the upstream: identity headers in any
+    /// spelling, the configured source and signature headers, and the operator's additions.
     pub fn is_identity_header(&self, name: &str) -> bool {
-        name.starts_with(header::TRUSTED_PREFIX)
-            || IDENTITY_HEADERS.contains(&name)
-            || self.policy.source.header() == Some(name)
-            || self.policy.signature.as_ref().is_some_and(|(h, _)| h == name)
-    }
-
-    fn scan<'a>(&self, headers: &'a [(String, Vec<u8>)]) -> ScannedHeaders<'a> {
-        let mut scanned = ScannedHeaders::default();
-        let source = self.policy.source.header();
-        let signature = self.policy.signature.as_ref().map(|(h, _)| h.as_str());
-        for (name, value) in headers {
-            let name = name.as_str();
-            if name == ":path" {
-                scanned.path = std::str::from_utf8(value).unwrap_or("");
-            } else if name == "authorization" {
-                scanned.authorization = Some(value);
-                scanned.authorization_count += 1;
-            } else if Some(name) == source {
-                scanned.source_value = Some(value);
-                scanned.source_count += 1;
-            } else if Some(name) == signature {
-                scanned.signature_value = Some(value);
-                scanned.signature_count += 1;
-            }
-        }
-        scanned
-    }
-
-    fn peer_is_trusted(&self, peer: Option<IpAddr>) -> bool {
-        peer.is_some_and(|ip| self.policy.trusted_proxies.iter().any(|c| c.contains(ip)))
+        self.policy.strip.strips(name)
     }
 
     /// Decides one request. `identity` is `None` when no valid identity data is held (no
     /// snapshot yet, or the last one expired): every request is then refused with 503.
     pub fn evaluate(&mut self, request: &RequestInput<'_>, identity: Option<&dyn IdentityData>) -> Outcome {
-        match self.evaluate_inner(request, identity) {
+        match evaluate(&self.policy, &mut self.caches, request, identity) {
             Ok(set) => Outcome::Allow { set },
             Err(reason) => Outcome::deny(reason),
         }
     }
+}
 
-    fn evaluate_inner(
-        &mut self,
-        request: &RequestInput<'_>,
-        identity: Option<&dyn IdentityData>,
-    ) -> Result<Vec<(&'static str, String)>, Reason> {
-        let scanned = self.scan(request.headers);
-        let path = mode::route_path(scanned.path);
-        let route_index = self.route_index(path);
-        let mode = self.route(route_index).mode;
-
-        // Certificates play no part in bearer mode: their headers are stripped, never parsed.
-        let certificate = if mode == Mode::Bearer {
-            None
-        } else {
-            let extractor = Extractor {
-                source: &self.policy.source,
-                trusted_peer: self.peer_is_trusted(request.peer),
-                max_header_bytes: self.policy.max_header_bytes,
-                signature: self.policy.signature.as_ref().map(|(_, k)| k),
-            };
-            extractor.extract(request, &scanned, &mut self.facts_cache)?
-        };
-        let identity = identity.ok_or(Reason::IdentityUnavailable)?;
-        let route = self.route(route_index);
-        let binding_required = route.binding_required(path);
-
-        let mut set = Vec::with_capacity(9);
-        match route.mode {
-            Mode::Bearer => {
-                let token = self.verified_token(&scanned, identity, request.now)?;
-                push_token_headers(&mut set, &token);
-            }
-            Mode::Mtls => {
-                let facts = certificate.ok_or(Reason::CertificateMissing)?;
-                resolve::certificate_identity(&facts, self.route(route_index), identity, request.now, &mut set)?;
-            }
-            Mode::BearerPlusMtlsOptional | Mode::BearerPlusMtlsRequired => {
-                if binding_required && certificate.is_none() {
-                    return Err(Reason::CertificateMissing);
-                }
-                if let Some(facts) = &certificate {
-                    resolve::certificate_identity(facts, self.route(route_index), identity, request.now, &mut set)?;
-                }
-                let token = self.verified_token(&scanned, identity, request.now)?;
-                if binding_required {
-                    if let Some(facts) = &certificate {
-                        if !jwt::cnf_matches(&token, &facts.fingerprint) {
-                            return Err(Reason::SenderBindingMismatch);
-                        }
-                    }
-                }
-                push_token_headers(&mut set, &token);
-            }
+fn scan<'a>(policy: &Policy, headers: &'a [(String, Vec<u8>)]) -> ScannedHeaders<'a> {
+    let mut scanned = ScannedHeaders::default();
+    let source = policy.source.header();
+    let signature = policy.signature.as_ref().map(|s| s.header.as_str());
+    for (name, value) in headers {
+        let name = name.as_str();
+        if name.eq_ignore_ascii_case(":path") {
+            scanned.path = Some(value);
+            scanned.path_count += 1;
+        } else if folded_eq(name, "authorization") {
+            scanned.authorization = Some(value);
+            scanned.authorization_count += 1;
+        } else if source.is_some_and(|s| folded_eq(name, s)) {
+            scanned.source_value = Some(value);
+            scanned.source_count += 1;
+        } else if signature.is_some_and(|s| folded_eq(name, s)) {
+            scanned.signature_value = Some(value);
+            scanned.signature_count += 1;
         }
-        Ok(set)
     }
+    scanned
+}
 
-    fn route_index(&self, path: &str) -> Option<usize> {
-        self.policy.routes.iter().position(|r| r.pattern.as_ref().is_some_and(|p| p.matches(path)))
-    }
+fn evaluate(
+    policy: &Policy,
+    caches: &mut Caches,
+    request: &RequestInput<'_>,
+    identity: Option<&dyn IdentityData>,
+) -> Result<Vec<(&'static str, String)>, Reason> {
+    let scanned = scan(policy, request.headers);
+    let target = match (scanned.path_count, scanned.path) {
+        (1, Some(target)) => target,
+        _ => return Err(Reason::InvalidPath),
+    };
+    let path = policy.route_path(target).map_err(|_| Reason::InvalidPath)?;
+    let route = policy.route_for(&path);
+    let binding_required = route.binding_required(&path);
 
-    fn route(&self, index: Option<usize>) -> &Route {
-        index.and_then(|i| self.policy.routes.get(i)).unwrap_or(&self.policy.default_route)
-    }
+    // Certificates play no part in bearer mode unless a bound token asks for one: their
+    // headers are stripped, not parsed.
+    let mut certificate = if route.mode == Mode::Bearer {
+        None
+    } else {
+        extract::certificate(policy, request, &scanned, &mut caches.facts)?
+    };
+    let identity = identity.ok_or(Reason::IdentityUnavailable)?;
 
-    fn verified_token(
-        &mut self,
-        scanned: &ScannedHeaders<'_>,
-        identity: &dyn IdentityData,
-        now: i64,
-    ) -> Result<Arc<VerifiedToken>, Reason> {
-        let raw = match (scanned.authorization_count, scanned.authorization) {
-            (0, _) | (_, None) => return Err(Reason::TokenMissing),
-            (1, Some(raw)) => raw,
-            _ => return Err(Reason::InvalidToken),
-        };
-        let header_text = std::str::from_utf8(raw).map_err(|_| Reason::InvalidToken)?;
-        let token = jwt::bearer_credentials(header_text).ok_or(Reason::InvalidToken)?;
-        let leeway = self.policy.token.leeway_seconds;
-        let generation = identity.generation();
-        // A hit is the very token that verified before, so it needs no syntax check either.
-        if let Some(hit) = self.token_cache.get_shared(token, generation, now, leeway) {
-            return Ok(hit);
+    let mut set = Vec::with_capacity(9);
+    match route.mode {
+        Mode::Mtls => {
+            let facts = certificate.ok_or(Reason::CertificateMissing)?;
+            resolve::certificate_identity(&facts, route, identity, request.now, &mut set)?;
         }
-        if !jwt::is_token68(token) {
-            return Err(Reason::InvalidToken);
+        Mode::Bearer | Mode::BearerPlusMtlsOptional | Mode::BearerPlusMtlsRequired => {
+            if binding_required && certificate.is_none() {
+                return Err(Reason::CertificateMissing);
+            }
+            if let Some(facts) = &certificate {
+                resolve::certificate_identity(facts, route, identity, request.now, &mut set)?;
+            }
+            let token = verified_token(policy, caches, &scanned, identity, request.now)?;
+            if token.cnf_x5t_s256.is_some() && route.mode == Mode::Bearer {
+                // RFC 8705 §3: a bound token is accepted only with its certificate, on every
+                // route. The certificate is then held to the route's checks too, though its
+                // identity is not forwarded on a bearer route.
+                certificate = extract::certificate(policy, request, &scanned, &mut caches.facts)?;
+                let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
+                resolve::certificate_identity(facts, route, identity, request.now, &mut Vec::new())?;
+            }
+            if binding_required || token.cnf_x5t_s256.is_some() {
+                let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
+                if !jwt::cnf_matches(&token, &facts.fingerprint) {
+                    return Err(Reason::SenderBindingMismatch);
+                }
+            }
+            push_token_headers(&mut set, &token);
         }
-        let requirements = TokenRequirements { audiences: &self.policy.token.audiences, leeway_seconds: leeway, now };
-        let verified = jwt::verify(token, identity, &requirements).map_err(|_| Reason::InvalidToken)?;
-        self.token_cache.insert(token, generation, verified.clone());
-        Ok(Arc::new(verified))
+    }
+    Ok(set)
+}
+
+fn verified_token(
+    policy: &Policy,
+    caches: &mut Caches,
+    scanned: &ScannedHeaders<'_>,
+    identity: &dyn IdentityData,
+    now: i64,
+) -> Result<Arc<VerifiedToken>, Reason> {
+    let raw = match (scanned.authorization_count, scanned.authorization) {
+        (0, _) | (_, None) => return Err(Reason::TokenMissing),
+        (1, Some(raw)) => raw,
+        _ => return Err(Reason::InvalidToken),
+    };
+    let header_text = std::str::from_utf8(raw).map_err(|_| Reason::InvalidToken)?;
+    let token = jwt::bearer_credentials(header_text).ok_or(Reason::InvalidToken)?;
+    let leeway = policy.token.leeway_seconds;
+    let generation = identity.generation();
+    // A hit is the very token that verified before, so it needs no syntax check either.
+    if let Some(hit) = caches.tokens.get_shared(token, generation, now, leeway) {
+        return Ok(hit);
+    }
+    if !jwt::is_token68(token) || token.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(Reason::InvalidToken);
+    }
+    let rejected_key = RejectedTokens::fingerprint(token, generation);
+    if caches.rejected_tokens.contains(&rejected_key) {
+        return Err(Reason::InvalidToken);
+    }
+    let requirements = TokenRequirements { audiences: &policy.token.audiences, leeway_seconds: leeway, now };
+    match jwt::verify(token, identity, &requirements) {
+        Ok(verified) => {
+            caches.tokens.insert(token, generation, verified.clone());
+            Ok(Arc::new(verified))
+        }
+        Err(error) => {
+            if RejectedTokens::is_final(&error) {
+                caches.rejected_tokens.insert(rejected_key);
+            }
+            Err(Reason::InvalidToken)
+        }
     }
 }
 

@@ -30,6 +30,8 @@ impl Mode {
 
 /// A path pattern: an exact path, or a prefix when it ends in `*` (`/admin/*`).
 /// Prefix patterns match on segment boundaries, so `/admin/*` does not match `/administrator`.
+/// Patterns are written in the canonical form requests are matched in (see
+/// [`super::path`]), so that no pattern can name a spelling no request ever has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
     text: String,
@@ -37,18 +39,32 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    /// Parses `pattern`; with `fold` (case-insensitive paths) it is lowercased, as request
+    /// paths are.
+    pub fn parse(pattern: &str, fold: bool) -> Result<Self, String> {
         if !pattern.starts_with('/') {
             return Err(format!("path pattern {pattern:?} must start with '/'"));
         }
-        match pattern.strip_suffix('*') {
-            Some(stem) if stem.contains('*') => Err(format!("path pattern {pattern:?} may hold one trailing '*' only")),
-            Some(stem) => Ok(PathPattern { text: stem.to_string(), prefix: true }),
-            None if pattern.contains('*') => Err(format!("path pattern {pattern:?} may hold one trailing '*' only")),
-            None => Ok(PathPattern { text: pattern.to_string(), prefix: false }),
+        let (stem, prefix) = match pattern.strip_suffix('*') {
+            Some(stem) => (stem, true),
+            None => (pattern, false),
+        };
+        if stem.contains('*') {
+            return Err(format!("path pattern {pattern:?} may hold one trailing '*' only"));
         }
+        if stem.contains('?') {
+            return Err(format!("path pattern {pattern:?} may not hold a query"));
+        }
+        let canonical = super::path::canonical_path(stem.as_bytes())
+            .map_err(|e| format!("path pattern {pattern:?} is not a path requests can have: {e}"))?;
+        if canonical != stem {
+            return Err(format!("path pattern {pattern:?} is not in canonical form; write {canonical:?}"));
+        }
+        let text = if fold { stem.to_ascii_lowercase() } else { stem.to_string() };
+        Ok(PathPattern { text, prefix })
     }
 
+    /// Whether the canonical `path` matches.
     pub fn matches(&self, path: &str) -> bool {
         if !self.prefix {
             return path == self.text;
@@ -58,12 +74,6 @@ impl PathPattern {
             Some(rest) => self.text.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
         }
     }
-}
-
-/// The part of `:path` that routes match on: no query or fragment.
-pub fn route_path(raw: &str) -> &str {
-    let end = raw.find(['?', '#']).unwrap_or(raw.len());
-    raw.get(..end).unwrap_or(raw)
 }
 
 #[cfg(test)]
@@ -84,20 +94,21 @@ mod tests {
             ("/*", "/anything", true),
         ];
         for (pattern, path, expected) in cases {
-            assert_eq!(PathPattern::parse(pattern).unwrap().matches(path), expected, "{pattern} vs {path}");
+            assert_eq!(PathPattern::parse(pattern, false).unwrap().matches(path), expected, "{pattern} vs {path}");
         }
     }
 
     #[test]
     fn bad_patterns_are_refused() {
-        assert!(PathPattern::parse("admin").is_err());
-        assert!(PathPattern::parse("/a*b").is_err());
-        assert!(PathPattern::parse("/a/**").is_err());
+        for bad in ["admin", "/a*b", "/a/**", "//admin/*", "/a/../admin/*", "/%61dmin", "/admin;x/*", "/admin?x", "/a%2fb"] {
+            assert!(PathPattern::parse(bad, false).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn route_path_drops_query() {
-        assert_eq!(route_path("/a/b?x=1#f"), "/a/b");
-        assert_eq!(route_path("/a#f"), "/a");
+    fn folded_patterns_match_folded_paths() {
+        let pattern = PathPattern::parse("/Admin/*", true).unwrap();
+        assert!(pattern.matches("/admin/x"));
+        assert!(!PathPattern::parse("/Admin/*", false).unwrap().matches("/admin/x"));
     }
 }

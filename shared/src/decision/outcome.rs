@@ -6,6 +6,9 @@
 /// clients, dashboards and alerts match on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
+    /// A `:path` whose meaning depends on how the upstream decodes it (see
+    /// [`super::path`]).
+    InvalidPath,
     MalformedClientCert,
     CertificateMissing,
     CertificateExpired,
@@ -21,7 +24,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
+        Reason::InvalidPath,
         Reason::MalformedClientCert,
         Reason::CertificateMissing,
         Reason::CertificateExpired,
@@ -38,6 +42,7 @@ impl Reason {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::InvalidPath => "invalid_path",
             Reason::MalformedClientCert => "malformed_client_cert",
             Reason::CertificateMissing => "certificate_missing",
             Reason::CertificateExpired => "certificate_expired",
@@ -55,7 +60,7 @@ impl Reason {
 
     pub fn status(self) -> u16 {
         match self {
-            Reason::MalformedClientCert => 400,
+            Reason::InvalidPath | Reason::MalformedClientCert => 400,
             Reason::CertificateMissing
             | Reason::CertificateExpired
             | Reason::CertificateBlocklisted
@@ -72,6 +77,7 @@ impl Reason {
     /// certificate or token details.
     pub fn title(self) -> &'static str {
         match self {
+            Reason::InvalidPath => "The request path is ambiguous or malformed",
             Reason::MalformedClientCert => "The client certificate header is malformed",
             Reason::CertificateMissing => "A client certificate is required",
             Reason::CertificateExpired => "The client certificate is outside its validity period",
@@ -190,7 +196,7 @@ mod tests {
     #[test]
     fn statuses_follow_the_design_table() {
         let by_status = |s: u16| Reason::ALL.iter().filter(|r| r.status() == s).count();
-        assert_eq!(by_status(400), 1);
+        assert_eq!(by_status(400), 2);
         assert_eq!(by_status(401), 7);
         assert_eq!(by_status(403), 3);
         assert_eq!(by_status(503), 1);

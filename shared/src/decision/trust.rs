@@ -1,4 +1,6 @@
-//! Trusted proxy CIDRs: a forwarded certificate header is believed only from these peers.
+//! Who the peer is, and whether it is a trusted proxy: a forwarded certificate header is
+//! believed only from the CIDRs listed, and only when the peer's address is one no header
+//! could have chosen.
 
 use std::net::IpAddr;
 
@@ -45,25 +47,63 @@ impl Cidr {
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {
-        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack listener.
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack listener;
+        // it is compared as IPv4 with IPv4 CIDRs and in its mapped form with IPv6 ones, so
+        // `10.0.0.0/8` and `::ffff:10.0.0.0/104` hold the same peers.
         let addr = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
             v4 => v4,
         };
-        addr.is_ipv4() == self.network.is_ipv4() && self.masked(addr) == self.network
+        match (self.network, addr) {
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => self.masked(addr) == self.network,
+            (IpAddr::V6(_), IpAddr::V4(v4)) => self.masked(IpAddr::V6(v4.to_ipv6_mapped())) == self.network,
+            (IpAddr::V4(_), IpAddr::V6(_)) => false,
+        }
     }
 }
 
-/// Parses the peer address as Envoy reports `source.address`: `ip:port`, `[ipv6]:port`, or a
-/// bare address.
-pub fn parse_peer_address(text: &str) -> Option<IpAddr> {
-    if let Ok(ip) = text.parse() {
-        return Some(ip);
+/// The property that names the TCP peer, and how to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerProperty {
+    /// Envoy's `source.address`: `ip:port` or `[ipv6]:port`.
+    EnvoySourceAddress,
+    /// ngx_wasm_module's `ngx.realip_remote_addr`: a bare address.
+    NginxRealipRemoteAddr,
+}
+
+impl PeerProperty {
+    pub fn path(self) -> &'static [&'static str] {
+        match self {
+            PeerProperty::EnvoySourceAddress => &["source", "address"],
+            PeerProperty::NginxRealipRemoteAddr => &["ngx", "realip_remote_addr"],
+        }
     }
-    if let Some(rest) = text.strip_prefix('[') {
-        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+
+    /// The peer's address, or `None` when the text does not name a TCP peer.
+    pub fn parse(self, text: &str) -> Option<IpAddr> {
+        match self {
+            PeerProperty::EnvoySourceAddress => envoy_peer(text),
+            PeerProperty::NginxRealipRemoteAddr => text.parse().ok(),
+        }
     }
-    text.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
+}
+
+/// The address of an Envoy `source.address`, which always carries the port for an IP peer.
+/// Envoy writes port 0 when it took the address from a header (`X-Forwarded-For` without
+/// `use_remote_address`, trusted hops, an original-IP detection extension): such an address is
+/// the client's claim, not its socket, and is refused. So are a bare address and anything else
+/// (a Unix socket path).
+pub fn envoy_peer(text: &str) -> Option<IpAddr> {
+    let (ip, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:")?;
+        (ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)?, port)
+    } else {
+        let (ip, port) = text.split_once(':')?;
+        (ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)?, port)
+    };
+    // Plain decimal digits without a leading zero (which also rules out port 0).
+    let decimal = !port.is_empty() && !port.starts_with('0') && port.bytes().all(|b| b.is_ascii_digit());
+    (decimal && port.parse::<u16>().is_ok()).then_some(ip)
 }
 
 #[cfg(test)]
@@ -82,6 +122,11 @@ mod tests {
             ("fd00::/8", "fd12::1", true),
             ("fd00::/8", "fe80::1", false),
             ("::1/128", "::1", true),
+            ("::ffff:10.0.0.0/104", "10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "::ffff:10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "11.1.2.3", false),
+            ("::/0", "10.1.2.3", true),
+            ("10.0.0.0/8", "fd00::1", false),
         ];
         for (cidr, addr, expected) in cases {
             assert_eq!(Cidr::parse(cidr).unwrap().contains(addr.parse().unwrap()), expected, "{cidr} ∋ {addr}");
@@ -96,10 +141,32 @@ mod tests {
     }
 
     #[test]
-    fn peer_addresses_parse_in_envoy_forms() {
-        assert_eq!(parse_peer_address("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_peer_address("[::1]:443"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_peer_address("::1"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_peer_address("garbage"), None);
+    fn only_a_socket_peer_is_a_peer() {
+        let envoy = PeerProperty::EnvoySourceAddress;
+        assert_eq!(envoy.parse("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(envoy.parse("[::1]:443"), Some("::1".parse().unwrap()));
+        assert_eq!(envoy.parse("[::ffff:10.0.0.1]:5"), Some("::ffff:10.0.0.1".parse().unwrap()));
+        for refused in [
+            "10.1.2.3:0",
+            "[fd00::1]:0",
+            "10.0.0.1",
+            "::1",
+            "garbage",
+            "",
+            "10.0.0.1:",
+            "10.0.0.1:+80",
+            "10.0.0.1:080",
+            "10.0.0.1:65536",
+            "[::1]",
+            "[::1]:",
+            "::1:443",
+            "/var/run/envoy.sock",
+            "10.0.0.1:443:1",
+        ] {
+            assert_eq!(envoy.parse(refused), None, "{refused:?}");
+        }
+        let nginx = PeerProperty::NginxRealipRemoteAddr;
+        assert_eq!(nginx.parse("10.0.0.1"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(nginx.parse("10.0.0.1:5"), None);
     }
 }

@@ -6,11 +6,17 @@
 //! so that a change of the issuers' keys invalidates every entry at once; a key hit is then
 //! confirmed by comparing the whole token in constant time. Hashing the whole token instead
 //! would cost a SHA-256 per request, which is most of a warm request's budget in wasm. Only
-//! verified tokens are inserted; a failure is never remembered. The cache holds at most
-//! `capacity` entries and replaces them in insertion order, each operation in constant time.
+//! verified tokens are inserted. The cache holds at most `capacity` entries and replaces them
+//! in insertion order, each operation in constant time.
+//!
+//! [`RejectedTokens`] remembers the opposite: tokens refused for good (a bad signature, an
+//! unknown key or issuer, a wrong audience, malformed), so that a token replayed after failing
+//! costs a hash and a lookup instead of another signature check. Refusals that time can undo
+//! (not yet valid) are not remembered.
 
-use super::jwt::VerifiedToken;
-use std::collections::HashMap;
+use super::jwt::{TokenError, VerifiedToken};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Bytes of the token's tail in the key: 48 base64url characters are 36 bytes of signature.
@@ -147,6 +153,61 @@ impl TokenCache {
     }
 }
 
+/// Tokens refused for good under one identity generation, so that a replayed bad token is
+/// refused without verifying it again. Keyed by SHA-256 of the generation and the token: a
+/// collision would need a second preimage, and its only effect would be refusing a token.
+/// Bounded; the oldest entry goes first.
+#[derive(Debug)]
+pub struct RejectedTokens {
+    capacity: usize,
+    held: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl RejectedTokens {
+    pub fn new(capacity: usize) -> Self {
+        RejectedTokens { capacity, held: HashSet::new(), order: VecDeque::new() }
+    }
+
+    /// Whether a refusal is final for this token under this generation: no later request
+    /// can make it verify. `NotYetValid` is not (its time may come).
+    pub fn is_final(error: &TokenError) -> bool {
+        !matches!(error, TokenError::NotYetValid)
+    }
+
+    /// The lookup key of `token`; computed once and passed to both calls.
+    pub fn fingerprint(token: &str, generation: u64) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(generation.to_le_bytes());
+        hash.update(token.as_bytes());
+        hash.finalize().into()
+    }
+
+    pub fn contains(&self, key: &[u8; 32]) -> bool {
+        !self.held.is_empty() && self.held.contains(key)
+    }
+
+    pub fn insert(&mut self, key: [u8; 32]) {
+        if self.capacity == 0 || !self.held.insert(key) {
+            return;
+        }
+        self.order.push_back(key);
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.held.remove(&oldest);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +308,27 @@ mod tests {
         cache.insert("token-a", 1, verified("a", NOW + 60));
         assert_eq!(cache.get("token-a", 1, NOW, 0), None);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn rejected_tokens_are_remembered_per_generation_and_bounded() {
+        let mut rejected = RejectedTokens::new(2);
+        let a = RejectedTokens::fingerprint("bad-a", 1);
+        assert!(!rejected.contains(&a));
+        rejected.insert(a);
+        assert!(rejected.contains(&a));
+        assert!(!rejected.contains(&RejectedTokens::fingerprint("bad-a", 2)), "a new generation tries again");
+        rejected.insert(a);
+        assert_eq!(rejected.len(), 1);
+        rejected.insert(RejectedTokens::fingerprint("bad-b", 1));
+        rejected.insert(RejectedTokens::fingerprint("bad-c", 1));
+        assert_eq!(rejected.len(), 2);
+        assert!(!rejected.contains(&a), "the oldest went first");
+        assert!(RejectedTokens::is_final(&TokenError::BadSignature));
+        assert!(RejectedTokens::is_final(&TokenError::Expired));
+        assert!(!RejectedTokens::is_final(&TokenError::NotYetValid));
+        let mut off = RejectedTokens::new(0);
+        off.insert(a);
+        assert!(off.is_empty());
     }
 }

@@ -282,12 +282,14 @@ impl Jwks {
         self.keys.is_empty()
     }
 
-    /// Verifies a JWS signature with the key the header names, or, without a `kid`, with any
-    /// key allowed to verify `alg`.
+    /// Verifies a JWS signature with the key the header names, or, without a `kid`, with the
+    /// keys allowed to verify `alg` — at most [`MAX_KEYS_WITHOUT_KID`] of them, so that one
+    /// forged token costs a bounded number of signature checks.
     ///
     /// `UnknownKey` when no key may verify `alg` under that `kid` (including a `kid` whose key
-    /// is of another type or pinned to another algorithm); `BadSignature` when keys fit but
-    /// none verifies.
+    /// is of another type or pinned to another algorithm, and a token without `kid` for an
+    /// issuer with more candidate keys than the bound); `BadSignature` when keys fit but none
+    /// verifies.
     pub(crate) fn verify_signature(
         &self,
         alg: Algorithm,
@@ -295,22 +297,27 @@ impl Jwks {
         signing_input: &[u8],
         signature: &[u8],
     ) -> Result<(), TokenError> {
-        let mut candidates = self
-            .keys
-            .iter()
-            .filter(|jwk| kid.is_none_or(|kid| jwk.kid.as_deref() == Some(kid)))
-            .filter(|jwk| jwk.may_verify(alg))
-            .peekable();
-        if candidates.peek().is_none() {
+        let candidates = || {
+            self.keys
+                .iter()
+                .filter(move |jwk| kid.is_none_or(|kid| jwk.kid.as_deref() == Some(kid)))
+                .filter(move |jwk| jwk.may_verify(alg))
+        };
+        let count = candidates().count();
+        if count == 0 || (kid.is_none() && count > MAX_KEYS_WITHOUT_KID) {
             return Err(TokenError::UnknownKey);
         }
-        if candidates.any(|jwk| jwk.key.verifies(alg, signing_input, signature)) {
+        if candidates().any(|jwk| jwk.key.verifies(alg, signing_input, signature)) {
             Ok(())
         } else {
             Err(TokenError::BadSignature)
         }
     }
 }
+
+/// Most keys a token without `kid` is tried against: a current key, its successor and its
+/// predecessor during a rotation. An issuer publishing more must name the key in each token.
+pub const MAX_KEYS_WITHOUT_KID: usize = 3;
 
 #[cfg(test)]
 mod tests {

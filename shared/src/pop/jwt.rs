@@ -3,7 +3,9 @@
 //!
 //! The order of checks is fixed so that nothing the token says is believed before its
 //! signature is: shape and algorithm first, then the issuer (only to pick its key set), then
-//! the signature, then the time and audience claims.
+//! the time and audience claims — checked before the signature only so that a token refused
+//! for them costs no signature check; refusing early believes nothing — and last the
+//! signature.
 
 use super::jwks::{Algorithm, Jwks};
 use super::parse_object_without_duplicates;
@@ -195,12 +197,6 @@ pub fn verify<K: IssuerKeys + ?Sized>(
     let issuer = optional_string(&payload, "iss", "iss is not a string")?.ok_or(TokenError::MissingClaim("iss"))?;
     let jwks = keys.issuer_keys(issuer).ok_or(TokenError::UnknownIssuer)?;
 
-    let signature = decode_segment(signature_b64, "signature is not unpadded base64url")?;
-    // The signed bytes are the first two segments exactly as received, with their dot.
-    let signing_input_len = header_b64.len().saturating_add(1).saturating_add(payload_b64.len());
-    let signing_input = token.get(..signing_input_len).ok_or(TokenError::Malformed("segments"))?;
-    jwks.verify_signature(alg, kid, signing_input.as_bytes(), &signature)?;
-
     let expires_at =
         numeric_date(payload.get("exp").ok_or(TokenError::MissingClaim("exp"))?, "exp is not a NumericDate")?;
     let not_before = payload.get("nbf").map(|nbf| numeric_date(nbf, "nbf is not a NumericDate")).transpose()?;
@@ -217,6 +213,12 @@ pub fn verify<K: IssuerKeys + ?Sized>(
     }
     let subject = optional_string(&payload, "sub", "sub is not a string")?.map(str::to_owned);
     let cnf_x5t_s256 = confirmation_claim(&payload)?;
+
+    let signature = decode_segment(signature_b64, "signature is not unpadded base64url")?;
+    // The signed bytes are the first two segments exactly as received, with their dot.
+    let signing_input_len = header_b64.len().saturating_add(1).saturating_add(payload_b64.len());
+    let signing_input = token.get(..signing_input_len).ok_or(TokenError::Malformed("segments"))?;
+    jwks.verify_signature(alg, kid, signing_input.as_bytes(), &signature)?;
 
     Ok(VerifiedToken { issuer: issuer.to_owned(), subject, audience, expires_at, not_before, cnf_x5t_s256 })
 }

@@ -2,23 +2,20 @@
 //! the older `$ssl_client_cert` (PEM with every line after the first prefixed by a tab, which
 //! may arrive unfolded into spaces).
 
-use super::{SourceError, DEFAULT_MAX_HEADER_BYTES};
+use super::SourceError;
 use crate::certificate::pem::{decode_single_certificate_pem, MAX_PEM_BYTES};
 use crate::encoding::{percent_decode, PercentError};
 
-fn check_size(value: &str) -> Result<(), SourceError> {
-    if value.len() > DEFAULT_MAX_HEADER_BYTES {
-        return Err(SourceError::Oversized {
-            len: value.len(),
-            limit: DEFAULT_MAX_HEADER_BYTES,
-        });
+fn check_size(value: &str, limit: usize) -> Result<(), SourceError> {
+    if value.len() > limit {
+        return Err(SourceError::Oversized { len: value.len(), limit });
     }
     Ok(())
 }
 
-/// The leaf DER from a `$ssl_client_escaped_cert` value.
-pub fn parse_escaped(value: &str) -> Result<Vec<u8>, SourceError> {
-    check_size(value)?;
+/// The leaf DER from a `$ssl_client_escaped_cert` value of at most `limit` bytes.
+pub fn parse_escaped(value: &str, limit: usize) -> Result<Vec<u8>, SourceError> {
+    check_size(value, limit)?;
     let pem = percent_decode(value.as_bytes(), MAX_PEM_BYTES).map_err(|e| match e {
         PercentError::BadEscape { at } => SourceError::Malformed(format!(
             "bad percent escape in certificate header at byte {at}"
@@ -33,8 +30,8 @@ pub fn parse_escaped(value: &str) -> Result<Vec<u8>, SourceError> {
 /// The leaf DER from a legacy `$ssl_client_cert` value. The PEM reader already tolerates the
 /// tabs and spaces this form adds between lines; what remains is to refuse anything that is
 /// not a single PEM certificate.
-pub fn parse_legacy(value: &str) -> Result<Vec<u8>, SourceError> {
-    check_size(value)?;
+pub fn parse_legacy(value: &str, limit: usize) -> Result<Vec<u8>, SourceError> {
+    check_size(value, limit)?;
     Ok(decode_single_certificate_pem(value.as_bytes())?)
 }
 
@@ -43,6 +40,15 @@ mod tests {
     use super::*;
     use crate::certificate::pem::decode_certificate_pem;
     use crate::certificate::CertificateError;
+    use crate::source::DEFAULT_MAX_HEADER_BYTES;
+
+    fn parse_escaped(value: &str) -> Result<Vec<u8>, SourceError> {
+        super::parse_escaped(value, DEFAULT_MAX_HEADER_BYTES)
+    }
+
+    fn parse_legacy(value: &str) -> Result<Vec<u8>, SourceError> {
+        super::parse_legacy(value, DEFAULT_MAX_HEADER_BYTES)
+    }
 
     const CAC_PEM: &str = include_str!("../../../tests/pki/cac.pem");
     const CA_BUNDLE_PEM: &str = include_str!("../../../tests/pki/ca-bundle.pem");

@@ -2,7 +2,7 @@
 //! (RFC 8941 section 3.3.5), `:` base64 DER `:`. `Client-Cert` is one item without parameters;
 //! `Client-Cert-Chain` is a list of them, separated by `,` with optional whitespace.
 
-use super::{skip_ows, SourceError, DEFAULT_MAX_HEADER_BYTES};
+use super::{skip_ows, SourceError};
 use crate::certificate::pem::MAX_CHAIN_CERTIFICATES;
 use crate::certificate::{CertificateError, MAX_CERTIFICATE_DER};
 use crate::encoding::base64_decode;
@@ -11,12 +11,9 @@ fn malformed(what: &str, at: usize) -> SourceError {
     SourceError::Malformed(format!("{what} at byte {at}"))
 }
 
-fn check_size(value: &str) -> Result<(), SourceError> {
-    if value.len() > DEFAULT_MAX_HEADER_BYTES {
-        return Err(SourceError::Oversized {
-            len: value.len(),
-            limit: DEFAULT_MAX_HEADER_BYTES,
-        });
+fn check_size(value: &str, limit: usize) -> Result<(), SourceError> {
+    if value.len() > limit {
+        return Err(SourceError::Oversized { len: value.len(), limit });
     }
     Ok(())
 }
@@ -64,9 +61,9 @@ fn byte_sequence(value: &str, start: usize) -> Result<(Vec<u8>, usize), SourceEr
     Ok((der, pos + 1))
 }
 
-/// The DER of a `Client-Cert` value.
-pub fn parse_client_cert(value: &str) -> Result<Vec<u8>, SourceError> {
-    check_size(value)?;
+/// The DER of a `Client-Cert` value of at most `limit` bytes.
+pub fn parse_client_cert(value: &str, limit: usize) -> Result<Vec<u8>, SourceError> {
+    check_size(value, limit)?;
     let bytes = value.as_bytes();
     let (der, after) = byte_sequence(value, skip_ows(bytes, 0))?;
     match bytes.get(after) {
@@ -78,8 +75,8 @@ pub fn parse_client_cert(value: &str) -> Result<Vec<u8>, SourceError> {
 }
 
 /// Every certificate of a `Client-Cert-Chain` value, in the order given.
-pub fn parse_client_cert_chain(value: &str) -> Result<Vec<Vec<u8>>, SourceError> {
-    check_size(value)?;
+pub fn parse_client_cert_chain(value: &str, limit: usize) -> Result<Vec<Vec<u8>>, SourceError> {
+    check_size(value, limit)?;
     let bytes = value.as_bytes();
     let mut pos = skip_ows(bytes, 0);
     let mut certificates = Vec::new();
@@ -116,6 +113,15 @@ mod tests {
     use super::*;
     use crate::certificate::pem::decode_certificate_pem;
     use crate::encoding::base64_encode;
+    use crate::source::DEFAULT_MAX_HEADER_BYTES;
+
+    fn parse_client_cert(value: &str) -> Result<Vec<u8>, SourceError> {
+        super::parse_client_cert(value, DEFAULT_MAX_HEADER_BYTES)
+    }
+
+    fn parse_client_cert_chain(value: &str) -> Result<Vec<Vec<u8>>, SourceError> {
+        super::parse_client_cert_chain(value, DEFAULT_MAX_HEADER_BYTES)
+    }
 
     const PIV_AUTH_PEM: &str = include_str!("../../../tests/pki/piv-auth.pem");
     const ISSUING_PEM: &str = include_str!("../../../tests/pki/piv-issuing-ca.pem");

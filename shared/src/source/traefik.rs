@@ -3,26 +3,23 @@
 //! breaks, joined by `,`. Traefik before v3 also URL-escaped each certificate (`+` `/` `=` as
 //! `%2B` `%2F` `%3D`); both forms are accepted. A literal `+` stays `+`: base64 has no spaces.
 
-use super::{SourceError, DEFAULT_MAX_HEADER_BYTES};
+use super::SourceError;
 use crate::certificate::pem::MAX_CHAIN_CERTIFICATES;
 use crate::certificate::{CertificateError, MAX_CERTIFICATE_DER};
 use crate::encoding::{base64_decode, percent_decode, PercentError};
 
-/// The leaf certificate's DER.
-pub fn parse(value: &str) -> Result<Vec<u8>, SourceError> {
-    parse_chain(value)?
+/// The leaf certificate's DER, from a value of at most `limit` bytes.
+pub fn parse(value: &str, limit: usize) -> Result<Vec<u8>, SourceError> {
+    parse_chain(value, limit)?
         .into_iter()
         .next()
         .ok_or_else(|| SourceError::Malformed("empty certificate header".to_owned()))
 }
 
 /// Every certificate of the header, leaf first, as DER.
-pub fn parse_chain(value: &str) -> Result<Vec<Vec<u8>>, SourceError> {
-    if value.len() > DEFAULT_MAX_HEADER_BYTES {
-        return Err(SourceError::Oversized {
-            len: value.len(),
-            limit: DEFAULT_MAX_HEADER_BYTES,
-        });
+pub fn parse_chain(value: &str, limit: usize) -> Result<Vec<Vec<u8>>, SourceError> {
+    if value.len() > limit {
+        return Err(SourceError::Oversized { len: value.len(), limit });
     }
     let mut certificates = Vec::new();
     let mut offset = 0;
@@ -45,7 +42,7 @@ pub fn parse_chain(value: &str) -> Result<Vec<Vec<u8>>, SourceError> {
         }
         // The decoded text is never longer than the header, which is already capped.
         let base64 =
-            percent_decode(trimmed.as_bytes(), DEFAULT_MAX_HEADER_BYTES).map_err(|e| match e {
+            percent_decode(trimmed.as_bytes(), limit).map_err(|e| match e {
                 PercentError::BadEscape { at } => {
                     SourceError::Malformed(format!("bad percent escape at byte {}", start + at))
                 }
@@ -73,6 +70,15 @@ mod tests {
     use super::*;
     use crate::certificate::pem::decode_certificate_pem;
     use crate::encoding::base64_encode;
+    use crate::source::DEFAULT_MAX_HEADER_BYTES;
+
+    fn parse(value: &str) -> Result<Vec<u8>, SourceError> {
+        super::parse(value, DEFAULT_MAX_HEADER_BYTES)
+    }
+
+    fn parse_chain(value: &str) -> Result<Vec<Vec<u8>>, SourceError> {
+        super::parse_chain(value, DEFAULT_MAX_HEADER_BYTES)
+    }
 
     const SERVICE_PEM: &str = include_str!("../../../tests/pki/service.pem");
     const ISSUING_PEM: &str = include_str!("../../../tests/pki/piv-issuing-ca.pem");

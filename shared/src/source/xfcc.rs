@@ -3,13 +3,16 @@
 //! The value is a `,`-separated list of elements, one per proxy hop; the last element is the
 //! nearest hop. Each element is a `;`-separated list of `Key=value` pairs. Keys are
 //! case-insensitive: `By`, `URI` and `DNS` may repeat; `Hash`, `Cert`, `Chain` and `Subject`
-//! may appear once. A value containing `,`, `;` or `=` is double-quoted, with `\"` standing for
-//! a quote inside it. `Cert` and `Chain` are URL-encoded PEM. Envoy emits no other keys, so any
+//! may appear once. Envoy double-quotes `Cert`, `Chain` and `Subject`; inside quotes a
+//! backslash escapes the byte after it (`Subject` is an RFC 2253 DN, which writes a quote as
+//! `\"` and a backslash as `\\`), and `\"` stands for a quote in the value. `URI` and `DNS` are
+//! written unquoted, so a SAN holding `,` or `;` changes the element structure: which element
+//! to believe is the caller's decision, made on the element count. `Cert` and `Chain` are URL-encoded PEM. Envoy emits no other keys, so any
 //! other key is refused rather than skipped.
 
 use std::borrow::Cow;
 
-use super::{is_ows, skip_ows, SourceError, DEFAULT_MAX_HEADER_BYTES};
+use super::{is_ows, skip_ows, SourceError};
 use crate::certificate::pem::{
     decode_certificate_pem_chain, decode_single_certificate_pem, MAX_PEM_BYTES,
 };
@@ -34,13 +37,11 @@ pub struct XfccElement<'a> {
     pub dns: Vec<Cow<'a, str>>,
 }
 
-/// Parses a whole XFCC value. The last element of the result is the nearest hop.
-pub fn parse(value: &str) -> Result<Vec<XfccElement<'_>>, SourceError> {
-    if value.len() > DEFAULT_MAX_HEADER_BYTES {
-        return Err(SourceError::Oversized {
-            len: value.len(),
-            limit: DEFAULT_MAX_HEADER_BYTES,
-        });
+/// Parses a whole XFCC value of at most `limit` bytes. The last element of the result is the
+/// nearest hop.
+pub fn parse(value: &str, limit: usize) -> Result<Vec<XfccElement<'_>>, SourceError> {
+    if value.len() > limit {
+        return Err(SourceError::Oversized { len: value.len(), limit });
     }
     let bytes = value.as_bytes();
     let mut pos = skip_ows(bytes, 0);
@@ -213,10 +214,16 @@ fn parse_value(value: &str, start: usize) -> Result<(Cow<'_, str>, usize), Sourc
             pos += skip_ordinary(bytes, pos, &STOPS_QUOTED);
             match bytes.get(pos) {
                 None => return Err(malformed("unterminated quoted XFCC value", start)),
-                Some(b'\\') if bytes.get(pos + 1) == Some(&b'"') => {
-                    escaped = true;
-                    pos += 2;
-                }
+                Some(b'\\') => match bytes.get(pos + 1) {
+                    Some(b'"') => {
+                        escaped = true;
+                        pos += 2;
+                    }
+                    // Any other escaped byte is kept as written, backslash and all.
+                    Some(&next) if !is_forbidden_control(next) => pos += 2,
+                    Some(_) => return Err(malformed("control character in XFCC value", pos + 1)),
+                    None => return Err(malformed("unterminated quoted XFCC value", start)),
+                },
                 Some(b'"') => break,
                 Some(&byte) if is_forbidden_control(byte) => {
                     return Err(malformed("control character in XFCC value", pos));
@@ -286,6 +293,11 @@ impl<'a> XfccElement<'a> {
 mod tests {
     use super::*;
     use crate::certificate::pem::encode_certificate_pem;
+    use crate::source::DEFAULT_MAX_HEADER_BYTES;
+
+    fn parse(value: &str) -> Result<Vec<XfccElement<'_>>, SourceError> {
+        super::parse(value, DEFAULT_MAX_HEADER_BYTES)
+    }
     use crate::certificate::CertificateError;
 
     const PIV_AUTH_PEM: &str = include_str!("../../../tests/pki/piv-auth.pem");

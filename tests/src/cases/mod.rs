@@ -10,7 +10,7 @@ pub mod wasm;
 use serde_json::Value;
 
 /// One request as the proxy would present it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CaseRequest {
     pub path: String,
     pub headers: Vec<(String, String)>,
@@ -18,6 +18,12 @@ pub struct CaseRequest {
     pub peer: String,
     /// `connection.sha256_peer_certificate_digest`; `None` when the connection had no certificate.
     pub connection_digest: Option<String>,
+    /// `connection.peer_certificate`, for the connection source.
+    pub connection_certificate: Option<String>,
+    /// Other string properties (`ngx.realip_remote_addr` under NGINX).
+    pub properties: Vec<(String, String)>,
+    /// Header names reach the filter as written (NGINX) rather than lowercased (Envoy).
+    pub names_as_written: bool,
     pub now: i64,
 }
 
@@ -35,13 +41,19 @@ pub struct Case {
     pub config: Value,
     pub request: CaseRequest,
     pub expect: Expect,
+    /// Inbound headers that must not reach the upstream in any spelling (checked when the
+    /// request is forwarded).
+    pub strip_expected: Vec<String>,
 }
+
+/// The filter's own answer: status, headers, body.
+pub type LocalResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// What a runner saw.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The filter's own answer: status, headers, body.
-    pub local_response: Option<(u16, Vec<(String, String)>, Vec<u8>)>,
+    pub local_response: Option<LocalResponse>,
     /// The request headers after the filter, when it let the request through.
     pub forwarded: Vec<(String, Vec<u8>)>,
 }
@@ -60,8 +72,36 @@ const SPOOFABLE: &[&str] = &[
     "x-dm-principal",
 ];
 
+/// Header names compared as every hop might read them: any case, `_` as `-`.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+fn fold(byte: u8) -> u8 {
+    if byte == b'_' {
+        b'-'
+    } else {
+        byte.to_ascii_lowercase()
+    }
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Whether an inbound header reached the upstream with its value: in any spelling of the
+/// name, unless the expectation sets that very header.
+fn smuggled<'a>(case: &'a Case, forwarded: &[(String, String)]) -> Option<&'a str> {
+    case.request.headers.iter().find_map(|(name, value)| {
+        let identity = SPOOFABLE.iter().any(|s| same_name(name, s)) || fold_prefix(name, "x-dm-");
+        let expected_here = matches!(&case.expect, Expect::Allow(e) if e.iter().any(|(n, v)| same_name(n, name) && v.is_some()));
+        let reached = forwarded.iter().any(|(n, v)| same_name(n, name) && v == value);
+        (identity && !expected_here && reached).then_some(name.as_str())
+    })
+}
+
+fn fold_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(x, y)| fold(x) == y)
 }
 
 /// Compares what a runner saw with the case's expectation; `Err` says what differs.
@@ -109,11 +149,17 @@ pub fn check(case: &Case, seen: &Observed) -> Result<(), String> {
                 }
             }
             for name in SPOOFABLE {
-                let count = forwarded.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count();
-                let inbound = header(&case.request.headers, name);
-                let outbound = header(&forwarded, name);
-                if count > 1 || (inbound.is_some() && outbound == inbound && !expected.iter().any(|(n, _)| n == name)) {
-                    return Err(format!("inbound {name} reached the upstream"));
+                let count = forwarded.iter().filter(|(n, _)| same_name(n, name)).count();
+                if count > 1 {
+                    return Err(format!("{name} reached the upstream {count} times"));
+                }
+            }
+            if let Some(name) = smuggled(case, &forwarded) {
+                return Err(format!("inbound {name} reached the upstream"));
+            }
+            for (name, _) in &case.request.headers {
+                if case.strip_expected.iter().any(|s| same_name(s, name)) && forwarded.iter().any(|(n, _)| same_name(n, name)) {
+                    return Err(format!("{name} should have been stripped"));
                 }
             }
             Ok(())

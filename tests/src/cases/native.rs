@@ -1,7 +1,7 @@
 //! Runs a case natively: the filter's own request path (`certbind_filter::http`) over a host
 //! double that records what the filter did.
 
-use super::{Case, CaseRequest, Observed};
+use super::{Case, CaseRequest, LocalResponse, Observed};
 use certbind_filter::host::{HostError, Headers, Host};
 use certbind_filter::metrics::Metrics;
 use certbind_filter::{config, http};
@@ -13,7 +13,7 @@ pub struct RecordingHost {
     pub headers: Headers,
     pub properties: Vec<(Vec<String>, Vec<u8>)>,
     pub now: i64,
-    pub response: RefCell<Option<(u16, Vec<(String, String)>, Vec<u8>)>>,
+    pub response: RefCell<Option<LocalResponse>>,
     pub forwarded: RefCell<Option<Headers>>,
     pub counters: RefCell<Vec<u32>>,
     pub calls: RefCell<u32>,
@@ -26,13 +26,19 @@ impl RecordingHost {
             (":path".into(), request.path.clone().into_bytes()),
             (":authority".into(), b"api.certbind.test".to_vec()),
         ];
-        headers.extend(request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes())));
-        let mut properties = vec![(vec!["source".into(), "address".into()], request.peer.clone().into_bytes())];
+        // Envoy lowercases names; NGINX passes them as written.
+        let name = |n: &String| if request.names_as_written { n.clone() } else { n.to_ascii_lowercase() };
+        headers.extend(request.headers.iter().map(|(n, v)| (name(n), v.clone().into_bytes())));
+        let path = |dotted: &str| dotted.split('.').map(str::to_string).collect::<Vec<_>>();
+        let mut properties = vec![(path("source.address"), request.peer.clone().into_bytes())];
         if let Some(digest) = &request.connection_digest {
-            properties.push((
-                vec!["connection".into(), "sha256_peer_certificate_digest".into()],
-                digest.clone().into_bytes(),
-            ));
+            properties.push((path("connection.sha256_peer_certificate_digest"), digest.clone().into_bytes()));
+        }
+        if let Some(pem) = &request.connection_certificate {
+            properties.push((path("connection.peer_certificate"), pem.clone().into_bytes()));
+        }
+        for (dotted, value) in &request.properties {
+            properties.push((path(dotted), value.clone().into_bytes()));
         }
         RecordingHost {
             headers,

@@ -73,6 +73,7 @@ fn request(path: &str, cert: Option<&TestCert>, bearer: Option<String>) -> CaseR
         peer: UNTRUSTED_PEER.into(),
         connection_digest: cert.map(TestCert::hex),
         now: NOW,
+        ..Default::default()
     }
 }
 
@@ -109,7 +110,7 @@ fn token_only() -> Expect {
 }
 
 fn case(name: &str, config: Value, request: CaseRequest, expect: Expect) -> Case {
-    Case { name: name.into(), config, request, expect }
+    Case { name: name.into(), config, request, expect, strip_expected: Vec::new() }
 }
 
 fn std_case(name: &str, request: CaseRequest, expect: Expect) -> Case {
@@ -268,6 +269,7 @@ pub fn reasons_and_identity() -> Vec<Case> {
         std_case("unenrolled card where enrolment is required → 403", request("/enrolled/x", Some(cert("cac")), None), deny(403, "card_not_enrolled")),
         std_case("enrolled card where enrolment is required → 200", request("/enrolled/x", Some(cert("piv-auth")), None), jane_identity()),
         std_case("disabled binding → 403", request("/mtls/x", Some(cert("piv-auth-2")), None), deny(403, "binding_disabled")),
+        std_case("path with an encoded slash → 400", request("/mtls%2Fx", Some(cert("piv-auth")), None), deny(400, "invalid_path")),
         case("no identity data → 503", no_identity, request("/mtls/x", Some(cert("piv-auth")), None), deny(503, "identity_unavailable")),
         std_case(
             "thumbprint mapping names the principal",
@@ -327,6 +329,7 @@ pub fn sources() -> Vec<Case> {
             peer: TRUSTED_PROXY.into(),
             connection_digest: None,
             now: NOW,
+            ..Default::default()
         };
         (json!({"policy": policy, "development_identity": standard_identity()}), request)
     };
@@ -370,14 +373,21 @@ fn signed_forwarding() -> Vec<Case> {
         peer: TRUSTED_PROXY.into(),
         connection_digest: None,
         now: NOW,
+        ..Default::default()
     };
     let wrong = ForwardedSignatureKey::new(&[8u8; 32]).unwrap_or_else(|e| panic!("{e}"));
     vec![
-        case("signed forwarded header → 200", config.clone(), signed(Some(key.sign(value.as_bytes()))), jane_identity()),
+        case("signed forwarded header → 200", config.clone(), signed(Some(key.sign(value.as_bytes(), NOW))), jane_identity()),
         case(
             "forwarded header signed with another secret → 400",
             config.clone(),
-            signed(Some(wrong.sign(value.as_bytes()))),
+            signed(Some(wrong.sign(value.as_bytes(), NOW))),
+            deny(400, "malformed_client_cert"),
+        ),
+        case(
+            "forwarded header signed too long ago → 400",
+            config.clone(),
+            signed(Some(key.sign(value.as_bytes(), NOW - 61))),
             deny(400, "malformed_client_cert"),
         ),
         case("forwarded header without its signature → 400", config.clone(), signed(None), deny(400, "malformed_client_cert")),

@@ -13,12 +13,18 @@ pub struct WasmRunner {
 
 /// Converts a case's request to what the proxy hands the filter.
 pub fn http_request(request: &CaseRequest) -> HttpRequest {
-    let mut http = HttpRequest::get(&request.path).source_address(&request.peer);
+    let mut http = HttpRequest::get(&request.path).source_address(&request.peer).names_as_written(request.names_as_written);
     for (name, value) in &request.headers {
-        http = http.header(&name.to_ascii_lowercase(), value);
+        http = http.header(name, value);
     }
     if let Some(digest) = &request.connection_digest {
         http = http.property_str("connection.sha256_peer_certificate_digest", digest);
+    }
+    if let Some(pem) = &request.connection_certificate {
+        http = http.property_str("connection.peer_certificate", pem);
+    }
+    for (path, value) in &request.properties {
+        http = http.property_str(path, value);
     }
     http
 }

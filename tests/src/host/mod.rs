@@ -143,11 +143,14 @@ pub struct HttpRequest {
     /// (segments joined by NUL), with values encoded as [`property`] does.
     pub properties: HashMap<String, Vec<u8>>,
     pub end_of_stream: bool,
+    /// Hand header names to the filter as written instead of lowercased, as NGINX with
+    /// ngx_wasm_module does.
+    pub names_as_written: bool,
 }
 
 impl Default for HttpRequest {
     fn default() -> Self {
-        Self { headers: Vec::new(), properties: HashMap::new(), end_of_stream: true }
+        Self { headers: Vec::new(), properties: HashMap::new(), end_of_stream: true, names_as_written: false }
     }
 }
 
@@ -196,6 +199,12 @@ impl HttpRequest {
     /// `source.address` (`ip:port`), the direct peer.
     pub fn source_address(self, address: &str) -> Self {
         self.property_str("source.address", address)
+    }
+
+    /// Header names reach the filter as written (NGINX), not lowercased (Envoy).
+    pub fn names_as_written(mut self, as_written: bool) -> Self {
+        self.names_as_written = as_written;
+        self
     }
 
     pub fn end_of_stream(mut self, end_of_stream: bool) -> Self {
@@ -488,7 +497,7 @@ impl FilterHost {
         state.close_stream_calls = 0;
         state.request_headers.clear();
         for (name, value) in &request.headers {
-            state.request_headers.add(name.as_bytes(), value.as_bytes());
+            state.request_headers.add_with_case(name.as_bytes(), value.as_bytes(), request.names_as_written);
         }
         state.request_properties.clear();
         for (path, value) in &request.properties {

@@ -187,13 +187,21 @@ impl HeaderMap {
 
     /// Appends an entry (the name is lowercased).
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        self.add_with_case(name, value, false);
+    }
+
+    /// Appends an entry; with `as_written` the name keeps its case, as NGINX with
+    /// ngx_wasm_module hands names to filters.
+    pub fn add_with_case(&mut self, name: &[u8], value: &[u8], as_written: bool) {
         if self.len == self.slots.len() {
             self.slots.push((Vec::new(), Vec::new()));
         }
         if let Some((slot_name, slot_value)) = self.slots.get_mut(self.len) {
             slot_name.clear();
             slot_name.extend_from_slice(name);
-            slot_name.make_ascii_lowercase();
+            if !as_written {
+                slot_name.make_ascii_lowercase();
+            }
             slot_value.clear();
             slot_value.extend_from_slice(value);
             self.len += 1;

@@ -1,0 +1,165 @@
+//! Which request headers speak for identity, compared the way every hop might read them.
+//!
+//! Envoy lowercases header names, but NGINX with ngx_wasm_module passes them as the client
+//! wrote them, and WSGI, CGI and PHP read `x_dm_user_id` as `HTTP_X_DM_USER_ID`, the same
+//! variable as `x-dm-user-id`. So names are compared after folding ASCII case and mapping `_`
+//! to `-`: every look-alike spelling of an identity header is that header.
+
+use super::config::ConfigError;
+
+/// Name prefixes (folded) that identity and client-certificate headers use: this project's
+/// own `x-dm-` space, Envoy's XFCC, and the spellings other proxies and platforms use for the
+/// client certificate and its parts (nginx, HAProxy, Traefik, RFC 9440, AWS ALB mTLS, Azure
+/// App Service). All are removed from every request, whatever the configured source.
+pub const IDENTITY_HEADER_PREFIXES: &[&str] = &[
+    "x-dm-",
+    "x-forwarded-client-cert",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-ssl-client-",
+    "ssl-client-",
+    "x-ssl-",
+    "x-tls-client-",
+    "x-client-cert",
+    "x-client-ssl-",
+    "x-client-verify",
+    "x-client-dn",
+    "x-client-s-dn",
+    "x-client-i-dn",
+    "client-cert",
+    "x-amzn-mtls-clientcert",
+    "x-arr-clientcert",
+];
+
+/// Whole names (folded) removed as well.
+pub const IDENTITY_HEADER_NAMES: &[&str] = &["xfcc"];
+
+/// The folded form of one name byte: ASCII lowercase, `_` as `-`.
+fn fold(byte: u8) -> u8 {
+    if byte == b'_' {
+        b'-'
+    } else {
+        byte.to_ascii_lowercase()
+    }
+}
+
+/// Whether `name` equals `folded` (already folded) once folded itself.
+pub fn folded_eq(name: &str, folded: &str) -> bool {
+    name.len() == folded.len() && name.bytes().zip(folded.bytes()).all(|(a, b)| fold(a) == b)
+}
+
+/// Whether `name` starts with `folded` (already folded) once folded itself.
+pub fn folded_starts_with(name: &str, folded: &str) -> bool {
+    name.len() >= folded.len() && name.bytes().zip(folded.bytes()).all(|(a, b)| fold(a) == b)
+}
+
+/// `name` folded.
+pub fn fold_name(name: &str) -> String {
+    name.bytes().map(|b| char::from(fold(b))).collect()
+}
+
+/// A header name an operator configured: HTTP token characters only, returned folded.
+pub fn configured_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(ConfigError::new(field, format!("{name:?} is not a valid header name")));
+    }
+    Ok(fold_name(name))
+}
+
+/// The headers removed from every request: the built-in identity headers, the configured
+/// source and signature headers, and the operator's own additions (exact names, or prefixes
+/// written with a trailing `*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StripList {
+    names: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl StripList {
+    /// The built-in list plus `extra` (each validated, `field[i]` naming a bad one) plus
+    /// `always` (names the policy itself reads, already folded).
+    pub fn new(field: &str, extra: &[String], always: &[&str]) -> Result<Self, ConfigError> {
+        let mut list = StripList {
+            names: IDENTITY_HEADER_NAMES.iter().map(|n| (*n).to_owned()).collect(),
+            prefixes: IDENTITY_HEADER_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        list.names.extend(always.iter().map(|n| (*n).to_owned()));
+        for (i, entry) in extra.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            match entry.strip_suffix('*') {
+                Some(stem) => list.prefixes.push(configured_name(&field, stem)?),
+                None => list.names.push(configured_name(&field, entry)?),
+            }
+        }
+        Ok(list)
+    }
+
+    /// Whether an inbound header named `name` (any case, `_` or `-`) must not reach the
+    /// upstream.
+    pub fn strips(&self, name: &str) -> bool {
+        self.prefixes.iter().any(|p| folded_starts_with(name, p)) || self.names.iter().any(|n| folded_eq(name, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fold_case_and_underscores() {
+        assert!(folded_eq("X-DM-User-Id", "x-dm-user-id"));
+        assert!(folded_eq("x_dm_user_id", "x-dm-user-id"));
+        assert!(folded_eq("X_Dm-USER_id", "x-dm-user-id"));
+        assert!(!folded_eq("x-dm-user-id2", "x-dm-user-id"));
+        assert!(!folded_eq("x-dm-user", "x-dm-user-id"));
+        assert!(folded_starts_with("X_SSL_Client_Cert", "x-ssl-"));
+        assert_eq!(fold_name("X_Forwarded-Client_CERT"), "x-forwarded-client-cert");
+    }
+
+    #[test]
+    fn the_built_in_list_covers_other_proxies_spellings() {
+        let list = StripList::new("strip_headers", &[], &["my-cert"]).unwrap();
+        for name in [
+            "x-dm-user-id",
+            "X-DM-Principal",
+            "x_dm_org_id",
+            "X-Forwarded-Client-Cert",
+            "x_forwarded_client_cert",
+            "x-forwarded-client-cert-chain",
+            "X-Forwarded-Tls-Client-Cert-Info",
+            "ssl-client-cert",
+            "SSL_CLIENT_S_DN",
+            "ssl-client-verify",
+            "x-ssl-client-cert",
+            "X-SSL-Cert",
+            "x-ssl-subject",
+            "x-client-cert",
+            "X-Client-Certificate",
+            "x-client-verify",
+            "x-client-dn",
+            "client-cert",
+            "Client-Cert-Chain",
+            "x-amzn-mtls-clientcert-leaf",
+            "X-ARR-ClientCert",
+            "x-tls-client-cert",
+            "xfcc",
+            "My_Cert",
+        ] {
+            assert!(list.strips(name), "{name}");
+        }
+        for name in ["authorization", "x-client-id", "x-request-id", "x-forwarded-for", "content-type", "x-dmz", "clientcert"] {
+            assert!(!list.strips(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn operators_add_names_and_prefixes() {
+        let extra = vec!["X-Remote-User".to_owned(), "x-auth-*".to_owned()];
+        let list = StripList::new("strip_headers", &extra, &[]).unwrap();
+        assert!(list.strips("x_remote_user"));
+        assert!(list.strips("X-Auth-Request-Email"));
+        assert!(!list.strips("x-remote-user-agent"));
+        let bad = vec!["ok".to_owned(), "bad name".to_owned()];
+        assert_eq!(StripList::new("policy.strip_headers", &bad, &[]).unwrap_err().field, "policy.strip_headers[1]");
+    }
+}
