@@ -2,6 +2,8 @@
 forwards XFCC; the inner Envoy passes it through (`ALWAYS_FORWARD_ONLY`) to the filter, which
 believes it only because the TCP peer is the edge (trusted by CIDR)."""
 
+import urllib.parse
+
 import pytest
 
 from conftest import RUN_DIR, demo_identity
@@ -60,3 +62,35 @@ def test_default_forward_mode_loses_the_certificate(deploy, pki, demo, issuer):
     edge = deploy("edge-sanitize", None, template="edge.yaml", inner_port=inner.port)
     answer = edge.client.get("/mtls/hello", card=pki.card("demo-card"))
     assert (answer.status, answer.reason) == (401, "certificate_missing"), answer
+
+
+@pytest.fixture(scope="module")
+def forger(pki):
+    """A certificate from the trusted CA whose URI SAN carries a second XFCC element naming the
+    demo card: the edge writes `URI=` unquoted, so the header it forwards ends with that
+    forged element."""
+    from cryptography import x509
+
+    from devstack import pki as devpki
+
+    victim = pki.pem("demo-card")
+    forged = f'urn:x,Hash={pki.fingerprint("demo-card")};Cert="{urllib.parse.quote(victim.decode(), safe="")}"'
+    issuer = devpki.load_issuer(pki.dir, "piv-issuing-ca")
+    key = devpki.new_key()
+    cert = devpki.issue(issuer, devpki._person("Mallory Forger", "Example Agency"), key, 0x666,
+                        (devpki.LONG_START, devpki.LONG_END), eku=devpki.PIV_AUTH_EKU,
+                        sans=[x509.UniformResourceIdentifier(forged)])
+    path = RUN_DIR / "forger.crt"
+    devpki.write_pem(path, cert)
+    devpki.write_key(RUN_DIR / "forger.key", key)
+    return path, RUN_DIR / "forger.key"
+
+
+@pytest.mark.xfail(reason="the inner filter takes the nearest XFCC element, which a URI SAN can forge "
+                          "(request-path hardening: choose the element a certificate cannot influence)",
+                   strict=False)
+def test_uri_san_cannot_forge_an_xfcc_element(tiers, forger, demo):
+    edge, _ = tiers
+    answer = edge.client.get("/mtls/hello", card=forger)
+    assert answer.status != 200 or answer.identity().get("x-dm-user-id") != demo.user_id, answer
+    assert (answer.status, answer.reason) in ((400, "malformed_client_cert"), (403, "card_not_enrolled")), answer
