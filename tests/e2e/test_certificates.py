@@ -71,8 +71,6 @@ def test_untrusted_ca_still_refused_by_tls_when_lenient(lenient, pki):
     assert lenient.client.get("/mtls/hello", card=pki.card("untrusted-card")).tls_refused
 
 
-@pytest.mark.xfail(reason="the filter knows Card-Auth by its EKU only, not its policy OIDs (request-path "
-                          "hardening); this certificate is forwarded with 200", strict=False)
 def test_card_auth_without_eku_is_refused_by_the_filter(dev, pki, issuer):
     """A Card-Auth certificate with no EKU passes TLS (no EKU: any purpose); the filter must
     know it by its id-fpki-common-cardAuth policy and refuse it (it needs no PIN), even with

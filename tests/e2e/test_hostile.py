@@ -58,11 +58,9 @@ def test_underscored_headers_are_refused_by_envoy(dev, pki, name):
     assert answer.reason is None
 
 
-NOT_STRIPPED_YET = pytest.mark.xfail(
-    reason="this certificate header of another proxy reaches upstream (request-path hardening)", strict=False)
-OTHER_PROXIES = ["X-SSL-Client-Cert", pytest.param("X-SSL-Client-Verify", marks=NOT_STRIPPED_YET), "X-Client-Cert",
-                 pytest.param("X-Client-Certificate", marks=NOT_STRIPPED_YET), "SSL-Client-Cert", "SSL-Client-Verify",
-                 "X-Forwarded-Tls-Client-Cert", "Client-Cert", pytest.param("X-ARR-ClientCert", marks=NOT_STRIPPED_YET)]
+OTHER_PROXIES = ["X-SSL-Client-Cert", "X-SSL-Client-Verify", "X-Client-Cert", "X-Client-Certificate",
+                 "SSL-Client-Cert", "SSL-Client-Verify", "X-Forwarded-Tls-Client-Cert", "Client-Cert",
+                 "X-ARR-ClientCert", "X-Amzn-Mtls-Clientcert"]
 
 
 @pytest.mark.parametrize("name", OTHER_PROXIES)

@@ -86,9 +86,6 @@ def forger(pki):
     return path, RUN_DIR / "forger.key"
 
 
-@pytest.mark.xfail(reason="the inner filter takes the nearest XFCC element, which a URI SAN can forge "
-                          "(request-path hardening: choose the element a certificate cannot influence)",
-                   strict=False)
 def test_uri_san_cannot_forge_an_xfcc_element(tiers, forger, demo):
     edge, _ = tiers
     answer = edge.client.get("/mtls/hello", card=forger)
