@@ -32,6 +32,7 @@ run() {
 }
 
 run certbind-tests filter
+run certbind-tests snapshot_load
 # The proof-of-possession micro-benchmarks are criterion's own output, kept verbatim.
 echo "bench: certbind-shared / pop"
 {

@@ -83,9 +83,9 @@ mod wasm {
     use crate::host::{ProxyHost, ProxyRootHost};
     use crate::http::{self, Verdict};
     use crate::metrics::Metrics;
-    use crate::snapshot::{FetchResponse, RootHost, SnapshotMetrics, SnapshotSource};
+    use crate::snapshot::{FetchResponse, ResponseBody, RootHost, SnapshotMetrics, SnapshotSource};
     use certbind_shared::decision::Engine;
-    use certbind_shared::snapshot::{SnapshotError, MAX_SNAPSHOT_BYTES};
+    use certbind_shared::snapshot::SnapshotError;
     use proxy_wasm::hostcalls;
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -128,6 +128,24 @@ mod wasm {
         let _ = hostcalls::log(level, message);
     }
 
+    /// The body of the callout response being delivered, read on demand.
+    struct CalloutBody {
+        len: usize,
+    }
+
+    impl ResponseBody for CalloutBody {
+        fn len(&self) -> usize {
+            self.len
+        }
+
+        fn read(&self) -> Option<Vec<u8>> {
+            if self.len == 0 {
+                return Some(Vec::new());
+            }
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, self.len).ok().flatten()
+        }
+    }
+
     fn define(name: &str, gauge: bool) -> Option<u32> {
         let kind = if gauge { MetricType::Gauge } else { MetricType::Counter };
         hostcalls::define_metric(kind, name).ok()
@@ -144,21 +162,14 @@ mod wasm {
                     .flatten()
                     .and_then(|s| s.parse::<u32>().ok())
             };
+            let content_type = match status {
+                None => None,
+                Some(_) => hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "content-type").ok().flatten(),
+            };
+            let body = CalloutBody { len: body_size };
             let response = match status {
                 None => FetchResponse::Failed,
-                Some(status) => {
-                    let content_type =
-                        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "content-type").ok().flatten();
-                    // A body larger than any snapshot is not copied into the VM at all.
-                    let body = if body_size > MAX_SNAPSHOT_BYTES {
-                        None
-                    } else if body_size == 0 {
-                        Some(Vec::new())
-                    } else {
-                        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
-                    };
-                    FetchResponse::Answer { status, content_type, body }
-                }
+                Some(status) => FetchResponse::Answer { status, content_type, body: &body },
             };
             self.with_source(|source| source.on_response(&ProxyRootHost, token, response));
         }

@@ -19,6 +19,7 @@ use crate::config::{ControlPlane, SnapshotSettings};
 use crate::host::HostError;
 use certbind_shared::snapshot::{SnapshotError, SnapshotVerifier, SnapshotView, MAX_SNAPSHOT_BYTES};
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub const CONTENT_TYPE_SNAPSHOT: &str = "application/vnd.certbind.snapshot";
 pub const CONTENT_TYPE_DELTA: &str = "application/vnd.certbind.snapshot-delta";
@@ -34,6 +35,12 @@ pub const MAX_BACKOFF_MS: i64 = 60_000;
 
 /// Whether this build can apply deltas; until it can, it asks for whole snapshots only.
 const DELTAS_SUPPORTED: bool = false;
+
+/// A whole snapshot at least this large is read only after the held one is let go, so a worker
+/// never holds two large snapshots at once (wasm memory grows and never shrinks: holding both
+/// for a moment would double the VM's memory for good). If the new one is refused, the held
+/// one is read back from shared data, where it was published.
+pub const RELEASE_FIRST_BYTES: usize = 1 << 20;
 
 /// Margin on top of the long-poll before a fetch counts as lost.
 const CALLOUT_MARGIN_MS: u64 = 10_000;
@@ -63,13 +70,22 @@ pub trait RootHost {
     fn record(&self, metric: Option<u32>, value: u64);
 }
 
+/// The body of a fetch's response, read from the proxy only when and as the snapshot
+/// machinery decides (so it can let go of the held snapshot first: see [`RELEASE_FIRST_BYTES`]).
+pub trait ResponseBody {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The whole body; `None` if the proxy cannot hand it over.
+    fn read(&self) -> Option<Vec<u8>>;
+}
+
 /// What came back from a fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchResponse {
+pub enum FetchResponse<'a> {
     /// The callout failed: no connection, reset, timeout.
     Failed,
-    /// A response. `body` is `None` when it was larger than a snapshot may be (not read).
-    Answer { status: u32, content_type: Option<String>, body: Option<Vec<u8>> },
+    Answer { status: u32, content_type: Option<String>, body: &'a dyn ResponseBody },
 }
 
 /// Metric ids, defined at configuration time. Any may be missing (the host refused to define
@@ -278,6 +294,7 @@ impl SnapshotSource {
         let now = host.now_ms().div_euclid(1000);
         let view = self.verifier.verify(bytes, now, self.held_version())?;
         host.increment(self.metrics.full_loads);
+        self.publish(host, &view);
         self.adopt(host, view);
         Ok(())
     }
@@ -295,28 +312,39 @@ impl SnapshotSource {
         self.report(host, now_ms);
     }
 
-    /// Adopts a newer snapshot another worker published.
+    /// Adopts a newer snapshot another worker published. A large one is read only after the
+    /// held one is let go (see [`RELEASE_FIRST_BYTES`]): the published bytes were verified by
+    /// the worker that published them, so opening them fails only on a fault, and then this
+    /// worker has no identity data until the next version (fail closed, logged).
     fn follow_shared<H: RootHost>(&mut self, host: &H) {
-        let Ok((Some(head), _)) = host.shared_get(&self.keys.head) else { return };
-        let Some(published) = decode_head(&head) else { return };
-        if self.held_version().is_some_and(|held| held >= published) {
-            return;
-        }
-        let Ok((Some(bytes), _)) = host.shared_get(&self.keys.snapshot(published)) else { return };
-        if bytes.is_empty() {
-            // Replaced between the two reads; the next tick sees the newer head.
-            return;
-        }
-        // Written only by a worker of this plugin after it verified the bytes: opening checks
-        // the structure, not the signature again (one verification per fleet, not per worker).
-        let now = host.now_ms().div_euclid(1000);
-        match SnapshotView::open_unauthenticated(bytes) {
-            Ok(view) if view.version() == published && !view.is_expired(now) => {
-                host.increment(self.metrics.adopted_from_shared);
-                self.adopt(host, view);
+        // A publish between reading the head and reading its bytes empties them: read again.
+        for _ in 0..3 {
+            let Ok((Some(head), _)) = host.shared_get(&self.keys.head) else { return };
+            let Some(published) = decode_head(&head) else { return };
+            if self.held_version().is_some_and(|held| held >= published) {
+                return;
             }
-            Ok(_) => {}
-            Err(e) => host.log(Level::Error, &format!("certbind: published snapshot {published} does not open: {e}")),
+            if self.held.as_ref().is_some_and(|held| held.as_bytes().len() >= RELEASE_FIRST_BYTES) {
+                self.held = None;
+            }
+            let Ok((Some(bytes), _)) = host.shared_get(&self.keys.snapshot(published)) else { return };
+            if bytes.is_empty() {
+                continue;
+            }
+            // Written only by a worker of this plugin after it verified the bytes: opening
+            // checks the structure, not the signature again (one verification per proxy).
+            let now = host.now_ms().div_euclid(1000);
+            match SnapshotView::open_unauthenticated(bytes) {
+                Ok(view) if view.version() == published && !view.is_expired(now) => {
+                    host.increment(self.metrics.adopted_from_shared);
+                    self.adopt(host, view);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    host.log(Level::Error, &format!("certbind: published snapshot {published} does not open: {e}"))
+                }
+            }
+            return;
         }
     }
 
@@ -430,26 +458,51 @@ impl SnapshotSource {
         now_ms: i64,
         in_flight: InFlight,
         content_type: Option<&str>,
-        body: Option<Vec<u8>>,
+        body: &dyn ResponseBody,
     ) {
         let now = now_ms.div_euclid(1000);
-        let Some(body) = body else {
-            return self.refused(host, now_ms, &SnapshotError::TooLarge { len: usize::MAX, max: MAX_SNAPSHOT_BYTES });
-        };
+        if body.len() > MAX_SNAPSHOT_BYTES {
+            return self.refused(host, now_ms, &SnapshotError::TooLarge { len: body.len(), max: MAX_SNAPSHOT_BYTES });
+        }
         let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let held_version = self.held_version();
         let result = match media.as_deref() {
-            // The very snapshot held, sent again (another replica, a retried answer): nothing
-            // changed. The same version with other bytes is refused below as a replay.
-            Some(CONTENT_TYPE_SNAPSHOT) if self.held.as_ref().is_some_and(|held| held.as_bytes() == body) => {
-                host.increment(self.metrics.not_modified);
-                return self.succeeded(host, now_ms, in_flight);
-            }
             Some(CONTENT_TYPE_SNAPSHOT) => {
-                self.verifier.verify(body, now, self.held_version()).map(|view| (view, false))
+                let released = body.len() >= RELEASE_FIRST_BYTES && self.held.take().is_some();
+                let Some(bytes) = body.read() else {
+                    self.restore(host, released, held_version);
+                    return self.failed(host, now_ms, "cannot read the snapshot response body");
+                };
+                // The very snapshot held, sent again (another replica, a retried answer):
+                // nothing changed. The same version with other bytes is refused as a replay.
+                if self.held.as_ref().is_some_and(|held| held.as_bytes() == bytes.as_slice()) {
+                    host.increment(self.metrics.not_modified);
+                    return self.succeeded(host, now_ms, in_flight);
+                }
+                let bytes = Arc::new(bytes);
+                match self.verifier.verify(Arc::clone(&bytes), now, held_version) {
+                    Ok(view) => Ok((view, false)),
+                    Err(e) => {
+                        // Only a same-version answer needs its bytes after the held snapshot is
+                        // back (to tell a resend from a replay); others are let go first.
+                        let keep = matches!(e, SnapshotError::NotNewer { .. });
+                        let bytes = keep.then_some(bytes);
+                        self.restore(host, released, held_version);
+                        let resent = bytes.is_some_and(|sent| {
+                            self.held.as_ref().is_some_and(|held| held.as_bytes() == sent.as_slice())
+                        });
+                        if resent {
+                            host.increment(self.metrics.not_modified);
+                            return self.succeeded(host, now_ms, in_flight);
+                        }
+                        Err(e)
+                    }
+                }
             }
-            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match &self.held {
-                Some(held) => apply_delta(&self.verifier, held, &body, now).map(|view| (view, true)),
-                None => Err(SnapshotError::BadMagic),
+            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match (&self.held, body.read()) {
+                (Some(held), Some(delta)) => apply_delta(&self.verifier, held, &delta, now).map(|view| (view, true)),
+                (None, _) => Err(SnapshotError::BadMagic),
+                (_, None) => return self.failed(host, now_ms, "cannot read the delta response body"),
             },
             _ => {
                 host.increment(self.metrics.refused("unexpected_content_type"));
@@ -475,6 +528,24 @@ impl SnapshotSource {
                 }
                 self.refused(host, now_ms, &e);
             }
+        }
+    }
+
+    /// After a refused snapshot that was read with the held one let go: the held one back,
+    /// from shared data (where it was published). Nothing to do if it was not let go.
+    fn restore<H: RootHost>(&mut self, host: &H, released: bool, version: Option<u64>) {
+        if !released || self.held.is_some() {
+            return;
+        }
+        self.follow_shared(host);
+        if self.held_version() < version {
+            host.log(
+                Level::Error,
+                &format!(
+                    "certbind: snapshot version {} could not be read back from shared data; no identity data until a newer one verifies",
+                    version.unwrap_or(0)
+                ),
+            );
         }
     }
 

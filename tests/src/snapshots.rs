@@ -63,7 +63,7 @@ impl SnapshotContent {
         let bindings = (0..count)
             .map(|i| {
                 let fingerprint = Fingerprint(Sha256::digest((i as u64).to_le_bytes()).into());
-                (fingerprint, synthetic_user(i), "01JBULKORG0000000000000000".to_string(), true)
+                (fingerprint, synthetic_user(i), "01JBZRG0000000000000000000".to_string(), true)
             })
             .collect();
         SnapshotContent { bindings, blocklist: Vec::new() }
@@ -73,9 +73,9 @@ impl SnapshotContent {
 /// A ULID-shaped user id for synthetic binding `i` (stored as 16 bytes in the snapshot).
 pub fn synthetic_user(i: usize) -> String {
     const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut id = *b"01JBULKUSER000000000000000";
+    let mut id = *b"01JB0000000000000000000000";
     let mut n = i;
-    for slot in id.iter_mut().rev().take(10) {
+    for slot in id.iter_mut().rev().take(12) {
         *slot = CROCKFORD[n % 32];
         n /= 32;
     }

@@ -421,3 +421,52 @@ fn a_million_bindings_load() {
     assert_eq!(allowed.header("x-dm-user-id"), Some("01JBUSER00000000000000000A"));
     assert_eq!(request_with(&mut host, &other_card()).header("x-dm-user-id"), None);
 }
+
+/// A large snapshot is read only after the held one is let go, so a worker never holds two:
+/// a refused one puts the held one back from shared data, and an accepted one replaces it
+/// without the VM's memory growing by a second copy.
+#[test]
+fn large_snapshots_replace_each_other_without_a_second_copy() {
+    let key = TestSnapshotKey::new("a");
+    let content = SnapshotContent::synthetic(100_000).bind(card().fingerprint, "01JBUSER00000000000000000A", "org-a");
+    let v7 = signed_snapshot(&key, &content, stamp(7));
+    assert!(v7.len() > certbind_filter::snapshot::RELEASE_FIRST_BYTES);
+    let mut tampered = signed_snapshot(&key, &content, stamp(8));
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x04;
+    let v9 = signed_snapshot(&key, &content.clone().block(other_card().fingerprint), stamp(9));
+
+    let shared = SharedData::new();
+    let mut host = worker(&shared, 1, &config(&[&key]));
+    let empty_vm = host.memory_bytes();
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &v7);
+    let loaded = host.memory_bytes();
+
+    host.advance_time(Duration::from_secs(1));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &tampered);
+    assert_eq!(metric(&host, "refused.bad_signature"), 1);
+    assert_eq!(metric(&host, "version"), 7);
+    assert_eq!(status(&request_with(&mut host, &card())), 200, "the held snapshot is back");
+
+    // After the refusal, the next fetch waits out a backoff of at most 2 s.
+    host.advance_time(Duration::from_secs(2));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &v9);
+    assert_eq!(metric(&host, "version"), 9);
+    assert_eq!(status(&request_with(&mut host, &other_card())), 401);
+
+    // A second worker follows, letting go of its copy before taking the new one.
+    let follower = worker(&shared, 2, &config(&[&key]));
+    let follower_loaded = follower.memory_bytes();
+    assert_eq!(metric(&follower, "version"), 9);
+
+    let growth = host.memory_bytes() - loaded;
+    assert!(
+        growth < v7.len() / 5,
+        "the VM grew by {growth} bytes across two more snapshots of {} bytes (empty VM {empty_vm}, loaded {loaded})",
+        v7.len()
+    );
+    assert!(follower_loaded - empty_vm < v7.len() * 6 / 5);
+}

@@ -692,6 +692,12 @@ impl FilterHost {
         self.store.data_mut().random = state::DeterministicRandom::new(seed);
     }
 
+    /// Size of the guest's linear memory in bytes: what the VM holds from the host, at its
+    /// high-water mark (wasm memory grows and never shrinks).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory.map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     /// Value of the counter or gauge `name`.
     pub fn metric(&self, name: &str) -> Option<i64> {
         self.store
