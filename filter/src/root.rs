@@ -138,11 +138,11 @@ mod wasm {
             self.len
         }
 
-        fn read(&self) -> Option<Vec<u8>> {
-            if self.len == 0 {
+        fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+            if len == 0 {
                 return Some(Vec::new());
             }
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, self.len).ok().flatten()
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, start, len).ok().flatten()
         }
     }
 
@@ -233,8 +233,8 @@ mod wasm {
                             "certbind: no identity snapshot yet; requests that need identity data are refused with 503 until one verifies",
                         );
                     }
-                    // Adopt what another worker already published before the first tick.
-                    source.on_tick(&host);
+                    // Adopt what another worker already published, before the first tick.
+                    source.catch_up(&host);
                     Identity::Snapshot(Box::new(source))
                 }
             };

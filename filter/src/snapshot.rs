@@ -29,6 +29,9 @@ pub const CONTENT_TYPE_DELTA: &str = "application/vnd.certbind.snapshot-delta";
 /// within this time.
 pub const LEASE_MS: i64 = 5_000;
 
+/// How long a worker that could not start a fetch stays out of the lease contest.
+const LEASE_PAUSE_AFTER_DISPATCH_FAILURE_MS: i64 = 60_000;
+
 /// Longest wait between two failed fetches. Failures back off exponentially from
 /// one second with full jitter, so a fleet that lost its control plane does not return in step.
 pub const MAX_BACKOFF_MS: i64 = 60_000;
@@ -36,11 +39,17 @@ pub const MAX_BACKOFF_MS: i64 = 60_000;
 /// Whether this build can apply deltas; until it can, it asks for whole snapshots only.
 const DELTAS_SUPPORTED: bool = false;
 
-/// A whole snapshot at least this large is read only after the held one is let go, so a worker
-/// never holds two large snapshots at once (wasm memory grows and never shrinks: holding both
-/// for a moment would double the VM's memory for good). If the new one is refused, the held
-/// one is read back from shared data, where it was published.
+/// A snapshot at least this large is read only after the held one is let go, into the same
+/// buffer, so a worker never holds two (wasm memory grows and never shrinks: holding both for
+/// a moment would double the VM's memory for good, and a new buffer beside the old one's hole
+/// would too). If the new one is refused, the held one is read back from shared data, where it
+/// was published. Smaller ones are read beside the held one: safer, and cheap.
 pub const RELEASE_FIRST_BYTES: usize = 1 << 20;
+
+/// Snapshots move between the proxy and the VM in pieces of this size (callout bodies are
+/// read, and shared data written, a chunk at a time), so nothing but the snapshot buffer
+/// itself is ever large.
+pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// Margin on top of the long-poll before a fetch counts as lost.
 const CALLOUT_MARGIN_MS: u64 = 10_000;
@@ -71,14 +80,15 @@ pub trait RootHost {
 }
 
 /// The body of a fetch's response, read from the proxy only when and as the snapshot
-/// machinery decides (so it can let go of the held snapshot first: see [`RELEASE_FIRST_BYTES`]).
+/// machinery decides: after the held snapshot has been let go, a chunk at a time, into the
+/// worker's one snapshot buffer (see [`RELEASE_FIRST_BYTES`]).
 pub trait ResponseBody {
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The whole body; `None` if the proxy cannot hand it over.
-    fn read(&self) -> Option<Vec<u8>>;
+    /// `len` bytes from `start`; `None` if the proxy cannot hand them over.
+    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>>;
 }
 
 /// What came back from a fetch.
@@ -162,22 +172,53 @@ pub fn refusal_kind(error: &SnapshotError) -> &'static str {
     }
 }
 
-/// The small record every worker reads on each tick: which version is published.
-const HEAD_MAGIC: [u8; 4] = *b"CBH1";
-const HEAD_LEN: usize = 12;
+/// The small record every worker reads on each tick: which version is published, its length,
+/// and in how many chunks.
+const HEAD_MAGIC: [u8; 4] = *b"CBH2";
+const HEAD_LEN: usize = 24;
 
-fn encode_head(version: u64) -> [u8; HEAD_LEN] {
-    let mut head = [0u8; HEAD_LEN];
-    head[..4].copy_from_slice(&HEAD_MAGIC);
-    head[4..].copy_from_slice(&version.to_le_bytes());
-    head
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    version: u64,
+    len: u64,
+    chunks: u32,
 }
 
-fn decode_head(bytes: &[u8]) -> Option<u64> {
+fn encode_head(head: Head) -> [u8; HEAD_LEN] {
+    let mut bytes = [0u8; HEAD_LEN];
+    bytes[..4].copy_from_slice(&HEAD_MAGIC);
+    bytes[4..12].copy_from_slice(&head.version.to_le_bytes());
+    bytes[12..20].copy_from_slice(&head.len.to_le_bytes());
+    bytes[20..].copy_from_slice(&head.chunks.to_le_bytes());
+    bytes
+}
+
+fn decode_head(bytes: &[u8]) -> Option<Head> {
     if bytes.len() != HEAD_LEN || bytes.get(..4) != Some(&HEAD_MAGIC[..]) {
         return None;
     }
-    Some(u64::from_le_bytes(bytes.get(4..)?.try_into().ok()?))
+    let version = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
+    let len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?);
+    let chunks = u32::from_le_bytes(bytes.get(20..)?.try_into().ok()?);
+    let whole = usize::try_from(len).ok().filter(|l| *l <= MAX_SNAPSHOT_BYTES)?;
+    (usize::try_from(chunks).ok()? == whole.div_ceil(CHUNK_BYTES)).then_some(Head { version, len, chunks })
+}
+
+fn read_head<H: RootHost>(host: &H, key: &str) -> (Option<Head>, Option<u32>) {
+    match host.shared_get(key) {
+        Ok((value, cas)) => (value.as_deref().and_then(decode_head), cas),
+        Err(_) => (None, None),
+    }
+}
+
+/// Grows `buffer` (empty) to hold `len` bytes, with an eighth more for the snapshot to grow
+/// into before the next reallocation. The old allocation is freed before the new one is made.
+fn make_room(buffer: &mut Vec<u8>, len: usize) {
+    buffer.clear();
+    if buffer.capacity() < len {
+        *buffer = Vec::new();
+        *buffer = Vec::with_capacity(len.saturating_add(len / 8));
+    }
 }
 
 /// The lease record: which worker fetches, and until when.
@@ -214,6 +255,8 @@ pub struct SnapshotSource {
     keys: Keys,
     metrics: SnapshotMetrics,
     held: Option<Rc<SnapshotView>>,
+    /// The snapshot buffer while no view holds it.
+    spare: Vec<u8>,
     worker: u64,
     leader: bool,
     in_flight: Option<InFlight>,
@@ -221,6 +264,8 @@ pub struct SnapshotSource {
     failures: u32,
     /// After a delta could not be applied, the next fetch asks for the whole snapshot.
     want_full: bool,
+    /// A worker that could not dispatch stays out of the lease contest until then.
+    lease_pause_until_ms: i64,
     /// Set once the held snapshot's expiry has been logged, cleared when a newer one arrives.
     expiry_logged: bool,
 }
@@ -240,8 +285,8 @@ impl Keys {
         }
     }
 
-    fn snapshot(&self, version: u64) -> String {
-        format!("{}{version}", self.prefix)
+    fn chunk(&self, version: u64, index: u32) -> String {
+        format!("{}{version}.{index}", self.prefix)
     }
 }
 
@@ -254,12 +299,14 @@ impl SnapshotSource {
             keys: Keys::new(&settings.namespace),
             metrics,
             held: None,
+            spare: Vec::new(),
             worker,
             leader: false,
             in_flight: None,
             next_fetch_at_ms: 0,
             failures: 0,
             want_full: false,
+            lease_pause_until_ms: 0,
             expiry_logged: false,
         }
     }
@@ -299,6 +346,12 @@ impl SnapshotSource {
         Ok(())
     }
 
+    /// Takes up what other workers already published, without contesting the lease: for
+    /// configuration time, which runs on threads that may never tick or call out.
+    pub fn catch_up<H: RootHost>(&mut self, host: &H) {
+        self.follow_shared(host);
+    }
+
     /// Called on every tick of the proxy.
     pub fn on_tick<H: RootHost>(&mut self, host: &H) {
         let now_ms = host.now_ms();
@@ -312,43 +365,67 @@ impl SnapshotSource {
         self.report(host, now_ms);
     }
 
-    /// Adopts a newer snapshot another worker published. A large one is read only after the
-    /// held one is let go (see [`RELEASE_FIRST_BYTES`]): the published bytes were verified by
-    /// the worker that published them, so opening them fails only on a fault, and then this
-    /// worker has no identity data until the next version (fail closed, logged).
+    /// Adopts a newer snapshot another worker published. The bytes were verified by the
+    /// worker that published them, so opening them checks the structure, not the signature
+    /// again: one verification per proxy, not per worker.
     fn follow_shared<H: RootHost>(&mut self, host: &H) {
-        // A publish between reading the head and reading its bytes empties them: read again.
+        // A publish between reading the head and reading its chunks empties them: read again.
         for _ in 0..3 {
-            let Ok((Some(head), _)) = host.shared_get(&self.keys.head) else { return };
-            let Some(published) = decode_head(&head) else { return };
-            if self.held_version().is_some_and(|held| held >= published) {
+            let (Some(head), _) = read_head(host, &self.keys.head) else { return };
+            if self.held_version().is_some_and(|held| held >= head.version) {
                 return;
             }
-            if self.held.as_ref().is_some_and(|held| held.as_bytes().len() >= RELEASE_FIRST_BYTES) {
-                self.held = None;
-            }
-            let Ok((Some(bytes), _)) = host.shared_get(&self.keys.snapshot(published)) else { return };
-            if bytes.is_empty() {
+            let len = usize::try_from(head.len).unwrap_or(usize::MAX);
+            let mut buffer = self.buffer_for(len);
+            let complete = (0..head.chunks).all(|index| match host.shared_get(&self.keys.chunk(head.version, index)) {
+                Ok((Some(chunk), _)) if !chunk.is_empty() && buffer.len() + chunk.len() <= len => {
+                    buffer.extend_from_slice(&chunk);
+                    true
+                }
+                _ => false,
+            });
+            if !complete || buffer.len() != len {
+                self.spare = buffer;
                 continue;
             }
-            // Written only by a worker of this plugin after it verified the bytes: opening
-            // checks the structure, not the signature again (one verification per proxy).
             let now = host.now_ms().div_euclid(1000);
-            match SnapshotView::open_unauthenticated(bytes) {
-                Ok(view) if view.version() == published && !view.is_expired(now) => {
+            match SnapshotView::open_unauthenticated(buffer) {
+                Ok(view) if view.version() == head.version && !view.is_expired(now) => {
                     host.increment(self.metrics.adopted_from_shared);
                     self.adopt(host, view);
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    host.log(Level::Error, &format!("certbind: published snapshot {published} does not open: {e}"))
-                }
+                Err(e) => host.log(
+                    Level::Error,
+                    &format!("certbind: published snapshot {} does not open: {e}", head.version),
+                ),
             }
             return;
         }
     }
 
+    /// An empty buffer with room for `len` bytes. For a large snapshot, the held one is let
+    /// go first and its buffer reused (see [`RELEASE_FIRST_BYTES`]).
+    fn buffer_for(&mut self, len: usize) -> Vec<u8> {
+        let mut buffer = std::mem::take(&mut self.spare);
+        if len >= RELEASE_FIRST_BYTES {
+            if let Some(bytes) = self.held.take().and_then(|rc| Rc::try_unwrap(rc).ok()).map(|v| v.shared_bytes()) {
+                if let Ok(reusable) = Arc::try_unwrap(bytes) {
+                    if reusable.capacity() > buffer.capacity() {
+                        buffer = reusable;
+                    }
+                }
+            }
+        }
+        make_room(&mut buffer, len);
+        buffer
+    }
+
     fn keep_lease<H: RootHost>(&mut self, host: &H, now_ms: i64) {
+        if now_ms < self.lease_pause_until_ms {
+            self.leader = false;
+            return;
+        }
         let (value, cas) = match host.shared_get(&self.keys.lease) {
             Ok(read) => read,
             Err(_) => {
@@ -371,6 +448,17 @@ impl SnapshotSource {
         if self.leader && !was_leader {
             host.log(Level::Info, "certbind: this worker fetches the identity snapshot");
         }
+    }
+
+    /// Lets the lease lapse now, and stays out of the contest for a while.
+    fn give_up_lease<H: RootHost>(&mut self, host: &H, now_ms: i64) {
+        if let Ok((Some(value), cas)) = host.shared_get(&self.keys.lease) {
+            if decode_lease(&value).is_some_and(|(worker, _)| worker == self.worker) {
+                let _ = host.shared_set(&self.keys.lease, &encode_lease(self.worker, i64::MIN), cas);
+            }
+        }
+        self.leader = false;
+        self.lease_pause_until_ms = now_ms.saturating_add(LEASE_PAUSE_AFTER_DISPATCH_FAILURE_MS);
     }
 
     fn fetch_if_due<H: RootHost>(&mut self, host: &H, now_ms: i64) {
@@ -418,7 +506,10 @@ impl SnapshotSource {
                 self.in_flight = Some(InFlight { token, sent_at_ms: now_ms, asked_for_delta });
             }
             Err(e) => {
+                // This worker cannot call out (Envoy's main thread, or a cluster this worker
+                // does not know): hand the lease over at once rather than hold it idle.
                 let cluster = cp.cluster.clone();
+                self.give_up_lease(host, now_ms);
                 self.failed(host, now_ms, &format!("cannot call the control plane (cluster {cluster:?}): {e}"));
             }
         }
@@ -433,7 +524,7 @@ impl SnapshotSource {
             FetchResponse::Failed => self.failed(host, now_ms, "the snapshot fetch failed (no response)"),
             FetchResponse::Answer { status: 304, .. } => {
                 host.increment(self.metrics.not_modified);
-                self.succeeded(host, now_ms, in_flight);
+                self.succeeded(host, now_ms, in_flight, false);
             }
             FetchResponse::Answer { status: 200, content_type, body } => {
                 self.received(host, now_ms, in_flight, content_type.as_deref(), body);
@@ -468,38 +559,38 @@ impl SnapshotSource {
         let held_version = self.held_version();
         let result = match media.as_deref() {
             Some(CONTENT_TYPE_SNAPSHOT) => {
-                let released = body.len() >= RELEASE_FIRST_BYTES && self.held.take().is_some();
-                let Some(bytes) = body.read() else {
+                let mut buffer = self.buffer_for(body.len());
+                let released = held_version.is_some() && self.held.is_none();
+                if !read_body(body, &mut buffer) {
+                    self.spare = buffer;
                     self.restore(host, released, held_version);
                     return self.failed(host, now_ms, "cannot read the snapshot response body");
-                };
+                }
                 // The very snapshot held, sent again (another replica, a retried answer):
                 // nothing changed. The same version with other bytes is refused as a replay.
-                if self.held.as_ref().is_some_and(|held| held.as_bytes() == bytes.as_slice()) {
+                if self.held.as_ref().is_some_and(|held| held.as_bytes() == buffer.as_slice()) {
                     host.increment(self.metrics.not_modified);
-                    return self.succeeded(host, now_ms, in_flight);
+                    return self.succeeded(host, now_ms, in_flight, false);
                 }
-                let bytes = Arc::new(bytes);
+                let bytes = Arc::new(buffer);
                 match self.verifier.verify(Arc::clone(&bytes), now, held_version) {
                     Ok(view) => Ok((view, false)),
                     Err(e) => {
-                        // Only a same-version answer needs its bytes after the held snapshot is
-                        // back (to tell a resend from a replay); others are let go first.
-                        let keep = matches!(e, SnapshotError::NotNewer { .. });
-                        let bytes = keep.then_some(bytes);
+                        let sent = Arc::try_unwrap(bytes).unwrap_or_default();
+                        let resent = released
+                            && matches!(e, SnapshotError::NotNewer { .. })
+                            && held_version.is_some_and(|v| self.published_equals(host, v, &sent));
+                        self.spare = sent;
                         self.restore(host, released, held_version);
-                        let resent = bytes.is_some_and(|sent| {
-                            self.held.as_ref().is_some_and(|held| held.as_bytes() == sent.as_slice())
-                        });
                         if resent {
                             host.increment(self.metrics.not_modified);
-                            return self.succeeded(host, now_ms, in_flight);
+                            return self.succeeded(host, now_ms, in_flight, false);
                         }
                         Err(e)
                     }
                 }
             }
-            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match (&self.held, body.read()) {
+            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match (&self.held, read_all(body)) {
                 (Some(held), Some(delta)) => apply_delta(&self.verifier, held, &delta, now).map(|view| (view, true)),
                 (None, _) => Err(SnapshotError::BadMagic),
                 (_, None) => return self.failed(host, now_ms, "cannot read the delta response body"),
@@ -520,7 +611,7 @@ impl SnapshotSource {
                 self.want_full = false;
                 self.publish(host, &view);
                 self.adopt(host, view);
-                self.succeeded(host, now_ms, in_flight);
+                self.succeeded(host, now_ms, in_flight, true);
             }
             Err(e) => {
                 if in_flight.asked_for_delta {
@@ -566,25 +657,32 @@ impl SnapshotSource {
         self.report(host, host.now_ms());
     }
 
-    /// Publishes a verified snapshot for the other workers: the bytes under their version's
-    /// key first, then the head moved to that version by compare-and-swap (never backwards).
+    /// Publishes a verified snapshot for the other workers: its chunks under their version's
+    /// keys first, then the head moved to that version by compare-and-swap (never backwards),
+    /// then the replaced version's chunks emptied (shared data has no delete).
     fn publish<H: RootHost>(&self, host: &H, view: &SnapshotView) {
+        let bytes = view.as_bytes();
+        let Ok(chunks) = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES)) else { return };
+        let head = Head { version: view.version(), len: bytes.len() as u64, chunks };
         for _ in 0..4 {
-            let Ok((head, cas)) = host.shared_get(&self.keys.head) else { return };
-            let published = head.as_deref().and_then(decode_head);
-            if published.is_some_and(|p| p >= view.version()) {
+            let (published, cas) = read_head(host, &self.keys.head);
+            if published.is_some_and(|p| p.version >= head.version) {
                 return;
             }
-            if !matches!(host.shared_set(&self.keys.snapshot(view.version()), view.as_bytes(), None), Ok(true)) {
+            let written = bytes
+                .chunks(CHUNK_BYTES)
+                .zip(0u32..)
+                .all(|(chunk, index)| matches!(host.shared_set(&self.keys.chunk(head.version, index), chunk, None), Ok(true)));
+            if !written {
                 host.log(Level::Error, "certbind: cannot publish the snapshot to the other workers");
                 return;
             }
-            match host.shared_set(&self.keys.head, &encode_head(view.version()), cas) {
+            match host.shared_set(&self.keys.head, &encode_head(head), cas) {
                 Ok(true) => {
-                    // The replaced version's bytes are no longer read by anyone who sees the
-                    // new head: free them (shared data has no delete; an empty value is small).
                     if let Some(old) = published {
-                        let _ = host.shared_set(&self.keys.snapshot(old), &[], None);
+                        for index in 0..old.chunks {
+                            let _ = host.shared_set(&self.keys.chunk(old.version, index), &[], None);
+                        }
                     }
                     return;
                 }
@@ -594,10 +692,26 @@ impl SnapshotSource {
         }
     }
 
-    fn succeeded<H: RootHost>(&mut self, _host: &H, now_ms: i64, in_flight: InFlight) {
+    /// Whether `bytes` are exactly what is published as `version`, compared chunk by chunk.
+    fn published_equals<H: RootHost>(&self, host: &H, version: u64, bytes: &[u8]) -> bool {
+        let (Some(head), _) = read_head(host, &self.keys.head) else { return false };
+        if head.version != version || usize::try_from(head.len).ok() != Some(bytes.len()) {
+            return false;
+        }
+        bytes.chunks(CHUNK_BYTES).zip(0u32..).all(|(ours, index)| {
+            matches!(host.shared_get(&self.keys.chunk(version, index)), Ok((Some(theirs), _)) if theirs == ours)
+        })
+    }
+
+    /// A fetch that ended well. After a new snapshot the next poll goes out at once: the
+    /// control plane holds it until the next change, so a burst of changes arrives change by
+    /// change. After "nothing newer", at least `poll_interval_seconds` separate two fetches, so
+    /// a control plane that answers at once (no long-poll) is polled, not hammered.
+    fn succeeded<H: RootHost>(&mut self, _host: &H, now_ms: i64, in_flight: InFlight, changed: bool) {
         self.failures = 0;
         let interval = self.control_plane.as_ref().map_or(1_000, |cp| i64::from(cp.poll_interval_seconds) * 1_000);
-        self.next_fetch_at_ms = now_ms.max(in_flight.sent_at_ms.saturating_add(interval));
+        self.next_fetch_at_ms =
+            if changed { now_ms } else { now_ms.max(in_flight.sent_at_ms.saturating_add(interval)) };
     }
 
     fn refused<H: RootHost>(&mut self, host: &H, now_ms: i64, error: &SnapshotError) {
@@ -649,6 +763,26 @@ impl SnapshotSource {
             );
         }
     }
+}
+
+/// Appends the whole body to `buffer`, a chunk at a time.
+fn read_body(body: &dyn ResponseBody, buffer: &mut Vec<u8>) -> bool {
+    let len = body.len();
+    let mut start = 0;
+    while start < len {
+        let want = CHUNK_BYTES.min(len - start);
+        match body.read(start, want) {
+            Some(chunk) if chunk.len() == want => buffer.extend_from_slice(&chunk),
+            _ => return false,
+        }
+        start += want;
+    }
+    true
+}
+
+fn read_all(body: &dyn ResponseBody) -> Option<Vec<u8>> {
+    let mut buffer = Vec::with_capacity(body.len());
+    read_body(body, &mut buffer).then_some(buffer)
 }
 
 fn callout_timeout_ms(cp: &ControlPlane) -> u64 {

@@ -122,16 +122,15 @@ fn no_snapshot_refuses_with_503_then_the_first_fetch_serves() {
     assert_eq!(allowed.header("x-dm-org-id"), Some("org-a"));
     assert_eq!(metric(&host, "version"), 7);
     assert_eq!(metric(&host, "full_loads"), 1);
-    assert_eq!(metric(&host, "fetches"), 1);
+    // The long-poll for the next change went out as soon as the first answer arrived.
+    assert_eq!(metric(&host, "fetches"), 2);
 }
 
 #[test]
 fn the_long_poll_names_the_held_version_and_a_304_keeps_it() {
     let key = TestSnapshotKey::new("a");
     let mut host = loaded(&key);
-    // Fetches are at least a second apart, whatever the control plane answers.
-    assert!(tick(&mut host).is_empty());
-    host.advance_time(Duration::from_secs(1));
+    // After a new snapshot the next poll goes out at once.
     let call = one_call(&mut host);
     assert_eq!(header(&call, ":path"), Some("/api/v1/snapshot?after_version=7&wait=30"));
     assert_eq!(header(&call, "if-none-match"), Some("\"7\""));
@@ -144,6 +143,11 @@ fn the_long_poll_names_the_held_version_and_a_304_keeps_it() {
     // The next poll goes out at once: an idle fleet holds one open request per proxy.
     let again = one_call(&mut host);
     assert_eq!(header(&again, "if-none-match"), Some("\"7\""));
+    // A control plane that answers "nothing newer" at once is polled once a second, not hammered.
+    host.respond_http_call(again.token, &[(":status", "304")], b"").unwrap();
+    assert!(tick(&mut host).is_empty());
+    host.advance_time(Duration::from_secs(1));
+    assert_eq!(tick(&mut host).len(), 1);
 }
 
 #[test]
@@ -468,5 +472,7 @@ fn large_snapshots_replace_each_other_without_a_second_copy() {
         "the VM grew by {growth} bytes across two more snapshots of {} bytes (empty VM {empty_vm}, loaded {loaded})",
         v7.len()
     );
-    assert!(follower_loaded - empty_vm < v7.len() * 6 / 5);
+    // The follower holds one buffer (an eighth of room to grow) and one chunk in transit.
+    let bound = v7.len() + v7.len() / 8 + certbind_filter::snapshot::CHUNK_BYTES + (64 << 10);
+    assert!(follower_loaded - empty_vm <= bound, "follower grew by {} bytes, bound {bound}", follower_loaded - empty_vm);
 }
