@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 pki=../tests/pki
-for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header dn_text; do
+for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header dn_text path header_set; do
     mkdir -p "corpus/$target"
 done
 for pem in "$pki"/*.pem; do
@@ -28,6 +28,15 @@ open(f"corpus/nginx_header/{name}.escaped", "w").write(quoted)
 open(f"corpus/nginx_header/{name}.legacy", "w").write(pem.rstrip("\n").replace("\n", "\n\t"))
 open(f"corpus/traefik_header/{name}", "w").write(b64 + "," + b64)
 open(f"corpus/rfc9440_header/{name}", "w").write(f":{b64}:, :{b64}:")
+open(f"corpus/header_set/{name}", "w").write(
+    f"/mtls/x\nssl-client-cert:{quoted}\nx-dm-user-id:root\nAuthorization:Bearer a.b.c")
 PY
+done
+i=0
+for p in '/admin/x' '//admin//x' '/%61dmin/%2e%2e/x' '/a/./b/../c/' '/a;b/c' '/a%2Fb' '/caf%C3%A9?q=/..' \
+         '/%C0%AE%C0%AE/' '/a\\b' '/MTLS/x' '/optional/bound/x?y=1#z'; do
+    i=$((i + 1))
+    printf '%s' "$p" > "corpus/path/$i"
+    printf '%s\nSSL_Client_Cert:x\nauthorization:Bearer x.y.z' "$p" > "corpus/header_set/path-$i"
 done
 echo "seed corpora written under $(pwd)/corpus"

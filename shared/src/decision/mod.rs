@@ -5,6 +5,8 @@ pub mod cache;
 pub mod config;
 pub mod constraints;
 pub mod extract;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod headers;
 pub mod mode;
 pub mod outcome;

@@ -223,9 +223,17 @@ pub fn malformed_headers() -> Vec<Case> {
         jane.hex(),
         fixtures::percent_encode(format!("{}garbage", jane.pem).as_bytes())
     );
+    // A cap above the default is honoured by the parser too.
+    let mut large = request("/mtls/x", Some(jane), None);
+    large.headers[0].1 = format!("{};DNS={}", jane.xfcc(), "a".repeat(40 * 1024));
+    let mut large_cap = standard_policy();
+    large_cap["max_header_bytes"] = json!(64 * 1024);
+    let large_cap = json!({"policy": large_cap, "development_identity": standard_identity()});
     vec![
         std_case("duplicate XFCC → 400", duplicate, deny(400, "malformed_client_cert")),
         std_case("oversized XFCC → 400", oversized, deny(400, "malformed_client_cert")),
+        std_case("a 43 KiB XFCC over the default cap → 400", large.clone(), deny(400, "malformed_client_cert")),
+        case("a 43 KiB XFCC under a 64 KiB cap → 200", large_cap, large, jane_identity()),
         std_case("undecodable Cert → 400", garbage, deny(400, "malformed_client_cert")),
         std_case("unterminated quoted value → 400", unterminated, deny(400, "malformed_client_cert")),
         std_case("Hash disagreeing with Cert → 400", hash_mismatch, deny(400, "malformed_client_cert")),
@@ -349,6 +357,39 @@ pub fn sources() -> Vec<Case> {
         req.headers[0].1 = ":::%%%".into();
         out.push(case(&format!("{label} malformed → 400"), config, req, deny(400, "malformed_client_cert")));
     }
+    // The connection source: the digest names the certificate, peer_certificate gives its facts.
+    let mut connection_policy = standard_policy();
+    connection_policy["certificate_source"] = json!({"kind": "connection"});
+    let connection = json!({"policy": connection_policy, "development_identity": standard_identity()});
+    let on_connection = |c: &TestCert, pem: bool| CaseRequest {
+        path: "/mtls/x".into(),
+        peer: UNTRUSTED_PEER.into(),
+        connection_digest: Some(c.hex()),
+        connection_certificate: pem.then(|| c.pem.clone()),
+        now: NOW,
+        ..Default::default()
+    };
+    out.push(case("connection source with the peer certificate → 200", connection.clone(), on_connection(jane, true), jane_identity()));
+    out.push(case(
+        "connection source, CAC by UPN mapping → 200",
+        connection.clone(),
+        on_connection(cert("cac"), true),
+        identity_of("cac", None, "auth:account:x509:upn:1234567890@mil".into()),
+    ));
+    let mut card_auth_allowed = standard_policy();
+    card_auth_allowed["certificate_source"] = json!({"kind": "connection"});
+    card_auth_allowed["constraints"] = json!({"allow_card_authentication": true});
+    let card_auth_allowed = json!({"policy": card_auth_allowed, "development_identity": standard_identity()});
+    out.push(case(
+        "connection source without the peer certificate, where nothing needs more → 200",
+        card_auth_allowed,
+        on_connection(jane, false),
+        Expect::Allow(vec![
+            ("x-dm-smartcard-fingerprint", Some(jane.hex())),
+            ("x-dm-user-id", Some("u-jane".into())),
+            ("x-dm-smartcard-issuer", None),
+        ]),
+    ));
     out.extend(signed_forwarding());
     out
 }

@@ -1,0 +1,86 @@
+//! The adversarial suite (issue 9): hundreds of hostile requests across the classes of belief
+//! an attacker who knows Envoy goes after, each run natively and through the compiled `.wasm`,
+//! each with one exact expected outcome. None is accepted: every one is refused, or forwarded
+//! with its hostile headers removed. None crashes either runner.
+
+use certbind_tests::cases::adversarial::{self, Class, Hostile};
+use certbind_tests::cases::{check, native, wasm::WasmRunner, Expect, Observed};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn suite() -> Vec<Hostile> {
+    let suite = adversarial::all();
+    let mut names = BTreeSet::new();
+    for hostile in &suite {
+        assert!(names.insert(hostile.case.name.clone()), "two cases are named {:?}", hostile.case.name);
+    }
+    suite
+}
+
+fn decision(seen: &Observed) -> Option<(u16, Vec<u8>)> {
+    seen.local_response.as_ref().map(|(status, _, body)| (*status, body.clone()))
+}
+
+#[test]
+fn at_least_three_hundred_hostile_requests_in_every_class() {
+    let suite = suite();
+    assert!(suite.len() >= 300, "only {} hostile requests", suite.len());
+    let mut by_class: BTreeMap<Class, usize> = BTreeMap::new();
+    for hostile in &suite {
+        *by_class.entry(hostile.class).or_default() += 1;
+    }
+    eprintln!("{} hostile requests: {by_class:?}", suite.len());
+    for class in [
+        Class::Peer,
+        Class::Path,
+        Class::XfccElement,
+        Class::HeaderCase,
+        Class::LookAlike,
+        Class::SourceLimits,
+        Class::BoundToken,
+        Class::Smaller,
+    ] {
+        assert!(by_class.get(&class).copied().unwrap_or(0) >= 10, "{class:?} has {:?} cases", by_class.get(&class));
+    }
+    // Nothing is expected to be accepted as it came: a forwarded case must name what it strips.
+    for hostile in &suite {
+        if matches!(hostile.case.expect, Expect::Allow(_)) {
+            assert!(!hostile.case.strip_expected.is_empty(), "{} is forwarded with nothing stripped", hostile.case.name);
+        }
+    }
+}
+
+#[test]
+fn every_hostile_request_natively() {
+    let failures: Vec<String> = suite()
+        .iter()
+        .filter_map(|h| match native::run(&h.case).and_then(|seen| check(&h.case, &seen)) {
+            Ok(()) => None,
+            Err(e) => Some(format!("{}: {e}", h.case.name)),
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} native failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_hostile_request_through_the_wasm() {
+    let mut runner = WasmRunner::default();
+    let mut failures = Vec::new();
+    for hostile in suite() {
+        let case = &hostile.case;
+        let outcome = runner.run(case).and_then(|(seen, counter, before, after)| {
+            check(case, &seen)?;
+            if after != before + 1 {
+                return Err(format!("counter {counter} went from {before} to {after}"));
+            }
+            let native = native::run(case)?;
+            if decision(&native) != decision(&seen) {
+                return Err(format!("native decided {:?}, wasm {:?}", decision(&native), decision(&seen)));
+            }
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            failures.push(format!("{}: {e}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} wasm failures:\n{}", failures.len(), failures.join("\n"));
+}
