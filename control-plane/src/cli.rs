@@ -1,11 +1,11 @@
 //! The `certbind` command line.
 
-use crate::app::{app, AppState, NoSnapshots, SnapshotService};
+use crate::app::{app, AppState};
 use crate::config::{Config, Overrides};
 use crate::db::{self, Actor, Db};
 use crate::signer::pkcs11::{Pkcs11Settings, Pkcs11Signer};
 use crate::signer::{public_key_json, Signer};
-use crate::snapshot::{build_from_database, StoreService, StoreSettings};
+use crate::snapshot::{build_from_database, NoSnapshots, SnapshotService, StoreService, StoreSettings};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -43,10 +43,20 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Admin API tokens.
+    /// Admin API tokens and proxy credentials.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Card bindings (smart_card_links).
+    Card {
+        #[command(subcommand)]
+        command: CardCommand,
+    },
+    /// Trusted bearer-token issuers.
+    Issuer {
+        #[command(subcommand)]
+        command: IssuerCommand,
     },
     /// The snapshot signing key in the PKCS#11 token.
     Key {
@@ -83,16 +93,71 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create an admin token; prints the token, which is shown only this once.
+    /// Create an admin token (--org) or a proxy credential (--proxy); prints the secret, which
+    /// is shown only this once.
     Create {
+        /// The org of an admin token, by id or name.
+        #[arg(long, required_unless_present = "proxy", conflicts_with = "proxy")]
+        org: Option<String>,
+        /// The token may also manage orgs and platform rules.
+        #[arg(long, conflicts_with = "proxy")]
+        super_admin: bool,
+        /// A proxy credential: it reads the snapshot and nothing else.
+        #[arg(long)]
+        proxy: bool,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List proxy credentials: id, label, last use.
+    List {
+        #[arg(long, required = true)]
+        proxy: bool,
+    },
+    /// Revoke a proxy credential by id.
+    Delete {
+        #[arg(long, required = true)]
+        proxy: bool,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    /// Bind the certificate in a PEM file to a user; prints its fingerprint.
+    Bind {
         /// The org, by id or name.
         #[arg(long)]
         org: String,
-        /// The token may also manage orgs.
+        /// The user, by id or name.
         #[arg(long)]
-        super_admin: bool,
+        user: String,
+        /// The card's certificate (PEM, one certificate).
+        #[arg(long, value_name = "FILE")]
+        pem: PathBuf,
         #[arg(long)]
         label: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssuerCommand {
+    /// Trust a bearer-token issuer with the keys in a JWKS file, for one org or the platform.
+    Add {
+        /// The org that trusts it, by id or name.
+        #[arg(long, required_unless_present = "platform", conflicts_with = "platform")]
+        org: Option<String>,
+        /// Every org: a platform registration.
+        #[arg(long)]
+        platform: bool,
+        /// The exact `iss` of its tokens.
+        #[arg(long)]
+        issuer: String,
+        /// The issuer's JSON Web Key Set.
+        #[arg(long, value_name = "FILE")]
+        jwks: PathBuf,
+        /// An audience its tokens must carry (repeatable; none: the deployment's audiences).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
     },
 }
 
@@ -154,13 +219,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 OrgCommand::Create { name } => {
                     let name = crate::http::required_text("name", &name, crate::http::orgs::MAX_ORG_NAME_BYTES).map_err(api)?;
-                    let org = db::orgs::create(&db, None, &name).await.map_err(api)?;
+                    let org = db::orgs::create(&db, None, &name).await.map_err(stored)?;
                     println!("{}", org.id);
                 }
                 OrgCommand::List => {
                     let mut cursor: Option<String> = None;
                     loop {
-                        let page = db::orgs::list(&db, cursor.as_deref(), db::MAX_PAGE).await.map_err(api)?;
+                        let page = db::orgs::list(&db, cursor.as_deref(), db::MAX_PAGE).await.map_err(stored)?;
                         for org in &page.items {
                             println!("{}\t{}", org.id, org.name);
                         }
@@ -178,19 +243,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Db::open(&config.db_options()).await?;
             let org = find_org(&db, &org).await?;
             let name = crate::http::required_text("name", &name, crate::http::users::MAX_USER_NAME_BYTES).map_err(api)?;
-            let user = db::users::create(&db, &Actor::cli(org.id), &name, email.as_deref()).await.map_err(api)?;
+            let user = db::users::create(&db, &Actor::cli(org.id), &name, email.as_deref()).await.map_err(stored)?;
             println!("{}", user.id);
             db.close().await;
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { org, super_admin, label } } => {
+        Command::Token { command } => {
             let db = Db::open(&config.db_options()).await?;
-            let org = find_org(&db, &org).await?;
-            let (_, secret) =
-                db::tokens::create(&db, &Actor::cli(org.id.clone()), &org.id, super_admin, label.as_deref()).await.map_err(api)?;
-            println!("{secret}");
+            let result = token_command(&db, command).await;
             db.close().await;
-            Ok(())
+            result
+        }
+        Command::Card { command: CardCommand::Bind { org, user, pem, label } } => {
+            let db = Db::open(&config.db_options()).await?;
+            let result = card_bind(&db, &org, &user, &pem, label).await;
+            db.close().await;
+            result
+        }
+        Command::Issuer { command: IssuerCommand::Add { org, platform, issuer, jwks, audiences } } => {
+            let db = Db::open(&config.db_options()).await?;
+            let result = issuer_add(&db, org.as_deref(), platform, &issuer, &jwks, audiences).await;
+            db.close().await;
+            result
         }
         Command::Key { command: KeyCommand::Init } => key_init(&config).await,
         Command::Snapshot { command: SnapshotCommand::Export { file } } => snapshot_export(&config, &file).await,
@@ -199,26 +273,129 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Turns an API error into a command-line error with the same detail.
 fn api(e: crate::error::ApiError) -> anyhow::Error {
+    use crate::error::ApiError;
     match e {
-        crate::error::ApiError::Internal(inner) => inner,
-        other => anyhow::anyhow!("{}: {}", other.status().canonical_reason().unwrap_or("error"), problem_detail(&other)),
+        ApiError::Internal(inner) => inner,
+        ApiError::Validation { field, detail } => anyhow::anyhow!("{field}: {detail}"),
+        ApiError::NotFound(d)
+        | ApiError::Conflict(d)
+        | ApiError::Forbidden(d)
+        | ApiError::Unavailable(d)
+        | ApiError::MalformedBody(d) => anyhow::anyhow!("{d}"),
+        other => anyhow::anyhow!("{other:?}"),
     }
 }
 
-fn problem_detail(e: &crate::error::ApiError) -> String {
-    use crate::error::ApiError;
+/// Turns a storage error into a command-line error.
+fn stored(e: db::DbError) -> anyhow::Error {
     match e {
-        ApiError::Validation { field, detail } => format!("{field}: {detail}"),
-        ApiError::NotFound(d) | ApiError::Conflict(d) | ApiError::Forbidden(d) | ApiError::Unavailable(d) | ApiError::MalformedBody(d) => d.clone(),
-        other => format!("{other:?}"),
+        db::DbError::Database(inner) => anyhow::Error::new(inner).context("database"),
+        other => anyhow::anyhow!("{other}"),
     }
 }
 
 async fn find_org(db: &Db, id_or_name: &str) -> anyhow::Result<db::Org> {
     db::orgs::find(db, id_or_name)
         .await
-        .map_err(api)?
+        .map_err(stored)?
         .with_context(|| format!("--org: no org with id or name {id_or_name:?} (create it with `certbind org create NAME`)"))
+}
+
+async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { proxy: true, label, .. } => {
+            let label = crate::http::optional_text("label", label.as_deref(), crate::http::tokens::MAX_TOKEN_LABEL_BYTES).map_err(api)?;
+            let (_, secret) = db::proxies::create(db, &Actor::service("cli"), label.as_deref()).await.map_err(stored)?;
+            println!("{secret}");
+        }
+        TokenCommand::Create { org, super_admin, label, proxy: false } => {
+            let org = find_org(db, org.as_deref().unwrap_or_default()).await?;
+            let label = crate::http::optional_text("label", label.as_deref(), crate::http::tokens::MAX_TOKEN_LABEL_BYTES).map_err(api)?;
+            let (_, secret) = db::tokens::create(db, &Actor::cli(org.id.clone()), &org.id, super_admin, label.as_deref())
+                .await
+                .map_err(stored)?;
+            println!("{secret}");
+        }
+        TokenCommand::List { .. } => {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = db::proxies::list(db, cursor.as_deref(), db::MAX_PAGE).await.map_err(stored)?;
+                for credential in &page.items {
+                    println!(
+                        "{}\t{}\t{}",
+                        credential.id,
+                        credential.label.as_deref().unwrap_or("-"),
+                        credential.last_used_at.as_deref().unwrap_or("never used")
+                    );
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        TokenCommand::Delete { id, .. } => {
+            let credential = db::proxies::delete(db, &Actor::service("cli"), &id).await.map_err(stored)?;
+            println!("revoked proxy credential {}", credential.id);
+        }
+    }
+    Ok(())
+}
+
+async fn find_user(db: &Db, org: &db::Org, id_or_name: &str) -> anyhow::Result<db::User> {
+    if let Some(user) = db::users::get(db, &org.id, id_or_name).await.map_err(stored)? {
+        return Ok(user);
+    }
+    db::users::find_by_name(db, &org.id, id_or_name)
+        .await
+        .map_err(stored)?
+        .with_context(|| format!("--user: no user with id or name {id_or_name:?} in org {:?}", org.name))
+}
+
+async fn card_bind(db: &Db, org: &str, user: &str, pem: &std::path::Path, label: Option<String>) -> anyhow::Result<()> {
+    let org = find_org(db, org).await?;
+    let user = find_user(db, &org, user).await?;
+    let text = std::fs::read_to_string(pem).with_context(|| format!("--pem: cannot read {}", pem.display()))?;
+    let body = crate::http::smartcards::BindRequest {
+        user_id: user.id.clone(),
+        fingerprint: None,
+        subject_dn: None,
+        issuer_dn: None,
+        serial: None,
+        not_before: None,
+        not_after: None,
+        label,
+        certificate_pem: Some(text),
+    };
+    let card = crate::http::smartcards::validate_bind(body, crate::time::now_epoch()).map_err(api)?;
+    let committed = db::smartcards::bind(db, &Actor::cli(org.id.clone()), card).await.map_err(stored)?;
+    println!("{}", committed.value.fingerprint);
+    Ok(())
+}
+
+async fn issuer_add(
+    db: &Db,
+    org: Option<&str>,
+    platform: bool,
+    issuer: &str,
+    jwks: &std::path::Path,
+    audiences: Vec<String>,
+) -> anyhow::Result<()> {
+    let (owner, actor) = match (platform, org) {
+        (true, _) => (db::Owner::Platform, Actor::service("cli")),
+        (false, Some(org)) => {
+            let org = find_org(db, org).await?;
+            (db::Owner::Org(org.id.clone()), Actor::cli(org.id))
+        }
+        (false, None) => anyhow::bail!("give --org ORG or --platform"),
+    };
+    let text = std::fs::read_to_string(jwks).with_context(|| format!("--jwks: cannot read {}", jwks.display()))?;
+    let jwks: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("--jwks: {} is not JSON", jwks.display()))?;
+    let issuer = crate::http::issuers::checked_issuer(issuer, &jwks).map_err(api)?;
+    let audiences = crate::http::issuers::check_audiences((!audiences.is_empty()).then_some(audiences)).map_err(api)?;
+    let committed = db::issuers::create(db, &actor, owner, &issuer, audiences, jwks).await.map_err(stored)?;
+    println!("{}", committed.value.id);
+    Ok(())
 }
 
 /// Opens the signing key named by the configuration (blocking PKCS#11 calls off the runtime).
@@ -232,7 +409,7 @@ async fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
 }
 
 fn store_settings(config: &Config) -> StoreSettings {
-    StoreSettings { validity: config.snapshot_validity }
+    StoreSettings { validity: config.snapshot_validity, resign_after: config.snapshot_resign_after }
 }
 
 /// The snapshot service for this configuration: none without a signer.

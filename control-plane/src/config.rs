@@ -18,6 +18,7 @@
 //!
 //! [snapshot]
 //! validity_seconds = 86400
+//! resign_after_seconds = 43200              # default: half the validity
 //! ```
 
 use crate::app::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LONG_POLL};
@@ -85,6 +86,7 @@ struct FileSigner {
 #[serde(deny_unknown_fields)]
 struct FileSnapshot {
     validity_seconds: Option<u64>,
+    resign_after_seconds: Option<u64>,
 }
 
 /// Where the snapshot signing key lives.
@@ -119,6 +121,8 @@ pub struct Config {
     /// `None` when no PKCS#11 module is configured.
     pub signer: Option<SignerConfig>,
     pub snapshot_validity: Duration,
+    /// When an unchanged snapshot is signed again; `None`: half the validity.
+    pub snapshot_resign_after: Option<Duration>,
 }
 
 /// Flags given on the command line, which win over everything else.
@@ -213,6 +217,14 @@ impl Config {
             ));
         }
 
+        let resign_after = number(env, "CERTBIND_SNAPSHOT_RESIGN_AFTER_SECONDS", file_snapshot.resign_after_seconds, &in_file("snapshot.resign_after_seconds"))?;
+        if resign_after.is_some_and(|r| r == 0 || r >= validity) {
+            return Err(err(
+                setting_of(env, "CERTBIND_SNAPSHOT_RESIGN_AFTER_SECONDS", &in_file("snapshot.resign_after_seconds")),
+                "must be at least 1 second and less than the snapshot validity",
+            ));
+        }
+
         let signer = signer_config(env, from_file.signer, &in_file)?;
 
         Ok(Config {
@@ -223,6 +235,7 @@ impl Config {
             max_long_poll,
             signer,
             snapshot_validity: Duration::from_secs(validity),
+            snapshot_resign_after: resign_after.map(Duration::from_secs),
         })
     }
 

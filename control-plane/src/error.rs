@@ -125,9 +125,9 @@ impl ApiError {
             | ApiError::Conflict(d)
             | ApiError::Unavailable(d) => d.clone(),
             ApiError::Unauthorized { invalid_token: false } => {
-                "send an admin token as `Authorization: Bearer <token>`".into()
+                "send a token as `Authorization: Bearer <token>`: an admin token for the admin API, a proxy credential for the snapshot".into()
             }
-            ApiError::Unauthorized { invalid_token: true } => "the admin token is not valid".into(),
+            ApiError::Unauthorized { invalid_token: true } => "the token is not valid".into(),
             ApiError::NoRoute => "no route matches this path; see /api/v1/openapi.json".into(),
             ApiError::MethodNotAllowed => "this route does not accept that method; see /api/v1/openapi.json".into(),
             ApiError::PayloadTooLarge { limit } => format!("request bodies are limited to {limit} bytes"),
@@ -139,7 +139,21 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(anyhow::Error::new(e).context("database"))
+        ApiError::from(crate::db::DbError::from(e))
+    }
+}
+
+/// Storage's outcomes at the HTTP edge.
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match e {
+            DbError::NotFound(d) => ApiError::NotFound(d),
+            DbError::Conflict(d) => ApiError::Conflict(d),
+            DbError::Invalid { field, detail } => ApiError::Validation { field: field.to_string(), detail },
+            DbError::Forbidden(d) => ApiError::Forbidden(d),
+            DbError::Database(e) => ApiError::Internal(anyhow::Error::new(e).context("database")),
+        }
     }
 }
 

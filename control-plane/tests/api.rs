@@ -350,7 +350,8 @@ async fn bad_input_is_refused_and_nothing_is_stored(app: &TestApp) {
 
 async fn sql_metacharacters_are_data(app: &TestApp) {
     let label = "'); DROP TABLE smart_card_links; --";
-    let dn = "CN=O'Brien \"Bobby\"; DELETE FROM users,O=U.S. Government,C=US";
+    // As stored: RFC 4514 escapes the quote and the semicolon.
+    let dn = "CN=O'Brien \\\"Bobby\\\"\\; DELETE FROM users,O=U.S. Government,C=US";
     let mut body = bind_body(&app.a.user.id, &fingerprint(30));
     body["label"] = json!(label);
     body["subject_dn"] = json!(dn);
@@ -360,11 +361,15 @@ async fn sql_metacharacters_are_data(app: &TestApp) {
     assert_eq!(got["label"], label);
     assert_eq!(got["subject_dn"], dn);
     // Injection through filters finds nothing rather than everything.
-    for filter in ["user_id=%27%20OR%20%271%27%3D%271", "issuer=%27%20OR%201%3D1%20--"] {
+    for filter in ["user_id=%27%20OR%20%271%27%3D%271", "issuer=CN%3D%27%20OR%201%3D1%20--"] {
         let listed = app.get(&format!("{CARDS}?{filter}"), &app.a.token).await;
         assert_eq!(listed.status, 200);
         assert_eq!(listed.json()["items"], json!([]), "{filter}");
     }
+    // An issuer filter is a DN, in any spelling; anything else is refused.
+    assert_eq!(app.get(&format!("{CARDS}?issuer=%27%20OR%201%3D1%20--"), &app.a.token).await.problem(422)["field"], "issuer");
+    let spelled = "issuer=cn%20%3D%20DOD%20ID%20CA-59%2C%20ou%3DPKI%2Cou%3DDoD%2Co%3DU.S.%20Government%2Cc%3DUS";
+    assert_eq!(app.get(&format!("{CARDS}?{spelled}"), &app.a.token).await.json()["items"].as_array().unwrap().len(), 1);
     assert_eq!(app.get(CARDS, &app.a.token).await.json()["items"].as_array().unwrap().len(), 1);
     let p = app.post("/api/v1/admin/users", &app.a.token, &json!({ "name": "x'; DROP TABLE users; --", "email": "a@b" })).await;
     assert_eq!(p.status, 201);
@@ -479,13 +484,19 @@ async fn blocklist_issuers_rules_mappings_constraints(app: &TestApp) {
     assert_eq!(app.delete(&issuer_path, t).await.status, 200);
 
     // Mapping rules.
-    let rule = app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "email", "domain": "Mail.MIL" })).await;
+    let ca = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
+    let rule = app
+        .post("/api/v1/admin/mapping-rules", t, &json!({ "san": "email", "domain": "Mail.MIL", "issuer_dn": "cn = DOD ID CA-59, ou = PKI, ou = DoD, o = U.S. Government, c = US" }))
+        .await;
     assert_eq!(rule.status, 201, "{}", rule.text());
     assert_eq!(rule.json()["domain"], "mail.mil");
     assert_eq!(rule.json()["san_kind"], "email");
-    app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "email", "domain": "mail.mil" })).await.problem(409);
-    assert_eq!(app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "dns", "domain": "mail.mil" })).await.problem(422)["field"], "san");
-    assert_eq!(app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "upn", "domain": "a b" })).await.problem(422)["field"], "domain");
+    assert_eq!(rule.json()["issuer_dn"], ca);
+    app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "email", "domain": "mail.mil", "issuer_dn": ca })).await.problem(409);
+    assert_eq!(app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "dns", "domain": "mail.mil", "issuer_dn": ca })).await.problem(422)["field"], "san");
+    assert_eq!(app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "upn", "domain": "a b", "issuer_dn": ca })).await.problem(422)["field"], "domain");
+    assert_eq!(app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "upn", "domain": "mil", "issuer_dn": "x" })).await.problem(422)["field"], "issuer_dn");
+    assert_eq!(app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "upn", "domain": "mil" })).await.problem(422)["field"], "issuer_dn");
     let rule_path = format!("/api/v1/admin/mapping-rules/{}", rule.json()["id"].as_str().unwrap());
     assert_eq!(app.get(&rule_path, t).await.json(), rule.json());
     assert_eq!(app.delete(&rule_path, t).await.status, 200);
@@ -551,7 +562,8 @@ async fn health_metrics_and_openapi(app: &TestApp) {
     assert_eq!(health.json()["status"], "ok");
     // Without a signer there is no snapshot: not ready, and the snapshot routes say why.
     app.send("GET", "/readyz", &[], Vec::new()).await.problem(503);
-    app.send("GET", "/api/v1/snapshot", &[], Vec::new()).await.problem(503);
+    app.send("GET", "/api/v1/snapshot", &[], Vec::new()).await.problem(401);
+    app.snapshot("/api/v1/snapshot", &[]).await.problem(503);
     assert_eq!(app.send("GET", "/api/v1/snapshot/keys", &[], Vec::new()).await.json(), json!({ "keys": [] }));
 
     assert_eq!(app.post(CARDS, &app.a.token, &bind_body(&app.a.user.id, &fingerprint(80))).await.status, 201);

@@ -111,29 +111,43 @@ async fn hsm_signed_snapshots_end_to_end() {
     run_ok(dir.path(), &env, &["org", "create", "acme"]);
     let user = run_ok(dir.path(), &env, &["user", "create", "--org", "acme", "alice"]);
     let token = run_ok(dir.path(), &env, &["token", "create", "--org", "acme"]);
+    let proxy = run_ok(dir.path(), &env, &["token", "create", "--proxy", "--label", "edge-1"]);
+    assert!(proxy.starts_with("cbp_"), "{proxy}");
+    assert!(run_ok(dir.path(), &env, &["token", "list", "--proxy"]).contains("edge-1"));
+    // Trust an issuer for every org, from a JWKS file.
+    std::fs::write(dir.path().join("idp.jwks"), include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
+    let issuer = run_ok(dir.path(), &env, &["issuer", "add", "--platform", "--issuer", "https://idp.example.mil", "--jwks", "idp.jwks", "--audience", "api"]);
+    assert_eq!(issuer.len(), 26, "{issuer}");
     let server = Server::start(dir.path(), &env);
     let auth = format!("Bearer {token}");
+    let fetch = format!("Bearer {proxy}");
+    let with_proxy = [("authorization", fetch.as_str())];
 
     let ready = http1(server.addr, "GET", "/readyz", &[], &[]).await.unwrap();
     assert_eq!(ready.status, 200, "{}", ready.text());
     let keys = http1(server.addr, "GET", "/api/v1/snapshot/keys", &[], &[]).await.unwrap().json();
     assert_eq!(keys["keys"][0]["key_id"], key["key_id"]);
-    let first = http1(server.addr, "GET", "/api/v1/snapshot", &[], &[]).await.unwrap();
+    // Only a proxy credential reads the snapshot.
+    http1(server.addr, "GET", "/api/v1/snapshot", &[], &[]).await.unwrap().problem(401);
+    http1(server.addr, "GET", "/api/v1/snapshot", &[("authorization", &auth)], &[]).await.unwrap().problem(403);
+    let first = http1(server.addr, "GET", "/api/v1/snapshot", &with_proxy, &[]).await.unwrap();
     assert_eq!(first.status, 200);
     let first = verifier.verify(first.body, now, None).expect("first snapshot verifies");
     assert_eq!(first.binding_count(), 0);
+    assert_eq!(first.issuers().map(|(iss, _)| iss.to_string()).collect::<Vec<_>>(), vec!["https://idp.example.mil"]);
 
-    // A bind, then a long-poll from the version held: the new snapshot carries the binding.
+    // A bind, then a long-poll from the version held: the new snapshot carries the binding,
+    // under a version after the bind's.
     let fp = common::fingerprint(1);
     let body = serde_json::to_vec(&common::bind_body(&user, &fp)).unwrap();
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
     let bound = http1(server.addr, "POST", "/api/v1/admin/smartcards", &headers, &body).await.unwrap();
     assert_eq!(bound.status, 201, "{}", bound.text());
     let poll = format!("/api/v1/snapshot?wait=10&after_version={}", first.version());
-    let second = http1(server.addr, "GET", &poll, &[], &[]).await.unwrap();
+    let second = http1(server.addr, "GET", &poll, &with_proxy, &[]).await.unwrap();
     assert_eq!(second.status, 200);
     let second = verifier.verify(second.body, now, Some(first.version())).expect("second snapshot verifies");
-    assert_eq!(second.version(), bound.version() as u64);
+    assert!(second.version() > bound.version() as u64);
     let (bound_fp, binding) = second.bindings().next().expect("the binding");
     assert_eq!((bound_fp.to_hex(), binding.user_id.as_str(), binding.enabled), (fp.clone(), user.as_str(), true));
 
@@ -142,17 +156,35 @@ async fn hsm_signed_snapshots_end_to_end() {
     assert_eq!(revoked.status, 200);
     let answered = std::time::Instant::now();
     let poll = format!("/api/v1/snapshot?wait=10&after_version={}", second.version());
-    let third = http1(server.addr, "GET", &poll, &[], &[]).await.unwrap();
+    let third = http1(server.addr, "GET", &poll, &with_proxy, &[]).await.unwrap();
     assert!(answered.elapsed() < std::time::Duration::from_secs(1), "revoke took {:?} to be served", answered.elapsed());
     let third = verifier.verify(third.body, now, Some(second.version())).expect("third snapshot verifies");
-    assert_eq!(third.version(), revoked.version() as u64);
+    assert!(third.version() > revoked.version() as u64);
     assert_eq!(third.binding_count(), 0);
+
+    // A card bound from the command line while the server runs reaches the snapshot too (the
+    // server reads the change from the snapshot log).
+    std::fs::write(dir.path().join("card.pem"), common::cac_doe().pem).unwrap();
+    let card = run_ok(dir.path(), &env, &["card", "bind", "--org", "acme", "--user", "alice", "--pem", "card.pem", "--label", "CAC"]);
+    assert_eq!(card, common::cac_doe().facts["fingerprint"].as_str().unwrap());
+    let poll = format!("/api/v1/snapshot?wait=10&after_version={}", third.version());
+    let fourth = http1(server.addr, "GET", &poll, &with_proxy, &[]).await.unwrap();
+    let fourth = verifier.verify(fourth.body, now, Some(third.version())).expect("fourth snapshot verifies");
+    assert_eq!(fourth.bindings().map(|(fp, _)| fp.to_hex()).collect::<Vec<_>>(), vec![card.clone()]);
     drop(server);
 
-    // Export for a site with no path to the control plane: the same version, signed.
+    // A restart signs a new snapshot under a higher version, never the old one again.
+    let server = Server::start(dir.path(), &env);
+    let restarted = http1(server.addr, "GET", "/api/v1/snapshot", &with_proxy, &[]).await.unwrap();
+    let restarted = verifier.verify(restarted.body, now, Some(fourth.version())).expect("a restart's snapshot is newer");
+    assert!(restarted.version() > fourth.version());
+    assert_eq!(restarted.binding_count(), 1);
+    drop(server);
+
+    // Export for a site with no path to the control plane: signed under a version of its own.
     let exported = run_ok(dir.path(), &env, &["snapshot", "export", "site.snap"]);
-    assert!(exported.contains(&format!("version {}", third.version())), "{exported}");
     let bytes = std::fs::read(dir.path().join("site.snap")).unwrap();
-    let view = verifier.verify(bytes, now, None).expect("exported snapshot verifies");
-    assert_eq!(view.version(), third.version());
+    let view = verifier.verify(bytes, now, Some(restarted.version())).expect("exported snapshot verifies");
+    assert!(exported.contains(&format!("version {}", view.version())), "{exported}");
+    assert_eq!(view.binding_count(), 1);
 }

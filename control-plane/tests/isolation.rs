@@ -37,14 +37,16 @@ async fn seed_victim(app: &TestApp) -> Victim {
     let spare_user = id_of(&app.post("/api/v1/admin/users", t, &json!({ "name": "spare", "email": "spare@acme.example" })).await);
     let token_id = id_of(&app.post("/api/v1/admin/tokens", t, &json!({ "label": "second" })).await);
     let blocklist_id = id_of(&app.post("/api/v1/admin/blocklist", t, &json!({ "fingerprint": fingerprint(2), "reason": "acme-lost" })).await);
-    let issuer = "https://idp.acme.example".to_string();
+    // An issuer URL is public and may be trusted by several orgs (B registers it too below).
+    let issuer = "https://login.shared-idp.example".to_string();
     let jwks = json!({ "keys": [{
         "kty": "EC", "crv": "P-256", "kid": "acme-k1", "alg": "ES256",
         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
     }]});
     let issuer_id = id_of(&app.post("/api/v1/admin/issuers", t, &json!({ "issuer": issuer, "jwks": jwks })).await);
-    let rule_id = id_of(&app.post("/api/v1/admin/mapping-rules", t, &json!({ "san": "upn", "domain": "acme.example" })).await);
+    let rule = json!({ "san": "upn", "domain": "acme.example", "issuer_dn": "CN=ACME CA" });
+    let rule_id = id_of(&app.post("/api/v1/admin/mapping-rules", t, &rule).await);
     let mapping_fingerprint = fingerprint(3);
     let principal = "svc:acme-billing".to_string();
     let mapped = app
@@ -71,7 +73,6 @@ fn secrets(app: &TestApp, v: &Victim) -> Vec<String> {
         fingerprint(2),
         "acme-lost".into(),
         v.issuer_id.clone(),
-        v.issuer.clone(),
         "acme-k1".into(),
         v.rule_id.clone(),
         "acme.example".into(),
@@ -114,14 +115,30 @@ fn attack(method: &str, path: &str, app: &TestApp, v: &Victim) -> Option<(String
         ("GET" | "DELETE", "/api/v1/admin/blocklist/{entry_id}") => {
             (format!("/api/v1/admin/blocklist/{}", v.blocklist_id), None, NOT_FOUND)
         }
-        ("POST", "/api/v1/admin/issuers") => (path.into(), Some(json!({ "issuer": v.issuer, "jwks": { "keys": [] } })), &[409, 422]),
+        // Another org may trust the same issuer URL: a registration of its own, with its keys.
+        ("POST", "/api/v1/admin/issuers") => (
+            path.into(),
+            Some(json!({ "issuer": v.issuer, "jwks": { "keys": [{
+                "kty": "EC", "crv": "P-256", "kid": "b-k1", "alg": "ES256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+            }] } })),
+            OWN_DATA,
+        ),
         ("GET", "/api/v1/admin/issuers") => (path.into(), None, OWN_DATA),
         ("GET" | "PATCH" | "DELETE", "/api/v1/admin/issuers/{issuer_id}") => (
             format!("/api/v1/admin/issuers/{}", v.issuer_id),
             (method == "PATCH").then(|| json!({ "audiences": ["hostile"] })),
             NOT_FOUND,
         ),
-        ("POST", "/api/v1/admin/mapping-rules") => (path.into(), Some(json!({ "san": "email", "domain": "b.example" })), OWN_DATA),
+        ("POST", "/api/v1/admin/mapping-rules") => {
+            (path.into(), Some(json!({ "san": "email", "domain": "b.example", "issuer_dn": "CN=B CA" })), OWN_DATA)
+        }
+        ("POST", "/api/v1/admin/proxy-credentials") => (path.into(), Some(json!({ "label": "hostile" })), FORBIDDEN),
+        ("GET", "/api/v1/admin/proxy-credentials") => (path.into(), None, FORBIDDEN),
+        ("DELETE", "/api/v1/admin/proxy-credentials/{credential_id}") => {
+            (format!("/api/v1/admin/proxy-credentials/{}", v.token_id), None, FORBIDDEN)
+        }
         ("GET", "/api/v1/admin/mapping-rules") => (path.into(), None, OWN_DATA),
         ("GET" | "DELETE", "/api/v1/admin/mapping-rules/{rule_id}") => {
             (format!("/api/v1/admin/mapping-rules/{}", v.rule_id), None, NOT_FOUND)
@@ -167,9 +184,10 @@ async fn another_orgs_token_reads_and_changes_nothing(store: Store, test: &str) 
     let mut covered = BTreeSet::new();
     for route in route_docs() {
         let method = route.method.as_str();
-        if route.access == Access::Public {
-            // Public routes hold no org's rows except the signed snapshot, which every filter
-            // needs whole; they take no token, so another org's token changes nothing there.
+        if matches!(route.access, Access::Public | Access::Proxy) {
+            // Public routes hold no org's rows; the snapshot, which every filter needs whole,
+            // is served to proxy credentials only (tests/snapshot_routes.rs: an admin token
+            // is refused there).
             continue;
         }
         let (path, body, refusals) =
@@ -200,7 +218,7 @@ async fn another_orgs_token_reads_and_changes_nothing(store: Store, test: &str) 
     }
     let admin_routes: BTreeSet<String> = route_docs()
         .into_iter()
-        .filter(|r| r.access != Access::Public)
+        .filter(|r| !matches!(r.access, Access::Public | Access::Proxy))
         .map(|r| format!("{} {}", r.method.as_str(), r.path))
         .collect();
     assert_eq!(covered, admin_routes);

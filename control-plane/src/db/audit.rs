@@ -1,7 +1,6 @@
 //! Reading the audit log (writing happens in [`super::commit_change`]).
 
-use super::{AuditEntry, Db, Filter, Page, Param};
-use crate::error::ApiResult;
+use super::{AuditEntry, Db, DbResult, Filter, Page, Param};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -19,14 +18,15 @@ fn from_row(row: &AnyRow) -> sqlx::Result<AuditEntry> {
     })
 }
 
-/// Newest first. `cursor` is the id of the last entry of the previous page.
+/// Newest first. `org_id` is an org's id, or `""` for the platform's log. `cursor` is the id
+/// of the last entry of the previous page.
 pub async fn list(
     db: &Db,
     org_id: &str,
     action: Option<&str>,
     cursor: Option<i64>,
     limit: i64,
-) -> ApiResult<Page<AuditEntry>> {
+) -> DbResult<Page<AuditEntry>> {
     let mut f = Filter::default();
     f.push("org_id", "=", Param::Text(org_id.to_string()));
     if let Some(cursor) = cursor {

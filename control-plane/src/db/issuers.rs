@@ -1,8 +1,10 @@
 //! Trusted bearer-token issuers and their signing keys (JWKS), for proof of possession.
+//! Registered per owner: two orgs may trust the same `iss`, each with its own keys and
+//! audiences; an org's registration applies to tokens presented with its certificates.
 
-use super::orgs::conflict_or_internal;
-use super::{commit_change, new_id, Actor, AuditRecord, Db, Page, TokenIssuer, Visibility};
-use crate::error::{ApiError, ApiResult};
+use super::error::{or_race, Race};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, TokenIssuer, Viewer, Visibility};
+use crate::snapshot::change::{Change, Committed};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -14,7 +16,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<TokenIssuer> {
     let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
     Ok(TokenIssuer {
         id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
+        owner: Owner::from_column(row.try_get("org_id")?),
         issuer: row.try_get("issuer")?,
         audiences: audiences.map(|a| serde_json::from_str(&a)).transpose().map_err(decode)?,
         jwks: serde_json::from_str(&jwks).map_err(decode)?,
@@ -23,63 +25,74 @@ fn from_row(row: &AnyRow) -> sqlx::Result<TokenIssuer> {
     })
 }
 
+fn upsert(issuer: &TokenIssuer) -> Vec<Change> {
+    vec![Change::UpsertIssuer {
+        owner: issuer.owner.clone(),
+        issuer: issuer.issuer.clone(),
+        audiences: issuer.audiences.clone().unwrap_or_default(),
+        jwks_json: issuer.jwks.to_string().into_bytes(),
+    }]
+}
+
+fn audiences_column(audiences: Option<&Vec<String>>) -> Option<String> {
+    audiences.map(|a| serde_json::Value::from(a.clone()).to_string())
+}
+
 pub async fn create(
     db: &Db,
     actor: &Actor,
+    owner: Owner,
     issuer: &str,
     audiences: Option<Vec<String>>,
     jwks: serde_json::Value,
-) -> ApiResult<(TokenIssuer, i64)> {
+) -> DbResult<Committed<TokenIssuer>> {
     let now = crate::time::now_rfc3339();
     let record = TokenIssuer {
         id: new_id(),
-        org_id: actor.org_id.clone(),
+        owner,
         issuer: issuer.to_string(),
         audiences,
         jwks,
         created_at: now.clone(),
         updated_at: now,
     };
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_change().await?;
+    let whose = if record.owner.is_platform() { "the platform" } else { "this org" };
     sqlx::query(&format!("INSERT INTO token_issuers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
         .bind(&record.id)
-        .bind(&record.org_id)
+        .bind(record.owner.org_id())
         .bind(&record.issuer)
-        .bind(record.audiences.as_ref().map(|a| serde_json::Value::from(a.clone()).to_string()))
+        .bind(audiences_column(record.audiences.as_ref()))
         .bind(record.jwks.to_string())
         .bind(&record.created_at)
         .bind(&record.updated_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_or_internal(e, || format!("issuer {issuer:?} is already registered")))?;
+        .map_err(|e| or_race(e, Race::Unique, || DbError::conflict(format!("issuer {issuer:?} is already registered for {whose}"))))?;
     let audit = AuditRecord {
         actor,
+        changed: &record.owner,
         action: "issuer.create",
         target: record.id.clone(),
         detail: serde_json::json!({ "issuer": record.issuer, "audiences": record.audiences }),
     };
-    let version = commit_change(tx, audit, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((record, version))
+    let changes = upsert(&record);
+    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: record, version, changes })
 }
 
-pub async fn get(db: &Db, org_id: &str, id: &str) -> ApiResult<Option<TokenIssuer>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM token_issuers WHERE id = $1 AND org_id = $2"))
-        .bind(id)
-        .bind(org_id)
-        .fetch_optional(db.reader())
-        .await?;
+pub async fn get(db: &Db, viewer: &Viewer, id: &str) -> DbResult<Option<TokenIssuer>> {
+    let sql = format!("SELECT {COLUMNS} FROM token_issuers WHERE id = $1 AND {}", Viewer::predicate(2));
+    let row = viewer.bind(sqlx::query(&sql).bind(id)).fetch_optional(db.reader()).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> ApiResult<Page<TokenIssuer>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM token_issuers WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-    ))
-    .bind(org_id)
-    .bind(cursor.unwrap_or(""))
-    .bind(limit + 1)
-    .fetch_all(db.reader())
-    .await?;
+pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) -> DbResult<Page<TokenIssuer>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM token_issuers WHERE {} AND id > $3 ORDER BY id LIMIT $4",
+        Viewer::predicate(1)
+    );
+    let rows = viewer.bind(sqlx::query(&sql)).bind(cursor.unwrap_or("")).bind(limit + 1).fetch_all(db.reader()).await?;
     let issuers = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
     Ok(Page::from_rows(issuers, limit, |i| i.id.clone()))
 }
@@ -88,54 +101,56 @@ pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> Ap
 pub async fn update(
     db: &Db,
     actor: &Actor,
+    viewer: &Viewer,
     id: &str,
     audiences: Option<Option<Vec<String>>>,
     jwks: Option<serde_json::Value>,
-) -> ApiResult<(TokenIssuer, i64)> {
-    let mut tx = db.begin().await?;
-    let row = sqlx::query(&format!(
+) -> DbResult<Committed<TokenIssuer>> {
+    let mut tx = db.begin_change().await?;
+    let sql = format!(
         "UPDATE token_issuers SET \
-           audiences = CASE WHEN $3 = 1 THEN $4 ELSE audiences END, \
-           jwks = COALESCE($5, jwks), updated_at = $6 \
-         WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&actor.org_id)
-    .bind(i32::from(audiences.is_some()))
-    .bind(audiences.clone().flatten().map(|a| serde_json::Value::from(a).to_string()))
-    .bind(jwks.as_ref().map(|j| j.to_string()))
-    .bind(crate::time::now_rfc3339())
-    .fetch_optional(&mut *tx)
-    .await?;
+           audiences = CASE WHEN $2 = 1 THEN $3 ELSE audiences END, \
+           jwks = COALESCE($4, jwks), updated_at = $5 \
+         WHERE id = $1 AND {} RETURNING {COLUMNS}",
+        Viewer::predicate(6)
+    );
+    let query = sqlx::query(&sql)
+        .bind(id)
+        .bind(i32::from(audiences.is_some()))
+        .bind(audiences_column(audiences.clone().flatten().as_ref()))
+        .bind(jwks.as_ref().map(|j| j.to_string()))
+        .bind(crate::time::now_rfc3339());
+    let row = viewer.bind(query).fetch_optional(&mut *tx).await?;
     let Some(issuer) = row.as_ref().map(from_row).transpose()? else {
-        return Err(ApiError::not_found(format!("no issuer {id:?} in this org")));
+        return Err(DbError::not_found(format!("no issuer {id:?} in this org")));
     };
     let audit = AuditRecord {
         actor,
+        changed: &issuer.owner,
         action: "issuer.update",
         target: issuer.id.clone(),
         detail: serde_json::json!({ "audiences_changed": audiences.is_some(), "jwks_changed": jwks.is_some() }),
     };
-    let version = commit_change(tx, audit, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((issuer, version))
+    let changes = upsert(&issuer);
+    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: issuer, version, changes })
 }
 
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> ApiResult<(TokenIssuer, i64)> {
-    let mut tx = db.begin().await?;
-    let row = sqlx::query(&format!("DELETE FROM token_issuers WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"))
-        .bind(id)
-        .bind(&actor.org_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResult<Committed<TokenIssuer>> {
+    let mut tx = db.begin_change().await?;
+    let sql = format!("DELETE FROM token_issuers WHERE id = $1 AND {} RETURNING {COLUMNS}", Viewer::predicate(2));
+    let row = viewer.bind(sqlx::query(&sql).bind(id)).fetch_optional(&mut *tx).await?;
     let Some(issuer) = row.as_ref().map(from_row).transpose()? else {
-        return Err(ApiError::not_found(format!("no issuer {id:?} in this org")));
+        return Err(DbError::not_found(format!("no issuer {id:?} in this org")));
     };
     let audit = AuditRecord {
         actor,
+        changed: &issuer.owner,
         action: "issuer.delete",
         target: issuer.id.clone(),
         detail: serde_json::json!({ "issuer": issuer.issuer }),
     };
-    let version = commit_change(tx, audit, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((issuer, version))
+    let changes = vec![Change::RemoveIssuer { owner: issuer.owner.clone(), issuer: issuer.issuer.clone() }];
+    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: issuer, version, changes })
 }

@@ -1,94 +1,142 @@
-//! Identity mapping rules: which SAN kind (email or UPN) in which domain may name a principal
-//! when a certificate has no binding and no thumbprint mapping.
+//! SAN mapping rules: which SAN kind (email or UPN) in which domain, asserted by certificates
+//! of which issuer, may name a principal when a certificate has no binding and no thumbprint
+//! mapping. One (kind, domain, issuer) belongs to one owner: the first to claim it. A claim
+//! made in bad faith (an org claiming another's domain first) is for a super-admin to
+//! resolve; the rule's issuer DN keeps an org from asserting a domain for certificates of a
+//! CA it does not name.
 
-use super::{commit_change, new_id, Actor, AuditRecord, Db, MappingRule, Page, Visibility};
-use crate::error::{ApiError, ApiResult};
+use super::error::{or_race, Race};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Owner, Page, Viewer, Visibility};
+use crate::snapshot::change::{Change, Committed};
+use certbind_shared::identity::SanKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-const COLUMNS: &str = "id, org_id, san_kind, domain, created_at";
+const COLUMNS: &str = "id, org_id, san_kind, domain, issuer_dn, created_at";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<MappingRule> {
     Ok(MappingRule {
         id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
+        owner: Owner::from_column(row.try_get("org_id")?),
         san_kind: row.try_get("san_kind")?,
         domain: row.try_get("domain")?,
+        issuer_dn: row.try_get("issuer_dn")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-/// `san_kind` is `email` or `upn`; `domain` lowercase (validated by the caller).
-pub async fn create(db: &Db, actor: &Actor, san_kind: &str, domain: &str) -> ApiResult<(MappingRule, i64)> {
-    let rule = MappingRule {
-        id: new_id(),
-        org_id: actor.org_id.clone(),
-        san_kind: san_kind.to_string(),
-        domain: domain.to_string(),
-        created_at: crate::time::now_rfc3339(),
-    };
-    let mut tx = db.begin().await?;
-    let inserted = sqlx::query(&format!(
-        "INSERT INTO mapping_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
-    ))
-    .bind(&rule.id)
-    .bind(&rule.org_id)
-    .bind(&rule.san_kind)
-    .bind(&rule.domain)
-    .bind(&rule.created_at)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(ApiError::conflict(format!("a {san_kind} rule for {domain:?} already exists in this org")));
+fn san_kind(text: &str) -> Option<SanKind> {
+    match text {
+        "email" => Some(SanKind::Email),
+        "upn" => Some(SanKind::Upn),
+        _ => None,
     }
-    let audit = AuditRecord {
-        actor,
-        action: "mapping_rule.create",
-        target: rule.id.clone(),
-        detail: serde_json::json!({ "san_kind": rule.san_kind, "domain": rule.domain }),
-    };
-    let version = commit_change(tx, audit, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((rule, version))
 }
 
-pub async fn get(db: &Db, org_id: &str, id: &str) -> ApiResult<Option<MappingRule>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM mapping_rules WHERE id = $1 AND org_id = $2"))
-        .bind(id)
-        .bind(org_id)
-        .fetch_optional(db.reader())
+/// The snapshot change a rule makes (`allowed`) or undoes; none for a rule without issuer.
+fn change_of(rule: &MappingRule, allowed: bool) -> Vec<Change> {
+    let (Some(kind), Some(issuer_dn)) = (san_kind(&rule.san_kind), rule.issuer_dn.clone()) else { return Vec::new() };
+    let (owner, domain) = (rule.owner.clone(), rule.domain.clone());
+    if allowed {
+        vec![Change::AllowSanDomain { owner, kind, domain, issuer_dn }]
+    } else {
+        vec![Change::DisallowSanDomain { owner, kind, domain, issuer_dn }]
+    }
+}
+
+/// `san_kind` is `email` or `upn`; `domain` lowercase and `issuer_dn` canonical (validated by
+/// the caller).
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    owner: Owner,
+    san_kind: &str,
+    domain: &str,
+    issuer_dn: &str,
+) -> DbResult<Committed<MappingRule>> {
+    let rule = MappingRule {
+        id: new_id(),
+        owner,
+        san_kind: san_kind.to_string(),
+        domain: domain.to_string(),
+        issuer_dn: Some(issuer_dn.to_string()),
+        created_at: crate::time::now_rfc3339(),
+    };
+    let mut tx = db.begin_change().await?;
+    let claimed = sqlx::query("SELECT org_id FROM mapping_rules WHERE san_kind = $1 AND domain = $2 AND issuer_dn = $3")
+        .bind(san_kind)
+        .bind(domain)
+        .bind(issuer_dn)
+        .fetch_optional(&mut *tx)
         .await?;
+    if let Some(row) = claimed {
+        let holder = Owner::from_column(row.try_get("org_id")?);
+        return Err(if holder == rule.owner {
+            DbError::conflict(format!("a {san_kind} rule for {domain:?} and this issuer already exists"))
+        } else if actor.super_admin {
+            let holder = holder.org_id().map_or_else(|| "the platform".to_string(), |id| format!("org {id}"));
+            DbError::conflict(format!("{san_kind} addresses in {domain:?} from this issuer are already mapped by {holder}"))
+        } else {
+            // Who holds it is not said to an org: that would tell one org about another.
+            DbError::conflict(format!(
+                "{san_kind} addresses in {domain:?} from this issuer are already mapped by another owner; \
+                 a super-admin can resolve the claim"
+            ))
+        });
+    }
+    sqlx::query(&format!("INSERT INTO mapping_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+        .bind(&rule.id)
+        .bind(rule.owner.org_id())
+        .bind(&rule.san_kind)
+        .bind(&rule.domain)
+        .bind(&rule.issuer_dn)
+        .bind(&rule.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| or_race(e, Race::Unique, || DbError::conflict(format!("a {san_kind} rule for {domain:?} and this issuer already exists"))))?;
+    let audit = AuditRecord {
+        actor,
+        changed: &rule.owner,
+        action: "mapping_rule.create",
+        target: rule.id.clone(),
+        detail: serde_json::json!({ "san_kind": rule.san_kind, "domain": rule.domain, "issuer_dn": rule.issuer_dn }),
+    };
+    let changes = change_of(&rule, true);
+    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: rule, version, changes })
+}
+
+pub async fn get(db: &Db, viewer: &Viewer, id: &str) -> DbResult<Option<MappingRule>> {
+    let sql = format!("SELECT {COLUMNS} FROM mapping_rules WHERE id = $1 AND {}", Viewer::predicate(2));
+    let row = viewer.bind(sqlx::query(&sql).bind(id)).fetch_optional(db.reader()).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> ApiResult<Page<MappingRule>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM mapping_rules WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-    ))
-    .bind(org_id)
-    .bind(cursor.unwrap_or(""))
-    .bind(limit + 1)
-    .fetch_all(db.reader())
-    .await?;
+pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) -> DbResult<Page<MappingRule>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM mapping_rules WHERE {} AND id > $3 ORDER BY id LIMIT $4",
+        Viewer::predicate(1)
+    );
+    let rows = viewer.bind(sqlx::query(&sql)).bind(cursor.unwrap_or("")).bind(limit + 1).fetch_all(db.reader()).await?;
     let rules = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
     Ok(Page::from_rows(rules, limit, |r| r.id.clone()))
 }
 
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> ApiResult<(MappingRule, i64)> {
-    let mut tx = db.begin().await?;
-    let row = sqlx::query(&format!("DELETE FROM mapping_rules WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"))
-        .bind(id)
-        .bind(&actor.org_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResult<Committed<MappingRule>> {
+    let mut tx = db.begin_change().await?;
+    let sql = format!("DELETE FROM mapping_rules WHERE id = $1 AND {} RETURNING {COLUMNS}", Viewer::predicate(2));
+    let row = viewer.bind(sqlx::query(&sql).bind(id)).fetch_optional(&mut *tx).await?;
     let Some(rule) = row.as_ref().map(from_row).transpose()? else {
-        return Err(ApiError::not_found(format!("no mapping rule {id:?} in this org")));
+        return Err(DbError::not_found(format!("no mapping rule {id:?} in this org")));
     };
     let audit = AuditRecord {
         actor,
+        changed: &rule.owner,
         action: "mapping_rule.delete",
         target: rule.id.clone(),
-        detail: serde_json::json!({ "san_kind": rule.san_kind, "domain": rule.domain }),
+        detail: serde_json::json!({ "san_kind": rule.san_kind, "domain": rule.domain, "issuer_dn": rule.issuer_dn }),
     };
-    let version = commit_change(tx, audit, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((rule, version))
+    let changes = change_of(&rule, false);
+    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: rule, version, changes })
 }

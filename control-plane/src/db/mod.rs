@@ -10,12 +10,15 @@
 pub mod audit;
 pub mod blocklist;
 pub mod constraints;
+pub mod error;
 pub mod issuers;
 pub mod mapping_rules;
 pub mod models;
 pub mod orgs;
+pub mod proxies;
 pub mod smartcards;
 pub mod snapshot_data;
+pub mod snapshot_log;
 pub mod thumbprints;
 pub mod tokens;
 pub mod users;
@@ -26,6 +29,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::time::Duration;
 
+pub use error::{DbError, DbResult};
 pub use models::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -133,6 +137,7 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&self.write).await.context("running database migrations")?;
+        canonicalize_stored_dns(self).await.context("putting stored issuer DNs in canonical form")?;
         Ok(())
     }
 
@@ -144,6 +149,11 @@ impl Db {
         &self.read
     }
 
+    /// The write pool, for single statements that need no transaction of their own.
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
     /// Starts a write transaction. On SQLite it takes the write lock at once (`IMMEDIATE`), so
     /// another process writing the same file (the CLI beside a running server) waits on the
     /// busy timeout instead of failing half-way through.
@@ -152,6 +162,19 @@ impl Db {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.write.begin().await,
         }
+    }
+
+    /// Starts a change the filter sees. Such changes run one at a time: on PostgreSQL the
+    /// transaction locks the `snapshot_state` row first (SQLite's write lock does the same),
+    /// so the checks a change makes before writing (a fingerprint bound in another org, a
+    /// rule another owner claims) cannot be raced by another change, and versions are
+    /// committed in the order the changes ran.
+    pub async fn begin_change(&self) -> sqlx::Result<Tx> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT version FROM snapshot_state WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 
     /// True when a trivial query answers.
@@ -215,21 +238,99 @@ pub fn redact_url(url: &str) -> String {
 /// Who made a change, as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// The org the change is made in (for the audit log's scoping).
+    /// The org of the actor's token (the CLI: the org it works on; the service: none).
     pub org_id: String,
     /// `token:<id>` for an admin token, `cli` for the command line.
     pub name: String,
+    /// A super-admin token, or the command line (whoever runs it owns the database).
+    pub super_admin: bool,
 }
 
 impl Actor {
     pub fn cli(org_id: impl Into<String>) -> Self {
-        Actor { org_id: org_id.into(), name: "cli".into() }
+        Actor { org_id: org_id.into(), name: "cli".into(), super_admin: true }
+    }
+
+    /// The service itself (re-signing, migrations): platform changes.
+    pub fn service(name: &str) -> Self {
+        Actor { org_id: String::new(), name: name.into(), super_admin: true }
+    }
+}
+
+/// Whose rule something is: one org's, or the platform's (written only by super-admins,
+/// applying to every certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    Platform,
+    Org(String),
+}
+
+impl Owner {
+    /// The `org_id` column: `NULL` for the platform.
+    pub fn org_id(&self) -> Option<&str> {
+        match self {
+            Owner::Platform => None,
+            Owner::Org(id) => Some(id),
+        }
+    }
+
+    /// The owner as the unique indexes spell it (`COALESCE(org_id, '')`), and as the audit
+    /// log files platform changes.
+    pub fn key(&self) -> &str {
+        self.org_id().unwrap_or("")
+    }
+
+    pub fn from_column(org_id: Option<String>) -> Owner {
+        match org_id {
+            Some(id) => Owner::Org(id),
+            None => Owner::Platform,
+        }
+    }
+
+    pub fn is_platform(&self) -> bool {
+        matches!(self, Owner::Platform)
+    }
+}
+
+/// Serialized as two fields of the row it belongs to: `"scope": "org"|"platform"` and
+/// `"org_id"` (`null` for the platform).
+impl serde::Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("Owner", 2)?;
+        fields.serialize_field("scope", if self.is_platform() { "platform" } else { "org" })?;
+        fields.serialize_field("org_id", &self.org_id())?;
+        fields.end()
+    }
+}
+
+/// Whose rules a caller reads: its own org's, and the platform's for a super-admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub org_id: String,
+    pub platform: bool,
+}
+
+impl Viewer {
+    /// `(org_id = $n OR ($n+1 = 1 AND org_id IS NULL))`, to bind with [`Viewer::bind`].
+    pub(crate) fn predicate(first: usize) -> String {
+        format!("(org_id = ${first} OR (${} = 1 AND org_id IS NULL))", first + 1)
+    }
+
+    pub(crate) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        query.bind(self.org_id.as_str()).bind(i32::from(self.platform))
     }
 }
 
 /// The audit row a change writes.
 pub struct AuditRecord<'a> {
     pub actor: &'a Actor,
+    /// Whose data changed: the row is filed there, and also in the actor's org when that
+    /// differs (a super-admin working on another org, or on platform rules).
+    pub changed: &'a Owner,
     pub action: &'static str,
     pub target: String,
     pub detail: serde_json::Value,
@@ -237,44 +338,131 @@ pub struct AuditRecord<'a> {
 
 /// Whether a change touches what the filter sees, and so needs a new snapshot version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Visibility {
-    /// Bindings, blocklist, issuers, mapping rules, constraints.
-    Snapshot,
+pub enum Visibility<'a> {
+    /// Bindings, blocklist, issuers, mapping rules, constraints: the changes, written to the
+    /// snapshot log under the new version.
+    Snapshot(&'a [crate::snapshot::change::Change]),
     /// Orgs, users, tokens: audited, not in the snapshot.
     Internal,
 }
 
-/// Finishes a change: bumps the snapshot version when the filter sees it, writes the audit
-/// row, commits. Returns the version the change was committed at, if it bumped one.
-pub async fn commit_change(mut tx: Tx, record: AuditRecord<'_>, visibility: Visibility) -> sqlx::Result<Option<i64>> {
+/// Finishes a change: bumps the snapshot version and logs the changes when the filter sees
+/// them, writes the audit row(s), commits. Returns the version the change was committed at,
+/// if it bumped one.
+pub async fn commit_change(mut tx: Tx, record: AuditRecord<'_>, visibility: Visibility<'_>) -> DbResult<Option<i64>> {
     let now = crate::time::now_rfc3339();
     let version = match visibility {
-        Visibility::Snapshot => {
-            let row = sqlx::query(
-                "UPDATE snapshot_state SET version = version + 1, updated_at = $1 WHERE id = 1 RETURNING version",
-            )
-            .bind(&now)
-            .fetch_one(&mut *tx)
-            .await?;
-            Some(row.try_get::<i64, _>("version")?)
+        Visibility::Snapshot(changes) => {
+            let version = bump_version(&mut tx, &now).await?;
+            snapshot_log::append(&mut tx, version, changes, &now).await?;
+            Some(version)
         }
         Visibility::Internal => None,
     };
-    sqlx::query(
-        "INSERT INTO audit_log (org_id, actor, action, target, detail, snapshot_version, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&record.actor.org_id)
-    .bind(&record.actor.name)
-    .bind(record.action)
-    .bind(&record.target)
-    .bind(record.detail.to_string())
-    .bind(version)
-    .bind(&now)
-    .execute(&mut *tx)
-    .await?;
+    let detail = record.detail.to_string();
+    let mut orgs = vec![record.changed.key()];
+    if record.actor.org_id != record.changed.key() {
+        orgs.push(record.actor.org_id.as_str());
+    }
+    for org in orgs {
+        sqlx::query(
+            "INSERT INTO audit_log (org_id, actor, action, target, detail, snapshot_version, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(org)
+        .bind(&record.actor.name)
+        .bind(record.action)
+        .bind(&record.target)
+        .bind(&detail)
+        .bind(version)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(version)
+}
+
+/// `snapshot_state.version + 1`, in `tx` (which then holds the row until it ends).
+pub(crate) async fn bump_version(tx: &mut Tx, now: &str) -> sqlx::Result<i64> {
+    let row = sqlx::query("UPDATE snapshot_state SET version = version + 1, updated_at = $1 WHERE id = 1 RETURNING version")
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+    row.try_get::<i64, _>("version")
+}
+
+/// Issuer DNs stored before they were parsed (revoked serials, allowed-issuer constraints)
+/// are put in the canonical form the filter compares with; one that does not parse is left
+/// as it is and logged (it matches no certificate, as before). A row whose canonical form
+/// another row of the same owner already has is dropped. Cheap when there is nothing to do.
+async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
+    use crate::snapshot::change::Change;
+    use certbind_shared::certificate::dn::canonical_dn;
+    use certbind_shared::snapshot::ConstraintKind;
+    let revoked = sqlx::query("SELECT id, org_id, issuer_dn, serial FROM blocklist WHERE issuer_dn IS NOT NULL")
+        .fetch_all(db.reader())
+        .await?;
+    let allowed = sqlx::query("SELECT id, org_id, value FROM identity_constraints WHERE kind = 'allowed_issuer_dn'")
+        .fetch_all(db.reader())
+        .await?;
+    let mut fixes: Vec<(&'static str, String, String, Vec<Change>)> = Vec::new();
+    for row in &revoked {
+        let (id, owner, dn, serial): (String, Option<String>, String, String) =
+            (row.try_get("id")?, row.try_get("org_id")?, row.try_get("issuer_dn")?, row.try_get("serial")?);
+        match canonical_dn(&dn) {
+            Ok(canonical) if canonical != dn => {
+                let owner = Owner::from_column(owner);
+                let changes = vec![
+                    Change::UnrevokeSerial { owner: owner.clone(), issuer_dn: dn, serial: serial.clone() },
+                    Change::RevokeSerial { owner, issuer_dn: canonical.clone(), serial },
+                ];
+                fixes.push(("blocklist", id, canonical, changes));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(id, error = %e, "a revoked serial's issuer DN does not parse; it matches no certificate"),
+        }
+    }
+    for row in &allowed {
+        let (id, owner, dn): (String, Option<String>, String) = (row.try_get("id")?, row.try_get("org_id")?, row.try_get("value")?);
+        match canonical_dn(&dn) {
+            Ok(canonical) if canonical != dn => {
+                let owner = Owner::from_column(owner);
+                let kind = ConstraintKind::AllowedIssuerDn;
+                let changes = vec![
+                    Change::RemoveConstraint { owner: owner.clone(), kind, value: dn },
+                    Change::AddConstraint { owner, kind, value: canonical.clone() },
+                ];
+                fixes.push(("identity_constraints", id, canonical, changes));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(id, error = %e, "an allowed-issuer constraint does not parse; it matches no certificate"),
+        }
+    }
+    for (table, id, canonical, changes) in fixes {
+        let mut tx = db.begin_change().await?;
+        let column = if table == "blocklist" { "issuer_dn" } else { "value" };
+        let updated = sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2")).bind(&canonical).bind(&id).execute(&mut *tx).await;
+        if let Err(e) = updated {
+            if error::race_of(&e) != Some(error::Race::Unique) {
+                return Err(e.into());
+            }
+            // The canonical row exists already: this spelling of it goes.
+            drop(tx);
+            tx = db.begin_change().await?;
+            sqlx::query(&format!("DELETE FROM {table} WHERE id = $1")).bind(&id).execute(&mut *tx).await?;
+        }
+        let actor = Actor::service("migration");
+        let record = AuditRecord {
+            actor: &actor,
+            changed: &Owner::Platform,
+            action: "migration.canonical_dn",
+            target: id,
+            detail: serde_json::json!({ "table": table, "issuer_dn": canonical }),
+        };
+        commit_change(tx, record, Visibility::Snapshot(&changes)).await?;
+    }
+    Ok(())
 }
 
 /// A new identifier: 48 bits of milliseconds then 80 random bits, in Crockford base32 (26
@@ -293,12 +481,6 @@ pub fn new_id() -> String {
 /// Reads an `INTEGER` 0/1 column, by name or position, as a bool (SQLite has no boolean type).
 pub(crate) fn get_flag<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, column: I) -> sqlx::Result<bool> {
     Ok(row.try_get::<i64, _>(column)? != 0)
-}
-
-/// Whether an error is a unique-constraint violation (a duplicate the caller should hear about
-/// as 409, not a failure).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// Values bound to a query built at run time (filters that may or may not be present).

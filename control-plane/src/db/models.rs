@@ -1,5 +1,6 @@
 //! Rows as the API returns them.
 
+use super::Owner;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,13 +46,26 @@ pub struct AdminToken {
     pub super_admin: bool,
     pub label: Option<String>,
     pub created_at: String,
+    /// Kept to the minute.
+    pub last_used_at: Option<String>,
+}
+
+/// A proxy credential as listed (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyCredential {
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at: String,
+    /// Kept to the minute.
+    pub last_used_at: Option<String>,
 }
 
 /// A blocked certificate: by fingerprint, or by issuer and serial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlocklistEntry {
     pub id: String,
-    pub org_id: String,
+    #[serde(flatten)]
+    pub owner: Owner,
     pub fingerprint: Option<String>,
     pub issuer_dn: Option<String>,
     pub serial: Option<String>,
@@ -62,7 +76,8 @@ pub struct BlocklistEntry {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenIssuer {
     pub id: String,
-    pub org_id: String,
+    #[serde(flatten)]
+    pub owner: Owner,
     pub issuer: String,
     pub audiences: Option<Vec<String>>,
     pub jwks: serde_json::Value,
@@ -73,18 +88,23 @@ pub struct TokenIssuer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MappingRule {
     pub id: String,
-    pub org_id: String,
+    #[serde(flatten)]
+    pub owner: Owner,
     /// `email` or `upn`.
     pub san_kind: String,
     /// Lowercase, the part after the `@`.
     pub domain: String,
+    /// The CA (canonical RFC 4514 DN) whose certificates may assert the domain. `null` only
+    /// for rules made before issuers were named: those are not in the snapshot.
+    pub issuer_dn: Option<String>,
     pub created_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThumbprintMapping {
     pub fingerprint: String,
-    pub org_id: String,
+    #[serde(flatten)]
+    pub owner: Owner,
     pub principal: String,
     pub created_at: String,
 }
@@ -92,7 +112,8 @@ pub struct ThumbprintMapping {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdentityConstraint {
     pub id: String,
-    pub org_id: String,
+    #[serde(flatten)]
+    pub owner: Owner,
     /// `allowed_issuer_dn`, `required_policy_oid` or `san_email_domain`.
     pub kind: String,
     pub value: String,

@@ -1,7 +1,12 @@
 //! `smart_card_links`: certificate fingerprint → user, in one org (seed 000).
 
-use super::{commit_change, get_flag, users, Actor, AuditRecord, Db, Filter, Page, Param, SmartCardLink, Visibility};
-use crate::error::{ApiError, ApiResult};
+use super::error::{or_race, Race};
+use super::{
+    blocklist, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Owner, Page, Param,
+    SmartCardLink, Visibility,
+};
+use crate::snapshot::change::{Change, Committed};
+use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -38,9 +43,24 @@ pub struct NewSmartCard {
     pub label: Option<String>,
 }
 
+/// The snapshot change of a binding as committed.
+fn upsert(link: &SmartCardLink) -> Vec<Change> {
+    match Fingerprint::from_canonical_hex(&link.fingerprint) {
+        Ok(fingerprint) => vec![Change::UpsertBinding {
+            fingerprint,
+            user_id: link.user_id.clone(),
+            org_id: link.org_id.clone(),
+            enabled: link.enabled,
+        }],
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Binds a card in the actor's org. The user must be in that org; a fingerprint bound
-/// anywhere already is a conflict. Returns the row and the snapshot version it committed at.
-pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> ApiResult<(SmartCardLink, i64)> {
+/// anywhere already, or mapped by a thumbprint mapping, is a conflict; a certificate an
+/// applicable blocklist entry (the org's or the platform's) refuses is not bound. Returns
+/// the row and the snapshot version it committed at.
+pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Committed<SmartCardLink>> {
     let link = SmartCardLink {
         fingerprint: card.fingerprint,
         user_id: card.user_id,
@@ -55,9 +75,29 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> ApiResult<(Smar
         created_at: crate::time::now_rfc3339(),
         last_used_at: None,
     };
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_change().await?;
     if !users::exists_in_org(&mut tx, &actor.org_id, &link.user_id).await? {
-        return Err(ApiError::validation("user_id", "no user with this id in the caller's org"));
+        return Err(DbError::invalid("user_id", "no user with this id in the caller's org"));
+    }
+    let mapped = sqlx::query("SELECT 1 AS one FROM thumbprint_mappings WHERE fingerprint = $1")
+        .bind(&link.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if mapped.is_some() {
+        return Err(DbError::conflict(format!(
+            "fingerprint {} has a thumbprint mapping; delete it before binding the certificate",
+            link.fingerprint
+        )));
+    }
+    if let Some(entry) =
+        blocklist::applicable(&mut tx, &link.org_id, &link.fingerprint, &link.issuer_dn, &link.serial).await?
+    {
+        let how = if entry.fingerprint.is_some() { "its fingerprint" } else { "its issuer and serial" };
+        let whose = if entry.owner.is_platform() { "platform's" } else { "org's" };
+        return Err(DbError::invalid(
+            "certificate",
+            format!("the certificate is on the {whose} blocklist by {how} (entry {}); remove the entry first", entry.id),
+        ));
     }
     let inserted = sqlx::query(
         "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, \
@@ -75,12 +115,16 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> ApiResult<(Smar
     .bind(&link.label)
     .bind(&link.created_at)
     .execute(&mut *tx)
-    .await?;
+    .await
+    // The user was deleted after the check above (PostgreSQL sees it at the insert).
+    .map_err(|e| or_race(e, Race::ForeignKey, || DbError::not_found(format!("user {:?} was deleted", link.user_id))))?;
     if inserted.rows_affected() == 0 {
-        return Err(ApiError::conflict(format!("fingerprint {} is already bound", link.fingerprint)));
+        return Err(DbError::conflict(format!("fingerprint {} is already bound", link.fingerprint)));
     }
+    let changed = Owner::Org(link.org_id.clone());
     let record = AuditRecord {
         actor,
+        changed: &changed,
         action: "smartcard.bind",
         target: link.fingerprint.clone(),
         detail: serde_json::json!({
@@ -91,11 +135,12 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> ApiResult<(Smar
             "label": link.label,
         }),
     };
-    let version = commit_change(tx, record, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((link, version))
+    let changes = upsert(&link);
+    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: link, version, changes })
 }
 
-pub async fn get(db: &Db, org_id: &str, fingerprint: &str) -> ApiResult<Option<SmartCardLink>> {
+pub async fn get(db: &Db, org_id: &str, fingerprint: &str) -> DbResult<Option<SmartCardLink>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM smart_card_links WHERE fingerprint = $1 AND org_id = $2"))
         .bind(fingerprint)
         .bind(org_id)
@@ -117,7 +162,7 @@ pub struct ListFilter {
 
 /// One page of the org's bindings in fingerprint order (the primary key, so paging is an
 /// index range scan however many rows there are).
-pub async fn list(db: &Db, org_id: &str, filter: &ListFilter, limit: i64) -> ApiResult<Page<SmartCardLink>> {
+pub async fn list(db: &Db, org_id: &str, filter: &ListFilter, limit: i64) -> DbResult<Page<SmartCardLink>> {
     let mut f = Filter::default();
     f.push("org_id", "=", Param::Text(org_id.to_string()));
     if let Some(cursor) = &filter.cursor {
@@ -149,8 +194,13 @@ pub struct SmartCardUpdate {
     pub label: Option<Option<String>>,
 }
 
-pub async fn update(db: &Db, actor: &Actor, fingerprint: &str, change: &SmartCardUpdate) -> ApiResult<(SmartCardLink, i64)> {
-    let mut tx = db.begin().await?;
+pub async fn update(
+    db: &Db,
+    actor: &Actor,
+    fingerprint: &str,
+    change: &SmartCardUpdate,
+) -> DbResult<Committed<SmartCardLink>> {
+    let mut tx = db.begin_change().await?;
     let row = sqlx::query(&format!(
         "UPDATE smart_card_links SET \
            enabled = CASE WHEN $3 = 1 THEN $4 ELSE enabled END, \
@@ -166,7 +216,7 @@ pub async fn update(db: &Db, actor: &Actor, fingerprint: &str, change: &SmartCar
     .fetch_optional(&mut *tx)
     .await?;
     let Some(link) = row.as_ref().map(from_row).transpose()? else {
-        return Err(ApiError::not_found(format!("no card binding {fingerprint} in this org")));
+        return Err(DbError::not_found(format!("no card binding {fingerprint} in this org")));
     };
     let mut detail = serde_json::Map::new();
     if let Some(enabled) = change.enabled {
@@ -180,14 +230,16 @@ pub async fn update(db: &Db, actor: &Actor, fingerprint: &str, change: &SmartCar
         Some(false) => "smartcard.disable",
         None => "smartcard.relabel",
     };
-    let record = AuditRecord { actor, action, target: link.fingerprint.clone(), detail: detail.into() };
-    let version = commit_change(tx, record, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((link, version))
+    let changed = Owner::Org(link.org_id.clone());
+    let record = AuditRecord { actor, changed: &changed, action, target: link.fingerprint.clone(), detail: detail.into() };
+    let changes = upsert(&link);
+    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: link, version, changes })
 }
 
 /// Removes a binding (a lost or stolen card). Returns the row as it was.
-pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> ApiResult<(SmartCardLink, i64)> {
-    let mut tx = db.begin().await?;
+pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> DbResult<Committed<SmartCardLink>> {
+    let mut tx = db.begin_change().await?;
     let row = sqlx::query(&format!(
         "DELETE FROM smart_card_links WHERE fingerprint = $1 AND org_id = $2 RETURNING {COLUMNS}"
     ))
@@ -196,14 +248,29 @@ pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> ApiResult<(Sma
     .fetch_optional(&mut *tx)
     .await?;
     let Some(link) = row.as_ref().map(from_row).transpose()? else {
-        return Err(ApiError::not_found(format!("no card binding {fingerprint} in this org")));
+        return Err(DbError::not_found(format!("no card binding {fingerprint} in this org")));
     };
+    let changed = Owner::Org(link.org_id.clone());
     let record = AuditRecord {
         actor,
+        changed: &changed,
         action: "smartcard.revoke",
         target: link.fingerprint.clone(),
         detail: serde_json::json!({ "user_id": link.user_id, "subject_dn": link.subject_dn }),
     };
-    let version = commit_change(tx, record, Visibility::Snapshot).await?.unwrap_or_default();
-    Ok((link, version))
+    let changes = match Fingerprint::from_canonical_hex(&link.fingerprint) {
+        Ok(fingerprint) => vec![Change::RemoveBinding { fingerprint }],
+        Err(_) => Vec::new(),
+    };
+    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: link, version, changes })
+}
+
+/// Whether some binding's certificate was issued by exactly `issuer_dn` (canonical).
+pub async fn issuer_known(db: &Db, issuer_dn: &str) -> DbResult<bool> {
+    let row = sqlx::query("SELECT 1 AS one FROM smart_card_links WHERE issuer_dn = $1 LIMIT 1")
+        .bind(issuer_dn)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(row.is_some())
 }

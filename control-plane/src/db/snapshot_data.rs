@@ -1,7 +1,12 @@
 //! Everything the filter needs, read in one consistent transaction: the input of a full
-//! snapshot build.
+//! snapshot build. Bindings stream (a million of them); every other row is read as the
+//! [`Change`] that would have added it, so a full build and a patch speak one vocabulary.
 
-use super::{get_flag, Backend, Db};
+use super::{get_flag, Backend, Db, Owner};
+use crate::snapshot::change::Change;
+use certbind_shared::identity::SanKind;
+use certbind_shared::snapshot::ConstraintKind;
+use certbind_shared::Fingerprint;
 use futures_util::TryStreamExt;
 use sqlx::Row;
 
@@ -14,38 +19,17 @@ pub struct BindingRow {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuerRow {
-    pub issuer: String,
-    pub audiences: Option<String>,
-    /// The JWKS JSON document as stored.
-    pub jwks: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConstraintRow {
-    pub org_id: String,
-    pub kind: String,
-    pub value: String,
-}
-
-/// The identity data at one version. Every list is sorted by its key, so two loads of the
-/// same data compare equal.
+/// The identity data at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityRows {
     /// `snapshot_state.version` in the same transaction as the rows.
     pub version: i64,
     pub bindings: Vec<BindingRow>,
-    /// Blocked fingerprints (canonical hex), all orgs, deduplicated.
-    pub blocked_fingerprints: Vec<String>,
-    /// Blocked (issuer DN, serial) pairs, all orgs, deduplicated.
-    pub revoked_serials: Vec<(String, String)>,
-    /// (fingerprint, principal).
-    pub thumbprint_mappings: Vec<(String, String)>,
-    /// (san kind, lowercase domain), deduplicated.
-    pub san_rules: Vec<(String, String)>,
-    pub issuers: Vec<IssuerRow>,
-    pub constraints: Vec<ConstraintRow>,
+    /// Every rule, as the change that adds it, in table order then key order: blocklist
+    /// entries, revoked serials, thumbprint mappings, SAN rules, constraints, issuers.
+    pub rules: Vec<Change>,
+    /// Rows left out because they cannot be represented (logged as they are met).
+    pub skipped: usize,
 }
 
 /// Reads the identity data and its version in one read-only transaction.
@@ -73,6 +57,18 @@ impl BindingSink for Vec<BindingRow> {
     }
 }
 
+/// A fingerprint column; a value that is not canonical hex is logged and the row left out (it
+/// fails closed: an unreadable binding is an unenrolled card, an unreadable rule is absent).
+pub fn stored_fingerprint(text: &str, table: &str) -> Option<Fingerprint> {
+    match Fingerprint::from_canonical_hex(text) {
+        Ok(fp) => Some(fp),
+        Err(_) => {
+            tracing::error!(table, "row with a non-canonical fingerprint left out of the snapshot");
+            None
+        }
+    }
+}
+
 /// [`load`], handing each binding to `sink` in ascending fingerprint order (byte order of the
 /// canonical hex) instead of collecting them; the returned rows have no bindings. Everything
 /// else is read first, so the sink learns the number of bindings and the rest of the data
@@ -88,50 +84,81 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     let version: i64 =
         sqlx::query("SELECT version FROM snapshot_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get("version")?;
     let mut rows = IdentityRows { version, ..Default::default() };
+    let owner = |row: &sqlx::any::AnyRow| -> sqlx::Result<Owner> { Ok(Owner::from_column(row.try_get("org_id")?)) };
 
-    for row in sqlx::query(
-        "SELECT DISTINCT fingerprint FROM blocklist WHERE fingerprint IS NOT NULL ORDER BY fingerprint",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    {
-        rows.blocked_fingerprints.push(row.try_get("fingerprint")?);
+    for row in sqlx::query("SELECT org_id, fingerprint, issuer_dn, serial FROM blocklist ORDER BY id").fetch_all(&mut *tx).await? {
+        let fingerprint: Option<String> = row.try_get("fingerprint")?;
+        let issuer_dn: Option<String> = row.try_get("issuer_dn")?;
+        let serial: Option<String> = row.try_get("serial")?;
+        match (fingerprint, issuer_dn, serial) {
+            (Some(fp), _, _) => match stored_fingerprint(&fp, "blocklist") {
+                Some(fingerprint) => rows.rules.push(Change::Block { owner: owner(&row)?, fingerprint }),
+                None => rows.skipped += 1,
+            },
+            (None, Some(issuer_dn), Some(serial)) => {
+                rows.rules.push(Change::RevokeSerial { owner: owner(&row)?, issuer_dn, serial })
+            }
+            _ => rows.skipped += 1,
+        }
     }
-    for row in sqlx::query(
-        "SELECT DISTINCT issuer_dn, serial FROM blocklist WHERE serial IS NOT NULL ORDER BY issuer_dn, serial",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    {
-        rows.revoked_serials.push((row.try_get("issuer_dn")?, row.try_get("serial")?));
-    }
-    for row in sqlx::query("SELECT fingerprint, principal FROM thumbprint_mappings ORDER BY fingerprint")
+    for row in sqlx::query("SELECT org_id, fingerprint, principal FROM thumbprint_mappings ORDER BY fingerprint")
         .fetch_all(&mut *tx)
         .await?
     {
-        rows.thumbprint_mappings.push((row.try_get("fingerprint")?, row.try_get("principal")?));
+        let fp: String = row.try_get("fingerprint")?;
+        match stored_fingerprint(&fp, "thumbprint_mappings") {
+            Some(fingerprint) => {
+                rows.rules.push(Change::MapPrincipal { owner: owner(&row)?, fingerprint, principal: row.try_get("principal")? })
+            }
+            None => rows.skipped += 1,
+        }
     }
-    for row in sqlx::query("SELECT DISTINCT san_kind, domain FROM mapping_rules ORDER BY san_kind, domain")
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        rows.san_rules.push((row.try_get("san_kind")?, row.try_get("domain")?));
+    for row in sqlx::query("SELECT org_id, san_kind, domain, issuer_dn FROM mapping_rules ORDER BY id").fetch_all(&mut *tx).await? {
+        let kind: String = row.try_get("san_kind")?;
+        let issuer_dn: Option<String> = row.try_get("issuer_dn")?;
+        let kind = match kind.as_str() {
+            "email" => SanKind::Email,
+            "upn" => SanKind::Upn,
+            other => {
+                tracing::error!(kind = other, "mapping rule of unknown SAN kind left out of the snapshot");
+                rows.skipped += 1;
+                continue;
+            }
+        };
+        // A rule from before issuers were named: it maps nothing until replaced.
+        let Some(issuer_dn) = issuer_dn else {
+            rows.skipped += 1;
+            continue;
+        };
+        rows.rules.push(Change::AllowSanDomain { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn });
     }
-    for row in sqlx::query("SELECT issuer, audiences, jwks FROM token_issuers ORDER BY issuer").fetch_all(&mut *tx).await? {
-        rows.issuers.push(IssuerRow {
+    for row in sqlx::query("SELECT org_id, kind, value FROM identity_constraints ORDER BY id").fetch_all(&mut *tx).await? {
+        let kind: String = row.try_get("kind")?;
+        match ConstraintKind::from_name(&kind) {
+            Some(kind) => rows.rules.push(Change::AddConstraint { owner: owner(&row)?, kind, value: row.try_get("value")? }),
+            None => {
+                tracing::error!(kind, "constraint of unknown kind left out of the snapshot");
+                rows.skipped += 1;
+            }
+        }
+    }
+    for row in sqlx::query("SELECT org_id, issuer, audiences, jwks FROM token_issuers ORDER BY id").fetch_all(&mut *tx).await? {
+        let audiences: Option<String> = row.try_get("audiences")?;
+        let audiences = match audiences.as_deref().map(serde_json::from_str::<Vec<String>>).transpose() {
+            Ok(a) => a.unwrap_or_default(),
+            Err(_) => {
+                // Fail closed: without its audiences the issuer would accept any audience.
+                tracing::error!("issuer with unreadable audiences left out of the snapshot");
+                rows.skipped += 1;
+                continue;
+            }
+        };
+        let jwks: String = row.try_get("jwks")?;
+        rows.rules.push(Change::UpsertIssuer {
+            owner: owner(&row)?,
             issuer: row.try_get("issuer")?,
-            audiences: row.try_get("audiences")?,
-            jwks: row.try_get("jwks")?,
-        });
-    }
-    for row in sqlx::query("SELECT org_id, kind, value FROM identity_constraints ORDER BY org_id, kind, value")
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        rows.constraints.push(ConstraintRow {
-            org_id: row.try_get("org_id")?,
-            kind: row.try_get("kind")?,
-            value: row.try_get("value")?,
+            audiences,
+            jwks_json: jwks.into_bytes(),
         });
     }
 

@@ -1,8 +1,7 @@
 //! Users: the people cards are bound to, each in one org.
 
-use super::orgs::conflict_or_internal;
-use super::{commit_change, new_id, Actor, AuditRecord, Db, Page, User, Visibility};
-use crate::error::{ApiError, ApiResult};
+use super::error::{or_race, Race};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, User, Visibility};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -18,7 +17,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<User> {
     })
 }
 
-pub async fn create(db: &Db, actor: &Actor, name: &str, email: Option<&str>) -> ApiResult<User> {
+pub async fn create(db: &Db, actor: &Actor, name: &str, email: Option<&str>) -> DbResult<User> {
     let user = User {
         id: new_id(),
         org_id: actor.org_id.clone(),
@@ -35,9 +34,11 @@ pub async fn create(db: &Db, actor: &Actor, name: &str, email: Option<&str>) -> 
         .bind(&user.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_or_internal(e, || format!("a user named {name:?} already exists in this org")))?;
+        .map_err(|e| or_race(e, Race::Unique, || DbError::conflict(format!("a user named {name:?} already exists in this org"))))?;
+    let changed = Owner::Org(user.org_id.clone());
     let record = AuditRecord {
         actor,
+        changed: &changed,
         action: "user.create",
         target: user.id.clone(),
         detail: serde_json::json!({ "name": user.name, "email": user.email }),
@@ -46,7 +47,7 @@ pub async fn create(db: &Db, actor: &Actor, name: &str, email: Option<&str>) -> 
     Ok(user)
 }
 
-pub async fn get(db: &Db, org_id: &str, id: &str) -> ApiResult<Option<User>> {
+pub async fn get(db: &Db, org_id: &str, id: &str) -> DbResult<Option<User>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND org_id = $2"))
         .bind(id)
         .bind(org_id)
@@ -55,7 +56,17 @@ pub async fn get(db: &Db, org_id: &str, id: &str) -> ApiResult<Option<User>> {
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> ApiResult<Page<User>> {
+/// A user of `org_id` by name (the command line accepts a name or an id).
+pub async fn find_by_name(db: &Db, org_id: &str, name: &str) -> DbResult<Option<User>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE name = $1 AND org_id = $2"))
+        .bind(name)
+        .bind(org_id)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> DbResult<Page<User>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     ))
@@ -69,8 +80,9 @@ pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> Ap
 }
 
 /// Deletes a user who has no card bindings left (revoke them first: a revocation is a
-/// deliberate, audited act of its own).
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> ApiResult<User> {
+/// deliberate, audited act of its own). A binding made while the user is deleted loses to
+/// the delete (the bind answers 404) or wins (the delete answers 409), on both databases.
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<User> {
     let mut tx = db.begin().await?;
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND org_id = $2"))
         .bind(id)
@@ -78,18 +90,32 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> ApiResult<User> {
         .fetch_optional(&mut *tx)
         .await?;
     let Some(user) = row.as_ref().map(from_row).transpose()? else {
-        return Err(ApiError::not_found(format!("no user {id:?} in this org")));
+        return Err(DbError::not_found(format!("no user {id:?} in this org")));
     };
-    let bound: i64 = sqlx::query("SELECT COUNT(*) AS n FROM smart_card_links WHERE user_id = $1")
+    let bound = |n: i64| DbError::conflict(format!("user {id:?} still has {n} card binding(s); revoke them first"));
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM smart_card_links WHERE user_id = $1")
         .bind(id)
         .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
-    if bound > 0 {
-        return Err(ApiError::conflict(format!("user {id:?} still has {bound} card binding(s); revoke them first")));
+    if count > 0 {
+        return Err(bound(count));
     }
-    sqlx::query("DELETE FROM users WHERE id = $1 AND org_id = $2").bind(id).bind(&actor.org_id).execute(&mut *tx).await?;
-    let record = AuditRecord { actor, action: "user.delete", target: user.id.clone(), detail: serde_json::json!({ "name": user.name }) };
+    sqlx::query("DELETE FROM users WHERE id = $1 AND org_id = $2")
+        .bind(id)
+        .bind(&actor.org_id)
+        .execute(&mut *tx)
+        .await
+        // A binding committed after the count: the foreign key keeps the user.
+        .map_err(|e| or_race(e, Race::ForeignKey, || bound(1)))?;
+    let changed = Owner::Org(user.org_id.clone());
+    let record = AuditRecord {
+        actor,
+        changed: &changed,
+        action: "user.delete",
+        target: user.id.clone(),
+        detail: serde_json::json!({ "name": user.name }),
+    };
     commit_change(tx, record, Visibility::Internal).await?;
     Ok(user)
 }

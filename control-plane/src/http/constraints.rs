@@ -1,9 +1,9 @@
-//! `/api/v1/admin/constraints`: what an org demands of certificates beyond a valid chain.
+//! `/api/v1/admin/constraints`: what an owner demands of certificates beyond a valid chain:
+//! an org of its certificates, the platform (`"scope": "platform"`, super-admins) of all.
 
 use super::mapping_rules::canonical_domain;
-use super::smartcards::MAX_DN_BYTES;
-use super::{check_cursor, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, PageQuery};
-use crate::app::{AppState, IdentityChange};
+use super::{check_cursor, issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::app::AppState;
 use crate::db::{constraints, IdentityConstraint, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
@@ -21,11 +21,19 @@ pub struct ConstraintRequest {
     /// `allowed_issuer_dn`, `required_policy_oid` or `san_email_domain`.
     pub kind: String,
     pub value: String,
+    pub scope: Option<Scope>,
 }
 
-fn canonical_value(kind: &str, value: &str) -> ApiResult<String> {
+async fn canonical_value(db: &crate::db::Db, kind: &str, value: &str) -> ApiResult<String> {
     match kind {
-        "allowed_issuer_dn" => required_text("value", value, MAX_DN_BYTES),
+        "allowed_issuer_dn" => issuer_dn(db, "value", value).await,
+        _ => plain_value(kind, value),
+    }
+}
+
+/// The values of kinds that need no database to check.
+fn plain_value(kind: &str, value: &str) -> ApiResult<String> {
+    match kind {
         "required_policy_oid" => {
             let oid = required_text("value", value, MAX_OID_BYTES)?;
             let arcs: Vec<&str> = oid.split('.').collect();
@@ -40,31 +48,32 @@ fn canonical_value(kind: &str, value: &str) -> ApiResult<String> {
 }
 
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<ConstraintRequest>) -> ApiResult<Response> {
-    let value = canonical_value(&body.kind, &body.value)?;
-    let (constraint, version) = constraints::create(&state.db, &admin.actor(), &body.kind, &value).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let owner = admin.owner_for(body.scope)?;
+    let value = canonical_value(&state.db, &body.kind, &body.value).await?;
+    let created = constraints::create(&state.db, &admin.actor(), owner, &body.kind, &value).await?;
+    let (constraint, version) = state.identity_changed(created);
     Ok(with_version(version, (StatusCode::CREATED, Json(constraint))))
 }
 
 pub async fn list(
     State(state): State<AppState>,
     admin: Admin,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<RuleQuery>,
 ) -> ApiResult<Json<Page<IdentityConstraint>>> {
     let limit = page_limit(q.limit)?;
-    Ok(Json(constraints::list(&state.db, admin.org_id(), check_cursor(q.cursor)?.as_deref(), limit).await?))
+    Ok(Json(constraints::list(&state.db, &admin.viewer(q.scope), check_cursor(q.cursor)?.as_deref(), limit).await?))
 }
 
 pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<IdentityConstraint>> {
-    constraints::get(&state.db, admin.org_id(), &id)
+    constraints::get(&state.db, &admin.viewer(None), &id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no constraint {id:?} in this org")))
 }
 
 pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
-    let (constraint, version) = constraints::delete(&state.db, &admin.actor(), &id).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let deleted = constraints::delete(&state.db, &admin.actor(), &admin.viewer(None), &id).await?;
+    let (constraint, version) = state.identity_changed(deleted);
     Ok(with_version(version, Json(constraint)))
 }
 
@@ -74,9 +83,9 @@ mod tests {
 
     #[test]
     fn values_are_checked_by_kind() {
-        assert_eq!(canonical_value("required_policy_oid", "2.16.840.1.101.3.2.1.3.13").unwrap(), "2.16.840.1.101.3.2.1.3.13");
-        assert!(matches!(canonical_value("required_policy_oid", "2.16..1"), Err(ApiError::Validation { .. })));
-        assert_eq!(canonical_value("san_email_domain", "MAIL.MIL").unwrap(), "mail.mil");
-        assert!(matches!(canonical_value("colour", "x"), Err(ApiError::Validation { ref field, .. }) if field == "kind"));
+        assert_eq!(plain_value("required_policy_oid", "2.16.840.1.101.3.2.1.3.13").unwrap(), "2.16.840.1.101.3.2.1.3.13");
+        assert!(matches!(plain_value("required_policy_oid", "2.16..1"), Err(ApiError::Validation { .. })));
+        assert_eq!(plain_value("san_email_domain", "MAIL.MIL").unwrap(), "mail.mil");
+        assert!(matches!(plain_value("colour", "x"), Err(ApiError::Validation { ref field, .. }) if field == "kind"));
     }
 }

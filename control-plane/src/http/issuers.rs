@@ -1,8 +1,10 @@
 //! `/api/v1/admin/issuers`: trusted bearer-token issuers and their JWKS, checked with the
-//! same parser the filter uses, so a key set the filter would refuse is refused here.
+//! same parser the filter uses, so a key set the filter would refuse is refused here. Each
+//! owner registers its own: two orgs may trust the same `iss` with their own keys and
+//! audiences; a super-admin's `"scope": "platform"` registration applies to every token.
 
-use super::{check_cursor, double_option, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, PageQuery};
-use crate::app::{AppState, IdentityChange};
+use super::{check_cursor, double_option, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::app::AppState;
 use crate::db::{issuers, Page, TokenIssuer};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
@@ -23,6 +25,7 @@ pub struct IssuerRequest {
     pub issuer: String,
     pub audiences: Option<Vec<String>>,
     pub jwks: serde_json::Value,
+    pub scope: Option<Scope>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +42,14 @@ fn check_jwks(jwks: &serde_json::Value) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_audiences(audiences: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
+/// The issuer text as stored, with its JWKS checked by the filter's parser.
+pub fn checked_issuer(issuer: &str, jwks: &serde_json::Value) -> ApiResult<String> {
+    let issuer = required_text("issuer", issuer, MAX_ISSUER_BYTES)?;
+    check_jwks(jwks)?;
+    Ok(issuer)
+}
+
+pub fn check_audiences(audiences: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
     let Some(audiences) = audiences else { return Ok(None) };
     if audiences.len() > MAX_AUDIENCES {
         return Err(ApiError::validation("audiences", format!("at most {MAX_AUDIENCES} audiences")));
@@ -52,21 +62,21 @@ fn check_audiences(audiences: Option<Vec<String>>) -> ApiResult<Option<Vec<Strin
 }
 
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<IssuerRequest>) -> ApiResult<Response> {
-    let issuer = required_text("issuer", &body.issuer, MAX_ISSUER_BYTES)?;
+    let owner = admin.owner_for(body.scope)?;
+    let issuer = checked_issuer(&body.issuer, &body.jwks)?;
     let audiences = check_audiences(body.audiences)?;
-    check_jwks(&body.jwks)?;
-    let (record, version) = issuers::create(&state.db, &admin.actor(), &issuer, audiences, body.jwks).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let (record, version) =
+        state.identity_changed(issuers::create(&state.db, &admin.actor(), owner, &issuer, audiences, body.jwks).await?);
     Ok(with_version(version, (StatusCode::CREATED, Json(record))))
 }
 
-pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<TokenIssuer>>> {
+pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<RuleQuery>) -> ApiResult<Json<Page<TokenIssuer>>> {
     let limit = page_limit(q.limit)?;
-    Ok(Json(issuers::list(&state.db, admin.org_id(), check_cursor(q.cursor)?.as_deref(), limit).await?))
+    Ok(Json(issuers::list(&state.db, &admin.viewer(q.scope), check_cursor(q.cursor)?.as_deref(), limit).await?))
 }
 
 pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<TokenIssuer>> {
-    issuers::get(&state.db, admin.org_id(), &id)
+    issuers::get(&state.db, &admin.viewer(None), &id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no issuer {id:?} in this org")))
@@ -88,13 +98,12 @@ pub async fn update(
         None => None,
         Some(a) => Some(check_audiences(a)?),
     };
-    let (record, version) = issuers::update(&state.db, &admin.actor(), &id, audiences, body.jwks).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let updated = issuers::update(&state.db, &admin.actor(), &admin.viewer(None), &id, audiences, body.jwks).await?;
+    let (record, version) = state.identity_changed(updated);
     Ok(with_version(version, Json(record)))
 }
 
 pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
-    let (record, version) = issuers::delete(&state.db, &admin.actor(), &id).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let (record, version) = state.identity_changed(issuers::delete(&state.db, &admin.actor(), &admin.viewer(None), &id).await?);
     Ok(with_version(version, Json(record)))
 }

@@ -1,7 +1,11 @@
-//! `/api/v1/admin/mapping-rules`: which SAN kind and domain may name a principal.
+//! `/api/v1/admin/mapping-rules`: which SAN kind and domain, in certificates of which issuer,
+//! may name a principal. One (kind, domain, issuer) is one owner's: another owner's claim is
+//! refused with 409. The control plane cannot tell a claim made in bad faith (an org claiming
+//! first a domain another org holds) from a real one: a super-admin resolves such a dispute
+//! (its 409 names the holder; a token minted into that org deletes the rule).
 
-use super::{check_cursor, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, PageQuery};
-use crate::app::{AppState, IdentityChange};
+use super::{check_cursor, issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::app::AppState;
 use crate::db::{mapping_rules, MappingRule, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
@@ -19,6 +23,9 @@ pub const MAX_DOMAIN_BYTES: usize = 253;
 pub struct MappingRuleRequest {
     pub san: SanKind,
     pub domain: String,
+    /// The CA whose certificates may assert addresses in `domain` (RFC 4514).
+    pub issuer_dn: String,
+    pub scope: Option<Scope>,
 }
 
 /// A domain as stored: lowercase, letters, digits, `-` and `.`, no empty labels.
@@ -34,27 +41,29 @@ pub fn canonical_domain(field: &str, text: &str) -> ApiResult<String> {
 }
 
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<MappingRuleRequest>) -> ApiResult<Response> {
+    let owner = admin.owner_for(body.scope)?;
     let domain = canonical_domain("domain", &body.domain)?;
-    let (rule, version) = mapping_rules::create(&state.db, &admin.actor(), body.san.as_str(), &domain).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let issuer = issuer_dn(&state.db, "issuer_dn", &body.issuer_dn).await?;
+    let created = mapping_rules::create(&state.db, &admin.actor(), owner, body.san.as_str(), &domain, &issuer).await?;
+    let (rule, version) = state.identity_changed(created);
     Ok(with_version(version, (StatusCode::CREATED, Json(rule))))
 }
 
-pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<MappingRule>>> {
+pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<RuleQuery>) -> ApiResult<Json<Page<MappingRule>>> {
     let limit = page_limit(q.limit)?;
-    Ok(Json(mapping_rules::list(&state.db, admin.org_id(), check_cursor(q.cursor)?.as_deref(), limit).await?))
+    Ok(Json(mapping_rules::list(&state.db, &admin.viewer(q.scope), check_cursor(q.cursor)?.as_deref(), limit).await?))
 }
 
 pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<MappingRule>> {
-    mapping_rules::get(&state.db, admin.org_id(), &id)
+    mapping_rules::get(&state.db, &admin.viewer(None), &id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no mapping rule {id:?} in this org")))
 }
 
 pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
-    let (rule, version) = mapping_rules::delete(&state.db, &admin.actor(), &id).await?;
-    state.identity_changed(version, IdentityChange::Other);
+    let (rule, version) =
+        state.identity_changed(mapping_rules::delete(&state.db, &admin.actor(), &admin.viewer(None), &id).await?);
     Ok(with_version(version, Json(rule)))
 }
 

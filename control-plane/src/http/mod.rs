@@ -10,20 +10,25 @@ pub mod mapping_rules;
 pub mod metrics;
 pub mod openapi;
 pub mod orgs;
+pub mod proxies;
 pub mod smartcards;
 pub mod snapshot;
 pub mod thumbprints;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use crate::app::AppState;
-use crate::db::{tokens as db_tokens, Actor, AdminToken, DEFAULT_PAGE, MAX_PAGE};
+use crate::db::proxies::PROXY_PREFIX;
+use crate::db::tokens::TOKEN_PREFIX;
+use crate::db::{proxies as db_proxies, tokens as db_tokens, Actor, AdminToken, Owner, ProxyCredential, Viewer, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use certbind_shared::certificate::dn::parse_dn;
 use certbind_shared::Fingerprint;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -31,8 +36,21 @@ use serde::{Deserialize, Deserializer};
 /// Response header carrying the snapshot version a change was committed at.
 pub const SNAPSHOT_VERSION_HEADER: HeaderName = HeaderName::from_static("certbind-snapshot-version");
 
+/// The bearer secret of a request, or the problem to answer without one.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized { invalid_token: false });
+    };
+    let text = value.to_str().map_err(|_| ApiError::Unauthorized { invalid_token: true })?;
+    let (scheme, secret) = text.split_once(' ').ok_or(ApiError::Unauthorized { invalid_token: true })?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthorized { invalid_token: false });
+    }
+    Ok(secret.trim())
+}
+
 /// The caller, authenticated by an admin token. Everything it reads or changes is scoped to
-/// `token.org_id`.
+/// `token.org_id`, and for a super-admin also to the platform's rules.
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub token: AdminToken,
@@ -44,7 +62,33 @@ impl Admin {
     }
 
     pub fn actor(&self) -> Actor {
-        Actor { org_id: self.token.org_id.clone(), name: format!("token:{}", self.token.id) }
+        Actor {
+            org_id: self.token.org_id.clone(),
+            name: format!("token:{}", self.token.id),
+            super_admin: self.token.super_admin,
+        }
+    }
+
+    /// Whose rules this caller reads: its org's, and the platform's for a super-admin;
+    /// `scope` narrows it to one of them.
+    pub fn viewer(&self, scope: Option<Scope>) -> Viewer {
+        let org = Viewer { org_id: self.token.org_id.clone(), platform: false };
+        match scope {
+            None => Viewer { platform: self.token.super_admin, ..org },
+            Some(Scope::Org) => org,
+            // An id no org has: only platform rows match.
+            Some(Scope::Platform) => Viewer { org_id: String::new(), platform: self.token.super_admin },
+        }
+    }
+
+    /// The owner of a rule this caller creates: its org, or the platform for a super-admin
+    /// that asks for it.
+    pub fn owner_for(&self, scope: Option<Scope>) -> Result<Owner, ApiError> {
+        match scope.unwrap_or(Scope::Org) {
+            Scope::Org => Ok(Owner::Org(self.token.org_id.clone())),
+            Scope::Platform if self.token.super_admin => Ok(Owner::Platform),
+            Scope::Platform => Err(ApiError::Forbidden("platform rules are written by super-admin tokens only".into())),
+        }
     }
 }
 
@@ -52,22 +96,21 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(AUTHORIZATION) else {
-            return Err(ApiError::Unauthorized { invalid_token: false });
-        };
-        let text = value.to_str().map_err(|_| ApiError::Unauthorized { invalid_token: true })?;
-        let (scheme, secret) = text.split_once(' ').ok_or(ApiError::Unauthorized { invalid_token: true })?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::Unauthorized { invalid_token: false });
+        let secret = bearer(parts)?;
+        if secret.starts_with(PROXY_PREFIX) && db_proxies::lookup(&state.db, secret).await?.is_some() {
+            return Err(ApiError::Forbidden("a proxy credential reads the snapshot and nothing else".into()));
         }
-        match db_tokens::lookup(&state.db, secret.trim()).await? {
-            Some(token) => Ok(Admin { token }),
+        match db_tokens::lookup(&state.db, secret).await? {
+            Some(token) => {
+                state.usage.used(&state.db, usage::Credential::Admin, &token.id);
+                Ok(Admin { token })
+            }
             None => Err(ApiError::Unauthorized { invalid_token: true }),
         }
     }
 }
 
-/// An admin whose token may manage orgs.
+/// An admin whose token may manage orgs and platform rules.
 #[derive(Debug, Clone)]
 pub struct SuperAdmin(pub Admin);
 
@@ -77,10 +120,51 @@ impl FromRequestParts<AppState> for SuperAdmin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let admin = Admin::from_request_parts(parts, state).await?;
         if !admin.token.super_admin {
-            return Err(ApiError::Forbidden("managing orgs needs a super-admin token".into()));
+            return Err(ApiError::Forbidden("this needs a super-admin token".into()));
         }
         Ok(SuperAdmin(admin))
     }
+}
+
+/// A proxy, authenticated by its proxy credential: it may read the snapshot, nothing else.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub credential: ProxyCredential,
+}
+
+impl FromRequestParts<AppState> for Proxy {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secret = bearer(parts)?;
+        if let Some(credential) = db_proxies::lookup(&state.db, secret).await? {
+            state.usage.used(&state.db, usage::Credential::Proxy, &credential.id);
+            return Ok(Proxy { credential });
+        }
+        if secret.starts_with(TOKEN_PREFIX) && db_tokens::lookup(&state.db, secret).await?.is_some() {
+            return Err(ApiError::Forbidden(
+                "the snapshot is served to proxy credentials (`certbind token create --proxy`), not admin tokens".into(),
+            ));
+        }
+        Err(ApiError::Unauthorized { invalid_token: true })
+    }
+}
+
+/// Whose rule: `"org"` (the caller's org, the default) or `"platform"` (super-admins only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Org,
+    Platform,
+}
+
+/// `?limit=&cursor=&scope=` of the rule lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub scope: Option<Scope>,
 }
 
 /// A JSON request body: `Content-Type: application/json` (415 otherwise), within the body
@@ -218,6 +302,52 @@ pub fn check_cursor(cursor: Option<String>) -> Result<Option<String>, ApiError> 
 /// Parses a fingerprint in any accepted spelling into its canonical form.
 pub fn canonical_fingerprint(field: &str, text: &str) -> Result<String, ApiError> {
     Fingerprint::parse(text).map(|fp| fp.to_hex()).map_err(|e| ApiError::validation(field, e.to_string()))
+}
+
+/// Longest DN accepted. Real PIV/CAC DNs are 60–200 bytes; RFC 5280's attribute upper bounds
+/// add up to well under 1 KiB for any DN a CA issues.
+pub const MAX_DN_BYTES: usize = 1024;
+
+/// A DN as stored: parsed as people write it and put in the one RFC 4514 form the filter
+/// renders from certificates (`certbind_shared::certificate::dn`); unreadable → 422.
+pub fn canonical_dn(field: &str, text: &str) -> Result<String, ApiError> {
+    let dn = dn_text(field, text)?;
+    Ok(dn.canonical())
+}
+
+fn dn_text(field: &str, text: &str) -> Result<certbind_shared::certificate::dn::DnText, ApiError> {
+    if text.len() > 4 * MAX_DN_BYTES {
+        return Err(ApiError::validation(field, format!("is longer than {} bytes", 4 * MAX_DN_BYTES)));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::validation(field, "must not contain control characters (escape them as \\XX)"));
+    }
+    let dn = parse_dn(text).map_err(|e| ApiError::validation(field, format!("is not a distinguished name: {e}")))?;
+    if dn.canonical().len() > MAX_DN_BYTES {
+        return Err(ApiError::validation(field, format!("is longer than {MAX_DN_BYTES} bytes")));
+    }
+    Ok(dn)
+}
+
+/// An issuer DN a rule names (a revoked serial, a SAN rule, an allowed issuer), canonical. A
+/// DN written country first (OpenSSL's default output) would silently match nothing, so it is
+/// refused with the RFC 4514 order to use instead — unless a bound certificate's issuer is
+/// exactly that DN (a CA that really encodes its name so; the slash form names one too).
+pub async fn issuer_dn(db: &crate::db::Db, field: &str, text: &str) -> Result<String, ApiError> {
+    let dn = dn_text(field, text)?;
+    let canonical = dn.canonical();
+    if dn.country_first() && !crate::db::smartcards::issuer_known(db, &canonical).await? {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "names the country first, as OpenSSL's default output does; RFC 4514 (and the filter) \
+                 name the most specific part first: did you mean {:?}? (For a CA that really orders \
+                 its name country first, write it in the slash form, most specific last: /CN=…/C=….)",
+                dn.reversed()
+            ),
+        ));
+    }
+    Ok(canonical)
 }
 
 /// Required text: trimmed, non-empty, at most `max` bytes, no control characters.

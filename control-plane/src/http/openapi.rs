@@ -26,11 +26,16 @@ pub fn build() -> Value {
             "description": "Smart-card bindings (smart_card_links), the identity data the certbind filter \
                 enforces, and the signed snapshots that carry it. Errors are application/problem+json \
                 (RFC 9457). Admin routes take `Authorization: Bearer <admin token>` and see only the \
-                token's org."
+                token's org (and, for a super-admin, platform rules: `\"scope\": \"platform\"`). The \
+                snapshot is served only to a proxy credential (`Authorization: Bearer <proxy credential>`), \
+                which can read nothing else."
         },
         "paths": paths,
         "components": {
-            "securitySchemes": { "adminToken": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": {
+                "adminToken": { "type": "http", "scheme": "bearer", "description": "an admin token (cbt_…)" },
+                "proxyCredential": { "type": "http", "scheme": "bearer", "description": "a proxy credential (cbp_…)" }
+            },
             "schemas": schemas(),
         }
     })
@@ -66,9 +71,17 @@ fn operation(route: &RouteDoc) -> Value {
     let success = match (route.path, schema) {
         ("/metrics", _) => json!({ "description": "Prometheus text", "content": { "text/plain": { "schema": { "type": "string" } } } }),
         ("/api/v1/snapshot", _) => json!({
-            "description": "The signed snapshot (binary); 304 when the caller holds the latest",
-            "headers": { "ETag": { "schema": { "type": "string" } } },
-            "content": { "application/vnd.certbind.snapshot": { "schema": { "type": "string", "format": "binary" } } }
+            "description": "The signed snapshot, or a delta chain from the version the caller holds (when it \
+                sends after_version or If-None-Match and accepts application/vnd.certbind.snapshot-delta); \
+                304 when the caller holds the latest",
+            "headers": {
+                "ETag": { "schema": { "type": "string" }, "description": "\"M\": the version served" },
+                "X-Certbind-Snapshot-Version": { "schema": { "type": "integer" } }
+            },
+            "content": {
+                "application/vnd.certbind.snapshot": { "schema": { "type": "string", "format": "binary" } },
+                "application/vnd.certbind.snapshot-delta": { "schema": { "type": "string", "format": "binary" } }
+            }
         }),
         (_, Some(name)) => json!({
             "description": "Success",
@@ -85,8 +98,14 @@ fn operation(route: &RouteDoc) -> Value {
     if route.path == "/readyz" {
         responses.insert("503".into(), problem("Not ready"));
     }
-    if route.access != Access::Public {
+    if route.access == Access::Proxy {
+        responses.insert("401".into(), problem("Missing or unknown proxy credential"));
+        responses.insert("403".into(), problem("An admin token: the snapshot is served to proxy credentials"));
+        responses.insert("422".into(), problem("Invalid parameter; `field` names it"));
+    }
+    if matches!(route.access, Access::Admin | Access::SuperAdmin) {
         responses.insert("401".into(), problem("Missing or unknown admin token"));
+        responses.insert("403".into(), problem("A proxy credential, or a change the token may not make (platform rules, a super-admin token)"));
         responses.insert("404".into(), problem("No such resource in the caller's org"));
         responses.insert("422".into(), problem("Invalid parameter or body; `field` names it"));
     }
@@ -115,8 +134,14 @@ fn operation(route: &RouteDoc) -> Value {
                 }),
             );
         }
-        if route.access != Access::Public {
-            map.insert("security".into(), json!([{ "adminToken": [] }]));
+        match route.access {
+            Access::Public => {}
+            Access::Proxy => {
+                map.insert("security".into(), json!([{ "proxyCredential": [] }]));
+            }
+            Access::Admin | Access::SuperAdmin => {
+                map.insert("security".into(), json!([{ "adminToken": [] }]));
+            }
         }
     }
     op
@@ -152,6 +177,9 @@ fn schemas() -> Value {
     let ns = json!({ "type": ["string", "null"] });
     let time = json!({ "type": "string", "format": "date-time" });
     let fingerprint = json!({ "type": "string", "description": "64 hex digits, colon-separated hex pairs, or base64url x5t#S256; returned as 64 lowercase hex digits" });
+    let dn = json!({ "type": "string", "description": "an RFC 4514 distinguished name, most specific part first; stored in the canonical form the filter renders from certificates" });
+    let scope = json!({ "enum": ["org", "platform"], "description": "whose rule: the caller's org (default) or the platform (super-admin tokens only)" });
+    let owned = json!({ "enum": ["org", "platform"] });
     json!({
         "Problem": {
             "type": "object",
@@ -181,45 +209,61 @@ fn schemas() -> Value {
         "OrgPage": page_of("Org"),
         "TokenRequest": object(&[], json!({ "super_admin": { "type": "boolean" }, "label": s })),
         "Token": object(&["id", "org_id", "super_admin", "created_at"], json!({
-            "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time
+            "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time, "last_used_at": ns
         })),
         "NewToken": object(&["id", "org_id", "super_admin", "created_at", "token"], json!({
-            "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time,
+            "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time, "last_used_at": ns,
             "token": { "type": "string", "description": "the secret; shown only in this response" }
         })),
         "TokenPage": page_of("Token"),
+        "ProxyCredentialRequest": object(&[], json!({ "label": s })),
+        "ProxyCredential": object(&["id", "created_at"], json!({ "id": s, "label": ns, "created_at": time, "last_used_at": ns })),
+        "NewProxyCredential": object(&["id", "created_at", "credential"], json!({
+            "id": s, "label": ns, "created_at": time, "last_used_at": ns,
+            "credential": { "type": "string", "description": "the secret; shown only in this response" }
+        })),
+        "ProxyCredentialPage": page_of("ProxyCredential"),
         "UserRequest": object(&["name"], json!({ "name": s, "email": s })),
         "User": object(&["id", "org_id", "name", "created_at"], json!({ "id": s, "org_id": s, "name": s, "email": ns, "created_at": time })),
         "UserPage": page_of("User"),
-        "BlocklistRequest": object(&[], json!({ "fingerprint": fingerprint, "issuer_dn": s, "serial": s, "reason": s })),
-        "BlocklistEntry": object(&["id", "org_id", "created_at"], json!({
-            "id": s, "org_id": s, "fingerprint": ns, "issuer_dn": ns, "serial": ns, "reason": ns, "created_at": time
+        "BlocklistRequest": object(&[], json!({ "fingerprint": fingerprint, "issuer_dn": dn, "serial": s, "reason": s, "scope": scope })),
+        "BlocklistEntry": object(&["id", "scope", "org_id", "created_at"], json!({
+            "id": s, "scope": owned, "org_id": ns, "fingerprint": ns, "issuer_dn": ns, "serial": ns, "reason": ns, "created_at": time
         })),
         "BlocklistPage": page_of("BlocklistEntry"),
         "IssuerRequest": object(&["issuer", "jwks"], json!({
-            "issuer": s, "audiences": { "type": "array", "items": s }, "jwks": { "type": "object", "description": "RFC 7517 JSON Web Key Set" }
+            "issuer": s, "audiences": { "type": "array", "items": s }, "jwks": { "type": "object", "description": "RFC 7517 JSON Web Key Set" },
+            "scope": scope
         })),
         "IssuerUpdate": object(&[], json!({ "audiences": { "type": ["array", "null"], "items": s }, "jwks": { "type": "object" } })),
-        "Issuer": object(&["id", "org_id", "issuer", "jwks", "created_at", "updated_at"], json!({
-            "id": s, "org_id": s, "issuer": s, "audiences": { "type": ["array", "null"], "items": s },
+        "Issuer": object(&["id", "scope", "org_id", "issuer", "jwks", "created_at", "updated_at"], json!({
+            "id": s, "scope": owned, "org_id": ns, "issuer": s, "audiences": { "type": ["array", "null"], "items": s },
             "jwks": { "type": "object" }, "created_at": time, "updated_at": time
         })),
         "IssuerPage": page_of("Issuer"),
-        "MappingRuleRequest": object(&["san", "domain"], json!({ "san": { "enum": ["email", "upn"] }, "domain": s })),
-        "MappingRule": object(&["id", "org_id", "san_kind", "domain", "created_at"], json!({
-            "id": s, "org_id": s, "san_kind": { "enum": ["email", "upn"] }, "domain": s, "created_at": time
+        "MappingRuleRequest": object(&["san", "domain", "issuer_dn"], json!({
+            "san": { "enum": ["email", "upn"] }, "domain": s, "issuer_dn": dn, "scope": scope
+        })),
+        "MappingRule": object(&["id", "scope", "org_id", "san_kind", "domain", "issuer_dn", "created_at"], json!({
+            "id": s, "scope": owned, "org_id": ns, "san_kind": { "enum": ["email", "upn"] }, "domain": s,
+            "issuer_dn": { "type": ["string", "null"], "description": "canonical RFC 4514; null only for rules made before issuers were named, which map nothing" },
+            "created_at": time
         })),
         "MappingRulePage": page_of("MappingRule"),
-        "ThumbprintMappingRequest": object(&["fingerprint", "principal"], json!({ "fingerprint": fingerprint, "principal": s })),
-        "ThumbprintMapping": object(&["fingerprint", "org_id", "principal", "created_at"], json!({
-            "fingerprint": s, "org_id": s, "principal": s, "created_at": time
+        "ThumbprintMappingRequest": object(&["fingerprint", "principal"], json!({
+            "fingerprint": fingerprint,
+            "principal": { "type": "string", "description": "an org: a name in the org's namespace (the filter sends auth:account:org:{org_id}:{name}); the platform: any principal outside auth:account:user: and auth:account:org:" },
+            "scope": scope
+        })),
+        "ThumbprintMapping": object(&["fingerprint", "scope", "org_id", "principal", "created_at"], json!({
+            "fingerprint": s, "scope": owned, "org_id": ns, "principal": s, "created_at": time
         })),
         "ThumbprintMappingPage": page_of("ThumbprintMapping"),
         "ConstraintRequest": object(&["kind", "value"], json!({
-            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain"] }, "value": s
+            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain"] }, "value": s, "scope": scope
         })),
-        "Constraint": object(&["id", "org_id", "kind", "value", "created_at"], json!({
-            "id": s, "org_id": s, "kind": s, "value": s, "created_at": time
+        "Constraint": object(&["id", "scope", "org_id", "kind", "value", "created_at"], json!({
+            "id": s, "scope": owned, "org_id": ns, "kind": s, "value": s, "created_at": time
         })),
         "ConstraintPage": page_of("Constraint"),
         "AuditEntry": object(&["id", "org_id", "actor", "action", "target", "detail", "at"], json!({

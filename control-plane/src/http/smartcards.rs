@@ -2,12 +2,12 @@
 //! and relabel, and binding by uploaded PEM.
 
 use super::{
-    canonical_fingerprint, double_option, optional_text, page_limit, required_text, with_version, Admin, ApiJson,
-    ApiQuery,
+    canonical_dn, canonical_fingerprint, double_option, optional_text, page_limit, required_text, with_version, Admin,
+    ApiJson, ApiQuery,
 };
-use crate::app::{AppState, IdentityChange};
+pub use super::MAX_DN_BYTES;
+use crate::app::AppState;
 use crate::db::smartcards::{self, ListFilter, NewSmartCard, SmartCardUpdate};
-use crate::db::snapshot_data::BindingRow;
 use crate::db::{Page, SmartCardLink};
 use crate::error::{ApiError, ApiResult};
 use crate::time::{format_epoch, parse_rfc3339};
@@ -15,15 +15,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use certbind_shared::certificate::pem::decode_certificate_pem;
+use certbind_shared::certificate::pem::decode_certificate_pem_chain;
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::identity::normalize_serial;
 use certbind_shared::Fingerprint;
 use serde::Deserialize;
 
-/// Longest DN accepted. Real PIV/CAC DNs are 60–200 bytes; RFC 5280's attribute upper bounds
-/// add up to well under 1 KiB for any DN a CA issues.
-pub const MAX_DN_BYTES: usize = 1024;
 /// Labels are for people: "Primary CAC".
 pub const MAX_LABEL_BYTES: usize = 200;
 /// Ids are carried in the snapshot, whose strings are at most 255 bytes.
@@ -73,20 +70,10 @@ fn path_of(link: &SmartCardLink) -> String {
     format!("/api/v1/admin/smartcards/{}", link.fingerprint)
 }
 
-fn binding_change(link: &SmartCardLink) -> IdentityChange {
-    IdentityChange::BindingUpserted(BindingRow {
-        fingerprint: link.fingerprint.clone(),
-        user_id: link.user_id.clone(),
-        org_id: link.org_id.clone(),
-        enabled: link.enabled,
-    })
-}
-
 pub async fn bind(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<BindRequest>) -> ApiResult<Response> {
-    let card = validate_bind(body)?;
-    let (link, version) = smartcards::bind(&state.db, &admin.actor(), card).await?;
+    let card = validate_bind(body, crate::time::now_epoch())?;
+    let (link, version) = state.identity_changed(smartcards::bind(&state.db, &admin.actor(), card).await?);
     state.metrics.binds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    state.identity_changed(version, binding_change(&link));
     let location = path_of(&link);
     Ok(with_version(version, (StatusCode::CREATED, [(header::LOCATION, location)], Json(link))))
 }
@@ -100,7 +87,7 @@ pub async fn list(
     let filter = ListFilter {
         user_id: optional_text("user_id", query.user_id.as_deref(), MAX_ID_BYTES)?,
         enabled: query.enabled,
-        issuer_dn: optional_text("issuer", query.issuer.as_deref(), MAX_DN_BYTES)?,
+        issuer_dn: query.issuer.as_deref().map(|dn| canonical_dn("issuer", dn)).transpose()?,
         cursor: query.cursor.as_deref().map(|c| canonical_fingerprint("cursor", c)).transpose()?,
     };
     Ok(Json(smartcards::list(&state.db, admin.org_id(), &filter, limit).await?))
@@ -129,28 +116,35 @@ pub async fn update(
         Some(label) => Some(optional_text("label", label.as_deref(), MAX_LABEL_BYTES)?),
     };
     let change = SmartCardUpdate { enabled: body.enabled, label };
-    let (link, version) = smartcards::update(&state.db, &admin.actor(), &fingerprint, &change).await?;
-    state.identity_changed(version, binding_change(&link));
+    let (link, version) = state.identity_changed(smartcards::update(&state.db, &admin.actor(), &fingerprint, &change).await?);
     Ok(with_version(version, Json(link)))
 }
 
 pub async fn revoke(State(state): State<AppState>, admin: Admin, Path(fingerprint): Path<String>) -> ApiResult<Response> {
     let fingerprint = canonical_fingerprint("fingerprint", &fingerprint)?;
-    let (link, version) = smartcards::revoke(&state.db, &admin.actor(), &fingerprint).await?;
+    let (link, version) = state.identity_changed(smartcards::revoke(&state.db, &admin.actor(), &fingerprint).await?);
     state.metrics.revokes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    state.identity_changed(version, IdentityChange::BindingRemoved { fingerprint: link.fingerprint.clone() });
     Ok(with_version(version, Json(link)).into_response())
 }
 
-/// Checks a bind request and puts every field in canonical form.
-pub fn validate_bind(body: BindRequest) -> ApiResult<NewSmartCard> {
+/// Checks a bind request and puts every field in canonical form. Refused (422): a PEM with
+/// more than one certificate, a CA certificate, and a certificate expired at `now` — each
+/// would bind something that can never authenticate a card holder. (A certificate on an
+/// applicable blocklist is refused by storage, which sees the blocklist.)
+pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
     let user_id = required_text("user_id", &body.user_id, MAX_ID_BYTES)?;
     let label = optional_text("label", body.label.as_deref(), MAX_LABEL_BYTES)?;
     let given = GivenFields::parse(&body)?;
     let card = match &body.certificate_pem {
         Some(pem) => {
-            let facts = facts_of_pem(pem)?;
+            let (facts, is_ca) = facts_of_pem(pem)?;
             given.check_against(&facts)?;
+            if is_ca {
+                return Err(ApiError::validation(
+                    "certificate_pem",
+                    "is a CA certificate (basicConstraints cA): bind the card's own certificate",
+                ));
+            }
             if facts.subject_dn.len() > MAX_DN_BYTES || facts.issuer_dn.len() > MAX_DN_BYTES {
                 return Err(ApiError::validation("certificate_pem", format!("a DN is longer than {MAX_DN_BYTES} bytes")));
             }
@@ -159,7 +153,7 @@ pub fn validate_bind(body: BindRequest) -> ApiResult<NewSmartCard> {
                 user_id,
                 subject_dn: facts.subject_dn,
                 issuer_dn: facts.issuer_dn,
-                serial: facts.serial_hex,
+                serial: normalized_serial(&facts.serial_hex),
                 not_before: format_epoch(facts.not_before),
                 not_after: format_epoch(facts.not_after),
                 label,
@@ -182,18 +176,56 @@ pub fn validate_bind(body: BindRequest) -> ApiResult<NewSmartCard> {
     if card.not_before >= card.not_after {
         return Err(ApiError::validation("not_after", "must be later than not_before"));
     }
+    if parse_rfc3339(&card.not_after).is_some_and(|not_after| not_after < now) {
+        return Err(ApiError::validation(
+            "not_after",
+            format!("the certificate expired at {}: it can no longer authenticate anyone", card.not_after),
+        ));
+    }
     Ok(card)
 }
 
-fn facts_of_pem(pem: &str) -> ApiResult<CertificateFacts> {
+/// A certificate's facts, and whether it is a CA certificate. Exactly one certificate.
+fn facts_of_pem(pem: &str) -> ApiResult<(CertificateFacts, bool)> {
     if pem.len() > MAX_PEM_TEXT_BYTES {
         return Err(ApiError::validation(
             "certificate_pem",
             format!("is {} bytes, more than the {MAX_PEM_TEXT_BYTES}-byte limit", pem.len()),
         ));
     }
-    let der = decode_certificate_pem(pem.as_bytes()).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
-    CertificateFacts::from_der(&der).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))
+    let chain =
+        decode_certificate_pem_chain(pem.as_bytes()).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
+    let der = match chain.as_slice() {
+        [der] => der,
+        more => {
+            return Err(ApiError::validation(
+                "certificate_pem",
+                format!("holds {} certificates; send the card's certificate alone, without its chain", more.len()),
+            ))
+        }
+    };
+    let facts = CertificateFacts::from_der(der).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
+    Ok((facts, is_ca_certificate(der)))
+}
+
+/// basicConstraints with cA set. A certificate the facts walk accepted but x509-cert cannot
+/// decode is treated as not a CA: the walk is the filter's, and decides.
+fn is_ca_certificate(der: &[u8]) -> bool {
+    use der::Decode;
+    use x509_cert::ext::pkix::BasicConstraints;
+    let Ok(certificate) = x509_cert::Certificate::from_der(der) else { return false };
+    certificate
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS)
+        .any(|e| BasicConstraints::from_der(e.extn_value.as_bytes()).is_ok_and(|bc| bc.ca))
+}
+
+/// A certificate's serial as stored (see [`canonical_serial`]).
+fn normalized_serial(hex: &str) -> String {
+    canonical_serial(hex).unwrap_or_else(|_| hex.to_ascii_lowercase())
 }
 
 /// The certificate fields of a bind request, parsed; `None` where not given.
@@ -222,8 +254,8 @@ impl GivenFields {
                 .as_deref()
                 .map(|f| Fingerprint::parse(f).map_err(|e| ApiError::validation("fingerprint", e.to_string())))
                 .transpose()?,
-            subject_dn: optional_text("subject_dn", body.subject_dn.as_deref(), MAX_DN_BYTES)?,
-            issuer_dn: optional_text("issuer_dn", body.issuer_dn.as_deref(), MAX_DN_BYTES)?,
+            subject_dn: body.subject_dn.as_deref().map(|dn| canonical_dn("subject_dn", dn)).transpose()?,
+            issuer_dn: body.issuer_dn.as_deref().map(|dn| canonical_dn("issuer_dn", dn)).transpose()?,
             serial: body.serial.as_deref().map(canonical_serial).transpose()?,
             not_before: time("not_before", &body.not_before)?,
             not_after: time("not_after", &body.not_after)?,

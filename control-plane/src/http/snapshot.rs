@@ -1,12 +1,14 @@
 //! `GET /api/v1/snapshot` and `/api/v1/snapshot/keys`: what every filter fetches.
 //!
-//! The snapshot carries its own signature, so these routes need no token. A filter polls with
-//! `?wait=N&after_version=V` (or `If-None-Match`): the request is held until a newer snapshot
-//! is signed or N seconds (capped) pass, so a revocation reaches every proxy within seconds
-//! without a storm of requests.
+//! The snapshot is served only to a proxy credential: it names every org's users and cards.
+//! Its keys are public. A filter polls with `?wait=N&after_version=V` (or `If-None-Match`):
+//! the request is held until a newer snapshot is signed or N seconds (capped) pass, so a
+//! revocation reaches every proxy within seconds without a storm of requests.
 
-use super::{ApiQuery, SNAPSHOT_VERSION_HEADER};
-use crate::app::{AppState, ServedSnapshot};
+use super::{ApiQuery, Proxy, SNAPSHOT_VERSION_HEADER};
+use crate::app::AppState;
+use crate::snapshot::ServedSnapshot;
+use axum::http::HeaderName;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,6 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const SNAPSHOT_CONTENT_TYPE: &str = "application/vnd.certbind.snapshot";
+pub const DELTA_CONTENT_TYPE: &str = "application/vnd.certbind.snapshot-delta";
+
+/// The version served, beside the ETag, for clients that would rather not parse one.
+pub const X_SNAPSHOT_VERSION: HeaderName = HeaderName::from_static("x-certbind-snapshot-version");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +51,8 @@ fn set_common_headers(headers: &mut HeaderMap, snapshot: &ServedSnapshot) {
         headers.insert(header::ETAG, etag);
     }
     if let Ok(version) = HeaderValue::from_str(&snapshot.version.to_string()) {
-        headers.insert(SNAPSHOT_VERSION_HEADER, version);
+        headers.insert(SNAPSHOT_VERSION_HEADER, version.clone());
+        headers.insert(X_SNAPSHOT_VERSION, version);
     }
     // Caches must revalidate: a revoked binding must not be served from a cache.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -66,7 +73,12 @@ fn latest_or_unavailable(state: &AppState) -> ApiResult<Arc<ServedSnapshot>> {
         .ok_or_else(|| ApiError::Unavailable("no signed snapshot yet: is a signing key configured (`certbind key init`)?".into()))
 }
 
-pub async fn latest(State(state): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<SnapshotQuery>) -> ApiResult<Response> {
+pub async fn latest(
+    State(state): State<AppState>,
+    _proxy: Proxy,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<SnapshotQuery>,
+) -> ApiResult<Response> {
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.limits.max_long_poll);
     let mut versions = state.snapshots.subscribe();

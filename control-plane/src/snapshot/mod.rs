@@ -1,16 +1,21 @@
-//! Signed identity snapshots: building them from the database's rows ([`builder`]), keeping
-//! the latest one and the changes since ([`store`]), and serving them to the API
-//! ([`service`]). The format and its verification live in `certbind_shared::snapshot`, so the
-//! filter checks exactly what is tested here.
+//! Signed identity snapshots: the changes that reach them ([`change`]), building them from
+//! the database's rows ([`builder`]), keeping the latest one and the changes since
+//! ([`store`]), and serving them to the API ([`service`], behind [`served::SnapshotService`]).
+//! The format and its verification live in `certbind_shared::snapshot`, so the filter checks
+//! exactly what is tested here.
 
 pub mod builder;
+pub mod change;
+pub mod served;
 pub mod service;
 pub mod store;
 
 pub use builder::{
-    validate_change, BindingEntry, BuildError, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
+    validate_change, BindingEntry, BuildError, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
     SnapshotContent, StreamedBindings,
 };
+pub use change::{Change, Committed};
+pub use served::{NoSnapshots, ServedSnapshot, SnapshotService};
 pub use service::{build_from_database, StoreService};
 pub use store::{Applied, SignedSnapshot, SnapshotStore, StoreError, StoreSettings};
 

@@ -1,43 +1,43 @@
 //! The snapshot store wired to the database and the API: [`StoreService`] implements
 //! [`SnapshotService`].
 //!
-//! - Binding changes arrive through [`SnapshotService::committed`] with their version and are
-//!   patched into the next snapshot without reading the database.
-//! - So are additions to the blocklist (by fingerprint or by issuer and serial), the urgent
-//!   direction.
-//! - Other changes (blocklist removals, issuers, mapping rules, constraints, thumbprints) and any
-//!   version that goes missing (a handler cancelled between commit and hand-over, the CLI or
-//!   another replica writing the same database) lead to a full reload.
-//! - Before a snapshot's first quarter of validity is over, a fresh version is committed and
-//!   signed, so a proxy never holds a snapshot near expiry while the control plane is up.
+//! - Changes arrive through [`SnapshotService::committed`] with their version and are patched
+//!   into the next snapshot without reading the tables.
+//! - A version the service never hears of (another replica's change, the command line's, a
+//!   hand-over a cancelled request never made) is read from the snapshot log within a second.
+//! - Every signature takes a new version from the database first (a claim), and signs the
+//!   content committed before it: versions only go up, across restarts and replicas, and no
+//!   version is signed twice.
+//! - Half-way through a snapshot's validity (by default) with nothing changed, a new version
+//!   is claimed and signed, so an idle fleet never reaches expiry while the service runs.
+//! - A full reload (start-up, a log the service cannot follow) reads the tables at one
+//!   version, claims a newer one, and folds in what was committed between.
 
 use super::builder::{
-    BindingEntry, BuildError, Change, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SnapshotContent,
-    StreamedBindings,
+    BindingEntry, BuildError, Change as Patch, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
+    SnapshotContent, StreamedBindings,
 };
-use super::store::{SignedSnapshot, SnapshotStore, StoreError, StoreSettings};
-use crate::app::{IdentityChange, ServedSnapshot, SnapshotService};
-use crate::db::snapshot_data::{self, BindingRow, BindingSink, IdentityRows};
-use crate::db::blocklist::BlockTarget;
-use crate::db::{commit_change, Actor, AuditRecord, Db, Visibility};
+use super::change::Change;
+use super::served::{ServedSnapshot, SnapshotService};
+use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
+use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};
+use crate::db::snapshot_log::{self, LogEntry};
+use crate::db::Db;
 use crate::signer::{public_key_json, Signer};
 use anyhow::Context as _;
 use axum::body::Bytes;
-use certbind_shared::identity::SanKind;
-use certbind_shared::snapshot::ConstraintKind;
-use certbind_shared::Fingerprint;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 /// How often the worker looks at the database version when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
 
-/// How long a missing version may stay missing before a full reload: long enough for a
-/// change committed a moment ago to be handed over, short enough that a lost hand-over
-/// costs seconds, not a revocation that never arrives.
-const GAP_GRACE: Duration = Duration::from_secs(2);
+/// Attempts at a reload whose catch-up the snapshot format cannot patch, before one is
+/// signed anyway... never: each attempt reads newer tables, so this bounds a storm only.
+const RELOAD_ATTEMPTS: usize = 5;
 
 /// Snapshot bytes shared with the HTTP body, without a copy.
 struct SnapshotBody(Arc<Vec<u8>>);
@@ -55,65 +55,77 @@ fn served(snapshot: &SignedSnapshot) -> Arc<ServedSnapshot> {
     })
 }
 
-/// A fingerprint column of `table`; a value that is not canonical hex is logged and the row
-/// left out (it fails closed: an unreadable binding is an unenrolled card).
-fn stored_fingerprint(text: &str, table: &str) -> Option<Fingerprint> {
-    match Fingerprint::from_canonical_hex(text) {
-        Ok(fp) => Some(fp),
-        Err(_) => {
-            tracing::error!(table, "row with a non-canonical fingerprint left out of the snapshot");
-            None
+/// The patch the snapshot format can apply for a change, or `None` when only the tables
+/// know the result: the format carries no owners, so taking away one owner's rule may leave
+/// another owner's in force.
+fn patch_of(change: Change) -> Option<Patch> {
+    Some(match change {
+        Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
+            Patch::UpsertBinding { fingerprint, user_id, org_id, enabled }
         }
-    }
+        Change::RemoveBinding { fingerprint } => Patch::RemoveBinding { fingerprint },
+        Change::Block { fingerprint, .. } => Patch::Block { fingerprint },
+        Change::RevokeSerial { issuer_dn, serial, .. } => Patch::RevokeSerial { issuer_dn, serial },
+        Change::MapPrincipal { fingerprint, principal, .. } => Patch::MapPrincipal { fingerprint, principal },
+        // One mapping per fingerprint, whoever owns it.
+        Change::UnmapPrincipal { fingerprint, .. } => Patch::UnmapPrincipal { fingerprint },
+        Change::AllowSanDomain { kind, domain, .. } => Patch::AllowSanDomain { kind, domain },
+        Change::AddConstraint { owner: crate::db::Owner::Org(org_id), kind, value } => {
+            Patch::AddConstraint { org_id, kind, value }
+        }
+        Change::Unblock { .. }
+        | Change::UnrevokeSerial { .. }
+        | Change::DisallowSanDomain { .. }
+        | Change::AddConstraint { .. }
+        | Change::RemoveConstraint { .. }
+        | Change::UpsertIssuer { .. }
+        | Change::RemoveIssuer { .. } => return None,
+    })
 }
 
-/// Turns the database's rows into snapshot content. Rows that cannot be represented are
-/// left out and logged; each omission fails closed (an unreadable binding is an unenrolled
-/// card, an unreadable issuer's tokens are refused).
-pub fn content_from_rows(rows: IdentityRows) -> (SnapshotContent, u64) {
-    let version = u64::try_from(rows.version).unwrap_or(0);
-    let fingerprint = stored_fingerprint;
+/// The patches of one version's changes, or `None` if any needs the tables.
+fn patches_of(changes: Vec<Change>) -> Option<Vec<Patch>> {
+    changes.into_iter().map(patch_of).collect()
+}
+
+/// Turns the database's rows into snapshot content. Rules the format cannot carry are left
+/// out and logged; each omission fails closed or is the documented effect of a rule's
+/// owner (see [`patch_of`]).
+pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
     let mut content = SnapshotContent::default();
-    for row in rows.bindings {
-        if let Some(fingerprint) = fingerprint(&row.fingerprint, "smart_card_links") {
+    for row in &rows.bindings {
+        if let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") {
             content.bindings.push(BindingEntry {
                 fingerprint,
-                user_id: row.user_id,
-                org_id: row.org_id,
+                user_id: row.user_id.clone(),
+                org_id: row.org_id.clone(),
                 enabled: row.enabled,
             });
         }
     }
-    content.blocklist = rows.blocked_fingerprints.iter().filter_map(|fp| fingerprint(fp, "blocklist")).collect();
-    content.revoked =
-        rows.revoked_serials.into_iter().map(|(issuer_dn, serial)| RevokedSerial { issuer_dn, serial }).collect();
-    for (fp, principal) in rows.thumbprint_mappings {
-        if let Some(fingerprint) = fingerprint(&fp, "thumbprint_mappings") {
-            content.principals.push(PrincipalEntry { fingerprint, principal });
-        }
-    }
-    for (kind, domain) in rows.san_rules {
-        match kind.as_str() {
-            "email" => content.san_rules.push((SanKind::Email, domain)),
-            "upn" => content.san_rules.push((SanKind::Upn, domain)),
-            other => tracing::error!(kind = other, "mapping rule of unknown SAN kind left out of the snapshot"),
-        }
-    }
-    for row in rows.constraints {
-        match ConstraintKind::from_name(&row.kind) {
-            Some(kind) => content.constraints.push(ConstraintEntry { org_id: row.org_id, kind, value: row.value }),
-            None => tracing::error!(kind = row.kind, "constraint of unknown kind left out of the snapshot"),
-        }
-    }
-    for row in rows.issuers {
-        match certbind_shared::pop::jwks::Jwks::parse(row.jwks.as_bytes()) {
-            Ok(_) => content.issuers.push(IssuerEntry { issuer: row.issuer, jwks_json: row.jwks.into_bytes() }),
-            Err(e) => {
-                tracing::error!(issuer = row.issuer, error = %e, "issuer with unusable JWKS left out of the snapshot")
+    let mut issuers = BTreeSet::new();
+    for rule in &rows.rules {
+        match rule.clone() {
+            Change::Block { fingerprint, .. } => content.blocklist.push(fingerprint),
+            Change::RevokeSerial { issuer_dn, serial, .. } => content.revoked.push(RevokedSerial { issuer_dn, serial }),
+            Change::MapPrincipal { fingerprint, principal, .. } => {
+                content.principals.push(PrincipalEntry { fingerprint, principal })
             }
+            Change::AllowSanDomain { kind, domain, .. } => content.san_rules.push((kind, domain)),
+            Change::AddConstraint { owner: crate::db::Owner::Org(org_id), kind, value } => {
+                content.constraints.push(ConstraintEntry { org_id, kind, value })
+            }
+            Change::UpsertIssuer { issuer, jwks_json, .. } => {
+                if certbind_shared::pop::jwks::Jwks::parse(&jwks_json).is_err() {
+                    tracing::error!(issuer, "issuer with unusable JWKS left out of the snapshot");
+                } else if issuers.insert(issuer.clone()) {
+                    content.issuers.push(IssuerEntry { issuer, jwks_json });
+                }
+            }
+            _ => {}
         }
     }
-    (content, version)
+    content
 }
 
 /// A full build fed by the database: the bindings go straight into the snapshot's buffer as
@@ -127,7 +139,7 @@ struct StreamingBuild {
 
 impl BindingSink for StreamingBuild {
     fn start(&mut self, bindings: usize, rest: &IdentityRows) {
-        let (content, _) = content_from_rows(rest.clone());
+        let content = content_from_rows(rest);
         self.streamed = Some(StreamedBindings::new(bindings, &content));
         self.rest = content;
     }
@@ -141,54 +153,79 @@ impl BindingSink for StreamingBuild {
     }
 }
 
-/// Reads everything and publishes it as one snapshot, streaming the bindings into it.
+/// What the log says happened in `(after, before)`: each version's patches, or `None` when
+/// some version is missing, unreadable, or needs the tables.
+async fn log_between(db: &Db, after: u64, before: u64) -> anyhow::Result<Option<Vec<(u64, Vec<Patch>)>>> {
+    if before <= after.saturating_add(1) {
+        return Ok(Some(Vec::new()));
+    }
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let entries = snapshot_log::read(db, to_i64(after), to_i64(before - 1)).await.context("reading the snapshot log")?;
+    let mut out = Vec::with_capacity(entries.len());
+    let mut expected = after + 1;
+    for (version, entry) in entries {
+        let version = u64::try_from(version).unwrap_or(0);
+        if version != expected {
+            return Ok(None);
+        }
+        expected += 1;
+        match entry {
+            LogEntry::Signature => out.push((version, Vec::new())),
+            LogEntry::Changes(changes) => match patches_of(changes) {
+                Some(patches) => out.push((version, patches)),
+                None => return Ok(None),
+            },
+            LogEntry::Unreadable => return Ok(None),
+        }
+    }
+    Ok((expected == before).then_some(out))
+}
+
+/// Claims a version for a signature.
+async fn claim(db: &Db) -> anyhow::Result<u64> {
+    let version = snapshot_log::claim(db).await.context("cannot claim a snapshot version")?;
+    u64::try_from(version).context("snapshot version out of range")
+}
+
+/// Reads everything and publishes it as one snapshot under a newly claimed version,
+/// streaming the bindings into it.
 async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<SignedSnapshot>> {
-    store.begin_load();
-    let mut build = StreamingBuild::default();
-    let rows = read_or_abort(store, snapshot_data::load_streaming(db, &mut build).await)?;
-    let version = u64::try_from(rows.version).unwrap_or(0);
-    let streamed = match (build.streamed, build.problem) {
-        (Some(streamed), None) => streamed,
-        (_, Some(BuildError::BindingsOutOfOrder { fingerprint })) => {
-            // A database that does not sort as promised: collect and sort instead.
-            tracing::warn!(fingerprint, "bindings did not arrive in fingerprint order; rebuilding from a sorted copy");
-            return reload_collected(db, store).await;
-        }
-        (_, Some(problem)) => {
+    for _ in 0..RELOAD_ATTEMPTS {
+        store.begin_load();
+        let mut build = StreamingBuild::default();
+        let rows = snapshot_data::load_streaming(db, &mut build).await;
+        let rows = rows.inspect_err(|_| store.abort_load()).context("cannot read the identity data")?;
+        let loaded_at = u64::try_from(rows.version).unwrap_or(0);
+        let streamed = match (build.streamed, build.problem) {
+            (Some(streamed), None) => streamed,
+            (_, Some(problem)) => {
+                store.abort_load();
+                return Err(problem).context("cannot build a snapshot of the identity data");
+            }
+            (None, None) => {
+                store.abort_load();
+                anyhow::bail!("the identity data was read without its bindings");
+            }
+        };
+        let sign_as = claim(db).await.inspect_err(|_| store.abort_load())?;
+        let Some(since) = log_between(db, loaded_at, sign_as).await.inspect_err(|_| store.abort_load())? else {
+            // Something committed meanwhile needs the tables: read them again.
             store.abort_load();
-            return Err(problem).context("cannot build a snapshot of the identity data");
-        }
-        (None, None) => return reload_collected(db, store).await,
-    };
-    let rest = build.rest;
-    finish_blocking(store, move |store| store.finish_streamed_load(streamed, rest, version)).await
+            continue;
+        };
+        let catch_up: Vec<Patch> = since.into_iter().flat_map(|(_, patches)| patches).collect();
+        let rest = build.rest;
+        let store = Arc::clone(store);
+        return tokio::task::spawn_blocking(move || store.finish_streamed_load(streamed, rest, loaded_at, sign_as, catch_up))
+            .await
+            .context("the snapshot build task failed")?
+            .context("cannot publish the reloaded snapshot");
+    }
+    anyhow::bail!("the identity data kept changing while it was read; retrying")
 }
 
-/// [`reload`] from rows collected and sorted in memory.
-async fn reload_collected(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<SignedSnapshot>> {
-    let rows = read_or_abort(store, snapshot_data::load(db).await)?;
-    let (content, version) = content_from_rows(rows);
-    finish_blocking(store, move |store| store.finish_load(content, version)).await
-}
-
-/// The rows of a load, or the load called off so that changes flow again.
-fn read_or_abort<T>(store: &SnapshotStore, read: sqlx::Result<T>) -> anyhow::Result<T> {
-    read.inspect_err(|_| store.abort_load()).context("cannot read the identity data")
-}
-
-/// A load's build and signature, off the async workers (hashing and the token block).
-async fn finish_blocking(
-    store: &Arc<SnapshotStore>,
-    finish: impl FnOnce(&SnapshotStore) -> Result<Arc<SignedSnapshot>, StoreError> + Send + 'static,
-) -> anyhow::Result<Arc<SignedSnapshot>> {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || finish(&store))
-        .await
-        .context("the snapshot build task failed")?
-        .context("cannot publish the reloaded snapshot")
-}
-
-/// Builds and signs a snapshot of the database as it is now (`certbind snapshot export`).
+/// Builds and signs a snapshot of the database as it is now (`certbind snapshot export`),
+/// under a version of its own.
 pub async fn build_from_database(
     db: &Db,
     signer: Arc<dyn Signer>,
@@ -203,7 +240,7 @@ pub struct StoreService {
     store: Arc<SnapshotStore>,
     db: Db,
     wake: Notify,
-    /// A change was committed whose content only the database knows.
+    /// The log could not be followed: only a reload of the tables catches up.
     reload_needed: AtomicBool,
     served: Arc<RwLock<Option<Arc<ServedSnapshot>>>>,
     versions: Arc<watch::Sender<u64>>,
@@ -233,68 +270,69 @@ impl StoreService {
         &self.store
     }
 
-    async fn tick(&self, behind_since: &mut Option<Instant>) {
-        let applied = self.store.applied_version();
-        let database = self.db.snapshot_version().await.ok().and_then(|v| u64::try_from(v).ok());
-        if database.is_some_and(|v| v > applied) {
-            behind_since.get_or_insert_with(Instant::now);
-        } else {
-            *behind_since = None;
+    async fn tick(&self) {
+        if let Err(e) = self.step().await {
+            tracing::error!(error = %format!("{e:#}"), "snapshot service: retrying");
         }
-        let overdue = |since: Option<Instant>| since.is_some_and(|s| s.elapsed() >= GAP_GRACE);
-        if self.reload_needed.swap(false, Ordering::SeqCst)
-            || overdue(*behind_since)
-            || overdue(self.store.waiting_since())
-        {
-            *behind_since = None;
-            if let Err(e) = reload(&self.db, &self.store).await {
+    }
+
+    async fn step(&self) -> anyhow::Result<()> {
+        if !self.reload_needed.load(Ordering::SeqCst) {
+            let database = self.db.snapshot_version().await.context("reading the snapshot version")?;
+            let database = u64::try_from(database).unwrap_or(0);
+            if !self.follow_log(database + 1).await? {
                 self.reload_needed.store(true, Ordering::SeqCst);
-                tracing::error!(error = %format!("{e:#}"), "snapshot reload failed; retrying");
-            }
-            return;
-        }
-        if self.refresh_due() {
-            if let Err(e) = self.commit_refresh().await {
-                tracing::error!(error = %format!("{e:#}"), "cannot commit a snapshot refresh");
             }
         }
-        if self.store.has_unpublished() {
-            let store = Arc::clone(&self.store);
-            match tokio::task::spawn_blocking(move || store.publish()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "snapshot publication failed; retrying"),
-                Err(e) => tracing::error!(error = %e, "snapshot publication task failed"),
-            }
+        if self.reload_needed.swap(false, Ordering::SeqCst) {
+            self.store.release_hold();
+            return reload(&self.db, &self.store).await.map(|_| ()).inspect_err(|_| {
+                self.reload_needed.store(true, Ordering::SeqCst);
+            });
         }
-    }
-
-    /// A quarter of the validity has passed since the latest snapshot was issued.
-    fn refresh_due(&self) -> bool {
-        let Some(latest) = self.store.latest() else { return false };
-        let quarter = i64::try_from(self.store.settings().validity.as_secs() / 4).unwrap_or(i64::MAX);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        now >= latest.issued_at().saturating_add(quarter) && !self.store.has_unpublished()
-    }
-
-    /// Commits a new version with no content change, so the next snapshot is newer than the
-    /// one proxies hold and pushes their expiry out.
-    async fn commit_refresh(&self) -> anyhow::Result<()> {
-        let tx = self.db.begin().await.context("cannot begin a transaction")?;
-        let actor = Actor { org_id: String::new(), name: "snapshot-refresh".into() };
-        let record = AuditRecord {
-            actor: &actor,
-            action: "snapshot.refresh",
-            target: String::new(),
-            detail: serde_json::json!({ "reason": "re-sign before expiry" }),
-        };
-        let version = commit_change(tx, record, Visibility::Snapshot).await.context("cannot commit")?;
-        if let Some(version) = version.and_then(|v| u64::try_from(v).ok()) {
-            self.store.apply(version, Vec::new());
+        if !self.store.has_unpublished() && !self.resign_due() {
+            return Ok(());
+        }
+        // Every signature under a version of its own, with the content committed before it.
+        let sign_as = claim(&self.db).await?;
+        if !self.follow_log(sign_as).await? {
+            self.reload_needed.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        self.store.hold(sign_as);
+        if self.store.ready_to_sign() != Some(sign_as) {
+            self.store.release_hold();
+            self.reload_needed.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        let store = Arc::clone(&self.store);
+        let published = tokio::task::spawn_blocking(move || store.publish()).await.context("the signing task failed")?;
+        if let Err(e) = published {
+            // The claim stays held: the next attempt signs it.
+            return Err(e).context("snapshot publication failed");
         }
         Ok(())
+    }
+
+    /// Folds every version before `before` the store has not seen, from the log. False when
+    /// the log cannot be followed there (a reload is due).
+    async fn follow_log(&self, before: u64) -> anyhow::Result<bool> {
+        let applied = self.store.applied_version();
+        if before <= applied.saturating_add(1) {
+            return Ok(true);
+        }
+        let Some(entries) = log_between(&self.db, applied, before).await? else { return Ok(false) };
+        for (version, patches) in entries {
+            self.store.apply(version, patches);
+        }
+        Ok(self.store.applied_version() + 1 >= before)
+    }
+
+    /// The latest snapshot is past the re-sign point of its validity.
+    fn resign_due(&self) -> bool {
+        let Some(latest) = self.store.latest() else { return false };
+        let after = i64::try_from(self.store.settings().resign_after().as_secs()).unwrap_or(i64::MAX);
+        crate::time::now_epoch() >= latest.issued_at().saturating_add(after)
     }
 }
 
@@ -314,7 +352,6 @@ async fn forward_published(
 }
 
 async fn run(service: Weak<StoreService>) {
-    let mut behind_since = None;
     loop {
         {
             let Some(service) = service.upgrade() else { return };
@@ -324,7 +361,7 @@ async fn run(service: Weak<StoreService>) {
             }
         }
         let Some(service) = service.upgrade() else { return };
-        service.tick(&mut behind_since).await;
+        service.tick().await;
     }
 }
 
@@ -341,31 +378,16 @@ impl SnapshotService for StoreService {
         serde_json::json!({ "keys": [public_key_json(self.store.signer().as_ref())] })
     }
 
-    fn committed(&self, version: i64, change: IdentityChange) {
+    fn committed(&self, version: i64, changes: Vec<Change>) {
         let Ok(version) = u64::try_from(version) else { return };
-        let fingerprint = |text: &str| Fingerprint::from_canonical_hex(text).ok();
-        let change = match change {
-            IdentityChange::BindingUpserted(row) => fingerprint(&row.fingerprint).map(|fingerprint| {
-                Change::UpsertBinding { fingerprint, user_id: row.user_id, org_id: row.org_id, enabled: row.enabled }
-            }),
-            IdentityChange::BindingRemoved { fingerprint: text } => {
-                fingerprint(&text).map(|fingerprint| Change::RemoveBinding { fingerprint })
+        match patches_of(changes) {
+            Some(patches) => {
+                self.store.apply(version, patches);
             }
-            IdentityChange::Blocked(BlockTarget::Fingerprint(text)) => {
-                fingerprint(&text).map(|fingerprint| Change::Block { fingerprint })
-            }
-            IdentityChange::Blocked(BlockTarget::Serial { issuer_dn, serial }) => {
-                Some(Change::RevokeSerial { issuer_dn, serial })
-            }
-            IdentityChange::Other => None,
-        };
-        match change {
-            Some(change) => {
-                self.store.apply(version, vec![change]);
-            }
-            // Only the database knows this version's content: leave the gap, reload at once.
+            // Only the tables know this version's result.
             None => self.reload_needed.store(true, Ordering::SeqCst),
         }
         self.wake.notify_one();
     }
 }
+

@@ -7,9 +7,14 @@
 //! Versions are the database's: every change the filter sees is committed together with an
 //! increment of the snapshot version, and handed to [`SnapshotStore::apply`] with that
 //! version. Changes are folded in version order, whatever order they arrive in; a version
-//! that never arrives leaves a gap the caller closes with a full reload
-//! ([`SnapshotStore::begin_load`] / [`SnapshotStore::finish_load`]). A published snapshot of
-//! version `v` therefore holds exactly the database's content at `v`.
+//! that never arrives leaves a gap the caller closes from the snapshot log or with a full
+//! reload ([`SnapshotStore::begin_load`] / [`SnapshotStore::finish_load`]). A published
+//! snapshot of version `v` therefore holds exactly the database's content at `v`.
+//!
+//! Every signature takes a version of its own from the database (a claim): the caller folds
+//! everything before it, then [`SnapshotStore::hold`]s the claim, which stops folding there
+//! until [`SnapshotStore::publish`] has signed it. So a version is signed once, by the one
+//! service that claimed it, with exactly the content committed before it.
 
 use super::builder::{
     encode_content, encode_patched, BuildError, Change, PatchMode, Pending, SnapshotContent, StreamedBindings,
@@ -30,11 +35,25 @@ pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct StoreSettings {
     /// `expires_at - issued_at` of every snapshot.
     pub validity: Duration,
+    /// How long after its issue a snapshot is signed again under a new version when nothing
+    /// changed, so that an idle fleet never holds one near expiry; `None`: half the validity.
+    pub resign_after: Option<Duration>,
+}
+
+impl StoreSettings {
+    pub fn with_validity(validity: Duration) -> Self {
+        StoreSettings { validity, resign_after: None }
+    }
+
+    /// When a snapshot is signed again: `resign_after`, or half the validity.
+    pub fn resign_after(&self) -> Duration {
+        self.resign_after.unwrap_or(self.validity / 2).min(self.validity)
+    }
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { validity: DEFAULT_VALIDITY }
+        StoreSettings::with_validity(DEFAULT_VALIDITY)
     }
 }
 
@@ -160,6 +179,8 @@ struct State {
     /// publications since: both bound the garbage a continued string table carries.
     churn_since_compaction: usize,
     publications_since_compaction: usize,
+    /// A signature claimed at this version: nothing after it folds until it is published.
+    hold: Option<u64>,
 }
 
 /// Publications between rebuilds of the string table, whatever the churn: the small
@@ -208,6 +229,7 @@ impl SnapshotStore {
                 rejected_changes: 0,
                 churn_since_compaction: 0,
                 publications_since_compaction: 0,
+                hold: None,
             }),
             publishing: Mutex::new(()),
             latest: watch::Sender::new(None),
@@ -280,13 +302,39 @@ impl SnapshotStore {
         if version <= state.applied && state.base.is_some() {
             return Applied::AlreadyIncluded;
         }
-        if state.base.is_none() || state.loading || version != state.applied.saturating_add(1) {
+        if state.base.is_none()
+            || state.loading
+            || version != state.applied.saturating_add(1)
+            || state.hold.is_some_and(|hold| state.applied >= hold)
+        {
             state.buffered.insert(version, (changes, Instant::now()));
             return Applied::Buffered;
         }
         Self::fold(&mut state, version, changes);
         Self::drain_buffered(&mut state);
         Applied::Now
+    }
+
+    /// `version` is a signature this service claimed: it changes nothing, and nothing after
+    /// it folds until [`SnapshotStore::publish`] signs it.
+    pub fn hold(&self, version: u64) {
+        lock(&self.state).hold = Some(version);
+        self.apply(version, Vec::new());
+    }
+
+    /// The claimed version, once everything before it has been folded: what `publish` signs.
+    pub fn ready_to_sign(&self) -> Option<u64> {
+        let state = lock(&self.state);
+        state.hold.filter(|hold| *hold == state.applied && !state.loading && state.base.is_some())
+    }
+
+    /// Gives up a claim that cannot be signed (a reload replaces it); changes flow again.
+    pub fn release_hold(&self) {
+        let mut state = lock(&self.state);
+        state.hold = None;
+        if state.base.is_some() && !state.loading {
+            Self::drain_buffered(&mut state);
+        }
     }
 
     fn fold(state: &mut State, version: u64, changes: Vec<Change>) {
@@ -305,7 +353,7 @@ impl SnapshotStore {
         let applied = state.applied;
         state.buffered.retain(|version, _| *version > applied);
         while let Some(entry) = state.buffered.first_entry() {
-            if *entry.key() != state.applied.saturating_add(1) {
+            if *entry.key() != state.applied.saturating_add(1) || state.hold.is_some_and(|hold| state.applied >= hold) {
                 break;
             }
             let (version, (changes, _)) = entry.remove_entry();
@@ -337,14 +385,42 @@ impl SnapshotStore {
     }
 
     /// [`SnapshotStore::finish_load`] of a build already under way: bindings streamed from
-    /// the database into `streamed`, everything else in `rest`.
+    /// the database into `streamed`, everything else in `rest`, read at version `loaded_at`;
+    /// signed as `sign_as` (a version claimed after the read) with `catch_up` (the changes
+    /// committed between the two) folded in.
     pub fn finish_streamed_load(
         &self,
         streamed: StreamedBindings,
         mut rest: SnapshotContent,
-        version: u64,
+        loaded_at: u64,
+        sign_as: u64,
+        catch_up: Vec<Change>,
     ) -> Result<Arc<SignedSnapshot>, StoreError> {
-        self.finish_load_with(version, |header| streamed.finish(&mut rest, header))
+        if catch_up.is_empty() {
+            return self.finish_load_with(sign_as, |header| streamed.finish(&mut rest, header));
+        }
+        // The content as read, opened without a signature, is the base the changes patch.
+        let provisional = SnapshotHeader { version: loaded_at, ..self.header(sign_as) };
+        let base = streamed
+            .finish(&mut rest, &provisional)
+            .and_then(|unsigned| unsigned.attach_signature(&[0u8; 64]).map_err(BuildError::Encode))
+            .map_err(StoreError::Build)
+            .and_then(|bytes| SnapshotView::open_unauthenticated(bytes).map_err(StoreError::SelfCheck));
+        let base = match base {
+            Ok(base) => base,
+            Err(e) => {
+                self.abort_load();
+                return Err(e);
+            }
+        };
+        let mut pending = Pending::default();
+        for change in catch_up {
+            if let Err(e) = pending.apply(change) {
+                lock(&self.state).rejected_changes += 1;
+                tracing::error!(error = %e, "change left out of the snapshot");
+            }
+        }
+        self.finish_load_with(sign_as, |header| encode_patched(&base, &pending, header, PatchMode::Compact))
     }
 
     fn finish_load_with(
@@ -368,6 +444,7 @@ impl SnapshotStore {
                 state.dirty = false;
                 state.churn_since_compaction = 0;
                 state.publications_since_compaction = 0;
+                state.hold = None;
                 Self::drain_buffered(&mut state);
                 drop(state);
                 let snapshot = Arc::new(snapshot);
@@ -396,7 +473,7 @@ impl SnapshotStore {
         let _publishing = lock(&self.publishing);
         let (base, pending, version, mode) = {
             let mut state = lock(&self.state);
-            if !state.dirty || state.loading {
+            if !state.dirty || state.loading || state.hold.is_some_and(|hold| hold != state.applied) {
                 return Ok(None);
             }
             let base = state.base.clone().ok_or(StoreError::NotLoaded)?;
@@ -417,6 +494,10 @@ impl SnapshotStore {
                 {
                     let mut state = lock(&self.state);
                     state.base = Some(snapshot.view().clone());
+                    if state.hold == Some(version) {
+                        state.hold = None;
+                        Self::drain_buffered(&mut state);
+                    }
                     if mode == PatchMode::Compact {
                         state.churn_since_compaction = 0;
                         state.publications_since_compaction = 0;
@@ -440,6 +521,20 @@ impl SnapshotStore {
         }
     }
 
+    /// A header for `version`, issued now, signed by the current key.
+    fn header(&self, version: u64) -> SnapshotHeader {
+        let signer = self.signer();
+        let issued_at = unix_now();
+        let validity = i64::try_from(self.settings.validity.as_secs()).unwrap_or(i64::MAX).max(1);
+        SnapshotHeader {
+            version,
+            issued_at,
+            expires_at: issued_at.saturating_add(validity),
+            key_id: signer.key_id().to_owned(),
+            algorithm: signer.algorithm(),
+        }
+    }
+
     /// Encodes with a fresh header, signs, and verifies the result as a filter would.
     fn sign(
         &self,
@@ -447,15 +542,8 @@ impl SnapshotStore {
         encode: impl FnOnce(&SnapshotHeader) -> Result<certbind_shared::snapshot::UnsignedSnapshot, BuildError>,
     ) -> Result<SignedSnapshot, StoreError> {
         let signer = self.signer();
-        let issued_at = unix_now();
-        let validity = i64::try_from(self.settings.validity.as_secs()).unwrap_or(i64::MAX).max(1);
-        let header = SnapshotHeader {
-            version,
-            issued_at,
-            expires_at: issued_at.saturating_add(validity),
-            key_id: signer.key_id().to_owned(),
-            algorithm: signer.algorithm(),
-        };
+        let header = self.header(version);
+        let issued_at = header.issued_at;
         let unsigned = encode(&header)?;
         let signature = signer.sign(unsigned.message()).map_err(StoreError::Sign)?;
         let bytes = unsigned.attach_signature(&signature).map_err(|e| StoreError::Build(BuildError::Encode(e)))?;

@@ -550,7 +550,7 @@ fn rotation_signs_with_the_new_key_and_old_snapshots_stay_refusable() {
 #[test]
 fn snapshots_expire_after_the_configured_validity() {
     let key = signer(10);
-    let store = SnapshotStore::new(key.clone(), StoreSettings { validity: Duration::from_secs(600) });
+    let store = SnapshotStore::new(key.clone(), StoreSettings::with_validity(Duration::from_secs(600)));
     let snapshot = store.load(SnapshotContent::default(), 1).unwrap();
     assert_eq!(snapshot.expires_at() - snapshot.issued_at(), 600);
     let err = verifier_for(&[key.as_ref()]).verify(snapshot.bytes().to_vec(), snapshot.expires_at(), None).unwrap_err();

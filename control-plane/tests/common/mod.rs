@@ -9,7 +9,8 @@ pub mod process;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use certbind_control_plane::app::{app, AppState, Limits, NoSnapshots, SnapshotService};
+use certbind_control_plane::app::{app, AppState, Limits};
+use certbind_control_plane::snapshot::{NoSnapshots, SnapshotService};
 use certbind_control_plane::db::{self, Actor, Db, DbOptions, Org, User};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -189,6 +190,8 @@ pub struct TestApp {
     pub a: Tenant,
     /// Org "globex": an ordinary token.
     pub b: Tenant,
+    /// A proxy credential: reads the snapshot, nothing else.
+    pub proxy: String,
     server: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
@@ -219,6 +222,7 @@ impl TestApp {
     ) -> TestApp {
         let a = tenant(&db, "acme", true, "alice").await;
         let b = tenant(&db, "globex", false, "bob").await;
+        let (_, proxy) = db::proxies::create(&db, &Actor::service("test"), Some("edge-1")).await.expect("proxy credential");
         let state = AppState::new(db.clone(), snapshots, limits);
         let router = app(state.clone());
         let server = match transport {
@@ -233,7 +237,7 @@ impl TestApp {
                 Some((addr, handle))
             }
         };
-        TestApp { db, state, router, transport, test_db, a, b, server }
+        TestApp { db, state, router, transport, test_db, a, b, proxy, server }
     }
 
     pub async fn finish(self) {
@@ -255,6 +259,14 @@ impl TestApp {
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         let auth = format!("Bearer {token}");
         self.send("GET", path, &[("authorization", &auth)], Vec::new()).await
+    }
+
+    /// `GET` of a snapshot route with the proxy credential and `headers`.
+    pub async fn snapshot(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let auth = format!("Bearer {}", self.proxy);
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        self.send("GET", path, &all, Vec::new()).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Resp {
@@ -289,6 +301,7 @@ pub async fn dump_tables(db: &Db) -> Vec<String> {
         "users",
         "smart_card_links",
         "admin_tokens",
+        "proxy_credentials",
         "blocklist",
         "token_issuers",
         "mapping_rules",
@@ -296,6 +309,7 @@ pub async fn dump_tables(db: &Db) -> Vec<String> {
         "identity_constraints",
         "audit_log",
         "snapshot_state",
+        "snapshot_log",
     ];
     let mut out = Vec::new();
     for table in tables {
@@ -303,6 +317,10 @@ pub async fn dump_tables(db: &Db) -> Vec<String> {
         for row in rows {
             let mut line = format!("{table}:");
             for (i, column) in row.columns().iter().enumerate() {
+                // Bookkeeping written after the request, off its path.
+                if column.name() == "last_used_at" {
+                    continue;
+                }
                 let text = row
                     .try_get::<Option<String>, _>(i)
                     .ok()

@@ -244,10 +244,11 @@ impl DnText {
         rdns.join(",")
     }
 
-    /// The most specific RDN is a lone country or domain component while the least specific
-    /// is not: the order of OpenSSL's default output (`C = US, O = Example, CN = Jane`),
-    /// which RFC 4514 reverses. Few CAs encode names so; a caller that cannot tell should
-    /// ask which was meant rather than guess.
+    /// A comma list whose most specific RDN is a lone country or domain component while the
+    /// least specific is not: the order of OpenSSL's default output (`C = US, O = Example,
+    /// CN = Jane`), which RFC 4514 reverses. Few CAs encode names so; a caller that cannot
+    /// tell should ask which was meant rather than guess. (The slash form states its order,
+    /// so it can name such a CA unambiguously: `/CN=Jane/O=Example/C=US`.)
     pub fn country_first(&self) -> bool {
         self.country_first
     }
@@ -307,7 +308,8 @@ pub fn parse_dn(text: &str) -> Result<DnText, DnTextError> {
     if slash_form {
         parsed.reverse();
     }
-    let country_first = looks_least_specific_first(&parsed);
+    // The slash form says its order; only a comma list can be in the wrong one.
+    let country_first = !slash_form && looks_least_specific_first(&parsed);
     let rendered = parsed
         .iter_mut()
         .map(|rdn| {
@@ -1065,6 +1067,10 @@ mod tests {
         );
         assert!(oneline.country_first());
         assert_eq!(oneline.reversed(), expected);
+        // A CA that really encodes its name country-first is named in the slash form.
+        let slash = parse_dn("/CN=DOD ID CA-59/OU=PKI/OU=DoD/O=U.S. Government/C=US").unwrap();
+        assert_eq!(slash.canonical(), oneline.canonical());
+        assert!(!slash.country_first());
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! The one vocabulary for a change on its way from the database to the snapshot: a storage
+//! function that commits a change the filter sees returns the [`Change`]s it made, the API
+//! hands them to the snapshot service with their version, and the builder folds them into
+//! the next snapshot.
+
+use crate::db::Owner;
+use certbind_shared::identity::SanKind;
+use certbind_shared::snapshot::ConstraintKind;
+use certbind_shared::Fingerprint;
+
+/// One committed change to what the filter sees. Rules carry their owner: an org's apply to
+/// certificates of that org, the platform's to all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A binding created, enabled, disabled or relabelled: its row as committed.
+    UpsertBinding { fingerprint: Fingerprint, user_id: String, org_id: String, enabled: bool },
+    RemoveBinding { fingerprint: Fingerprint },
+    Block { owner: Owner, fingerprint: Fingerprint },
+    Unblock { owner: Owner, fingerprint: Fingerprint },
+    /// `issuer_dn` canonical RFC 4514, `serial` normalised (as stored).
+    RevokeSerial { owner: Owner, issuer_dn: String, serial: String },
+    UnrevokeSerial { owner: Owner, issuer_dn: String, serial: String },
+    /// `principal` as the owner wrote it: an org-local name, or a platform principal.
+    MapPrincipal { owner: Owner, fingerprint: Fingerprint, principal: String },
+    UnmapPrincipal { owner: Owner, fingerprint: Fingerprint },
+    /// Certificates of `issuer_dn` (canonical) may map SANs of `kind` in `domain`.
+    AllowSanDomain { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
+    DisallowSanDomain { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
+    AddConstraint { owner: Owner, kind: ConstraintKind, value: String },
+    RemoveConstraint { owner: Owner, kind: ConstraintKind, value: String },
+    /// A trusted issuer registered or changed: its keys and, when it lists any, the
+    /// audiences its tokens must carry.
+    UpsertIssuer { owner: Owner, issuer: String, audiences: Vec<String>, jwks_json: Vec<u8> },
+    RemoveIssuer { owner: Owner, issuer: String },
+}
+
+/// A storage function's result for a change the filter sees: what it returns to the caller,
+/// the version it committed at, and the changes to hand to the snapshot service.
+#[derive(Debug, Clone)]
+pub struct Committed<T> {
+    pub value: T,
+    pub version: i64,
+    pub changes: Vec<Change>,
+}
+
+/// A change as the snapshot log stores it (JSON): `op`, then the fields that op has. Owners
+/// are an org id, or absent for the platform.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    org_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audiences: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jwks: Option<String>,
+}
+
+fn owner_wire(owner: &Owner) -> Option<String> {
+    owner.org_id().map(str::to_string)
+}
+
+impl Change {
+    fn to_wire(&self) -> Wire {
+        let hex = |fp: &Fingerprint| Some(fp.to_hex());
+        let text = |s: &str| Some(s.to_string());
+        let op = |name: &str| name.to_string();
+        match self {
+            Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => Wire {
+                op: op("upsert_binding"),
+                fingerprint: hex(fingerprint),
+                user_id: text(user_id),
+                org_id: text(org_id),
+                enabled: Some(*enabled),
+                ..Wire::default()
+            },
+            Change::RemoveBinding { fingerprint } => {
+                Wire { op: op("remove_binding"), fingerprint: hex(fingerprint), ..Wire::default() }
+            }
+            Change::Block { owner, fingerprint } | Change::Unblock { owner, fingerprint } => Wire {
+                op: op(if matches!(self, Change::Block { .. }) { "block" } else { "unblock" }),
+                owner: owner_wire(owner),
+                fingerprint: hex(fingerprint),
+                ..Wire::default()
+            },
+            Change::RevokeSerial { owner, issuer_dn, serial } | Change::UnrevokeSerial { owner, issuer_dn, serial } => {
+                Wire {
+                    op: op(if matches!(self, Change::RevokeSerial { .. }) { "revoke_serial" } else { "unrevoke_serial" }),
+                    owner: owner_wire(owner),
+                    issuer_dn: text(issuer_dn),
+                    serial: text(serial),
+                    ..Wire::default()
+                }
+            }
+            Change::MapPrincipal { owner, fingerprint, principal } => Wire {
+                op: op("map_principal"),
+                owner: owner_wire(owner),
+                fingerprint: hex(fingerprint),
+                principal: text(principal),
+                ..Wire::default()
+            },
+            Change::UnmapPrincipal { owner, fingerprint } => Wire {
+                op: op("unmap_principal"),
+                owner: owner_wire(owner),
+                fingerprint: hex(fingerprint),
+                ..Wire::default()
+            },
+            Change::AllowSanDomain { owner, kind, domain, issuer_dn }
+            | Change::DisallowSanDomain { owner, kind, domain, issuer_dn } => Wire {
+                op: op(if matches!(self, Change::AllowSanDomain { .. }) { "allow_san_domain" } else { "disallow_san_domain" }),
+                owner: owner_wire(owner),
+                kind: text(kind.as_str()),
+                domain: text(domain),
+                issuer_dn: text(issuer_dn),
+                ..Wire::default()
+            },
+            Change::AddConstraint { owner, kind, value } | Change::RemoveConstraint { owner, kind, value } => Wire {
+                op: op(if matches!(self, Change::AddConstraint { .. }) { "add_constraint" } else { "remove_constraint" }),
+                owner: owner_wire(owner),
+                kind: text(kind.name()),
+                value: text(value),
+                ..Wire::default()
+            },
+            Change::UpsertIssuer { owner, issuer, audiences, jwks_json } => Wire {
+                op: op("upsert_issuer"),
+                owner: owner_wire(owner),
+                issuer: text(issuer),
+                audiences: Some(audiences.clone()),
+                jwks: Some(String::from_utf8_lossy(jwks_json).into_owned()),
+                ..Wire::default()
+            },
+            Change::RemoveIssuer { owner, issuer } => Wire {
+                op: op("remove_issuer"),
+                owner: owner_wire(owner),
+                issuer: text(issuer),
+                ..Wire::default()
+            },
+        }
+    }
+
+    fn from_wire(wire: Wire) -> Option<Change> {
+        let owner = Owner::from_column(wire.owner);
+        let fingerprint = || wire.fingerprint.as_deref().and_then(|f| Fingerprint::from_canonical_hex(f).ok());
+        let san = |k: Option<&str>| match k {
+            Some("email") => Some(SanKind::Email),
+            Some("upn") => Some(SanKind::Upn),
+            _ => None,
+        };
+        Some(match wire.op.as_str() {
+            "upsert_binding" => Change::UpsertBinding {
+                fingerprint: fingerprint()?,
+                user_id: wire.user_id?,
+                org_id: wire.org_id?,
+                enabled: wire.enabled?,
+            },
+            "remove_binding" => Change::RemoveBinding { fingerprint: fingerprint()? },
+            "block" => Change::Block { owner, fingerprint: fingerprint()? },
+            "unblock" => Change::Unblock { owner, fingerprint: fingerprint()? },
+            "revoke_serial" => Change::RevokeSerial { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? },
+            "unrevoke_serial" => Change::UnrevokeSerial { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? },
+            "map_principal" => Change::MapPrincipal { owner, fingerprint: fingerprint()?, principal: wire.principal? },
+            "unmap_principal" => Change::UnmapPrincipal { owner, fingerprint: fingerprint()? },
+            "allow_san_domain" => Change::AllowSanDomain {
+                owner,
+                kind: san(wire.kind.as_deref())?,
+                domain: wire.domain?,
+                issuer_dn: wire.issuer_dn?,
+            },
+            "disallow_san_domain" => Change::DisallowSanDomain {
+                owner,
+                kind: san(wire.kind.as_deref())?,
+                domain: wire.domain?,
+                issuer_dn: wire.issuer_dn?,
+            },
+            "add_constraint" => Change::AddConstraint {
+                owner,
+                kind: ConstraintKind::from_name(wire.kind.as_deref()?)?,
+                value: wire.value?,
+            },
+            "remove_constraint" => Change::RemoveConstraint {
+                owner,
+                kind: ConstraintKind::from_name(wire.kind.as_deref()?)?,
+                value: wire.value?,
+            },
+            "upsert_issuer" => Change::UpsertIssuer {
+                owner,
+                issuer: wire.issuer?,
+                audiences: wire.audiences.unwrap_or_default(),
+                jwks_json: wire.jwks?.into_bytes(),
+            },
+            "remove_issuer" => Change::RemoveIssuer { owner, issuer: wire.issuer? },
+            _ => return None,
+        })
+    }
+}
+
+/// The snapshot log's text of a version's changes.
+pub fn encode_changes(changes: &[Change]) -> String {
+    let wires: Vec<Wire> = changes.iter().map(Change::to_wire).collect();
+    serde_json::to_string(&wires).unwrap_or_else(|_| "[]".into())
+}
+
+/// Reads [`encode_changes`]'s text back; `None` if any change is unreadable (the reader
+/// then rebuilds from the tables instead).
+pub fn decode_changes(text: &str) -> Option<Vec<Change>> {
+    let wires: Vec<Wire> = serde_json::from_str(text).ok()?;
+    wires.into_iter().map(Change::from_wire).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(n: u8) -> Fingerprint {
+        Fingerprint([n; 32])
+    }
+
+    #[test]
+    fn every_change_survives_the_log() {
+        let org = Owner::Org("01J000000000000000000000AB".into());
+        let changes = vec![
+            Change::UpsertBinding { fingerprint: fp(1), user_id: "u".into(), org_id: "o".into(), enabled: false },
+            Change::RemoveBinding { fingerprint: fp(2) },
+            Change::Block { owner: org.clone(), fingerprint: fp(3) },
+            Change::Unblock { owner: Owner::Platform, fingerprint: fp(3) },
+            Change::RevokeSerial { owner: org.clone(), issuer_dn: "CN=a\\,b".into(), serial: "0a".into() },
+            Change::UnrevokeSerial { owner: Owner::Platform, issuer_dn: "CN=a".into(), serial: "0b".into() },
+            Change::MapPrincipal { owner: org.clone(), fingerprint: fp(4), principal: "svc".into() },
+            Change::UnmapPrincipal { owner: Owner::Platform, fingerprint: fp(4) },
+            Change::AllowSanDomain { owner: org.clone(), kind: SanKind::Upn, domain: "mil".into(), issuer_dn: "CN=x".into() },
+            Change::DisallowSanDomain { owner: org.clone(), kind: SanKind::Email, domain: "a.mil".into(), issuer_dn: "CN=y".into() },
+            Change::AddConstraint { owner: org.clone(), kind: ConstraintKind::RequiredPolicyOid, value: "1.2".into() },
+            Change::RemoveConstraint { owner: Owner::Platform, kind: ConstraintKind::SanEmailDomain, value: "a.mil".into() },
+            Change::UpsertIssuer {
+                owner: org.clone(),
+                issuer: "https://idp".into(),
+                audiences: vec!["api".into()],
+                jwks_json: br#"{"keys":[]}"#.to_vec(),
+            },
+            Change::RemoveIssuer { owner: org, issuer: "https://idp".into() },
+        ];
+        assert_eq!(decode_changes(&encode_changes(&changes)), Some(changes));
+        assert_eq!(decode_changes("[]"), Some(Vec::new()));
+        assert_eq!(decode_changes(r#"[{"op":"block"}]"#), None);
+        assert_eq!(decode_changes(r#"[{"op":"teleport"}]"#), None);
+        assert_eq!(decode_changes("not json"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! An existing database upgrades: rows written under the first schema keep working after the
+//! owners, proxy credentials and snapshot log arrive, issuer DNs written before they were
+//! parsed are put in canonical form, and a SAN rule without an issuer stays in the table but
+//! out of the snapshot.
+
+mod common;
+
+use certbind_control_plane::db::{snapshot_data, Db, DbOptions};
+use certbind_control_plane::snapshot::Change;
+use common::{Store, TestDb};
+use sqlx::Row;
+
+on_every_store!(a_first_schema_database_upgrades);
+
+/// Applies only the first migration of `flavour`, as an older release did.
+async fn first_schema_only(url: &str, flavour: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(flavour).join("0001_initial.sql");
+    std::fs::copy(&source, dir.path().join("0001_initial.sql")).unwrap();
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let url = if flavour == "sqlite" { format!("{url}?mode=rwc") } else { url.to_string() };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    migrator.run(&pool).await.unwrap();
+    let statements = [
+        "INSERT INTO orgs (id, name, created_at) VALUES ('ORG1', 'acme', '2025-01-01T00:00:00Z')",
+        "INSERT INTO users (id, org_id, name, created_at) VALUES ('USER1', 'ORG1', 'alice', '2025-01-01T00:00:00Z')",
+        "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, enabled, created_at) \
+         VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'USER1', 'ORG1', 'CN=a', 'CN=CA', '01', \
+         '2025-01-01T00:00:00Z', '2030-01-01T00:00:00Z', 1, '2025-01-01T00:00:00Z')",
+        "INSERT INTO blocklist (id, org_id, issuer_dn, serial, created_at) VALUES ('B1', 'ORG1', 'C = US, O = Example, CN = Old CA', '0a', '2025-01-01T00:00:00Z')",
+        "INSERT INTO blocklist (id, org_id, issuer_dn, serial, created_at) VALUES ('B2', 'ORG1', 'cn=Tidy CA, o=Example', '0b', '2025-01-01T00:00:00Z')",
+        "INSERT INTO mapping_rules (id, org_id, san_kind, domain, created_at) VALUES ('R1', 'ORG1', 'upn', 'mil', '2025-01-01T00:00:00Z')",
+        "INSERT INTO token_issuers (id, org_id, issuer, jwks, created_at, updated_at) VALUES ('I1', 'ORG1', 'https://idp', '{\"keys\":[]}', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z')",
+        "INSERT INTO identity_constraints (id, org_id, kind, value, created_at) VALUES ('C1', 'ORG1', 'allowed_issuer_dn', 'CN = Tidy CA , O = Example', '2025-01-01T00:00:00Z')",
+        "UPDATE snapshot_state SET version = 7",
+    ];
+    for statement in statements {
+        sqlx::query(statement).execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    pool.close().await;
+}
+
+async fn a_first_schema_database_upgrades(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let flavour = if store == Store::Sqlite { "sqlite" } else { "postgres" };
+    first_schema_only(&test_db.url, flavour).await;
+
+    let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
+    // Every row is still there, owned by its org.
+    let rows = snapshot_data::load(&db).await.unwrap();
+    assert_eq!(rows.bindings.len(), 1);
+    let dns: Vec<(String, String)> = sqlx::query("SELECT id, issuer_dn FROM blocklist ORDER BY id")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // Parsed and canonical; a comma list is read as written (RFC 4514 order).
+    assert_eq!(
+        dns,
+        vec![("B1".into(), "C=US,O=Example,CN=Old CA".into()), ("B2".into(), "CN=Tidy CA,O=Example".into())]
+    );
+    let constraint: String =
+        sqlx::query("SELECT value FROM identity_constraints WHERE id = 'C1'").fetch_one(db.reader()).await.unwrap().get(0);
+    assert_eq!(constraint, "CN=Tidy CA,O=Example");
+    // The canonicalisation is a change the filter sees: a new version, in the log.
+    assert!(rows.version > 7, "version {}", rows.version);
+    let logged = certbind_control_plane::db::snapshot_log::read(&db, 7, rows.version).await.unwrap();
+    assert_eq!(logged.len() as i64, rows.version - 7);
+    // The SAN rule from before issuers were named is kept, but maps nothing.
+    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AllowSanDomain { .. })));
+    assert_eq!(rows.skipped, 1);
+    let issuer: Option<String> =
+        sqlx::query("SELECT issuer_dn FROM mapping_rules WHERE id = 'R1'").fetch_one(db.reader()).await.unwrap().get(0);
+    assert_eq!(issuer, None);
+    // Issuers are now per owner: another org may register the same URL.
+    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ('ORG2', 'globex', '2025-01-01T00:00:00Z')")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO token_issuers (id, org_id, issuer, jwks, created_at, updated_at) VALUES ('I2', 'ORG2', 'https://idp', '{}', 'x', 'x')")
+        .execute(db.writer())
+        .await
+        .expect("a second owner of one issuer URL");
+    // Running the migrations again changes nothing.
+    let again = Db::open(&DbOptions::new(test_db.url.clone())).await.unwrap();
+    assert_eq!(again.snapshot_version().await.unwrap(), rows.version);
+    again.close().await;
+    db.close().await;
+    test_db.drop_database().await;
+}

@@ -1,0 +1,189 @@
+//! Versions only go up: every signature takes a new version from the database, so a restart
+//! signs a higher version than the one before it, an idle service signs again before expiry,
+//! and two services on one database never sign the same version — each reads the other's
+//! changes from the snapshot log and serves the same content.
+
+mod common;
+
+use certbind_control_plane::app::{app, AppState, Limits};
+use certbind_control_plane::db::Db;
+use certbind_control_plane::signer::{Signer, SoftwareSigner};
+use certbind_control_plane::snapshot::{SignedSnapshot, StoreService, StoreSettings};
+use certbind_shared::identity::IdentityData;
+use certbind_shared::Fingerprint;
+use common::{bind_body, fingerprint, oneshot, Store, TestApp, TestDb, Transport};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+on_every_store!(
+    a_restart_signs_a_higher_version,
+    an_idle_service_signs_again_before_expiry,
+    two_services_on_one_database_never_sign_one_version_twice,
+);
+
+fn signer() -> Arc<dyn Signer> {
+    Arc::new(SoftwareSigner::from_secret(&[0x77; 32]).unwrap())
+}
+
+async fn wait_for(service: &StoreService, what: &str, done: impl Fn(&SignedSnapshot) -> bool) -> Arc<SignedSnapshot> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(latest) = service.store().latest().filter(|s| done(s)) {
+            return latest;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn bindings_of(snapshot: &SignedSnapshot) -> BTreeSet<String> {
+    snapshot.view().bindings().map(|(fp, _)| fp.to_hex()).collect()
+}
+
+async fn a_restart_signs_a_higher_version(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let db = test_db.open().await;
+    let first = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let app = TestApp::start_on(test_db, db.clone(), Transport::Oneshot, first.clone(), Limits::default()).await;
+    let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(1))).await;
+    assert_eq!(bound.status, 201);
+    let before = wait_for(&first, "the bind", |s| s.version() > bound.version() as u64).await;
+    drop(first);
+
+    for restart in 0..3 {
+        let again = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+        let latest = again.store().latest().expect("a snapshot at start");
+        assert!(latest.version() > before.version(), "restart {restart}: {} after {}", latest.version(), before.version());
+        assert_eq!(bindings_of(&latest), bindings_of(&before), "restart {restart}: the same content");
+        assert_ne!(latest.bytes(), before.bytes());
+        drop(again);
+    }
+    app.finish().await;
+}
+
+async fn an_idle_service_signs_again_before_expiry(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let db = test_db.open().await;
+    let settings = StoreSettings { validity: Duration::from_secs(60), resign_after: Some(Duration::from_secs(1)) };
+    let service = StoreService::start(db.clone(), signer(), settings).await.unwrap();
+    let first = service.store().latest().expect("first snapshot");
+    // Nothing changes; within a few seconds a newer version is signed, issued later, with the
+    // same content, so a proxy holding the first replaces it long before it expires.
+    let second = wait_for(&service, "a re-signature", |s| s.version() > first.version()).await;
+    assert!(second.issued_at() > first.issued_at());
+    assert!(second.expires_at() > first.expires_at());
+    assert_eq!(bindings_of(&second), bindings_of(&first));
+    let logged = sqlx::query("SELECT COUNT(*) FROM snapshot_log WHERE kind = 'signature' AND version = $1")
+        .bind(second.version() as i64)
+        .fetch_one(db.reader())
+        .await
+        .unwrap();
+    assert_eq!(sqlx::Row::get::<i64, _>(&logged, 0), 1, "the re-signature's version is committed as a signature");
+    drop(service);
+    db.close().await;
+    test_db.drop_database().await;
+}
+
+/// The snapshots services publish: (version, which service, bindings), in arrival order.
+type Seen = Arc<Mutex<Vec<(u64, &'static str, BTreeSet<String>)>>>;
+
+/// Records every snapshot `service` publishes (a watch: one it replaces at once may be missed).
+fn record(service: &Arc<StoreService>, into: Seen, who: &'static str) {
+    let mut published = service.store().subscribe();
+    tokio::spawn(async move {
+        while published.changed().await.is_ok() {
+            let latest = published.borrow_and_update().clone();
+            if let Some(s) = latest {
+                into.lock().unwrap().push((s.version(), who, bindings_of(&s)));
+            }
+        }
+    });
+}
+
+async fn two_services_on_one_database_never_sign_one_version_twice(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let db_a = test_db.open().await;
+    let db_b = Db::open(&certbind_control_plane::db::DbOptions::new(test_db.url.clone())).await.unwrap();
+    let service_a = StoreService::start(db_a.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let service_b = StoreService::start(db_b.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let seen: Seen = Arc::default();
+    record(&service_a, seen.clone(), "a");
+    record(&service_b, seen.clone(), "b");
+    let app_a = TestApp::start_on(test_db, db_a.clone(), Transport::Oneshot, service_a.clone(), Limits::default()).await;
+    let router_b = app(AppState::new(db_b.clone(), service_b.clone(), Limits::default()));
+
+    // Changes through both replicas, interleaved and in parallel.
+    let app_a = Arc::new(app_a);
+    let mut tasks = Vec::new();
+    for n in 0..60u64 {
+        let app_a = app_a.clone();
+        let router_b = router_b.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::to_vec(&bind_body(&app_a.a.user.id, &fingerprint(n))).unwrap();
+            let auth = format!("Bearer {}", app_a.a.token);
+            let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+            let r = if n % 2 == 0 {
+                oneshot(&router_b, "POST", "/api/v1/admin/smartcards", &headers, body).await
+            } else {
+                app_a.send("POST", "/api/v1/admin/smartcards", &headers, body).await
+            };
+            assert_eq!(r.status, 201, "{}", r.text());
+            if n % 5 == 0 {
+                let path = format!("/api/v1/admin/smartcards/{}", fingerprint(n));
+                let r = oneshot(&router_b, "DELETE", &path, &[("authorization", &auth)], Vec::new()).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let committed = u64::try_from(db_a.snapshot_version().await.unwrap()).unwrap();
+    let expected: BTreeSet<String> = (0..60u64).filter(|n| n % 5 != 0).map(fingerprint).collect();
+    // Each replica catches up with the other's changes (from the log) and serves them.
+    let a = wait_for(&service_a, "replica a to catch up", |s| s.version() > committed).await;
+    let b = wait_for(&service_b, "replica b to catch up", |s| s.version() > committed).await;
+    assert_eq!(bindings_of(&a), expected);
+    assert_eq!(bindings_of(&b), expected);
+    assert_ne!(a.version(), b.version());
+
+    // Every signed version was claimed by exactly one signature.
+    let claims = sqlx::query("SELECT version FROM snapshot_log WHERE kind = 'signature'").fetch_all(db_a.reader()).await.unwrap();
+    let claims: BTreeSet<u64> = claims.iter().map(|r| sqlx::Row::get::<i64, _>(r, 0) as u64).collect();
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 4, "too few snapshots seen: {seen:?}");
+    let mut signer_of = BTreeMap::new();
+    for (version, who, _) in &seen {
+        assert!(claims.contains(version), "version {version} was signed without a claim");
+        assert_eq!(*signer_of.entry(*version).or_insert(*who), *who, "version {version} signed by both services");
+    }
+    // A snapshot of version v holds the content committed before v: replay the log.
+    let log = certbind_control_plane::db::snapshot_log::read(&db_a, 0, i64::MAX).await.unwrap();
+    let mut content = BTreeSet::new();
+    let mut at_version = BTreeMap::new();
+    for (version, entry) in log {
+        at_version.insert(version as u64, content.clone());
+        if let certbind_control_plane::db::snapshot_log::LogEntry::Changes(changes) = entry {
+            for change in changes {
+                match change {
+                    certbind_control_plane::snapshot::Change::UpsertBinding { fingerprint, .. } => {
+                        content.insert(fingerprint.to_hex());
+                    }
+                    certbind_control_plane::snapshot::Change::RemoveBinding { fingerprint } => {
+                        content.remove(&fingerprint.to_hex());
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+    for (version, who, bindings) in &seen {
+        assert_eq!(Some(bindings), at_version.get(version), "{who}'s snapshot {version}");
+    }
+    let key = Fingerprint::from_canonical_hex(&fingerprint(1)).unwrap();
+    assert!(a.view().card_binding(&key).is_some());
+    drop((service_a, service_b));
+    db_b.close().await;
+    Arc::into_inner(app_a).expect("tasks done").finish().await;
+}
