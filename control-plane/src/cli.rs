@@ -96,8 +96,9 @@ pub enum TokenCommand {
     /// Create an admin token (--org) or a proxy credential (--proxy); prints the secret, which
     /// is shown only this once.
     Create {
-        /// The org of an admin token, by id or name.
-        #[arg(long, required_unless_present = "proxy", conflicts_with = "proxy")]
+        /// The org of an admin token, by id or name (a proxy credential belongs to no org:
+        /// with --proxy it is accepted and ignored).
+        #[arg(long, required_unless_present = "proxy")]
         org: Option<String>,
         /// The token may also manage orgs and platform rules.
         #[arg(long, conflicts_with = "proxy")]

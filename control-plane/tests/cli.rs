@@ -114,6 +114,8 @@ async fn hsm_signed_snapshots_end_to_end() {
     let proxy = run_ok(dir.path(), &env, &["token", "create", "--proxy", "--label", "edge-1"]);
     assert!(proxy.starts_with("cbp_"), "{proxy}");
     assert!(run_ok(dir.path(), &env, &["token", "list", "--proxy"]).contains("edge-1"));
+    // `--org` beside `--proxy` is accepted (a proxy credential belongs to no org).
+    assert!(run_ok(dir.path(), &env, &["token", "create", "--org", "acme", "--proxy", "--label", "edge-2"]).starts_with("cbp_"));
     // Trust an issuer for every org, from a JWKS file.
     std::fs::write(dir.path().join("idp.jwks"), include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
     let issuer = run_ok(dir.path(), &env, &["issuer", "add", "--platform", "--issuer", "https://idp.example.mil", "--jwks", "idp.jwks", "--audience", "api"]);
