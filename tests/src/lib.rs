@@ -3,6 +3,7 @@
 //! `host` is a proxy-wasm (ABI 0.2.1) host; the path of the filter built by this crate's
 //! build script is [`FILTER_WASM`].
 
+pub mod bridge;
 pub mod cases;
 pub mod host;
 pub mod snapshots;
