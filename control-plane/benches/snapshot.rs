@@ -49,7 +49,7 @@ fn content(n: usize) -> SnapshotContent {
             enabled: i % 50 != 0,
         })
         .collect();
-    SnapshotContent { bindings, blocklist: (0..100).map(|i| fingerprint(u64::MAX - i)).collect(), ..Default::default() }
+    SnapshotContent { bindings, blocklist: (0..100).map(|i| (fingerprint(u64::MAX - i), None)).collect(), ..Default::default() }
 }
 
 fn signer() -> Arc<dyn Signer> {

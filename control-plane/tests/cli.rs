@@ -136,7 +136,7 @@ async fn hsm_signed_snapshots_end_to_end() {
     assert_eq!(first.status, 200);
     let first = verifier.verify(first.body, now, None).expect("first snapshot verifies");
     assert_eq!(first.binding_count(), 0);
-    assert_eq!(first.issuers().map(|(iss, _)| iss.to_string()).collect::<Vec<_>>(), vec!["https://idp.example.mil"]);
+    assert_eq!(first.issuers().map(|i| i.issuer.to_string()).collect::<Vec<_>>(), vec!["https://idp.example.mil"]);
 
     // A bind, then a long-poll from the version held: the new snapshot carries the binding,
     // under a version after the bind's.

@@ -220,7 +220,7 @@ async fn final_signed_snapshot_equals_the_database(store: Store, test: &str) {
     assert_eq!(in_database.len(), 1200);
     assert_eq!(in_database.iter().filter(|b| !b.3).count(), 300);
     assert_eq!(in_snapshot, in_database);
-    assert_eq!(view.blocklist().map(|f| f.to_hex()).collect::<Vec<_>>(), vec![fingerprint(7)]);
+    assert_eq!(view.blocklist().map(|(f, _)| f.to_hex()).collect::<Vec<_>>(), vec![fingerprint(7)]);
     drop(service);
     Arc::into_inner(app).expect("all tasks done").finish().await;
 }

@@ -78,23 +78,28 @@ async fn changes_reach_signed_snapshots(store: Store) {
     assert!(started.elapsed() < Duration::from_secs(1), "revoke took {:?} to reach a snapshot", started.elapsed());
     assert_eq!(view.card_binding(&key), None);
 
-    // Blocklisting, by fingerprint or by issuer and serial, is patched in like a revoke.
+    // Blocklisting, by fingerprint or by issuer and serial, is patched in like a revoke, in
+    // the blocking org's scope only.
     let token = f.app.a.token.clone();
+    let org_a = f.app.a.org.id.clone();
+    let org_a = Some(org_a.as_str());
     let started = Instant::now();
     let blocked = f.app.post("/api/v1/admin/blocklist", &token, &serde_json::json!({ "fingerprint": fp })).await;
     assert_eq!(blocked.status, 201, "{}", blocked.text());
     let view = f.next_snapshot().await;
     assert!(started.elapsed() < Duration::from_secs(1), "blocklisting took {:?}", started.elapsed());
     assert!(view.version() > blocked.version() as u64);
-    assert!(view.is_blocklisted(&key));
+    assert!(view.is_blocklisted(&key, org_a));
+    assert!(!view.is_blocklisted(&key, Some("another-org")));
     let issuer = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
     let by_serial =
         f.app.post("/api/v1/admin/blocklist", &token, &serde_json::json!({ "issuer_dn": issuer, "serial": "0A:1B" })).await;
     assert_eq!(by_serial.status, 201, "{}", by_serial.text());
     let view = f.next_snapshot().await;
     assert!(view.version() > by_serial.version() as u64);
-    assert!(view.is_revoked(issuer, "a1b"));
-    assert!(!view.is_revoked(issuer, "a1c"));
+    assert!(view.is_revoked(issuer, "a1b", org_a));
+    assert!(!view.is_revoked(issuer, "a1b", None));
+    assert!(!view.is_revoked(issuer, "a1c", org_a));
 
     // Taking an entry off.
     let id = blocked.json()["id"].as_str().expect("entry id").to_owned();
@@ -102,8 +107,8 @@ async fn changes_reach_signed_snapshots(store: Store) {
     assert_eq!(unblocked.status, 200, "{}", unblocked.text());
     let view = f.next_snapshot().await;
     assert!(view.version() > unblocked.version() as u64);
-    assert!(!view.is_blocklisted(&key));
-    assert!(view.is_revoked(issuer, "a1b"));
+    assert!(!view.is_blocklisted(&key, org_a));
+    assert!(view.is_revoked(issuer, "a1b", org_a));
 
     for n in 2..40u64 {
         let r = f

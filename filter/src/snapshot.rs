@@ -164,7 +164,8 @@ pub fn refusal_kind(error: &SnapshotError) -> &'static str {
         | SnapshotError::IssuerKeys { .. } => "malformed",
         SnapshotError::UnsupportedFormat { .. } => "unsupported_format",
         SnapshotError::UnknownKey { .. } | SnapshotError::KeyAlgorithmMismatch { .. } => "unknown_key",
-        SnapshotError::BadSignature => "bad_signature",
+        // A section that is not the one the signed header names: as good as a bad signature.
+        SnapshotError::BadSignature | SnapshotError::DigestMismatch { .. } => "bad_signature",
         SnapshotError::Rollback { .. } => "rollback",
         SnapshotError::NotNewer { .. } => "replay",
         SnapshotError::Expired { .. } => "expired",

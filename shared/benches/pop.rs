@@ -50,6 +50,8 @@ fn pop(c: &mut Criterion) {
             issuers: vec![IssuerConfig {
                 issuer: ISSUER.into(),
                 jwks: serde_json::from_str(include_str!("../tests/vectors/jwt/issuer-jwks.json")).unwrap(),
+                org_id: None,
+                audiences: Vec::new(),
             }],
             ..Default::default()
         },

@@ -1,8 +1,10 @@
 //! Signed identity snapshots for the tests: a test-only P-256 signing key standing in for the
 //! control plane's HSM key, and snapshots of chosen bindings and blocklist entries.
 
+use certbind_shared::identity::Owner;
 use certbind_shared::snapshot::{
-    key_id_of_spki, p256_spki_der, public_key_pem, SignatureAlgorithm, SnapshotEncoder, SnapshotHeader,
+    key_id_of_spki, p256_spki_der, public_key_pem, SignatureAlgorithm, SnapshotEncoder, SnapshotHeader, BINDING_RECORD,
+    BLOCKED_RECORD,
 };
 use certbind_shared::Fingerprint;
 use p256::ecdsa::signature::Signer as _;
@@ -43,6 +45,7 @@ impl TestSnapshotKey {
 pub struct SnapshotContent {
     /// (fingerprint, user id, org id, enabled); any order.
     pub bindings: Vec<(Fingerprint, String, String, bool)>,
+    /// The platform's blocklist.
     pub blocklist: Vec<Fingerprint>,
 }
 
@@ -97,12 +100,13 @@ pub fn signed_snapshot(key: &TestSnapshotKey, content: &SnapshotContent, stamp: 
     let mut blocklist = content.blocklist.clone();
     blocklist.sort_by_key(|fingerprint| fingerprint.0);
     blocklist.dedup();
-    let mut encoder = SnapshotEncoder::with_capacity(136 + 64 + bindings.len() * 52 + blocklist.len() * 32 + 4096, 4096);
+    let capacity = bindings.len() * BINDING_RECORD + blocklist.len() * BLOCKED_RECORD + 8192;
+    let mut encoder = SnapshotEncoder::with_capacity(capacity, 4096);
     for (fingerprint, user, org, enabled) in &bindings {
         encoder.push_binding(fingerprint, user, org, *enabled).expect("binding encodes");
     }
     for fingerprint in &blocklist {
-        encoder.push_blocked(fingerprint).expect("blocklist entry encodes");
+        encoder.push_blocked(fingerprint, Owner::Platform).expect("blocklist entry encodes");
     }
     let header = SnapshotHeader {
         version: stamp.version,

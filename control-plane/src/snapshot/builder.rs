@@ -7,25 +7,36 @@
 //!   database read.
 
 use certbind_shared::encoding::{hex_lower, ulid_bits};
-use certbind_shared::identity::{CardBinding, SanKind};
+use certbind_shared::identity::{is_reserved_principal, CardBinding, Owner, SanKind};
 use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, EncodeError, EncodeProblem, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
-    UnsignedSnapshot, BINDING_RECORD, FINGERPRINT_RECORD, MAX_STRING_LEN, PRINCIPAL_RECORD,
+    UnsignedSnapshot, BINDING_RECORD, BLOCKED_RECORD, MAX_STRING_LEN, PRINCIPAL_RECORD,
 };
 use certbind_shared::Fingerprint;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Who owns a rule: an org id, or `None` for the platform.
+pub type RuleOwner = Option<String>;
+
+fn owner(o: &RuleOwner) -> Owner<'_> {
+    Owner::from_org_id(o.as_deref())
+}
+
+fn owned(o: Owner<'_>) -> RuleOwner {
+    o.org_id().map(str::to_owned)
+}
+
 /// Everything a snapshot carries, as plain rows. Order does not matter; the builder sorts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotContent {
     pub bindings: Vec<BindingEntry>,
-    pub blocklist: Vec<Fingerprint>,
+    pub blocklist: Vec<(Fingerprint, RuleOwner)>,
     pub revoked: Vec<RevokedSerial>,
     pub principals: Vec<PrincipalEntry>,
-    pub san_rules: Vec<(SanKind, String)>,
+    pub san_rules: Vec<SanRuleEntry>,
     pub constraints: Vec<ConstraintEntry>,
     pub issuers: Vec<IssuerEntry>,
 }
@@ -45,17 +56,30 @@ pub struct BindingEntry {
 pub struct RevokedSerial {
     pub issuer_dn: String,
     pub serial: String,
+    pub owner: RuleOwner,
 }
 
+/// A thumbprint mapping: `principal` is the name as its owner wrote it (the filter composes
+/// an org's into the org's namespace).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalEntry {
     pub fingerprint: Fingerprint,
+    pub owner: RuleOwner,
     pub principal: String,
+}
+
+/// A SAN mapping rule: a SAN of `kind` in `domain`, asserted by `issuer_dn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SanRuleEntry {
+    pub kind: SanKind,
+    pub domain: String,
+    pub issuer_dn: String,
+    pub owner: RuleOwner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConstraintEntry {
-    pub org_id: String,
+    pub owner: RuleOwner,
     pub kind: ConstraintKind,
     pub value: String,
 }
@@ -64,6 +88,9 @@ pub struct ConstraintEntry {
 pub struct IssuerEntry {
     /// The exact `iss` of its tokens.
     pub issuer: String,
+    pub owner: RuleOwner,
+    /// Audiences its tokens must name one of; empty: no restriction beyond the filter's.
+    pub audiences: Vec<String>,
     /// The JWKS JSON document.
     pub jwks_json: Vec<u8>,
 }
@@ -83,49 +110,62 @@ pub enum Change {
     },
     Block {
         fingerprint: Fingerprint,
+        owner: RuleOwner,
     },
     Unblock {
         fingerprint: Fingerprint,
+        owner: RuleOwner,
     },
     RevokeSerial {
         issuer_dn: String,
         serial: String,
+        owner: RuleOwner,
     },
     UnrevokeSerial {
         issuer_dn: String,
         serial: String,
+        owner: RuleOwner,
     },
     MapPrincipal {
         fingerprint: Fingerprint,
+        owner: RuleOwner,
         principal: String,
     },
     UnmapPrincipal {
         fingerprint: Fingerprint,
+        owner: RuleOwner,
     },
     AllowSanDomain {
         kind: SanKind,
         domain: String,
+        issuer_dn: String,
+        owner: RuleOwner,
     },
     DisallowSanDomain {
         kind: SanKind,
         domain: String,
+        issuer_dn: String,
+        owner: RuleOwner,
     },
     AddConstraint {
-        org_id: String,
+        owner: RuleOwner,
         kind: ConstraintKind,
         value: String,
     },
     RemoveConstraint {
-        org_id: String,
+        owner: RuleOwner,
         kind: ConstraintKind,
         value: String,
     },
     UpsertIssuer {
         issuer: String,
+        owner: RuleOwner,
+        audiences: Vec<String>,
         jwks_json: Vec<u8>,
     },
     RemoveIssuer {
         issuer: String,
+        owner: RuleOwner,
     },
 }
 
@@ -138,9 +178,11 @@ pub enum BuildError {
     DuplicateBinding { fingerprint: String },
     /// A streamed binding whose fingerprint is not greater than the one before it.
     BindingsOutOfOrder { fingerprint: String },
-    /// The same fingerprint mapped to two principals.
+    /// The same fingerprint mapped to two principals by one owner.
     DuplicatePrincipal { fingerprint: String },
-    /// The same issuer listed twice.
+    /// A platform principal in a user's or an org's namespace.
+    ReservedPrincipal { principal: String },
+    /// The same issuer listed twice by one owner.
     DuplicateIssuer { issuer: String },
     /// An issuer's JWKS does not parse; the filter would refuse the whole snapshot.
     InvalidJwks { issuer: String, problem: String },
@@ -159,6 +201,9 @@ impl fmt::Display for BuildError {
                 write!(f, "binding {fingerprint} arrived out of ascending fingerprint order")
             }
             BuildError::DuplicatePrincipal { fingerprint } => write!(f, "fingerprint {fingerprint} is mapped twice"),
+            BuildError::ReservedPrincipal { principal } => {
+                write!(f, "platform principal {principal:?} would name a user or an org")
+            }
             BuildError::DuplicateIssuer { issuer } => write!(f, "issuer {issuer:?} is listed twice"),
             BuildError::InvalidJwks { issuer, problem } => write!(f, "issuer {issuer:?}: {problem}"),
             BuildError::Encode(e) => write!(f, "{e}"),
@@ -190,6 +235,22 @@ fn check_string(field: &'static str, text: &str) -> Result<(), BuildError> {
     Ok(())
 }
 
+fn check_owner(o: &RuleOwner) -> Result<(), BuildError> {
+    match o {
+        Some(org) => check_string("org_id", org),
+        None => Ok(()),
+    }
+}
+
+fn check_principal(o: &RuleOwner, principal: &str) -> Result<(), BuildError> {
+    check_owner(o)?;
+    check_string("principal", principal)?;
+    if o.is_none() && is_reserved_principal(principal) {
+        return Err(BuildError::ReservedPrincipal { principal: principal.to_owned() });
+    }
+    Ok(())
+}
+
 fn check_jwks(issuer: &str, json: &[u8]) -> Result<(), BuildError> {
     Jwks::parse(json)
         .map(|_| ())
@@ -205,25 +266,35 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
             check_string("user_id", user_id)?;
             check_string("org_id", org_id)
         }
-        Change::MapPrincipal { principal, .. } => check_string("principal", principal),
-        Change::AllowSanDomain { domain, .. } | Change::DisallowSanDomain { domain, .. } => {
+        Change::MapPrincipal { owner, principal, .. } => check_principal(owner, principal),
+        Change::AllowSanDomain { domain, issuer_dn, owner, .. }
+        | Change::DisallowSanDomain { domain, issuer_dn, owner, .. } => {
+            check_owner(owner)?;
+            check_string("issuer_dn", issuer_dn)?;
             check_string("domain", domain)
         }
-        Change::AddConstraint { org_id, value, .. } | Change::RemoveConstraint { org_id, value, .. } => {
-            check_string("org_id", org_id)?;
+        Change::AddConstraint { owner, value, .. } | Change::RemoveConstraint { owner, value, .. } => {
+            check_owner(owner)?;
             check_string("value", value)
         }
-        Change::UpsertIssuer { issuer, jwks_json } => {
+        Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
+            check_owner(owner)?;
             check_string("issuer", issuer)?;
+            for audience in audiences {
+                check_string("audience", audience)?;
+            }
             check_jwks(issuer, jwks_json)
         }
-        Change::RemoveIssuer { issuer } => check_string("issuer", issuer),
-        Change::RemoveBinding { .. }
-        | Change::Block { .. }
-        | Change::Unblock { .. }
-        | Change::RevokeSerial { .. }
-        | Change::UnrevokeSerial { .. }
-        | Change::UnmapPrincipal { .. } => Ok(()),
+        Change::RemoveIssuer { issuer, owner } => {
+            check_owner(owner)?;
+            check_string("issuer", issuer)
+        }
+        Change::Block { owner, .. }
+        | Change::Unblock { owner, .. }
+        | Change::RevokeSerial { owner, .. }
+        | Change::UnrevokeSerial { owner, .. }
+        | Change::UnmapPrincipal { owner, .. } => check_owner(owner),
+        Change::RemoveBinding { .. } => Ok(()),
     }
 }
 
@@ -239,28 +310,16 @@ struct BindingValue {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pending {
     bindings: BTreeMap<Fingerprint, Option<BindingValue>>,
-    blocklist: BTreeMap<Fingerprint, bool>,
-    revoked: BTreeMap<[u8; 32], bool>,
-    principals: BTreeMap<Fingerprint, Option<String>>,
-    san_rules: BTreeMap<(u8, String), bool>,
-    constraints: BTreeMap<(String, u8, String), bool>,
-    issuers: BTreeMap<String, Option<Vec<u8>>>,
+    blocklist: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
+    revoked: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
+    principals: BTreeMap<([u8; 32], RuleOwner), Option<String>>,
+    san_rules: BTreeMap<(SanKind, String, String, RuleOwner), Option<()>>,
+    constraints: BTreeMap<(RuleOwner, ConstraintKind, String), Option<()>>,
+    issuers: BTreeMap<(String, RuleOwner), Option<Registration>>,
 }
 
-fn san_wire(kind: SanKind) -> u8 {
-    match kind {
-        SanKind::Email => 1,
-        SanKind::Upn => 2,
-    }
-}
-
-fn san_kind(wire: u8) -> SanKind {
-    if wire == 1 {
-        SanKind::Email
-    } else {
-        SanKind::Upn
-    }
-}
+/// An issuer registration's audiences and JWKS document.
+type Registration = (Vec<String>, Vec<u8>);
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
@@ -294,41 +353,41 @@ impl Pending {
             Change::RemoveBinding { fingerprint } => {
                 self.bindings.insert(fingerprint, None);
             }
-            Change::Block { fingerprint } => {
-                self.blocklist.insert(fingerprint, true);
+            Change::Block { fingerprint, owner } => {
+                self.blocklist.insert((fingerprint.0, owner), Some(()));
             }
-            Change::Unblock { fingerprint } => {
-                self.blocklist.insert(fingerprint, false);
+            Change::Unblock { fingerprint, owner } => {
+                self.blocklist.insert((fingerprint.0, owner), None);
             }
-            Change::RevokeSerial { issuer_dn, serial } => {
-                self.revoked.insert(revoked_serial_key(&issuer_dn, &serial), true);
+            Change::RevokeSerial { issuer_dn, serial, owner } => {
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), Some(()));
             }
-            Change::UnrevokeSerial { issuer_dn, serial } => {
-                self.revoked.insert(revoked_serial_key(&issuer_dn, &serial), false);
+            Change::UnrevokeSerial { issuer_dn, serial, owner } => {
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), None);
             }
-            Change::MapPrincipal { fingerprint, principal } => {
-                self.principals.insert(fingerprint, Some(principal));
+            Change::MapPrincipal { fingerprint, owner, principal } => {
+                self.principals.insert((fingerprint.0, owner), Some(principal));
             }
-            Change::UnmapPrincipal { fingerprint } => {
-                self.principals.insert(fingerprint, None);
+            Change::UnmapPrincipal { fingerprint, owner } => {
+                self.principals.insert((fingerprint.0, owner), None);
             }
-            Change::AllowSanDomain { kind, domain } => {
-                self.san_rules.insert((san_wire(kind), domain.to_ascii_lowercase()), true);
+            Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
+                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), Some(()));
             }
-            Change::DisallowSanDomain { kind, domain } => {
-                self.san_rules.insert((san_wire(kind), domain.to_ascii_lowercase()), false);
+            Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
+                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), None);
             }
-            Change::AddConstraint { org_id, kind, value } => {
-                self.constraints.insert((org_id, kind.wire_id(), value), true);
+            Change::AddConstraint { owner, kind, value } => {
+                self.constraints.insert((owner, kind, value), Some(()));
             }
-            Change::RemoveConstraint { org_id, kind, value } => {
-                self.constraints.insert((org_id, kind.wire_id(), value), false);
+            Change::RemoveConstraint { owner, kind, value } => {
+                self.constraints.insert((owner, kind, value), None);
             }
-            Change::UpsertIssuer { issuer, jwks_json } => {
-                self.issuers.insert(issuer, Some(jwks_json));
+            Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
+                self.issuers.insert((issuer, owner), Some((audiences, jwks_json)));
             }
-            Change::RemoveIssuer { issuer } => {
-                self.issuers.insert(issuer, None);
+            Change::RemoveIssuer { issuer, owner } => {
+                self.issuers.insert((issuer, owner), None);
             }
         }
         Ok(())
@@ -365,11 +424,21 @@ impl Pending {
             .flatten()
             .map(|b| BINDING_RECORD + user_string_len(&b.user_id) + strings(&b.org_id) + 4)
             .sum();
-        let principals: usize = self.principals.values().flatten().map(|p| PRINCIPAL_RECORD + strings(p)).sum();
-        let issuers: usize = self.issuers.iter().map(|(i, j)| 12 + strings(i) + j.as_ref().map_or(0, Vec::len)).sum();
-        let constraints: usize = self.constraints.keys().map(|(o, _, v)| 9 + strings(o) + strings(v)).sum();
-        let rules: usize = self.san_rules.keys().map(|(_, d)| 5 + strings(d)).sum();
-        bindings + principals + issuers + constraints + rules + FINGERPRINT_RECORD * (self.blocklist.len() + self.revoked.len())
+        let org = |o: &RuleOwner| o.as_deref().map_or(0, |o| 4 + strings(o));
+        let principals: usize =
+            self.principals.iter().map(|((_, o), p)| PRINCIPAL_RECORD + org(o) + p.as_deref().map_or(0, strings)).sum();
+        let issuers: usize = self
+            .issuers
+            .iter()
+            .map(|((i, o), v)| {
+                let blobs = v.as_ref().map_or(0, |(a, j)| j.len() + 2 + a.iter().map(|a| a.len() + 3).sum::<usize>());
+                23 + strings(i) + org(o) + blobs
+            })
+            .sum();
+        let constraints: usize = self.constraints.keys().map(|(o, _, v)| 8 + org(o) + strings(v)).sum();
+        let rules: usize = self.san_rules.keys().map(|(_, d, i, o)| 12 + strings(d) + strings(i) + org(o)).sum();
+        let owned: usize = self.blocklist.keys().chain(self.revoked.keys()).map(|(_, o)| BLOCKED_RECORD + org(o)).sum();
+        bindings + principals + issuers + constraints + rules + owned
     }
 }
 
@@ -409,8 +478,51 @@ fn merge<K: Ord, B, O>(
     }
 }
 
-fn present(flag: &bool) -> Option<()> {
-    flag.then_some(())
+/// Merges a keyed section's records of `base` (key, owner, value) with `pending` changes keyed
+/// by (key, owner), in key order; the encoder orders one key's owners itself.
+fn merge_owned<'a, V: Clone + 'a>(
+    base: impl Iterator<Item = ([u8; 32], RuleOwner, V)>,
+    pending: &'a BTreeMap<([u8; 32], RuleOwner), Option<V>>,
+    mut push: impl FnMut(&[u8; 32], Owner<'_>, &V) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let mut base = base.peekable();
+    let mut pending = pending.iter().peekable();
+    loop {
+        let key = match (base.peek(), pending.peek()) {
+            (None, None) => return Ok(()),
+            (Some((b, _, _)), None) => *b,
+            (None, Some(((p, _), _))) => *p,
+            (Some((b, _, _)), Some(((p, _), _))) => (*b).min(*p),
+        };
+        let mut group: BTreeMap<RuleOwner, V> = BTreeMap::new();
+        while let Some((_, o, v)) = base.next_if(|(k, _, _)| *k == key) {
+            group.insert(o, v);
+        }
+        while let Some(((_, o), v)) = pending.next_if(|((k, _), _)| *k == key) {
+            match v {
+                Some(v) => group.insert(o.clone(), v.clone()),
+                None => group.remove(o),
+            };
+        }
+        for (o, v) in &group {
+            push(&key, owner(o), v)?;
+        }
+    }
+}
+
+/// A small section's entries of `base` with `pending` applied; the encoder sorts them.
+fn merge_small<K: Ord + Clone, V: Clone>(
+    base: impl Iterator<Item = (K, V)>,
+    pending: &BTreeMap<K, Option<V>>,
+) -> BTreeMap<K, V> {
+    let mut merged: BTreeMap<K, V> = base.collect();
+    for (key, value) in pending {
+        match value {
+            Some(value) => merged.insert(key.clone(), value.clone()),
+            None => merged.remove(key),
+        };
+    }
+    merged
 }
 
 /// How [`encode_patched`] treats the previous snapshot.
@@ -479,30 +591,6 @@ pub fn encode_patched(
             SnapshotEncoder::push_binding_records,
             |e, key, b| e.push_binding(&Fingerprint(*key), &b.user_id, &b.org_id, b.enabled),
         )?;
-        patch_fixed(
-            &mut encoder,
-            base.section_bytes(Section::Blocklist),
-            FINGERPRINT_RECORD,
-            pending.blocklist.iter().map(|(k, v)| (&k.0, present(v))),
-            SnapshotEncoder::push_blocked_records,
-            |e, key, ()| e.push_blocked(&Fingerprint(*key)),
-        )?;
-        patch_fixed(
-            &mut encoder,
-            base.section_bytes(Section::Revoked),
-            FINGERPRINT_RECORD,
-            pending.revoked.iter().map(|(k, v)| (k, present(v))),
-            SnapshotEncoder::push_revoked_records,
-            |e, key, ()| e.push_revoked_key(key),
-        )?;
-        patch_fixed(
-            &mut encoder,
-            base.section_bytes(Section::Principals),
-            PRINCIPAL_RECORD,
-            pending.principals.iter().map(|(k, v)| (&k.0, v.as_deref())),
-            SnapshotEncoder::push_principal_records,
-            |e, key, principal| e.push_principal(&Fingerprint(*key), principal),
-        )?;
     } else {
         merge(base.bindings(), pending.bindings.iter().map(|(k, v)| (*k, v.as_ref())), |fp, item| match item {
             Merged::Kept(CardBinding { user_id, org_id, enabled }) => {
@@ -510,54 +598,57 @@ pub fn encode_patched(
             }
             Merged::Changed(b) => encoder.push_binding(&fp, &b.user_id, &b.org_id, b.enabled),
         })?;
-        merge(
-            base.blocklist().map(|fp| (fp, ())),
-            pending.blocklist.iter().map(|(k, v)| (*k, present(v))),
-            |fp, _| encoder.push_blocked(&fp),
-        )?;
-        merge(
-            base.revoked_keys().map(|k| (k, ())),
-            pending.revoked.iter().map(|(k, v)| (*k, present(v))),
-            |key, _| encoder.push_revoked_key(&key),
-        )?;
-        merge(base.principals(), pending.principals.iter().map(|(k, v)| (*k, v.as_deref())), |fp, item| match item {
-            Merged::Kept(principal) | Merged::Changed(principal) => encoder.push_principal(&fp, principal),
-        })?;
     }
-    // The small sections are re-encoded either way (their strings are a few bytes each).
-    merge(
-        base.san_rules().map(|(kind, domain)| ((san_wire(kind), domain), ())),
-        pending.san_rules.iter().map(|((kind, domain), v)| ((*kind, domain.as_str()), present(v))),
-        |(kind, domain), _| encoder.push_san_rule(san_kind(kind), domain),
+    // Owned keyed sections and the small ones are re-encoded record by record (they are small
+    // next to the bindings; the encoder orders the owners of one key).
+    merge_owned(base.blocklist().map(|(fp, o)| (fp.0, owned(o), ())), &pending.blocklist, |key, o, ()| {
+        encoder.push_blocked(&Fingerprint(*key), o)
+    })?;
+    merge_owned(base.revoked().map(|(key, o)| (key, owned(o), ())), &pending.revoked, |key, o, ()| {
+        encoder.push_revoked_key(key, o)
+    })?;
+    merge_owned(
+        base.principals().map(|(fp, o, name)| (fp.0, owned(o), name.to_owned())),
+        &pending.principals,
+        |key, o, name| encoder.push_principal(&Fingerprint(*key), o, name),
     )?;
-    merge(
-        base.constraints().map(|(org, kind, value)| ((org, kind.wire_id(), value), ())),
-        pending.constraints.iter().map(|((org, kind, value), v)| ((org.as_str(), *kind, value.as_str()), present(v))),
-        |(org, kind, value), _| match ConstraintKind::from_wire_id(kind) {
-            Some(kind) => encoder.push_constraint(org, kind, value),
-            None => Ok(()),
-        },
-    )?;
-    merge(
-        base.issuers(),
-        pending.issuers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
-        |issuer, item| match item {
-            Merged::Kept(jwks) | Merged::Changed(jwks) => encoder.push_issuer(issuer, jwks),
-        },
-    )?;
+    let rules = merge_small(
+        base.san_rules().map(|(k, d, i, o)| ((k, d.to_owned(), i.to_owned(), owned(o)), ())),
+        &pending.san_rules,
+    );
+    for (kind, domain, issuer_dn, o) in rules.keys() {
+        encoder.push_san_rule(*kind, domain, issuer_dn, owner(o))?;
+    }
+    let constraints =
+        merge_small(base.all_constraints().map(|(o, k, v)| ((owned(o), k, v.to_owned()), ())), &pending.constraints);
+    for (o, kind, value) in constraints.keys() {
+        encoder.push_constraint(owner(o), *kind, value)?;
+    }
+    let issuers = merge_small(
+        base.issuers().map(|i| ((i.issuer.to_owned(), owned(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec()))),
+        &pending.issuers,
+    );
+    for ((issuer, o), (audiences, jwks)) in &issuers {
+        encoder.push_issuer(issuer, owner(o), audiences, jwks)?;
+    }
     Ok(encoder.finish(header)?)
 }
 
 /// Room for `bindings` binding records plus everything in `content`, so the snapshot's
 /// buffer is allocated once (growing it by doubling would briefly need three times its size).
 fn capacity_for(bindings: usize, binding_strings: usize, content: &SnapshotContent) -> (usize, usize) {
-    let strings = binding_strings + content.principals.iter().map(|p| p.principal.len() + 1).sum::<usize>();
+    let org = |o: &RuleOwner| o.as_ref().map_or(0, |o| o.len() + 5);
+    let strings = binding_strings + content.principals.iter().map(|p| p.principal.len() + 1 + org(&p.owner)).sum::<usize>();
     let records = bindings * BINDING_RECORD
-        + (content.blocklist.len() + content.revoked.len()) * FINGERPRINT_RECORD
+        + (content.blocklist.len() + content.revoked.len()) * BLOCKED_RECORD
         + content.principals.len() * PRINCIPAL_RECORD;
-    let jwks: usize = content.issuers.iter().map(|i| i.jwks_json.len() + i.issuer.len() + 13).sum();
-    let other: usize = content.constraints.iter().map(|c| c.org_id.len() + c.value.len() + 11).sum::<usize>()
-        + content.san_rules.iter().map(|(_, d)| d.len() + 6).sum::<usize>();
+    let jwks: usize = content
+        .issuers
+        .iter()
+        .map(|i| i.jwks_json.len() + i.issuer.len() + 26 + i.audiences.iter().map(|a| a.len() + 3).sum::<usize>())
+        .sum();
+    let other: usize = content.constraints.iter().map(|c| c.value.len() + 9 + org(&c.owner)).sum::<usize>()
+        + content.san_rules.iter().map(|r| r.domain.len() + r.issuer_dn.len() + 14 + org(&r.owner)).sum::<usize>();
     (records + strings + jwks + other + 4096, strings + other + 4096)
 }
 
@@ -624,65 +715,71 @@ fn encode_other_sections(
 ) -> Result<UnsignedSnapshot, BuildError> {
     content.blocklist.sort_unstable();
     content.blocklist.dedup();
-    for fp in &content.blocklist {
-        encoder.push_blocked(fp)?;
+    for (fp, o) in &content.blocklist {
+        check_owner(o)?;
+        encoder.push_blocked(fp, owner(o))?;
     }
 
-    let mut revoked: Vec<[u8; 32]> =
-        content.revoked.iter().map(|r| revoked_serial_key(&r.issuer_dn, &r.serial)).collect();
+    let mut revoked: Vec<([u8; 32], &RuleOwner)> =
+        content.revoked.iter().map(|r| (revoked_serial_key(&r.issuer_dn, &r.serial), &r.owner)).collect();
     revoked.sort_unstable();
     revoked.dedup();
-    for key in &revoked {
-        encoder.push_revoked_key(key)?;
+    for (key, o) in &revoked {
+        check_owner(o)?;
+        encoder.push_revoked_key(key, owner(o))?;
     }
 
-    content.principals.sort_unstable_by_key(|p| p.fingerprint);
+    content.principals.sort_unstable_by(|a, b| (a.fingerprint, &a.owner).cmp(&(b.fingerprint, &b.owner)));
     for pair in content.principals.windows(2) {
         if let [a, b] = pair {
-            if a.fingerprint == b.fingerprint && a.principal != b.principal {
+            if (a.fingerprint, &a.owner) == (b.fingerprint, &b.owner) && a.principal != b.principal {
                 return Err(BuildError::DuplicatePrincipal { fingerprint: hex_lower(&a.fingerprint.0) });
             }
         }
     }
     content.principals.dedup();
     for p in &content.principals {
-        check_string("principal", &p.principal)?;
-        encoder.push_principal(&p.fingerprint, &p.principal)?;
+        check_principal(&p.owner, &p.principal)?;
+        encoder.push_principal(&p.fingerprint, owner(&p.owner), &p.principal)?;
     }
 
-    let mut rules: Vec<(u8, String)> =
-        content.san_rules.iter().map(|(kind, domain)| (san_wire(*kind), domain.to_ascii_lowercase())).collect();
+    let mut rules: Vec<(SanKind, String, &str, &RuleOwner)> = content
+        .san_rules
+        .iter()
+        .map(|r| (r.kind, r.domain.to_ascii_lowercase(), r.issuer_dn.as_str(), &r.owner))
+        .collect();
     rules.sort_unstable();
     rules.dedup();
-    for (kind, domain) in &rules {
+    for (kind, domain, issuer_dn, o) in &rules {
         check_string("domain", domain)?;
-        encoder.push_san_rule(san_kind(*kind), domain)?;
+        check_string("issuer_dn", issuer_dn)?;
+        check_owner(o)?;
+        encoder.push_san_rule(*kind, domain, issuer_dn, owner(o))?;
     }
 
-    let mut constraints: Vec<(&str, u8, &str)> =
-        content.constraints.iter().map(|c| (c.org_id.as_str(), c.kind.wire_id(), c.value.as_str())).collect();
+    let mut constraints: Vec<(&RuleOwner, ConstraintKind, &str)> =
+        content.constraints.iter().map(|c| (&c.owner, c.kind, c.value.as_str())).collect();
     constraints.sort_unstable();
     constraints.dedup();
-    for (org, kind, value) in constraints {
-        check_string("org_id", org)?;
+    for (o, kind, value) in constraints {
+        check_owner(o)?;
         check_string("value", value)?;
-        if let Some(kind) = ConstraintKind::from_wire_id(kind) {
-            encoder.push_constraint(org, kind, value)?;
-        }
+        encoder.push_constraint(owner(o), kind, value)?;
     }
 
-    content.issuers.sort_unstable_by(|a, b| a.issuer.cmp(&b.issuer));
+    content.issuers.sort_unstable_by(|a, b| (&a.issuer, &a.owner).cmp(&(&b.issuer, &b.owner)));
     for pair in content.issuers.windows(2) {
         if let [a, b] = pair {
-            if a.issuer == b.issuer {
+            if (&a.issuer, &a.owner) == (&b.issuer, &b.owner) {
                 return Err(BuildError::DuplicateIssuer { issuer: a.issuer.clone() });
             }
         }
     }
     for issuer in &content.issuers {
         check_string("issuer", &issuer.issuer)?;
+        check_owner(&issuer.owner)?;
         check_jwks(&issuer.issuer, &issuer.jwks_json)?;
-        encoder.push_issuer(&issuer.issuer, &issuer.jwks_json)?;
+        encoder.push_issuer(&issuer.issuer, owner(&issuer.owner), &issuer.audiences, &issuer.jwks_json)?;
     }
     Ok(encoder.finish(header)?)
 }

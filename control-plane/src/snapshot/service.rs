@@ -15,7 +15,7 @@
 
 use super::builder::{
     BindingEntry, BuildError, Change as Patch, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
-    SnapshotContent, StreamedBindings,
+    SanRuleEntry, SnapshotContent, StreamedBindings,
 };
 use super::change::Change;
 use super::served::{ServedSnapshot, SnapshotService};
@@ -55,31 +55,37 @@ fn served(snapshot: &SignedSnapshot) -> Arc<ServedSnapshot> {
     })
 }
 
-/// The patch the snapshot format can apply for a change, or `None` when only the tables
-/// know the result: the format carries no owners, so taking away one owner's rule may leave
-/// another owner's in force.
+/// The patch for a change: snapshot format 3 carries every rule's owner, so every change
+/// patches. (`Option` for a change some future format could not carry.)
 fn patch_of(change: Change) -> Option<Patch> {
+    let owner = |o: crate::db::Owner| o.org_id().map(str::to_owned);
     Some(match change {
         Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
             Patch::UpsertBinding { fingerprint, user_id, org_id, enabled }
         }
         Change::RemoveBinding { fingerprint } => Patch::RemoveBinding { fingerprint },
-        Change::Block { fingerprint, .. } => Patch::Block { fingerprint },
-        Change::RevokeSerial { issuer_dn, serial, .. } => Patch::RevokeSerial { issuer_dn, serial },
-        Change::MapPrincipal { fingerprint, principal, .. } => Patch::MapPrincipal { fingerprint, principal },
-        // One mapping per fingerprint, whoever owns it.
-        Change::UnmapPrincipal { fingerprint, .. } => Patch::UnmapPrincipal { fingerprint },
-        Change::AllowSanDomain { kind, domain, .. } => Patch::AllowSanDomain { kind, domain },
-        Change::AddConstraint { owner: crate::db::Owner::Org(org_id), kind, value } => {
-            Patch::AddConstraint { org_id, kind, value }
+        Change::Block { owner: o, fingerprint } => Patch::Block { fingerprint, owner: owner(o) },
+        Change::Unblock { owner: o, fingerprint } => Patch::Unblock { fingerprint, owner: owner(o) },
+        Change::RevokeSerial { owner: o, issuer_dn, serial } => Patch::RevokeSerial { issuer_dn, serial, owner: owner(o) },
+        Change::UnrevokeSerial { owner: o, issuer_dn, serial } => {
+            Patch::UnrevokeSerial { issuer_dn, serial, owner: owner(o) }
         }
-        Change::Unblock { .. }
-        | Change::UnrevokeSerial { .. }
-        | Change::DisallowSanDomain { .. }
-        | Change::AddConstraint { .. }
-        | Change::RemoveConstraint { .. }
-        | Change::UpsertIssuer { .. }
-        | Change::RemoveIssuer { .. } => return None,
+        Change::MapPrincipal { owner: o, fingerprint, principal } => {
+            Patch::MapPrincipal { fingerprint, owner: owner(o), principal }
+        }
+        Change::UnmapPrincipal { owner: o, fingerprint } => Patch::UnmapPrincipal { fingerprint, owner: owner(o) },
+        Change::AllowSanDomain { owner: o, kind, domain, issuer_dn } => {
+            Patch::AllowSanDomain { kind, domain, issuer_dn, owner: owner(o) }
+        }
+        Change::DisallowSanDomain { owner: o, kind, domain, issuer_dn } => {
+            Patch::DisallowSanDomain { kind, domain, issuer_dn, owner: owner(o) }
+        }
+        Change::AddConstraint { owner: o, kind, value } => Patch::AddConstraint { owner: owner(o), kind, value },
+        Change::RemoveConstraint { owner: o, kind, value } => Patch::RemoveConstraint { owner: owner(o), kind, value },
+        Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } => {
+            Patch::UpsertIssuer { issuer, owner: owner(o), audiences, jwks_json }
+        }
+        Change::RemoveIssuer { owner: o, issuer } => Patch::RemoveIssuer { issuer, owner: owner(o) },
     })
 }
 
@@ -88,9 +94,7 @@ fn patches_of(changes: Vec<Change>) -> Option<Vec<Patch>> {
     changes.into_iter().map(patch_of).collect()
 }
 
-/// Turns the database's rows into snapshot content. Rules the format cannot carry are left
-/// out and logged; each omission fails closed or is the documented effect of a rule's
-/// owner (see [`patch_of`]).
+/// Turns the database's rows into snapshot content, every rule with its owner.
 pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
     let mut content = SnapshotContent::default();
     for row in &rows.bindings {
@@ -103,23 +107,29 @@ pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
             });
         }
     }
+    let owner = |o: crate::db::Owner| o.org_id().map(str::to_owned);
     let mut issuers = BTreeSet::new();
     for rule in &rows.rules {
         match rule.clone() {
-            Change::Block { fingerprint, .. } => content.blocklist.push(fingerprint),
-            Change::RevokeSerial { issuer_dn, serial, .. } => content.revoked.push(RevokedSerial { issuer_dn, serial }),
-            Change::MapPrincipal { fingerprint, principal, .. } => {
-                content.principals.push(PrincipalEntry { fingerprint, principal })
+            Change::Block { owner: o, fingerprint } => content.blocklist.push((fingerprint, owner(o))),
+            Change::RevokeSerial { owner: o, issuer_dn, serial } => {
+                content.revoked.push(RevokedSerial { issuer_dn, serial, owner: owner(o) })
             }
-            Change::AllowSanDomain { kind, domain, .. } => content.san_rules.push((kind, domain)),
-            Change::AddConstraint { owner: crate::db::Owner::Org(org_id), kind, value } => {
-                content.constraints.push(ConstraintEntry { org_id, kind, value })
+            Change::MapPrincipal { owner: o, fingerprint, principal } => {
+                content.principals.push(PrincipalEntry { fingerprint, owner: owner(o), principal })
             }
-            Change::UpsertIssuer { issuer, jwks_json, .. } => {
+            Change::AllowSanDomain { owner: o, kind, domain, issuer_dn } => {
+                content.san_rules.push(SanRuleEntry { kind, domain, issuer_dn, owner: owner(o) })
+            }
+            Change::AddConstraint { owner: o, kind, value } => {
+                content.constraints.push(ConstraintEntry { owner: owner(o), kind, value })
+            }
+            Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } => {
+                let o = owner(o);
                 if certbind_shared::pop::jwks::Jwks::parse(&jwks_json).is_err() {
                     tracing::error!(issuer, "issuer with unusable JWKS left out of the snapshot");
-                } else if issuers.insert(issuer.clone()) {
-                    content.issuers.push(IssuerEntry { issuer, jwks_json });
+                } else if issuers.insert((issuer.clone(), o.clone())) {
+                    content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json });
                 }
             }
             _ => {}

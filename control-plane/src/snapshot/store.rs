@@ -108,9 +108,8 @@ pub struct SignedSnapshot {
 impl SignedSnapshot {
     fn new(view: SnapshotView) -> Self {
         // The signature's first bytes tell two signings of one version apart.
-        let bytes = view.as_bytes();
-        let tail = bytes.get(bytes.len().saturating_sub(64)..).unwrap_or(&[]);
-        let mark = certbind_shared::encoding::hex_lower(tail.get(..4).unwrap_or(&[]));
+        let signature = view.section_bytes(certbind_shared::snapshot::Section::Signature);
+        let mark = certbind_shared::encoding::hex_lower(signature.get(..4).unwrap_or(&[]));
         let etag = format!("\"v{}-{mark}\"", view.version());
         SignedSnapshot { view, etag }
     }

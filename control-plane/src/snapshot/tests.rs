@@ -4,7 +4,7 @@
 use super::builder::*;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
-use certbind_shared::identity::{IdentityData, SanKind};
+use certbind_shared::identity::{IdentityData, Owner, SanKind};
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView,
 };
@@ -43,19 +43,16 @@ fn verifier_for(signers: &[&dyn Signer]) -> SnapshotVerifier {
 #[derive(Default, Clone)]
 struct Oracle {
     bindings: BTreeMap<Fingerprint, (String, String, bool)>,
-    blocklist: BTreeSet<Fingerprint>,
-    revoked: BTreeMap<[u8; 32], (String, String)>,
-    principals: BTreeMap<Fingerprint, String>,
-    san_rules: BTreeSet<(u8, String)>,
-    constraints: BTreeSet<(String, ConstraintKind, String)>,
-    issuers: BTreeMap<String, Vec<u8>>,
+    blocklist: BTreeSet<(Fingerprint, RuleOwner)>,
+    revoked: BTreeMap<([u8; 32], RuleOwner), (String, String)>,
+    principals: BTreeMap<(Fingerprint, RuleOwner), String>,
+    san_rules: BTreeSet<(SanKind, String, String, RuleOwner)>,
+    constraints: BTreeSet<(RuleOwner, ConstraintKind, String)>,
+    issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)>,
 }
 
-fn wire(kind: SanKind) -> u8 {
-    match kind {
-        SanKind::Email => 1,
-        SanKind::Upn => 2,
-    }
+fn owned(owner: Owner<'_>) -> RuleOwner {
+    owner.org_id().map(str::to_owned)
 }
 
 impl Oracle {
@@ -67,41 +64,41 @@ impl Oracle {
             Change::RemoveBinding { fingerprint } => {
                 self.bindings.remove(&fingerprint);
             }
-            Change::Block { fingerprint } => {
-                self.blocklist.insert(fingerprint);
+            Change::Block { fingerprint, owner } => {
+                self.blocklist.insert((fingerprint, owner));
             }
-            Change::Unblock { fingerprint } => {
-                self.blocklist.remove(&fingerprint);
+            Change::Unblock { fingerprint, owner } => {
+                self.blocklist.remove(&(fingerprint, owner));
             }
-            Change::RevokeSerial { issuer_dn, serial } => {
-                self.revoked.insert(revoked_serial_key(&issuer_dn, &serial), (issuer_dn, serial));
+            Change::RevokeSerial { issuer_dn, serial, owner } => {
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), (issuer_dn, serial));
             }
-            Change::UnrevokeSerial { issuer_dn, serial } => {
-                self.revoked.remove(&revoked_serial_key(&issuer_dn, &serial));
+            Change::UnrevokeSerial { issuer_dn, serial, owner } => {
+                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), owner));
             }
-            Change::MapPrincipal { fingerprint, principal } => {
-                self.principals.insert(fingerprint, principal);
+            Change::MapPrincipal { fingerprint, owner, principal } => {
+                self.principals.insert((fingerprint, owner), principal);
             }
-            Change::UnmapPrincipal { fingerprint } => {
-                self.principals.remove(&fingerprint);
+            Change::UnmapPrincipal { fingerprint, owner } => {
+                self.principals.remove(&(fingerprint, owner));
             }
-            Change::AllowSanDomain { kind, domain } => {
-                self.san_rules.insert((wire(kind), domain));
+            Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
+                self.san_rules.insert((kind, domain, issuer_dn, owner));
             }
-            Change::DisallowSanDomain { kind, domain } => {
-                self.san_rules.remove(&(wire(kind), domain));
+            Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
+                self.san_rules.remove(&(kind, domain, issuer_dn, owner));
             }
-            Change::AddConstraint { org_id, kind, value } => {
-                self.constraints.insert((org_id, kind, value));
+            Change::AddConstraint { owner, kind, value } => {
+                self.constraints.insert((owner, kind, value));
             }
-            Change::RemoveConstraint { org_id, kind, value } => {
-                self.constraints.remove(&(org_id, kind, value));
+            Change::RemoveConstraint { owner, kind, value } => {
+                self.constraints.remove(&(owner, kind, value));
             }
-            Change::UpsertIssuer { issuer, jwks_json } => {
-                self.issuers.insert(issuer, jwks_json);
+            Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
+                self.issuers.insert((issuer, owner), (audiences, jwks_json));
             }
-            Change::RemoveIssuer { issuer } => {
-                self.issuers.remove(&issuer);
+            Change::RemoveIssuer { issuer, owner } => {
+                self.issuers.remove(&(issuer, owner));
             }
         }
     }
@@ -118,31 +115,36 @@ impl Oracle {
                     enabled: *e,
                 })
                 .collect(),
-            blocklist: self.blocklist.iter().copied().collect(),
+            blocklist: self.blocklist.iter().cloned().collect(),
             revoked: self
                 .revoked
-                .values()
-                .map(|(d, s)| RevokedSerial { issuer_dn: d.clone(), serial: s.clone() })
+                .iter()
+                .map(|((_, o), (d, s))| RevokedSerial { issuer_dn: d.clone(), serial: s.clone(), owner: o.clone() })
                 .collect(),
             principals: self
                 .principals
                 .iter()
-                .map(|(fp, p)| PrincipalEntry { fingerprint: *fp, principal: p.clone() })
+                .map(|((fp, o), p)| PrincipalEntry { fingerprint: *fp, owner: o.clone(), principal: p.clone() })
                 .collect(),
             san_rules: self
                 .san_rules
                 .iter()
-                .map(|(k, d)| (if *k == 1 { SanKind::Email } else { SanKind::Upn }, d.clone()))
+                .map(|(k, d, i, o)| SanRuleEntry { kind: *k, domain: d.clone(), issuer_dn: i.clone(), owner: o.clone() })
                 .collect(),
             constraints: self
                 .constraints
                 .iter()
-                .map(|(o, k, v)| ConstraintEntry { org_id: o.clone(), kind: *k, value: v.clone() })
+                .map(|(o, k, v)| ConstraintEntry { owner: o.clone(), kind: *k, value: v.clone() })
                 .collect(),
             issuers: self
                 .issuers
                 .iter()
-                .map(|(i, j)| IssuerEntry { issuer: i.clone(), jwks_json: j.clone() })
+                .map(|((i, o), (a, j))| IssuerEntry {
+                    issuer: i.clone(),
+                    owner: o.clone(),
+                    audiences: a.clone(),
+                    jwks_json: j.clone(),
+                })
                 .collect(),
         }
     }
@@ -152,17 +154,25 @@ impl Oracle {
         let bindings: Vec<(Fingerprint, (String, String, bool))> =
             view.bindings().map(|(fp, b)| (fp, (b.user_id.as_str().to_owned(), b.org_id.to_owned(), b.enabled))).collect();
         assert_eq!(bindings, self.bindings.clone().into_iter().collect::<Vec<_>>());
-        assert_eq!(view.blocklist().collect::<Vec<_>>(), self.blocklist.iter().copied().collect::<Vec<_>>());
-        assert_eq!(view.revoked_keys().collect::<Vec<_>>(), self.revoked.keys().copied().collect::<Vec<_>>());
-        let principals: Vec<(Fingerprint, String)> = view.principals().map(|(f, p)| (f, p.to_owned())).collect();
-        assert_eq!(principals, self.principals.clone().into_iter().collect::<Vec<_>>());
-        let rules: Vec<(u8, String)> = view.san_rules().map(|(k, d)| (wire(k), d.to_owned())).collect();
-        assert_eq!(rules, self.san_rules.iter().cloned().collect::<Vec<_>>());
-        let constraints: Vec<(String, ConstraintKind, String)> =
-            view.constraints().map(|(o, k, v)| (o.to_owned(), k, v.to_owned())).collect();
-        assert_eq!(constraints, self.constraints.iter().cloned().collect::<Vec<_>>());
-        let issuers: Vec<(String, Vec<u8>)> = view.issuers().map(|(i, j)| (i.to_owned(), j.to_vec())).collect();
-        assert_eq!(issuers, self.issuers.clone().into_iter().collect::<Vec<_>>());
+        // Records of one key are ordered by owner index in the snapshot: compare as sets.
+        let blocklist: BTreeSet<(Fingerprint, RuleOwner)> = view.blocklist().map(|(f, o)| (f, owned(o))).collect();
+        assert_eq!(blocklist, self.blocklist);
+        let revoked: BTreeSet<([u8; 32], RuleOwner)> = view.revoked().map(|(k, o)| (k, owned(o))).collect();
+        assert_eq!(revoked, self.revoked.keys().cloned().collect());
+        let principals: BTreeMap<(Fingerprint, RuleOwner), String> =
+            view.principals().map(|(f, o, p)| ((f, owned(o)), p.to_owned())).collect();
+        assert_eq!(principals, self.principals);
+        let rules: BTreeSet<(SanKind, String, String, RuleOwner)> =
+            view.san_rules().map(|(k, d, i, o)| (k, d.to_owned(), i.to_owned(), owned(o))).collect();
+        assert_eq!(rules, self.san_rules);
+        let constraints: BTreeSet<(RuleOwner, ConstraintKind, String)> =
+            view.all_constraints().map(|(o, k, v)| (owned(o), k, v.to_owned())).collect();
+        assert_eq!(constraints, self.constraints);
+        let issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)> = view
+            .issuers()
+            .map(|i| ((i.issuer.to_owned(), owned(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec())))
+            .collect();
+        assert_eq!(issuers, self.issuers);
     }
 }
 
@@ -175,10 +185,19 @@ impl Counter {
     }
 }
 
+/// The platform or one of a few orgs.
+fn random_owner(rng: &mut Counter) -> RuleOwner {
+    match rng.next() % 4 {
+        0 => None,
+        n => Some(format!("o{n}")),
+    }
+}
+
 fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
     let existing = known[(rng.next() as usize) % known.len()];
     let fresh = fp("fresh", rng.next());
     let pick = if rng.next() & 1 == 0 { existing } else { fresh };
+    let owner = random_owner(rng);
     let n = rng.next();
     match n % 14 {
         0 | 1 => Change::UpsertBinding {
@@ -189,30 +208,35 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
             enabled: n % 3 != 1,
         },
         2 | 3 => Change::RemoveBinding { fingerprint: pick },
-        4 => Change::Block { fingerprint: pick },
-        5 => Change::Unblock { fingerprint: existing },
-        6 => Change::RevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50) },
-        7 => Change::UnrevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50) },
-        8 => Change::MapPrincipal { fingerprint: pick, principal: format!("svc:{}", n % 11) },
-        9 => Change::UnmapPrincipal { fingerprint: existing },
+        4 => Change::Block { fingerprint: pick, owner },
+        5 => Change::Unblock { fingerprint: existing, owner },
+        6 => Change::RevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner },
+        7 => Change::UnrevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner },
+        8 => Change::MapPrincipal { fingerprint: pick, owner, principal: format!("svc:{}", n % 11) },
+        9 => Change::UnmapPrincipal { fingerprint: existing, owner },
         10 => Change::AllowSanDomain {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
+            issuer_dn: format!("CN=CA {}", n % 2),
+            owner,
         },
         11 => Change::DisallowSanDomain {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
+            issuer_dn: format!("CN=CA {}", n % 2),
+            owner,
         },
-        12 => Change::AddConstraint {
-            org_id: format!("o{}", n % 4),
-            kind: ConstraintKind::RequiredPolicyOid,
-            value: format!("1.2.{}", n % 3),
-        },
+        12 => Change::AddConstraint { owner, kind: ConstraintKind::RequiredPolicyOid, value: format!("1.2.{}", n % 3) },
         _ => {
             if n & 1 == 0 {
-                Change::UpsertIssuer { issuer: format!("https://idp{}.example", n % 3), jwks_json: jwks((n % 5) as u8) }
+                Change::UpsertIssuer {
+                    issuer: format!("https://idp{}.example", n % 3),
+                    owner,
+                    audiences: (0..n % 3).map(|a| format!("api://{a}")).collect(),
+                    jwks_json: jwks((n % 5) as u8),
+                }
             } else {
-                Change::RemoveIssuer { issuer: format!("https://idp{}.example", n % 3) }
+                Change::RemoveIssuer { issuer: format!("https://idp{}.example", n % 3), owner }
             }
         }
     }
@@ -223,12 +247,13 @@ fn starting_oracle(bindings: u64) -> Oracle {
     for i in 0..bindings {
         oracle.bindings.insert(fp("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0));
     }
-    oracle.blocklist.insert(fp("bind", 1));
-    oracle.revoked.insert(revoked_serial_key("CN=CA 0", "1"), ("CN=CA 0".into(), "1".into()));
-    oracle.principals.insert(fp("bind", 2), "svc:seed".into());
-    oracle.san_rules.insert((1, "example.mil".into()));
-    oracle.constraints.insert(("o1".into(), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
-    oracle.issuers.insert("https://idp0.example".into(), jwks(1));
+    oracle.blocklist.insert((fp("bind", 1), Some("o1".into())));
+    oracle.blocklist.insert((fp("bind", 1), None));
+    oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), None), ("CN=CA 0".into(), "1".into()));
+    oracle.principals.insert((fp("bind", 2), Some("o2".into())), "svc:seed".into());
+    oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), None));
+    oracle.constraints.insert((Some("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
+    oracle.issuers.insert(("https://idp0.example".into(), None), (Vec::new(), jwks(1)));
     oracle
 }
 
@@ -341,7 +366,7 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
 #[test]
 fn versions_fold_in_order_whatever_order_they_arrive_in() {
     let store = SnapshotStore::new(signer(2), StoreSettings::default());
-    let block = |i| vec![Change::Block { fingerprint: fp("x", i) }];
+    let block = |i| vec![Change::Block { fingerprint: fp("x", i), owner: None }];
     assert_eq!(store.apply(1, block(1)), Applied::Buffered, "nothing loaded yet");
     store.load(SnapshotContent::default(), 2).unwrap();
     assert_eq!(store.applied_version(), 2);
@@ -355,9 +380,9 @@ fn versions_fold_in_order_whatever_order_they_arrive_in() {
     assert_eq!(store.apply(4, block(4)), Applied::AlreadyIncluded);
     let published = store.publish().unwrap().unwrap();
     assert_eq!(published.version(), 5);
-    let blocked: BTreeSet<Fingerprint> = published.view().blocklist().collect();
+    let blocked: BTreeSet<Fingerprint> = published.view().blocklist().map(|(f, _)| f).collect();
     assert_eq!(blocked, [3, 4, 5].map(|i| fp("x", i)).into_iter().collect());
-    assert!(!published.view().is_blocklisted(&fp("x", 1)));
+    assert!(!published.view().is_blocklisted(&fp("x", 1), None));
 }
 
 #[test]
@@ -366,16 +391,16 @@ fn a_reload_covers_changes_that_arrive_while_it_reads() {
     store.load(SnapshotContent::default(), 1).unwrap();
     store.begin_load();
     // Committed before the reload read the database: the reload's rows include it.
-    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: fp("x", 2) }]), Applied::Buffered);
+    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: fp("x", 2), owner: None }]), Applied::Buffered);
     // Committed after: it must survive the reload.
-    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: fp("x", 4) }]), Applied::Buffered);
-    let content = SnapshotContent { blocklist: vec![fp("x", 2)], ..Default::default() };
+    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: fp("x", 4), owner: None }]), Applied::Buffered);
+    let content = SnapshotContent { blocklist: vec![(fp("x", 2), None)], ..Default::default() };
     let loaded = store.finish_load(content, 3).unwrap();
     assert_eq!(loaded.version(), 3);
     assert_eq!(store.applied_version(), 4);
     let next = store.publish().unwrap().unwrap();
     assert_eq!(next.view().blocklist().collect::<Vec<_>>().len(), 2);
-    assert!(next.view().is_blocklisted(&fp("x", 4)));
+    assert!(next.view().is_blocklisted(&fp("x", 4), None));
     match store.load(SnapshotContent::default(), 4) {
         Err(StoreError::StaleLoad { loaded: 4, published: 4 }) => {}
         other => panic!("expected StaleLoad, got {other:?}"),
@@ -412,16 +437,19 @@ fn a_failed_signature_loses_no_change() {
         Arc::new(FlakySigner { inner: SoftwareSigner::from_secret(&[4; 32]).unwrap(), down: AtomicBool::new(false) });
     let store = SnapshotStore::new(flaky.clone(), StoreSettings::default());
     store.load(SnapshotContent::default(), 1).unwrap();
-    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1) }, Change::Block { fingerprint: fp("x", 2) }]);
+    store.apply(
+        2,
+        vec![Change::Block { fingerprint: fp("x", 1), owner: None }, Change::Block { fingerprint: fp("x", 2), owner: None }],
+    );
     flaky.down.store(true, Ordering::SeqCst);
     assert!(matches!(store.publish(), Err(StoreError::Sign(_))));
     assert!(store.has_unpublished());
     // A change made while the token was down overrides the failed batch for its key.
-    store.apply(3, vec![Change::Unblock { fingerprint: fp("x", 2) }]);
+    store.apply(3, vec![Change::Unblock { fingerprint: fp("x", 2), owner: None }]);
     flaky.down.store(false, Ordering::SeqCst);
     let published = store.publish().unwrap().unwrap();
     assert_eq!(published.version(), 3);
-    assert_eq!(published.view().blocklist().collect::<Vec<_>>(), vec![fp("x", 1)]);
+    assert_eq!(published.view().blocklist().collect::<Vec<_>>(), vec![(fp("x", 1), Owner::Platform)]);
 }
 
 /// A signer whose signatures do not match its published key.
@@ -466,21 +494,27 @@ fn invalid_changes_are_left_out_and_counted() {
     store.apply(
         2,
         vec![
-            Change::UpsertIssuer { issuer: "https://bad.example".into(), jwks_json: b"{\"keys\":[]}".to_vec() },
+            Change::UpsertIssuer {
+                issuer: "https://bad.example".into(),
+                owner: None,
+                audiences: Vec::new(),
+                jwks_json: b"{\"keys\":[]}".to_vec(),
+            },
             Change::UpsertBinding {
                 fingerprint: fp("b", 1),
                 user_id: "u".repeat(256),
                 org_id: "o".into(),
                 enabled: true,
             },
-            Change::Block { fingerprint: fp("x", 1) },
+            Change::Block { fingerprint: fp("x", 1), owner: Some("o1".into()) },
         ],
     );
     assert_eq!(store.rejected_changes(), 2);
     let published = store.publish().unwrap().unwrap();
-    assert!(published.view().issuer_keys("https://bad.example").is_none());
+    assert!(published.view().token_issuer("https://bad.example", Owner::Platform).is_none());
     assert_eq!(published.view().binding_count(), 0);
-    assert!(published.view().is_blocklisted(&fp("x", 1)));
+    assert!(published.view().is_blocklisted(&fp("x", 1), Some("o1")));
+    assert!(!published.view().is_blocklisted(&fp("x", 1), Some("o2")));
 }
 
 #[test]
@@ -502,7 +536,12 @@ fn full_builds_refuse_ambiguous_content() {
     let mut long = SnapshotContent { bindings: vec![binding(&"u".repeat(256))], ..Default::default() };
     assert_eq!(encode_content(&mut long, &header).err(), Some(BuildError::BadString { field: "user_id", len: 256 }));
     let mut bad_jwks = SnapshotContent {
-        issuers: vec![IssuerEntry { issuer: "https://idp".into(), jwks_json: b"[]".to_vec() }],
+        issuers: vec![IssuerEntry {
+            issuer: "https://idp".into(),
+            owner: None,
+            audiences: Vec::new(),
+            jwks_json: b"[]".to_vec(),
+        }],
         ..Default::default()
     };
     assert!(
@@ -510,8 +549,8 @@ fn full_builds_refuse_ambiguous_content() {
     );
     let mut issuer_twice = SnapshotContent {
         issuers: vec![
-            IssuerEntry { issuer: "https://idp".into(), jwks_json: jwks(1) },
-            IssuerEntry { issuer: "https://idp".into(), jwks_json: jwks(2) },
+            IssuerEntry { issuer: "https://idp".into(), owner: Some("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
+            IssuerEntry { issuer: "https://idp".into(), owner: Some("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
         ],
         ..Default::default()
     };
@@ -528,7 +567,7 @@ fn rotation_signs_with_the_new_key_and_old_snapshots_stay_refusable() {
     let store = SnapshotStore::new(old.clone(), StoreSettings::default());
     let first = store.load(SnapshotContent::default(), 1).unwrap();
     store.rotate_signer(new.clone());
-    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1) }]);
+    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1), owner: None }]);
     let second = store.publish().unwrap().unwrap();
     assert_eq!(first.key_id(), old.key_id());
     assert_eq!(second.key_id(), new.key_id());

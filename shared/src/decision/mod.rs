@@ -18,6 +18,7 @@ use crate::certificate::CertificateFacts;
 use crate::identity::IdentityData;
 use crate::pop::cache::{RejectedTokens, TokenCache};
 use crate::pop::jwt::{self, TokenRequirements, VerifiedToken};
+use crate::pop::scope;
 use cache::FactsCache;
 use config::{CertificateSource, ConfigError, Policy, PolicyConfig};
 use headers::folded_eq;
@@ -191,10 +192,13 @@ fn evaluate(
             if binding_required && certificate.is_none() {
                 return Err(Reason::CertificateMissing);
             }
+            // The org the certificate resolves into selects the token issuers that apply;
+            // without one (a bearer route, or no certificate) only the platform's do.
+            let mut org = None;
             if let Some(facts) = &certificate {
-                resolve::certificate_identity(facts, route, identity, request.now, &mut set)?;
+                org = resolve::certificate_identity(facts, route, identity, request.now, &mut set)?;
             }
-            let token = verified_token(policy, caches, &scanned, identity, request.now)?;
+            let token = verified_token(policy, caches, &scanned, identity, org, request.now)?;
             if token.cnf_x5t_s256.is_some() && route.mode == Mode::Bearer {
                 // RFC 8705 §3: a bound token is accepted only with its certificate, on every
                 // route. The certificate is then held to the route's checks too, though its
@@ -215,11 +219,14 @@ fn evaluate(
     Ok(set)
 }
 
+/// The bearer token, verified against the issuer registrations in the scope of `org`: the
+/// org's and the platform's ([`scope::verify_in_scope`]).
 fn verified_token(
     policy: &Policy,
     caches: &mut Caches,
     scanned: &ScannedHeaders<'_>,
     identity: &dyn IdentityData,
+    org: Option<&str>,
     now: i64,
 ) -> Result<Arc<VerifiedToken>, Reason> {
     let raw = match (scanned.authorization_count, scanned.authorization) {
@@ -231,19 +238,22 @@ fn verified_token(
     let token = jwt::bearer_credentials(header_text).ok_or(Reason::InvalidToken)?;
     let leeway = policy.token.leeway_seconds;
     let generation = identity.generation();
-    // A hit is the very token that verified before, so it needs no syntax check either.
+    // A hit is the very token that verified before, so it needs no syntax check either; it
+    // counts only where the registration that accepted it applies.
     if let Some(hit) = caches.tokens.get_shared(token, generation, now, leeway) {
-        return Ok(hit);
+        if hit.registration_applies(org) {
+            return Ok(hit);
+        }
     }
     if !jwt::is_token68(token) || token.len() > jwt::MAX_TOKEN_BYTES {
         return Err(Reason::InvalidToken);
     }
-    let rejected_key = RejectedTokens::fingerprint(token, generation);
+    let rejected_key = RejectedTokens::fingerprint(token, generation, org);
     if caches.rejected_tokens.contains(&rejected_key) {
         return Err(Reason::InvalidToken);
     }
     let requirements = TokenRequirements { audiences: &policy.token.audiences, leeway_seconds: leeway, now };
-    match jwt::verify(token, identity, &requirements) {
+    match scope::verify_in_scope(token, identity, org, &requirements) {
         Ok(verified) => {
             caches.tokens.insert(token, generation, verified.clone());
             Ok(Arc::new(verified))

@@ -175,10 +175,17 @@ impl RejectedTokens {
         !matches!(error, TokenError::NotYetValid)
     }
 
-    /// The lookup key of `token`; computed once and passed to both calls.
-    pub fn fingerprint(token: &str, generation: u64) -> [u8; 32] {
+    /// The lookup key of `token` presented in the scope of `org` (the org the request's
+    /// certificate resolved into: which issuer registrations apply, [`super::scope`]);
+    /// computed once and passed to both calls. A token refused in one org's scope may verify
+    /// in another's.
+    pub fn fingerprint(token: &str, generation: u64, org: Option<&str>) -> [u8; 32] {
         let mut hash = Sha256::new();
         hash.update(generation.to_le_bytes());
+        let scope = org.unwrap_or_default();
+        hash.update([u8::from(org.is_some())]);
+        hash.update((scope.len() as u64).to_le_bytes());
+        hash.update(scope.as_bytes());
         hash.update(token.as_bytes());
         hash.finalize().into()
     }
@@ -222,6 +229,7 @@ mod tests {
             expires_at,
             not_before: None,
             cnf_x5t_s256: None,
+            registration_org: None,
         }
     }
 
@@ -313,15 +321,16 @@ mod tests {
     #[test]
     fn rejected_tokens_are_remembered_per_generation_and_bounded() {
         let mut rejected = RejectedTokens::new(2);
-        let a = RejectedTokens::fingerprint("bad-a", 1);
+        let a = RejectedTokens::fingerprint("bad-a", 1, None);
         assert!(!rejected.contains(&a));
         rejected.insert(a);
         assert!(rejected.contains(&a));
-        assert!(!rejected.contains(&RejectedTokens::fingerprint("bad-a", 2)), "a new generation tries again");
+        assert!(!rejected.contains(&RejectedTokens::fingerprint("bad-a", 2, None)), "a new generation tries again");
+        assert!(!rejected.contains(&RejectedTokens::fingerprint("bad-a", 1, Some("org"))), "another scope tries again");
         rejected.insert(a);
         assert_eq!(rejected.len(), 1);
-        rejected.insert(RejectedTokens::fingerprint("bad-b", 1));
-        rejected.insert(RejectedTokens::fingerprint("bad-c", 1));
+        rejected.insert(RejectedTokens::fingerprint("bad-b", 1, None));
+        rejected.insert(RejectedTokens::fingerprint("bad-c", 1, None));
         assert_eq!(rejected.len(), 2);
         assert!(!rejected.contains(&a), "the oldest went first");
         assert!(RejectedTokens::is_final(&TokenError::BadSignature));

@@ -11,7 +11,7 @@ use super::jwks::{Algorithm, Jwks};
 use super::parse_object_without_duplicates;
 use crate::encoding::base64url_decode;
 use crate::fingerprint::Fingerprint;
-use crate::identity::IdentityData;
+use crate::identity::{IdentityData, Owner};
 use serde_json::{Map, Value};
 use std::fmt;
 use subtle::ConstantTimeEq as _;
@@ -66,9 +66,11 @@ pub trait IssuerKeys {
     fn issuer_keys(&self, issuer: &str) -> Option<&Jwks>;
 }
 
+/// Identity data as a key source: the platform's registrations, which apply to every request
+/// (an org's apply only in its scope: [`super::scope`]).
 impl<T: IdentityData + ?Sized> IssuerKeys for T {
     fn issuer_keys(&self, issuer: &str) -> Option<&Jwks> {
-        IdentityData::issuer_keys(self, issuer)
+        self.token_issuer(issuer, Owner::Platform).map(|registration| registration.keys)
     }
 }
 
@@ -93,6 +95,8 @@ pub struct VerifiedToken {
     pub not_before: Option<i64>,
     /// RFC 8705 `cnf.x5t#S256`; `None` for a token bound to no certificate.
     pub cnf_x5t_s256: Option<String>,
+    /// The org whose issuer registration accepted the token; `None` for the platform's.
+    pub registration_org: Option<String>,
 }
 
 impl VerifiedToken {
@@ -100,6 +104,12 @@ impl VerifiedToken {
     /// been filled under other requirements).
     pub fn has_audience(&self, audiences: &[String]) -> bool {
         self.audience.iter().any(|aud| audiences.contains(aud))
+    }
+
+    /// Whether the registration that accepted the token applies to a request whose
+    /// certificate resolved into `org`: the platform's apply to all, an org's to its own.
+    pub fn registration_applies(&self, org: Option<&str>) -> bool {
+        self.registration_org.as_deref().is_none_or(|registered| org == Some(registered))
     }
 
     /// Whether the lifetime claims allow the token at `now`, with `leeway_seconds` of skew.
@@ -220,7 +230,15 @@ pub fn verify<K: IssuerKeys + ?Sized>(
     let signing_input = token.get(..signing_input_len).ok_or(TokenError::Malformed("segments"))?;
     jwks.verify_signature(alg, kid, signing_input.as_bytes(), &signature)?;
 
-    Ok(VerifiedToken { issuer: issuer.to_owned(), subject, audience, expires_at, not_before, cnf_x5t_s256 })
+    Ok(VerifiedToken {
+        issuer: issuer.to_owned(),
+        subject,
+        audience,
+        expires_at,
+        not_before,
+        cnf_x5t_s256,
+        registration_org: None,
+    })
 }
 
 /// Whether the token is bound (RFC 8705 `cnf.x5t#S256`) to the certificate with this
@@ -275,7 +293,12 @@ mod tests {
 
     fn trusted(jwks: &str) -> StaticIdentity {
         let config = StaticIdentityConfig {
-            issuers: vec![IssuerConfig { issuer: ISSUER.into(), jwks: serde_json::from_str(jwks).unwrap() }],
+            issuers: vec![IssuerConfig {
+                issuer: ISSUER.into(),
+                jwks: serde_json::from_str(jwks).unwrap(),
+                org_id: None,
+                audiences: Vec::new(),
+            }],
             ..Default::default()
         };
         StaticIdentity::from_config(config, 1).unwrap()
@@ -333,6 +356,7 @@ mod tests {
             expires_at: claims["exp"].as_i64().unwrap(),
             not_before: claims.get("nbf").and_then(Value::as_i64),
             cnf_x5t_s256: Some(certificate().to_x5t_s256()),
+            registration_org: None,
         }
     }
 
@@ -388,7 +412,8 @@ mod tests {
                 audience: vec![AUDIENCE.into()],
                 expires_at: NOW + 1,
                 not_before: None,
-                cnf_x5t_s256: None
+                cnf_x5t_s256: None,
+                registration_org: None,
             }
         );
 

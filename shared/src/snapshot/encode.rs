@@ -1,19 +1,28 @@
 //! Writing a snapshot: the control plane's side of [`super::format`].
 //!
-//! The encoder streams records into one output buffer in section order, so a million
-//! bindings cost one pass and no intermediate copies beyond the string table. Records must
-//! arrive sorted strictly ascending by key; the encoder checks, so a snapshot it writes always
-//! passes the reader's checks.
+//! The keyed sections (bindings, blocklist, revoked, principals) stream into the one output
+//! buffer in that order, so a million bindings cost one pass and no intermediate copy. Their
+//! records arrive in ascending fingerprint (or revoked-serial key) order; records of one
+//! fingerprint with different owners may come in any order (the encoder orders them by
+//! owner, which the caller cannot know: an owner's index is assigned here). The small
+//! sections (SAN rules, constraints, issuers) may be pushed at any time in any order; they
+//! are sorted when the snapshot is finished. The encoder checks everything the reader checks,
+//! so a snapshot it writes always opens.
+//!
+//! Orgs are interned: each distinct org id is stored once, and a record names it by index.
+//! Output is deterministic: the same pushes give the same bytes.
 
 use super::format::{
-    read_string, read_u32, san_kind_wire_id, write_header, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader,
-    BINDING_ENABLED, BINDING_USER_TEXT, BODY_SECTIONS, HEADER_LEN, MAX_ORGS, MAX_SNAPSHOT_BYTES, MAX_STRING_LEN, SECTION_COUNT,
-    SIGNATURE_LEN,
+    bucket_digests, keyed_digest, plain_digest, read_string, read_u32, san_kind_wire_id,
+    u24_bytes, write_header, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED,
+    BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, DIGEST_LEN, FINGERPRINT_LEN,
+    HEADER_LEN, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
+    MAX_STRING_LEN, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
 };
 use super::view::SnapshotView;
 use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
-use crate::identity::SanKind;
+use crate::identity::{is_reserved_principal, Owner, SanKind};
 use crate::pop::jwks::MAX_JWKS_BYTES;
 use std::collections::HashMap;
 use std::fmt;
@@ -22,9 +31,12 @@ use std::ops::Range;
 /// What is wrong with a record handed to the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodeProblem {
-    /// The key is not greater than the previous record's key in the same section.
+    /// The key is lower than the previous record's key in the same section, or equal to it
+    /// where that is not allowed (bindings; copied records).
     NotAscending,
-    /// A record was pushed into a section that precedes one already written.
+    /// The same rule twice: same key and owner (or same SAN rule, constraint, issuer and owner).
+    Duplicate,
+    /// A record was pushed into a keyed section that precedes one already written.
     SectionOrder,
     /// A string is longer than [`MAX_STRING_LEN`] bytes.
     StringTooLong,
@@ -34,8 +46,14 @@ pub enum EncodeProblem {
     UppercaseDomain,
     /// More than [`MAX_ORGS`] distinct orgs.
     TooManyOrgs,
+    /// More than [`MAX_ISSUERS`] issuer registrations.
+    TooManyIssuers,
     /// A JWKS document is larger than the JWKS parser accepts.
     JwksTooLarge,
+    /// More than [`MAX_AUDIENCES`] audiences, or more than [`MAX_AUDIENCES_BYTES`] of them.
+    AudiencesTooLarge,
+    /// A platform principal that would pass for a user's or an org's.
+    ReservedPrincipal,
     /// The snapshot would exceed [`MAX_SNAPSHOT_BYTES`].
     SnapshotTooLarge,
     /// The header's key id is not 16 lowercase hex digits.
@@ -61,13 +79,17 @@ pub struct EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.problem {
-            EncodeProblem::NotAscending => "key is not strictly greater than the previous one",
+            EncodeProblem::NotAscending => "key is not greater than the previous one",
+            EncodeProblem::Duplicate => "the same rule twice for one owner",
             EncodeProblem::SectionOrder => "section written after a later one",
             EncodeProblem::StringTooLong => "string longer than 255 bytes",
             EncodeProblem::EmptyString => "empty string",
             EncodeProblem::UppercaseDomain => "domain is not lowercase",
-            EncodeProblem::TooManyOrgs => "more than 16777216 orgs",
+            EncodeProblem::TooManyOrgs => "more than 16777215 orgs",
+            EncodeProblem::TooManyIssuers => "too many issuer registrations",
             EncodeProblem::JwksTooLarge => "JWKS document too large",
+            EncodeProblem::AudiencesTooLarge => "too many audiences",
+            EncodeProblem::ReservedPrincipal => "a platform principal may not name a user's or an org's",
             EncodeProblem::SnapshotTooLarge => "snapshot larger than the maximum size",
             EncodeProblem::BadKeyId => "key id is not 16 lowercase hex digits",
             EncodeProblem::BadValidity => "expiry is not after issue time",
@@ -80,28 +102,59 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// Streams records into a snapshot. Push each section's records in ascending key order and
-/// the sections in the order bindings, blocklist, revoked, principals, SAN rules,
-/// constraints, issuers;
-/// then [`SnapshotEncoder::finish`].
+/// A record of the current fingerprint in an owned keyed section, held until the next
+/// fingerprint so the run can be ordered by owner.
+struct PendingOwned {
+    owner: u32,
+    principal: Option<String>,
+}
+
+struct SanRuleRow {
+    kind: u8,
+    domain: String,
+    issuer_dn: String,
+    owner: u32,
+}
+
+struct ConstraintRow {
+    owner: u32,
+    kind: u8,
+    value: String,
+}
+
+struct IssuerRow {
+    issuer: String,
+    owner: u32,
+    audiences: Vec<u8>,
+    jwks: Vec<u8>,
+}
+
+/// Streams records into a snapshot; see the module documentation for the order rules. Then
+/// [`SnapshotEncoder::finish`].
 pub struct SnapshotEncoder {
     out: Vec<u8>,
     strings: Vec<u8>,
-    /// Index into `BODY_SECTIONS` of the section being written.
+    /// Index into [`KEYED_SECTIONS`] of the section being written; 4 once they are closed.
     current: usize,
-    ranges: [Range<usize>; SECTION_COUNT],
-    /// Records written into the current section.
+    keyed: [Range<usize>; 4],
+    /// Records written (or pending) in the current keyed section.
     count: usize,
-    /// Key of the previous record in the current section.
-    previous_key: Vec<u8>,
+    /// Fingerprint (or serial key) of the previous record in the current keyed section.
+    previous: Option<[u8; FINGERPRINT_LEN]>,
+    /// Whether `pending` holds the records of `previous` (typed pushes), so that another
+    /// owner of it may still come.
+    pending_open: bool,
+    pending: Vec<PendingOwned>,
     org_index: HashMap<String, u32>,
+    /// String refs of the orgs already in the string table (a continued snapshot's).
     org_refs: Vec<u32>,
-    jwks: Vec<u8>,
-    /// Previous constraint, compared as a tuple (a byte concatenation would not order
-    /// variable-length org ids the way the reader does).
-    previous_constraint: Option<(String, u8, String)>,
-    /// Keeps the string and org tables of a previous snapshot as prefixes of its own, so raw
-    /// records of that snapshot stay valid here.
+    /// Orgs interned here, in index order after `org_refs`; their strings go last.
+    new_orgs: Vec<String>,
+    san_rules: Vec<SanRuleRow>,
+    constraints: Vec<ConstraintRow>,
+    issuers: Vec<IssuerRow>,
+    /// Bytes the small sections will add, for the size cap.
+    small_bytes: usize,
     continuing: bool,
 }
 
@@ -109,6 +162,26 @@ impl Default for SnapshotEncoder {
     fn default() -> Self {
         Self::with_capacity(0, 0)
     }
+}
+
+fn string_len_ok(text: &str) -> Result<(), EncodeProblem> {
+    if text.is_empty() {
+        return Err(EncodeProblem::EmptyString);
+    }
+    if text.len() > MAX_STRING_LEN {
+        return Err(EncodeProblem::StringTooLong);
+    }
+    Ok(())
+}
+
+/// Appends `text` to a string table and returns its reference.
+fn append_string(strings: &mut Vec<u8>, text: &str) -> Result<u32, EncodeProblem> {
+    string_len_ok(text)?;
+    let len = u8::try_from(text.len()).map_err(|_| EncodeProblem::StringTooLong)?;
+    let offset = u32::try_from(strings.len()).map_err(|_| EncodeProblem::SnapshotTooLarge)?;
+    strings.push(len);
+    strings.extend_from_slice(text.as_bytes());
+    Ok(offset)
 }
 
 impl SnapshotEncoder {
@@ -120,27 +193,32 @@ impl SnapshotEncoder {
     /// three times the snapshot's size): `total` for the whole snapshot, `strings` for the
     /// string table.
     pub fn with_capacity(total: usize, strings: usize) -> Self {
-        let mut out = Vec::with_capacity(total.clamp(HEADER_LEN + SIGNATURE_LEN, MAX_SNAPSHOT_BYTES));
-        out.resize(HEADER_LEN, 0);
+        let mut out = Vec::with_capacity(total.clamp(BODY_START, MAX_SNAPSHOT_BYTES));
+        out.resize(BODY_START, 0);
         SnapshotEncoder {
             out,
             strings: Vec::with_capacity(strings.min(MAX_SNAPSHOT_BYTES)),
             current: 0,
-            ranges: std::array::from_fn(|_| HEADER_LEN..HEADER_LEN),
+            keyed: std::array::from_fn(|_| BODY_START..BODY_START),
             count: 0,
-            previous_key: Vec::new(),
+            previous: None,
+            pending_open: false,
+            pending: Vec::new(),
             org_index: HashMap::new(),
             org_refs: Vec::new(),
-            jwks: Vec::new(),
-            previous_constraint: None,
+            new_orgs: Vec::new(),
+            san_rules: Vec::new(),
+            constraints: Vec::new(),
+            issuers: Vec::new(),
+            small_bytes: 0,
             continuing: false,
         }
     }
 
-    /// An encoder whose string table and org table start as copies of `base`'s, so records
-    /// of `base` can be copied unchanged with the `push_*_records` methods: a snapshot that
-    /// differs from `base` by a few records costs a few `memcpy`s. Strings of records left out
-    /// stay behind as garbage until a build from scratch; `extra` reserves room for growth.
+    /// An encoder whose string table and orgs table start as copies of `base`'s, so records
+    /// of `base` can be copied unchanged with the `push_*_records` methods, and a delta from
+    /// `base` to the result only appends to those tables. Strings of records left out stay
+    /// behind as garbage until a build from scratch; `extra` reserves room for growth.
     pub fn continuing(base: &SnapshotView, extra: usize) -> Self {
         let strings = base.section_bytes(Section::Strings);
         let mut encoder =
@@ -157,108 +235,25 @@ impl SnapshotEncoder {
         encoder
     }
 
-    /// Appends whole records of the continued snapshot to a fingerprint-keyed section. Their
-    /// order was checked when that snapshot was opened; only the seam with the previous record
-    /// is checked here.
-    fn push_records(&mut self, section: Section, record_len: usize, records: &[u8]) -> Result<(), EncodeError> {
-        self.enter(section)?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        if !self.continuing || !records.chunks_exact(record_len).remainder().is_empty() {
-            return Err(self.error(EncodeProblem::NotContinuing));
-        }
-        let first = records.get(..32).ok_or(self.error(EncodeProblem::NotContinuing))?;
-        self.check_ascending(first)?;
-        let last_start = records.len() - record_len;
-        let last = records.get(last_start..last_start + 32).ok_or(self.error(EncodeProblem::NotContinuing))?;
-        self.previous_key.clear();
-        self.previous_key.extend_from_slice(last);
-        self.out.extend_from_slice(records);
-        self.count += records.len() / record_len;
-        self.check_size()
-    }
-
-    /// Unchanged binding records of the continued snapshot.
-    pub fn push_binding_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
-        self.push_records(Section::Bindings, super::format::BINDING_RECORD, records)
-    }
-
-    pub fn push_blocked_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
-        self.push_records(Section::Blocklist, super::format::FINGERPRINT_RECORD, records)
-    }
-
-    pub fn push_revoked_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
-        self.push_records(Section::Revoked, super::format::FINGERPRINT_RECORD, records)
-    }
-
-    pub fn push_principal_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
-        self.push_records(Section::Principals, super::format::PRINCIPAL_RECORD, records)
-    }
-
-    /// Bytes written so far (header, sections and the pending string table).
+    /// Bytes written so far (header, records and the pending tables).
     pub fn len(&self) -> usize {
-        self.out.len() + self.jwks.len() + self.strings.len()
+        self.out.len() + self.strings.len() + self.small_bytes + self.pending.len() * PRINCIPAL_RECORD
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() <= HEADER_LEN
+        self.len() <= BODY_START
+    }
+
+    fn current_section(&self) -> Section {
+        KEYED_SECTIONS.get(self.current).copied().unwrap_or(Section::Issuers)
     }
 
     fn error(&self, problem: EncodeProblem) -> EncodeError {
-        EncodeError {
-            section: BODY_SECTIONS.get(self.current).copied().unwrap_or(Section::Strings),
-            index: self.count,
-            problem,
-        }
+        EncodeError { section: self.current_section(), index: self.count, problem }
     }
 
-    /// Moves on to `target`, closing every section before it.
-    fn enter(&mut self, target: Section) -> Result<(), EncodeError> {
-        let target_index = target.table_index().unwrap_or(SECTION_COUNT);
-        if target_index < self.current {
-            return Err(EncodeError { section: target, index: 0, problem: EncodeProblem::SectionOrder });
-        }
-        while self.current < target_index {
-            self.close_current();
-            self.current += 1;
-            self.count = 0;
-            self.previous_key.clear();
-            self.open_current();
-        }
-        Ok(())
-    }
-
-    fn close_current(&mut self) {
-        if let Some(range) = self.ranges.get_mut(self.current) {
-            range.end = self.out.len();
-        }
-    }
-
-    /// Starts the current section; the sections the encoder fills itself are written here.
-    fn open_current(&mut self) {
-        let start = self.out.len();
-        if let Some(range) = self.ranges.get_mut(self.current) {
-            *range = start..start;
-        }
-        match BODY_SECTIONS.get(self.current) {
-            Some(Section::Orgs) => {
-                for org in &self.org_refs {
-                    self.out.extend_from_slice(&org.to_le_bytes());
-                }
-            }
-            Some(Section::Jwks) => self.out.extend_from_slice(&self.jwks),
-            _ => {}
-        }
-    }
-
-    fn check_ascending(&mut self, key: &[u8]) -> Result<(), EncodeError> {
-        if self.count > 0 && key <= self.previous_key.as_slice() {
-            return Err(self.error(EncodeProblem::NotAscending));
-        }
-        self.previous_key.clear();
-        self.previous_key.extend_from_slice(key);
-        Ok(())
+    fn error_in(section: Section, index: usize, problem: EncodeProblem) -> EncodeError {
+        EncodeError { section, index, problem }
     }
 
     fn check_size(&self) -> Result<(), EncodeError> {
@@ -268,37 +263,159 @@ impl SnapshotEncoder {
         Ok(())
     }
 
-    /// Appends `text` to the string table and returns its reference.
-    fn add_string(&mut self, text: &str, section: Section) -> Result<u32, EncodeError> {
-        let len = u8::try_from(text.len()).map_err(|_| EncodeError {
-            section,
-            index: self.count,
-            problem: EncodeProblem::StringTooLong,
-        })?;
-        if text.is_empty() {
-            return Err(EncodeError { section, index: self.count, problem: EncodeProblem::EmptyString });
+    /// Moves on to the keyed section `target`, closing every one before it.
+    fn enter(&mut self, target: Section) -> Result<(), EncodeError> {
+        let target_index = target.keyed_index().unwrap_or(KEYED_SECTIONS.len());
+        if target_index < self.current {
+            return Err(Self::error_in(target, 0, EncodeProblem::SectionOrder));
         }
-        let offset = u32::try_from(self.strings.len()).map_err(|_| EncodeError {
-            section,
-            index: self.count,
-            problem: EncodeProblem::SnapshotTooLarge,
-        })?;
-        self.strings.push(len);
-        self.strings.extend_from_slice(text.as_bytes());
-        Ok(offset)
-    }
-
-    fn check_string(&self, text: &str) -> Result<(), EncodeError> {
-        if text.is_empty() {
-            return Err(self.error(EncodeProblem::EmptyString));
-        }
-        if text.len() > MAX_STRING_LEN {
-            return Err(self.error(EncodeProblem::StringTooLong));
+        while self.current < target_index {
+            self.flush_pending()?;
+            if let Some(range) = self.keyed.get_mut(self.current) {
+                range.end = self.out.len();
+            }
+            self.current += 1;
+            self.count = 0;
+            self.previous = None;
+            let start = self.out.len();
+            if let Some(range) = self.keyed.get_mut(self.current) {
+                *range = start..start;
+            }
         }
         Ok(())
     }
 
-    /// A card binding. Orgs are interned: each distinct org id is stored once; a user id in a
+    /// The index of `org_id`, interning it.
+    fn intern(&mut self, org_id: &str) -> Result<u32, EncodeProblem> {
+        if let Some(index) = self.org_index.get(org_id) {
+            return Ok(*index);
+        }
+        string_len_ok(org_id)?;
+        let count = self.org_refs.len() + self.new_orgs.len();
+        if count >= MAX_ORGS {
+            return Err(EncodeProblem::TooManyOrgs);
+        }
+        let index = u32::try_from(count).map_err(|_| EncodeProblem::TooManyOrgs)?;
+        self.new_orgs.push(org_id.to_owned());
+        self.org_index.insert(org_id.to_owned(), index);
+        self.small_bytes += 5 + org_id.len();
+        Ok(index)
+    }
+
+    fn owner_index(&mut self, owner: Owner<'_>) -> Result<u32, EncodeProblem> {
+        match owner {
+            Owner::Platform => Ok(PLATFORM_OWNER),
+            Owner::Org(org) => self.intern(org),
+        }
+    }
+
+    /// Declares an org ahead of the rules that name it, fixing its index: orgs are otherwise
+    /// numbered in the order they are first named. Re-encoding a decoded snapshot declares its
+    /// orgs first, in their order, to get the same bytes.
+    pub fn push_org(&mut self, org_id: &str) -> Result<(), EncodeError> {
+        self.intern(org_id).map(|_| ()).map_err(|p| Self::error_in(Section::Orgs, 0, p))
+    }
+
+    /// Writes the records held for the current fingerprint, ordered by owner.
+    fn flush_pending(&mut self) -> Result<(), EncodeError> {
+        self.pending_open = false;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(key) = self.previous else {
+            self.pending.clear();
+            return Ok(());
+        };
+        let section = self.current_section();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|p| u24_bytes(p.owner));
+        let first_index = self.count - pending.len();
+        for (i, record) in pending.iter().enumerate() {
+            self.out.extend_from_slice(&key);
+            self.out.extend_from_slice(&u24_bytes(record.owner));
+            if let Some(principal) = &record.principal {
+                let reference = append_string(&mut self.strings, principal)
+                    .map_err(|p| Self::error_in(section, first_index + i, p))?;
+                self.out.extend_from_slice(&reference.to_le_bytes());
+            }
+        }
+        pending.clear();
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// Starts or extends the run of records of `key` in an owned keyed section.
+    fn push_owned(&mut self, section: Section, key: &[u8; 32], owner: Owner<'_>, principal: Option<&str>) -> Result<(), EncodeError> {
+        self.enter(section)?;
+        match self.previous {
+            Some(previous) if previous.as_slice() > key.as_slice() => return Err(self.error(EncodeProblem::NotAscending)),
+            Some(previous) if previous == *key && !self.pending_open => {
+                return Err(self.error(EncodeProblem::NotAscending));
+            }
+            Some(previous) if previous == *key => {}
+            _ => {
+                self.flush_pending()?;
+                self.previous = Some(*key);
+                self.pending_open = true;
+            }
+        }
+        let owner = self.owner_index(owner).map_err(|p| self.error(p))?;
+        if self.pending.iter().any(|p| p.owner == owner) {
+            return Err(self.error(EncodeProblem::Duplicate));
+        }
+        self.pending.push(PendingOwned { owner, principal: principal.map(str::to_owned) });
+        self.count += 1;
+        self.check_size()
+    }
+
+    /// Appends whole records of the continued snapshot to a keyed section. Their order was
+    /// checked when that snapshot was opened; only the seam with the previous record is
+    /// checked here, and a fingerprint's records come either all copied or all pushed.
+    fn push_records(&mut self, section: Section, record_len: usize, records: &[u8]) -> Result<(), EncodeError> {
+        self.enter(section)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        if !self.continuing || !records.chunks_exact(record_len).remainder().is_empty() {
+            return Err(self.error(EncodeProblem::NotContinuing));
+        }
+        self.flush_pending()?;
+        let first = records.get(..FINGERPRINT_LEN).ok_or(self.error(EncodeProblem::NotContinuing))?;
+        if self.previous.is_some_and(|p| p.as_slice() >= first) {
+            return Err(self.error(EncodeProblem::NotAscending));
+        }
+        let last_start = records.len() - record_len;
+        let last = records
+            .get(last_start..last_start + FINGERPRINT_LEN)
+            .and_then(|k| <[u8; FINGERPRINT_LEN]>::try_from(k).ok())
+            .ok_or(self.error(EncodeProblem::NotContinuing))?;
+        self.previous = Some(last);
+        self.out.extend_from_slice(records);
+        self.count += records.len() / record_len;
+        self.check_size()
+    }
+
+    /// Unchanged binding records of the continued snapshot.
+    pub fn push_binding_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
+        self.push_records(Section::Bindings, BINDING_RECORD, records)
+    }
+
+    /// Unchanged blocklist records of the continued snapshot.
+    pub fn push_blocked_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
+        self.push_records(Section::Blocklist, BLOCKED_RECORD, records)
+    }
+
+    /// Unchanged revoked records of the continued snapshot.
+    pub fn push_revoked_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
+        self.push_records(Section::Revoked, REVOKED_RECORD, records)
+    }
+
+    /// Unchanged principal records of the continued snapshot.
+    pub fn push_principal_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
+        self.push_records(Section::Principals, PRINCIPAL_RECORD, records)
+    }
+
+    /// A card binding of the org `org_id`, fingerprints strictly ascending. A user id in a
     /// ULID's canonical spelling is stored as its 16 bytes, any other as a string.
     pub fn push_binding(
         &mut self,
@@ -308,137 +425,136 @@ impl SnapshotEncoder {
         enabled: bool,
     ) -> Result<(), EncodeError> {
         self.enter(Section::Bindings)?;
-        self.check_string(user_id)?;
-        self.check_string(org_id)?;
-        self.check_ascending(&fingerprint.0)?;
+        string_len_ok(user_id).map_err(|p| self.error(p))?;
+        if self.previous.is_some_and(|p| p >= fingerprint.0) {
+            return Err(self.error(EncodeProblem::NotAscending));
+        }
         self.check_size()?;
-        let org = match self.org_index.get(org_id) {
-            Some(index) => *index,
-            None => {
-                if self.org_refs.len() >= MAX_ORGS {
-                    return Err(self.error(EncodeProblem::TooManyOrgs));
-                }
-                let index = u32::try_from(self.org_refs.len()).map_err(|_| self.error(EncodeProblem::TooManyOrgs))?;
-                let org_ref = self.add_string(org_id, Section::Orgs)?;
-                self.org_refs.push(org_ref);
-                self.org_index.insert(org_id.to_owned(), index);
-                index
-            }
-        };
+        let org = self.intern(org_id).map_err(|p| self.error(p))?;
         let (user, user_flag) = match ulid_bits(user_id) {
             Some(bits) => (bits, 0),
             None => {
                 let mut user = [0u8; 16];
-                let reference = self.add_string(user_id, Section::Bindings)?;
+                let reference = append_string(&mut self.strings, user_id).map_err(|p| self.error(p))?;
                 user[..4].copy_from_slice(&reference.to_le_bytes());
                 (user, BINDING_USER_TEXT)
             }
         };
+        self.previous = Some(fingerprint.0);
         self.out.extend_from_slice(&fingerprint.0);
         self.out.extend_from_slice(&user);
-        let org_bytes = org.to_le_bytes();
-        self.out.extend_from_slice(org_bytes.get(..3).unwrap_or(&[0, 0, 0]));
+        self.out.extend_from_slice(&u24_bytes(org));
         self.out.push(user_flag | if enabled { BINDING_ENABLED } else { 0 });
         self.count += 1;
         Ok(())
     }
 
-    pub fn push_blocked(&mut self, fingerprint: &Fingerprint) -> Result<(), EncodeError> {
-        self.enter(Section::Blocklist)?;
-        self.check_ascending(&fingerprint.0)?;
-        self.check_size()?;
-        self.out.extend_from_slice(&fingerprint.0);
-        self.count += 1;
-        Ok(())
+    /// A blocklist entry of `owner`; fingerprints ascending (one fingerprint may be blocked
+    /// by several owners, pushed one after another in any order).
+    pub fn push_blocked(&mut self, fingerprint: &Fingerprint, owner: Owner<'_>) -> Result<(), EncodeError> {
+        self.push_owned(Section::Blocklist, &fingerprint.0, owner, None)
     }
 
-    /// A revoked serial by its [`super::revoked_serial_key`].
-    pub fn push_revoked_key(&mut self, key: &[u8; 32]) -> Result<(), EncodeError> {
-        self.enter(Section::Revoked)?;
-        self.check_ascending(key)?;
-        self.check_size()?;
-        self.out.extend_from_slice(key);
-        self.count += 1;
-        Ok(())
+    /// A revoked serial of `owner` by its [`super::revoked_serial_key`]; keys ascending.
+    pub fn push_revoked_key(&mut self, key: &[u8; 32], owner: Owner<'_>) -> Result<(), EncodeError> {
+        self.push_owned(Section::Revoked, key, owner, None)
     }
 
-    /// An explicit thumbprint → principal mapping.
-    pub fn push_principal(&mut self, fingerprint: &Fingerprint, principal: &str) -> Result<(), EncodeError> {
+    /// `owner`'s thumbprint → principal mapping; fingerprints ascending. `name` is as the
+    /// owner wrote it: the filter composes an org's into the org's namespace; a platform name
+    /// may not start with `auth:account:user:` or `auth:account:org:`.
+    pub fn push_principal(&mut self, fingerprint: &Fingerprint, owner: Owner<'_>, name: &str) -> Result<(), EncodeError> {
         self.enter(Section::Principals)?;
-        self.check_string(principal)?;
-        self.check_ascending(&fingerprint.0)?;
-        self.check_size()?;
-        let principal = self.add_string(principal, Section::Principals)?;
-        self.out.extend_from_slice(&fingerprint.0);
-        self.out.extend_from_slice(&principal.to_le_bytes());
-        self.count += 1;
-        Ok(())
+        string_len_ok(name).map_err(|p| self.error(p))?;
+        if owner == Owner::Platform && is_reserved_principal(name) {
+            return Err(self.error(EncodeProblem::ReservedPrincipal));
+        }
+        self.push_owned(Section::Principals, &fingerprint.0, owner, Some(name))
     }
 
-    /// A SAN mapping rule; ascending by (kind, domain) with email before UPN.
-    pub fn push_san_rule(&mut self, kind: SanKind, domain: &str) -> Result<(), EncodeError> {
-        self.enter(Section::SanRules)?;
-        self.check_string(domain)?;
+    fn small_error(&self, section: Section, problem: EncodeProblem) -> EncodeError {
+        let index = match section {
+            Section::SanRules => self.san_rules.len(),
+            Section::Constraints => self.constraints.len(),
+            _ => self.issuers.len(),
+        };
+        Self::error_in(section, index, problem)
+    }
+
+    /// `owner`'s SAN mapping rule: a SAN of `kind` in `domain` (lowercase) names a principal
+    /// when the certificate's issuer is `issuer_dn` (RFC 4514, as the filter spells it). Any
+    /// order.
+    pub fn push_san_rule(
+        &mut self,
+        kind: SanKind,
+        domain: &str,
+        issuer_dn: &str,
+        owner: Owner<'_>,
+    ) -> Result<(), EncodeError> {
+        let err = |p| self.small_error(Section::SanRules, p);
+        string_len_ok(domain).map_err(err)?;
+        string_len_ok(issuer_dn).map_err(err)?;
         if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(self.error(EncodeProblem::UppercaseDomain));
+            return Err(err(EncodeProblem::UppercaseDomain));
         }
-        let kind_id = san_kind_wire_id(kind);
-        let mut key = Vec::with_capacity(1 + domain.len());
-        key.push(kind_id);
-        key.extend_from_slice(domain.as_bytes());
-        self.check_ascending(&key)?;
-        self.check_size()?;
-        let domain = self.add_string(domain, Section::SanRules)?;
-        self.out.push(kind_id);
-        self.out.extend_from_slice(&domain.to_le_bytes());
-        self.count += 1;
-        Ok(())
+        let owner = self.owner_index(owner).map_err(|p| self.small_error(Section::SanRules, p))?;
+        self.small_bytes += 12 + 2 + domain.len() + issuer_dn.len();
+        self.san_rules.push(SanRuleRow {
+            kind: san_kind_wire_id(kind),
+            domain: domain.to_owned(),
+            issuer_dn: issuer_dn.to_owned(),
+            owner,
+        });
+        self.check_size()
     }
 
-    /// An org constraint; ascending by (org id, kind, value).
-    pub fn push_constraint(&mut self, org_id: &str, kind: ConstraintKind, value: &str) -> Result<(), EncodeError> {
-        self.enter(Section::Constraints)?;
-        self.check_string(org_id)?;
-        self.check_string(value)?;
-        let kind_id = kind.wire_id();
-        if let Some((org, k, v)) = &self.previous_constraint {
-            if (org.as_bytes(), *k, v.as_bytes()) >= (org_id.as_bytes(), kind_id, value.as_bytes()) {
-                return Err(self.error(EncodeProblem::NotAscending));
-            }
-        }
-        self.check_size()?;
-        let org = self.add_string(org_id, Section::Constraints)?;
-        let value_ref = self.add_string(value, Section::Constraints)?;
-        self.out.extend_from_slice(&org.to_le_bytes());
-        self.out.push(kind_id);
-        self.out.extend_from_slice(&value_ref.to_le_bytes());
-        self.previous_constraint = Some((org_id.to_owned(), kind_id, value.to_owned()));
-        self.count += 1;
-        Ok(())
+    /// A constraint `owner` sets on the certificates its rules apply to. Any order.
+    pub fn push_constraint(&mut self, owner: Owner<'_>, kind: ConstraintKind, value: &str) -> Result<(), EncodeError> {
+        string_len_ok(value).map_err(|p| self.small_error(Section::Constraints, p))?;
+        let owner = self.owner_index(owner).map_err(|p| self.small_error(Section::Constraints, p))?;
+        self.small_bytes += 8 + 1 + value.len();
+        self.constraints.push(ConstraintRow { owner, kind: kind.wire_id(), value: value.to_owned() });
+        self.check_size()
     }
 
-    /// A trusted token issuer (its exact `iss`) and its JWKS document, ascending by issuer.
-    /// The JSON is stored as given; readers parse it once when they open the snapshot.
-    pub fn push_issuer(&mut self, issuer: &str, jwks_json: &[u8]) -> Result<(), EncodeError> {
-        self.enter(Section::Issuers)?;
-        self.check_string(issuer)?;
+    /// `owner`'s registration of a token issuer (its exact `iss`): the audiences its tokens
+    /// must name one of (empty: no restriction beyond the deployment's) and its JWKS document,
+    /// stored as given and parsed by readers once, when they open the snapshot. Any order;
+    /// two owners may register the same `iss`.
+    pub fn push_issuer<S: AsRef<str>>(
+        &mut self,
+        issuer: &str,
+        owner: Owner<'_>,
+        audiences: &[S],
+        jwks_json: &[u8],
+    ) -> Result<(), EncodeError> {
+        let err = |p| self.small_error(Section::Issuers, p);
+        string_len_ok(issuer).map_err(err)?;
         if jwks_json.len() > MAX_JWKS_BYTES {
-            return Err(self.error(EncodeProblem::JwksTooLarge));
+            return Err(err(EncodeProblem::JwksTooLarge));
         }
-        self.check_ascending(issuer.as_bytes())?;
-        self.check_size()?;
-        let name = self.add_string(issuer, Section::Issuers)?;
-        let offset = u32::try_from(self.jwks.len()).map_err(|_| self.error(EncodeProblem::SnapshotTooLarge))?;
-        let len = u32::try_from(jwks_json.len()).map_err(|_| self.error(EncodeProblem::JwksTooLarge))?;
-        self.jwks.extend_from_slice(jwks_json);
-        self.out.extend_from_slice(&name.to_le_bytes());
-        self.out.extend_from_slice(&offset.to_le_bytes());
-        self.out.extend_from_slice(&len.to_le_bytes());
-        self.count += 1;
-        Ok(())
+        if self.issuers.len() >= MAX_ISSUERS {
+            return Err(err(EncodeProblem::TooManyIssuers));
+        }
+        if audiences.len() > MAX_AUDIENCES {
+            return Err(err(EncodeProblem::AudiencesTooLarge));
+        }
+        for audience in audiences {
+            string_len_ok(audience.as_ref()).map_err(err)?;
+        }
+        let list: Vec<&str> = audiences.iter().map(AsRef::as_ref).collect();
+        let audiences = serde_json::to_vec(&list).map_err(|_| err(EncodeProblem::AudiencesTooLarge))?;
+        if audiences.len() > MAX_AUDIENCES_BYTES {
+            return Err(err(EncodeProblem::AudiencesTooLarge));
+        }
+        let owner = self.owner_index(owner).map_err(|p| self.small_error(Section::Issuers, p))?;
+        self.small_bytes += 23 + 1 + issuer.len() + jwks_json.len() + audiences.len();
+        self.issuers.push(IssuerRow { issuer: issuer.to_owned(), owner, audiences, jwks: jwks_json.to_vec() });
+        self.check_size()
     }
 
-    /// Closes every section and writes the header. The result still needs its signature.
+    /// Closes every section, computes the digests and writes the header. The result still
+    /// needs its signature (over the header only).
     pub fn finish(mut self, header: &SnapshotHeader) -> Result<UnsignedSnapshot, EncodeError> {
         let header_error = |problem| EncodeError { section: Section::Header, index: 0, problem };
         if !super::format::is_valid_key_id(&header.key_id) {
@@ -447,13 +563,131 @@ impl SnapshotEncoder {
         if header.expires_at <= header.issued_at {
             return Err(header_error(EncodeProblem::BadValidity));
         }
-        self.enter(Section::Strings)?;
-        if self.out.len() + self.strings.len() + SIGNATURE_LEN > MAX_SNAPSHOT_BYTES {
-            return Err(EncodeError { section: Section::Strings, index: 0, problem: EncodeProblem::SnapshotTooLarge });
+        self.enter(Section::SanRules)?;
+        let mut ranges: [Range<usize>; SECTION_COUNT] = Default::default();
+        for (i, range) in self.keyed.iter().enumerate() {
+            if let Some(slot) = ranges.get_mut(i) {
+                *slot = range.clone();
+            }
         }
-        self.out.extend_from_slice(&self.strings);
-        self.close_current();
-        write_header(&mut self.out, header, &self.ranges).ok_or(header_error(EncodeProblem::SnapshotTooLarge))?;
+        // Strings of the small sections are added in their sorted order (so the output does
+        // not depend on the order of pushes), and each distinct one once.
+        let mut interned: HashMap<String, u32> = HashMap::new();
+        let mut strings = std::mem::take(&mut self.strings);
+        let mut string_ref = |text: &str, section: Section, index: usize| -> Result<u32, EncodeError> {
+            if let Some(reference) = interned.get(text) {
+                return Ok(*reference);
+            }
+            let reference = append_string(&mut strings, text).map_err(|p| Self::error_in(section, index, p))?;
+            interned.insert(text.to_owned(), reference);
+            Ok(reference)
+        };
+
+        let start = self.out.len();
+        self.san_rules.sort_by(|a, b| {
+            (a.kind, a.domain.as_bytes(), a.issuer_dn.as_bytes(), a.owner).cmp(&(
+                b.kind,
+                b.domain.as_bytes(),
+                b.issuer_dn.as_bytes(),
+                b.owner,
+            ))
+        });
+        for (i, rule) in self.san_rules.iter().enumerate() {
+            if i > 0
+                && self.san_rules.get(i - 1).is_some_and(|p| {
+                    (p.kind, &p.domain, &p.issuer_dn, p.owner) == (rule.kind, &rule.domain, &rule.issuer_dn, rule.owner)
+                })
+            {
+                return Err(Self::error_in(Section::SanRules, i, EncodeProblem::Duplicate));
+            }
+            let domain = string_ref(&rule.domain, Section::SanRules, i)?;
+            let issuer = string_ref(&rule.issuer_dn, Section::SanRules, i)?;
+            self.out.push(rule.kind);
+            self.out.extend_from_slice(&domain.to_le_bytes());
+            self.out.extend_from_slice(&issuer.to_le_bytes());
+            self.out.extend_from_slice(&u24_bytes(rule.owner));
+        }
+        ranges[4] = start..self.out.len();
+
+        let start = self.out.len();
+        self.constraints.sort_by(|a, b| (a.owner, a.kind, a.value.as_bytes()).cmp(&(b.owner, b.kind, b.value.as_bytes())));
+        for (i, constraint) in self.constraints.iter().enumerate() {
+            if i > 0
+                && self
+                    .constraints
+                    .get(i - 1)
+                    .is_some_and(|p| (p.owner, p.kind, &p.value) == (constraint.owner, constraint.kind, &constraint.value))
+            {
+                return Err(Self::error_in(Section::Constraints, i, EncodeProblem::Duplicate));
+            }
+            let value = string_ref(&constraint.value, Section::Constraints, i)?;
+            self.out.extend_from_slice(&u24_bytes(constraint.owner));
+            self.out.push(constraint.kind);
+            self.out.extend_from_slice(&value.to_le_bytes());
+        }
+        ranges[5] = start..self.out.len();
+
+        let start = self.out.len();
+        self.issuers.sort_by(|a, b| (a.issuer.as_bytes(), a.owner).cmp(&(b.issuer.as_bytes(), b.owner)));
+        let mut blobs_len = 0usize;
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            if i > 0 && self.issuers.get(i - 1).is_some_and(|p| (&p.issuer, p.owner) == (&issuer.issuer, issuer.owner)) {
+                return Err(Self::error_in(Section::Issuers, i, EncodeProblem::Duplicate));
+            }
+            let name = string_ref(&issuer.issuer, Section::Issuers, i)?;
+            let too_large = || Self::error_in(Section::Issuers, i, EncodeProblem::SnapshotTooLarge);
+            let jwks_at = u32::try_from(blobs_len).map_err(|_| too_large())?;
+            let jwks_len = u32::try_from(issuer.jwks.len()).map_err(|_| too_large())?;
+            blobs_len += issuer.jwks.len();
+            let audiences_at = u32::try_from(blobs_len).map_err(|_| too_large())?;
+            let audiences_len = u32::try_from(issuer.audiences.len()).map_err(|_| too_large())?;
+            blobs_len += issuer.audiences.len();
+            self.out.extend_from_slice(&name.to_le_bytes());
+            self.out.extend_from_slice(&u24_bytes(issuer.owner));
+            for value in [jwks_at, jwks_len, audiences_at, audiences_len] {
+                self.out.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        ranges[6] = start..self.out.len();
+
+        let start = self.out.len();
+        for issuer in &self.issuers {
+            self.out.extend_from_slice(&issuer.jwks);
+            self.out.extend_from_slice(&issuer.audiences);
+        }
+        ranges[7] = start..self.out.len();
+
+        // Org strings last: a continued table keeps its old orgs' refs, new ones follow.
+        let start = self.out.len();
+        let mut org_refs = std::mem::take(&mut self.org_refs);
+        for (i, org) in self.new_orgs.iter().enumerate() {
+            let reference = append_string(&mut strings, org).map_err(|p| Self::error_in(Section::Orgs, i, p))?;
+            org_refs.push(reference);
+        }
+        for reference in &org_refs {
+            self.out.extend_from_slice(&reference.to_le_bytes());
+        }
+        ranges[8] = start..self.out.len();
+
+        if self.out.len() + strings.len() > MAX_SNAPSHOT_BYTES {
+            return Err(Self::error_in(Section::Strings, 0, EncodeProblem::SnapshotTooLarge));
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(&strings);
+        ranges[9] = start..self.out.len();
+
+        let mut digests = [[0u8; DIGEST_LEN]; SECTION_COUNT];
+        for (i, (section, range)) in BODY_SECTIONS.iter().zip(&ranges).enumerate() {
+            let bytes = self.out.get(range.clone()).unwrap_or(&[]);
+            let digest = match section.record_len().filter(|_| section.key_len().is_some()) {
+                Some(record_len) => keyed_digest(*section, &bucket_digests(bytes, record_len)),
+                None => plain_digest(*section, bytes),
+            };
+            if let Some(slot) = digests.get_mut(i) {
+                *slot = digest;
+            }
+        }
+        write_header(&mut self.out, header, &ranges, &digests).ok_or(header_error(EncodeProblem::SnapshotTooLarge))?;
         Ok(UnsignedSnapshot { bytes: self.out, algorithm: header.algorithm })
     }
 }
@@ -465,25 +699,63 @@ pub struct UnsignedSnapshot {
 }
 
 impl UnsignedSnapshot {
-    /// The bytes the signature covers.
+    /// The bytes the signature covers: the header, which carries every section's digest.
     pub fn message(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.get(..HEADER_LEN).unwrap_or(&[])
     }
 
     pub fn algorithm(&self) -> SignatureAlgorithm {
         self.algorithm
     }
 
-    /// Appends the signature (r ‖ s for ECDSA P-256, 64 bytes for Ed25519).
+    /// Length of the signed snapshot.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.len() <= BODY_START
+    }
+
+    /// Puts the signature (r ‖ s for ECDSA P-256, 64 bytes for Ed25519) after the header.
     pub fn attach_signature(mut self, signature: &[u8]) -> Result<Vec<u8>, EncodeError> {
-        if signature.len() != SIGNATURE_LEN {
-            return Err(EncodeError {
-                section: Section::Signature,
-                index: 0,
-                problem: EncodeProblem::BadSignatureLength,
-            });
-        }
-        self.bytes.extend_from_slice(signature);
+        let slot = self.bytes.get_mut(HEADER_LEN..BODY_START).filter(|_| signature.len() == SIGNATURE_LEN);
+        let Some(slot) = slot else {
+            return Err(EncodeError { section: Section::Signature, index: 0, problem: EncodeProblem::BadSignatureLength });
+        };
+        slot.copy_from_slice(signature);
         Ok(self.bytes)
     }
+}
+
+/// `view`'s content encoded afresh under `header`: the same orgs in the same order, every
+/// record, a string table without the garbage a chain of patches leaves. A snapshot the
+/// encoder wrote from scratch comes back byte for byte (before its signature).
+pub fn reencode(view: &SnapshotView, header: &SnapshotHeader) -> Result<UnsignedSnapshot, EncodeError> {
+    let mut encoder = SnapshotEncoder::with_capacity(view.as_bytes().len(), view.strings_len());
+    for org in view.orgs() {
+        encoder.push_org(org)?;
+    }
+    for (fingerprint, binding) in view.bindings() {
+        encoder.push_binding(&fingerprint, binding.user_id.as_str(), binding.org_id, binding.enabled)?;
+    }
+    for (fingerprint, owner) in view.blocklist() {
+        encoder.push_blocked(&fingerprint, owner)?;
+    }
+    for (key, owner) in view.revoked() {
+        encoder.push_revoked_key(&key, owner)?;
+    }
+    for (fingerprint, owner, name) in view.principals() {
+        encoder.push_principal(&fingerprint, owner, name)?;
+    }
+    for (kind, domain, issuer_dn, owner) in view.san_rules() {
+        encoder.push_san_rule(kind, domain, issuer_dn, owner)?;
+    }
+    for (owner, kind, value) in view.all_constraints() {
+        encoder.push_constraint(owner, kind, value)?;
+    }
+    for issuer in view.issuers() {
+        encoder.push_issuer(issuer.issuer, issuer.owner, issuer.audiences, issuer.jwks)?;
+    }
+    encoder.finish(header)
 }

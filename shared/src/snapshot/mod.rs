@@ -1,7 +1,7 @@
 //! The signed identity snapshot: everything a filter needs to know about who is who, in one
 //! compact binary document signed by the control plane's HSM key.
 //!
-//! - [`format`]: the byte layout and the header reader;
+//! - [`format`]: the byte layout (format 3), its digests, and the header reader;
 //! - [`encode`]: the writer the control plane uses;
 //! - [`keys`]: pinned public keys and key ids;
 //! - [`verify`]: [`SnapshotVerifier`], which turns bytes into a [`SnapshotView`] only if they
@@ -10,6 +10,7 @@
 //!   [`crate::identity::IdentityData`].
 
 pub mod encode;
+pub mod exercise;
 pub mod format;
 pub mod keys;
 pub mod verify;
@@ -18,14 +19,15 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-pub use encode::{EncodeError, EncodeProblem, SnapshotEncoder, UnsignedSnapshot};
+pub use encode::{reencode, EncodeError, EncodeProblem, SnapshotEncoder, UnsignedSnapshot};
 pub use format::{
     peek_header, revoked_serial_key, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, BINDING_RECORD,
-    FINGERPRINT_RECORD, MAX_CLOCK_SKEW_SECS, MAX_SNAPSHOT_BYTES, MAX_STRING_LEN, PRINCIPAL_RECORD,
+    BLOCKED_RECORD, FINGERPRINT_LEN, MAX_AUDIENCES, MAX_CLOCK_SKEW_SECS, MAX_ISSUERS, MAX_SNAPSHOT_BYTES,
+    MAX_STRING_LEN, PRINCIPAL_RECORD, REVOKED_RECORD,
 };
 pub use keys::{ed25519_spki_der, key_id_of_spki, p256_spki_der, public_key_pem, KeyError, PinnedKey};
 pub use verify::SnapshotVerifier;
-pub use view::SnapshotView;
+pub use view::{IssuerEntry, SnapshotView};
 
 use std::fmt;
 
@@ -45,8 +47,10 @@ pub enum SnapshotError {
     UnknownKey { key_id: String },
     /// The header's algorithm is not the pinned key's.
     KeyAlgorithmMismatch { key_id: String },
-    /// The signature does not verify: some byte was changed, or another key signed.
+    /// The signature does not verify: some header byte was changed, or another key signed.
     BadSignature,
+    /// A section's bytes are not the ones the signed header's digest names.
+    DigestMismatch { section: Section },
     /// Older than the snapshot held: a replay or a rollback.
     Rollback { held: u64, offered: u64 },
     /// The same version as the snapshot held.
@@ -77,6 +81,9 @@ impl fmt::Display for SnapshotError {
                 write!(f, "snapshot names another algorithm than pinned key {key_id} uses")
             }
             SnapshotError::BadSignature => f.write_str("snapshot signature does not verify"),
+            SnapshotError::DigestMismatch { section } => {
+                write!(f, "snapshot {section} section does not match the signed digest")
+            }
             SnapshotError::Rollback { held, offered } => {
                 write!(f, "snapshot version {offered} is older than the held version {held}")
             }

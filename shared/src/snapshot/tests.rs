@@ -2,14 +2,16 @@
 
 use super::*;
 use crate::encoding::base64url_encode;
-use crate::identity::{CardBinding, IdentityData, SanKind, UserId};
+use crate::identity::{
+    CardBinding, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind, ThumbprintMapping, UserId,
+};
 use crate::Fingerprint;
 use ed25519_dalek::Signer as _;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-const NOW: i64 = 1_700_000_000;
-const DAY: i64 = 86_400;
+pub(crate) const NOW: i64 = 1_700_000_000;
+pub(crate) const DAY: i64 = 86_400;
 
 // A P-256 key made with `openssl ecparam -name prime256v1 -genkey`; its key id is
 // `openssl pkey -pubin -outform DER | sha256sum | cut -c1-16`.
@@ -33,23 +35,23 @@ MCowBQYDK2VwAyEAkqSeIZVP9qG7In9DLgQKOmDS9mm+QLbUlcJneNdQe8w=
 const OPENSSL_ED25519_KEY_ID: &str = "e3a238e446805155";
 const OPENSSL_ED25519_JWK_X: &str = "kqSeIZVP9qG7In9DLgQKOmDS9mm-QLbUlcJneNdQe8w";
 
-enum TestSigner {
+pub(crate) enum TestSigner {
     P256(p256::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
 }
 
 impl TestSigner {
-    fn p256(seed: u8) -> Self {
+    pub fn p256(seed: u8) -> Self {
         let secret: [u8; 32] = Sha256::digest([b'p', seed]).into();
         TestSigner::P256(p256::ecdsa::SigningKey::from_slice(&secret).unwrap())
     }
 
-    fn ed25519(seed: u8) -> Self {
+    pub fn ed25519(seed: u8) -> Self {
         let secret: [u8; 32] = Sha256::digest([b'e', seed]).into();
         TestSigner::Ed25519(ed25519_dalek::SigningKey::from_bytes(&secret))
     }
 
-    fn pinned(&self) -> PinnedKey {
+    pub fn pinned(&self) -> PinnedKey {
         match self {
             TestSigner::P256(key) => {
                 let point = key.verifying_key().to_encoded_point(false);
@@ -61,14 +63,14 @@ impl TestSigner {
         }
     }
 
-    fn algorithm(&self) -> SignatureAlgorithm {
+    pub fn algorithm(&self) -> SignatureAlgorithm {
         match self {
             TestSigner::P256(_) => SignatureAlgorithm::EcdsaP256Sha256,
             TestSigner::Ed25519(_) => SignatureAlgorithm::Ed25519,
         }
     }
 
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         match self {
             TestSigner::P256(key) => {
                 let signature: p256::ecdsa::Signature = key.sign(message);
@@ -79,82 +81,89 @@ impl TestSigner {
     }
 }
 
+/// Snapshot content as plain ordered collections; `None` owner is the platform.
 #[derive(Default, Clone)]
-struct Content {
-    bindings: BTreeMap<[u8; 32], (String, String, bool)>,
-    blocklist: BTreeSet<[u8; 32]>,
-    revoked: Vec<(String, String)>,
-    principals: BTreeMap<[u8; 32], String>,
-    san_rules: BTreeSet<(u8, String)>,
-    constraints: BTreeSet<(String, ConstraintKind, String)>,
-    issuers: BTreeMap<String, Vec<u8>>,
+pub(crate) struct Content {
+    pub bindings: BTreeMap<[u8; 32], (String, String, bool)>,
+    pub blocklist: BTreeSet<([u8; 32], Option<String>)>,
+    pub revoked: BTreeSet<(String, String, Option<String>)>,
+    pub principals: BTreeMap<([u8; 32], Option<String>), String>,
+    pub san_rules: BTreeSet<(SanKind, String, String, Option<String>)>,
+    pub constraints: BTreeSet<(Option<String>, ConstraintKind, String)>,
+    pub issuers: BTreeMap<(String, Option<String>), Registration>,
 }
 
-fn san_kind(id: u8) -> SanKind {
-    if id == 1 {
-        SanKind::Email
-    } else {
-        SanKind::Upn
-    }
+/// An issuer registration's audiences and JWKS.
+pub(crate) type Registration = (Vec<String>, Vec<u8>);
+
+pub(crate) fn owner(org: &Option<String>) -> Owner<'_> {
+    Owner::from_org_id(org.as_deref())
 }
 
-struct Stamp {
-    version: u64,
-    issued_at: i64,
-    expires_at: i64,
+pub(crate) struct Stamp {
+    pub version: u64,
+    pub issued_at: i64,
+    pub expires_at: i64,
 }
 
-const STAMP: Stamp = Stamp { version: 7, issued_at: NOW - 60, expires_at: NOW + DAY };
+pub(crate) const STAMP: Stamp = Stamp { version: 7, issued_at: NOW - 60, expires_at: NOW + DAY };
 
-fn unsigned(content: &Content, stamp: &Stamp, key_id: &str, algorithm: SignatureAlgorithm) -> UnsignedSnapshot {
-    let mut encoder = SnapshotEncoder::new();
-    for (fp, (user, org, enabled)) in &content.bindings {
-        encoder.push_binding(&Fingerprint(*fp), user, org, *enabled).unwrap();
-    }
-    for fp in &content.blocklist {
-        encoder.push_blocked(&Fingerprint(*fp)).unwrap();
-    }
-    let revoked: BTreeSet<[u8; 32]> =
-        content.revoked.iter().map(|(dn, serial)| revoked_serial_key(dn, serial)).collect();
-    for key in &revoked {
-        encoder.push_revoked_key(key).unwrap();
-    }
-    for (fp, principal) in &content.principals {
-        encoder.push_principal(&Fingerprint(*fp), principal).unwrap();
-    }
-    for (kind, domain) in &content.san_rules {
-        encoder.push_san_rule(san_kind(*kind), domain).unwrap();
-    }
-    for (org, kind, value) in &content.constraints {
-        encoder.push_constraint(org, *kind, value).unwrap();
-    }
-    for (issuer, jwks) in &content.issuers {
-        encoder.push_issuer(issuer, jwks).unwrap();
-    }
-    let header = SnapshotHeader {
+pub(crate) fn header_for(stamp: &Stamp, key_id: &str, algorithm: SignatureAlgorithm) -> SnapshotHeader {
+    SnapshotHeader {
         version: stamp.version,
         issued_at: stamp.issued_at,
         expires_at: stamp.expires_at,
         key_id: key_id.to_owned(),
         algorithm,
-    };
-    encoder.finish(&header).unwrap()
+    }
 }
 
-fn signed(content: &Content, stamp: &Stamp, signer: &TestSigner) -> Vec<u8> {
+pub(crate) fn push_content(encoder: &mut SnapshotEncoder, content: &Content) {
+    for (fp, (user, org, enabled)) in &content.bindings {
+        encoder.push_binding(&Fingerprint(*fp), user, org, *enabled).unwrap();
+    }
+    for (fp, org) in &content.blocklist {
+        encoder.push_blocked(&Fingerprint(*fp), owner(org)).unwrap();
+    }
+    let revoked: BTreeSet<([u8; 32], &Option<String>)> =
+        content.revoked.iter().map(|(dn, serial, org)| (revoked_serial_key(dn, serial), org)).collect();
+    for (key, org) in &revoked {
+        encoder.push_revoked_key(key, owner(org)).unwrap();
+    }
+    for ((fp, org), name) in &content.principals {
+        encoder.push_principal(&Fingerprint(*fp), owner(org), name).unwrap();
+    }
+    for (kind, domain, issuer, org) in &content.san_rules {
+        encoder.push_san_rule(*kind, domain, issuer, owner(org)).unwrap();
+    }
+    for (org, kind, value) in &content.constraints {
+        encoder.push_constraint(owner(org), *kind, value).unwrap();
+    }
+    for ((issuer, org), (audiences, jwks)) in &content.issuers {
+        encoder.push_issuer(issuer, owner(org), audiences, jwks).unwrap();
+    }
+}
+
+pub(crate) fn unsigned(content: &Content, stamp: &Stamp, key_id: &str, algorithm: SignatureAlgorithm) -> UnsignedSnapshot {
+    let mut encoder = SnapshotEncoder::new();
+    push_content(&mut encoder, content);
+    encoder.finish(&header_for(stamp, key_id, algorithm)).unwrap()
+}
+
+pub(crate) fn signed(content: &Content, stamp: &Stamp, signer: &TestSigner) -> Vec<u8> {
     let unsigned = unsigned(content, stamp, signer.pinned().key_id(), signer.algorithm());
     let signature = signer.sign(unsigned.message());
     unsigned.attach_signature(&signature).unwrap()
 }
 
-fn fingerprint(label: &str, i: u64) -> [u8; 32] {
+pub(crate) fn fingerprint(label: &str, i: u64) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(label.as_bytes());
     hasher.update(i.to_le_bytes());
     hasher.finalize().into()
 }
 
-fn issuer_jwks(seed: u8) -> Vec<u8> {
+pub(crate) fn issuer_jwks(seed: u8) -> Vec<u8> {
     let TestSigner::P256(key) = TestSigner::p256(seed) else { unreachable!() };
     let point = key.verifying_key().to_encoded_point(false);
     // Written out by hand so the bytes never depend on a JSON map's ordering.
@@ -167,31 +176,46 @@ fn issuer_jwks(seed: u8) -> Vec<u8> {
 }
 
 const SMALL_ULID_USER: &str = "01HV4ABCDEFGHJKMNPQRSTVWXY";
+pub(crate) const DOD_CA: &str = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
 
-fn small_content() -> Content {
+fn org(name: &str) -> Option<String> {
+    Some(name.to_owned())
+}
+
+/// Two orgs and the platform, every section populated, one fingerprint blocked by two owners.
+pub(crate) fn small_content() -> Content {
     let mut content = Content::default();
     content.bindings.insert(fingerprint("b", 1), ("user-1".into(), "org-a".into(), true));
     content.bindings.insert(fingerprint("b", 2), ("user-2".into(), "org-b".into(), false));
     // The control plane's users are ULIDs, stored as 16 bytes; other ids go to the string table.
     content.bindings.insert(fingerprint("b", 3), (SMALL_ULID_USER.into(), "org-a".into(), true));
-    content.blocklist.insert(fingerprint("x", 1));
-    content.revoked.push(("CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US".into(), "0x12:AB".into()));
-    content.principals.insert(fingerprint("p", 1), "svc:billing".into());
-    content.san_rules.insert((1, "example.mil".into()));
-    content.san_rules.insert((2, "corp.example".into()));
-    content.constraints.insert(("org-a".into(), ConstraintKind::AllowedIssuerDn, "CN=DOD ID CA-59".into()));
-    content.constraints.insert(("org-a".into(), ConstraintKind::RequiredPolicyOid, "2.16.840.1.101.3.2.1.3.13".into()));
-    content.constraints.insert(("org-ab".into(), ConstraintKind::SanEmailDomain, "example.mil".into()));
-    content.issuers.insert("https://idp.example/".into(), issuer_jwks(1));
+    content.blocklist.insert((fingerprint("x", 1), None));
+    content.blocklist.insert((fingerprint("x", 2), org("org-b")));
+    content.blocklist.insert((fingerprint("x", 2), org("org-a")));
+    content.revoked.insert((DOD_CA.into(), "0x12:AB".into(), None));
+    content.revoked.insert((DOD_CA.into(), "0x12:AC".into(), org("org-b")));
+    content.principals.insert((fingerprint("p", 1), None), "svc:billing".into());
+    content.principals.insert((fingerprint("p", 2), org("org-a")), "svc:ledger".into());
+    content.san_rules.insert((SanKind::Email, "example.mil".into(), DOD_CA.into(), None));
+    content.san_rules.insert((SanKind::Upn, "corp.example".into(), "CN=Corp CA".into(), org("org-b")));
+    content.constraints.insert((org("org-a"), ConstraintKind::AllowedIssuerDn, "CN=DOD ID CA-59".into()));
+    content.constraints.insert((org("org-a"), ConstraintKind::RequiredPolicyOid, "2.16.840.1.101.3.2.1.3.13".into()));
+    content.constraints.insert((None, ConstraintKind::SanEmailDomain, "example.mil".into()));
+    content.issuers.insert(("https://idp.example/".into(), None), (Vec::new(), issuer_jwks(1)));
+    content.issuers.insert(("https://idp.example/".into(), org("org-b")), (vec!["api://b".into()], issuer_jwks(2)));
     content
 }
 
-fn verifier(signers: &[&TestSigner]) -> SnapshotVerifier {
+pub(crate) fn verifier(signers: &[&TestSigner]) -> SnapshotVerifier {
     SnapshotVerifier::new(signers.iter().map(|s| s.pinned())).unwrap()
 }
 
+fn fp(label: &str, i: u64) -> Fingerprint {
+    Fingerprint(fingerprint(label, i))
+}
+
 #[test]
-fn round_trip_answers_every_lookup() {
+fn round_trip_answers_every_lookup_in_its_owners_scope() {
     let signer = TestSigner::p256(1);
     let bytes = signed(&small_content(), &STAMP, &signer);
     let view = verifier(&[&signer]).verify(bytes, NOW, None).unwrap();
@@ -201,103 +225,132 @@ fn round_trip_answers_every_lookup() {
     assert_eq!(view.issued_at(), NOW - 60);
     assert_eq!(view.expires_at(), NOW + DAY);
     assert_eq!(view.key_id(), signer.pinned().key_id());
+    assert_eq!(view.orgs().collect::<Vec<_>>(), vec!["org-a", "org-b"]);
     assert_eq!(
-        view.card_binding(&Fingerprint(fingerprint("b", 1))),
+        view.card_binding(&fp("b", 1)),
         Some(CardBinding { user_id: "user-1".into(), org_id: "org-a", enabled: true })
     );
     assert_eq!(
-        view.card_binding(&Fingerprint(fingerprint("b", 2))),
+        view.card_binding(&fp("b", 2)),
         Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false })
     );
-    assert_eq!(view.card_binding(&Fingerprint(fingerprint("b", 4))), None);
-    assert!(view.is_blocklisted(&Fingerprint(fingerprint("x", 1))));
-    assert!(!view.is_blocklisted(&Fingerprint(fingerprint("b", 1))));
-    let dod = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
-    assert!(view.is_revoked(dod, "12ab"));
-    assert!(view.is_revoked(dod, "0012AB"));
-    assert!(!view.is_revoked(dod, "12ac"));
-    assert!(!view.is_revoked("CN=Other CA", "12ab"));
-    assert_eq!(view.mapped_principal(&Fingerprint(fingerprint("p", 1))), Some("svc:billing"));
-    assert_eq!(view.mapped_principal(&Fingerprint(fingerprint("b", 1))), None);
-    assert!(view.san_mapping_allowed(SanKind::Email, "example.mil"));
-    assert!(view.san_mapping_allowed(SanKind::Email, "EXAMPLE.mil"));
-    assert!(!view.san_mapping_allowed(SanKind::Upn, "example.mil"));
-    assert!(view.san_mapping_allowed(SanKind::Upn, "corp.example"));
-    assert!(!view.san_mapping_allowed(SanKind::Email, "corp.example"));
-    assert!(!view.san_mapping_allowed(SanKind::Email, "sub.example.mil"));
-    assert_eq!(view.issuer_keys("https://idp.example/").map(|k| k.len()), Some(1));
-    assert!(view.issuer_keys("https://idp.example").is_none());
+    assert_eq!(view.card_binding(&fp("b", 4)), None);
+
+    // A platform entry applies to every certificate; an org's only to its own.
+    assert!(view.is_blocklisted(&fp("x", 1), None));
+    assert!(view.is_blocklisted(&fp("x", 1), Some("org-c")));
+    assert!(view.is_blocklisted(&fp("x", 2), Some("org-a")));
+    assert!(view.is_blocklisted(&fp("x", 2), Some("org-b")));
+    assert!(!view.is_blocklisted(&fp("x", 2), Some("org-c")));
+    assert!(!view.is_blocklisted(&fp("x", 2), None));
+    assert!(!view.is_blocklisted(&fp("b", 1), Some("org-a")));
+
+    assert!(view.is_revoked(DOD_CA, "12ab", None));
+    assert!(view.is_revoked(DOD_CA, "0012AB", Some("org-a")));
+    assert!(view.is_revoked(DOD_CA, "12ac", Some("org-b")));
+    assert!(!view.is_revoked(DOD_CA, "12ac", Some("org-a")));
+    assert!(!view.is_revoked(DOD_CA, "12ad", None));
+    assert!(!view.is_revoked("CN=Other CA", "12ab", None));
+    assert!(view.has_revoked_serials(None));
+
     assert_eq!(
-        view.org_constraints("org-a").collect::<Vec<_>>(),
+        view.thumbprint_mapping(&fp("p", 1)),
+        RuleMatch::One(ThumbprintMapping { owner: Owner::Platform, name: "svc:billing" })
+    );
+    assert_eq!(
+        view.thumbprint_mapping(&fp("p", 2)),
+        RuleMatch::One(ThumbprintMapping { owner: Owner::Org("org-a"), name: "svc:ledger" })
+    );
+    assert_eq!(view.thumbprint_mapping(&fp("b", 1)), RuleMatch::Unmatched);
+
+    assert_eq!(view.san_rule(SanKind::Email, "EXAMPLE.mil", DOD_CA), RuleMatch::One(Owner::Platform));
+    assert_eq!(view.san_rule(SanKind::Email, "example.mil", "CN=Corp CA"), RuleMatch::Unmatched);
+    assert_eq!(view.san_rule(SanKind::Upn, "corp.example", "CN=Corp CA"), RuleMatch::One(Owner::Org("org-b")));
+    assert_eq!(view.san_rule(SanKind::Upn, "example.mil", DOD_CA), RuleMatch::Unmatched);
+    assert_eq!(view.san_rule(SanKind::Email, "sub.example.mil", DOD_CA), RuleMatch::Unmatched);
+
+    let org_a = view.constraints(Owner::Org("org-a")).unwrap();
+    assert_eq!(org_a.allowed_issuer_dns, vec!["CN=DOD ID CA-59".to_owned()]);
+    assert_eq!(org_a.required_policy_oids, vec!["2.16.840.1.101.3.2.1.3.13".to_owned()]);
+    assert_eq!(view.constraints(Owner::Platform).unwrap().san_email_domains, vec!["example.mil".to_owned()]);
+    assert!(view.constraints(Owner::Org("org-b")).is_none());
+
+    let platform = view.token_issuer("https://idp.example/", Owner::Platform).unwrap();
+    assert_eq!((platform.owner, platform.audiences.len(), platform.keys.len()), (Owner::Platform, 0, 1));
+    let org_b = view.token_issuer("https://idp.example/", Owner::Org("org-b")).unwrap();
+    assert_eq!((org_b.owner, org_b.audiences), (Owner::Org("org-b"), &["api://b".to_owned()][..]));
+    assert!(view.token_issuer("https://idp.example/", Owner::Org("org-a")).is_none());
+    assert!(view.token_issuer("https://idp.example", Owner::Platform).is_none());
+    let issuers: Vec<(&str, Owner<'_>, &[u8])> = view.issuers().map(|i| (i.issuer, i.owner, i.jwks)).collect();
+    let (one, two) = (issuer_jwks(1), issuer_jwks(2));
+    assert_eq!(
+        issuers,
         vec![
-            (ConstraintKind::AllowedIssuerDn, "CN=DOD ID CA-59"),
-            (ConstraintKind::RequiredPolicyOid, "2.16.840.1.101.3.2.1.3.13")
+            ("https://idp.example/", Owner::Org("org-b"), two.as_slice()),
+            ("https://idp.example/", Owner::Platform, one.as_slice())
         ]
     );
-    assert_eq!(
-        view.org_constraints("org-ab").collect::<Vec<_>>(),
-        vec![(ConstraintKind::SanEmailDomain, "example.mil")]
-    );
-    assert_eq!(view.org_constraints("org-b").count(), 0);
-    assert_eq!(view.org_constraints("org").count(), 0);
-    assert_eq!(view.constraints().count(), 3);
-    let issuers: Vec<(&str, &[u8])> = view.issuers().collect();
-    assert_eq!(issuers, vec![("https://idp.example/", issuer_jwks(1).as_slice())]);
 }
 
 #[test]
 fn an_empty_snapshot_is_valid_and_answers_nothing() {
     let signer = TestSigner::ed25519(1);
     let bytes = signed(&Content::default(), &STAMP, &signer);
-    assert_eq!(bytes.len(), format::HEADER_LEN + format::SIGNATURE_LEN);
+    assert_eq!(bytes.len(), format::BODY_START);
     let view = verifier(&[&signer]).verify(bytes, NOW, None).unwrap();
     assert_eq!(view.binding_count(), 0);
     assert_eq!(view.card_binding(&Fingerprint([0; 32])), None);
-    assert!(!view.is_revoked("CN=CA", "1"));
-    assert!(!view.san_mapping_allowed(SanKind::Email, "example.mil"));
-    assert!(view.issuer_keys("x").is_none());
+    assert!(!view.is_revoked("CN=CA", "1", None));
+    assert!(!view.has_revoked_serials(Some("o")));
+    assert_eq!(view.san_rule(SanKind::Email, "example.mil", "CN=CA"), RuleMatch::Unmatched);
+    assert!(view.token_issuer("x", Owner::Platform).is_none());
 }
 
 /// A deterministic stream of numbers for test data.
-struct Counter(u64);
+pub(crate) struct Counter(pub u64);
 
 impl Counter {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
 
+fn random_owner(rng: &mut Counter, orgs: u64) -> Option<String> {
+    match rng.next() % (orgs + 1) {
+        0 => None,
+        n => Some(format!("org-{n}")),
+    }
+}
+
 #[test]
-fn ten_thousand_entries_answer_like_hash_maps() {
+fn ten_thousand_entries_answer_like_maps() {
     let mut rng = Counter(42);
     let mut content = Content::default();
-    let mut bindings: HashMap<[u8; 32], (String, String, bool)> = HashMap::new();
     for i in 0..10_000u64 {
         // Mostly ULIDs (stored as bits), every third a free-form id (stored as a string).
         let user = if i % 3 == 0 { format!("user-{}", rng.next()) } else { format!("01HV{:022}", rng.next()) };
-        let value = (user, format!("org-{}", rng.next() % 50), rng.next() % 7 != 3);
-        bindings.insert(fingerprint("bind", i), value.clone());
-        content.bindings.insert(fingerprint("bind", i), value);
+        content.bindings.insert(fingerprint("bind", i), (user, format!("org-{}", rng.next() % 50), rng.next() % 7 != 3));
     }
-    let blocklist: HashSet<[u8; 32]> = (0..1_000).map(|i| fingerprint("block", i)).collect();
-    content.blocklist = blocklist.iter().copied().collect();
-    let revoked: HashSet<(String, String)> =
-        (0..1_000).map(|i| (format!("CN=CA {}", i % 13), format!("{:x}", rng.next()))).collect();
-    content.revoked = revoked.iter().cloned().collect();
-    let principals: HashMap<[u8; 32], String> =
-        (0..1_000).map(|i| (fingerprint("svc", i), format!("svc:{i}"))).collect();
-    content.principals = principals.iter().map(|(k, v)| (*k, v.clone())).collect();
+    for i in 0..1_000 {
+        // Some fingerprints blocked by several owners.
+        for _ in 0..1 + rng.next() % 2 {
+            content.blocklist.insert((fingerprint("block", i), random_owner(&mut rng, 5)));
+        }
+        content.revoked.insert((format!("CN=CA {}", i % 13), format!("{:x}", rng.next()), random_owner(&mut rng, 5)));
+        content.principals.insert((fingerprint("svc", i), random_owner(&mut rng, 5)), format!("svc:{i}"));
+    }
     for i in 0..40 {
-        content.san_rules.insert((1 + (i % 2) as u8, format!("d{i}.example")));
+        let kind = if i % 2 == 0 { SanKind::Email } else { SanKind::Upn };
+        content.san_rules.insert((kind, format!("d{}.example", i % 20), format!("CN=CA {}", i % 3), random_owner(&mut rng, 3)));
     }
     for i in 0..300 {
         let kind =
             [ConstraintKind::AllowedIssuerDn, ConstraintKind::RequiredPolicyOid, ConstraintKind::SanEmailDomain][i % 3];
-        content.constraints.insert((format!("org-{}", i % 60), kind, format!("value-{i}")));
+        content.constraints.insert((random_owner(&mut rng, 60), kind, format!("value-{i}")));
     }
     for seed in 0..5u8 {
-        content.issuers.insert(format!("https://idp{seed}.example"), issuer_jwks(seed));
+        content.issuers.insert((format!("https://idp{seed}.example"), random_owner(&mut rng, 3)), (Vec::new(), issuer_jwks(seed)));
     }
     let signer = TestSigner::p256(2);
     let view = verifier(&[&signer]).verify(signed(&content, &STAMP, &signer), NOW, None).unwrap();
@@ -305,54 +358,99 @@ fn ten_thousand_entries_answer_like_hash_maps() {
     assert_eq!(view.binding_count(), 10_000);
     for i in 0..20_000u64 {
         let key = fingerprint("bind", i);
-        let expected = bindings.get(&key).map(|(u, o, e)| CardBinding { user_id: u.as_str().into(), org_id: o, enabled: *e });
+        let expected =
+            content.bindings.get(&key).map(|(u, o, e)| CardBinding { user_id: u.as_str().into(), org_id: o, enabled: *e });
         assert_eq!(view.card_binding(&Fingerprint(key)), expected, "binding {i}");
     }
+    let scopes: Vec<Option<String>> = (0..7).map(|n| if n == 0 { None } else { Some(format!("org-{n}")) }).collect();
     for i in 0..2_000u64 {
         let key = fingerprint("block", i);
-        assert_eq!(view.is_blocklisted(&Fingerprint(key)), blocklist.contains(&key), "blocklist {i}");
+        let owners: Vec<&Option<String>> = content.blocklist.range((key, None)..).take_while(|(k, _)| *k == key).map(|(_, o)| o).collect();
+        for scope in &scopes {
+            let expected = owners.iter().any(|o| owner(o).applies_to(scope.as_deref()));
+            assert_eq!(view.is_blocklisted(&Fingerprint(key), scope.as_deref()), expected, "blocklist {i} {scope:?}");
+        }
         let key = fingerprint("svc", i);
-        assert_eq!(view.mapped_principal(&Fingerprint(key)), principals.get(&key).map(String::as_str), "principal {i}");
+        let mapped: Vec<(&Option<String>, &String)> =
+            content.principals.range((key, None)..).take_while(|((k, _), _)| *k == key).map(|((_, o), n)| (o, n)).collect();
+        let expected = match mapped.as_slice() {
+            [] => RuleMatch::Unmatched,
+            [(o, name)] => RuleMatch::One(ThumbprintMapping { owner: owner(o), name: name.as_str() }),
+            _ => RuleMatch::Ambiguous,
+        };
+        assert_eq!(view.thumbprint_mapping(&Fingerprint(key)), expected, "principal {i}");
     }
-    for (dn, serial) in &revoked {
-        assert!(view.is_revoked(dn, serial));
-        assert!(!view.is_revoked(dn, &format!("{serial}0")));
+    for (dn, serial, org) in &content.revoked {
+        assert!(view.is_revoked(dn, serial, org.as_deref()));
+        assert!(!view.is_revoked(dn, &format!("{serial}0"), org.as_deref()));
     }
-    for i in 0..80 {
-        let kind = 1 + (i % 2) as u8;
-        let domain = format!("d{i}.example");
-        assert_eq!(
-            view.san_mapping_allowed(san_kind(kind), &domain),
-            content.san_rules.contains(&(kind, domain.clone()))
-        );
+    for kind in [SanKind::Email, SanKind::Upn] {
+        for d in 0..25 {
+            for ca in 0..4 {
+                let (domain, issuer) = (format!("d{d}.example"), format!("CN=CA {ca}"));
+                let owners: Vec<&Option<String>> = content
+                    .san_rules
+                    .iter()
+                    .filter(|(k, dd, i, _)| *k == kind && *dd == domain && *i == issuer)
+                    .map(|(_, _, _, o)| o)
+                    .collect();
+                let expected = match owners.as_slice() {
+                    [] => RuleMatch::Unmatched,
+                    [o] => RuleMatch::One(owner(o)),
+                    _ => RuleMatch::Ambiguous,
+                };
+                assert_eq!(view.san_rule(kind, &domain, &issuer), expected, "{kind:?} {domain} {issuer}");
+            }
+        }
+    }
+    for scope in scopes.iter().chain(&[Some("org-99".to_owned())]) {
+        let mut expected = OwnerConstraints::default();
+        for (o, kind, value) in &content.constraints {
+            if o == scope {
+                expected.add(*kind, value);
+            }
+        }
+        assert_eq!(view.constraints(owner(scope)).cloned().unwrap_or_default(), expected, "{scope:?}");
+        let expected_revoked = content.revoked.iter().any(|(_, _, o)| owner(o).applies_to(scope.as_deref()));
+        assert_eq!(view.has_revoked_serials(scope.as_deref()), expected_revoked);
     }
     for seed in 0..7u8 {
-        let present = view.issuer_keys(&format!("https://idp{seed}.example")).is_some();
-        assert_eq!(present, seed < 5, "issuer {seed}");
+        let name = format!("https://idp{seed}.example");
+        for scope in &scopes {
+            let present = content.issuers.contains_key(&(name.clone(), scope.clone()));
+            assert_eq!(view.token_issuer(&name, owner(scope)).is_some(), present, "issuer {seed} {scope:?}");
+        }
     }
     let listed: Vec<[u8; 32]> = view.bindings().map(|(fp, _)| fp.0).collect();
     assert_eq!(listed, content.bindings.keys().copied().collect::<Vec<_>>());
-    assert_eq!(view.blocklist().count(), 1_000);
-    assert_eq!(view.principals().count(), 1_000);
-    assert_eq!(view.revoked_keys().count(), revoked.len());
-    assert_eq!(view.san_rules().count(), 40);
-    for org in 0..70 {
-        let org = format!("org-{org}");
-        let expected: Vec<(ConstraintKind, &str)> =
-            content.constraints.iter().filter(|(o, _, _)| *o == org).map(|(_, k, v)| (*k, v.as_str())).collect();
-        assert_eq!(view.org_constraints(&org).collect::<Vec<_>>(), expected, "{org}");
-    }
+    assert_eq!(view.blocklist().count(), content.blocklist.len());
+    assert_eq!(view.principals().count(), content.principals.len());
+    assert_eq!(view.revoked().count(), content.revoked.len());
+    assert_eq!(view.san_rules().count(), content.san_rules.len());
+    assert_eq!(view.all_constraints().count(), content.constraints.len());
+}
+
+/// The section a body byte lies in.
+fn section_of(bytes: &[u8], at: usize) -> Section {
+    let layout = format::read_layout(bytes).unwrap();
+    format::BODY_SECTIONS.into_iter().zip(layout.sections).find(|(_, r)| r.contains(&at)).map(|(s, _)| s).unwrap()
 }
 
 #[test]
-fn every_tampered_byte_is_refused() {
+fn every_tampered_byte_is_refused_by_what_covers_it() {
     let signer = TestSigner::p256(3);
     let bytes = signed(&small_content(), &STAMP, &signer);
     let verifier = verifier(&[&signer]);
-    for i in 0..bytes.len() {
+    let tampered = |i: usize| {
         let mut tampered = bytes.clone();
         tampered[i] ^= 0x01;
-        let err = verifier.verify(tampered, NOW, None).unwrap_err();
+        tampered
+    };
+    // Header and signature: through the verifier (a signature check each, so the 32-byte
+    // digests and the signature are sampled at both ends).
+    let sampled = |i: &usize| !(56..format::HEADER_LEN).contains(i) || matches!((i - 56) % 40, 0..=8 | 39);
+    for i in (0..format::BODY_START).filter(sampled) {
+        let err = verifier.verify(tampered(i), NOW, None).unwrap_err();
         match i {
             0..=7 => assert_eq!(err, SnapshotError::BadMagic, "byte {i}"),
             8 => assert_eq!(err, SnapshotError::UnsupportedFormat { format_version: format::FORMAT_VERSION ^ 1 }),
@@ -364,12 +462,29 @@ fn every_tampered_byte_is_refused() {
                 SnapshotError::Malformed { section: Section::Header, at: 32, problem: "expires before it is issued" },
                 "byte {i}"
             ),
-            // Algorithm, reserved, section count, key id and section table are read before the
-            // signature: a change there is refused as unknown, mismatched or malformed.
-            10..=15 | 40..=135 => assert_ne!(err, SnapshotError::BadSignature, "byte {i}"),
+            // Algorithm, reserved, section count, key id and section offsets and lengths are
+            // read before the signature: a change there is unknown, mismatched or malformed.
+            10..=15 | 40..=55 => assert_ne!(err, SnapshotError::BadSignature, "byte {i}"),
+            56..=455 if (i - 56) % 40 < 8 => assert_ne!(err, SnapshotError::BadSignature, "byte {i}"),
+            // Everything else in the header (the digests among it) and the signature itself.
             _ => assert_eq!(err, SnapshotError::BadSignature, "byte {i}"),
         }
     }
+    // Body: every byte against the signed digests, and one per section through the verifier.
+    let layout = format::read_layout(&bytes).unwrap();
+    let mut through_verifier = BTreeSet::new();
+    for i in format::BODY_START..bytes.len() {
+        let section = section_of(&bytes, i);
+        let damaged = tampered(i);
+        let checker = view::Checker { bytes: &damaged, layout: &layout };
+        let mut state = view::DigestState::default();
+        assert_eq!(checker.check_digest(section, &mut state), Err(SnapshotError::DigestMismatch { section }), "byte {i}");
+        if through_verifier.insert(section.name()) {
+            assert_eq!(verifier.verify(damaged, NOW, None).unwrap_err(), SnapshotError::DigestMismatch { section });
+        }
+    }
+    // Every section of the small content has bytes.
+    assert_eq!(through_verifier.len(), format::SECTION_COUNT);
     assert_eq!(verifier.verify(bytes, NOW, None).map(|v| v.version()), Ok(7));
 }
 
@@ -400,11 +515,23 @@ fn header_tampering_gives_exact_errors() {
         verifier.verify(unknown_algorithm, NOW, None).unwrap_err(),
         SnapshotError::Malformed { section: Section::Header, at: 10, problem: "unknown signature algorithm" }
     );
-    let mut future_format = bytes;
-    future_format[8] = 3;
+    let mut future_format = bytes.clone();
+    future_format[8] = 4;
     assert_eq!(
         verifier.verify(future_format, NOW, None).unwrap_err(),
-        SnapshotError::UnsupportedFormat { format_version: 3 }
+        SnapshotError::UnsupportedFormat { format_version: 4 }
+    );
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(
+        verifier.verify(trailing, NOW, None).unwrap_err(),
+        SnapshotError::Malformed { section: Section::Strings, at: bytes.len(), problem: "bytes after the last section" }
+    );
+    let mut short = bytes.clone();
+    short.pop();
+    assert_eq!(
+        verifier.verify(short, NOW, None).unwrap_err(),
+        SnapshotError::Malformed { section: Section::Strings, at: bytes.len(), problem: "bytes after the last section" }
     );
 }
 
@@ -480,7 +607,7 @@ fn sizes_are_capped_before_anything_else() {
         verifier.verify(vec![0u8; MAX_SNAPSHOT_BYTES + 1], NOW, None).unwrap_err(),
         SnapshotError::TooLarge { len: MAX_SNAPSHOT_BYTES + 1, max: MAX_SNAPSHOT_BYTES }
     );
-    let shortest = format::HEADER_LEN + format::SIGNATURE_LEN;
+    let shortest = format::BODY_START;
     assert_eq!(
         verifier.verify(vec![0u8; shortest - 1], NOW, None).unwrap_err(),
         SnapshotError::Truncated { len: shortest - 1 }
@@ -488,18 +615,29 @@ fn sizes_are_capped_before_anything_else() {
     assert_eq!(verifier.verify(vec![0u8; shortest], NOW, None).unwrap_err(), SnapshotError::BadMagic);
 }
 
-/// Re-signs `bytes` after `edit`, so structural checks behind the signature are reached.
-fn resign(bytes: &[u8], signer: &TestSigner, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut body = bytes[..bytes.len() - format::SIGNATURE_LEN].to_vec();
-    edit(&mut body);
-    let signature = signer.sign(&body);
-    body.extend_from_slice(&signature);
-    body
+/// Applies `edit` to the bytes after the signature, then recomputes every digest and signs
+/// again: the structure checks behind the digests are reached.
+pub(crate) fn reseal(bytes: &[u8], signer: &TestSigner, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    edit(&mut bytes);
+    let layout = format::read_header(&bytes).unwrap();
+    let mut digests = [[0u8; 32]; format::SECTION_COUNT];
+    for (i, (section, range)) in format::BODY_SECTIONS.iter().zip(&layout.sections).enumerate() {
+        let body = bytes.get(range.clone()).unwrap_or(&[]);
+        digests[i] = match section.key_len() {
+            Some(_) => format::keyed_digest(*section, &format::bucket_digests(body, section.record_len().unwrap())),
+            None => format::plain_digest(*section, body),
+        };
+    }
+    format::write_header(&mut bytes, &layout.header, &layout.sections, &digests).unwrap();
+    let signature = signer.sign(&bytes[..format::HEADER_LEN]);
+    bytes[format::HEADER_LEN..format::BODY_START].copy_from_slice(&signature);
+    bytes
 }
 
 fn section_start(bytes: &[u8], section: Section) -> usize {
-    let index = section.table_index().unwrap();
-    u32::from_le_bytes(bytes[56 + index * 8..60 + index * 8].try_into().unwrap()) as usize
+    let entry = format::section_entry_offset(section).unwrap();
+    u32::from_le_bytes(bytes[entry..entry + 4].try_into().unwrap()) as usize
 }
 
 #[test]
@@ -507,92 +645,92 @@ fn signed_but_malformed_bodies_are_refused_with_their_place() {
     let signer = TestSigner::p256(10);
     let verifier = verifier(&[&signer]);
     let bytes = signed(&small_content(), &STAMP, &signer);
-    let bindings = section_start(&bytes, Section::Bindings);
-    assert_eq!(bindings, format::HEADER_LEN);
+    let refused = |edit: &dyn Fn(&mut Vec<u8>)| verifier.verify(reseal(&bytes, &signer, edit), NOW, None).unwrap_err();
+    let malformed = |section, at, problem| SnapshotError::Malformed { section, at, problem };
 
+    let bindings = section_start(&bytes, Section::Bindings);
+    assert_eq!(bindings, format::BODY_START);
     const R: usize = format::BINDING_RECORD;
-    let swapped = resign(&bytes, &signer, |b| {
-        let (first, second) = b[bindings..bindings + 2 * R].split_at_mut(R);
-        first.swap_with_slice(second);
-    });
     assert_eq!(
-        verifier.verify(swapped, NOW, None).unwrap_err(),
-        SnapshotError::Malformed {
-            section: Section::Bindings,
-            at: bindings + R,
-            problem: "fingerprints not strictly ascending"
-        }
+        refused(&|b| {
+            let (first, second) = (b[bindings..bindings + R].to_vec(), b[bindings + R..bindings + 2 * R].to_vec());
+            b[bindings..bindings + R].copy_from_slice(&second);
+            b[bindings + R..bindings + 2 * R].copy_from_slice(&first);
+        }),
+        malformed(Section::Bindings, bindings + R, "keys not strictly ascending")
     );
-    // Records whose user is a string ref, and the one whose user is a ULID's bits.
-    let flags_of = |i: usize| bytes[bindings + i * R + 51];
-    let text = bindings + R * (0..3).find(|i| flags_of(*i) & 0x02 != 0).unwrap();
-    let ulid = bindings + R * (0..3).find(|i| flags_of(*i) & 0x02 == 0).unwrap();
-    let dangling_user = resign(&bytes, &signer, |b| b[text + 32..text + 36].copy_from_slice(&u32::MAX.to_le_bytes()));
+    assert_eq!(refused(&|b| b[bindings + 48] = 0xfe), malformed(Section::Bindings, bindings + 48, "org index out of range"));
+    assert_eq!(refused(&|b| b[bindings + 51] |= 0x80), malformed(Section::Bindings, bindings + 51, "unknown flag bits"));
+
+    let blocklist = section_start(&bytes, Section::Blocklist);
     assert_eq!(
-        verifier.verify(dangling_user, NOW, None).unwrap_err(),
-        SnapshotError::Malformed {
-            section: Section::Bindings,
-            at: text + 32,
-            problem: "string reference out of bounds, empty or not UTF-8"
-        }
-    );
-    let trailing_user_bytes = resign(&bytes, &signer, |b| b[text + 40] = 1);
-    assert_eq!(
-        verifier.verify(trailing_user_bytes, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::Bindings, at: text + 36, problem: "bytes after a user string ref" }
-    );
-    // Turning a ULID record into a text one makes its first four bytes a (dangling) string ref.
-    let ulid_as_text = resign(&bytes, &signer, |b| b[ulid + 51] |= 0x02);
-    assert!(matches!(
-        verifier.verify(ulid_as_text, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::Bindings, at, .. } if at == ulid + 32 || at == ulid + 36
-    ));
-    let unknown_org = resign(&bytes, &signer, |b| b[bindings + 48] = 0xff);
-    assert_eq!(
-        verifier.verify(unknown_org, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 48, problem: "org index out of range" }
-    );
-    let unknown_flag = resign(&bytes, &signer, |b| b[bindings + 51] |= 0x80);
-    assert_eq!(
-        verifier.verify(unknown_flag, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 51, problem: "unknown flag bits" }
+        refused(&|b| b[blocklist + 32..blocklist + 35].copy_from_slice(&[9, 0, 0])),
+        malformed(Section::Blocklist, blocklist + 32, "owner is neither an org nor the platform")
     );
     let san = section_start(&bytes, Section::SanRules);
-    let unknown_kind = resign(&bytes, &signer, |b| b[san] = 7);
-    assert_eq!(
-        verifier.verify(unknown_kind, NOW, None).unwrap_err(),
-        SnapshotError::Malformed { section: Section::SanRules, at: san, problem: "unknown SAN kind" }
-    );
+    assert_eq!(refused(&|b| b[san] = 7), malformed(Section::SanRules, san, "unknown SAN kind"));
     let constraints = section_start(&bytes, Section::Constraints);
-    let unknown_constraint = resign(&bytes, &signer, |b| b[constraints + 4] = 0);
     assert_eq!(
-        verifier.verify(unknown_constraint, NOW, None).unwrap_err(),
-        SnapshotError::Malformed {
-            section: Section::Constraints,
-            at: constraints + 4,
-            problem: "unknown constraint kind"
-        }
+        refused(&|b| b[constraints + 3] = 0),
+        malformed(Section::Constraints, constraints + 3, "unknown constraint kind")
     );
-    let gap = resign(&bytes, &signer, |b| {
-        // Shorten the bindings section by one record: the orgs section no longer follows it.
-        let len = u32::from_le_bytes(b[60..64].try_into().unwrap()) - R as u32;
-        b[60..64].copy_from_slice(&len.to_le_bytes());
-    });
+    let issuers = section_start(&bytes, Section::Issuers);
+    assert_eq!(
+        refused(&|b| b[issuers + 15] ^= 1),
+        malformed(Section::Issuers, issuers + 15, "audiences do not follow the JWKS")
+    );
+    let orgs = section_start(&bytes, Section::Orgs);
+    assert_eq!(
+        refused(&|b| b[orgs..orgs + 4].copy_from_slice(&u32::MAX.to_le_bytes())),
+        malformed(Section::Orgs, orgs, "string reference out of bounds, empty or not UTF-8")
+    );
+    // Shorten the bindings by one record, signing the header again: the blocklist no longer
+    // starts where the bindings end.
+    let mut gap = bytes.clone();
+    let len = u32::from_le_bytes(gap[60..64].try_into().unwrap()) - R as u32;
+    gap[60..64].copy_from_slice(&len.to_le_bytes());
+    let signature = signer.sign(&gap[..format::HEADER_LEN]);
+    gap[format::HEADER_LEN..format::BODY_START].copy_from_slice(&signature);
+    let entry = format::section_entry_offset(Section::Blocklist).unwrap();
     assert_eq!(
         verifier.verify(gap, NOW, None).unwrap_err(),
+        malformed(Section::Blocklist, entry, "section does not start where the previous one ends")
+    );
+}
+
+#[test]
+fn a_platform_principal_in_a_reserved_namespace_is_refused() {
+    let signer = TestSigner::p256(10);
+    let mut content = Content::default();
+    content.principals.insert((fingerprint("p", 1), None), "auth:account:usex:u1".into());
+    let bytes = signed(&content, &STAMP, &signer);
+    let strings = section_start(&bytes, Section::Strings);
+    let at = strings + 1 + "auth:account:use".len();
+    assert_eq!(bytes[at], b'x');
+    let reserved = reseal(&bytes, &signer, |b| b[at] = b'r');
+    let principals = section_start(&bytes, Section::Principals);
+    assert_eq!(
+        verifier(&[&signer]).verify(reserved, NOW, None).unwrap_err(),
         SnapshotError::Malformed {
-            section: Section::Orgs,
-            at: 64,
-            problem: "section does not start where the previous one ends"
+            section: Section::Principals,
+            at: principals + 35,
+            problem: "platform principal in a reserved namespace"
         }
     );
+    let mut encoder = SnapshotEncoder::new();
+    assert_eq!(
+        encoder.push_principal(&fp("p", 1), Owner::Platform, "auth:account:org:o:x").unwrap_err(),
+        EncodeError { section: Section::Principals, index: 0, problem: EncodeProblem::ReservedPrincipal }
+    );
+    // An org's name is composed into its own namespace by the filter: any name is fine.
+    encoder.push_principal(&fp("p", 1), Owner::Org("o"), "auth:account:user:u1").unwrap();
 }
 
 #[test]
 fn a_broken_issuer_key_set_is_refused() {
     let signer = TestSigner::p256(11);
     let mut content = small_content();
-    content.issuers.insert("https://a.example".into(), br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.to_vec());
+    content.issuers.insert(("https://a.example".into(), None), (Vec::new(), br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.to_vec()));
     let err = verifier(&[&signer]).verify(signed(&content, &STAMP, &signer), NOW, None).unwrap_err();
     assert!(matches!(err, SnapshotError::IssuerKeys { issuer_index: 0, .. }), "{err:?}");
 }
@@ -609,81 +747,116 @@ fn damaged_bytes_never_panic() {
     for _ in 0..20_000 {
         let mut damaged = bytes.clone();
         for _ in 0..1 + rng.next() % 4 {
-            let at = (rng.next() as usize) % damaged.len();
+            let at = format::BODY_START + (rng.next() as usize) % (damaged.len() - format::BODY_START);
             damaged[at] = rng.next() as u8;
         }
         if let Ok(view) = SnapshotView::open_unauthenticated(damaged) {
             opened += 1;
             // Whatever opened must answer without panicking.
             let _ = view.bindings().count();
-            let _ = view.card_binding(&Fingerprint(fingerprint("b", 1)));
-            let _ = view.san_mapping_allowed(SanKind::Upn, "corp.example");
-            let _ = view.issuer_keys("https://idp.example/");
+            let _ = view.card_binding(&fp("b", 1));
+            let _ = view.is_blocklisted(&fp("x", 2), Some("org-a"));
+            let _ = view.thumbprint_mapping(&fp("p", 2));
+            let _ = view.san_rule(SanKind::Upn, "corp.example", "CN=Corp CA");
+            let _ = view.token_issuer("https://idp.example/", Owner::Org("org-b"));
+            let _ = view.issuers().count();
         }
     }
-    // Changes inside user ids, fingerprints or the signature leave a well-formed structure.
+    // Changes inside user ids, fingerprints or string bytes leave a well-formed structure.
     assert!(opened > 0);
 }
 
 #[test]
 fn encoder_refuses_what_the_reader_would() {
-    let fp = |i| Fingerprint(fingerprint("e", i));
-    let (low, high) = if fp(1).0 < fp(2).0 { (fp(1), fp(2)) } else { (fp(2), fp(1)) };
+    let (low, high) = if fp("e", 1) < fp("e", 2) { (fp("e", 1), fp("e", 2)) } else { (fp("e", 2), fp("e", 1)) };
+    let error = |section, index, problem| EncodeError { section, index, problem };
     let mut encoder = SnapshotEncoder::new();
     encoder.push_binding(&high, "u", "o", true).unwrap();
+    assert_eq!(encoder.push_binding(&low, "u", "o", true).unwrap_err(), error(Section::Bindings, 1, EncodeProblem::NotAscending));
+    assert_eq!(encoder.push_binding(&high, "u", "o", true).unwrap_err(), error(Section::Bindings, 1, EncodeProblem::NotAscending));
+    let top = Fingerprint([0xff; 32]);
     assert_eq!(
-        encoder.push_binding(&low, "u", "o", true).unwrap_err(),
-        EncodeError { section: Section::Bindings, index: 1, problem: EncodeProblem::NotAscending }
+        encoder.push_binding(&top, &"u".repeat(256), "o", true).unwrap_err(),
+        error(Section::Bindings, 1, EncodeProblem::StringTooLong)
+    );
+    assert_eq!(encoder.push_binding(&top, "u", "", true).unwrap_err(), error(Section::Bindings, 1, EncodeProblem::EmptyString));
+    encoder.push_blocked(&low, Owner::Org("b")).unwrap();
+    encoder.push_blocked(&low, Owner::Platform).unwrap();
+    // One fingerprint, several owners, in any order; the same owner twice is a duplicate.
+    encoder.push_blocked(&low, Owner::Org("a")).unwrap();
+    assert_eq!(encoder.push_blocked(&low, Owner::Org("b")).unwrap_err(), error(Section::Blocklist, 3, EncodeProblem::Duplicate));
+    assert_eq!(encoder.push_binding(&top, "u", "o", true).unwrap_err(), error(Section::Bindings, 0, EncodeProblem::SectionOrder));
+    assert_eq!(
+        encoder.push_san_rule(SanKind::Email, "Example.mil", "CN=CA", Owner::Platform).unwrap_err(),
+        error(Section::SanRules, 0, EncodeProblem::UppercaseDomain)
     );
     assert_eq!(
-        encoder.push_binding(&high, "u", "o", true).unwrap_err(),
-        EncodeError { section: Section::Bindings, index: 1, problem: EncodeProblem::NotAscending }
+        encoder.push_san_rule(SanKind::Email, "example.mil", "", Owner::Platform).unwrap_err(),
+        error(Section::SanRules, 0, EncodeProblem::EmptyString)
     );
-    assert_eq!(
-        encoder.push_binding(&fp(9), &"u".repeat(256), "o", true).unwrap_err(),
-        EncodeError { section: Section::Bindings, index: 1, problem: EncodeProblem::StringTooLong }
-    );
-    assert_eq!(
-        encoder.push_binding(&fp(9), "u", "", true).unwrap_err(),
-        EncodeError { section: Section::Bindings, index: 1, problem: EncodeProblem::EmptyString }
-    );
-    encoder.push_blocked(&low).unwrap();
-    assert_eq!(
-        encoder.push_binding(&fp(9), "u", "o", true).unwrap_err(),
-        EncodeError { section: Section::Bindings, index: 0, problem: EncodeProblem::SectionOrder }
-    );
-    assert_eq!(
-        encoder.push_san_rule(SanKind::Email, "Example.mil").unwrap_err(),
-        EncodeError { section: Section::SanRules, index: 0, problem: EncodeProblem::UppercaseDomain }
-    );
-    encoder.push_constraint("org-b", ConstraintKind::AllowedIssuerDn, "CN=CA").unwrap();
-    // "org-a" < "org-b" although its kind is the higher one: org ids order first.
-    assert_eq!(
-        encoder.push_constraint("org-a", ConstraintKind::SanEmailDomain, "x.mil").unwrap_err(),
-        EncodeError { section: Section::Constraints, index: 1, problem: EncodeProblem::NotAscending }
-    );
-    encoder.push_constraint("org-b", ConstraintKind::SanEmailDomain, "x.mil").unwrap();
     let too_big = vec![b' '; crate::pop::jwks::MAX_JWKS_BYTES + 1];
     assert_eq!(
-        encoder.push_issuer("https://idp", &too_big).unwrap_err(),
-        EncodeError { section: Section::Issuers, index: 0, problem: EncodeProblem::JwksTooLarge }
+        encoder.push_issuer::<&str>("https://idp", Owner::Platform, &[], &too_big).unwrap_err(),
+        error(Section::Issuers, 0, EncodeProblem::JwksTooLarge)
     );
-    let bad_header = SnapshotHeader {
+    let many: Vec<String> = (0..=format::MAX_AUDIENCES).map(|i| format!("aud-{i}")).collect();
+    assert_eq!(
+        encoder.push_issuer("https://idp", Owner::Platform, &many, &issuer_jwks(1)).unwrap_err(),
+        error(Section::Issuers, 0, EncodeProblem::AudiencesTooLarge)
+    );
+    // Small sections are sorted at the end, where a duplicate shows.
+    encoder.push_constraint(Owner::Org("b"), ConstraintKind::AllowedIssuerDn, "CN=CA").unwrap();
+    encoder.push_constraint(Owner::Platform, ConstraintKind::SanEmailDomain, "x.mil").unwrap();
+    encoder.push_constraint(Owner::Org("b"), ConstraintKind::AllowedIssuerDn, "CN=CA").unwrap();
+    let header = SnapshotHeader {
         version: 1,
         issued_at: NOW,
-        expires_at: NOW,
+        expires_at: NOW + 1,
         key_id: "0123456789abcdef".into(),
         algorithm: SignatureAlgorithm::Ed25519,
     };
+    assert_eq!(encoder.finish(&header).err(), Some(error(Section::Constraints, 1, EncodeProblem::Duplicate)));
     assert_eq!(
-        encoder.finish(&bad_header).err(),
-        Some(EncodeError { section: Section::Header, index: 0, problem: EncodeProblem::BadValidity })
+        SnapshotEncoder::new().finish(&SnapshotHeader { expires_at: NOW, ..header.clone() }).err(),
+        Some(error(Section::Header, 0, EncodeProblem::BadValidity))
     );
-    let unsigned = SnapshotEncoder::new().finish(&SnapshotHeader { expires_at: NOW + 1, ..bad_header }).unwrap();
-    assert_eq!(
-        unsigned.attach_signature(&[0; 63]).unwrap_err(),
-        EncodeError { section: Section::Signature, index: 0, problem: EncodeProblem::BadSignatureLength }
-    );
+    let unsigned = SnapshotEncoder::new().finish(&header).unwrap();
+    assert_eq!(unsigned.attach_signature(&[0; 63]).unwrap_err(), error(Section::Signature, 0, EncodeProblem::BadSignatureLength));
+}
+
+#[test]
+fn pushes_in_any_order_give_the_same_bytes() {
+    let signer = TestSigner::ed25519(2);
+    let content = small_content();
+    let forward = signed(&content, &STAMP, &signer);
+    // The small sections pushed backwards, and the blocked fingerprint's owners swapped.
+    let mut encoder = SnapshotEncoder::new();
+    for (fp, (user, org, enabled)) in &content.bindings {
+        encoder.push_binding(&Fingerprint(*fp), user, org, *enabled).unwrap();
+    }
+    for (fp, org) in content.blocklist.iter().rev().collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().chunk_by(|a, b| a.0 == b.0).flat_map(|run| run.iter().rev()) {
+        encoder.push_blocked(&Fingerprint(*fp), owner(org)).unwrap();
+    }
+    let revoked: BTreeSet<([u8; 32], &Option<String>)> =
+        content.revoked.iter().map(|(dn, serial, org)| (revoked_serial_key(dn, serial), org)).collect();
+    for (key, org) in &revoked {
+        encoder.push_revoked_key(key, owner(org)).unwrap();
+    }
+    for ((fp, org), name) in &content.principals {
+        encoder.push_principal(&Fingerprint(*fp), owner(org), name).unwrap();
+    }
+    for ((issuer, org), (audiences, jwks)) in content.issuers.iter().rev() {
+        encoder.push_issuer(issuer, owner(org), audiences, jwks).unwrap();
+    }
+    for (org, kind, value) in content.constraints.iter().rev() {
+        encoder.push_constraint(owner(org), *kind, value).unwrap();
+    }
+    for (kind, domain, issuer, org) in content.san_rules.iter().rev() {
+        encoder.push_san_rule(*kind, domain, issuer, owner(org)).unwrap();
+    }
+    let unsigned = encoder.finish(&header_for(&STAMP, signer.pinned().key_id(), signer.algorithm())).unwrap();
+    let signature = signer.sign(unsigned.message());
+    assert_eq!(unsigned.attach_signature(&signature).unwrap(), forward);
 }
 
 #[test]
@@ -741,16 +914,7 @@ fn peek_header_reads_without_verifying() {
     let signer = TestSigner::ed25519(13);
     let bytes = signed(&small_content(), &STAMP, &signer);
     let header = peek_header(&bytes).unwrap();
-    assert_eq!(
-        header,
-        SnapshotHeader {
-            version: 7,
-            issued_at: NOW - 60,
-            expires_at: NOW + DAY,
-            key_id: signer.pinned().key_id().to_owned(),
-            algorithm: SignatureAlgorithm::Ed25519,
-        }
-    );
+    assert_eq!(header, header_for(&STAMP, signer.pinned().key_id(), SignatureAlgorithm::Ed25519));
 }
 
 #[test]
@@ -765,19 +929,23 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
 
     let mut encoder = SnapshotEncoder::continuing(&base, 0);
     let bindings = base.section_bytes(Section::Bindings);
-    // Keep the first and last binding records, drop the middle one, add a new binding.
-    const R: usize = super::format::BINDING_RECORD;
+    // Keep the first and last binding records, drop the middle one, add a new binding of a new org.
+    const R: usize = format::BINDING_RECORD;
     encoder.push_binding_records(&bindings[..R]).unwrap();
-    let new_fp = Fingerprint([0xff; 32]);
-    let (last, _) = base.bindings().last().unwrap();
-    assert!(last < new_fp);
     encoder.push_binding_records(&bindings[2 * R..3 * R]).unwrap();
     assert_eq!(
         encoder.push_binding_records(&bindings[..R]).unwrap_err(),
         EncodeError { section: Section::Bindings, index: 2, problem: EncodeProblem::NotAscending }
     );
-    encoder.push_binding(&new_fp, "user-new", "org-b", true).unwrap();
+    let new_fp = Fingerprint([0xff; 32]);
+    encoder.push_binding(&new_fp, "user-new", "org-c", true).unwrap();
     encoder.push_blocked_records(base.section_bytes(Section::Blocklist)).unwrap();
+    // A fingerprint's records come all copied or all pushed.
+    let (last_blocked, _) = base.blocklist().last().unwrap();
+    assert_eq!(
+        encoder.push_blocked(&last_blocked, Owner::Org("org-c")).unwrap_err(),
+        EncodeError { section: Section::Blocklist, index: 3, problem: EncodeProblem::NotAscending }
+    );
     encoder.push_revoked_records(base.section_bytes(Section::Revoked)).unwrap();
     encoder.push_principal_records(base.section_bytes(Section::Principals)).unwrap();
     let header = SnapshotHeader { version: 8, ..base.header().clone() };
@@ -788,55 +956,66 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
     let expected: Vec<(Fingerprint, CardBinding<'_>)> =
         base.bindings().enumerate().filter(|(i, _)| *i != 1).map(|(_, b)| b).collect();
     let mut got: Vec<(Fingerprint, CardBinding<'_>)> = view.bindings().collect();
-    assert_eq!(got.pop(), Some((new_fp, CardBinding { user_id: "user-new".into(), org_id: "org-b", enabled: true })));
+    assert_eq!(got.pop(), Some((new_fp, CardBinding { user_id: "user-new".into(), org_id: "org-c", enabled: true })));
     assert_eq!(got, expected);
     assert_eq!(view.blocklist().collect::<Vec<_>>(), base.blocklist().collect::<Vec<_>>());
     assert_eq!(view.principals().collect::<Vec<_>>(), base.principals().collect::<Vec<_>>());
-    // The dropped binding's user id is still in the string table: garbage, not a reference.
-    assert_eq!(view.strings_len(), base.strings_len() + 1 + "user-new".len());
+    // The orgs and strings of the base are prefixes of the new ones.
+    assert_eq!(view.orgs().collect::<Vec<_>>(), vec!["org-a", "org-b", "org-c"]);
+    assert!(view.section_bytes(Section::Strings).starts_with(base.section_bytes(Section::Strings)));
+    assert!(view.section_bytes(Section::Orgs).starts_with(base.section_bytes(Section::Orgs)));
 }
 
-/// The committed format-v2 snapshot: `small_content()` at `STAMP`, signed by `TestSigner::ed25519(1)`
-/// (Ed25519 signatures are deterministic, so the bytes are too). It pins the layout: a change
-/// to the encoder that alters these bytes is a format change and needs a new format version.
-/// Regenerate with `CERTBIND_WRITE_SNAPSHOT_VECTOR=1` only together with such a version bump.
+/// The committed format-3 snapshot: `small_content()` (two orgs and the platform, every
+/// section populated) at `STAMP`, signed by `TestSigner::ed25519(1)` (Ed25519 signatures are
+/// deterministic, so the bytes are too). It pins the layout: a change to the encoder that
+/// alters these bytes is a format change and needs a new format version. Regenerate with
+/// `CERTBIND_WRITE_SNAPSHOT_VECTOR=1` only together with such a version bump.
+pub(crate) const FORMAT_V3_VECTOR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v3-two-orgs-and-platform-ed25519.bin");
+
+/// Earlier formats of similar content, kept to show that a reader refuses a format it does
+/// not speak instead of misreading it.
 const FORMAT_V2_VECTOR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v2-small-ed25519.bin");
-
-/// The format-v1 snapshot of the same content (40-byte binding records, user ids as strings),
-/// kept to show that a reader refuses a format it does not speak instead of misreading it.
 const FORMAT_V1_VECTOR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v1-small-ed25519.bin");
 
 #[test]
-fn the_committed_format_v2_vector_still_reads_the_same() {
+fn the_committed_format_v3_vector_decodes_checks_and_re_encodes_byte_for_byte() {
     let signer = TestSigner::ed25519(1);
     let bytes = signed(&small_content(), &STAMP, &signer);
     if std::env::var_os("CERTBIND_WRITE_SNAPSHOT_VECTOR").is_some() {
-        std::fs::create_dir_all(std::path::Path::new(FORMAT_V2_VECTOR).parent().unwrap()).unwrap();
-        std::fs::write(FORMAT_V2_VECTOR, &bytes).unwrap();
+        std::fs::write(FORMAT_V3_VECTOR, &bytes).unwrap();
     }
-    let committed = std::fs::read(FORMAT_V2_VECTOR).expect("committed vector");
+    let committed = std::fs::read(FORMAT_V3_VECTOR).expect("committed vector");
     assert_eq!(committed, bytes, "the encoder's output changed: that is a format change");
-    let view = verifier(&[&signer]).verify(committed, NOW, None).unwrap();
+    let view = verifier(&[&signer]).verify(committed.clone(), NOW, None).unwrap();
     assert_eq!(
-        view.card_binding(&Fingerprint(fingerprint("b", 2))),
+        view.card_binding(&fp("b", 2)),
         Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false })
     );
-    let ulid_user = view.card_binding(&Fingerprint(fingerprint("b", 3))).unwrap();
+    let ulid_user = view.card_binding(&fp("b", 3)).unwrap();
     assert!(matches!(ulid_user.user_id, UserId::Ulid(_)), "a ULID user id is stored as its bits");
     assert_eq!(ulid_user.user_id.as_str(), SMALL_ULID_USER);
-    assert!(view.is_revoked("CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US", "12ab"));
-    // 52-byte records, and no string for the ULID user.
+    assert!(view.is_revoked(DOD_CA, "12ab", Some("org-a")));
+    assert!(view.is_blocklisted(&fp("x", 2), Some("org-b")));
     assert_eq!(view.section_bytes(Section::Bindings).len(), 3 * 52);
+    // Decoded and encoded again: the same bytes, signature included.
+    let again = reencode(&view, view.header()).unwrap();
+    let signature = signer.sign(again.message());
+    assert_eq!(again.attach_signature(&signature).unwrap(), committed);
 }
 
 #[test]
-fn the_format_v1_vector_is_refused_as_an_unsupported_format() {
+fn format_v1_and_v2_vectors_are_refused_as_unsupported_formats() {
     let signer = TestSigner::ed25519(1);
-    let committed = std::fs::read(FORMAT_V1_VECTOR).expect("committed vector");
-    assert_eq!(
-        verifier(&[&signer]).verify(committed, NOW, None).unwrap_err(),
-        SnapshotError::UnsupportedFormat { format_version: 1 }
-    );
+    for (path, format_version) in [(FORMAT_V1_VECTOR, 1), (FORMAT_V2_VECTOR, 2)] {
+        let committed = std::fs::read(path).expect("committed vector");
+        assert_eq!(
+            verifier(&[&signer]).verify(committed.clone(), NOW, None).unwrap_err(),
+            SnapshotError::UnsupportedFormat { format_version }
+        );
+        assert_eq!(peek_header(&committed).unwrap_err(), SnapshotError::UnsupportedFormat { format_version });
+    }
 }

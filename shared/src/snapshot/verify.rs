@@ -1,6 +1,7 @@
-//! Accepting a snapshot: pinned key, signature, version, clock, then structure.
+//! Accepting a snapshot: pinned key, signature over the header, version, clock, then the
+//! sections' digests and structure.
 
-use super::format::{read_layout, MAX_CLOCK_SKEW_SECS};
+use super::format::{read_layout, SnapshotHeader, BODY_START, HEADER_LEN, MAX_CLOCK_SKEW_SECS};
 use super::keys::{KeyError, PinnedKey};
 use super::view::SnapshotView;
 use super::SnapshotError;
@@ -38,11 +39,12 @@ impl SnapshotVerifier {
         &self.keys
     }
 
-    /// Accepts `bytes` only if a pinned key signed them, their version is newer than
+    /// Accepts `bytes` only if a pinned key signed their header, their version is newer than
     /// `held_version` (the snapshot in use, if any), they have not expired at `now` (Unix
-    /// seconds), were not issued more than [`MAX_CLOCK_SKEW_SECS`] in the future, and every
-    /// section is well formed. The checks run in that order, so nothing unauthenticated is
-    /// interpreted beyond finding the key and the signature.
+    /// seconds), were not issued more than [`MAX_CLOCK_SKEW_SECS`] in the future, every
+    /// section has the digest the header gives it, and every section is well formed. The
+    /// checks run in that order, so nothing unauthenticated is interpreted beyond finding the
+    /// key and the signature, and a replayed snapshot costs one signature check.
     pub fn verify(
         &self,
         bytes: impl Into<Arc<Vec<u8>>>,
@@ -51,7 +53,19 @@ impl SnapshotVerifier {
     ) -> Result<SnapshotView, SnapshotError> {
         let bytes = bytes.into();
         let layout = read_layout(&bytes)?;
-        let header = &layout.header;
+        self.check_signed_header(&bytes, &layout.header, now, held_version)?;
+        SnapshotView::open_authenticated(bytes, layout)
+    }
+
+    /// The checks of a header (read from `signed`, which starts with the header and its
+    /// signature): pinned key, signature, version against `held_version`, clock.
+    pub(crate) fn check_signed_header(
+        &self,
+        signed: &[u8],
+        header: &SnapshotHeader,
+        now: i64,
+        held_version: Option<u64>,
+    ) -> Result<(), SnapshotError> {
         let key = self
             .keys
             .iter()
@@ -60,7 +74,9 @@ impl SnapshotVerifier {
         if key.algorithm() != header.algorithm {
             return Err(SnapshotError::KeyAlgorithmMismatch { key_id: header.key_id.clone() });
         }
-        let (message, signature) = bytes.split_at_checked(layout.signed_len).ok_or(SnapshotError::BadSignature)?;
+        let (Some(message), Some(signature)) = (signed.get(..HEADER_LEN), signed.get(HEADER_LEN..BODY_START)) else {
+            return Err(SnapshotError::Truncated { len: signed.len() });
+        };
         if !key.verifies(message, signature) {
             return Err(SnapshotError::BadSignature);
         }
@@ -78,6 +94,6 @@ impl SnapshotVerifier {
         if header.issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
             return Err(SnapshotError::IssuedInFuture { issued_at: header.issued_at, now });
         }
-        SnapshotView::from_layout(bytes, layout)
+        Ok(())
     }
 }

@@ -1,48 +1,79 @@
 //! Lookups straight over a snapshot's bytes.
 //!
-//! Opening a view checks every offset, length, reference and ordering once; after that a
-//! lookup is a binary search over fixed-width records and reads nothing it has not checked.
+//! Opening a view checks every offset, length, reference, owner and ordering once; after that
+//! a lookup is a binary search over fixed-width records and reads nothing it has not checked.
 //! Reads still go through `get`, so even a bug here could only make a lookup miss, never panic.
+//! The few small sections whose content is needed whole (constraints, issuers with their
+//! parsed keys) are read into maps once, when the view opens.
 
 use super::format::{
-    malformed, read_layout, read_string, read_u24, read_u32, san_kind_from_wire_id, san_kind_wire_id, ConstraintKind,
-    Layout, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT, BINDING_USER_TEXT, CONSTRAINT_RECORD,
-    FINGERPRINT_RECORD, ISSUER_RECORD, ORG_RECORD, PRINCIPAL_RECORD, SAN_RULE_RECORD,
+    bucket_digests, keyed_digest, malformed, plain_digest, plain_digest_state, read_layout, read_string, read_u24,
+    read_u32, san_kind_from_wire_id, san_kind_wire_id, ConstraintKind, Layout, Section, SignatureAlgorithm,
+    SnapshotHeader, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT,
+    BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, BUCKETS, CONSTRAINT_RECORD, DIGEST_LEN,
+    FINGERPRINT_LEN, ISSUER_RECORD, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_STRING_LEN,
+    ORG_RECORD, OWNED_KEY_LEN, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SAN_RULE_RECORD,
 };
 use super::SnapshotError;
 use crate::encoding::ulid_render;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{CardBinding, IdentityData, SanKind, UserId};
+use crate::identity::{
+    is_reserved_principal, CardBinding, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind, ThumbprintMapping,
+    TokenIssuer, UserId,
+};
 use crate::pop::jwks::{Jwks, MAX_JWKS_BYTES};
+use sha2::Sha256;
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 /// A structurally valid snapshot, answering [`IdentityData`] lookups without parsing.
-/// Cloning is cheap: the bytes are shared.
+/// Cloning is cheap: the bytes and everything read from them are shared.
 #[derive(Clone)]
 pub struct SnapshotView {
     bytes: Arc<Vec<u8>>,
-    header: SnapshotHeader,
-    bindings: Range<usize>,
-    orgs: Range<usize>,
-    blocklist: Range<usize>,
-    revoked: Range<usize>,
-    principals: Range<usize>,
-    san_rules: Range<usize>,
-    constraints: Range<usize>,
-    issuers: Range<usize>,
-    jwks: Range<usize>,
-    strings: Range<usize>,
-    /// Issuer key sets, parsed once, in issuer-record order.
-    issuer_keys: Arc<Vec<Jwks>>,
+    layout: Layout,
+    derived: Arc<Derived>,
 }
+
+/// What the view reads whole when it opens.
+#[derive(Debug, Default)]
+pub(crate) struct Derived {
+    pub platform_constraints: Option<OwnerConstraints>,
+    pub org_constraints: HashMap<String, OwnerConstraints>,
+    /// In issuer-record order.
+    pub issuers: Vec<ParsedIssuer>,
+    /// Revoked records per owner index, to answer whether any revocation applies.
+    pub revoked_owners: HashMap<u32, u64>,
+    pub revoked_orgs: HashSet<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ParsedIssuer {
+    pub keys: Jwks,
+    pub audiences: Vec<String>,
+}
+
+/// What a delta needs to re-digest only what it changes: the keyed sections' bucket
+/// digests (kept where a section is at least as large as its table; a smaller one is cheaper
+/// to re-hash) and the SHA-256 states after the orgs and strings sections, which deltas
+/// only append to. Empty for a view opened without its digests.
+#[derive(Clone, Default)]
+pub(crate) struct DigestState {
+    pub buckets: [Option<Arc<Vec<[u8; DIGEST_LEN]>>>; 4],
+    pub orgs: Option<Sha256>,
+    pub strings: Option<Sha256>,
+}
+
+/// A section is kept by bucket when it is at least as large as the bucket table.
+pub(crate) const KEEP_BUCKETS_FROM: usize = BUCKETS * DIGEST_LEN;
 
 impl fmt::Debug for SnapshotView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SnapshotView")
-            .field("header", &self.header)
+            .field("header", &self.layout.header)
             .field("len", &self.bytes.len())
             .field("bindings", &self.binding_count())
             .finish()
@@ -55,55 +86,47 @@ fn cmp_lowercased(stored: &[u8], query: &[u8]) -> Ordering {
     stored.iter().copied().cmp(query)
 }
 
-impl SnapshotView {
-    /// Opens `bytes` after checking their structure only: no signature, no clock, no version.
-    /// For the producer re-reading what it has just signed and for inspection tools; a proxy
-    /// must use [`super::SnapshotVerifier::verify`].
-    pub fn open_unauthenticated(bytes: impl Into<Arc<Vec<u8>>>) -> Result<Self, SnapshotError> {
-        let bytes = bytes.into();
-        let layout = read_layout(&bytes)?;
-        Self::from_layout(bytes, layout)
+/// One issuer registration as the snapshot carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerEntry<'a> {
+    pub issuer: &'a str,
+    pub owner: Owner<'a>,
+    pub audiences: &'a [String],
+    /// The JWKS document as signed.
+    pub jwks: &'a [u8],
+}
+
+/// The bytes of a snapshot and its layout, with the checks of every part; shared by the
+/// view's opening and by a delta, which checks only the records it inserts.
+pub(crate) struct Checker<'a> {
+    pub bytes: &'a [u8],
+    pub layout: &'a Layout,
+}
+
+impl<'a> Checker<'a> {
+    pub fn range(&self, section: Section) -> Range<usize> {
+        section.table_index().and_then(|i| self.layout.sections.get(i)).cloned().unwrap_or(0..0)
     }
 
-    pub(crate) fn from_layout(bytes: Arc<Vec<u8>>, layout: Layout) -> Result<Self, SnapshotError> {
-        let Layout { header, sections, .. } = layout;
-        let [bindings, orgs, blocklist, revoked, principals, san_rules, constraints, issuers, jwks, strings] = sections;
-        let mut view = SnapshotView {
-            bytes,
-            header,
-            bindings,
-            orgs,
-            blocklist,
-            revoked,
-            principals,
-            san_rules,
-            constraints,
-            issuers,
-            jwks,
-            strings,
-            issuer_keys: Arc::new(Vec::new()),
-        };
-        view.check_orgs()?;
-        view.check_bindings()?;
-        view.check_sorted_keys(Section::Blocklist, &view.blocklist, FINGERPRINT_RECORD)?;
-        view.check_sorted_keys(Section::Revoked, &view.revoked, FINGERPRINT_RECORD)?;
-        view.check_principals()?;
-        view.check_san_rules()?;
-        view.check_constraints()?;
-        view.issuer_keys = Arc::new(view.check_issuers()?);
-        Ok(view)
+    pub fn section(&self, section: Section) -> &'a [u8] {
+        self.bytes.get(self.range(section)).unwrap_or(&[])
     }
 
-    fn strings(&self) -> &[u8] {
-        self.bytes.get(self.strings.clone()).unwrap_or(&[])
+    fn strings(&self) -> &'a [u8] {
+        self.section(Section::Strings)
     }
 
-    fn section(&self, range: &Range<usize>) -> &[u8] {
-        self.bytes.get(range.clone()).unwrap_or(&[])
+    pub fn org_count(&self) -> usize {
+        self.section(Section::Orgs).len() / ORG_RECORD
+    }
+
+    fn org_name(&self, index: u32) -> Option<&'a str> {
+        let at = usize::try_from(index).ok()?.checked_mul(ORG_RECORD)?;
+        read_string(self.strings(), read_u32(self.section(Section::Orgs), at)?)
     }
 
     /// The string at `reference`, which must be a valid, non-empty entry.
-    fn checked_string(&self, section: Section, at: usize, reference: Option<u32>) -> Result<&str, SnapshotError> {
+    fn string(&self, section: Section, at: usize, reference: Option<u32>) -> Result<&'a str, SnapshotError> {
         reference.and_then(|r| read_string(self.strings(), r)).filter(|s| !s.is_empty()).ok_or(malformed(
             section,
             at,
@@ -111,206 +134,342 @@ impl SnapshotView {
         ))
     }
 
-    fn check_orgs(&self) -> Result<(), SnapshotError> {
-        for (i, record) in self.section(&self.orgs).chunks_exact(ORG_RECORD).enumerate() {
-            let at = self.orgs.start + i * ORG_RECORD;
-            self.checked_string(Section::Orgs, at, read_u32(record, 0))?;
+    fn owner(&self, section: Section, at: usize, record: &[u8], offset: usize) -> Result<u32, SnapshotError> {
+        let owner = read_u24(record, offset).ok_or(malformed(section, at + offset, "truncated record"))?;
+        if owner != PLATFORM_OWNER && usize::try_from(owner).map_or(true, |o| o >= self.org_count()) {
+            return Err(malformed(section, at + offset, "owner is neither an org nor the platform"));
+        }
+        Ok(owner)
+    }
+
+    pub fn check_orgs(&self, from: usize) -> Result<(), SnapshotError> {
+        let start = self.range(Section::Orgs).start;
+        for (i, record) in self.section(Section::Orgs).chunks_exact(ORG_RECORD).enumerate().skip(from) {
+            self.string(Section::Orgs, start + i * ORG_RECORD, read_u32(record, 0))?;
         }
         Ok(())
     }
 
-    fn org_count(&self) -> usize {
-        self.orgs.len() / ORG_RECORD
-    }
-
-    fn check_bindings(&self) -> Result<(), SnapshotError> {
-        let org_count = self.org_count();
-        let mut previous: Option<&[u8]> = None;
-        for (i, record) in self.section(&self.bindings).chunks_exact(BINDING_RECORD).enumerate() {
-            let at = self.bindings.start + i * BINDING_RECORD;
-            let key = record.get(..32).ok_or(malformed(Section::Bindings, at, "truncated record"))?;
-            if previous.is_some_and(|p| p >= key) {
-                return Err(malformed(Section::Bindings, at, "fingerprints not strictly ascending"));
-            }
-            previous = Some(key);
-            let flags = record.get(BINDING_FLAGS_AT).copied().unwrap_or(u8::MAX);
-            if flags & !(BINDING_ENABLED | BINDING_USER_TEXT) != 0 {
-                return Err(malformed(Section::Bindings, at + BINDING_FLAGS_AT, "unknown flag bits"));
-            }
-            if flags & BINDING_USER_TEXT != 0 {
-                self.checked_string(Section::Bindings, at + BINDING_USER_AT, read_u32(record, BINDING_USER_AT))?;
-                // One spelling per record: the bytes after a string ref are zero.
-                if record.get(BINDING_USER_AT + 4..BINDING_ORG_AT).is_none_or(|rest| rest.iter().any(|b| *b != 0)) {
-                    return Err(malformed(Section::Bindings, at + BINDING_USER_AT + 4, "bytes after a user string ref"));
+    /// One keyed record's own fields (not its order), at absolute byte `at`.
+    pub fn check_keyed_record(&self, section: Section, at: usize, record: &[u8]) -> Result<(), SnapshotError> {
+        match section {
+            Section::Bindings => {
+                let flags = record.get(BINDING_FLAGS_AT).copied().unwrap_or(u8::MAX);
+                if flags & !(BINDING_ENABLED | BINDING_USER_TEXT) != 0 {
+                    return Err(malformed(section, at + BINDING_FLAGS_AT, "unknown flag bits"));
+                }
+                if flags & BINDING_USER_TEXT != 0 {
+                    self.string(section, at + BINDING_USER_AT, read_u32(record, BINDING_USER_AT))?;
+                    // One spelling per record: the bytes after a string ref are zero.
+                    if record.get(BINDING_USER_AT + 4..BINDING_ORG_AT).is_none_or(|rest| rest.iter().any(|b| *b != 0)) {
+                        return Err(malformed(section, at + BINDING_USER_AT + 4, "bytes after a user string ref"));
+                    }
+                }
+                let org = read_u24(record, BINDING_ORG_AT).and_then(|o| usize::try_from(o).ok());
+                if org.is_none_or(|o| o >= self.org_count()) {
+                    return Err(malformed(section, at + BINDING_ORG_AT, "org index out of range"));
                 }
             }
-            let org = read_u24(record, BINDING_ORG_AT).and_then(|o| usize::try_from(o).ok());
-            if org.is_none_or(|o| o >= org_count) {
-                return Err(malformed(Section::Bindings, at + BINDING_ORG_AT, "org index out of range"));
+            Section::Blocklist | Section::Revoked => {
+                self.owner(section, at, record, FINGERPRINT_LEN)?;
             }
+            Section::Principals => {
+                let owner = self.owner(section, at, record, FINGERPRINT_LEN)?;
+                let name = self.string(section, at + OWNED_KEY_LEN, read_u32(record, OWNED_KEY_LEN))?;
+                if owner == PLATFORM_OWNER && is_reserved_principal(name) {
+                    return Err(malformed(section, at + OWNED_KEY_LEN, "platform principal in a reserved namespace"));
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
 
-    fn check_sorted_keys(
-        &self,
-        section: Section,
-        range: &Range<usize>,
-        record_len: usize,
-    ) -> Result<(), SnapshotError> {
+    /// Every record of a keyed section, and their strict order.
+    pub fn check_keyed(&self, section: Section) -> Result<(), SnapshotError> {
+        let (Some(record_len), Some(key_len)) = (section.record_len(), section.key_len()) else { return Ok(()) };
+        let start = self.range(section).start;
         let mut previous: Option<&[u8]> = None;
-        for (i, record) in self.section(range).chunks_exact(record_len).enumerate() {
-            let key = record.get(..32).unwrap_or(record);
+        for (i, record) in self.section(section).chunks_exact(record_len).enumerate() {
+            let at = start + i * record_len;
+            let key = record.get(..key_len).ok_or(malformed(section, at, "truncated record"))?;
             if previous.is_some_and(|p| p >= key) {
-                return Err(malformed(section, range.start + i * record_len, "keys not strictly ascending"));
+                return Err(malformed(section, at, "keys not strictly ascending"));
             }
             previous = Some(key);
+            self.check_keyed_record(section, at, record)?;
         }
         Ok(())
     }
 
-    fn check_principals(&self) -> Result<(), SnapshotError> {
-        self.check_sorted_keys(Section::Principals, &self.principals, PRINCIPAL_RECORD)?;
-        for (i, record) in self.section(&self.principals).chunks_exact(PRINCIPAL_RECORD).enumerate() {
-            let at = self.principals.start + i * PRINCIPAL_RECORD;
-            self.checked_string(Section::Principals, at + 32, read_u32(record, 32))?;
-        }
-        Ok(())
-    }
-
-    fn check_san_rules(&self) -> Result<(), SnapshotError> {
-        let mut previous: Option<(u8, &str)> = None;
-        for (i, record) in self.section(&self.san_rules).chunks_exact(SAN_RULE_RECORD).enumerate() {
-            let at = self.san_rules.start + i * SAN_RULE_RECORD;
+    pub fn check_san_rules(&self) -> Result<(), SnapshotError> {
+        let section = Section::SanRules;
+        let start = self.range(section).start;
+        let mut previous: Option<(u8, &str, &str, u32)> = None;
+        for (i, record) in self.section(section).chunks_exact(SAN_RULE_RECORD).enumerate() {
+            let at = start + i * SAN_RULE_RECORD;
             let kind = record.first().copied().filter(|k| san_kind_from_wire_id(*k).is_some());
-            let kind = kind.ok_or(malformed(Section::SanRules, at, "unknown SAN kind"))?;
-            let domain = self.checked_string(Section::SanRules, at + 1, read_u32(record, 1))?;
+            let kind = kind.ok_or(malformed(section, at, "unknown SAN kind"))?;
+            let domain = self.string(section, at + 1, read_u32(record, 1))?;
             if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-                return Err(malformed(Section::SanRules, at + 1, "domain is not lowercase"));
+                return Err(malformed(section, at + 1, "domain is not lowercase"));
             }
-            if previous.is_some_and(|(pk, pd)| (pk, pd.as_bytes()) >= (kind, domain.as_bytes())) {
-                return Err(malformed(Section::SanRules, at, "rules not strictly ascending"));
+            let issuer = self.string(section, at + 5, read_u32(record, 5))?;
+            let owner = self.owner(section, at, record, 9)?;
+            let key = (kind, domain.as_bytes(), issuer.as_bytes(), owner);
+            if previous.is_some_and(|(k, d, s, o)| (k, d.as_bytes(), s.as_bytes(), o) >= key) {
+                return Err(malformed(section, at, "rules not strictly ascending"));
             }
-            previous = Some((kind, domain));
+            previous = Some((kind, domain, issuer, owner));
         }
         Ok(())
     }
 
-    fn check_constraints(&self) -> Result<(), SnapshotError> {
-        let mut previous: Option<(&str, u8, &str)> = None;
-        for (i, record) in self.section(&self.constraints).chunks_exact(CONSTRAINT_RECORD).enumerate() {
-            let at = self.constraints.start + i * CONSTRAINT_RECORD;
-            let org = self.checked_string(Section::Constraints, at, read_u32(record, 0))?;
-            let kind = record.get(4).copied().filter(|k| ConstraintKind::from_wire_id(*k).is_some());
-            let kind = kind.ok_or(malformed(Section::Constraints, at + 4, "unknown constraint kind"))?;
-            let value = self.checked_string(Section::Constraints, at + 5, read_u32(record, 5))?;
-            let key = (org.as_bytes(), kind, value.as_bytes());
-            if previous.is_some_and(|(po, pk, pv)| (po.as_bytes(), pk, pv.as_bytes()) >= key) {
-                return Err(malformed(Section::Constraints, at, "constraints not strictly ascending"));
+    fn read_constraints(&self, derived: &mut Derived) -> Result<(), SnapshotError> {
+        let section = Section::Constraints;
+        let start = self.range(section).start;
+        let mut previous: Option<(u32, u8, &str)> = None;
+        for (i, record) in self.section(section).chunks_exact(CONSTRAINT_RECORD).enumerate() {
+            let at = start + i * CONSTRAINT_RECORD;
+            let owner = self.owner(section, at, record, 0)?;
+            let kind = record.get(3).copied().and_then(ConstraintKind::from_wire_id);
+            let kind = kind.ok_or(malformed(section, at + 3, "unknown constraint kind"))?;
+            let value = self.string(section, at + 4, read_u32(record, 4))?;
+            if previous.is_some_and(|(o, k, v)| (o, k, v.as_bytes()) >= (owner, kind.wire_id(), value.as_bytes())) {
+                return Err(malformed(section, at, "constraints not strictly ascending"));
             }
-            previous = Some((org, kind, value));
-        }
-        Ok(())
-    }
-
-    fn check_issuers(&self) -> Result<Vec<Jwks>, SnapshotError> {
-        let jwks_section = self.section(&self.jwks);
-        let mut keys = Vec::with_capacity(self.issuers.len() / ISSUER_RECORD);
-        let mut previous: Option<&str> = None;
-        let mut expected_offset = 0usize;
-        for (i, record) in self.section(&self.issuers).chunks_exact(ISSUER_RECORD).enumerate() {
-            let at = self.issuers.start + i * ISSUER_RECORD;
-            let name = self.checked_string(Section::Issuers, at, read_u32(record, 0))?;
-            if previous.is_some_and(|p| p.as_bytes() >= name.as_bytes()) {
-                return Err(malformed(Section::Issuers, at, "issuers not strictly ascending"));
-            }
-            previous = Some(name);
-            let offset = read_u32(record, 4).and_then(|v| usize::try_from(v).ok());
-            let len = read_u32(record, 8).and_then(|v| usize::try_from(v).ok());
-            let (Some(offset), Some(len)) = (offset, len) else {
-                return Err(malformed(Section::Issuers, at + 4, "truncated record"));
+            previous = Some((owner, kind.wire_id(), value));
+            let target = match self.org_name(owner) {
+                Some(org) if owner != PLATFORM_OWNER => derived.org_constraints.entry(org.to_owned()).or_default(),
+                _ => derived.platform_constraints.get_or_insert_with(OwnerConstraints::default),
             };
-            if offset != expected_offset {
-                return Err(malformed(Section::Issuers, at + 4, "JWKS does not start where the previous one ends"));
+            target.add(kind, value);
+        }
+        Ok(())
+    }
+
+    fn read_issuers(&self, derived: &mut Derived) -> Result<(), SnapshotError> {
+        let section = Section::Issuers;
+        let blobs = self.section(Section::Blobs);
+        let start = self.range(section).start;
+        let count = self.section(section).len() / ISSUER_RECORD;
+        if count > MAX_ISSUERS {
+            return Err(malformed(section, start, "more issuers than a snapshot may carry"));
+        }
+        let mut issuers = Vec::with_capacity(count);
+        let mut previous: Option<(&str, u32)> = None;
+        let mut expected = 0usize;
+        for (i, record) in self.section(section).chunks_exact(ISSUER_RECORD).enumerate() {
+            let at = start + i * ISSUER_RECORD;
+            let name = self.string(section, at, read_u32(record, 0))?;
+            let owner = self.owner(section, at, record, 4)?;
+            if previous.is_some_and(|(n, o)| (n.as_bytes(), o) >= (name.as_bytes(), owner)) {
+                return Err(malformed(section, at, "issuers not strictly ascending"));
             }
-            if len > MAX_JWKS_BYTES {
-                return Err(malformed(Section::Issuers, at + 8, "JWKS larger than the JWKS parser accepts"));
+            previous = Some((name, owner));
+            let field = |offset: usize| read_u32(record, offset).and_then(|v| usize::try_from(v).ok());
+            let (Some(jwks_at), Some(jwks_len), Some(audiences_at), Some(audiences_len)) =
+                (field(7), field(11), field(15), field(19))
+            else {
+                return Err(malformed(section, at + 7, "truncated record"));
+            };
+            if jwks_at != expected {
+                return Err(malformed(section, at + 7, "JWKS does not start where the previous blob ends"));
             }
-            let end = offset.checked_add(len).ok_or(malformed(Section::Issuers, at + 8, "JWKS bounds overflow"))?;
-            let json =
-                jwks_section.get(offset..end).ok_or(malformed(Section::Issuers, at + 8, "JWKS out of bounds"))?;
-            let parsed =
+            if jwks_len > MAX_JWKS_BYTES {
+                return Err(malformed(section, at + 11, "JWKS larger than the JWKS parser accepts"));
+            }
+            let jwks_end = jwks_at.checked_add(jwks_len).ok_or(malformed(section, at + 11, "JWKS bounds overflow"))?;
+            if audiences_at != jwks_end {
+                return Err(malformed(section, at + 15, "audiences do not follow the JWKS"));
+            }
+            if audiences_len > MAX_AUDIENCES_BYTES {
+                return Err(malformed(section, at + 19, "audiences larger than a registration may list"));
+            }
+            let end = audiences_at + audiences_len;
+            let json = blobs.get(jwks_at..jwks_end).ok_or(malformed(section, at + 11, "JWKS out of bounds"))?;
+            let audiences = blobs.get(audiences_at..end).ok_or(malformed(section, at + 19, "audiences out of bounds"))?;
+            let keys =
                 Jwks::parse(json).map_err(|e| SnapshotError::IssuerKeys { issuer_index: i, problem: e.to_string() })?;
-            keys.push(parsed);
-            expected_offset = end;
+            let audiences: Vec<String> = serde_json::from_slice(audiences)
+                .map_err(|_| malformed(Section::Blobs, audiences_at, "audiences are not a JSON array of strings"))?;
+            if audiences.len() > MAX_AUDIENCES || audiences.iter().any(|a| a.is_empty() || a.len() > MAX_STRING_LEN) {
+                return Err(malformed(Section::Blobs, audiences_at, "too many audiences, or one empty or too long"));
+            }
+            issuers.push(ParsedIssuer { keys, audiences });
+            expected = end;
         }
-        if expected_offset != jwks_section.len() {
-            return Err(malformed(Section::Jwks, self.jwks.start + expected_offset, "bytes no issuer refers to"));
+        if expected != blobs.len() {
+            return Err(malformed(Section::Blobs, self.range(Section::Blobs).start + expected, "bytes no issuer refers to"));
         }
-        Ok(keys)
+        derived.issuers = issuers;
+        Ok(())
     }
 
-    /// Binary search over sorted fixed-width records whose first 32 bytes are the key.
-    fn find_record(&self, range: &Range<usize>, record_len: usize, key: &[u8; 32]) -> Option<&[u8]> {
-        let section = self.section(range);
-        let mut low = 0usize;
-        let mut high = section.len() / record_len;
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let start = mid.checked_mul(record_len)?;
-            let record = section.get(start..start.checked_add(record_len)?)?;
-            match record.get(..32)?.cmp(&key[..]) {
-                Ordering::Less => low = mid + 1,
-                Ordering::Greater => high = mid,
-                Ordering::Equal => return Some(record),
+    pub fn count_revoked_owners(&self) -> HashMap<u32, u64> {
+        let mut counts: HashMap<u32, u64> = HashMap::new();
+        for record in self.section(Section::Revoked).chunks_exact(REVOKED_RECORD) {
+            if let Some(owner) = read_u24(record, FINGERPRINT_LEN) {
+                *counts.entry(owner).or_default() += 1;
             }
         }
-        None
+        counts
     }
 
-    fn binding_of(&self, record: &[u8]) -> Option<(Fingerprint, CardBinding<'_>)> {
-        let fingerprint = Fingerprint(record.get(..32)?.try_into().ok()?);
-        let flags = *record.get(BINDING_FLAGS_AT)?;
-        let user_id = if flags & BINDING_USER_TEXT != 0 {
-            UserId::Text(read_string(self.strings(), read_u32(record, BINDING_USER_AT)?)?)
-        } else {
-            UserId::Ulid(ulid_render(record.get(BINDING_USER_AT..BINDING_ORG_AT)?.try_into().ok()?))
+    pub fn revoked_orgs(&self, counts: &HashMap<u32, u64>) -> HashSet<String> {
+        counts
+            .iter()
+            .filter(|(owner, count)| **owner != PLATFORM_OWNER && **count > 0)
+            .filter_map(|(owner, _)| self.org_name(*owner).map(str::to_owned))
+            .collect()
+    }
+
+    /// Constraints and issuers, read whole and checked.
+    pub fn read_small_sections(&self, revoked_owners: HashMap<u32, u64>) -> Result<Derived, SnapshotError> {
+        let mut derived = Derived::default();
+        self.check_san_rules()?;
+        self.read_constraints(&mut derived)?;
+        self.read_issuers(&mut derived)?;
+        derived.revoked_orgs = self.revoked_orgs(&revoked_owners);
+        derived.revoked_owners = revoked_owners;
+        Ok(derived)
+    }
+
+    /// Every check of every section.
+    pub fn check_all(&self) -> Result<Derived, SnapshotError> {
+        self.check_orgs(0)?;
+        for section in KEYED_SECTIONS {
+            self.check_keyed(section)?;
+        }
+        self.read_small_sections(self.count_revoked_owners())
+    }
+
+    /// Digests every section and compares with the header's, keeping what a delta needs.
+    pub fn check_digests(&self) -> Result<DigestState, SnapshotError> {
+        let mut state = DigestState::default();
+        for section in BODY_SECTIONS {
+            self.check_digest(section, &mut state)?;
+        }
+        Ok(state)
+    }
+
+    /// One section's digest against the header's.
+    pub fn check_digest(&self, section: Section, state: &mut DigestState) -> Result<(), SnapshotError> {
+        let bytes = self.section(section);
+        let expected = section.table_index().and_then(|i| self.layout.digests.get(i)).copied().unwrap_or_default();
+        let digest = match (section.keyed_index(), section.record_len()) {
+            (Some(k), Some(record_len)) => {
+                let table = bucket_digests(bytes, record_len);
+                let digest = keyed_digest(section, &table);
+                if bytes.len() >= KEEP_BUCKETS_FROM {
+                    if let Some(slot) = state.buckets.get_mut(k) {
+                        *slot = Some(Arc::new(table));
+                    }
+                }
+                digest
+            }
+            _ if matches!(section, Section::Orgs | Section::Strings) => {
+                let mut hasher = plain_digest_state(section);
+                sha2::Digest::update(&mut hasher, bytes);
+                let digest: [u8; DIGEST_LEN] = sha2::Digest::finalize(hasher.clone()).into();
+                if section == Section::Orgs {
+                    state.orgs = Some(hasher);
+                } else {
+                    state.strings = Some(hasher);
+                }
+                digest
+            }
+            _ => plain_digest(section, bytes),
         };
-        let org = usize::try_from(read_u24(record, BINDING_ORG_AT)?).ok()?;
-        let org_record = org.checked_mul(ORG_RECORD)?;
-        let org_id = read_string(self.strings(), read_u32(self.section(&self.orgs), org_record)?)?;
-        let enabled = flags & BINDING_ENABLED != 0;
-        Some((fingerprint, CardBinding { user_id, org_id, enabled }))
+        if digest != expected {
+            return Err(SnapshotError::DigestMismatch { section });
+        }
+        Ok(())
+    }
+}
+
+impl SnapshotView {
+    /// Opens `bytes` after checking their structure only: no signature, no digests, no clock,
+    /// no version. For the producer re-reading what it has just signed, for inspection tools,
+    /// and for a worker opening bytes another worker of the same proxy verified; bytes from
+    /// the network go through [`super::SnapshotVerifier::verify`].
+    pub fn open_unauthenticated(bytes: impl Into<Arc<Vec<u8>>>) -> Result<Self, SnapshotError> {
+        let bytes = bytes.into();
+        let layout = read_layout(&bytes)?;
+        let derived = Checker { bytes: &bytes, layout: &layout }.check_all()?;
+        Ok(SnapshotView { bytes, layout, derived: Arc::new(derived) })
+    }
+
+    /// Digests, then structure, of bytes whose header is authenticated.
+    pub(crate) fn open_authenticated(bytes: Arc<Vec<u8>>, layout: Layout) -> Result<Self, SnapshotError> {
+        let checker = Checker { bytes: &bytes, layout: &layout };
+        checker.check_digests()?;
+        let derived = checker.check_all()?;
+        Ok(SnapshotView { bytes, layout, derived: Arc::new(derived) })
+    }
+
+    fn checker(&self) -> Checker<'_> {
+        Checker { bytes: &self.bytes, layout: &self.layout }
+    }
+
+    fn strings(&self) -> &[u8] {
+        self.section_bytes(Section::Strings)
+    }
+
+    fn org_name(&self, index: u32) -> Option<&str> {
+        self.checker().org_name(index)
+    }
+
+    /// The owner an owner field names (checked when the view opened).
+    fn owner_at(&self, index: u32) -> Owner<'_> {
+        if index == PLATFORM_OWNER {
+            Owner::Platform
+        } else {
+            Owner::Org(self.org_name(index).unwrap_or_default())
+        }
+    }
+
+    /// Whether the owner field `index` names a rule that applies to a certificate of `org`.
+    fn owner_applies(&self, index: u32, org: Option<&str>) -> bool {
+        index == PLATFORM_OWNER || org.is_some_and(|org| self.org_name(index) == Some(org))
+    }
+
+    /// Whether the owner field `index` is `owner`.
+    fn owner_is(&self, index: u32, owner: Owner<'_>) -> bool {
+        match owner {
+            Owner::Platform => index == PLATFORM_OWNER,
+            Owner::Org(org) => index != PLATFORM_OWNER && self.org_name(index) == Some(org),
+        }
     }
 
     pub fn header(&self) -> &SnapshotHeader {
-        &self.header
+        &self.layout.header
     }
 
     pub fn version(&self) -> u64 {
-        self.header.version
+        self.layout.header.version
     }
 
     pub fn issued_at(&self) -> i64 {
-        self.header.issued_at
+        self.layout.header.issued_at
     }
 
     pub fn expires_at(&self) -> i64 {
-        self.header.expires_at
+        self.layout.header.expires_at
     }
 
     /// Whether the snapshot has expired at `now` (Unix seconds): from then on it must not be
     /// used, and requests are answered `identity_unavailable`.
     pub fn is_expired(&self, now: i64) -> bool {
-        now >= self.header.expires_at
+        now >= self.layout.header.expires_at
     }
 
     pub fn key_id(&self) -> &str {
-        &self.header.key_id
+        &self.layout.header.key_id
     }
 
     pub fn algorithm(&self) -> SignatureAlgorithm {
-        self.header.algorithm
+        self.layout.header.algorithm
     }
 
     /// The whole signed snapshot.
@@ -323,200 +482,275 @@ impl SnapshotView {
         Arc::clone(&self.bytes)
     }
 
+    /// The signed header and its signature: what a delta to this snapshot ends with.
+    pub fn signed_header(&self) -> &[u8] {
+        self.bytes.get(..BODY_START).unwrap_or(&[])
+    }
+
+    /// The digest the header gives `section` (zero for the header and signature).
+    pub fn digest(&self, section: Section) -> [u8; DIGEST_LEN] {
+        section.table_index().and_then(|i| self.layout.digests.get(i)).copied().unwrap_or_default()
+    }
+
     /// Bytes in the string table: a builder's hint for the next snapshot's.
     pub fn strings_len(&self) -> usize {
-        self.strings.len()
+        self.section_bytes(Section::Strings).len()
     }
 
     /// The raw bytes of one part of the snapshot, as checked when the view was opened. For
     /// the producer, which copies unchanged records into the next snapshot
-    /// ([`super::SnapshotEncoder::continuing`]).
+    /// ([`super::SnapshotEncoder::continuing`]), and for deltas.
     pub fn section_bytes(&self, section: Section) -> &[u8] {
-        let range = match section {
-            Section::Header => 0..super::format::HEADER_LEN,
-            Section::Bindings => self.bindings.clone(),
-            Section::Orgs => self.orgs.clone(),
-            Section::Blocklist => self.blocklist.clone(),
-            Section::Revoked => self.revoked.clone(),
-            Section::Principals => self.principals.clone(),
-            Section::SanRules => self.san_rules.clone(),
-            Section::Constraints => self.constraints.clone(),
-            Section::Issuers => self.issuers.clone(),
-            Section::Jwks => self.jwks.clone(),
-            Section::Strings => self.strings.clone(),
-            Section::Signature => self.bytes.len().saturating_sub(super::format::SIGNATURE_LEN)..self.bytes.len(),
-        };
-        self.section(&range)
+        match section {
+            Section::Header => self.bytes.get(..super::format::HEADER_LEN).unwrap_or(&[]),
+            Section::Signature => self.bytes.get(super::format::HEADER_LEN..BODY_START).unwrap_or(&[]),
+            _ => self.checker().section(section),
+        }
     }
 
     pub fn binding_count(&self) -> usize {
-        self.bindings.len() / BINDING_RECORD
+        self.section_bytes(Section::Bindings).len() / BINDING_RECORD
     }
 
     pub fn blocklist_count(&self) -> usize {
-        self.blocklist.len() / FINGERPRINT_RECORD
+        self.section_bytes(Section::Blocklist).len() / BLOCKED_RECORD
     }
 
     pub fn revoked_count(&self) -> usize {
-        self.revoked.len() / FINGERPRINT_RECORD
+        self.section_bytes(Section::Revoked).len() / REVOKED_RECORD
     }
 
     pub fn principal_count(&self) -> usize {
-        self.principals.len() / PRINCIPAL_RECORD
+        self.section_bytes(Section::Principals).len() / PRINCIPAL_RECORD
     }
 
-    /// Every binding, in fingerprint order.
-    pub fn bindings(&self) -> impl Iterator<Item = (Fingerprint, CardBinding<'_>)> + '_ {
-        self.section(&self.bindings).chunks_exact(BINDING_RECORD).filter_map(|record| self.binding_of(record))
+    pub fn org_count(&self) -> usize {
+        self.checker().org_count()
     }
 
-    /// Every blocklisted fingerprint, ascending.
-    pub fn blocklist(&self) -> impl Iterator<Item = Fingerprint> + '_ {
-        self.section(&self.blocklist)
-            .chunks_exact(FINGERPRINT_RECORD)
-            .filter_map(|record| record.try_into().ok().map(Fingerprint))
+    /// Every org id, in index order.
+    pub fn orgs(&self) -> impl Iterator<Item = &str> + '_ {
+        self.section_bytes(Section::Orgs)
+            .chunks_exact(ORG_RECORD)
+            .filter_map(|record| read_string(self.strings(), read_u32(record, 0)?))
     }
 
-    /// Every revoked-serial key ([`super::revoked_serial_key`]), ascending.
-    pub fn revoked_keys(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
-        self.section(&self.revoked).chunks_exact(FINGERPRINT_RECORD).filter_map(|record| record.try_into().ok())
-    }
-
-    /// Every thumbprint → principal mapping, in fingerprint order.
-    pub fn principals(&self) -> impl Iterator<Item = (Fingerprint, &str)> + '_ {
-        self.section(&self.principals).chunks_exact(PRINCIPAL_RECORD).filter_map(|record| {
-            let fingerprint = Fingerprint(record.get(..32)?.try_into().ok()?);
-            Some((fingerprint, read_string(self.strings(), read_u32(record, 32)?)?))
-        })
-    }
-
-    /// Every SAN mapping rule, email before UPN, domains ascending.
-    pub fn san_rules(&self) -> impl Iterator<Item = (SanKind, &str)> + '_ {
-        self.section(&self.san_rules).chunks_exact(SAN_RULE_RECORD).filter_map(|record| {
-            let kind = san_kind_from_wire_id(*record.first()?)?;
-            Some((kind, read_string(self.strings(), read_u32(record, 1)?)?))
-        })
-    }
-
-    /// The constraints of `org_id`, ordered by kind then value.
-    pub fn org_constraints<'a>(&'a self, org_id: &'a str) -> impl Iterator<Item = (ConstraintKind, &'a str)> + 'a {
-        let section = self.section(&self.constraints);
-        let org_of = move |i: usize| -> Option<&'a str> {
-            let start = i.checked_mul(CONSTRAINT_RECORD)?;
-            read_string(self.strings(), read_u32(section, start)?)
-        };
-        // Lower bound: the first record whose org is not below `org_id`.
-        let mut low = 0usize;
-        let mut high = section.len() / CONSTRAINT_RECORD;
+    /// Binary search over sorted fixed-width records for the run whose first 32 bytes are
+    /// `key` (one record in the bindings; one per owner elsewhere).
+    fn find_run(&self, section: Section, record_len: usize, key: &[u8; FINGERPRINT_LEN]) -> &[u8] {
+        let records = self.section_bytes(section);
+        let count = records.len() / record_len;
+        let key_at = |i: usize| records.get(i * record_len..i * record_len + FINGERPRINT_LEN);
+        let (mut low, mut high) = (0usize, count);
         while low < high {
             let mid = low + (high - low) / 2;
-            if org_of(mid).is_some_and(|org| org.as_bytes() < org_id.as_bytes()) {
+            if key_at(mid).is_some_and(|k| k < &key[..]) {
                 low = mid + 1;
             } else {
                 high = mid;
             }
         }
-        section.get(low.saturating_mul(CONSTRAINT_RECORD)..).unwrap_or(&[]).chunks_exact(CONSTRAINT_RECORD).map_while(
-            move |record| {
-                let org = read_string(self.strings(), read_u32(record, 0)?)?;
-                if org != org_id {
-                    return None;
-                }
-                let kind = ConstraintKind::from_wire_id(*record.get(4)?)?;
-                Some((kind, read_string(self.strings(), read_u32(record, 5)?)?))
-            },
-        )
-    }
-
-    /// Every constraint as (org id, kind, value), in order.
-    pub fn constraints(&self) -> impl Iterator<Item = (&str, ConstraintKind, &str)> + '_ {
-        self.section(&self.constraints).chunks_exact(CONSTRAINT_RECORD).filter_map(|record| {
-            let org = read_string(self.strings(), read_u32(record, 0)?)?;
-            let kind = ConstraintKind::from_wire_id(*record.get(4)?)?;
-            Some((org, kind, read_string(self.strings(), read_u32(record, 5)?)?))
-        })
-    }
-
-    /// Every trusted issuer with its JWKS document as signed, ascending by issuer.
-    pub fn issuers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        let jwks = self.section(&self.jwks);
-        self.section(&self.issuers).chunks_exact(ISSUER_RECORD).filter_map(move |record| {
-            let name = read_string(self.strings(), read_u32(record, 0)?)?;
-            let offset = usize::try_from(read_u32(record, 4)?).ok()?;
-            let len = usize::try_from(read_u32(record, 8)?).ok()?;
-            Some((name, jwks.get(offset..offset.checked_add(len)?)?))
-        })
-    }
-
-    fn issuer_index(&self, issuer: &str) -> Option<usize> {
-        let section = self.section(&self.issuers);
-        let mut low = 0usize;
-        let mut high = section.len() / ISSUER_RECORD;
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let start = mid.checked_mul(ISSUER_RECORD)?;
-            let name = read_string(self.strings(), read_u32(section, start)?)?;
-            match name.as_bytes().cmp(issuer.as_bytes()) {
-                Ordering::Less => low = mid + 1,
-                Ordering::Greater => high = mid,
-                Ordering::Equal => return Some(mid),
-            }
+        let mut end = low;
+        while end < count && key_at(end) == Some(&key[..]) {
+            end += 1;
         }
-        None
+        records.get(low * record_len..end * record_len).unwrap_or(&[])
+    }
+
+    fn binding_of(&self, record: &[u8]) -> Option<(Fingerprint, CardBinding<'_>)> {
+        let fingerprint = Fingerprint(record.get(..32)?.try_into().ok()?);
+        let flags = *record.get(BINDING_FLAGS_AT)?;
+        let user_id = if flags & BINDING_USER_TEXT != 0 {
+            UserId::Text(read_string(self.strings(), read_u32(record, BINDING_USER_AT)?)?)
+        } else {
+            UserId::Ulid(ulid_render(record.get(BINDING_USER_AT..BINDING_ORG_AT)?.try_into().ok()?))
+        };
+        let org_id = self.org_name(read_u24(record, BINDING_ORG_AT)?)?;
+        let enabled = flags & BINDING_ENABLED != 0;
+        Some((fingerprint, CardBinding { user_id, org_id, enabled }))
+    }
+
+    /// Every binding, in fingerprint order.
+    pub fn bindings(&self) -> impl Iterator<Item = (Fingerprint, CardBinding<'_>)> + '_ {
+        self.section_bytes(Section::Bindings).chunks_exact(BINDING_RECORD).filter_map(|record| self.binding_of(record))
+    }
+
+    fn owned_key(&self, record: &[u8]) -> Option<([u8; 32], Owner<'_>)> {
+        Some((record.get(..FINGERPRINT_LEN)?.try_into().ok()?, self.owner_at(read_u24(record, FINGERPRINT_LEN)?)))
+    }
+
+    /// Every blocklist entry with its owner, in record order.
+    pub fn blocklist(&self) -> impl Iterator<Item = (Fingerprint, Owner<'_>)> + '_ {
+        self.section_bytes(Section::Blocklist)
+            .chunks_exact(BLOCKED_RECORD)
+            .filter_map(|record| self.owned_key(record).map(|(k, o)| (Fingerprint(k), o)))
+    }
+
+    /// Every revoked-serial key ([`super::revoked_serial_key`]) with its owner, in record order.
+    pub fn revoked(&self) -> impl Iterator<Item = ([u8; 32], Owner<'_>)> + '_ {
+        self.section_bytes(Section::Revoked).chunks_exact(REVOKED_RECORD).filter_map(|record| self.owned_key(record))
+    }
+
+    /// Every thumbprint mapping: fingerprint, owner and name as written, in record order.
+    pub fn principals(&self) -> impl Iterator<Item = (Fingerprint, Owner<'_>, &str)> + '_ {
+        self.section_bytes(Section::Principals).chunks_exact(PRINCIPAL_RECORD).filter_map(|record| {
+            let (key, owner) = self.owned_key(record)?;
+            Some((Fingerprint(key), owner, read_string(self.strings(), read_u32(record, OWNED_KEY_LEN)?)?))
+        })
+    }
+
+    fn san_rule_at(&self, record: &[u8]) -> Option<(SanKind, &str, &str, Owner<'_>)> {
+        let kind = san_kind_from_wire_id(*record.first()?)?;
+        let domain = read_string(self.strings(), read_u32(record, 1)?)?;
+        let issuer = read_string(self.strings(), read_u32(record, 5)?)?;
+        Some((kind, domain, issuer, self.owner_at(read_u24(record, 9)?)))
+    }
+
+    /// Every SAN mapping rule: kind, domain, issuer DN, owner; in record order.
+    pub fn san_rules(&self) -> impl Iterator<Item = (SanKind, &str, &str, Owner<'_>)> + '_ {
+        self.section_bytes(Section::SanRules).chunks_exact(SAN_RULE_RECORD).filter_map(|record| self.san_rule_at(record))
+    }
+
+    /// Every constraint as (owner, kind, value), in record order.
+    pub fn all_constraints(&self) -> impl Iterator<Item = (Owner<'_>, ConstraintKind, &str)> + '_ {
+        self.section_bytes(Section::Constraints).chunks_exact(CONSTRAINT_RECORD).filter_map(|record| {
+            let owner = self.owner_at(read_u24(record, 0)?);
+            let kind = ConstraintKind::from_wire_id(*record.get(3)?)?;
+            Some((owner, kind, read_string(self.strings(), read_u32(record, 4)?)?))
+        })
+    }
+
+    fn issuer_at(&self, index: usize) -> Option<IssuerEntry<'_>> {
+        let record = self.section_bytes(Section::Issuers).get(index * ISSUER_RECORD..(index + 1) * ISSUER_RECORD)?;
+        let blobs = self.section_bytes(Section::Blobs);
+        let field = |offset: usize| read_u32(record, offset).and_then(|v| usize::try_from(v).ok());
+        let (jwks_at, jwks_len) = (field(7)?, field(11)?);
+        Some(IssuerEntry {
+            issuer: read_string(self.strings(), read_u32(record, 0)?)?,
+            owner: self.owner_at(read_u24(record, 4)?),
+            audiences: &self.derived.issuers.get(index)?.audiences,
+            jwks: blobs.get(jwks_at..jwks_at.checked_add(jwks_len)?)?,
+        })
+    }
+
+    /// Every issuer registration, ascending by issuer then owner.
+    pub fn issuers(&self) -> impl Iterator<Item = IssuerEntry<'_>> + '_ {
+        (0..self.section_bytes(Section::Issuers).len() / ISSUER_RECORD).filter_map(|i| self.issuer_at(i))
+    }
+
+    fn issuer_name(&self, index: usize) -> Option<&str> {
+        let at = index.checked_mul(ISSUER_RECORD)?;
+        read_string(self.strings(), read_u32(self.section_bytes(Section::Issuers), at)?)
     }
 }
 
 impl IdentityData for SnapshotView {
     fn card_binding(&self, fingerprint: &Fingerprint) -> Option<CardBinding<'_>> {
-        let record = self.find_record(&self.bindings, BINDING_RECORD, &fingerprint.0)?;
-        self.binding_of(record).map(|(_, binding)| binding)
+        let record = self.find_run(Section::Bindings, BINDING_RECORD, &fingerprint.0);
+        self.binding_of(record.get(..BINDING_RECORD)?).map(|(_, binding)| binding)
     }
 
-    fn is_blocklisted(&self, fingerprint: &Fingerprint) -> bool {
-        self.find_record(&self.blocklist, FINGERPRINT_RECORD, &fingerprint.0).is_some()
+    fn is_blocklisted(&self, fingerprint: &Fingerprint, org: Option<&str>) -> bool {
+        self.find_run(Section::Blocklist, BLOCKED_RECORD, &fingerprint.0)
+            .chunks_exact(BLOCKED_RECORD)
+            .any(|record| read_u24(record, FINGERPRINT_LEN).is_some_and(|owner| self.owner_applies(owner, org)))
     }
 
-    fn is_revoked(&self, issuer_dn: &str, serial_hex: &str) -> bool {
+    fn is_revoked(&self, issuer_dn: &str, serial_hex: &str, org: Option<&str>) -> bool {
         // Most snapshots revoke by fingerprint (blocklist) only: skip the key's SHA-256.
-        if self.revoked.is_empty() {
+        if self.revoked_count() == 0 {
             return false;
         }
         let key = super::format::revoked_serial_key(issuer_dn, serial_hex);
-        self.find_record(&self.revoked, FINGERPRINT_RECORD, &key).is_some()
+        self.find_run(Section::Revoked, REVOKED_RECORD, &key)
+            .chunks_exact(REVOKED_RECORD)
+            .any(|record| read_u24(record, FINGERPRINT_LEN).is_some_and(|owner| self.owner_applies(owner, org)))
     }
 
-    fn mapped_principal(&self, fingerprint: &Fingerprint) -> Option<&str> {
-        let record = self.find_record(&self.principals, PRINCIPAL_RECORD, &fingerprint.0)?;
-        read_string(self.strings(), read_u32(record, 32)?)
+    fn has_revoked_serials(&self, org: Option<&str>) -> bool {
+        self.derived.revoked_owners.get(&PLATFORM_OWNER).is_some_and(|n| *n > 0)
+            || org.is_some_and(|org| self.derived.revoked_orgs.contains(org))
     }
 
-    fn san_mapping_allowed(&self, kind: SanKind, domain: &str) -> bool {
+    fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>> {
+        let run = self.find_run(Section::Principals, PRINCIPAL_RECORD, &fingerprint.0);
+        match run.len() / PRINCIPAL_RECORD {
+            0 => RuleMatch::Unmatched,
+            1 => {
+                let owner = read_u24(run, FINGERPRINT_LEN).map(|o| self.owner_at(o));
+                let name = read_u32(run, OWNED_KEY_LEN).and_then(|r| read_string(self.strings(), r));
+                match (owner, name) {
+                    (Some(owner), Some(name)) => RuleMatch::One(ThumbprintMapping { owner, name }),
+                    _ => RuleMatch::Unmatched,
+                }
+            }
+            _ => RuleMatch::Ambiguous,
+        }
+    }
+
+    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>> {
         let kind_id = san_kind_wire_id(kind);
-        let section = self.section(&self.san_rules);
-        let mut low = 0usize;
-        let mut high = section.len() / SAN_RULE_RECORD;
+        let records = self.section_bytes(Section::SanRules);
+        let count = records.len() / SAN_RULE_RECORD;
+        let order = |i: usize| -> Option<Ordering> {
+            let record = records.get(i * SAN_RULE_RECORD..(i + 1) * SAN_RULE_RECORD)?;
+            let stored_domain = read_string(self.strings(), read_u32(record, 1)?)?;
+            let stored_issuer = read_string(self.strings(), read_u32(record, 5)?)?;
+            Some(
+                record
+                    .first()?
+                    .cmp(&kind_id)
+                    .then_with(|| cmp_lowercased(stored_domain.as_bytes(), domain.as_bytes()))
+                    .then_with(|| stored_issuer.as_bytes().cmp(issuer_dn.as_bytes())),
+            )
+        };
+        let (mut low, mut high) = (0usize, count);
         while low < high {
             let mid = low + (high - low) / 2;
-            let Some(start) = mid.checked_mul(SAN_RULE_RECORD) else { return false };
-            let Some(stored_kind) = section.get(start).copied() else { return false };
-            let Some(stored) = read_u32(section, start + 1).and_then(|r| read_string(self.strings(), r)) else {
-                return false;
-            };
-            let order = stored_kind.cmp(&kind_id).then_with(|| cmp_lowercased(stored.as_bytes(), domain.as_bytes()));
-            match order {
-                Ordering::Less => low = mid + 1,
-                Ordering::Greater => high = mid,
-                Ordering::Equal => return true,
+            if order(mid) == Some(Ordering::Less) {
+                low = mid + 1;
+            } else {
+                high = mid;
             }
         }
-        false
+        let mut owners = (low..count).map_while(|i| {
+            (order(i) == Some(Ordering::Equal)).then(|| records.get(i * SAN_RULE_RECORD..).and_then(|r| read_u24(r, 9)))
+        });
+        match (owners.next(), owners.next()) {
+            (Some(Some(owner)), None) => RuleMatch::One(self.owner_at(owner)),
+            (None, _) => RuleMatch::Unmatched,
+            _ => RuleMatch::Ambiguous,
+        }
     }
 
-    fn issuer_keys(&self, issuer: &str) -> Option<&Jwks> {
-        self.issuer_keys.get(self.issuer_index(issuer)?)
+    fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
+        match owner {
+            Owner::Platform => self.derived.platform_constraints.as_ref(),
+            Owner::Org(org) => self.derived.org_constraints.get(org),
+        }
+    }
+
+    fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
+        let records = self.section_bytes(Section::Issuers);
+        let count = records.len() / ISSUER_RECORD;
+        let (mut low, mut high) = (0usize, count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.issuer_name(mid).is_some_and(|n| n.as_bytes() < issuer.as_bytes()) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let index = (low..count).take_while(|i| self.issuer_name(*i) == Some(issuer)).find(|i| {
+            records.get(i * ISSUER_RECORD..).and_then(|r| read_u24(r, 4)).is_some_and(|o| self.owner_is(o, owner))
+        })?;
+        let parsed = self.derived.issuers.get(index)?;
+        let stored_owner = records.get(index * ISSUER_RECORD..).and_then(|r| read_u24(r, 4))?;
+        Some(TokenIssuer { owner: self.owner_at(stored_owner), keys: &parsed.keys, audiences: &parsed.audiences })
     }
 
     fn generation(&self) -> u64 {
-        self.header.version
+        self.layout.header.version
     }
 }

@@ -42,7 +42,8 @@ pub fn standard_identity() -> Value {
         ],
         "blocklist": [cert("untrusted-user").x5t()],
         "thumbprint_map": {cert("service").hex(): "auth:account:service:api"},
-        "san_mappings": [{"san": "upn", "domain": "mil"}],
+        // A SAN mapping names the issuer allowed to assert it (the test PKI's PIV issuing CA).
+        "san_mappings": [{"san": "upn", "domain": "mil", "issuer_dn": facts("cac").issuer_dn}],
         "issuers": [
             {"issuer": ISSUER, "jwks": fixtures::issuer_jwks()},
             {"issuer": fixtures::RSA_ISSUER, "jwks": fixtures::rsa_issuer_jwks()}

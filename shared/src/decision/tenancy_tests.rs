@@ -1,0 +1,463 @@
+//! Tenancy through the whole decision: the [`Engine`]'s outcome for requests carrying real
+//! certificates of two orgs, under identity data from a snapshot and from the development
+//! identity alike.
+//!
+//! The matrix: every rule kind, owned by org A, by the platform, by org B; the outcome for org
+//! B's certificates changes only for the platform's rules and B's own (and mirrored for A).
+
+use crate::decision::outcome::{Outcome, Reason};
+use crate::decision::{Engine, RequestInput};
+use crate::certificate::CertificateFacts;
+use crate::identity::{IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
+use crate::pop::test_keys::{mint, TestKey, ISSUER_JWKS};
+use crate::snapshot::{revoked_serial_key, ConstraintKind, SignatureAlgorithm, SnapshotEncoder, SnapshotHeader, SnapshotView};
+use crate::Fingerprint;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const NOW: i64 = 1_750_000_000;
+const AUDIENCE: &str = "certbind-api";
+const ISSUER: &str = "https://issuer.example";
+const ORG_A: &str = "org-a";
+const ORG_B: &str = "org-b";
+
+const JANE: &str = include_str!("../../../tests/pki/piv-auth.pem");
+const JOHN: &str = include_str!("../../../tests/pki/piv-auth-2.pem");
+const CAC: &str = include_str!("../../../tests/pki/cac.pem");
+const UNTRUSTED_USER: &str = include_str!("../../../tests/pki/untrusted-user.pem");
+const SERVICE: &str = include_str!("../../../tests/pki/service.pem");
+
+fn facts(pem: &str) -> CertificateFacts {
+    CertificateFacts::from_pem(pem.as_bytes()).unwrap()
+}
+
+fn policy() -> Value {
+    json!({
+        "certificate_source": {"kind": "xfcc", "trust": "this_proxy"},
+        "default_mode": "bearer",
+        "token": {"audiences": [AUDIENCE]},
+        "routes": [
+            {"path": "/mtls/*", "mode": "mtls"},
+            {"path": "/token/*", "mode": "bearer_plus_mtls_required"},
+            {"path": "/optional/*", "mode": "bearer_plus_mtls_optional"}
+        ]
+    })
+}
+
+fn engine_with(policy: Value) -> Engine {
+    Engine::from_json(policy.to_string().as_bytes()).unwrap()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A request through this Envoy (XFCC) presenting `pem`, with `token` if given.
+fn request(path: &str, pem: Option<&str>, token: Option<&str>) -> (Vec<(String, Vec<u8>)>, Option<String>) {
+    let mut headers = vec![(":path".to_owned(), path.as_bytes().to_vec())];
+    let mut digest = None;
+    if let Some(pem) = pem {
+        let hex = facts(pem).fingerprint.to_hex();
+        let xfcc = format!("Hash={hex};Cert=\"{}\"", percent_encode(pem));
+        headers.push(("x-forwarded-client-cert".to_owned(), xfcc.into_bytes()));
+        digest = Some(hex);
+    }
+    if let Some(token) = token {
+        headers.push(("authorization".to_owned(), format!("Bearer {token}").into_bytes()));
+    }
+    (headers, digest)
+}
+
+fn decide(engine: &mut Engine, identity: &dyn IdentityData, path: &str, pem: Option<&str>, token: Option<&str>) -> Outcome {
+    let (headers, digest) = request(path, pem, token);
+    let input = RequestInput { headers: &headers, connection_digest: digest.as_deref(), now: NOW, ..Default::default() };
+    engine.evaluate(&input, Some(identity))
+}
+
+fn token_for(pem: &str, audience: &str) -> String {
+    let claims = json!({
+        "iss": ISSUER, "sub": "someone", "aud": audience, "exp": NOW + 300,
+        "cnf": {"x5t#S256": facts(pem).fingerprint.to_x5t_s256()}
+    });
+    mint(TestKey::P256, &json!({"alg": "ES256", "kid": "p256-key", "typ": "JWT"}), &claims)
+}
+
+fn header<'a>(outcome: &'a Outcome, name: &str) -> Option<&'a str> {
+    match outcome {
+        Outcome::Allow { set } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
+        Outcome::Deny(_) => None,
+    }
+}
+
+/// Identity rules with owners (`None`: the platform), built both as a snapshot and as the
+/// development identity, so every test runs against both.
+#[derive(Clone, Default)]
+struct Rules {
+    bindings: Vec<(&'static str, &'static str, &'static str)>,
+    blocked: Vec<(&'static str, Option<&'static str>)>,
+    revoked: Vec<(&'static str, Option<&'static str>)>,
+    mappings: Vec<(&'static str, Option<&'static str>, &'static str)>,
+    san_rules: Vec<(SanKind, &'static str, String, Option<&'static str>)>,
+    constraints: Vec<(ConstraintKind, &'static str, Option<&'static str>)>,
+    issuers: Vec<(Option<&'static str>, Vec<&'static str>)>,
+}
+
+fn two_orgs() -> Rules {
+    Rules { bindings: vec![(JANE, "u-jane", ORG_B), (JOHN, "u-john", ORG_A)], ..Rules::default() }
+}
+
+impl Rules {
+    fn snapshot(&self) -> SnapshotView {
+        let mut encoder = SnapshotEncoder::new();
+        let mut bindings: Vec<_> = self.bindings.iter().map(|(pem, u, o)| (facts(pem).fingerprint, *u, *o)).collect();
+        bindings.sort();
+        for (fp, user, org) in bindings {
+            encoder.push_binding(&fp, user, org, true).unwrap();
+        }
+        let owner = |o: &Option<&'static str>| Owner::from_org_id(*o);
+        let blocked: BTreeSet<(Fingerprint, Option<&str>)> =
+            self.blocked.iter().map(|(pem, o)| (facts(pem).fingerprint, *o)).collect();
+        for (fp, o) in &blocked {
+            encoder.push_blocked(fp, owner(o)).unwrap();
+        }
+        let revoked: BTreeSet<([u8; 32], Option<&str>)> = self
+            .revoked
+            .iter()
+            .map(|(pem, o)| {
+                let f = facts(pem);
+                (revoked_serial_key(&f.issuer_dn, &f.serial_hex), *o)
+            })
+            .collect();
+        for (key, o) in &revoked {
+            encoder.push_revoked_key(key, owner(o)).unwrap();
+        }
+        let mappings: BTreeSet<(Fingerprint, Option<&str>, &str)> =
+            self.mappings.iter().map(|(pem, o, name)| (facts(pem).fingerprint, *o, *name)).collect();
+        for (fp, o, name) in &mappings {
+            encoder.push_principal(fp, owner(o), name).unwrap();
+        }
+        for (kind, domain, issuer, o) in &self.san_rules {
+            encoder.push_san_rule(*kind, domain, issuer, owner(o)).unwrap();
+        }
+        for (kind, value, o) in &self.constraints {
+            encoder.push_constraint(owner(o), *kind, value).unwrap();
+        }
+        for (o, audiences) in &self.issuers {
+            encoder.push_issuer(ISSUER, owner(o), audiences, ISSUER_JWKS.as_bytes()).unwrap();
+        }
+        let header = SnapshotHeader {
+            version: 1,
+            issued_at: NOW - 60,
+            expires_at: NOW + 3600,
+            key_id: "0123456789abcdef".into(),
+            algorithm: SignatureAlgorithm::Ed25519,
+        };
+        let bytes = encoder.finish(&header).unwrap().attach_signature(&[0; 64]).unwrap();
+        SnapshotView::open_unauthenticated(bytes).unwrap()
+    }
+
+    fn development(&self) -> StaticIdentity {
+        let with_owner = |mut v: Value, o: &Option<&str>| {
+            if let Some(org) = o {
+                v["org_id"] = json!(org);
+            }
+            v
+        };
+        let config = json!({
+            "bindings": self.bindings.iter().map(|(pem, u, o)| json!({"fingerprint": facts(pem).fingerprint.to_hex(), "user_id": u, "org_id": o})).collect::<Vec<_>>(),
+            "blocklist": self.blocked.iter().map(|(pem, o)| with_owner(json!({"fingerprint": facts(pem).fingerprint.to_hex()}), o)).collect::<Vec<_>>(),
+            "revoked": self.revoked.iter().map(|(pem, o)| {
+                let f = facts(pem);
+                with_owner(json!({"issuer_dn": f.issuer_dn, "serial": f.serial_hex}), o)
+            }).collect::<Vec<_>>(),
+            "thumbprint_map": self.mappings.iter().map(|(pem, o, name)| {
+                (facts(pem).fingerprint.to_hex(), with_owner(json!({"principal": name}), o))
+            }).collect::<serde_json::Map<String, Value>>(),
+            "san_mappings": self.san_rules.iter().map(|(kind, domain, issuer, o)| {
+                with_owner(json!({"san": kind.as_str(), "domain": domain, "issuer_dn": issuer}), o)
+            }).collect::<Vec<_>>(),
+            "constraints": self.constraints.iter().map(|(kind, value, o)| with_owner(json!({"kind": kind.name(), "value": value}), o)).collect::<Vec<_>>(),
+            "issuers": self.issuers.iter().map(|(o, audiences)| {
+                with_owner(json!({"issuer": ISSUER, "jwks": serde_json::from_str::<Value>(ISSUER_JWKS).unwrap(), "audiences": audiences}), o)
+            }).collect::<Vec<_>>(),
+        });
+        let config: StaticIdentityConfig = serde_json::from_value(config).unwrap();
+        StaticIdentity::from_config(config, 1).unwrap()
+    }
+
+    /// The outcome of one request under both forms of the rules; they must agree.
+    fn decide(&self, path: &str, pem: Option<&str>, token: Option<&str>) -> Outcome {
+        let snapshot = decide(&mut engine_with(policy()), &self.snapshot(), path, pem, token);
+        let development = decide(&mut engine_with(policy()), &self.development(), path, pem, token);
+        assert_eq!(snapshot, development, "snapshot and development identity disagree on {path}");
+        snapshot
+    }
+}
+
+/// One rule kind, aimed at the certificate `pem`, owned by `owner`.
+#[derive(Clone, Copy, Debug)]
+enum RuleKind {
+    Block,
+    Revoke,
+    AllowedIssuer,
+    RequiredPolicy,
+    EmailDomain,
+    Issuer,
+    Mapping,
+    SanRule,
+}
+
+const RULE_KINDS: [RuleKind; 8] = [
+    RuleKind::Block,
+    RuleKind::Revoke,
+    RuleKind::AllowedIssuer,
+    RuleKind::RequiredPolicy,
+    RuleKind::EmailDomain,
+    RuleKind::Issuer,
+    RuleKind::Mapping,
+    RuleKind::SanRule,
+];
+
+fn with_rule(mut rules: Rules, kind: RuleKind, pem: &'static str, owner: Option<&'static str>) -> Rules {
+    match kind {
+        RuleKind::Block => rules.blocked.push((pem, owner)),
+        RuleKind::Revoke => rules.revoked.push((pem, owner)),
+        RuleKind::AllowedIssuer => rules.constraints.push((ConstraintKind::AllowedIssuerDn, "CN=Nobody", owner)),
+        RuleKind::RequiredPolicy => rules.constraints.push((ConstraintKind::RequiredPolicyOid, "1.2.3.4", owner)),
+        RuleKind::EmailDomain => rules.constraints.push((ConstraintKind::SanEmailDomain, "nowhere.example", owner)),
+        RuleKind::Issuer => rules.issuers.push((owner, vec![])),
+        RuleKind::Mapping => rules.mappings.push((pem, owner, "svc:claimed")),
+        RuleKind::SanRule => rules.san_rules.push((SanKind::Upn, "mil", facts(pem).issuer_dn, owner)),
+    }
+    rules
+}
+
+/// Where a rule kind shows: mTLS for certificate rules, a bound token for issuer rules.
+fn probe(rules: &Rules, kind: RuleKind, pem: &str) -> Outcome {
+    match kind {
+        RuleKind::Issuer => rules.decide("/token/x", Some(pem), Some(&token_for(pem, AUDIENCE))),
+        _ => rules.decide("/mtls/x", Some(pem), None),
+    }
+}
+
+#[test]
+fn no_org_changes_the_decision_for_another_orgs_certificates() {
+    for (certificate, own, other) in [(JANE, ORG_B, ORG_A), (JOHN, ORG_A, ORG_B)] {
+        for kind in RULE_KINDS {
+            let baseline = probe(&two_orgs(), kind, certificate);
+            let by_other = probe(&with_rule(two_orgs(), kind, certificate, Some(other)), kind, certificate);
+            let by_platform = probe(&with_rule(two_orgs(), kind, certificate, None), kind, certificate);
+            let by_own = probe(&with_rule(two_orgs(), kind, certificate, Some(own)), kind, certificate);
+            assert_eq!(by_other, baseline, "{kind:?} of {other} changed the outcome for {own}'s certificate");
+            // Bindings come first: a mapping or SAN rule, whoever owns it, changes nothing for
+            // a bound certificate. Every other rule applies in its owner's scope.
+            let expected = match kind {
+                RuleKind::Block => Some(Reason::CertificateBlocklisted),
+                RuleKind::Revoke => Some(Reason::CertificateRevoked),
+                RuleKind::AllowedIssuer | RuleKind::RequiredPolicy | RuleKind::EmailDomain => {
+                    Some(Reason::CertificateNotAllowed)
+                }
+                RuleKind::Issuer | RuleKind::Mapping | RuleKind::SanRule => None,
+            };
+            match kind {
+                RuleKind::Issuer => {
+                    assert_eq!(baseline.reason(), Some(Reason::InvalidToken), "no issuer registered");
+                    assert_eq!(by_platform.reason(), None, "{kind:?} platform");
+                    assert_eq!(by_own.reason(), None, "{kind:?} {own}");
+                }
+                RuleKind::Mapping | RuleKind::SanRule => {
+                    assert_eq!(by_platform, baseline, "{kind:?} platform");
+                    assert_eq!(by_own, baseline, "{kind:?} {own}");
+                }
+                _ => {
+                    assert_eq!(by_platform.reason(), expected, "{kind:?} platform");
+                    assert_eq!(by_own.reason(), expected, "{kind:?} {own}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_platform_rules_apply_to_a_certificate_of_no_org() {
+    // The service certificate is neither bound nor mapped.
+    for kind in [RuleKind::Block, RuleKind::Revoke, RuleKind::AllowedIssuer, RuleKind::RequiredPolicy, RuleKind::EmailDomain] {
+        let baseline = probe(&two_orgs(), kind, SERVICE);
+        assert_eq!(baseline.reason(), None);
+        assert_eq!(header(&baseline, "x-dm-org-id"), None);
+        for org in [ORG_A, ORG_B] {
+            assert_eq!(probe(&with_rule(two_orgs(), kind, SERVICE, Some(org)), kind, SERVICE), baseline, "{kind:?} {org}");
+        }
+        assert_ne!(probe(&with_rule(two_orgs(), kind, SERVICE, None), kind, SERVICE), baseline, "{kind:?} platform");
+    }
+    // A bearer route has no certificate: only the platform's issuers apply.
+    let token = mint(
+        TestKey::P256,
+        &json!({"alg": "ES256", "kid": "p256-key"}),
+        &json!({"iss": ISSUER, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300}),
+    );
+    let mut rules = two_orgs();
+    rules.issuers.push((Some(ORG_A), vec![]));
+    assert_eq!(rules.decide("/bearer", None, Some(&token)).reason(), Some(Reason::InvalidToken));
+    rules.issuers.push((None, vec![]));
+    assert_eq!(rules.decide("/bearer", None, Some(&token)).reason(), None);
+}
+
+#[test]
+fn the_org_resolves_by_binding_then_mapping_then_san_rule_and_names_the_principal() {
+    let cac = facts(CAC);
+    let mut rules = two_orgs();
+    // Bound: user and org, whatever else matches.
+    rules.mappings.push((JANE, Some(ORG_A), "svc:claimed"));
+    let bound = rules.decide("/mtls/x", Some(JANE), None);
+    assert_eq!(header(&bound, "x-dm-user-id"), Some("u-jane"));
+    assert_eq!(header(&bound, "x-dm-org-id"), Some(ORG_B));
+    assert_eq!(header(&bound, "x-dm-principal"), Some("auth:account:user:u-jane"));
+
+    // The CAC, unbound: an org's SAN rule for its issuer puts it in that org's namespace.
+    let mut san = two_orgs();
+    san.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_A)));
+    let by_san = san.decide("/mtls/x", Some(CAC), None);
+    assert_eq!(header(&by_san, "x-dm-org-id"), Some(ORG_A));
+    assert_eq!(header(&by_san, "x-dm-user-id"), None);
+    assert_eq!(header(&by_san, "x-dm-principal"), Some("auth:account:org:org-a:upn:1234567890@mil"));
+    // The same rule for another issuer: the same UPN from another CA maps to nothing.
+    let other_ca = facts(UNTRUSTED_USER);
+    assert_ne!(other_ca.issuer_dn, cac.issuer_dn);
+    let mut wrong_issuer = two_orgs();
+    wrong_issuer.san_rules.push((SanKind::Upn, "mil", other_ca.issuer_dn.clone(), Some(ORG_A)));
+    let unmapped = wrong_issuer.decide("/mtls/x", Some(CAC), None);
+    assert_eq!(header(&unmapped, "x-dm-principal"), Some(format!("auth:account:x509:sha256:{}", cac.fingerprint.to_x5t_s256()).as_str()));
+    assert_eq!(header(&unmapped, "x-dm-org-id"), None);
+    // The platform's SAN rule: the platform namespace, no org.
+    let mut platform = two_orgs();
+    platform.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), None));
+    let by_platform = platform.decide("/mtls/x", Some(CAC), None);
+    assert_eq!(header(&by_platform, "x-dm-principal"), Some("auth:account:x509:upn:1234567890@mil"));
+    assert_eq!(header(&by_platform, "x-dm-org-id"), None);
+
+    // A thumbprint mapping comes before SAN rules: an org's is composed into its namespace,
+    // the platform's is taken as given.
+    let mut mapped = san.clone();
+    mapped.mappings.push((CAC, Some(ORG_B), "svc:reports"));
+    let by_mapping = mapped.decide("/mtls/x", Some(CAC), None);
+    assert_eq!(header(&by_mapping, "x-dm-org-id"), Some(ORG_B));
+    assert_eq!(header(&by_mapping, "x-dm-principal"), Some("auth:account:org:org-b:svc:reports"));
+    let mut platform_mapped = san.clone();
+    platform_mapped.mappings.push((CAC, None, "svc:reports"));
+    let by_platform_mapping = platform_mapped.decide("/mtls/x", Some(CAC), None);
+    assert_eq!(header(&by_platform_mapping, "x-dm-org-id"), None);
+    assert_eq!(header(&by_platform_mapping, "x-dm-principal"), Some("svc:reports"));
+}
+
+#[test]
+fn rules_of_two_owners_for_one_certificate_resolve_nothing() {
+    let cac = facts(CAC);
+    let default = format!("auth:account:x509:sha256:{}", cac.fingerprint.to_x5t_s256());
+    // Two owners' SAN rules for the same (kind, domain, issuer): ambiguous, not picked.
+    let mut san = two_orgs();
+    san.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_A)));
+    san.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_B)));
+    let outcome = san.decide("/mtls/x", Some(CAC), None);
+    assert_eq!(header(&outcome, "x-dm-principal"), Some(default.as_str()));
+    assert_eq!(header(&outcome, "x-dm-org-id"), None);
+    // An org's rules then do not apply either: its constraint does not refuse.
+    san.constraints.push((ConstraintKind::AllowedIssuerDn, "CN=Nobody", Some(ORG_A)));
+    assert_eq!(san.decide("/mtls/x", Some(CAC), None).reason(), None);
+
+    // Two SANs of one certificate matched by two owners' rules: ambiguous too.
+    let jane = facts(JANE);
+    let mut two_values = Rules::default();
+    two_values.san_rules.push((SanKind::Email, "example.mil", jane.issuer_dn.clone(), Some(ORG_A)));
+    two_values.san_rules.push((SanKind::Upn, "mil", jane.issuer_dn.clone(), Some(ORG_B)));
+    let outcome = two_values.decide("/mtls/x", Some(JANE), None);
+    assert_eq!(header(&outcome, "x-dm-org-id"), None);
+
+    // Two owners' thumbprint mappings (the snapshot can carry both; the development
+    // identity's map cannot): the mapping step resolves nothing, SAN rules are next.
+    let mut mappings = two_orgs();
+    mappings.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_B)));
+    mappings.mappings.push((CAC, Some(ORG_A), "svc:a"));
+    mappings.mappings.push((CAC, None, "svc:platform"));
+    let outcome = decide(&mut engine_with(policy()), &mappings.snapshot(), "/mtls/x", Some(CAC), None);
+    assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_B));
+    assert_eq!(header(&outcome, "x-dm-principal"), Some("auth:account:org:org-b:upn:1234567890@mil"));
+}
+
+#[test]
+fn a_source_without_issuer_or_serial_refuses_where_a_rule_needs_them() {
+    let mut policy = policy();
+    policy["certificate_source"] = json!({"kind": "connection"});
+    let jane = facts(JANE);
+    let over_connection = |rules: &Rules| {
+        let headers = vec![(":path".to_owned(), b"/mtls/x".to_vec())];
+        let hex = jane.fingerprint.to_hex();
+        let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: NOW, ..Default::default() };
+        let snapshot = engine_with(policy.clone()).evaluate(&input, Some(&rules.snapshot()));
+        let development = engine_with(policy.clone()).evaluate(&input, Some(&rules.development()));
+        assert_eq!(snapshot, development);
+        snapshot
+    };
+    let base = over_connection(&two_orgs());
+    assert_eq!(base.reason(), None);
+    assert_eq!(header(&base, "x-dm-org-id"), Some(ORG_B));
+    // Any revocation by serial that applies: the serial cannot be checked.
+    for (owner, expected) in [(None, Some(Reason::CertificateNotAllowed)), (Some(ORG_B), Some(Reason::CertificateNotAllowed)), (Some(ORG_A), None)] {
+        let mut rules = two_orgs();
+        rules.revoked.push((JOHN, owner));
+        assert_eq!(over_connection(&rules).reason(), expected, "revocation of {owner:?}");
+    }
+    // Any constraint that applies: issuer, policies and emails are unknown.
+    for kind in [ConstraintKind::AllowedIssuerDn, ConstraintKind::RequiredPolicyOid, ConstraintKind::SanEmailDomain] {
+        for (owner, expected) in [(None, Some(Reason::CertificateNotAllowed)), (Some(ORG_B), Some(Reason::CertificateNotAllowed)), (Some(ORG_A), None)] {
+            let mut rules = two_orgs();
+            rules.constraints.push((kind, "anything", owner));
+            assert_eq!(over_connection(&rules).reason(), expected, "{kind:?} of {owner:?}");
+        }
+    }
+    // A blocklist entry needs only the fingerprint.
+    let mut rules = two_orgs();
+    rules.blocked.push((JANE, Some(ORG_B)));
+    assert_eq!(over_connection(&rules).reason(), Some(Reason::CertificateBlocklisted));
+}
+
+#[test]
+fn a_cached_token_counts_only_where_its_registration_applies() {
+    // Org A registered the issuer; org B did not. The same token, accepted with A's
+    // certificate, must not be taken from the cache for B's.
+    let mut rules = two_orgs();
+    rules.issuers.push((Some(ORG_A), vec![]));
+    for identity in [&rules.snapshot() as &dyn IdentityData, &rules.development()] {
+        let mut engine = engine_with(policy());
+        let claims = json!({"iss": ISSUER, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300});
+        let unbound = mint(TestKey::P256, &json!({"alg": "ES256", "kid": "p256-key"}), &claims);
+        let with_a = decide(&mut engine, identity, "/optional/x", Some(JOHN), Some(&unbound));
+        assert_eq!(with_a.reason(), None);
+        assert_eq!(header(&with_a, "x-dm-org-id"), Some(ORG_A));
+        let with_b = decide(&mut engine, identity, "/optional/x", Some(JANE), Some(&unbound));
+        assert_eq!(with_b.reason(), Some(Reason::InvalidToken));
+        let without_certificate = decide(&mut engine, identity, "/optional/x", None, Some(&unbound));
+        assert_eq!(without_certificate.reason(), Some(Reason::InvalidToken));
+        // Still accepted in A's scope afterwards.
+        assert_eq!(decide(&mut engine, identity, "/optional/x", Some(JOHN), Some(&unbound)).reason(), None);
+    }
+}
+
+#[test]
+fn a_registration_listing_audiences_wants_one_of_them() {
+    let mut rules = two_orgs();
+    rules.issuers.push((Some(ORG_B), vec!["api://b"]));
+    assert_eq!(rules.decide("/token/x", Some(JANE), Some(&token_for(JANE, AUDIENCE))).reason(), Some(Reason::InvalidToken));
+    // `aud` must name the deployment's audience and one of the registration's.
+    let claims = json!({
+        "iss": ISSUER, "sub": "s", "aud": [AUDIENCE, "api://b"], "exp": NOW + 300,
+        "cnf": {"x5t#S256": facts(JANE).fingerprint.to_x5t_s256()}
+    });
+    let both = mint(TestKey::P256, &json!({"alg": "ES256", "kid": "p256-key"}), &claims);
+    assert_eq!(rules.decide("/token/x", Some(JANE), Some(&both)).reason(), None);
+}
