@@ -268,6 +268,13 @@ pub trait IdentityData {
 /// shape the snapshot carries: unsigned, for development and tests only.
 #[derive(Debug, Default)]
 pub struct StaticIdentity {
+    /// Boxed: a configuration holds this or a snapshot's settings, and stays small either way.
+    tables: Box<StaticTables>,
+    generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct StaticTables {
     bindings: HashMap<Fingerprint, StoredBinding>,
     /// Owners (`None`: the platform) of each blocked fingerprint.
     blocklist: HashMap<Fingerprint, Vec<Option<String>>>,
@@ -281,7 +288,6 @@ pub struct StaticIdentity {
     org_constraints: HashMap<String, OwnerConstraints>,
     /// Registrations by `iss`, each with its owner.
     issuers: HashMap<String, Vec<StoredIssuer>>,
-    generation: u64,
 }
 
 #[derive(Debug)]
@@ -468,7 +474,7 @@ impl StaticIdentity {
         generation: u64,
         prefix: &str,
     ) -> Result<Self, IdentityConfigError> {
-        let mut data = StaticIdentity { generation, ..Default::default() };
+        let mut data = StaticTables::default();
         for (i, b) in config.bindings.iter().enumerate() {
             let field = format!("{prefix}.bindings[{i}].fingerprint");
             let fp = parse_fingerprint(field.clone(), &b.fingerprint)?;
@@ -546,7 +552,7 @@ impl StaticIdentity {
             }
             registrations.push(StoredIssuer { owner, keys, audiences: issuer.audiences.clone() });
         }
-        Ok(data)
+        Ok(StaticIdentity { tables: Box::new(data), generation })
     }
 
     /// [`StaticIdentity::from_config_at`] with errors under `identity`.
@@ -561,7 +567,7 @@ fn owners_apply(owners: Option<&Vec<Option<String>>>, org: Option<&str>) -> bool
 
 impl IdentityData for StaticIdentity {
     fn card_binding(&self, fingerprint: &Fingerprint) -> Option<CardBinding<'_>> {
-        self.bindings.get(fingerprint).map(|b| CardBinding {
+        self.tables.bindings.get(fingerprint).map(|b| CardBinding {
             user_id: UserId::Text(&b.user_id),
             org_id: &b.org_id,
             enabled: b.enabled,
@@ -569,22 +575,22 @@ impl IdentityData for StaticIdentity {
     }
 
     fn is_blocklisted(&self, fingerprint: &Fingerprint, org: Option<&str>) -> bool {
-        owners_apply(self.blocklist.get(fingerprint), org)
+        owners_apply(self.tables.blocklist.get(fingerprint), org)
     }
 
     fn is_revoked(&self, issuer_dn: &str, serial_hex: &str, org: Option<&str>) -> bool {
-        if self.revoked.is_empty() {
+        if self.tables.revoked.is_empty() {
             return false;
         }
-        owners_apply(self.revoked.get(&(issuer_dn.to_string(), normalize_serial(serial_hex))), org)
+        owners_apply(self.tables.revoked.get(&(issuer_dn.to_string(), normalize_serial(serial_hex))), org)
     }
 
     fn has_revoked_serials(&self, org: Option<&str>) -> bool {
-        self.revoked_owners.iter().any(|o| owner_of(o).applies_to(org))
+        self.tables.revoked_owners.iter().any(|o| owner_of(o).applies_to(org))
     }
 
     fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>> {
-        match self.principals.get(fingerprint) {
+        match self.tables.principals.get(fingerprint) {
             Some((org, name)) => RuleMatch::One(ThumbprintMapping { owner: owner_of(org), name }),
             None => RuleMatch::Unmatched,
         }
@@ -592,7 +598,7 @@ impl IdentityData for StaticIdentity {
 
     fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>> {
         let key = (kind, domain.to_ascii_lowercase(), issuer_dn.to_owned());
-        match self.san_rules.get(&key).map(Vec::as_slice) {
+        match self.tables.san_rules.get(&key).map(Vec::as_slice) {
             None | Some([]) => RuleMatch::Unmatched,
             Some([one]) => RuleMatch::One(owner_of(one)),
             Some(_) => RuleMatch::Ambiguous,
@@ -601,13 +607,13 @@ impl IdentityData for StaticIdentity {
 
     fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
         match owner {
-            Owner::Platform => self.platform_constraints.as_ref(),
-            Owner::Org(org) => self.org_constraints.get(org),
+            Owner::Platform => self.tables.platform_constraints.as_ref(),
+            Owner::Org(org) => self.tables.org_constraints.get(org),
         }
     }
 
     fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
-        let registration = self.issuers.get(issuer)?.iter().find(|r| owner_of(&r.owner) == owner)?;
+        let registration = self.tables.issuers.get(issuer)?.iter().find(|r| owner_of(&r.owner) == owner)?;
         Some(TokenIssuer { owner: owner_of(&registration.owner), keys: &registration.keys, audiences: &registration.audiences })
     }
 

@@ -393,6 +393,9 @@ fn rules_of_two_owners_for_one_certificate_resolve_nothing() {
 fn a_source_without_issuer_or_serial_refuses_where_a_rule_needs_them() {
     let mut policy = policy();
     policy["certificate_source"] = json!({"kind": "connection"});
+    // Without the certificate's EKUs and policies, the route must admit Card Authentication
+    // certificates explicitly, or it refuses every one.
+    policy["routes"][0]["constraints"] = json!({"allow_card_authentication": true});
     let jane = facts(JANE);
     let over_connection = |rules: &Rules| {
         let headers = vec![(":path".to_owned(), b"/mtls/x".to_vec())];
