@@ -1,0 +1,336 @@
+//! Tenancy proven where it matters: in the filter's decision. Two orgs' rules are made through
+//! the API, the real snapshot service signs the database's content, the snapshot is verified
+//! and opened with `certbind_shared` as a filter does, and `certbind_shared::decision::Engine`
+//! decides requests carrying each org's certificates (tests/pki). For every rule kind, made by
+//! either org against the other's certificates (or by the platform), the other org's outcomes
+//! do not move; the acting org's own do, which shows each case can fail. On SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use certbind_control_plane::app::Limits;
+use certbind_control_plane::signer::{Signer, SoftwareSigner};
+use certbind_control_plane::snapshot::{StoreService, StoreSettings};
+use certbind_shared::certificate::CertificateFacts;
+use certbind_shared::decision::outcome::{header, Outcome};
+use certbind_shared::decision::{Engine, RequestInput};
+use certbind_shared::encoding::base64url_encode;
+use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
+use common::{Resp, Store, TestApp, TestDb, Transport};
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::DecodePrivateKey;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+on_every_store!(no_org_rule_changes_another_orgs_decision);
+
+const JANE: &str = include_str!("../../tests/pki/piv-auth.pem");
+const JOHN: &str = include_str!("../../tests/pki/piv-auth-2.pem");
+const CAC: &str = include_str!("../../tests/pki/cac.pem");
+const SERVICE: &str = include_str!("../../tests/pki/service.pem");
+/// Same UPN as the CAC, from a CA no SAN rule names: it resolves into no org.
+const STRAY: &str = include_str!("../../tests/pki/untrusted-user.pem");
+const P256_KEY: &str = include_str!("../../shared/tests/vectors/jwt/ec-p256.pem");
+const AUDIENCE: &str = "certbind-api";
+const ISSUER: &str = "https://issuer.example";
+
+fn facts(pem: &str) -> CertificateFacts {
+    CertificateFacts::from_pem(pem.as_bytes()).unwrap()
+}
+
+fn now() -> i64 {
+    certbind_control_plane::time::now_epoch()
+}
+
+/// The JWKS of the committed test keys, reduced to one key.
+fn jwks_with(kid: &str) -> Value {
+    let all: Value = serde_json::from_str(include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
+    let keys: Vec<Value> = all["keys"].as_array().unwrap().iter().filter(|k| k["kid"] == kid).cloned().collect();
+    json!({ "keys": keys })
+}
+
+/// An ES256 token bound to `pem` (RFC 8705 `cnf.x5t#S256`), signed by the committed P-256 key.
+fn token_for(pem: &str) -> String {
+    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(P256_KEY).unwrap();
+    let header = json!({ "alg": "ES256", "kid": "p256-key", "typ": "JWT" });
+    let claims = json!({
+        "iss": ISSUER, "sub": "someone", "aud": AUDIENCE, "exp": now() + 300,
+        "cnf": { "x5t#S256": facts(pem).fingerprint.to_x5t_s256() }
+    });
+    let input = format!("{}.{}", base64url_encode(header.to_string().as_bytes()), base64url_encode(claims.to_string().as_bytes()));
+    let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", base64url_encode(&signature.to_bytes()))
+}
+
+fn engine() -> Engine {
+    let policy = json!({
+        "certificate_source": { "kind": "xfcc", "trust": "this_proxy" },
+        "default_mode": "bearer",
+        "token": { "audiences": [AUDIENCE] },
+        "routes": [
+            { "path": "/mtls/*", "mode": "mtls" },
+            { "path": "/token/*", "mode": "bearer_plus_mtls_required" }
+        ]
+    });
+    Engine::from_json(policy.to_string().as_bytes()).unwrap()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What a request's outcome says about identity: status, reason, org and principal.
+type Verdict = (u16, String, String, String);
+
+fn decide(engine: &mut Engine, identity: &SnapshotView, path: &str, pem: &str, token: Option<&str>) -> Verdict {
+    let hex = facts(pem).fingerprint.to_hex();
+    let mut headers = vec![
+        (":path".to_owned(), path.as_bytes().to_vec()),
+        ("x-forwarded-client-cert".to_owned(), format!("Hash={hex};Cert=\"{}\"", percent_encode(pem)).into_bytes()),
+    ];
+    if let Some(token) = token {
+        headers.push(("authorization".to_owned(), format!("Bearer {token}").into_bytes()));
+    }
+    let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: now(), ..Default::default() };
+    let outcome = engine.evaluate(&input, Some(identity));
+    let get = |name: &str| match &outcome {
+        Outcome::Allow { set } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default(),
+        Outcome::Deny(_) => String::new(),
+    };
+    (outcome.status(), outcome.reason().map(|r| r.as_str().to_owned()).unwrap_or_default(), get(header::ORG), get(header::PRINCIPAL))
+}
+
+/// The certificates of the matrix and whose each is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Who {
+    A,
+    B,
+    Nobody,
+}
+
+const CERTS: [(&str, &str, Who); 5] =
+    [("john", JOHN, Who::A), ("cac", CAC, Who::A), ("jane", JANE, Who::B), ("service", SERVICE, Who::B), ("stray", STRAY, Who::Nobody)];
+
+struct Matrix {
+    app: Arc<TestApp>,
+    service: Arc<StoreService>,
+    verifier: SnapshotVerifier,
+}
+
+impl Matrix {
+    fn token(&self, who: Who) -> &str {
+        match who {
+            Who::A => &self.app.a.token,
+            Who::B | Who::Nobody => &self.app.b.token,
+        }
+    }
+
+    /// The snapshot the service signs once every committed change is in, verified and opened
+    /// as a filter opens it.
+    async fn snapshot(&self) -> SnapshotView {
+        // The last change committed (later versions may be signatures already).
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM snapshot_log WHERE kind = 'change'")
+            .fetch_one(self.app.db.reader())
+            .await
+            .unwrap();
+        let committed = u64::try_from(sqlx::Row::get::<i64, _>(&row, 0)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(latest) = self.service.store().latest().filter(|s| s.version() > committed) {
+                return self.verifier.verify(latest.bytes().to_vec(), now(), None).expect("the snapshot verifies");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot after version {committed}: latest {:?}, applied {}, unpublished {}",
+                self.service.store().latest().map(|s| s.version()),
+                self.service.store().applied_version(),
+                self.service.store().has_unpublished()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every certificate on an mTLS route and, with a token bound to it, on a proof-of-possession
+    /// route.
+    async fn outcomes(&self) -> BTreeMap<(Who, &'static str, &'static str), Verdict> {
+        let view = self.snapshot().await;
+        let mut engine = engine();
+        let mut out = BTreeMap::new();
+        for (name, pem, who) in CERTS {
+            out.insert((who, name, "mtls"), decide(&mut engine, &view, "/mtls/x", pem, None));
+            let token = token_for(pem);
+            out.insert((who, name, "token"), decide(&mut engine, &view, "/token/x", pem, Some(&token)));
+        }
+        out
+    }
+}
+
+fn created(r: Resp, what: &str) -> Value {
+    assert_eq!(r.status, 201, "{what}: {}", r.text());
+    r.json()
+}
+
+/// One rule of the matrix: made by `by` against `target`'s certificate.
+struct Rule {
+    kind: &'static str,
+    path: &'static str,
+    body: Value,
+}
+
+fn rules_against(target_pem: &str) -> Vec<Rule> {
+    let f = facts(target_pem);
+    vec![
+        Rule { kind: "blocklist", path: "/api/v1/admin/blocklist", body: json!({ "fingerprint": f.fingerprint.to_hex() }) },
+        Rule {
+            kind: "revoked serial",
+            path: "/api/v1/admin/blocklist",
+            body: json!({ "issuer_dn": f.issuer_dn, "serial": f.serial_hex }),
+        },
+        Rule {
+            kind: "required policy",
+            path: "/api/v1/admin/constraints",
+            body: json!({ "kind": "required_policy_oid", "value": "1.2.3.4.5" }),
+        },
+        Rule {
+            kind: "allowed issuer",
+            path: "/api/v1/admin/constraints",
+            body: json!({ "kind": "allowed_issuer_dn", "value": "CN=Nobody's CA" }),
+        },
+        Rule {
+            kind: "email domain",
+            path: "/api/v1/admin/constraints",
+            body: json!({ "kind": "san_email_domain", "value": "nowhere.example" }),
+        },
+        Rule {
+            kind: "SAN rule",
+            path: "/api/v1/admin/mapping-rules",
+            body: json!({ "san": "email", "domain": "example.mil", "issuer_dn": f.issuer_dn }),
+        },
+        Rule { kind: "issuer", path: "/api/v1/admin/issuers", body: json!({ "issuer": ISSUER, "jwks": jwks_with("p256-key") }) },
+        Rule {
+            kind: "thumbprint mapping",
+            path: "/api/v1/admin/thumbprint-mappings",
+            body: json!({ "fingerprint": facts(STRAY).fingerprint.to_hex(), "principal": "stray-svc" }),
+        },
+    ]
+}
+
+/// Deletes what a rule created.
+async fn undo(m: &Matrix, rule: &Rule, created: &Value, token: &str) {
+    let id = created.get("id").and_then(Value::as_str).map(str::to_owned);
+    let key = id.unwrap_or_else(|| created["fingerprint"].as_str().unwrap().to_owned());
+    let r = m.app.delete(&format!("{}/{key}", rule.path), token).await;
+    assert_eq!(r.status, 200, "undo {}: {}", rule.kind, r.text());
+}
+
+async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let db = test_db.open().await;
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x3c; 32]).unwrap());
+    let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
+    let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
+    let app = Arc::new(TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), Limits::default()).await);
+    let m = Matrix { app: app.clone(), service, verifier };
+    let (a, b) = (&app.a, &app.b);
+
+    // Org A: John's card bound, CAC's UPN domain claimed for the PIV issuing CA, A's issuer
+    // registration trusting the P-256 key. Org B: Jane's card bound, the service certificate
+    // mapped, B's registration of the same issuer URL trusting only the P-384 key.
+    let bind = |user: &str, pem: &str| json!({ "user_id": user, "certificate_pem": pem });
+    created(app.post("/api/v1/admin/smartcards", &a.token, &bind(&a.user.id, JOHN)).await, "bind john");
+    created(app.post("/api/v1/admin/smartcards", &b.token, &bind(&b.user.id, JANE)).await, "bind jane");
+    let piv_ca = facts(CAC).issuer_dn;
+    created(app.post("/api/v1/admin/mapping-rules", &a.token, &json!({ "san": "upn", "domain": "mil", "issuer_dn": piv_ca })).await, "A's SAN rule");
+    let service_fp = facts(SERVICE).fingerprint.to_hex();
+    created(app.post("/api/v1/admin/thumbprint-mappings", &b.token, &json!({ "fingerprint": service_fp, "principal": "api" })).await, "B's mapping");
+    let a_issuer = json!({ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks_with("p256-key") });
+    created(app.post("/api/v1/admin/issuers", &a.token, &a_issuer).await, "A's issuer");
+    let b_issuer = created(app.post("/api/v1/admin/issuers", &b.token, &json!({ "issuer": ISSUER, "jwks": jwks_with("p384-key") })).await, "B's issuer");
+
+    // The baseline: each certificate in its org, with the principal composed in its namespace.
+    let base = m.outcomes().await;
+    let verdict = |who, name, route| base[&(who, name, route)].clone();
+    assert_eq!(verdict(Who::A, "john", "mtls"), (200, String::new(), a.org.id.clone(), format!("auth:account:user:{}", a.user.id)));
+    assert_eq!(verdict(Who::B, "jane", "mtls"), (200, String::new(), b.org.id.clone(), format!("auth:account:user:{}", b.user.id)));
+    assert_eq!(verdict(Who::A, "cac", "mtls"), (200, String::new(), a.org.id.clone(), format!("auth:account:org:{}:upn:1234567890@mil", a.org.id)));
+    assert_eq!(verdict(Who::B, "service", "mtls"), (200, String::new(), b.org.id.clone(), format!("auth:account:org:{}:api", b.org.id)));
+    assert_eq!(verdict(Who::Nobody, "stray", "mtls").1, "", "an unmapped certificate passes mTLS with its thumbprint ARN");
+    assert!(verdict(Who::Nobody, "stray", "mtls").3.starts_with("auth:account:x509:sha256:"));
+    // Proof of possession: a token of A's issuer key counts only with A's certificates.
+    assert_eq!(verdict(Who::A, "john", "token").0, 200);
+    assert_eq!(verdict(Who::B, "jane", "token").1, "invalid_token");
+
+    // The matrix: each org makes each kind of rule against the other org's certificate.
+    let mut checked = 0;
+    for (by, other, target, own_target) in [(Who::B, Who::A, JOHN, JANE), (Who::A, Who::B, JANE, JOHN)] {
+        let token = m.token(by).to_owned();
+        for rule in rules_against(target) {
+            // A second registration of one issuer by one owner is a conflict: B's is replaced.
+            if rule.kind == "issuer" && by == Who::B {
+                m.app.delete(&format!("/api/v1/admin/issuers/{}", b_issuer["id"].as_str().unwrap()), &token).await;
+            }
+            let r = m.app.post(rule.path, &token, &rule.body).await;
+            if rule.kind == "SAN rule" || rule.kind == "thumbprint mapping" || r.status != 201 {
+                // A claim another owner holds is refused (409); one nobody holds is granted.
+                assert!(matches!(r.status.as_u16(), 201 | 409), "{by:?} {}: {}", rule.kind, r.text());
+            }
+            let made = (r.status == 201).then(|| r.json());
+            let now_outcomes = m.outcomes().await;
+            for ((who, name, route), verdict) in &now_outcomes {
+                if *who == other {
+                    assert_eq!(verdict, &base[&(*who, *name, *route)], "{by:?}'s {} changed {name} ({who:?}) on {route}", rule.kind);
+                    checked += 1;
+                }
+            }
+            // The same kind of rule aimed at the acting org's own certificates does take effect.
+            let own_effect = match rule.kind {
+                "blocklist" | "revoked serial" | "required policy" | "allowed issuer" => {
+                    let own = rules_against(own_target).into_iter().find(|r| r.kind == rule.kind).unwrap();
+                    let mine = if rule.kind.ends_with("serial") || rule.kind == "blocklist" {
+                        Some(created(m.app.post(own.path, &token, &own.body).await, "own rule"))
+                    } else {
+                        None
+                    };
+                    let after = m.outcomes().await;
+                    let own_name = if by == Who::A { "john" } else { "jane" };
+                    let expected = match rule.kind {
+                        "blocklist" => "certificate_blocklisted",
+                        "revoked serial" => "certificate_revoked",
+                        _ => "certificate_not_allowed",
+                    };
+                    assert_eq!(after[&(by, own_name, "mtls")].1, expected, "{by:?}'s {} on its own card", rule.kind);
+                    if let Some(mine) = mine {
+                        undo(&m, &own, &mine, &token).await;
+                    }
+                    true
+                }
+                _ => false,
+            };
+            let _ = own_effect;
+            if let Some(made) = made {
+                undo(&m, &rule, &made, &token).await;
+            }
+            if rule.kind == "issuer" && by == Who::B {
+                let again = m.app.post("/api/v1/admin/issuers", &token, &json!({ "issuer": ISSUER, "jwks": jwks_with("p384-key") })).await;
+                assert_eq!(again.status, 201, "{}", again.text());
+            }
+        }
+    }
+    assert!(checked >= 2 * 8 * 4, "only {checked} verdicts compared");
+
+    // The platform's rules apply to every org: a platform block of Jane's card refuses it.
+    let jane_fp = facts(JANE).fingerprint.to_hex();
+    created(app.post("/api/v1/admin/blocklist", &a.token, &json!({ "fingerprint": jane_fp, "scope": "platform" })).await, "platform block");
+    let after = m.outcomes().await;
+    assert_eq!(after[&(Who::B, "jane", "mtls")].1, "certificate_blocklisted");
+    assert_eq!(after[&(Who::A, "john", "mtls")], base[&(Who::A, "john", "mtls")]);
+    drop(m);
+    Arc::into_inner(app).expect("no request in flight").finish().await;
+}
