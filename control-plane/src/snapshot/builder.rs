@@ -18,8 +18,23 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Who owns a rule: an org id, or `None` for the platform.
+pub use super::change::Change;
+
+/// Who owns a rule, as the builder keys it: an org id, or `None` for the platform.
 pub type RuleOwner = Option<String>;
+
+impl From<crate::db::Owner> for RuleOwner {
+    fn from(owner: crate::db::Owner) -> Self {
+        match owner {
+            crate::db::Owner::Platform => None,
+            crate::db::Owner::Org(id) => Some(id),
+        }
+    }
+}
+
+fn rule_owner(owner: &crate::db::Owner) -> RuleOwner {
+    owner.org_id().map(str::to_owned)
+}
 
 fn owner(o: &RuleOwner) -> Owner<'_> {
     Owner::from_org_id(o.as_deref())
@@ -93,80 +108,6 @@ pub struct IssuerEntry {
     pub audiences: Vec<String>,
     /// The JWKS JSON document.
     pub jwks_json: Vec<u8>,
-}
-
-/// One committed change to what the filter sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A binding created, enabled, disabled or moved: its row as committed.
-    UpsertBinding {
-        fingerprint: Fingerprint,
-        user_id: String,
-        org_id: String,
-        enabled: bool,
-    },
-    RemoveBinding {
-        fingerprint: Fingerprint,
-    },
-    Block {
-        fingerprint: Fingerprint,
-        owner: RuleOwner,
-    },
-    Unblock {
-        fingerprint: Fingerprint,
-        owner: RuleOwner,
-    },
-    RevokeSerial {
-        issuer_dn: String,
-        serial: String,
-        owner: RuleOwner,
-    },
-    UnrevokeSerial {
-        issuer_dn: String,
-        serial: String,
-        owner: RuleOwner,
-    },
-    MapPrincipal {
-        fingerprint: Fingerprint,
-        owner: RuleOwner,
-        principal: String,
-    },
-    UnmapPrincipal {
-        fingerprint: Fingerprint,
-        owner: RuleOwner,
-    },
-    AllowSanDomain {
-        kind: SanKind,
-        domain: String,
-        issuer_dn: String,
-        owner: RuleOwner,
-    },
-    DisallowSanDomain {
-        kind: SanKind,
-        domain: String,
-        issuer_dn: String,
-        owner: RuleOwner,
-    },
-    AddConstraint {
-        owner: RuleOwner,
-        kind: ConstraintKind,
-        value: String,
-    },
-    RemoveConstraint {
-        owner: RuleOwner,
-        kind: ConstraintKind,
-        value: String,
-    },
-    UpsertIssuer {
-        issuer: String,
-        owner: RuleOwner,
-        audiences: Vec<String>,
-        jwks_json: Vec<u8>,
-    },
-    RemoveIssuer {
-        issuer: String,
-        owner: RuleOwner,
-    },
 }
 
 /// Why identity data cannot go into a snapshot.
@@ -266,19 +207,19 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
             check_string("user_id", user_id)?;
             check_string("org_id", org_id)
         }
-        Change::MapPrincipal { owner, principal, .. } => check_principal(owner, principal),
+        Change::MapPrincipal { owner, principal, .. } => check_principal(&rule_owner(owner), principal),
         Change::AllowSanDomain { domain, issuer_dn, owner, .. }
         | Change::DisallowSanDomain { domain, issuer_dn, owner, .. } => {
-            check_owner(owner)?;
+            check_owner(&rule_owner(owner))?;
             check_string("issuer_dn", issuer_dn)?;
             check_string("domain", domain)
         }
         Change::AddConstraint { owner, value, .. } | Change::RemoveConstraint { owner, value, .. } => {
-            check_owner(owner)?;
+            check_owner(&rule_owner(owner))?;
             check_string("value", value)
         }
         Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-            check_owner(owner)?;
+            check_owner(&rule_owner(owner))?;
             check_string("issuer", issuer)?;
             for audience in audiences {
                 check_string("audience", audience)?;
@@ -286,14 +227,14 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
             check_jwks(issuer, jwks_json)
         }
         Change::RemoveIssuer { issuer, owner } => {
-            check_owner(owner)?;
+            check_owner(&rule_owner(owner))?;
             check_string("issuer", issuer)
         }
         Change::Block { owner, .. }
         | Change::Unblock { owner, .. }
         | Change::RevokeSerial { owner, .. }
         | Change::UnrevokeSerial { owner, .. }
-        | Change::UnmapPrincipal { owner, .. } => check_owner(owner),
+        | Change::UnmapPrincipal { owner, .. } => check_owner(&rule_owner(owner)),
         Change::RemoveBinding { .. } => Ok(()),
     }
 }
@@ -354,40 +295,40 @@ impl Pending {
                 self.bindings.insert(fingerprint, None);
             }
             Change::Block { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint.0, owner), Some(()));
+                self.blocklist.insert((fingerprint.0, owner.into()), Some(()));
             }
             Change::Unblock { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint.0, owner), None);
+                self.blocklist.insert((fingerprint.0, owner.into()), None);
             }
             Change::RevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), Some(()));
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner.into()), Some(()));
             }
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), None);
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner.into()), None);
             }
             Change::MapPrincipal { fingerprint, owner, principal } => {
-                self.principals.insert((fingerprint.0, owner), Some(principal));
+                self.principals.insert((fingerprint.0, owner.into()), Some(principal));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
-                self.principals.insert((fingerprint.0, owner), None);
+                self.principals.insert((fingerprint.0, owner.into()), None);
             }
             Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), Some(()));
+                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner.into()), Some(()));
             }
             Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), None);
+                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner.into()), None);
             }
             Change::AddConstraint { owner, kind, value } => {
-                self.constraints.insert((owner, kind, value), Some(()));
+                self.constraints.insert((owner.into(), kind, value), Some(()));
             }
             Change::RemoveConstraint { owner, kind, value } => {
-                self.constraints.insert((owner, kind, value), None);
+                self.constraints.insert((owner.into(), kind, value), None);
             }
             Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-                self.issuers.insert((issuer, owner), Some((audiences, jwks_json)));
+                self.issuers.insert((issuer, owner.into()), Some((audiences, jwks_json)));
             }
             Change::RemoveIssuer { issuer, owner } => {
-                self.issuers.insert((issuer, owner), None);
+                self.issuers.insert((issuer, owner.into()), None);
             }
         }
         Ok(())

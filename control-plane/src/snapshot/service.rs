@@ -14,8 +14,8 @@
 //!   version, claims a newer one, and folds in what was committed between.
 
 use super::builder::{
-    BindingEntry, BuildError, Change as Patch, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
-    SanRuleEntry, SnapshotContent, StreamedBindings,
+    BindingEntry, BuildError, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
+    StreamedBindings,
 };
 use super::change::Change;
 use super::served::{ServedSnapshot, SnapshotService};
@@ -35,8 +35,8 @@ use tokio::sync::{watch, Notify};
 /// How often the worker looks at the database version when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Attempts at a reload whose catch-up the snapshot format cannot patch, before one is
-/// signed anyway... never: each attempt reads newer tables, so this bounds a storm only.
+/// Attempts at a reload whose catch-up the log cannot provide (pruned while the tables were
+/// read): each reads newer tables, so more would only mean the log is far too short.
 const RELOAD_ATTEMPTS: usize = 5;
 
 /// Snapshot bytes shared with the HTTP body, without a copy.
@@ -55,45 +55,6 @@ fn served(snapshot: &SignedSnapshot) -> Arc<ServedSnapshot> {
     })
 }
 
-/// The patch for a change: snapshot format 3 carries every rule's owner, so every change
-/// patches. (`Option` for a change some future format could not carry.)
-fn patch_of(change: Change) -> Option<Patch> {
-    let owner = |o: crate::db::Owner| o.org_id().map(str::to_owned);
-    Some(match change {
-        Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
-            Patch::UpsertBinding { fingerprint, user_id, org_id, enabled }
-        }
-        Change::RemoveBinding { fingerprint } => Patch::RemoveBinding { fingerprint },
-        Change::Block { owner: o, fingerprint } => Patch::Block { fingerprint, owner: owner(o) },
-        Change::Unblock { owner: o, fingerprint } => Patch::Unblock { fingerprint, owner: owner(o) },
-        Change::RevokeSerial { owner: o, issuer_dn, serial } => Patch::RevokeSerial { issuer_dn, serial, owner: owner(o) },
-        Change::UnrevokeSerial { owner: o, issuer_dn, serial } => {
-            Patch::UnrevokeSerial { issuer_dn, serial, owner: owner(o) }
-        }
-        Change::MapPrincipal { owner: o, fingerprint, principal } => {
-            Patch::MapPrincipal { fingerprint, owner: owner(o), principal }
-        }
-        Change::UnmapPrincipal { owner: o, fingerprint } => Patch::UnmapPrincipal { fingerprint, owner: owner(o) },
-        Change::AllowSanDomain { owner: o, kind, domain, issuer_dn } => {
-            Patch::AllowSanDomain { kind, domain, issuer_dn, owner: owner(o) }
-        }
-        Change::DisallowSanDomain { owner: o, kind, domain, issuer_dn } => {
-            Patch::DisallowSanDomain { kind, domain, issuer_dn, owner: owner(o) }
-        }
-        Change::AddConstraint { owner: o, kind, value } => Patch::AddConstraint { owner: owner(o), kind, value },
-        Change::RemoveConstraint { owner: o, kind, value } => Patch::RemoveConstraint { owner: owner(o), kind, value },
-        Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } => {
-            Patch::UpsertIssuer { issuer, owner: owner(o), audiences, jwks_json }
-        }
-        Change::RemoveIssuer { owner: o, issuer } => Patch::RemoveIssuer { issuer, owner: owner(o) },
-    })
-}
-
-/// The patches of one version's changes, or `None` if any needs the tables.
-fn patches_of(changes: Vec<Change>) -> Option<Vec<Patch>> {
-    changes.into_iter().map(patch_of).collect()
-}
-
 /// Turns the database's rows into snapshot content, every rule with its owner.
 pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
     let mut content = SnapshotContent::default();
@@ -107,7 +68,7 @@ pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
             });
         }
     }
-    let owner = |o: crate::db::Owner| o.org_id().map(str::to_owned);
+    let owner = super::builder::RuleOwner::from;
     let mut issuers = BTreeSet::new();
     for rule in &rows.rules {
         match rule.clone() {
@@ -163,9 +124,9 @@ impl BindingSink for StreamingBuild {
     }
 }
 
-/// What the log says happened in `(after, before)`: each version's patches, or `None` when
-/// some version is missing, unreadable, or needs the tables.
-async fn log_between(db: &Db, after: u64, before: u64) -> anyhow::Result<Option<Vec<(u64, Vec<Patch>)>>> {
+/// What the log says happened in `(after, before)`: each version's changes, or `None` when
+/// some version is missing or unreadable.
+async fn log_between(db: &Db, after: u64, before: u64) -> anyhow::Result<Option<Vec<(u64, Vec<Change>)>>> {
     if before <= after.saturating_add(1) {
         return Ok(Some(Vec::new()));
     }
@@ -181,10 +142,7 @@ async fn log_between(db: &Db, after: u64, before: u64) -> anyhow::Result<Option<
         expected += 1;
         match entry {
             LogEntry::Signature => out.push((version, Vec::new())),
-            LogEntry::Changes(changes) => match patches_of(changes) {
-                Some(patches) => out.push((version, patches)),
-                None => return Ok(None),
-            },
+            LogEntry::Changes(changes) => out.push((version, changes)),
             LogEntry::Unreadable => return Ok(None),
         }
     }
@@ -219,11 +177,11 @@ async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<Signe
         };
         let sign_as = claim(db).await.inspect_err(|_| store.abort_load())?;
         let Some(since) = log_between(db, loaded_at, sign_as).await.inspect_err(|_| store.abort_load())? else {
-            // Something committed meanwhile needs the tables: read them again.
+            // The log lost what was committed meanwhile: read the tables again.
             store.abort_load();
             continue;
         };
-        let catch_up: Vec<Patch> = since.into_iter().flat_map(|(_, patches)| patches).collect();
+        let catch_up: Vec<Change> = since.into_iter().flat_map(|(_, changes)| changes).collect();
         let rest = build.rest;
         let store = Arc::clone(store);
         return tokio::task::spawn_blocking(move || store.finish_streamed_load(streamed, rest, loaded_at, sign_as, catch_up))
@@ -332,8 +290,8 @@ impl StoreService {
             return Ok(true);
         }
         let Some(entries) = log_between(&self.db, applied, before).await? else { return Ok(false) };
-        for (version, patches) in entries {
-            self.store.apply(version, patches);
+        for (version, changes) in entries {
+            self.store.apply(version, changes);
         }
         Ok(self.store.applied_version() + 1 >= before)
     }
@@ -390,13 +348,7 @@ impl SnapshotService for StoreService {
 
     fn committed(&self, version: i64, changes: Vec<Change>) {
         let Ok(version) = u64::try_from(version) else { return };
-        match patches_of(changes) {
-            Some(patches) => {
-                self.store.apply(version, patches);
-            }
-            // Only the tables know this version's result.
-            None => self.reload_needed.store(true, Ordering::SeqCst),
-        }
+        self.store.apply(version, changes);
         self.wake.notify_one();
     }
 }

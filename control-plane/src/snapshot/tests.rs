@@ -8,6 +8,7 @@ use certbind_shared::identity::{IdentityData, Owner, SanKind};
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView,
 };
+use crate::db::Owner as DbOwner;
 use certbind_shared::Fingerprint;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,40 +66,40 @@ impl Oracle {
                 self.bindings.remove(&fingerprint);
             }
             Change::Block { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint, owner));
+                self.blocklist.insert((fingerprint, RuleOwner::from(owner)));
             }
             Change::Unblock { fingerprint, owner } => {
-                self.blocklist.remove(&(fingerprint, owner));
+                self.blocklist.remove(&(fingerprint, RuleOwner::from(owner)));
             }
             Change::RevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), (issuer_dn, serial));
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)), (issuer_dn, serial));
             }
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), owner));
+                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)));
             }
             Change::MapPrincipal { fingerprint, owner, principal } => {
-                self.principals.insert((fingerprint, owner), principal);
+                self.principals.insert((fingerprint, RuleOwner::from(owner)), principal);
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
-                self.principals.remove(&(fingerprint, owner));
+                self.principals.remove(&(fingerprint, RuleOwner::from(owner)));
             }
             Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain, issuer_dn, owner));
+                self.san_rules.insert((kind, domain, issuer_dn, RuleOwner::from(owner)));
             }
             Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.remove(&(kind, domain, issuer_dn, owner));
+                self.san_rules.remove(&(kind, domain, issuer_dn, RuleOwner::from(owner)));
             }
             Change::AddConstraint { owner, kind, value } => {
-                self.constraints.insert((owner, kind, value));
+                self.constraints.insert((RuleOwner::from(owner), kind, value));
             }
             Change::RemoveConstraint { owner, kind, value } => {
-                self.constraints.remove(&(owner, kind, value));
+                self.constraints.remove(&(RuleOwner::from(owner), kind, value));
             }
             Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-                self.issuers.insert((issuer, owner), (audiences, jwks_json));
+                self.issuers.insert((issuer, RuleOwner::from(owner)), (audiences, jwks_json));
             }
             Change::RemoveIssuer { issuer, owner } => {
-                self.issuers.remove(&(issuer, owner));
+                self.issuers.remove(&(issuer, RuleOwner::from(owner)));
             }
         }
     }
@@ -186,10 +187,10 @@ impl Counter {
 }
 
 /// The platform or one of a few orgs.
-fn random_owner(rng: &mut Counter) -> RuleOwner {
+fn random_owner(rng: &mut Counter) -> DbOwner {
     match rng.next() % 4 {
-        0 => None,
-        n => Some(format!("o{n}")),
+        0 => DbOwner::Platform,
+        n => DbOwner::Org(format!("o{n}")),
     }
 }
 
@@ -366,7 +367,7 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
 #[test]
 fn versions_fold_in_order_whatever_order_they_arrive_in() {
     let store = SnapshotStore::new(signer(2), StoreSettings::default());
-    let block = |i| vec![Change::Block { fingerprint: fp("x", i), owner: None }];
+    let block = |i| vec![Change::Block { fingerprint: fp("x", i), owner: DbOwner::Platform }];
     assert_eq!(store.apply(1, block(1)), Applied::Buffered, "nothing loaded yet");
     store.load(SnapshotContent::default(), 2).unwrap();
     assert_eq!(store.applied_version(), 2);
@@ -391,9 +392,9 @@ fn a_reload_covers_changes_that_arrive_while_it_reads() {
     store.load(SnapshotContent::default(), 1).unwrap();
     store.begin_load();
     // Committed before the reload read the database: the reload's rows include it.
-    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: fp("x", 2), owner: None }]), Applied::Buffered);
+    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: fp("x", 2), owner: DbOwner::Platform }]), Applied::Buffered);
     // Committed after: it must survive the reload.
-    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: fp("x", 4), owner: None }]), Applied::Buffered);
+    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: fp("x", 4), owner: DbOwner::Platform }]), Applied::Buffered);
     let content = SnapshotContent { blocklist: vec![(fp("x", 2), None)], ..Default::default() };
     let loaded = store.finish_load(content, 3).unwrap();
     assert_eq!(loaded.version(), 3);
@@ -439,13 +440,13 @@ fn a_failed_signature_loses_no_change() {
     store.load(SnapshotContent::default(), 1).unwrap();
     store.apply(
         2,
-        vec![Change::Block { fingerprint: fp("x", 1), owner: None }, Change::Block { fingerprint: fp("x", 2), owner: None }],
+        vec![Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Platform }, Change::Block { fingerprint: fp("x", 2), owner: DbOwner::Platform }],
     );
     flaky.down.store(true, Ordering::SeqCst);
     assert!(matches!(store.publish(), Err(StoreError::Sign(_))));
     assert!(store.has_unpublished());
     // A change made while the token was down overrides the failed batch for its key.
-    store.apply(3, vec![Change::Unblock { fingerprint: fp("x", 2), owner: None }]);
+    store.apply(3, vec![Change::Unblock { fingerprint: fp("x", 2), owner: DbOwner::Platform }]);
     flaky.down.store(false, Ordering::SeqCst);
     let published = store.publish().unwrap().unwrap();
     assert_eq!(published.version(), 3);
@@ -496,7 +497,7 @@ fn invalid_changes_are_left_out_and_counted() {
         vec![
             Change::UpsertIssuer {
                 issuer: "https://bad.example".into(),
-                owner: None,
+                owner: DbOwner::Platform,
                 audiences: Vec::new(),
                 jwks_json: b"{\"keys\":[]}".to_vec(),
             },
@@ -506,7 +507,7 @@ fn invalid_changes_are_left_out_and_counted() {
                 org_id: "o".into(),
                 enabled: true,
             },
-            Change::Block { fingerprint: fp("x", 1), owner: Some("o1".into()) },
+            Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Org("o1".into()) },
         ],
     );
     assert_eq!(store.rejected_changes(), 2);
@@ -567,7 +568,7 @@ fn rotation_signs_with_the_new_key_and_old_snapshots_stay_refusable() {
     let store = SnapshotStore::new(old.clone(), StoreSettings::default());
     let first = store.load(SnapshotContent::default(), 1).unwrap();
     store.rotate_signer(new.clone());
-    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1), owner: None }]);
+    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Platform }]);
     let second = store.publish().unwrap().unwrap();
     assert_eq!(first.key_id(), old.key_id());
     assert_eq!(second.key_id(), new.key_id());
