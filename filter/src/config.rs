@@ -43,6 +43,12 @@ pub struct SnapshotConfig {
     /// The control plane to fetch from and follow.
     #[serde(default)]
     pub control_plane: Option<ControlPlaneConfig>,
+    /// The oldest snapshot accepted, as an age in seconds at the time it arrives: after a
+    /// restart (when nothing is held), a replayed old snapshot is refused. Set it above the
+    /// control plane's re-sign interval (half the snapshot validity by default). Unset: any
+    /// unexpired snapshot.
+    #[serde(default)]
+    pub max_age_seconds: Option<u32>,
     /// A signed snapshot given in the configuration (`certbind snapshot export`, standard
     /// base64), for sites that cannot reach a control plane. Checked like a fetched one.
     #[serde(default)]
@@ -179,8 +185,12 @@ impl SnapshotConfig {
             SnapshotVerifier::from_key_texts(std::slice::from_ref(text))
                 .map_err(|e| ConfigError::new(format!("snapshot.pinned_keys[{i}]"), e.to_string()))?;
         }
+        if self.max_age_seconds == Some(0) {
+            return Err(ConfigError::new("snapshot.max_age_seconds", "must be at least 1 (leave it out for no limit)"));
+        }
         let verifier = SnapshotVerifier::from_key_texts(&self.pinned_keys)
-            .map_err(|e| ConfigError::new("snapshot.pinned_keys", e.to_string()))?;
+            .map_err(|e| ConfigError::new("snapshot.pinned_keys", e.to_string()))?
+            .with_max_age(self.max_age_seconds.map(i64::from));
         let control_plane = self.control_plane.map(ControlPlaneConfig::validate).transpose()?;
         let signed = match self.signed_base64 {
             None => None,
@@ -205,7 +215,10 @@ impl SnapshotConfig {
         keys.sort_unstable();
         let mut identity = keys.join(",");
         if let Some(cp) = &control_plane {
-            identity.push_str(&format!("|{}|{}|{}", cp.cluster, cp.authority, cp.path));
+            // The credential is a secret of this configuration: another plugin sharing the
+            // proxy's shared data cannot even name these keys (defence in depth: what is read
+            // there is verified anyway).
+            identity.push_str(&format!("|{}|{}|{}|{}", cp.cluster, cp.authority, cp.path, cp.credential));
         }
         let namespace = certbind_shared::encoding::hex_lower(&sha256_prefix(identity.as_bytes()));
         Ok(SnapshotSettings { verifier, control_plane, signed, namespace })
@@ -316,6 +329,7 @@ ZA5SjvIMnQWactXFeLdGo5uJ3LVBjzWQGFH34r5pVEnaUTx2/urgFHVUBw==
             (with_snapshot(r#"{"pinned_keys":["not a key"],"signed_base64":""}"#), "snapshot.pinned_keys[0]"),
             (with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}]}}"#)), "snapshot"),
             (with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}],"signed_base64":"!!"}}"#)), "snapshot.signed_base64"),
+            (with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}],"max_age_seconds":0,"signed_base64":""}}"#)), "snapshot.max_age_seconds"),
             (with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}],"control_plane":{{"cluster":"","authority":"a","credential":"c"}}}}"#)), "snapshot.control_plane.cluster"),
             (with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}],"control_plane":{{"cluster":"cp","authority":"a","credential":"c","long_poll_seconds":600}}}}"#)), "snapshot.control_plane.long_poll_seconds"),
             (with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}],"control_plane":{{"cluster":"cp","authority":"a","credential":"c","path":"/x?y"}}}}"#)), "snapshot.control_plane.path"),

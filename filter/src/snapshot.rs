@@ -115,7 +115,7 @@ pub struct SnapshotMetrics {
 }
 
 /// Every refusal kind, as counted (`certbind.snapshot.refused.<kind>`).
-pub const REFUSAL_KINDS: [&str; 10] = [
+pub const REFUSAL_KINDS: [&str; 11] = [
     "too_large",
     "malformed",
     "unsupported_format",
@@ -125,6 +125,7 @@ pub const REFUSAL_KINDS: [&str; 10] = [
     "replay",
     "expired",
     "issued_in_future",
+    "too_old",
     "unexpected_content_type",
 ];
 
@@ -170,6 +171,7 @@ pub fn refusal_kind(error: &SnapshotError) -> &'static str {
         SnapshotError::NotNewer { .. } => "replay",
         SnapshotError::Expired { .. } => "expired",
         SnapshotError::IssuedInFuture { .. } => "issued_in_future",
+        SnapshotError::TooOld { .. } => "too_old",
     }
 }
 
@@ -258,6 +260,8 @@ pub struct SnapshotSource {
     held: Option<Rc<SnapshotView>>,
     /// The snapshot buffer while no view holds it.
     spare: Vec<u8>,
+    /// The last head in shared data whose snapshot was refused.
+    refused_head: Option<Head>,
     worker: u64,
     leader: bool,
     in_flight: Option<InFlight>,
@@ -301,6 +305,7 @@ impl SnapshotSource {
             metrics,
             held: None,
             spare: Vec::new(),
+            refused_head: None,
             worker,
             leader: false,
             in_flight: None,
@@ -373,7 +378,7 @@ impl SnapshotSource {
         // A publish between reading the head and reading its chunks empties them: read again.
         for _ in 0..3 {
             let (Some(head), _) = read_head(host, &self.keys.head) else { return };
-            if self.held_version().is_some_and(|held| held >= head.version) {
+            if self.held_version().is_some_and(|held| held >= head.version) || self.refused_head == Some(head) {
                 return;
             }
             let len = usize::try_from(head.len).unwrap_or(usize::MAX);
@@ -389,17 +394,26 @@ impl SnapshotSource {
                 self.spare = buffer;
                 continue;
             }
+            // Shared data is shared by every plugin of the proxy with the same vm_id: what is
+            // read there is verified like a fetched snapshot (pinned key, signature, digests,
+            // version, expiry), never taken on trust.
             let now = host.now_ms().div_euclid(1000);
-            match SnapshotView::open_unauthenticated(buffer) {
-                Ok(view) if view.version() == head.version && !view.is_expired(now) => {
+            let held_version = self.held_version();
+            match self.verifier.verify(buffer, now, held_version) {
+                Ok(view) if view.version() == head.version => {
                     host.increment(self.metrics.adopted_from_shared);
                     self.adopt(host, view);
                 }
                 Ok(_) => {}
-                Err(e) => host.log(
-                    Level::Error,
-                    &format!("certbind: published snapshot {} does not open: {e}", head.version),
-                ),
+                Err(e) => {
+                    // Not read again until the head changes: a bad head costs one verification.
+                    self.refused_head = Some(head);
+                    host.increment(self.metrics.refused(refusal_kind(&e)));
+                    host.log(
+                        Level::Error,
+                        &format!("certbind: snapshot {} in shared data refused ({}): {e}", head.version, refusal_kind(&e)),
+                    );
+                }
             }
             return;
         }

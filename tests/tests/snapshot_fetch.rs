@@ -476,3 +476,68 @@ fn large_snapshots_replace_each_other_without_a_second_copy() {
     let bound = v7.len() + v7.len() / 8 + certbind_filter::snapshot::CHUNK_BYTES + (64 << 10);
     assert!(follower_loaded - empty_vm <= bound, "follower grew by {} bytes, bound {bound}", follower_loaded - empty_vm);
 }
+
+/// Shared data is shared by every plugin of the proxy with the same vm_id. A snapshot another
+/// plugin writes there — newer, but signed by a key this configuration does not pin — is
+/// refused by every worker, once, and the held one stays in force.
+#[test]
+fn a_snapshot_forged_into_shared_data_is_refused() {
+    let key = TestSnapshotKey::new("a");
+    let forger = TestSnapshotKey::new("forger");
+    let shared = SharedData::new();
+    let config = config(&[&key]);
+    let mut fetcher = worker(&shared, 1, &config);
+    let mut follower = worker(&shared, 2, &config);
+    let call = one_call(&mut fetcher);
+    answer(&mut fetcher, &call, &signed_snapshot(&key, &bound(), stamp(7)));
+    follower.advance_time(Duration::from_millis(200));
+    follower.tick().unwrap();
+    assert_eq!(metric(&follower, "version"), 7);
+
+    // The forger writes a higher version binding its own card, the way the filter publishes:
+    // a 24-byte head (magic, version, length, chunk count) and one chunk.
+    let forged = signed_snapshot(&forger, &bound().bind(other_card().fingerprint, "01JBMALLORY000000000000000", "org-a"), stamp(8));
+    let head_key = shared.keys().into_iter().find(|k| k.ends_with(".head")).expect("a published head");
+    let prefix = head_key.trim_end_matches("head");
+    shared.set(&format!("{prefix}snapshot.8.0"), &forged, 0).unwrap();
+    let mut head = b"CBH2".to_vec();
+    head.extend_from_slice(&8u64.to_le_bytes());
+    head.extend_from_slice(&(forged.len() as u64).to_le_bytes());
+    head.extend_from_slice(&1u32.to_le_bytes());
+    shared.set(&head_key, &head, 0).unwrap();
+
+    for _ in 0..5 {
+        follower.advance_time(Duration::from_millis(200));
+        follower.tick().unwrap();
+    }
+    assert_eq!(metric(&follower, "refused.unknown_key"), 1, "refused once, not on every tick");
+    assert_eq!(metric(&follower, "version"), 7);
+    assert_eq!(request_with(&mut follower, &other_card()).header("x-dm-user-id"), None);
+    assert_eq!(request_with(&mut follower, &card()).header("x-dm-user-id"), Some("01JBUSER00000000000000000A"));
+}
+
+/// After a restart nothing is held, so any unexpired snapshot would do: `max_age_seconds`
+/// refuses a replayed old one.
+#[test]
+fn a_snapshot_older_than_the_maximum_age_is_refused() {
+    let key = TestSnapshotKey::new("a");
+    let config = json!({
+        "policy": {"certificate_source": {"kind": "xfcc", "trust": "this_proxy"}, "default_mode": "mtls"},
+        "snapshot": {
+            "pinned_keys": [key.pinned_pem()],
+            "max_age_seconds": 3600,
+            "control_plane": {"cluster": CLUSTER, "authority": "127.0.0.1:8080", "credential": "proxy-secret"}
+        }
+    })
+    .to_string();
+    let mut host = worker(&SharedData::new(), 1, &config);
+    let call = one_call(&mut host);
+    let old = Stamp { version: 9, issued_at: NOW - 7200, expires_at: NOW + DAY };
+    answer(&mut host, &call, &signed_snapshot(&key, &bound(), old));
+    assert_eq!(metric(&host, "refused.too_old"), 1);
+    assert_eq!(status(&request_with(&mut host, &card())), 503);
+    host.advance_time(Duration::from_secs(3));
+    let call = one_call(&mut host);
+    answer(&mut host, &call, &signed_snapshot(&key, &bound(), stamp(10)));
+    assert_eq!(status(&request_with(&mut host, &card())), 200);
+}

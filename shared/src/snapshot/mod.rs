@@ -57,6 +57,8 @@ pub enum SnapshotError {
     NotNewer { version: u64 },
     /// Past its expiry: a frozen control plane must not keep proxies on stale data.
     Expired { expires_at: i64, now: i64 },
+    /// Issued longer ago than the verifier's maximum age allows (a replayed old snapshot).
+    TooOld { issued_at: i64, max_age_secs: i64, now: i64 },
     /// Issued further in the future than clock skew explains.
     IssuedInFuture { issued_at: i64, now: i64 },
     /// Authentic but structurally wrong; says which section, at which byte, and what.
@@ -89,6 +91,10 @@ impl fmt::Display for SnapshotError {
             }
             SnapshotError::NotNewer { version } => write!(f, "snapshot version {version} is already held"),
             SnapshotError::Expired { expires_at, now } => write!(f, "snapshot expired at {expires_at} (now {now})"),
+            SnapshotError::TooOld { issued_at, max_age_secs, now } => write!(
+                f,
+                "snapshot issued at {issued_at}, more than the accepted {max_age_secs} s before {now}"
+            ),
             SnapshotError::IssuedInFuture { issued_at, now } => {
                 write!(f, "snapshot issued at {issued_at}, in the future (now {now})")
             }

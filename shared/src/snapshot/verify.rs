@@ -12,6 +12,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct SnapshotVerifier {
     keys: Vec<PinnedKey>,
+    /// Oldest issue time accepted, as an age at verification time: a proxy that has lost its
+    /// memory of what it held (a restart) then accepts no snapshot older than this, which bounds
+    /// how far back a replayed snapshot can take it. `None`: any unexpired snapshot.
+    max_age_secs: Option<i64>,
 }
 
 impl SnapshotVerifier {
@@ -26,7 +30,14 @@ impl SnapshotVerifier {
         if unique.is_empty() {
             return Err(KeyError::NoKeys);
         }
-        Ok(SnapshotVerifier { keys: unique })
+        Ok(SnapshotVerifier { keys: unique, max_age_secs: None })
+    }
+
+    /// Refuses snapshots issued more than `secs` before the time of verification
+    /// ([`SnapshotError::TooOld`]). Set it above the control plane's re-sign interval.
+    pub fn with_max_age(mut self, secs: Option<i64>) -> Self {
+        self.max_age_secs = secs.filter(|s| *s > 0);
+        self
     }
 
     /// From configuration texts, each a PEM block or a JWK (see [`PinnedKey::parse`]).
@@ -93,6 +104,11 @@ impl SnapshotVerifier {
         }
         if header.issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
             return Err(SnapshotError::IssuedInFuture { issued_at: header.issued_at, now });
+        }
+        if let Some(max_age) = self.max_age_secs {
+            if header.issued_at < now.saturating_sub(max_age) {
+                return Err(SnapshotError::TooOld { issued_at: header.issued_at, max_age_secs: max_age, now });
+            }
         }
         Ok(())
     }
