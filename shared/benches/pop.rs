@@ -68,6 +68,17 @@ fn pop(c: &mut Criterion) {
         b.iter(|| verify(black_box(rs256.as_str()), &identity, &requirements).unwrap())
     });
 
+    // The signature check alone: this crate's tables against the p256 crate's own verifier.
+    let key = certbind_shared::pop::es256::Es256Key::new(*p256_key.verifying_key());
+    let message = b"header.payload of a typical access token, a few hundred bytes long in practice";
+    let signature: p256::ecdsa::Signature = p256_key.sign(message);
+    let signature = signature.to_bytes();
+    assert!(key.verifies(message, &signature) && key.verifies_reference(message, &signature));
+    c.bench_function("pop/es256_signature_tables", |b| b.iter(|| key.verifies(black_box(message), black_box(&signature))));
+    c.bench_function("pop/es256_signature_p256_crate", |b| {
+        b.iter(|| key.verifies_reference(black_box(message), black_box(&signature)))
+    });
+
     let mut cache = TokenCache::new(4096);
     cache.insert(&es256, 1, verify(&es256, &identity, &requirements).unwrap());
     c.bench_function("pop/cache_hit", |b| {

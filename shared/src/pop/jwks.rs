@@ -71,7 +71,7 @@ impl fmt::Display for Algorithm {
 
 #[derive(Debug, Clone)]
 enum PublicKey {
-    P256(p256::ecdsa::VerifyingKey),
+    P256(super::es256::Es256Key),
     P384(p384::ecdsa::VerifyingKey),
     Rsa { pkcs1v15: rsa::pkcs1v15::VerifyingKey<Sha256>, pss: rsa::pss::VerifyingKey<Sha256> },
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -93,9 +93,7 @@ impl PublicKey {
     /// integer for RSA, 64 bytes for Ed25519.
     fn verifies(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
         match (self, alg) {
-            (PublicKey::P256(key), Algorithm::Es256) => {
-                p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
-            }
+            (PublicKey::P256(key), Algorithm::Es256) => key.verifies(message, signature),
             (PublicKey::P384(key), Algorithm::Es384) => {
                 p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
@@ -221,7 +219,7 @@ fn parse_key(value: &Value, index: usize) -> Result<Option<JsonWebKey>, TokenErr
     let crv = optional_string(jwk, "crv", index)?;
     let key = match (kty, crv) {
         ("EC", Some("P-256")) => p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(jwk, 32, index)?)
-            .map(PublicKey::P256)
+            .map(|key| PublicKey::P256(super::es256::Es256Key::new(key)))
             .map_err(|_| jwks_error(index, "not a point on P-256"))?,
         ("EC", Some("P-384")) => p384::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(jwk, 48, index)?)
             .map(PublicKey::P384)

@@ -9,6 +9,7 @@
 //! registrations (an org's, the platform's) that apply to a request.
 
 pub mod cache;
+pub mod es256;
 pub mod jwks;
 pub mod jwt;
 pub mod scope;

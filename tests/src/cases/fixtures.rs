@@ -81,12 +81,15 @@ impl TestCert {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn percent_encode(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 3);
     for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
         }
     }
     out
@@ -198,4 +201,31 @@ pub fn cert(name: &str) -> &'static TestCert {
     static CERTS: OnceLock<Vec<TestCert>> = OnceLock::new();
     let certs = CERTS.get_or_init(|| ALL_CERTS.iter().map(|n| TestCert::load(n)).collect());
     certs.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no test certificate {name}"))
+}
+
+/// `count` distinct certificates made from `piv-auth.pem` by rewriting its serial number: each
+/// has its own fingerprint and serial, and the same subject, SANs and policies. Their
+/// signatures no longer verify, which the filter never checks (the proxy verified the chain);
+/// they exist to fill caches with many cards, as a gateway in front of a base sees.
+pub fn distinct_cards(count: usize) -> Vec<TestCert> {
+    let base = cert("piv-auth");
+    // piv-auth's serial 9f3a5c7e21d04b68: INTEGER, 9 bytes, a sign byte then the magnitude.
+    let serial = [0x02, 0x09, 0x00, 0x9f, 0x3a, 0x5c, 0x7e, 0x21, 0xd0, 0x4b, 0x68];
+    let at = base
+        .der
+        .windows(serial.len())
+        .position(|w| w == serial)
+        .unwrap_or_else(|| panic!("piv-auth's serial is not where it was"))
+        + 3;
+    (0..count)
+        .map(|i| {
+            let mut der = base.der.clone();
+            let mut magnitude = (i as u64 + 1).to_be_bytes();
+            // The top bit stays set, so the sign byte stays necessary (DER stays minimal).
+            magnitude[0] |= 0x80;
+            der[at..at + 8].copy_from_slice(&magnitude);
+            let pem = certbind_shared::certificate::pem::encode_certificate_pem(&der);
+            TestCert { name: "piv-auth", fingerprint: Fingerprint::of_der(&der), pem, der }
+        })
+        .collect()
 }

@@ -111,6 +111,11 @@ impl NativeFilter {
         Ok(NativeFilter { configured, metrics })
     }
 
+    /// The decision engine, for its caches' counters.
+    pub fn engine(&self) -> &certbind_shared::decision::Engine {
+        &self.configured.engine
+    }
+
     pub fn run(&mut self, request: &CaseRequest) -> (Observed, RecordingHost) {
         let host = RecordingHost::new(request);
         let identity = match &self.configured.identity {
