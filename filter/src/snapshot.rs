@@ -162,11 +162,15 @@ pub fn refusal_kind(error: &SnapshotError) -> &'static str {
         SnapshotError::Truncated { .. }
         | SnapshotError::BadMagic
         | SnapshotError::Malformed { .. }
-        | SnapshotError::IssuerKeys { .. } => "malformed",
+        | SnapshotError::IssuerKeys { .. }
+        | SnapshotError::DeltaMalformed { .. }
+        | SnapshotError::DeltaBase { .. } => "malformed",
         SnapshotError::UnsupportedFormat { .. } => "unsupported_format",
         SnapshotError::UnknownKey { .. } | SnapshotError::KeyAlgorithmMismatch { .. } => "unknown_key",
         // A section that is not the one the signed header names: as good as a bad signature.
-        SnapshotError::BadSignature | SnapshotError::DigestMismatch { .. } => "bad_signature",
+        SnapshotError::BadSignature | SnapshotError::DigestMismatch { .. } | SnapshotError::DeltaLength { .. } => {
+            "bad_signature"
+        }
         SnapshotError::Rollback { .. } => "rollback",
         SnapshotError::NotNewer { .. } => "replay",
         SnapshotError::Expired { .. } => "expired",

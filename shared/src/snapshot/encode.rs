@@ -155,6 +155,10 @@ pub struct SnapshotEncoder {
     issuers: Vec<IssuerRow>,
     /// Bytes the small sections will add, for the size cap.
     small_bytes: usize,
+    /// Strings of principals and of the small sections, each stored once: a continued
+    /// snapshot's are reused, so records that did not change keep their bytes (and a delta
+    /// leaves them out).
+    shared_strings: HashMap<String, u32>,
     continuing: bool,
 }
 
@@ -172,6 +176,16 @@ fn string_len_ok(text: &str) -> Result<(), EncodeProblem> {
         return Err(EncodeProblem::StringTooLong);
     }
     Ok(())
+}
+
+/// The reference of `text` in `shared`, or of a new entry for it.
+fn shared_string(strings: &mut Vec<u8>, shared: &mut HashMap<String, u32>, text: &str) -> Result<u32, EncodeProblem> {
+    if let Some(reference) = shared.get(text) {
+        return Ok(*reference);
+    }
+    let reference = append_string(strings, text)?;
+    shared.insert(text.to_owned(), reference);
+    Ok(reference)
 }
 
 /// Appends `text` to a string table and returns its reference.
@@ -211,6 +225,7 @@ impl SnapshotEncoder {
             constraints: Vec::new(),
             issuers: Vec::new(),
             small_bytes: 0,
+            shared_strings: HashMap::new(),
             continuing: false,
         }
     }
@@ -230,6 +245,23 @@ impl SnapshotEncoder {
                 encoder.org_index.entry(org.to_owned()).or_insert(index);
             }
             encoder.org_refs.push(reference);
+        }
+        // The strings principals and the small sections refer to, by their refs.
+        let refs_at: [(Section, usize, &[usize]); 4] = [
+            (Section::Principals, super::format::PRINCIPAL_RECORD, &[super::format::OWNED_KEY_LEN]),
+            (Section::SanRules, super::format::SAN_RULE_RECORD, &[1, 5]),
+            (Section::Constraints, super::format::CONSTRAINT_RECORD, &[4]),
+            (Section::Issuers, super::format::ISSUER_RECORD, &[0]),
+        ];
+        for (section, record_len, offsets) in refs_at {
+            for record in base.section_bytes(section).chunks_exact(record_len) {
+                for offset in offsets {
+                    let Some(reference) = read_u32(record, *offset) else { continue };
+                    if let Some(text) = read_string(strings, reference) {
+                        encoder.shared_strings.entry(text.to_owned()).or_insert(reference);
+                    }
+                }
+            }
         }
         encoder.continuing = true;
         encoder
@@ -334,7 +366,7 @@ impl SnapshotEncoder {
             self.out.extend_from_slice(&key);
             self.out.extend_from_slice(&u24_bytes(record.owner));
             if let Some(principal) = &record.principal {
-                let reference = append_string(&mut self.strings, principal)
+                let reference = shared_string(&mut self.strings, &mut self.shared_strings, principal)
                     .map_err(|p| Self::error_in(section, first_index + i, p))?;
                 self.out.extend_from_slice(&reference.to_le_bytes());
             }
@@ -572,15 +604,10 @@ impl SnapshotEncoder {
         }
         // Strings of the small sections are added in their sorted order (so the output does
         // not depend on the order of pushes), and each distinct one once.
-        let mut interned: HashMap<String, u32> = HashMap::new();
         let mut strings = std::mem::take(&mut self.strings);
+        let mut shared = std::mem::take(&mut self.shared_strings);
         let mut string_ref = |text: &str, section: Section, index: usize| -> Result<u32, EncodeError> {
-            if let Some(reference) = interned.get(text) {
-                return Ok(*reference);
-            }
-            let reference = append_string(&mut strings, text).map_err(|p| Self::error_in(section, index, p))?;
-            interned.insert(text.to_owned(), reference);
-            Ok(reference)
+            shared_string(&mut strings, &mut shared, text).map_err(|p| Self::error_in(section, index, p))
         };
 
         let start = self.out.len();

@@ -81,6 +81,38 @@ fn exercise_snapshot(data: &[u8]) {
     }
 }
 
+/// The committed delta from [`VECTOR`] (version 7) to version 8.
+pub const DELTA_VECTOR: &[u8] =
+    include_bytes!("../../tests/vectors/snapshot/delta-v3-unbind-revoke-new-org-7-to-8-ed25519.bin");
+
+/// `data` as a delta chain applied to [`VECTOR`], or (when it starts with 0x00) as
+/// (offset u16, byte) edits to [`DELTA_VECTOR`]. Whatever applies must be the snapshot its
+/// signed header names: open it again from its bytes and it must verify alike.
+pub fn delta_chain(data: &[u8]) {
+    let (Some(verifier), Ok(held)) = (verifier(), SnapshotView::open_unauthenticated(VECTOR.to_vec())) else { return };
+    let chain = match data.split_first() {
+        Some((0, edits)) => {
+            let mut bytes = DELTA_VECTOR.to_vec();
+            for edit in edits.chunks_exact(3) {
+                if let [low, high, value] = edit {
+                    let at = usize::from(u16::from_le_bytes([*low, *high])) % bytes.len();
+                    if let Some(byte) = bytes.get_mut(at) {
+                        *byte = *value;
+                    }
+                }
+            }
+            bytes
+        }
+        _ => data.to_vec(),
+    };
+    let _ = super::Delta::decode(&chain);
+    if let Ok(applied) = verifier.apply_delta(&held, &chain, VECTOR_NOW) {
+        lookups(&applied);
+        let again = verifier.verify(applied.as_bytes().to_vec(), VECTOR_NOW, Some(held.version()));
+        assert!(again.is_ok(), "an applied delta is not a snapshot that verifies: {again:?}");
+    }
+}
+
 fn lookups(view: &SnapshotView) {
     let probe = view.bindings().next().map(|(fp, _)| fp).unwrap_or(Fingerprint([0; 32]));
     let org = view.orgs().next();
@@ -116,6 +148,14 @@ mod tests {
         for at in (0..VECTOR.len()).step_by(41) {
             let [low, high] = u16::try_from(at).unwrap().to_le_bytes();
             snapshot_bytes(&[0, low, high, 0xa5]);
+        }
+        let held = SnapshotView::open_unauthenticated(VECTOR.to_vec()).unwrap();
+        assert_eq!(verifier().unwrap().apply_delta(&held, DELTA_VECTOR, VECTOR_NOW).map(|v| v.version()), Ok(8));
+        delta_chain(&[]);
+        delta_chain(DELTA_VECTOR);
+        for at in (0..DELTA_VECTOR.len()).step_by(13) {
+            let [low, high] = u16::try_from(at).unwrap().to_le_bytes();
+            delta_chain(&[0, low, high, 0x5a]);
         }
     }
 }

@@ -492,6 +492,25 @@ fn gathered_bucket_digests(records: &[u8], record_len: usize) -> Vec<[u8; DIGEST
     hashers.into_iter().map(|h| h.map_or(empty, |h| h.finalize().into())).collect()
 }
 
+/// The records of `bucket` in a sorted keyed section, as a range of record indexes.
+pub(crate) fn bucket_range(records: &[u8], record_len: usize, bucket: usize) -> Range<usize> {
+    let record_len = record_len.max(1);
+    let count = records.len() / record_len;
+    let first_at_least = |b: usize| {
+        let (mut low, mut high) = (0usize, count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if records.get(mid * record_len..).map(bucket_of).is_some_and(|m| m < b) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    };
+    first_at_least(bucket)..first_at_least(bucket + 1)
+}
+
 fn is_key_id(text: &[u8]) -> bool {
     text.len() == KEY_ID_LEN && text.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
@@ -702,6 +721,9 @@ mod tests {
         assert_eq!(table[0x123], <[u8; 32]>::from(Sha256::digest(&records[..8])));
         assert_eq!(table[0xabc], <[u8; 32]>::from(Sha256::digest(&records[8..])));
         assert_eq!(table[0], empty_bucket_digest());
+        assert_eq!(bucket_range(&records, 4, 0x123), 0..2);
+        assert_eq!(bucket_range(&records, 4, 0x124), 2..2);
+        assert_eq!(bucket_range(&records, 4, 0xabc), 2..3);
         // Out of bucket order, a bucket's records are gathered in the order they appear.
         let mut unsorted = records[..4].to_vec();
         unsorted.extend_from_slice(&records[8..]);

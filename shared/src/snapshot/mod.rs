@@ -7,8 +7,10 @@
 //! - [`verify`]: [`SnapshotVerifier`], which turns bytes into a [`SnapshotView`] only if they
 //!   are authentic, newer than what is held, and current;
 //! - [`view`]: [`SnapshotView`], binary searches over the verified bytes, implementing
-//!   [`crate::identity::IdentityData`].
+//!   [`crate::identity::IdentityData`];
+//! - [`delta`]: from one snapshot to a later one in a few hundred bytes.
 
+pub mod delta;
 pub mod encode;
 pub mod exercise;
 pub mod format;
@@ -17,7 +19,9 @@ pub mod verify;
 pub mod view;
 
 #[cfg(test)]
-mod tests;
+mod delta_tests;
+#[cfg(test)]
+pub(crate) mod tests;
 
 pub use encode::{reencode, EncodeError, EncodeProblem, SnapshotEncoder, UnsignedSnapshot};
 pub use format::{
@@ -26,6 +30,7 @@ pub use format::{
     MAX_STRING_LEN, PRINCIPAL_RECORD, REVOKED_RECORD,
 };
 pub use keys::{ed25519_spki_der, key_id_of_spki, p256_spki_der, public_key_pem, KeyError, PinnedKey};
+pub use delta::{between, chain, Delta, DeltaStep, SectionEdit};
 pub use verify::SnapshotVerifier;
 pub use view::{IssuerEntry, SnapshotView};
 
@@ -65,6 +70,12 @@ pub enum SnapshotError {
     Malformed { section: Section, at: usize, problem: &'static str },
     /// An issuer's JWKS does not parse (issuers counted from 0 in issuer order).
     IssuerKeys { issuer_index: usize, problem: String },
+    /// A delta chain is malformed: in which step (0-based), at which byte of the chain, what.
+    DeltaMalformed { step: usize, at: usize, problem: &'static str },
+    /// A delta chain starts from another version than the snapshot held.
+    DeltaBase { held: u64, from: u64 },
+    /// A delta's result has another length for a section than the signed header gives it.
+    DeltaLength { section: Section, expected: usize, built: usize },
 }
 
 impl fmt::Display for SnapshotError {
@@ -103,6 +114,15 @@ impl fmt::Display for SnapshotError {
             }
             SnapshotError::IssuerKeys { issuer_index, problem } => {
                 write!(f, "snapshot issuer {issuer_index} has unusable keys: {problem}")
+            }
+            SnapshotError::DeltaMalformed { step, at, problem } => {
+                write!(f, "delta chain step {step} malformed at byte {at}: {problem}")
+            }
+            SnapshotError::DeltaBase { held, from } => {
+                write!(f, "delta chain starts at version {from}, but version {held} is held")
+            }
+            SnapshotError::DeltaLength { section, expected, built } => {
+                write!(f, "delta builds a {built}-byte {section} section, the signed header says {expected}")
             }
         }
     }

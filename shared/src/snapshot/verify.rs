@@ -112,4 +112,11 @@ impl SnapshotVerifier {
         }
         Ok(())
     }
+
+    /// Applies a delta chain ([`super::delta`]) to `held`: accepted only if it starts at
+    /// `held`'s version and ends in a snapshot whose signed header verifies as
+    /// [`SnapshotVerifier::verify`] would, with every length and digest matching.
+    pub fn apply_delta(&self, held: &SnapshotView, chain: &[u8], now: i64) -> Result<SnapshotView, SnapshotError> {
+        super::delta::apply(self, held, chain, now)
+    }
 }

@@ -36,15 +36,16 @@ pub struct SnapshotView {
     bytes: Arc<Vec<u8>>,
     layout: Layout,
     derived: Arc<Derived>,
+    digests: Arc<DigestState>,
 }
 
 /// What the view reads whole when it opens.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Derived {
     pub platform_constraints: Option<OwnerConstraints>,
     pub org_constraints: HashMap<String, OwnerConstraints>,
-    /// In issuer-record order.
-    pub issuers: Vec<ParsedIssuer>,
+    /// In issuer-record order; shared, so a delta that leaves them be parses nothing.
+    pub issuers: Arc<Vec<ParsedIssuer>>,
     /// Revoked records per owner index, to answer whether any revocation applies.
     pub revoked_owners: HashMap<u32, u64>,
     pub revoked_orgs: HashSet<String>,
@@ -302,7 +303,7 @@ impl<'a> Checker<'a> {
         if expected != blobs.len() {
             return Err(malformed(Section::Blobs, self.range(Section::Blobs).start + expected, "bytes no issuer refers to"));
         }
-        derived.issuers = issuers;
+        derived.issuers = Arc::new(issuers);
         Ok(())
     }
 
@@ -397,15 +398,28 @@ impl SnapshotView {
         let bytes = bytes.into();
         let layout = read_layout(&bytes)?;
         let derived = Checker { bytes: &bytes, layout: &layout }.check_all()?;
-        Ok(SnapshotView { bytes, layout, derived: Arc::new(derived) })
+        Ok(SnapshotView { bytes, layout, derived: Arc::new(derived), digests: Arc::default() })
     }
 
     /// Digests, then structure, of bytes whose header is authenticated.
     pub(crate) fn open_authenticated(bytes: Arc<Vec<u8>>, layout: Layout) -> Result<Self, SnapshotError> {
         let checker = Checker { bytes: &bytes, layout: &layout };
-        checker.check_digests()?;
+        let digests = checker.check_digests()?;
         let derived = checker.check_all()?;
-        Ok(SnapshotView { bytes, layout, derived: Arc::new(derived) })
+        Ok(SnapshotView { bytes, layout, derived: Arc::new(derived), digests: Arc::new(digests) })
+    }
+
+    /// A view over parts a delta assembled and checked.
+    pub(crate) fn from_parts(bytes: Arc<Vec<u8>>, layout: Layout, derived: Arc<Derived>, digests: DigestState) -> Self {
+        SnapshotView { bytes, layout, derived, digests: Arc::new(digests) }
+    }
+
+    pub(crate) fn derived(&self) -> &Arc<Derived> {
+        &self.derived
+    }
+
+    pub(crate) fn digest_state(&self) -> &DigestState {
+        &self.digests
     }
 
     fn checker(&self) -> Checker<'_> {
