@@ -45,7 +45,7 @@ use super::format::{
     FINGERPRINT_LEN, MAX_SNAPSHOT_BYTES, REVOKED_RECORD, SECTION_COUNT,
 };
 use super::verify::SnapshotVerifier;
-use super::view::{Checker, DigestState, SnapshotView, KEEP_BUCKETS_FROM};
+use super::view::{bucket_starts, Checker, DigestState, SnapshotView, INDEX_FROM, KEEP_BUCKETS_FROM};
 use super::SnapshotError;
 use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -596,6 +596,7 @@ fn build(held: &SnapshotView, target: Layout, signed: &[u8], plans: &[Plan<'_>])
     let held_state = held.digest_state();
     let mut state = DigestState::default();
     let mut inserted: Vec<(Section, Vec<usize>)> = Vec::new();
+    let mut starts = held.derived().bucket_starts.clone();
     let mut revoked_changes: Option<HashMap<u32, u64>> = None;
     let mut replaced_small = false;
     let mut rebuilt_tables = false;
@@ -715,6 +716,9 @@ fn build(held: &SnapshotView, target: Layout, signed: &[u8], plans: &[Plan<'_>])
                 if section == Section::Revoked {
                     revoked_changes = Some(revoked_counts(held, held_bytes, map));
                 }
+                if let Some(slot) = starts.get_mut(k) {
+                    *slot = updated_starts(slot.as_deref(), new_bytes, record_len, &touched);
+                }
                 inserted.push((section, at));
             }
         }
@@ -741,16 +745,45 @@ fn build(held: &SnapshotView, target: Layout, signed: &[u8], plans: &[Plan<'_>])
             }
         }
         let revoked_owners = revoked_changes.unwrap_or_else(|| held.derived().revoked_owners.clone());
-        if replaced_small {
+        let mut derived = if replaced_small {
             checker.read_small_sections(revoked_owners)?
         } else {
             let mut derived = held.derived().as_ref().clone();
             derived.revoked_orgs = checker.revoked_orgs(&revoked_owners);
             derived.revoked_owners = revoked_owners;
             derived
-        }
+        };
+        derived.bucket_starts = starts;
+        derived
     };
     Ok(SnapshotView::from_parts(bytes, target, Arc::new(derived), state))
+}
+
+/// A keyed section's bucket index after an edit: the held one with the touched buckets'
+/// sizes read again (4096 additions), or a fresh one for a section that just grew large.
+fn updated_starts(
+    held: Option<&Vec<u32>>,
+    records: &[u8],
+    record_len: usize,
+    touched: &BTreeSet<usize>,
+) -> Option<Arc<Vec<u32>>> {
+    if records.len() / record_len < INDEX_FROM {
+        return None;
+    }
+    let Some(held) = held else { return Some(Arc::new(bucket_starts(records, record_len))) };
+    let mut starts = Vec::with_capacity(held.len());
+    starts.push(0u32);
+    let mut total = 0u32;
+    for bucket in 0..held.len().saturating_sub(1) {
+        let count = if touched.contains(&bucket) {
+            u32::try_from(bucket_range(records, record_len, bucket).len()).unwrap_or(u32::MAX)
+        } else {
+            held.get(bucket + 1).zip(held.get(bucket)).map_or(0, |(end, start)| end.saturating_sub(*start))
+        };
+        total = total.saturating_add(count);
+        starts.push(total);
+    }
+    Some(Arc::new(starts))
 }
 
 /// The held revoked counts per owner, with the touched keys' old records taken out and their

@@ -15,6 +15,7 @@ pub mod encode;
 pub mod exercise;
 pub mod format;
 pub mod keys;
+pub mod testing;
 pub mod verify;
 pub mod view;
 

@@ -49,6 +49,30 @@ pub(crate) struct Derived {
     /// Revoked records per owner index, to answer whether any revocation applies.
     pub revoked_owners: HashMap<u32, u64>,
     pub revoked_orgs: HashSet<String>,
+    /// Per keyed section of at least [`INDEX_FROM`] records: where each of the 4096 buckets
+    /// starts (record index; one more entry for the end), so a lookup searches one bucket
+    /// (a few hundred records, kilobytes apart) instead of the whole section.
+    pub bucket_starts: [Option<Arc<Vec<u32>>>; 4],
+}
+
+/// Sections smaller than this are searched whole: the index would cost more than it saves.
+pub(crate) const INDEX_FROM: usize = BUCKETS;
+
+/// Where each bucket of a sorted keyed section starts, by one pass over its keys.
+pub(crate) fn bucket_starts(records: &[u8], record_len: usize) -> Vec<u32> {
+    let mut starts = vec![0u32; BUCKETS + 1];
+    let mut counts = vec![0u32; BUCKETS];
+    for record in records.chunks_exact(record_len) {
+        if let Some(count) = counts.get_mut(super::format::bucket_of(record)) {
+            *count = count.saturating_add(1);
+        }
+    }
+    let mut total = 0u32;
+    for (slot, count) in starts.iter_mut().skip(1).zip(&counts) {
+        total = total.saturating_add(*count);
+        *slot = total;
+    }
+    starts
 }
 
 #[derive(Debug)]
@@ -342,7 +366,15 @@ impl<'a> Checker<'a> {
         for section in KEYED_SECTIONS {
             self.check_keyed(section)?;
         }
-        self.read_small_sections(self.count_revoked_owners())
+        let mut derived = self.read_small_sections(self.count_revoked_owners())?;
+        for (slot, section) in derived.bucket_starts.iter_mut().zip(KEYED_SECTIONS) {
+            let record_len = section.record_len().unwrap_or(1);
+            let records = self.section(section);
+            if records.len() / record_len >= INDEX_FROM {
+                *slot = Some(Arc::new(bucket_starts(records, record_len)));
+            }
+        }
+        Ok(derived)
     }
 
     /// Digests every section and compares with the header's, keeping what a delta needs.
@@ -555,7 +587,14 @@ impl SnapshotView {
         let records = self.section_bytes(section);
         let count = records.len() / record_len;
         let key_at = |i: usize| records.get(i * record_len..i * record_len + FINGERPRINT_LEN);
-        let (mut low, mut high) = (0usize, count);
+        // The key's bucket bounds the search, when the section is indexed.
+        let bucket = super::format::bucket_of(key);
+        let index = section.keyed_index().and_then(|k| self.derived.bucket_starts.get(k)).and_then(Option::as_ref);
+        let bounds = index.and_then(|starts| Some((*starts.get(bucket)?, *starts.get(bucket + 1)?)));
+        let (mut low, mut high) = match bounds {
+            Some((start, end)) => (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(count).min(count)),
+            None => (0usize, count),
+        };
         while low < high {
             let mid = low + (high - low) / 2;
             if key_at(mid).is_some_and(|k| k < &key[..]) {
