@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use certbind_shared::encoding::base64url_encode;
-use certbind_shared::identity::{IssuerConfig, StaticIdentity, StaticIdentityConfig};
-use certbind_shared::pop::{cnf_matches, verify, TokenCache, TokenRequirements};
+use certbind_shared::pop::{cnf_matches, verify, IssuerKeys, Jwks, TokenCache, TokenRequirements};
 use certbind_shared::Fingerprint;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use p256::pkcs8::DecodePrivateKey as _;
@@ -26,6 +25,15 @@ fn mint(alg: &str, kid: &str, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -
     format!("{input}.{}", base64url_encode(&signature))
 }
 
+/// The one trusted issuer.
+struct Issuer(Jwks);
+
+impl IssuerKeys for Issuer {
+    fn issuer_keys(&self, issuer: &str) -> Option<&Jwks> {
+        (issuer == ISSUER).then_some(&self.0)
+    }
+}
+
 fn pop(c: &mut Criterion) {
     let certificate = Fingerprint::of_der(b"the client certificate");
     let claims = json!({
@@ -45,19 +53,7 @@ fn pop(c: &mut Criterion) {
     });
     let rs256 = mint("RS256", "rsa-key", &claims, |input| rsa_key.sign(input).to_vec());
 
-    let identity = StaticIdentity::from_config(
-        StaticIdentityConfig {
-            issuers: vec![IssuerConfig {
-                issuer: ISSUER.into(),
-                jwks: serde_json::from_str(include_str!("../tests/vectors/jwt/issuer-jwks.json")).unwrap(),
-                org_id: None,
-                audiences: Vec::new(),
-            }],
-            ..Default::default()
-        },
-        1,
-    )
-    .unwrap();
+    let identity = Issuer(Jwks::parse(include_bytes!("../tests/vectors/jwt/issuer-jwks.json")).unwrap());
     let audiences = vec!["certbind-api".to_string()];
     let requirements = TokenRequirements { audiences: &audiences, leeway_seconds: LEEWAY, now: NOW };
 

@@ -6,11 +6,6 @@ use crate::certificate::dn::canonical_dn;
 use crate::certificate::CertificateFacts;
 use serde::Deserialize;
 
-/// FPKI certificate policies commonly required for PIV authentication. Operators list the arcs
-/// they accept; both the production and the test arc are configurable so that test cards can be
-/// admitted in lower environments only.
-pub const OID_FPKI_COMMON_AUTHENTICATION: &str = "2.16.840.1.101.3.2.1.3.13";
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Constraints {
@@ -18,7 +13,9 @@ pub struct Constraints {
     /// certificate walk renders). Empty: any issuer the proxy verified.
     #[serde(default)]
     pub allowed_issuers: Vec<String>,
-    /// At least one of these policy OIDs must be asserted. Empty: not enforced.
+    /// At least one of these policy OIDs must be asserted (FPKI PIV authentication is
+    /// `2.16.840.1.101.3.2.1.3.13`, its test arc `2.16.840.1.101.3.2.1.48.11`: list both to
+    /// admit test cards in lower environments). Empty: not enforced.
     #[serde(default)]
     pub required_policy_oids: Vec<String>,
     /// The certificate must carry an RFC 822 SAN, and every one must be in one of these

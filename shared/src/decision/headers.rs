@@ -12,7 +12,7 @@ use super::config::ConfigError;
 /// client certificate and its parts (nginx, HAProxy, Traefik, RFC 9440, AWS ALB mTLS, Azure
 /// App Service). All are removed from every request, whatever the configured source.
 pub const IDENTITY_HEADER_PREFIXES: &[&str] = &[
-    "x-dm-",
+    super::outcome::header::TRUSTED_PREFIX,
     "x-forwarded-client-cert",
     "x-forwarded-tls-client-cert",
     "x-forwarded-ssl-client-",

@@ -12,13 +12,12 @@ pub mod mode;
 pub mod outcome;
 pub mod path;
 pub mod resolve;
+pub mod scope;
 pub mod trust;
 
-use crate::certificate::CertificateFacts;
 use crate::identity::IdentityData;
 use crate::pop::cache::{RejectedTokens, TokenCache};
 use crate::pop::jwt::{self, TokenRequirements, VerifiedToken};
-use crate::pop::scope;
 use cache::FactsCache;
 use config::{CertificateSource, ConfigError, Policy, PolicyConfig};
 use headers::folded_eq;
@@ -79,6 +78,10 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: PolicyConfig) -> Result<Self, ConfigError> {
         let policy = config.validate()?;
+        if policy.default_route.verifies_tokens() || policy.routes.iter().any(config::Route::verifies_tokens) {
+            // The ES256 generator table, built now rather than on the first token's request.
+            crate::pop::es256::prepare();
+        }
         let caches = Caches {
             facts: FactsCache::new(policy.facts_cache_capacity, policy.facts_cache_bytes),
             tokens: TokenCache::new(policy.token.cache_capacity),
@@ -273,6 +276,3 @@ fn push_token_headers(set: &mut Vec<(&'static str, String)>, token: &VerifiedTok
         set.push((header::TOKEN_SUBJECT, resolve::header_safe(subject)));
     }
 }
-
-/// The certificate facts used for a request, for callers that report them (audit logs).
-pub type SharedFacts = Arc<CertificateFacts>;

@@ -11,7 +11,6 @@ use super::jwks::{Algorithm, Jwks};
 use super::parse_object_without_duplicates;
 use crate::encoding::base64url_decode;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{IdentityData, Owner};
 use serde_json::{Map, Value};
 use std::fmt;
 use subtle::ConstantTimeEq as _;
@@ -66,13 +65,6 @@ pub trait IssuerKeys {
     fn issuer_keys(&self, issuer: &str) -> Option<&Jwks>;
 }
 
-/// Identity data as a key source: the platform's registrations, which apply to every request
-/// (an org's apply only in its scope: [`super::scope`]).
-impl<T: IdentityData + ?Sized> IssuerKeys for T {
-    fn issuer_keys(&self, issuer: &str) -> Option<&Jwks> {
-        self.token_issuer(issuer, Owner::Platform).map(|registration| registration.keys)
-    }
-}
 
 /// What the route demands of a token, and the clock to judge it by.
 #[derive(Debug, Clone, Copy)]
@@ -277,7 +269,6 @@ mod tests {
     use super::super::test_keys::*;
     use super::*;
     use crate::encoding::base64url_encode;
-    use crate::identity::{IssuerConfig, StaticIdentity, StaticIdentityConfig};
     use hmac::{Hmac, Mac as _};
     use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
     use serde_json::json;
@@ -291,17 +282,17 @@ mod tests {
         Fingerprint::of_der(b"the client certificate")
     }
 
-    fn trusted(jwks: &str) -> StaticIdentity {
-        let config = StaticIdentityConfig {
-            issuers: vec![IssuerConfig {
-                issuer: ISSUER.into(),
-                jwks: serde_json::from_str(jwks).unwrap(),
-                org_id: None,
-                audiences: Vec::new(),
-            }],
-            ..Default::default()
-        };
-        StaticIdentity::from_config(config, 1).unwrap()
+    /// One trusted issuer with these keys.
+    struct Trusted(Jwks);
+
+    impl IssuerKeys for Trusted {
+        fn issuer_keys(&self, issuer: &str) -> Option<&Jwks> {
+            (issuer == ISSUER).then_some(&self.0)
+        }
+    }
+
+    fn trusted(jwks: &str) -> Trusted {
+        Trusted(Jwks::parse(jwks.as_bytes()).unwrap())
     }
 
     fn audiences() -> Vec<String> {

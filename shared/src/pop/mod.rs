@@ -5,14 +5,14 @@
 //! [`jwt::verify`] checks a compact JWS against them and the route's requirements;
 //! [`jwt::cnf_matches`] compares the confirmation claim with the certificate's thumbprint;
 //! [`cache::TokenCache`] remembers tokens that verified, so a signature is checked once per
-//! token rather than once per request; [`scope::verify_in_scope`] picks the issuer
-//! registrations (an org's, the platform's) that apply to a request.
+//! token rather than once per request. Which issuers apply to a request (an org's, the
+//! platform's) is the decision's business (`crate::decision::scope`): this module verifies
+//! against any [`IssuerKeys`] and depends on no identity data.
 
 pub mod cache;
 pub mod es256;
 pub mod jwks;
 pub mod jwt;
-pub mod scope;
 
 pub use cache::TokenCache;
 pub use jwks::{Algorithm, Jwks};

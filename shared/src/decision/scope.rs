@@ -2,10 +2,14 @@
 //! register the same `iss`, each with its own keys and audiences. An org's registrations
 //! apply only to tokens presented with a certificate that resolved into that org; the
 //! platform's apply to every request (a route with no certificate accepts only those).
+//!
+//! This is where identity data becomes a key source for [`crate::pop`]: `pop` verifies tokens
+//! against any [`IssuerKeys`] and knows nothing of owners or identity data, and `identity`
+//! holds parsed key sets; the decision joins the two.
 
-use super::jwks::Jwks;
-use super::jwt::{verify, IssuerKeys, TokenError, TokenRequirements, VerifiedToken};
 use crate::identity::{IdentityData, Owner};
+use crate::pop::jwks::Jwks;
+use crate::pop::jwt::{verify, IssuerKeys, TokenError, TokenRequirements, VerifiedToken};
 
 /// One owner's registrations, as a key source for [`verify`].
 pub struct OwnerIssuers<'a> {
