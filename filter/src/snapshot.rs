@@ -36,9 +36,6 @@ const LEASE_PAUSE_AFTER_DISPATCH_FAILURE_MS: i64 = 60_000;
 /// one second with full jitter, so a fleet that lost its control plane does not return in step.
 pub const MAX_BACKOFF_MS: i64 = 60_000;
 
-/// Whether this build can apply deltas; until it can, it asks for whole snapshots only.
-const DELTAS_SUPPORTED: bool = false;
-
 /// A snapshot at least this large is read only after the held one is let go, into the same
 /// buffer, so a worker never holds two (wasm memory grows and never shrinks: holding both for
 /// a moment would double the VM's memory for good, and a new buffer beside the old one's hole
@@ -180,15 +177,20 @@ pub fn refusal_kind(error: &SnapshotError) -> &'static str {
 }
 
 /// The small record every worker reads on each tick: which version is published, its length,
-/// and in how many chunks.
-const HEAD_MAGIC: [u8; 4] = *b"CBH2";
-const HEAD_LEN: usize = 24;
+/// in how many chunks, and — when the fetching worker got it as a delta — the version that
+/// delta applies to and its length, so a worker holding that version applies the delta
+/// (a few hundred bytes, a few buckets re-hashed) instead of copying the whole snapshot.
+const HEAD_MAGIC: [u8; 4] = *b"CBH3";
+const HEAD_LEN: usize = 36;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Head {
     version: u64,
     len: u64,
     chunks: u32,
+    /// 0: no delta published.
+    delta_from: u64,
+    delta_len: u32,
 }
 
 fn encode_head(head: Head) -> [u8; HEAD_LEN] {
@@ -196,7 +198,9 @@ fn encode_head(head: Head) -> [u8; HEAD_LEN] {
     bytes[..4].copy_from_slice(&HEAD_MAGIC);
     bytes[4..12].copy_from_slice(&head.version.to_le_bytes());
     bytes[12..20].copy_from_slice(&head.len.to_le_bytes());
-    bytes[20..].copy_from_slice(&head.chunks.to_le_bytes());
+    bytes[20..24].copy_from_slice(&head.chunks.to_le_bytes());
+    bytes[24..32].copy_from_slice(&head.delta_from.to_le_bytes());
+    bytes[32..].copy_from_slice(&head.delta_len.to_le_bytes());
     bytes
 }
 
@@ -204,12 +208,19 @@ fn decode_head(bytes: &[u8]) -> Option<Head> {
     if bytes.len() != HEAD_LEN || bytes.get(..4) != Some(&HEAD_MAGIC[..]) {
         return None;
     }
-    let version = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
-    let len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?);
-    let chunks = u32::from_le_bytes(bytes.get(20..)?.try_into().ok()?);
+    let u64_at = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let u32_at = |at: usize| bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let (version, len, chunks) = (u64_at(4)?, u64_at(12)?, u32_at(20)?);
+    let (delta_from, delta_len) = (u64_at(24)?, u32_at(32)?);
     let whole = usize::try_from(len).ok().filter(|l| *l <= MAX_SNAPSHOT_BYTES)?;
-    (usize::try_from(chunks).ok()? == whole.div_ceil(CHUNK_BYTES)).then_some(Head { version, len, chunks })
+    let chunks_fit = usize::try_from(chunks).ok()? == whole.div_ceil(CHUNK_BYTES);
+    let delta_fits = usize::try_from(delta_len).ok()? <= MAX_SHARED_DELTA_BYTES && delta_from < version;
+    (chunks_fit && delta_fits).then_some(Head { version, len, chunks, delta_from, delta_len })
 }
+
+/// Largest delta published in shared data beside the snapshot: a delta is worth sharing only
+/// while it is much smaller than the snapshot; past this the others copy the chunks.
+const MAX_SHARED_DELTA_BYTES: usize = 4 << 20;
 
 fn read_head<H: RootHost>(host: &H, key: &str) -> (Option<Head>, Option<u32>) {
     match host.shared_get(key) {
@@ -297,6 +308,10 @@ impl Keys {
     fn chunk(&self, version: u64, index: u32) -> String {
         format!("{}{version}.{index}", self.prefix)
     }
+
+    fn delta(&self, version: u64) -> String {
+        format!("{}{version}.delta", self.prefix)
+    }
 }
 
 impl SnapshotSource {
@@ -351,7 +366,7 @@ impl SnapshotSource {
         let now = host.now_ms().div_euclid(1000);
         let view = self.verifier.verify(bytes, now, self.held_version())?;
         host.increment(self.metrics.full_loads);
-        self.publish(host, &view);
+        self.publish(host, &view, None);
         self.adopt(host, view);
         Ok(())
     }
@@ -383,6 +398,9 @@ impl SnapshotSource {
         for _ in 0..3 {
             let (Some(head), _) = read_head(host, &self.keys.head) else { return };
             if self.held_version().is_some_and(|held| held >= head.version) || self.refused_head == Some(head) {
+                return;
+            }
+            if head.delta_len > 0 && self.held_version() == Some(head.delta_from) && self.follow_delta(host, head) {
                 return;
             }
             let len = usize::try_from(head.len).unwrap_or(usize::MAX);
@@ -420,6 +438,36 @@ impl SnapshotSource {
                 }
             }
             return;
+        }
+    }
+
+    /// Applies the delta published beside `head` to the held snapshot; false if it is gone
+    /// (replaced meanwhile) or refused, so the caller falls back to the whole snapshot.
+    fn follow_delta<H: RootHost>(&mut self, host: &H, head: Head) -> bool {
+        let (Some(held), Ok((Some(delta), _))) = (self.held.as_ref(), host.shared_get(&self.keys.delta(head.version)))
+        else {
+            return false;
+        };
+        if usize::try_from(head.delta_len).ok() != Some(delta.len()) {
+            return false;
+        }
+        let now = host.now_ms().div_euclid(1000);
+        match apply_delta(&self.verifier, held, &delta, now) {
+            Ok(view) if view.version() == head.version => {
+                host.increment(self.metrics.adopted_from_shared);
+                host.increment(self.metrics.deltas_applied);
+                self.adopt(host, view);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                host.increment(self.metrics.refused(refusal_kind(&e)));
+                host.log(
+                    Level::Warn,
+                    &format!("certbind: delta to {} in shared data refused ({}): {e}", head.version, refusal_kind(&e)),
+                );
+                false
+            }
         }
     }
 
@@ -496,7 +544,7 @@ impl SnapshotSource {
         }
         let Some(cp) = self.control_plane.as_ref() else { return };
         let held = self.held_version();
-        let asked_for_delta = DELTAS_SUPPORTED && cp.deltas && held.is_some() && !self.want_full;
+        let asked_for_delta = cp.deltas && held.is_some() && !self.want_full;
         let path = match held {
             Some(version) => format!("{}?after_version={version}&wait={}", cp.path, cp.long_poll_seconds),
             None => format!("{}?wait=0", cp.path),
@@ -593,7 +641,7 @@ impl SnapshotSource {
                 }
                 let bytes = Arc::new(buffer);
                 match self.verifier.verify(Arc::clone(&bytes), now, held_version) {
-                    Ok(view) => Ok((view, false)),
+                    Ok(view) => Ok((view, None)),
                     Err(e) => {
                         let sent = Arc::try_unwrap(bytes).unwrap_or_default();
                         let resent = released
@@ -610,7 +658,10 @@ impl SnapshotSource {
                 }
             }
             Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match (&self.held, read_all(body)) {
-                (Some(held), Some(delta)) => apply_delta(&self.verifier, held, &delta, now).map(|view| (view, true)),
+                (Some(held), Some(delta)) => {
+                    let from = held.version();
+                    apply_delta(&self.verifier, held, &delta, now).map(|view| (view, Some((from, delta))))
+                }
                 (None, _) => Err(SnapshotError::BadMagic),
                 (_, None) => return self.failed(host, now_ms, "cannot read the delta response body"),
             },
@@ -625,10 +676,10 @@ impl SnapshotSource {
             }
         };
         match result {
-            Ok((view, was_delta)) => {
-                host.increment(if was_delta { self.metrics.deltas_applied } else { self.metrics.full_loads });
+            Ok((view, delta)) => {
+                host.increment(if delta.is_some() { self.metrics.deltas_applied } else { self.metrics.full_loads });
                 self.want_full = false;
-                self.publish(host, &view);
+                self.publish(host, &view, delta.as_ref().map(|(from, d)| (*from, d.as_slice())));
                 self.adopt(host, view);
                 self.succeeded(host, now_ms, in_flight, true);
             }
@@ -679,10 +730,17 @@ impl SnapshotSource {
     /// Publishes a verified snapshot for the other workers: its chunks under their version's
     /// keys first, then the head moved to that version by compare-and-swap (never backwards),
     /// then the replaced version's chunks emptied (shared data has no delete).
-    fn publish<H: RootHost>(&self, host: &H, view: &SnapshotView) {
+    fn publish<H: RootHost>(&self, host: &H, view: &SnapshotView, delta: Option<(u64, &[u8])>) {
         let bytes = view.as_bytes();
         let Ok(chunks) = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES)) else { return };
-        let head = Head { version: view.version(), len: bytes.len() as u64, chunks };
+        let delta = delta.filter(|(_, d)| d.len() <= MAX_SHARED_DELTA_BYTES);
+        let head = Head {
+            version: view.version(),
+            len: bytes.len() as u64,
+            chunks,
+            delta_from: delta.map_or(0, |(from, _)| from),
+            delta_len: delta.and_then(|(_, d)| u32::try_from(d.len()).ok()).unwrap_or(0),
+        };
         for _ in 0..4 {
             let (published, cas) = read_head(host, &self.keys.head);
             if published.is_some_and(|p| p.version >= head.version) {
@@ -691,7 +749,8 @@ impl SnapshotSource {
             let written = bytes
                 .chunks(CHUNK_BYTES)
                 .zip(0u32..)
-                .all(|(chunk, index)| matches!(host.shared_set(&self.keys.chunk(head.version, index), chunk, None), Ok(true)));
+                .all(|(chunk, index)| matches!(host.shared_set(&self.keys.chunk(head.version, index), chunk, None), Ok(true)))
+                && delta.is_none_or(|(_, d)| matches!(host.shared_set(&self.keys.delta(head.version), d, None), Ok(true)));
             if !written {
                 host.log(Level::Error, "certbind: cannot publish the snapshot to the other workers");
                 return;
@@ -701,6 +760,9 @@ impl SnapshotSource {
                     if let Some(old) = published {
                         for index in 0..old.chunks {
                             let _ = host.shared_set(&self.keys.chunk(old.version, index), &[], None);
+                        }
+                        if old.delta_len > 0 {
+                            let _ = host.shared_set(&self.keys.delta(old.version), &[], None);
                         }
                     }
                     return;
@@ -808,12 +870,13 @@ fn callout_timeout_ms(cp: &ControlPlane) -> u64 {
     u64::from(cp.long_poll_seconds) * 1_000 + CALLOUT_MARGIN_MS
 }
 
-/// Applies a delta chain to the held snapshot.
+/// Applies a delta chain to the held snapshot: accepted only if it starts at the held version
+/// and ends in a snapshot whose signed header and digests verify.
 fn apply_delta(
-    _verifier: &SnapshotVerifier,
-    _held: &SnapshotView,
-    _body: &[u8],
-    _now: i64,
+    verifier: &SnapshotVerifier,
+    held: &SnapshotView,
+    chain: &[u8],
+    now: i64,
 ) -> Result<SnapshotView, SnapshotError> {
-    Err(SnapshotError::UnsupportedFormat { format_version: 0 })
+    verifier.apply_delta(held, chain, now)
 }

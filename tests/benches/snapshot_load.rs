@@ -14,7 +14,7 @@ use certbind_shared::snapshot::SnapshotVerifier;
 use certbind_shared::Fingerprint;
 use certbind_tests::cases::fixtures::{TestCert, NOW};
 use certbind_tests::host::{FilterHost, HttpRequest, SharedData};
-use certbind_tests::snapshots::{signed_snapshot, SnapshotContent, Stamp, TestSnapshotKey};
+use certbind_tests::snapshots::{delta_between, signed_snapshot, SnapshotContent, Stamp, TestSnapshotKey};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
@@ -24,6 +24,9 @@ const LOAD_TARGET: Duration = Duration::from_secs(1);
 const LOOKUP_TARGET_US: f64 = 1.0;
 const MEMORY_TARGET_RATIO: f64 = 1.2;
 const SNAPSHOT_TYPE: &str = "application/vnd.certbind.snapshot";
+const DELTA_TYPE: &str = "application/vnd.certbind.snapshot-delta";
+const DELTA_BYTES_TARGET: usize = 1024;
+const DELTA_APPLY_TARGET: Duration = Duration::from_millis(50);
 
 fn config(key: &TestSnapshotKey) -> String {
     json!({
@@ -52,11 +55,15 @@ fn stamp(version: u64) -> Stamp {
 
 /// Delivers `bytes` as the answer to the worker's next fetch; returns how long the filter took.
 fn deliver(host: &mut FilterHost, bytes: &[u8]) -> Duration {
+    deliver_as(host, bytes, SNAPSHOT_TYPE)
+}
+
+fn deliver_as(host: &mut FilterHost, bytes: &[u8], content_type: &str) -> Duration {
     host.advance_time(Duration::from_secs(2));
     host.tick().unwrap();
     let call = host.take_http_calls().pop().expect("a fetch");
     let start = Instant::now();
-    host.respond_http_call(call.token, &[(":status", "200"), ("content-type", SNAPSHOT_TYPE)], bytes).unwrap();
+    host.respond_http_call(call.token, &[(":status", "200"), ("content-type", content_type)], bytes).unwrap();
     start.elapsed()
 }
 
@@ -83,6 +90,11 @@ struct Loaded {
     memory_empty: usize,
     memory_after_load: usize,
     memory_after_update: usize,
+    delta_bytes: usize,
+    delta_apply: Duration,
+    delta_follow: Duration,
+    memory_after_delta: usize,
+    follower_memory_after_delta: usize,
 }
 
 fn load(bindings: usize, runs: usize, key: &TestSnapshotKey, card: &TestCert) -> Loaded {
@@ -90,6 +102,11 @@ fn load(bindings: usize, runs: usize, key: &TestSnapshotKey, card: &TestCert) ->
         SnapshotContent::synthetic(bindings.saturating_sub(1)).bind(card.fingerprint, "01JBUSER00000000000000000A", "org-a");
     let first = signed_snapshot(key, &content, stamp(7));
     let second = signed_snapshot(key, &content.clone().block(card.fingerprint), stamp(8));
+    // A revoke: the card's binding removed.
+    let mut revoked = content.clone();
+    revoked.bindings.retain(|(fingerprint, ..)| *fingerprint != card.fingerprint);
+    let third = signed_snapshot(key, &revoked, stamp(9));
+    let delta = delta_between(&second, &third);
     let verifier = SnapshotVerifier::from_key_texts(&[key.pinned_pem()]).unwrap();
     let sha256 = median(
         (0..runs)
@@ -116,6 +133,8 @@ fn load(bindings: usize, runs: usize, key: &TestSnapshotKey, card: &TestCert) ->
     let mut memory_empty = 0;
     let mut memory_after_load = 0;
     let mut memory_after_update = 0;
+    let (mut delta_apply, mut delta_follow) = (Duration::ZERO, Duration::ZERO);
+    let (mut memory_after_delta, mut follower_memory_after_delta) = (0, 0);
     for run in 0..runs {
         let shared = SharedData::new();
         let mut fetcher = worker(&shared, 1, &config);
@@ -135,6 +154,20 @@ fn load(bindings: usize, runs: usize, key: &TestSnapshotKey, card: &TestCert) ->
             deliver(&mut fetcher, &second);
             assert_eq!(fetcher.metric("certbind.snapshot.version"), Some(8));
             memory_after_update = fetcher.memory_bytes();
+            follower.advance_time(Duration::from_secs(2));
+            follower.tick().unwrap();
+            assert_eq!(follower.metric("certbind.snapshot.version"), Some(8));
+            delta_apply = deliver_as(&mut fetcher, &delta, DELTA_TYPE);
+            assert_eq!(fetcher.metric("certbind.snapshot.version"), Some(9));
+            assert_eq!(fetcher.metric("certbind.snapshot.deltas_applied"), Some(1));
+            memory_after_delta = fetcher.memory_bytes();
+            follower.advance_time(Duration::from_secs(2));
+            let start = Instant::now();
+            follower.tick().unwrap();
+            delta_follow = start.elapsed();
+            assert_eq!(follower.metric("certbind.snapshot.version"), Some(9));
+            assert_eq!(follower.metric("certbind.snapshot.deltas_applied"), Some(1));
+            follower_memory_after_delta = follower.memory_bytes();
         }
     }
     Loaded {
@@ -147,6 +180,11 @@ fn load(bindings: usize, runs: usize, key: &TestSnapshotKey, card: &TestCert) ->
         memory_empty,
         memory_after_load,
         memory_after_update,
+        delta_bytes: delta.len(),
+        delta_apply,
+        delta_follow,
+        memory_after_delta,
+        follower_memory_after_delta,
     }
 }
 
@@ -204,6 +242,7 @@ fn main() {
     out.push_str("A fetched snapshot verified (pinned key, signature, version, expiry, structure) and put in force by the fetching worker; another worker adopting it from shared data; median of the runs. Baselines from the same run: SHA-256 of the same bytes natively, and the native verification.\n\n");
     out.push_str("| bindings | snapshot MiB | SHA-256 native ms | verify native ms | wasm: fetch → in force ms | ÷ native verify | wasm: adopt from shared data ms | VM memory: empty MiB | after load MiB (× snapshot) | after one more version MiB (× snapshot) | target |\n");
     out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    let mut loaded = Vec::new();
     for (bindings, runs) in [(10_000, 7), (100_000, 5), (1_000_000, 3)] {
         let l = load(bindings, runs, &key, &card);
         let ratio = |m: usize| m as f64 / l.snapshot_bytes as f64;
@@ -226,6 +265,24 @@ fn main() {
             mib(l.memory_after_update),
             ratio(l.memory_after_update),
             if met { "met" } else { "not met" },
+        ));
+        loaded.push(l);
+    }
+    out.push_str("\nA revoke as a delta (the card's binding removed), through wasm: the fetching worker applies it (and publishes it beside the new version's chunks for the others), another worker applies it from shared data; VM memory after it, against the snapshot's size.\n\n");
+    out.push_str("| bindings | delta bytes (target ≤ 1 KB) | fetcher: apply + publish ms (target ≤ 50) | follower: apply from shared data ms | fetcher memory above empty VM (× snapshot) | follower memory above empty VM (× snapshot) |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|\n");
+    for l in &loaded {
+        let above = |m: usize| m.saturating_sub(l.memory_empty) as f64 / l.snapshot_bytes as f64;
+        out.push_str(&format!(
+            "| {} | {} ({}) | {} ({}) | {} | {:.2}× | {:.2}× |\n",
+            l.bindings,
+            l.delta_bytes,
+            if l.delta_bytes <= DELTA_BYTES_TARGET { "met" } else { "not met" },
+            ms(l.delta_apply),
+            if l.delta_apply <= DELTA_APPLY_TARGET { "met" } else { "not met" },
+            ms(l.delta_follow),
+            above(l.memory_after_delta),
+            above(l.follower_memory_after_delta),
         ));
     }
     let small = warm_request_us(10, &key, &card, 20_000);

@@ -119,3 +119,11 @@ pub fn signed_snapshot(key: &TestSnapshotKey, content: &SnapshotContent, stamp: 
     let signature = key.sign(unsigned.message());
     unsigned.attach_signature(&signature).expect("64-byte signature")
 }
+
+/// The delta chain (one step) that takes a proxy holding `old` to `new`, as the control plane
+/// serves it.
+pub fn delta_between(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let old = certbind_shared::snapshot::SnapshotView::open_unauthenticated(old.to_vec()).expect("old opens");
+    let new = certbind_shared::snapshot::SnapshotView::open_unauthenticated(new.to_vec()).expect("new opens");
+    certbind_shared::snapshot::between(&old, &new).encode()
+}

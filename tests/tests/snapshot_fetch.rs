@@ -4,7 +4,7 @@
 
 use certbind_tests::cases::fixtures::{TestCert, NOW};
 use certbind_tests::host::{FilterHost, HttpRequest, HttpResult, PendingHttpCall, SharedData};
-use certbind_tests::snapshots::{signed_snapshot, SnapshotContent, Stamp, TestSnapshotKey};
+use certbind_tests::snapshots::{delta_between, signed_snapshot, SnapshotContent, Stamp, TestSnapshotKey};
 use serde_json::json;
 use std::time::Duration;
 
@@ -495,15 +495,16 @@ fn a_snapshot_forged_into_shared_data_is_refused() {
     assert_eq!(metric(&follower, "version"), 7);
 
     // The forger writes a higher version binding its own card, the way the filter publishes:
-    // a 24-byte head (magic, version, length, chunk count) and one chunk.
+    // a 36-byte head (magic, version, length, chunk count, no delta) and one chunk.
     let forged = signed_snapshot(&forger, &bound().bind(other_card().fingerprint, "01JBMALLORY000000000000000", "org-a"), stamp(8));
     let head_key = shared.keys().into_iter().find(|k| k.ends_with(".head")).expect("a published head");
     let prefix = head_key.trim_end_matches("head");
     shared.set(&format!("{prefix}snapshot.8.0"), &forged, 0).unwrap();
-    let mut head = b"CBH2".to_vec();
+    let mut head = b"CBH3".to_vec();
     head.extend_from_slice(&8u64.to_le_bytes());
     head.extend_from_slice(&(forged.len() as u64).to_le_bytes());
     head.extend_from_slice(&1u32.to_le_bytes());
+    head.extend_from_slice(&[0u8; 12]);
     shared.set(&head_key, &head, 0).unwrap();
 
     for _ in 0..5 {
@@ -540,4 +541,75 @@ fn a_snapshot_older_than_the_maximum_age_is_refused() {
     let call = one_call(&mut host);
     answer(&mut host, &call, &signed_snapshot(&key, &bound(), stamp(10)));
     assert_eq!(status(&request_with(&mut host, &card())), 200);
+}
+
+const DELTA_TYPE: &str = "application/vnd.certbind.snapshot-delta";
+
+fn answer_delta(host: &mut FilterHost, call: &PendingHttpCall, delta: &[u8]) {
+    host.respond_http_call(call.token, &[(":status", "200"), ("content-type", DELTA_TYPE)], delta)
+        .expect("the response is delivered");
+}
+
+/// Holding version 7, the filter asks for a delta; the control plane's delta takes it to 8,
+/// and every other worker applies the same delta from shared data instead of copying.
+#[test]
+fn a_delta_moves_every_worker_to_the_next_version() {
+    let key = TestSnapshotKey::new("a");
+    let shared = SharedData::new();
+    let config = config(&[&key]);
+    let mut fetcher = worker(&shared, 1, &config);
+    let mut follower = worker(&shared, 2, &config);
+    let v7 = signed_snapshot(&key, &bound(), stamp(7));
+    let v8 = signed_snapshot(&key, &bound().block(card().fingerprint), stamp(8));
+    let first = one_call(&mut fetcher);
+    assert_eq!(header(&first, "accept"), Some(SNAPSHOT_TYPE), "nothing held: a whole snapshot");
+    answer(&mut fetcher, &first, &v7);
+    follower.advance_time(Duration::from_millis(200));
+    follower.tick().unwrap();
+    assert_eq!(metric(&follower, "version"), 7);
+
+    let poll = one_call(&mut fetcher);
+    assert_eq!(header(&poll, "accept"), Some(&*format!("{DELTA_TYPE}, {SNAPSHOT_TYPE}")));
+    let delta = delta_between(&v7, &v8);
+    assert!(delta.len() < 1024, "a one-record change is a small delta ({} bytes)", delta.len());
+    answer_delta(&mut fetcher, &poll, &delta);
+    assert_eq!(metric(&fetcher, "deltas_applied"), 1);
+    assert_eq!(metric(&fetcher, "version"), 8);
+    assert_eq!(status(&request_with(&mut fetcher, &card())), 401);
+
+    follower.advance_time(Duration::from_millis(200));
+    follower.tick().unwrap();
+    assert_eq!(metric(&follower, "version"), 8);
+    assert_eq!(metric(&follower, "deltas_applied"), 1, "the follower applied the shared delta");
+    assert_eq!(status(&request_with(&mut follower, &card())), 401);
+}
+
+/// A delta that does not start at the held version, or whose result does not match its
+/// signed header, is refused; the held snapshot stays, and the next fetch asks for the whole.
+#[test]
+fn a_bad_delta_is_refused_and_the_whole_snapshot_is_asked_for() {
+    let key = TestSnapshotKey::new("a");
+    let v6 = signed_snapshot(&key, &SnapshotContent::default(), stamp(6));
+    let v7 = signed_snapshot(&key, &bound(), stamp(7));
+    let v8 = signed_snapshot(&key, &bound().block(card().fingerprint), stamp(8));
+    let wrong_base = delta_between(&v6, &v8);
+    let mut tampered = delta_between(&v7, &v8);
+    // A byte inside the first step's edits (after the chain's 24-byte head).
+    tampered[30] ^= 0x01;
+    for (name, delta, kind) in [("from another version", wrong_base, "malformed"), ("tampered", tampered, "")] {
+        let mut host = loaded(&key);
+        let poll = one_call(&mut host);
+        answer_delta(&mut host, &poll, &delta);
+        assert_eq!(metric(&host, "version"), 7, "{name}");
+        assert_eq!(metric(&host, "deltas_applied"), 0, "{name}");
+        let refusals: i64 = certbind_filter::snapshot::REFUSAL_KINDS.iter().map(|k| metric(&host, &format!("refused.{k}"))).sum();
+        assert_eq!(refusals, 1, "{name}: one refusal counted");
+        if !kind.is_empty() {
+            assert_eq!(metric(&host, &format!("refused.{kind}")), 1, "{name}");
+        }
+        assert_eq!(status(&request_with(&mut host, &card())), 200, "{name}");
+        host.advance_time(Duration::from_secs(3));
+        let next = one_call(&mut host);
+        assert_eq!(header(&next, "accept"), Some(SNAPSHOT_TYPE), "{name}: the whole snapshot next");
+    }
 }
