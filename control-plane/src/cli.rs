@@ -410,7 +410,7 @@ async fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
 }
 
 fn store_settings(config: &Config) -> StoreSettings {
-    StoreSettings { validity: config.snapshot_validity, resign_after: config.snapshot_resign_after }
+    StoreSettings { resign_after: config.snapshot_resign_after, ..StoreSettings::with_validity(config.snapshot_validity) }
 }
 
 /// The snapshot service for this configuration: none without a signer.

@@ -65,7 +65,7 @@ async fn a_restart_signs_a_higher_version(store: Store, test: &str) {
 async fn an_idle_service_signs_again_before_expiry(store: Store, test: &str) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
-    let settings = StoreSettings { validity: Duration::from_secs(60), resign_after: Some(Duration::from_secs(1)) };
+    let settings = StoreSettings { resign_after: Some(Duration::from_secs(1)), ..StoreSettings::with_validity(Duration::from_secs(60)) };
     let service = StoreService::start(db.clone(), signer(), settings).await.unwrap();
     let first = service.store().latest().expect("first snapshot");
     // Nothing changes; within a few seconds a newer version is signed, issued later, with the

@@ -18,6 +18,11 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     pub binds: AtomicU64,
     pub revokes: AtomicU64,
+    /// Snapshot answers with a body: delta chains and full snapshots, and their bytes.
+    pub deltas_served: AtomicU64,
+    pub delta_bytes_served: AtomicU64,
+    pub full_snapshots_served: AtomicU64,
+    pub full_bytes_served: AtomicU64,
 }
 
 impl Metrics {
@@ -75,6 +80,15 @@ pub async fn render(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# TYPE certbind_identity_version gauge");
         let _ = writeln!(out, "certbind_identity_version {version}");
     }
+    let m = &state.metrics;
+    let _ = writeln!(out, "# HELP certbind_snapshot_answers_total Snapshot answers with a body, by kind (delta chain or full snapshot).");
+    let _ = writeln!(out, "# TYPE certbind_snapshot_answers_total counter");
+    let _ = writeln!(out, "certbind_snapshot_answers_total{{kind=\"delta\"}} {}", m.deltas_served.load(Ordering::Relaxed));
+    let _ = writeln!(out, "certbind_snapshot_answers_total{{kind=\"full\"}} {}", m.full_snapshots_served.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP certbind_snapshot_bytes_total Bytes of snapshot answers, by kind.");
+    let _ = writeln!(out, "# TYPE certbind_snapshot_bytes_total counter");
+    let _ = writeln!(out, "certbind_snapshot_bytes_total{{kind=\"delta\"}} {}", m.delta_bytes_served.load(Ordering::Relaxed));
+    let _ = writeln!(out, "certbind_snapshot_bytes_total{{kind=\"full\"}} {}", m.full_bytes_served.load(Ordering::Relaxed));
     let served = state.snapshots.latest().map(|s| s.version).unwrap_or(0);
     let _ = writeln!(out, "# HELP certbind_snapshot_version Version of the signed snapshot being served (0: none).");
     let _ = writeln!(out, "# TYPE certbind_snapshot_version gauge");

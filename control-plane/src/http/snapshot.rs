@@ -4,6 +4,11 @@
 //! Its keys are public. A filter polls with `?wait=N&after_version=V` (or `If-None-Match`):
 //! the request is held until a newer snapshot is signed or N seconds (capped) pass, so a
 //! revocation reaches every proxy within seconds without a storm of requests.
+//!
+//! A caller that holds a version (`after_version`, or `If-None-Match: "N"`) and accepts
+//! `application/vnd.certbind.snapshot-delta` gets the delta chain from it when one is kept
+//! and worth it (`snapshot::deltas`); otherwise, and always on a first fetch, the full
+//! snapshot (`application/vnd.certbind.snapshot`).
 
 use super::{ApiQuery, Proxy, SNAPSHOT_VERSION_HEADER};
 use crate::app::AppState;
@@ -66,6 +71,70 @@ fn full(snapshot: &ServedSnapshot) -> Response {
     response
 }
 
+/// What the caller asked for, and what it holds.
+#[derive(Debug, Clone, Default)]
+struct Ask {
+    after_version: Option<u64>,
+    if_none_match: Option<String>,
+    /// `Accept` names the delta type (with a q-value above 0).
+    accepts_delta: bool,
+}
+
+impl Ask {
+    fn of(headers: &HeaderMap, after_version: Option<u64>) -> Ask {
+        let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let accepts_delta = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| accepts(item, DELTA_CONTENT_TYPE));
+        Ask { after_version, if_none_match, accepts_delta }
+    }
+
+    /// The version the caller holds: `after_version`, else a version-shaped `If-None-Match`.
+    fn held(&self) -> Option<u64> {
+        self.after_version.or_else(|| {
+            let inm = self.if_none_match.as_deref()?;
+            let mut versions = inm.split(',').filter_map(|t| t.trim().strip_prefix('"')?.strip_suffix('"')?.parse::<u64>().ok());
+            let first = versions.next()?;
+            // Several: the caller holds one of them, and only one can be the base of a chain.
+            versions.next().is_none().then_some(first)
+        })
+    }
+}
+
+/// Whether one `Accept` item names `media_type` without refusing it (`q=0`).
+fn accepts(item: &str, media_type: &str) -> bool {
+    let mut parts = item.split(';').map(str::trim);
+    if !parts.next().is_some_and(|t| t.eq_ignore_ascii_case(media_type)) {
+        return false;
+    }
+    !parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)))
+}
+
+/// The answer for a caller that does not hold `snapshot`: the delta chain from the version it
+/// holds when it accepts one and one is kept, the full snapshot otherwise.
+fn newer(state: &AppState, ask: &Ask, snapshot: &ServedSnapshot) -> Response {
+    let chain = if ask.accepts_delta { ask.held().and_then(|held| state.snapshots.delta(held, snapshot)) } else { None };
+    match chain {
+        Some(bytes) => {
+            state.metrics.deltas_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.delta_bytes_served.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let mut response = (StatusCode::OK, bytes).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(DELTA_CONTENT_TYPE));
+            set_common_headers(headers, snapshot);
+            response
+        }
+        None => {
+            state.metrics.full_snapshots_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.full_bytes_served.fetch_add(snapshot.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            full(snapshot)
+        }
+    }
+}
+
 fn latest_or_unavailable(state: &AppState) -> ApiResult<Arc<ServedSnapshot>> {
     state
         .snapshots
@@ -79,12 +148,13 @@ pub async fn latest(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<SnapshotQuery>,
 ) -> ApiResult<Response> {
-    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let ask = Ask::of(&headers, q.after_version);
+    let holds = |snapshot: &ServedSnapshot| caller_holds(snapshot, ask.after_version, ask.if_none_match.as_deref());
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.limits.max_long_poll);
     let mut versions = state.snapshots.subscribe();
     let snapshot = latest_or_unavailable(&state)?;
-    if !caller_holds(&snapshot, q.after_version, if_none_match.as_deref()) {
-        return Ok(full(&snapshot));
+    if !holds(&snapshot) {
+        return Ok(newer(&state, &ask, &snapshot));
     }
     if wait.is_zero() {
         return Ok(not_modified(&snapshot));
@@ -95,15 +165,15 @@ pub async fn latest(
         match tokio::time::timeout_at(deadline, versions.changed()).await {
             Ok(Ok(())) => {
                 let snapshot = latest_or_unavailable(&state)?;
-                if !caller_holds(&snapshot, q.after_version, if_none_match.as_deref()) {
-                    return Ok(full(&snapshot));
+                if !holds(&snapshot) {
+                    return Ok(newer(&state, &ask, &snapshot));
                 }
             }
             // The service went away (shutting down) or time is up: answer with what we have.
             Ok(Err(_)) | Err(_) => {
                 let snapshot = latest_or_unavailable(&state)?;
-                if !caller_holds(&snapshot, q.after_version, if_none_match.as_deref()) {
-                    return Ok(full(&snapshot));
+                if !holds(&snapshot) {
+                    return Ok(newer(&state, &ask, &snapshot));
                 }
                 return Ok(not_modified(&snapshot));
             }
@@ -129,5 +199,26 @@ mod tests {
         assert!(caller_holds(&s, None, Some("\"3\", \"7\"")));
         assert!(!caller_holds(&s, None, Some("\"6\"")));
         assert!(!caller_holds(&s, None, None));
+    }
+
+    #[test]
+    fn a_delta_is_asked_for_by_accept_and_the_held_version() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.certbind.snapshot-delta, application/vnd.certbind.snapshot"));
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"41\""));
+        let ask = Ask::of(&headers, None);
+        assert!(ask.accepts_delta);
+        assert_eq!(ask.held(), Some(41));
+        assert_eq!(Ask::of(&headers, Some(40)).held(), Some(40));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.certbind.snapshot-delta;q=0, */*"));
+        assert!(!Ask::of(&headers, None).accepts_delta);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("Application/Vnd.Certbind.Snapshot-Delta ; q=0.5"));
+        assert!(Ask::of(&headers, None).accepts_delta);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.certbind.snapshot"));
+        assert!(!Ask::of(&headers, None).accepts_delta);
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"3\", \"4\""));
+        assert_eq!(Ask::of(&headers, None).held(), None);
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("W/\"3\""));
+        assert_eq!(Ask::of(&headers, None).held(), None);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod builder;
 pub mod change;
+pub mod deltas;
 pub mod served;
 pub mod service;
 pub mod store;
@@ -15,6 +16,7 @@ pub use builder::{
     SnapshotContent, StreamedBindings,
 };
 pub use change::{Change, Committed};
+pub use deltas::{DeltaLimits, DeltaRing};
 pub use served::{NoSnapshots, ServedSnapshot, SnapshotService};
 pub use service::{build_from_database, StoreService};
 pub use store::{Applied, SignedSnapshot, SnapshotStore, StoreError, StoreSettings};

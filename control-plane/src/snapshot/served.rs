@@ -33,6 +33,11 @@ pub trait SnapshotService: Send + Sync + 'static {
     /// `changes` were committed at `version` (what the snapshot log holds for it; a service
     /// that never hears of a version reads it there).
     fn committed(&self, version: i64, changes: Vec<Change>);
+    /// The delta chain from version `from` to `latest` (the snapshot being served), encoded,
+    /// when one is kept and worth serving instead of it.
+    fn delta(&self, _from: u64, _latest: &ServedSnapshot) -> Option<Bytes> {
+        None
+    }
 }
 
 /// Used where no signer is configured: the admin API works; snapshot routes answer 503.

@@ -351,5 +351,9 @@ impl SnapshotService for StoreService {
         self.store.apply(version, changes);
         self.wake.notify_one();
     }
+
+    fn delta(&self, from: u64, latest: &ServedSnapshot) -> Option<Bytes> {
+        self.store.delta(from, latest.version, latest.bytes.len()).map(Bytes::from)
+    }
 }
 

@@ -16,10 +16,12 @@
 //! until [`SnapshotStore::publish`] has signed it. So a version is signed once, by the one
 //! service that claimed it, with exactly the content committed before it.
 
+use super::deltas::{DeltaLimits, DeltaRing};
 use super::builder::{
     encode_content, encode_patched, BuildError, Change, PatchMode, Pending, SnapshotContent, StreamedBindings,
 };
 use crate::signer::Signer;
+use certbind_shared::snapshot::delta;
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,11 +40,13 @@ pub struct StoreSettings {
     /// How long after its issue a snapshot is signed again under a new version when nothing
     /// changed, so that an idle fleet never holds one near expiry; `None`: half the validity.
     pub resign_after: Option<Duration>,
+    /// The delta ring's bounds.
+    pub deltas: DeltaLimits,
 }
 
 impl StoreSettings {
     pub fn with_validity(validity: Duration) -> Self {
-        StoreSettings { validity, resign_after: None }
+        StoreSettings { validity, resign_after: None, deltas: DeltaLimits::default() }
     }
 
     /// When a snapshot is signed again: `resign_after`, or half the validity.
@@ -202,6 +206,8 @@ pub struct SnapshotStore {
     /// Held while signing, so two publications never race to replace the base.
     publishing: Mutex<()>,
     latest: watch::Sender<Option<Arc<SignedSnapshot>>>,
+    /// The step to each published version from the one before.
+    deltas: Mutex<DeltaRing>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -215,6 +221,7 @@ fn unix_now() -> i64 {
 
 impl SnapshotStore {
     pub fn new(signer: Arc<dyn Signer>, settings: StoreSettings) -> Self {
+        let settings_deltas = settings.deltas;
         SnapshotStore {
             signer: RwLock::new(signer),
             settings,
@@ -232,6 +239,7 @@ impl SnapshotStore {
             }),
             publishing: Mutex::new(()),
             latest: watch::Sender::new(None),
+            deltas: Mutex::new(DeltaRing::new(settings_deltas)),
         }
     }
 
@@ -247,6 +255,27 @@ impl SnapshotStore {
     /// pin the new key before this; the next version is the first signed by it.
     pub fn rotate_signer(&self, signer: Arc<dyn Signer>) {
         *self.signer.write().unwrap_or_else(|p| p.into_inner()) = signer;
+    }
+
+    /// Makes `snapshot` the latest: records the step to it from the snapshot it replaces
+    /// (before anyone can ask for it), then announces it.
+    fn announce(&self, snapshot: &Arc<SignedSnapshot>) {
+        if let Some(previous) = self.latest().filter(|p| p.version() < snapshot.version()) {
+            let step = delta::between(previous.view(), snapshot.view());
+            lock(&self.deltas).push(step);
+        }
+        self.latest.send_replace(Some(Arc::clone(snapshot)));
+    }
+
+    /// The delta chain from `from` to `to`, encoded, when the ring holds it and it is worth
+    /// serving beside the full snapshot of `full_len` bytes.
+    pub fn delta(&self, from: u64, to: u64, full_len: usize) -> Option<Vec<u8>> {
+        lock(&self.deltas).chain(from, to, full_len)
+    }
+
+    /// Steps the delta ring holds, and their bytes.
+    pub fn delta_ring_size(&self) -> (usize, usize) {
+        lock(&self.deltas).size()
     }
 
     /// The latest signed snapshot.
@@ -447,7 +476,7 @@ impl SnapshotStore {
                 Self::drain_buffered(&mut state);
                 drop(state);
                 let snapshot = Arc::new(snapshot);
-                self.latest.send_replace(Some(Arc::clone(&snapshot)));
+                self.announce(&snapshot);
                 Ok(snapshot)
             }
             Err(e) => {
@@ -506,7 +535,7 @@ impl SnapshotStore {
                     }
                 }
                 let snapshot = Arc::new(snapshot);
-                self.latest.send_replace(Some(Arc::clone(&snapshot)));
+                self.announce(&snapshot);
                 Ok(Some(snapshot))
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 //! must fold in order, and failures must lose nothing.
 
 use super::builder::*;
+use super::deltas::DeltaLimits;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
 use certbind_shared::identity::{IdentityData, Owner, SanKind};
@@ -638,4 +639,43 @@ fn the_string_table_is_rebuilt_before_garbage_piles_up() {
     assert!(sizes[64] < sizes[63], "the string table was rebuilt");
     assert!(sizes[64] <= clean + 64, "rebuilt table holds little beyond the live strings");
     oracle.assert_matches(store.latest().unwrap().view());
+}
+
+#[test]
+fn deltas_are_kept_per_step_within_bounds_and_served_only_when_worth_it() {
+    let limits = DeltaLimits { max_steps: 3, ..DeltaLimits::default() };
+    let store = SnapshotStore::new(signer(9), StoreSettings { deltas: limits, ..StoreSettings::default() });
+    let bindings: Vec<BindingEntry> = (0..200)
+        .map(|i| BindingEntry { fingerprint: fp("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true })
+        .collect();
+    let mut published = vec![store.load(SnapshotContent { bindings, ..Default::default() }, 1).unwrap()];
+    let full_len = published[0].bytes().len();
+    // One revoke per version: a step each, a few hundred bytes.
+    for (version, i) in (2..=5u64).zip(0..) {
+        store.apply(version, vec![Change::RemoveBinding { fingerprint: fp("d", i) }]);
+        published.push(store.publish().unwrap().unwrap());
+    }
+    assert_eq!(store.delta_ring_size().0, 3, "bounded by count");
+    let latest = store.latest().unwrap();
+    let verifier = verifier_for(&[signer(9).as_ref()]);
+    // A chain from a version still in the ring takes that version to exactly the latest bytes.
+    for from in [2u64, 3, 4] {
+        let chain = store.delta(from, latest.version(), full_len).expect("a chain");
+        assert!(chain.len() < 4096, "{} bytes", chain.len());
+        let held = published.iter().find(|s| s.version() == from).unwrap().view();
+        let applied = verifier.apply_delta(held, &chain, now()).expect("the chain applies");
+        assert_eq!(applied.as_bytes(), latest.bytes());
+    }
+    // Out of the ring, not worth it beside a small full snapshot, or to a version the ring
+    // never reached: none.
+    assert_eq!(store.delta(1, latest.version(), full_len), None);
+    assert_eq!(store.delta(4, latest.version(), 100), None);
+    assert_eq!(store.delta(4, latest.version() + 1, full_len), None);
+    // A step too big to keep starts the ring again.
+    let small = DeltaLimits { max_bytes: 64, ..DeltaLimits::default() };
+    let store = SnapshotStore::new(signer(9), StoreSettings { deltas: small, ..StoreSettings::default() });
+    store.load(SnapshotContent::default(), 1).unwrap();
+    store.apply(2, vec![Change::RemoveBinding { fingerprint: fp("d", 0) }]);
+    store.publish().unwrap();
+    assert_eq!(store.delta_ring_size(), (0, 0));
 }
