@@ -75,11 +75,28 @@ impl Proxy {
     }
 }
 
+/// Binds `count` cards and waits until a snapshot holding them all is signed.
 async fn bind_many(app: &TestApp, from: u64, count: u64) {
+    let mut last = 0;
     for n in from..from + count {
         let r = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(n))).await;
         assert_eq!(r.status, 201, "{}", r.text());
+        last = r.version();
     }
+    signed_after(app, last).await;
+}
+
+/// Waits until a snapshot newer than `version` (a change's) is signed.
+async fn signed_after(app: &TestApp, version: i64) {
+    let r = app.snapshot(&format!("/api/v1/snapshot?after_version={version}&wait=10"), &[]).await;
+    assert_eq!(r.status, 200, "no snapshot after version {version}");
+}
+
+/// Revokes card `n` and waits for a snapshot without it.
+async fn revoke(app: &TestApp, n: u64) {
+    let r = app.delete(&format!("/api/v1/admin/smartcards/{}", fingerprint(n)), &app.a.token).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    signed_after(app, r.version()).await;
 }
 
 async fn a_proxy_catches_up_by_delta(store: Store, test: &str) {
@@ -93,8 +110,7 @@ async fn a_proxy_catches_up_by_delta(store: Store, test: &str) {
     let full_len = first.as_bytes().len();
 
     // A revoke: a delta of a few hundred bytes, applied byte for byte to the latest snapshot.
-    let path = format!("/api/v1/admin/smartcards/{}", fingerprint(7));
-    assert_eq!(app.delete(&path, &app.a.token).await.status, 200);
+    revoke(&app, 7).await;
     let answer = proxy.fetch(BOTH).await;
     assert_eq!(answer.header("content-type"), Some(DELTA));
     assert!(answer.body.len() < 2048, "a revoke's delta is {} bytes (full: {full_len})", answer.body.len());
@@ -105,10 +121,8 @@ async fn a_proxy_catches_up_by_delta(store: Store, test: &str) {
     // Several versions behind: one chain covers them all.
     let behind = proxy.held.clone();
     for n in [8u64, 9, 10] {
-        let revoked = app.delete(&format!("/api/v1/admin/smartcards/{}", fingerprint(n)), &app.a.token).await;
         // Each change signed before the next, so the chain has a step per change.
-        let signed = app.snapshot(&format!("/api/v1/snapshot?after_version={}&wait=10", revoked.version()), &[]).await;
-        assert_eq!(signed.status, 200);
+        revoke(&app, n).await;
     }
     proxy.held = behind;
     let answer = proxy.fetch(BOTH).await;
@@ -120,6 +134,7 @@ async fn a_proxy_catches_up_by_delta(store: Store, test: &str) {
     // A blocklist entry and an issuer arrive the same way.
     let entry = app.post("/api/v1/admin/blocklist", &app.a.token, &serde_json::json!({ "fingerprint": fingerprint(11) })).await;
     assert_eq!(entry.status, 201);
+    signed_after(&app, entry.version()).await;
     let answer = proxy.fetch(BOTH).await;
     assert_eq!(answer.header("content-type"), Some(DELTA));
     let view = proxy.take(&answer);
@@ -128,6 +143,7 @@ async fn a_proxy_catches_up_by_delta(store: Store, test: &str) {
 
     let metrics = app.send("GET", "/metrics", &[], Vec::new()).await.text();
     assert!(metrics.contains("certbind_snapshot_answers_total{kind=\"delta\"} 3"), "{metrics}");
+    drop(app);
     Arc::into_inner(proxy.app).expect("no request in flight").finish().await;
 }
 
@@ -141,14 +157,14 @@ async fn proxies_that_cannot_use_a_delta_get_the_whole_snapshot(store: Store, te
     let held = proxy.held.clone();
 
     // Without the delta type in Accept: the full snapshot.
-    assert_eq!(app.delete(&format!("/api/v1/admin/smartcards/{}", fingerprint(1)), &app.a.token).await.status, 200);
+    revoke(&app, 1).await;
     let answer = proxy.fetch(SNAPSHOT).await;
     assert_eq!(answer.header("content-type"), Some(SNAPSHOT));
     proxy.take(&answer);
 
     // A version the ring no longer reaches (it keeps two steps): the full snapshot.
     for n in 2..6u64 {
-        assert_eq!(app.delete(&format!("/api/v1/admin/smartcards/{}", fingerprint(n)), &app.a.token).await.status, 200);
+        revoke(&app, n).await;
         let r = proxy.fetch(BOTH).await;
         proxy.take(&r);
     }
@@ -156,6 +172,6 @@ async fn proxies_that_cannot_use_a_delta_get_the_whole_snapshot(store: Store, te
     let answer = proxy.fetch(BOTH).await;
     assert_eq!(answer.header("content-type"), Some(SNAPSHOT), "the oldest steps are gone");
     proxy.take(&answer);
-
+    drop(app);
     Arc::into_inner(proxy.app).expect("no request in flight").finish().await;
 }
