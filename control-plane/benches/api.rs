@@ -7,8 +7,9 @@
 //!   org, bulk-inserted in SQL first: the first page, a page from a cursor deep in the table,
 //!   and each filter;
 //! - with those rows, the snapshot service `serve` runs: its first build and signature from
-//!   the database, then the time from a revoke's 200 to the long-poll a filter holds returning
-//!   the new signed snapshot without the revoked card.
+//!   the database, then, for revokes spread over the table, the time from a revoke's 200 to
+//!   the long-poll a filter holds returning the delta to the new signed snapshot, the bytes
+//!   of that delta, and the time the shared crate takes to apply and check it.
 //!
 //! `cargo bench -p certbind-control-plane --bench api` prints a Markdown table.
 
@@ -20,7 +21,7 @@ use certbind_control_plane::db::{self, Actor, Backend, Db, DbOptions};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::identity::IdentityData;
-use certbind_shared::snapshot::SnapshotView;
+use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier};
 use certbind_shared::Fingerprint;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ struct Bench {
     router: axum::Router,
     db: Db,
     token: String,
+    /// A proxy credential, for the snapshot route.
+    proxy: String,
     user: String,
 }
 
@@ -54,15 +57,33 @@ async fn call_with_body(
     token: &str,
     body: Option<String>,
 ) -> (u16, Vec<u8>) {
+    let (status, _, bytes) = call_accepting(router, method, path, token, body, None).await;
+    (status, bytes)
+}
+
+/// A request with an `Accept` header; the answer's status, content type and body.
+async fn call_accepting(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<String>,
+    accept: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {token}"));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
     if body.is_some() {
         request = request.header("content-type", "application/json");
     }
     let request = request.body(body.map(Body::from).unwrap_or_default()).expect("request");
     let response = router.clone().oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let bytes = response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    (status, bytes)
+    (status, content_type, bytes)
 }
 
 fn fingerprint(n: u64) -> String {
@@ -75,8 +96,9 @@ async fn setup(url: &str) -> Bench {
     let actor = Actor::cli(org.id.clone());
     let (_, token) = db::tokens::create(&db, &actor, &org.id, false, None).await.expect("token");
     let user = db::users::create(&db, &actor, "bench-user", None).await.expect("user").id;
+    let (_, proxy) = db::proxies::create(&db, &Actor::service("bench"), Some("bench")).await.expect("proxy credential");
     let state = AppState::new(db.clone(), Arc::new(NoSnapshots::default()), Limits::default());
-    Bench { router: app(state), db, token, user }
+    Bench { router: app(state), db, token, proxy, user }
 }
 
 /// Runs `count` requests with `IN_FLIGHT` at a time; returns requests per second.
@@ -224,6 +246,7 @@ async fn run(name: &str, url: &str, rows: u64) {
 /// signature, timed by the snapshot bench, is a fraction of a millisecond).
 async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
     let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x42; 32]).expect("valid scalar"));
+    let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).expect("key")]).expect("verifier");
     let measuring = reset_peak();
     let before = status_kib("VmRSS:");
     let started = Instant::now();
@@ -231,48 +254,67 @@ async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
     let first_build = started.elapsed();
     let peak_above = status_kib("VmHWM:").saturating_sub(before);
     let router = app(AppState::new(bench.db.clone(), service.clone(), Limits::default()));
-    let (status, body) = call_with_body(&router, "GET", "/api/v1/snapshot", &bench.token, None).await;
+    let (status, body) = call_with_body(&router, "GET", "/api/v1/snapshot", &bench.proxy, None).await;
     assert_eq!(status, 200);
-    let first = SnapshotView::open_unauthenticated(body).expect("first snapshot");
-    let mut held = first.version();
+    let now = certbind_control_plane::time::now_epoch();
+    let mut held = verifier.verify(body, now, None).expect("first snapshot");
+    let full_len = held.as_bytes().len();
     println!(
         "| {name} | first snapshot from the database at {rows} rows ({} bindings): read + build + sign | {:.2} s |",
-        first.binding_count(),
+        held.binding_count(),
         first_build.as_secs_f64()
     );
     if measuring {
         println!(
             "| {name} | first snapshot at {rows} rows: peak resident memory above the process before it (rows streamed into the snapshot's buffer) | {:.1} MiB; snapshot {:.1} MiB |",
             mib(peak_above),
-            first.as_bytes().len() as f64 / 1048576.0
+            full_len as f64 / 1048576.0
         );
     }
-    drop(first);
-    let mut samples = Vec::new();
+    let (mut served, mut bytes, mut applied) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..REVOKE_SAMPLES.min(rows) {
         // Bulk rows are named printf('%064x', n); spread the revokes over the table.
         let fingerprint = format!("{:064x}", i * (rows / REVOKE_SAMPLES.min(rows)));
         let status = call(&router, "DELETE", &format!("/api/v1/admin/smartcards/{fingerprint}"), &bench.token, None).await;
         assert_eq!(status, 200, "revoke {fingerprint}");
         let acknowledged = Instant::now();
-        let path = format!("/api/v1/snapshot?wait=10&after_version={held}");
-        let (status, body) = call_with_body(&router, "GET", &path, &bench.token, None).await;
-        samples.push(acknowledged.elapsed());
+        // As a filter asks: from the version it holds, accepting a delta.
+        let path = format!("/api/v1/snapshot?wait=10&after_version={}", held.version());
+        let (status, content_type, body) =
+            call_accepting(&router, "GET", &path, &bench.proxy, None, Some(DELTA_AND_FULL)).await;
+        served.push(acknowledged.elapsed());
         assert_eq!(status, 200, "long-poll after the revoke");
-        let view = SnapshotView::open_unauthenticated(body).expect("served snapshot");
-        assert!(view.version() > held, "the long-poll returned an old snapshot");
+        assert_eq!(content_type, "application/vnd.certbind.snapshot-delta", "a revoke is served as a delta");
+        bytes.push(body.len());
+        let applying = Instant::now();
+        let view = verifier.apply_delta(&held, &body, certbind_control_plane::time::now_epoch()).expect("the delta applies");
+        applied.push(applying.elapsed());
         let key = Fingerprint::from_canonical_hex(&fingerprint).expect("canonical fingerprint");
         assert!(view.card_binding(&key).is_none(), "the revoked card is still in the served snapshot");
-        held = view.version();
+        held = view;
     }
-    samples.sort();
+    served.sort();
+    applied.sort();
+    bytes.sort_unstable();
+    let n = served.len();
     println!(
-        "| {name} | revoke's 200 → new signed snapshot served, at {rows} rows: p50 / max of {} | {} / {} |",
-        samples.len(),
-        ms(percentile(&samples, 0.5)),
-        ms(*samples.last().expect("samples")),
+        "| {name} | revoke's 200 → delta served, at {rows} rows: p50 / max of {n} | {} / {} |",
+        ms(percentile(&served, 0.5)),
+        ms(*served.last().expect("samples")),
+    );
+    println!(
+        "| {name} | bytes served per proxy for one revoke at {rows} rows (full snapshot {full_len} B): p50 / max | {} B / {} B |",
+        bytes[n / 2],
+        bytes[n - 1],
+    );
+    println!(
+        "| {name} | delta applied and checked natively (the filter's code), at {rows} rows: p50 / max | {} / {} |",
+        ms(percentile(&applied, 0.5)),
+        ms(*applied.last().expect("samples")),
     );
 }
+
+const DELTA_AND_FULL: &str = "application/vnd.certbind.snapshot-delta, application/vnd.certbind.snapshot";
 
 fn main() {
     let rows: u64 = std::env::var("CERTBIND_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);

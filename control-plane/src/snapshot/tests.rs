@@ -679,3 +679,32 @@ fn deltas_are_kept_per_step_within_bounds_and_served_only_when_worth_it() {
     store.publish().unwrap();
     assert_eq!(store.delta_ring_size(), (0, 0));
 }
+
+#[test]
+fn a_reload_signs_under_its_claim_with_what_was_committed_while_it_read() {
+    let store = SnapshotStore::new(signer(10), StoreSettings::default());
+    store.load(SnapshotContent::default(), 1).unwrap();
+    // The tables as read at version 5: two bindings.
+    store.begin_load();
+    let rest = SnapshotContent::default();
+    let mut streamed = StreamedBindings::new(2, &rest);
+    let mut read: Vec<Fingerprint> = vec![fp("r", 1), fp("r", 2)];
+    read.sort();
+    for fingerprint in &read {
+        streamed.push(fingerprint, "01HV0000000000000000000001", "o1", true).unwrap();
+    }
+    // Committed between the read and the claim (version 8): a revoke and an org's block.
+    let catch_up = vec![
+        Change::RemoveBinding { fingerprint: read[0] },
+        Change::Block { owner: DbOwner::Org("o1".into()), fingerprint: read[1] },
+    ];
+    let signed = store.finish_streamed_load(streamed, rest, 5, 8, catch_up).unwrap();
+    assert_eq!(signed.version(), 8, "signed under the claim, not the version read");
+    let view = signed.view();
+    assert_eq!(view.bindings().map(|(f, _)| f).collect::<Vec<_>>(), vec![read[1]]);
+    assert!(view.is_blocklisted(&read[1], Some("o1")));
+    assert!(!view.is_blocklisted(&read[1], Some("o2")));
+    assert_eq!(store.applied_version(), 8);
+    // And it verifies as any signed snapshot does.
+    verifier_for(&[signer(10).as_ref()]).verify(signed.bytes().to_vec(), now(), None).unwrap();
+}
