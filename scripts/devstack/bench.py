@@ -24,7 +24,7 @@ import urllib.parse
 from pathlib import Path
 
 from . import envoy, filterconfig, pki as devpki, tokens
-from .controlplane import ControlPlane
+from .controlplane import ControlPlane, start_demo
 from .procs import Stack, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,18 +81,12 @@ def main() -> int:
     bound_token = issuer.mint(subject="bench", cert_pem=demo_pem, ttl=24 * 3600)
 
     with Stack() as stack:
-        cp = ControlPlane(WORK / "control-plane", logs)
-        cp.init_hsm()
-        key = cp.key_init()
-        org = cp.cli("org", "create", "bench")
-        user = cp.cli("user", "create", "--org", org, "bench")
-        admin = cp.cli("token", "create", "--org", org, "--super-admin")
-        credential = cp.proxy_credential(org)
-        cp.start()
+        demo = start_demo(WORK / "control-plane", logs, org="bench", user="bench", label="bench")
+        cp, key, user, admin, credential = demo.cp, demo.public_key, demo.user_id, demo.admin_token, demo.proxy_credential
         stack.add(cp.stop)
         cp.bind(admin, user, demo_pem)
-        cp.api("POST", "/api/v1/admin/issuers", admin,
-               {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": issuer.jwks()})
+        # The org's own issuer: every token here is bound to a card of that org.
+        cp.register_issuer(admin, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(), scope="org")
 
         certbind_config = filterconfig.render(
             filterconfig.policy(source={"kind": "xfcc", "trust": "trusted_proxies"}, trusted_proxies=["127.0.0.1/32"],

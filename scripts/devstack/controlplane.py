@@ -1,13 +1,16 @@
 """The certbind control plane for the development stack: its SoftHSM2 token and signing key
-(scripts/softhsm-init.sh), its SQLite database, its command line, and the admin API."""
+(scripts/softhsm-init.sh), its SQLite database, its command line, and the admin API.
+`start_demo` is the start-up every driver shares (`make run`, the e2e suite, the benchmarks)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from .procs import Process, wait_until
@@ -40,6 +43,9 @@ class ControlPlane:
         self.env = {"CERTBIND_DATABASE_URL": f"sqlite://{self.state / 'certbind.db'}", "RUST_LOG": "info,sqlx=warn"}
         self.process: Process | None = None
         self.url = ""
+        # The snapshot version the last change through the API committed (its
+        # `certbind-snapshot-version` header): a proxy holding it has seen that change.
+        self.last_version = 0
 
     def init_hsm(self) -> None:
         """A SoftHSM2 token under state/softhsm (reused when present) and its environment."""
@@ -60,16 +66,10 @@ class ControlPlane:
             raise RuntimeError(f"certbind {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
         return out.stdout.strip()
 
-    def proxy_credential(self, org: str) -> str:
+    def proxy_credential(self, label: str = "envoy") -> str:
         """A proxy credential (`certbind token create --proxy`): it reads the snapshot and
-        nothing else."""
-        try:
-            return self.cli("token", "create", "--org", org, "--proxy", "--label", "envoy")
-        except RuntimeError as e:
-            # A control plane from before proxy credentials serves the snapshot to anyone.
-            if "--proxy" not in str(e):
-                raise
-            return "no-proxy-credentials-in-this-control-plane"
+        nothing else, and belongs to no org."""
+        return self.cli("token", "create", "--proxy", "--label", label)
 
     def key_init(self) -> dict:
         """Creates the signing key unless it exists; its public key (PEM and JWK) for pinning."""
@@ -111,9 +111,12 @@ class ControlPlane:
             return e.code, dict(e.headers), e.read()
 
     def api(self, method: str, path: str, token: str, body: dict | None = None, ok=(200, 201, 204)) -> dict:
-        status, _, raw = self.request(method, path, token, body)
+        status, headers, raw = self.request(method, path, token, body)
         if status not in ok:
             raise ApiError(status, raw.decode(errors="replace"))
+        version = {k.lower(): v for k, v in headers.items()}.get("certbind-snapshot-version")
+        if version is not None:
+            self.last_version = max(self.last_version, int(version))
         return json.loads(raw) if raw else {}
 
     def bind(self, token: str, user_id: str, cert_pem: bytes) -> dict:
@@ -123,8 +126,55 @@ class ControlPlane:
     def revoke(self, token: str, fingerprint: str) -> dict:
         return self.api("DELETE", f"/api/v1/admin/smartcards/{fingerprint}", token)
 
+    def register_issuer(self, token: str, issuer: str, audiences: list[str], jwks: dict, *,
+                        scope: str = "platform") -> dict:
+        """A token issuer. `platform` (super-admin tokens only) applies to every token, on
+        `bearer` routes too; `org` only to tokens presented with a certificate of the token's
+        org."""
+        return self.api("POST", "/api/v1/admin/issuers", token,
+                        {"issuer": issuer, "audiences": audiences, "jwks": jwks, "scope": scope})
+
+
+@dataclass
+class Demo:
+    """A started control plane and the accounts it was given."""
+
+    cp: ControlPlane
+    public_key: dict  # `certbind key init`: the signing key's PEM and JWK, for pinning
+    org_id: str
+    user_id: str
+    admin_token: str  # super-admin, of `org_id`
+    proxy_credential: str
+
+
+def start_demo(state: Path, logs: Path, *, org: str, user: str, email: str | None = None,
+               listen: str = "127.0.0.1:0", name: str = "control-plane", remember: Path | None = None,
+               label: str = "devstack") -> Demo:
+    """A control plane in `state`: its SoftHSM2 token and signing key, an org with one user, a
+    super-admin token and a proxy credential, then the service on `listen`. With `remember`,
+    the accounts are kept in that file (mode 0600) and reused by the next call."""
+    cp = ControlPlane(state, logs)
+    cp.init_hsm()
+    public_key = cp.key_init()
+    if remember is not None and remember.exists():
+        accounts = json.loads(remember.read_text())
+    else:
+        org_id = cp.cli("org", "create", org)
+        user_id = cp.cli("user", "create", "--org", org_id, *(["--email", email] if email else []), user)
+        accounts = {
+            "org_id": org_id,
+            "user_id": user_id,
+            "admin_token": cp.cli("token", "create", "--org", org_id, "--super-admin", "--label", label),
+            "proxy_credential": cp.proxy_credential(),
+        }
+        if remember is not None:
+            # Created 0600: the file holds the admin token and the proxy credential.
+            with os.fdopen(os.open(remember, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(json.dumps(accounts, indent=2) + "\n")
+    cp.start(listen, name=name)
+    return Demo(cp, public_key, accounts["org_id"], accounts["user_id"], accounts["admin_token"],
+                accounts["proxy_credential"])
+
 
 def _base_env() -> dict:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("CERTBIND_")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import string
 import sys
@@ -57,17 +58,40 @@ def http_filters(*filters: dict) -> str:
 
 TRUSTED_CA_LINE = 'trusted_ca: {filename: "${ca_bundle}"}'
 
+# The connection manager's protective settings (docs/filter.md, "Proxy settings the filter
+# requires") and the value Envoy takes for each when it is left out.
+PROTECTIVE_SETTINGS = {
+    "use_remote_address: true": "use_remote_address: false",
+    "normalize_path: true": "normalize_path: false",
+    "merge_slashes: true": "merge_slashes: false",
+    "path_with_escaped_slashes_action: REJECT_REQUEST": "path_with_escaped_slashes_action: KEEP_UNCHANGED",
+    "headers_with_underscores_action: REJECT_REQUEST": "headers_with_underscores_action: ALLOW",
+}
 
-def render(template: str, out: Path, *, allow_expired: bool = False, **values) -> Path:
+
+def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defaults: bool = False,
+           forward_client_cert: str | None = None, **values) -> Path:
     """Fills a template's placeholders. `allow_expired` lets expired and not-yet-valid client
     certificates through the TLS layer (`allow_expired_certificate`), so that the filter's own
-    refusals can be seen; the end-to-end suite uses it, no deployment should."""
+    refusals can be seen; `envoy_defaults` puts Envoy's defaults in place of the protective
+    settings, so that what the filter does without them can be seen; `forward_client_cert`
+    replaces the XFCC forward mode. The end-to-end suite uses them; no deployment should."""
     text = (TEMPLATES / template).read_text()
     if allow_expired:
         if TRUSTED_CA_LINE not in text:
             raise ValueError(f"{template} has no `{TRUSTED_CA_LINE}` to relax")
         indent = text.split(TRUSTED_CA_LINE)[0].rsplit("\n", 1)[1]
         text = text.replace(TRUSTED_CA_LINE, f"{TRUSTED_CA_LINE}\n{indent}allow_expired_certificate: true")
+    replacements = dict(PROTECTIVE_SETTINGS) if envoy_defaults else {}
+    if forward_client_cert is not None:
+        mode = re.search(r"forward_client_cert_details: \w+", text)
+        if mode is None:
+            raise ValueError(f"{template} sets no forward_client_cert_details")
+        replacements[mode.group(0)] = f"forward_client_cert_details: {forward_client_cert}"
+    for setting, replacement in replacements.items():
+        if text.count(setting) != 1:
+            raise ValueError(f"{template} does not set `{setting}` exactly once")
+        text = text.replace(setting, replacement)
     out.write_text(string.Template(text).substitute({k: str(v) for k, v in values.items()}))
     return out
 

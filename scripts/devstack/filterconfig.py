@@ -4,7 +4,7 @@ The demo routes, one per mode:
 
     /public/*   bearer                       a token, no card
     /mtls/*     mtls, enrolled card required the card alone, and it must be bound
-    /api/*      bearer_plus_mtls_optional    a token; on /api/execute it must be bound to the card
+    /api/*      bearer_plus_mtls_optional    a token; on /api/execute and below it must be bound to the card
     /secure/*   bearer_plus_mtls_required    card and bound token, always
     anything else: bearer_plus_mtls_required (the strictest mode is the default)
 """
@@ -18,7 +18,9 @@ from . import tokens
 DEMO_ROUTES = [
     {"path": "/public/*", "mode": "bearer"},
     {"path": "/mtls/*", "mode": "mtls", "require_enrolled_card": True},
-    {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute"]},
+    # A prefix: `/api/execute/` and `/api/execute/x` need the binding too (an exact pattern
+    # would leave them to whichever handler the upstream routes them to).
+    {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute*"]},
     {"path": "/secure/*", "mode": "bearer_plus_mtls_required"},
 ]
 
@@ -38,11 +40,19 @@ def policy(*, source: dict | None = None, trusted_proxies: list[str] | None = No
     return value
 
 
+# A snapshot older than this when it arrives is refused (`too_old`): after a restart the proxy
+# holds nothing, and without a limit any unexpired snapshot, a replayed one too, would do. The
+# control plane re-signs an idle snapshot at half its validity (12 h of the default 24 h), so
+# 13 h leaves an hour's margin.
+MAX_AGE_SECONDS = 46800
+
+
 def snapshot(public_key_pem: str, credential: str, *, cluster: str = "certbind_control_plane",
-             authority: str = "127.0.0.1:8080", long_poll_seconds: int = 30, **control_plane) -> dict:
+             authority: str = "127.0.0.1:8080", long_poll_seconds: int = 30,
+             max_age_seconds: int = MAX_AGE_SECONDS, **control_plane) -> dict:
     """The signed snapshot, fetched from the control plane through an Envoy cluster and
     verified against the pinned key (`certbind key init` prints it)."""
-    return {"pinned_keys": [public_key_pem],
+    return {"pinned_keys": [public_key_pem], "max_age_seconds": max_age_seconds,
             "control_plane": {"cluster": cluster, "authority": authority, "credential": credential,
                               "long_poll_seconds": long_poll_seconds, **control_plane}}
 

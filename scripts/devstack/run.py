@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import envoy, filterconfig, pki, tokens
-from .controlplane import ApiError, ControlPlane
+from .controlplane import ApiError, start_demo
 from .procs import Process, Stack, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,20 +28,17 @@ def port(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def demo_accounts(cp: ControlPlane) -> dict:
-    """The demo org, user and super-admin token, created once and remembered in .dev/demo.json
-    and .dev/admin-token."""
+def remembered_accounts() -> Path:
+    """.dev/demo.json: the demo org, user, super-admin token and proxy credential, created by
+    the first run. A file from before it held the admin token takes it from .dev/admin-token."""
     path = STATE / "demo.json"
     if path.exists():
-        return json.loads(path.read_text())
-    org = cp.cli("org", "create", "demo")
-    user = cp.cli("user", "create", "--org", org, "--email", "jane.demo@example.mil", "jane")
-    admin = cp.cli("token", "create", "--org", org, "--super-admin", "--label", "make run")
-    (STATE / "admin-token").write_text(admin + "\n")
-    (STATE / "admin-token").chmod(0o600)
-    demo = {"org_id": org, "user_id": user, "proxy_credential": cp.proxy_credential(org)}
-    path.write_text(json.dumps(demo, indent=2) + "\n")
-    return demo
+        accounts = json.loads(path.read_text())
+        if "admin_token" not in accounts and (STATE / "admin-token").exists():
+            accounts["admin_token"] = (STATE / "admin-token").read_text().strip()
+            path.write_text(json.dumps(accounts, indent=2) + "\n")
+            path.chmod(0o600)
+    return path
 
 
 def ensure(call, *ok_statuses: int):
@@ -78,18 +75,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     with Stack() as stack:
-        cp = ControlPlane(STATE / "control-plane", logs)
-        cp.init_hsm()
-        key = cp.key_init()
-        demo = demo_accounts(cp)
-        admin_token = (STATE / "admin-token").read_text().strip()
-        cp.start(f"127.0.0.1:{cp_port}")
+        demo = start_demo(STATE / "control-plane", logs, org="demo", user="jane", email="jane.demo@example.mil",
+                          listen=f"127.0.0.1:{cp_port}", remember=remembered_accounts(), label="make run")
+        cp, key, admin_token = demo.cp, demo.public_key, demo.admin_token
         stack.add(cp.stop)
+        admin_file = STATE / "admin-token"
+        if not admin_file.exists():
+            with os.fdopen(os.open(admin_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(admin_token + "\n")
 
         demo_pem = (pki_dir / "demo-card.crt").read_bytes()
-        ensure(lambda: cp.bind(admin_token, demo["user_id"], demo_pem), 409)
-        ensure(lambda: cp.api("POST", "/api/v1/admin/issuers", admin_token,
-                              {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": issuer.jwks()}), 409)
+        ensure(lambda: cp.bind(admin_token, demo.user_id, demo_pem), 409)
+        # A platform issuer: `/public/` (bearer, no card) accepts platform issuers only.
+        ensure(lambda: cp.register_issuer(admin_token, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(),
+                                          scope="platform"), 409)
 
         echo = Process("echo", [sys.executable, "-m", "devstack.echo"], logs, cwd=ROOT / "scripts").start()
         stack.add(echo.stop)
@@ -98,7 +97,7 @@ def main() -> int:
         # The filter fetches the signed snapshot from the control plane through the cluster
         # `certbind_control_plane` and believes it only under the pinned key.
         config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
-            key["public_key_pem"], demo["proxy_credential"], authority=f"127.0.0.1:{cp_port}"))
+            key["public_key_pem"], demo.proxy_credential, authority=f"127.0.0.1:{cp_port}"))
         (STATE / "filter-config.json").write_text(json.dumps(json.loads(config), indent=2) + "\n")
         rendered = envoy.render(
             "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,

@@ -16,8 +16,7 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(HERE)]
 
 from client import Client  # noqa: E402
-from devstack import envoy, filterconfig, pki as devpki, tokens  # noqa: E402
-from devstack.controlplane import ControlPlane  # noqa: E402
+from devstack import controlplane, envoy, filterconfig, pki as devpki, tokens  # noqa: E402
 from devstack.procs import Process, free_port, wait_until  # noqa: E402
 
 RUN_DIR = ROOT / "target" / "e2e"
@@ -70,14 +69,7 @@ def issuer() -> tokens.Issuer:
 
 
 @dataclass
-class Demo:
-    cp: ControlPlane
-    admin_token: str
-    org_id: str
-    user_id: str
-    public_key: dict
-    proxy_credential: str
-
+class Demo(controlplane.Demo):
     def snapshot_source(self, **control_plane) -> dict:
         """The plugin configuration's `snapshot`: this control plane's key pinned, fetched
         through the Envoy cluster `certbind_control_plane`."""
@@ -88,20 +80,14 @@ class Demo:
 @pytest.fixture(scope="session")
 def demo(pki, issuer, logs) -> Demo:
     """A control plane with a signing key in SoftHSM2, the demo org and user, a super-admin
-    token, the demo card bound and the demo issuer registered."""
-    cp = ControlPlane(RUN_DIR / "control-plane", logs)
-    cp.init_hsm()
-    public_key = cp.key_init()
-    org = cp.cli("org", "create", "demo")
-    user = cp.cli("user", "create", "--org", org, "jane")
-    admin = cp.cli("token", "create", "--org", org, "--super-admin")
-    proxy = cp.proxy_credential(org)
-    cp.start()
-    cp.bind(admin, user, pki.pem("demo-card"))
-    cp.api("POST", "/api/v1/admin/issuers", admin,
-           {"issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE], "jwks": issuer.jwks()})
-    yield Demo(cp, admin, org, user, public_key, proxy)
-    cp.stop()
+    token, the demo card bound and the demo issuer registered for the platform (so that
+    `bearer` routes, which have no certificate to name an org, accept its tokens)."""
+    started = controlplane.start_demo(RUN_DIR / "control-plane", logs, org="demo", user="jane", label="e2e")
+    demo = Demo(**vars(started))
+    demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
+    demo.cp.register_issuer(demo.admin_token, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(), scope="platform")
+    yield demo
+    demo.cp.stop()
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +119,8 @@ class Deployer:
         self.started: list[envoy.Envoy] = []
 
     def __call__(self, name: str, filter_config: str | None, *, template: str = "dev.yaml", concurrency: int = 1,
-                 wasm: Path | None = None, allow_expired: bool = False, tls: bool = True, **values) -> Deployment:
+                 wasm: Path | None = None, allow_expired: bool = False, envoy_defaults: bool = False,
+                 forward_client_cert: str | None = None, tls: bool = True, **values) -> Deployment:
         listen_port, admin_port = free_port(), free_port()
         filters = []
         if filter_config is not None:
@@ -142,7 +129,8 @@ class Deployer:
                         server_key=self.pki.dir / "server.key", ca_bundle=self.pki.ca, echo_port=self.echo_port,
                         control_plane_port=self.cp_port, http_filters=envoy.http_filters(*filters))
         settings.update(values)
-        config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired, **settings)
+        config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired,
+                              envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert, **settings)
         proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port)
         self.started.append(proxy)
         proxy.start()

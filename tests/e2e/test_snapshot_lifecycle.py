@@ -11,7 +11,7 @@ import pytest
 
 from conftest import RUN_DIR, snapshot_version, wait_for_snapshot
 from devstack import filterconfig, pki as devpki
-from devstack.controlplane import ControlPlane
+from devstack.controlplane import start_demo
 from devstack.procs import wait_until
 from fake_control_plane import FakeControlPlane
 
@@ -34,16 +34,11 @@ def cards(pki):
 @pytest.fixture(scope="module")
 def own_cp(logs):
     """A control plane of this module's own, so that stopping it disturbs no other module."""
-    cp = ControlPlane(RUN_DIR / "control-plane-lifecycle", logs)
-    cp.init_hsm()
-    key = cp.key_init()
-    org = cp.cli("org", "create", "lifecycle")
-    user = cp.cli("user", "create", "--org", org, "pat")
-    admin = cp.cli("token", "create", "--org", org)
-    proxy = cp.proxy_credential(org)
-    cp.start(name="control-plane-lifecycle")
-    yield {"cp": cp, "key": key, "org": org, "user": user, "admin": admin, "proxy": proxy}
-    cp.stop()
+    demo = start_demo(RUN_DIR / "control-plane-lifecycle", logs, org="lifecycle", user="pat",
+                      name="control-plane-lifecycle", label="e2e")
+    yield {"cp": demo.cp, "key": demo.public_key, "org": demo.org_id, "user": demo.user_id,
+           "admin": demo.admin_token, "proxy": demo.proxy_credential}
+    demo.cp.stop()
 
 
 def snapshot_config(own_cp, port: int, **control_plane) -> str:
