@@ -7,7 +7,7 @@ import urllib.parse
 import pytest
 
 from conftest import RUN_DIR, demo_identity
-from devstack import envoy, filterconfig
+from devstack import filterconfig
 from test_hostile import xfcc_for
 
 
@@ -54,11 +54,7 @@ def test_default_forward_mode_loses_the_certificate(deploy, pki, demo, issuer):
     config = filterconfig.render(
         filterconfig.policy(source={"kind": "xfcc", "trust": "trusted_proxies"}, trusted_proxies=["127.0.0.1/32"]),
         demo_identity(pki, demo, issuer))
-    template = envoy.TEMPLATES / "inner.yaml"
-    sanitizing = RUN_DIR / "inner-sanitize.yaml.in"
-    sanitizing.write_text(template.read_text().replace("forward_client_cert_details: ALWAYS_FORWARD_ONLY",
-                                                       "forward_client_cert_details: SANITIZE"))
-    inner = deploy("inner-sanitize", config, template=str(sanitizing), tls=False)
+    inner = deploy("inner-sanitize", config, template="inner.yaml", forward_client_cert="SANITIZE", tls=False)
     edge = deploy("edge-sanitize", None, template="edge.yaml", inner_port=inner.port)
     answer = edge.client.get("/mtls/hello", card=pki.card("demo-card"))
     assert (answer.status, answer.reason) == (401, "certificate_missing"), answer
