@@ -276,3 +276,44 @@ fn push_token_headers(set: &mut Vec<(&'static str, String)>, token: &VerifiedTok
         set.push((header::TOKEN_SUBJECT, resolve::header_safe(subject)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{StaticIdentity, StaticIdentityConfig};
+
+    fn engine() -> Engine {
+        Engine::from_json(
+            br#"{"certificate_source": {"kind": "nginx_escaped", "header": "ssl-client-cert"},
+                 "trusted_proxies": ["10.0.0.0/8"], "default_mode": "mtls"}"#,
+        )
+        .unwrap()
+    }
+
+    fn decide(headers: &[(&str, &str)], peer: &str) -> Outcome {
+        let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        let identity = StaticIdentity::from_config(StaticIdentityConfig::default(), 1).unwrap();
+        let request = RequestInput { headers: &headers, peer: peer.parse().ok(), now: 1_800_000_000, ..Default::default() };
+        engine().evaluate(&request, Some(&identity))
+    }
+
+    #[test]
+    fn a_request_without_exactly_one_path_is_refused() {
+        assert_eq!(decide(&[], "10.1.2.3").reason(), Some(Reason::InvalidPath));
+        assert_eq!(decide(&[(":path", "/a"), (":PATH", "/b")], "10.1.2.3").reason(), Some(Reason::InvalidPath));
+        assert_eq!(decide(&[(":path", "/a")], "10.1.2.3").reason(), Some(Reason::CertificateMissing));
+    }
+
+    #[test]
+    fn the_source_header_is_found_and_counted_in_any_spelling() {
+        // One header, spelled as NGINX may pass it: read (and refused as malformed, since it
+        // holds no certificate), from a trusted peer only.
+        assert_eq!(decide(&[(":path", "/a"), ("SSL_Client_Cert", "x")], "10.1.2.3").reason(), Some(Reason::MalformedClientCert));
+        assert_eq!(decide(&[(":path", "/a"), ("SSL_Client_Cert", "x")], "203.0.113.9").reason(), Some(Reason::CertificateMissing));
+        // Two spellings of it are two headers.
+        let two = [(":path", "/a"), ("ssl-client-cert", "x"), ("SSL-CLIENT-CERT", "y")];
+        assert_eq!(decide(&two, "10.1.2.3").reason(), Some(Reason::MalformedClientCert));
+        assert!(engine().is_identity_header("Ssl_Client_Cert"));
+        assert!(!engine().is_identity_header("authorization"));
+    }
+}

@@ -409,6 +409,29 @@ mod tests {
     }
 
     #[test]
+    fn a_backslash_inside_quotes_escapes_the_next_byte() {
+        // Envoy writes the RFC 2253 subject as is: a value ending in '\' arrives as '\\'
+        // before the closing quote, and must not swallow it.
+        let parsed = parse(r#"Subject="CN=trailing\\";Hash=aa,By=b"#).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].subject, Some(b(r"CN=trailing\\")));
+        assert_eq!(parsed[0].hash, Some(b("aa")));
+        // An escaped quote stays inside the value; an escaped comma does not split elements.
+        let quoted = parse(r#"Subject="CN=a\"b\,c";URI=x"#).unwrap();
+        assert_eq!(quoted.len(), 1);
+        assert_eq!(quoted[0].subject, Some(Cow::Owned(r#"CN=a"b\,c"#.to_owned())));
+        // A lone backslash at the very end leaves the value unterminated.
+        assert_eq!(
+            parse(r#"Subject="CN=x\"#),
+            Err(SourceError::Malformed("unterminated quoted XFCC value at byte 8".to_owned()))
+        );
+        assert_eq!(
+            parse("Subject=\"CN=x\\\u{1}\""),
+            Err(SourceError::Malformed("control character in XFCC value at byte 14".to_owned()))
+        );
+    }
+
+    #[test]
     fn repeated_by_uri_dns_accumulate_and_single_keys_refuse_repeats() {
         let parsed = parse("By=a;By=b;URI=u1;URI=u2;DNS=d").unwrap();
         assert_eq!(parsed[0].by, vec![b("a"), b("b")]);
