@@ -390,7 +390,11 @@ impl PolicyConfig {
             read_headers.push(&sig.header);
         }
         let strip = StripList::new("strip_headers", &self.strip_headers, &read_headers)?;
-        if let Some(i) = self.strip_headers.iter().position(|h| fold_name(h.trim_end_matches('*')) == "authorization") {
+        let strips_authorization = |entry: &String| match entry.strip_suffix('*') {
+            Some(prefix) => "authorization".starts_with(&fold_name(prefix)),
+            None => fold_name(entry) == "authorization",
+        };
+        if let Some(i) = self.strip_headers.iter().position(strips_authorization) {
             return Err(ConfigError::new(format!("strip_headers[{i}]"), "the bearer token's header cannot be stripped"));
         }
         if self.token.leeway_seconds > MAX_LEEWAY_SECONDS {
@@ -490,5 +494,70 @@ impl Policy {
             ProxyKind::Envoy => PeerProperty::EnvoySourceAddress,
             ProxyKind::Nginx => PeerProperty::NginxRealipRemoteAddr,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refused_field(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut policy = json!({
+            "certificate_source": {"kind": "xfcc", "trust": "trusted_proxies"},
+            "trusted_proxies": ["10.0.0.0/8"],
+            "default_mode": "mtls",
+            "routes": [{"path": "/a/*", "mode": "mtls"}]
+        });
+        edit(&mut policy);
+        match serde_json::from_value::<PolicyConfig>(policy).map_err(|e| e.to_string()).map(PolicyConfig::validate) {
+            Ok(Ok(_)) => "accepted".into(),
+            Ok(Err(e)) => e.field,
+            Err(e) => format!("json: {e}"),
+        }
+    }
+
+    /// An edit of the test policy.
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+
+    #[test]
+    fn every_refusal_names_its_member() {
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|_| {}), "accepted"),
+            (Box::new(|p| p["certificate_source"]["elements"] = json!(0)), "certificate_source.elements"),
+            (Box::new(|p| p["certificate_source"]["elements"] = json!(33)), "certificate_source.elements"),
+            (Box::new(|p| p["certificate_source"] = json!({"kind": "xfcc", "trust": "this_proxy", "elements": 2})), "certificate_source.elements"),
+            (Box::new(|p| p["certificate_source"]["by"] = json!(["ok", "a,b"])), "certificate_source.by[1]"),
+            (Box::new(|p| p["proxy"] = json!("nginx")), "accepted"),
+            (Box::new(|p| { p["proxy"] = json!("nginx"); p["certificate_source"] = json!({"kind": "connection"}); }), "certificate_source"),
+            (Box::new(|p| p["strip_headers"] = json!(["x-ok", "auth*"])), "strip_headers[1]"),
+            (Box::new(|p| p["strip_headers"] = json!(["Authorization"])), "strip_headers[0]"),
+            (Box::new(|p| p["strip_headers"] = json!(["*"])), "strip_headers[0]"),
+            (Box::new(|p| p["strip_headers"] = json!(["bad name"])), "strip_headers[0]"),
+            (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "mtls"}, {"path": "/a/*", "mode": "bearer"}])), "routes[1].path"),
+            (Box::new(|p| p["routes"] = json!([{"path": "//a/*", "mode": "mtls"}])), "routes[0].path"),
+            (Box::new(|p| p["routes"] = json!([{"path": "/%61/*", "mode": "mtls"}])), "routes[0].path"),
+            (Box::new(|p| { p["default_mode"] = json!("bearer"); p["token"] = json!({"audiences": ["a"], "leeway_seconds": 601}); }), "token.leeway_seconds"),
+            (Box::new(|p| p["constraints"] = json!({"validity_leeway_seconds": 601})), "constraints.validity_leeway_seconds"),
+            (Box::new(|p| p["routes"][0]["constraints"] = json!({"allowed_issuers": ["CN=A", "cn=A"]})), "routes[0].constraints.allowed_issuers[1]"),
+            (Box::new(|p| p["trusted_proxies"] = json!(["::ffff:10.0.0.0/104", "10.0.0.1/8"])), "trusted_proxies[1]"),
+            (
+                Box::new(|p| {
+                    p["certificate_source"] = json!({"kind": "nginx_escaped", "header": "ssl-client-cert"});
+                    p["forwarded_signature"] = json!({"header": "sig", "secret_base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "max_age_seconds": 601});
+                }),
+                "forwarded_signature.max_age_seconds",
+            ),
+            (
+                Box::new(|p| {
+                    p["certificate_source"] = json!({"kind": "nginx_escaped", "header": "ssl-client-cert"});
+                    p["forwarded_signature"] = json!({"header": "SSL_Client_Cert", "secret_base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="});
+                }),
+                "forwarded_signature.header",
+            ),
+        ];
+        for (i, (edit, field)) in cases.into_iter().enumerate() {
+            assert_eq!(refused_field(edit), field, "case {i}");
+        }
     }
 }

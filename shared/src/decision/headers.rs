@@ -69,10 +69,13 @@ pub fn configured_name(field: &str, name: &str) -> Result<String, ConfigError> {
 /// The headers removed from every request: the built-in identity headers, the configured
 /// source and signature headers, and the operator's own additions (exact names, or prefixes
 /// written with a trailing `*`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripList {
     names: Vec<String>,
     prefixes: Vec<String>,
+    /// Folded first bytes of every name and prefix: most request headers start with none of
+    /// them and are passed after one lookup.
+    first_bytes: [bool; 256],
 }
 
 impl StripList {
@@ -82,6 +85,7 @@ impl StripList {
         let mut list = StripList {
             names: IDENTITY_HEADER_NAMES.iter().map(|n| (*n).to_owned()).collect(),
             prefixes: IDENTITY_HEADER_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
+            first_bytes: [false; 256],
         };
         list.names.extend(always.iter().map(|n| (*n).to_owned()));
         for (i, entry) in extra.iter().enumerate() {
@@ -91,13 +95,19 @@ impl StripList {
                 None => list.names.push(configured_name(&field, entry)?),
             }
         }
+        // Every name and prefix is non-empty (a bare `*` is refused as an empty name).
+        for first in list.names.iter().chain(&list.prefixes).filter_map(|text| text.bytes().next()) {
+            list.first_bytes[usize::from(first)] = true;
+        }
         Ok(list)
     }
 
     /// Whether an inbound header named `name` (any case, `_` or `-`) must not reach the
     /// upstream.
     pub fn strips(&self, name: &str) -> bool {
-        self.prefixes.iter().any(|p| folded_starts_with(name, p)) || self.names.iter().any(|n| folded_eq(name, n))
+        let Some(first) = name.bytes().next() else { return false };
+        self.first_bytes[usize::from(fold(first))]
+            && (self.prefixes.iter().any(|p| folded_starts_with(name, p)) || self.names.iter().any(|n| folded_eq(name, n)))
     }
 }
 
@@ -159,6 +169,8 @@ mod tests {
         assert!(list.strips("x_remote_user"));
         assert!(list.strips("X-Auth-Request-Email"));
         assert!(!list.strips("x-remote-user-agent"));
+        assert!(!list.strips(""));
+        assert_eq!(StripList::new("strip_headers", &["*".to_owned()], &[]).unwrap_err().field, "strip_headers[0]");
         let bad = vec!["ok".to_owned(), "bad name".to_owned()];
         assert_eq!(StripList::new("policy.strip_headers", &bad, &[]).unwrap_err().field, "policy.strip_headers[1]");
     }
