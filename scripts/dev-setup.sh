@@ -6,25 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-[ -e /usr/lib/softhsm/libsofthsm2.so ] || need_apt+=(softhsm2)
-command -v pkcs11-tool >/dev/null || need_apt+=(opensc)
-command -v curl >/dev/null || need_apt+=(curl)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
-if [ "${1:-}" = "--bench" ]; then
-  command -v wrk >/dev/null || need_apt+=(wrk)
-fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "dev-setup: installing ${need_apt[*]}"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-
-if ! rustup target list --installed | grep -qx wasm32-wasip1; then
-  echo "dev-setup: adding the wasm32-wasip1 target"
-  rustup target add wasm32-wasip1
-fi
+. scripts/setup-common.sh
+want_dev_stack
+[ "${1:-}" != "--bench" ] || want wrk command -v wrk
+install_wanted dev-setup
+ensure_wasm_target dev-setup
 
 stamp=.venv/.requirements-dev.txt
 if [ ! -x .venv/bin/python ] || ! cmp -s scripts/requirements-dev.txt "$stamp"; then
