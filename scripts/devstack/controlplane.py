@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -122,6 +123,26 @@ class ControlPlane:
     def bind(self, token: str, user_id: str, cert_pem: bytes) -> dict:
         return self.api("POST", "/api/v1/admin/smartcards", token,
                         {"user_id": user_id, "certificate_pem": cert_pem.decode()})
+
+    def bind_all(self, token: str, user_id: str, cert_pems: list[bytes]) -> None:
+        """Binds many cards to one user over one kept-alive connection (thousands take seconds,
+        not a connection each)."""
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        try:
+            for pem in cert_pems:
+                body = json.dumps({"user_id": user_id, "certificate_pem": pem.decode()})
+                connection.request("POST", "/api/v1/admin/smartcards", body, headers)
+                answer = connection.getresponse()
+                raw = answer.read()
+                if answer.status != 201:
+                    raise ApiError(answer.status, raw.decode(errors="replace"))
+                version = answer.getheader("certbind-snapshot-version")
+                if version is not None:
+                    self.last_version = max(self.last_version, int(version))
+        finally:
+            connection.close()
 
     def revoke(self, token: str, fingerprint: str) -> dict:
         return self.api("DELETE", f"/api/v1/admin/smartcards/{fingerprint}", token)

@@ -119,7 +119,7 @@ def fake(own_cp):
 
 def test_tampered_snapshot_is_refused_last_good_kept(deploy, own_cp, fake, cards):
     cp, admin, user = own_cp["cp"], own_cp["admin"], own_cp["user"]
-    deployment = deploy("fake-cp", snapshot_config(own_cp, fake.port, long_poll_seconds=1, deltas=False),
+    deployment = deploy("fake-cp", snapshot_config(own_cp, fake.port, long_poll_seconds=1),
                         control_plane_port=fake.port)
     version = wait_for_snapshot(deployment)
     card = cards[REVOKES + 2]
@@ -140,7 +140,7 @@ def test_tampered_snapshot_is_refused_last_good_kept(deploy, own_cp, fake, cards
 def test_two_workers_one_fetch_same_version(deploy, own_cp, fake, cards):
     cp, admin, user = own_cp["cp"], own_cp["admin"], own_cp["user"]
     fake.tamper = False
-    deployment = deploy("two-workers", snapshot_config(own_cp, fake.port, long_poll_seconds=1, deltas=False),
+    deployment = deploy("two-workers", snapshot_config(own_cp, fake.port, long_poll_seconds=1),
                         control_plane_port=fake.port, concurrency=2)
     before = fake.full_answers()
     wait_for_snapshot(deployment)
