@@ -166,6 +166,17 @@ pub fn is_reserved_principal(name: &str) -> bool {
     name.starts_with(USER_PRINCIPAL_PREFIX) || name.starts_with(ORG_PRINCIPAL_PREFIX)
 }
 
+/// Tokens verified by an org's issuer registration are forwarded with the issuer
+/// `org:{org}:{iss}` (the platform's keep the bare `iss`), so that an org registering another
+/// owner's `iss` with its own keys never mints that owner's token identity.
+pub const ORG_ISSUER_PREFIX: &str = "org:";
+
+/// Whether a platform registration's `iss` would pass for an org's forwarded issuer. The filter
+/// never honours such a registration, and the development identity refuses it.
+pub fn is_reserved_issuer(iss: &str) -> bool {
+    iss.starts_with(ORG_ISSUER_PREFIX)
+}
+
 /// What one owner demands of the certificates its rules apply to, beyond the route's own
 /// constraints. Every kind listed must be satisfied; a kind with no values is not enforced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -546,6 +557,12 @@ impl StaticIdentity {
             let bytes = serde_json::to_vec(&issuer.jwks).map_err(|e| config_error(format!("{field}.jwks"), e.to_string()))?;
             let keys = Jwks::parse(&bytes).map_err(|e| config_error(format!("{field}.jwks"), e.to_string()))?;
             let owner = checked_owner(field.clone(), &issuer.org_id)?;
+            if owner.is_none() && is_reserved_issuer(&issuer.issuer) {
+                return Err(config_error(
+                    format!("{field}.issuer"),
+                    format!("a platform issuer may not start with {ORG_ISSUER_PREFIX:?} (an org's tokens are forwarded so)"),
+                ));
+            }
             let registrations = data.issuers.entry(issuer.issuer.clone()).or_default();
             if registrations.iter().any(|r| r.owner == owner) {
                 return Err(config_error(field, "issuer registered twice by the same owner"));

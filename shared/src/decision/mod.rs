@@ -185,7 +185,7 @@ fn evaluate(
     };
     let identity = identity.ok_or(Reason::IdentityUnavailable)?;
 
-    let mut set = Vec::with_capacity(9);
+    let mut set = Vec::with_capacity(10);
     match route.mode {
         Mode::Mtls => {
             let facts = certificate.ok_or(Reason::CertificateMissing)?;
@@ -270,8 +270,12 @@ fn verified_token(
     }
 }
 
+/// The token's identity in the namespace of the registration that verified it
+/// ([`scope::token_identity`]).
 fn push_token_headers(set: &mut Vec<(&'static str, String)>, token: &VerifiedToken) {
-    set.push((header::TOKEN_ISSUER, resolve::header_safe(&token.issuer)));
+    let (owner, issuer) = scope::token_identity(token);
+    set.push((header::TOKEN_OWNER, resolve::header_safe(&owner)));
+    set.push((header::TOKEN_ISSUER, resolve::header_safe(&issuer)));
     if let Some(subject) = &token.subject {
         set.push((header::TOKEN_SUBJECT, resolve::header_safe(subject)));
     }

@@ -156,7 +156,11 @@ pub mod header {
     pub const ORG: &str = "x-dm-org-id";
     pub const PRINCIPAL: &str = "x-dm-principal";
     pub const TOKEN_SUBJECT: &str = "x-dm-token-subject";
+    /// The token's `iss`, in the namespace of the registration that verified it: as given for
+    /// the platform's, `org:{org}:{iss}` for an org's.
     pub const TOKEN_ISSUER: &str = "x-dm-token-issuer";
+    /// Whose registration verified the token: `platform` or `org:{org}`.
+    pub const TOKEN_OWNER: &str = "x-dm-token-owner";
     /// Prefix of every header this project sets: any inbound header with it is spoofed.
     pub const TRUSTED_PREFIX: &str = "x-dm-";
 }

@@ -3,11 +3,15 @@
 //! apply only to tokens presented with a certificate that resolved into that org; the
 //! platform's apply to every request (a route with no certificate accepts only those).
 //!
+//! Since anyone may register any `iss`, the token's identity is forwarded in the namespace of
+//! the registration that verified it ([`token_identity`]): upstreams key on (owner, issuer,
+//! subject), and no org can mint a triple the platform's or another org's tokens carry.
+//!
 //! This is where identity data becomes a key source for [`crate::pop`]: `pop` verifies tokens
 //! against any [`IssuerKeys`] and knows nothing of owners or identity data, and `identity`
 //! holds parsed key sets; the decision joins the two.
 
-use crate::identity::{IdentityData, Owner};
+use crate::identity::{is_reserved_issuer, IdentityData, Owner, TokenIssuer, ORG_ISSUER_PREFIX};
 use crate::pop::jwks::Jwks;
 use crate::pop::jwt::{verify, IssuerKeys, TokenError, TokenRequirements, VerifiedToken};
 
@@ -17,18 +21,31 @@ pub struct OwnerIssuers<'a> {
     pub owner: Owner<'a>,
 }
 
+impl<'a> OwnerIssuers<'a> {
+    /// The owner's registration of `issuer`. A platform registration whose `iss` could pass
+    /// for an org's forwarded issuer (`org:…`) is never honoured.
+    fn registration(&self, issuer: &str) -> Option<TokenIssuer<'a>> {
+        if self.owner == Owner::Platform && is_reserved_issuer(issuer) {
+            return None;
+        }
+        self.identity.token_issuer(issuer, self.owner)
+    }
+}
+
 impl IssuerKeys for OwnerIssuers<'_> {
     fn issuer_keys(&self, issuer: &str) -> Option<&Jwks> {
-        self.identity.token_issuer(issuer, self.owner).map(|registration| registration.keys)
+        self.registration(issuer).map(|registration| registration.keys)
     }
 }
 
 /// Verifies `token` against the registrations that apply to a request whose certificate
-/// resolved into `org` (`None`: no certificate, or no org): the org's first, then the
-/// platform's. A registration that lists audiences accepts only a token naming one of them
-/// (besides `requirements.audiences`). The token returned records whose registration
-/// accepted it ([`VerifiedToken::registration_org`]), so a cache of verified tokens can tell
-/// whether a hit applies to the next request's scope.
+/// resolved into `org` (`None`: no certificate, or no org): the platform's first, then the
+/// org's, so a token the platform's registration accepts is the platform's whatever the scope
+/// (and whatever a cache remembers). A registration that lists audiences accepts only a token
+/// naming one of them (besides `requirements.audiences`). The token returned records whose
+/// registration accepted it ([`VerifiedToken::registration_org`]), so a cache of verified
+/// tokens can tell whether a hit applies to the next request's scope, and the forwarded
+/// identity names its owner.
 pub fn verify_in_scope(
     token: &str,
     identity: &dyn IdentityData,
@@ -36,10 +53,11 @@ pub fn verify_in_scope(
     requirements: &TokenRequirements<'_>,
 ) -> Result<VerifiedToken, TokenError> {
     let mut refusal = TokenError::UnknownIssuer;
-    for owner in org.map(Owner::Org).into_iter().chain([Owner::Platform]) {
-        match verify(token, &OwnerIssuers { identity, owner }, requirements) {
+    for owner in [Owner::Platform].into_iter().chain(org.map(Owner::Org)) {
+        let issuers = OwnerIssuers { identity, owner };
+        match verify(token, &issuers, requirements) {
             Ok(mut verified) => {
-                let Some(registration) = identity.token_issuer(&verified.issuer, owner) else { continue };
+                let Some(registration) = issuers.registration(&verified.issuer) else { continue };
                 if !registration.audiences.is_empty() && !verified.has_audience(registration.audiences) {
                     refusal = TokenError::WrongAudience;
                     continue;
@@ -55,4 +73,13 @@ pub fn verify_in_scope(
         }
     }
     Err(refusal)
+}
+
+/// The forwarded token identity, as (owner, issuer): `platform` and the bare `iss` for the
+/// platform's registration; `org:{org}` and `org:{org}:{iss}` for an org's.
+pub fn token_identity(token: &VerifiedToken) -> (String, String) {
+    match &token.registration_org {
+        None => ("platform".to_owned(), token.issuer.clone()),
+        Some(org) => (format!("{ORG_ISSUER_PREFIX}{org}"), format!("{ORG_ISSUER_PREFIX}{org}:{}", token.issuer)),
+    }
 }

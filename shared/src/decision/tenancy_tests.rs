@@ -87,6 +87,29 @@ fn token_for(pem: &str, audience: &str) -> String {
     mint(TestKey::P256, &json!({"alg": "ES256", "kid": "p256-key", "typ": "JWT"}), &claims)
 }
 
+/// The encoded snapshot, opened (its signature is not what these tests are about).
+fn opened(encoder: SnapshotEncoder) -> SnapshotView {
+    let header = SnapshotHeader {
+        version: 1,
+        issued_at: NOW - 60,
+        expires_at: NOW + 3600,
+        key_id: "0123456789abcdef".into(),
+        algorithm: SignatureAlgorithm::Ed25519,
+    };
+    let bytes = encoder.finish(&header).unwrap().attach_signature(&[0; 64]).unwrap();
+    SnapshotView::open_unauthenticated(bytes).unwrap()
+}
+
+/// The test JWKS, or only its key `kid`.
+fn jwks(kid: Option<&str>) -> Value {
+    let mut all: Value = serde_json::from_str(ISSUER_JWKS).unwrap();
+    if let Some(kid) = kid {
+        all["keys"].as_array_mut().unwrap().retain(|key| key["kid"] == kid);
+        assert_eq!(all["keys"].as_array().map(Vec::len), Some(1), "no test key {kid}");
+    }
+    all
+}
+
 fn header<'a>(outcome: &'a Outcome, name: &str) -> Option<&'a str> {
     match outcome {
         Outcome::Allow { set } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
@@ -104,7 +127,8 @@ struct Rules {
     mappings: Vec<(&'static str, Option<&'static str>, &'static str)>,
     san_rules: Vec<(SanKind, &'static str, String, Option<&'static str>)>,
     constraints: Vec<(ConstraintKind, &'static str, Option<&'static str>)>,
-    issuers: Vec<(Option<&'static str>, Vec<&'static str>)>,
+    /// Owner, audiences, and the one key of the test JWKS it trusts (`None`: all of them).
+    issuers: Vec<(Option<&'static str>, Vec<&'static str>, Option<&'static str>)>,
 }
 
 fn two_orgs() -> Rules {
@@ -147,18 +171,10 @@ impl Rules {
         for (kind, value, o) in &self.constraints {
             encoder.push_constraint(owner(o), *kind, value).unwrap();
         }
-        for (o, audiences) in &self.issuers {
-            encoder.push_issuer(ISSUER, owner(o), audiences, ISSUER_JWKS.as_bytes()).unwrap();
+        for (o, audiences, kid) in &self.issuers {
+            encoder.push_issuer(ISSUER, owner(o), audiences, jwks(*kid).to_string().as_bytes()).unwrap();
         }
-        let header = SnapshotHeader {
-            version: 1,
-            issued_at: NOW - 60,
-            expires_at: NOW + 3600,
-            key_id: "0123456789abcdef".into(),
-            algorithm: SignatureAlgorithm::Ed25519,
-        };
-        let bytes = encoder.finish(&header).unwrap().attach_signature(&[0; 64]).unwrap();
-        SnapshotView::open_unauthenticated(bytes).unwrap()
+        opened(encoder)
     }
 
     fn development(&self) -> StaticIdentity {
@@ -182,8 +198,8 @@ impl Rules {
                 with_owner(json!({"san": kind.as_str(), "domain": domain, "issuer_dn": issuer}), o)
             }).collect::<Vec<_>>(),
             "constraints": self.constraints.iter().map(|(kind, value, o)| with_owner(json!({"kind": kind.name(), "value": value}), o)).collect::<Vec<_>>(),
-            "issuers": self.issuers.iter().map(|(o, audiences)| {
-                with_owner(json!({"issuer": ISSUER, "jwks": serde_json::from_str::<Value>(ISSUER_JWKS).unwrap(), "audiences": audiences}), o)
+            "issuers": self.issuers.iter().map(|(o, audiences, kid)| {
+                with_owner(json!({"issuer": ISSUER, "jwks": jwks(*kid), "audiences": audiences}), o)
             }).collect::<Vec<_>>(),
         });
         let config: StaticIdentityConfig = serde_json::from_value(config).unwrap();
@@ -230,7 +246,7 @@ fn with_rule(mut rules: Rules, kind: RuleKind, pem: &'static str, owner: Option<
         RuleKind::AllowedIssuer => rules.constraints.push((ConstraintKind::AllowedIssuerDn, "CN=Nobody", owner)),
         RuleKind::RequiredPolicy => rules.constraints.push((ConstraintKind::RequiredPolicyOid, "1.2.3.4", owner)),
         RuleKind::EmailDomain => rules.constraints.push((ConstraintKind::SanEmailDomain, "nowhere.example", owner)),
-        RuleKind::Issuer => rules.issuers.push((owner, vec![])),
+        RuleKind::Issuer => rules.issuers.push((owner, vec![], None)),
         RuleKind::Mapping => rules.mappings.push((pem, owner, "svc:claimed")),
         RuleKind::SanRule => rules.san_rules.push((SanKind::Upn, "mil", facts(pem).issuer_dn, owner)),
     }
@@ -302,9 +318,9 @@ fn only_platform_rules_apply_to_a_certificate_of_no_org() {
         &json!({"iss": ISSUER, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300}),
     );
     let mut rules = two_orgs();
-    rules.issuers.push((Some(ORG_A), vec![]));
+    rules.issuers.push((Some(ORG_A), vec![], None));
     assert_eq!(rules.decide("/bearer", None, Some(&token)).reason(), Some(Reason::InvalidToken));
-    rules.issuers.push((None, vec![]));
+    rules.issuers.push((None, vec![], None));
     assert_eq!(rules.decide("/bearer", None, Some(&token)).reason(), None);
 }
 
@@ -434,7 +450,7 @@ fn a_cached_token_counts_only_where_its_registration_applies() {
     // Org A registered the issuer; org B did not. The same token, accepted with A's
     // certificate, must not be taken from the cache for B's.
     let mut rules = two_orgs();
-    rules.issuers.push((Some(ORG_A), vec![]));
+    rules.issuers.push((Some(ORG_A), vec![], None));
     for identity in [&rules.snapshot() as &dyn IdentityData, &rules.development()] {
         let mut engine = engine_with(policy());
         let claims = json!({"iss": ISSUER, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300});
@@ -454,7 +470,7 @@ fn a_cached_token_counts_only_where_its_registration_applies() {
 #[test]
 fn a_registration_listing_audiences_wants_one_of_them() {
     let mut rules = two_orgs();
-    rules.issuers.push((Some(ORG_B), vec!["api://b"]));
+    rules.issuers.push((Some(ORG_B), vec!["api://b"], None));
     assert_eq!(rules.decide("/token/x", Some(JANE), Some(&token_for(JANE, AUDIENCE))).reason(), Some(Reason::InvalidToken));
     // `aud` must name the deployment's audience and one of the registration's.
     let claims = json!({
@@ -463,4 +479,114 @@ fn a_registration_listing_audiences_wants_one_of_them() {
     });
     let both = mint(TestKey::P256, &json!({"alg": "ES256", "kid": "p256-key"}), &claims);
     assert_eq!(rules.decide("/token/x", Some(JANE), Some(&both)).reason(), None);
+}
+
+/// A token of `claims`' issuer and subject, signed by `key` under its `kid` in the test JWKS.
+fn signed_by(key: TestKey, claims: &Value) -> String {
+    let header = match key {
+        TestKey::P256 => json!({"alg": "ES256", "kid": "p256-key"}),
+        TestKey::P384 => json!({"alg": "ES384", "kid": "p384-key"}),
+        TestKey::Rsa2048Pkcs1 => json!({"alg": "RS256", "kid": "rsa-key"}),
+        other => panic!("no test header for {other:?}"),
+    };
+    mint(key, &header, claims)
+}
+
+/// (owner, issuer, subject) as forwarded, or the refusal.
+fn token_identity(outcome: &Outcome) -> Result<(String, String, String), Reason> {
+    let get = |name| header(outcome, name).map(str::to_owned).unwrap_or_default();
+    match outcome.reason() {
+        Some(reason) => Err(reason),
+        None => Ok((get("x-dm-token-owner"), get("x-dm-token-issuer"), get("x-dm-token-subject"))),
+    }
+}
+
+#[test]
+fn token_identities_are_forwarded_in_the_namespace_of_the_registration_that_verified_them() {
+    // One `iss`, three registrations with three different keys: the platform's (P-384), org
+    // A's (P-256, a key A holds) and org B's (RSA). Each mints a token for the same subject.
+    let mut rules = two_orgs();
+    rules.issuers.push((None, vec![], Some("p384-key")));
+    rules.issuers.push((Some(ORG_A), vec![], Some("p256-key")));
+    rules.issuers.push((Some(ORG_B), vec![], Some("rsa-key")));
+    let claims = json!({"iss": ISSUER, "sub": "victim", "aud": AUDIENCE, "exp": NOW + 300});
+    let genuine = signed_by(TestKey::P384, &claims);
+    let by_a = signed_by(TestKey::P256, &claims);
+    let by_b = signed_by(TestKey::Rsa2048Pkcs1, &claims);
+
+    let platform = Ok(("platform".to_owned(), ISSUER.to_owned(), "victim".to_owned()));
+    let org_a = Ok(("org:org-a".to_owned(), format!("org:org-a:{ISSUER}"), "victim".to_owned()));
+    let org_b = Ok(("org:org-b".to_owned(), format!("org:org-b:{ISSUER}"), "victim".to_owned()));
+    let refused = Err(Reason::InvalidToken);
+    // (route, certificate, token) → forwarded identity. John's card is org A's, Jane's B's.
+    let cases = [
+        ("/bearer", None, &genuine, &platform),
+        ("/optional/x", Some(JOHN), &genuine, &platform),
+        ("/optional/x", Some(JANE), &genuine, &platform),
+        ("/bearer", None, &by_a, &refused),
+        ("/optional/x", Some(JOHN), &by_a, &org_a),
+        ("/optional/x", Some(JANE), &by_a, &refused),
+        ("/bearer", None, &by_b, &refused),
+        ("/optional/x", Some(JANE), &by_b, &org_b),
+        ("/optional/x", Some(JOHN), &by_b, &refused),
+    ];
+    for (path, pem, token, expected) in cases {
+        let outcome = rules.decide(path, pem, Some(token));
+        assert_eq!(&token_identity(&outcome), expected, "{path} with {:?}", pem.map(|p| facts(p).subject_dn));
+        // The org's namespaced issuer can never be read as the bare one, nor as another org's.
+        if let Ok((owner, issuer, _)) = token_identity(&outcome) {
+            assert_eq!(owner == "platform", issuer == ISSUER, "{owner} {issuer}");
+        }
+    }
+
+    // The same engine, its caches warm, in every order: the label never depends on history.
+    for identity in [&rules.snapshot() as &dyn IdentityData, &rules.development()] {
+        let mut engine = engine_with(policy());
+        for (path, pem, token, expected) in cases.iter().chain(cases.iter().rev()) {
+            let outcome = decide(&mut engine, identity, path, *pem, Some(token));
+            assert_eq!(&token_identity(&outcome), *expected, "{path} (warm)");
+        }
+    }
+}
+
+#[test]
+fn a_token_the_platform_accepts_is_the_platforms_in_any_scope() {
+    // Org A registers the platform's `iss` with the platform's very keys (they are public).
+    let mut rules = two_orgs();
+    rules.issuers.push((None, vec![], None));
+    rules.issuers.push((Some(ORG_A), vec![], None));
+    let claims = json!({"iss": ISSUER, "sub": "someone", "aud": AUDIENCE, "exp": NOW + 300});
+    let token = signed_by(TestKey::P256, &claims);
+    let platform = Ok(("platform".to_owned(), ISSUER.to_owned(), "someone".to_owned()));
+    for identity in [&rules.snapshot() as &dyn IdentityData, &rules.development()] {
+        let mut engine = engine_with(policy());
+        // With A's card first (nothing cached), then without a card, then with it again (cached).
+        for (path, pem) in [("/optional/x", Some(JOHN)), ("/bearer", None), ("/optional/x", Some(JOHN))] {
+            assert_eq!(token_identity(&decide(&mut engine, identity, path, pem, Some(&token))), platform, "{path}");
+        }
+    }
+}
+
+#[test]
+fn a_platform_issuer_that_could_pass_for_an_orgs_is_never_honoured() {
+    let reserved = format!("org:{ORG_A}:{ISSUER}");
+    // The development identity refuses it outright.
+    let config = json!({"issuers": [{"issuer": reserved, "jwks": jwks(None)}]});
+    let error = StaticIdentity::from_config(serde_json::from_value(config).unwrap(), 1).unwrap_err();
+    assert_eq!(error.field, "identity.issuers[0].issuer");
+    // A snapshot carrying one: its tokens are refused, while org A's registration of the bare
+    // `iss` forwards that very issuer text, under A's owner.
+    let mut encoder = SnapshotEncoder::new();
+    encoder.push_binding(&facts(JOHN).fingerprint, "u-john", ORG_A, true).unwrap();
+    encoder.push_issuer(ISSUER, Owner::Org(ORG_A), &[] as &[&str], jwks(Some("p256-key")).to_string().as_bytes()).unwrap();
+    encoder.push_issuer(&reserved, Owner::Platform, &[] as &[&str], jwks(Some("p384-key")).to_string().as_bytes()).unwrap();
+    let snapshot = opened(encoder);
+    let mut engine = engine_with(policy());
+    let squatting = signed_by(TestKey::P384, &json!({"iss": reserved, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300}));
+    for (path, pem) in [("/bearer", None), ("/optional/x", Some(JOHN))] {
+        assert_eq!(decide(&mut engine, &snapshot, path, pem, Some(&squatting)).reason(), Some(Reason::InvalidToken), "{path}");
+    }
+    let by_a = signed_by(TestKey::P256, &json!({"iss": ISSUER, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300}));
+    let outcome = decide(&mut engine, &snapshot, "/optional/x", Some(JOHN), Some(&by_a));
+    assert_eq!(token_identity(&outcome), Ok(("org:org-a".to_owned(), reserved.clone(), "s".to_owned())));
 }

@@ -439,6 +439,8 @@ const IDENTITY_HEADERS: &[&str] = &[
     "x-dm-smartcard-subject",
     "x-dm-smartcard-issuer",
     "x-dm-token-subject",
+    "x-dm-token-issuer",
+    "x-dm-token-owner",
     "x-forwarded-client-cert",
     "ssl-client-cert",
     "client-cert",

@@ -106,13 +106,31 @@ pub fn impostor_key() -> SigningKey {
 }
 
 pub fn issuer_jwks() -> Value {
-    let point = issuer_key().verifying_key().to_encoded_point(false);
+    es256_jwks(&issuer_key(), KEY_ID)
+}
+
+/// An org's registration of [`ISSUER`]: the impostor key, under its own key id.
+pub fn org_issuer_jwks() -> Value {
+    es256_jwks(&impostor_key(), ORG_KEY_ID)
+}
+
+/// A JWKS holding `key`'s public half as `kid`.
+fn es256_jwks(key: &SigningKey, kid: &str) -> Value {
+    let point = key.verifying_key().to_encoded_point(false);
     let (x, y) = (point.x().map(|c| c.to_vec()), point.y().map(|c| c.to_vec()));
     json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": KEY_ID,
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
         "x": base64url_encode(&x.unwrap_or_default()),
         "y": base64url_encode(&y.unwrap_or_default()),
     }]})
+}
+
+/// The key id of [`org_issuer_jwks`].
+pub const ORG_KEY_ID: &str = "org-es256";
+
+/// `claims` signed with the org's key ([`org_issuer_jwks`]).
+pub fn org_token(claims: &Value) -> String {
+    sign_es256(&impostor_key(), &json!({"alg": "ES256", "typ": "JWT", "kid": ORG_KEY_ID}), claims)
 }
 
 /// Claims of a valid token, bound to `cert` when given.

@@ -71,6 +71,8 @@ const SPOOFABLE: &[&str] = &[
     "x-dm-user-id",
     "x-dm-org-id",
     "x-dm-principal",
+    "x-dm-token-issuer",
+    "x-dm-token-owner",
 ];
 
 /// Header names compared as every hop might read them: any case, `_` as `-`.

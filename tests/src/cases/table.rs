@@ -103,6 +103,7 @@ fn jane_identity() -> Expect {
 
 fn token_only() -> Expect {
     Expect::Allow(vec![
+        ("x-dm-token-owner", Some("platform".into())),
         ("x-dm-token-issuer", Some(ISSUER.into())),
         ("x-dm-token-subject", Some("jane.doe".into())),
         ("x-dm-smartcard-fingerprint", None),
@@ -437,6 +438,65 @@ fn signed_forwarding() -> Vec<Case> {
     ]
 }
 
+/// Token identities in the namespace of the registration that verified them: the card's org
+/// registers the platform's `iss` with a key of its own, and its tokens can never pass for the
+/// platform's.
+pub fn token_owners() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let mut identity = standard_identity();
+    if let Some(issuers) = identity["issuers"].as_array_mut() {
+        issuers.push(json!({"issuer": ISSUER, "jwks": fixtures::org_issuer_jwks(), "org_id": "o-army"}));
+    }
+    let config = json!({"policy": standard_policy(), "development_identity": identity});
+    let by_org = |bound_to: Option<&TestCert>| Some(fixtures::org_token(&claims(bound_to)));
+    let token_identity = |owner: &str, issuer: String| {
+        Expect::Allow(vec![
+            ("x-dm-token-owner", Some(owner.into())),
+            ("x-dm-token-issuer", Some(issuer)),
+            ("x-dm-token-subject", Some("jane.doe".into())),
+            ("x-dm-org-id", Some("o-army".into())),
+        ])
+    };
+    let org_identity = token_identity("org:o-army", format!("org:o-army:{ISSUER}"));
+    // A client naming the platform's identity itself gets it replaced.
+    let spoofed = [("x-dm-token-owner", "platform"), ("x-dm-token-issuer", ISSUER), ("X_DM_Token_Owner", "platform")]
+        .into_iter()
+        .fold(request("/required/x", Some(jane), by_org(Some(jane))), |r, (name, value)| with_header(r, name, value.into()));
+    let mut spoofed_case = case("token owner and issuer sent by the client are replaced", config.clone(), spoofed, org_identity.clone());
+    spoofed_case.strip_expected = vec!["X_DM_Token_Owner".into()];
+    vec![
+        case(
+            "the org's own key, with the org's card → the org's namespace",
+            config.clone(),
+            request("/required/x", Some(jane), by_org(Some(jane))),
+            org_identity,
+        ),
+        case(
+            "the platform's key, with the org's card → the platform's identity",
+            config.clone(),
+            request("/required/x", Some(jane), Some(token(&claims(Some(jane))))),
+            token_identity("platform", ISSUER.into()),
+        ),
+        case("the org's own key without a card → 401", config.clone(), request("/anything", None, by_org(None)), deny(401, "invalid_token")),
+        case(
+            "the org's own key with a card of no org → 401",
+            config.clone(),
+            request("/optional/x", Some(cert("cac")), by_org(None)),
+            deny(401, "invalid_token"),
+        ),
+        spoofed_case,
+    ]
+}
+
 pub fn all() -> Vec<Case> {
-    [acceptance_matrix(), spoofing(), malformed_headers(), reasons_and_identity(), token_refusals(), sources()].concat()
+    [
+        acceptance_matrix(),
+        spoofing(),
+        malformed_headers(),
+        reasons_and_identity(),
+        token_refusals(),
+        sources(),
+        token_owners(),
+    ]
+    .concat()
 }
