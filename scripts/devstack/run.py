@@ -151,10 +151,14 @@ Try (every curl needs --cacert .dev/pki/ca.crt; the upstream echoes the headers 
   $C {card} -H "Authorization: Bearer $TOKEN" {base}/secure/hello
   # the same token with another card -> 401 sender_binding_mismatch
   $C --cert .dev/pki/unbound-card.crt --key .dev/pki/unbound-card.key -H "Authorization: Bearer $TOKEN" {base}/secure/hello
-  # revoke the demo card's binding, then ask again
-  FP=$(openssl x509 -in .dev/pki/demo-card.crt -noout -fingerprint -sha256 | cut -d= -f2)
-  curl -s -X DELETE -H "Authorization: Bearer $(cat .dev/admin-token)" {cp_url}/api/v1/admin/smartcards/$FP
+  # block the demo card (a lost card), then ask again -> 401 certificate_blocklisted on every route
+  FP=$(openssl x509 -in .dev/pki/demo-card.crt -noout -fingerprint -sha256 | cut -d= -f2 | tr -d :)
+  A="Authorization: Bearer $(cat .dev/admin-token)"
+  curl -s -H "$A" -H 'Content-Type: application/json' -d "{{\"fingerprint\": \"$FP\"}}" {cp_url}/api/v1/admin/blocklist
   $C {card} {base}/mtls/hello
+  # unbinding is not blocking: an unbound card is refused where enrolment is required
+  # (403 card_not_enrolled on /mtls/) and accepted, under its certificate's principal, elsewhere
+  curl -s -X DELETE -H "$A" {cp_url}/api/v1/admin/smartcards/$FP
   # the filter's counters
   curl -s http://127.0.0.1:{admin_port}/stats/prometheus | grep certbind
 """
