@@ -24,43 +24,26 @@ fn malformed(_: SourceError) -> Reason {
 
 /// The client certificate's facts. `Ok(None)`: no certificate (none presented, or a header
 /// that is not believed and which the caller strips). `Err`: a header to refuse with 400.
+/// One dispatch over the source; each parser gets the configured size limit.
 pub fn certificate(
     policy: &Policy,
     request: &RequestInput<'_>,
     scanned: &ScannedHeaders<'_>,
     cache: &mut FactsCache,
 ) -> Result<Option<Arc<CertificateFacts>>, Reason> {
-    if policy.source == CertificateSource::Connection {
-        return connection_certificate(request, cache);
-    }
-    let Some(raw) = scanned.source_value else {
-        return Ok(None);
-    };
-    let believed = match &policy.source {
-        // Envoy set this header itself only if the connection carried a certificate;
-        // otherwise it came from the client through a misconfigured forward mode.
-        CertificateSource::Xfcc { trust: XfccTrust::ThisProxy, .. } => request.connection_digest.is_some_and(|d| !d.is_empty()),
-        _ => request.peer.is_some_and(|ip| policy.trusted_proxies.iter().any(|c| c.contains(ip))),
-    };
-    if !believed {
-        return Ok(None);
-    }
-    // Envoy joins repeated XFCC headers into one; other proxies pass them apart. Either way
-    // a second value (in any spelling of the name) is refused, never chosen between.
-    if scanned.source_count > 1 || raw.len() > policy.max_header_bytes {
-        return Err(Reason::MalformedClientCert);
-    }
-    if let Some(signature) = &policy.signature {
-        let value = match (scanned.signature_count, scanned.signature_value) {
-            (1, Some(value)) => value,
-            _ => return Err(Reason::MalformedClientCert),
-        };
-        let value = std::str::from_utf8(value).map_err(|_| Reason::MalformedClientCert)?;
-        signature.key.verify(raw, value, request.now, signature.max_age_seconds).map_err(|_| Reason::MalformedClientCert)?;
-    }
     let limit = policy.max_header_bytes;
     match &policy.source {
+        CertificateSource::Connection => connection_certificate(request, cache),
         CertificateSource::Xfcc { trust, elements, by } => {
+            let believed = match trust {
+                // Envoy set this header itself only if the connection carried a certificate;
+                // otherwise it came from the client through a misconfigured forward mode.
+                XfccTrust::ThisProxy => request.connection_digest.is_some_and(|d| !d.is_empty()),
+                XfccTrust::TrustedProxies => from_trusted_proxy(policy, request),
+            };
+            let Some(raw) = forwarded_header(policy, request, scanned, believed)? else {
+                return Ok(None);
+            };
             let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
             let parsed = xfcc::parse(text, limit).map_err(malformed)?;
             let element = client_element(&parsed, *elements, by)?;
@@ -80,27 +63,63 @@ pub fn certificate(
             cache.insert_certificate(cert_text, Arc::clone(&facts));
             Ok(Some(facts))
         }
-        CertificateSource::NginxEscaped { .. }
-        | CertificateSource::NginxLegacy { .. }
-        | CertificateSource::Traefik { .. }
-        | CertificateSource::Rfc9440 { .. } => {
-            if let Some(hit) = cache.get_header(raw) {
-                return Ok(Some(hit));
-            }
-            let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
-            let der = match &policy.source {
-                CertificateSource::NginxEscaped { .. } => nginx::parse_escaped(text, limit),
-                CertificateSource::NginxLegacy { .. } => nginx::parse_legacy(text, limit),
-                CertificateSource::Traefik { .. } => traefik::parse(text, limit),
-                _ => rfc9440::parse_client_cert(text, limit),
-            }
-            .map_err(malformed)?;
-            let facts = Arc::new(facts_of(&der)?);
-            cache.insert_header(raw, Arc::clone(&facts));
-            Ok(Some(facts))
-        }
-        CertificateSource::Connection => connection_certificate(request, cache),
+        CertificateSource::NginxEscaped { .. } => header_certificate(policy, request, scanned, cache, nginx::parse_escaped),
+        CertificateSource::NginxLegacy { .. } => header_certificate(policy, request, scanned, cache, nginx::parse_legacy),
+        CertificateSource::Traefik { .. } => header_certificate(policy, request, scanned, cache, traefik::parse),
+        CertificateSource::Rfc9440 { .. } => header_certificate(policy, request, scanned, cache, rfc9440::parse_client_cert),
     }
+}
+
+fn from_trusted_proxy(policy: &Policy, request: &RequestInput<'_>) -> bool {
+    request.peer.is_some_and(|ip| policy.trusted_proxies.iter().any(|c| c.contains(ip)))
+}
+
+/// The source header's value when it is `believed`, one, within the size cap, and signed
+/// when the policy asks for a signature. Envoy joins repeated XFCC headers into one; other
+/// proxies pass them apart: either way a second value (in any spelling of the name) is
+/// refused, never chosen between.
+fn forwarded_header<'a>(
+    policy: &Policy,
+    request: &RequestInput<'_>,
+    scanned: &ScannedHeaders<'a>,
+    believed: bool,
+) -> Result<Option<&'a [u8]>, Reason> {
+    let Some(raw) = scanned.source_value.filter(|_| believed) else {
+        return Ok(None);
+    };
+    if scanned.source_count > 1 || raw.len() > policy.max_header_bytes {
+        return Err(Reason::MalformedClientCert);
+    }
+    if let Some(signature) = &policy.signature {
+        let value = match (scanned.signature_count, scanned.signature_value) {
+            (1, Some(value)) => value,
+            _ => return Err(Reason::MalformedClientCert),
+        };
+        let value = std::str::from_utf8(value).map_err(|_| Reason::MalformedClientCert)?;
+        signature.key.verify(raw, value, request.now, signature.max_age_seconds).map_err(|_| Reason::MalformedClientCert)?;
+    }
+    Ok(Some(raw))
+}
+
+/// A PEM or DER header set by a trusted tier (nginx, Traefik, RFC 9440), read by `parse`.
+fn header_certificate(
+    policy: &Policy,
+    request: &RequestInput<'_>,
+    scanned: &ScannedHeaders<'_>,
+    cache: &mut FactsCache,
+    parse: fn(&str, usize) -> Result<Vec<u8>, SourceError>,
+) -> Result<Option<Arc<CertificateFacts>>, Reason> {
+    let Some(raw) = forwarded_header(policy, request, scanned, from_trusted_proxy(policy, request))? else {
+        return Ok(None);
+    };
+    if let Some(hit) = cache.get_header(raw) {
+        return Ok(Some(hit));
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
+    let der = parse(text, policy.max_header_bytes).map_err(malformed)?;
+    let facts = Arc::new(facts_of(&der)?);
+    cache.insert_header(raw, Arc::clone(&facts));
+    Ok(Some(facts))
 }
 
 /// The client's XFCC element: the first of exactly `expected` elements, carrying one of the
