@@ -3,6 +3,8 @@ client certificates over TLS and ES256 tokens bound by cnf.x5t#S256."""
 
 import pytest
 
+from devstack import tokens
+
 DEMO, OTHER = "demo-card", "unbound-card"
 
 
@@ -53,6 +55,8 @@ def test_acceptance_matrix(dev, pki, t, case, path, token, card, status, reason)
             assert identity["x-dm-smartcard-fingerprint"] == pki.fingerprint(card)
         if token:
             assert identity["x-dm-token-subject"] == "jane"
+            # The demo issuer is the platform's: its iss is forwarded as it is.
+            assert (identity["x-dm-token-owner"], identity["x-dm-token-issuer"]) == ("platform", tokens.ISSUER)
     else:
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["content-type"].startswith("application/problem+json")

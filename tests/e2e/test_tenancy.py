@@ -57,7 +57,7 @@ def test_org_issuer_is_refused_on_a_bearer_route(dev, tenancy, org_issuer, issue
     assert answer.status == 200, answer
 
 
-def test_org_issuer_is_accepted_with_a_card_of_its_org(dev, tenancy, org_issuer, demo, cards):
+def test_org_issuer_is_accepted_with_a_card_of_its_org(dev, tenancy, org_issuer, issuer, demo, cards):
     card = cards["demo"]
     answer = dev.client.get("/secure/data", card=card, token=org_token(org_issuer, card))
     assert answer.status == 200, answer
@@ -65,13 +65,15 @@ def test_org_issuer_is_accepted_with_a_card_of_its_org(dev, tenancy, org_issuer,
     assert identity["x-dm-org-id"] == demo.org_id
     assert identity["x-dm-user-id"] == demo.user_id
     assert identity["x-dm-token-subject"] == "jane"
-    # An org's registration is named in the org's namespace wherever the filter says whose
-    # registration verified the token (x-dm-token-owner); before that, by the bare `iss`.
-    owner = identity.get("x-dm-token-owner")
-    if owner is None:
-        assert identity["x-dm-token-issuer"] == ORG_ISSUER
-    else:
-        assert (owner, identity["x-dm-token-issuer"]) == (f"org:{demo.org_id}", f"org:{demo.org_id}:{ORG_ISSUER}")
+    # An org's registration is named in the org's namespace: no org can mint another owner's
+    # (issuer, subject).
+    assert (identity["x-dm-token-owner"], identity["x-dm-token-issuer"]) == (
+        f"org:{demo.org_id}", f"org:{demo.org_id}:{ORG_ISSUER}")
+    # The platform's issuer with the same card: its own name, bare.
+    answer = dev.client.get("/secure/data", card=card, token=issuer.mint(subject="jane", cert_pem=card[0].read_bytes()))
+    assert answer.status == 200, answer
+    identity = answer.identity()
+    assert (identity["x-dm-token-owner"], identity["x-dm-token-issuer"]) == ("platform", tokens.ISSUER)
 
 
 def test_org_issuer_is_refused_with_another_orgs_card(dev, tenancy, org_issuer, issuer, cards):
