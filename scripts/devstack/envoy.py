@@ -33,7 +33,9 @@ def envoy_binary() -> str:
 
 def wasm_filter(name: str, wasm: Path, configuration: str | None, vm_id: str | None = None) -> dict:
     """One `envoy.filters.http.wasm` entry on the V8 runtime; the VM refuses to start, and so
-    the listener every request, if the plugin refuses its configuration."""
+    the listener every request, if the plugin refuses its configuration. The VM id is the
+    plugin's own (its name unless given): Envoy shares a plugin's shared data, where certbind
+    keeps its snapshot, with every plugin of the same `vm_id`."""
     config: dict = {
         "name": name,
         "root_id": name,
