@@ -36,7 +36,7 @@ run certbind-tests snapshot_load
 run certbind-shared snapshot
 # The revocation bench drives a real control plane started by scripts/devstack.
 ./scripts/dev-setup.sh >>"$log" 2>&1
-cargo build -q -p certbind-control-plane 2>>"$log"
+cargo build -q --release -p certbind-control-plane 2>>"$log"
 run certbind-tests revocation
 # The proof-of-possession micro-benchmarks are criterion's own output, kept verbatim.
 echo "bench: certbind-shared / pop"

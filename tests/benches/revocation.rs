@@ -5,8 +5,8 @@
 //! filter refuses, probing every millisecond. The proxy's clock follows the wall clock and it
 //! ticks every 200 ms, as Envoy would.
 //!
-//! Needs the venv (`scripts/dev-setup.sh`) and the `certbind` binary (`cargo build -p
-//! certbind-control-plane`); `make bench` provides both. Prints a Markdown report.
+//! Needs the venv (`scripts/dev-setup.sh`) and the optimised `certbind` binary (`cargo build
+//! --release -p certbind-control-plane`); `make bench` provides both. Prints a Markdown report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use certbind_tests::bridge::{send, CalloutBridge, Response};
@@ -20,6 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const REVOKES: usize = 100;
+/// Cards bound besides the one revoked, so the snapshot has a deployment's size and a revoke
+/// travels as a delta (`CERTBIND_BENCH_BINDINGS`, default 100 000).
+const DEFAULT_BINDINGS: usize = 100_000;
 const TARGET_P99: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(200);
 const CLUSTER: &str = "certbind_control_plane";
@@ -31,15 +34,20 @@ struct ControlPlane {
 }
 
 impl ControlPlane {
-    fn start() -> ControlPlane {
+    fn start(bindings: usize) -> ControlPlane {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
         let run = root.join("target/bench-revocation");
         let _ = std::fs::remove_dir_all(&run);
         std::fs::create_dir_all(&run).unwrap();
+        // The control plane as deployed: the optimised build (`cargo build --release`).
+        let binary = root.join("target/release/certbind");
+        assert!(binary.exists(), "{} missing: cargo build --release -p certbind-control-plane", binary.display());
         let mut child = Command::new(root.join(".venv/bin/python"))
+            .env("CERTBIND_BIN", &binary)
             .args(["-m", "devstack.demo_control_plane"])
             .arg(run.join("state"))
             .arg(run.join("logs"))
+            .arg(bindings.to_string())
             .current_dir(root.join("scripts"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -124,7 +132,8 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let cp = ControlPlane::start();
+    let bindings = std::env::var("CERTBIND_BENCH_BINDINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_BINDINGS);
+    let cp = ControlPlane::start(bindings);
     let card = TestCert::load("piv-auth");
     let config = json!({
         "policy": {
@@ -171,7 +180,7 @@ fn main() {
     let p99 = percentile(&revokes, 0.99);
     println!("## Revocation reaching the filter (headless, real control plane)\n");
     println!(
-        "{REVOKES} revokes of one bound card, each timed from the control plane's `200` to the filter's first refusal (probing every ms); the proxy ticks every 200 ms on the wall clock. The filter fetched {fetches} times: {fulls} whole snapshots, {deltas} deltas.\n"
+        "{REVOKES} revokes of one bound card among {bindings} others, each timed from the control plane's `200` to the filter's first refusal (probing every ms); the proxy ticks every 200 ms on the wall clock. The filter fetched {fetches} times: {fulls} whole snapshots, {deltas} deltas.\n"
     );
     println!("| | p50 ms | p99 ms | max ms | target |");
     println!("|---|---:|---:|---:|---|");
