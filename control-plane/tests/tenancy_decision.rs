@@ -28,9 +28,12 @@ on_every_store!(no_org_rule_changes_another_orgs_decision);
 
 const JANE: &str = include_str!("../../tests/pki/piv-auth.pem");
 const JOHN: &str = include_str!("../../tests/pki/piv-auth-2.pem");
+/// From the PIV issuing CA like Jane's and John's cards, which no SAN rule names (a SAN rule
+/// of one org for that CA would claim the other org's bound cards too): it resolves into no
+/// org.
 const CAC: &str = include_str!("../../tests/pki/cac.pem");
 const SERVICE: &str = include_str!("../../tests/pki/service.pem");
-/// Same UPN as the CAC, from a CA no SAN rule names: it resolves into no org.
+/// Same UPN as the CAC, from another CA, whose UPN domain org A claims by SAN rule.
 const STRAY: &str = include_str!("../../tests/pki/untrusted-user.pem");
 const P256_KEY: &str = include_str!("../../shared/tests/vectors/jwt/ec-p256.pem");
 const AUDIENCE: &str = "certbind-api";
@@ -116,7 +119,7 @@ enum Who {
 }
 
 const CERTS: [(&str, &str, Who); 5] =
-    [("john", JOHN, Who::A), ("cac", CAC, Who::A), ("jane", JANE, Who::B), ("service", SERVICE, Who::B), ("stray", STRAY, Who::Nobody)];
+    [("john", JOHN, Who::A), ("stray", STRAY, Who::A), ("jane", JANE, Who::B), ("service", SERVICE, Who::B), ("cac", CAC, Who::Nobody)];
 
 struct Matrix {
     app: Arc<TestApp>,
@@ -217,7 +220,7 @@ fn rules_against(target_pem: &str) -> Vec<Rule> {
         Rule {
             kind: "thumbprint mapping",
             path: "/api/v1/admin/thumbprint-mappings",
-            body: json!({ "fingerprint": facts(STRAY).fingerprint.to_hex(), "principal": "stray-svc" }),
+            body: json!({ "fingerprint": facts(CAC).fingerprint.to_hex(), "principal": "cac-svc" }),
         },
     ]
 }
@@ -240,14 +243,14 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
     let m = Matrix { app: app.clone(), service, verifier };
     let (a, b) = (&app.a, &app.b);
 
-    // Org A: John's card bound, CAC's UPN domain claimed for the PIV issuing CA, A's issuer
+    // Org A: John's card bound, the stray card's UPN domain claimed for its CA, A's issuer
     // registration trusting the P-256 key. Org B: Jane's card bound, the service certificate
     // mapped, B's registration of the same issuer URL trusting only the P-384 key.
     let bind = |user: &str, pem: &str| json!({ "user_id": user, "certificate_pem": pem });
     created(app.post("/api/v1/admin/smartcards", &a.token, &bind(&a.user.id, JOHN)).await, "bind john");
     created(app.post("/api/v1/admin/smartcards", &b.token, &bind(&b.user.id, JANE)).await, "bind jane");
-    let piv_ca = facts(CAC).issuer_dn;
-    created(app.post("/api/v1/admin/mapping-rules", &a.token, &json!({ "san": "upn", "domain": "mil", "issuer_dn": piv_ca })).await, "A's SAN rule");
+    let stray_ca = facts(STRAY).issuer_dn;
+    created(app.post("/api/v1/admin/mapping-rules", &a.token, &json!({ "san": "upn", "domain": "mil", "issuer_dn": stray_ca })).await, "A's SAN rule");
     let service_fp = facts(SERVICE).fingerprint.to_hex();
     created(app.post("/api/v1/admin/thumbprint-mappings", &b.token, &json!({ "fingerprint": service_fp, "principal": "api" })).await, "B's mapping");
     let a_issuer = json!({ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks_with("p256-key") });
@@ -259,10 +262,10 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
     let verdict = |who, name, route| base[&(who, name, route)].clone();
     assert_eq!(verdict(Who::A, "john", "mtls"), (200, String::new(), a.org.id.clone(), format!("auth:account:user:{}", a.user.id)));
     assert_eq!(verdict(Who::B, "jane", "mtls"), (200, String::new(), b.org.id.clone(), format!("auth:account:user:{}", b.user.id)));
-    assert_eq!(verdict(Who::A, "cac", "mtls"), (200, String::new(), a.org.id.clone(), format!("auth:account:org:{}:upn:1234567890@mil", a.org.id)));
+    assert_eq!(verdict(Who::A, "stray", "mtls"), (200, String::new(), a.org.id.clone(), format!("auth:account:org:{}:upn:1234567890@mil", a.org.id)));
     assert_eq!(verdict(Who::B, "service", "mtls"), (200, String::new(), b.org.id.clone(), format!("auth:account:org:{}:api", b.org.id)));
-    assert_eq!(verdict(Who::Nobody, "stray", "mtls").1, "", "an unmapped certificate passes mTLS with its thumbprint ARN");
-    assert!(verdict(Who::Nobody, "stray", "mtls").3.starts_with("auth:account:x509:sha256:"));
+    assert_eq!(verdict(Who::Nobody, "cac", "mtls").1, "", "an unmapped certificate passes mTLS with its thumbprint ARN");
+    assert!(verdict(Who::Nobody, "cac", "mtls").3.starts_with("auth:account:x509:sha256:"));
     // Proof of possession: a token of A's issuer key counts only with A's certificates.
     assert_eq!(verdict(Who::A, "john", "token").0, 200);
     assert_eq!(verdict(Who::B, "jane", "token").1, "invalid_token");
@@ -283,9 +286,15 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
             }
             let made = (r.status == 201).then(|| r.json());
             let now_outcomes = m.outcomes().await;
+            let target_name = if target == JOHN { "john" } else { "jane" };
             for ((who, name, route), verdict) in &now_outcomes {
                 if *who == other {
-                    assert_eq!(verdict, &base[&(*who, *name, *route)], "{by:?}'s {} changed {name} ({who:?}) on {route}", rule.kind);
+                    // A SAN rule that names the other org's bound card claims it too: a card
+                    // two orgs claim is refused, never moved into the acting org.
+                    let claimed = rule.kind == "SAN rule" && made.is_some() && *name == target_name;
+                    let expected =
+                        if claimed { (403, "certificate_not_allowed".to_owned(), String::new(), String::new()) } else { base[&(*who, *name, *route)].clone() };
+                    assert_eq!(verdict, &expected, "{by:?}'s {} changed {name} ({who:?}) on {route}", rule.kind);
                     checked += 1;
                 }
             }

@@ -139,12 +139,23 @@ impl fmt::Display for Owner<'_> {
 
 /// The answer of a lookup that rules of several owners may answer. Two owners answering the
 /// same certificate is a conflict the control plane refuses to create; should one reach a
-/// filter anyway, it resolves nothing (fail safe: never pick one).
+/// filter anyway, it never picks one ([`crate::decision::resolve`]: two orgs refuse the
+/// certificate, the platform and one org resolve nothing at that step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleMatch<T> {
     Unmatched,
     One(T),
     Ambiguous,
+}
+
+impl<T> RuleMatch<T> {
+    /// This answer with one more rule found: a second makes it ambiguous.
+    pub fn and(self, another: T) -> Self {
+        match self {
+            RuleMatch::Unmatched => RuleMatch::One(another),
+            RuleMatch::One(_) | RuleMatch::Ambiguous => RuleMatch::Ambiguous,
+        }
+    }
 }
 
 /// An explicit certificate → principal mapping. `name` is as its owner wrote it; the filter
@@ -261,11 +272,26 @@ pub trait IdentityData {
     /// Whether any revocation by serial applies to certificates of `org` (the platform's
     /// always do): a certificate whose source gives no issuer or serial is then refused.
     fn has_revoked_serials(&self, org: Option<&str>) -> bool;
+    /// Every owner's explicit mapping of this certificate, handed to `each`. The control plane
+    /// lets one owner map a fingerprint; a snapshot may still carry several, and the decision
+    /// sees them all.
+    fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>));
+    /// Every owner that lets a SAN of `kind` in `domain` (after the `@`, any case) name a
+    /// principal when the certificate was issued by `issuer_dn`, handed to `each`.
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>));
     /// The explicit mapping of this certificate; two owners mapping it is ambiguous.
-    fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>>;
-    /// Which owner lets a SAN of `kind` in `domain` (after the `@`, any case) name a principal
-    /// when the certificate was issued by `issuer_dn`; two owners is ambiguous.
-    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>>;
+    fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>> {
+        let mut found = RuleMatch::Unmatched;
+        self.thumbprint_mappings(fingerprint, &mut |mapping| found = found.and(mapping));
+        found
+    }
+    /// Which owner lets a SAN of `kind` in `domain` name a principal when the certificate was
+    /// issued by `issuer_dn`; two owners is ambiguous.
+    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>> {
+        let mut found = RuleMatch::Unmatched;
+        self.san_rule_owners(kind, domain, issuer_dn, &mut |owner| found = found.and(owner));
+        found
+    }
     /// The constraints `owner` sets, if any.
     fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints>;
     /// `owner`'s registration of the token issuer whose `iss` is exactly `issuer`.
@@ -606,19 +632,19 @@ impl IdentityData for StaticIdentity {
         self.tables.revoked_owners.iter().any(|o| owner_of(o).applies_to(org))
     }
 
-    fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>> {
-        match self.tables.principals.get(fingerprint) {
-            Some((org, name)) => RuleMatch::One(ThumbprintMapping { owner: owner_of(org), name }),
-            None => RuleMatch::Unmatched,
+    fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
+        if let Some((org, name)) = self.tables.principals.get(fingerprint) {
+            each(ThumbprintMapping { owner: owner_of(org), name });
         }
     }
 
-    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>> {
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
+        if self.tables.san_rules.is_empty() {
+            return;
+        }
         let key = (kind, domain.to_ascii_lowercase(), issuer_dn.to_owned());
-        match self.tables.san_rules.get(&key).map(Vec::as_slice) {
-            None | Some([]) => RuleMatch::Unmatched,
-            Some([one]) => RuleMatch::One(owner_of(one)),
-            Some(_) => RuleMatch::Ambiguous,
+        for owner in self.tables.san_rules.get(&key).into_iter().flatten() {
+            each(owner_of(owner));
         }
     }
 

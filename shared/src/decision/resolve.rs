@@ -4,11 +4,18 @@
 //! 1. The certificate's org is resolved first, in this order: its `smart_card_links` binding
 //!    (fingerprint → user, org); else its thumbprint mapping (one owner: an org or the
 //!    platform); else a SAN email/UPN mapping rule matching (kind, domain, issuer DN); else
-//!    none. A step that rules of two owners answer is ambiguous and resolves nothing (it falls
-//!    through): the control plane refuses such conflicts, so this is defence in depth.
-//! 2. Refusals, each in that scope: blocklist and revocations of the platform or of the org;
-//!    the route's constraints, then the platform's and the org's; a disabled binding; a route
-//!    that requires an enrolled card.
+//!    none. Every org whose rule answers the certificate — its binding, a thumbprint mapping,
+//!    a SAN rule — claims it. **Two orgs claiming one certificate, at one step or at
+//!    different steps, is a conflict**: the certificate is refused (`certificate_not_allowed`),
+//!    never given to the higher-precedence owner, so no org can capture another org's card by
+//!    binding or mapping its public certificate. The platform's rules claim nothing (the
+//!    platform is trusted): they take their place in the order. A step that the platform and
+//!    one org both answer is ambiguous and resolves nothing (it falls through). The control
+//!    plane refuses to create such conflicts, so all this is defence in depth.
+//! 2. Refusals: blocklist and revocations of the platform and of every org that claims the
+//!    certificate (before anything else, conflicts included); a conflict; the route's
+//!    constraints, then the platform's and the resolved org's; a disabled binding; a route that
+//!    requires an enrolled card.
 //! 3. The principal, composed here in its owner's namespace (a name is never trusted as
 //!    given where it could pass for another owner's): binding → `auth:account:user:{user}`;
 //!    an org's thumbprint mapping `P` → `auth:account:org:{org}:{P}`; an org's SAN rule →
@@ -19,14 +26,16 @@
 //! A source that cannot give a fact a rule needs (the `connection` source has no issuer,
 //! serial, policies or email SANs) never lets the rule pass silently: an applicable
 //! revocation by serial or an applicable constraint then refuses the certificate
-//! (`certificate_not_allowed`).
+//! (`certificate_not_allowed`). SAN rules name the issuer allowed to assert them, so without
+//! the issuer none applies.
 
 use super::config::Route;
 use super::constraints::email_domain;
 use super::outcome::{header, Reason};
 use crate::certificate::CertificateFacts;
 use crate::identity::{
-    CardBinding, IdentityData, Owner, RuleMatch, SanKind, ORG_PRINCIPAL_PREFIX, USER_PRINCIPAL_PREFIX,
+    CardBinding, IdentityData, Owner, RuleMatch, SanKind, ThumbprintMapping, ORG_PRINCIPAL_PREFIX,
+    USER_PRINCIPAL_PREFIX,
 };
 
 /// Principal of a certificate with no other mapping (seed 004's canonical ARN).
@@ -41,6 +50,8 @@ pub enum Resolution<'i> {
     Thumbprint { owner: Owner<'i>, name: &'i str },
     San { owner: Owner<'i>, kind: SanKind, value: String },
     Unresolved,
+    /// Rules of two orgs answer the certificate: it belongs to neither, and is refused.
+    Conflict,
 }
 
 impl<'i> Resolution<'i> {
@@ -49,7 +60,7 @@ impl<'i> Resolution<'i> {
         match self {
             Resolution::Bound(binding) => Some(binding.org_id),
             Resolution::Thumbprint { owner, .. } | Resolution::San { owner, .. } => owner.org_id(),
-            Resolution::Unresolved => None,
+            Resolution::Unresolved | Resolution::Conflict => None,
         }
     }
 
@@ -64,41 +75,93 @@ impl<'i> Resolution<'i> {
             Resolution::San { owner: Owner::Platform, kind, value } => {
                 format!("auth:account:x509:{}:{value}", kind.as_str())
             }
-            Resolution::Unresolved => default_principal(facts),
+            Resolution::Unresolved | Resolution::Conflict => default_principal(facts),
         }
     }
 }
 
-/// Step 1: which org (and which rule) the certificate resolves into.
-pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> Resolution<'i> {
-    if let Some(binding) = identity.card_binding(&facts.fingerprint) {
-        return Resolution::Bound(binding);
-    }
-    if let RuleMatch::One(mapping) = identity.thumbprint_mapping(&facts.fingerprint) {
-        return Resolution::Thumbprint { owner: mapping.owner, name: mapping.name };
-    }
-    // A SAN rule names the issuer allowed to assert it: without the issuer, none applies.
-    if !facts.complete {
-        return Resolution::Unresolved;
-    }
-    let mut found: Option<(Owner<'i>, SanKind, &str)> = None;
-    let values = facts.emails().map(|v| (SanKind::Email, v)).chain(facts.upns().map(|v| (SanKind::Upn, v)));
-    for (kind, value) in values {
-        let Some(domain) = email_domain(value) else { continue };
-        match identity.san_rule(kind, domain, &facts.issuer_dn) {
-            RuleMatch::Unmatched => {}
-            RuleMatch::Ambiguous => return Resolution::Unresolved,
-            RuleMatch::One(owner) => match found {
-                None => found = Some((owner, kind, value)),
-                Some((first, _, _)) if first != owner => return Resolution::Unresolved,
-                Some(_) => {}
-            },
+/// The orgs whose rules answer a certificate, each once. Usually none or one, so the second
+/// and later (a conflict) are the only ones that allocate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimants<'i> {
+    first: Option<&'i str>,
+    others: Vec<&'i str>,
+}
+
+impl<'i> Claimants<'i> {
+    fn add(&mut self, org: &'i str) {
+        match self.first {
+            None => self.first = Some(org),
+            Some(first) if first == org || self.others.contains(&org) => {}
+            Some(_) => self.others.push(org),
         }
     }
-    match found {
-        Some((owner, kind, value)) => Resolution::San { owner, kind, value: value.to_ascii_lowercase() },
-        None => Resolution::Unresolved,
+
+    /// Whether two orgs claim the certificate.
+    pub fn conflict(&self) -> bool {
+        !self.others.is_empty()
     }
+
+    pub fn orgs(&self) -> impl Iterator<Item = &'i str> + '_ {
+        self.first.into_iter().chain(self.others.iter().copied())
+    }
+
+    /// The scopes whose blocklist and revocations apply: each claiming org's (the platform's
+    /// come with every one), or the platform's alone when no org claims the certificate.
+    fn scopes(&self) -> impl Iterator<Item = Option<&'i str>> + '_ {
+        let unclaimed = self.first.is_none().then_some(None);
+        unclaimed.into_iter().chain(self.orgs().map(Some))
+    }
+}
+
+/// Step 1: which org (and which rule) the certificate resolves into, and every org whose rule
+/// answers it.
+pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> (Resolution<'i>, Claimants<'i>) {
+    let mut claimants = Claimants::default();
+    let binding = identity.card_binding(&facts.fingerprint);
+    if let Some(binding) = &binding {
+        claimants.add(binding.org_id);
+    }
+    // Every step is looked at, bound or not: a rule of another org at a later step is a
+    // conflict, not something the binding hides.
+    let mut mapping = RuleMatch::<ThumbprintMapping<'i>>::Unmatched;
+    identity.thumbprint_mappings(&facts.fingerprint, &mut |found| {
+        if let Owner::Org(org) = found.owner {
+            claimants.add(org);
+        }
+        mapping = mapping.and(found);
+    });
+    // A SAN rule names the issuer allowed to assert it: without the issuer, none applies.
+    let mut san = RuleMatch::<(Owner<'i>, SanKind, &str)>::Unmatched;
+    if facts.complete {
+        let values = facts.emails().map(|v| (SanKind::Email, v)).chain(facts.upns().map(|v| (SanKind::Upn, v)));
+        for (kind, value) in values {
+            let Some(domain) = email_domain(value) else { continue };
+            identity.san_rule_owners(kind, domain, &facts.issuer_dn, &mut |owner| {
+                if let Owner::Org(org) = owner {
+                    claimants.add(org);
+                }
+                // One owner's rules matching several SANs resolve by the first.
+                san = match san {
+                    RuleMatch::Unmatched => RuleMatch::One((owner, kind, value)),
+                    RuleMatch::One(first) if first.0 == owner => RuleMatch::One(first),
+                    _ => RuleMatch::Ambiguous,
+                };
+            });
+        }
+    }
+    let resolution = if claimants.conflict() {
+        Resolution::Conflict
+    } else if let Some(binding) = binding {
+        Resolution::Bound(binding)
+    } else if let RuleMatch::One(ThumbprintMapping { owner, name }) = mapping {
+        Resolution::Thumbprint { owner, name }
+    } else if let RuleMatch::One((owner, kind, value)) = san {
+        Resolution::San { owner, kind, value: value.to_ascii_lowercase() }
+    } else {
+        Resolution::Unresolved
+    };
+    (resolution, claimants)
 }
 
 /// Checks the certificate and appends the identity headers for it; returns the org it
@@ -110,19 +173,24 @@ pub fn certificate_identity<'i>(
     now: i64,
     set: &mut Vec<(&'static str, String)>,
 ) -> Result<Option<&'i str>, Reason> {
-    let resolution = resolve(facts, identity);
-    let org = resolution.org();
-    if identity.is_blocklisted(&facts.fingerprint, org) {
+    let (resolution, claimants) = resolve(facts, identity);
+    // A card any claiming org (or the platform) blocked or revoked is refused as such, whoever
+    // else claims it and whatever resolved.
+    if claimants.scopes().any(|scope| identity.is_blocklisted(&facts.fingerprint, scope)) {
         return Err(Reason::CertificateBlocklisted);
     }
     if facts.complete {
-        if identity.is_revoked(&facts.issuer_dn, &facts.serial_hex, org) {
+        if claimants.scopes().any(|scope| identity.is_revoked(&facts.issuer_dn, &facts.serial_hex, scope)) {
             return Err(Reason::CertificateRevoked);
         }
-    } else if identity.has_revoked_serials(org) {
+    } else if claimants.scopes().any(|scope| identity.has_revoked_serials(scope)) {
         // Revocations by serial apply, and this source gives no serial to check.
         return Err(Reason::CertificateNotAllowed);
     }
+    if resolution == Resolution::Conflict {
+        return Err(Reason::CertificateNotAllowed);
+    }
+    let org = resolution.org();
     route.constraints.check(facts, now)?;
     for owner in [Some(Owner::Platform), org.map(Owner::Org)].into_iter().flatten() {
         if identity.constraints(owner).is_some_and(|c| !c.allows(facts)) {

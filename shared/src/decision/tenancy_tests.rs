@@ -3,7 +3,11 @@
 //! identity alike.
 //!
 //! The matrix: every rule kind, owned by org A, by the platform, by org B; the outcome for org
-//! B's certificates changes only for the platform's rules and B's own (and mirrored for A).
+//! B's certificates changes only for the platform's rules and B's own (and mirrored for A) —
+//! except that a rule of A that answers B's certificate (a thumbprint mapping or SAN rule)
+//! claims it too, and a certificate two orgs claim is refused, never moved into either. The
+//! cross-step cases (binding against mapping against SAN rule, in both directions) have a
+//! matrix of their own.
 
 use crate::decision::outcome::{Outcome, Reason};
 use crate::decision::{Engine, RequestInput};
@@ -269,9 +273,14 @@ fn no_org_changes_the_decision_for_another_orgs_certificates() {
             let by_other = probe(&with_rule(two_orgs(), kind, certificate, Some(other)), kind, certificate);
             let by_platform = probe(&with_rule(two_orgs(), kind, certificate, None), kind, certificate);
             let by_own = probe(&with_rule(two_orgs(), kind, certificate, Some(own)), kind, certificate);
-            assert_eq!(by_other, baseline, "{kind:?} of {other} changed the outcome for {own}'s certificate");
-            // Bindings come first: a mapping or SAN rule, whoever owns it, changes nothing for
-            // a bound certificate. Every other rule applies in its owner's scope.
+            if matches!(kind, RuleKind::Mapping | RuleKind::SanRule) {
+                // The other org's rule answers the bound certificate: two orgs claim it.
+                assert_eq!(by_other, Outcome::deny(Reason::CertificateNotAllowed), "{kind:?} of {other} on {own}'s certificate");
+            } else {
+                assert_eq!(by_other, baseline, "{kind:?} of {other} changed the outcome for {own}'s certificate");
+            }
+            // Bindings come first: the platform's or the own org's mapping or SAN rule changes
+            // nothing for a bound certificate. Every other rule applies in its owner's scope.
             let expected = match kind {
                 RuleKind::Block => Some(Reason::CertificateBlocklisted),
                 RuleKind::Revoke => Some(Reason::CertificateRevoked),
@@ -328,8 +337,9 @@ fn only_platform_rules_apply_to_a_certificate_of_no_org() {
 fn the_org_resolves_by_binding_then_mapping_then_san_rule_and_names_the_principal() {
     let cac = facts(CAC);
     let mut rules = two_orgs();
-    // Bound: user and org, whatever else matches.
-    rules.mappings.push((JANE, Some(ORG_A), "svc:claimed"));
+    // Bound: user and org, whatever else of the platform's or the own org's matches.
+    rules.mappings.push((JANE, None, "svc:claimed"));
+    rules.san_rules.push((SanKind::Upn, "mil", facts(JANE).issuer_dn, Some(ORG_B)));
     let bound = rules.decide("/mtls/x", Some(JANE), None);
     assert_eq!(header(&bound, "x-dm-user-id"), Some("u-jane"));
     assert_eq!(header(&bound, "x-dm-org-id"), Some(ORG_B));
@@ -360,10 +370,10 @@ fn the_org_resolves_by_binding_then_mapping_then_san_rule_and_names_the_principa
     // A thumbprint mapping comes before SAN rules: an org's is composed into its namespace,
     // the platform's is taken as given.
     let mut mapped = san.clone();
-    mapped.mappings.push((CAC, Some(ORG_B), "svc:reports"));
+    mapped.mappings.push((CAC, Some(ORG_A), "svc:reports"));
     let by_mapping = mapped.decide("/mtls/x", Some(CAC), None);
-    assert_eq!(header(&by_mapping, "x-dm-org-id"), Some(ORG_B));
-    assert_eq!(header(&by_mapping, "x-dm-principal"), Some("auth:account:org:org-b:svc:reports"));
+    assert_eq!(header(&by_mapping, "x-dm-org-id"), Some(ORG_A));
+    assert_eq!(header(&by_mapping, "x-dm-principal"), Some("auth:account:org:org-a:svc:reports"));
     let mut platform_mapped = san.clone();
     platform_mapped.mappings.push((CAC, None, "svc:reports"));
     let by_platform_mapping = platform_mapped.decide("/mtls/x", Some(CAC), None);
@@ -372,37 +382,78 @@ fn the_org_resolves_by_binding_then_mapping_then_san_rule_and_names_the_principa
 }
 
 #[test]
-fn rules_of_two_owners_for_one_certificate_resolve_nothing() {
+fn rules_of_two_orgs_at_one_step_refuse_the_certificate() {
     let cac = facts(CAC);
-    let default = format!("auth:account:x509:sha256:{}", cac.fingerprint.to_x5t_s256());
-    // Two owners' SAN rules for the same (kind, domain, issuer): ambiguous, not picked.
+    let refused = Outcome::deny(Reason::CertificateNotAllowed);
+    // Two orgs' SAN rules for the same (kind, domain, issuer): neither is picked, and the
+    // certificate does not fall through to no org (which would escape both orgs' rules).
     let mut san = two_orgs();
     san.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_A)));
     san.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_B)));
-    let outcome = san.decide("/mtls/x", Some(CAC), None);
-    assert_eq!(header(&outcome, "x-dm-principal"), Some(default.as_str()));
-    assert_eq!(header(&outcome, "x-dm-org-id"), None);
-    // An org's rules then do not apply either: its constraint does not refuse.
-    san.constraints.push((ConstraintKind::AllowedIssuerDn, "CN=Nobody", Some(ORG_A)));
-    assert_eq!(san.decide("/mtls/x", Some(CAC), None).reason(), None);
+    assert_eq!(san.decide("/mtls/x", Some(CAC), None), refused);
 
-    // Two SANs of one certificate matched by two owners' rules: ambiguous too.
+    // Two SANs of one certificate matched by two orgs' rules: the same.
     let jane = facts(JANE);
     let mut two_values = Rules::default();
     two_values.san_rules.push((SanKind::Email, "example.mil", jane.issuer_dn.clone(), Some(ORG_A)));
     two_values.san_rules.push((SanKind::Upn, "mil", jane.issuer_dn.clone(), Some(ORG_B)));
-    let outcome = two_values.decide("/mtls/x", Some(JANE), None);
-    assert_eq!(header(&outcome, "x-dm-org-id"), None);
+    assert_eq!(two_values.decide("/mtls/x", Some(JANE), None), refused);
+    // One org's rules matching both SANs resolve by the first (the email).
+    let mut one_org = Rules::default();
+    one_org.san_rules.push((SanKind::Email, "example.mil", jane.issuer_dn.clone(), Some(ORG_A)));
+    one_org.san_rules.push((SanKind::Upn, "mil", jane.issuer_dn.clone(), Some(ORG_A)));
+    let outcome = one_org.decide("/mtls/x", Some(JANE), None);
+    assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_A));
+    assert!(header(&outcome, "x-dm-principal").is_some_and(|p| p.starts_with("auth:account:org:org-a:email:")), "{outcome:?}");
 
-    // Two owners' thumbprint mappings (the snapshot can carry both; the development
-    // identity's map cannot): the mapping step resolves nothing, SAN rules are next.
+    // Two orgs' thumbprint mappings (the snapshot can carry both; the development identity's
+    // map cannot).
     let mut mappings = two_orgs();
-    mappings.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_B)));
+    mappings.mappings.push((CAC, Some(ORG_A), "svc:a"));
+    mappings.mappings.push((CAC, Some(ORG_B), "svc:b"));
+    assert_eq!(decide(&mut engine_with(policy()), &mappings.snapshot(), "/mtls/x", Some(CAC), None), refused);
+}
+
+#[test]
+fn a_step_the_platform_and_one_org_answer_falls_through_and_the_org_still_blocks() {
+    let cac = facts(CAC);
+    let default = format!("auth:account:x509:sha256:{}", cac.fingerprint.to_x5t_s256());
+    // The platform's and org A's mappings of one certificate (snapshot only): the mapping step
+    // resolves nothing, and SAN rules are next — A's own resolves it into A.
+    let mut mappings = two_orgs();
     mappings.mappings.push((CAC, Some(ORG_A), "svc:a"));
     mappings.mappings.push((CAC, None, "svc:platform"));
+    let with_san = {
+        let mut rules = mappings.clone();
+        rules.san_rules.push((SanKind::Upn, "mil", cac.issuer_dn.clone(), Some(ORG_A)));
+        rules
+    };
+    let outcome = decide(&mut engine_with(policy()), &with_san.snapshot(), "/mtls/x", Some(CAC), None);
+    assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_A));
+    assert_eq!(header(&outcome, "x-dm-principal"), Some("auth:account:org:org-a:upn:1234567890@mil"));
+    // Without a SAN rule: no org, the certificate's own ARN — but A claimed the certificate,
+    // and its blocklist still applies; B's does not.
     let outcome = decide(&mut engine_with(policy()), &mappings.snapshot(), "/mtls/x", Some(CAC), None);
-    assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_B));
-    assert_eq!(header(&outcome, "x-dm-principal"), Some("auth:account:org:org-b:upn:1234567890@mil"));
+    assert_eq!(header(&outcome, "x-dm-org-id"), None);
+    assert_eq!(header(&outcome, "x-dm-principal"), Some(default.as_str()));
+    for (blocker, expected) in [(ORG_A, Some(Reason::CertificateBlocklisted)), (ORG_B, None)] {
+        let mut blocked = mappings.clone();
+        blocked.blocked.push((CAC, Some(blocker)));
+        let outcome = decide(&mut engine_with(policy()), &blocked.snapshot(), "/mtls/x", Some(CAC), None);
+        assert_eq!(outcome.reason(), expected, "blocked by {blocker}");
+    }
+
+    // The platform's and org A's SAN rules matching two SANs of one certificate: the same,
+    // under both forms of the rules.
+    let jane = facts(JANE);
+    let mut san = Rules::default();
+    san.san_rules.push((SanKind::Email, "example.mil", jane.issuer_dn.clone(), None));
+    san.san_rules.push((SanKind::Upn, "mil", jane.issuer_dn.clone(), Some(ORG_A)));
+    let outcome = san.decide("/mtls/x", Some(JANE), None);
+    assert_eq!(header(&outcome, "x-dm-org-id"), None);
+    assert_eq!(header(&outcome, "x-dm-principal"), Some(format!("auth:account:x509:sha256:{}", jane.fingerprint.to_x5t_s256()).as_str()));
+    san.revoked.push((JANE, Some(ORG_A)));
+    assert_eq!(san.decide("/mtls/x", Some(JANE), None).reason(), Some(Reason::CertificateRevoked));
 }
 
 #[test]
@@ -589,4 +640,102 @@ fn a_platform_issuer_that_could_pass_for_an_orgs_is_never_honoured() {
     let by_a = signed_by(TestKey::P256, &json!({"iss": ISSUER, "sub": "s", "aud": AUDIENCE, "exp": NOW + 300}));
     let outcome = decide(&mut engine, &snapshot, "/optional/x", Some(JOHN), Some(&by_a));
     assert_eq!(token_identity(&outcome), Ok(("org:org-a".to_owned(), reserved.clone(), "s".to_owned())));
+}
+
+/// One way an org (or the platform) answers a certificate, in the order the org is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Claim {
+    Binding,
+    Mapping,
+    SanRule,
+}
+
+const CLAIMS: [Claim; 3] = [Claim::Binding, Claim::Mapping, Claim::SanRule];
+
+fn claiming(mut rules: Rules, claim: Claim, pem: &'static str, owner: Option<&'static str>) -> Rules {
+    match claim {
+        Claim::Binding => rules.bindings.push((pem, "u-claim", owner.expect("a binding belongs to an org"))),
+        Claim::Mapping => rules.mappings.push((pem, owner, "svc:claim")),
+        Claim::SanRule => rules.san_rules.push((SanKind::Upn, "mil", facts(pem).issuer_dn, owner)),
+    }
+    rules
+}
+
+#[test]
+fn rules_of_two_orgs_at_different_steps_refuse_the_certificate_in_both_directions() {
+    let refused = Outcome::deny(Reason::CertificateNotAllowed);
+    let bound_token = token_for(CAC, AUDIENCE);
+    let mut checked = 0;
+    for (holder, other) in [(ORG_A, ORG_B), (ORG_B, ORG_A)] {
+        for first in CLAIMS {
+            // The holder's claim alone puts the CAC in the holder's org, on both routes (both
+            // orgs trust the token issuer).
+            let mut held = claiming(two_orgs(), first, CAC, Some(holder));
+            held.issuers.push((Some(ORG_A), vec![], None));
+            held.issuers.push((Some(ORG_B), vec![], None));
+            let alone = held.decide("/mtls/x", Some(CAC), None);
+            assert_eq!(header(&alone, "x-dm-org-id"), Some(holder), "{first:?} of {holder}");
+            assert_eq!(held.decide("/token/x", Some(CAC), Some(&bound_token)).reason(), None, "{first:?} of {holder}");
+            for second in CLAIMS.into_iter().filter(|c| *c != first) {
+                // The other org answers at another step, before or after the holder: refused,
+                // never the higher-precedence org's, on every route.
+                let both = claiming(held.clone(), second, CAC, Some(other));
+                let what = format!("{holder}'s {first:?} and {other}'s {second:?}");
+                assert_eq!(both.decide("/mtls/x", Some(CAC), None), refused, "{what}");
+                assert_eq!(both.decide("/token/x", Some(CAC), Some(&bound_token)), refused, "{what}, with a token");
+                checked += 1;
+
+                // The holder itself at the other step: no conflict, the earlier step decides.
+                let own = claiming(held.clone(), second, CAC, Some(holder));
+                let outcome = own.decide("/mtls/x", Some(CAC), None);
+                assert_eq!(header(&outcome, "x-dm-org-id"), Some(holder), "{holder}'s {first:?} and {second:?}");
+                assert_eq!(header(&outcome, "x-dm-user-id").is_some(), first.min(second) == Claim::Binding);
+
+                // The platform at the other step claims nothing: the earlier step decides,
+                // the platform's rule included.
+                if second != Claim::Binding {
+                    let platform = claiming(held.clone(), second, CAC, None);
+                    let outcome = platform.decide("/mtls/x", Some(CAC), None);
+                    assert_eq!(outcome.reason(), None, "{holder}'s {first:?} and the platform's {second:?}");
+                    let expected_org = if second < first { None } else { Some(holder) };
+                    assert_eq!(header(&outcome, "x-dm-org-id"), expected_org, "{holder}'s {first:?} and the platform's {second:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 3 * 2);
+}
+
+#[test]
+fn a_block_or_revocation_of_any_claiming_org_refuses_first_whatever_the_conflict() {
+    // The capture the control plane must refuse: the holder resolves its user's CAC by SAN
+    // rule and blocks it; another org binds (or maps) the public certificate to its own user.
+    for (holder, capturer) in [(ORG_B, ORG_A), (ORG_A, ORG_B)] {
+        for capture in [Claim::Binding, Claim::Mapping] {
+            let held = claiming(two_orgs(), Claim::SanRule, CAC, Some(holder));
+            let captured = claiming(held.clone(), capture, CAC, Some(capturer));
+            let what = format!("{holder}'s SAN rule, {capturer}'s {capture:?}");
+            assert_eq!(captured.decide("/mtls/x", Some(CAC), None), Outcome::deny(Reason::CertificateNotAllowed), "{what}");
+            let cases = [
+                (RuleKind::Block, Some(holder), Reason::CertificateBlocklisted),
+                (RuleKind::Block, Some(capturer), Reason::CertificateBlocklisted),
+                (RuleKind::Block, None, Reason::CertificateBlocklisted),
+                (RuleKind::Revoke, Some(holder), Reason::CertificateRevoked),
+                (RuleKind::Revoke, Some(capturer), Reason::CertificateRevoked),
+                (RuleKind::Revoke, None, Reason::CertificateRevoked),
+                // A third org claims nothing here: its block does not apply (the conflict does).
+                (RuleKind::Block, Some("org-c"), Reason::CertificateNotAllowed),
+                (RuleKind::AllowedIssuer, Some(holder), Reason::CertificateNotAllowed),
+            ];
+            for (kind, owner, expected) in cases {
+                // The holder's own rule takes effect before the capture, and still after it.
+                if owner == Some(holder) {
+                    let before = probe(&with_rule(held.clone(), kind, CAC, owner), kind, CAC);
+                    assert_eq!(before.reason(), Some(expected), "{kind:?} of {holder} before the capture");
+                }
+                let outcome = probe(&with_rule(captured.clone(), kind, CAC, owner), kind, CAC);
+                assert_eq!(outcome, Outcome::deny(expected), "{what}, {kind:?} of {owner:?}");
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use super::SnapshotError;
 use crate::encoding::ulid_render;
 use crate::fingerprint::Fingerprint;
 use crate::identity::{
-    is_reserved_principal, CardBinding, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind, ThumbprintMapping,
+    is_reserved_principal, CardBinding, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping,
     TokenIssuer, UserId,
 };
 use crate::pop::jwks::{Jwks, MAX_JWKS_BYTES};
@@ -725,23 +725,18 @@ impl IdentityData for SnapshotView {
             || org.is_some_and(|org| self.derived.revoked_orgs.contains(org))
     }
 
-    fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>> {
+    fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
         let run = self.find_run(Section::Principals, PRINCIPAL_RECORD, &fingerprint.0);
-        match run.len() / PRINCIPAL_RECORD {
-            0 => RuleMatch::Unmatched,
-            1 => {
-                let owner = read_u24(run, FINGERPRINT_LEN).map(|o| self.owner_at(o));
-                let name = read_u32(run, OWNED_KEY_LEN).and_then(|r| read_string(self.strings(), r));
-                match (owner, name) {
-                    (Some(owner), Some(name)) => RuleMatch::One(ThumbprintMapping { owner, name }),
-                    _ => RuleMatch::Unmatched,
-                }
+        for record in run.chunks_exact(PRINCIPAL_RECORD) {
+            let owner = read_u24(record, FINGERPRINT_LEN).map(|o| self.owner_at(o));
+            let name = read_u32(record, OWNED_KEY_LEN).and_then(|r| read_string(self.strings(), r));
+            if let (Some(owner), Some(name)) = (owner, name) {
+                each(ThumbprintMapping { owner, name });
             }
-            _ => RuleMatch::Ambiguous,
         }
     }
 
-    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>> {
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
         let kind_id = san_kind_wire_id(kind);
         let records = self.section_bytes(Section::SanRules);
         let count = records.len() / SAN_RULE_RECORD;
@@ -766,13 +761,10 @@ impl IdentityData for SnapshotView {
                 high = mid;
             }
         }
-        let mut owners = (low..count).map_while(|i| {
-            (order(i) == Some(Ordering::Equal)).then(|| records.get(i * SAN_RULE_RECORD..).and_then(|r| read_u24(r, 9)))
-        });
-        match (owners.next(), owners.next()) {
-            (Some(Some(owner)), None) => RuleMatch::One(self.owner_at(owner)),
-            (None, _) => RuleMatch::Unmatched,
-            _ => RuleMatch::Ambiguous,
+        for i in (low..count).take_while(|i| order(*i) == Some(Ordering::Equal)) {
+            if let Some(owner) = records.get(i * SAN_RULE_RECORD..).and_then(|r| read_u24(r, 9)) {
+                each(self.owner_at(owner));
+            }
         }
     }
 

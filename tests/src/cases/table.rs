@@ -488,6 +488,71 @@ pub fn token_owners() -> Vec<Case> {
     ]
 }
 
+/// A certificate two orgs claim at different steps (binding, thumbprint mapping, SAN rule) is
+/// refused, never given to the higher-precedence org; a block by either is still a block.
+pub fn tenancy_conflicts() -> Vec<Case> {
+    let cac = facts("cac");
+    let navy_san = json!({"san": "upn", "domain": "mil", "issuer_dn": cac.issuer_dn, "org_id": "o-navy"});
+    let army_binds = |fingerprint: String| json!({"fingerprint": fingerprint, "user_id": "u-capture", "org_id": "o-army"});
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut identity = standard_identity();
+        edit(&mut identity);
+        json!({"policy": standard_policy(), "development_identity": identity})
+    };
+    let navy_resolves_cac = with(&|i| i["san_mappings"] = json!([navy_san]));
+    let army_captures_cac = with(&|i| {
+        i["san_mappings"] = json!([navy_san]);
+        i["bindings"] = json!([army_binds(cert("cac").hex())]);
+    });
+    let army_captures_blocked_cac = with(&|i| {
+        i["san_mappings"] = json!([navy_san]);
+        i["bindings"] = json!([army_binds(cert("cac").hex())]);
+        i["blocklist"] = json!([{"fingerprint": cert("cac").hex(), "org_id": "o-navy"}]);
+    });
+    let army_maps_cac = with(&|i| {
+        i["san_mappings"] = json!([navy_san]);
+        i["thumbprint_map"] = json!({cert("cac").hex(): {"principal": "svc:capture", "org_id": "o-army"}});
+    });
+    let army_binds_navy_service = with(&|i| {
+        i["thumbprint_map"] = json!({cert("service").hex(): {"principal": "api", "org_id": "o-navy"}});
+        i["bindings"] = json!([army_binds(cert("service").hex())]);
+    });
+    let army_binds_under_platform_rule = with(&|i| i["bindings"] = json!([army_binds(cert("cac").hex())]));
+    let on_mtls = |name: &str| request("/mtls/x", Some(cert(name)), None);
+    vec![
+        case(
+            "CAC by another org's SAN rule alone → that org",
+            navy_resolves_cac,
+            on_mtls("cac"),
+            Expect::Allow(vec![
+                ("x-dm-org-id", Some("o-navy".into())),
+                ("x-dm-user-id", None),
+                ("x-dm-principal", Some("auth:account:org:o-navy:upn:1234567890@mil".into())),
+            ]),
+        ),
+        case("binding of a card another org resolves by SAN rule → 403", army_captures_cac, on_mtls("cac"), deny(403, "certificate_not_allowed")),
+        case(
+            "binding of a card another org resolves and blocked → 401",
+            army_captures_blocked_cac,
+            on_mtls("cac"),
+            deny(401, "certificate_blocklisted"),
+        ),
+        case("mapping of a card another org resolves by SAN rule → 403", army_maps_cac, on_mtls("cac"), deny(403, "certificate_not_allowed")),
+        case(
+            "binding of a certificate another org maps → 403",
+            army_binds_navy_service,
+            on_mtls("service"),
+            deny(403, "certificate_not_allowed"),
+        ),
+        case(
+            "binding of a card the platform's SAN rule names → the binding",
+            army_binds_under_platform_rule,
+            on_mtls("cac"),
+            identity_of("cac", Some(("u-capture", "o-army")), "auth:account:user:u-capture".into()),
+        ),
+    ]
+}
+
 pub fn all() -> Vec<Case> {
     [
         acceptance_matrix(),
@@ -497,6 +562,7 @@ pub fn all() -> Vec<Case> {
         token_refusals(),
         sources(),
         token_owners(),
+        tenancy_conflicts(),
     ]
     .concat()
 }
