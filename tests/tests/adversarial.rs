@@ -1,4 +1,4 @@
-//! The adversarial suite (issue 9): hundreds of hostile requests across the classes of belief
+//! The adversarial suite: hundreds of hostile requests across the classes of belief
 //! an attacker who knows Envoy goes after, each run natively and through the compiled `.wasm`,
 //! each with one exact expected outcome. None is accepted: every one is refused, or forwarded
 //! with its hostile headers removed. None crashes either runner.

@@ -415,10 +415,12 @@ impl PolicyConfig {
             let field = format!("routes[{i}]");
             check_binding_paths(&format!("{field}.binding_required_paths"), r.mode, &r.binding_required_paths)?;
             let pattern = PathPattern::parse(&r.path, fold).map_err(|e| ConfigError::new(format!("{field}.path"), e))?;
-            if let Some(earlier) = routes.iter().position(|route| route.pattern.as_ref() == Some(&pattern)) {
+            // First match wins: a route whose every path an earlier one matches would never
+            // apply, and a stricter mode written there would silently not be enforced.
+            if let Some(earlier) = routes.iter().position(|route| route.pattern.as_ref().is_some_and(|p| p.covers(&pattern))) {
                 return Err(ConfigError::new(
                     format!("{field}.path"),
-                    format!("the same pattern as routes[{earlier}].path, which always matches first"),
+                    format!("never chosen: routes[{earlier}].path matches every path it does, and comes first"),
                 ));
             }
             let constraints = match r.constraints {
@@ -535,6 +537,8 @@ mod tests {
             (Box::new(|p| p["strip_headers"] = json!(["*"])), "strip_headers[0]"),
             (Box::new(|p| p["strip_headers"] = json!(["bad name"])), "strip_headers[0]"),
             (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "mtls"}, {"path": "/a/*", "mode": "bearer"}])), "routes[1].path"),
+            (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "bearer"}, {"path": "/a/b/*", "mode": "mtls"}])), "routes[1].path"),
+            (Box::new(|p| p["routes"] = json!([{"path": "/a", "mode": "bearer"}, {"path": "/a/", "mode": "mtls"}])), "routes[1].path"),
             (Box::new(|p| p["routes"] = json!([{"path": "//a/*", "mode": "mtls"}])), "routes[0].path"),
             (Box::new(|p| p["routes"] = json!([{"path": "/%61/*", "mode": "mtls"}])), "routes[0].path"),
             (Box::new(|p| { p["default_mode"] = json!("bearer"); p["token"] = json!({"audiences": ["a"], "leeway_seconds": 601}); }), "token.leeway_seconds"),

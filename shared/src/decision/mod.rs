@@ -190,6 +190,13 @@ fn evaluate(
         Mode::Mtls => {
             let facts = certificate.ok_or(Reason::CertificateMissing)?;
             resolve::certificate_identity(&facts, route, identity, request.now, &mut set)?;
+            // Tokens are not verified here, and pass to the upstream as sent — but one bound to
+            // another certificate is refused, whoever would read it (RFC 8705 §3).
+            if let Some(claimed) = bound_token_confirmation(&scanned) {
+                if !jwt::confirmation_names(&claimed, &facts.fingerprint) {
+                    return Err(Reason::SenderBindingMismatch);
+                }
+            }
         }
         Mode::Bearer | Mode::BearerPlusMtlsOptional | Mode::BearerPlusMtlsRequired => {
             if binding_required && certificate.is_none() {
@@ -220,6 +227,12 @@ fn evaluate(
         }
     }
     Ok(set)
+}
+
+/// The certificate a bearer token on the request claims to be bound to, unverified.
+fn bound_token_confirmation(scanned: &ScannedHeaders<'_>) -> Option<String> {
+    let raw = std::str::from_utf8(scanned.authorization?).ok()?;
+    jwt::unverified_confirmation(jwt::bearer_token(raw)?)
 }
 
 /// The bearer token, verified against the issuer registrations in the scope of `org`: the

@@ -65,9 +65,18 @@ impl PathPattern {
     }
 
     /// Whether the canonical `path` matches.
+    /// Whether every path `later` matches is matched by this pattern too: a route with
+    /// `later` listed after this one could never be chosen.
+    pub fn covers(&self, later: &PathPattern) -> bool {
+        (self.prefix || !later.prefix) && self.matches(&later.text)
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         if !self.prefix {
-            return path == self.text;
+            // `/api/execute/` names the same resource as `/api/execute` to most upstreams
+            // (Express, Spring ≤ 5, Rails): an exact pattern covers both spellings.
+            return path == self.text
+                || (!self.text.ends_with('/') && path.strip_prefix(self.text.as_str()) == Some("/"));
         }
         match path.strip_prefix(self.text.as_str()) {
             None => path.len() + 1 == self.text.len() && self.text.starts_with(path) && self.text.ends_with('/'),
@@ -90,11 +99,35 @@ mod tests {
             ("/admin*", "/admin/x", true),
             ("/admin*", "/administrator", false),
             ("/health", "/health", true),
+            ("/health", "/health/", true),
+            ("/health", "/health//", false),
             ("/health", "/health/x", false),
+            ("/health/", "/health", false),
             ("/*", "/anything", true),
         ];
         for (pattern, path, expected) in cases {
             assert_eq!(PathPattern::parse(pattern, false).unwrap().matches(path), expected, "{pattern} vs {path}");
+        }
+    }
+
+    #[test]
+    fn an_earlier_pattern_covers_a_later_one_only_if_it_matches_all_it_does() {
+        let cases = [
+            ("/api/*", "/api/admin/*", true),
+            ("/api*", "/api/admin/*", true),
+            ("/admin/*", "/admin*", true),
+            ("/admin*", "/admin/*", true),
+            ("/api/*", "/api/execute", true),
+            ("/api/execute", "/api/execute/", true),
+            ("/a/b/*", "/a/*", false),
+            ("/api/execute", "/api/*", false),
+            ("/api/admin/*", "/api/*", false),
+            ("/adm*", "/admin/*", false),
+        ];
+        for (earlier, later, expected) in cases {
+            let (earlier_pattern, later_pattern) =
+                (PathPattern::parse(earlier, false).unwrap(), PathPattern::parse(later, false).unwrap());
+            assert_eq!(earlier_pattern.covers(&later_pattern), expected, "{earlier} before {later}");
         }
     }
 

@@ -233,14 +233,34 @@ pub fn verify<K: IssuerKeys + ?Sized>(
     })
 }
 
+/// The `cnf.x5t#S256` a compact JWS claims, read **without** verifying it: for routes that do
+/// not verify bearer tokens but must still refuse one bound to another certificate (RFC 8705
+/// §3). `None` when the token is not a JWS with a JSON payload, or claims no confirmation; a
+/// forged claim can only cause a refusal, never an acceptance.
+pub fn unverified_confirmation(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let mut segments = token.split('.');
+    let (Some(_), Some(payload_b64), Some(_), None) = (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return None;
+    };
+    let payload = parse_object_without_duplicates(&base64url_decode(payload_b64)?).ok()?;
+    confirmation_claim(&payload).ok().flatten()
+}
+
+/// Whether a claimed `cnf.x5t#S256` names the certificate with this fingerprint, in
+/// constant time.
+pub fn confirmation_names(claimed: &str, fingerprint: &Fingerprint) -> bool {
+    let expected = fingerprint.to_x5t_s256();
+    claimed.len() == expected.len() && bool::from(claimed.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 /// Whether the token is bound (RFC 8705 `cnf.x5t#S256`) to the certificate with this
 /// fingerprint. Compared in constant time; a token bound to nothing matches nothing.
 pub fn cnf_matches(token: &VerifiedToken, fingerprint: &Fingerprint) -> bool {
-    let Some(claimed) = token.cnf_x5t_s256.as_deref() else {
-        return false;
-    };
-    let expected = fingerprint.to_x5t_s256();
-    claimed.len() == expected.len() && bool::from(claimed.as_bytes().ct_eq(expected.as_bytes()))
+    token.cnf_x5t_s256.as_deref().is_some_and(|claimed| confirmation_names(claimed, fingerprint))
 }
 
 /// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1): the scheme in any

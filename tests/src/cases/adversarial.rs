@@ -1,4 +1,4 @@
-//! Hostile requests, by the class of belief they attack (issue 9): who the peer is, which path,
+//! Hostile requests, by the class of belief they attack: who the peer is, which path,
 //! which XFCC element, header names in any case, look-alike identity headers, checks the
 //! certificate source cannot perform, bound tokens without their certificate, and the smaller
 //! things (size caps, email domains, replayed signatures, token floods). Families are generated

@@ -553,6 +553,24 @@ pub fn tenancy_conflicts() -> Vec<Case> {
     ]
 }
 
+/// On an mtls route tokens are not verified, but one bound to another card is refused (RFC
+/// 8705 §3: a bound token only ever with its certificate); one bound to this card, an unbound
+/// one, or an opaque one passes to the upstream as sent.
+pub fn tokens_on_mtls_routes() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let other = cert("cac");
+    vec![
+        std_case(
+            "mtls, jwt bound to another card → 401",
+            request("/mtls/x", Some(jane), Some(token(&claims(Some(other))))),
+            deny(401, "sender_binding_mismatch"),
+        ),
+        std_case("mtls, jwt bound to this card → 200", request("/mtls/x", Some(jane), Some(token(&claims(Some(jane))))), jane_identity()),
+        std_case("mtls, unbound jwt → 200", request("/mtls/x", Some(jane), Some(token(&claims(None)))), jane_identity()),
+        std_case("mtls, opaque bearer → 200", request("/mtls/x", Some(jane), Some("opaque-token-value".into())), jane_identity()),
+    ]
+}
+
 pub fn all() -> Vec<Case> {
     [
         acceptance_matrix(),
@@ -563,6 +581,7 @@ pub fn all() -> Vec<Case> {
         sources(),
         token_owners(),
         tenancy_conflicts(),
+        tokens_on_mtls_routes(),
     ]
     .concat()
 }
