@@ -29,15 +29,23 @@
 //! steps carry no signature: the end state is authenticated by M's header, whose digests
 //! and lengths the result must match byte for byte.
 //!
-//! [`apply`] builds the result on a copy of the held bytes in one pass (the steps composed
-//! first, so a chain costs one copy however long), re-digests only what changed — a touched
-//! bucket of a keyed section and its 4096-entry bucket table, the appended tail of the orgs
-//! and strings sections, a replaced section whole — and checks the structure of only what
-//! changed. That last part is sound because every byte it skips was checked when the held
-//! snapshot was opened, is unchanged, and its references still resolve (orgs and strings only
-//! grow unless replaced, and a replaced orgs or strings section re-checks everything); the
-//! merge keeps each keyed section sorted by construction; and every lookup is bounds-checked
-//! anyway, so even a mistake here could make a lookup miss, never read out of bounds.
+//! Applying a chain ([`apply`], [`apply_in_place`]) composes its steps first, so a chain
+//! costs one pass however long. Before a byte is written, every section's length and digest
+//! are computed from the held bytes and the chain and compared with M's header: a touched
+//! bucket of a keyed section is merged into a hash (and its 4096-entry bucket table updated),
+//! the appended tail of the orgs and strings sections continues the held hash, a replaced
+//! section is hashed whole; nothing else is hashed. Only then is the result written — into a
+//! new buffer ([`apply`]), or by moving the held bytes within their own buffer
+//! ([`apply_in_place`]) — by the same merge that was hashed (a bucket at a time into the
+//! hash, a section at a time into the buffer: a sorted section keeps each bucket's records
+//! together, so the two give the same bytes), and the structure of only what changed is
+//! checked. That last part is sound because every byte it skips was checked when
+//! the held snapshot was opened, is unchanged, and its references still resolve (orgs and
+//! strings only grow unless replaced, and a replaced orgs or strings section re-checks
+//! everything); the merge keeps each keyed section sorted by construction; and every lookup
+//! is bounds-checked anyway, so even a mistake here could make a lookup miss, never read out
+//! of bounds. Every refusal but that last check leaves the held snapshot untouched, in place
+//! too.
 
 use super::format::{
     bucket_digests, bucket_of, bucket_range, keyed_digest, malformed, plain_digest_state, read_header,
@@ -45,10 +53,11 @@ use super::format::{
     FINGERPRINT_LEN, MAX_SNAPSHOT_BYTES, REVOKED_RECORD, SECTION_COUNT,
 };
 use super::verify::SnapshotVerifier;
-use super::view::{bucket_starts, Checker, DigestState, SnapshotView, INDEX_FROM, KEEP_BUCKETS_FROM};
+use super::view::{bucket_starts, Checker, Derived, DigestState, SnapshotView, INDEX_FROM, KEEP_BUCKETS_FROM};
 use super::SnapshotError;
-use sha2::Digest as _;
+use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 pub const DELTA_MAGIC: [u8; 8] = *b"CBIDDLTA";
@@ -519,40 +528,243 @@ fn compose<'a>(steps: &[Vec<ParsedEdit<'a>>]) -> Vec<Plan<'a>> {
     plans
 }
 
-/// Writes a keyed section: the held records merged with the final states of the touched
-/// keys. Returns the buckets touched and the offsets (in `out`) of the records inserted.
-fn merge_keyed(
-    out: &mut Vec<u8>,
+/// Where the result's bytes go, in order. The copying apply appends them to a new buffer
+/// ([`Copied`]), the in-place apply plans them as moves within the held buffer ([`Moves`]),
+/// and the checks before either hash what a bucket would hold ([`Hashed`]). One merge
+/// ([`emit`], [`merge_keyed`]) drives all three, so what is checked is what is written.
+trait Sink<'a> {
+    /// Bytes so far: where the next one lands.
+    fn len(&self) -> usize;
+    /// Bytes `range` of the held snapshot, next.
+    fn held(&mut self, range: Range<usize>);
+    /// Bytes of the chain, next.
+    fn chain(&mut self, bytes: &'a [u8]);
+}
+
+/// The result in a new buffer, beside the held one.
+struct Copied<'h> {
+    held: &'h [u8],
+    out: Vec<u8>,
+}
+
+impl<'a> Sink<'a> for Copied<'_> {
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    fn held(&mut self, range: Range<usize>) {
+        self.out.extend_from_slice(self.held.get(range).unwrap_or(&[]));
+    }
+
+    fn chain(&mut self, bytes: &'a [u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+}
+
+/// SHA-256 and length of what would be written; nothing is.
+struct Hashed<'h> {
+    held: &'h [u8],
+    hasher: Sha256,
+    len: usize,
+}
+
+impl<'a> Sink<'a> for Hashed<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn held(&mut self, range: Range<usize>) {
+        let bytes = self.held.get(range).unwrap_or(&[]);
+        self.hasher.update(bytes);
+        self.len += bytes.len();
+    }
+
+    fn chain(&mut self, bytes: &'a [u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len();
+    }
+}
+
+/// One piece of the result: held bytes that move to its offset, or chain bytes copied there.
+enum Piece<'a> {
+    Held { from: usize, len: usize },
+    Chain(&'a [u8]),
+}
+
+/// The result as moves within the held buffer, each piece at its offset, in order.
+#[derive(Default)]
+struct Moves<'a> {
+    pieces: Vec<(usize, Piece<'a>)>,
+    len: usize,
+}
+
+impl<'a> Sink<'a> for Moves<'a> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn held(&mut self, range: Range<usize>) {
+        let len = range.len();
+        if len == 0 {
+            return;
+        }
+        // Held bytes that follow the last piece's in both places move with it.
+        if let Some((_, Piece::Held { from, len: run })) = self.pieces.last_mut() {
+            if from.checked_add(*run) == Some(range.start) {
+                *run += len;
+                self.len += len;
+                return;
+            }
+        }
+        self.pieces.push((self.len, Piece::Held { from: range.start, len }));
+        self.len += len;
+    }
+
+    fn chain(&mut self, bytes: &'a [u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.pieces.push((self.len, Piece::Chain(bytes)));
+        self.len += bytes.len();
+    }
+}
+
+impl Moves<'_> {
+    /// Whether the pieces tile the result from its first byte, and read held bytes within
+    /// `held_len` in ascending order without reading one twice: what [`Moves::run`] relies on.
+    fn fit(&self, held_len: usize) -> bool {
+        let (mut written, mut read) = (0usize, 0usize);
+        for (to, piece) in &self.pieces {
+            if *to != written {
+                return false;
+            }
+            let len = match piece {
+                Piece::Held { from, len } => match from.checked_add(*len) {
+                    Some(end) if *from >= read && end <= held_len => {
+                        read = end;
+                        *len
+                    }
+                    _ => return false,
+                },
+                Piece::Chain(bytes) => bytes.len(),
+            };
+            let Some(next) = written.checked_add(len) else { return false };
+            written = next;
+        }
+        written == self.len
+    }
+
+    /// Rewrites `buffer` — the held bytes, then room up to the longer of them and the result —
+    /// into the result, given [`Moves::fit`]. Pieces and their sources both ascend and never
+    /// overlap among themselves, so a piece moving towards the start writes only over bytes
+    /// before its own source's end (read already, or by no later piece), and a piece moving
+    /// towards the end only over bytes after its own source's start: the first kind moves
+    /// first, from the start, the second then, from the end, and the chain's bytes go last
+    /// into the gaps, when no held byte is left to read. Held bytes that stay put do not move.
+    fn run(&self, buffer: &mut [u8]) {
+        let size = buffer.len();
+        let inside = |from: usize, to: usize, len: usize| from.max(to).checked_add(len).is_some_and(|end| end <= size);
+        for (to, piece) in &self.pieces {
+            if let Piece::Held { from, len } = piece {
+                if to < from && inside(*from, *to, *len) {
+                    buffer.copy_within(*from..*from + *len, *to);
+                }
+            }
+        }
+        for (to, piece) in self.pieces.iter().rev() {
+            if let Piece::Held { from, len } = piece {
+                if to > from && inside(*from, *to, *len) {
+                    buffer.copy_within(*from..*from + *len, *to);
+                }
+            }
+        }
+        for (to, piece) in &self.pieces {
+            if let Piece::Chain(bytes) = piece {
+                if let Some(slot) = to.checked_add(bytes.len()).and_then(|end| buffer.get_mut(*to..end)) {
+                    slot.copy_from_slice(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// Merges a keyed section's held records (`range` of `held`, sorted) with the final states
+/// of the touched keys (ascending): the held records before each key, then its new record if
+/// it has one; a held record with the key is left out. `inserted_at` collects where each new
+/// record lands.
+fn merge_keyed<'a, S: Sink<'a>>(
+    sink: &mut S,
     held: &[u8],
-    map: &BTreeMap<&[u8], Option<&[u8]>>,
+    range: Range<usize>,
+    entries: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     record_len: usize,
     key_len: usize,
-) -> (BTreeSet<usize>, Vec<usize>) {
-    let count = held.len() / record_len;
-    let key_at = |i: usize| held.get(i * record_len..i * record_len + key_len);
+    mut inserted_at: Option<&mut Vec<usize>>,
+) {
+    let records = held.get(range.clone()).unwrap_or(&[]);
+    let count = records.len() / record_len;
+    let key_at = |i: usize| records.get(i * record_len..i * record_len + key_len);
+    let run = |from: usize, to: usize| range.start + from * record_len..range.start + to * record_len;
     let mut copied = 0usize;
-    let mut touched = BTreeSet::new();
-    let mut inserted_at = Vec::new();
-    for (key, record) in map {
-        touched.insert(bucket_of(key));
+    for (key, record) in entries {
         let (mut low, mut high) = (copied, count);
         while low < high {
             let mid = low + (high - low) / 2;
-            if key_at(mid).is_some_and(|k| k < *key) {
+            if key_at(mid).is_some_and(|k| k < key) {
                 low = mid + 1;
             } else {
                 high = mid;
             }
         }
-        out.extend_from_slice(held.get(copied * record_len..low * record_len).unwrap_or(&[]));
-        copied = if key_at(low) == Some(*key) { low + 1 } else { low };
+        sink.held(run(copied, low));
+        copied = if key_at(low) == Some(key) { low + 1 } else { low };
         if let Some(record) = record {
-            inserted_at.push(out.len());
-            out.extend_from_slice(record);
+            if let Some(at) = inserted_at.as_deref_mut() {
+                at.push(sink.len());
+            }
+            sink.chain(record);
         }
     }
-    out.extend_from_slice(held.get(copied * record_len..).unwrap_or(&[]));
-    (touched, inserted_at)
+    sink.held(run(copied, count));
+}
+
+/// What the steps composed into, borrowed from the chain.
+struct Admitted<'a> {
+    target: Layout,
+    /// The target's header and signature, as the chain carries them.
+    signed: &'a [u8],
+    plans: Vec<Plan<'a>>,
+}
+
+/// Writes the result into `sink`: the target's signed header, then each section as its plan
+/// says, from `held` (laid out as `held_layout`) and the chain. Returns, per edited section,
+/// the offsets of the records inserted.
+fn emit<'a, S: Sink<'a>>(
+    sink: &mut S,
+    held: &[u8],
+    held_layout: &Layout,
+    admitted: &Admitted<'a>,
+) -> Vec<(Section, Vec<usize>)> {
+    sink.chain(admitted.signed);
+    let mut inserted = Vec::new();
+    for ((section, plan), range) in BODY_SECTIONS.into_iter().zip(&admitted.plans).zip(held_layout.sections.iter()) {
+        match plan {
+            Plan::Unchanged => sink.held(range.clone()),
+            Plan::Appended(parts) => {
+                sink.held(range.clone());
+                parts.iter().for_each(|part| sink.chain(part));
+            }
+            Plan::Replaced(parts) => parts.iter().for_each(|part| sink.chain(part)),
+            Plan::Edited(map) => {
+                let (record_len, key_len) = (section.record_len().unwrap_or(1), section.key_len().unwrap_or(1));
+                let mut at = Vec::new();
+                let entries = map.iter().map(|(key, record)| (*key, *record));
+                merge_keyed(sink, held, range.clone(), entries, record_len, key_len, Some(&mut at));
+                inserted.push((section, at));
+            }
+        }
+    }
+    inserted
 }
 
 /// Applies `chain` to `held`; see the module documentation. Refusals, in order: the chain's
@@ -566,6 +778,101 @@ pub fn apply(
     chain: &[u8],
     now: i64,
 ) -> Result<SnapshotView, SnapshotError> {
+    let admitted = admit(verifier, held, chain, now)?;
+    let checked = check(held, &admitted)?;
+    let (out, inserted) = copied(held, &admitted);
+    finish(out, admitted.target, held.derived(), checked, inserted).map_err(|(error, _)| error)
+}
+
+/// The result in a new buffer.
+fn copied(held: &SnapshotView, admitted: &Admitted<'_>) -> (Vec<u8>, Vec<(Section, Vec<usize>)>) {
+    let mut sink = Copied { held: held.as_bytes(), out: Vec::with_capacity(admitted.target.end()) };
+    let inserted = emit(&mut sink, held.as_bytes(), held.layout(), admitted);
+    (sink.out, inserted)
+}
+
+/// What [`apply_in_place`] hands back with a refusal.
+#[derive(Debug)]
+pub enum Unapplied {
+    /// Refused before a byte of it was written: the held snapshot, as it was.
+    Held(Box<SnapshotView>),
+    /// Refused after its buffer was rewritten — a result whose every length and digest is the
+    /// signed one, but whose structure is not valid (which only a signer's fault produces):
+    /// the buffer, for its allocation; its contents are meaningless.
+    Spent(Vec<u8>),
+}
+
+/// A delta refused by [`apply_in_place`]: why, and what is left of the held snapshot.
+#[derive(Debug)]
+pub struct InPlaceRefusal {
+    pub error: SnapshotError,
+    pub unapplied: Unapplied,
+}
+
+/// [`apply`], building the result in `held`'s own buffer when nothing else shares it: no
+/// second buffer, and the bytes around an edit move once (a revoke moves the records after
+/// one binding 52 bytes down) instead of all being copied. A buffer that must grow takes an
+/// eighth more than needed, so a snapshot growing by a little does not reallocate each time.
+/// When another view shares the bytes, the result is built beside them, as [`apply`] does.
+///
+/// The same refusals, in the same order, as [`apply`]. Every one but the last kind (the
+/// structure of what changed) comes before anything is written and hands `held` back as it
+/// was; only a result that matches the signed header but is malformed hands back the spent
+/// buffer, and the caller restores its snapshot from elsewhere.
+pub fn apply_in_place(
+    verifier: &SnapshotVerifier,
+    held: SnapshotView,
+    chain: &[u8],
+    now: i64,
+) -> Result<SnapshotView, InPlaceRefusal> {
+    let refused = |error, unapplied| InPlaceRefusal { error, unapplied };
+    let admitted = match admit(verifier, &held, chain, now) {
+        Ok(admitted) => admitted,
+        Err(error) => return Err(refused(error, Unapplied::Held(Box::new(held)))),
+    };
+    let checked = match check(&held, &admitted) {
+        Ok(checked) => checked,
+        Err(error) => return Err(refused(error, Unapplied::Held(Box::new(held)))),
+    };
+    let (mut buffer, rest) = match held.into_unique_bytes() {
+        Ok(parts) => parts,
+        Err(shared) => {
+            let (out, inserted) = copied(&shared, &admitted);
+            return finish(out, admitted.target, shared.derived(), checked, inserted)
+                .map_err(|(error, _)| refused(error, Unapplied::Held(shared)));
+        }
+    };
+    let mut moves = Moves::default();
+    let inserted = emit(&mut moves, &buffer, rest.layout(), &admitted);
+    let end = admitted.target.end();
+    let held_len = buffer.len();
+    if moves.len != end || !moves.fit(held_len) {
+        let built = moves.len;
+        let held = Box::new(rest.with_bytes(buffer));
+        let error = SnapshotError::DeltaLength { section: Section::Strings, expected: end, built };
+        return Err(refused(error, Unapplied::Held(held)));
+    }
+    if end > buffer.capacity() && buffer.try_reserve_exact((end + end / 8).saturating_sub(held_len)).is_err() {
+        let held = Box::new(rest.with_bytes(buffer));
+        return Err(refused(SnapshotError::TooLarge { len: end, max: MAX_SNAPSHOT_BYTES }, Unapplied::Held(held)));
+    }
+    if end > held_len {
+        buffer.resize(end, 0);
+    }
+    moves.run(&mut buffer);
+    buffer.truncate(end);
+    finish(buffer, admitted.target, rest.derived(), checked, inserted)
+        .map_err(|(error, buffer)| refused(error, Unapplied::Spent(buffer)))
+}
+
+/// The checks that read only the chain and `held`'s header: the chain's size, the target's
+/// signed header (key, signature, version, clock), the base version, the steps' structure.
+fn admit<'a>(
+    verifier: &SnapshotVerifier,
+    held: &SnapshotView,
+    chain: &'a [u8],
+    now: i64,
+) -> Result<Admitted<'a>, SnapshotError> {
     if chain.len() > MAX_DELTA_BYTES {
         return Err(SnapshotError::TooLarge { len: chain.len(), max: MAX_DELTA_BYTES });
     }
@@ -583,61 +890,75 @@ pub fn apply(
     }
     let parsed = Parsed::read(chain)?;
     let plans = compose(&parsed.steps);
-    build(held, target, signed, &plans)
+    Ok(Admitted { target, signed, plans })
 }
 
-fn build(held: &SnapshotView, target: Layout, signed: &[u8], plans: &[Plan<'_>]) -> Result<SnapshotView, SnapshotError> {
+/// What the checks before writing found, for the view after it.
+struct Checked {
+    state: DigestState,
+    /// Per edited keyed section: its new bucket table and the buckets touched.
+    tables: Vec<(Section, Vec<[u8; DIGEST_LEN]>, BTreeSet<usize>)>,
+    revoked_owners: Option<HashMap<u32, u64>>,
+    replaced_small: bool,
+    rebuilt_tables: bool,
+    new_orgs_from: Option<usize>,
+}
+
+/// Every section's length and digest as the result will have them, computed from `held` and
+/// the chain before a byte is written, against the target's signed header. A keyed
+/// section's touched buckets are merged one by one into a hash ([`Hashed`]) by the same
+/// [`merge_keyed`] that writes the section afterwards.
+fn check(held: &SnapshotView, admitted: &Admitted<'_>) -> Result<Checked, SnapshotError> {
+    let target = &admitted.target;
     let end = target.end();
     if end > MAX_SNAPSHOT_BYTES {
         return Err(SnapshotError::TooLarge { len: end, max: MAX_SNAPSHOT_BYTES });
     }
-    let mut out = Vec::with_capacity(end);
-    out.extend_from_slice(signed);
     let held_state = held.digest_state();
-    let mut state = DigestState::default();
-    let mut inserted: Vec<(Section, Vec<usize>)> = Vec::new();
-    let mut starts = held.derived().bucket_starts.clone();
-    let mut revoked_changes: Option<HashMap<u32, u64>> = None;
-    let mut replaced_small = false;
-    let mut rebuilt_tables = false;
-    let mut new_orgs_from = None;
-
-    for (i, (section, plan)) in BODY_SECTIONS.into_iter().zip(plans).enumerate() {
-        let start = out.len();
+    let mut checked = Checked {
+        state: DigestState::default(),
+        tables: Vec::new(),
+        revoked_owners: None,
+        replaced_small: false,
+        rebuilt_tables: false,
+        new_orgs_from: None,
+    };
+    let mut start = admitted.signed.len();
+    for (i, (section, plan)) in BODY_SECTIONS.into_iter().zip(&admitted.plans).enumerate() {
         let held_bytes = held.section_bytes(section);
+        let held_range = held.layout().sections.get(i).cloned().unwrap_or(0..0);
         let expected_range = target.sections.get(i).cloned().unwrap_or(0..0);
         let expected_len = expected_range.len();
         let expected_digest = target.digests.get(i).copied().unwrap_or_default();
-        let built_len = match plan {
-            Plan::Unchanged => held_bytes.len(),
-            Plan::Appended(parts) => held_bytes.len() + parts.iter().map(|p| p.len()).sum::<usize>(),
-            Plan::Replaced(parts) => parts.iter().map(|p| p.len()).sum::<usize>(),
-            // Known once merged; bounded by the target's length below.
-            Plan::Edited(_) => expected_len,
+        let length = |built: usize| {
+            if built != expected_len || start != expected_range.start {
+                return Err(SnapshotError::DeltaLength { section, expected: expected_len, built });
+            }
+            Ok(())
         };
-        if built_len != expected_len || start != expected_range.start {
-            return Err(SnapshotError::DeltaLength { section, expected: expected_len, built: built_len });
-        }
-        let keyed = section.keyed_index();
+        let digest = |digest: [u8; DIGEST_LEN]| {
+            if digest != expected_digest {
+                return Err(SnapshotError::DigestMismatch { section });
+            }
+            Ok(())
+        };
         match plan {
             Plan::Unchanged => {
-                out.extend_from_slice(held_bytes);
-                if held.digest(section) != expected_digest {
-                    return Err(SnapshotError::DigestMismatch { section });
-                }
-                if let Some(k) = keyed {
-                    if let (Some(slot), Some(table)) = (state.buckets.get_mut(k), held_state.buckets.get(k)) {
+                length(held_bytes.len())?;
+                digest(held.digest(section))?;
+                if let Some(k) = section.keyed_index() {
+                    if let (Some(slot), Some(table)) = (checked.state.buckets.get_mut(k), held_state.buckets.get(k)) {
                         *slot = table.clone();
                     }
                 }
                 match section {
-                    Section::Orgs => state.orgs = held_state.orgs.clone(),
-                    Section::Strings => state.strings = held_state.strings.clone(),
+                    Section::Orgs => checked.state.orgs = held_state.orgs.clone(),
+                    Section::Strings => checked.state.strings = held_state.strings.clone(),
                     _ => {}
                 }
             }
             Plan::Appended(parts) => {
-                out.extend_from_slice(held_bytes);
+                length(held_bytes.len() + parts.iter().map(|p| p.len()).sum::<usize>())?;
                 let mut hasher = match (section, &held_state.orgs, &held_state.strings) {
                     (Section::Orgs, Some(h), _) | (Section::Strings, _, Some(h)) => h.clone(),
                     _ => {
@@ -646,117 +967,151 @@ fn build(held: &SnapshotView, target: Layout, signed: &[u8], plans: &[Plan<'_>])
                         h
                     }
                 };
-                for part in parts {
-                    out.extend_from_slice(part);
-                    hasher.update(part);
-                }
-                let digest: [u8; DIGEST_LEN] = hasher.clone().finalize().into();
-                if digest != expected_digest {
-                    return Err(SnapshotError::DigestMismatch { section });
-                }
+                parts.iter().for_each(|part| hasher.update(part));
+                digest(hasher.clone().finalize().into())?;
                 if section == Section::Orgs {
-                    new_orgs_from = Some(held_bytes.len() / super::format::ORG_RECORD);
-                    state.orgs = Some(hasher);
+                    checked.new_orgs_from = Some(held_bytes.len() / super::format::ORG_RECORD);
+                    checked.state.orgs = Some(hasher);
                 } else {
-                    state.strings = Some(hasher);
+                    checked.state.strings = Some(hasher);
                 }
             }
             Plan::Replaced(parts) => {
+                length(parts.iter().map(|p| p.len()).sum::<usize>())?;
                 let mut hasher = plain_digest_state(section);
-                for part in parts {
-                    out.extend_from_slice(part);
-                    hasher.update(part);
-                }
-                let digest: [u8; DIGEST_LEN] = hasher.clone().finalize().into();
-                if digest != expected_digest {
-                    return Err(SnapshotError::DigestMismatch { section });
-                }
+                parts.iter().for_each(|part| hasher.update(part));
+                digest(hasher.clone().finalize().into())?;
                 match section {
-                    Section::Orgs | Section::Strings => {
-                        rebuilt_tables = true;
-                        if section == Section::Orgs {
-                            state.orgs = Some(hasher);
-                        } else {
-                            state.strings = Some(hasher);
-                        }
+                    Section::Orgs => {
+                        checked.rebuilt_tables = true;
+                        checked.state.orgs = Some(hasher);
                     }
-                    _ => replaced_small = true,
+                    Section::Strings => {
+                        checked.rebuilt_tables = true;
+                        checked.state.strings = Some(hasher);
+                    }
+                    _ => checked.replaced_small = true,
                 }
             }
             Plan::Edited(map) => {
-                let (Some(record_len), Some(key_len), Some(k)) = (section.record_len(), section.key_len(), keyed) else {
+                let keyed = (section.record_len(), section.key_len(), section.keyed_index());
+                let (Some(record_len), Some(key_len), Some(k)) = keyed else {
                     return Err(malformed(section, start, "edited section is not keyed"));
                 };
-                // The merge may only produce as many bytes as the target says.
-                let (touched, at) = merge_keyed(&mut out, held_bytes, map, record_len, key_len);
-                let built = out.len() - start;
-                if built != expected_len {
-                    return Err(SnapshotError::DeltaLength { section, expected: expected_len, built });
-                }
-                let new_bytes = out.get(start..).unwrap_or(&[]);
                 let mut table: Vec<[u8; DIGEST_LEN]> = match held_state.buckets.get(k).cloned().flatten() {
                     Some(table) => table.as_ref().clone(),
                     None => bucket_digests(held_bytes, record_len),
                 };
-                for bucket in &touched {
-                    let range = bucket_range(new_bytes, record_len, *bucket);
-                    let records = new_bytes.get(range.start * record_len..range.end * record_len).unwrap_or(&[]);
-                    if let Some(slot) = table.get_mut(*bucket) {
-                        *slot = sha2::Sha256::digest(records).into();
-                    }
-                }
-                if keyed_digest(section, &table) != expected_digest {
-                    return Err(SnapshotError::DigestMismatch { section });
-                }
-                if new_bytes.len() >= KEEP_BUCKETS_FROM {
-                    if let Some(slot) = state.buckets.get_mut(k) {
-                        *slot = Some(Arc::new(table));
-                    }
-                }
+                let (built, touched) = edited_buckets(held.as_bytes(), held_range, &mut table, map, record_len, key_len);
+                length(built)?;
+                digest(keyed_digest(section, &table))?;
                 if section == Section::Revoked {
-                    revoked_changes = Some(revoked_counts(held, held_bytes, map));
+                    checked.revoked_owners = Some(revoked_counts(held, held_bytes, map));
                 }
-                if let Some(slot) = starts.get_mut(k) {
-                    *slot = updated_starts(slot.as_deref(), new_bytes, record_len, &touched);
-                }
-                inserted.push((section, at));
+                checked.tables.push((section, table, touched));
+            }
+        }
+        start += expected_len;
+    }
+    if start != end {
+        return Err(SnapshotError::DeltaLength { section: Section::Strings, expected: end, built: start });
+    }
+    Ok(checked)
+}
+
+/// A keyed section's edit merged bucket by bucket, without writing: each touched bucket's
+/// digest put in `table`; returns the section's new length and the buckets touched.
+fn edited_buckets(
+    held: &[u8],
+    range: Range<usize>,
+    table: &mut [[u8; DIGEST_LEN]],
+    map: &BTreeMap<&[u8], Option<&[u8]>>,
+    record_len: usize,
+    key_len: usize,
+) -> (usize, BTreeSet<usize>) {
+    let records = held.get(range.clone()).unwrap_or(&[]);
+    let mut len = records.len();
+    let mut touched = BTreeSet::new();
+    let mut entries = map.iter().map(|(key, record)| (*key, *record)).peekable();
+    while let Some(first) = entries.next() {
+        let bucket = bucket_of(first.0);
+        let mut group = vec![first];
+        while let Some(next) = entries.next_if(|(key, _)| bucket_of(key) == bucket) {
+            group.push(next);
+        }
+        let run = bucket_range(records, record_len, bucket);
+        let bucket_bytes = range.start + run.start * record_len..range.start + run.end * record_len;
+        let mut hashed = Hashed { held, hasher: Sha256::new(), len: 0 };
+        merge_keyed(&mut hashed, held, bucket_bytes, group, record_len, key_len, None);
+        if let Some(slot) = table.get_mut(bucket) {
+            *slot = hashed.hasher.finalize().into();
+        }
+        len = len.saturating_sub(run.len() * record_len).saturating_add(hashed.len);
+        touched.insert(bucket);
+    }
+    (len, touched)
+}
+
+/// The view over the written result: the structure of what changed checked (every byte is
+/// the signed one by now), the lookup index and what the view reads whole carried over from
+/// `held_derived` or read again. A refusal hands `out` back.
+fn finish(
+    out: Vec<u8>,
+    target: Layout,
+    held_derived: &Derived,
+    checked: Checked,
+    inserted: Vec<(Section, Vec<usize>)>,
+) -> Result<SnapshotView, (SnapshotError, Vec<u8>)> {
+    if out.len() != target.end() {
+        let error = SnapshotError::DeltaLength { section: Section::Strings, expected: target.end(), built: out.len() };
+        return Err((error, out));
+    }
+    let mut state = checked.state;
+    let mut starts = held_derived.bucket_starts.clone();
+    let checker = Checker { bytes: &out, layout: &target };
+    for (section, table, touched) in checked.tables {
+        let (Some(record_len), Some(k)) = (section.record_len(), section.keyed_index()) else { continue };
+        let records = checker.section(section);
+        if let Some(slot) = starts.get_mut(k) {
+            *slot = updated_starts(slot.as_deref(), records, record_len, &touched);
+        }
+        if records.len() >= KEEP_BUCKETS_FROM {
+            if let Some(slot) = state.buckets.get_mut(k) {
+                *slot = Some(Arc::new(table));
             }
         }
     }
-    if out.len() != end {
-        return Err(SnapshotError::DeltaLength { section: Section::Strings, expected: end, built: out.len() });
-    }
-
-    // Structure, now that every byte is the signed one.
-    let bytes = Arc::new(out);
-    let checker = Checker { bytes: &bytes, layout: &target };
-    let derived = if rebuilt_tables {
-        // Every reference may have moved: check everything.
-        checker.check_all()?
-    } else {
-        if let Some(from) = new_orgs_from {
+    let structure = || -> Result<Derived, SnapshotError> {
+        if checked.rebuilt_tables {
+            // Every reference may have moved: check everything.
+            return checker.check_all();
+        }
+        if let Some(from) = checked.new_orgs_from {
             checker.check_orgs(from)?;
         }
         for (section, offsets) in &inserted {
             let record_len = section.record_len().unwrap_or(1);
             for at in offsets {
-                let record = bytes.get(*at..*at + record_len).unwrap_or(&[]);
+                let record = out.get(*at..*at + record_len).unwrap_or(&[]);
                 checker.check_keyed_record(*section, *at, record)?;
             }
         }
-        let revoked_owners = revoked_changes.unwrap_or_else(|| held.derived().revoked_owners.clone());
-        let mut derived = if replaced_small {
+        let revoked_owners = checked.revoked_owners.clone().unwrap_or_else(|| held_derived.revoked_owners.clone());
+        let mut derived = if checked.replaced_small {
             checker.read_small_sections(revoked_owners)?
         } else {
-            let mut derived = held.derived().as_ref().clone();
+            let mut derived = held_derived.clone();
             derived.revoked_orgs = checker.revoked_orgs(&revoked_owners);
             derived.revoked_owners = revoked_owners;
             derived
         };
         derived.bucket_starts = starts;
-        derived
+        Ok(derived)
     };
-    Ok(SnapshotView::from_parts(bytes, target, Arc::new(derived), state))
+    match structure() {
+        Ok(derived) => Ok(SnapshotView::from_parts(Arc::new(out), target, Arc::new(derived), state)),
+        Err(error) => Err((error, out)),
+    }
 }
 
 /// A keyed section's bucket index after an edit: the held one with the touched buckets'
@@ -813,4 +1168,65 @@ fn revoked_counts(held: &SnapshotView, held_bytes: &[u8], map: &BTreeMap<&[u8], 
     }
     counts.retain(|_, n| *n > 0);
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::tests::Counter;
+
+    /// Moves within one buffer build what a copy builds, whatever the pieces: held runs that
+    /// move towards the start, towards the end or stay, runs left out, chain bytes between,
+    /// a result shorter or longer than the held bytes.
+    #[test]
+    fn moves_in_place_build_what_a_copy_builds() {
+        let mut rng = Counter(31);
+        let chain: Vec<u8> = (0..512).map(|_| rng.next() as u8).collect();
+        for round in 0..3_000 {
+            let held: Vec<u8> = (0..rng.next() % 600).map(|_| rng.next() as u8).collect();
+            let mut copy = Copied { held: &held, out: Vec::new() };
+            let mut moves = Moves::default();
+            let mut read = 0usize;
+            while read < held.len() {
+                let len = (rng.next() % 90) as usize;
+                match rng.next() % 4 {
+                    0 => read += len,
+                    1 => {
+                        let at = (rng.next() % 400) as usize;
+                        let bytes = &chain[at..at + len];
+                        copy.chain(bytes);
+                        moves.chain(bytes);
+                    }
+                    _ => {
+                        let range = read..(read + len).min(held.len());
+                        read = range.end;
+                        copy.held(range.clone());
+                        moves.held(range);
+                    }
+                }
+            }
+            assert!(moves.fit(held.len()), "round {round}");
+            assert_eq!(moves.len, copy.out.len());
+            let mut buffer = held.clone();
+            buffer.resize(held.len().max(moves.len), 0);
+            moves.run(&mut buffer);
+            buffer.truncate(moves.len);
+            assert_eq!(buffer, copy.out, "round {round}");
+        }
+    }
+
+    /// What `run`'s order relies on is checked first: pieces that would read held bytes twice,
+    /// out of order or past the end do not fit.
+    #[test]
+    fn moves_that_read_back_or_past_the_end_do_not_fit() {
+        let piece = |to, from, len| (to, Piece::Held { from, len });
+        let moves = |pieces: Vec<(usize, Piece<'static>)>, len| Moves { pieces, len };
+        assert!(moves(vec![piece(0, 10, 5), piece(5, 15, 5)], 10).fit(20));
+        assert!(!moves(vec![piece(0, 10, 5), piece(5, 12, 5)], 10).fit(20), "overlapping reads");
+        assert!(!moves(vec![piece(0, 10, 5), piece(5, 0, 5)], 10).fit(20), "reads back");
+        assert!(!moves(vec![piece(0, 18, 5)], 5).fit(20), "past the end");
+        assert!(!moves(vec![piece(0, 0, 5), piece(6, 5, 5)], 11).fit(20), "a gap in the result");
+        assert!(!moves(vec![piece(0, 0, 5)], 6).fit(20), "shorter than said");
+        assert!(!moves(vec![piece(0, usize::MAX, 2)], 2).fit(20), "overflow");
+    }
 }

@@ -102,6 +102,52 @@ fn random_edits(content: &mut Content, rng: &mut Counter, round: u64) {
     }
 }
 
+/// Applies `chain` to `held` both ways — copying, and in place on a copy of `held` that owns
+/// its bytes — which must agree: the same bytes and answers, or the same refusal with the held
+/// snapshot handed back as it was, in its own buffer (or, only when the signed result is
+/// malformed — a refusal at a body byte — that buffer spent). Returns what the in-place apply
+/// gave.
+fn apply_both(
+    verifier: &SnapshotVerifier,
+    held: &SnapshotView,
+    chain: &[u8],
+    now: i64,
+) -> Result<SnapshotView, SnapshotError> {
+    let copied = verifier.apply_delta(held, chain, now);
+    let unshared = held.unshared();
+    let buffer_at = unshared.as_bytes().as_ptr();
+    let capacity = unshared.shared_bytes().capacity();
+    match (copied, verifier.apply_delta_in_place(unshared, chain, now)) {
+        (Ok(copied), Ok(in_place)) => {
+            assert_same_answers(&in_place, &copied);
+            if in_place.as_bytes().len() <= capacity {
+                assert_eq!(in_place.as_bytes().as_ptr(), buffer_at, "built in the held buffer");
+            }
+            Ok(in_place)
+        }
+        (Err(error), Err(InPlaceRefusal { error: in_place, unapplied })) => {
+            assert_eq!(in_place, error);
+            let structure = matches!(error, SnapshotError::Malformed { at, .. } if at >= format::BODY_START)
+                || matches!(error, SnapshotError::IssuerKeys { .. });
+            match unapplied {
+                Unapplied::Held(back) => {
+                    assert!(!structure, "{error:?} comes after writing, yet the held snapshot came back");
+                    assert_eq!(back.as_bytes().as_ptr(), buffer_at, "the same buffer back");
+                    assert_same_answers(&back, held);
+                }
+                Unapplied::Spent(buffer) => {
+                    assert!(structure, "{error:?} comes before writing, yet the buffer was spent");
+                    if buffer.len() <= capacity {
+                        assert_eq!(buffer.as_ptr(), buffer_at, "the held buffer, spent");
+                    }
+                }
+            }
+            Err(error)
+        }
+        (copied, in_place) => panic!("copying gave {copied:?}, in place {:?}", in_place.map_err(|r| r.error)),
+    }
+}
+
 /// Every lookup agrees between two views.
 fn assert_same_answers(a: &SnapshotView, b: &SnapshotView) {
     assert_eq!(a.as_bytes(), b.as_bytes());
@@ -140,7 +186,7 @@ fn applying_the_delta_between_two_snapshots_gives_the_second_byte_for_byte() {
         let mut content = bulk_content(bindings);
         let mut held = verifier.verify(signed(&content, &stamp(1), &signer), NOW, None).unwrap();
         let mut pending: Vec<Delta> = Vec::new();
-        let mut chain_base = held.clone();
+        let chain_base = held.clone();
         for round in 2..14u64 {
             random_edits(&mut content, &mut rng, round);
             // Mostly a patched snapshot (orgs and strings grow); every fifth one built afresh
@@ -153,20 +199,19 @@ fn applying_the_delta_between_two_snapshots_gives_the_second_byte_for_byte() {
             let next = verifier.verify(bytes.clone(), NOW, Some(held.version())).unwrap();
             let delta = between(&held, &next);
             assert_eq!(Delta::decode(&delta.encode()).unwrap(), delta);
-            let applied = verifier.apply_delta(&held, &delta.encode(), NOW).unwrap();
+            let applied = apply_both(&verifier, &held, &delta.encode(), NOW).unwrap();
             assert_eq!(applied.as_bytes(), &bytes[..], "{bindings} bindings, round {round}");
             assert_same_answers(&applied, &next);
             pending.push(delta);
-            // The applied view carries on: deltas apply to it in turn.
+            // The view applied in place carries on: deltas apply to it in turn.
             held = applied;
         }
         // The steps joined into one chain take the first snapshot to the last.
         let joined = chain(&pending).unwrap();
         assert_eq!(joined.steps.len(), pending.len());
-        let applied = verifier.apply_delta(&chain_base, &joined.encode(), NOW).unwrap();
+        let applied = apply_both(&verifier, &chain_base, &joined.encode(), NOW).unwrap();
         assert_eq!(applied.as_bytes(), held.as_bytes());
-        chain_base = applied;
-        assert_eq!(chain_base.version(), 13);
+        assert_eq!(applied.version(), 13);
     }
 }
 
@@ -189,7 +234,7 @@ fn a_revoke_is_a_few_hundred_bytes_and_re_digests_one_bucket() {
     // Head, one step with one edit deleting one 32-byte key, the signed header.
     assert_eq!(encoded.len(), DELTA_HEAD_LEN + 1 + (1 + 1 + 4 + 32 + 4) + format::BODY_START);
     assert!(encoded.len() < 1024);
-    let applied = verifier.apply_delta(&held, &encoded, NOW).unwrap();
+    let applied = apply_both(&verifier, &held, &encoded, NOW).unwrap();
     assert_eq!(applied.card_binding(&Fingerprint(gone)), None);
     assert_eq!(applied.as_bytes(), next.as_bytes());
     // A block by an org adds its owner's org to nothing and touches the blocklist only.
@@ -199,7 +244,7 @@ fn a_revoke_is_a_few_hundred_bytes_and_re_digests_one_bucket() {
     let delta = between(&next, &third);
     let sections: Vec<Section> = delta.steps[0].edits.iter().map(SectionEdit::section).collect();
     assert_eq!(sections, vec![Section::Blocklist]);
-    let applied = verifier.apply_delta(&applied, &delta.encode(), NOW).unwrap();
+    let applied = apply_both(&verifier, &applied, &delta.encode(), NOW).unwrap();
     assert!(applied.is_blocklisted(&Fingerprint(fingerprint("bulk", 5)), Some("org-3")));
     assert!(!applied.is_blocklisted(&Fingerprint(fingerprint("bulk", 5)), Some("org-4")));
 }
@@ -223,7 +268,7 @@ fn a_delta_is_refused_unless_its_signed_end_verifies_and_follows_the_held_versio
     let signer = TestSigner::p256(22);
     let pinned = verifier(&[&signer]);
     let (held, chain, eight) = seven_to_eight(&signer);
-    let applied = pinned.apply_delta(&held, &chain, NOW).unwrap();
+    let applied = apply_both(&pinned, &held, &chain, NOW).unwrap();
     assert_eq!(applied.as_bytes(), &eight[..]);
     assert!(applied.is_revoked(DOD_CA, "77", Some("org-b")));
     assert!(applied.has_revoked_serials(Some("org-b")));
@@ -233,7 +278,7 @@ fn a_delta_is_refused_unless_its_signed_end_verifies_and_follows_the_held_versio
     let stranger = TestSigner::p256(23);
     let (_, by_stranger, _) = seven_to_eight(&stranger);
     assert_eq!(
-        pinned.apply_delta(&held, &by_stranger, NOW).unwrap_err(),
+        apply_both(&pinned, &held, &by_stranger, NOW).unwrap_err(),
         SnapshotError::UnknownKey { key_id: stranger.pinned().key_id().to_owned() }
     );
     // The pinned key's id, another key's signature.
@@ -241,25 +286,25 @@ fn a_delta_is_refused_unless_its_signed_end_verifies_and_follows_the_held_versio
     let header_at = forged.len() - format::BODY_START;
     let signature = stranger.sign(&forged[header_at..header_at + format::HEADER_LEN]);
     forged[header_at + format::HEADER_LEN..].copy_from_slice(&signature);
-    assert_eq!(pinned.apply_delta(&held, &forged, NOW).unwrap_err(), SnapshotError::BadSignature);
+    assert_eq!(apply_both(&pinned, &held, &forged, NOW).unwrap_err(), SnapshotError::BadSignature);
 
     // Not newer than what is held: replayed, or rolled back.
-    assert_eq!(pinned.apply_delta(&applied, &chain, NOW).unwrap_err(), SnapshotError::NotNewer { version: 8 });
+    assert_eq!(apply_both(&pinned, &applied, &chain, NOW).unwrap_err(), SnapshotError::NotNewer { version: 8 });
     let later = SnapshotView::open_unauthenticated(signed(&small_content(), &stamp(9), &signer)).unwrap();
-    assert_eq!(pinned.apply_delta(&later, &chain, NOW).unwrap_err(), SnapshotError::Rollback { held: 9, offered: 8 });
+    assert_eq!(apply_both(&pinned, &later, &chain, NOW).unwrap_err(), SnapshotError::Rollback { held: 9, offered: 8 });
     // Expired, or issued too far ahead.
     assert_eq!(
-        pinned.apply_delta(&held, &chain, NOW + DAY).unwrap_err(),
+        apply_both(&pinned, &held, &chain, NOW + DAY).unwrap_err(),
         SnapshotError::Expired { expires_at: NOW + DAY, now: NOW + DAY }
     );
     let early = NOW - 60 - MAX_CLOCK_SKEW_SECS - 1;
     assert_eq!(
-        pinned.apply_delta(&held, &chain, early).unwrap_err(),
+        apply_both(&pinned, &held, &chain, early).unwrap_err(),
         SnapshotError::IssuedInFuture { issued_at: NOW - 60, now: early }
     );
     // From another version than the one held.
     let six = SnapshotView::open_unauthenticated(signed(&small_content(), &stamp(6), &signer)).unwrap();
-    assert_eq!(pinned.apply_delta(&six, &chain, NOW).unwrap_err(), SnapshotError::DeltaBase { held: 6, from: 7 });
+    assert_eq!(apply_both(&pinned, &six, &chain, NOW).unwrap_err(), SnapshotError::DeltaBase { held: 6, from: 7 });
 }
 
 #[test]
@@ -279,7 +324,7 @@ fn a_delta_whose_result_is_not_the_signed_one_is_refused() {
         inserted[34] ^= 0x01;
     }
     assert_eq!(
-        pinned.apply_delta(&held, &changed.encode(), NOW).unwrap_err(),
+        apply_both(&pinned, &held, &changed.encode(), NOW).unwrap_err(),
         SnapshotError::DigestMismatch { section: Section::Revoked }
     );
     // The insert left out: the section comes out shorter than signed.
@@ -288,7 +333,7 @@ fn a_delta_whose_result_is_not_the_signed_one_is_refused() {
     }
     let expected = held.section_bytes(Section::Revoked).len() + format::REVOKED_RECORD;
     assert_eq!(
-        pinned.apply_delta(&held, &delta.encode(), NOW).unwrap_err(),
+        apply_both(&pinned, &held, &delta.encode(), NOW).unwrap_err(),
         SnapshotError::DeltaLength { section: Section::Revoked, expected, built: expected - format::REVOKED_RECORD }
     );
     // An edit that names a section the signed end says is unchanged.
@@ -302,7 +347,7 @@ fn a_delta_whose_result_is_not_the_signed_one_is_refused() {
     extra.steps[0].edits.sort_by_key(|e| e.section().table_index());
     let principals = held.section_bytes(Section::Principals).len();
     assert_eq!(
-        pinned.apply_delta(&held, &extra.encode(), NOW).unwrap_err(),
+        apply_both(&pinned, &held, &extra.encode(), NOW).unwrap_err(),
         SnapshotError::DeltaLength {
             section: Section::Principals,
             expected: principals,
@@ -318,7 +363,7 @@ fn truncated_padded_and_malformed_chains_are_refused_where_they_break() {
     let (held, chain, _) = seven_to_eight(&signer);
     let steps_end = chain.len() - format::BODY_START;
     let malformed = |step, at, problem| SnapshotError::DeltaMalformed { step, at, problem };
-    let refused = |bytes: Vec<u8>| pinned.apply_delta(&held, &bytes, NOW).unwrap_err();
+    let refused = |bytes: Vec<u8>| apply_both(&pinned, &held, &bytes, NOW).unwrap_err();
 
     // Cut at the end: the signed header is no longer where it should be.
     assert_eq!(refused(chain[..chain.len() - 1].to_vec()), SnapshotError::BadMagic);
@@ -348,7 +393,7 @@ fn truncated_padded_and_malformed_chains_are_refused_where_they_break() {
         malformed(0, DELTA_HEAD_LEN + 10, "shorter than a chain's head and a signed header")
     );
     assert_eq!(
-        pinned.apply_delta(&held, &vec![0; delta::MAX_DELTA_BYTES + 1], NOW).unwrap_err(),
+        apply_both(&pinned, &held, &vec![0; delta::MAX_DELTA_BYTES + 1], NOW).unwrap_err(),
         SnapshotError::TooLarge { len: delta::MAX_DELTA_BYTES + 1, max: delta::MAX_DELTA_BYTES }
     );
 
@@ -409,7 +454,7 @@ fn an_inserted_record_is_checked_like_an_opened_one() {
         signed_header: damaged[..format::BODY_START].to_vec(),
     };
     assert_eq!(
-        pinned.apply_delta(&held, &delta.encode(), NOW).unwrap_err(),
+        apply_both(&pinned, &held, &delta.encode(), NOW).unwrap_err(),
         SnapshotError::Malformed { section: Section::Bindings, at: bindings_at + 51, problem: "unknown flag bits" }
     );
 }
@@ -437,7 +482,7 @@ fn the_committed_delta_vector_decodes_applies_and_re_encodes_byte_for_byte() {
     assert_eq!((decoded.from_version, decoded.to_version()), (7, 8));
     let sections: Vec<Section> = decoded.steps[0].edits.iter().map(SectionEdit::section).collect();
     assert_eq!(sections, vec![Section::Bindings, Section::Revoked, Section::Constraints, Section::Orgs, Section::Strings]);
-    let applied = verifier(&[&signer]).apply_delta(&held, &committed, NOW).unwrap();
+    let applied = apply_both(&verifier(&[&signer]), &held, &committed, NOW).unwrap();
     assert_eq!(applied.as_bytes(), &eight[..]);
     assert_eq!(applied.card_binding(&Fingerprint(fingerprint("b", 2))), None);
     assert_eq!(applied.orgs().collect::<Vec<_>>(), vec!["org-a", "org-b", "org-c"]);
@@ -453,12 +498,130 @@ fn owners_of_revocations_are_counted_through_deltas() {
     assert!(!held.has_revoked_serials(Some("org-a")));
     content.revoked.insert((DOD_CA.into(), "1".into(), Some("org-a".into())));
     let two = pinned.verify(signed_continuing(&held, &content, &stamp(2), &signer), NOW, Some(1)).unwrap();
-    let held = pinned.apply_delta(&held, &between(&held, &two).encode(), NOW).unwrap();
+    let held = apply_both(&pinned, &held, &between(&held, &two).encode(), NOW).unwrap();
     assert!(held.has_revoked_serials(Some("org-a")));
     assert!(!held.has_revoked_serials(None));
     content.revoked.clear();
     let three = pinned.verify(signed_continuing(&held, &content, &stamp(3), &signer), NOW, Some(2)).unwrap();
-    let held = pinned.apply_delta(&held, &between(&held, &three).encode(), NOW).unwrap();
+    let held = apply_both(&pinned, &held, &between(&held, &three).encode(), NOW).unwrap();
     assert!(!held.has_revoked_serials(Some("org-a")));
     assert_eq!(owner(&None), Owner::Platform);
+}
+
+/// Large edits in one chain, each section moving its own way: the bindings shrink while the
+/// blocklist, revoked serials and principals grow (the bytes after them move up, those before
+/// them down), then the reverse; a step built afresh replaces the orgs and strings tables
+/// with ones of another size. In place and copying, every step and the whole chain give the
+/// signed snapshot byte for byte.
+#[test]
+fn sections_growing_and_shrinking_by_hundreds_of_records_apply_in_place() {
+    let signer = TestSigner::ed25519(28);
+    let verifier = verifier(&[&signer]);
+    let mut content = bulk_content(6_000);
+    let first = verifier.verify(signed(&content, &stamp(1), &signer), NOW, None).unwrap();
+    let mut held = first.clone();
+    let mut steps = Vec::new();
+    for version in 2..=5u64 {
+        let n = version * 1_000;
+        match version {
+            2 | 4 => {
+                let gone: Vec<[u8; 32]> = content.bindings.keys().step_by(9).copied().collect();
+                gone.iter().for_each(|fp| {
+                    content.bindings.remove(fp);
+                });
+                for i in 0..400 {
+                    content.blocklist.insert((fingerprint("blocked", n + i), random_org(&mut Counter(n + i))));
+                    content.revoked.insert((DOD_CA.into(), format!("{:x}", n + i), None));
+                    let mapped = (fingerprint("mapped", n + i), Some(format!("org-{}", i % 3)));
+                    content.principals.insert(mapped, format!("svc:{n}:{i}"));
+                }
+            }
+            _ => {
+                for i in 0..700 {
+                    let binding = (format!("text-user-{n}-{i}"), format!("org-{}", 8 + i % 4), true);
+                    content.bindings.insert(fingerprint("new", n + i), binding);
+                }
+                let blocked: Vec<_> = content.blocklist.iter().step_by(2).cloned().collect();
+                blocked.iter().for_each(|entry| {
+                    content.blocklist.remove(entry);
+                });
+                content.principals.clear();
+            }
+        }
+        let bytes = if version == 4 {
+            signed(&content, &stamp(version), &signer)
+        } else {
+            signed_continuing(&held, &content, &stamp(version), &signer)
+        };
+        let next = verifier.verify(bytes.clone(), NOW, Some(held.version())).unwrap();
+        let delta = between(&held, &next);
+        if version == 4 {
+            let replaced: Vec<Section> = delta.steps[0]
+                .edits
+                .iter()
+                .filter(|e| matches!(e, SectionEdit::Replaced { .. }))
+                .map(SectionEdit::section)
+                .collect();
+            assert!(replaced.contains(&Section::Strings) && replaced.contains(&Section::Orgs), "{replaced:?}");
+        }
+        held = apply_both(&verifier, &held, &delta.encode(), NOW).unwrap();
+        assert_eq!(held.as_bytes(), &bytes[..], "version {version}");
+        steps.push(delta);
+    }
+    let whole = apply_both(&verifier, &first, &chain(&steps).unwrap().encode(), NOW).unwrap();
+    assert_eq!(whole.as_bytes(), held.as_bytes());
+    assert_ne!(whole.binding_count(), first.binding_count());
+}
+
+/// In place, a result that fits the held buffer's room is built in it; one that does not gets
+/// a buffer with an eighth more room than it needs; bytes another view shares are left alone
+/// and the result built beside them.
+#[test]
+fn in_place_reuses_the_held_buffer_grows_it_with_room_and_leaves_shared_bytes_alone() {
+    let signer = TestSigner::p256(29);
+    let verifier = verifier(&[&signer]);
+    let content = bulk_content(3_000);
+    let held = verifier.verify(signed(&content, &stamp(1), &signer), NOW, None).unwrap();
+    let mut revoked = content.clone();
+    let gone = *revoked.bindings.keys().nth(1_234).unwrap();
+    revoked.bindings.remove(&gone);
+    let two = signed_continuing(&held, &revoked, &stamp(2), &signer);
+    let revoke = between(&held, &verifier.verify(two.clone(), NOW, Some(1)).unwrap()).encode();
+
+    // Exactly as long as its bytes: a revoke (one record fewer) still fits.
+    let exact = verifier.verify(held.as_bytes().to_vec().into_boxed_slice().into_vec(), NOW, None).unwrap();
+    let (at, capacity) = (exact.as_bytes().as_ptr(), exact.shared_bytes().capacity());
+    assert_eq!(capacity, exact.as_bytes().len());
+    let applied = verifier.apply_delta_in_place(exact, &revoke, NOW).unwrap();
+    assert_eq!(applied.as_bytes(), &two[..]);
+    assert_eq!(applied.as_bytes().as_ptr(), at, "the revoke moved the records after one binding");
+    assert_eq!(applied.card_binding(&Fingerprint(gone)), None);
+
+    // Growing past its capacity: one reallocation, with room for the next.
+    let mut grown = revoked.clone();
+    grown.bindings.insert(fingerprint("grown", 1), ("01HZ0000000000000000000001".into(), "org-1".into(), true));
+    grown.bindings.insert(gone, content.bindings[&gone].clone());
+    let three = signed_continuing(&applied, &grown, &stamp(3), &signer);
+    let grow = between(&applied, &verifier.verify(three.clone(), NOW, Some(2)).unwrap()).encode();
+    let applied = verifier.apply_delta_in_place(applied, &grow, NOW).unwrap();
+    assert_eq!(applied.as_bytes(), &three[..]);
+    assert!(applied.shared_bytes().capacity() >= three.len() + three.len() / 8);
+
+    // Shared: the other view's bytes stay as they are.
+    let mut again = grown.clone();
+    again.bindings.remove(&gone);
+    let four = signed_continuing(&applied, &again, &stamp(4), &signer);
+    let shrink = between(&applied, &verifier.verify(four.clone(), NOW, Some(3)).unwrap()).encode();
+    let other = applied.clone();
+    let applied = verifier.apply_delta_in_place(applied, &shrink, NOW).unwrap();
+    assert_eq!(applied.as_bytes(), &four[..]);
+    assert_eq!(other.as_bytes(), &three[..]);
+    assert_ne!(applied.as_bytes().as_ptr(), other.as_bytes().as_ptr());
+    // Refused while shared: the view comes back, still shared.
+    let expired = verifier.apply_delta_in_place(other.clone(), &shrink, NOW + DAY);
+    let Err(InPlaceRefusal { error, unapplied: Unapplied::Held(back) }) = expired else {
+        panic!("an expired delta applied")
+    };
+    assert_eq!(error, SnapshotError::Expired { expires_at: NOW + DAY, now: NOW + DAY });
+    assert_eq!(back.as_bytes().as_ptr(), other.as_bytes().as_ptr());
 }

@@ -2,7 +2,7 @@
 //! through every reader of the snapshot format, which must answer or refuse, never panic, and
 //! agree with the encoder about what is valid.
 
-use super::{reencode, PinnedKey, SnapshotVerifier, SnapshotView};
+use super::{reencode, PinnedKey, SnapshotError, SnapshotVerifier, SnapshotView};
 use crate::identity::{IdentityData, Owner, SanKind};
 use crate::Fingerprint;
 use std::sync::OnceLock;
@@ -86,8 +86,13 @@ pub const DELTA_VECTOR: &[u8] =
     include_bytes!("../../tests/vectors/snapshot/delta-v3-unbind-revoke-new-org-7-to-8-ed25519.bin");
 
 /// `data` as a delta chain applied to [`VECTOR`], or (when it starts with 0x00) as
-/// (offset u16, byte) edits to [`DELTA_VECTOR`]. Whatever applies must be the snapshot its
-/// signed header names: open it again from its bytes and it must verify alike.
+/// (offset u16, byte) edits to [`DELTA_VECTOR`], both by copying and in place. Whatever
+/// applies must be the snapshot its signed header names: open it again from its bytes and it
+/// must verify alike. The two ways must agree: the same bytes, or the same refusal, with the
+/// held snapshot handed back untouched unless the refusal is of the written result's
+/// structure.
+// A disagreement is a finding: the fuzzer needs it to crash.
+#[allow(clippy::panic)]
 pub fn delta_chain(data: &[u8]) {
     let (Some(verifier), Ok(held)) = (verifier(), SnapshotView::open_unauthenticated(VECTOR.to_vec())) else { return };
     let chain = match data.split_first() {
@@ -106,10 +111,35 @@ pub fn delta_chain(data: &[u8]) {
         _ => data.to_vec(),
     };
     let _ = super::Delta::decode(&chain);
-    if let Ok(applied) = verifier.apply_delta(&held, &chain, VECTOR_NOW) {
-        lookups(&applied);
+    let copied = verifier.apply_delta(&held, &chain, VECTOR_NOW);
+    if let Ok(applied) = &copied {
+        lookups(applied);
         let again = verifier.verify(applied.as_bytes().to_vec(), VECTOR_NOW, Some(held.version()));
         assert!(again.is_ok(), "an applied delta is not a snapshot that verifies: {again:?}");
+    }
+    let Ok(unshared) = SnapshotView::open_unauthenticated(VECTOR.to_vec()) else { return };
+    match (copied, verifier.apply_delta_in_place(unshared, &chain, VECTOR_NOW)) {
+        (Ok(copied), Ok(in_place)) => {
+            assert_eq!(copied.as_bytes(), in_place.as_bytes(), "in place and copying built different snapshots");
+            lookups(&in_place);
+        }
+        (Err(copied), Err(super::InPlaceRefusal { error, unapplied })) => {
+            assert_eq!(copied, error, "in place and copying refused differently");
+            let structure = matches!(error, SnapshotError::Malformed { at, .. } if at >= super::format::BODY_START)
+                || matches!(error, SnapshotError::IssuerKeys { .. });
+            match unapplied {
+                super::Unapplied::Held(back) => {
+                    assert!(!structure, "refused after writing ({error}), yet handed back as held");
+                    assert_eq!(back.as_bytes(), VECTOR, "the held snapshot changed though refused ({error})");
+                    lookups(&back);
+                }
+                super::Unapplied::Spent(_) => assert!(structure, "refused before writing ({error}), yet spent"),
+            }
+        }
+        (copied, in_place) => {
+            let in_place = in_place.map(|v| v.version()).map_err(|r| r.error);
+            panic!("copying gave {:?}, in place {in_place:?}", copied.map(|v| v.version()))
+        }
     }
 }
 

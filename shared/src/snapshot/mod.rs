@@ -31,7 +31,7 @@ pub use format::{
     MAX_STRING_LEN, PRINCIPAL_RECORD, REVOKED_RECORD,
 };
 pub use keys::{ed25519_spki_der, key_id_of_spki, p256_spki_der, public_key_pem, KeyError, PinnedKey};
-pub use delta::{between, chain, Delta, DeltaStep, SectionEdit};
+pub use delta::{between, chain, Delta, DeltaStep, InPlaceRefusal, SectionEdit, Unapplied};
 pub use verify::SnapshotVerifier;
 pub use view::{IssuerEntry, SnapshotView};
 

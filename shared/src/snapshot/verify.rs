@@ -119,4 +119,17 @@ impl SnapshotVerifier {
     pub fn apply_delta(&self, held: &SnapshotView, chain: &[u8], now: i64) -> Result<SnapshotView, SnapshotError> {
         super::delta::apply(self, held, chain, now)
     }
+
+    /// [`SnapshotVerifier::apply_delta`] in `held`'s own buffer when `held` is its only owner
+    /// ([`super::delta::apply_in_place`]): the same result and the same refusals, without a
+    /// second buffer. A refusal hands back `held` as it was, or — only when the signed result
+    /// itself is malformed — its spent buffer.
+    pub fn apply_delta_in_place(
+        &self,
+        held: SnapshotView,
+        chain: &[u8],
+        now: i64,
+    ) -> Result<SnapshotView, super::delta::InPlaceRefusal> {
+        super::delta::apply_in_place(self, held, chain, now)
+    }
 }

@@ -421,6 +421,28 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// A view whose bytes were taken out ([`SnapshotView::into_unique_bytes`]).
+pub(crate) struct ViewWithoutBytes {
+    layout: Layout,
+    derived: Arc<Derived>,
+    digests: Arc<DigestState>,
+}
+
+impl ViewWithoutBytes {
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn derived(&self) -> &Derived {
+        &self.derived
+    }
+
+    /// The view again, over the bytes taken out (unchanged: what was checked of them holds).
+    pub(crate) fn with_bytes(self, bytes: Vec<u8>) -> SnapshotView {
+        SnapshotView { bytes: Arc::new(bytes), layout: self.layout, derived: self.derived, digests: self.digests }
+    }
+}
+
 impl SnapshotView {
     /// Opens `bytes` after checking their structure only: no signature, no digests, no clock,
     /// no version. For the producer re-reading what it has just signed, for inspection tools,
@@ -448,6 +470,29 @@ impl SnapshotView {
 
     pub(crate) fn derived(&self) -> &Arc<Derived> {
         &self.derived
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The same view over a copy of its bytes that it alone owns, with an eighth more room (as
+    /// the filter keeps): what an in-place delta rewrites.
+    #[cfg(test)]
+    pub(crate) fn unshared(&self) -> SnapshotView {
+        let mut bytes = Vec::with_capacity(self.bytes.len() + self.bytes.len() / 8);
+        bytes.extend_from_slice(&self.bytes);
+        SnapshotView { bytes: Arc::new(bytes), ..self.clone() }
+    }
+
+    /// The bytes, taken out of the view when it is their only owner (a delta then rewrites
+    /// them in place), with everything else the view holds; otherwise the view, unchanged.
+    pub(crate) fn into_unique_bytes(self) -> Result<(Vec<u8>, ViewWithoutBytes), Box<SnapshotView>> {
+        let SnapshotView { bytes, layout, derived, digests } = self;
+        match Arc::try_unwrap(bytes) {
+            Ok(bytes) => Ok((bytes, ViewWithoutBytes { layout, derived, digests })),
+            Err(bytes) => Err(Box::new(SnapshotView { bytes, layout, derived, digests })),
+        }
     }
 
     pub(crate) fn digest_state(&self) -> &DigestState {
