@@ -17,7 +17,9 @@
 
 use crate::config::{ControlPlane, SnapshotSettings};
 use crate::host::HostError;
-use certbind_shared::snapshot::{SnapshotError, SnapshotVerifier, SnapshotView, MAX_SNAPSHOT_BYTES};
+use certbind_shared::snapshot::{
+    InPlaceRefusal, SnapshotError, SnapshotVerifier, SnapshotView, Unapplied, MAX_SNAPSHOT_BYTES,
+};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -444,22 +446,26 @@ impl SnapshotSource {
     /// Applies the delta published beside `head` to the held snapshot; false if it is gone
     /// (replaced meanwhile) or refused, so the caller falls back to the whole snapshot.
     fn follow_delta<H: RootHost>(&mut self, host: &H, head: Head) -> bool {
-        let (Some(held), Ok((Some(delta), _))) = (self.held.as_ref(), host.shared_get(&self.keys.delta(head.version)))
-        else {
-            return false;
-        };
+        let Some(from) = self.held_version() else { return false };
+        let Ok((Some(delta), _)) = host.shared_get(&self.keys.delta(head.version)) else { return false };
         if usize::try_from(head.delta_len).ok() != Some(delta.len()) {
             return false;
         }
         let now = host.now_ms().div_euclid(1000);
-        match apply_delta(&self.verifier, held, &delta, now) {
-            Ok(view) if view.version() == head.version => {
-                host.increment(self.metrics.adopted_from_shared);
-                host.increment(self.metrics.deltas_applied);
-                self.adopt(host, view);
-                true
+        match self.apply_delta(&delta, now) {
+            // Verified and newer than the one held, which it may have replaced: in force either
+            // way; the caller reads the head's whole snapshot if it is not that one.
+            Ok(view) => {
+                let published = view.version() == head.version;
+                if published {
+                    host.increment(self.metrics.adopted_from_shared);
+                    host.increment(self.metrics.deltas_applied);
+                }
+                self.adopt_after(host, view, Some(from));
+                published
             }
-            Ok(_) => false,
+            // Refused: the held snapshot is still held, unless the signed result itself was
+            // malformed after rewriting its buffer; the caller then reads the head's whole one.
             Err(e) => {
                 host.increment(self.metrics.refused(refusal_kind(&e)));
                 host.log(
@@ -657,11 +663,15 @@ impl SnapshotSource {
                     }
                 }
             }
-            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match (&self.held, read_all(body)) {
-                (Some(held), Some(delta)) => {
-                    let from = held.version();
-                    apply_delta(&self.verifier, held, &delta, now).map(|view| (view, Some((from, delta))))
-                }
+            Some(CONTENT_TYPE_DELTA) if in_flight.asked_for_delta => match (held_version, read_all(body)) {
+                (Some(from), Some(delta)) => match self.apply_delta(&delta, now) {
+                    Ok(view) => Ok((view, Some((from, delta)))),
+                    Err(e) => {
+                        // Refused after the held buffer was rewritten: read the held one back.
+                        self.restore(host, true, held_version);
+                        Err(e)
+                    }
+                },
                 (None, _) => Err(SnapshotError::BadMagic),
                 (_, None) => return self.failed(host, now_ms, "cannot read the delta response body"),
             },
@@ -680,7 +690,7 @@ impl SnapshotSource {
                 host.increment(if delta.is_some() { self.metrics.deltas_applied } else { self.metrics.full_loads });
                 self.want_full = false;
                 self.publish(host, &view, delta.as_ref().map(|(from, d)| (*from, d.as_slice())));
-                self.adopt(host, view);
+                self.adopt_after(host, view, held_version);
                 self.succeeded(host, now_ms, in_flight, true);
             }
             Err(e) => {
@@ -712,6 +722,11 @@ impl SnapshotSource {
 
     fn adopt<H: RootHost>(&mut self, host: &H, view: SnapshotView) {
         let previous = self.held_version();
+        self.adopt_after(host, view, previous);
+    }
+
+    /// Puts `view` in force in place of version `previous` (which a delta may have consumed).
+    fn adopt_after<H: RootHost>(&mut self, host: &H, view: SnapshotView, previous: Option<u64>) {
         host.log(
             Level::Info,
             &format!(
@@ -870,13 +885,37 @@ fn callout_timeout_ms(cp: &ControlPlane) -> u64 {
     u64::from(cp.long_poll_seconds) * 1_000 + CALLOUT_MARGIN_MS
 }
 
-/// Applies a delta chain to the held snapshot: accepted only if it starts at the held version
-/// and ends in a snapshot whose signed header and digests verify.
-fn apply_delta(
-    verifier: &SnapshotVerifier,
-    held: &SnapshotView,
-    chain: &[u8],
-    now: i64,
-) -> Result<SnapshotView, SnapshotError> {
-    verifier.apply_delta(held, chain, now)
+impl SnapshotSource {
+    /// Applies a delta chain to the held snapshot: accepted only if it starts at the held
+    /// version and ends in a snapshot whose signed header and digests verify. Ticks and callout
+    /// answers run outside any request, so nothing else holds the snapshot and the result is
+    /// built in its own buffer: the VM's memory does not grow by a second snapshot (it never
+    /// shrinks back). Were a request holding it, the result would be built beside it.
+    ///
+    /// `Ok`: the new snapshot; the held one is consumed (`self.held` is `None` until the new
+    /// one is adopted). `Err`: the held one is still held — except when the signed result
+    /// itself is malformed, found only after its buffer was rewritten: that buffer becomes the
+    /// spare and the caller restores the held snapshot from shared data.
+    fn apply_delta(&mut self, chain: &[u8], now: i64) -> Result<SnapshotView, SnapshotError> {
+        let Some(held) = self.held.take() else { return Err(SnapshotError::BadMagic) };
+        let held = match Rc::try_unwrap(held) {
+            Ok(held) => held,
+            Err(shared) => {
+                let applied = self.verifier.apply_delta(&shared, chain, now);
+                self.held = Some(shared);
+                return applied;
+            }
+        };
+        self.verifier.apply_delta_in_place(held, chain, now).map_err(|InPlaceRefusal { error, unapplied }| {
+            match unapplied {
+                Unapplied::Held(view) => self.held = Some(Rc::new(*view)),
+                Unapplied::Spent(buffer) => {
+                    if buffer.capacity() > self.spare.capacity() {
+                        self.spare = buffer;
+                    }
+                }
+            }
+            error
+        })
+    }
 }

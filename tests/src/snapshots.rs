@@ -108,6 +108,11 @@ pub fn signed_snapshot(key: &TestSnapshotKey, content: &SnapshotContent, stamp: 
     for fingerprint in &blocklist {
         encoder.push_blocked(fingerprint, Owner::Platform).expect("blocklist entry encodes");
     }
+    finish_signed(key, encoder, stamp)
+}
+
+/// What `encoder` holds, under `stamp`, signed by `key`.
+pub fn finish_signed(key: &TestSnapshotKey, encoder: SnapshotEncoder, stamp: Stamp) -> Vec<u8> {
     let header = SnapshotHeader {
         version: stamp.version,
         issued_at: stamp.issued_at,

@@ -613,3 +613,101 @@ fn a_bad_delta_is_refused_and_the_whole_snapshot_is_asked_for() {
         assert_eq!(header(&next, "accept"), Some(SNAPSHOT_TYPE), "{name}: the whole snapshot next");
     }
 }
+
+/// The delta from `held` to a version of it whose binding `index` carries an unknown flag bit,
+/// signed: its every length and digest is the one its header names, its structure is not (a
+/// signer's fault, found only once the result is written).
+fn delta_to_signed_malformed(key: &TestSnapshotKey, held: &[u8], index: usize, stamp: Stamp) -> Vec<u8> {
+    use certbind_shared::snapshot::format::BODY_START;
+    use certbind_shared::snapshot::{Delta, DeltaStep, Section, SectionEdit, SnapshotEncoder, SnapshotView, BINDING_RECORD};
+    use certbind_tests::snapshots::finish_signed;
+    let view = SnapshotView::open_unauthenticated(held.to_vec()).unwrap();
+    let mut records = view.section_bytes(Section::Bindings).to_vec();
+    let record = index * BINDING_RECORD..(index + 1) * BINDING_RECORD;
+    records[record.end - 1] |= 0x80;
+    let mut encoder = SnapshotEncoder::continuing(&view, 0);
+    encoder.push_binding_records(&records).unwrap();
+    let signed = finish_signed(key, encoder, stamp);
+    let inserted = records[record].to_vec();
+    let edits = vec![SectionEdit::Edited { section: Section::Bindings, deleted: Vec::new(), inserted }];
+    let steps = vec![DeltaStep { edits }];
+    Delta { from_version: view.version(), steps, signed_header: signed[..BODY_START].to_vec() }.encode()
+}
+
+/// A large snapshot takes deltas in its own buffer. A refused one — tampered, or signed but
+/// malformed (the buffer rewritten before the refusal: the held snapshot is read back from
+/// shared data) — leaves the held one in force; an accepted one replaces it. Neither the
+/// fetching worker nor a follower applying the shared delta grows by a second snapshot.
+#[test]
+fn a_refused_delta_on_a_large_snapshot_leaves_the_held_one_in_force() {
+    let key = TestSnapshotKey::new("a");
+    let content = SnapshotContent::synthetic(100_000).bind(card().fingerprint, "01JBUSER00000000000000000A", "org-a");
+    let v7 = signed_snapshot(&key, &content, stamp(7));
+    assert!(v7.len() > certbind_filter::snapshot::RELEASE_FIRST_BYTES);
+    let v8 = signed_snapshot(&key, &content.clone().block(other_card().fingerprint), stamp(8));
+    let mut tampered = delta_between(&v7, &v8);
+    // A byte of the inserted blocklist record: the blocklist no longer has its signed digest.
+    let at = tampered.len() - 520 - 2;
+    tampered[at] ^= 0x01;
+    let malformed = delta_to_signed_malformed(&key, &v7, 50_000, stamp(8));
+    let mut revoked = content.clone();
+    revoked.bindings.retain(|(fingerprint, ..)| *fingerprint != card().fingerprint);
+    let v9 = signed_snapshot(&key, &revoked, stamp(9));
+    let revoke = delta_between(&v7, &v9);
+
+    // A fetching worker and a follower, both holding version 7, and their VMs' memory then.
+    let pair = || {
+        let shared = SharedData::new();
+        let mut host = worker(&shared, 1, &config(&[&key]));
+        let call = one_call(&mut host);
+        answer(&mut host, &call, &v7);
+        let follower = worker(&shared, 2, &config(&[&key]));
+        assert_eq!(metric(&follower, "version"), 7);
+        let memory = (host.memory_bytes(), follower.memory_bytes());
+        (host, follower, memory)
+    };
+    let grew_little = |vm: &FilterHost, before: usize, name: &str| {
+        let growth = vm.memory_bytes() - before;
+        assert!(growth < v7.len() / 5, "{name} grew by {growth} bytes over a {}-byte snapshot", v7.len());
+    };
+
+    // Tampered: refused before a byte is written. Signed but malformed: refused once written,
+    // and the held snapshot read back from shared data.
+    let refused = [("tampered", &tampered, "bad_signature", 0), ("signed but malformed", &malformed, "malformed", 1)];
+    for (name, delta, kind, read_back) in refused {
+        let (mut host, mut follower, (loaded, _)) = pair();
+        host.advance_time(Duration::from_secs(1));
+        let poll = one_call(&mut host);
+        assert_eq!(header(&poll, "accept"), Some(&*format!("{DELTA_TYPE}, {SNAPSHOT_TYPE}")), "{name}");
+        answer_delta(&mut host, &poll, delta);
+        assert_eq!(metric(&host, &format!("refused.{kind}")), 1, "{name}");
+        assert_eq!(metric(&host, "deltas_applied"), 0, "{name}");
+        assert_eq!(metric(&host, "version"), 7, "{name}");
+        assert_eq!(metric(&host, "adopted_from_shared"), read_back, "{name}");
+        let bound = request_with(&mut host, &card());
+        assert_eq!(bound.header("x-dm-user-id"), Some("01JBUSER00000000000000000A"), "{name}: the held one in force");
+        assert_eq!(status(&request_with(&mut host, &other_card())), 200, "{name}");
+        grew_little(&host, loaded, name);
+        follower.advance_time(Duration::from_millis(200));
+        follower.tick().unwrap();
+        assert_eq!(metric(&follower, "version"), 7, "{name}: nothing new published");
+        // The whole snapshot is asked for next.
+        host.advance_time(Duration::from_secs(3));
+        assert_eq!(header(&one_call(&mut host), "accept"), Some(SNAPSHOT_TYPE), "{name}");
+    }
+
+    let (mut host, mut follower, (loaded, follower_loaded)) = pair();
+    host.advance_time(Duration::from_secs(1));
+    let poll = one_call(&mut host);
+    answer_delta(&mut host, &poll, &revoke);
+    assert_eq!(metric(&host, "deltas_applied"), 1);
+    assert_eq!(metric(&host, "version"), 9);
+    assert_eq!(request_with(&mut host, &card()).header("x-dm-user-id"), None, "the card's binding is gone");
+    follower.advance_time(Duration::from_millis(200));
+    follower.tick().unwrap();
+    assert_eq!(metric(&follower, "version"), 9);
+    assert_eq!(metric(&follower, "deltas_applied"), 1, "the follower applied the shared delta");
+    assert_eq!(request_with(&mut follower, &card()).header("x-dm-user-id"), None);
+    grew_little(&host, loaded, "the fetching worker");
+    grew_little(&follower, follower_loaded, "the follower");
+}
