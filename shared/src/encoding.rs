@@ -15,7 +15,8 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     out
 }
 
-fn hex_value(c: u8) -> Option<u8> {
+/// One hexadecimal digit's value, either case.
+pub(crate) fn hex_value(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use super::borrowed::NameRef;
 use super::CertificateError;
-use crate::encoding::hex_lower;
+use crate::encoding::{hex_lower, hex_value};
 
 /// The attribute types RFC 4514 section 3 gives short names to.
 const SHORT_NAMES: [(ObjectIdentifier, &str); 9] = [
@@ -559,14 +559,6 @@ enum Value {
     Der(Vec<u8>),
 }
 
-fn hex_digit(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
 
 /// Reads the value between `start` and `end`: leading and trailing spaces that are not
 /// escaped are dropped; `\XX` is a byte, `\c` the character `c`.
@@ -590,8 +582,8 @@ fn decode_value(text: &str, start: usize, end: usize) -> Result<Value, DnTextErr
         let mut der = Vec::with_capacity(hex.len() / 2);
         for pair in hex.as_bytes().chunks_exact(2) {
             match (
-                pair.first().copied().and_then(hex_digit),
-                pair.get(1).copied().and_then(hex_digit),
+                pair.first().copied().and_then(hex_value),
+                pair.get(1).copied().and_then(hex_value),
             ) {
                 (Some(high), Some(low)) => der.push(high << 4 | low),
                 _ => return Err(dn_error(i, "a `#` value is not hex")),
@@ -614,12 +606,12 @@ fn decode_value(text: &str, start: usize, end: usize) -> Result<Value, DnTextErr
                 let next = bytes.get(i + 1).copied().filter(|_| i + 1 < end);
                 let next = next.ok_or(dn_error(i, "the value ends inside an escape"))?;
                 match (
-                    hex_digit(next),
+                    hex_value(next),
                     bytes
                         .get(i + 2)
                         .copied()
                         .filter(|_| i + 2 < end)
-                        .and_then(hex_digit),
+                        .and_then(hex_value),
                 ) {
                     (Some(high), Some(low)) => {
                         out.push(high << 4 | low);

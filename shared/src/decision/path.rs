@@ -17,6 +17,7 @@
 //! Canonicalising a canonical path changes nothing, so it is safe behind a proxy that already
 //! normalises (`normalize_path`, `merge_slashes`).
 
+use crate::encoding::hex_value;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -76,14 +77,6 @@ fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
