@@ -20,7 +20,13 @@ on_every_store!(
     a_restart_signs_a_higher_version,
     an_idle_service_signs_again_before_expiry,
     two_services_on_one_database_never_sign_one_version_twice,
+    a_database_version_gone_back_still_signs_above_everything_signed,
 );
+
+#[tokio::test]
+async fn sqlite_a_restored_backup_still_signs_above_everything_signed() {
+    a_restored_backup_still_signs_above_everything_signed().await;
+}
 
 fn signer() -> Arc<dyn Signer> {
     Arc::new(SoftwareSigner::from_secret(&[0x77; 32]).unwrap())
@@ -83,6 +89,91 @@ async fn an_idle_service_signs_again_before_expiry(store: Store, test: &str) {
     drop(service);
     db.close().await;
     test_db.drop_database().await;
+}
+
+/// Puts the database back to an older state: the version and the log as they were at
+/// `version` (what restoring a backup taken then does to them).
+async fn set_version_back(db: &Db, version: i64) {
+    sqlx::query("DELETE FROM snapshot_log WHERE version > $1").bind(version).execute(db.writer()).await.unwrap();
+    sqlx::query("UPDATE snapshot_state SET version = $1 WHERE id = 1").bind(version).execute(db.writer()).await.unwrap();
+}
+
+async fn a_database_version_gone_back_still_signs_above_everything_signed(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let db = test_db.open().await;
+    let service = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let app = TestApp::start_on(test_db, db.clone(), Transport::Oneshot, service.clone(), Limits::default()).await;
+    let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(1))).await;
+    assert_eq!(bound.status, 201);
+    let highest = wait_for(&service, "the bind", |s| s.version() > bound.version() as u64).await;
+
+    // Under the running service: the next change commits at a version far below what proxies
+    // hold; the service notices and signs above it.
+    set_version_back(&db, 3).await;
+    let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(2))).await;
+    assert_eq!(bound.status, 201);
+    assert!((bound.version() as u64) < highest.version());
+    let after = wait_for(&service, "a snapshot with the second card", |s| bindings_of(s).contains(&fingerprint(2))).await;
+    assert!(after.version() > highest.version(), "{} after {}", after.version(), highest.version());
+    // A proxy holding the version before gets the step from it.
+    assert!(service.store().delta(highest.version(), after.version(), usize::MAX).is_some());
+    drop(service);
+
+    // And at a restart.
+    set_version_back(&db, 3).await;
+    let again = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let latest = again.store().latest().expect("a snapshot at start");
+    assert!(latest.version() > after.version(), "{} after {}", latest.version(), after.version());
+    assert_eq!(bindings_of(&latest), bindings_of(&after));
+    // Changes and re-signatures carry on from the new version, through the log.
+    let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(3))).await;
+    assert_eq!(bound.status, 201);
+    assert!(bound.version() as u64 > latest.version());
+    let next = wait_for(&again, "the third card", |s| bindings_of(s).contains(&fingerprint(3))).await;
+    assert!(next.version() > bound.version() as u64);
+    assert!(again.store().delta(latest.version(), next.version(), usize::MAX).is_some());
+    drop(again);
+    app.finish().await;
+}
+
+/// An SQLite file restored from a backup taken before later changes were signed: the service
+/// started on it signs above every version signed before, with the backup's content.
+async fn a_restored_backup_still_signs_above_everything_signed() {
+    let test_db = TestDb::new(Store::Sqlite, "a_restored_backup_still_signs_above_everything_signed").await.unwrap();
+    let dir = test_db.dir().unwrap().to_path_buf();
+    let db = test_db.open().await;
+    let service = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let app = TestApp::start_on(test_db, db.clone(), Transport::Oneshot, service.clone(), Limits::default()).await;
+    let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(1))).await;
+    assert_eq!(bound.status, 201);
+    let backed_up = wait_for(&service, "the first bind", |s| s.version() > bound.version() as u64).await;
+    let backup = dir.join("backup.db");
+    sqlx::query(&format!("VACUUM INTO '{}'", backup.display())).execute(db.writer()).await.unwrap();
+
+    // Changes after the backup, signed and served.
+    for n in 2..5 {
+        let r = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(n))).await;
+        assert_eq!(r.status, 201);
+    }
+    let highest = wait_for(&service, "the later binds", |s| bindings_of(s).len() == 4).await;
+    drop(service);
+    db.close().await;
+
+    // The database file is replaced by the backup, and the service started on it.
+    let live = dir.join("certbind.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("certbind.db{suffix}")));
+    }
+    std::fs::copy(&backup, &live).unwrap();
+    let restored = Db::open(&certbind_control_plane::db::DbOptions::new(format!("sqlite://{}", live.display()))).await.unwrap();
+    assert!(restored.snapshot_version().await.unwrap() < highest.version() as i64, "the backup holds an older version");
+    let again = StoreService::start(restored.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let latest = again.store().latest().expect("a snapshot at start");
+    assert!(latest.version() > highest.version(), "{} after {}", latest.version(), highest.version());
+    assert_eq!(bindings_of(&latest), bindings_of(&backed_up), "the backup's content");
+    drop(again);
+    restored.close().await;
+    app.finish().await;
 }
 
 /// The snapshots services publish: (version, which service, bindings), in arrival order.
@@ -162,7 +253,7 @@ async fn two_services_on_one_database_never_sign_one_version_twice(store: Store,
     let log = certbind_control_plane::db::snapshot_log::read(&db_a, 0, i64::MAX).await.unwrap();
     let mut content = BTreeSet::new();
     let mut at_version = BTreeMap::new();
-    for (version, entry) in log {
+    for (version, _, entry) in log {
         at_version.insert(version as u64, content.clone());
         if let certbind_control_plane::db::snapshot_log::LogEntry::Changes(changes) = entry {
             for change in changes {

@@ -124,35 +124,54 @@ impl BindingSink for StreamingBuild {
     }
 }
 
-/// What the log says happened in `(after, before)`: each version's changes, or `None` when
-/// some version is missing or unreadable.
-async fn log_between(db: &Db, after: u64, before: u64) -> anyhow::Result<Option<Vec<(u64, Vec<Change>)>>> {
-    if before <= after.saturating_add(1) {
+/// What the log says happened in `(after, upto]`: each version with the one it follows and
+/// its changes, or `None` when the chain from `after` to `upto` has a hole (a version pruned
+/// or unreadable).
+async fn log_between(db: &Db, after: u64, upto: u64) -> anyhow::Result<Option<Vec<(u64, u64, Vec<Change>)>>> {
+    if upto <= after {
         return Ok(Some(Vec::new()));
     }
     let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let entries = snapshot_log::read(db, to_i64(after), to_i64(before - 1)).await.context("reading the snapshot log")?;
+    let entries = snapshot_log::read(db, to_i64(after), to_i64(upto)).await.context("reading the snapshot log")?;
     let mut out = Vec::with_capacity(entries.len());
-    let mut expected = after + 1;
-    for (version, entry) in entries {
-        let version = u64::try_from(version).unwrap_or(0);
-        if version != expected {
+    let mut last = after;
+    for (version, previous, entry) in entries {
+        let (Ok(version), Ok(previous)) = (u64::try_from(version), u64::try_from(previous)) else { return Ok(None) };
+        if previous != last {
             return Ok(None);
         }
-        expected += 1;
+        last = version;
         match entry {
-            LogEntry::Signature => out.push((version, Vec::new())),
-            LogEntry::Changes(changes) => out.push((version, changes)),
+            LogEntry::Signature => out.push((version, previous, Vec::new())),
+            LogEntry::Changes(changes) => out.push((version, previous, changes)),
             LogEntry::Unreadable => return Ok(None),
         }
     }
-    Ok((expected == before).then_some(out))
+    Ok((last == upto).then_some(out))
 }
 
-/// Claims a version for a signature.
-async fn claim(db: &Db) -> anyhow::Result<u64> {
-    let version = snapshot_log::claim(db).await.context("cannot claim a snapshot version")?;
-    u64::try_from(version).context("snapshot version out of range")
+/// A version claimed for a signature, and the one it follows.
+#[derive(Debug, Clone, Copy)]
+struct Claimed {
+    version: u64,
+    previous: u64,
+}
+
+/// Claims a version for a signature, at least `at_least`.
+async fn claim(db: &Db, at_least: i64) -> anyhow::Result<Claimed> {
+    let claim = snapshot_log::claim(db, at_least).await.context("cannot claim a snapshot version")?;
+    Ok(Claimed {
+        version: u64::try_from(claim.version).context("snapshot version out of range")?,
+        previous: u64::try_from(claim.previous).context("snapshot version out of range")?,
+    })
+}
+
+/// What a full load claims at least: the Unix time in milliseconds. Versions otherwise count
+/// changes and signatures, far fewer than a thousand a second, so a database restored from an
+/// older backup (or a fresh one) still signs above every version signed before.
+fn load_floor() -> i64 {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
 /// Reads everything and publishes it as one snapshot under a newly claimed version,
@@ -175,13 +194,14 @@ async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<Signe
                 anyhow::bail!("the identity data was read without its bindings");
             }
         };
-        let sign_as = claim(db).await.inspect_err(|_| store.abort_load())?;
-        let Some(since) = log_between(db, loaded_at, sign_as).await.inspect_err(|_| store.abort_load())? else {
+        let claimed = claim(db, load_floor()).await.inspect_err(|_| store.abort_load())?;
+        let sign_as = claimed.version;
+        let Some(since) = log_between(db, loaded_at, claimed.previous).await.inspect_err(|_| store.abort_load())? else {
             // The log lost what was committed meanwhile: read the tables again.
             store.abort_load();
             continue;
         };
-        let catch_up: Vec<Change> = since.into_iter().flat_map(|(_, changes)| changes).collect();
+        let catch_up: Vec<Change> = since.into_iter().flat_map(|(_, _, changes)| changes).collect();
         let rest = build.rest;
         let store = Arc::clone(store);
         return tokio::task::spawn_blocking(move || store.finish_streamed_load(streamed, rest, loaded_at, sign_as, catch_up))
@@ -246,9 +266,16 @@ impl StoreService {
 
     async fn step(&self) -> anyhow::Result<()> {
         if !self.reload_needed.load(Ordering::SeqCst) {
+            // Read first: a version applied since could be newer than the database read.
+            let applied = self.store.applied_version();
             let database = self.db.snapshot_version().await.context("reading the snapshot version")?;
             let database = u64::try_from(database).unwrap_or(0);
-            if !self.follow_log(database + 1).await? {
+            if database < applied {
+                // The database went back (restored from a backup under the running service):
+                // a load claims past every version signed before.
+                tracing::warn!(database, applied, "the database version went back; reloading");
+                self.reload_needed.store(true, Ordering::SeqCst);
+            } else if !self.follow_log(database).await? {
                 self.reload_needed.store(true, Ordering::SeqCst);
             }
         }
@@ -262,13 +289,13 @@ impl StoreService {
             return Ok(());
         }
         // Every signature under a version of its own, with the content committed before it.
-        let sign_as = claim(&self.db).await?;
-        if !self.follow_log(sign_as).await? {
+        let claimed = claim(&self.db, 0).await?;
+        if !self.follow_log(claimed.previous).await? {
             self.reload_needed.store(true, Ordering::SeqCst);
             return Ok(());
         }
-        self.store.hold(sign_as);
-        if self.store.ready_to_sign() != Some(sign_as) {
+        self.store.hold(claimed.previous, claimed.version);
+        if self.store.ready_to_sign() != Some(claimed.version) {
             self.store.release_hold();
             self.reload_needed.store(true, Ordering::SeqCst);
             return Ok(());
@@ -282,18 +309,18 @@ impl StoreService {
         Ok(())
     }
 
-    /// Folds every version before `before` the store has not seen, from the log. False when
-    /// the log cannot be followed there (a reload is due).
-    async fn follow_log(&self, before: u64) -> anyhow::Result<bool> {
+    /// Folds every version up to `upto` the store has not seen, from the log. False when the
+    /// log cannot be followed there (a reload is due).
+    async fn follow_log(&self, upto: u64) -> anyhow::Result<bool> {
         let applied = self.store.applied_version();
-        if before <= applied.saturating_add(1) {
+        if upto <= applied {
             return Ok(true);
         }
-        let Some(entries) = log_between(&self.db, applied, before).await? else { return Ok(false) };
-        for (version, changes) in entries {
-            self.store.apply(version, changes);
+        let Some(entries) = log_between(&self.db, applied, upto).await? else { return Ok(false) };
+        for (version, previous, changes) in entries {
+            self.store.apply_after(previous, version, changes);
         }
-        Ok(self.store.applied_version() + 1 >= before)
+        Ok(self.store.applied_version() >= upto)
     }
 
     /// The latest snapshot is past the re-sign point of its validity.

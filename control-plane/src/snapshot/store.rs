@@ -175,8 +175,9 @@ struct State {
     dirty: bool,
     /// A full load is running: every change waits in `buffered` until it ends.
     loading: bool,
-    /// Changes that arrived ahead of their predecessor, with when they arrived.
-    buffered: BTreeMap<u64, (Vec<Change>, Instant)>,
+    /// Changes that arrived ahead of their predecessor, by version: the version each follows,
+    /// the changes, and when they arrived.
+    buffered: BTreeMap<u64, (u64, Vec<Change>, Instant)>,
     rejected_changes: u64,
     /// Binding and principal changes published since the string table was last rebuilt, and
     /// publications since: both bound the garbage a continued string table carries.
@@ -316,7 +317,7 @@ impl SnapshotStore {
         if state.loading {
             return None;
         }
-        state.buffered.values().map(|(_, at)| *at).min()
+        state.buffered.values().map(|(_, _, at)| *at).min()
     }
 
     /// Changes refused by validation (see [`super::builder::validate_change`]).
@@ -326,16 +327,22 @@ impl SnapshotStore {
 
     /// Hands over the changes committed at database version `version`. Cheap: no signing.
     pub fn apply(&self, version: u64, changes: Vec<Change>) -> Applied {
+        self.apply_after(version.saturating_sub(1), version, changes)
+    }
+
+    /// [`SnapshotStore::apply`] of a version that follows `previous` (a claim that skipped
+    /// versions follows the last one committed before it).
+    pub fn apply_after(&self, previous: u64, version: u64, changes: Vec<Change>) -> Applied {
         let mut state = lock(&self.state);
         if version <= state.applied && state.base.is_some() {
             return Applied::AlreadyIncluded;
         }
         if state.base.is_none()
             || state.loading
-            || version != state.applied.saturating_add(1)
+            || previous != state.applied
             || state.hold.is_some_and(|hold| state.applied >= hold)
         {
-            state.buffered.insert(version, (changes, Instant::now()));
+            state.buffered.insert(version, (previous, changes, Instant::now()));
             return Applied::Buffered;
         }
         Self::fold(&mut state, version, changes);
@@ -343,11 +350,11 @@ impl SnapshotStore {
         Applied::Now
     }
 
-    /// `version` is a signature this service claimed: it changes nothing, and nothing after
-    /// it folds until [`SnapshotStore::publish`] signs it.
-    pub fn hold(&self, version: u64) {
+    /// `version` is a signature this service claimed, following `previous`: it changes
+    /// nothing, and nothing after it folds until [`SnapshotStore::publish`] signs it.
+    pub fn hold(&self, previous: u64, version: u64) {
         lock(&self.state).hold = Some(version);
-        self.apply(version, Vec::new());
+        self.apply_after(previous, version, Vec::new());
     }
 
     /// The claimed version, once everything before it has been folded: what `publish` signs.
@@ -381,10 +388,11 @@ impl SnapshotStore {
         let applied = state.applied;
         state.buffered.retain(|version, _| *version > applied);
         while let Some(entry) = state.buffered.first_entry() {
-            if *entry.key() != state.applied.saturating_add(1) || state.hold.is_some_and(|hold| state.applied >= hold) {
+            let (previous, _, _) = entry.get();
+            if *previous != state.applied || state.hold.is_some_and(|hold| state.applied >= hold) {
                 break;
             }
-            let (version, (changes, _)) = entry.remove_entry();
+            let (version, (_, changes, _)) = entry.remove_entry();
             Self::fold(state, version, changes);
         }
     }

@@ -388,6 +388,31 @@ fn versions_fold_in_order_whatever_order_they_arrive_in() {
 }
 
 #[test]
+fn a_claim_that_skips_versions_folds_after_the_one_it_follows() {
+    let store = SnapshotStore::new(signer(2), StoreSettings::default());
+    let block = |i| vec![Change::Block { fingerprint: fp("x", i), owner: DbOwner::Platform }];
+    store.load(SnapshotContent::default(), 2).unwrap();
+    // Another service's load claimed 1 000 after 3; the change after it arrives first.
+    assert_eq!(store.apply(1_001, block(1_001)), Applied::Buffered);
+    assert_eq!(store.apply_after(3, 1_000, Vec::new()), Applied::Buffered, "3 has not arrived");
+    assert_eq!(store.apply(3, block(3)), Applied::Now);
+    assert_eq!(store.applied_version(), 1_001);
+    assert_eq!(store.waiting_since(), None);
+    // This service's own claim that skips versions: signed once everything before it folded.
+    store.hold(1_001, 5_000);
+    assert_eq!(store.ready_to_sign(), Some(5_000));
+    assert_eq!(store.apply(5_001, block(5_001)), Applied::Buffered, "held at the claim");
+    let published = store.publish().unwrap().unwrap();
+    assert_eq!(published.version(), 5_000);
+    assert!(published.view().is_blocklisted(&fp("x", 1_001), None));
+    assert!(!published.view().is_blocklisted(&fp("x", 5_001), None));
+    assert_eq!(store.applied_version(), 5_001);
+    let next = store.publish().unwrap().unwrap();
+    assert!(next.view().is_blocklisted(&fp("x", 5_001), None));
+    assert!(store.delta(5_000, 5_001, usize::MAX).is_some(), "a proxy holding 5 000 gets the step");
+}
+
+#[test]
 fn a_reload_covers_changes_that_arrive_while_it_reads() {
     let store = SnapshotStore::new(signer(3), StoreSettings::default());
     store.load(SnapshotContent::default(), 1).unwrap();
