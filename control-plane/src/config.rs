@@ -19,10 +19,18 @@
 //! [snapshot]
 //! validity_seconds = 86400
 //! resign_after_seconds = 43200              # default: half the validity
+//!
+//! [quotas]                                   # per org; CERTBIND_QUOTA_<NAME> in the environment
+//! issuers = 32
+//! jwks_bytes = 1048576
+//! blocklist_entries = 100000
+//! mapping_rules = 1000
+//! thumbprint_mappings = 100000
+//! constraints = 1000
 //! ```
 
 use crate::app::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LONG_POLL};
-use crate::db::{Backend, DbOptions, DEFAULT_DATABASE_URL};
+use crate::db::{Backend, DbOptions, Quotas, DEFAULT_DATABASE_URL};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,6 +78,18 @@ struct FileConfig {
     max_long_poll_seconds: Option<u64>,
     signer: Option<FileSigner>,
     snapshot: Option<FileSnapshot>,
+    quotas: Option<FileQuotas>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQuotas {
+    issuers: Option<u64>,
+    jwks_bytes: Option<u64>,
+    blocklist_entries: Option<u64>,
+    mapping_rules: Option<u64>,
+    thumbprint_mappings: Option<u64>,
+    constraints: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +143,8 @@ pub struct Config {
     pub snapshot_validity: Duration,
     /// When an unchanged snapshot is signed again; `None`: half the validity.
     pub snapshot_resign_after: Option<Duration>,
+    /// What one org may hold of each kind of rule.
+    pub quotas: Quotas,
 }
 
 /// Flags given on the command line, which win over everything else.
@@ -227,6 +249,35 @@ impl Config {
 
         let signer = signer_config(env, from_file.signer, &in_file)?;
 
+        let file_quotas = from_file.quotas.unwrap_or_default();
+        let defaults = Quotas::default();
+        let quota = |var: &str, from_file: Option<u64>, key: &str, default: u64| -> Result<u64, ConfigError> {
+            Ok(number(env, var, from_file, &in_file(key))?.unwrap_or(default))
+        };
+        let quotas = Quotas {
+            issuers: quota("CERTBIND_QUOTA_ISSUERS", file_quotas.issuers, "quotas.issuers", defaults.issuers)?,
+            jwks_bytes: quota("CERTBIND_QUOTA_JWKS_BYTES", file_quotas.jwks_bytes, "quotas.jwks_bytes", defaults.jwks_bytes)?,
+            blocklist_entries: quota(
+                "CERTBIND_QUOTA_BLOCKLIST_ENTRIES",
+                file_quotas.blocklist_entries,
+                "quotas.blocklist_entries",
+                defaults.blocklist_entries,
+            )?,
+            mapping_rules: quota(
+                "CERTBIND_QUOTA_MAPPING_RULES",
+                file_quotas.mapping_rules,
+                "quotas.mapping_rules",
+                defaults.mapping_rules,
+            )?,
+            thumbprint_mappings: quota(
+                "CERTBIND_QUOTA_THUMBPRINT_MAPPINGS",
+                file_quotas.thumbprint_mappings,
+                "quotas.thumbprint_mappings",
+                defaults.thumbprint_mappings,
+            )?,
+            constraints: quota("CERTBIND_QUOTA_CONSTRAINTS", file_quotas.constraints, "quotas.constraints", defaults.constraints)?,
+        };
+
         Ok(Config {
             listen,
             database_url,
@@ -236,12 +287,14 @@ impl Config {
             signer,
             snapshot_validity: Duration::from_secs(validity),
             snapshot_resign_after: resign_after.map(Duration::from_secs),
+            quotas,
         })
     }
 
     pub fn db_options(&self) -> DbOptions {
         let mut options = DbOptions::new(self.database_url.clone());
         options.max_connections = self.db_max_connections;
+        options.quotas = self.quotas;
         options
     }
 

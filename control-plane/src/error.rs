@@ -31,6 +31,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The name is taken. 409.
     Conflict(String),
+    /// The change would take the org past a quota. 422, with its own type.
+    QuotaExceeded(String),
     /// 413.
     PayloadTooLarge { limit: usize },
     /// 415.
@@ -67,7 +69,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation { .. } | ApiError::QuotaExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -92,6 +94,7 @@ impl ApiError {
             ApiError::NoRoute => "no-route",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::QuotaExceeded(_) => "quota-exceeded",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Unavailable(_) => "unavailable",
@@ -109,6 +112,7 @@ impl ApiError {
             ApiError::NoRoute => "No such route",
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Conflict(_) => "Already exists",
+            ApiError::QuotaExceeded(_) => "Quota exceeded",
             ApiError::PayloadTooLarge { .. } => "Request body too large",
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unavailable(_) => "Not ready",
@@ -123,6 +127,7 @@ impl ApiError {
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
             | ApiError::Conflict(d)
+            | ApiError::QuotaExceeded(d)
             | ApiError::Unavailable(d) => d.clone(),
             ApiError::Unauthorized { invalid_token: false } => {
                 "send a token as `Authorization: Bearer <token>`: an admin token for the admin API, a proxy credential for the snapshot".into()
@@ -152,6 +157,7 @@ impl From<crate::db::DbError> for ApiError {
             DbError::Conflict(d) => ApiError::Conflict(d),
             DbError::Invalid { field, detail } => ApiError::Validation { field: field.to_string(), detail },
             DbError::Forbidden(d) => ApiError::Forbidden(d),
+            DbError::QuotaExceeded(d) => ApiError::QuotaExceeded(d),
             DbError::Database(e) => ApiError::Internal(anyhow::Error::new(e).context("database")),
         }
     }

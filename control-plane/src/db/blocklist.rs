@@ -101,7 +101,7 @@ pub async fn add(
         }),
     };
     let changes = change_of(&entry, true);
-    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: entry, version, changes })
 }
 
@@ -138,7 +138,7 @@ pub async fn remove(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResu
         }),
     };
     let changes = change_of(&entry, false);
-    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: entry, version, changes })
 }
 

@@ -65,7 +65,7 @@ pub async fn create(db: &Db, actor: &Actor, owner: Owner, kind: &str, value: &st
         detail: serde_json::json!({ "kind": constraint.kind, "value": constraint.value }),
     };
     let changes = change_of(&constraint, true);
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: constraint, version, changes })
 }
 
@@ -100,7 +100,7 @@ pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResu
         detail: serde_json::json!({ "kind": constraint.kind, "value": constraint.value }),
     };
     let changes = change_of(&constraint, false);
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: constraint, version, changes })
 }
 

@@ -15,6 +15,8 @@ pub enum DbError {
     Invalid { field: &'static str, detail: String },
     /// The caller may not make this change (e.g. a plain admin deleting a super-admin token).
     Forbidden(String),
+    /// The change would take the org past one of its quotas (`db::Quotas`).
+    QuotaExceeded(String),
     /// The database failed or refused in a way no request could have caused.
     Database(sqlx::Error),
 }
@@ -38,7 +40,7 @@ impl DbError {
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DbError::NotFound(d) | DbError::Conflict(d) | DbError::Forbidden(d) => f.write_str(d),
+            DbError::NotFound(d) | DbError::Conflict(d) | DbError::Forbidden(d) | DbError::QuotaExceeded(d) => f.write_str(d),
             DbError::Invalid { field, detail } => write!(f, "{field}: {detail}"),
             DbError::Database(e) => write!(f, "database: {e}"),
         }

@@ -77,7 +77,7 @@ pub async fn create(
         detail: serde_json::json!({ "issuer": record.issuer, "audiences": record.audiences }),
     };
     let changes = upsert(&record);
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: record, version, changes })
 }
 
@@ -132,7 +132,7 @@ pub async fn update(
         detail: serde_json::json!({ "audiences_changed": audiences.is_some(), "jwks_changed": jwks.is_some() }),
     };
     let changes = upsert(&issuer);
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: issuer, version, changes })
 }
 
@@ -151,6 +151,6 @@ pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResu
         detail: serde_json::json!({ "issuer": issuer.issuer }),
     };
     let changes = vec![Change::RemoveIssuer { owner: issuer.owner.clone(), issuer: issuer.issuer.clone() }];
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: issuer, version, changes })
 }

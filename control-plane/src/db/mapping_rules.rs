@@ -102,7 +102,7 @@ pub async fn create(
         detail: serde_json::json!({ "san_kind": rule.san_kind, "domain": rule.domain, "issuer_dn": rule.issuer_dn }),
     };
     let changes = change_of(&rule, true);
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: rule, version, changes })
 }
 
@@ -137,6 +137,6 @@ pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResu
         detail: serde_json::json!({ "san_kind": rule.san_kind, "domain": rule.domain, "issuer_dn": rule.issuer_dn }),
     };
     let changes = change_of(&rule, false);
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: rule, version, changes })
 }

@@ -71,11 +71,54 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before failing.
     pub acquire_timeout: Duration,
+    /// What one org may hold of the rules the snapshot carries.
+    pub quotas: Quotas,
 }
 
 impl DbOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        DbOptions { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(60) }
+        DbOptions {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(60),
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+/// What one org may hold of each kind of rule the snapshot carries, checked in the change's
+/// transaction. Every org's rules go into the one snapshot every proxy loads, so without a
+/// bound one org could grow it past what the format holds and stop publication for all.
+/// Platform rules (written by super-admins) are not counted. Card bindings are not bounded:
+/// they are what the snapshot is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Token issuer registrations.
+    pub issuers: u64,
+    /// Bytes of all of the org's issuers' JWKS documents together.
+    pub jwks_bytes: u64,
+    /// Blocklist entries: blocked fingerprints and revoked serials.
+    pub blocklist_entries: u64,
+    /// SAN mapping rules.
+    pub mapping_rules: u64,
+    /// Thumbprint mappings.
+    pub thumbprint_mappings: u64,
+    /// Identity constraints.
+    pub constraints: u64,
+}
+
+impl Default for Quotas {
+    /// Far above what one organisation's administration needs, far below what would crowd
+    /// the snapshot (the format holds 16 384 issuers and 128 MiB in all).
+    fn default() -> Self {
+        Quotas {
+            issuers: 32,
+            jwks_bytes: 1024 * 1024,
+            blocklist_entries: 100_000,
+            mapping_rules: 1_000,
+            thumbprint_mappings: 100_000,
+            constraints: 1_000,
+        }
     }
 }
 
@@ -90,6 +133,7 @@ pub struct Db {
     /// run beside the writer).
     read: AnyPool,
     backend: Backend,
+    quotas: Quotas,
 }
 
 impl Db {
@@ -109,7 +153,7 @@ impl Db {
                 let write = write.with_context(|| format!("opening SQLite database {url}"))?;
                 let read = sqlite_pool(4, options.acquire_timeout).connect(&url).await;
                 let read = read.with_context(|| format!("opening SQLite database {url}"))?;
-                Db { write, read, backend }
+                Db { write, read, backend, quotas: options.quotas }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -118,7 +162,7 @@ impl Db {
                     .connect(&options.url)
                     .await
                     .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(&options.url)))?;
-                Db { write: pool.clone(), read: pool, backend }
+                Db { write: pool.clone(), read: pool, backend, quotas: options.quotas }
             }
         };
         Ok(db)
@@ -143,6 +187,10 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
     }
 
     pub fn reader(&self) -> &AnyPool {
@@ -349,10 +397,22 @@ pub enum Visibility<'a> {
 /// Finishes a change: bumps the snapshot version and logs the changes when the filter sees
 /// them, writes the audit row(s), commits. Returns the version the change was committed at,
 /// if it bumped one.
-pub async fn commit_change(mut tx: Tx, record: AuditRecord<'_>, visibility: Visibility<'_>) -> DbResult<Option<i64>> {
+///
+/// A change the filter sees is checked first, still inside the transaction: every change
+/// against what the snapshot can encode (422, nothing stored), and the changed org's quotas
+/// (422 `quota-exceeded`). So nothing the API accepts can later fail to encode.
+pub async fn commit_change(db: &Db, mut tx: Tx, record: AuditRecord<'_>, visibility: Visibility<'_>) -> DbResult<Option<i64>> {
     let now = crate::time::now_rfc3339();
     let version = match visibility {
         Visibility::Snapshot(changes) => {
+            for change in changes {
+                crate::snapshot::builder::validate_change(change).map_err(|e| {
+                    DbError::invalid(crate::snapshot::builder::field_of(change, &e), format!("cannot go into the snapshot: {e}"))
+                })?;
+            }
+            if let Owner::Org(org) = record.changed {
+                check_quotas(db, &mut tx, org, changes).await?;
+            }
             let version = bump_version(&mut tx, &now).await?;
             snapshot_log::append(&mut tx, version, changes, &now).await?;
             Some(version)
@@ -381,6 +441,59 @@ pub async fn commit_change(mut tx: Tx, record: AuditRecord<'_>, visibility: Visi
     }
     tx.commit().await?;
     Ok(version)
+}
+
+/// Refuses the change when, with it, `org` holds more of a kind of rule than its quota. Runs
+/// after the change's own writes, in its transaction (changes run one at a time, see
+/// [`Db::begin_change`]), so the counts include it and cannot be raced.
+async fn check_quotas(db: &Db, tx: &mut Tx, org: &str, changes: &[crate::snapshot::change::Change]) -> DbResult<()> {
+    use crate::snapshot::change::Change;
+    let quotas = db.quotas();
+    let mut kinds: Vec<(&str, &str, u64, &str)> = Vec::new();
+    for change in changes {
+        let kind = match change {
+            Change::Block { .. } | Change::RevokeSerial { .. } => {
+                ("blocklist", "COUNT(*)", quotas.blocklist_entries, "blocklist entries (CERTBIND_QUOTA_BLOCKLIST_ENTRIES)")
+            }
+            Change::AllowSanDomain { .. } => {
+                ("mapping_rules", "COUNT(*)", quotas.mapping_rules, "SAN mapping rules (CERTBIND_QUOTA_MAPPING_RULES)")
+            }
+            Change::MapPrincipal { .. } => (
+                "thumbprint_mappings",
+                "COUNT(*)",
+                quotas.thumbprint_mappings,
+                "thumbprint mappings (CERTBIND_QUOTA_THUMBPRINT_MAPPINGS)",
+            ),
+            Change::AddConstraint { .. } => {
+                ("identity_constraints", "COUNT(*)", quotas.constraints, "identity constraints (CERTBIND_QUOTA_CONSTRAINTS)")
+            }
+            Change::UpsertIssuer { .. } => {
+                kinds.push(("token_issuers", "COUNT(*)", quotas.issuers, "token issuer registrations (CERTBIND_QUOTA_ISSUERS)"));
+                let bytes = match db.backend() {
+                    Backend::Postgres => "COALESCE(SUM(OCTET_LENGTH(jwks)), 0)",
+                    Backend::Sqlite => "COALESCE(SUM(LENGTH(CAST(jwks AS BLOB))), 0)",
+                };
+                ("token_issuers", bytes, quotas.jwks_bytes, "bytes of JWKS documents (CERTBIND_QUOTA_JWKS_BYTES)")
+            }
+            _ => continue,
+        };
+        kinds.push(kind);
+    }
+    kinds.dedup();
+    for (table, measure, quota, what) in kinds {
+        let held: i64 = sqlx::query(&format!("SELECT CAST({measure} AS BIGINT) AS held FROM {table} WHERE org_id = $1"))
+            .bind(org)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("held")?;
+        if u64::try_from(held).unwrap_or(0) > quota {
+            return Err(DbError::QuotaExceeded(format!(
+                "the org may hold at most {quota} {what}; this change would make it {held}: remove some first, or ask \
+                 the operator to raise the quota"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `snapshot_state.version + 1`, in `tx` (which then holds the row until it ends).
@@ -460,7 +573,7 @@ async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
             target: id,
             detail: serde_json::json!({ "table": table, "issuer_dn": canonical }),
         };
-        commit_change(tx, record, Visibility::Snapshot(&changes)).await?;
+        commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?;
     }
     Ok(())
 }

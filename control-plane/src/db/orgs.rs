@@ -32,7 +32,7 @@ pub async fn create(db: &Db, actor: Option<&Actor>, name: &str) -> DbResult<Org>
         target: org.id.clone(),
         detail: serde_json::json!({ "name": org.name }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok(org)
 }
 

@@ -46,7 +46,7 @@ pub async fn create(db: &Db, actor: &Actor, label: Option<&str>) -> DbResult<(Pr
         target: credential.id.clone(),
         detail: serde_json::json!({ "label": credential.label }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok((credential, secret))
 }
 
@@ -88,7 +88,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<ProxyCredentia
         target: credential.id.clone(),
         detail: serde_json::json!({ "label": credential.label }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok(credential)
 }
 

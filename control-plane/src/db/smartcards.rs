@@ -136,7 +136,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
         }),
     };
     let changes = upsert(&link);
-    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: link, version, changes })
 }
 
@@ -233,7 +233,7 @@ pub async fn update(
     let changed = Owner::Org(link.org_id.clone());
     let record = AuditRecord { actor, changed: &changed, action, target: link.fingerprint.clone(), detail: detail.into() };
     let changes = upsert(&link);
-    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: link, version, changes })
 }
 
@@ -262,7 +262,7 @@ pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> DbResult<Commi
         Ok(fingerprint) => vec![Change::RemoveBinding { fingerprint }],
         Err(_) => Vec::new(),
     };
-    let version = commit_change(tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: link, version, changes })
 }
 

@@ -71,7 +71,7 @@ pub async fn create(
         }],
         Err(_) => Vec::new(),
     };
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: mapping, version, changes })
 }
 
@@ -112,6 +112,6 @@ pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, fingerprint: &str) 
         Ok(fingerprint) => vec![Change::UnmapPrincipal { owner: mapping.owner.clone(), fingerprint }],
         Err(_) => Vec::new(),
     };
-    let version = commit_change(tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: mapping, version, changes })
 }

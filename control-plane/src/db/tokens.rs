@@ -77,7 +77,7 @@ pub async fn create(
         target: token.id.clone(),
         detail: serde_json::json!({ "org_id": org_id, "super_admin": super_admin, "label": token.label }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok((token, secret))
 }
 
@@ -133,7 +133,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<AdminToken> {
         target: token.id.clone(),
         detail: serde_json::json!({ "super_admin": token.super_admin }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok(token)
 }
 

@@ -43,7 +43,7 @@ pub async fn create(db: &Db, actor: &Actor, name: &str, email: Option<&str>) -> 
         target: user.id.clone(),
         detail: serde_json::json!({ "name": user.name, "email": user.email }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok(user)
 }
 
@@ -116,7 +116,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<User> {
         target: user.id.clone(),
         detail: serde_json::json!({ "name": user.name }),
     };
-    commit_change(tx, record, Visibility::Internal).await?;
+    commit_change(db, tx, record, Visibility::Internal).await?;
     Ok(user)
 }
 

@@ -2,7 +2,7 @@
 //! an org of its certificates, the platform (`"scope": "platform"`, super-admins) of all.
 
 use super::mapping_rules::canonical_domain;
-use super::{check_cursor, issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::app::AppState;
 use crate::db::{constraints, IdentityConstraint, Page};
 use crate::error::{ApiError, ApiResult};
@@ -26,7 +26,7 @@ pub struct ConstraintRequest {
 
 async fn canonical_value(db: &crate::db::Db, kind: &str, value: &str) -> ApiResult<String> {
     match kind {
-        "allowed_issuer_dn" => issuer_dn(db, "value", value).await,
+        "allowed_issuer_dn" => rule_issuer_dn(db, "value", value).await,
         _ => plain_value(kind, value),
     }
 }

@@ -4,7 +4,7 @@
 //! first a domain another org holds) from a real one: a super-admin resolves such a dispute
 //! (its 409 names the holder; a token minted into that org deletes the rule).
 
-use super::{check_cursor, issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::app::AppState;
 use crate::db::{mapping_rules, MappingRule, Page};
 use crate::error::{ApiError, ApiResult};
@@ -43,7 +43,7 @@ pub fn canonical_domain(field: &str, text: &str) -> ApiResult<String> {
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<MappingRuleRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
     let domain = canonical_domain("domain", &body.domain)?;
-    let issuer = issuer_dn(&state.db, "issuer_dn", &body.issuer_dn).await?;
+    let issuer = rule_issuer_dn(&state.db, "issuer_dn", &body.issuer_dn).await?;
     let created = mapping_rules::create(&state.db, &admin.actor(), owner, body.san.as_str(), &domain, &issuer).await?;
     let (rule, version) = state.identity_changed(created);
     Ok(with_version(version, (StatusCode::CREATED, Json(rule))))

@@ -93,6 +93,13 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP certbind_snapshot_version Version of the signed snapshot being served (0: none).");
     let _ = writeln!(out, "# TYPE certbind_snapshot_version gauge");
     let _ = writeln!(out, "certbind_snapshot_version {served}");
+    let left_out = state.snapshots.left_out();
+    let _ = writeln!(out, "# HELP certbind_snapshot_rejected_changes_total Committed changes left out of the snapshot because they cannot be encoded (alert on any).");
+    let _ = writeln!(out, "# TYPE certbind_snapshot_rejected_changes_total counter");
+    let _ = writeln!(out, "certbind_snapshot_rejected_changes_total {}", left_out.rejected_changes);
+    let _ = writeln!(out, "# HELP certbind_snapshot_quarantined_rows Stored rows the last full snapshot build left out because they cannot be encoded (alert on any).");
+    let _ = writeln!(out, "# TYPE certbind_snapshot_quarantined_rows gauge");
+    let _ = writeln!(out, "certbind_snapshot_quarantined_rows {}", left_out.quarantined_rows);
     let mut response = out.into_response();
     response
         .headers_mut()

@@ -350,6 +350,25 @@ pub async fn issuer_dn(db: &crate::db::Db, field: &str, text: &str) -> Result<St
     Ok(canonical)
 }
 
+/// Longest DN a rule carries into the snapshot (a SAN rule's issuer, an allowed issuer),
+/// in canonical form: the snapshot's strings are at most this long.
+pub const MAX_RULE_DN_BYTES: usize = certbind_shared::snapshot::MAX_STRING_LEN;
+
+/// [`issuer_dn`] for a DN that goes into the snapshot: at most [`MAX_RULE_DN_BYTES`].
+pub async fn rule_issuer_dn(db: &crate::db::Db, field: &str, text: &str) -> Result<String, ApiError> {
+    let canonical = issuer_dn(db, field, text).await?;
+    if canonical.len() > MAX_RULE_DN_BYTES {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "is {} bytes in canonical form; a DN a rule carries into the snapshot is at most {MAX_RULE_DN_BYTES} bytes",
+                canonical.len()
+            ),
+        ));
+    }
+    Ok(canonical)
+}
+
 /// Required text: trimmed, non-empty, at most `max` bytes, no control characters.
 pub fn required_text(field: &str, text: &str, max: usize) -> Result<String, ApiError> {
     let text = text.trim();

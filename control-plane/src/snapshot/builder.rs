@@ -199,9 +199,53 @@ fn check_jwks(issuer: &str, json: &[u8]) -> Result<(), BuildError> {
 }
 
 /// Checks a change the way the encoder and the filter's reader will, so that a change
-/// accepted here can never make a later build fail. The database layer may call this before
-/// committing, to answer 422 instead of storing what cannot be distributed.
+/// accepted here can never make a later build fail on its own account. The database layer
+/// calls this inside the change's transaction (`db::commit_change`), so what cannot be
+/// distributed is answered 422 and never stored; the record is also pushed through a scratch
+/// encoder, so every per-record limit of the format applies exactly as it will.
 pub fn validate_change(change: &Change) -> Result<(), BuildError> {
+    check_fields(change)?;
+    let mut scratch = SnapshotEncoder::with_capacity(4096, 1024);
+    let probe = Fingerprint([0; 32]);
+    match change {
+        Change::UpsertBinding { user_id, org_id, enabled, .. } => scratch.push_binding(&probe, user_id, org_id, *enabled)?,
+        Change::MapPrincipal { owner: o, principal, .. } => scratch.push_principal(&probe, owner(&rule_owner(o)), principal)?,
+        Change::AllowSanDomain { kind, domain, issuer_dn, owner: o } => {
+            scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, owner(&rule_owner(o)))?
+        }
+        Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(owner(&rule_owner(o)), *kind, value)?,
+        Change::UpsertIssuer { issuer, owner: o, audiences, jwks_json } => {
+            scratch.push_issuer(issuer, owner(&rule_owner(o)), audiences, jwks_json)?
+        }
+        Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, owner(&rule_owner(o)))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The request field a refused change names: the builder's own field names, or the one the
+/// encoder's problem is about.
+pub fn field_of(change: &Change, error: &BuildError) -> &'static str {
+    match error {
+        BuildError::BadString { field: "audience", .. } => "audiences",
+        BuildError::BadString { field, .. } => field,
+        BuildError::ReservedPrincipal { .. } | BuildError::DuplicatePrincipal { .. } => "principal",
+        BuildError::InvalidJwks { .. } => "jwks",
+        BuildError::Encode(e) => match (change, e.problem) {
+            (_, EncodeProblem::JwksTooLarge) => "jwks",
+            (_, EncodeProblem::AudiencesTooLarge) => "audiences",
+            (Change::UpsertIssuer { .. }, _) => "issuer",
+            (Change::MapPrincipal { .. }, _) => "principal",
+            (Change::AllowSanDomain { .. }, EncodeProblem::UppercaseDomain) => "domain",
+            (Change::AllowSanDomain { .. }, _) => "issuer_dn",
+            (Change::AddConstraint { .. }, _) => "value",
+            _ => "body",
+        },
+        _ => "body",
+    }
+}
+
+fn check_fields(change: &Change) -> Result<(), BuildError> {
     match change {
         Change::UpsertBinding { user_id, org_id, .. } => {
             check_string("user_id", user_id)?;
@@ -349,6 +393,45 @@ impl Pending {
         keep_newer(&mut self.san_rules, older.san_rules);
         keep_newer(&mut self.constraints, older.constraints);
         keep_newer(&mut self.issuers, older.issuers);
+    }
+
+    /// Every change on its own (removals first: they can only shrink a snapshot), so that
+    /// a batch the encoder refuses can be sifted for the changes that cannot go in.
+    pub fn into_entries(self) -> Vec<Pending> {
+        fn split<K: Ord, V>(
+            map: BTreeMap<K, Option<V>>,
+            into: &mut Vec<Pending>,
+            added: &mut Vec<Pending>,
+            put: impl Fn(&mut Pending) -> &mut BTreeMap<K, Option<V>>,
+        ) {
+            for (key, value) in map {
+                let removal = value.is_none();
+                let mut one = Pending::default();
+                put(&mut one).insert(key, value);
+                if removal { into.push(one) } else { added.push(one) }
+            }
+        }
+        let (mut entries, mut added) = (Vec::new(), Vec::new());
+        split(self.bindings, &mut entries, &mut added, |p| &mut p.bindings);
+        split(self.blocklist, &mut entries, &mut added, |p| &mut p.blocklist);
+        split(self.revoked, &mut entries, &mut added, |p| &mut p.revoked);
+        split(self.principals, &mut entries, &mut added, |p| &mut p.principals);
+        split(self.san_rules, &mut entries, &mut added, |p| &mut p.san_rules);
+        split(self.constraints, &mut entries, &mut added, |p| &mut p.constraints);
+        split(self.issuers, &mut entries, &mut added, |p| &mut p.issuers);
+        entries.append(&mut added);
+        entries
+    }
+
+    /// `self` with `other`'s changes added (for a key in both, `other`'s).
+    pub fn merge(&mut self, other: Pending) {
+        self.bindings.extend(other.bindings);
+        self.blocklist.extend(other.blocklist);
+        self.revoked.extend(other.revoked);
+        self.principals.extend(other.principals);
+        self.san_rules.extend(other.san_rules);
+        self.constraints.extend(other.constraints);
+        self.issuers.extend(other.issuers);
     }
 
     /// Binding and principal keys touched: what leaves garbage in a continued string table.

@@ -17,7 +17,7 @@ pub use builder::{
 };
 pub use change::{Change, Committed};
 pub use deltas::{DeltaLimits, DeltaRing};
-pub use served::{NoSnapshots, ServedSnapshot, SnapshotService};
+pub use served::{LeftOut, NoSnapshots, ServedSnapshot, SnapshotService};
 pub use service::{build_from_database, StoreService};
 pub use store::{Applied, SignedSnapshot, SnapshotStore, StoreError, StoreSettings};
 

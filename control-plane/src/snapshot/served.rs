@@ -21,6 +21,16 @@ impl ServedSnapshot {
     }
 }
 
+/// Identity data left out of the snapshot because it cannot be encoded, for `/metrics`:
+/// either should stay 0, and an alert on it says a row needs fixing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Changes dropped since start (validation, or the encoder at publication).
+    pub rejected_changes: u64,
+    /// Rows the last full build quarantined.
+    pub quarantined_rows: u64,
+}
+
 /// The latest signed snapshot, a way to wait for a newer one, the public keys, and notice of
 /// every committed change.
 pub trait SnapshotService: Send + Sync + 'static {
@@ -37,6 +47,10 @@ pub trait SnapshotService: Send + Sync + 'static {
     /// when one is kept and worth serving instead of it.
     fn delta(&self, _from: u64, _latest: &ServedSnapshot) -> Option<Bytes> {
         None
+    }
+    /// What was left out of the snapshot.
+    fn left_out(&self) -> LeftOut {
+        LeftOut::default()
     }
 }
 

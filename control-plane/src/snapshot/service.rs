@@ -17,8 +17,9 @@ use super::builder::{
     BindingEntry, BuildError, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
     StreamedBindings,
 };
+use super::builder::validate_change;
 use super::change::Change;
-use super::served::{ServedSnapshot, SnapshotService};
+use super::served::{LeftOut, ServedSnapshot, SnapshotService};
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
 use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};
 use crate::db::snapshot_log::{self, LogEntry};
@@ -55,9 +56,13 @@ fn served(snapshot: &SignedSnapshot) -> Arc<ServedSnapshot> {
     })
 }
 
-/// Turns the database's rows into snapshot content, every rule with its owner.
-pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
+/// Turns the database's rows into snapshot content, every rule with its owner. A row that
+/// cannot be encoded (stored before validation ran in the write's transaction, or written
+/// around the API) is quarantined: logged, counted in the second value, and left out, so one
+/// bad row never stops the whole build.
+pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
     let mut content = SnapshotContent::default();
+    let mut quarantined = 0u64;
     for row in &rows.bindings {
         if let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") {
             content.bindings.push(BindingEntry {
@@ -71,6 +76,11 @@ pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
     let owner = super::builder::RuleOwner::from;
     let mut issuers = BTreeSet::new();
     for rule in &rows.rules {
+        if let Err(e) = validate_change(rule) {
+            quarantined += 1;
+            tracing::error!(error = %e, rule = ?rule, "stored rule cannot be encoded; quarantined (left out of the snapshot)");
+            continue;
+        }
         match rule.clone() {
             Change::Block { owner: o, fingerprint } => content.blocklist.push((fingerprint, owner(o))),
             Change::RevokeSerial { owner: o, issuer_dn, serial } => {
@@ -87,16 +97,14 @@ pub fn content_from_rows(rows: &IdentityRows) -> SnapshotContent {
             }
             Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } => {
                 let o = owner(o);
-                if certbind_shared::pop::jwks::Jwks::parse(&jwks_json).is_err() {
-                    tracing::error!(issuer, "issuer with unusable JWKS left out of the snapshot");
-                } else if issuers.insert((issuer.clone(), o.clone())) {
+                if issuers.insert((issuer.clone(), o.clone())) {
                     content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json });
                 }
             }
             _ => {}
         }
     }
-    content
+    (content, quarantined)
 }
 
 /// A full build fed by the database: the bindings go straight into the snapshot's buffer as
@@ -106,20 +114,28 @@ struct StreamingBuild {
     streamed: Option<StreamedBindings>,
     rest: SnapshotContent,
     problem: Option<BuildError>,
+    /// Rows left out because they cannot be encoded.
+    quarantined: u64,
 }
 
 impl BindingSink for StreamingBuild {
     fn start(&mut self, bindings: usize, rest: &IdentityRows) {
-        let content = content_from_rows(rest);
+        let (content, quarantined) = content_from_rows(rest);
         self.streamed = Some(StreamedBindings::new(bindings, &content));
         self.rest = content;
+        self.quarantined = quarantined;
     }
 
     fn push(&mut self, row: BindingRow) {
         let (Some(streamed), None) = (self.streamed.as_mut(), self.problem.as_ref()) else { return };
         let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") else { return };
-        if let Err(e) = streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled) {
-            self.problem = Some(e);
+        match streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled) {
+            Ok(()) => {}
+            Err(e @ BuildError::BadString { .. }) => {
+                self.quarantined += 1;
+                tracing::error!(error = %e, fingerprint = %fingerprint.to_hex(), "stored binding cannot be encoded; quarantined");
+            }
+            Err(e) => self.problem = Some(e),
         }
     }
 }
@@ -203,6 +219,7 @@ async fn reload(db: &Db, store: &Arc<SnapshotStore>) -> anyhow::Result<Arc<Signe
         };
         let catch_up: Vec<Change> = since.into_iter().flat_map(|(_, _, changes)| changes).collect();
         let rest = build.rest;
+        store.set_quarantined_rows(build.quarantined);
         let store = Arc::clone(store);
         return tokio::task::spawn_blocking(move || store.finish_streamed_load(streamed, rest, loaded_at, sign_as, catch_up))
             .await
@@ -381,6 +398,10 @@ impl SnapshotService for StoreService {
 
     fn delta(&self, from: u64, latest: &ServedSnapshot) -> Option<Bytes> {
         self.store.delta(from, latest.version, latest.bytes.len()).map(Bytes::from)
+    }
+
+    fn left_out(&self) -> LeftOut {
+        LeftOut { rejected_changes: self.store.rejected_changes(), quarantined_rows: self.store.quarantined_rows() }
     }
 }
 

@@ -179,6 +179,8 @@ struct State {
     /// the changes, and when they arrived.
     buffered: BTreeMap<u64, (u64, Vec<Change>, Instant)>,
     rejected_changes: u64,
+    /// Rows the last full build left out because they cannot be encoded.
+    quarantined_rows: u64,
     /// Binding and principal changes published since the string table was last rebuilt, and
     /// publications since: both bound the garbage a continued string table carries.
     churn_since_compaction: usize,
@@ -234,6 +236,7 @@ impl SnapshotStore {
                 loading: false,
                 buffered: BTreeMap::new(),
                 rejected_changes: 0,
+                quarantined_rows: 0,
                 churn_since_compaction: 0,
                 publications_since_compaction: 0,
                 hold: None,
@@ -320,9 +323,64 @@ impl SnapshotStore {
         state.buffered.values().map(|(_, _, at)| *at).min()
     }
 
-    /// Changes refused by validation (see [`super::builder::validate_change`]).
+    /// Changes left out of the snapshot: refused by validation (see
+    /// [`super::builder::validate_change`]) or by the encoder when published.
     pub fn rejected_changes(&self) -> u64 {
         lock(&self.state).rejected_changes
+    }
+
+    /// Rows the last full build left out (see [`SnapshotStore::set_quarantined_rows`]).
+    pub fn quarantined_rows(&self) -> u64 {
+        lock(&self.state).quarantined_rows
+    }
+
+    /// A full build left `rows` database rows out because they cannot be encoded: the rest is
+    /// still distributed, and this gauge (on `/metrics`) says something needs fixing.
+    pub fn set_quarantined_rows(&self, rows: u64) {
+        lock(&self.state).quarantined_rows = rows;
+    }
+
+    /// Splits `pending`, which the encoder refuses as a whole on `base`, into the changes that
+    /// encode (returned) and those that cannot, which are logged, counted in
+    /// `rejected_changes` and dropped: one bad change never holds back the others, nor the
+    /// claim being signed. Bisects, so a few bad changes among many cost a few encodings.
+    fn sift(&self, base: &SnapshotView, pending: Pending, header: &SnapshotHeader) -> Pending {
+        fn sift_into(
+            base: &SnapshotView,
+            header: &SnapshotHeader,
+            accepted: &mut Pending,
+            mut entries: Vec<Pending>,
+            dropped: &mut u64,
+        ) {
+            if entries.is_empty() {
+                return;
+            }
+            let mut trial = accepted.clone();
+            for entry in &entries {
+                trial.merge(entry.clone());
+            }
+            let error = match encode_patched(base, &trial, header, PatchMode::Compact) {
+                Ok(_) => {
+                    *accepted = trial;
+                    return;
+                }
+                Err(e) => e,
+            };
+            if entries.len() == 1 {
+                *dropped += 1;
+                tracing::error!(error = %error, change = ?entries.first(), "change cannot be encoded; left out of the snapshot");
+                return;
+            }
+            let right = entries.split_off(entries.len() / 2);
+            sift_into(base, header, accepted, entries, dropped);
+            sift_into(base, header, accepted, right, dropped);
+        }
+        let mut accepted = Pending::default();
+        let mut dropped = 0;
+        sift_into(base, header, &mut accepted, pending.into_entries(), &mut dropped);
+        let mut state = lock(&self.state);
+        state.rejected_changes = state.rejected_changes.saturating_add(dropped);
+        accepted
     }
 
     /// Hands over the changes committed at database version `version`. Cheap: no signing.
@@ -456,6 +514,10 @@ impl SnapshotStore {
                 tracing::error!(error = %e, "change left out of the snapshot");
             }
         }
+        let trial_header = self.header(sign_as);
+        if encode_patched(&base, &pending, &trial_header, PatchMode::Compact).is_err() {
+            pending = self.sift(&base, pending, &trial_header);
+        }
         self.finish_load_with(sign_as, |header| encode_patched(&base, &pending, header, PatchMode::Compact))
     }
 
@@ -507,7 +569,7 @@ impl SnapshotStore {
     /// from a blocking task. On failure the changes stay pending for the next attempt.
     pub fn publish(&self) -> Result<Option<Arc<SignedSnapshot>>, StoreError> {
         let _publishing = lock(&self.publishing);
-        let (base, pending, version, mode) = {
+        let (base, mut pending, version, mut mode) = {
             let mut state = lock(&self.state);
             if !state.dirty || state.loading || state.hold.is_some_and(|hold| hold != state.applied) {
                 return Ok(None);
@@ -523,6 +585,14 @@ impl SnapshotStore {
         if mode == PatchMode::KeepStrings && matches!(result, Err(StoreError::SelfCheck(_) | StoreError::Build(_))) {
             // The copying path produced something the reader refuses: rebuild every record.
             tracing::error!("snapshot patch failed its self-check; rebuilding the string table");
+            result = self.sign(version, |header| encode_patched(&base, &pending, header, PatchMode::Compact));
+        }
+        if let Err(StoreError::Build(e)) = &result {
+            // Kept, these changes would fail every later publication too, and hold the claim
+            // (and every org's revocations behind it) forever.
+            tracing::error!(error = %e, version, "the changes cannot be encoded together; leaving out those that cannot");
+            pending = self.sift(&base, pending, &self.header(version));
+            mode = PatchMode::Compact;
             result = self.sign(version, |header| encode_patched(&base, &pending, header, PatchMode::Compact));
         }
         match result {

@@ -545,6 +545,49 @@ fn invalid_changes_are_left_out_and_counted() {
 }
 
 #[test]
+fn a_change_the_encoder_refuses_is_dropped_and_the_rest_published() {
+    use certbind_shared::snapshot::MAX_ISSUERS;
+    let store = SnapshotStore::new(signer(8), StoreSettings::default());
+    let document = jwks(9);
+    let issuer = |i: usize| IssuerEntry {
+        issuer: format!("https://issuer-{i}.example"),
+        owner: None,
+        audiences: Vec::new(),
+        jwks_json: document.clone(),
+    };
+    // One registration short of what the format holds.
+    let content = SnapshotContent { issuers: (0..MAX_ISSUERS - 1).map(issuer).collect(), ..Default::default() };
+    store.load(content, 1).unwrap();
+    let register = |name: &str| Change::UpsertIssuer {
+        issuer: name.into(),
+        owner: DbOwner::Org("o1".into()),
+        audiences: Vec::new(),
+        jwks_json: document.clone(),
+    };
+    // Each change is valid on its own; together the registrations overflow the format.
+    store.apply(
+        2,
+        vec![
+            register("https://a.example"),
+            Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Platform },
+            register("https://b.example"),
+        ],
+    );
+    assert_eq!(store.rejected_changes(), 0);
+    let published = store.publish().expect("published without the change that cannot go in").unwrap();
+    assert_eq!(published.version(), 2);
+    assert!(published.view().is_blocklisted(&fp("x", 1), None), "the revocation goes out");
+    assert!(published.view().token_issuer("https://a.example", Owner::Org("o1")).is_some());
+    assert!(published.view().token_issuer("https://b.example", Owner::Org("o1")).is_none());
+    assert_eq!(store.rejected_changes(), 1);
+    // Nothing is left pending: the next change publishes on its own.
+    store.apply(3, vec![Change::Block { fingerprint: fp("x", 2), owner: DbOwner::Platform }]);
+    let next = store.publish().unwrap().unwrap();
+    assert!(next.view().is_blocklisted(&fp("x", 2), None));
+    assert_eq!(store.rejected_changes(), 1);
+}
+
+#[test]
 fn full_builds_refuse_ambiguous_content() {
     let header = SnapshotHeader {
         version: 1,
