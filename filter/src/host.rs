@@ -18,8 +18,11 @@ pub type Headers = Vec<(String, Vec<u8>)>;
 pub trait Host {
     /// All request headers in one call: every call crosses the VM boundary.
     fn request_headers(&self) -> Result<Headers, HostError>;
-    /// Replaces all request headers in one call.
-    fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError>;
+    /// Removes every value of one request header (the proxy compares names without case).
+    /// One call per name: far cheaper in the proxy than replacing the whole map.
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
+    /// Adds one request header value after the others.
+    fn add_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Seconds since the Unix epoch, from the proxy's clock.
     fn now(&self) -> i64;
@@ -50,9 +53,13 @@ mod proxy {
             hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|s| err("get request headers", s))
         }
 
-        fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError> {
-            hostcalls::set_map_bytes(MapType::HttpRequestHeaders, headers.to_vec())
-                .map_err(|s| err("set request headers", s))
+        fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+            hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(|s| err("remove a request header", s))
+        }
+
+        fn add_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {
+            hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value)
+                .map_err(|s| err("add a request header", s))
         }
 
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
@@ -157,7 +164,10 @@ mod proxy {
         fn request_headers(&self) -> Result<Headers, HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
-        fn set_request_headers(&self, _: &[(&str, &[u8])]) -> Result<(), HostError> {
+        fn remove_request_header(&self, _: &str) -> Result<(), HostError> {
+            Err(HostError("not running inside a proxy".into()))
+        }
+        fn add_request_header(&self, _: &str, _: &[u8]) -> Result<(), HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
         fn property(&self, _: &[&str]) -> Option<Vec<u8>> {

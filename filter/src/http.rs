@@ -1,7 +1,7 @@
 //! One request: read what the decision needs in as few host calls as possible, decide, then
 //! forward with trusted identity headers or answer with the problem+json refusal.
 
-use crate::host::Host;
+use crate::host::{Headers, Host, HostError};
 use crate::metrics::Metrics;
 use certbind_shared::decision::outcome::{Denial, Outcome, Reason};
 use certbind_shared::decision::{Engine, RequestInput};
@@ -106,18 +106,9 @@ pub fn on_request_headers<H: Host>(
     let outcome = engine.evaluate(&input, identity);
     match &outcome {
         Outcome::Allow { set } => {
-            let spoofed = headers.iter().any(|(name, _)| engine.is_identity_header(name));
-            if spoofed || !set.is_empty() {
-                let mut forwarded: Vec<(&str, &[u8])> = headers
-                    .iter()
-                    .filter(|(name, _)| !engine.is_identity_header(name))
-                    .map(|(n, v)| (n.as_str(), v.as_slice()))
-                    .collect();
-                forwarded.extend(set.iter().map(|(n, v)| (*n, v.as_bytes())));
-                if let Err(e) = host.set_request_headers(&forwarded) {
-                    host.log_warn(&format!("certbind: cannot rewrite request headers ({e}); refusing"));
-                    return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
-                }
+            if let Err(e) = forward(host, engine, &headers, set) {
+                host.log_warn(&format!("certbind: cannot rewrite request headers ({e}); refusing"));
+                return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
             }
             if let Some(id) = metrics.counter_for(&outcome) {
                 host.increment_counter(id);
@@ -126,6 +117,23 @@ pub fn on_request_headers<H: Host>(
         }
         Outcome::Deny(_) => refuse(host, metrics, &outcome),
     }
+}
+
+/// Strips every identity header the client sent (each name once, with all its values), then
+/// adds the ones the decision set. Per-header calls: a proxy rewrites only what changes.
+fn forward<H: Host>(host: &H, engine: &Engine, headers: &Headers, set: &[(&'static str, String)]) -> Result<(), HostError> {
+    let mut removed: Vec<&str> = Vec::new();
+    for (name, _) in headers {
+        let name = name.as_str();
+        if engine.is_identity_header(name) && !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            host.remove_request_header(name)?;
+            removed.push(name);
+        }
+    }
+    for (name, value) in set {
+        host.add_request_header(name, value.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn refuse<H: Host>(host: &H, metrics: &Metrics, outcome: &Outcome) -> Verdict {

@@ -8,7 +8,8 @@ a revoke's 200 from the API to the filter's refusal, over at least 100 revokes.
     python -m devstack.bench REPORT.md      (scripts/bench-e2e.sh builds and runs it)
 
 Settings: CERTBIND_BENCH_SECONDS (per wrk run, default 5), CERTBIND_BENCH_ROUNDS (default 3),
-CERTBIND_BENCH_REVOKES (default 100)."""
+CERTBIND_BENCH_REVOKES (default 100), CERTBIND_BENCH_COMPARE (another build of certbind_filter.wasm:
+its warm `mtls` and token variants run beside this build's, to weigh a change)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,14 @@ def xfcc(pem: bytes) -> str:
     return f'Hash={tokens.fingerprint_hex(pem)};Cert="{urllib.parse.quote(pem.decode(), safe="")}"'
 
 
-def wrk(port: int, path: str, xfcc_file: Path, seconds: int, bearer: str = "") -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, path: str, xfcc_file: Path, seconds: int, bearer: str = "", pid: int | None = None) -> dict:
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", "-s", str(LUA),
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                          env={**os.environ, "CERTBIND_XFCC_FILE": str(xfcc_file), "CERTBIND_BEARER": bearer})
@@ -57,7 +65,10 @@ def wrk(port: int, path: str, xfcc_file: Path, seconds: int, bearer: str = "") -
         value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
         return float(value) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
-    return {"rate": rate, "p50": percentile("50"), "p99": percentile("99")}
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    # Envoy's own CPU time per request: what the filter costs, whatever else runs on the machine.
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1) if pid else float("nan")
+    return {"rate": rate, "p50": percentile("50"), "p99": percentile("99"), "cpu": cpu_us}
 
 
 def main() -> int:
@@ -99,7 +110,10 @@ def main() -> int:
             "passthrough": [envoy.wasm_filter("passthrough", wasm / "certbind_passthrough_guest.wasm", "{}")],
             "certbind": [envoy.wasm_filter("certbind", wasm / "certbind_filter.wasm", certbind_config)],
         }
-        ports = {}
+        compare = os.environ.get("CERTBIND_BENCH_COMPARE")
+        if compare:
+            builds["compare"] = [envoy.wasm_filter("certbind", Path(compare).resolve(), certbind_config)]
+        ports, pids = {}, {}
         for name, filters in builds.items():
             listen, admin_port = free_port(), free_port()
             config = envoy.render("bench.yaml", WORK / f"envoy-{name}.yaml", admin_port=admin_port, listen_port=listen,
@@ -107,6 +121,7 @@ def main() -> int:
             proxy = envoy.Envoy(config, logs, name=f"envoy-{name}", admin_port=admin_port, log_level="warn").start()
             stack.add(proxy.stop)
             ports[name] = listen
+            pids[listen] = proxy.process.popen.pid
         certbind_port = ports["certbind"]
         wait_until(lambda: _status(certbind_port, "/enrolled/x", xfcc(demo_pem)) == 200, 30,
                    "certbind to hold the snapshot")
@@ -120,14 +135,21 @@ def main() -> int:
             ("certbind `mtls`, 3,000 cards in rotation", certbind_port, "/bench", "3000", ""),
             ("certbind `mtls`, 30,000 cards in rotation", certbind_port, "/bench", "30000", ""),
         ]
+        if compare:
+            wait_until(lambda: _status(ports["compare"], "/enrolled/x", xfcc(demo_pem)) == 200, 30,
+                       "the other build to hold the snapshot")
+            variants += [("other build: `mtls`, warm", ports["compare"], "/enrolled/x", "one", ""),
+                         ("other build: `bearer_plus_mtls_required`, warm token", ports["compare"], "/required/x", "one",
+                          bound_token)]
         print(f"bench-e2e: {rounds} rounds × {len(variants)} variants × {seconds} s", flush=True)
         for _, port, path, cards, bearer in variants:  # warm-up: caches, connections, JIT
-            wrk(port, path, files[cards], 2, bearer)
+            wrk(port, path, files[cards], 2, bearer, pids[port])
         results: dict[str, list[dict]] = {v[0]: [] for v in variants}
         for r in range(rounds):
             for name, port, path, cards, bearer in variants:
-                results[name].append(wrk(port, path, files[cards], seconds, bearer))
-                print(f"  round {r + 1}: {name}: {results[name][-1]['rate']:.0f} req/s", flush=True)
+                results[name].append(wrk(port, path, files[cards], seconds, bearer, pids[port]))
+                last = results[name][-1]
+                print(f"  round {r + 1}: {name}: {last['rate']:.0f} req/s, Envoy CPU {last['cpu']:.1f} µs/request", flush=True)
 
         print(f"bench-e2e: revocation propagation over {revokes} revokes", flush=True)
         delays = revocation(cp, admin, user, certbind_port, devpki.split_pem(sets[revokes + 10])[:revokes])
@@ -170,22 +192,27 @@ def revocation(cp: ControlPlane, admin: str, user: str, port: int, cards: list[b
 
 
 def write_report(report: Path, results, variants, delays, seconds: int, rounds: int) -> None:
-    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rate", "p50", "p99")} for name, runs in results.items()}
+    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rate", "p50", "p99", "cpu")} for name, runs in results.items()}
     none, minimal, passthrough = (med[variants[i][0]] for i in range(3))
     lines = [
         "## End to end through Envoy 1.40 (wrk, `--concurrency 1`)", "",
         f"{rounds} rounds of {seconds} s per variant, alternating; medians. wrk -t1 -c8 over plain HTTP from "
         "127.0.0.1, the client certificate as a trusted hop's XFCC (`trusted_proxies: 127.0.0.1/32`); Envoy answers "
         "with a direct response (no upstream). Ratios are requests/s against each baseline; "
-        "\"+µs\" is the added time per request over the minimal guest (1/rate difference).", "",
-        "| variant | req/s | p50 µs | p99 µs | × no filter | × minimal | × pass-through | +µs over minimal | +p99 µs over minimal |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "\"+µs\" is the added time per request over the minimal guest (1/rate difference). Envoy CPU is the "
+        "proxy process's user + system time per request (/proc), which other load on the machine does not inflate; "
+        "\"CPU × minimal\" is the minimal guest's CPU per request over the variant's (the requests/s ratio a saturated "
+        "core would give).", "",
+        "| variant | req/s | p50 µs | p99 µs | × no filter | × minimal | × pass-through | +µs over minimal | "
+        "+p99 µs over minimal | Envoy CPU µs/req | CPU × minimal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, *_ in variants:
         m = med[name]
         lines.append(f"| {name} | {m['rate']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {m['rate'] / none['rate']:.2f} | "
                      f"{m['rate'] / minimal['rate']:.2f} | {m['rate'] / passthrough['rate']:.2f} | "
-                     f"{1e6 / m['rate'] - 1e6 / minimal['rate']:+.1f} | {m['p99'] - minimal['p99']:+.0f} |")
+                     f"{1e6 / m['rate'] - 1e6 / minimal['rate']:+.1f} | {m['p99'] - minimal['p99']:+.0f} | "
+                     f"{m['cpu']:.1f} | {minimal['cpu'] / m['cpu']:.2f} |")
     warm = med[variants[3][0]]["rate"]
     lines += ["", f"Rotation against the warm single card: 3,000 cards {med[variants[5][0]]['rate'] / warm:.2f}×, "
               f"30,000 cards {med[variants[6][0]]['rate'] / warm:.2f}× (target at 3,000: ≥ 0.90×).", ""]

@@ -62,9 +62,17 @@ impl Host for RecordingHost {
         Ok(self.headers.clone())
     }
 
-    fn set_request_headers(&self, headers: &[(&str, &[u8])]) -> Result<(), HostError> {
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         self.count();
-        *self.forwarded.borrow_mut() = Some(headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect());
+        let mut forwarded = self.forwarded.borrow_mut();
+        forwarded.get_or_insert_with(|| self.headers.clone()).retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        Ok(())
+    }
+
+    fn add_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.count();
+        let mut forwarded = self.forwarded.borrow_mut();
+        forwarded.get_or_insert_with(|| self.headers.clone()).push((name.to_string(), value.to_vec()));
         Ok(())
     }
 
