@@ -35,6 +35,21 @@ def test_own_xfcc_beside_another_card_is_replaced(dev, pki, issuer):
     assert all(pki.fingerprint("demo-card") not in v for v in xfcc)
 
 
+@pytest.mark.parametrize("bound_to,status,reason", [
+    ("unbound-card", 401, "sender_binding_mismatch"),  # bound to another card: refused
+    ("demo-card", 200, None),                           # bound to this card: passes as sent
+    (None, 200, None),                                  # unbound: passes as sent
+])
+def test_token_on_an_mtls_route_bound_to_another_card_is_refused(dev, pki, issuer, bound_to, status, reason):
+    """`mtls` routes verify no token, but a token bound (RFC 8705 `cnf`) to another card is
+    never forwarded beside this one: a stolen bound token cannot ride someone else's card."""
+    token = issuer.mint(cert_pem=pki.pem(bound_to) if bound_to else None)
+    answer = dev.client.get("/mtls/hello", card=pki.card("demo-card"), token=token)
+    assert (answer.status, answer.reason if status != 200 else None) == (status, reason), answer
+    if status == 200:
+        assert answer.identity()["x-dm-smartcard-fingerprint"] == pki.fingerprint("demo-card")
+
+
 SPOOFED = ["X-DM-User-Id", "x-dm-user-id", "X-Dm-User-ID", "X-DM-Org-Id", "X-DM-Principal",
            "X-DM-SmartCard-Fingerprint", "x-dm-smartcard-subject", "X-DM-Token-Subject", "X-DM-Anything"]
 
