@@ -1,12 +1,13 @@
 //! SAN mapping rules: which SAN kind (email or UPN) in which domain, asserted by certificates
 //! of which issuer, may name a principal when a certificate has no binding and no thumbprint
-//! mapping. One (kind, domain, issuer) belongs to one owner: the first to claim it. A claim
-//! made in bad faith (an org claiming another's domain first) is for a super-admin to
-//! resolve; the rule's issuer DN keeps an org from asserting a domain for certificates of a
-//! CA it does not name.
+//! mapping. One (kind, domain, issuer) belongs to one owner: the first to claim it. An org's
+//! rule that would claim a certificate bound or mapped in another org is refused (see
+//! [`claims`]). A claim made in bad faith (an org claiming another's domain first) is for a
+//! super-admin to resolve; the rule's issuer DN keeps an org from asserting a domain for
+//! certificates of a CA it does not name.
 
 use super::error::{or_race, Race};
-use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Owner, Page, Viewer, Visibility};
+use super::{claims, commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Owner, Page, Viewer, Visibility};
 use crate::snapshot::change::{Change, Committed};
 use certbind_shared::identity::SanKind;
 use sqlx::any::AnyRow;
@@ -71,18 +72,22 @@ pub async fn create(
         .await?;
     if let Some(row) = claimed {
         let holder = Owner::from_column(row.try_get("org_id")?);
-        return Err(if holder == rule.owner {
-            DbError::conflict(format!("a {san_kind} rule for {domain:?} and this issuer already exists"))
-        } else if actor.super_admin {
+        return Err(if actor.super_admin {
+            // A super-admin sees every org: the holder is named, so the claim can be resolved.
             let holder = holder.org_id().map_or_else(|| "the platform".to_string(), |id| format!("org {id}"));
             DbError::conflict(format!("{san_kind} addresses in {domain:?} from this issuer are already mapped by {holder}"))
         } else {
-            // Who holds it is not said to an org: that would tell one org about another.
-            DbError::conflict(format!(
-                "{san_kind} addresses in {domain:?} from this issuer are already mapped by another owner; \
-                 a super-admin can resolve the claim"
-            ))
+            // Whether the caller's own org or another holds it is not told apart: that would
+            // tell one org about another.
+            claims::cannot_claim_domain()
         });
+    }
+    // The rule would claim a certificate another org has bound or mapped: the filter would
+    // then refuse that org's card holder as claimed by two orgs.
+    if let Owner::Org(org) = &rule.owner {
+        if claims::held_by_another_org(&mut tx, org, san_kind, domain, issuer_dn).await? {
+            return Err(claims::cannot_claim_domain());
+        }
     }
     sqlx::query(&format!("INSERT INTO mapping_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
         .bind(&rule.id)

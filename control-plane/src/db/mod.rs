@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod blocklist;
+pub mod claims;
 pub mod constraints;
 pub mod error;
 pub mod issuers;

@@ -2,7 +2,7 @@
 
 use super::error::{or_race, Race};
 use super::{
-    blocklist, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Owner, Page, Param,
+    blocklist, claims, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Owner, Page, Param,
     SmartCardLink, Visibility,
 };
 use crate::snapshot::change::{Change, Committed};
@@ -41,6 +41,9 @@ pub struct NewSmartCard {
     pub not_before: String,
     pub not_after: String,
     pub label: Option<String>,
+    /// The SAN domains SAN rules could claim it by, when the certificate itself was given;
+    /// `None` for a binding given by fields.
+    pub sans: Option<Vec<(certbind_shared::identity::SanKind, String)>>,
 }
 
 /// The snapshot change of a binding as committed.
@@ -57,20 +60,22 @@ fn upsert(link: &SmartCardLink) -> Vec<Change> {
 }
 
 /// Binds a card in the actor's org. The user must be in that org; a fingerprint bound
-/// anywhere already, or mapped by a thumbprint mapping, is a conflict; a certificate an
-/// applicable blocklist entry (the org's or the platform's) refuses is not bound. Returns
-/// the row and the snapshot version it committed at.
+/// anywhere already, mapped by a thumbprint mapping, or claimed by another org's SAN rule
+/// (one of its SAN domains from its issuer; for a binding given by fields, whose SANs are
+/// unknown, any of that issuer) is a conflict, answered alike ([`claims::cannot_claim`]); a
+/// certificate an applicable blocklist entry (the org's or the platform's) refuses is not
+/// bound. Returns the row and the snapshot version it committed at.
 pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Committed<SmartCardLink>> {
     let link = SmartCardLink {
-        fingerprint: card.fingerprint,
-        user_id: card.user_id,
+        fingerprint: card.fingerprint.clone(),
+        user_id: card.user_id.clone(),
         org_id: actor.org_id.clone(),
-        subject_dn: card.subject_dn,
-        issuer_dn: card.issuer_dn,
-        serial: card.serial,
-        not_before: card.not_before,
-        not_after: card.not_after,
-        label: card.label,
+        subject_dn: card.subject_dn.clone(),
+        issuer_dn: card.issuer_dn.clone(),
+        serial: card.serial.clone(),
+        not_before: card.not_before.clone(),
+        not_after: card.not_after.clone(),
+        label: card.label.clone(),
         enabled: true,
         created_at: crate::time::now_rfc3339(),
         last_used_at: None,
@@ -84,10 +89,14 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
         .fetch_optional(&mut *tx)
         .await?;
     if mapped.is_some() {
-        return Err(DbError::conflict(format!(
-            "fingerprint {} has a thumbprint mapping; delete it before binding the certificate",
-            link.fingerprint
-        )));
+        return Err(claims::cannot_claim());
+    }
+    let claimed = match &card.sans {
+        Some(sans) => claims::san_rule_of_another_org(&mut tx, &link.org_id, &link.issuer_dn, sans).await?,
+        None => claims::issuer_in_another_orgs_rules(&mut tx, &link.org_id, &link.issuer_dn).await?,
+    };
+    if claimed {
+        return Err(claims::cannot_claim());
     }
     if let Some(entry) =
         blocklist::applicable(&mut tx, &link.org_id, &link.fingerprint, &link.issuer_dn, &link.serial).await?
@@ -119,7 +128,10 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     // The user was deleted after the check above (PostgreSQL sees it at the insert).
     .map_err(|e| or_race(e, Race::ForeignKey, || DbError::not_found(format!("user {:?} was deleted", link.user_id))))?;
     if inserted.rows_affected() == 0 {
-        return Err(DbError::conflict(format!("fingerprint {} is already bound", link.fingerprint)));
+        return Err(claims::cannot_claim());
+    }
+    if let Some(sans) = &card.sans {
+        claims::record_sans(&mut tx, &link.fingerprint, &link.issuer_dn, sans).await?;
     }
     let changed = Owner::Org(link.org_id.clone());
     let record = AuditRecord {

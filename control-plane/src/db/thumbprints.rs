@@ -3,7 +3,7 @@
 //! never for a certificate that is bound: the certificate's org must be unambiguous.
 
 use super::error::{or_race, Race};
-use super::{commit_change, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, ThumbprintMapping, Viewer, Visibility};
+use super::{claims, commit_change, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, ThumbprintMapping, Viewer, Visibility};
 use crate::snapshot::change::{Change, Committed};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
@@ -20,13 +20,25 @@ fn from_row(row: &AnyRow) -> sqlx::Result<ThumbprintMapping> {
     })
 }
 
-/// `principal` checked by the caller against the owner's namespace.
+/// The certificate a mapping names, when it was given whole: its issuer and the SAN domains
+/// SAN rules could claim it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenCertificate {
+    pub issuer_dn: String,
+    pub sans: Vec<(certbind_shared::identity::SanKind, String)>,
+}
+
+/// `principal` checked by the caller against the owner's namespace. A bound or mapped
+/// fingerprint is refused, and so is an org's mapping of a certificate another org's SAN rule
+/// claims (known from `certificate`, or from the certificate seen earlier), all answered alike
+/// ([`claims::cannot_claim`]).
 pub async fn create(
     db: &Db,
     actor: &Actor,
     owner: Owner,
     fingerprint: &str,
     principal: &str,
+    certificate: Option<SeenCertificate>,
 ) -> DbResult<Committed<ThumbprintMapping>> {
     let mapping = ThumbprintMapping {
         fingerprint: fingerprint.to_string(),
@@ -40,9 +52,23 @@ pub async fn create(
         .fetch_optional(&mut *tx)
         .await?;
     if bound.is_some() {
-        return Err(DbError::conflict(format!("fingerprint {fingerprint} is bound to a user; a bound certificate is not mapped")));
+        return Err(claims::cannot_claim());
     }
-    let taken = || DbError::conflict(format!("fingerprint {fingerprint} is already mapped"));
+    if let Owner::Org(org) = &mapping.owner {
+        let known = match &certificate {
+            Some(seen) => Some((seen.issuer_dn.clone(), seen.sans.clone())),
+            None => claims::recorded_sans(&mut tx, fingerprint).await?,
+        };
+        if let Some((issuer_dn, sans)) = known {
+            if claims::san_rule_of_another_org(&mut tx, org, &issuer_dn, &sans).await? {
+                return Err(claims::cannot_claim());
+            }
+        }
+    }
+    if let Some(seen) = &certificate {
+        claims::record_sans(&mut tx, fingerprint, &seen.issuer_dn, &seen.sans).await?;
+    }
+    let taken = claims::cannot_claim;
     let inserted = sqlx::query(&format!(
         "INSERT INTO thumbprint_mappings ({COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
     ))

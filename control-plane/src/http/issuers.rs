@@ -64,6 +64,11 @@ pub fn check_audiences(audiences: Option<Vec<String>>) -> ApiResult<Option<Vec<S
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<IssuerRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
     let issuer = checked_issuer(&body.issuer, &body.jwks)?;
+    if owner.is_platform() && issuer.to_ascii_lowercase().starts_with("org:") {
+        // The filter forwards an org registration's issuer as `org:{org_id}:{iss}`: a platform
+        // issuer spelt so would pass for one.
+        return Err(ApiError::validation("issuer", "a platform issuer must not start with `org:`, the prefix of org registrations' issuers"));
+    }
     let audiences = check_audiences(body.audiences)?;
     let (record, version) =
         state.identity_changed(issuers::create(&state.db, &admin.actor(), owner, &issuer, audiences, body.jwks).await?);

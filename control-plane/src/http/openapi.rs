@@ -250,9 +250,10 @@ fn schemas() -> Value {
             "created_at": time
         })),
         "MappingRulePage": page_of("MappingRule"),
-        "ThumbprintMappingRequest": object(&["fingerprint", "principal"], json!({
+        "ThumbprintMappingRequest": object(&["principal"], json!({
             "fingerprint": fingerprint,
-            "principal": { "type": "string", "description": "an org: a name in the org's namespace (the filter sends auth:account:org:{org_id}:{name}); the platform: any principal outside auth:account:user: and auth:account:org:" },
+            "certificate_pem": { "type": "string", "description": "the certificate (instead of or with its fingerprint): an org's mapping of a certificate another org's SAN rule claims is then refused" },
+            "principal": { "type": "string", "description": "an org: a name in the org's namespace (the filter sends auth:account:org:{org_id}:{name}); the platform: any principal outside auth:account:user:, auth:account:org: and org:" },
             "scope": scope
         })),
         "ThumbprintMapping": object(&["fingerprint", "scope", "org_id", "principal", "created_at"], json!({

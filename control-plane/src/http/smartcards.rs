@@ -148,6 +148,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
             if facts.subject_dn.len() > MAX_DN_BYTES || facts.issuer_dn.len() > MAX_DN_BYTES {
                 return Err(ApiError::validation("certificate_pem", format!("a DN is longer than {MAX_DN_BYTES} bytes")));
             }
+            let sans = crate::db::claims::san_domains(&facts);
             NewSmartCard {
                 fingerprint: facts.fingerprint.to_hex(),
                 user_id,
@@ -157,6 +158,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
                 not_before: format_epoch(facts.not_before),
                 not_after: format_epoch(facts.not_after),
                 label,
+                sans: Some(sans),
             }
         }
         None => {
@@ -170,6 +172,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
                 not_before: format_epoch(given.not_before.ok_or_else(|| missing("not_before"))?),
                 not_after: format_epoch(given.not_after.ok_or_else(|| missing("not_after"))?),
                 label,
+                sans: None,
             }
         }
     };
@@ -186,7 +189,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
 }
 
 /// A certificate's facts, and whether it is a CA certificate. Exactly one certificate.
-fn facts_of_pem(pem: &str) -> ApiResult<(CertificateFacts, bool)> {
+pub(crate) fn facts_of_pem(pem: &str) -> ApiResult<(CertificateFacts, bool)> {
     if pem.len() > MAX_PEM_TEXT_BYTES {
         return Err(ApiError::validation(
             "certificate_pem",

@@ -5,6 +5,7 @@
 
 use super::{canonical_fingerprint, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::app::AppState;
+use crate::db::thumbprints::SeenCertificate;
 use crate::db::{thumbprints, Owner, Page, ThumbprintMapping};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
@@ -16,13 +17,18 @@ use serde::Deserialize;
 /// The snapshot's strings are at most 255 bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 255;
 
-/// Namespaces only the filter composes: a user's (bindings) and an org's (org mappings).
-pub const RESERVED_PRINCIPAL_PREFIXES: [&str; 2] = ["auth:account:user:", "auth:account:org:"];
+/// Namespaces only the filter composes: a user's (bindings) and an org's (org mappings), and
+/// the prefix of an org registration's token issuer (`org:{org_id}:{iss}`).
+pub const RESERVED_PRINCIPAL_PREFIXES: [&str; 3] = ["auth:account:user:", "auth:account:org:", "org:"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThumbprintMappingRequest {
-    pub fingerprint: String,
+    /// The certificate's fingerprint; optional when `certificate_pem` is given.
+    pub fingerprint: Option<String>,
+    /// The certificate itself: its SANs let the control plane refuse a mapping of a
+    /// certificate another org's SAN rule claims.
+    pub certificate_pem: Option<String>,
     pub principal: String,
     pub scope: Option<Scope>,
 }
@@ -51,9 +57,21 @@ pub async fn create(
     ApiJson(body): ApiJson<ThumbprintMappingRequest>,
 ) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
-    let fingerprint = canonical_fingerprint("fingerprint", &body.fingerprint)?;
+    let given = body.fingerprint.as_deref().map(|fp| canonical_fingerprint("fingerprint", fp)).transpose()?;
+    let (fingerprint, certificate) = match &body.certificate_pem {
+        Some(pem) => {
+            let (facts, _) = super::smartcards::facts_of_pem(pem)?;
+            let fingerprint = facts.fingerprint.to_hex();
+            if given.as_ref().is_some_and(|given| *given != fingerprint) {
+                return Err(ApiError::validation("fingerprint", "is not the fingerprint of certificate_pem"));
+            }
+            let sans = crate::db::claims::san_domains(&facts);
+            (fingerprint, Some(SeenCertificate { issuer_dn: facts.issuer_dn, sans }))
+        }
+        None => (given.ok_or_else(|| ApiError::validation("fingerprint", "is required unless `certificate_pem` is given"))?, None),
+    };
     let principal = check_principal(&owner, &body.principal)?;
-    let created = thumbprints::create(&state.db, &admin.actor(), owner, &fingerprint, &principal).await?;
+    let created = thumbprints::create(&state.db, &admin.actor(), owner, &fingerprint, &principal, certificate).await?;
     let (mapping, version) = state.identity_changed(created);
     Ok(with_version(version, (StatusCode::CREATED, Json(mapping))))
 }
@@ -94,7 +112,7 @@ mod tests {
         // An org's name is composed under its own prefix, so even this is harmless there.
         assert_eq!(check_principal(&org, "auth:account:user:X").unwrap(), "auth:account:user:X");
         assert_eq!(check_principal(&Owner::Platform, "spiffe://x/api").unwrap(), "spiffe://x/api");
-        for reserved in ["auth:account:user:01J", "AUTH:Account:Org:o:svc"] {
+        for reserved in ["auth:account:user:01J", "AUTH:Account:Org:o:svc", "org:01J:svc", "ORG:x"] {
             assert!(
                 matches!(check_principal(&Owner::Platform, reserved), Err(ApiError::Validation { ref field, .. }) if field == "principal"),
                 "{reserved}"

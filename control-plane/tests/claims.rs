@@ -1,0 +1,152 @@
+//! One org per certificate, at the control plane: a binding or thumbprint mapping of a
+//! certificate another org's SAN rule claims is refused, and so is a SAN rule that would
+//! claim a certificate bound or mapped in another org — all in the same words, which say
+//! nothing about where the certificate is held. The filter refuses a certificate two orgs
+//! claim (`certificate_not_allowed`); these refusals keep an org from causing that to
+//! another org's card holders. On SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Store, TestApp, Transport};
+use serde_json::{json, Value};
+
+on_every_store!(
+    a_binding_another_orgs_san_rule_claims_is_refused,
+    a_mapping_another_orgs_san_rule_claims_is_refused,
+    a_san_rule_claiming_another_orgs_certificates_is_refused,
+    platform_names_stay_out_of_org_namespaces,
+);
+
+/// UPN `1234567890@mil`, email `jane.doe@example.mil`.
+const JANE: &str = include_str!("../../tests/pki/piv-auth.pem");
+/// UPN `9876543210@mil`, email `john.roe@example.mil`.
+const JOHN: &str = include_str!("../../tests/pki/piv-auth-2.pem");
+/// No email or UPN SAN.
+const SERVICE: &str = include_str!("../../tests/pki/service.pem");
+const PIV_CA: &str = "CN=certbind Test PIV Issuing CA,OU=Test PKI,O=certbind,C=US";
+const CARDS: &str = "/api/v1/admin/smartcards";
+const RULES: &str = "/api/v1/admin/mapping-rules";
+const MAPS: &str = "/api/v1/admin/thumbprint-mappings";
+
+fn fingerprint_of(pem: &str) -> String {
+    certbind_shared::certificate::CertificateFacts::from_pem(pem.as_bytes()).unwrap().fingerprint.to_hex()
+}
+
+fn by_pem(user_id: &str, pem: &str) -> Value {
+    json!({ "user_id": user_id, "certificate_pem": pem })
+}
+
+/// A binding of `pem`'s certificate given by fields (its SANs unknown to the control plane).
+fn by_fields(user_id: &str, pem: &str) -> Value {
+    let facts = certbind_shared::certificate::CertificateFacts::from_pem(pem.as_bytes()).unwrap();
+    json!({
+        "user_id": user_id,
+        "fingerprint": facts.fingerprint.to_hex(),
+        "subject_dn": facts.subject_dn,
+        "issuer_dn": facts.issuer_dn,
+        "serial": facts.serial_hex,
+        "not_before": "2025-01-01T00:00:00Z",
+        "not_after": "2030-01-01T00:00:00Z",
+    })
+}
+
+fn rule(san: &str, domain: &str) -> Value {
+    json!({ "san": san, "domain": domain, "issuer_dn": PIV_CA })
+}
+
+async fn start(store: Store, test: &str) -> TestApp {
+    TestApp::start(store, Transport::Oneshot, test).await.expect("test app")
+}
+
+async fn a_binding_another_orgs_san_rule_claims_is_refused(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let (a, b) = (&app.a, &app.b);
+    assert_eq!(app.post(RULES, &b.token, &rule("upn", "mil")).await.status, 201);
+    let before = app.dump().await;
+
+    // Org A's binding would move org B's card holder into org A: refused, by PEM and by fields.
+    let by_pem_answer = app.post(CARDS, &a.token, &by_pem(&a.user.id, JANE)).await.problem(409);
+    assert!(by_pem_answer["detail"].as_str().unwrap().starts_with("the certificate cannot be bound"), "{by_pem_answer}");
+    assert!(!by_pem_answer.to_string().contains(&b.org.id));
+    let by_fields_answer = app.post(CARDS, &a.token, &by_fields(&a.user.id, JANE)).await.problem(409);
+    assert_eq!(by_fields_answer, by_pem_answer);
+    assert_eq!(app.dump().await, before, "a refused bind stored something");
+
+    // A certificate of that CA the rule does not name binds; org B binds its own.
+    assert_eq!(app.post(CARDS, &a.token, &by_pem(&a.user.id, SERVICE)).await.status, 201);
+    assert_eq!(app.post(CARDS, &b.token, &by_pem(&b.user.id, JANE)).await.status, 201);
+    // Bound there, the answer to org A is the same as before: nothing tells the cases apart.
+    assert_eq!(app.post(CARDS, &a.token, &by_pem(&a.user.id, JANE)).await.problem(409), by_pem_answer);
+    // And org B's own second binding of it reads the same too.
+    assert_eq!(app.post(CARDS, &b.token, &by_pem(&b.user.id, JANE)).await.problem(409), by_pem_answer);
+    app.finish().await;
+}
+
+async fn a_mapping_another_orgs_san_rule_claims_is_refused(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let (a, b) = (&app.a, &app.b);
+    // Org B binds John's card (so the control plane has seen it whole), then lets it go.
+    assert_eq!(app.post(CARDS, &b.token, &by_pem(&b.user.id, JOHN)).await.status, 201);
+    assert_eq!(app.delete(&format!("{CARDS}/{}", fingerprint_of(JOHN)), &b.token).await.status, 200);
+    assert_eq!(app.post(RULES, &b.token, &rule("email", "example.mil")).await.status, 201);
+    let before = app.dump().await;
+
+    // Org A maps Jane's certificate, given whole: refused.
+    let given = json!({ "certificate_pem": JANE, "principal": "svc" });
+    let refused = app.post(MAPS, &a.token, &given).await.problem(409);
+    assert!(refused["detail"].as_str().unwrap().starts_with("the certificate cannot be bound or mapped"), "{refused}");
+    // John's by fingerprint alone: the control plane remembers his SANs from the binding.
+    let known = json!({ "fingerprint": fingerprint_of(JOHN), "principal": "svc" });
+    assert_eq!(app.post(MAPS, &a.token, &known).await.problem(409), refused);
+    assert_eq!(app.dump().await, before, "a refused mapping stored something");
+
+    // The fingerprint, when given with the certificate, must be the certificate's.
+    let mismatch = json!({ "certificate_pem": SERVICE, "fingerprint": fingerprint_of(JANE), "principal": "svc" });
+    assert_eq!(app.post(MAPS, &a.token, &mismatch).await.problem(422)["field"], "fingerprint");
+    // A certificate no other org's rule claims maps; org B maps its own.
+    assert_eq!(app.post(MAPS, &a.token, &json!({ "certificate_pem": SERVICE, "principal": "api" })).await.status, 201);
+    assert_eq!(app.post(MAPS, &b.token, &given).await.status, 201);
+    app.finish().await;
+}
+
+async fn a_san_rule_claiming_another_orgs_certificates_is_refused(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let (a, b) = (&app.a, &app.b);
+    // Org A maps John's certificate (given whole) and binds Jane's.
+    assert_eq!(app.post(MAPS, &a.token, &json!({ "certificate_pem": JOHN, "principal": "svc" })).await.status, 201);
+    assert_eq!(app.post(CARDS, &a.token, &by_pem(&a.user.id, JANE)).await.status, 201);
+    let before = app.dump().await;
+
+    // Org B's rules that would claim either are refused, in one set of words.
+    let upn = app.post(RULES, &b.token, &rule("upn", "mil")).await.problem(409);
+    assert!(upn["detail"].as_str().unwrap().contains("cannot be created here"), "{upn}");
+    assert!(!upn.to_string().contains(&a.org.id));
+    assert_eq!(app.post(RULES, &b.token, &rule("email", "example.mil")).await.problem(409), upn);
+    assert_eq!(app.dump().await, before, "a refused rule stored something");
+    // The same domain from another issuer names none of them.
+    let other_issuer = json!({ "san": "upn", "domain": "mil", "issuer_dn": "CN=Other CA,O=Elsewhere" });
+    assert_eq!(app.post(RULES, &b.token, &other_issuer).await.status, 201);
+    // Org A's own rule over its own certificates is fine.
+    assert_eq!(app.post(RULES, &a.token, &json!({ "san": "upn", "domain": "mil", "issuer_dn": PIV_CA, "scope": "org" })).await.status, 201);
+
+    // Once org A lets them go, org B's rule is possible.
+    assert_eq!(app.delete(&format!("{MAPS}/{}", fingerprint_of(JOHN)), &a.token).await.status, 200);
+    assert_eq!(app.delete(&format!("{CARDS}/{}", fingerprint_of(JANE)), &a.token).await.status, 200);
+    assert_eq!(app.post(RULES, &b.token, &rule("email", "example.mil")).await.status, 201);
+    app.finish().await;
+}
+
+async fn platform_names_stay_out_of_org_namespaces(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let sa = &app.a.token;
+    // The filter forwards an org registration's token issuer as `org:{org_id}:{iss}`.
+    let jwks: Value = serde_json::from_str(include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
+    let issuer = json!({ "issuer": format!("org:{}:https://idp.example", app.b.org.id), "jwks": jwks, "scope": "platform" });
+    assert_eq!(app.post("/api/v1/admin/issuers", sa, &issuer).await.problem(422)["field"], "issuer");
+    // An org may register such an `iss`: the filter prefixes it with the org's own id.
+    let own = json!({ "issuer": "org:x:https://idp.example", "jwks": jwks });
+    assert_eq!(app.post("/api/v1/admin/issuers", &app.b.token, &own).await.status, 201);
+    let mapping = json!({ "fingerprint": fingerprint_of(SERVICE), "principal": format!("org:{}:svc", app.b.org.id), "scope": "platform" });
+    assert_eq!(app.post(MAPS, sa, &mapping).await.problem(422)["field"], "principal");
+    app.finish().await;
+}
