@@ -171,6 +171,16 @@ async fn issuer_dns_are_parsed_and_stored_canonical(store: Store, test: &str) {
     assert_eq!(bound.json()["issuer_dn"], "C=US,O=Example,CN=Odd CA");
     let r = app.post(block, &app.a.token, &json!({ "issuer_dn": "C=US, O=Example, CN=Odd CA", "serial": "78" })).await;
     assert_eq!(r.status, 201, "{}", r.text());
+    // Only the caller's own bindings vouch for such a DN: another org's answer is the same as
+    // if no card of that issuer were bound anywhere, so it learns nothing of org A's cards.
+    let elsewhere = json!({ "issuer_dn": "C=US, O=Example, CN=Odd CA", "serial": "79" });
+    let p = app.post(block, &app.b.token, &elsewhere).await.problem(422);
+    let never = json!({ "issuer_dn": "C=US, O=Example, CN=Never Bound CA", "serial": "79" });
+    let q = app.post(block, &app.b.token, &never).await.problem(422);
+    assert_eq!(p["detail"].as_str().unwrap().replace("Odd CA", "Never Bound CA"), q["detail"].as_str().unwrap());
+    // The slash form names it for anyone.
+    let slash = json!({ "issuer_dn": "/CN=Odd CA/O=Example/C=US", "serial": "79" });
+    assert_eq!(app.post(block, &app.b.token, &slash).await.status, 201);
     // Serials normalised.
     let r = app.post(block, &app.a.token, &json!({ "issuer_dn": CA, "serial": "0x00:00:AB:CD" })).await;
     assert_eq!(r.json()["serial"], "abcd");

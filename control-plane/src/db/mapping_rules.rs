@@ -98,7 +98,7 @@ pub async fn create(
         .bind(&rule.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| or_race(e, Race::Unique, || DbError::conflict(format!("a {san_kind} rule for {domain:?} and this issuer already exists"))))?;
+        .map_err(|e| or_race(e, Race::Unique, claims::cannot_claim_domain))?;
     let audit = AuditRecord {
         actor,
         changed: &rule.owner,

@@ -278,11 +278,19 @@ pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> DbResult<Commi
     Ok(Committed { value: link, version, changes })
 }
 
-/// Whether some binding's certificate was issued by exactly `issuer_dn` (canonical).
-pub async fn issuer_known(db: &Db, issuer_dn: &str) -> DbResult<bool> {
-    let row = sqlx::query("SELECT 1 AS one FROM smart_card_links WHERE issuer_dn = $1 LIMIT 1")
-        .bind(issuer_dn)
-        .fetch_optional(db.reader())
-        .await?;
+/// Whether some binding's certificate, in `org` (any org for `None`), was issued by exactly
+/// `issuer_dn` (canonical).
+pub async fn issuer_known(db: &Db, org: Option<&str>, issuer_dn: &str) -> DbResult<bool> {
+    let row = match org {
+        Some(org) => sqlx::query("SELECT 1 AS one FROM smart_card_links WHERE issuer_dn = $1 AND org_id = $2 LIMIT 1")
+            .bind(issuer_dn)
+            .bind(org)
+            .fetch_optional(db.reader())
+            .await?,
+        None => sqlx::query("SELECT 1 AS one FROM smart_card_links WHERE issuer_dn = $1 LIMIT 1")
+            .bind(issuer_dn)
+            .fetch_optional(db.reader())
+            .await?,
+    };
     Ok(row.is_some())
 }

@@ -33,7 +33,7 @@ pub async fn add(State(state): State<AppState>, admin: Admin, ApiJson(body): Api
     let target = match (&body.fingerprint, &body.issuer_dn, &body.serial) {
         (Some(fp), None, None) => BlockTarget::Fingerprint(canonical_fingerprint("fingerprint", fp)?),
         (None, Some(issuer), Some(serial)) => {
-            BlockTarget::Serial { issuer_dn: issuer_dn(&state.db, "issuer_dn", issuer).await?, serial: canonical_serial(serial)? }
+            BlockTarget::Serial { issuer_dn: issuer_dn(&state.db, admin.dn_witness(), "issuer_dn", issuer).await?, serial: canonical_serial(serial)? }
         }
         (Some(_), _, _) => {
             return Err(ApiError::validation("fingerprint", "give either fingerprint, or issuer_dn and serial, not both"))

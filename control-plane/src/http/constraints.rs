@@ -24,9 +24,9 @@ pub struct ConstraintRequest {
     pub scope: Option<Scope>,
 }
 
-async fn canonical_value(db: &crate::db::Db, kind: &str, value: &str) -> ApiResult<String> {
+async fn canonical_value(db: &crate::db::Db, witness: Option<&str>, kind: &str, value: &str) -> ApiResult<String> {
     match kind {
-        "allowed_issuer_dn" => rule_issuer_dn(db, "value", value).await,
+        "allowed_issuer_dn" => rule_issuer_dn(db, witness, "value", value).await,
         _ => plain_value(kind, value),
     }
 }
@@ -49,7 +49,7 @@ fn plain_value(kind: &str, value: &str) -> ApiResult<String> {
 
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<ConstraintRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
-    let value = canonical_value(&state.db, &body.kind, &body.value).await?;
+    let value = canonical_value(&state.db, admin.dn_witness(), &body.kind, &body.value).await?;
     let created = constraints::create(&state.db, &admin.actor(), owner, &body.kind, &value).await?;
     let (constraint, version) = state.identity_changed(created);
     Ok(with_version(version, (StatusCode::CREATED, Json(constraint))))

@@ -43,7 +43,7 @@ pub fn canonical_domain(field: &str, text: &str) -> ApiResult<String> {
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<MappingRuleRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
     let domain = canonical_domain("domain", &body.domain)?;
-    let issuer = rule_issuer_dn(&state.db, "issuer_dn", &body.issuer_dn).await?;
+    let issuer = rule_issuer_dn(&state.db, admin.dn_witness(), "issuer_dn", &body.issuer_dn).await?;
     let created = mapping_rules::create(&state.db, &admin.actor(), owner, body.san.as_str(), &domain, &issuer).await?;
     let (rule, version) = state.identity_changed(created);
     Ok(with_version(version, (StatusCode::CREATED, Json(rule))))

@@ -61,6 +61,13 @@ impl Admin {
         &self.token.org_id
     }
 
+    /// Whose bindings may vouch for an issuer DN written country first (see [`issuer_dn`]):
+    /// the caller's org's, or any org's for a super-admin (who sees them all anyway). An org
+    /// is never told about another org's certificates this way.
+    pub fn dn_witness(&self) -> Option<&str> {
+        (!self.token.super_admin).then_some(self.token.org_id.as_str())
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             org_id: self.token.org_id.clone(),
@@ -332,11 +339,12 @@ fn dn_text(field: &str, text: &str) -> Result<certbind_shared::certificate::dn::
 /// An issuer DN a rule names (a revoked serial, a SAN rule, an allowed issuer), canonical. A
 /// DN written country first (OpenSSL's default output) would silently match nothing, so it is
 /// refused with the RFC 4514 order to use instead — unless a bound certificate's issuer is
-/// exactly that DN (a CA that really encodes its name so; the slash form names one too).
-pub async fn issuer_dn(db: &crate::db::Db, field: &str, text: &str) -> Result<String, ApiError> {
+/// exactly that DN (a CA that really encodes its name so; the slash form names one too) in
+/// `witness`'s org (any org for `None`).
+pub async fn issuer_dn(db: &crate::db::Db, witness: Option<&str>, field: &str, text: &str) -> Result<String, ApiError> {
     let dn = dn_text(field, text)?;
     let canonical = dn.canonical();
-    if dn.country_first() && !crate::db::smartcards::issuer_known(db, &canonical).await? {
+    if dn.country_first() && !crate::db::smartcards::issuer_known(db, witness, &canonical).await? {
         return Err(ApiError::validation(
             field,
             format!(
@@ -355,8 +363,8 @@ pub async fn issuer_dn(db: &crate::db::Db, field: &str, text: &str) -> Result<St
 pub const MAX_RULE_DN_BYTES: usize = certbind_shared::snapshot::MAX_STRING_LEN;
 
 /// [`issuer_dn`] for a DN that goes into the snapshot: at most [`MAX_RULE_DN_BYTES`].
-pub async fn rule_issuer_dn(db: &crate::db::Db, field: &str, text: &str) -> Result<String, ApiError> {
-    let canonical = issuer_dn(db, field, text).await?;
+pub async fn rule_issuer_dn(db: &crate::db::Db, witness: Option<&str>, field: &str, text: &str) -> Result<String, ApiError> {
+    let canonical = issuer_dn(db, witness, field, text).await?;
     if canonical.len() > MAX_RULE_DN_BYTES {
         return Err(ApiError::validation(
             field,
