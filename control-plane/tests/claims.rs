@@ -3,7 +3,8 @@
 //! claim a certificate bound or mapped in another org — all in the same words, which say
 //! nothing about where the certificate is held. The filter refuses a certificate two orgs
 //! claim (`certificate_not_allowed`); these refusals keep an org from causing that to
-//! another org's card holders. On SQLite and PostgreSQL.
+//! another org's card holders. And an org admin's SAN rules name only domains a super-admin
+//! assigned to the org, so no org claims another's addresses first. On SQLite and PostgreSQL.
 
 mod common;
 
@@ -15,6 +16,7 @@ on_every_store!(
     a_mapping_another_orgs_san_rule_claims_is_refused,
     a_san_rule_claiming_another_orgs_certificates_is_refused,
     platform_names_stay_out_of_org_namespaces,
+    san_rules_need_a_domain_a_super_admin_assigned,
 );
 
 /// UPN `1234567890@mil`, email `jane.doe@example.mil`.
@@ -54,8 +56,13 @@ fn rule(san: &str, domain: &str) -> Value {
     json!({ "san": san, "domain": domain, "issuer_dn": PIV_CA })
 }
 
+/// Both orgs may map addresses in `mil` (and its subdomains): a super-admin assigned it to both.
 async fn start(store: Store, test: &str) -> TestApp {
-    TestApp::start(store, Transport::Oneshot, test).await.expect("test app")
+    let app = TestApp::start(store, Transport::Oneshot, test).await.expect("test app");
+    for org in [&app.a.org.id, &app.b.org.id] {
+        app.assign_domain(org, "mil").await;
+    }
+    app
 }
 
 async fn a_binding_another_orgs_san_rule_claims_is_refused(store: Store, test: &str) {
@@ -148,5 +155,47 @@ async fn platform_names_stay_out_of_org_namespaces(store: Store, test: &str) {
     assert_eq!(app.post("/api/v1/admin/issuers", &app.b.token, &own).await.status, 201);
     let mapping = json!({ "fingerprint": fingerprint_of(SERVICE), "principal": format!("org:{}:svc", app.b.org.id), "scope": "platform" });
     assert_eq!(app.post(MAPS, sa, &mapping).await.problem(422)["field"], "principal");
+    app.finish().await;
+}
+
+async fn san_rules_need_a_domain_a_super_admin_assigned(store: Store, test: &str) {
+    let app = TestApp::start(store, Transport::Oneshot, test).await.expect("test app");
+    let (sa, b) = (&app.a.token, &app.b);
+    let domains = format!("/api/v1/admin/orgs/{}/domains", b.org.id);
+    let other_ca = |domain: &str| json!({ "san": "upn", "domain": domain, "issuer_dn": "CN=Other CA,O=Elsewhere" });
+
+    // Nothing assigned: an org admin's rule is refused, whatever the domain.
+    let refused = app.post(RULES, &b.token, &rule("upn", "example.mil")).await.problem(403);
+    assert!(refused["detail"].as_str().unwrap().contains("not one of this org's domains"), "{refused}");
+    let before = app.dump().await;
+
+    // Only a super-admin assigns (the org's own admin may not), and lists.
+    app.post(&domains, &b.token, &json!({ "domain": "example.mil" })).await.problem(403);
+    assert_eq!(app.dump().await, before);
+    let assigned = app.post(&domains, sa, &json!({ "domain": "Example.MIL" })).await;
+    assert_eq!(assigned.status, 201, "{}", assigned.text());
+    assert_eq!(assigned.json()["domain"], "example.mil");
+    app.post(&domains, sa, &json!({ "domain": "example.mil" })).await.problem(409);
+    app.post(&domains, sa, &json!({ "domain": "not a domain" })).await.problem(422);
+    app.post("/api/v1/admin/orgs/01HZZZZZZZZZZZZZZZZZZZZZZZ/domains", sa, &json!({ "domain": "x.mil" })).await.problem(404);
+    let listed = app.get(&domains, sa).await.json();
+    assert_eq!(listed["items"].as_array().unwrap().iter().map(|d| d["domain"].clone()).collect::<Vec<_>>(), vec![json!("example.mil")]);
+
+    // The domain and its subdomains, nothing else.
+    assert_eq!(app.post(RULES, &b.token, &rule("upn", "example.mil")).await.status, 201);
+    assert_eq!(app.post(RULES, &b.token, &other_ca("hq.example.mil")).await.status, 201);
+    for outside in ["mil", "badexample.mil", "example.mil.evil"] {
+        app.post(RULES, &b.token, &other_ca(outside)).await.problem(403);
+    }
+    // A super-admin's own rules need no assignment.
+    assert_eq!(app.post(RULES, sa, &other_ca("mil")).await.status, 201);
+    assert_eq!(app.post(RULES, sa, &json!({ "san": "email", "domain": "mil", "issuer_dn": PIV_CA, "scope": "platform" })).await.status, 201);
+
+    // Taken back: no new rules there; those made stay.
+    assert_eq!(app.delete(&format!("{domains}/example.mil"), sa).await.status, 200);
+    app.delete(&format!("{domains}/example.mil"), sa).await.problem(404);
+    app.post(RULES, &b.token, &rule("email", "example.mil")).await.problem(403);
+    let rules = app.get(RULES, &b.token).await.json();
+    assert_eq!(rules["items"].as_array().unwrap().len(), 2);
     app.finish().await;
 }

@@ -93,6 +93,7 @@ async fn each_org_is_held_to_its_quotas(store: Store, test: &str) {
     let db = Db::open(&options).await.unwrap();
     let app = TestApp::start_on(test_db, db, Transport::Oneshot, Arc::new(NoSnapshots::default()), Limits::default()).await;
     let (org, super_admin) = (&app.b.token, &app.a.token);
+    app.assign_domain(&app.b.org.id, "example").await;
 
     let policy = |n: u32| json!({ "kind": "required_policy_oid", "value": format!("1.2.3.{n}") });
     for n in 0..2 {

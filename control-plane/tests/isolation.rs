@@ -89,7 +89,7 @@ fn attack(method: &str, path: &str, app: &TestApp, v: &Victim) -> Option<(String
     const NOT_FOUND: &[u16] = &[404];
     const FORBIDDEN: &[u16] = &[403];
     const OWN_DATA: &[u16] = &[];
-    let a = &app.a;
+    let (a, b) = (&app.a, &app.b);
     Some(match (method, path) {
         ("GET", "/api/v1/admin/smartcards") => (path.into(), None, OWN_DATA),
         ("POST", "/api/v1/admin/smartcards") => (path.into(), Some(bind_body(&a.user.id, &fingerprint(10))), &[422]),
@@ -101,6 +101,13 @@ fn attack(method: &str, path: &str, app: &TestApp, v: &Victim) -> Option<(String
         ("POST", "/api/v1/admin/orgs") => (path.into(), Some(json!({ "name": "hostile" })), FORBIDDEN),
         ("GET", "/api/v1/admin/orgs") => (path.into(), None, FORBIDDEN),
         ("GET", "/api/v1/admin/orgs/{org_id}") => (format!("/api/v1/admin/orgs/{}", a.org.id), None, FORBIDDEN),
+        ("POST", "/api/v1/admin/orgs/{org_id}/domains") => {
+            (format!("/api/v1/admin/orgs/{}/domains", b.org.id), Some(json!({ "domain": "a.example" })), FORBIDDEN)
+        }
+        ("GET", "/api/v1/admin/orgs/{org_id}/domains") => (format!("/api/v1/admin/orgs/{}/domains", a.org.id), None, FORBIDDEN),
+        ("DELETE", "/api/v1/admin/orgs/{org_id}/domains/{domain}") => {
+            (format!("/api/v1/admin/orgs/{}/domains/b.example", b.org.id), None, FORBIDDEN)
+        }
         ("POST", "/api/v1/admin/orgs/{org_id}/tokens") => {
             (format!("/api/v1/admin/orgs/{}/tokens", a.org.id), Some(json!({ "super_admin": true })), FORBIDDEN)
         }
@@ -176,6 +183,7 @@ async fn rows_of_org_a(app: &TestApp) -> Vec<String> {
 
 async fn another_orgs_token_reads_and_changes_nothing(store: Store, test: &str) {
     let app = TestApp::start(store, Transport::Oneshot, test).await.expect("test app");
+    app.assign_domain(&app.b.org.id, "b.example").await;
     let victim = seed_victim(&app).await;
     let secrets = secrets(&app, &victim);
     let before = rows_of_org_a(&app).await;

@@ -81,6 +81,7 @@ async fn binding_and_mapping_one_fingerprint(store: Store, test: &str) {
 
 async fn two_orgs_claiming_one_san_rule(store: Store, test: &str) {
     let app = start(store, test).await;
+    app.assign_domain(&app.b.org.id, "mil").await;
     for round in 0..20u64 {
         let rule = json!({ "san": "upn", "domain": format!("d{round}.mil"), "issuer_dn": "CN=DOD ID CA-59,O=U.S. Government,C=US" });
         let mut tasks = Vec::new();

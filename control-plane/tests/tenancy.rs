@@ -117,6 +117,7 @@ async fn one_fingerprint_one_owner(store: Store, test: &str) {
 async fn san_rules_are_claimed_once(store: Store, test: &str) {
     let app = start(store, test).await;
     let rules = "/api/v1/admin/mapping-rules";
+    app.assign_domain(&app.b.org.id, "mil").await;
     let rule = json!({ "san": "upn", "domain": "mil", "issuer_dn": CA });
     assert_eq!(app.post(rules, &app.b.token, &rule).await.status, 201);
     // Another org claiming the same (kind, domain, issuer): 409, without naming the holder.

@@ -240,6 +240,9 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
     let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
     let app = Arc::new(TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), Limits::default()).await);
+    for org in [&app.a.org.id, &app.b.org.id] {
+        app.assign_domain(org, "mil").await;
+    }
     let m = Matrix { app: app.clone(), service, verifier };
     let (a, b) = (&app.a, &app.b);
 

@@ -1,13 +1,15 @@
 //! SAN mapping rules: which SAN kind (email or UPN) in which domain, asserted by certificates
 //! of which issuer, may name a principal when a certificate has no binding and no thumbprint
-//! mapping. One (kind, domain, issuer) belongs to one owner: the first to claim it. An org's
+//! mapping. An org admin's rule names a domain a super-admin assigned to the org (or a
+//! subdomain of one, see [`domains`]). One (kind, domain, issuer) belongs to one owner: the
+//! first to claim it. An org's
 //! rule that would claim a certificate bound or mapped in another org is refused (see
 //! [`claims`]). A claim made in bad faith (an org claiming another's domain first) is for a
 //! super-admin to resolve; the rule's issuer DN keeps an org from asserting a domain for
 //! certificates of a CA it does not name.
 
 use super::error::{or_race, Race};
-use super::{claims, commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Owner, Page, Viewer, Visibility};
+use super::{claims, commit_change, domains, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Owner, Page, Viewer, Visibility};
 use crate::snapshot::change::{Change, Committed};
 use certbind_shared::identity::SanKind;
 use sqlx::any::AnyRow;
@@ -64,6 +66,14 @@ pub async fn create(
         created_at: crate::time::now_rfc3339(),
     };
     let mut tx = db.begin_change().await?;
+    if let (Owner::Org(org), false) = (&rule.owner, actor.super_admin) {
+        if !domains::covers(&mut tx, org, domain).await? {
+            return Err(DbError::Forbidden(format!(
+                "{domain:?} is not one of this org's domains: a super-admin assigns them \
+                 (POST /api/v1/admin/orgs/{org}/domains)"
+            )));
+        }
+    }
     let claimed = sqlx::query("SELECT org_id FROM mapping_rules WHERE san_kind = $1 AND domain = $2 AND issuer_dn = $3")
         .bind(san_kind)
         .bind(domain)

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod blocklist;
 pub mod claims;
 pub mod constraints;
+pub mod domains;
 pub mod error;
 pub mod issuers;
 pub mod mapping_rules;

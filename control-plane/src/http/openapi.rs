@@ -207,6 +207,9 @@ fn schemas() -> Value {
         "OrgRequest": object(&["name"], json!({ "name": s })),
         "Org": object(&["id", "name", "created_at"], json!({ "id": s, "name": s, "created_at": time })),
         "OrgPage": page_of("Org"),
+        "DomainRequest": object(&["domain"], json!({ "domain": s })),
+        "OrgDomain": object(&["org_id", "domain", "created_at"], json!({ "org_id": s, "domain": s, "created_at": time })),
+        "OrgDomainList": object(&["items"], json!({ "items": { "type": "array", "items": { "$ref": "#/components/schemas/OrgDomain" } } })),
         "TokenRequest": object(&[], json!({ "super_admin": { "type": "boolean" }, "label": s })),
         "Token": object(&["id", "org_id", "super_admin", "created_at"], json!({
             "id": s, "org_id": s, "super_admin": { "type": "boolean" }, "label": ns, "created_at": time, "last_used_at": ns

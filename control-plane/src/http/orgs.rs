@@ -1,7 +1,8 @@
-//! `/api/v1/admin/orgs`: super-admin only.
+//! `/api/v1/admin/orgs` and the domains assigned to each: super-admin only.
 
 use super::{check_cursor, page_limit, required_text, ApiJson, ApiQuery, PageQuery, SuperAdmin};
 use crate::app::AppState;
+use crate::db::domains::{self, OrgDomain};
 use crate::db::{orgs, Org, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
@@ -33,4 +34,45 @@ pub async fn list(State(state): State<AppState>, _admin: SuperAdmin, ApiQuery(q)
 
 pub async fn get(State(state): State<AppState>, _admin: SuperAdmin, Path(id): Path<String>) -> ApiResult<Json<Org>> {
     orgs::get(&state.db, &id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no org {id:?}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainRequest {
+    pub domain: String,
+}
+
+/// The org's assigned domains, all of them (a handful).
+#[derive(Debug, serde::Serialize)]
+pub struct DomainList {
+    pub items: Vec<OrgDomain>,
+}
+
+/// Assigns a domain to an org: its admins may then create SAN mapping rules for addresses in
+/// it (and its subdomains).
+pub async fn assign_domain(
+    State(state): State<AppState>,
+    SuperAdmin(admin): SuperAdmin,
+    Path(org_id): Path<String>,
+    ApiJson(body): ApiJson<DomainRequest>,
+) -> ApiResult<Response> {
+    let domain = super::mapping_rules::canonical_domain("domain", &body.domain)?;
+    let assigned = domains::assign(&state.db, &admin.actor(), &org_id, &domain).await?;
+    Ok((StatusCode::CREATED, Json(assigned)).into_response())
+}
+
+pub async fn list_domains(State(state): State<AppState>, _admin: SuperAdmin, Path(org_id): Path<String>) -> ApiResult<Json<DomainList>> {
+    if orgs::get(&state.db, &org_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no org {org_id:?}")));
+    }
+    Ok(Json(DomainList { items: domains::list(&state.db, &org_id).await? }))
+}
+
+pub async fn unassign_domain(
+    State(state): State<AppState>,
+    SuperAdmin(admin): SuperAdmin,
+    Path((org_id, domain)): Path<(String, String)>,
+) -> ApiResult<Json<OrgDomain>> {
+    let domain = super::mapping_rules::canonical_domain("domain", &domain)?;
+    Ok(Json(domains::unassign(&state.db, &admin.actor(), &org_id, &domain).await?))
 }

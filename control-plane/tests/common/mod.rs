@@ -240,6 +240,14 @@ impl TestApp {
         TestApp { db, state, router, transport, test_db, a, b, proxy, server }
     }
 
+    /// Assigns `domain` to `org_id` as the super-admin, so that org's admins may create SAN
+    /// mapping rules for it.
+    pub async fn assign_domain(&self, org_id: &str, domain: &str) {
+        let path = format!("/api/v1/admin/orgs/{org_id}/domains");
+        let r = self.post(&path, &self.a.token, &serde_json::json!({ "domain": domain })).await;
+        assert_eq!(r.status, 201, "assigning {domain}: {}", r.text());
+    }
+
     pub async fn finish(self) {
         if let Some((_, handle)) = &self.server {
             handle.abort();
