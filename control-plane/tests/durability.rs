@@ -16,6 +16,10 @@ on_every_store!(acknowledged_writes_survive_sigkill);
 const WRITERS: u64 = 8;
 /// How long the load runs before the kill: long enough for hundreds of writes.
 const LOAD: Duration = Duration::from_millis(1500);
+/// The kill waits for this many acknowledged binds (a loaded machine is slower), up to
+/// `LOAD_LIMIT`: fewer would prove too little.
+const MIN_BINDS: usize = 80;
+const LOAD_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Ledger {
@@ -76,7 +80,11 @@ async fn acknowledged_writes_survive_sigkill(store: Store, test: &str) {
             }
         }));
     }
+    let started = std::time::Instant::now();
     tokio::time::sleep(LOAD).await;
+    while ledger.lock().unwrap().bound.len() < MIN_BINDS && started.elapsed() < LOAD_LIMIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.kill();
     stop.store(true, Ordering::Relaxed);
     for w in writers {
