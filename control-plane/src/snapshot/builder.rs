@@ -329,8 +329,12 @@ impl Pending {
     }
 
     /// Records `change` after [`validate_change`]; a refused change leaves `self` untouched.
+    /// Removals are not checked: one of something that could not be encoded takes out
+    /// nothing, harmlessly.
     pub fn apply(&mut self, change: Change) -> Result<(), BuildError> {
-        validate_change(&change)?;
+        if change.adds() {
+            validate_change(&change)?;
+        }
         match change {
             Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
                 self.bindings.insert(fingerprint, Some(BindingValue { user_id, org_id, enabled }));

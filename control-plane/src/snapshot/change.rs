@@ -84,6 +84,20 @@ fn owner_wire(owner: &Owner) -> Option<String> {
 }
 
 impl Change {
+    /// Whether the change puts something into the snapshot (rather than taking it out).
+    pub fn adds(&self) -> bool {
+        matches!(
+            self,
+            Change::UpsertBinding { .. }
+                | Change::Block { .. }
+                | Change::RevokeSerial { .. }
+                | Change::MapPrincipal { .. }
+                | Change::AllowSanDomain { .. }
+                | Change::AddConstraint { .. }
+                | Change::UpsertIssuer { .. }
+        )
+    }
+
     fn to_wire(&self) -> Wire {
         let hex = |fp: &Fingerprint| Some(fp.to_hex());
         let text = |s: &str| Some(s.to_string());
