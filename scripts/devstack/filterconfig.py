@@ -18,8 +18,8 @@ from . import tokens
 DEMO_ROUTES = [
     {"path": "/public/*", "mode": "bearer"},
     {"path": "/mtls/*", "mode": "mtls", "require_enrolled_card": True},
-    # A prefix: `/api/execute/` and `/api/execute/x` need the binding too (an exact pattern
-    # would leave them to whichever handler the upstream routes them to).
+    # A prefix: `/api/execute/x` needs the binding too (an exact pattern covers `/api/execute`
+    # and `/api/execute/` only, and upstreams often route deeper paths to the same handler).
     {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute*"]},
     {"path": "/secure/*", "mode": "bearer_plus_mtls_required"},
 ]
