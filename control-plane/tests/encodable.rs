@@ -11,7 +11,7 @@ use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{NoSnapshots, StoreService, StoreSettings};
 use certbind_shared::snapshot::ConstraintKind;
 use common::{fingerprint, Store, TestApp, TestDb, Transport};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 on_every_store!(
@@ -20,15 +20,7 @@ on_every_store!(
     a_stored_row_that_cannot_be_encoded_is_quarantined,
 );
 
-const CA: &str = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
-
-fn jwks() -> Value {
-    json!({ "keys": [{
-        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
-        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
-    }]})
-}
+use common::{ec_jwks as jwks, DOD_CA as CA};
 
 fn signer() -> Arc<dyn Signer> {
     Arc::new(SoftwareSigner::from_secret(&[0x5a; 32]).unwrap())

@@ -20,15 +20,7 @@ on_every_store!(
     audit_rows_land_where_the_change_was_made,
 );
 
-const CA: &str = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
-
-fn jwks() -> Value {
-    json!({ "keys": [{
-        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
-        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
-    }]})
-}
+use common::{ec_jwks as jwks, DOD_CA as CA};
 
 async fn start(store: Store, test: &str) -> TestApp {
     TestApp::start(store, Transport::Oneshot, test).await.expect("test app")

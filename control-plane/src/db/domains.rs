@@ -30,15 +30,7 @@ pub async fn assign(db: &Db, actor: &Actor, org_id: &str, domain: &str) -> DbRes
     if inserted.rows_affected() == 0 {
         return Err(DbError::conflict(format!("{domain:?} is already assigned to this org")));
     }
-    let changed = Owner::Org(assigned.org_id.clone());
-    let record = AuditRecord {
-        actor,
-        changed: &changed,
-        action: "org_domain.assign",
-        target: assigned.domain.clone(),
-        detail: serde_json::json!({ "domain": assigned.domain }),
-    };
-    commit_change(db, tx, record, Visibility::Internal).await?;
+    commit(db, tx, actor, "org_domain.assign", &assigned).await?;
     Ok(assigned)
 }
 
@@ -51,18 +43,28 @@ pub async fn unassign(db: &Db, actor: &Actor, org_id: &str, domain: &str) -> DbR
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| DbError::not_found(format!("{domain:?} is not assigned to org {org_id:?}")))?;
-    let assigned = OrgDomain { org_id: row.try_get("org_id")?, domain: row.try_get("domain")?, created_at: row.try_get("created_at")? };
+    let assigned = from_row(&row)?;
     sqlx::query("DELETE FROM org_domains WHERE org_id = $1 AND domain = $2").bind(org_id).bind(domain).execute(&mut *tx).await?;
+    commit(db, tx, actor, "org_domain.unassign", &assigned).await?;
+    Ok(assigned)
+}
+
+/// Audits an assignment's change in the org's log and commits it.
+async fn commit(db: &Db, tx: Tx, actor: &Actor, action: &'static str, assigned: &OrgDomain) -> DbResult<()> {
     let changed = Owner::Org(assigned.org_id.clone());
     let record = AuditRecord {
         actor,
         changed: &changed,
-        action: "org_domain.unassign",
+        action,
         target: assigned.domain.clone(),
         detail: serde_json::json!({ "domain": assigned.domain }),
     };
     commit_change(db, tx, record, Visibility::Internal).await?;
-    Ok(assigned)
+    Ok(())
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<OrgDomain> {
+    Ok(OrgDomain { org_id: row.try_get("org_id")?, domain: row.try_get("domain")?, created_at: row.try_get("created_at")? })
 }
 
 /// The org's domains, in order (an org has a handful: no paging).
@@ -71,10 +73,7 @@ pub async fn list(db: &Db, org_id: &str) -> DbResult<Vec<OrgDomain>> {
         .bind(org_id)
         .fetch_all(db.reader())
         .await?;
-    rows.iter()
-        .map(|r| Ok(OrgDomain { org_id: r.try_get("org_id")?, domain: r.try_get("domain")?, created_at: r.try_get("created_at")? }))
-        .collect::<sqlx::Result<Vec<_>>>()
-        .map_err(DbError::from)
+    rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>().map_err(DbError::from)
 }
 
 /// Whether `domain` is one of the org's assigned domains or a subdomain of one.

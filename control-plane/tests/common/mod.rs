@@ -446,6 +446,18 @@ pub fn cac_roe() -> Vector {
     }
 }
 
+/// The DN of the DoD issuing CA most fixtures name.
+pub const DOD_CA: &str = "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US";
+
+/// A JWKS of one P-256 key (RFC 7517 appendix A.1's), as an issuer registration takes it.
+pub fn ec_jwks() -> Value {
+    serde_json::json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+    }]})
+}
+
 /// A deterministic fingerprint for test number `n` (64 lowercase hex digits).
 pub fn fingerprint(n: u64) -> String {
     use sha2::Digest;
