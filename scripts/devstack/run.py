@@ -154,7 +154,7 @@ Try (every curl needs --cacert .dev/pki/ca.crt; the upstream echoes the headers 
   # block the demo card (a lost card), then ask again -> 401 certificate_blocklisted on every route
   FP=$(openssl x509 -in .dev/pki/demo-card.crt -noout -fingerprint -sha256 | cut -d= -f2 | tr -d :)
   A="Authorization: Bearer $(cat .dev/admin-token)"
-  curl -s -H "$A" -H 'Content-Type: application/json' -d "{{\"fingerprint\": \"$FP\"}}" {cp_url}/api/v1/admin/blocklist
+  curl -s -H "$A" -H 'Content-Type: application/json' -d "{{\\"fingerprint\\": \\"$FP\\"}}" {cp_url}/api/v1/admin/blocklist
   $C {card} {base}/mtls/hello
   # unbinding is not blocking: an unbound card is refused where enrolment is required
   # (403 card_not_enrolled on /mtls/) and accepted, under its certificate's principal, elsewhere
