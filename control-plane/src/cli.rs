@@ -76,6 +76,27 @@ pub enum OrgCommand {
     Create { name: String },
     /// List orgs: id and name.
     List,
+    /// Assign a domain to an org: its admins may then create SAN mapping rules for it and
+    /// its subdomains.
+    AssignDomain {
+        /// The org, by id or name.
+        #[arg(long)]
+        org: String,
+        domain: String,
+    },
+    /// Take a domain back from an org (its SAN rules stay).
+    UnassignDomain {
+        /// The org, by id or name.
+        #[arg(long)]
+        org: String,
+        domain: String,
+    },
+    /// List the domains assigned to an org.
+    Domains {
+        /// The org, by id or name.
+        #[arg(long)]
+        org: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +255,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             Some(next) => cursor = Some(next),
                             None => break,
                         }
+                    }
+                }
+                OrgCommand::AssignDomain { org, domain } => {
+                    let org = find_org(&db, &org).await?;
+                    let domain = crate::http::mapping_rules::canonical_domain("domain", &domain).map_err(api)?;
+                    db::domains::assign(&db, &Actor::cli(org.id.clone()), &org.id, &domain).await.map_err(stored)?;
+                }
+                OrgCommand::UnassignDomain { org, domain } => {
+                    let org = find_org(&db, &org).await?;
+                    let domain = crate::http::mapping_rules::canonical_domain("domain", &domain).map_err(api)?;
+                    db::domains::unassign(&db, &Actor::cli(org.id.clone()), &org.id, &domain).await.map_err(stored)?;
+                }
+                OrgCommand::Domains { org } => {
+                    let org = find_org(&db, &org).await?;
+                    for assigned in db::domains::list(&db, &org.id).await.map_err(stored)? {
+                        println!("{}", assigned.domain);
                     }
                 }
             }

@@ -33,6 +33,11 @@ async fn admin_commands_bootstrap_an_org_whose_token_works() {
     let token = run_ok(dir.path(), &env, &["token", "create", "--org", "acme", "--super-admin"]);
     assert!(token.starts_with("cbt_"));
     assert!(run_ok(dir.path(), &env, &["org", "list"]).contains(&format!("{org_id}\tacme")));
+    run_ok(dir.path(), &env, &["org", "assign-domain", "--org", "acme", "Acme.Example"]);
+    run_ok(dir.path(), &env, &["org", "assign-domain", "--org", &org_id, "mil"]);
+    assert_eq!(run_ok(dir.path(), &env, &["org", "domains", "--org", "acme"]), "acme.example\nmil");
+    run_ok(dir.path(), &env, &["org", "unassign-domain", "--org", "acme", "mil"]);
+    assert_eq!(run_ok(dir.path(), &env, &["org", "domains", "--org", "acme"]), "acme.example");
     let missing = run(dir.path(), &env, &["user", "create", "--org", "nope", "carol"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--org"));
