@@ -684,6 +684,14 @@ fn signed_but_malformed_bodies_are_refused_with_their_place() {
         refused(&|b| b[orgs..orgs + 4].copy_from_slice(&u32::MAX.to_le_bytes())),
         malformed(Section::Orgs, orgs, "string reference out of bounds, empty or not UTF-8")
     );
+    // The second org record naming the first org's id: one org under two indices.
+    assert_eq!(
+        refused(&|b| {
+            let first = b[orgs..orgs + 4].to_vec();
+            b[orgs + format::ORG_RECORD..orgs + format::ORG_RECORD + 4].copy_from_slice(&first);
+        }),
+        malformed(Section::Orgs, orgs + format::ORG_RECORD, "the same org twice")
+    );
     // Shorten the bindings by one record, signing the header again: the blocklist no longer
     // starts where the bindings end.
     let mut gap = bytes.clone();
@@ -1018,4 +1026,13 @@ fn format_v1_and_v2_vectors_are_refused_as_unsupported_formats() {
         );
         assert_eq!(peek_header(&committed).unwrap_err(), SnapshotError::UnsupportedFormat { format_version });
     }
+}
+
+/// A fuzzing finding: three edits to the committed vector that made the second org record
+/// name the first org's id. The reader accepted it and the encoder then refused the blocklist
+/// as a duplicate; the reader now refuses the org table.
+#[test]
+fn an_org_table_naming_one_org_twice_is_refused_by_the_reader() {
+    let edits: &[u8] = &[0x00, 0x71, 0x69, 0x0c, 0x92, 0x11, 0x0e, 0x96, 0x11, 0x0e, 0x26, 0x16];
+    exercise::snapshot_bytes(edits);
 }
