@@ -254,9 +254,15 @@ impl DnText {
     }
 }
 
-/// [`parse_dn`]'s canonical rendering.
+/// [`parse_dn`]'s canonical rendering. A rendering longer than [`MAX_DN_TEXT_BYTES`] is
+/// refused: names given by short keyword (`E=`) render as dotted OIDs and `#` hex, several
+/// times longer, and what this returns must read back as itself.
 pub fn canonical_dn(text: &str) -> Result<String, DnTextError> {
-    parse_dn(text).map(|dn| dn.canonical())
+    let rendered = parse_dn(text)?.canonical();
+    if rendered.len() > MAX_DN_TEXT_BYTES {
+        return Err(dn_error(text.len(), "the DN's canonical form is longer than 4096 bytes"));
+    }
+    Ok(rendered)
 }
 
 /// Parses a distinguished name as people write it, so that [`DnText::canonical`] renders it
@@ -1136,6 +1142,13 @@ mod tests {
         assert_eq!(
             canonical_dn(&too_long).map_err(|e| e.problem),
             Err("the DN is longer than 4096 bytes")
+        );
+        // Short to type, long to render (a fuzzing finding): `E=` becomes an OID and `#` hex.
+        let expands = vec![format!("E={}", "a".repeat(40)); 64].join("+");
+        assert!(expands.len() <= MAX_DN_TEXT_BYTES);
+        assert_eq!(
+            canonical_dn(&expands).map_err(|e| e.problem),
+            Err("the DN's canonical form is longer than 4096 bytes")
         );
     }
 
