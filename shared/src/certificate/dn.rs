@@ -565,7 +565,6 @@ enum Value {
     Der(Vec<u8>),
 }
 
-
 /// Reads the value between `start` and `end`: leading and trailing spaces that are not
 /// escaped are dropped; `\XX` is a byte, `\c` the character `c`.
 fn decode_value(text: &str, start: usize, end: usize) -> Result<Value, DnTextError> {

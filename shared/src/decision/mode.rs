@@ -64,13 +64,13 @@ impl PathPattern {
         Ok(PathPattern { text, prefix })
     }
 
-    /// Whether the canonical `path` matches.
     /// Whether every path `later` matches is matched by this pattern too: a route with
     /// `later` listed after this one could never be chosen.
     pub fn covers(&self, later: &PathPattern) -> bool {
         (self.prefix || !later.prefix) && self.matches(&later.text)
     }
 
+    /// Whether the canonical `path` matches.
     pub fn matches(&self, path: &str) -> bool {
         if !self.prefix {
             // `/api/execute/` names the same resource as `/api/execute` to most upstreams

@@ -65,7 +65,6 @@ pub trait IssuerKeys {
     fn issuer_keys(&self, issuer: &str) -> Option<&Jwks>;
 }
 
-
 /// What the route demands of a token, and the clock to judge it by.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenRequirements<'a> {
@@ -114,6 +113,24 @@ impl VerifiedToken {
 
 fn decode_segment(segment: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
     base64url_decode(segment).ok_or(TokenError::Malformed(what))
+}
+
+/// The three segments of a compact JWS, within the size cap.
+fn compact_segments(token: &str) -> Result<[&str; 3], TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed("token longer than 16 KiB"));
+    }
+    let mut segments = token.split('.');
+    match (segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Ok([header, payload, signature]),
+        _ => Err(TokenError::Malformed("a JWS has exactly three dot-separated segments")),
+    }
+}
+
+/// A JWS payload segment as a JSON object with unique members.
+fn payload_object(payload_b64: &str) -> Result<Map<String, Value>, TokenError> {
+    parse_object_without_duplicates(&decode_segment(payload_b64, "payload is not unpadded base64url")?)
+        .map_err(|_| TokenError::Malformed("payload is not a JSON object with unique members"))
 }
 
 /// An optional string member; another type under that name is malformed.
@@ -174,15 +191,7 @@ pub fn verify<K: IssuerKeys + ?Sized>(
     keys: &K,
     requirements: &TokenRequirements<'_>,
 ) -> Result<VerifiedToken, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(TokenError::Malformed("token longer than 16 KiB"));
-    }
-    let mut segments = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
-        return Err(TokenError::Malformed("a JWS has exactly three dot-separated segments"));
-    };
+    let [header_b64, payload_b64, signature_b64] = compact_segments(token)?;
 
     let header = parse_object_without_duplicates(&decode_segment(header_b64, "header is not unpadded base64url")?)
         .map_err(|_| TokenError::Malformed("header is not a JSON object with unique members"))?;
@@ -194,8 +203,7 @@ pub fn verify<K: IssuerKeys + ?Sized>(
     }
     let kid = optional_string(&header, "kid", "kid is not a string")?;
 
-    let payload = parse_object_without_duplicates(&decode_segment(payload_b64, "payload is not unpadded base64url")?)
-        .map_err(|_| TokenError::Malformed("payload is not a JSON object with unique members"))?;
+    let payload = payload_object(payload_b64)?;
     let issuer = optional_string(&payload, "iss", "iss is not a string")?.ok_or(TokenError::MissingClaim("iss"))?;
     let jwks = keys.issuer_keys(issuer).ok_or(TokenError::UnknownIssuer)?;
 
@@ -238,16 +246,8 @@ pub fn verify<K: IssuerKeys + ?Sized>(
 /// §3). `None` when the token is not a JWS with a JSON payload, or claims no confirmation; a
 /// forged claim can only cause a refusal, never an acceptance.
 pub fn unverified_confirmation(token: &str) -> Option<String> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return None;
-    }
-    let mut segments = token.split('.');
-    let (Some(_), Some(payload_b64), Some(_), None) = (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
-        return None;
-    };
-    let payload = parse_object_without_duplicates(&base64url_decode(payload_b64)?).ok()?;
-    confirmation_claim(&payload).ok().flatten()
+    let [_, payload_b64, _] = compact_segments(token).ok()?;
+    confirmation_claim(&payload_object(payload_b64).ok()?).ok().flatten()
 }
 
 /// Whether a claimed `cnf.x5t#S256` names the certificate with this fingerprint, in
