@@ -51,6 +51,18 @@ class Pki:
     def ca(self) -> Path:
         return self.dir / "ca.crt"
 
+    def card_files(self, count: int, prefix: str) -> list[tuple[Path, Path]]:
+        """`count` cards of the dev CA (one key shared by them all), each certificate in a file
+        of its own under RUN_DIR named `prefix-<i>.crt`: (certificate, key) pairs for curl."""
+        bundle = devpki.card_set(self.dir, count)
+        key = self.dir / f"cards-{count}.key"
+        paths = []
+        for i, pem in enumerate(devpki.split_pem(bundle)):
+            path = RUN_DIR / f"{prefix}-{i}.crt"
+            path.write_bytes(pem)
+            paths.append((path, key))
+        return paths
+
 
 @pytest.fixture(scope="session")
 def logs() -> Path:

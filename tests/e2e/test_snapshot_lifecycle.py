@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import RUN_DIR, snapshot_version, wait_for_snapshot
-from devstack import filterconfig, pki as devpki
+from devstack import filterconfig
 from devstack.controlplane import start_demo
 from devstack.procs import wait_until
 from fake_control_plane import FakeControlPlane
@@ -21,14 +21,7 @@ REVOKES = 20
 @pytest.fixture(scope="module")
 def cards(pki):
     """Cards of their own for this module, one file each, none bound yet."""
-    bundle = devpki.card_set(pki.dir, 40)
-    key = pki.dir / "cards-40.key"
-    paths = []
-    for i, pem in enumerate(devpki.split_pem(bundle)):
-        path = RUN_DIR / f"lifecycle-card-{i}.crt"
-        path.write_bytes(pem)
-        paths.append((path, key))
-    return paths
+    return pki.card_files(40, "lifecycle-card")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ org's issuer any weight."""
 import pytest
 
 from conftest import RUN_DIR, wait_for_snapshot
-from devstack import pki as devpki, tokens
+from devstack import tokens
 
 ORG_ISSUER = "https://issuer.demo-org.certbind.dev"
 
@@ -14,14 +14,8 @@ ORG_ISSUER = "https://issuer.demo-org.certbind.dev"
 @pytest.fixture(scope="module")
 def cards(pki):
     """Two cards of this module's own: one bound in the demo org, one in a second org."""
-    bundle = devpki.card_set(pki.dir, 2)
-    key = pki.dir / "cards-2.key"
-    paths = []
-    for i, pem in enumerate(devpki.split_pem(bundle)):
-        path = RUN_DIR / f"tenancy-card-{i}.crt"
-        path.write_bytes(pem)
-        paths.append((path, key))
-    return {"demo": paths[0], "other": paths[1]}
+    demo, other = pki.card_files(2, "tenancy-card")
+    return {"demo": demo, "other": other}
 
 
 @pytest.fixture(scope="module")
