@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 pki=../tests/pki
-for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header dn_text path header_set; do
+for target in xfcc certificate_facts nginx_header traefik_header rfc9440_header dn_text path header_set header_map; do
     mkdir -p "corpus/$target"
 done
 for pem in "$pki"/*.pem; do
@@ -30,6 +30,12 @@ open(f"corpus/traefik_header/{name}", "w").write(b64 + "," + b64)
 open(f"corpus/rfc9440_header/{name}", "w").write(f":{b64}:, :{b64}:")
 open(f"corpus/header_set/{name}", "w").write(
     f"/mtls/x\nssl-client-cert:{quoted}\nx-dm-user-id:root\nAuthorization:Bearer a.b.c")
+# The header map Envoy hands the filter for such a request (the proxy-wasm pair format).
+pairs = [(b":path", b"/mtls/x"), (b":method", b"GET"), (b"x-forwarded-client-cert", f'Hash={digest};Cert="{quoted}"'.encode())]
+import struct
+blob = struct.pack("<I", len(pairs)) + b"".join(struct.pack("<II", len(k), len(v)) for k, v in pairs)
+blob += b"".join(k + b"\0" + v + b"\0" for k, v in pairs)
+open(f"corpus/header_map/{name}", "wb").write(blob)
 PY
 done
 i=0

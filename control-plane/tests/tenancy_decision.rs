@@ -13,7 +13,7 @@ use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::decision::outcome::{header, Outcome};
-use certbind_shared::decision::{Engine, RequestInput};
+use certbind_shared::decision::{header_refs, Engine, RequestInput};
 use certbind_shared::encoding::base64url_encode;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Resp, Store, TestApp, TestDb, Transport};
@@ -101,6 +101,7 @@ fn decide(engine: &mut Engine, identity: &SnapshotView, path: &str, pem: &str, t
     if let Some(token) = token {
         headers.push(("authorization".to_owned(), format!("Bearer {token}").into_bytes()));
     }
+    let headers = header_refs(&headers);
     let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: now(), ..Default::default() };
     let outcome = engine.evaluate(&input, Some(identity));
     let get = |name: &str| match &outcome {

@@ -1,6 +1,8 @@
 //! The proxy, as the filter sees it: the few calls it makes, behind a trait so the request
 //! path can be tested natively with a double. [`ProxyHost`] implements it over proxy-wasm.
 
+use certbind_shared::decision::RequestHeader;
+use certbind_shared::pairs;
 use std::fmt;
 
 /// A host call that did not succeed. The request path fails closed on any of them.
@@ -13,11 +15,50 @@ impl fmt::Display for HostError {
     }
 }
 
-pub type Headers = Vec<(String, Vec<u8>)>;
+/// The request's headers as the proxy serialized them (the proxy-wasm map format, read by
+/// [`certbind_shared::pairs`]), kept whole: the request path borrows every name and value
+/// from this one buffer rather than allocating two strings per header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderBlock {
+    serialized: Vec<u8>,
+}
+
+impl HeaderBlock {
+    pub fn from_serialized(serialized: Vec<u8>) -> Self {
+        HeaderBlock { serialized }
+    }
+
+    /// The proxy's form of `headers` (test doubles, which hold theirs as pairs).
+    pub fn from_pairs(headers: &[(String, Vec<u8>)]) -> Result<Self, HostError> {
+        let mut serialized = Vec::new();
+        pairs::serialize_into(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())), &mut serialized)
+            .ok_or_else(|| HostError("request header map too large to serialize".into()))?;
+        Ok(HeaderBlock { serialized })
+    }
+
+    /// Every header in the proxy's order. A map that does not parse exactly, or a name that
+    /// is not UTF-8 (no HTTP codec passes one), is an error, and the request is refused.
+    pub fn pairs(&self) -> Result<Vec<RequestHeader<'_>>, HostError> {
+        let mut headers = Vec::with_capacity(16);
+        let mut bad_name = None;
+        pairs::for_each_pair(&self.serialized, |name, value| match std::str::from_utf8(name) {
+            Ok(name) => headers.push((name, value)),
+            Err(_) => {
+                // The pair's index in the map: every pair before it was pushed.
+                bad_name.get_or_insert(headers.len());
+            }
+        })
+        .map_err(|e| HostError(format!("request header map: {e}")))?;
+        match bad_name {
+            Some(index) => Err(HostError(format!("request header map: the name of pair {index} is not UTF-8"))),
+            None => Ok(headers),
+        }
+    }
+}
 
 pub trait Host {
     /// All request headers in one call: every call crosses the VM boundary.
-    fn request_headers(&self) -> Result<Headers, HostError>;
+    fn request_headers(&self) -> Result<HeaderBlock, HostError>;
     /// Removes every value of one request header (the proxy compares names without case).
     /// One call per name: far cheaper in the proxy than replacing the whole map.
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
@@ -48,9 +89,30 @@ mod proxy {
         HostError(format!("{what}: {status:?}"))
     }
 
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        // The SDK's reader of this call copies every name and value into its own allocation
+        // and panics on a map it cannot parse; the filter takes the buffer whole instead.
+        fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    }
+
     impl Host for ProxyHost {
-        fn request_headers(&self) -> Result<Headers, HostError> {
-            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|s| err("get request headers", s))
+        fn request_headers(&self) -> Result<HeaderBlock, HostError> {
+            let mut data: *mut u8 = std::ptr::null_mut();
+            let mut size: usize = 0;
+            // SAFETY: both out-pointers are valid locals for the call to write.
+            let status = unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size) };
+            if status != 0 {
+                return Err(HostError(format!("get request headers: status {status}")));
+            }
+            if data.is_null() {
+                return Ok(HeaderBlock::default());
+            }
+            // SAFETY: the host wrote `size` bytes into memory it took from this module's
+            // `proxy_on_memory_allocate` (the SDK's: a leaked `Vec<u8>` with capacity `size`),
+            // and ownership passes to the caller, as in the SDK's own reader of this call.
+            let serialized = unsafe { Vec::from_raw_parts(data, size, size) };
+            Ok(HeaderBlock::from_serialized(serialized))
         }
 
         fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
@@ -161,7 +223,7 @@ mod proxy {
     /// Outside a proxy there is nothing to call: every operation fails, so anything that
     /// reaches it by mistake fails closed.
     impl Host for ProxyHost {
-        fn request_headers(&self) -> Result<Headers, HostError> {
+        fn request_headers(&self) -> Result<HeaderBlock, HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
         fn remove_request_header(&self, _: &str) -> Result<(), HostError> {
@@ -181,5 +243,30 @@ mod proxy {
         }
         fn increment_counter(&self, _: u32) {}
         fn log_warn(&self, _: &str) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_block_lends_its_names_and_values_in_order() {
+        let owned = vec![(":path".to_string(), b"/a".to_vec()), ("x-raw".to_string(), vec![0xff, 0x00, b'a'])];
+        let block = HeaderBlock::from_pairs(&owned).unwrap();
+        assert_eq!(block.pairs().unwrap(), vec![(":path", &b"/a"[..]), ("x-raw", &[0xff, 0x00, b'a'][..])]);
+        assert_eq!(HeaderBlock::default().pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
+    }
+
+    #[test]
+    fn a_damaged_map_or_a_name_that_is_not_utf8_is_an_error() {
+        let mut serialized = Vec::new();
+        let written: [(&[u8], &[u8]); 2] = [(b"ok", b"1"), (b"caf\xe9", b"2")];
+        pairs::serialize_into(written.iter().copied(), &mut serialized).unwrap();
+        let error = HeaderBlock::from_serialized(serialized.clone()).pairs().unwrap_err();
+        assert_eq!(error.0, "request header map: the name of pair 1 is not UTF-8");
+        serialized.pop();
+        let error = HeaderBlock::from_serialized(serialized).pairs().unwrap_err();
+        assert_eq!(error.0, "request header map: serialized map truncated in pair 1");
     }
 }

@@ -1,10 +1,10 @@
 //! One request: read what the decision needs in as few host calls as possible, decide, then
 //! forward with trusted identity headers or answer with the problem+json refusal.
 
-use crate::host::{Headers, Host, HostError};
+use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
 use certbind_shared::decision::outcome::{Denial, Outcome, Reason};
-use certbind_shared::decision::{Engine, RequestInput};
+use certbind_shared::decision::{Engine, RequestHeader, RequestInput};
 use certbind_shared::identity::IdentityData;
 
 /// The identity data a request decides with, asked for at the request's own time: a held
@@ -55,7 +55,8 @@ pub fn on_request_headers<H: Host>(
     identity: &dyn IdentityAt,
     metrics: &Metrics,
 ) -> Verdict {
-    let headers = match host.request_headers() {
+    let block = host.request_headers();
+    let headers = match block.as_ref().map_err(HostError::clone).and_then(|block| block.pairs()) {
         Ok(h) => h,
         Err(e) => {
             host.log_warn(&format!("certbind: cannot read request headers ({e}); refusing"));
@@ -121,10 +122,9 @@ pub fn on_request_headers<H: Host>(
 
 /// Strips every identity header the client sent (each name once, with all its values), then
 /// adds the ones the decision set. Per-header calls: a proxy rewrites only what changes.
-fn forward<H: Host>(host: &H, engine: &Engine, headers: &Headers, set: &[(&'static str, String)]) -> Result<(), HostError> {
+fn forward<H: Host>(host: &H, engine: &Engine, headers: &[RequestHeader<'_>], set: &[(&'static str, String)]) -> Result<(), HostError> {
     let mut removed: Vec<&str> = Vec::new();
-    for (name, _) in headers {
-        let name = name.as_str();
+    for &(name, _) in headers {
         if engine.is_identity_header(name) && !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
             host.remove_request_header(name)?;
             removed.push(name);

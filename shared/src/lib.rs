@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod fingerprint;
 pub mod forwarded_signature;
 pub mod identity;
+pub mod pairs;
 pub mod pop;
 pub mod snapshot;
 pub mod source;

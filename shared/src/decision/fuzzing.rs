@@ -52,7 +52,8 @@ fn decide(headers: &[(String, Vec<u8>)]) -> Outcome {
         panic!("the fixed policy is refused");
     };
     let identity = StaticIdentity::from_config(StaticIdentityConfig::default(), 1).ok();
-    let request = RequestInput { headers, peer: Some([10, 1, 2, 3].into()), now: 1_800_000_000, ..Default::default() };
+    let headers = super::header_refs(headers);
+    let request = RequestInput { headers: &headers, peer: Some([10, 1, 2, 3].into()), now: 1_800_000_000, ..Default::default() };
     engine.evaluate(&request, identity.as_ref().map(|i| i as &dyn crate::identity::IdentityData))
 }
 

@@ -26,11 +26,20 @@ use outcome::{header, Outcome, Reason};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// One request header as the proxy handed it over: the name (any case) and the value's bytes,
+/// both borrowed from the proxy's serialized header map.
+pub type RequestHeader<'a> = (&'a str, &'a [u8]);
+
+/// Borrowed views of owned headers (tests, fuzzing, callers that build their own).
+pub fn header_refs(owned: &[(String, Vec<u8>)]) -> Vec<RequestHeader<'_>> {
+    owned.iter().map(|(name, value)| (name.as_str(), value.as_slice())).collect()
+}
+
 /// Everything the decision reads about one request. Header names may come in any case (NGINX
 /// passes them as the client wrote them).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestInput<'a> {
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [RequestHeader<'a>],
     /// The TCP peer, read from the property [`Policy::peer_property`] names; `None` when it
     /// could not be told (see [`trust`]).
     pub peer: Option<IpAddr>,
@@ -138,12 +147,11 @@ impl Engine {
     }
 }
 
-fn scan<'a>(policy: &Policy, headers: &'a [(String, Vec<u8>)]) -> ScannedHeaders<'a> {
+fn scan<'a>(policy: &Policy, headers: &[RequestHeader<'a>]) -> ScannedHeaders<'a> {
     let mut scanned = ScannedHeaders::default();
     let source = policy.source.header();
     let signature = policy.signature.as_ref().map(|s| s.header.as_str());
-    for (name, value) in headers {
-        let name = name.as_str();
+    for &(name, value) in headers {
         if name.eq_ignore_ascii_case(":path") {
             scanned.path = Some(value);
             scanned.path_count += 1;
@@ -308,7 +316,7 @@ mod tests {
     }
 
     fn decide(headers: &[(&str, &str)], peer: &str) -> Outcome {
-        let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        let headers: Vec<RequestHeader<'_>> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
         let identity = StaticIdentity::from_config(StaticIdentityConfig::default(), 1).unwrap();
         let request = RequestInput { headers: &headers, peer: peer.parse().ok(), now: 1_800_000_000, ..Default::default() };
         engine().evaluate(&request, Some(&identity))

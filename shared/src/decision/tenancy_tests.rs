@@ -10,7 +10,7 @@
 //! matrix of their own.
 
 use crate::decision::outcome::{Outcome, Reason};
-use crate::decision::{Engine, RequestInput};
+use crate::decision::{header_refs, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
 use crate::pop::test_keys::{mint, TestKey, ISSUER_JWKS};
@@ -79,6 +79,7 @@ fn request(path: &str, pem: Option<&str>, token: Option<&str>) -> (Vec<(String, 
 
 fn decide(engine: &mut Engine, identity: &dyn IdentityData, path: &str, pem: Option<&str>, token: Option<&str>) -> Outcome {
     let (headers, digest) = request(path, pem, token);
+    let headers = header_refs(&headers);
     let input = RequestInput { headers: &headers, connection_digest: digest.as_deref(), now: NOW, ..Default::default() };
     engine.evaluate(&input, Some(identity))
 }
@@ -467,6 +468,7 @@ fn a_source_without_issuer_or_serial_refuses_where_a_rule_needs_them() {
     let over_connection = |rules: &Rules| {
         let headers = vec![(":path".to_owned(), b"/mtls/x".to_vec())];
         let hex = jane.fingerprint.to_hex();
+        let headers = header_refs(&headers);
         let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: NOW, ..Default::default() };
         let snapshot = engine_with(policy.clone()).evaluate(&input, Some(&rules.snapshot()));
         let development = engine_with(policy.clone()).evaluate(&input, Some(&rules.development()));

@@ -2,11 +2,14 @@
 //! double that records what the filter did.
 
 use super::{Case, CaseRequest, LocalResponse, Observed};
-use certbind_filter::host::{HostError, Headers, Host};
+use certbind_filter::host::{HeaderBlock, Host, HostError};
 use certbind_filter::metrics::Metrics;
 use certbind_filter::{config, http};
 use certbind_shared::identity::IdentityData;
 use std::cell::RefCell;
+
+/// Headers as the double holds them: names and values, in order.
+pub type Headers = Vec<(String, Vec<u8>)>;
 
 /// A host double: serves one request and records the filter's answer.
 pub struct RecordingHost {
@@ -57,9 +60,9 @@ impl RecordingHost {
 }
 
 impl Host for RecordingHost {
-    fn request_headers(&self) -> Result<Headers, HostError> {
+    fn request_headers(&self) -> Result<HeaderBlock, HostError> {
         self.count();
-        Ok(self.headers.clone())
+        HeaderBlock::from_pairs(&self.headers)
     }
 
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {

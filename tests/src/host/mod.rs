@@ -31,7 +31,7 @@
 
 pub mod abi;
 pub mod memory;
-pub mod pairs;
+pub use certbind_shared::pairs;
 mod state;
 pub mod wasi;
 

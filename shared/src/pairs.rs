@@ -1,4 +1,5 @@
-//! The proxy-wasm wire format for header maps (and other lists of pairs).
+//! The proxy-wasm wire format for header maps (and other lists of pairs): the filter reads its
+//! request headers in it, and the wasm test host speaks it to the guest.
 //!
 //! ```text
 //! u32 count | count × (u32 key_len, u32 value_len) | count × (key bytes, 0, value bytes, 0)
@@ -156,4 +157,64 @@ fn take<'a>(bytes: &'a [u8], cursor: &mut usize, len: u32, index: usize) -> Resu
 fn read_u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_le_bytes(word))
+}
+
+/// Fuzz property (`fuzz/fuzz_targets/header_map.rs`): whatever parses re-encodes to the very
+/// same bytes, so the reader accepts exactly the encoder's output. Panics when that fails.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn round_trip(data: &[u8]) {
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
+    if for_each_pair(data, |key, value| pairs.push((key, value))).is_err() {
+        return;
+    }
+    if data.is_empty() {
+        assert!(pairs.is_empty());
+        return;
+    }
+    let mut again = Vec::new();
+    assert!(serialize_into(pairs.iter().copied(), &mut again).is_some(), "a parsed map does not re-encode");
+    assert_eq!(again, data, "a parsed map re-encodes differently");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type BorrowedPair<'a> = (&'a [u8], &'a [u8]);
+
+    fn pairs_of(bytes: &[u8]) -> Result<Vec<BorrowedPair<'_>>, PairsError> {
+        let mut pairs = Vec::new();
+        for_each_pair(bytes, |k, v| pairs.push((k, v)))?;
+        Ok(pairs)
+    }
+
+    #[test]
+    fn a_map_reads_back_as_written_values_as_raw_bytes() {
+        let mut bytes = Vec::new();
+        let written: [(&[u8], &[u8]); 3] = [(b":path", b"/a"), (b"x-bin", b"caf\xe9\x00"), (b"empty", b"")];
+        serialize_into(written.iter().copied(), &mut bytes).unwrap();
+        assert_eq!(pairs_of(&bytes).unwrap(), written.to_vec());
+        round_trip(&bytes);
+        assert_eq!(pairs_of(&[]).unwrap(), Vec::<BorrowedPair<'_>>::new());
+    }
+
+    #[test]
+    fn damaged_maps_are_refused_with_what_and_where() {
+        let bytes = serialize(&[("a", "1"), ("bb", "22")]);
+        assert_eq!(pairs_of(&bytes[..3]), Err(PairsError::MissingCount { len: 3 }));
+        assert_eq!(pairs_of(&bytes[..bytes.len() - 1]), Err(PairsError::Truncated { index: 1 }));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(pairs_of(&trailing), Err(PairsError::TrailingBytes { extra: 1 }));
+        let mut unterminated = bytes.clone();
+        // The NUL after the first key ("a") sits right after the size table.
+        unterminated[4 + 2 * 8 + 1] = b'x';
+        assert_eq!(pairs_of(&unterminated), Err(PairsError::MissingTerminator { index: 0 }));
+        let huge = (MAX_PAIRS as u32 + 1).to_le_bytes();
+        assert_eq!(pairs_of(&huge), Err(PairsError::TooManyPairs { count: MAX_PAIRS as u64 + 1 }));
+        // A size that runs past the end is refused, not read.
+        let mut long = bytes.clone();
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(pairs_of(&long), Err(PairsError::Truncated { index: 0 }));
+    }
 }
