@@ -470,9 +470,10 @@ fn main() {
         if wasm_size <= WASM_SIZE_TARGET_BYTES { "met" } else { "**missed**" }
     );
     println!(
-        "The baseline guest (tests/guests/passthrough) makes the same host calls with no logic: it \
-         prices this harness's per-request work (a fresh HTTP context, five host calls, header map \
-         copies in and out), so `wasm − baseline` is certbind's own work inside the VM. A real \
-         proxy's VM boundary has costs of its own."
+        "The baseline guest (tests/guests/passthrough) makes the host calls of a bound card's `mtls` \
+         request with no logic: it prices this harness's per-request work (a fresh HTTP context, the \
+         header map read, the peer, the clock, one remove, seven adds, a counter), so \
+         `wasm − baseline` is certbind's own work inside the VM. A real proxy's VM boundary has \
+         costs of its own."
     );
 }

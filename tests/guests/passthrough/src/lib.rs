@@ -1,7 +1,8 @@
 //! The benchmark's baseline guest: per request it makes the host calls certbind's filter makes
-//! on a forwarded `mtls` request — all request headers in one call, the connection's digest,
-//! the time, the whole header map written back with one header added, one counter — and
-//! nothing else. What certbind costs beyond this is its own work.
+//! on a bound card's `mtls` request forwarded by a trusted hop — all request headers in one
+//! call, the peer address, the time, the hop's certificate header removed, seven identity-sized
+//! headers added, one counter — and nothing else. What certbind costs beyond this is its own
+//! work.
 //!
 //! Given configuration bytes other than `{}`, it also hashes them with SHA-256 on every
 //! request (the benchmark passes a certificate's DER): the price of the one hash a cold
@@ -10,11 +11,23 @@
 #[cfg(target_arch = "wasm32")]
 mod guest {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
-    use proxy_wasm::types::{Action, ContextType, MetricType};
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
     use sha2::{Digest, Sha256};
     use std::rc::Rc;
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
+
+    /// Six headers the size of certbind's other identity headers for a bound PIV card (the
+    /// seventh, `x-passthrough`, carries what the guest read).
+    const LIKE_IDENTITY: [(&str, &str); 6] = [
+        ("x-passthrough-fingerprint", "3f1c9a7e5b2d4068a1c3e5f7092b4d6f8a0c2e4f6a8b0d2f4a6c8e0b2d4f6a8c"),
+        ("x-passthrough-subject", "CN=DOE.JANE.Q.1234567890,OU=PKI,OU=DoD,O=U.S. Government,C=US"),
+        ("x-passthrough-issuer", "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US"),
+        ("x-passthrough-serial", "0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+        ("x-passthrough-user", "01JD7Q3M6K2T9V4X8B5N1C0R7Z"),
+        ("x-passthrough-principal", "auth:account:user:01JD7Q3M6K2T9V4X8B5N1C0R7Z"),
+    ];
 
     proxy_wasm::main! {{
         proxy_wasm::set_root_context(|_| Box::new(Root { counter: 0, to_hash: Rc::new(Vec::new()) }));
@@ -29,7 +42,7 @@ mod guest {
 
     impl RootContext for Root {
         fn on_configure(&mut self, _size: usize) -> bool {
-            self.counter = proxy_wasm::hostcalls::define_metric(MetricType::Counter, "passthrough.requests").unwrap_or(0);
+            self.counter = hostcalls::define_metric(MetricType::Counter, "passthrough.requests").unwrap_or(0);
             let configuration = self.get_plugin_configuration().unwrap_or_default();
             if configuration != b"{}" {
                 self.to_hash = Rc::new(configuration);
@@ -55,8 +68,8 @@ mod guest {
 
     impl HttpContext for Request {
         fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-            let mut headers = self.get_http_request_headers_bytes();
-            let digest = self.get_property(vec!["connection", "sha256_peer_certificate_digest"]).unwrap_or_default();
+            let headers = self.get_http_request_headers_bytes();
+            let peer = self.get_property(vec!["source", "address"]).unwrap_or_default();
             let now = self.get_current_time();
             let stamp = format!("{:?}", now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
             let hashed: Vec<u8> = if self.to_hash.is_empty() {
@@ -64,10 +77,14 @@ mod guest {
             } else {
                 Sha256::digest(self.to_hash.as_slice()).iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]).collect()
             };
-            headers.push(("x-passthrough".to_string(), [digest.as_slice(), stamp.as_bytes(), hashed.as_slice()].concat()));
-            let view: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-            self.set_http_request_headers_bytes(view);
-            let _ = proxy_wasm::hostcalls::increment_metric(self.counter, 1);
+            let read = headers.len().to_string();
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "x-forwarded-client-cert");
+            let seen = [peer.as_slice(), read.as_bytes(), stamp.as_bytes(), hashed.as_slice()].concat();
+            let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, "x-passthrough", &seen);
+            for (name, value) in LIKE_IDENTITY {
+                let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+            }
+            let _ = hostcalls::increment_metric(self.counter, 1);
             Action::Continue
         }
     }
