@@ -901,7 +901,8 @@ struct Checked {
     revoked_owners: Option<HashMap<u32, u64>>,
     replaced_small: bool,
     rebuilt_tables: bool,
-    new_orgs_from: Option<usize>,
+    /// Org records were appended: the org table is checked again.
+    orgs_appended: bool,
 }
 
 /// Every section's length and digest as the result will have them, computed from `held` and
@@ -921,7 +922,7 @@ fn check(held: &SnapshotView, admitted: &Admitted<'_>) -> Result<Checked, Snapsh
         revoked_owners: None,
         replaced_small: false,
         rebuilt_tables: false,
-        new_orgs_from: None,
+        orgs_appended: false,
     };
     let mut start = admitted.signed.len();
     for (i, (section, plan)) in BODY_SECTIONS.into_iter().zip(&admitted.plans).enumerate() {
@@ -970,7 +971,7 @@ fn check(held: &SnapshotView, admitted: &Admitted<'_>) -> Result<Checked, Snapsh
                 parts.iter().for_each(|part| hasher.update(part));
                 digest(hasher.clone().finalize().into())?;
                 if section == Section::Orgs {
-                    checked.new_orgs_from = Some(held_bytes.len() / super::format::ORG_RECORD);
+                    checked.orgs_appended = true;
                     checked.state.orgs = Some(hasher);
                 } else {
                     checked.state.strings = Some(hasher);
@@ -1086,8 +1087,8 @@ fn finish(
             // Every reference may have moved: check everything.
             return checker.check_all();
         }
-        if let Some(from) = checked.new_orgs_from {
-            checker.check_orgs(from)?;
+        if checked.orgs_appended {
+            checker.check_orgs()?;
         }
         for (section, offsets) in &inserted {
             let record_len = section.record_len().unwrap_or(1);
