@@ -217,6 +217,9 @@ pub(crate) struct CertificateRef<'a> {
     pub issuer: NameRef<'a>,
     pub validity: Validity,
     pub subject: NameRef<'a>,
+    /// The subject Name's and the SubjectPublicKeyInfo's whole encodings, for a CA's facts.
+    pub subject_der: &'a [u8],
+    pub spki_der: &'a [u8],
     pub extensions: Vec<ExtensionRef<'a>>,
 }
 
@@ -257,8 +260,8 @@ impl<'a> CertificateRef<'a> {
         let issuer = NameRef::from_contents(issuer.value, "issuer")?;
         let validity = fields.next()?;
         let validity = Validity::from_der(validity.encoded).map_err(der_error("validity"))?;
-        let subject = fields.expect(Tag::Sequence, "subject")?;
-        let subject = NameRef::from_contents(subject.value, "subject")?;
+        let subject_tlv = fields.expect(Tag::Sequence, "subject")?;
+        let subject = NameRef::from_contents(subject_tlv.value, "subject")?;
         let spki = fields.next()?;
         SubjectPublicKeyInfoRef::from_der(spki.encoded).map_err(der_error("subjectPublicKeyInfo"))?;
 
@@ -281,7 +284,15 @@ impl<'a> CertificateRef<'a> {
             }
             None => Vec::new(),
         };
-        Ok(CertificateRef { serial_number, issuer, validity, subject, extensions })
+        Ok(CertificateRef {
+            serial_number,
+            issuer,
+            validity,
+            subject,
+            subject_der: subject_tlv.encoded,
+            spki_der: spki.encoded,
+            extensions,
+        })
     }
 
     /// `Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }`

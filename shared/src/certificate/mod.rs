@@ -1,6 +1,7 @@
 //! What a client certificate says, extracted once from its DER encoding.
 
 mod borrowed;
+pub mod ca;
 pub mod dn;
 #[cfg(any(test, feature = "x509-reference"))]
 pub mod reference;
@@ -17,6 +18,7 @@ use der::Decode;
 use x509_cert::ext::pkix::{CertificatePolicies, ExtendedKeyUsage};
 use x509_cert::time::Time;
 
+pub use ca::{CaCertificate, KeyIdentifier};
 pub use san::SubjectAltName;
 
 /// Largest certificate DER accepted. Real PIV/CAC certificates are 1.5–2.5 KiB; 16 KiB leaves
@@ -58,6 +60,8 @@ pub struct CertificateFacts {
     pub policy_oids: Vec<String>,
     /// extKeyUsage OIDs, dotted.
     pub extended_key_usages: Vec<String>,
+    /// The AuthorityKeyIdentifier's keyIdentifier: the key of the CA that issued it.
+    pub authority_key_identifier: Option<KeyIdentifier>,
     /// False when only part of the certificate was available (e.g. the connection's
     /// properties give a digest and a subject but no issuer): constraints that need a missing
     /// fact then refuse.
@@ -101,7 +105,8 @@ impl CertificateFacts {
     /// Extracts the facts from one DER-encoded X.509 certificate. Refuses more than
     /// [`MAX_CERTIFICATE_DER`] bytes, anything after the certificate's SEQUENCE, DER that
     /// x509-cert does not accept, a repeated extension, and identity-bearing fields that are
-    /// present but unreadable (a UPN or FASC-N of the wrong form).
+    /// present but unreadable (a UPN or FASC-N of the wrong form, an AuthorityKeyIdentifier that
+    /// does not decode or has an empty keyIdentifier).
     pub fn from_der(der: &[u8]) -> Result<CertificateFacts, CertificateError> {
         let certificate = decode_certificate(der)?;
         let extensions = certificate.extensions.as_slice();
@@ -130,6 +135,7 @@ impl CertificateFacts {
             subject_alt_names,
             policy_oids,
             extended_key_usages,
+            authority_key_identifier: ca::authority_key_identifier(extensions)?,
             complete: true,
         })
     }
@@ -181,6 +187,7 @@ impl CertificateFacts {
             + self.subject_alt_names.iter().map(|s| s.text_len() + std::mem::size_of::<SubjectAltName>()).sum::<usize>()
             + strings(&self.policy_oids)
             + strings(&self.extended_key_usages)
+            + self.authority_key_identifier.as_ref().map_or(0, |k| k.as_bytes().len())
     }
 
     /// A PIV (or PIV-I) Card Authentication certificate: its EKU, or a card-auth policy.
@@ -481,6 +488,10 @@ mod tests {
                 ],
                 policy_oids: strings(&[FPKI_COMMON_AUTH]),
                 extended_key_usages: strings(&[CLIENT_AUTH, SMARTCARD_LOGON]),
+                // The issuing CA's SubjectKeyIdentifier, as `openssl x509 -ext` prints it.
+                authority_key_identifier: KeyIdentifier::new(
+                    &crate::encoding::hex_decode("ea896c2f3342bdb893c3c2cd7f2b404540a863a8").unwrap()
+                ),
                 complete: true,
             }
         );

@@ -7,7 +7,7 @@ use super::{dn, serial_hex, unix_seconds, CertificateError, CertificateFacts, Su
 use crate::fingerprint::Fingerprint;
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode, Reader, SliceReader};
-use x509_cert::ext::pkix::{CertificatePolicies, ExtendedKeyUsage};
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CertificatePolicies, ExtendedKeyUsage};
 use x509_cert::Certificate;
 
 /// [`CertificateFacts::from_der`]'s facts, by decoding the whole certificate with x509-cert.
@@ -33,6 +33,10 @@ pub fn facts_by_full_decode(der: &[u8]) -> Result<CertificateFacts, CertificateE
     };
     let policies = tbs.get::<CertificatePolicies>().map_err(der_error)?;
     let usages = tbs.get::<ExtendedKeyUsage>().map_err(der_error)?;
+    let authority_key_identifier = match tbs.get::<AuthorityKeyIdentifier>().map_err(der_error)? {
+        Some((_, aki)) => super::ca::key_identifier_of(&aki).map_err(der_error)?,
+        None => None,
+    };
     let name = |n: &x509_cert::name::Name| {
         let der = n.to_der().map_err(der_error)?;
         let name = NameRef::from_der(&der).map_err(|e| CertificateError::Der(e.problem))?;
@@ -48,6 +52,7 @@ pub fn facts_by_full_decode(der: &[u8]) -> Result<CertificateFacts, CertificateE
         subject_alt_names: sans,
         policy_oids: policies.map(|(_, p)| p.0.iter().map(|i| i.policy_identifier.to_string()).collect()).unwrap_or_default(),
         extended_key_usages: usages.map(|(_, u)| u.0.iter().map(ObjectIdentifier::to_string).collect()).unwrap_or_default(),
+        authority_key_identifier,
         complete: true,
     })
 }

@@ -145,6 +145,7 @@ mod tests {
             subject_alt_names: Vec::new(),
             policy_oids: Vec::new(),
             extended_key_usages: Vec::new(),
+            authority_key_identifier: None,
             complete: true,
         }
     }

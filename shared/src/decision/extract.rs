@@ -204,6 +204,7 @@ fn partial_connection_facts(fingerprint: Fingerprint, request: &RequestInput<'_>
         subject_alt_names: sans,
         policy_oids: Vec::new(),
         extended_key_usages: Vec::new(),
+        authority_key_identifier: None,
         complete: false,
     }
 }
