@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod certificate;
+pub mod crl;
 pub mod decision;
 pub mod encoding;
 pub mod fingerprint;

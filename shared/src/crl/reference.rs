@@ -1,0 +1,44 @@
+//! The CRL reader held to x509-cert's owned decoder of the whole `CertificateList`, for the
+//! `crl` fuzz target (feature `x509-reference`) and the unit tests. Not used otherwise: the
+//! owned decoder copies every entry into the heap.
+
+use super::{crl_der, Crl, CrlLimits};
+use der::{Decode, Reader, SliceReader};
+use x509_cert::crl::CertificateList;
+
+/// Never panics on its own account; panics (for the fuzzer) when the reader accepts what
+/// x509-cert refuses, or reads other entries, serials or dates than it does.
+pub fn exercise(data: &[u8]) {
+    let limits = CrlLimits::default();
+    if let Ok(der) = crl_der(data, &limits) {
+        compare(&der, &limits);
+    }
+}
+
+fn full_decode(der: &[u8]) -> Result<CertificateList, der::Error> {
+    let mut reader = SliceReader::new(der)?;
+    let list = CertificateList::decode(&mut reader)?;
+    reader.finish(list)
+}
+
+fn compare(der: &[u8], limits: &CrlLimits) {
+    let Ok(crl) = Crl::from_der(der, limits) else {
+        return;
+    };
+    let entries: Vec<_> = crl.entries().collect();
+    assert_eq!(entries.len(), crl.entry_count(), "iteration read another number of entries than the check");
+    let list = match full_decode(der) {
+        Ok(list) => list,
+        Err(e) => panic!("the reader accepted a CRL x509-cert refuses: {e}"),
+    };
+    let tbs = &list.tbs_cert_list;
+    let seconds = |t: &x509_cert::time::Time| i64::try_from(t.to_unix_duration().as_secs()).ok();
+    assert_eq!(Some(crl.this_update()), seconds(&tbs.this_update), "thisUpdate");
+    assert_eq!(crl.next_update(), tbs.next_update.as_ref().and_then(seconds), "nextUpdate");
+    let theirs = tbs.revoked_certificates.as_deref().unwrap_or_default();
+    assert_eq!(entries.len(), theirs.len(), "number of entries");
+    for (ours, theirs) in entries.iter().zip(theirs) {
+        assert_eq!(ours.serial.der_content(), theirs.serial_number.as_bytes(), "serial");
+        assert_eq!(Some(ours.revocation_date), seconds(&theirs.revocation_date), "revocationDate");
+    }
+}
