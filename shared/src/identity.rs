@@ -12,7 +12,6 @@ use crate::certificate::CertificateFacts;
 use crate::encoding::ULID_TEXT_LEN;
 use crate::fingerprint::Fingerprint;
 use crate::pop::jwks::Jwks;
-use crate::snapshot::ConstraintKind;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -186,6 +185,35 @@ pub const ORG_ISSUER_PREFIX: &str = "org:";
 /// never honours such a registration, and the development identity refuses it.
 pub fn is_reserved_issuer(iss: &str) -> bool {
     iss.starts_with(ORG_ISSUER_PREFIX)
+}
+
+/// What an owner demands of the certificates its rules apply to, beyond the route's own
+/// constraints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConstraintKind {
+    /// The certificate's issuer DN must be one of the owner's listed DNs.
+    AllowedIssuerDn,
+    /// The certificate must assert one of the owner's listed policy OIDs.
+    RequiredPolicyOid,
+    /// The certificate must carry an RFC 822 SAN, each in one of the owner's listed domains.
+    SanEmailDomain,
+}
+
+impl ConstraintKind {
+    /// The name the control plane's API and database use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConstraintKind::AllowedIssuerDn => "allowed_issuer_dn",
+            ConstraintKind::RequiredPolicyOid => "required_policy_oid",
+            ConstraintKind::SanEmailDomain => "san_email_domain",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ConstraintKind::AllowedIssuerDn, ConstraintKind::RequiredPolicyOid, ConstraintKind::SanEmailDomain]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 /// What one owner demands of the certificates its rules apply to, beyond the route's own

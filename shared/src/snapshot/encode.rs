@@ -14,7 +14,7 @@
 
 use super::format::{
     bucket_digests, keyed_digest, plain_digest, read_string, read_u32, san_kind_wire_id,
-    u24_bytes, write_header, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED,
+    u24_bytes, write_header, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED,
     BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, DIGEST_LEN, FINGERPRINT_LEN,
     HEADER_LEN, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
     MAX_STRING_LEN, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
@@ -22,7 +22,7 @@ use super::format::{
 use super::view::SnapshotView;
 use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{is_reserved_principal, Owner, SanKind};
+use crate::identity::{is_reserved_principal, ConstraintKind, Owner, SanKind};
 use crate::pop::jwks::MAX_JWKS_BYTES;
 use std::collections::HashMap;
 use std::fmt;

@@ -8,7 +8,7 @@
 
 use super::format::{
     bucket_digests, keyed_digest, malformed, plain_digest, plain_digest_state, read_layout, read_string, read_u24,
-    read_u32, san_kind_from_wire_id, san_kind_wire_id, ConstraintKind, Layout, Section, SignatureAlgorithm,
+    read_u32, san_kind_from_wire_id, san_kind_wire_id, Layout, Section, SignatureAlgorithm,
     SnapshotHeader, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT,
     BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, BUCKETS, CONSTRAINT_RECORD, DIGEST_LEN,
     FINGERPRINT_LEN, ISSUER_RECORD, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_STRING_LEN,
@@ -18,7 +18,7 @@ use super::SnapshotError;
 use crate::encoding::ulid_render;
 use crate::fingerprint::Fingerprint;
 use crate::identity::{
-    is_reserved_principal, CardBinding, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping,
+    is_reserved_principal, CardBinding, ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping,
     TokenIssuer, UserId,
 };
 use crate::pop::jwks::{Jwks, MAX_JWKS_BYTES};
