@@ -865,6 +865,30 @@ pub fn apply_in_place(
         .map_err(|(error, buffer)| refused(error, Unapplied::Spent(buffer)))
 }
 
+/// Deltas are accepted by the verifier that accepts whole snapshots, with the same header
+/// checks.
+impl SnapshotVerifier {
+    /// Applies a delta chain to `held`: accepted only if it starts at `held`'s version and
+    /// ends in a snapshot whose signed header verifies as [`SnapshotVerifier::verify`] would,
+    /// with every length and digest matching.
+    pub fn apply_delta(&self, held: &SnapshotView, chain: &[u8], now: i64) -> Result<SnapshotView, SnapshotError> {
+        apply(self, held, chain, now)
+    }
+
+    /// [`SnapshotVerifier::apply_delta`] in `held`'s own buffer when `held` is its only owner
+    /// ([`apply_in_place`]): the same result and the same refusals, without a second buffer.
+    /// A refusal hands back `held` as it was, or — only when the signed result
+    /// itself is malformed — its spent buffer.
+    pub fn apply_delta_in_place(
+        &self,
+        held: SnapshotView,
+        chain: &[u8],
+        now: i64,
+    ) -> Result<SnapshotView, InPlaceRefusal> {
+        apply_in_place(self, held, chain, now)
+    }
+}
+
 /// The checks that read only the chain and `held`'s header: the chain's size, the target's
 /// signed header (key, signature, version, clock), the base version, the steps' structure.
 fn admit<'a>(
