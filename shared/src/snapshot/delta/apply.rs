@@ -25,7 +25,8 @@ use crate::snapshot::format::{
     bucket_range, read_header, read_u64, Layout, Section, BODY_SECTIONS, BODY_START, MAX_SNAPSHOT_BYTES,
 };
 use crate::snapshot::verify::SnapshotVerifier;
-use crate::snapshot::view::{bucket_starts, Checker, Derived, SnapshotView, INDEX_FROM, KEEP_BUCKETS_FROM};
+use crate::snapshot::view::checker::{bucket_starts, Checker, Derived, INDEX_FROM, KEEP_BUCKETS_FROM};
+use crate::snapshot::view::SnapshotView;
 use crate::snapshot::SnapshotError;
 use std::collections::BTreeSet;
 use std::ops::Range;

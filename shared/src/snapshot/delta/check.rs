@@ -7,7 +7,8 @@ use crate::snapshot::format::{
     bucket_digests, bucket_of, bucket_range, keyed_digest, malformed, plain_digest_state, read_u24, Section,
     BODY_SECTIONS, DIGEST_LEN, FINGERPRINT_LEN, MAX_SNAPSHOT_BYTES, REVOKED_RECORD,
 };
-use crate::snapshot::view::{DigestState, SnapshotView};
+use crate::snapshot::view::checker::DigestState;
+use crate::snapshot::view::SnapshotView;
 use crate::snapshot::SnapshotError;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
