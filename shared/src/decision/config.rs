@@ -1,7 +1,8 @@
 //! The route policy as operators write it (JSON in the plugin configuration), and its
 //! validation. Every refusal names the member at fault.
 
-use super::constraints::Constraints;
+pub use super::config_error::ConfigError;
+use super::constraints::{Constraints, MAX_LEEWAY_SECONDS};
 use super::headers::{configured_name, fold_name, StripList};
 use super::mode::{Mode, PathPattern};
 use super::path::route_path;
@@ -143,10 +144,6 @@ fn default_rejected_cache() -> usize {
     4096
 }
 
-/// Largest clock skew tolerated on token lifetimes and certificate validity: more turns an
-/// expired credential into a valid one.
-pub const MAX_LEEWAY_SECONDS: u64 = 600;
-
 impl Default for TokenConfig {
     fn default() -> Self {
         TokenConfig {
@@ -225,27 +222,6 @@ fn default_facts_cache() -> usize {
 fn default_facts_cache_bytes() -> usize {
     16 * 1024 * 1024
 }
-
-/// A refused configuration: which member, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError { field: field.into(), problem: problem.into() }
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The largest header cap an operator may configure: Envoy's own default request-header limit
 /// is 60 KiB, so a larger value could never be reached.

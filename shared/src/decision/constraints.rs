@@ -1,10 +1,14 @@
 //! What a certificate must satisfy on a route, beyond the proxy's chain verification.
 
-use super::config::{ConfigError, MAX_LEEWAY_SECONDS};
+use super::config_error::ConfigError;
 use super::outcome::Reason;
 use crate::certificate::dn::canonical_dn;
 use crate::certificate::CertificateFacts;
 use serde::Deserialize;
+
+/// Largest clock skew tolerated on token lifetimes and certificate validity: more turns an
+/// expired credential into a valid one.
+pub const MAX_LEEWAY_SECONDS: u64 = 600;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,7 @@
 //! variable as `x-dm-user-id`. So names are compared after folding ASCII case and mapping `_`
 //! to `-`: every look-alike spelling of an identity header is that header.
 
-use super::config::ConfigError;
+use super::config_error::ConfigError;
 
 /// Name prefixes (folded) that identity and client-certificate headers use: this project's
 /// own `x-dm-` space, Envoy's XFCC, and the spellings other proxies and platforms use for the

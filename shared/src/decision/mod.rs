@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod config_error;
 pub mod constraints;
 pub mod extract;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -19,7 +20,8 @@ use crate::identity::IdentityData;
 use crate::pop::cache::{RejectedTokens, TokenCache};
 use crate::pop::jwt::{self, TokenRequirements, VerifiedToken};
 use cache::FactsCache;
-use config::{CertificateSource, ConfigError, Policy, PolicyConfig};
+use config::{CertificateSource, Policy, PolicyConfig};
+use config_error::ConfigError;
 use headers::folded_eq;
 use mode::Mode;
 use outcome::{header, Outcome, Reason};

@@ -13,7 +13,8 @@
 
 use crate::identity::{is_reserved_issuer, IdentityData, Owner, TokenIssuer, ORG_ISSUER_PREFIX};
 use crate::pop::jwks::Jwks;
-use crate::pop::jwt::{verify, IssuerKeys, TokenError, TokenRequirements, VerifiedToken};
+use crate::pop::jwt::{verify, IssuerKeys, TokenRequirements, VerifiedToken};
+use crate::pop::token_error::TokenError;
 
 /// One owner's registrations, as a key source for [`verify`].
 pub struct OwnerIssuers<'a> {

@@ -14,7 +14,8 @@
 //! costs a hash and a lookup instead of another signature check. Refusals that time can undo
 //! (not yet valid) are not remembered.
 
-use super::jwt::{TokenError, VerifiedToken};
+use super::jwt::VerifiedToken;
+use super::token_error::TokenError;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

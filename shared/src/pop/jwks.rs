@@ -5,7 +5,7 @@
 //! read. A set that holds private or symmetric key material is refused outright: someone
 //! pasted the wrong half, and that secret must not be distributed to every proxy.
 
-use super::jwt::TokenError;
+use super::token_error::TokenError;
 use super::parse_object_without_duplicates;
 use crate::encoding::base64url_decode;
 use rsa::signature::Verifier as _;

@@ -5,18 +5,21 @@
 //! [`jwt::verify`] checks a compact JWS against them and the route's requirements;
 //! [`jwt::cnf_matches`] compares the confirmation claim with the certificate's thumbprint;
 //! [`cache::TokenCache`] remembers tokens that verified, so a signature is checked once per
-//! token rather than once per request. Which issuers apply to a request (an org's, the
-//! platform's) is the decision's business (`crate::decision::scope`): this module verifies
-//! against any [`IssuerKeys`] and depends on no identity data.
+//! token rather than once per request; [`TokenError`] says why a token or a key set was
+//! refused. Which issuers apply to a request (an org's, the platform's) is the decision's
+//! business (`crate::decision::scope`): this module verifies against any [`IssuerKeys`] and
+//! depends on no identity data.
 
 pub mod cache;
 pub mod es256;
 pub mod jwks;
 pub mod jwt;
+pub mod token_error;
 
 pub use cache::TokenCache;
 pub use jwks::{Algorithm, Jwks};
-pub use jwt::{bearer_token, cnf_matches, verify, IssuerKeys, TokenError, TokenRequirements, VerifiedToken};
+pub use jwt::{bearer_token, cnf_matches, verify, IssuerKeys, TokenRequirements, VerifiedToken};
+pub use token_error::TokenError;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};

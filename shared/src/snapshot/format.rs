@@ -61,7 +61,7 @@
 //! appends to them and a reader digests the appended bytes only.
 
 use super::SnapshotError;
-use crate::identity::{normalize_serial, SanKind};
+use crate::identity::{normalize_serial, ConstraintKind, SanKind};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::ops::Range;
@@ -290,18 +290,8 @@ pub(crate) fn san_kind_from_wire_id(id: u8) -> Option<SanKind> {
     }
 }
 
-/// What an owner demands of the certificates its rules apply to, beyond the route's own
-/// constraints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ConstraintKind {
-    /// The certificate's issuer DN must be one of the owner's listed DNs.
-    AllowedIssuerDn,
-    /// The certificate must assert one of the owner's listed policy OIDs.
-    RequiredPolicyOid,
-    /// The certificate must carry an RFC 822 SAN, each in one of the owner's listed domains.
-    SanEmailDomain,
-}
-
+/// A constraint kind's byte in a constraint record ([`ConstraintKind`] is the identity's noun;
+/// how the snapshot spells it is the format's).
 impl ConstraintKind {
     pub fn wire_id(self) -> u8 {
         match self {
@@ -318,21 +308,6 @@ impl ConstraintKind {
             3 => Some(ConstraintKind::SanEmailDomain),
             _ => None,
         }
-    }
-
-    /// The name the control plane's API and database use.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConstraintKind::AllowedIssuerDn => "allowed_issuer_dn",
-            ConstraintKind::RequiredPolicyOid => "required_policy_oid",
-            ConstraintKind::SanEmailDomain => "san_email_domain",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        [ConstraintKind::AllowedIssuerDn, ConstraintKind::RequiredPolicyOid, ConstraintKind::SanEmailDomain]
-            .into_iter()
-            .find(|k| k.name() == name)
     }
 }
 

@@ -25,8 +25,9 @@ mod delta_tests;
 pub(crate) mod tests;
 
 pub use encode::{reencode, EncodeError, EncodeProblem, SnapshotEncoder, UnsignedSnapshot};
+pub use crate::identity::ConstraintKind;
 pub use format::{
-    peek_header, revoked_serial_key, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, BINDING_RECORD,
+    peek_header, revoked_serial_key, Section, SignatureAlgorithm, SnapshotHeader, BINDING_RECORD,
     BLOCKED_RECORD, FINGERPRINT_LEN, MAX_AUDIENCES, MAX_CLOCK_SKEW_SECS, MAX_ISSUERS, MAX_SNAPSHOT_BYTES,
     MAX_STRING_LEN, PRINCIPAL_RECORD, REVOKED_RECORD,
 };

@@ -1,5 +1,8 @@
 //! Accepting a snapshot: pinned key, signature over the header, version, clock, then the
 //! sections' digests and structure.
+//!
+//! A delta chain is accepted by [`SnapshotVerifier::apply_delta`], defined with the rest of
+//! applying a delta in [`super::delta`]: the same header checks, then the chain's own.
 
 use super::format::{read_layout, SnapshotHeader, BODY_START, HEADER_LEN, MAX_CLOCK_SKEW_SECS};
 use super::keys::{KeyError, PinnedKey};
@@ -111,25 +114,5 @@ impl SnapshotVerifier {
             }
         }
         Ok(())
-    }
-
-    /// Applies a delta chain ([`super::delta`]) to `held`: accepted only if it starts at
-    /// `held`'s version and ends in a snapshot whose signed header verifies as
-    /// [`SnapshotVerifier::verify`] would, with every length and digest matching.
-    pub fn apply_delta(&self, held: &SnapshotView, chain: &[u8], now: i64) -> Result<SnapshotView, SnapshotError> {
-        super::delta::apply(self, held, chain, now)
-    }
-
-    /// [`SnapshotVerifier::apply_delta`] in `held`'s own buffer when `held` is its only owner
-    /// ([`super::delta::apply_in_place`]): the same result and the same refusals, without a
-    /// second buffer. A refusal hands back `held` as it was, or — only when the signed result
-    /// itself is malformed — its spent buffer.
-    pub fn apply_delta_in_place(
-        &self,
-        held: SnapshotView,
-        chain: &[u8],
-        now: i64,
-    ) -> Result<SnapshotView, super::delta::InPlaceRefusal> {
-        super::delta::apply_in_place(self, held, chain, now)
     }
 }

@@ -11,96 +11,30 @@
 //!
 //! Orgs are interned: each distinct org id is stored once, and a record names it by index.
 //! Output is deterministic: the same pushes give the same bytes.
+//!
+//! `error` says what the encoder refuses and where; `unsigned` holds the finished snapshot the
+//! signer signs.
+
+mod error;
+mod unsigned;
+
+pub use error::{EncodeError, EncodeProblem};
+pub use unsigned::UnsignedSnapshot;
 
 use super::format::{
     bucket_digests, keyed_digest, plain_digest, read_string, read_u32, san_kind_wire_id,
-    u24_bytes, write_header, ConstraintKind, Section, SignatureAlgorithm, SnapshotHeader, BINDING_ENABLED,
+    u24_bytes, write_header, Section, SnapshotHeader, BINDING_ENABLED,
     BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, DIGEST_LEN, FINGERPRINT_LEN,
-    HEADER_LEN, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
+    KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
     MAX_STRING_LEN, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
 };
 use super::view::SnapshotView;
 use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{is_reserved_principal, Owner, SanKind};
+use crate::identity::{is_reserved_principal, ConstraintKind, Owner, SanKind};
 use crate::pop::jwks::MAX_JWKS_BYTES;
 use std::collections::HashMap;
-use std::fmt;
 use std::ops::Range;
-
-/// What is wrong with a record handed to the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncodeProblem {
-    /// The key is lower than the previous record's key in the same section, or equal to it
-    /// where that is not allowed (bindings; copied records).
-    NotAscending,
-    /// The same rule twice: same key and owner (or same SAN rule, constraint, issuer and owner).
-    Duplicate,
-    /// A record was pushed into a keyed section that precedes one already written.
-    SectionOrder,
-    /// A string is longer than [`MAX_STRING_LEN`] bytes.
-    StringTooLong,
-    /// A string that must name something is empty.
-    EmptyString,
-    /// A SAN domain contains ASCII uppercase (the reader compares lowercase).
-    UppercaseDomain,
-    /// More than [`MAX_ORGS`] distinct orgs.
-    TooManyOrgs,
-    /// More than [`MAX_ISSUERS`] issuer registrations.
-    TooManyIssuers,
-    /// A JWKS document is larger than the JWKS parser accepts.
-    JwksTooLarge,
-    /// More than [`MAX_AUDIENCES`] audiences, or more than [`MAX_AUDIENCES_BYTES`] of them.
-    AudiencesTooLarge,
-    /// A platform principal that would pass for a user's or an org's.
-    ReservedPrincipal,
-    /// The snapshot would exceed [`MAX_SNAPSHOT_BYTES`].
-    SnapshotTooLarge,
-    /// The header's key id is not 16 lowercase hex digits.
-    BadKeyId,
-    /// `expires_at` is not after `issued_at`.
-    BadValidity,
-    /// The signature is not 64 bytes.
-    BadSignatureLength,
-    /// Raw records were pushed into an encoder that does not continue their snapshot, or
-    /// their length is not a whole number of records.
-    NotContinuing,
-}
-
-/// A record the encoder refused: which section, which record (0-based within its section)
-/// and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncodeError {
-    pub section: Section,
-    pub index: usize,
-    pub problem: EncodeProblem,
-}
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.problem {
-            EncodeProblem::NotAscending => "key is not greater than the previous one",
-            EncodeProblem::Duplicate => "the same rule twice for one owner",
-            EncodeProblem::SectionOrder => "section written after a later one",
-            EncodeProblem::StringTooLong => "string longer than 255 bytes",
-            EncodeProblem::EmptyString => "empty string",
-            EncodeProblem::UppercaseDomain => "domain is not lowercase",
-            EncodeProblem::TooManyOrgs => "more than 16777215 orgs",
-            EncodeProblem::TooManyIssuers => "too many issuer registrations",
-            EncodeProblem::JwksTooLarge => "JWKS document too large",
-            EncodeProblem::AudiencesTooLarge => "too many audiences",
-            EncodeProblem::ReservedPrincipal => "a platform principal may not name a user's or an org's",
-            EncodeProblem::SnapshotTooLarge => "snapshot larger than the maximum size",
-            EncodeProblem::BadKeyId => "key id is not 16 lowercase hex digits",
-            EncodeProblem::BadValidity => "expiry is not after issue time",
-            EncodeProblem::BadSignatureLength => "signature is not 64 bytes",
-            EncodeProblem::NotContinuing => "raw records need an encoder continuing their snapshot",
-        };
-        write!(f, "snapshot {} record {}: {what}", self.section, self.index)
-    }
-}
-
-impl std::error::Error for EncodeError {}
 
 /// A record of the current fingerprint in an owned keyed section, held until the next
 /// fingerprint so the run can be ordered by owner.
@@ -716,42 +650,6 @@ impl SnapshotEncoder {
         }
         write_header(&mut self.out, header, &ranges, &digests).ok_or(header_error(EncodeProblem::SnapshotTooLarge))?;
         Ok(UnsignedSnapshot { bytes: self.out, algorithm: header.algorithm })
-    }
-}
-
-/// A snapshot whose signature is still to be made.
-pub struct UnsignedSnapshot {
-    bytes: Vec<u8>,
-    algorithm: SignatureAlgorithm,
-}
-
-impl UnsignedSnapshot {
-    /// The bytes the signature covers: the header, which carries every section's digest.
-    pub fn message(&self) -> &[u8] {
-        self.bytes.get(..HEADER_LEN).unwrap_or(&[])
-    }
-
-    pub fn algorithm(&self) -> SignatureAlgorithm {
-        self.algorithm
-    }
-
-    /// Length of the signed snapshot.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.len() <= BODY_START
-    }
-
-    /// Puts the signature (r ‖ s for ECDSA P-256, 64 bytes for Ed25519) after the header.
-    pub fn attach_signature(mut self, signature: &[u8]) -> Result<Vec<u8>, EncodeError> {
-        let slot = self.bytes.get_mut(HEADER_LEN..BODY_START).filter(|_| signature.len() == SIGNATURE_LEN);
-        let Some(slot) = slot else {
-            return Err(EncodeError { section: Section::Signature, index: 0, problem: EncodeProblem::BadSignatureLength });
-        };
-        slot.copy_from_slice(signature);
-        Ok(self.bytes)
     }
 }
 

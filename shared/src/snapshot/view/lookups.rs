@@ -1,0 +1,290 @@
+//! Reads over a view's checked records: every record of a section in order (for the producer
+//! and inspection), and the [`IdentityData`] lookups the decision makes per request: binary
+//! searches over sorted records, or reads of what the view read whole when it opened.
+
+use super::SnapshotView;
+use crate::encoding::ulid_render;
+use crate::fingerprint::Fingerprint;
+use crate::identity::{
+    CardBinding, ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping, TokenIssuer, UserId,
+};
+use crate::snapshot::format::{
+    bucket_of, read_string, read_u24, read_u32, revoked_serial_key, san_kind_from_wire_id, san_kind_wire_id, Section,
+    BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT, BINDING_USER_TEXT,
+    BLOCKED_RECORD, CONSTRAINT_RECORD, FINGERPRINT_LEN, ISSUER_RECORD, ORG_RECORD, OWNED_KEY_LEN, PLATFORM_OWNER,
+    PRINCIPAL_RECORD, REVOKED_RECORD, SAN_RULE_RECORD,
+};
+use std::cmp::Ordering;
+
+/// Compares two byte strings, the second one ASCII-lowercased on the fly.
+fn cmp_lowercased(stored: &[u8], query: &[u8]) -> Ordering {
+    let query = query.iter().map(u8::to_ascii_lowercase);
+    stored.iter().copied().cmp(query)
+}
+
+/// One issuer registration as the snapshot carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerEntry<'a> {
+    pub issuer: &'a str,
+    pub owner: Owner<'a>,
+    pub audiences: &'a [String],
+    /// The JWKS document as signed.
+    pub jwks: &'a [u8],
+}
+
+impl SnapshotView {
+    fn strings(&self) -> &[u8] {
+        self.section_bytes(Section::Strings)
+    }
+
+    fn org_name(&self, index: u32) -> Option<&str> {
+        self.checker().org_name(index)
+    }
+
+    /// The owner an owner field names (checked when the view opened).
+    fn owner_at(&self, index: u32) -> Owner<'_> {
+        if index == PLATFORM_OWNER {
+            Owner::Platform
+        } else {
+            Owner::Org(self.org_name(index).unwrap_or_default())
+        }
+    }
+
+    /// Whether the owner field `index` names a rule that applies to a certificate of `org`.
+    fn owner_applies(&self, index: u32, org: Option<&str>) -> bool {
+        index == PLATFORM_OWNER || org.is_some_and(|org| self.org_name(index) == Some(org))
+    }
+
+    /// Whether the owner field `index` is `owner`.
+    fn owner_is(&self, index: u32, owner: Owner<'_>) -> bool {
+        match owner {
+            Owner::Platform => index == PLATFORM_OWNER,
+            Owner::Org(org) => index != PLATFORM_OWNER && self.org_name(index) == Some(org),
+        }
+    }
+
+    /// Every org id, in index order.
+    pub fn orgs(&self) -> impl Iterator<Item = &str> + '_ {
+        self.section_bytes(Section::Orgs)
+            .chunks_exact(ORG_RECORD)
+            .filter_map(|record| read_string(self.strings(), read_u32(record, 0)?))
+    }
+
+    /// Binary search over sorted fixed-width records for the run whose first 32 bytes are
+    /// `key` (one record in the bindings; one per owner elsewhere).
+    fn find_run(&self, section: Section, record_len: usize, key: &[u8; FINGERPRINT_LEN]) -> &[u8] {
+        let records = self.section_bytes(section);
+        let count = records.len() / record_len;
+        let key_at = |i: usize| records.get(i * record_len..i * record_len + FINGERPRINT_LEN);
+        // The key's bucket bounds the search, when the section is indexed.
+        let bucket = bucket_of(key);
+        let index = section.keyed_index().and_then(|k| self.derived.bucket_starts.get(k)).and_then(Option::as_ref);
+        let bounds = index.and_then(|starts| Some((*starts.get(bucket)?, *starts.get(bucket + 1)?)));
+        let (mut low, mut high) = match bounds {
+            Some((start, end)) => (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(count).min(count)),
+            None => (0usize, count),
+        };
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if key_at(mid).is_some_and(|k| k < &key[..]) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let mut end = low;
+        while end < count && key_at(end) == Some(&key[..]) {
+            end += 1;
+        }
+        records.get(low * record_len..end * record_len).unwrap_or(&[])
+    }
+
+    fn binding_of(&self, record: &[u8]) -> Option<(Fingerprint, CardBinding<'_>)> {
+        let fingerprint = Fingerprint(record.get(..32)?.try_into().ok()?);
+        let flags = *record.get(BINDING_FLAGS_AT)?;
+        let user_id = if flags & BINDING_USER_TEXT != 0 {
+            UserId::Text(read_string(self.strings(), read_u32(record, BINDING_USER_AT)?)?)
+        } else {
+            UserId::Ulid(ulid_render(record.get(BINDING_USER_AT..BINDING_ORG_AT)?.try_into().ok()?))
+        };
+        let org_id = self.org_name(read_u24(record, BINDING_ORG_AT)?)?;
+        let enabled = flags & BINDING_ENABLED != 0;
+        Some((fingerprint, CardBinding { user_id, org_id, enabled }))
+    }
+
+    /// Every binding, in fingerprint order.
+    pub fn bindings(&self) -> impl Iterator<Item = (Fingerprint, CardBinding<'_>)> + '_ {
+        self.section_bytes(Section::Bindings).chunks_exact(BINDING_RECORD).filter_map(|record| self.binding_of(record))
+    }
+
+    fn owned_key(&self, record: &[u8]) -> Option<([u8; 32], Owner<'_>)> {
+        Some((record.get(..FINGERPRINT_LEN)?.try_into().ok()?, self.owner_at(read_u24(record, FINGERPRINT_LEN)?)))
+    }
+
+    /// Every blocklist entry with its owner, in record order.
+    pub fn blocklist(&self) -> impl Iterator<Item = (Fingerprint, Owner<'_>)> + '_ {
+        self.section_bytes(Section::Blocklist)
+            .chunks_exact(BLOCKED_RECORD)
+            .filter_map(|record| self.owned_key(record).map(|(k, o)| (Fingerprint(k), o)))
+    }
+
+    /// Every revoked-serial key ([`crate::snapshot::revoked_serial_key`]) with its owner, in record order.
+    pub fn revoked(&self) -> impl Iterator<Item = ([u8; 32], Owner<'_>)> + '_ {
+        self.section_bytes(Section::Revoked).chunks_exact(REVOKED_RECORD).filter_map(|record| self.owned_key(record))
+    }
+
+    /// Every thumbprint mapping: fingerprint, owner and name as written, in record order.
+    pub fn principals(&self) -> impl Iterator<Item = (Fingerprint, Owner<'_>, &str)> + '_ {
+        self.section_bytes(Section::Principals).chunks_exact(PRINCIPAL_RECORD).filter_map(|record| {
+            let (key, owner) = self.owned_key(record)?;
+            Some((Fingerprint(key), owner, read_string(self.strings(), read_u32(record, OWNED_KEY_LEN)?)?))
+        })
+    }
+
+    fn san_rule_at(&self, record: &[u8]) -> Option<(SanKind, &str, &str, Owner<'_>)> {
+        let kind = san_kind_from_wire_id(*record.first()?)?;
+        let domain = read_string(self.strings(), read_u32(record, 1)?)?;
+        let issuer = read_string(self.strings(), read_u32(record, 5)?)?;
+        Some((kind, domain, issuer, self.owner_at(read_u24(record, 9)?)))
+    }
+
+    /// Every SAN mapping rule: kind, domain, issuer DN, owner; in record order.
+    pub fn san_rules(&self) -> impl Iterator<Item = (SanKind, &str, &str, Owner<'_>)> + '_ {
+        self.section_bytes(Section::SanRules).chunks_exact(SAN_RULE_RECORD).filter_map(|record| self.san_rule_at(record))
+    }
+
+    /// Every constraint as (owner, kind, value), in record order.
+    pub fn all_constraints(&self) -> impl Iterator<Item = (Owner<'_>, ConstraintKind, &str)> + '_ {
+        self.section_bytes(Section::Constraints).chunks_exact(CONSTRAINT_RECORD).filter_map(|record| {
+            let owner = self.owner_at(read_u24(record, 0)?);
+            let kind = ConstraintKind::from_wire_id(*record.get(3)?)?;
+            Some((owner, kind, read_string(self.strings(), read_u32(record, 4)?)?))
+        })
+    }
+
+    fn issuer_at(&self, index: usize) -> Option<IssuerEntry<'_>> {
+        let record = self.section_bytes(Section::Issuers).get(index * ISSUER_RECORD..(index + 1) * ISSUER_RECORD)?;
+        let blobs = self.section_bytes(Section::Blobs);
+        let field = |offset: usize| read_u32(record, offset).and_then(|v| usize::try_from(v).ok());
+        let (jwks_at, jwks_len) = (field(7)?, field(11)?);
+        Some(IssuerEntry {
+            issuer: read_string(self.strings(), read_u32(record, 0)?)?,
+            owner: self.owner_at(read_u24(record, 4)?),
+            audiences: &self.derived.issuers.get(index)?.audiences,
+            jwks: blobs.get(jwks_at..jwks_at.checked_add(jwks_len)?)?,
+        })
+    }
+
+    /// Every issuer registration, ascending by issuer then owner.
+    pub fn issuers(&self) -> impl Iterator<Item = IssuerEntry<'_>> + '_ {
+        (0..self.section_bytes(Section::Issuers).len() / ISSUER_RECORD).filter_map(|i| self.issuer_at(i))
+    }
+
+    fn issuer_name(&self, index: usize) -> Option<&str> {
+        let at = index.checked_mul(ISSUER_RECORD)?;
+        read_string(self.strings(), read_u32(self.section_bytes(Section::Issuers), at)?)
+    }
+}
+
+impl IdentityData for SnapshotView {
+    fn card_binding(&self, fingerprint: &Fingerprint) -> Option<CardBinding<'_>> {
+        let record = self.find_run(Section::Bindings, BINDING_RECORD, &fingerprint.0);
+        self.binding_of(record.get(..BINDING_RECORD)?).map(|(_, binding)| binding)
+    }
+
+    fn is_blocklisted(&self, fingerprint: &Fingerprint, org: Option<&str>) -> bool {
+        self.find_run(Section::Blocklist, BLOCKED_RECORD, &fingerprint.0)
+            .chunks_exact(BLOCKED_RECORD)
+            .any(|record| read_u24(record, FINGERPRINT_LEN).is_some_and(|owner| self.owner_applies(owner, org)))
+    }
+
+    fn is_revoked(&self, issuer_dn: &str, serial_hex: &str, org: Option<&str>) -> bool {
+        // Most snapshots revoke by fingerprint (blocklist) only: skip the key's SHA-256.
+        if self.revoked_count() == 0 {
+            return false;
+        }
+        let key = revoked_serial_key(issuer_dn, serial_hex);
+        self.find_run(Section::Revoked, REVOKED_RECORD, &key)
+            .chunks_exact(REVOKED_RECORD)
+            .any(|record| read_u24(record, FINGERPRINT_LEN).is_some_and(|owner| self.owner_applies(owner, org)))
+    }
+
+    fn has_revoked_serials(&self, org: Option<&str>) -> bool {
+        self.derived.revoked_owners.get(&PLATFORM_OWNER).is_some_and(|n| *n > 0)
+            || org.is_some_and(|org| self.derived.revoked_orgs.contains(org))
+    }
+
+    fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
+        let run = self.find_run(Section::Principals, PRINCIPAL_RECORD, &fingerprint.0);
+        for record in run.chunks_exact(PRINCIPAL_RECORD) {
+            let owner = read_u24(record, FINGERPRINT_LEN).map(|o| self.owner_at(o));
+            let name = read_u32(record, OWNED_KEY_LEN).and_then(|r| read_string(self.strings(), r));
+            if let (Some(owner), Some(name)) = (owner, name) {
+                each(ThumbprintMapping { owner, name });
+            }
+        }
+    }
+
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
+        let kind_id = san_kind_wire_id(kind);
+        let records = self.section_bytes(Section::SanRules);
+        let count = records.len() / SAN_RULE_RECORD;
+        let order = |i: usize| -> Option<Ordering> {
+            let record = records.get(i * SAN_RULE_RECORD..(i + 1) * SAN_RULE_RECORD)?;
+            let stored_domain = read_string(self.strings(), read_u32(record, 1)?)?;
+            let stored_issuer = read_string(self.strings(), read_u32(record, 5)?)?;
+            Some(
+                record
+                    .first()?
+                    .cmp(&kind_id)
+                    .then_with(|| cmp_lowercased(stored_domain.as_bytes(), domain.as_bytes()))
+                    .then_with(|| stored_issuer.as_bytes().cmp(issuer_dn.as_bytes())),
+            )
+        };
+        let (mut low, mut high) = (0usize, count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if order(mid) == Some(Ordering::Less) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        for i in (low..count).take_while(|i| order(*i) == Some(Ordering::Equal)) {
+            if let Some(owner) = records.get(i * SAN_RULE_RECORD..).and_then(|r| read_u24(r, 9)) {
+                each(self.owner_at(owner));
+            }
+        }
+    }
+
+    fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
+        match owner {
+            Owner::Platform => self.derived.platform_constraints.as_ref(),
+            Owner::Org(org) => self.derived.org_constraints.get(org),
+        }
+    }
+
+    fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
+        let records = self.section_bytes(Section::Issuers);
+        let count = records.len() / ISSUER_RECORD;
+        let (mut low, mut high) = (0usize, count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.issuer_name(mid).is_some_and(|n| n.as_bytes() < issuer.as_bytes()) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let index = (low..count).take_while(|i| self.issuer_name(*i) == Some(issuer)).find(|i| {
+            records.get(i * ISSUER_RECORD..).and_then(|r| read_u24(r, 4)).is_some_and(|o| self.owner_is(o, owner))
+        })?;
+        let parsed = self.derived.issuers.get(index)?;
+        let stored_owner = records.get(index * ISSUER_RECORD..).and_then(|r| read_u24(r, 4))?;
+        Some(TokenIssuer { owner: self.owner_at(stored_owner), keys: &parsed.keys, audiences: &parsed.audiences })
+    }
+
+    fn generation(&self) -> u64 {
+        self.layout.header.version
+    }
+}
