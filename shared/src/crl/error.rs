@@ -1,6 +1,6 @@
 //! Why a CRL was refused: what, and where (a byte offset into the DER and the field's name).
 
-use super::CrlNumber;
+use super::{CrlNumber, CrlScope};
 use crate::certificate::KeyIdentifier;
 use der::asn1::ObjectIdentifier;
 use std::fmt;
@@ -61,6 +61,12 @@ pub enum CrlError {
     CaCannotSignCrls { problem: &'static str },
     /// A delta CRL where a complete one is expected, or the other way round.
     WrongKind { expected: &'static str },
+    /// A complete CRL whose number is below the one held: an old CRL replayed.
+    OlderCrl { held: CrlNumber, offered: CrlNumber },
+    /// A CRL verified with another CA's key than the serials held are of.
+    OtherCa { held: KeyIdentifier, offered: KeyIdentifier },
+    /// A CRL covering other certificates (its Issuing Distribution Point) than the one held.
+    ScopeMismatch { held: CrlScope, offered: CrlScope },
     /// A delta CRL that does not apply to the complete CRL held (RFC 5280 §5.2.4: the held
     /// number must be at least the delta's base and below the delta's own).
     DeltaDoesNotApply { held: CrlNumber, base: CrlNumber, delta: CrlNumber },
@@ -145,6 +151,15 @@ impl fmt::Display for CrlError {
             CrlError::IssuerMismatch { crl, ca } => write!(f, "the CRL's issuer \"{crl}\" is not the CA \"{ca}\""),
             CrlError::CaCannotSignCrls { problem } => write!(f, "the CA may not sign CRLs: {problem}"),
             CrlError::WrongKind { expected } => write!(f, "expected {expected}"),
+            CrlError::OlderCrl { held, offered } => {
+                write!(f, "CRL {offered} is older than the CRL {held} held")
+            }
+            CrlError::OtherCa { held, offered } => {
+                write!(f, "the CRL is of the CA with key {offered}, the serials held are of the CA with key {held}")
+            }
+            CrlError::ScopeMismatch { held, offered } => {
+                write!(f, "the CRL covers {}, the CRL held covers {}", offered.name(), held.name())
+            }
             CrlError::DeltaDoesNotApply { held, base, delta } => write!(
                 f,
                 "delta CRL {delta} (base {base}) does not apply to the complete CRL {held} held"

@@ -101,6 +101,17 @@ pub enum CrlScope {
     CaCertificates,
 }
 
+impl CrlScope {
+    /// What it covers, in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrlScope::All => "every certificate of its CA",
+            CrlScope::UserCertificates => "end-entity certificates only",
+            CrlScope::CaCertificates => "CA certificates only",
+        }
+    }
+}
+
 /// What the CRL's own extensions say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CrlExtensions<'a> {

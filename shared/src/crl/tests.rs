@@ -248,6 +248,67 @@ fn a_delta_crl_folds_onto_its_base() {
 }
 
 #[test]
+fn a_newer_complete_crl_replaces_the_set_and_an_older_one_is_refused() {
+    let issuing = issuing_ca();
+    let ten = verified(vector!("p256-piv-issuing-ca-number-10.crl.der"), &issuing);
+    let mut serials = RevokedSerials::from_complete(&ten).unwrap();
+    assert_eq!((serials.ca_key_identifier(), serials.scope()), (&issuing.key_identifier, CrlScope::All));
+    let nine = verified(vector!("p256-piv-issuing-ca-number-9.crl.der"), &issuing);
+    assert_eq!(serials.apply_complete(&nine), Err(CrlError::OlderCrl { held: CrlNumber::from(10), offered: CrlNumber::from(9) }));
+    assert_eq!(serials.len(), 2, "a refused CRL changes nothing");
+    // The same CRL fetched again is no change; a newer one replaces every serial.
+    serials.apply_complete(&ten).unwrap();
+    assert_eq!((serials.number(), serials.len()), (CrlNumber::from(10), 2));
+    let empty = verified(vector!("p256-piv-issuing-ca-empty.crl.der"), &issuing);
+    serials.apply_complete(&empty).unwrap();
+    assert_eq!((serials.number(), serials.is_empty()), (CrlNumber::from(14), true));
+    let delta = verified(vector!("p256-piv-issuing-ca-delta-11-on-10.crl.der"), &issuing);
+    assert_eq!(serials.apply_complete(&delta), Err(CrlError::WrongKind { expected: "a complete CRL, not a delta CRL" }));
+
+    // Another CA's CRL, or one covering CA certificates only, does not speak of these serials.
+    let b = ca(vector!("shared-dn-ca-b.pem"));
+    let other = verified(vector!("shared-dn-ca-b.crl.der"), &b);
+    assert_eq!(
+        serials.apply_complete(&other),
+        Err(CrlError::OtherCa { held: issuing.key_identifier.clone(), offered: b.key_identifier.clone() })
+    );
+    let arl = verified(vector!("p256-only-ca-certificates.crl.der"), &issuing);
+    assert_eq!(
+        serials.apply_complete(&arl),
+        Err(CrlError::ScopeMismatch { held: CrlScope::All, offered: CrlScope::CaCertificates })
+    );
+    let mut from_base = RevokedSerials::from_complete(&ten).unwrap();
+    let mut arl_set = RevokedSerials::from_complete(&arl).unwrap();
+    assert_eq!(
+        arl_set.apply_delta(&delta),
+        Err(CrlError::ScopeMismatch { held: CrlScope::CaCertificates, offered: CrlScope::All })
+    );
+    assert_eq!(
+        CrlError::ScopeMismatch { held: CrlScope::All, offered: CrlScope::CaCertificates }.to_string(),
+        "the CRL covers CA certificates only, the CRL held covers every certificate of its CA"
+    );
+
+    // A set kept elsewhere comes back as it was, and takes the delta alike.
+    let kept: Vec<Vec<u8>> = from_base.iter().map(|s| s.der_content().to_vec()).collect();
+    let mut restored = RevokedSerials::from_serials(
+        issuing.key_identifier.clone(),
+        CrlScope::All,
+        CrlNumber::from(10),
+        kept.iter().rev().map(|bytes| Serial::from_der_content(bytes)),
+    )
+    .unwrap();
+    assert_eq!(restored, from_base);
+    restored.apply_delta(&delta).unwrap();
+    from_base.apply_delta(&delta).unwrap();
+    assert_eq!(restored, from_base);
+    let too_long = [0x7f; 22];
+    assert_eq!(
+        RevokedSerials::from_serials(issuing.key_identifier.clone(), CrlScope::All, CrlNumber::from(1), [Serial::from_der_content(&too_long)]),
+        None
+    );
+}
+
+#[test]
 fn freshness_follows_this_and_next_update() {
     let issuing = issuing_ca();
     let current = verified(vector!("p256-piv-issuing-ca-number-10.crl.der"), &issuing);

@@ -2,11 +2,11 @@
 //! folded from a delta.
 
 use super::entries::Serial;
-use super::extensions::{CrlNumber, ReasonCode};
+use super::extensions::{CrlNumber, CrlScope, ReasonCode};
 use super::limits::MAX_SERIAL_LEN;
 use super::list::Crl;
 use super::{signature, CrlError, CrlLimits};
-use crate::certificate::CaCertificate;
+use crate::certificate::{CaCertificate, KeyIdentifier};
 use std::ops::Deref;
 
 /// A CRL whose signature verifies with a CA's key and whose issuer is that CA. Everything
@@ -14,6 +14,14 @@ use std::ops::Deref;
 #[derive(Debug, Clone)]
 pub struct VerifiedCrl<'a> {
     crl: Crl<'a>,
+    ca_key: KeyIdentifier,
+}
+
+impl VerifiedCrl<'_> {
+    /// The key identifier of the CA it was verified with: whose serials its entries are.
+    pub fn ca_key_identifier(&self) -> &KeyIdentifier {
+        &self.ca_key
+    }
 }
 
 impl<'a> Deref for VerifiedCrl<'a> {
@@ -52,7 +60,7 @@ impl<'a> Crl<'a> {
             return Err(CrlError::IssuerMismatch { crl: self.issuer_dn().to_owned(), ca: ca.subject_dn.clone() });
         }
         signature::verify(self.signature_algorithm, &ca.spki_der, self.tbs, self.signature)?;
-        Ok(VerifiedCrl { crl: self })
+        Ok(VerifiedCrl { crl: self, ca_key: ca.key_identifier.clone() })
     }
 }
 
@@ -78,9 +86,12 @@ fn key_serial(key: &SerialKey) -> Serial<'_> {
 }
 
 /// The serials a CA has revoked as of one CRL number: sorted, without repeats, 22 bytes each.
-/// Built from a complete CRL and brought forward by delta CRLs.
+/// Built from a complete CRL and brought forward by delta CRLs and newer complete CRLs of the
+/// same CA key and scope; an older CRL, another CA's, or one of another scope is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedSerials {
+    ca_key: KeyIdentifier,
+    scope: CrlScope,
     number: CrlNumber,
     keys: Vec<SerialKey>,
 }
@@ -100,7 +111,53 @@ impl RevokedSerials {
             return Err(CrlError::WrongKind { expected: "a complete CRL, not a delta CRL" });
         }
         let keys = sorted_keys(crl.entries().map(|entry| serial_key(entry.serial)), crl.entry_count());
-        Ok(RevokedSerials { number: crl.number(), keys })
+        Ok(RevokedSerials { ca_key: crl.ca_key.clone(), scope: crl.scope(), number: crl.number(), keys })
+    }
+
+    /// A set kept elsewhere (the serials of a complete CRL once folded, say), to bring forward;
+    /// `None` when a serial is longer than a CRL may carry ([`MAX_SERIAL_LEN`]).
+    pub fn from_serials<'s>(
+        ca_key: KeyIdentifier,
+        scope: CrlScope,
+        number: CrlNumber,
+        serials: impl IntoIterator<Item = Serial<'s>>,
+    ) -> Option<Self> {
+        let mut keys = Vec::new();
+        for serial in serials {
+            if serial.der_content().len() > MAX_SERIAL_LEN {
+                return None;
+            }
+            keys.push(serial_key(serial));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Some(RevokedSerials { ca_key, scope, number, keys })
+    }
+
+    /// The same CA key and scope, or the CRL speaks of other certificates than these.
+    fn check_same_source(&self, crl: &VerifiedCrl<'_>) -> Result<(), CrlError> {
+        if crl.ca_key != self.ca_key {
+            return Err(CrlError::OtherCa { held: self.ca_key.clone(), offered: crl.ca_key.clone() });
+        }
+        if crl.scope() != self.scope {
+            return Err(CrlError::ScopeMismatch { held: self.scope, offered: crl.scope() });
+        }
+        Ok(())
+    }
+
+    /// Replaces the set with a newer complete CRL's (or the same CRL fetched again). One of a
+    /// lower number is refused: a replayed old CRL would bring back released holds and drop
+    /// revocations made since.
+    pub fn apply_complete(&mut self, crl: &VerifiedCrl<'_>) -> Result<(), CrlError> {
+        if crl.is_delta() {
+            return Err(CrlError::WrongKind { expected: "a complete CRL, not a delta CRL" });
+        }
+        self.check_same_source(crl)?;
+        if crl.number() < self.number {
+            return Err(CrlError::OlderCrl { held: self.number, offered: crl.number() });
+        }
+        *self = RevokedSerials::from_complete(crl)?;
+        Ok(())
     }
 
     /// Folds a delta CRL in (RFC 5280 §5.2.4): it applies when the number held is at least the
@@ -110,6 +167,7 @@ impl RevokedSerials {
         let Some(base) = delta.base_number() else {
             return Err(CrlError::WrongKind { expected: "a delta CRL, not a complete CRL" });
         };
+        self.check_same_source(delta)?;
         if self.number < base || self.number >= delta.number() {
             return Err(CrlError::DeltaDoesNotApply { held: self.number, base, delta: delta.number() });
         }
@@ -129,6 +187,15 @@ impl RevokedSerials {
         self.keys.dedup();
         self.number = delta.number();
         Ok(())
+    }
+
+    /// The key identifier of the CA whose serials these are.
+    pub fn ca_key_identifier(&self) -> &KeyIdentifier {
+        &self.ca_key
+    }
+
+    pub fn scope(&self) -> CrlScope {
+        self.scope
     }
 
     /// The CRL number the set stands at.
