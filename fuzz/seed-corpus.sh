@@ -45,4 +45,6 @@ for p in '/admin/x' '//admin//x' '/%61dmin/%2e%2e/x' '/a/./b/../c/' '/a;b/c' '/a
     printf '%s' "$p" > "corpus/path/$i"
     printf '%s\nSSL_Client_Cert:x\nauthorization:Bearer x.y.z' "$p" > "corpus/header_set/path-$i"
 done
+mkdir -p corpus/crl
+cp ../shared/tests/vectors/crl/*.crl.* corpus/crl/
 echo "seed corpora written under $(pwd)/corpus"

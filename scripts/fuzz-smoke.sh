@@ -10,6 +10,10 @@ for target in $targets; do
   mkdir -p "corpus/$target"
   # Seed with the test PKI so certificate parsers start from real structures.
   cp -n ../tests/pki/*.pem "corpus/$target/" 2>/dev/null || true
+  # And the CRL reader from the committed CRLs.
+  if [ "$target" = crl ]; then
+    cp -n ../shared/tests/vectors/crl/*.crl.* "corpus/$target/" 2>/dev/null || true
+  fi
   echo "fuzz-smoke: $target for ${seconds}s"
   log="corpus/$target.log"
   status=0

@@ -2,12 +2,28 @@
 //! `crl` fuzz target (feature `x509-reference`) and the unit tests. Not used otherwise: the
 //! owned decoder copies every entry into the heap.
 
-use super::{crl_der, Crl, CrlLimits};
+use super::{crl_der, Crl, CrlLimits, RevokedSerials};
+use crate::certificate::CaCertificate;
 use der::{Decode, Reader, SliceReader};
+use std::sync::OnceLock;
 use x509_cert::crl::CertificateList;
 
-/// Never panics on its own account; panics (for the fuzzer) when the reader accepts what
-/// x509-cert refuses, or reads other entries, serials or dates than it does.
+/// The test PKI's issuing CA, whose committed CRLs seed the fuzzer: what it signs (or a
+/// fuzzer's copy of its signed bytes) reaches the verifier and the serial set.
+const ISSUING_CA: &[u8] = include_bytes!("../../../tests/pki/piv-issuing-ca.pem");
+
+/// Its complete CRL number 10, the base deltas are folded onto.
+const BASE_CRL: &[u8] = include_bytes!("../../tests/vectors/crl/p256-piv-issuing-ca-number-10.crl.der");
+
+fn issuing_ca() -> Option<&'static CaCertificate> {
+    static CA: OnceLock<Option<CaCertificate>> = OnceLock::new();
+    CA.get_or_init(|| CaCertificate::from_pem(ISSUING_CA).ok()).as_ref()
+}
+
+/// `data` as DER or PEM through the reader, x509-cert's decoder, the verifier and the serial
+/// set. Never panics on its own account; panics (for the fuzzer) when the reader accepts
+/// what x509-cert refuses, reads other entries, serials or dates than it does, or the serial
+/// set loses a serial.
 pub fn exercise(data: &[u8]) {
     let limits = CrlLimits::default();
     if let Ok(der) = crl_der(data, &limits) {
@@ -42,5 +58,19 @@ fn compare(der: &[u8], limits: &CrlLimits) {
     for (ours, theirs) in entries.iter().zip(theirs) {
         assert_eq!(ours.serial.der_content(), theirs.serial_number.as_bytes(), "serial");
         assert_eq!(Some(ours.revocation_date), seconds(&theirs.revocation_date), "revocationDate");
+    }
+    let Some(ca) = issuing_ca() else { return };
+    let Ok(verified) = crl.verify(ca) else { return };
+    if verified.is_delta() {
+        let Ok(base) = Crl::from_der(BASE_CRL, limits).and_then(|base| base.verify(ca)) else { return };
+        let Ok(mut serials) = RevokedSerials::from_complete(&base) else { return };
+        if serials.apply_delta(&verified).is_ok() {
+            assert_eq!(serials.number(), verified.number(), "a folded delta leaves the set at its number");
+        }
+    } else if let Ok(serials) = RevokedSerials::from_complete(&verified) {
+        assert!(serials.len() <= entries.len(), "the set holds more serials than the CRL");
+        for entry in &entries {
+            assert!(serials.contains(entry.serial), "the set lost serial {}", entry.serial);
+        }
     }
 }
