@@ -1,6 +1,7 @@
 //! Why a CRL was refused: what, and where (a byte offset into the DER and the field's name).
 
-use super::{CrlNumber, CrlScope};
+use super::number::CrlNumber;
+use super::scope::CrlScope;
 use crate::certificate::KeyIdentifier;
 use der::asn1::ObjectIdentifier;
 use std::fmt;

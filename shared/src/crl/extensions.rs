@@ -3,10 +3,11 @@
 
 use super::walk::{self, malformed, Der, Tlv};
 use super::limits::{MAX_CRL_NUMBER_LEN, MAX_DISTRIBUTION_POINT_NAMES};
+use super::number::CrlNumber;
+use super::scope::CrlScope;
 use super::CrlError;
 use crate::certificate::ca::decode_authority_key_identifier;
 use crate::certificate::KeyIdentifier;
-use std::fmt;
 
 /// Extension OIDs, as their DER contents: id-ce 2.5.29.n is `55 1d n`.
 const CRL_NUMBER: &[u8] = &[0x55, 0x1d, 20];
@@ -16,101 +17,6 @@ const DELTA_CRL_INDICATOR: &[u8] = &[0x55, 0x1d, 27];
 const ISSUING_DISTRIBUTION_POINT: &[u8] = &[0x55, 0x1d, 28];
 const CERTIFICATE_ISSUER: &[u8] = &[0x55, 0x1d, 29];
 const AUTHORITY_KEY_IDENTIFIER: &[u8] = &[0x55, 0x1d, 35];
-
-/// A CRL Number or a delta CRL's base CRL number (RFC 5280 §5.2.3–4): a non-negative integer
-/// of at most 20 octets, held as 20 big-endian octets so that numbers order as integers.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct CrlNumber([u8; 20]);
-
-impl CrlNumber {
-    /// From big-endian magnitude octets (leading zeros allowed); `None` past 20 octets.
-    pub fn from_be_bytes(bytes: &[u8]) -> Option<Self> {
-        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-        let significant = bytes.get(start..)?;
-        let mut octets = [0u8; 20];
-        octets.get_mut(20usize.checked_sub(significant.len())?..)?.copy_from_slice(significant);
-        Some(CrlNumber(octets))
-    }
-
-    /// The magnitude without leading zero octets (one zero octet for zero).
-    pub fn to_be_bytes(&self) -> Vec<u8> {
-        let start = self.0.iter().position(|&b| b != 0).unwrap_or(19);
-        self.0.get(start..).unwrap_or_default().to_vec()
-    }
-
-    /// The number when it fits 128 bits (every CA's does in practice).
-    pub fn as_u128(&self) -> Option<u128> {
-        let (high, low) = self.0.split_at(4);
-        if high.iter().any(|&b| b != 0) {
-            return None;
-        }
-        let mut octets = [0u8; 16];
-        octets.copy_from_slice(low);
-        Some(u128::from_be_bytes(octets))
-    }
-}
-
-impl From<u64> for CrlNumber {
-    fn from(value: u64) -> Self {
-        let mut octets = [0u8; 20];
-        octets[12..].copy_from_slice(&value.to_be_bytes());
-        CrlNumber(octets)
-    }
-}
-
-/// Decimal, by long division of the 160-bit value.
-impl fmt::Display for CrlNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut value = self.0;
-        let mut digits = [0u8; 49];
-        let mut len = 0;
-        loop {
-            let mut remainder = 0u32;
-            for octet in value.iter_mut() {
-                let current = (remainder << 8) | u32::from(*octet);
-                *octet = (current / 10) as u8;
-                remainder = current % 10;
-            }
-            if let Some(digit) = digits.get_mut(len) {
-                *digit = b'0' + remainder as u8;
-            }
-            len += 1;
-            if value.iter().all(|&b| b == 0) || len == digits.len() {
-                break;
-            }
-        }
-        let text: String = digits.iter().take(len).rev().map(|&d| char::from(d)).collect();
-        f.write_str(&text)
-    }
-}
-
-impl fmt::Debug for CrlNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CrlNumber({self})")
-    }
-}
-
-/// Which certificates a CRL covers, from its Issuing Distribution Point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrlScope {
-    /// Every certificate of the CA (no Issuing Distribution Point, or one without a limit).
-    All,
-    /// `onlyContainsUserCerts`: end-entity certificates only.
-    UserCertificates,
-    /// `onlyContainsCACerts`: an authority revocation list; it says nothing about users.
-    CaCertificates,
-}
-
-impl CrlScope {
-    /// What it covers, in words.
-    pub fn name(self) -> &'static str {
-        match self {
-            CrlScope::All => "every certificate of its CA",
-            CrlScope::UserCertificates => "end-entity certificates only",
-            CrlScope::CaCertificates => "CA certificates only",
-        }
-    }
-}
 
 /// What the CRL's own extensions say.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,10 @@
 
 use super::walk::{self, malformed, Der, Tlv};
 use super::entries::{read_entry, RevokedEntries};
-use super::extensions::{crl_extensions, CrlExtensions, CrlNumber, CrlScope};
+use super::extensions::{crl_extensions, CrlExtensions};
 use super::limits::{CrlLimits, MAX_CRL_EXTENSIONS, MAX_NAME_DER};
+use super::number::CrlNumber;
+use super::scope::CrlScope;
 use super::signature::{signature_algorithm, CrlSignatureAlgorithm};
 use super::CrlError;
 use crate::certificate::ca::name_text;

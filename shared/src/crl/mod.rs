@@ -44,9 +44,11 @@ mod error;
 mod extensions;
 mod limits;
 mod list;
+mod number;
 pub mod pem;
 #[cfg(any(test, feature = "x509-reference"))]
 pub mod reference;
+mod scope;
 mod signature;
 pub mod testing;
 mod verified;
@@ -57,12 +59,14 @@ mod tests;
 
 pub use entries::{RevokedEntries, RevokedEntry, Serial};
 pub use error::CrlError;
-pub use extensions::{CrlNumber, CrlScope, ReasonCode};
+pub use extensions::ReasonCode;
 pub use limits::{
     CrlLimits, MAX_CRL_EXTENSIONS, MAX_CRL_NUMBER_LEN, MAX_DISTRIBUTION_POINT_NAMES, MAX_ENTRY_EXTENSIONS, MAX_NAME_DER,
     MAX_SERIAL_LEN,
 };
 pub use list::{Crl, Freshness};
+pub use number::CrlNumber;
 pub use pem::{crl_der, decode_crl_pem, encode_crl_pem};
+pub use scope::CrlScope;
 pub use signature::{CrlSignatureAlgorithm, DigestAlgorithm};
 pub use verified::{verify_crl, RevokedSerials, VerifiedCrl};

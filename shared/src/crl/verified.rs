@@ -2,9 +2,11 @@
 //! folded from a delta.
 
 use super::entries::Serial;
-use super::extensions::{CrlNumber, CrlScope, ReasonCode};
+use super::extensions::ReasonCode;
 use super::limits::MAX_SERIAL_LEN;
 use super::list::Crl;
+use super::number::CrlNumber;
+use super::scope::CrlScope;
 use super::{signature, CrlError, CrlLimits};
 use crate::certificate::{CaCertificate, KeyIdentifier};
 use std::ops::Deref;
