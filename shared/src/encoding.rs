@@ -72,6 +72,25 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// A PEM block of `der` labelled `label` (`CERTIFICATE`, `X509 CRL`): 64 base64 characters a
+/// line, LF line ends, as OpenSSL writes it.
+pub fn pem_block(label: &str, der: &[u8]) -> String {
+    let body = base64_encode(der);
+    let mut out = String::with_capacity(body.len() + body.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for line in body.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}
+
 /// Where the first byte satisfying `stops` lies in `bytes` (its length if none), checking
 /// eight bytes per step with `word_may_stop`, which must be true of any word holding such a
 /// byte (false positives only cost a byte-wise look at that word). Long header values —

@@ -9,6 +9,8 @@
 
 pub mod certificate;
 pub mod crl;
+#[cfg(test)]
+mod damage;
 pub mod decision;
 pub mod encoding;
 pub mod fingerprint;

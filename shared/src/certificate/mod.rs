@@ -364,28 +364,13 @@ mod tests {
     /// mostly lands in names, keys and signatures, where both decoders must still agree).
     #[test]
     fn borrowed_decoder_agrees_with_x509_cert_on_valid_and_damaged_input() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut damage = crate::damage::Damage::new(0x2545_f491_4f6c_dd1d);
         let (mut accepted, mut refused) = (0, 0);
         for pem_text in [PIV_AUTH, PIV_AUTH_2, PIV_CARD_AUTH, CAC, SERVICE, EXPIRED, UNTRUSTED_USER, TEST_ARC, ROOT_CA, ISSUING_CA, UNTRUSTED_CA] {
             let der = der_of(pem_text);
             assert_eq!(CertificateFacts::from_der(&der), reference_facts(&der));
             for _ in 0..1500 {
-                let mut damaged = der.clone();
-                let at = (next() as usize) % damaged.len();
-                match next() % 4 {
-                    0 => damaged[at] ^= 1 << (next() % 8),
-                    1 => damaged[at] = next() as u8,
-                    2 => {
-                        damaged.remove(at);
-                    }
-                    _ => damaged.insert(at, next() as u8),
-                }
+                let (damaged, at) = damage.one_change(&der);
                 if agree_with_reference(&damaged, at) {
                     accepted += 1;
                 } else {
@@ -405,11 +390,11 @@ mod tests {
             let span = (der.len() - start).min(160);
             for _ in 0..4000 {
                 let mut damaged = der.clone();
-                let at = start + (next() as usize) % span;
-                match next() % 3 {
-                    0 => damaged[at] ^= 1 << (next() % 8),
-                    1 => damaged[at] = next() as u8,
-                    _ => damaged[at] = [0x80, 0x81, 0x82, 0x86, 0xa0, 0xa4, 0x87, 0x88, 0x0c, 0x04, 0x16][(next() % 11) as usize],
+                let at = start + (damage.next() as usize) % span;
+                match damage.next() % 3 {
+                    0 => damaged[at] ^= 1 << (damage.next() % 8),
+                    1 => damaged[at] = damage.next() as u8,
+                    _ => damaged[at] = [0x80, 0x81, 0x82, 0x86, 0xa0, 0xa4, 0x87, 0x88, 0x0c, 0x04, 0x16][(damage.next() % 11) as usize],
                 }
                 if agree_with_reference(&damaged, at) {
                     accepted += 1;

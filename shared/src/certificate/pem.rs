@@ -6,7 +6,6 @@
 //! larger than a certificate may be.
 
 use super::{CertificateError, MAX_CERTIFICATE_DER};
-use crate::encoding::base64_encode;
 
 /// Largest PEM text accepted: a chain of [`MAX_CHAIN_CERTIFICATES`] ordinary (2–3 KiB)
 /// certificates fits with room to spare; a single certificate at the DER cap needs ~22 KiB.
@@ -205,16 +204,7 @@ fn decode_body_to_end(text: &[u8]) -> Result<(Vec<u8>, usize), CertificateError>
 
 /// PEM text of one certificate, 64 base64 characters a line, LF line ends.
 pub fn encode_certificate_pem(der: &[u8]) -> String {
-    let body = base64_encode(der);
-    let mut out = String::with_capacity(body.len() + body.len() / 64 + 60);
-    out.push_str("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    crate::encoding::pem_block("CERTIFICATE", der)
 }
 
 #[cfg(test)]

@@ -65,15 +65,7 @@ pub fn decode_crl_pem(text: &[u8], limits: &CrlLimits) -> Result<Vec<u8>, CrlErr
 
 /// PEM text of a CRL, 64 base64 characters a line, as OpenSSL writes it.
 pub fn encode_crl_pem(der: &[u8]) -> String {
-    let body = crate::encoding::base64_encode(der);
-    let mut out = String::with_capacity(body.len() + body.len() / 64 + 50);
-    out.push_str("-----BEGIN X509 CRL-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END X509 CRL-----\n");
-    out
+    crate::encoding::pem_block("X509 CRL", der)
 }
 
 #[cfg(test)]

@@ -8,17 +8,13 @@
 
 use super::walk::{self, malformed, Tlv};
 use super::CrlError;
+use crate::pop::jwks::{MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS};
 use const_oid::db::rfc5912 as oids;
 use der::asn1::ObjectIdentifier;
 use der::Decode as _;
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use x509_cert::spki::SubjectPublicKeyInfoRef;
-
-/// RSA moduli below 2048 bits are breakable (NIST SP 800-131A); above 8192 bits verification
-/// gets slow enough to be a denial of service. The same bounds as issuers' JWKS keys.
-const MIN_RSA_MODULUS_BITS: usize = 2048;
-const MAX_RSA_MODULUS_BITS: usize = 8192;
 
 /// Largest PSS salt: a salt never exceeds the modulus (1024 octets at 8192 bits); a larger
 /// stated length is refused before it reaches the arithmetic.
@@ -214,6 +210,10 @@ fn ca_key(spki_der: &[u8]) -> Result<CaKey, CrlError> {
     match spki.algorithm.oid {
         oids::RSA_ENCRYPTION => {
             let public = rsa::pkcs1::RsaPublicKey::from_der(key).map_err(|_| unusable("not a PKCS#1 RSA public key"))?;
+            // Cheap bounds before any big-integer work; the exact bit length is checked below.
+            if public.modulus.as_bytes().len() > MAX_RSA_MODULUS_BITS / 8 + 1 || public.public_exponent.as_bytes().len() > 8 {
+                return Err(unusable("RSA modulus or exponent too long"));
+            }
             let n = rsa::BigUint::from_bytes_be(public.modulus.as_bytes());
             if n.bits() < MIN_RSA_MODULUS_BITS {
                 return Err(unusable("RSA modulus shorter than 2048 bits"));

@@ -477,6 +477,25 @@ fn the_ca_must_be_the_issuer_and_able_to_sign_crls() {
         verify_crl(der, &ed25519, &limits()).unwrap_err(),
         CrlError::UnsupportedKey { oid: ObjectIdentifier::new_unwrap("1.3.101.112") }
     );
+    // RSA keys are held to the bounds issuers' JWKS keys are: 2048 to 8192 bits.
+    let rsa_spki = |modulus_octets: usize| {
+        let rsa_encryption = sequence(&[&tlv(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]), &tlv(0x05, &[])]);
+        let mut modulus = vec![0xc5; modulus_octets];
+        modulus[modulus_octets - 1] |= 1;
+        let key = sequence(&[&integer(&modulus), &integer(&[1, 0, 1])]);
+        sequence(&[&rsa_encryption, &tlv(0x03, &[&[0u8][..], &key].concat())])
+    };
+    let rsa_crl = vector!("rsa-pkcs1-sha256-three-entries.crl.der");
+    for (octets, problem) in [
+        (128, "RSA modulus shorter than 2048 bits"),
+        (1026, "RSA modulus or exponent too long"),
+        (1025, "RSA key out of bounds (modulus over 8192 bits, or a bad exponent)"),
+    ] {
+        let keyed = CaCertificate { spki_der: rsa_spki(octets), ..rsa_ca() };
+        assert_eq!(verify_crl(rsa_crl, &keyed, &limits()).unwrap_err(), CrlError::UnusableKey { problem }, "{octets} octets");
+    }
+    let fake_2048 = CaCertificate { spki_der: rsa_spki(256), ..rsa_ca() };
+    assert_eq!(verify_crl(rsa_crl, &fake_2048, &limits()).unwrap_err(), CrlError::BadSignature);
     let broken = CaCertificate { spki_der: vec![0x30, 0x00], ..issuing.clone() };
     assert_eq!(verify_crl(der, &broken, &limits()).unwrap_err(), CrlError::UnusableKey { problem: "not a SubjectPublicKeyInfo" });
     // The same name in another encoding still matches as text.
@@ -564,13 +583,7 @@ fn garbage_and_truncated_der_are_refused_where_they_break() {
         CrlError::Malformed { at: 0, field: "any", problem: "high-tag-number form" }
     );
     // Random damage never panics, and whatever still reads agrees with x509-cert.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut damage = crate::damage::Damage::new(0x9e37_79b9_7f4a_7c15);
     let vectors: [&[u8]; 6] = [
         der,
         vector!("rsa-pkcs1-sha256-three-entries.crl.der"),
@@ -583,16 +596,7 @@ fn garbage_and_truncated_der_are_refused_where_they_break() {
     for vector in vectors {
         reference::exercise(vector);
         for _ in 0..3000 {
-            let mut damaged = vector.to_vec();
-            let at = (next() as usize) % damaged.len();
-            match next() % 4 {
-                0 => damaged[at] ^= 1 << (next() % 8),
-                1 => damaged[at] = next() as u8,
-                2 => {
-                    damaged.remove(at);
-                }
-                _ => damaged.insert(at, next() as u8),
-            }
+            let (damaged, _) = damage.one_change(vector);
             reference::exercise(&damaged);
             match parse(&damaged) {
                 Ok(_) => read += 1,

@@ -314,13 +314,8 @@ mod tests {
     #[test]
     fn verdicts_agree_with_the_p256_crate() {
         let (mut valid, mut refused) = (0, 0);
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut damage = crate::damage::Damage::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = || damage.next();
         for seed in 1..=24u8 {
             let signer = signing_key(seed);
             let key = Es256Key::new(*signer.verifying_key());

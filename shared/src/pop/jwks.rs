@@ -21,9 +21,9 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 pub const MAX_JWKS_KEYS: usize = 32;
 
 /// RSA moduli below 2048 bits are breakable (NIST SP 800-131A); above 8192 bits verification
-/// gets slow enough to be a denial of service.
-const MIN_RSA_MODULUS_BITS: usize = 2048;
-const MAX_RSA_MODULUS_BITS: usize = 8192;
+/// gets slow enough to be a denial of service. CA keys that sign CRLs are held to the same.
+pub(crate) const MIN_RSA_MODULUS_BITS: usize = 2048;
+pub(crate) const MAX_RSA_MODULUS_BITS: usize = 8192;
 
 /// Members that only a private or symmetric JWK carries (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
