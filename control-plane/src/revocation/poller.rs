@@ -90,7 +90,7 @@ impl HttpTarget {
 }
 
 /// The poller's schedule and limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollerSettings {
     /// How often due distribution points are looked for.
     pub tick: Duration,
