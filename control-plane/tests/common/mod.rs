@@ -318,6 +318,9 @@ pub async fn dump_tables(db: &Db) -> Vec<String> {
         "audit_log",
         "snapshot_state",
         "snapshot_log",
+        "certificate_authorities",
+        "certificate_authority_crls",
+        "crl_fetches",
     ];
     let mut out = Vec::new();
     for table in tables {
