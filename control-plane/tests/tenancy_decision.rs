@@ -105,7 +105,7 @@ fn decide(engine: &mut Engine, identity: &SnapshotView, path: &str, pem: &str, t
     let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: now(), ..Default::default() };
     let outcome = engine.evaluate(&input, Some(identity));
     let get = |name: &str| match &outcome {
-        Outcome::Allow { set } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default(),
+        Outcome::Allow { set, .. } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default(),
         Outcome::Deny(_) => String::new(),
     };
     (outcome.status(), outcome.reason().map(|r| r.as_str().to_owned()).unwrap_or_default(), get(header::ORG), get(header::PRINCIPAL))

@@ -106,12 +106,12 @@ pub fn on_request_headers<H: Host>(
     };
     let outcome = engine.evaluate(&input, identity);
     match &outcome {
-        Outcome::Allow { set } => {
+        Outcome::Allow { set, .. } => {
             if let Err(e) = forward(host, engine, &headers, set) {
                 host.log_warn(&format!("certbind: cannot rewrite request headers ({e}); refusing"));
                 return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
             }
-            if let Some(id) = metrics.counter_for(&outcome) {
+            for id in [metrics.counter_for(&outcome), metrics.notice_counter_for(&outcome)].into_iter().flatten() {
                 host.increment_counter(id);
             }
             Verdict::Continue

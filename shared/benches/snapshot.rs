@@ -69,7 +69,7 @@ fn main() {
     let verifier = signer.verifier().expect("verifier");
     let sizes: Vec<u64> = SIZES.into_iter().filter(|n| *n <= max_size()).collect();
 
-    println!("\n## Snapshot verify + open, natively (format 3, Ed25519)\n");
+    println!("\n## Snapshot verify + open, natively (format 4, Ed25519)\n");
     println!("| bindings | size | verify + open (signature, digests, structure) | open only (structure) | SHA-256 of same bytes | verify ÷ SHA-256 |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let mut largest = None;

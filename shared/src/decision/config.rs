@@ -1,6 +1,7 @@
 //! The route policy as operators write it (JSON in the plugin configuration), and its
 //! validation. Every refusal names the member at fault.
 
+use super::revocation::RevocationPolicy;
 pub use super::config_error::ConfigError;
 use super::constraints::{Constraints, MAX_LEEWAY_SECONDS};
 use super::headers::{configured_name, fold_name, StripList};
@@ -203,6 +204,8 @@ pub struct PolicyConfig {
     pub constraints: Constraints,
     #[serde(default)]
     pub token: TokenConfig,
+    #[serde(default)]
+    pub revocation: RevocationPolicy,
     /// Certificates whose facts are kept, at most (0 turns the cache off).
     #[serde(default = "default_facts_cache")]
     pub facts_cache_capacity: usize,
@@ -265,6 +268,7 @@ pub struct Policy {
     pub routes: Vec<Route>,
     pub default_route: Route,
     pub token: TokenConfig,
+    pub revocation: RevocationPolicy,
     pub facts_cache_capacity: usize,
     pub facts_cache_bytes: usize,
 }
@@ -429,6 +433,7 @@ impl PolicyConfig {
             routes,
             default_route,
             token: self.token,
+            revocation: self.revocation,
             facts_cache_capacity: self.facts_cache_capacity,
             facts_cache_bytes: self.facts_cache_bytes,
         })

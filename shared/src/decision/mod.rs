@@ -13,6 +13,7 @@ pub mod mode;
 pub mod outcome;
 pub mod path;
 pub mod resolve;
+pub mod revocation;
 pub mod scope;
 pub mod trust;
 
@@ -24,7 +25,7 @@ use config::{CertificateSource, Policy, PolicyConfig};
 use config_error::ConfigError;
 use headers::folded_eq;
 use mode::Mode;
-use outcome::{header, Outcome, Reason};
+use outcome::{header, Notice, Outcome, Reason};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -143,7 +144,7 @@ impl Engine {
     /// snapshot yet, or the last one expired): every request is then refused with 503.
     pub fn evaluate(&mut self, request: &RequestInput<'_>, identity: Option<&dyn IdentityData>) -> Outcome {
         match evaluate(&self.policy, &mut self.caches, request, identity) {
-            Ok(set) => Outcome::Allow { set },
+            Ok((set, notice)) => Outcome::Allow { set, notice },
             Err(reason) => Outcome::deny(reason),
         }
     }
@@ -176,7 +177,7 @@ fn evaluate(
     caches: &mut Caches,
     request: &RequestInput<'_>,
     identity: Option<&dyn IdentityData>,
-) -> Result<Vec<(&'static str, String)>, Reason> {
+) -> Result<(Vec<(&'static str, String)>, Option<Notice>), Reason> {
     let scanned = scan(policy, request.headers);
     let target = match (scanned.path_count, scanned.path) {
         (1, Some(target)) => target,
@@ -196,10 +197,12 @@ fn evaluate(
     let identity = identity.ok_or(Reason::IdentityUnavailable)?;
 
     let mut set = Vec::with_capacity(10);
+    let mut notice = None;
+    let revocation = &policy.revocation;
     match route.mode {
         Mode::Mtls => {
             let facts = certificate.ok_or(Reason::CertificateMissing)?;
-            resolve::certificate_identity(&facts, route, identity, request.now, &mut set)?;
+            resolve::certificate_identity(&facts, route, revocation, identity, request.now, &mut set, &mut notice)?;
             // Tokens are not verified here, and pass to the upstream as sent — but one bound to
             // another certificate is refused, whoever would read it (RFC 8705 §3).
             if let Some(claimed) = bound_token_confirmation(&scanned) {
@@ -216,7 +219,7 @@ fn evaluate(
             // without one (a bearer route, or no certificate) only the platform's do.
             let mut org = None;
             if let Some(facts) = &certificate {
-                org = resolve::certificate_identity(facts, route, identity, request.now, &mut set)?;
+                org = resolve::certificate_identity(facts, route, revocation, identity, request.now, &mut set, &mut notice)?;
             }
             let token = verified_token(policy, caches, &scanned, identity, org, request.now)?;
             if token.cnf_x5t_s256.is_some() && route.mode == Mode::Bearer {
@@ -225,7 +228,7 @@ fn evaluate(
                 // identity is not forwarded on a bearer route.
                 certificate = extract::certificate(policy, request, &scanned, &mut caches.facts)?;
                 let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
-                resolve::certificate_identity(facts, route, identity, request.now, &mut Vec::new())?;
+                resolve::certificate_identity(facts, route, revocation, identity, request.now, &mut Vec::new(), &mut notice)?;
             }
             if binding_required || token.cnf_x5t_s256.is_some() {
                 let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
@@ -236,7 +239,7 @@ fn evaluate(
             push_token_headers(&mut set, &token);
         }
     }
-    Ok(set)
+    Ok((set, notice))
 }
 
 /// The certificate a bearer token on the request claims to be bound to, unverified.

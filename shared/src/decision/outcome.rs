@@ -14,6 +14,9 @@ pub enum Reason {
     CertificateExpired,
     CertificateBlocklisted,
     CertificateRevoked,
+    /// The certificate's CA requires a fresh CRL and none is held (see
+    /// [`super::revocation`]).
+    RevocationUnknown,
     TokenMissing,
     InvalidToken,
     SenderBindingMismatch,
@@ -24,13 +27,14 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::InvalidPath,
         Reason::MalformedClientCert,
         Reason::CertificateMissing,
         Reason::CertificateExpired,
         Reason::CertificateBlocklisted,
         Reason::CertificateRevoked,
+        Reason::RevocationUnknown,
         Reason::TokenMissing,
         Reason::InvalidToken,
         Reason::SenderBindingMismatch,
@@ -48,6 +52,7 @@ impl Reason {
             Reason::CertificateExpired => "certificate_expired",
             Reason::CertificateBlocklisted => "certificate_blocklisted",
             Reason::CertificateRevoked => "certificate_revoked",
+            Reason::RevocationUnknown => "revocation_unknown",
             Reason::TokenMissing => "token_missing",
             Reason::InvalidToken => "invalid_token",
             Reason::SenderBindingMismatch => "sender_binding_mismatch",
@@ -65,6 +70,7 @@ impl Reason {
             | Reason::CertificateExpired
             | Reason::CertificateBlocklisted
             | Reason::CertificateRevoked
+            | Reason::RevocationUnknown
             | Reason::TokenMissing
             | Reason::InvalidToken
             | Reason::SenderBindingMismatch => 401,
@@ -83,6 +89,7 @@ impl Reason {
             Reason::CertificateExpired => "The client certificate is outside its validity period",
             Reason::CertificateBlocklisted => "The client certificate is blocked",
             Reason::CertificateRevoked => "The client certificate is revoked",
+            Reason::RevocationUnknown => "The client certificate's revocation status is unknown",
             Reason::TokenMissing => "A bearer token is required",
             Reason::InvalidToken => "The bearer token is not valid",
             Reason::SenderBindingMismatch => "The bearer token is not bound to this client certificate",
@@ -165,11 +172,29 @@ pub mod header {
     pub const TRUSTED_PREFIX: &str = "x-dm-";
 }
 
+/// Something an allowed request passed by that operators must see counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Notice {
+    /// The certificate's CA requires a fresh CRL, none is held, and the CA fails open.
+    RevocationFailOpen,
+}
+
+impl Notice {
+    pub const ALL: [Notice; 1] = [Notice::RevocationFailOpen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::RevocationFailOpen => "revocation_fail_open",
+        }
+    }
+}
+
 /// What happens to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Forward, after removing every inbound identity header and adding `set`.
-    Allow { set: Vec<(&'static str, String)> },
+    /// Forward, after removing every inbound identity header and adding `set`; `notice`, if
+    /// any, is counted.
+    Allow { set: Vec<(&'static str, String)>, notice: Option<Notice> },
     Deny(Denial),
 }
 
@@ -201,7 +226,7 @@ mod tests {
     fn statuses_follow_the_design_table() {
         let by_status = |s: u16| Reason::ALL.iter().filter(|r| r.status() == s).count();
         assert_eq!(by_status(400), 2);
-        assert_eq!(by_status(401), 7);
+        assert_eq!(by_status(401), 8);
         assert_eq!(by_status(403), 3);
         assert_eq!(by_status(503), 1);
     }

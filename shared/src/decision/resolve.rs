@@ -13,9 +13,10 @@
 //!    one org both answer is ambiguous and resolves nothing (it falls through). The control
 //!    plane refuses to create such conflicts, so all this is defence in depth.
 //! 2. Refusals: blocklist and revocations of the platform and of every org that claims the
-//!    certificate (before anything else, conflicts included); a conflict; the route's
-//!    constraints, then the platform's and the resolved org's; a disabled binding; a route that
-//!    requires an enrolled card.
+//!    certificate, then its CA's CRL (before anything else, conflicts included); a conflict;
+//!    a CRL that is required and not fresh ([`super::revocation`]); the route's constraints,
+//!    then the platform's and the resolved org's; a disabled binding; a route that requires
+//!    an enrolled card.
 //! 3. The principal, composed here in its owner's namespace (a name is never trusted as
 //!    given where it could pass for another owner's): binding → `auth:account:user:{user}`;
 //!    an org's thumbprint mapping `P` → `auth:account:org:{org}:{P}`; an org's SAN rule →
@@ -31,7 +32,8 @@
 
 use super::config::Route;
 use super::constraints::email_domain;
-use super::outcome::{header, Reason};
+use super::outcome::{header, Notice, Reason};
+use super::revocation::{self, RevocationPolicy};
 use crate::certificate::CertificateFacts;
 use crate::identity::{
     CardBinding, IdentityData, Owner, RuleMatch, SanKind, ThumbprintMapping, ORG_PRINCIPAL_PREFIX,
@@ -165,13 +167,16 @@ pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> 
 }
 
 /// Checks the certificate and appends the identity headers for it; returns the org it
-/// resolved into (the scope of the token issuers that apply to the request).
+/// resolved into (the scope of the token issuers that apply to the request). A certificate
+/// accepted failing open leaves its `notice`.
 pub fn certificate_identity<'i>(
     facts: &CertificateFacts,
     route: &Route,
+    revocation: &RevocationPolicy,
     identity: &'i dyn IdentityData,
     now: i64,
     set: &mut Vec<(&'static str, String)>,
+    notice: &mut Option<Notice>,
 ) -> Result<Option<&'i str>, Reason> {
     let (resolution, claimants) = resolve(facts, identity);
     // A card any claiming org (or the platform) blocked or revoked is refused as such, whoever
@@ -187,10 +192,12 @@ pub fn certificate_identity<'i>(
         // Revocations by serial apply, and this source gives no serial to check.
         return Err(Reason::CertificateNotAllowed);
     }
+    revocation::check_revoked(facts, identity)?;
     if resolution == Resolution::Conflict {
         return Err(Reason::CertificateNotAllowed);
     }
     let org = resolution.org();
+    *notice = revocation::check_freshness(facts, identity, org, revocation, now)?;
     route.constraints.check(facts, now)?;
     for owner in [Some(Owner::Platform), org.map(Owner::Org)].into_iter().flatten() {
         if identity.constraints(owner).is_some_and(|c| !c.allows(facts)) {

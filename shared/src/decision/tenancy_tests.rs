@@ -117,7 +117,7 @@ fn jwks(kid: Option<&str>) -> Value {
 
 fn header<'a>(outcome: &'a Outcome, name: &str) -> Option<&'a str> {
     match outcome {
-        Outcome::Allow { set } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
+        Outcome::Allow { set, .. } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
         Outcome::Deny(_) => None,
     }
 }

@@ -8,10 +8,13 @@
 //! which the org is resolved, and what each rule means for it, is
 //! [`crate::decision::resolve`]'s.
 
+mod authority;
 mod static_identity;
 
+pub use authority::{CaKey, CertificateAuthority, CA_KEY_LEN};
+
 pub use static_identity::{
-    BindingConfig, BlockedConfig, ConstraintConfig, IdentityConfigError, IssuerConfig, OwnedFingerprintConfig,
+    BindingConfig, BlockedConfig, CertificateAuthorityConfig, ConstraintConfig, IdentityConfigError, IssuerConfig, OwnedFingerprintConfig,
     OwnedPrincipalConfig, RevokedSerialConfig, SanMappingConfig, StaticIdentity, StaticIdentityConfig,
     ThumbprintConfig,
 };
@@ -204,6 +207,9 @@ pub enum ConstraintKind {
     RequiredPolicyOid,
     /// The certificate must carry an RFC 822 SAN, each in one of the owner's listed domains.
     SanEmailDomain,
+    /// The certificate's CA must have a fresh CRL, whatever the CA's own policy says: an org
+    /// tightening revocation for its own users (the value is `true`).
+    RequireFreshCrl,
 }
 
 impl ConstraintKind {
@@ -213,15 +219,32 @@ impl ConstraintKind {
             ConstraintKind::AllowedIssuerDn => "allowed_issuer_dn",
             ConstraintKind::RequiredPolicyOid => "required_policy_oid",
             ConstraintKind::SanEmailDomain => "san_email_domain",
+            ConstraintKind::RequireFreshCrl => "require_fresh_crl",
         }
     }
 
+    pub const ALL: [ConstraintKind; 4] = [
+        ConstraintKind::AllowedIssuerDn,
+        ConstraintKind::RequiredPolicyOid,
+        ConstraintKind::SanEmailDomain,
+        ConstraintKind::RequireFreshCrl,
+    ];
+
     pub fn from_name(name: &str) -> Option<Self> {
-        [ConstraintKind::AllowedIssuerDn, ConstraintKind::RequiredPolicyOid, ConstraintKind::SanEmailDomain]
-            .into_iter()
-            .find(|k| k.name() == name)
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether `value` is one this kind can hold: `require_fresh_crl` is a switch, `true`.
+    pub fn accepts_value(self, value: &str) -> bool {
+        match self {
+            ConstraintKind::RequireFreshCrl => value == REQUIRE_FRESH_CRL_VALUE,
+            _ => !value.is_empty(),
+        }
     }
 }
+
+/// The one value of a [`ConstraintKind::RequireFreshCrl`] constraint.
+pub const REQUIRE_FRESH_CRL_VALUE: &str = "true";
 
 /// What one owner demands of the certificates its rules apply to, beyond the route's own
 /// constraints. Every kind listed must be satisfied; a kind with no values is not enforced.
@@ -234,6 +257,9 @@ pub struct OwnerConstraints {
     /// The certificate must carry an RFC 822 SAN, and each must lie in one of these
     /// (lowercase) domains.
     pub san_email_domains: Vec<String>,
+    /// The certificate's CA must have a fresh CRL ([`crate::decision::revocation`] checks it,
+    /// not [`OwnerConstraints::allows`]).
+    pub require_fresh_crl: bool,
 }
 
 impl OwnerConstraints {
@@ -244,14 +270,16 @@ impl OwnerConstraints {
             ConstraintKind::SanEmailDomain => {
                 self.san_email_domains.push(value.trim_start_matches('@').to_ascii_lowercase())
             }
+            ConstraintKind::RequireFreshCrl => self.require_fresh_crl = true,
         }
     }
 
+    /// Whether no kind that [`OwnerConstraints::allows`] checks is listed.
     pub fn is_empty(&self) -> bool {
         self.allowed_issuer_dns.is_empty() && self.required_policy_oids.is_empty() && self.san_email_domains.is_empty()
     }
 
-    /// Whether `facts` satisfy every listed kind. Incomplete facts (a source that gives no
+    /// Whether `facts` satisfy every listed kind but the CRL requirement. Incomplete facts (a source that gives no
     /// issuer, policies or emails) satisfy nothing that is listed.
     pub fn allows(&self, facts: &CertificateFacts) -> bool {
         if self.is_empty() {
@@ -329,6 +357,16 @@ pub trait IdentityData {
     }
     /// The constraints `owner` sets, if any.
     fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints>;
+    /// The registered CA whose key is `key`.
+    fn certificate_authority(&self, key: &CaKey) -> Option<CertificateAuthority<'_>>;
+    /// Every registered CA whose subject is `subject_dn`, handed to `each`: how a certificate
+    /// without an AuthorityKeyIdentifier finds its CA.
+    fn certificate_authorities_named<'a>(&'a self, subject_dn: &str, each: &mut dyn FnMut(CertificateAuthority<'a>));
+    /// Whether any CA is registered: a certificate whose source gives no issuer key or serial
+    /// is then refused, as its revocation cannot be checked.
+    fn has_certificate_authorities(&self) -> bool;
+    /// Whether the verified CRL of `ca` lists the serial `serial_hex`.
+    fn is_crl_revoked(&self, ca: &CaKey, serial_hex: &str) -> bool;
     /// `owner`'s registration of the token issuer whose `iss` is exactly `issuer`.
     fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>>;
     /// Changes whenever any answer above may change: verified-token caches are keyed on it,

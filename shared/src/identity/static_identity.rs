@@ -3,9 +3,11 @@
 //! same [`IdentityData`] lookups as a snapshot from hash maps built once.
 
 use super::{
-    is_reserved_issuer, is_reserved_principal, normalize_serial, CardBinding, ConstraintKind, IdentityData, Owner,
-    OwnerConstraints, SanKind, ThumbprintMapping, TokenIssuer, UserId, ORG_ISSUER_PREFIX,
+    is_reserved_issuer, is_reserved_principal, normalize_serial, CaKey, CardBinding, CertificateAuthority,
+    ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping, TokenIssuer, UserId,
+    ORG_ISSUER_PREFIX,
 };
+use crate::certificate::ca::KeyIdentifier;
 use crate::fingerprint::Fingerprint;
 use crate::pop::jwks::Jwks;
 use serde::Deserialize;
@@ -35,6 +37,17 @@ struct StaticTables {
     org_constraints: HashMap<String, OwnerConstraints>,
     /// Registrations by `iss`, each with its owner.
     issuers: HashMap<String, Vec<StoredIssuer>>,
+    cas: HashMap<CaKey, StoredCa>,
+    /// Revocation keys ([`CaKey::revocation_key`]) of every CA's CRL entries.
+    crl_revoked: HashSet<[u8; 16]>,
+}
+
+#[derive(Debug)]
+struct StoredCa {
+    subject_dn: String,
+    require_fresh_crl: bool,
+    fail_open: bool,
+    crl_valid_until: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -75,6 +88,27 @@ pub struct StaticIdentityConfig {
     pub constraints: Vec<ConstraintConfig>,
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    #[serde(default)]
+    pub certificate_authorities: Vec<CertificateAuthorityConfig>,
+}
+
+/// A registered issuing CA with what its CRL says, as the snapshot would carry it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateAuthorityConfig {
+    /// The CA's key identifier in hex: what its certificates carry as AuthorityKeyIdentifier.
+    pub key_identifier: String,
+    pub subject_dn: String,
+    #[serde(default = "enabled_by_default")]
+    pub require_fresh_crl: bool,
+    #[serde(default)]
+    pub fail_open: bool,
+    /// nextUpdate + grace of the CA's CRL, Unix seconds; absent: no CRL held.
+    #[serde(default)]
+    pub crl_valid_until: Option<i64>,
+    /// Serials its CRL lists (hex, any spelling).
+    #[serde(default)]
+    pub revoked_serials: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,8 +304,8 @@ impl StaticIdentity {
             let field = format!("{prefix}.constraints[{i}]");
             let kind = ConstraintKind::from_name(&c.kind)
                 .ok_or_else(|| config_error(format!("{field}.kind"), format!("unknown constraint kind {:?}", c.kind)))?;
-            if c.value.is_empty() {
-                return Err(config_error(format!("{field}.value"), "empty"));
+            if !kind.accepts_value(&c.value) {
+                return Err(config_error(format!("{field}.value"), format!("not a value {} takes", kind.name())));
             }
             let target = match checked_owner(field, &c.org_id)? {
                 None => data.platform_constraints.get_or_insert_with(OwnerConstraints::default),
@@ -296,12 +330,45 @@ impl StaticIdentity {
             }
             registrations.push(StoredIssuer { owner, keys, audiences: issuer.audiences.clone() });
         }
+        for (i, ca) in config.certificate_authorities.iter().enumerate() {
+            let field = format!("{prefix}.certificate_authorities[{i}]");
+            let octets = crate::encoding::hex_decode(&ca.key_identifier)
+                .ok_or_else(|| config_error(format!("{field}.key_identifier"), "not hex"))?;
+            let key = KeyIdentifier::new(&octets)
+                .map(|k| CaKey::of(&k))
+                .ok_or_else(|| config_error(format!("{field}.key_identifier"), "empty"))?;
+            if ca.subject_dn.is_empty() {
+                return Err(config_error(format!("{field}.subject_dn"), "empty"));
+            }
+            for serial in &ca.revoked_serials {
+                data.crl_revoked.insert(key.revocation_key(serial));
+            }
+            let stored = StoredCa {
+                subject_dn: ca.subject_dn.clone(),
+                require_fresh_crl: ca.require_fresh_crl,
+                fail_open: ca.fail_open,
+                crl_valid_until: ca.crl_valid_until,
+            };
+            if data.cas.insert(key, stored).is_some() {
+                return Err(config_error(field, "CA listed twice"));
+            }
+        }
         Ok(StaticIdentity { tables: Box::new(data), generation })
     }
 
     /// [`StaticIdentity::from_config_at`] with errors under `identity`.
     pub fn from_config(config: StaticIdentityConfig, generation: u64) -> Result<Self, IdentityConfigError> {
         Self::from_config_at(config, generation, "identity")
+    }
+}
+
+fn stored_ca(key: CaKey, ca: &StoredCa) -> CertificateAuthority<'_> {
+    CertificateAuthority {
+        key,
+        subject_dn: &ca.subject_dn,
+        require_fresh_crl: ca.require_fresh_crl,
+        fail_open: ca.fail_open,
+        crl_valid_until: ca.crl_valid_until,
     }
 }
 
@@ -354,6 +421,26 @@ impl IdentityData for StaticIdentity {
             Owner::Platform => self.tables.platform_constraints.as_ref(),
             Owner::Org(org) => self.tables.org_constraints.get(org),
         }
+    }
+
+    fn certificate_authority(&self, key: &CaKey) -> Option<CertificateAuthority<'_>> {
+        self.tables.cas.get(key).map(|ca| stored_ca(*key, ca))
+    }
+
+    fn certificate_authorities_named<'a>(&'a self, subject_dn: &str, each: &mut dyn FnMut(CertificateAuthority<'a>)) {
+        for (key, ca) in &self.tables.cas {
+            if ca.subject_dn == subject_dn {
+                each(stored_ca(*key, ca));
+            }
+        }
+    }
+
+    fn has_certificate_authorities(&self) -> bool {
+        !self.tables.cas.is_empty()
+    }
+
+    fn is_crl_revoked(&self, ca: &CaKey, serial_hex: &str) -> bool {
+        !self.tables.crl_revoked.is_empty() && self.tables.crl_revoked.contains(&ca.revocation_key(serial_hex))
     }
 
     fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {

@@ -3,8 +3,8 @@
 
 use super::delta::{self, DELTA_HEAD_LEN};
 use super::tests::{
-    fingerprint, header_for, issuer_jwks, owner, push_content, reseal, signed, small_content, verifier, Content,
-    Counter, Stamp, TestSigner, DAY, DOD_CA, NOW, STAMP,
+    ca_key, fingerprint, header_for, issuer_jwks, owner, push_content, reseal, signed, small_content, verifier, Content,
+    Counter, Stamp, TestSigner, DAY, DOD_CA, NOW, SHARED_DN_CA, STAMP,
 };
 use super::*;
 use crate::identity::{IdentityData, Owner, SanKind};
@@ -257,6 +257,9 @@ fn seven_to_eight(signer: &TestSigner) -> (SnapshotView, Vec<u8>, Vec<u8>) {
     content.bindings.remove(&fingerprint("b", 2));
     content.revoked.insert((DOD_CA.into(), "0x77".into(), Some("org-b".into())));
     content.constraints.insert((Some("org-c".into()), ConstraintKind::RequiredPolicyOid, "1.2.3".into()));
+    // CA A's CRL lists one more serial; CA B's first CRL is verified.
+    content.crl_revoked.insert((ca_key(b"ca-a"), "3003".into()));
+    content.cas.insert(ca_key(b"ca-b"), (SHARED_DN_CA.into(), true, true, Some(NOW + DAY)));
     let eight = signed_continuing(&held, &content, &stamp(8), signer);
     let next = SnapshotView::open_unauthenticated(eight.clone()).unwrap();
     let chain = between(&held, &next).encode();
@@ -273,6 +276,8 @@ fn a_delta_is_refused_unless_its_signed_end_verifies_and_follows_the_held_versio
     assert!(applied.is_revoked(DOD_CA, "77", Some("org-b")));
     assert!(applied.has_revoked_serials(Some("org-b")));
     assert!(applied.constraints(Owner::Org("org-c")).is_some());
+    assert!(applied.is_crl_revoked(&ca_key(b"ca-a"), "3003"));
+    assert_eq!(applied.certificate_authority(&ca_key(b"ca-b")).and_then(|ca| ca.crl_valid_until), Some(NOW + DAY));
 
     // Another key signed it; a key id no one pinned.
     let stranger = TestSigner::p256(23);
@@ -459,29 +464,32 @@ fn an_inserted_record_is_checked_like_an_opened_one() {
     );
 }
 
-/// The committed delta: [`super::tests::FORMAT_V3_VECTOR`] (version 7) to version 8 as
+/// The committed delta: [`super::tests::FORMAT_V4_VECTOR`] (version 7) to version 8 as
 /// `seven_to_eight` makes it, signed by `TestSigner::ed25519(1)`. Regenerate with
 /// `CERTBIND_WRITE_SNAPSHOT_VECTOR=1` only with a format change.
-const DELTA_V3_VECTOR: &str = concat!(
+const DELTA_V4_VECTOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/vectors/snapshot/delta-v3-unbind-revoke-new-org-7-to-8-ed25519.bin"
+    "/tests/vectors/snapshot/delta-v4-unbind-revoke-new-org-7-to-8-ed25519.bin"
 );
 
 #[test]
 fn the_committed_delta_vector_decodes_applies_and_re_encodes_byte_for_byte() {
     let signer = TestSigner::ed25519(1);
     let (held, chain, eight) = seven_to_eight(&signer);
-    assert_eq!(held.as_bytes(), &std::fs::read(super::tests::FORMAT_V3_VECTOR).unwrap()[..]);
+    assert_eq!(held.as_bytes(), &std::fs::read(super::tests::FORMAT_V4_VECTOR).unwrap()[..]);
     if std::env::var_os("CERTBIND_WRITE_SNAPSHOT_VECTOR").is_some() {
-        std::fs::write(DELTA_V3_VECTOR, &chain).unwrap();
+        std::fs::write(DELTA_V4_VECTOR, &chain).unwrap();
     }
-    let committed = std::fs::read(DELTA_V3_VECTOR).expect("committed delta vector");
+    let committed = std::fs::read(DELTA_V4_VECTOR).expect("committed delta vector");
     assert_eq!(committed, chain, "the delta encoding changed: that is a format change");
     let decoded = Delta::decode(&committed).unwrap();
     assert_eq!(decoded.encode(), committed);
     assert_eq!((decoded.from_version, decoded.to_version()), (7, 8));
     let sections: Vec<Section> = decoded.steps[0].edits.iter().map(SectionEdit::section).collect();
-    assert_eq!(sections, vec![Section::Bindings, Section::Revoked, Section::Constraints, Section::Orgs, Section::Strings]);
+    assert_eq!(
+        sections,
+        vec![Section::Bindings, Section::Revoked, Section::CrlRevoked, Section::Constraints, Section::Cas, Section::Orgs, Section::Strings]
+    );
     let applied = apply_both(&verifier(&[&signer]), &held, &committed, NOW).unwrap();
     assert_eq!(applied.as_bytes(), &eight[..]);
     assert_eq!(applied.card_binding(&Fingerprint(fingerprint("b", 2))), None);
@@ -624,4 +632,31 @@ fn in_place_reuses_the_held_buffer_grows_it_with_room_and_leaves_shared_bytes_al
     };
     assert_eq!(error, SnapshotError::Expired { expires_at: NOW + DAY, now: NOW + DAY });
     assert_eq!(back.as_bytes().as_ptr(), other.as_bytes().as_ptr());
+}
+
+/// A CRL update that adds 1,000 entries to a CA's 100,000 travels as a delta of about the
+/// entries' own size (16 bytes each, plus the touched buckets' share of the header), not as
+/// the section.
+#[test]
+fn a_crl_update_of_a_thousand_entries_is_a_delta_of_about_their_size() {
+    let signer = TestSigner::ed25519(31);
+    let pinned = verifier(&[&signer]);
+    let mut content = small_content();
+    let ca = ca_key(b"ca-a");
+    for i in 0..100_000u64 {
+        content.crl_revoked.insert((ca, format!("{:x}", 0x10_0000 + i)));
+    }
+    let held = pinned.verify(signed(&content, &stamp(7), &signer), NOW, None).unwrap();
+    for i in 0..1_000u64 {
+        content.crl_revoked.insert((ca, format!("{:x}", 0x90_0000 + i)));
+    }
+    let next = signed_continuing(&held, &content, &stamp(8), &signer);
+    let next_view = SnapshotView::open_unauthenticated(next.clone()).unwrap();
+    let chain = between(&held, &next_view).encode();
+    assert!(chain.len() < 32 * 1024, "delta of {} bytes", chain.len());
+    assert!(chain.len() > 16 * 1_000, "delta of {} bytes carries the entries", chain.len());
+    let applied = apply_both(&pinned, &held, &chain, NOW).unwrap();
+    assert_eq!(applied.as_bytes(), &next[..]);
+    assert!(applied.is_crl_revoked(&ca, "9003e7"));
+    assert!(!held.is_crl_revoked(&ca, "9003e7"));
 }

@@ -8,7 +8,7 @@ use crate::Fingerprint;
 use std::sync::OnceLock;
 
 /// The committed format-3 vector (two orgs and the platform, every section populated).
-pub const VECTOR: &[u8] = include_bytes!("../../tests/vectors/snapshot/format-v3-two-orgs-and-platform-ed25519.bin");
+pub const VECTOR: &[u8] = include_bytes!("../../tests/vectors/snapshot/format-v4-two-orgs-and-platform-ed25519.bin");
 
 /// When [`VECTOR`] is valid.
 pub const VECTOR_NOW: i64 = 1_700_000_000;
@@ -83,7 +83,7 @@ fn exercise_snapshot(data: &[u8]) {
 
 /// The committed delta from [`VECTOR`] (version 7) to version 8.
 pub const DELTA_VECTOR: &[u8] =
-    include_bytes!("../../tests/vectors/snapshot/delta-v3-unbind-revoke-new-org-7-to-8-ed25519.bin");
+    include_bytes!("../../tests/vectors/snapshot/delta-v4-unbind-revoke-new-org-7-to-8-ed25519.bin");
 
 /// `data` as a delta chain applied to [`VECTOR`], or (when it starts with 0x00) as
 /// (offset u16, byte) edits to [`DELTA_VECTOR`], both by copying and in place. Whatever

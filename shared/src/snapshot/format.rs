@@ -1,4 +1,4 @@
-//! The snapshot's byte layout (format 3), its digests, and the header reader both sides use.
+//! The snapshot's byte layout (format 4), its digests, and the header reader both sides use.
 //!
 //! All integers are little-endian; nothing is aligned (records are read through
 //! `from_le_bytes` on slices). A snapshot is
@@ -6,22 +6,22 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "CBIDSNAP"
-//!      8     2  format version (3)
+//!      8     2  format version (4)
 //!     10     1  signature algorithm: 1 = ECDSA P-256 / SHA-256, 2 = Ed25519
 //!     11     1  reserved, 0
-//!     12     4  number of body sections (10)
+//!     12     4  number of body sections (12)
 //!     16     8  snapshot version (strictly increasing)
 //!     24     8  issued at, Unix seconds (signed)
 //!     32     8  expires at, Unix seconds (signed)
 //!     40    16  key id: 16 lowercase hex digits
-//!     56   400  section table: 10 × (offset u32, length u32, SHA-256 digest 32), in the
+//!     56   480  section table: 12 × (offset u32, length u32, SHA-256 digest 32), in the
 //!               order of `BODY_SECTIONS`
-//!    456    64  signature over bytes 0..456, the header only (r ‖ s for ECDSA, R ‖ S for Ed25519)
-//!    520     …  the sections, back to back in table order, no gaps, up to the last byte
+//!    536    64  signature over bytes 0..536, the header only (r ‖ s for ECDSA, R ‖ S for Ed25519)
+//!    600     …  the sections, back to back in table order, no gaps, up to the last byte
 //! ```
 //!
 //! The signature covers the header, and the header covers every section through its digest:
-//! verifying is one signature over 456 bytes, then one digest per section. A delta
+//! verifying is one signature over 536 bytes, then one digest per section. A delta
 //! ([`super::delta`]) that changes one record re-hashes one bucket of its section, not the
 //! whole snapshot.
 //!
@@ -35,9 +35,11 @@
 //! | blocklist  | 35     | fingerprint 32, owner u24                                                | bytes 0..35 |
 //! | revoked    | 35     | [`revoked_serial_key`] of (issuer DN, normalised serial) 32, owner u24  | bytes 0..35 |
 //! | principals | 39     | fingerprint 32, owner u24, name string ref u32                           | bytes 0..35 |
+//! | crl revoked| 16     | [`crate::identity::CaKey::revocation_key`] of (CA, normalised serial): a CRL's entry      | bytes 0..16 |
 //! | san rules  | 12     | kind u8 (1 = email, 2 = UPN), domain ref u32 (lowercase), issuer DN ref u32, owner u24 | (kind, domain, issuer DN, owner) |
 //! | constraints| 8      | owner u24, [`ConstraintKind`] u8, value ref u32                          | (owner, kind, value) |
 //! | issuers    | 23     | `iss` ref u32, owner u24, JWKS offset u32 and length u32, audiences offset u32 and length u32 (into blobs) | (`iss`, owner) |
+//! | cas        | 29     | [`crate::identity::CaKey`] 16, flags u8 (see below), CRL valid until i64 (Unix s), subject DN ref u32 | bytes 0..16 |
 //! | blobs      | bytes  | per issuer in issuer order: its JWKS JSON, then its audiences as a JSON array of strings | — |
 //! | orgs       | 4      | org id string ref u32; an org's index is its position                    | — |
 //! | strings    | bytes  | entries of length u8 + UTF-8 bytes; a string ref is an entry's offset    | — |
@@ -48,10 +50,15 @@
 //! 16 bytes are a ULID's 128 bits (big-endian), read back as its canonical 26-character
 //! spelling; with it, they are a string ref u32 followed by 12 zero bytes. Other bits are 0.
 //!
+//! A CA's flags: bit 0 = a fresh CRL is required; bit 1 = fail open without one; bit 2 = a
+//! verified CRL is held, and "valid until" (its nextUpdate plus the CA's grace) is meaningful
+//! (otherwise it is 0). Other bits are 0. CRL revocations belong to no owner: a CRL verified
+//! against a registered CA's key is a fact about that CA, whoever uploaded it.
+//!
 //! Digests. Each section's digest is SHA-256 over [`DIGEST_LABEL`], the section's name, a zero
 //! byte, then:
-//! - for the keyed sections (bindings, blocklist, revoked, principals): the 4096 *bucket*
-//!   digests, 32 bytes each. A record's bucket is the first 12 bits of its 32-byte key
+//! - for the keyed sections (bindings, blocklist, revoked, principals, crl revoked): the 4096
+//!   *bucket* digests, 32 bytes each. A record's bucket is the first 12 bits of its key
 //!   (records are sorted, so a bucket is a contiguous run); a bucket's digest is SHA-256 of its
 //!   records' bytes (an empty bucket's is SHA-256 of nothing).
 //! - for every other section: its bytes.
@@ -61,13 +68,13 @@
 //! appends to them and a reader digests the appended bytes only.
 
 use super::SnapshotError;
-use crate::identity::{normalize_serial, ConstraintKind, SanKind};
+use crate::identity::{normalize_serial, ConstraintKind, SanKind, CA_KEY_LEN};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::ops::Range;
 
 pub const MAGIC: [u8; 8] = *b"CBIDSNAP";
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 pub const SIGNATURE_LEN: usize = 64;
 /// Key ids are the first 16 hex digits of SHA-256 over the key's SubjectPublicKeyInfo DER.
 pub const KEY_ID_LEN: usize = 16;
@@ -102,6 +109,10 @@ pub const MAX_ISSUERS: usize = 16 * 1024;
 pub const MAX_AUDIENCES_BYTES: usize = 4 * 1024;
 pub const MAX_AUDIENCES: usize = 32;
 
+/// Most CAs in one snapshot. The DoD and Federal PKIs together register a few hundred
+/// issuing CAs; a certificate without an AuthorityKeyIdentifier scans them by DN.
+pub const MAX_CAS: usize = 4096;
+
 /// How far in the future `issued_at` may lie before the snapshot is refused: clocks of the
 /// control plane and the proxies disagree by seconds, not minutes.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
@@ -112,7 +123,7 @@ pub const BUCKET_BITS: u32 = 12;
 pub const BUCKETS: usize = 1 << BUCKET_BITS;
 
 /// Prefix of every section digest's input, so no other SHA-256 in certbind collides with one.
-pub const DIGEST_LABEL: &[u8] = b"certbind snapshot 3 section\0";
+pub const DIGEST_LABEL: &[u8] = b"certbind snapshot 4 section\0";
 
 pub const BINDING_RECORD: usize = 52;
 pub const BLOCKED_RECORD: usize = 35;
@@ -122,6 +133,15 @@ pub const SAN_RULE_RECORD: usize = 12;
 pub const CONSTRAINT_RECORD: usize = 8;
 pub const ISSUER_RECORD: usize = 23;
 pub const ORG_RECORD: usize = 4;
+pub const CRL_REVOKED_RECORD: usize = CA_KEY_LEN;
+pub const CA_RECORD: usize = 29;
+pub(crate) const CA_REQUIRE_FRESH_CRL: u8 = 0x01;
+pub(crate) const CA_FAIL_OPEN: u8 = 0x02;
+pub(crate) const CA_CRL_HELD: u8 = 0x04;
+/// Where a CA record's parts start.
+pub(crate) const CA_FLAGS_AT: usize = 16;
+pub(crate) const CA_VALID_UNTIL_AT: usize = 17;
+pub(crate) const CA_SUBJECT_AT: usize = 25;
 /// Width of the fingerprint (or revoked-serial key) that starts a keyed record.
 pub const FINGERPRINT_LEN: usize = 32;
 /// Width of the sort key of an owned keyed record: fingerprint and owner.
@@ -184,9 +204,11 @@ pub enum Section {
     Blocklist,
     Revoked,
     Principals,
+    CrlRevoked,
     SanRules,
     Constraints,
     Issuers,
+    Cas,
     Blobs,
     Orgs,
     Strings,
@@ -194,14 +216,16 @@ pub enum Section {
 }
 
 /// The body sections in the order of the section table and of the bytes.
-pub const BODY_SECTIONS: [Section; 10] = [
+pub const BODY_SECTIONS: [Section; 12] = [
     Section::Bindings,
     Section::Blocklist,
     Section::Revoked,
     Section::Principals,
+    Section::CrlRevoked,
     Section::SanRules,
     Section::Constraints,
     Section::Issuers,
+    Section::Cas,
     Section::Blobs,
     Section::Orgs,
     Section::Strings,
@@ -210,7 +234,9 @@ pub const BODY_SECTIONS: [Section; 10] = [
 pub const SECTION_COUNT: usize = BODY_SECTIONS.len();
 
 /// The sections digested by bucket.
-pub const KEYED_SECTIONS: [Section; 4] = [Section::Bindings, Section::Blocklist, Section::Revoked, Section::Principals];
+pub const KEYED_SECTIONS: [Section; KEYED_COUNT] =
+    [Section::Bindings, Section::Blocklist, Section::Revoked, Section::Principals, Section::CrlRevoked];
+pub const KEYED_COUNT: usize = 5;
 
 impl Section {
     pub fn name(self) -> &'static str {
@@ -220,6 +246,8 @@ impl Section {
             Section::Blocklist => "blocklist",
             Section::Revoked => "revoked",
             Section::Principals => "principals",
+            Section::CrlRevoked => "crl_revoked",
+            Section::Cas => "cas",
             Section::SanRules => "san_rules",
             Section::Constraints => "constraints",
             Section::Issuers => "issuers",
@@ -237,6 +265,8 @@ impl Section {
             Section::Blocklist => Some(BLOCKED_RECORD),
             Section::Revoked => Some(REVOKED_RECORD),
             Section::Principals => Some(PRINCIPAL_RECORD),
+            Section::CrlRevoked => Some(CRL_REVOKED_RECORD),
+            Section::Cas => Some(CA_RECORD),
             Section::SanRules => Some(SAN_RULE_RECORD),
             Section::Constraints => Some(CONSTRAINT_RECORD),
             Section::Issuers => Some(ISSUER_RECORD),
@@ -250,6 +280,7 @@ impl Section {
         match self {
             Section::Bindings => Some(FINGERPRINT_LEN),
             Section::Blocklist | Section::Revoked | Section::Principals => Some(OWNED_KEY_LEN),
+            Section::CrlRevoked => Some(CA_KEY_LEN),
             _ => None,
         }
     }
@@ -298,6 +329,7 @@ impl ConstraintKind {
             ConstraintKind::AllowedIssuerDn => 1,
             ConstraintKind::RequiredPolicyOid => 2,
             ConstraintKind::SanEmailDomain => 3,
+            ConstraintKind::RequireFreshCrl => 4,
         }
     }
 
@@ -306,6 +338,7 @@ impl ConstraintKind {
             1 => Some(ConstraintKind::AllowedIssuerDn),
             2 => Some(ConstraintKind::RequiredPolicyOid),
             3 => Some(ConstraintKind::SanEmailDomain),
+            4 => Some(ConstraintKind::RequireFreshCrl),
             _ => None,
         }
     }
@@ -673,11 +706,11 @@ mod tests {
     }
 
     #[test]
-    fn the_header_is_456_bytes_and_sections_start_after_the_signature() {
-        assert_eq!(HEADER_LEN, 456);
-        assert_eq!(BODY_START, 520);
+    fn the_header_is_536_bytes_and_sections_start_after_the_signature() {
+        assert_eq!(HEADER_LEN, 536);
+        assert_eq!(BODY_START, 600);
         assert_eq!(section_entry_offset(Section::Bindings), Some(56));
-        assert_eq!(section_entry_offset(Section::Strings), Some(56 + 9 * 40));
+        assert_eq!(section_entry_offset(Section::Strings), Some(56 + 11 * 40));
     }
 
     #[test]

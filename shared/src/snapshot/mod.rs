@@ -1,7 +1,7 @@
 //! The signed identity snapshot: everything a filter needs to know about who is who, in one
 //! compact binary document signed by the control plane's HSM key.
 //!
-//! - [`format`]: the byte layout (format 3), its digests, and the header reader;
+//! - [`format`]: the byte layout (format 4), its digests, and the header reader;
 //! - [`encode`]: the writer the control plane uses;
 //! - [`keys`]: pinned public keys and key ids;
 //! - [`verify`]: [`SnapshotVerifier`], which turns bytes into a [`SnapshotView`] only if they

@@ -134,6 +134,10 @@ pub fn revoke_binding(
     encoder.push_blocked_records(held.section_bytes(super::Section::Blocklist)).map_err(|_| refused())?;
     encoder.push_revoked_records(held.section_bytes(super::Section::Revoked)).map_err(|_| refused())?;
     encoder.push_principal_records(held.section_bytes(super::Section::Principals)).map_err(|_| refused())?;
+    encoder.push_crl_revoked_records(held.section_bytes(super::Section::CrlRevoked)).map_err(|_| refused())?;
+    for ca in held.certificate_authorities() {
+        encoder.push_certificate_authority(&ca).map_err(|_| refused())?;
+    }
     for (kind, domain, issuer, owner) in held.san_rules() {
         encoder.push_san_rule(kind, domain, issuer, owner).map_err(|_| refused())?;
     }
@@ -165,7 +169,7 @@ mod tests {
         assert_eq!(held.org_count(), SYNTHETIC_ORGS as usize);
         let (gone, _) = held.bindings().nth(10).unwrap();
         let (next, chain) = revoke_binding(&signer, &held, 10, 1_001).unwrap();
-        assert_eq!(chain.len(), 24 + 1 + 42 + 520);
+        assert_eq!(chain.len(), 24 + 1 + 42 + crate::snapshot::format::BODY_START);
         let applied = verifier.apply_delta(&held, &chain, 1_001).unwrap();
         assert_eq!(applied.as_bytes(), &next[..]);
         assert_eq!(applied.card_binding(&gone), None);

@@ -3,7 +3,8 @@
 use super::*;
 use crate::encoding::base64url_encode;
 use crate::identity::{
-    CardBinding, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind, ThumbprintMapping, UserId,
+    CaKey, CardBinding, CertificateAuthority, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind,
+    ThumbprintMapping, UserId,
 };
 use crate::Fingerprint;
 use ed25519_dalek::Signer as _;
@@ -91,6 +92,10 @@ pub(crate) struct Content {
     pub san_rules: BTreeSet<(SanKind, String, String, Option<String>)>,
     pub constraints: BTreeSet<(Option<String>, ConstraintKind, String)>,
     pub issuers: BTreeMap<(String, Option<String>), Registration>,
+    /// Registered CAs by key: subject DN, require a fresh CRL, fail open, CRL valid until.
+    pub cas: BTreeMap<CaKey, (String, bool, bool, Option<i64>)>,
+    /// Serials CRLs list, by CA.
+    pub crl_revoked: BTreeSet<(CaKey, String)>,
 }
 
 /// An issuer registration's audiences and JWKS.
@@ -133,6 +138,10 @@ pub(crate) fn push_content(encoder: &mut SnapshotEncoder, content: &Content) {
     for ((fp, org), name) in &content.principals {
         encoder.push_principal(&Fingerprint(*fp), owner(org), name).unwrap();
     }
+    let crl_revoked: BTreeSet<[u8; 16]> = content.crl_revoked.iter().map(|(ca, serial)| ca.revocation_key(serial)).collect();
+    for key in &crl_revoked {
+        encoder.push_crl_revoked_key(key).unwrap();
+    }
     for (kind, domain, issuer, org) in &content.san_rules {
         encoder.push_san_rule(*kind, domain, issuer, owner(org)).unwrap();
     }
@@ -142,6 +151,21 @@ pub(crate) fn push_content(encoder: &mut SnapshotEncoder, content: &Content) {
     for ((issuer, org), (audiences, jwks)) in &content.issuers {
         encoder.push_issuer(issuer, owner(org), audiences, jwks).unwrap();
     }
+    for (key, (subject_dn, require_fresh_crl, fail_open, crl_valid_until)) in &content.cas {
+        let ca = CertificateAuthority {
+            key: *key,
+            subject_dn,
+            require_fresh_crl: *require_fresh_crl,
+            fail_open: *fail_open,
+            crl_valid_until: *crl_valid_until,
+        };
+        encoder.push_certificate_authority(&ca).unwrap();
+    }
+}
+
+/// A CA key from a short key identifier.
+pub(crate) fn ca_key(identifier: &[u8]) -> CaKey {
+    CaKey::of(&crate::certificate::ca::KeyIdentifier::new(identifier).unwrap())
 }
 
 pub(crate) fn unsigned(content: &Content, stamp: &Stamp, key_id: &str, algorithm: SignatureAlgorithm) -> UnsignedSnapshot {
@@ -203,8 +227,16 @@ pub(crate) fn small_content() -> Content {
     content.constraints.insert((None, ConstraintKind::SanEmailDomain, "example.mil".into()));
     content.issuers.insert(("https://idp.example/".into(), None), (Vec::new(), issuer_jwks(1)));
     content.issuers.insert(("https://idp.example/".into(), org("org-b")), (vec!["api://b".into()], issuer_jwks(2)));
+    // Two CAs of one DN, told apart by key: A's CRL lists two serials; B has no CRL and fails open.
+    content.cas.insert(ca_key(b"ca-a"), (SHARED_DN_CA.into(), true, false, Some(NOW + DAY)));
+    content.cas.insert(ca_key(b"ca-b"), (SHARED_DN_CA.into(), true, true, None));
+    content.crl_revoked.insert((ca_key(b"ca-a"), "0x30:01".into()));
+    content.crl_revoked.insert((ca_key(b"ca-a"), "3002".into()));
+    content.constraints.insert((org("org-b"), ConstraintKind::RequireFreshCrl, "true".into()));
     content
 }
+
+pub(crate) const SHARED_DN_CA: &str = "CN=ICAM Test Card Signing CA,OU=FPKI,O=U.S. Government,C=US";
 
 pub(crate) fn verifier(signers: &[&TestSigner]) -> SnapshotVerifier {
     SnapshotVerifier::new(signers.iter().map(|s| s.pinned())).unwrap()
@@ -273,7 +305,9 @@ fn round_trip_answers_every_lookup_in_its_owners_scope() {
     assert_eq!(org_a.allowed_issuer_dns, vec!["CN=DOD ID CA-59".to_owned()]);
     assert_eq!(org_a.required_policy_oids, vec!["2.16.840.1.101.3.2.1.3.13".to_owned()]);
     assert_eq!(view.constraints(Owner::Platform).unwrap().san_email_domains, vec!["example.mil".to_owned()]);
-    assert!(view.constraints(Owner::Org("org-b")).is_none());
+    assert!(!org_a.require_fresh_crl);
+    let org_b = view.constraints(Owner::Org("org-b")).unwrap();
+    assert!(org_b.require_fresh_crl && org_b.is_empty(), "a CRL requirement alone: {org_b:?}");
 
     let platform = view.token_issuer("https://idp.example/", Owner::Platform).unwrap();
     assert_eq!((platform.owner, platform.audiences.len(), platform.keys.len()), (Owner::Platform, 0, 1));
@@ -465,7 +499,7 @@ fn every_tampered_byte_is_refused_by_what_covers_it() {
             // Algorithm, reserved, section count, key id and section offsets and lengths are
             // read before the signature: a change there is unknown, mismatched or malformed.
             10..=15 | 40..=55 => assert_ne!(err, SnapshotError::BadSignature, "byte {i}"),
-            56..=455 if (i - 56) % 40 < 8 => assert_ne!(err, SnapshotError::BadSignature, "byte {i}"),
+            56..=535 if (i - 56) % 40 < 8 => assert_ne!(err, SnapshotError::BadSignature, "byte {i}"),
             // Everything else in the header (the digests among it) and the signature itself.
             _ => assert_eq!(err, SnapshotError::BadSignature, "byte {i}"),
         }
@@ -516,10 +550,10 @@ fn header_tampering_gives_exact_errors() {
         SnapshotError::Malformed { section: Section::Header, at: 10, problem: "unknown signature algorithm" }
     );
     let mut future_format = bytes.clone();
-    future_format[8] = 4;
+    future_format[8] = 5;
     assert_eq!(
         verifier.verify(future_format, NOW, None).unwrap_err(),
-        SnapshotError::UnsupportedFormat { format_version: 4 }
+        SnapshotError::UnsupportedFormat { format_version: 5 }
     );
     let mut trailing = bytes.clone();
     trailing.push(0);
@@ -853,6 +887,20 @@ fn pushes_in_any_order_give_the_same_bytes() {
     for ((fp, org), name) in &content.principals {
         encoder.push_principal(&Fingerprint(*fp), owner(org), name).unwrap();
     }
+    let crl_revoked: BTreeSet<[u8; 16]> = content.crl_revoked.iter().map(|(ca, serial)| ca.revocation_key(serial)).collect();
+    for key in &crl_revoked {
+        encoder.push_crl_revoked_key(key).unwrap();
+    }
+    for (key, (subject_dn, require_fresh_crl, fail_open, crl_valid_until)) in content.cas.iter().rev() {
+        let ca = CertificateAuthority {
+            key: *key,
+            subject_dn,
+            require_fresh_crl: *require_fresh_crl,
+            fail_open: *fail_open,
+            crl_valid_until: *crl_valid_until,
+        };
+        encoder.push_certificate_authority(&ca).unwrap();
+    }
     for ((issuer, org), (audiences, jwks)) in content.issuers.iter().rev() {
         encoder.push_issuer(issuer, owner(org), audiences, jwks).unwrap();
     }
@@ -974,29 +1022,31 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
     assert!(view.section_bytes(Section::Orgs).starts_with(base.section_bytes(Section::Orgs)));
 }
 
-/// The committed format-3 snapshot: `small_content()` (two orgs and the platform, every
+/// The committed format-4 snapshot: `small_content()` (two orgs and the platform, every
 /// section populated) at `STAMP`, signed by `TestSigner::ed25519(1)` (Ed25519 signatures are
 /// deterministic, so the bytes are too). It pins the layout: a change to the encoder that
 /// alters these bytes is a format change and needs a new format version. Regenerate with
 /// `CERTBIND_WRITE_SNAPSHOT_VECTOR=1` only together with such a version bump.
-pub(crate) const FORMAT_V3_VECTOR: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v3-two-orgs-and-platform-ed25519.bin");
+pub(crate) const FORMAT_V4_VECTOR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v4-two-orgs-and-platform-ed25519.bin");
 
 /// Earlier formats of similar content, kept to show that a reader refuses a format it does
 /// not speak instead of misreading it.
+const FORMAT_V3_VECTOR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v3-two-orgs-and-platform-ed25519.bin");
 const FORMAT_V2_VECTOR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v2-small-ed25519.bin");
 const FORMAT_V1_VECTOR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/snapshot/format-v1-small-ed25519.bin");
 
 #[test]
-fn the_committed_format_v3_vector_decodes_checks_and_re_encodes_byte_for_byte() {
+fn the_committed_format_v4_vector_decodes_checks_and_re_encodes_byte_for_byte() {
     let signer = TestSigner::ed25519(1);
     let bytes = signed(&small_content(), &STAMP, &signer);
     if std::env::var_os("CERTBIND_WRITE_SNAPSHOT_VECTOR").is_some() {
-        std::fs::write(FORMAT_V3_VECTOR, &bytes).unwrap();
+        std::fs::write(FORMAT_V4_VECTOR, &bytes).unwrap();
     }
-    let committed = std::fs::read(FORMAT_V3_VECTOR).expect("committed vector");
+    let committed = std::fs::read(FORMAT_V4_VECTOR).expect("committed vector");
     assert_eq!(committed, bytes, "the encoder's output changed: that is a format change");
     let view = verifier(&[&signer]).verify(committed.clone(), NOW, None).unwrap();
     assert_eq!(
@@ -1008,6 +1058,9 @@ fn the_committed_format_v3_vector_decodes_checks_and_re_encodes_byte_for_byte() 
     assert_eq!(ulid_user.user_id.as_str(), SMALL_ULID_USER);
     assert!(view.is_revoked(DOD_CA, "12ab", Some("org-a")));
     assert!(view.is_blocklisted(&fp("x", 2), Some("org-b")));
+    assert!(view.is_crl_revoked(&ca_key(b"ca-a"), "3001"));
+    assert!(!view.is_crl_revoked(&ca_key(b"ca-b"), "3001"));
+    assert_eq!(view.certificate_authority(&ca_key(b"ca-b")).map(|ca| (ca.fail_open, ca.crl_valid_until)), Some((true, None)));
     assert_eq!(view.section_bytes(Section::Bindings).len(), 3 * 52);
     // Decoded and encoded again: the same bytes, signature included.
     let again = reencode(&view, view.header()).unwrap();
@@ -1016,9 +1069,9 @@ fn the_committed_format_v3_vector_decodes_checks_and_re_encodes_byte_for_byte() 
 }
 
 #[test]
-fn format_v1_and_v2_vectors_are_refused_as_unsupported_formats() {
+fn format_v1_v2_and_v3_vectors_are_refused_as_unsupported_formats() {
     let signer = TestSigner::ed25519(1);
-    for (path, format_version) in [(FORMAT_V1_VECTOR, 1), (FORMAT_V2_VECTOR, 2)] {
+    for (path, format_version) in [(FORMAT_V1_VECTOR, 1), (FORMAT_V2_VECTOR, 2), (FORMAT_V3_VECTOR, 3)] {
         let committed = std::fs::read(path).expect("committed vector");
         assert_eq!(
             verifier(&[&signer]).verify(committed.clone(), NOW, None).unwrap_err(),

@@ -571,12 +571,85 @@ pub fn tokens_on_mtls_routes() -> Vec<Case> {
     ]
 }
 
+/// The CA that issued `name`, registered as the snapshot carries it: by its key.
+fn issuing_ca(name: &str, revoked: &[&str], crl_valid_until: Option<i64>) -> Value {
+    let f = facts(name);
+    let key = f.authority_key_identifier.as_ref().unwrap_or_else(|| panic!("{name} names its CA's key"));
+    json!({"key_identifier": key.to_hex(), "subject_dn": f.issuer_dn, "crl_valid_until": crl_valid_until,
+           "revoked_serials": revoked})
+}
+
+fn with_cas(cas: Vec<Value>, constraints: Option<Value>, policy: Option<Value>) -> Value {
+    let mut identity = standard_identity();
+    identity["certificate_authorities"] = Value::Array(cas);
+    if let Some(constraints) = constraints {
+        identity["constraints"] = constraints;
+    }
+    let mut config_policy = standard_policy();
+    if let Some(policy) = policy {
+        config_policy["revocation"] = policy;
+    }
+    json!({"policy": config_policy, "development_identity": identity})
+}
+
+/// Revocation by the issuing CA's CRL: by the CA's key, never its DN; fresh CRLs required,
+/// failing open where a CA says so; an org tightening for its own users.
+pub fn crl_revocation() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let serial = facts("piv-auth").serial_hex;
+    let fresh = Some(NOW + 3_600);
+    let stale = Some(NOW - 1);
+    let mut fail_open = issuing_ca("piv-auth", &[], stale);
+    fail_open["fail_open"] = json!(true);
+    let mut not_required = issuing_ca("piv-auth", &[], None);
+    not_required["require_fresh_crl"] = json!(false);
+    // Another CA of the same DN, whose CRL lists Jane's serial.
+    let namesake = json!({"key_identifier": "0102030405060708", "subject_dn": facts("piv-auth").issuer_dn,
+                          "crl_valid_until": fresh, "revoked_serials": [serial]});
+    let army_requires_fresh = json!([{"kind": "require_fresh_crl", "value": "true", "org_id": "o-army"}]);
+    let cac_allowed = Expect::Allow(vec![("x-dm-smartcard-fingerprint", Some(facts("cac").fingerprint.to_hex()))]);
+    let mtls = |c| request("/mtls/x", Some(c), None);
+    vec![
+        case("serial on its CA's CRL → 401", with_cas(vec![issuing_ca("piv-auth", &[&serial], fresh)], None, None), mtls(jane), deny(401, "certificate_revoked")),
+        case("serial not on its CA's fresh CRL → 200", with_cas(vec![issuing_ca("piv-auth", &["1"], fresh)], None, None), mtls(jane), jane_identity()),
+        case(
+            "serial on the CRL of another CA of the same DN → 200",
+            with_cas(vec![issuing_ca("piv-auth", &[], fresh), namesake], None, None),
+            mtls(jane),
+            jane_identity(),
+        ),
+        case("CA requires a fresh CRL, none held → 401", with_cas(vec![issuing_ca("piv-auth", &[], None)], None, None), mtls(jane), deny(401, "revocation_unknown")),
+        case("CA's CRL past its deadline → 401", with_cas(vec![issuing_ca("piv-auth", &[], stale)], None, None), mtls(jane), deny(401, "revocation_unknown")),
+        case("stale CRL of a CA that fails open → 200", with_cas(vec![fail_open], None, None), mtls(jane), jane_identity()),
+        case(
+            "unregistered CA where the policy requires one → 401",
+            with_cas(Vec::new(), None, Some(json!({"require_registered_ca": true}))),
+            mtls(jane),
+            deny(401, "revocation_unknown"),
+        ),
+        case("unregistered CA by default → 200", with_cas(Vec::new(), None, None), mtls(jane), jane_identity()),
+        case(
+            "org requiring a fresh CRL refuses its own user → 401",
+            with_cas(vec![not_required.clone()], Some(army_requires_fresh.clone()), None),
+            mtls(jane),
+            deny(401, "revocation_unknown"),
+        ),
+        case(
+            "org requiring a fresh CRL leaves other certificates be → 200",
+            with_cas(vec![not_required], Some(army_requires_fresh), None),
+            mtls(cert("cac")),
+            cac_allowed,
+        ),
+    ]
+}
+
 pub fn all() -> Vec<Case> {
     [
         acceptance_matrix(),
         spoofing(),
         malformed_headers(),
         reasons_and_identity(),
+        crl_revocation(),
         token_refusals(),
         sources(),
         token_owners(),

@@ -24,6 +24,7 @@ pub enum EncodeProblem {
     TooManyOrgs,
     /// More than [`MAX_ISSUERS`](crate::snapshot::format::MAX_ISSUERS) issuer registrations.
     TooManyIssuers,
+    TooManyCas,
     /// A JWKS document is larger than the JWKS parser accepts.
     JwksTooLarge,
     /// More than [`MAX_AUDIENCES`](crate::snapshot::format::MAX_AUDIENCES) audiences, or more
@@ -64,6 +65,7 @@ impl fmt::Display for EncodeError {
             EncodeProblem::UppercaseDomain => "domain is not lowercase",
             EncodeProblem::TooManyOrgs => "more than 16777215 orgs",
             EncodeProblem::TooManyIssuers => "too many issuer registrations",
+            EncodeProblem::TooManyCas => "too many certificate authorities",
             EncodeProblem::JwksTooLarge => "JWKS document too large",
             EncodeProblem::AudiencesTooLarge => "too many audiences",
             EncodeProblem::ReservedPrincipal => "a platform principal may not name a user's or an org's",

@@ -1,11 +1,11 @@
 //! Writing a snapshot: the control plane's side of [`super::format`].
 //!
-//! The keyed sections (bindings, blocklist, revoked, principals) stream into the one output
-//! buffer in that order, so a million bindings cost one pass and no intermediate copy. Their
-//! records arrive in ascending fingerprint (or revoked-serial key) order; records of one
+//! The keyed sections (bindings, blocklist, revoked, principals, crl revoked) stream into the
+//! one output buffer in that order, so a million bindings cost one pass and no intermediate
+//! copy. Their records arrive in ascending key order (fingerprint, revocation key); records of one
 //! fingerprint with different owners may come in any order (the encoder orders them by
 //! owner, which the caller cannot know: an owner's index is assigned here). The small
-//! sections (SAN rules, constraints, issuers) may be pushed at any time in any order; they
+//! sections (SAN rules, constraints, issuers, CAs) may be pushed at any time in any order; they
 //! are sorted when the snapshot is finished. The encoder checks everything the reader checks,
 //! so a snapshot it writes always opens.
 //!
@@ -24,14 +24,15 @@ pub use unsigned::UnsignedSnapshot;
 use super::format::{
     bucket_digests, keyed_digest, plain_digest, read_string, read_u32, san_kind_wire_id,
     u24_bytes, write_header, Section, SnapshotHeader, BINDING_ENABLED,
-    BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, DIGEST_LEN, FINGERPRINT_LEN,
-    KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
+    BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, CA_CRL_HELD, CA_FAIL_OPEN, CA_RECORD,
+    CA_REQUIRE_FRESH_CRL, CA_SUBJECT_AT, CRL_REVOKED_RECORD, DIGEST_LEN, FINGERPRINT_LEN, KEYED_COUNT,
+    KEYED_SECTIONS, MAX_AUDIENCES, MAX_CAS, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
     MAX_STRING_LEN, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
 };
 use super::view::SnapshotView;
 use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{is_reserved_principal, ConstraintKind, Owner, SanKind};
+use crate::identity::{is_reserved_principal, CaKey, CertificateAuthority, ConstraintKind, Owner, SanKind, CA_KEY_LEN};
 use crate::pop::jwks::MAX_JWKS_BYTES;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -56,6 +57,13 @@ struct ConstraintRow {
     value: String,
 }
 
+struct CaRow {
+    key: CaKey,
+    flags: u8,
+    valid_until: i64,
+    subject_dn: String,
+}
+
 struct IssuerRow {
     issuer: String,
     owner: u32,
@@ -68,12 +76,13 @@ struct IssuerRow {
 pub struct SnapshotEncoder {
     out: Vec<u8>,
     strings: Vec<u8>,
-    /// Index into [`KEYED_SECTIONS`] of the section being written; 4 once they are closed.
+    /// Index into [`KEYED_SECTIONS`] of the section being written; [`KEYED_COUNT`] once they
+    /// are closed.
     current: usize,
-    keyed: [Range<usize>; 4],
+    keyed: [Range<usize>; KEYED_COUNT],
     /// Records written (or pending) in the current keyed section.
     count: usize,
-    /// Fingerprint (or serial key) of the previous record in the current keyed section.
+    /// Key of the previous record in the current keyed section (a 16-byte key zero-padded).
     previous: Option<[u8; FINGERPRINT_LEN]>,
     /// Whether `pending` holds the records of `previous` (typed pushes), so that another
     /// owner of it may still come.
@@ -87,6 +96,7 @@ pub struct SnapshotEncoder {
     san_rules: Vec<SanRuleRow>,
     constraints: Vec<ConstraintRow>,
     issuers: Vec<IssuerRow>,
+    cas: Vec<CaRow>,
     /// Bytes the small sections will add, for the size cap.
     small_bytes: usize,
     /// Strings of principals and of the small sections, each stored once: a continued
@@ -120,6 +130,20 @@ fn shared_string(strings: &mut Vec<u8>, shared: &mut HashMap<String, u32>, text:
     let reference = append_string(strings, text)?;
     shared.insert(text.to_owned(), reference);
     Ok(reference)
+}
+
+/// The width of the key a keyed section's records are ordered by: the fingerprint (owned
+/// sections order a fingerprint's run by owner themselves), or the revocation key.
+fn lead_key_len(section: Section) -> usize {
+    if section == Section::CrlRevoked { CA_KEY_LEN } else { FINGERPRINT_LEN }
+}
+
+/// A key as the encoder remembers it: shorter keys zero-padded, which keeps their order.
+fn padded_key(key: &[u8]) -> [u8; FINGERPRINT_LEN] {
+    let mut out = [0u8; FINGERPRINT_LEN];
+    let len = key.len().min(FINGERPRINT_LEN);
+    out[..len].copy_from_slice(&key[..len]);
+    out
 }
 
 /// Appends `text` to a string table and returns its reference.
@@ -158,6 +182,7 @@ impl SnapshotEncoder {
             san_rules: Vec::new(),
             constraints: Vec::new(),
             issuers: Vec::new(),
+            cas: Vec::new(),
             small_bytes: 0,
             shared_strings: HashMap::new(),
             continuing: false,
@@ -181,11 +206,12 @@ impl SnapshotEncoder {
             encoder.org_refs.push(reference);
         }
         // The strings principals and the small sections refer to, by their refs.
-        let refs_at: [(Section, usize, &[usize]); 4] = [
+        let refs_at: [(Section, usize, &[usize]); 5] = [
             (Section::Principals, super::format::PRINCIPAL_RECORD, &[super::format::OWNED_KEY_LEN]),
             (Section::SanRules, super::format::SAN_RULE_RECORD, &[1, 5]),
             (Section::Constraints, super::format::CONSTRAINT_RECORD, &[4]),
             (Section::Issuers, super::format::ISSUER_RECORD, &[0]),
+            (Section::Cas, CA_RECORD, &[CA_SUBJECT_AT]),
         ];
         for (section, record_len, offsets) in refs_at {
             for record in base.section_bytes(section).chunks_exact(record_len) {
@@ -346,14 +372,15 @@ impl SnapshotEncoder {
             return Err(self.error(EncodeProblem::NotContinuing));
         }
         self.flush_pending()?;
-        let first = records.get(..FINGERPRINT_LEN).ok_or(self.error(EncodeProblem::NotContinuing))?;
-        if self.previous.is_some_and(|p| p.as_slice() >= first) {
+        let lead = lead_key_len(section);
+        let first = records.get(..lead).map(padded_key).ok_or(self.error(EncodeProblem::NotContinuing))?;
+        if self.previous.is_some_and(|p| p >= first) {
             return Err(self.error(EncodeProblem::NotAscending));
         }
         let last_start = records.len() - record_len;
         let last = records
-            .get(last_start..last_start + FINGERPRINT_LEN)
-            .and_then(|k| <[u8; FINGERPRINT_LEN]>::try_from(k).ok())
+            .get(last_start..last_start + lead)
+            .map(padded_key)
             .ok_or(self.error(EncodeProblem::NotContinuing))?;
         self.previous = Some(last);
         self.out.extend_from_slice(records);
@@ -379,6 +406,52 @@ impl SnapshotEncoder {
     /// Unchanged principal records of the continued snapshot.
     pub fn push_principal_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
         self.push_records(Section::Principals, PRINCIPAL_RECORD, records)
+    }
+
+    /// Unchanged CRL revocation records of the continued snapshot.
+    pub fn push_crl_revoked_records(&mut self, records: &[u8]) -> Result<(), EncodeError> {
+        self.push_records(Section::CrlRevoked, CRL_REVOKED_RECORD, records)
+    }
+
+    /// A serial a CA's verified CRL lists, by its [`CaKey::revocation_key`]; keys strictly
+    /// ascending. It belongs to no owner: it is a fact about the CA.
+    pub fn push_crl_revoked_key(&mut self, key: &[u8; CA_KEY_LEN]) -> Result<(), EncodeError> {
+        self.enter(Section::CrlRevoked)?;
+        let padded = padded_key(key);
+        if self.previous.is_some_and(|p| p >= padded) {
+            return Err(self.error(EncodeProblem::NotAscending));
+        }
+        self.previous = Some(padded);
+        self.out.extend_from_slice(key);
+        self.count += 1;
+        self.check_size()
+    }
+
+    /// A registered CA and the state of its CRL. Any order; one record per key.
+    pub fn push_certificate_authority(&mut self, ca: &CertificateAuthority<'_>) -> Result<(), EncodeError> {
+        let err = |p| Self::error_in(Section::Cas, self.cas.len(), p);
+        string_len_ok(ca.subject_dn).map_err(err)?;
+        if self.cas.len() >= MAX_CAS {
+            return Err(err(EncodeProblem::TooManyCas));
+        }
+        let mut flags = 0;
+        if ca.require_fresh_crl {
+            flags |= CA_REQUIRE_FRESH_CRL;
+        }
+        if ca.fail_open {
+            flags |= CA_FAIL_OPEN;
+        }
+        if ca.crl_valid_until.is_some() {
+            flags |= CA_CRL_HELD;
+        }
+        self.small_bytes += CA_RECORD + 1 + ca.subject_dn.len();
+        self.cas.push(CaRow {
+            key: ca.key,
+            flags,
+            valid_until: ca.crl_valid_until.unwrap_or(0),
+            subject_dn: ca.subject_dn.to_owned(),
+        });
+        self.check_size()
     }
 
     /// A card binding of the org `org_id`, fingerprints strictly ascending. A user id in a
@@ -568,7 +641,7 @@ impl SnapshotEncoder {
             self.out.extend_from_slice(&issuer.to_le_bytes());
             self.out.extend_from_slice(&u24_bytes(rule.owner));
         }
-        ranges[4] = start..self.out.len();
+        ranges[5] = start..self.out.len();
 
         let start = self.out.len();
         self.constraints.sort_by(|a, b| (a.owner, a.kind, a.value.as_bytes()).cmp(&(b.owner, b.kind, b.value.as_bytes())));
@@ -586,7 +659,7 @@ impl SnapshotEncoder {
             self.out.push(constraint.kind);
             self.out.extend_from_slice(&value.to_le_bytes());
         }
-        ranges[5] = start..self.out.len();
+        ranges[6] = start..self.out.len();
 
         let start = self.out.len();
         self.issuers.sort_by(|a, b| (a.issuer.as_bytes(), a.owner).cmp(&(b.issuer.as_bytes(), b.owner)));
@@ -609,14 +682,28 @@ impl SnapshotEncoder {
                 self.out.extend_from_slice(&value.to_le_bytes());
             }
         }
-        ranges[6] = start..self.out.len();
+        ranges[7] = start..self.out.len();
+
+        let start = self.out.len();
+        self.cas.sort_by_key(|ca| ca.key);
+        for (i, ca) in self.cas.iter().enumerate() {
+            if i > 0 && self.cas.get(i - 1).is_some_and(|p| p.key == ca.key) {
+                return Err(Self::error_in(Section::Cas, i, EncodeProblem::Duplicate));
+            }
+            let subject = string_ref(&ca.subject_dn, Section::Cas, i)?;
+            self.out.extend_from_slice(&ca.key.0);
+            self.out.push(ca.flags);
+            self.out.extend_from_slice(&ca.valid_until.to_le_bytes());
+            self.out.extend_from_slice(&subject.to_le_bytes());
+        }
+        ranges[8] = start..self.out.len();
 
         let start = self.out.len();
         for issuer in &self.issuers {
             self.out.extend_from_slice(&issuer.jwks);
             self.out.extend_from_slice(&issuer.audiences);
         }
-        ranges[7] = start..self.out.len();
+        ranges[9] = start..self.out.len();
 
         // Org strings last: a continued table keeps its old orgs' refs, new ones follow.
         let start = self.out.len();
@@ -628,14 +715,14 @@ impl SnapshotEncoder {
         for reference in &org_refs {
             self.out.extend_from_slice(&reference.to_le_bytes());
         }
-        ranges[8] = start..self.out.len();
+        ranges[10] = start..self.out.len();
 
         if self.out.len() + strings.len() > MAX_SNAPSHOT_BYTES {
             return Err(Self::error_in(Section::Strings, 0, EncodeProblem::SnapshotTooLarge));
         }
         let start = self.out.len();
         self.out.extend_from_slice(&strings);
-        ranges[9] = start..self.out.len();
+        ranges[11] = start..self.out.len();
 
         let mut digests = [[0u8; DIGEST_LEN]; SECTION_COUNT];
         for (i, (section, range)) in BODY_SECTIONS.iter().zip(&ranges).enumerate() {
@@ -672,6 +759,12 @@ pub fn reencode(view: &SnapshotView, header: &SnapshotHeader) -> Result<Unsigned
     }
     for (fingerprint, owner, name) in view.principals() {
         encoder.push_principal(&fingerprint, owner, name)?;
+    }
+    for key in view.crl_revoked() {
+        encoder.push_crl_revoked_key(&key)?;
+    }
+    for ca in view.certificate_authorities() {
+        encoder.push_certificate_authority(&ca)?;
     }
     for (kind, domain, issuer_dn, owner) in view.san_rules() {
         encoder.push_san_rule(kind, domain, issuer_dn, owner)?;

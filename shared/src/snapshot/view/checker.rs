@@ -2,13 +2,15 @@
 //! run once when a view opens, and on only the records a delta inserts; and what the view
 //! reads whole while checking (constraints, issuers with their parsed keys, bucket indexes).
 
-use crate::identity::{is_reserved_principal, ConstraintKind, OwnerConstraints};
+use crate::identity::{is_reserved_principal, ConstraintKind, OwnerConstraints, CA_KEY_LEN};
 use crate::pop::jwks::{Jwks, MAX_JWKS_BYTES};
 use crate::snapshot::format::{
     bucket_digests, bucket_of, keyed_digest, malformed, plain_digest, plain_digest_state, read_string, read_u24,
-    read_u32, san_kind_from_wire_id, Layout, Section, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT,
-    BINDING_USER_AT, BINDING_USER_TEXT, BODY_SECTIONS, BUCKETS, CONSTRAINT_RECORD, DIGEST_LEN, FINGERPRINT_LEN,
-    ISSUER_RECORD, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_STRING_LEN, ORG_RECORD,
+    read_u32, read_u64, san_kind_from_wire_id, Layout, Section, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT,
+    BINDING_USER_AT, BINDING_USER_TEXT, BODY_SECTIONS, BUCKETS, CA_CRL_HELD, CA_FAIL_OPEN, CA_FLAGS_AT, CA_RECORD,
+    CA_REQUIRE_FRESH_CRL, CA_SUBJECT_AT, CA_VALID_UNTIL_AT, CONSTRAINT_RECORD, DIGEST_LEN, FINGERPRINT_LEN,
+    ISSUER_RECORD, KEYED_COUNT, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_CAS, MAX_ISSUERS,
+    MAX_STRING_LEN, ORG_RECORD,
     OWNED_KEY_LEN, PLATFORM_OWNER, REVOKED_RECORD, SAN_RULE_RECORD,
 };
 use crate::snapshot::SnapshotError;
@@ -30,7 +32,7 @@ pub(crate) struct Derived {
     /// Per keyed section of at least [`INDEX_FROM`] records: where each of the 4096 buckets
     /// starts (record index; one more entry for the end), so a lookup searches one bucket
     /// (a few hundred records, kilobytes apart) instead of the whole section.
-    pub bucket_starts: [Option<Arc<Vec<u32>>>; 4],
+    pub bucket_starts: [Option<Arc<Vec<u32>>>; KEYED_COUNT],
 }
 
 /// Sections smaller than this are searched whole: the index would cost more than it saves.
@@ -65,7 +67,7 @@ pub(crate) struct ParsedIssuer {
 /// only append to. Empty for a view opened without its digests.
 #[derive(Clone, Default)]
 pub(crate) struct DigestState {
-    pub buckets: [Option<Arc<Vec<[u8; DIGEST_LEN]>>>; 4],
+    pub buckets: [Option<Arc<Vec<[u8; DIGEST_LEN]>>>; KEYED_COUNT],
     pub orgs: Option<Sha256>,
     pub strings: Option<Sha256>,
 }
@@ -165,6 +167,7 @@ impl<'a> Checker<'a> {
                     return Err(malformed(section, at + OWNED_KEY_LEN, "platform principal in a reserved namespace"));
                 }
             }
+            // A CRL revocation is its key alone, and its order is checked with its section.
             _ => {}
         }
         Ok(())
@@ -206,6 +209,34 @@ impl<'a> Checker<'a> {
                 return Err(malformed(section, at, "rules not strictly ascending"));
             }
             previous = Some((kind, domain, issuer, owner));
+        }
+        Ok(())
+    }
+
+    /// The CA records: ascending keys, known flags, a CRL deadline only where a CRL is held,
+    /// a subject string.
+    pub fn check_cas(&self) -> Result<(), SnapshotError> {
+        let section = Section::Cas;
+        let start = self.range(section).start;
+        if self.section(section).len() / CA_RECORD > MAX_CAS {
+            return Err(malformed(section, start, "more CAs than a snapshot may carry"));
+        }
+        let mut previous: Option<&[u8]> = None;
+        for (i, record) in self.section(section).chunks_exact(CA_RECORD).enumerate() {
+            let at = start + i * CA_RECORD;
+            let key = record.get(..CA_KEY_LEN).ok_or(malformed(section, at, "truncated record"))?;
+            if previous.is_some_and(|p| p >= key) {
+                return Err(malformed(section, at, "keys not strictly ascending"));
+            }
+            previous = Some(key);
+            let flags = record.get(CA_FLAGS_AT).copied().unwrap_or(u8::MAX);
+            if flags & !(CA_REQUIRE_FRESH_CRL | CA_FAIL_OPEN | CA_CRL_HELD) != 0 {
+                return Err(malformed(section, at + CA_FLAGS_AT, "unknown flag bits"));
+            }
+            if flags & CA_CRL_HELD == 0 && read_u64(record, CA_VALID_UNTIL_AT) != Some(0) {
+                return Err(malformed(section, at + CA_VALID_UNTIL_AT, "a CRL deadline without a CRL"));
+            }
+            self.string(section, at + CA_SUBJECT_AT, read_u32(record, CA_SUBJECT_AT))?;
         }
         Ok(())
     }
@@ -313,6 +344,7 @@ impl<'a> Checker<'a> {
     pub fn read_small_sections(&self, revoked_owners: HashMap<u32, u64>) -> Result<Derived, SnapshotError> {
         let mut derived = Derived::default();
         self.check_san_rules()?;
+        self.check_cas()?;
         self.read_constraints(&mut derived)?;
         self.read_issuers(&mut derived)?;
         derived.revoked_orgs = self.revoked_orgs(&revoked_owners);

@@ -6,11 +6,13 @@ use super::SnapshotView;
 use crate::encoding::ulid_render;
 use crate::fingerprint::Fingerprint;
 use crate::identity::{
-    CardBinding, ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping, TokenIssuer, UserId,
+    CaKey, CardBinding, CertificateAuthority, ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind,
+    ThumbprintMapping, TokenIssuer, UserId, CA_KEY_LEN,
 };
 use crate::snapshot::format::{
-    bucket_of, read_string, read_u24, read_u32, revoked_serial_key, san_kind_from_wire_id, san_kind_wire_id, Section,
-    BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT, BINDING_USER_TEXT,
+    bucket_of, read_string, read_u24, read_u32, read_u64, revoked_serial_key, san_kind_from_wire_id, san_kind_wire_id,
+    Section, CA_CRL_HELD, CA_FAIL_OPEN, CA_FLAGS_AT, CA_RECORD, CA_REQUIRE_FRESH_CRL, CA_SUBJECT_AT, CA_VALID_UNTIL_AT,
+    CRL_REVOKED_RECORD, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT, BINDING_USER_TEXT,
     BLOCKED_RECORD, CONSTRAINT_RECORD, FINGERPRINT_LEN, ISSUER_RECORD, ORG_RECORD, OWNED_KEY_LEN, PLATFORM_OWNER,
     PRINCIPAL_RECORD, REVOKED_RECORD, SAN_RULE_RECORD,
 };
@@ -70,12 +72,12 @@ impl SnapshotView {
             .filter_map(|record| read_string(self.strings(), read_u32(record, 0)?))
     }
 
-    /// Binary search over sorted fixed-width records for the run whose first 32 bytes are
-    /// `key` (one record in the bindings; one per owner elsewhere).
-    fn find_run(&self, section: Section, record_len: usize, key: &[u8; FINGERPRINT_LEN]) -> &[u8] {
+    /// Binary search over sorted fixed-width records for the run whose first bytes are `key`
+    /// (one record in the bindings and CRL revocations; one per owner elsewhere).
+    fn find_run(&self, section: Section, record_len: usize, key: &[u8]) -> &[u8] {
         let records = self.section_bytes(section);
         let count = records.len() / record_len;
-        let key_at = |i: usize| records.get(i * record_len..i * record_len + FINGERPRINT_LEN);
+        let key_at = |i: usize| records.get(i * record_len..i * record_len + key.len());
         // The key's bucket bounds the search, when the section is indexed.
         let bucket = bucket_of(key);
         let index = section.keyed_index().and_then(|k| self.derived.bucket_starts.get(k)).and_then(Option::as_ref);
@@ -139,6 +141,33 @@ impl SnapshotView {
             let (key, owner) = self.owned_key(record)?;
             Some((Fingerprint(key), owner, read_string(self.strings(), read_u32(record, OWNED_KEY_LEN)?)?))
         })
+    }
+
+    /// Every CRL revocation key ([`CaKey::revocation_key`]), in record order.
+    pub fn crl_revoked(&self) -> impl Iterator<Item = [u8; CA_KEY_LEN]> + '_ {
+        self.section_bytes(Section::CrlRevoked).chunks_exact(CRL_REVOKED_RECORD).filter_map(|r| r.try_into().ok())
+    }
+
+    pub fn crl_revoked_count(&self) -> usize {
+        self.section_bytes(Section::CrlRevoked).len() / CRL_REVOKED_RECORD
+    }
+
+    fn certificate_authority_at(&self, record: &[u8]) -> Option<CertificateAuthority<'_>> {
+        let key = CaKey(record.get(..CA_KEY_LEN)?.try_into().ok()?);
+        let flags = *record.get(CA_FLAGS_AT)?;
+        let until = read_u64(record, CA_VALID_UNTIL_AT).map(|v| i64::from_le_bytes(v.to_le_bytes()))?;
+        Some(CertificateAuthority {
+            key,
+            subject_dn: read_string(self.strings(), read_u32(record, CA_SUBJECT_AT)?)?,
+            require_fresh_crl: flags & CA_REQUIRE_FRESH_CRL != 0,
+            fail_open: flags & CA_FAIL_OPEN != 0,
+            crl_valid_until: (flags & CA_CRL_HELD != 0).then_some(until),
+        })
+    }
+
+    /// Every registered CA, ascending by key.
+    pub fn certificate_authorities(&self) -> impl Iterator<Item = CertificateAuthority<'_>> + '_ {
+        self.section_bytes(Section::Cas).chunks_exact(CA_RECORD).filter_map(|r| self.certificate_authority_at(r))
     }
 
     fn san_rule_at(&self, record: &[u8]) -> Option<(SanKind, &str, &str, Owner<'_>)> {
@@ -212,6 +241,27 @@ impl IdentityData for SnapshotView {
     fn has_revoked_serials(&self, org: Option<&str>) -> bool {
         self.derived.revoked_owners.get(&PLATFORM_OWNER).is_some_and(|n| *n > 0)
             || org.is_some_and(|org| self.derived.revoked_orgs.contains(org))
+    }
+
+    fn certificate_authority(&self, key: &CaKey) -> Option<CertificateAuthority<'_>> {
+        let record = self.find_run(Section::Cas, CA_RECORD, &key.0);
+        self.certificate_authority_at(record.get(..CA_RECORD)?)
+    }
+
+    fn certificate_authorities_named<'a>(&'a self, subject_dn: &str, each: &mut dyn FnMut(CertificateAuthority<'a>)) {
+        // At most `MAX_CAS` records, read only for certificates without an AuthorityKeyIdentifier.
+        self.certificate_authorities().filter(|ca| ca.subject_dn == subject_dn).for_each(each);
+    }
+
+    fn has_certificate_authorities(&self) -> bool {
+        !self.section_bytes(Section::Cas).is_empty()
+    }
+
+    fn is_crl_revoked(&self, ca: &CaKey, serial_hex: &str) -> bool {
+        if self.crl_revoked_count() == 0 {
+            return false;
+        }
+        !self.find_run(Section::CrlRevoked, CRL_REVOKED_RECORD, &ca.revocation_key(serial_hex)).is_empty()
     }
 
     fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
