@@ -25,6 +25,7 @@ on_every_store!(
     crls_are_verified_folded_and_refused_exactly,
     two_cas_of_one_dn_are_two_cas,
     the_poller_fetches_conditionally_and_backs_off,
+    a_crl_update_travels_as_a_delta_of_its_difference,
 );
 
 const DAY: i64 = 86_400;
@@ -364,5 +365,69 @@ async fn the_poller_fetches_conditionally_and_backs_off(store: Store, test: &str
     let metrics = app.send("GET", "/metrics", &[], Vec::new()).await.text();
     assert!(metrics.contains(&format!("certbind_ca_crl_fetch_failures{{ca=\"{key_id}\",url=\"{url}\"}} 3\n")), "{metrics}");
     assert!(metrics.contains(&format!("certbind_ca_crl_fetch_ok{{ca=\"{key_id}\",url=\"{url}\"}} 0\n")), "{metrics}");
+    app.finish().await;
+}
+
+/// The snapshot service signing, a proxy holding what it fetched: CA, revocations and their
+/// updates reach it as deltas about the size of the CRL's difference.
+async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &str) {
+    use certbind_control_plane::signer::{Signer, SoftwareSigner};
+    use certbind_control_plane::snapshot::{StoreService, StoreSettings};
+    use certbind_shared::crl::testing::synthetic_serial;
+    use certbind_shared::identity::{CaKey, IdentityData};
+    use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier};
+    const DELTA: &str = "application/vnd.certbind.snapshot-delta";
+    const BOTH: &str = "application/vnd.certbind.snapshot-delta, application/vnd.certbind.snapshot";
+
+    let Some(test_db) = common::TestDb::new(store, test).await else { return };
+    let db = test_db.open().await;
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x45; 32]).unwrap());
+    let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
+    let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
+    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service, certbind_control_plane::app::Limits::default()).await;
+
+    let ca = SyntheticCa::new("dod-like", "DOD ID CA-70").unwrap();
+    let key_id = register(&app, &ca, json!({ "grace_period_seconds": 3600 })).await;
+    let ca_key = CaKey::of(&ca.certificate().key_identifier);
+    let serial_hex = |i: u64| certbind_shared::crl::Serial::from_der_content(&integer(&synthetic_serial(i))[2..]).to_hex();
+    let this_update = now() - 600;
+
+    // A 100,000-entry CRL: the proxy takes the whole snapshot with it.
+    let r = upload(&app, &app.b.token, ca.synthetic_crl(1, 100_000, this_update), "application/pkix-crl").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = app.snapshot(&format!("/api/v1/snapshot?after_version={}&wait=10", r.version() - 1), &[("accept", BOTH)]).await;
+    let held = verifier.verify(first.body.clone(), now(), None).unwrap();
+    assert_eq!(held.crl_revoked_count(), 100_000);
+    let authority = held.certificate_authority(&ca_key).expect("the CA is in the snapshot");
+    assert_eq!(authority.crl_valid_until, Some(this_update + 7 * DAY + 3600));
+    assert!(authority.require_fresh_crl && !authority.fail_open);
+    assert!(held.is_crl_revoked(&ca_key, &serial_hex(99_999)));
+    assert!(!held.is_crl_revoked(&ca_key, &serial_hex(100_000)));
+
+    // The next CRL adds 1,000 entries: the proxy catches up by a delta under 32 KB.
+    let r = upload(&app, &app.b.token, ca.synthetic_crl(2, 101_000, this_update + 60), "application/pkix-crl").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!((r.json()["added"].as_u64(), r.json()["removed"].as_u64()), (Some(1_000), Some(0)));
+    let path = format!("/api/v1/snapshot?after_version={}&wait=10", held.version());
+    let mut next = app.snapshot(&path, &[("accept", BOTH)]).await;
+    while next.status == 200 && next.header("x-certbind-snapshot-version").and_then(|v| v.parse::<i64>().ok()) < Some(r.version()) {
+        // A re-signature in between: fetch again from the same version.
+        next = app.snapshot(&path, &[("accept", BOTH)]).await;
+    }
+    assert_eq!(next.header("content-type"), Some(DELTA), "{}", next.status);
+    assert!(next.body.len() < 32 * 1024, "a 1,000-entry CRL update took {} bytes", next.body.len());
+    common::shout(&format!("crl delta: 1,000 entries added to 100,000 in {} bytes (full snapshot {} bytes)", next.body.len(), first.body.len()));
+    let caught_up = verifier.apply_delta(&held, &next.body, now()).unwrap();
+    assert_eq!(caught_up.crl_revoked_count(), 101_000);
+    assert!(caught_up.is_crl_revoked(&ca_key, &serial_hex(100_999)));
+    assert_eq!(caught_up.certificate_authority(&ca_key).unwrap().crl_valid_until, Some(this_update + 60 + 7 * DAY + 3600));
+
+    // The CA removed: its CA record and every revocation it brought leave the snapshot.
+    let r = app.delete(&format!("/api/v1/admin/cas/{key_id}"), &app.a.token).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let gone = app.snapshot(&format!("/api/v1/snapshot?after_version={}&wait=10", r.version() - 1), &[("accept", BOTH)]).await;
+    let gone = verifier.verify(gone.body, now(), None).unwrap();
+    assert_eq!(gone.crl_revoked_count(), 0);
+    assert!(gone.certificate_authority(&ca_key).is_none());
     app.finish().await;
 }

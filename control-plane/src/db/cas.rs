@@ -5,7 +5,7 @@
 
 use super::error::{or_race, Race};
 use super::{commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, Tx, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use crate::snapshot::change::{CaRecord, Change, Committed};
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -214,10 +214,25 @@ async fn insert_fetch(tx: &mut Tx, key_id: &str, url: &str) -> sqlx::Result<()> 
     Ok(())
 }
 
-/// The snapshot changes that put `ca` (with the CRL it holds, when known) into the snapshot.
-/// The snapshot format that carries CAs is not wired yet: none.
-fn ca_changes(_ca: &CertificateAuthority, _held: Option<&HeldCrl>) -> Vec<Change> {
-    Vec::new()
+/// The snapshot's record of `ca`, holding `held` (or no CRL).
+fn ca_record(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Option<CaRecord> {
+    Some(CaRecord {
+        key: parse_key_id(&ca.key_id)?,
+        subject_dn: ca.subject_dn.clone(),
+        require_fresh_crl: ca.policy.require_fresh_crl,
+        fail_open: ca.policy.fail_open,
+        crl_valid_until: held.and_then(|h| valid_until(h.next_update, ca.policy.grace_period_seconds)),
+    })
+}
+
+/// The snapshot change that puts `ca` (with the CRL it holds) into the snapshot.
+fn ca_changes(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Vec<Change> {
+    ca_record(ca, held).map(Change::UpsertCa).into_iter().collect()
+}
+
+/// Serials as the snapshot's revocation keys spell them.
+fn serial_texts<'a>(serials: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    serials.map(|s| certbind_shared::crl::Serial::from_der_content(s).to_hex()).collect()
 }
 
 async fn get_in(tx: &mut Tx, key_id: &str, now: i64) -> DbResult<Option<CertificateAuthority>> {
@@ -410,10 +425,14 @@ pub async fn delete(db: &Db, actor: &Actor, key_id: &str) -> DbResult<Committed<
     Ok(Committed { value: ca, version, changes })
 }
 
-/// The snapshot changes that take `ca` and its CRL's revocations out. None until the format
-/// carries CAs.
-fn removal_changes(_ca: &CertificateAuthority, _held: Option<&HeldCrl>) -> Vec<Change> {
-    Vec::new()
+/// The snapshot changes that take `ca` and its CRL's revocations out.
+fn removal_changes(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Vec<Change> {
+    let Some(key) = parse_key_id(&ca.key_id) else { return Vec::new() };
+    let mut changes = vec![Change::RemoveCa { key: key.clone() }];
+    if let Some(held) = held.filter(|h| !h.serials.is_empty()) {
+        changes.push(Change::CrlUnrevoke { ca: key, serials: serial_texts(held.serials.iter()) });
+    }
+    changes
 }
 
 /// A CA's CRL as held, to fold the next CRL into.
@@ -586,9 +605,34 @@ pub async fn store_crl(
     Ok(Committed { value: ca, version, changes })
 }
 
-/// The snapshot changes of a folded CRL. None until the format carries CAs.
-fn crl_changes(_ca: &CertificateAuthority, _folded: &FoldedCrl) -> Vec<Change> {
-    Vec::new()
+/// The snapshot changes of a folded CRL: the CA's new deadline, and the serials it added
+/// and removed (so a CRL update travels as a delta of about its difference).
+fn crl_changes(ca: &CertificateAuthority, folded: &FoldedCrl) -> Vec<Change> {
+    let Some(record) = ca_record(ca, Some(&folded.held)) else { return Vec::new() };
+    let key = record.key.clone();
+    let mut changes = vec![Change::UpsertCa(record)];
+    if !folded.removed.is_empty() {
+        changes.push(Change::CrlUnrevoke { ca: key.clone(), serials: serial_texts(folded.removed.iter().map(Vec::as_slice)) });
+    }
+    if !folded.added.is_empty() {
+        changes.push(Change::CrlRevoke { ca: key, serials: serial_texts(folded.added.iter().map(Vec::as_slice)) });
+    }
+    changes
+}
+
+/// Every CA as the snapshot carries it, with the revoked serials of its CRL: the input of a
+/// full build, read in `tx`.
+pub(crate) async fn snapshot_rows(tx: &mut Tx) -> DbResult<Vec<(Change, Option<SerialSet>)>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM certificate_authorities ORDER BY key_id")).fetch_all(&mut **tx).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let ca = from_row(row)?;
+        let held = held_crl(tx, &ca.key_id).await?;
+        if let Some(record) = ca_record(&ca, held.as_ref()) {
+            out.push((Change::UpsertCa(record), held.map(|h| h.serials)));
+        }
+    }
+    Ok(out)
 }
 
 /// A distribution point due for a fetch.
