@@ -51,3 +51,8 @@ CREATE TABLE crl_fetches (
     next_attempt_at  BIGINT NOT NULL DEFAULT 0,       -- Unix seconds
     PRIMARY KEY (key_id, url)
 );
+
+-- An org may require a fresh CRL for its own users (kind require_fresh_crl, value 'true').
+ALTER TABLE identity_constraints DROP CONSTRAINT identity_constraints_kind_check;
+ALTER TABLE identity_constraints ADD CONSTRAINT identity_constraints_kind_check
+    CHECK (kind IN ('allowed_issuer_dn', 'required_policy_oid', 'san_email_domain', 'require_fresh_crl'));

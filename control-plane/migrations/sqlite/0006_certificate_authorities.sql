@@ -51,3 +51,18 @@ CREATE TABLE crl_fetches (
     next_attempt_at  BIGINT NOT NULL DEFAULT 0,       -- Unix seconds
     PRIMARY KEY (key_id, url)
 );
+
+-- An org may require a fresh CRL for its own users (kind require_fresh_crl, value 'true').
+CREATE TABLE identity_constraints_v3 (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT REFERENCES orgs(id),
+    kind        TEXT NOT NULL CHECK (kind IN ('allowed_issuer_dn', 'required_policy_oid', 'san_email_domain', 'require_fresh_crl')),
+    value       TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+INSERT INTO identity_constraints_v3 (id, org_id, kind, value, created_at)
+    SELECT id, org_id, kind, value, created_at FROM identity_constraints;
+DROP TABLE identity_constraints;
+ALTER TABLE identity_constraints_v3 RENAME TO identity_constraints;
+CREATE UNIQUE INDEX identity_constraints_per_owner ON identity_constraints (COALESCE(org_id, ''), kind, value);
+CREATE INDEX identity_constraints_by_org ON identity_constraints (org_id, id);

@@ -272,7 +272,8 @@ fn schemas() -> Value {
         })),
         "ThumbprintMappingPage": page_of("ThumbprintMapping"),
         "ConstraintRequest": object(&["kind", "value"], json!({
-            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain"] }, "value": s, "scope": scope
+            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain", "require_fresh_crl"] },
+            "value": { "type": "string", "description": "require_fresh_crl: \"true\" (the org's users need their CA's CRL fresh)" }, "scope": scope
         })),
         "Constraint": object(&["id", "scope", "org_id", "kind", "value", "created_at"], json!({
             "id": s, "scope": owned, "org_id": ns, "kind": s, "value": s, "created_at": time
