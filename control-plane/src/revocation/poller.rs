@@ -315,7 +315,8 @@ pub fn spawn(db: Db, snapshots: Arc<dyn SnapshotService>, counters: Arc<CrlCount
     tokio::spawn(async move {
         loop {
             poll_due(&db, snapshots.as_ref(), &counters, &settings).await;
-            tokio::time::sleep(settings.tick).await;
+            // Looked at no less often than the shortest interval asks for.
+            tokio::time::sleep(settings.tick.min(settings.min_interval)).await;
         }
     })
 }
