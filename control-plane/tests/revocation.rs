@@ -12,9 +12,8 @@ use certbind_control_plane::revocation::poller::{self, CrlCounters, PollerSettin
 use certbind_control_plane::snapshot::NoSnapshots;
 use certbind_shared::crl::testing::{
     authority_key_identifier_extension, crl_number_extension, delta_indicator_extension, entry, extension, integer,
-    reason_extension, sequence, time, tlv, SyntheticCa,
+    reason_extension, tlv, SyntheticCa,
 };
-use certbind_shared::encoding::pem_block;
 use common::{cac_doe, Resp, Store, TestApp, Transport};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,25 +33,8 @@ fn now() -> i64 {
     certbind_control_plane::time::now_epoch()
 }
 
-/// A self-signed CA certificate for `ca`: v3, basicConstraints cA, keyUsage keyCertSign and
-/// cRLSign, no SubjectKeyIdentifier (its key id is then the SHA-256 of its SPKI, which the
-/// CRLs' AKI names).
 fn ca_pem(ca: &SyntheticCa) -> String {
-    let facts = ca.certificate();
-    let basic = extension(&[0x55, 0x1d, 0x13], true, &sequence(&[&tlv(0x01, &[0xff])]));
-    let usage = extension(&[0x55, 0x1d, 0x0f], true, &tlv(0x03, &[0x01, 0x06]));
-    let extensions = tlv(0xa3, &sequence(&[&basic, &usage]));
-    let tbs = sequence(&[
-        &tlv(0xa0, &integer(&[2])),
-        &integer(&[0x01, 0x23]),
-        &certbind_shared::crl::testing::ecdsa_with_sha256(),
-        ca.name_der(),
-        &sequence(&[&time(now() - 30 * DAY), &time(now() + 3650 * DAY)]),
-        ca.name_der(),
-        &facts.spki_der,
-        &extensions,
-    ]);
-    pem_block("CERTIFICATE", &ca.sign(&tbs))
+    common::synthetic_ca::ca_certificate_pem(ca, ca.name_der(), now())
 }
 
 /// A complete CRL of `ca` numbered `number` revoking `serials`, valid a week from `this_update`.

@@ -12,11 +12,10 @@ use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::{CaCertificate, CertificateFacts};
 use certbind_shared::crl::testing::{
-    authority_key_identifier_extension, certificate_list, crl_number_extension, ecdsa_with_sha256, entry, extension,
-    integer, reason_extension, sequence, time, tlv, SyntheticCa, TbsParts,
+    authority_key_identifier_extension, certificate_list, crl_number_extension, ecdsa_with_sha256, entry, integer,
+    reason_extension, SyntheticCa, TbsParts,
 };
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
-use certbind_shared::encoding::pem_block;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Store, TestApp, TestDb, Transport};
 use p256::ecdsa::signature::Signer as _;
@@ -71,23 +70,6 @@ fn real_signer() -> impl Fn(&[u8]) -> Vec<u8> {
         let signature: p256::ecdsa::Signature = key.sign(tbs);
         certificate_list(tbs, &ecdsa_with_sha256(), signature.to_der().as_bytes())
     }
-}
-
-/// A CA certificate with the real CA's subject DN and another key: a twin of one DN.
-fn twin_pem(twin: &SyntheticCa, subject_der: &[u8]) -> String {
-    let basic = extension(&[0x55, 0x1d, 0x13], true, &sequence(&[&tlv(0x01, &[0xff])]));
-    let usage = extension(&[0x55, 0x1d, 0x0f], true, &tlv(0x03, &[0x01, 0x06]));
-    let tbs = sequence(&[
-        &tlv(0xa0, &integer(&[2])),
-        &integer(&[0x07]),
-        &ecdsa_with_sha256(),
-        subject_der,
-        &sequence(&[&time(now() - DAY), &time(now() + 365 * DAY)]),
-        subject_der,
-        &twin.certificate().spki_der,
-        &tlv(0xa3, &sequence(&[&basic, &usage])),
-    ]);
-    pem_block("CERTIFICATE", &twin.sign(&tbs))
 }
 
 fn engine() -> Engine {
@@ -194,7 +176,7 @@ async fn crls_refuse_in_the_decision_by_ca_key_and_org(store: Store, test: &str)
     // A twin CA of the same DN, another key, revoking John's serial: the real CA's John is
     // not its certificate.
     let twin = SyntheticCa::new("twin", "unused").unwrap();
-    let twin_pem = twin_pem(&twin, &ca.subject_der);
+    let twin_pem = common::synthetic_ca::ca_certificate_pem(&twin, &ca.subject_der, now());
     let r = app.post("/api/v1/admin/cas", &app.a.token, &json!({ "certificate_pem": twin_pem, "require_fresh_crl": false })).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let twin_ca = CaCertificate::from_pem(twin_pem.as_bytes()).unwrap();

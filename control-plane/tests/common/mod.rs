@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod synthetic_ca;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
