@@ -127,12 +127,14 @@ async fn main() {
     println!("\n## CRL revocations in the snapshot\n");
     println!("| what | value | baseline | target |");
     println!("|---|---|---|---|");
-    let per_entry = (full_len - empty) as f64 / entries as f64;
+    let section = full.view().section_bytes(certbind_shared::snapshot::Section::CrlRevoked).len();
+    let cas_bytes = full.view().section_bytes(certbind_shared::snapshot::Section::Cas).len();
     println!(
-        "| {entries} revocations: snapshot bytes per entry | {per_entry:.2} B ({:.1} MB in all, built and signed in {}) | an empty snapshot, {empty} B | ≤ 16 B {} |",
+        "| {entries} revocations: bytes per entry in the snapshot | {:.2} B (the snapshot {:.1} MB in all, its {CAS} CA records {cas_bytes} B; built and signed in {}) | an empty snapshot, {empty} B | ≤ 16 B {} |",
+        section as f64 / entries as f64,
         full_len as f64 / 1e6,
         secs(build),
-        if per_entry <= 16.0 { "met" } else { "missed" }
+        if section <= 16 * entries { "met" } else { "missed" }
     );
 
     // The largest CA's next CRL adds 1,000 entries.
