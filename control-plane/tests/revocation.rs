@@ -9,6 +9,7 @@ mod common;
 
 use certbind_control_plane::db::cas;
 use certbind_control_plane::revocation::poller::{self, CrlCounters, PollerSettings};
+use certbind_control_plane::revocation::CrlSource;
 use certbind_control_plane::snapshot::NoSnapshots;
 use certbind_shared::crl::testing::{
     authority_key_identifier_extension, crl_number_extension, delta_indicator_extension, entry, extension, integer,
@@ -25,6 +26,7 @@ on_every_store!(
     two_cas_of_one_dn_are_two_cas,
     the_poller_fetches_conditionally_and_backs_off,
     a_crl_update_travels_as_a_delta_of_its_difference,
+    crls_stored_elsewhere_reach_the_snapshot_through_the_log,
 );
 
 const DAY: i64 = 86_400;
@@ -411,5 +413,46 @@ async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &
     let gone = verifier.verify(gone.body, now(), None).unwrap();
     assert_eq!(gone.crl_revoked_count(), 0);
     assert!(gone.certificate_authority(&ca_key).is_none());
+    app.finish().await;
+}
+
+/// A CRL stored by another process (the command line, another replica) reaches the running
+/// service through the snapshot log: a small difference as the changes logged, a large one
+/// (past `LOGGED_SERIALS_MAX`) by a rebuild from the tables.
+async fn crls_stored_elsewhere_reach_the_snapshot_through_the_log(store: Store, test: &str) {
+    use certbind_control_plane::signer::{Signer, SoftwareSigner};
+    use certbind_control_plane::snapshot::change::LOGGED_SERIALS_MAX;
+    use certbind_control_plane::snapshot::{StoreService, StoreSettings};
+    use certbind_shared::identity::{CaKey, IdentityData};
+
+    let Some(test_db) = common::TestDb::new(store, test).await else { return };
+    let db = test_db.open().await;
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x47; 32]).unwrap());
+    let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
+    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::app::Limits::default()).await;
+    let ca = SyntheticCa::new("elsewhere", "Elsewhere CA").unwrap();
+    register(&app, &ca, json!({})).await;
+    let ca_key = CaKey::of(&ca.certificate().key_identifier);
+    let actor = certbind_control_plane::db::Actor::service("cli");
+    let limits = certbind_shared::crl::CrlLimits::default();
+    let large = LOGGED_SERIALS_MAX as u64 + 500;
+
+    for (number, entries) in [(1u64, 300u64), (2, large)] {
+        // Stored without handing the changes to the service, as another process would.
+        let der = ca.synthetic_crl(number, entries, now() - 60);
+        let committed = certbind_control_plane::revocation::ingest(&app.db, &actor, der, CrlSource::Upload, limits, now())
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let latest = service.store().latest().unwrap();
+            if latest.version() > committed.version as u64 && latest.view().crl_revoked_count() == entries as usize {
+                assert!(latest.view().certificate_authority(&ca_key).unwrap().crl_valid_until.is_some());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "CRL {number} never reached the snapshot");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     app.finish().await;
 }

@@ -66,6 +66,13 @@ pub struct Committed<T> {
     pub changes: Vec<Change>,
 }
 
+/// Most serials one CRL change writes into the snapshot log. A CRL's daily difference is
+/// hundreds to thousands of serials; a first CRL of a million would write 34 MB of log row,
+/// kept for as long as the log keeps versions. Past this the row names the CA only, and a
+/// service that reads it (not the one the change was handed to) rebuilds from the tables,
+/// where the serials are.
+pub const LOGGED_SERIALS_MAX: usize = 10_000;
+
 /// A change as the snapshot log stores it (JSON): `op`, then the fields that op has. Owners
 /// are an org id, or absent for the platform.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -134,6 +141,14 @@ impl Change {
                 | Change::UpsertCa(_)
                 | Change::CrlRevoke { .. }
         )
+    }
+
+    /// Serials a CRL change carries (none for other changes).
+    fn serial_count(&self) -> usize {
+        match self {
+            Change::CrlRevoke { serials, .. } | Change::CrlUnrevoke { serials, .. } => serials.len(),
+            _ => 0,
+        }
     }
 
     fn to_wire(&self) -> Wire {
@@ -220,6 +235,11 @@ impl Change {
                 ..Wire::default()
             },
             Change::RemoveCa { key } => Wire { op: op("remove_ca"), ca: Some(key.to_hex()), ..Wire::default() },
+            Change::CrlRevoke { ca, .. } | Change::CrlUnrevoke { ca, .. } if self.serial_count() > LOGGED_SERIALS_MAX => Wire {
+                op: op("crl_serials_in_tables"),
+                ca: Some(ca.to_hex()),
+                ..Wire::default()
+            },
             Change::CrlRevoke { ca, serials } | Change::CrlUnrevoke { ca, serials } => Wire {
                 op: op(if matches!(self, Change::CrlRevoke { .. }) { "crl_revoke" } else { "crl_unrevoke" }),
                 ca: Some(ca.to_hex()),
@@ -291,6 +311,8 @@ impl Change {
             "remove_ca" => Change::RemoveCa { key: ca_key()? },
             "crl_revoke" => Change::CrlRevoke { ca: ca_key()?, serials: wire.serials? },
             "crl_unrevoke" => Change::CrlUnrevoke { ca: ca_key()?, serials: wire.serials? },
+            // Too many serials for the log: unreadable here, so the reader rebuilds.
+            "crl_serials_in_tables" => return None,
             _ => return None,
         })
     }
@@ -359,6 +381,13 @@ mod tests {
             Change::CrlUnrevoke { ca: KeyIdentifier::new(&[0xab, 0x01]).unwrap(), serials: vec![] },
         ];
         assert_eq!(decode_changes(&encode_changes(&changes)), Some(changes));
+        let large = vec![Change::CrlRevoke {
+            ca: KeyIdentifier::new(&[0xab, 0x01]).unwrap(),
+            serials: (0..=LOGGED_SERIALS_MAX).map(|i| format!("{i:x}")).collect(),
+        }];
+        let logged = encode_changes(&large);
+        assert!(logged.len() < 100, "{logged}");
+        assert_eq!(decode_changes(&logged), None, "read as a rebuild from the tables");
         assert_eq!(decode_changes("[]"), Some(Vec::new()));
         assert_eq!(decode_changes(r#"[{"op":"block"}]"#), None);
         assert_eq!(decode_changes(r#"[{"op":"teleport"}]"#), None);
