@@ -27,6 +27,7 @@ on_every_store!(
     the_poller_fetches_conditionally_and_backs_off,
     a_crl_update_travels_as_a_delta_of_its_difference,
     crls_stored_elsewhere_reach_the_snapshot_through_the_log,
+    a_ca_without_distribution_points_takes_those_its_crl_names,
 );
 
 const DAY: i64 = 86_400;
@@ -454,5 +455,36 @@ async fn crls_stored_elsewhere_reach_the_snapshot_through_the_log(store: Store, 
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+    app.finish().await;
+}
+
+/// A CRL's Issuing Distribution Point says where the CA publishes it: a CA registered without
+/// distribution points is fetched from there; one given its own keeps them.
+async fn a_ca_without_distribution_points_takes_those_its_crl_names(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let idp = |uris: &[&str]| {
+        let names: Vec<u8> = uris.iter().map(|u| tlv(0x86, u.as_bytes())).collect::<Vec<_>>().concat();
+        extension(&[0x55, 0x1d, 0x1c], true, &tlv(0x30, &tlv(0xa0, &tlv(0xa0, &names))))
+    };
+    let signed = |ca: &SyntheticCa, uris: &[&str]| {
+        let t = now() - 60;
+        let mut parts = ca.tbs_parts(1, t, Some(t + DAY), Vec::new());
+        parts.extensions.push(idp(uris));
+        ca.sign(&parts.encode())
+    };
+    let bare = SyntheticCa::new("bare", "Bare CA").unwrap();
+    let bare_id = register(&app, &bare, json!({})).await;
+    let r = upload(&app, &app.b.token, signed(&bare, &["ldap://crl.example/cn=Bare", "http://crl.example/bare.crl"]), "application/pkix-crl").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let shown = app.get(&format!("/api/v1/admin/cas/{bare_id}"), &app.b.token).await.json();
+    assert_eq!(shown["policy"]["crl_urls"], json!(["http://crl.example/bare.crl"]), "the LDAP name is not taken");
+    assert_eq!(shown["fetches"][0]["url"], "http://crl.example/bare.crl");
+
+    let given = SyntheticCa::new("given", "Given CA").unwrap();
+    let given_id = register(&app, &given, json!({ "crl_urls": ["http://mirror.example/given.crl"] })).await;
+    let r = upload(&app, &app.b.token, signed(&given, &["http://crl.example/given.crl"]), "application/pkix-crl").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let shown = app.get(&format!("/api/v1/admin/cas/{given_id}"), &app.b.token).await.json();
+    assert_eq!(shown["policy"]["crl_urls"], json!(["http://mirror.example/given.crl"]));
     app.finish().await;
 }

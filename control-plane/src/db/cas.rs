@@ -547,6 +547,9 @@ pub struct FoldedCrl {
     pub source: &'static str,
     /// What the audit row says of the CRL folded in.
     pub detail: serde_json::Value,
+    /// Where the CRL says it is published (its Issuing Distribution Point's http: URIs): a CA
+    /// registered without distribution points is fetched from there from now on.
+    pub published_at: Vec<String>,
 }
 
 /// Stores a folded CRL, provided the CRL held is still `expected` (the number it was folded
@@ -591,6 +594,26 @@ pub async fn store_crl(
     .execute(&mut *tx)
     .await;
     written.map_err(|e| or_race(e, Race::ForeignKey, || DbError::not_found(format!("CA {key_id} was deleted meanwhile"))))?;
+    let mut adopted = Vec::new();
+    if !folded.published_at.is_empty() {
+        let urls: String = sqlx::query("SELECT crl_urls FROM certificate_authorities WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("crl_urls")?;
+        if urls == "[]" {
+            sqlx::query("UPDATE certificate_authorities SET crl_urls = $1, updated_at = $2 WHERE key_id = $3")
+                .bind(serde_json::Value::from(folded.published_at.clone()).to_string())
+                .bind(&now)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+            for url in &folded.published_at {
+                insert_fetch(&mut tx, key_id, url).await?;
+            }
+            adopted = folded.published_at.clone();
+        }
+    }
     let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
     let mut detail = folded.detail.clone();
     if let Some(object) = detail.as_object_mut() {
@@ -598,6 +621,9 @@ pub async fn store_crl(
         object.insert("removed".into(), folded.removed.len().into());
         object.insert("entries".into(), entries.into());
         object.insert("source".into(), folded.source.into());
+        if !adopted.is_empty() {
+            object.insert("adopted_crl_urls".into(), adopted.into());
+        }
     }
     let record = AuditRecord { actor, changed: &Owner::Platform, action: "crl.ingest", target: key_id.to_string(), detail };
     let changes = crl_changes(&ca, &folded);

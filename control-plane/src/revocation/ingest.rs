@@ -140,7 +140,17 @@ fn name_of(bytes: Vec<u8>, limits: &CrlLimits) -> Result<Named, CrlError> {
 /// The fold's result: the new set held, or the CRL held already.
 enum Fold {
     Same { number: CrlNumber, delta: bool },
-    New { held: HeldCrl, added: Vec<Vec<u8>>, removed: Vec<Vec<u8>>, number: CrlNumber, delta: bool, detail: serde_json::Value },
+    New {
+        held: HeldCrl,
+        added: Vec<Vec<u8>>,
+        removed: Vec<Vec<u8>>,
+        number: CrlNumber,
+        delta: bool,
+        detail: serde_json::Value,
+        /// The http: URIs of the CRL's Issuing Distribution Point: where the CA says it
+        /// publishes this CRL (signed, so as trustworthy as the CRL).
+        published_at: Vec<String>,
+    },
 }
 
 fn scope_name(scope: CrlScope) -> &'static str {
@@ -282,7 +292,14 @@ fn fold(der: &[u8], ca: &CaCertificate, held: Option<&HeldCrl>, limits: &CrlLimi
         crl_sha256: sha256,
         serials: new_set,
     };
-    Ok(Fold::New { held, added, removed, number, delta, detail })
+    let published_at = crl
+        .distribution_point_uris()
+        .iter()
+        .filter(|uri| super::poller::check_crl_url(uri).is_ok())
+        .map(|uri| (*uri).to_owned())
+        .take(super::poller::MAX_CRL_URLS)
+        .collect();
+    Ok(Fold::New { held, added, removed, number, delta, detail, published_at })
 }
 
 /// Verifies and stores one CRL (DER or PEM), uploaded or fetched, at `now` (Unix seconds).
@@ -314,12 +331,12 @@ pub async fn ingest(
                 let value = Ingested { ca, crl_number: number.to_string(), delta, added: 0, removed: 0, changed: false };
                 return Ok(Committed { value, version: 0, changes: Vec::new() });
             }
-            Ok(Fold::New { held, added, removed, number, delta, mut detail }) => {
+            Ok(Fold::New { held, added, removed, number, delta, mut detail, published_at }) => {
                 if let (CrlSource::Fetch { url }, Some(object)) = (&source, detail.as_object_mut()) {
                     object.insert("url".into(), url.clone().into());
                 }
                 let (added_count, removed_count) = (added.len(), removed.len());
-                let folded = FoldedCrl { held, added, removed, source: source.name(), detail };
+                let folded = FoldedCrl { held, added, removed, source: source.name(), detail, published_at };
                 let stored = cas::store_crl(db, actor, key_id, expected.as_deref(), folded).await?;
                 let value = Ingested {
                     ca: stored.value,
