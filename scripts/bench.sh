@@ -52,6 +52,7 @@ echo "bench: certbind-shared / pop"
 } >> "$report"
 run certbind-control-plane snapshot
 run certbind-control-plane api
+run certbind-control-plane crl
 # Through a real Envoy, driven by wrk (its own report, then appended here).
 echo "bench: end to end through Envoy"
 ./scripts/bench-e2e.sh 2>&1 | tee -a "$log"

@@ -4,10 +4,12 @@
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::http::{
-    audit, blocklist, constraints, health, issuers, mapping_rules, metrics, openapi, orgs, proxies, smartcards,
+    audit, blocklist, cas, constraints, crls, health, issuers, mapping_rules, metrics, openapi, orgs, proxies, smartcards,
     snapshot, thumbprints, tokens, users,
 };
+use crate::revocation::poller::CrlCounters;
 use crate::snapshot::change::Committed;
+use certbind_shared::crl::CrlLimits;
 use crate::snapshot::SnapshotService;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
@@ -28,11 +30,13 @@ pub const DEFAULT_MAX_LONG_POLL: Duration = Duration::from_secs(55);
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_long_poll: Duration,
+    /// Caps of one CRL, uploaded or fetched; the CRL upload route's body limit follows them.
+    pub crl: CrlLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: DEFAULT_MAX_BODY_BYTES, max_long_poll: DEFAULT_MAX_LONG_POLL }
+        Limits { max_body_bytes: DEFAULT_MAX_BODY_BYTES, max_long_poll: DEFAULT_MAX_LONG_POLL, crl: CrlLimits::default() }
     }
 }
 
@@ -43,11 +47,20 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub limits: Arc<Limits>,
     pub usage: Arc<crate::http::usage::Usage>,
+    /// CRL refusals and fetches, shared with the poller.
+    pub crl: Arc<CrlCounters>,
 }
 
 impl AppState {
     pub fn new(db: Db, snapshots: Arc<dyn SnapshotService>, limits: Limits) -> Self {
-        AppState { db, snapshots, metrics: Arc::default(), limits: Arc::new(limits), usage: Arc::default() }
+        AppState {
+            db,
+            snapshots,
+            metrics: Arc::default(),
+            limits: Arc::new(limits),
+            usage: Arc::default(),
+            crl: Arc::default(),
+        }
     }
 
     /// Hands a committed change to the snapshot service; returns what the change returns.
@@ -181,6 +194,12 @@ pub fn route_table() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (list(doc(M::GET, "/api/v1/admin/constraints", Admin, "List the org's identity constraints", None, (200, Some("ConstraintPage"))), RULE_QUERY), get(constraints::list)),
         (doc(M::GET, "/api/v1/admin/constraints/{constraint_id}", Admin, "One constraint", None, (200, Some("Constraint"))), get(constraints::get)),
         (doc(M::DELETE, "/api/v1/admin/constraints/{constraint_id}", Admin, "Delete a constraint", None, (200, Some("Constraint"))), delete(constraints::delete)),
+        (doc(M::POST, "/api/v1/admin/cas", SuperAdmin, "Register an issuing CA by its certificate, with its revocation policy; known by its key identifier", Some("CaRequest"), (201, Some("CertificateAuthority"))), post(cas::register)),
+        (list(doc(M::GET, "/api/v1/admin/cas", Admin, "List the registered CAs with their CRL and fetch state", None, (200, Some("CertificateAuthorityPage"))), PAGE_QUERY), get(cas::list)),
+        (doc(M::GET, "/api/v1/admin/cas/{key_id}", Admin, "One CA, with its CRL and fetch state", None, (200, Some("CertificateAuthority"))), get(cas::get)),
+        (doc(M::PATCH, "/api/v1/admin/cas/{key_id}", SuperAdmin, "Change a CA's revocation policy", Some("CaPolicyRequest"), (200, Some("CertificateAuthority"))), patch(cas::update)),
+        (doc(M::DELETE, "/api/v1/admin/cas/{key_id}", SuperAdmin, "Remove a CA and the revocations its CRL brought", None, (200, Some("CertificateAuthority"))), delete(cas::delete)),
+        (doc(M::POST, "/api/v1/admin/crls", Admin, "Upload a CRL (DER as application/pkix-crl, or PEM); taken when it verifies with a registered CA's key", Some("Crl"), (200, Some("CrlIngested"))), post(crls::upload)),
         (list(doc(M::GET, "/api/v1/admin/audit", Admin, "The org's audit log, newest first", None, (200, Some("AuditPage"))), AUDIT_QUERY), get(audit::list)),
     ]
 }
@@ -193,7 +212,10 @@ pub fn route_docs() -> Vec<RouteDoc> {
 /// The application, shared by `certbind serve` and the tests.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
+    // A CRL is far larger than any JSON body: its route takes what the CRL caps allow.
+    let crl_body = DefaultBodyLimit::max(state.limits.crl.max_pem_bytes());
     for (doc, handler) in route_table() {
+        let handler = if doc.path == "/api/v1/admin/crls" { handler.layer(crl_body) } else { handler };
         router = router.route(doc.path, handler);
     }
     router

@@ -58,6 +58,16 @@ pub enum Command {
         #[command(subcommand)]
         command: IssuerCommand,
     },
+    /// Issuing certificate authorities and their revocation policy (platform).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Certificate revocation lists.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
     /// The snapshot signing key in the PKCS#11 token.
     Key {
         #[command(subcommand)]
@@ -183,6 +193,72 @@ pub enum IssuerCommand {
     },
 }
 
+/// A CA's revocation policy as flags.
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// Refuse the CA's certificates while no fresh CRL is held (the default).
+    #[arg(long, conflicts_with = "no_require_fresh_crl")]
+    pub require_fresh_crl: bool,
+    /// Do not require a fresh CRL (revoked serials still refuse).
+    #[arg(long)]
+    pub no_require_fresh_crl: bool,
+    /// Seconds after nextUpdate a CRL still counts as fresh (default 86400).
+    #[arg(long, value_name = "SECONDS")]
+    pub grace: Option<i64>,
+    /// Accept the CA's certificates when no fresh CRL is held although one is required.
+    #[arg(long, conflicts_with = "fail_closed")]
+    pub fail_open: bool,
+    /// Refuse them (the default).
+    #[arg(long)]
+    pub fail_closed: bool,
+    /// An http:// CRL distribution point (repeatable; replaces the list).
+    #[arg(long = "crl-url", value_name = "URL")]
+    pub crl_urls: Vec<String>,
+    /// Fetch from no distribution point.
+    #[arg(long, conflicts_with = "crl_urls")]
+    pub no_crl_urls: bool,
+}
+
+impl PolicyArgs {
+    fn update(self) -> db::cas::PolicyUpdate {
+        let flag = |yes: bool, no: bool| (yes || no).then_some(yes);
+        db::cas::PolicyUpdate {
+            require_fresh_crl: flag(self.require_fresh_crl, self.no_require_fresh_crl),
+            grace_period_seconds: self.grace,
+            fail_open: flag(self.fail_open, self.fail_closed),
+            crl_urls: if self.no_crl_urls { Some(Vec::new()) } else { (!self.crl_urls.is_empty()).then_some(self.crl_urls) },
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Register a CA by its certificate (PEM); prints its key id.
+    Add {
+        #[arg(long, value_name = "FILE")]
+        pem: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// List CAs: key id, subject, CRL number, entries, freshness.
+    List,
+    /// Change a CA's revocation policy.
+    Policy {
+        key_id: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Remove a CA and the revocations its CRL brought.
+    Remove { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Verify a CRL file (DER or PEM) against its registered CA and store it, as an upload
+    /// does.
+    Load { file: PathBuf },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create the ECDSA P-256 signing key pair inside the token, unless it exists.
@@ -301,6 +377,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issuer { command: IssuerCommand::Add { org, platform, issuer, jwks, audiences } } => {
             let db = Db::open(&config.db_options()).await?;
             let result = issuer_add(&db, org.as_deref(), platform, &issuer, &jwks, audiences).await;
+            db.close().await;
+            result
+        }
+        Command::Ca { command } => {
+            let db = Db::open(&config.db_options()).await?;
+            let result = ca_command(&db, command).await;
+            db.close().await;
+            result
+        }
+        Command::Crl { command: CrlCommand::Load { file } } => {
+            let db = Db::open(&config.db_options()).await?;
+            let result = crl_load(&db, &config, &file).await;
             db.close().await;
             result
         }
@@ -436,6 +524,65 @@ async fn issuer_add(
     Ok(())
 }
 
+async fn ca_command(db: &Db, command: CaCommand) -> anyhow::Result<()> {
+    let actor = Actor::service("cli");
+    match command {
+        CaCommand::Add { pem, policy } => {
+            let text = std::fs::read_to_string(&pem).with_context(|| format!("--pem: cannot read {}", pem.display()))?;
+            let update = policy.update();
+            let body = crate::http::cas::CaRequest {
+                certificate_pem: text,
+                require_fresh_crl: update.require_fresh_crl,
+                grace_period_seconds: update.grace_period_seconds,
+                fail_open: update.fail_open,
+                crl_urls: update.crl_urls,
+            };
+            let new = crate::http::cas::checked_new_ca(body).map_err(api)?;
+            let committed = db::cas::register(db, &actor, new).await.map_err(stored)?;
+            println!("{}", committed.value.key_id);
+        }
+        CaCommand::List => {
+            for ca in db::cas::all(db).await.map_err(stored)? {
+                let (number, entries, status) = match &ca.crl {
+                    Some(crl) => (crl.crl_number.clone(), crl.entries.to_string(), crl.status),
+                    None => ("-".into(), "-".into(), "no CRL"),
+                };
+                println!("{}\t{}\t{number}\t{entries}\t{status}", ca.key_id, ca.subject_dn);
+            }
+        }
+        CaCommand::Policy { key_id, policy } => {
+            let key = db::cas::parse_key_id(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
+            let update = crate::http::cas::checked_policy(policy.update()).map_err(api)?;
+            if update == db::cas::PolicyUpdate::default() {
+                anyhow::bail!("give at least one policy flag");
+            }
+            db::cas::update_policy(db, &actor, &key.to_hex(), update).await.map_err(stored)?;
+        }
+        CaCommand::Remove { key_id } => {
+            let key = db::cas::parse_key_id(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
+            let removed = db::cas::delete(db, &actor, &key.to_hex()).await.map_err(stored)?;
+            println!("removed CA {} ({})", removed.value.key_id, removed.value.subject_dn);
+        }
+    }
+    Ok(())
+}
+
+async fn crl_load(db: &Db, config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let now = crate::time::now_epoch();
+    let source = crate::revocation::CrlSource::Upload;
+    let committed = crate::revocation::ingest(db, &Actor::service("cli"), bytes, source, config.crl, now)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let i = committed.value;
+    if i.changed {
+        println!("CA {}: CRL number {} stored, {} added, {} removed", i.ca.key_id, i.crl_number, i.added, i.removed);
+    } else {
+        println!("CA {}: CRL number {} is the one held; nothing changed", i.ca.key_id, i.crl_number);
+    }
+    Ok(())
+}
+
 /// Opens the signing key named by the configuration (blocking PKCS#11 calls off the runtime).
 async fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
     let settings = Pkcs11Settings::from(config.require_signer()?);
@@ -466,6 +613,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let db = Db::open(&config.db_options()).await?;
     let snapshots = snapshot_service(&config, &db).await?;
     let state = AppState::new(db.clone(), snapshots, config.limits());
+    let poller = config.crl_fetch.clone().map(|settings| {
+        crate::revocation::poller::spawn(db.clone(), state.snapshots.clone(), state.crl.clone(), settings)
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
@@ -475,6 +625,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("certbind listening on http://{addr}");
     let _ = std::io::stdout().flush();
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    if let Some(poller) = poller {
+        poller.abort();
+    }
     db.close().await;
     Ok(())
 }

@@ -27,10 +27,20 @@
 //! mapping_rules = 1000
 //! thumbprint_mappings = 100000
 //! constraints = 1000
+//!
+//! [crl]                                      # CERTBIND_CRL_<NAME> in the environment
+//! max_bytes = 268435456                      # one CRL's DER; PEM may be 4/3 of it
+//! max_entries = 8000000                      # revoked entries in one CRL
+//! fetch = true                               # poll the CAs' distribution points
+//! fetch_min_interval_seconds = 60            # also the first retry after a failure
+//! fetch_max_interval_seconds = 3600
+//! fetch_timeout_seconds = 60
 //! ```
 
 use crate::app::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LONG_POLL};
 use crate::db::{Backend, DbOptions, Quotas, DEFAULT_DATABASE_URL};
+use crate::revocation::poller::PollerSettings;
+use certbind_shared::crl::CrlLimits;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,6 +89,18 @@ struct FileConfig {
     signer: Option<FileSigner>,
     snapshot: Option<FileSnapshot>,
     quotas: Option<FileQuotas>,
+    crl: Option<FileCrl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCrl {
+    max_bytes: Option<usize>,
+    max_entries: Option<usize>,
+    fetch: Option<bool>,
+    fetch_min_interval_seconds: Option<u64>,
+    fetch_max_interval_seconds: Option<u64>,
+    fetch_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +167,10 @@ pub struct Config {
     pub snapshot_resign_after: Option<Duration>,
     /// What one org may hold of each kind of rule.
     pub quotas: Quotas,
+    /// Caps of one CRL.
+    pub crl: CrlLimits,
+    /// The CRL poller's schedule; `None`: distribution points are not fetched.
+    pub crl_fetch: Option<PollerSettings>,
 }
 
 /// Flags given on the command line, which win over everything else.
@@ -278,6 +304,55 @@ impl Config {
             constraints: quota("CERTBIND_QUOTA_CONSTRAINTS", file_quotas.constraints, "quotas.constraints", defaults.constraints)?,
         };
 
+        let file_crl = from_file.crl.unwrap_or_default();
+        let crl_defaults = CrlLimits::default();
+        let crl = CrlLimits {
+            max_der_bytes: number(env, "CERTBIND_CRL_MAX_BYTES", file_crl.max_bytes, &in_file("crl.max_bytes"))?
+                .unwrap_or(crl_defaults.max_der_bytes),
+            max_entries: number(env, "CERTBIND_CRL_MAX_ENTRIES", file_crl.max_entries, &in_file("crl.max_entries"))?
+                .unwrap_or(crl_defaults.max_entries),
+        };
+        // A CRL of under 1 KiB is only an empty one; 4 GiB is past what one request should hold.
+        if !(1024..=4 * 1024 * 1024 * 1024).contains(&crl.max_der_bytes) {
+            return Err(err(setting_of(env, "CERTBIND_CRL_MAX_BYTES", &in_file("crl.max_bytes")), "must be between 1024 and 4294967296"));
+        }
+        if crl.max_entries == 0 {
+            return Err(err(setting_of(env, "CERTBIND_CRL_MAX_ENTRIES", &in_file("crl.max_entries")), "must be at least 1"));
+        }
+        let fetch = match env("CERTBIND_CRL_FETCH") {
+            Some(v) => match v.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(err("CERTBIND_CRL_FETCH", "must be true or false")),
+            },
+            None => file_crl.fetch.unwrap_or(true),
+        };
+        let poller_defaults = PollerSettings::default();
+        let seconds = |var: &str, from_file: Option<u64>, key: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let value = number(env, var, from_file, &in_file(key))?.map_or(default, Duration::from_secs);
+            if value.is_zero() || value > Duration::from_secs(7 * 86_400) {
+                return Err(err(setting_of(env, var, &in_file(key)), "must be between 1 and 604800 seconds"));
+            }
+            Ok(value)
+        };
+        let crl_fetch = PollerSettings {
+            min_interval: seconds(
+                "CERTBIND_CRL_FETCH_MIN_INTERVAL_SECONDS",
+                file_crl.fetch_min_interval_seconds,
+                "crl.fetch_min_interval_seconds",
+                poller_defaults.min_interval,
+            )?,
+            max_interval: seconds(
+                "CERTBIND_CRL_FETCH_MAX_INTERVAL_SECONDS",
+                file_crl.fetch_max_interval_seconds,
+                "crl.fetch_max_interval_seconds",
+                poller_defaults.max_interval,
+            )?,
+            timeout: seconds("CERTBIND_CRL_FETCH_TIMEOUT_SECONDS", file_crl.fetch_timeout_seconds, "crl.fetch_timeout_seconds", poller_defaults.timeout)?,
+            limits: crl,
+            ..poller_defaults
+        };
+
         Ok(Config {
             listen,
             database_url,
@@ -288,6 +363,8 @@ impl Config {
             snapshot_validity: Duration::from_secs(validity),
             snapshot_resign_after: resign_after.map(Duration::from_secs),
             quotas,
+            crl,
+            crl_fetch: fetch.then_some(crl_fetch),
         })
     }
 
@@ -299,7 +376,7 @@ impl Config {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits { max_body_bytes: self.max_body_bytes, max_long_poll: self.max_long_poll }
+        Limits { max_body_bytes: self.max_body_bytes, max_long_poll: self.max_long_poll, crl: self.crl }
     }
 
     /// The signer settings, or an error saying how to give them (for commands that sign).

@@ -37,6 +37,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     /// 415.
     UnsupportedMediaType,
+    /// 415 on a route that takes another body than JSON: what to send instead.
+    MediaType(&'static str),
     /// A dependency is not ready yet (no signed snapshot). 503.
     Unavailable(String),
     /// Anything else: logged, answered generically. 500.
@@ -77,7 +79,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::MediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,7 +98,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::QuotaExceeded(_) => "quota-exceeded",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
-            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::UnsupportedMediaType | ApiError::MediaType(_) => "unsupported-media-type",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -114,7 +116,7 @@ impl ApiError {
             ApiError::Conflict(_) => "Already exists",
             ApiError::QuotaExceeded(_) => "Quota exceeded",
             ApiError::PayloadTooLarge { .. } => "Request body too large",
-            ApiError::UnsupportedMediaType => "Unsupported media type",
+            ApiError::UnsupportedMediaType | ApiError::MediaType(_) => "Unsupported media type",
             ApiError::Unavailable(_) => "Not ready",
             ApiError::Internal(_) => "Internal error",
         }
@@ -137,6 +139,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "this route does not accept that method; see /api/v1/openapi.json".into(),
             ApiError::PayloadTooLarge { limit } => format!("request bodies are limited to {limit} bytes"),
             ApiError::UnsupportedMediaType => "request bodies must be sent as `Content-Type: application/json`".into(),
+            ApiError::MediaType(d) => (*d).to_string(),
             ApiError::Internal(_) => "the server could not complete the request; the cause has been logged".into(),
         }
     }

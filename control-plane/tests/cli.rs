@@ -195,3 +195,29 @@ async fn hsm_signed_snapshots_end_to_end() {
     assert!(exported.contains(&format!("version {}", view.version())), "{exported}");
     assert_eq!(view.binding_count(), 1);
 }
+
+#[test]
+fn ca_and_crl_commands_register_load_and_refuse() {
+    use certbind_shared::crl::testing::SyntheticCa;
+    let dir = tempfile::tempdir().unwrap();
+    let env: [(&str, &str); 0] = [];
+    let now = certbind_control_plane::time::now_epoch();
+    let ca = SyntheticCa::new("cli", "CLI Test CA").unwrap();
+    std::fs::write(dir.path().join("ca.pem"), common::synthetic_ca::ca_certificate_pem(&ca, ca.name_der(), now)).unwrap();
+    let key_id = run_ok(dir.path(), &env, &["ca", "add", "--pem", "ca.pem", "--grace", "600", "--crl-url", "http://crl.example/cli.crl"]);
+    assert_eq!(key_id, ca.certificate().key_identifier.to_hex());
+    let ldap = run(dir.path(), &env, &["ca", "policy", &key_id, "--crl-url", "ldap://crl.example/cn=CLI"]);
+    assert_eq!(ldap.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&ldap.stderr).contains("LDAP distribution point"));
+
+    std::fs::write(dir.path().join("5.crl"), ca.synthetic_crl(5, 3, now - 60)).unwrap();
+    std::fs::write(dir.path().join("4.crl"), certbind_shared::crl::encode_crl_pem(&ca.synthetic_crl(4, 1, now - 120))).unwrap();
+    assert!(run_ok(dir.path(), &env, &["crl", "load", "5.crl"]).contains("CRL number 5 stored, 3 added, 0 removed"));
+    let replay = run(dir.path(), &env, &["crl", "load", "4.crl"]);
+    assert_eq!(replay.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("CRL number 4 is below the one held (5)"));
+    assert_eq!(run_ok(dir.path(), &env, &["ca", "list"]), format!("{key_id}\tCN=CLI Test CA,O=certbind,C=US\t5\t3\tfresh"));
+    run_ok(dir.path(), &env, &["ca", "policy", &key_id, "--no-require-fresh-crl", "--fail-open"]);
+    assert!(run_ok(dir.path(), &env, &["ca", "remove", &key_id]).starts_with(&format!("removed CA {key_id}")));
+    assert_eq!(run_ok(dir.path(), &env, &["ca", "list"]), "");
+}

@@ -167,6 +167,18 @@ fn attack(method: &str, path: &str, app: &TestApp, v: &Victim) -> Option<(String
             (format!("/api/v1/admin/constraints/{}", v.constraint_id), None, NOT_FOUND)
         }
         ("GET", "/api/v1/admin/audit") => (path.into(), None, OWN_DATA),
+        // CAs are the platform's: any admin reads them, only a super-admin changes them.
+        ("POST", "/api/v1/admin/cas") => (path.into(), Some(json!({ "certificate_pem": "-----BEGIN CERTIFICATE-----" })), FORBIDDEN),
+        ("GET", "/api/v1/admin/cas") => (path.into(), None, OWN_DATA),
+        ("GET", "/api/v1/admin/cas/{key_id}") => (format!("/api/v1/admin/cas/{}", "ab".repeat(20)), None, NOT_FOUND),
+        ("PATCH" | "DELETE", "/api/v1/admin/cas/{key_id}") => (
+            format!("/api/v1/admin/cas/{}", "ab".repeat(20)),
+            (method == "PATCH").then(|| json!({ "require_fresh_crl": false })),
+            FORBIDDEN,
+        ),
+        // A CRL is taken only when it verifies with a registered CA's key (tests/revocation.rs);
+        // a JSON body is no CRL.
+        ("POST", "/api/v1/admin/crls") => (path.into(), Some(json!({ "crl": "x" })), &[415]),
         _ => return None,
     })
 }

@@ -173,11 +173,13 @@ class Demo:
 
 def start_demo(state: Path, logs: Path, *, org: str, user: str, email: str | None = None,
                listen: str = "127.0.0.1:0", name: str = "control-plane", remember: Path | None = None,
-               label: str = "devstack") -> Demo:
+               label: str = "devstack", env: dict | None = None) -> Demo:
     """A control plane in `state`: its SoftHSM2 token and signing key, an org with one user, a
     super-admin token and a proxy credential, then the service on `listen`. With `remember`,
-    the accounts are kept in that file (mode 0600) and reused by the next call."""
+    the accounts are kept in that file (mode 0600) and reused by the next call. `env` adds
+    settings (CERTBIND_*) to the service's environment."""
     cp = ControlPlane(state, logs)
+    cp.env.update(env or {})
     cp.init_hsm()
     public_key = cp.key_init()
     if remember is not None and remember.exists():

@@ -12,7 +12,7 @@ use sqlx::Row;
 const COLUMNS: &str = "id, org_id, kind, value, created_at";
 
 /// The kinds the table's CHECK admits.
-pub const KINDS: [&str; 3] = ["allowed_issuer_dn", "required_policy_oid", "san_email_domain"];
+pub const KINDS: [&str; 4] = ["allowed_issuer_dn", "required_policy_oid", "san_email_domain", "require_fresh_crl"];
 
 fn from_row(row: &AnyRow) -> sqlx::Result<IdentityConstraint> {
     Ok(IdentityConstraint {

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod blocklist;
+pub mod cas;
 pub mod claims;
 pub mod constraints;
 pub mod domains;

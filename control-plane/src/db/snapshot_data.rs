@@ -30,6 +30,8 @@ pub struct IdentityRows {
     pub rules: Vec<Change>,
     /// Rows left out because they cannot be represented (logged as they are met).
     pub skipped: usize,
+    /// The revoked serials of each CA's CRL (the CA itself is in `rules`).
+    pub crl_serials: Vec<(certbind_shared::certificate::KeyIdentifier, super::cas::SerialSet)>,
 }
 
 /// Reads the identity data and its version in one read-only transaction.
@@ -160,6 +162,17 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
             audiences,
             jwks_json: jwks.into_bytes(),
         });
+    }
+
+    let cas = super::cas::snapshot_rows(&mut tx).await.map_err(|e| match e {
+        super::DbError::Database(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
+    for (ca, serials) in cas {
+        if let (Change::UpsertCa(record), Some(serials)) = (&ca, serials) {
+            rows.crl_serials.push((record.key.clone(), serials));
+        }
+        rows.rules.push(ca);
     }
 
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM smart_card_links").fetch_one(&mut *tx).await?.try_get(0)?;

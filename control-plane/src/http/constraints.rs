@@ -1,6 +1,7 @@
 //! `/api/v1/admin/constraints`: what an owner demands of certificates beyond a valid chain:
 //! an org of its certificates, the platform (`"scope": "platform"`, super-admins) of all.
 
+use certbind_shared::identity::REQUIRE_FRESH_CRL_VALUE;
 use super::mapping_rules::canonical_domain;
 use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::app::AppState;
@@ -43,6 +44,10 @@ fn plain_value(kind: &str, value: &str) -> ApiResult<String> {
             Ok(oid)
         }
         "san_email_domain" => canonical_domain("value", value),
+        // A switch: the org's users need their CA's CRL fresh even where the CA's policy
+        // does not require it. It tightens for the org's own users only.
+        "require_fresh_crl" if value.trim() == REQUIRE_FRESH_CRL_VALUE => Ok(REQUIRE_FRESH_CRL_VALUE.to_string()),
+        "require_fresh_crl" => Err(ApiError::validation("value", format!("must be {REQUIRE_FRESH_CRL_VALUE:?}: the constraint is a switch"))),
         _ => Err(ApiError::validation("kind", format!("must be one of {}", constraints::KINDS.join(", ")))),
     }
 }
@@ -86,6 +91,8 @@ mod tests {
         assert_eq!(plain_value("required_policy_oid", "2.16.840.1.101.3.2.1.3.13").unwrap(), "2.16.840.1.101.3.2.1.3.13");
         assert!(matches!(plain_value("required_policy_oid", "2.16..1"), Err(ApiError::Validation { .. })));
         assert_eq!(plain_value("san_email_domain", "MAIL.MIL").unwrap(), "mail.mil");
+        assert_eq!(plain_value("require_fresh_crl", "true").unwrap(), "true");
+        assert!(matches!(plain_value("require_fresh_crl", "yes"), Err(ApiError::Validation { ref field, .. }) if field == "value"));
         assert!(matches!(plain_value("colour", "x"), Err(ApiError::Validation { ref field, .. }) if field == "kind"));
     }
 }

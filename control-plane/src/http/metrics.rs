@@ -100,9 +100,70 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP certbind_snapshot_quarantined_rows Stored rows the last full snapshot build left out because they cannot be encoded (alert on any).");
     let _ = writeln!(out, "# TYPE certbind_snapshot_quarantined_rows gauge");
     let _ = writeln!(out, "certbind_snapshot_quarantined_rows {}", left_out.quarantined_rows);
+    render_revocation(&state, &mut out).await;
     let mut response = out.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
+}
+
+/// Per CA: its CRL's number, thisUpdate, nextUpdate, entries, age and freshness, and each
+/// distribution point's last fetch; so a stale or failing CA shows at a glance
+/// (`certbind_ca_crl_fresh == 0`, `certbind_ca_crl_fetch_failures > 0`).
+async fn render_revocation(state: &AppState, out: &mut String) {
+    let c = &state.crl;
+    let _ = writeln!(out, "# HELP certbind_crl_replays_refused_total CRLs refused for a CRL number below the one held (a replayed older CRL).");
+    let _ = writeln!(out, "# TYPE certbind_crl_replays_refused_total counter");
+    let _ = writeln!(out, "certbind_crl_replays_refused_total {}", c.replays_refused.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP certbind_crl_fetches_total CRL distribution point fetches, by result.");
+    let _ = writeln!(out, "# TYPE certbind_crl_fetches_total counter");
+    for (result, n) in [("updated", &c.fetches_updated), ("unchanged", &c.fetches_unchanged), ("failed", &c.fetches_failed)] {
+        let _ = writeln!(out, "certbind_crl_fetches_total{{result=\"{result}\"}} {}", n.load(Ordering::Relaxed));
+    }
+    let cas = match crate::db::cas::all(&state.db).await {
+        Ok(cas) => cas,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: cannot read the CAs");
+            return;
+        }
+    };
+    let epoch = |t: &Option<String>| t.as_deref().and_then(crate::time::parse_rfc3339);
+    let mut gauges: BTreeMap<&str, (&str, Vec<String>)> = BTreeMap::new();
+    let mut gauge = |name: &'static str, help: &'static str, line: String| {
+        gauges.entry(name).or_insert_with(|| (help, Vec::new())).1.push(line);
+    };
+    for ca in &cas {
+        let labels = format!("ca=\"{}\",subject=\"{}\"", label(&ca.key_id), label(&ca.subject_dn));
+        let fresh = ca.crl.as_ref().is_some_and(|crl| crl.status == "fresh");
+        gauge("certbind_ca_crl_fresh", "1 while the CA holds a CRL within nextUpdate plus its grace period, else 0.", format!("{{{labels}}} {}", u8::from(fresh)));
+        gauge("certbind_ca_require_fresh_crl", "1 when the CA's certificates are refused without a fresh CRL.", format!("{{{labels}}} {}", u8::from(ca.policy.require_fresh_crl)));
+        if let Some(crl) = &ca.crl {
+            gauge("certbind_ca_crl_number", "CRL number of the last CRL folded in.", format!("{{{labels}}} {}", crl.crl_number));
+            gauge("certbind_ca_crl_entries", "Revoked serials held for the CA.", format!("{{{labels}}} {}", crl.entries));
+            gauge("certbind_ca_crl_age_seconds", "Seconds since the held CRL's thisUpdate.", format!("{{{labels}}} {}", crl.age_seconds));
+            if let Some(t) = epoch(&Some(crl.this_update.clone())) {
+                gauge("certbind_ca_crl_this_update_seconds", "The held CRL's thisUpdate, Unix seconds.", format!("{{{labels}}} {t}"));
+            }
+            if let Some(t) = epoch(&crl.next_update) {
+                gauge("certbind_ca_crl_next_update_seconds", "The held CRL's nextUpdate, Unix seconds.", format!("{{{labels}}} {t}"));
+            }
+        }
+        for fetch in &ca.fetches {
+            let labels = format!("ca=\"{}\",url=\"{}\"", label(&ca.key_id), label(&fetch.url));
+            let ok = matches!(fetch.last_result.as_deref(), Some("updated" | "unchanged"));
+            gauge("certbind_ca_crl_fetch_ok", "1 when the distribution point's last fetch succeeded, else 0.", format!("{{{labels}}} {}", u8::from(ok)));
+            gauge("certbind_ca_crl_fetch_failures", "Failed fetches in a row.", format!("{{{labels}}} {}", fetch.failures));
+            if let Some(t) = epoch(&fetch.last_attempt_at) {
+                gauge("certbind_ca_crl_last_fetch_seconds", "When the distribution point was last fetched, Unix seconds.", format!("{{{labels}}} {t}"));
+            }
+        }
+    }
+    for (name, (help, lines)) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for line in lines {
+            let _ = writeln!(out, "{name}{line}");
+        }
+    }
 }

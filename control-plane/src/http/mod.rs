@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod blocklist;
+pub mod cas;
 pub mod constraints;
+pub mod crls;
 pub mod health;
 pub mod issuers;
 pub mod mapping_rules;

@@ -47,6 +47,8 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .map(|name| {
             let description = if name == "fingerprint" {
                 "SHA-256 certificate fingerprint: 64 hex digits, colon-separated hex pairs, or base64url x5t#S256"
+            } else if name == "key_id" {
+                "a CA's key identifier in hex: its SubjectKeyIdentifier, or the SHA-256 of its SubjectPublicKeyInfo"
             } else {
                 "identifier returned when the resource was created"
             };
@@ -114,9 +116,15 @@ fn operation(route: &RouteDoc) -> Value {
     }
     if let Some(_request) = route.request {
         responses.insert("400".into(), problem("The body is not JSON"));
-        responses.insert("409".into(), problem("Already exists"));
+        let conflict = if route.request == Some("Crl") {
+            "A CRL number below the one held (a replay), or a delta CRL whose base is not held"
+        } else {
+            "Already exists"
+        };
+        responses.insert("409".into(), problem(conflict));
         responses.insert("413".into(), problem("The body is larger than the limit"));
-        responses.insert("415".into(), problem("The body is not application/json"));
+        let media = if route.request == Some("Crl") { "application/pkix-crl or application/x-pem-file" } else { "application/json" };
+        responses.insert("415".into(), problem(&format!("The body is not {media}")));
     }
     let mut op = json!({
         "summary": route.summary,
@@ -126,13 +134,13 @@ fn operation(route: &RouteDoc) -> Value {
     });
     if let Value::Object(map) = &mut op {
         if let Some(name) = route.request {
-            map.insert(
-                "requestBody".into(),
-                json!({
-                    "required": true,
-                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } }
-                }),
-            );
+            let schema = json!({ "schema": { "$ref": format!("#/components/schemas/{name}") } });
+            let content = if name == "Crl" {
+                json!({ "application/pkix-crl": schema, "application/x-pem-file": schema })
+            } else {
+                json!({ "application/json": schema })
+            };
+            map.insert("requestBody".into(), json!({ "required": true, "content": content }));
         }
         match route.access {
             Access::Public => {}
@@ -180,7 +188,7 @@ fn schemas() -> Value {
     let dn = json!({ "type": "string", "description": "an RFC 4514 distinguished name, most specific part first; stored in the canonical form the filter renders from certificates" });
     let scope = json!({ "enum": ["org", "platform"], "description": "whose rule: the caller's org (default) or the platform (super-admin tokens only)" });
     let owned = json!({ "enum": ["org", "platform"] });
-    json!({
+    let mut schemas = json!({
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status", "detail"],
@@ -264,7 +272,8 @@ fn schemas() -> Value {
         })),
         "ThumbprintMappingPage": page_of("ThumbprintMapping"),
         "ConstraintRequest": object(&["kind", "value"], json!({
-            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain"] }, "value": s, "scope": scope
+            "kind": { "enum": ["allowed_issuer_dn", "required_policy_oid", "san_email_domain", "require_fresh_crl"] },
+            "value": { "type": "string", "description": "require_fresh_crl: \"true\" (the org's users need their CA's CRL fresh)" }, "scope": scope
         })),
         "Constraint": object(&["id", "scope", "org_id", "kind", "value", "created_at"], json!({
             "id": s, "scope": owned, "org_id": ns, "kind": s, "value": s, "created_at": time
@@ -275,6 +284,67 @@ fn schemas() -> Value {
             "detail": { "type": "object" }, "snapshot_version": { "type": ["integer", "null"] }, "at": time
         })),
         "AuditPage": page_of("AuditEntry"),
+    });
+    if let (Value::Object(all), Value::Object(more)) = (&mut schemas, revocation_schemas()) {
+        all.extend(more);
+    }
+    schemas
+}
+
+/// The CA and CRL schemas (a literal of their own: one macro call of every schema would pass
+/// the recursion limit).
+fn revocation_schemas() -> Value {
+    let s = json!({ "type": "string" });
+    let ns = json!({ "type": ["string", "null"] });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let int = json!({ "type": "integer" });
+    let boolean = json!({ "type": "boolean" });
+    let urls = json!({ "type": "array", "items": s, "description": "http:// CRL distribution points (as the CA's certificates name them); ldap: and https: are refused" });
+    let policy = json!({
+        "require_fresh_crl": { "type": "boolean", "description": "refuse the CA's certificates (revocation_unknown) while no fresh CRL is held; default true" },
+        "grace_period_seconds": { "type": "integer", "description": "seconds past nextUpdate a CRL still counts as fresh, 0 to 2592000; default 86400" },
+        "fail_open": { "type": "boolean", "description": "accept the CA's certificates when a fresh CRL is required and none is held (counted); default false" },
+        "crl_urls": urls
+    });
+    let mut request = policy.clone();
+    if let Value::Object(fields) = &mut request {
+        fields.insert("certificate_pem".into(), json!({ "type": "string", "description": "the CA's certificate (one); the CA is known by its key identifier, never its DN" }));
+    }
+    json!({
+        "CaRequest": object(&["certificate_pem"], request),
+        "CaPolicyRequest": object(&[], policy),
+        "RevocationPolicy": object(&["require_fresh_crl", "grace_period_seconds", "fail_open", "crl_urls"], json!({
+            "require_fresh_crl": boolean, "grace_period_seconds": int, "fail_open": boolean, "crl_urls": urls
+        })),
+        "HeldCrl": object(&["crl_number", "base_number", "scope", "this_update", "status", "age_seconds", "entries", "crl_sha256", "source", "ingested_at"], json!({
+            "crl_number": { "type": "string", "description": "decimal: the last CRL folded in (a delta's after one)" },
+            "base_number": { "type": "string", "description": "decimal: the complete CRL the set was built from" },
+            "scope": { "enum": ["all", "user_certificates"] },
+            "this_update": time, "next_update": ns, "valid_until": { "type": ["string", "null"], "description": "nextUpdate plus the grace period" },
+            "status": { "enum": ["fresh", "stale"] }, "age_seconds": int, "entries": int, "crl_sha256": s,
+            "source": { "enum": ["upload", "fetch"] }, "ingested_at": time
+        })),
+        "CrlFetch": object(&["url", "failures", "next_attempt_at"], json!({
+            "url": s, "last_attempt_at": ns, "last_result": { "type": ["string", "null"], "enum": ["updated", "unchanged", "failed", "refused", null] },
+            "last_error": ns, "last_success_at": ns, "failures": int, "next_attempt_at": time
+        })),
+        "CertificateAuthority": object(&["key_id", "key_source", "subject_dn", "fingerprint", "certificate_pem", "not_before", "not_after", "policy", "created_at", "updated_at", "crl", "fetches"], json!({
+            "key_id": { "type": "string", "description": "lowercase hex of the SubjectKeyIdentifier (or of the SHA-256 of the SubjectPublicKeyInfo)" },
+            "key_source": { "enum": ["subject_key_identifier", "spki_sha256"] },
+            "subject_dn": s, "fingerprint": s, "certificate_pem": s, "not_before": time, "not_after": time,
+            "policy": { "$ref": "#/components/schemas/RevocationPolicy" },
+            "created_at": time, "updated_at": time,
+            "crl": { "oneOf": [{ "$ref": "#/components/schemas/HeldCrl" }, { "type": "null" }] },
+            "fetches": { "type": "array", "items": { "$ref": "#/components/schemas/CrlFetch" } }
+        })),
+        "CertificateAuthorityPage": page_of("CertificateAuthority"),
+        "Crl": { "type": "string", "format": "binary", "description": "a CRL: DER, or PEM (-----BEGIN X509 CRL-----)" },
+        "CrlIngested": object(&["ca", "crl_number", "delta", "changed", "added", "removed", "crl"], json!({
+            "ca": s, "crl_number": s, "delta": boolean,
+            "changed": { "type": "boolean", "description": "false: this CRL was held already, nothing changed" },
+            "added": int, "removed": int,
+            "crl": { "oneOf": [{ "$ref": "#/components/schemas/HeldCrl" }, { "type": "null" }] }
+        })),
     })
 }
 

@@ -7,7 +7,7 @@
 //!   database read.
 
 use certbind_shared::encoding::{hex_lower, ulid_bits};
-use certbind_shared::identity::{is_reserved_principal, CardBinding, Owner, SanKind};
+use certbind_shared::identity::{is_reserved_principal, CaKey, CardBinding, CertificateAuthority, Owner, SanKind, CA_KEY_LEN};
 use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, EncodeError, EncodeProblem, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use super::change::Change;
+pub use super::change::{CaRecord, Change};
 
 /// Who owns a rule, as the builder keys it: an org id, or `None` for the platform.
 pub type RuleOwner = Option<String>;
@@ -54,6 +54,51 @@ pub struct SnapshotContent {
     pub san_rules: Vec<SanRuleEntry>,
     pub constraints: Vec<ConstraintEntry>,
     pub issuers: Vec<IssuerEntry>,
+    pub cas: Vec<CaEntry>,
+    /// CRL revocation keys ([`CaKey::revocation_key`]), any order.
+    pub crl_revoked: Vec<[u8; CA_KEY_LEN]>,
+}
+
+/// A registered CA as the snapshot keys it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaEntry {
+    pub key: CaKey,
+    pub value: CaValue,
+}
+
+/// What the snapshot says of a CA besides its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaValue {
+    pub subject_dn: String,
+    pub require_fresh_crl: bool,
+    pub fail_open: bool,
+    pub crl_valid_until: Option<i64>,
+}
+
+impl CaValue {
+    fn of(record: &CaRecord) -> Self {
+        CaValue {
+            subject_dn: record.subject_dn.clone(),
+            require_fresh_crl: record.require_fresh_crl,
+            fail_open: record.fail_open,
+            crl_valid_until: record.crl_valid_until,
+        }
+    }
+
+    fn authority(&self, key: CaKey) -> CertificateAuthority<'_> {
+        CertificateAuthority {
+            key,
+            subject_dn: &self.subject_dn,
+            require_fresh_crl: self.require_fresh_crl,
+            fail_open: self.fail_open,
+            crl_valid_until: self.crl_valid_until,
+        }
+    }
+}
+
+/// The snapshot key of a CRL revocation of `ca`'s serial `serial_hex`.
+pub fn crl_revocation_key(ca: &certbind_shared::certificate::KeyIdentifier, serial_hex: &str) -> [u8; CA_KEY_LEN] {
+    CaKey::of(ca).revocation_key(serial_hex)
 }
 
 /// A `smart_card_links` row as the filter needs it; disabled rows are kept (the filter
@@ -218,6 +263,7 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
             scratch.push_issuer(issuer, owner(&rule_owner(o)), audiences, jwks_json)?
         }
         Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, owner(&rule_owner(o)))?,
+        Change::UpsertCa(ca) => scratch.push_certificate_authority(&CaValue::of(ca).authority(CaKey::of(&ca.key)))?,
         _ => {}
     }
     Ok(())
@@ -280,6 +326,14 @@ fn check_fields(change: &Change) -> Result<(), BuildError> {
         | Change::UnrevokeSerial { owner, .. }
         | Change::UnmapPrincipal { owner, .. } => check_owner(&rule_owner(owner)),
         Change::RemoveBinding { .. } => Ok(()),
+        Change::UpsertCa(ca) => check_string("subject_dn", &ca.subject_dn),
+        Change::CrlRevoke { serials, .. } | Change::CrlUnrevoke { serials, .. } => {
+            for serial in serials {
+                check_string("serial", serial)?;
+            }
+            Ok(())
+        }
+        Change::RemoveCa { .. } => Ok(()),
     }
 }
 
@@ -301,6 +355,13 @@ pub struct Pending {
     san_rules: BTreeMap<(SanKind, String, String, RuleOwner), Option<()>>,
     constraints: BTreeMap<(RuleOwner, ConstraintKind, String), Option<()>>,
     issuers: BTreeMap<(String, RuleOwner), Option<Registration>>,
+    cas: BTreeMap<CaKey, Option<CaValue>>,
+    crl_revoked: BTreeMap<[u8; CA_KEY_LEN], Option<()>>,
+}
+
+enum ChangeKind {
+    Adds,
+    Removes,
 }
 
 /// An issuer registration's audiences and JWKS document.
@@ -315,6 +376,8 @@ impl Pending {
             && self.san_rules.is_empty()
             && self.constraints.is_empty()
             && self.issuers.is_empty()
+            && self.cas.is_empty()
+            && self.crl_revoked.is_empty()
     }
 
     /// Number of keys touched.
@@ -326,12 +389,15 @@ impl Pending {
             + self.san_rules.len()
             + self.constraints.len()
             + self.issuers.len()
+            + self.cas.len()
+            + self.crl_revoked.len()
     }
 
     /// Records `change` after [`validate_change`]; a refused change leaves `self` untouched.
     /// Removals are not checked: one of something that could not be encoded takes out
     /// nothing, harmlessly.
     pub fn apply(&mut self, change: Change) -> Result<(), BuildError> {
+        let change_kind = if change.adds() { ChangeKind::Adds } else { ChangeKind::Removes };
         if change.adds() {
             validate_change(&change)?;
         }
@@ -378,6 +444,19 @@ impl Pending {
             Change::RemoveIssuer { issuer, owner } => {
                 self.issuers.insert((issuer, owner.into()), None);
             }
+            Change::UpsertCa(ca) => {
+                self.cas.insert(CaKey::of(&ca.key), Some(CaValue::of(&ca)));
+            }
+            Change::RemoveCa { key } => {
+                self.cas.insert(CaKey::of(&key), None);
+            }
+            Change::CrlRevoke { ca, serials } | Change::CrlUnrevoke { ca, serials } => {
+                let revoked = matches!(change_kind, ChangeKind::Adds);
+                let key = CaKey::of(&ca);
+                for serial in &serials {
+                    self.crl_revoked.insert(key.revocation_key(serial), revoked.then_some(()));
+                }
+            }
         }
         Ok(())
     }
@@ -397,6 +476,8 @@ impl Pending {
         keep_newer(&mut self.san_rules, older.san_rules);
         keep_newer(&mut self.constraints, older.constraints);
         keep_newer(&mut self.issuers, older.issuers);
+        keep_newer(&mut self.cas, older.cas);
+        keep_newer(&mut self.crl_revoked, older.crl_revoked);
     }
 
     /// Every change on its own (removals first: they can only shrink a snapshot), so that
@@ -423,6 +504,8 @@ impl Pending {
         split(self.san_rules, &mut entries, &mut added, |p| &mut p.san_rules);
         split(self.constraints, &mut entries, &mut added, |p| &mut p.constraints);
         split(self.issuers, &mut entries, &mut added, |p| &mut p.issuers);
+        split(self.cas, &mut entries, &mut added, |p| &mut p.cas);
+        split(self.crl_revoked, &mut entries, &mut added, |p| &mut p.crl_revoked);
         entries.append(&mut added);
         entries
     }
@@ -436,6 +519,8 @@ impl Pending {
         self.san_rules.extend(other.san_rules);
         self.constraints.extend(other.constraints);
         self.issuers.extend(other.issuers);
+        self.cas.extend(other.cas);
+        self.crl_revoked.extend(other.crl_revoked);
     }
 
     /// Binding and principal keys touched: what leaves garbage in a continued string table.
@@ -466,7 +551,9 @@ impl Pending {
         let constraints: usize = self.constraints.keys().map(|(o, _, v)| 8 + org(o) + strings(v)).sum();
         let rules: usize = self.san_rules.keys().map(|(_, d, i, o)| 12 + strings(d) + strings(i) + org(o)).sum();
         let owned: usize = self.blocklist.keys().chain(self.revoked.keys()).map(|(_, o)| BLOCKED_RECORD + org(o)).sum();
-        bindings + principals + issuers + constraints + rules + owned
+        let cas: usize = self.cas.values().map(|v| 32 + v.as_ref().map_or(0, |v| strings(&v.subject_dn))).sum();
+        let crl_revoked = self.crl_revoked.len() * CA_KEY_LEN;
+        bindings + principals + issuers + constraints + rules + owned + cas + crl_revoked
     }
 }
 
@@ -596,6 +683,36 @@ fn patch_fixed<'a, V>(
     copy_run(encoder, base.get(copied * record_len..).unwrap_or(&[]))
 }
 
+/// The CRL revocation records of `base` with `pending` applied: runs between changed keys
+/// are copied whole (a DoD-sized section is millions of records; a CRL update touches
+/// thousands), changed keys found by binary search.
+fn patch_crl_revoked(
+    encoder: &mut SnapshotEncoder,
+    base: &[u8],
+    pending: &BTreeMap<[u8; CA_KEY_LEN], Option<()>>,
+) -> Result<(), EncodeError> {
+    let count = base.len() / CA_KEY_LEN;
+    let key_at = |i: usize| base.get(i * CA_KEY_LEN..(i + 1) * CA_KEY_LEN);
+    let mut copied = 0;
+    for (key, value) in pending {
+        let (mut low, mut high) = (copied, count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if key_at(mid).is_some_and(|k| k < &key[..]) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        encoder.push_crl_revoked_records(base.get(copied * CA_KEY_LEN..low * CA_KEY_LEN).unwrap_or(&[]))?;
+        copied = if key_at(low) == Some(&key[..]) { low + 1 } else { low };
+        if value.is_some() {
+            encoder.push_crl_revoked_key(key)?;
+        }
+    }
+    encoder.push_crl_revoked_records(base.get(copied * CA_KEY_LEN..).unwrap_or(&[]))
+}
+
 /// The previous snapshot with `pending` applied, stamped with `header`.
 pub fn encode_patched(
     base: &SnapshotView,
@@ -640,6 +757,14 @@ pub fn encode_patched(
         &pending.principals,
         |key, o, name| encoder.push_principal(&Fingerprint(*key), o, name),
     )?;
+    let crl_revoked = base.section_bytes(Section::CrlRevoked);
+    if mode == PatchMode::KeepStrings {
+        patch_crl_revoked(&mut encoder, crl_revoked, &pending.crl_revoked)?;
+    } else {
+        // A fresh encoder copies no records: every key is pushed again.
+        let base_keys = crl_revoked.chunks_exact(CA_KEY_LEN).filter_map(|k| <[u8; CA_KEY_LEN]>::try_from(k).ok()).map(|k| (k, ()));
+        merge(base_keys, pending.crl_revoked.iter().map(|(k, v)| (*k, v.as_ref())), |key, _| encoder.push_crl_revoked_key(&key))?;
+    }
     let rules = merge_small(
         base.san_rules().map(|(k, d, i, o)| ((k, d.to_owned(), i.to_owned(), owned(o)), ())),
         &pending.san_rules,
@@ -659,6 +784,21 @@ pub fn encode_patched(
     for ((issuer, o), (audiences, jwks)) in &issuers {
         encoder.push_issuer(issuer, owner(o), audiences, jwks)?;
     }
+    let cas = merge_small(
+        base.certificate_authorities().map(|ca| {
+            let value = CaValue {
+                subject_dn: ca.subject_dn.to_owned(),
+                require_fresh_crl: ca.require_fresh_crl,
+                fail_open: ca.fail_open,
+                crl_valid_until: ca.crl_valid_until,
+            };
+            (ca.key, value)
+        }),
+        &pending.cas,
+    );
+    for (key, value) in &cas {
+        encoder.push_certificate_authority(&value.authority(*key))?;
+    }
     Ok(encoder.finish(header)?)
 }
 
@@ -669,14 +809,17 @@ fn capacity_for(bindings: usize, binding_strings: usize, content: &SnapshotConte
     let strings = binding_strings + content.principals.iter().map(|p| p.principal.len() + 1 + org(&p.owner)).sum::<usize>();
     let records = bindings * BINDING_RECORD
         + (content.blocklist.len() + content.revoked.len()) * BLOCKED_RECORD
-        + content.principals.len() * PRINCIPAL_RECORD;
+        + content.principals.len() * PRINCIPAL_RECORD
+        + content.crl_revoked.len() * CA_KEY_LEN
+        + content.cas.len() * 64;
     let jwks: usize = content
         .issuers
         .iter()
         .map(|i| i.jwks_json.len() + i.issuer.len() + 26 + i.audiences.iter().map(|a| a.len() + 3).sum::<usize>())
         .sum();
     let other: usize = content.constraints.iter().map(|c| c.value.len() + 9 + org(&c.owner)).sum::<usize>()
-        + content.san_rules.iter().map(|r| r.domain.len() + r.issuer_dn.len() + 14 + org(&r.owner)).sum::<usize>();
+        + content.san_rules.iter().map(|r| r.domain.len() + r.issuer_dn.len() + 14 + org(&r.owner)).sum::<usize>()
+        + content.cas.iter().map(|c| c.value.subject_dn.len() + 1).sum::<usize>();
     (records + strings + jwks + other + 4096, strings + other + 4096)
 }
 
@@ -771,6 +914,12 @@ fn encode_other_sections(
         encoder.push_principal(&p.fingerprint, owner(&p.owner), &p.principal)?;
     }
 
+    content.crl_revoked.sort_unstable();
+    content.crl_revoked.dedup();
+    for key in &content.crl_revoked {
+        encoder.push_crl_revoked_key(key)?;
+    }
+
     let mut rules: Vec<(SanKind, String, &str, &RuleOwner)> = content
         .san_rules
         .iter()
@@ -808,6 +957,13 @@ fn encode_other_sections(
         check_owner(&issuer.owner)?;
         check_jwks(&issuer.issuer, &issuer.jwks_json)?;
         encoder.push_issuer(&issuer.issuer, owner(&issuer.owner), &issuer.audiences, &issuer.jwks_json)?;
+    }
+
+    content.cas.sort_unstable_by_key(|ca| ca.key);
+    content.cas.dedup_by_key(|ca| ca.key);
+    for ca in &content.cas {
+        check_string("subject_dn", &ca.value.subject_dn)?;
+        encoder.push_certificate_authority(&ca.value.authority(ca.key))?;
     }
     Ok(encoder.finish(header)?)
 }

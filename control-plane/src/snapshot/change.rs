@@ -4,6 +4,7 @@
 //! the next snapshot.
 
 use crate::db::Owner;
+use certbind_shared::certificate::KeyIdentifier;
 use certbind_shared::identity::SanKind;
 use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;
@@ -32,6 +33,28 @@ pub enum Change {
     /// audiences its tokens must carry.
     UpsertIssuer { owner: Owner, issuer: String, audiences: Vec<String>, jwks_json: Vec<u8> },
     RemoveIssuer { owner: Owner, issuer: String },
+    /// A CA registered, its policy changed, or its CRL's deadline moved. Platform data: a CA
+    /// is shared infrastructure.
+    UpsertCa(CaRecord),
+    /// A CA removed (its CRL's revocations go with [`Change::CrlUnrevoke`]).
+    RemoveCa { key: KeyIdentifier },
+    /// Serials the CA's verified CRL lists, as [`certbind_shared::crl::Serial::to_hex`]
+    /// spells them.
+    CrlRevoke { ca: KeyIdentifier, serials: Vec<String> },
+    /// Serials the CA's CRL no longer lists (a newer CRL, a released hold, the CA removed).
+    CrlUnrevoke { ca: KeyIdentifier, serials: Vec<String> },
+}
+
+/// A registered CA as the snapshot carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaRecord {
+    pub key: KeyIdentifier,
+    pub subject_dn: String,
+    pub require_fresh_crl: bool,
+    pub fail_open: bool,
+    /// The held CRL's nextUpdate plus the CA's grace period, Unix seconds; `None`: no
+    /// verified CRL held.
+    pub crl_valid_until: Option<i64>,
 }
 
 /// A storage function's result for a change the filter sees: what it returns to the caller,
@@ -42,6 +65,13 @@ pub struct Committed<T> {
     pub version: i64,
     pub changes: Vec<Change>,
 }
+
+/// Most serials one CRL change writes into the snapshot log. A CRL's daily difference is
+/// hundreds to thousands of serials; a first CRL of a million would write 34 MB of log row,
+/// kept for as long as the log keeps versions. Past this the row names the CA only, and a
+/// service that reads it (not the one the change was handed to) rebuilds from the tables,
+/// where the serials are.
+pub const LOGGED_SERIALS_MAX: usize = 10_000;
 
 /// A change as the snapshot log stores it (JSON): `op`, then the fields that op has. Owners
 /// are an org id, or absent for the platform.
@@ -77,6 +107,19 @@ struct Wire {
     audiences: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jwks: Option<String>,
+    /// A CA's key identifier, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    require_fresh_crl: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fail_open: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crl_valid_until: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    serials: Option<Vec<String>>,
 }
 
 fn owner_wire(owner: &Owner) -> Option<String> {
@@ -95,7 +138,17 @@ impl Change {
                 | Change::AllowSanDomain { .. }
                 | Change::AddConstraint { .. }
                 | Change::UpsertIssuer { .. }
+                | Change::UpsertCa(_)
+                | Change::CrlRevoke { .. }
         )
+    }
+
+    /// Serials a CRL change carries (none for other changes).
+    fn serial_count(&self) -> usize {
+        match self {
+            Change::CrlRevoke { serials, .. } | Change::CrlUnrevoke { serials, .. } => serials.len(),
+            _ => 0,
+        }
     }
 
     fn to_wire(&self) -> Wire {
@@ -172,12 +225,34 @@ impl Change {
                 issuer: text(issuer),
                 ..Wire::default()
             },
+            Change::UpsertCa(ca) => Wire {
+                op: op("upsert_ca"),
+                ca: Some(ca.key.to_hex()),
+                subject_dn: text(&ca.subject_dn),
+                require_fresh_crl: Some(ca.require_fresh_crl),
+                fail_open: Some(ca.fail_open),
+                crl_valid_until: ca.crl_valid_until,
+                ..Wire::default()
+            },
+            Change::RemoveCa { key } => Wire { op: op("remove_ca"), ca: Some(key.to_hex()), ..Wire::default() },
+            Change::CrlRevoke { ca, .. } | Change::CrlUnrevoke { ca, .. } if self.serial_count() > LOGGED_SERIALS_MAX => Wire {
+                op: op("crl_serials_in_tables"),
+                ca: Some(ca.to_hex()),
+                ..Wire::default()
+            },
+            Change::CrlRevoke { ca, serials } | Change::CrlUnrevoke { ca, serials } => Wire {
+                op: op(if matches!(self, Change::CrlRevoke { .. }) { "crl_revoke" } else { "crl_unrevoke" }),
+                ca: Some(ca.to_hex()),
+                serials: Some(serials.clone()),
+                ..Wire::default()
+            },
         }
     }
 
     fn from_wire(wire: Wire) -> Option<Change> {
         let owner = Owner::from_column(wire.owner);
         let fingerprint = || wire.fingerprint.as_deref().and_then(|f| Fingerprint::from_canonical_hex(f).ok());
+        let ca_key = || wire.ca.as_deref().and_then(crate::db::cas::parse_key_id);
         let san = |k: Option<&str>| match k {
             Some("email") => Some(SanKind::Email),
             Some("upn") => Some(SanKind::Upn),
@@ -226,6 +301,18 @@ impl Change {
                 jwks_json: wire.jwks?.into_bytes(),
             },
             "remove_issuer" => Change::RemoveIssuer { owner, issuer: wire.issuer? },
+            "upsert_ca" => Change::UpsertCa(CaRecord {
+                key: ca_key()?,
+                subject_dn: wire.subject_dn?,
+                require_fresh_crl: wire.require_fresh_crl?,
+                fail_open: wire.fail_open?,
+                crl_valid_until: wire.crl_valid_until,
+            }),
+            "remove_ca" => Change::RemoveCa { key: ca_key()? },
+            "crl_revoke" => Change::CrlRevoke { ca: ca_key()?, serials: wire.serials? },
+            "crl_unrevoke" => Change::CrlUnrevoke { ca: ca_key()?, serials: wire.serials? },
+            // Too many serials for the log: unreadable here, so the reader rebuilds.
+            "crl_serials_in_tables" => return None,
             _ => return None,
         })
     }
@@ -275,8 +362,32 @@ mod tests {
                 jwks_json: br#"{"keys":[]}"#.to_vec(),
             },
             Change::RemoveIssuer { owner: org, issuer: "https://idp".into() },
+            Change::UpsertCa(CaRecord {
+                key: KeyIdentifier::new(&[0xab, 0x01]).unwrap(),
+                subject_dn: "CN=ICAM Test Card Signing CA".into(),
+                require_fresh_crl: true,
+                fail_open: false,
+                crl_valid_until: Some(1_767_225_600),
+            }),
+            Change::UpsertCa(CaRecord {
+                key: KeyIdentifier::new(&[0xab, 0x02]).unwrap(),
+                subject_dn: "CN=ICAM Test Card Signing CA".into(),
+                require_fresh_crl: false,
+                fail_open: true,
+                crl_valid_until: None,
+            }),
+            Change::RemoveCa { key: KeyIdentifier::new(&[0xab, 0x02]).unwrap() },
+            Change::CrlRevoke { ca: KeyIdentifier::new(&[0xab, 0x01]).unwrap(), serials: vec!["1001".into(), "-5".into()] },
+            Change::CrlUnrevoke { ca: KeyIdentifier::new(&[0xab, 0x01]).unwrap(), serials: vec![] },
         ];
         assert_eq!(decode_changes(&encode_changes(&changes)), Some(changes));
+        let large = vec![Change::CrlRevoke {
+            ca: KeyIdentifier::new(&[0xab, 0x01]).unwrap(),
+            serials: (0..=LOGGED_SERIALS_MAX).map(|i| format!("{i:x}")).collect(),
+        }];
+        let logged = encode_changes(&large);
+        assert!(logged.len() < 100, "{logged}");
+        assert_eq!(decode_changes(&logged), None, "read as a rebuild from the tables");
         assert_eq!(decode_changes("[]"), Some(Vec::new()));
         assert_eq!(decode_changes(r#"[{"op":"block"}]"#), None);
         assert_eq!(decode_changes(r#"[{"op":"teleport"}]"#), None);

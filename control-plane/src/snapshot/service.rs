@@ -101,7 +101,23 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
                     content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json });
                 }
             }
+            Change::UpsertCa(ca) => content.cas.push(super::builder::CaEntry {
+                key: certbind_shared::identity::CaKey::of(&ca.key),
+                value: super::builder::CaValue {
+                    subject_dn: ca.subject_dn,
+                    require_fresh_crl: ca.require_fresh_crl,
+                    fail_open: ca.fail_open,
+                    crl_valid_until: ca.crl_valid_until,
+                },
+            }),
             _ => {}
+        }
+    }
+    for (ca, serials) in &rows.crl_serials {
+        let key = certbind_shared::identity::CaKey::of(ca);
+        content.crl_revoked.reserve(serials.len());
+        for serial in serials.iter() {
+            content.crl_revoked.push(key.revocation_key(&certbind_shared::crl::Serial::from_der_content(serial).to_hex()));
         }
     }
     (content, quarantined)

@@ -5,7 +5,7 @@ use super::builder::*;
 use super::deltas::DeltaLimits;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
-use certbind_shared::identity::{IdentityData, Owner, SanKind};
+use certbind_shared::identity::{CaKey, IdentityData, Owner, SanKind};
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView,
 };
@@ -51,6 +51,8 @@ struct Oracle {
     san_rules: BTreeSet<(SanKind, String, String, RuleOwner)>,
     constraints: BTreeSet<(RuleOwner, ConstraintKind, String)>,
     issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)>,
+    cas: BTreeMap<CaKey, CaValue>,
+    crl_revoked: BTreeSet<[u8; 16]>,
 }
 
 fn owned(owner: Owner<'_>) -> RuleOwner {
@@ -102,6 +104,26 @@ impl Oracle {
             Change::RemoveIssuer { issuer, owner } => {
                 self.issuers.remove(&(issuer, RuleOwner::from(owner)));
             }
+            Change::UpsertCa(ca) => {
+                let value = CaValue {
+                    subject_dn: ca.subject_dn.clone(),
+                    require_fresh_crl: ca.require_fresh_crl,
+                    fail_open: ca.fail_open,
+                    crl_valid_until: ca.crl_valid_until,
+                };
+                self.cas.insert(CaKey::of(&ca.key), value);
+            }
+            Change::RemoveCa { key } => {
+                self.cas.remove(&CaKey::of(&key));
+            }
+            Change::CrlRevoke { ca, serials } => {
+                self.crl_revoked.extend(serials.iter().map(|s| crl_revocation_key(&ca, s)));
+            }
+            Change::CrlUnrevoke { ca, serials } => {
+                for serial in &serials {
+                    self.crl_revoked.remove(&crl_revocation_key(&ca, serial));
+                }
+            }
         }
     }
 
@@ -148,6 +170,8 @@ impl Oracle {
                     jwks_json: j.clone(),
                 })
                 .collect(),
+            cas: self.cas.iter().map(|(key, value)| CaEntry { key: *key, value: value.clone() }).collect(),
+            crl_revoked: self.crl_revoked.iter().copied().collect(),
         }
     }
 
@@ -175,6 +199,21 @@ impl Oracle {
             .map(|i| ((i.issuer.to_owned(), owned(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec())))
             .collect();
         assert_eq!(issuers, self.issuers);
+        let cas: BTreeMap<CaKey, CaValue> = view
+            .certificate_authorities()
+            .map(|ca| {
+                let value = CaValue {
+                    subject_dn: ca.subject_dn.to_owned(),
+                    require_fresh_crl: ca.require_fresh_crl,
+                    fail_open: ca.fail_open,
+                    crl_valid_until: ca.crl_valid_until,
+                };
+                (ca.key, value)
+            })
+            .collect();
+        assert_eq!(cas, self.cas);
+        let crl_revoked: Vec<[u8; 16]> = view.crl_revoked().collect();
+        assert_eq!(crl_revoked, self.crl_revoked.iter().copied().collect::<Vec<_>>(), "ascending, as the oracle");
     }
 }
 
@@ -201,7 +240,9 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
     let pick = if rng.next() & 1 == 0 { existing } else { fresh };
     let owner = random_owner(rng);
     let n = rng.next();
-    match n % 14 {
+    // Two CAs of one DN, told apart by their keys.
+    let ca_key = certbind_shared::certificate::KeyIdentifier::new(&[0xca, (n % 2) as u8]).unwrap();
+    match n % 18 {
         0 | 1 => Change::UpsertBinding {
             fingerprint: pick,
             // ULIDs (stored as bits) and free-form ids (stored as strings) side by side.
@@ -229,6 +270,16 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
             owner,
         },
         12 => Change::AddConstraint { owner, kind: ConstraintKind::RequiredPolicyOid, value: format!("1.2.{}", n % 3) },
+        14 => Change::UpsertCa(CaRecord {
+            key: ca_key,
+            subject_dn: "CN=ICAM Test Card Signing CA".into(),
+            require_fresh_crl: n % 3 != 0,
+            fail_open: n % 5 == 0,
+            crl_valid_until: (n % 4 != 0).then_some(1_800_000_000 + (n % 100) as i64),
+        }),
+        15 => Change::RemoveCa { key: ca_key },
+        16 => Change::CrlRevoke { ca: ca_key, serials: (0..1 + n % 40).map(|i| format!("{:x}", 0x1000 + (n + i * 7) % 90)).collect() },
+        17 => Change::CrlUnrevoke { ca: ca_key, serials: (0..1 + n % 20).map(|i| format!("{:x}", 0x1000 + (n + i * 3) % 90)).collect() },
         _ => {
             if n & 1 == 0 {
                 Change::UpsertIssuer {
@@ -256,6 +307,10 @@ fn starting_oracle(bindings: u64) -> Oracle {
     oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), None));
     oracle.constraints.insert((Some("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
     oracle.issuers.insert(("https://idp0.example".into(), None), (Vec::new(), jwks(1)));
+    let ca = certbind_shared::certificate::KeyIdentifier::new(&[0xca, 0]).unwrap();
+    let value = CaValue { subject_dn: "CN=ICAM Test Card Signing CA".into(), require_fresh_crl: true, fail_open: false, crl_valid_until: Some(1_800_000_000) };
+    oracle.cas.insert(CaKey::of(&ca), value);
+    oracle.crl_revoked.extend((0..500u32).map(|i| crl_revocation_key(&ca, &format!("{:x}", 0x9000 + i))));
     oracle
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod synthetic_ca;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -318,6 +319,9 @@ pub async fn dump_tables(db: &Db) -> Vec<String> {
         "audit_log",
         "snapshot_state",
         "snapshot_log",
+        "certificate_authorities",
+        "certificate_authority_crls",
+        "crl_fetches",
     ];
     let mut out = Vec::new();
     for table in tables {

@@ -1,0 +1,783 @@
+//! Issuing certificate authorities and the CRL each one holds. A CA is shared
+//! infrastructure: registered and given its revocation policy by a super-admin (the platform),
+//! known by its key identifier, never by its DN. Its CRL is a fact about it, whoever uploaded
+//! it (`crate::revocation` verifies and folds CRLs; this module stores the result).
+
+use super::error::{or_race, Race};
+use super::{commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, Tx, Visibility};
+use crate::snapshot::change::{CaRecord, Change, Committed};
+use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A registered CA as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateAuthority {
+    /// Lowercase hex of its key identifier: the CA's id.
+    pub key_id: String,
+    /// `subject_key_identifier`, or `spki_sha256` when its certificate has none.
+    pub key_source: String,
+    pub subject_dn: String,
+    /// SHA-256 of its certificate's DER, 64 lowercase hex digits.
+    pub fingerprint: String,
+    pub certificate_pem: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub policy: RevocationPolicy,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The CRL held, if any.
+    pub crl: Option<HeldCrlInfo>,
+    /// One per distribution point the poller fetches.
+    pub fetches: Vec<CrlFetch>,
+}
+
+/// What the platform decides about a CA's certificates' revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevocationPolicy {
+    /// Refuse the CA's certificates (`revocation_unknown`) while no fresh CRL is held.
+    pub require_fresh_crl: bool,
+    /// Seconds after the CRL's nextUpdate it still counts as fresh.
+    pub grace_period_seconds: i64,
+    /// Accept the CA's certificates when no fresh CRL is held even though one is required
+    /// (counted by the filter).
+    pub fail_open: bool,
+    /// HTTP(S) distribution points the poller fetches the CA's CRL from.
+    pub crl_urls: Vec<String>,
+}
+
+impl Default for RevocationPolicy {
+    /// Fail closed; a day past nextUpdate rides out one missed publication.
+    fn default() -> Self {
+        RevocationPolicy { require_fresh_crl: true, grace_period_seconds: 86_400, fail_open: false, crl_urls: Vec::new() }
+    }
+}
+
+/// The held CRL's facts, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldCrlInfo {
+    /// The number of the last CRL folded in (a delta's, after one).
+    pub crl_number: String,
+    /// The complete CRL's number the set was built from.
+    pub base_number: String,
+    pub scope: String,
+    pub this_update: String,
+    pub next_update: Option<String>,
+    /// nextUpdate plus the grace period: until when the CRL counts as fresh.
+    pub valid_until: Option<String>,
+    /// `fresh`, or `stale` past `valid_until` (or with no nextUpdate).
+    pub status: &'static str,
+    /// Seconds since thisUpdate.
+    pub age_seconds: i64,
+    pub entries: i64,
+    pub crl_sha256: String,
+    pub source: String,
+    pub ingested_at: String,
+}
+
+/// One distribution point's fetch state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrlFetch {
+    pub url: String,
+    pub last_attempt_at: Option<String>,
+    /// `updated`, `unchanged`, `failed` or `refused`.
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    pub last_success_at: Option<String>,
+    /// Failures in a row.
+    pub failures: i64,
+    pub next_attempt_at: String,
+}
+
+/// A CA to register: its certificate's facts, read by the caller.
+#[derive(Debug, Clone)]
+pub struct NewCa {
+    pub certificate: CaCertificate,
+    pub certificate_pem: String,
+    pub policy: RevocationPolicy,
+}
+
+/// A change of policy; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyUpdate {
+    pub require_fresh_crl: Option<bool>,
+    pub grace_period_seconds: Option<i64>,
+    pub fail_open: Option<bool>,
+    pub crl_urls: Option<Vec<String>>,
+}
+
+const COLUMNS: &str = "key_id, key_source, subject_dn, fingerprint, certificate_pem, not_before, not_after, \
+    require_fresh_crl, grace_period_seconds, fail_open, crl_urls, created_at, updated_at";
+
+fn decode_error(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+fn from_row(row: &AnyRow) -> sqlx::Result<CertificateAuthority> {
+    let urls: String = row.try_get("crl_urls")?;
+    Ok(CertificateAuthority {
+        key_id: row.try_get("key_id")?,
+        key_source: row.try_get("key_source")?,
+        subject_dn: row.try_get("subject_dn")?,
+        fingerprint: row.try_get("fingerprint")?,
+        certificate_pem: row.try_get("certificate_pem")?,
+        not_before: crate::time::format_epoch(row.try_get("not_before")?),
+        not_after: crate::time::format_epoch(row.try_get("not_after")?),
+        policy: RevocationPolicy {
+            require_fresh_crl: get_flag(row, "require_fresh_crl")?,
+            grace_period_seconds: row.try_get("grace_period_seconds")?,
+            fail_open: get_flag(row, "fail_open")?,
+            crl_urls: serde_json::from_str(&urls).map_err(decode_error)?,
+        },
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        crl: None,
+        fetches: Vec::new(),
+    })
+}
+
+/// The key identifier a CA's id names: lowercase hex, as [`KeyIdentifier::to_hex`] writes it.
+pub fn parse_key_id(text: &str) -> Option<KeyIdentifier> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 128 || text.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect();
+    KeyIdentifier::new(&bytes?)
+}
+
+fn key_source_name(ca: &CaCertificate) -> &'static str {
+    match ca.key_identifier_source {
+        certbind_shared::certificate::ca::KeyIdentifierSource::SubjectKeyIdentifier => "subject_key_identifier",
+        certbind_shared::certificate::ca::KeyIdentifierSource::SpkiSha256 => "spki_sha256",
+    }
+}
+
+fn policy_detail(policy: &RevocationPolicy) -> serde_json::Value {
+    serde_json::json!({
+        "require_fresh_crl": policy.require_fresh_crl,
+        "grace_period_seconds": policy.grace_period_seconds,
+        "fail_open": policy.fail_open,
+        "crl_urls": policy.crl_urls,
+    })
+}
+
+pub async fn register(db: &Db, actor: &Actor, new: NewCa) -> DbResult<Committed<CertificateAuthority>> {
+    let now = crate::time::now_rfc3339();
+    let key_id = new.certificate.key_identifier.to_hex();
+    let urls = serde_json::Value::from(new.policy.crl_urls.clone()).to_string();
+    let mut tx = db.begin_change().await?;
+    sqlx::query(&format!(
+        "INSERT INTO certificate_authorities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"
+    ))
+    .bind(&key_id)
+    .bind(key_source_name(&new.certificate))
+    .bind(&new.certificate.subject_dn)
+    .bind(new.certificate.fingerprint.to_hex())
+    .bind(&new.certificate_pem)
+    .bind(new.certificate.not_before)
+    .bind(new.certificate.not_after)
+    .bind(i32::from(new.policy.require_fresh_crl))
+    .bind(new.policy.grace_period_seconds)
+    .bind(i32::from(new.policy.fail_open))
+    .bind(&urls)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| or_race(e, Race::Unique, || DbError::conflict(format!("a CA with key identifier {key_id} is already registered"))))?;
+    for url in &new.policy.crl_urls {
+        insert_fetch(&mut tx, &key_id, url).await?;
+    }
+    let ca = get_in(&mut tx, &key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
+    let record = AuditRecord {
+        actor,
+        changed: &Owner::Platform,
+        action: "ca.register",
+        target: key_id.clone(),
+        detail: serde_json::json!({ "subject_dn": ca.subject_dn, "fingerprint": ca.fingerprint, "policy": policy_detail(&ca.policy) }),
+    };
+    let changes = ca_changes(&ca, None);
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: ca, version, changes })
+}
+
+async fn insert_fetch(tx: &mut Tx, key_id: &str, url: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO crl_fetches (key_id, url) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(key_id)
+        .bind(url)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The snapshot's record of `ca`, holding `held` (or no CRL).
+fn ca_record(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Option<CaRecord> {
+    Some(CaRecord {
+        key: parse_key_id(&ca.key_id)?,
+        subject_dn: ca.subject_dn.clone(),
+        require_fresh_crl: ca.policy.require_fresh_crl,
+        fail_open: ca.policy.fail_open,
+        crl_valid_until: held.and_then(|h| valid_until(h.next_update, ca.policy.grace_period_seconds)),
+    })
+}
+
+/// The snapshot change that puts `ca` (with the CRL it holds) into the snapshot.
+fn ca_changes(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Vec<Change> {
+    ca_record(ca, held).map(Change::UpsertCa).into_iter().collect()
+}
+
+/// Serials as the snapshot's revocation keys spell them.
+fn serial_texts<'a>(serials: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    serials.map(|s| certbind_shared::crl::Serial::from_der_content(s).to_hex()).collect()
+}
+
+async fn get_in(tx: &mut Tx, key_id: &str, now: i64) -> DbResult<Option<CertificateAuthority>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM certificate_authorities WHERE key_id = $1"))
+        .bind(key_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(mut ca) = row.as_ref().map(from_row).transpose()? else { return Ok(None) };
+    let crl = sqlx::query(&format!("SELECT {CRL_INFO_COLUMNS} FROM certificate_authority_crls WHERE key_id = $1"))
+        .bind(key_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    ca.crl = crl.as_ref().map(|r| crl_info(r, ca.policy.grace_period_seconds, now)).transpose()?;
+    let fetches = sqlx::query(&format!("SELECT {FETCH_COLUMNS} FROM crl_fetches WHERE key_id = $1 ORDER BY url"))
+        .bind(key_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    ca.fetches = fetches.iter().map(fetch_from_row).collect::<sqlx::Result<_>>()?;
+    Ok(Some(ca))
+}
+
+const CRL_INFO_COLUMNS: &str =
+    "key_id, crl_number, base_number, scope, this_update, next_update, entries, crl_sha256, source, ingested_at";
+const FETCH_COLUMNS: &str =
+    "key_id, url, last_attempt_at, last_result, last_error, last_success_at, failures, next_attempt_at";
+
+/// Until when a CRL of `next_update` counts as fresh under `grace` seconds.
+pub fn valid_until(next_update: Option<i64>, grace: i64) -> Option<i64> {
+    next_update.map(|next| next.saturating_add(grace.max(0)))
+}
+
+fn crl_info(row: &AnyRow, grace: i64, now: i64) -> sqlx::Result<HeldCrlInfo> {
+    let this_update: i64 = row.try_get("this_update")?;
+    let next_update: Option<i64> = row.try_get("next_update")?;
+    let until = valid_until(next_update, grace);
+    Ok(HeldCrlInfo {
+        crl_number: row.try_get("crl_number")?,
+        base_number: row.try_get("base_number")?,
+        scope: row.try_get("scope")?,
+        this_update: crate::time::format_epoch(this_update),
+        next_update: next_update.map(crate::time::format_epoch),
+        valid_until: until.map(crate::time::format_epoch),
+        status: if until.is_some_and(|u| now <= u) { "fresh" } else { "stale" },
+        age_seconds: now.saturating_sub(this_update),
+        entries: row.try_get("entries")?,
+        crl_sha256: row.try_get("crl_sha256")?,
+        source: row.try_get("source")?,
+        ingested_at: row.try_get("ingested_at")?,
+    })
+}
+
+fn fetch_from_row(row: &AnyRow) -> sqlx::Result<CrlFetch> {
+    Ok(CrlFetch {
+        url: row.try_get("url")?,
+        last_attempt_at: row.try_get("last_attempt_at")?,
+        last_result: row.try_get("last_result")?,
+        last_error: row.try_get("last_error")?,
+        last_success_at: row.try_get("last_success_at")?,
+        failures: row.try_get("failures")?,
+        next_attempt_at: crate::time::format_epoch(row.try_get("next_attempt_at")?),
+    })
+}
+
+pub async fn get(db: &Db, key_id: &str) -> DbResult<Option<CertificateAuthority>> {
+    let mut tx = db.reader().begin().await?;
+    let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?;
+    tx.rollback().await?;
+    Ok(ca)
+}
+
+/// Every CA, by key id, with its CRL and fetch state.
+pub async fn list(db: &Db, cursor: Option<&str>, limit: i64) -> DbResult<Page<CertificateAuthority>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM certificate_authorities WHERE key_id > $1 ORDER BY key_id LIMIT $2"
+    ))
+    .bind(cursor.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(db.reader())
+    .await?;
+    let listed = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    let mut cas = Vec::with_capacity(listed.len());
+    for ca in listed {
+        // A few dozen CAs at most: one more read each for the CRL and fetch state.
+        cas.push(get(db, &ca.key_id).await?.unwrap_or(ca));
+    }
+    Ok(Page::from_rows(cas, limit, |c| c.key_id.clone()))
+}
+
+/// The CA's certificate facts, to verify its CRLs with.
+pub async fn certificate(db: &Db, key_id: &str) -> DbResult<Option<(CaCertificate, RevocationPolicy)>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM certificate_authorities WHERE key_id = $1"))
+        .bind(key_id)
+        .fetch_optional(db.reader())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let ca = from_row(&row)?;
+    let certificate = CaCertificate::from_pem(ca.certificate_pem.as_bytes())
+        .map_err(|e| DbError::Database(decode_error(std::io::Error::other(format!("stored CA certificate: {e}")))))?;
+    Ok(Some((certificate, ca.policy)))
+}
+
+/// Key ids of the CAs whose subject DN is `dn`: a CRL without an AuthorityKeyIdentifier is
+/// tried against each (its signature tells them apart).
+pub async fn with_subject_dn(db: &Db, dn: &str) -> DbResult<Vec<String>> {
+    let rows = sqlx::query("SELECT key_id FROM certificate_authorities WHERE subject_dn = $1 ORDER BY key_id")
+        .bind(dn)
+        .fetch_all(db.reader())
+        .await?;
+    Ok(rows.iter().map(|r| r.try_get("key_id")).collect::<sqlx::Result<_>>()?)
+}
+
+pub async fn update_policy(db: &Db, actor: &Actor, key_id: &str, update: PolicyUpdate) -> DbResult<Committed<CertificateAuthority>> {
+    let now = crate::time::now_rfc3339();
+    let mut tx = db.begin_change().await?;
+    let Some(before) = get_in(&mut tx, key_id, crate::time::now_epoch()).await? else {
+        return Err(DbError::not_found(format!("no CA with key identifier {key_id}")));
+    };
+    let policy = RevocationPolicy {
+        require_fresh_crl: update.require_fresh_crl.unwrap_or(before.policy.require_fresh_crl),
+        grace_period_seconds: update.grace_period_seconds.unwrap_or(before.policy.grace_period_seconds),
+        fail_open: update.fail_open.unwrap_or(before.policy.fail_open),
+        crl_urls: update.crl_urls.clone().unwrap_or_else(|| before.policy.crl_urls.clone()),
+    };
+    sqlx::query(
+        "UPDATE certificate_authorities SET require_fresh_crl = $1, grace_period_seconds = $2, fail_open = $3, \
+         crl_urls = $4, updated_at = $5 WHERE key_id = $6",
+    )
+    .bind(i32::from(policy.require_fresh_crl))
+    .bind(policy.grace_period_seconds)
+    .bind(i32::from(policy.fail_open))
+    .bind(serde_json::Value::from(policy.crl_urls.clone()).to_string())
+    .bind(&now)
+    .bind(key_id)
+    .execute(&mut *tx)
+    .await?;
+    if update.crl_urls.is_some() {
+        let mut delete = String::from("DELETE FROM crl_fetches WHERE key_id = $1");
+        for i in 0..policy.crl_urls.len() {
+            delete.push_str(if i == 0 { " AND url NOT IN (" } else { ", " });
+            delete.push_str(&format!("${}", i + 2));
+        }
+        if !policy.crl_urls.is_empty() {
+            delete.push(')');
+        }
+        let mut query = sqlx::query(&delete).bind(key_id);
+        for url in &policy.crl_urls {
+            query = query.bind(url.as_str());
+        }
+        query.execute(&mut *tx).await?;
+        for url in &policy.crl_urls {
+            insert_fetch(&mut tx, key_id, url).await?;
+        }
+    }
+    let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
+    let record = AuditRecord {
+        actor,
+        changed: &Owner::Platform,
+        action: "ca.update",
+        target: key_id.to_string(),
+        detail: serde_json::json!({ "before": policy_detail(&before.policy), "after": policy_detail(&ca.policy) }),
+    };
+    let held = held_crl(&mut tx, key_id).await?;
+    let changes = ca_changes(&ca, held.as_ref());
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: ca, version, changes })
+}
+
+/// Removes the CA, its CRL and the revocations it brought into the snapshot.
+pub async fn delete(db: &Db, actor: &Actor, key_id: &str) -> DbResult<Committed<CertificateAuthority>> {
+    let mut tx = db.begin_change().await?;
+    let Some(ca) = get_in(&mut tx, key_id, crate::time::now_epoch()).await? else {
+        return Err(DbError::not_found(format!("no CA with key identifier {key_id}")));
+    };
+    let held = held_crl(&mut tx, key_id).await?;
+    sqlx::query("DELETE FROM crl_fetches WHERE key_id = $1").bind(key_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM certificate_authority_crls WHERE key_id = $1").bind(key_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM certificate_authorities WHERE key_id = $1").bind(key_id).execute(&mut *tx).await?;
+    let record = AuditRecord {
+        actor,
+        changed: &Owner::Platform,
+        action: "ca.delete",
+        target: key_id.to_string(),
+        detail: serde_json::json!({
+            "subject_dn": ca.subject_dn,
+            "crl_entries": held.as_ref().map(|h| h.serials.len()),
+        }),
+    };
+    let changes = removal_changes(&ca, held.as_ref());
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: ca, version, changes })
+}
+
+/// The snapshot changes that take `ca` and its CRL's revocations out.
+fn removal_changes(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Vec<Change> {
+    let Some(key) = parse_key_id(&ca.key_id) else { return Vec::new() };
+    let mut changes = vec![Change::RemoveCa { key: key.clone() }];
+    if let Some(held) = held.filter(|h| !h.serials.is_empty()) {
+        changes.push(Change::CrlUnrevoke { ca: key, serials: serial_texts(held.serials.iter()) });
+    }
+    changes
+}
+
+/// A CA's CRL as held, to fold the next CRL into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCrl {
+    pub crl_number: String,
+    pub base_number: String,
+    pub scope: String,
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    pub crl_sha256: String,
+    /// The revoked serials (DER INTEGER contents), sorted shortest first, then by bytes.
+    pub serials: SerialSet,
+}
+
+/// Revoked serials as stored: each its length octet then its DER INTEGER content, sorted
+/// shortest first, then by bytes (the order `certbind_shared::crl::RevokedSerials` iterates).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SerialSet(Vec<u8>);
+
+impl SerialSet {
+    /// From serial contents in order; `None` for one longer than 255 octets (no CRL carries it).
+    pub fn from_sorted<'a>(serials: impl IntoIterator<Item = &'a [u8]>) -> Option<SerialSet> {
+        let mut bytes = Vec::new();
+        for serial in serials {
+            bytes.push(u8::try_from(serial.len()).ok()?);
+            bytes.extend_from_slice(serial);
+        }
+        Some(SerialSet(bytes))
+    }
+
+    /// From the stored blob; `None` when it is cut short.
+    pub fn from_blob(bytes: Vec<u8>) -> Option<SerialSet> {
+        let set = SerialSet(bytes);
+        let mut at = 0usize;
+        while at < set.0.len() {
+            at = at.checked_add(1 + usize::from(*set.0.get(at)?))?;
+        }
+        (at == set.0.len()).then_some(set)
+    }
+
+    pub fn as_blob(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut at = 0usize;
+        std::iter::from_fn(move || {
+            let len = usize::from(*self.0.get(at)?);
+            let serial = self.0.get(at + 1..at + 1 + len)?;
+            at += 1 + len;
+            Some(serial)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The order of [`SerialSet`]: shorter first, then by bytes.
+pub fn serial_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+pub(crate) async fn held_crl(tx: &mut Tx, key_id: &str) -> DbResult<Option<HeldCrl>> {
+    let row = sqlx::query(
+        "SELECT crl_number, base_number, scope, this_update, next_update, crl_sha256, revoked_serials \
+         FROM certificate_authority_crls WHERE key_id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(held_from_row).transpose()
+}
+
+fn held_from_row(row: &AnyRow) -> DbResult<HeldCrl> {
+    let blob: Vec<u8> = row.try_get("revoked_serials")?;
+    let serials = SerialSet::from_blob(blob)
+        .ok_or_else(|| DbError::Database(decode_error(std::io::Error::other("a stored revoked-serial set is cut short"))))?;
+    Ok(HeldCrl {
+        crl_number: row.try_get("crl_number")?,
+        base_number: row.try_get("base_number")?,
+        scope: row.try_get("scope")?,
+        this_update: row.try_get("this_update")?,
+        next_update: row.try_get("next_update")?,
+        crl_sha256: row.try_get("crl_sha256")?,
+        serials,
+    })
+}
+
+/// The CRL held for `key_id`, read outside any change.
+pub async fn held(db: &Db, key_id: &str) -> DbResult<Option<HeldCrl>> {
+    let mut tx = db.reader().begin().await?;
+    let held = held_crl(&mut tx, key_id).await?;
+    tx.rollback().await?;
+    Ok(held)
+}
+
+/// A CRL verified and folded by `crate::revocation`, to store.
+#[derive(Debug, Clone)]
+pub struct FoldedCrl {
+    pub held: HeldCrl,
+    /// Serials the fold added and removed, against the set held before.
+    pub added: Vec<Vec<u8>>,
+    pub removed: Vec<Vec<u8>>,
+    /// `upload` or `fetch`.
+    pub source: &'static str,
+    /// What the audit row says of the CRL folded in.
+    pub detail: serde_json::Value,
+    /// Where the CRL says it is published (its Issuing Distribution Point's http: URIs): a CA
+    /// registered without distribution points is fetched from there from now on.
+    pub published_at: Vec<String>,
+}
+
+/// Stores a folded CRL, provided the CRL held is still `expected` (the number it was folded
+/// onto; `None`: none held): a CRL stored meanwhile answers 409 and changes nothing.
+pub async fn store_crl(
+    db: &Db,
+    actor: &Actor,
+    key_id: &str,
+    expected: Option<&str>,
+    folded: FoldedCrl,
+) -> DbResult<Committed<CertificateAuthority>> {
+    let now = crate::time::now_rfc3339();
+    let mut tx = db.begin_change().await?;
+    let current = held_crl(&mut tx, key_id).await?;
+    if current.as_ref().map(|h| h.crl_number.as_str()) != expected {
+        return Err(DbError::conflict(format!(
+            "another CRL of CA {key_id} was stored while this one was verified (CRL number {} now held); nothing was changed, send it again",
+            current.as_ref().map_or("none", |h| h.crl_number.as_str())
+        )));
+    }
+    let h = &folded.held;
+    let entries = i64::try_from(h.serials.len()).unwrap_or(i64::MAX);
+    let written = sqlx::query(
+        "INSERT INTO certificate_authority_crls (key_id, crl_number, base_number, scope, this_update, next_update, \
+         entries, revoked_serials, crl_sha256, source, ingested_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (key_id) DO UPDATE SET crl_number = excluded.crl_number, base_number = excluded.base_number, \
+         scope = excluded.scope, this_update = excluded.this_update, next_update = excluded.next_update, \
+         entries = excluded.entries, revoked_serials = excluded.revoked_serials, crl_sha256 = excluded.crl_sha256, \
+         source = excluded.source, ingested_at = excluded.ingested_at",
+    )
+    .bind(key_id)
+    .bind(&h.crl_number)
+    .bind(&h.base_number)
+    .bind(&h.scope)
+    .bind(h.this_update)
+    .bind(h.next_update)
+    .bind(entries)
+    .bind(h.serials.as_blob().to_vec())
+    .bind(&h.crl_sha256)
+    .bind(folded.source)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await;
+    written.map_err(|e| or_race(e, Race::ForeignKey, || DbError::not_found(format!("CA {key_id} was deleted meanwhile"))))?;
+    let mut adopted = Vec::new();
+    if !folded.published_at.is_empty() {
+        let urls: String = sqlx::query("SELECT crl_urls FROM certificate_authorities WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("crl_urls")?;
+        if urls == "[]" {
+            sqlx::query("UPDATE certificate_authorities SET crl_urls = $1, updated_at = $2 WHERE key_id = $3")
+                .bind(serde_json::Value::from(folded.published_at.clone()).to_string())
+                .bind(&now)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+            for url in &folded.published_at {
+                insert_fetch(&mut tx, key_id, url).await?;
+            }
+            adopted = folded.published_at.clone();
+        }
+    }
+    let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
+    let mut detail = folded.detail.clone();
+    if let Some(object) = detail.as_object_mut() {
+        object.insert("added".into(), folded.added.len().into());
+        object.insert("removed".into(), folded.removed.len().into());
+        object.insert("entries".into(), entries.into());
+        object.insert("source".into(), folded.source.into());
+        if !adopted.is_empty() {
+            object.insert("adopted_crl_urls".into(), adopted.into());
+        }
+    }
+    let record = AuditRecord { actor, changed: &Owner::Platform, action: "crl.ingest", target: key_id.to_string(), detail };
+    let changes = crl_changes(&ca, &folded);
+    let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
+    Ok(Committed { value: ca, version, changes })
+}
+
+/// The snapshot changes of a folded CRL: the CA's new deadline, and the serials it added
+/// and removed (so a CRL update travels as a delta of about its difference).
+fn crl_changes(ca: &CertificateAuthority, folded: &FoldedCrl) -> Vec<Change> {
+    let Some(record) = ca_record(ca, Some(&folded.held)) else { return Vec::new() };
+    let key = record.key.clone();
+    let mut changes = vec![Change::UpsertCa(record)];
+    if !folded.removed.is_empty() {
+        changes.push(Change::CrlUnrevoke { ca: key.clone(), serials: serial_texts(folded.removed.iter().map(Vec::as_slice)) });
+    }
+    if !folded.added.is_empty() {
+        changes.push(Change::CrlRevoke { ca: key, serials: serial_texts(folded.added.iter().map(Vec::as_slice)) });
+    }
+    changes
+}
+
+/// Every CA as the snapshot carries it, with the revoked serials of its CRL: the input of a
+/// full build, read in `tx`.
+pub(crate) async fn snapshot_rows(tx: &mut Tx) -> DbResult<Vec<(Change, Option<SerialSet>)>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM certificate_authorities ORDER BY key_id")).fetch_all(&mut **tx).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let ca = from_row(row)?;
+        let held = held_crl(tx, &ca.key_id).await?;
+        if let Some(record) = ca_record(&ca, held.as_ref()) {
+            out.push((Change::UpsertCa(record), held.map(|h| h.serials)));
+        }
+    }
+    Ok(out)
+}
+
+/// A distribution point due for a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueFetch {
+    pub key_id: String,
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub failures: i64,
+}
+
+/// Distribution points whose next attempt is at or before `now`, soonest first.
+pub async fn due_fetches(db: &Db, now: i64, limit: i64) -> DbResult<Vec<DueFetch>> {
+    let rows = sqlx::query(
+        "SELECT key_id, url, etag, last_modified, failures FROM crl_fetches WHERE next_attempt_at <= $1 \
+         ORDER BY next_attempt_at, key_id, url LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DueFetch {
+                key_id: r.try_get("key_id")?,
+                url: r.try_get("url")?,
+                etag: r.try_get("etag")?,
+                last_modified: r.try_get("last_modified")?,
+                failures: r.try_get("failures")?,
+            })
+        })
+        .collect::<sqlx::Result<_>>()
+        .map_err(DbError::from)
+}
+
+/// The outcome of one fetch, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchResult {
+    /// `updated`, `unchanged`, `failed` or `refused`.
+    pub result: &'static str,
+    pub error: Option<String>,
+    /// New validators (kept as they were when `None`).
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub next_attempt_at: i64,
+}
+
+/// Records a fetch's outcome; bookkeeping, not audited (the CRL it stored is).
+pub async fn record_fetch(db: &Db, key_id: &str, url: &str, outcome: &FetchResult) -> DbResult<()> {
+    let now = crate::time::now_rfc3339();
+    let success = matches!(outcome.result, "updated" | "unchanged");
+    sqlx::query(
+        "UPDATE crl_fetches SET last_attempt_at = $1, last_result = $2, last_error = $3, \
+         etag = COALESCE($4, etag), last_modified = COALESCE($5, last_modified), \
+         last_success_at = CASE WHEN $6 = 1 THEN $1 ELSE last_success_at END, \
+         failures = CASE WHEN $6 = 1 THEN 0 ELSE failures + 1 END, next_attempt_at = $7 \
+         WHERE key_id = $8 AND url = $9",
+    )
+    .bind(&now)
+    .bind(outcome.result)
+    .bind(&outcome.error)
+    .bind(&outcome.etag)
+    .bind(&outcome.last_modified)
+    .bind(i32::from(success))
+    .bind(outcome.next_attempt_at)
+    .bind(key_id)
+    .bind(url)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Every CA with its CRL facts, for `/metrics`.
+pub async fn all(db: &Db) -> DbResult<Vec<CertificateAuthority>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = list(db, cursor.as_deref(), super::MAX_PAGE).await?;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_sets_round_trip_and_refuse_a_cut_blob() {
+        let serials: Vec<&[u8]> = vec![&[0x01], &[0x7f], &[0x01, 0x00], &[0x00, 0x80, 0x01]];
+        let set = SerialSet::from_sorted(serials.iter().copied()).unwrap();
+        assert_eq!(set.as_blob(), &[1, 0x01, 1, 0x7f, 2, 0x01, 0x00, 3, 0x00, 0x80, 0x01]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), serials);
+        assert_eq!(set.len(), 4);
+        let again = SerialSet::from_blob(set.as_blob().to_vec()).unwrap();
+        assert_eq!(again, set);
+        let mut cut = set.as_blob().to_vec();
+        cut.pop();
+        assert_eq!(SerialSet::from_blob(cut), None);
+        assert_eq!(SerialSet::from_blob(Vec::new()), Some(SerialSet::default()));
+    }
+
+    #[test]
+    fn key_ids_are_even_length_hex() {
+        assert_eq!(parse_key_id("0a1B").map(|k| k.to_hex()), Some("0a1b".to_string()));
+        assert_eq!(parse_key_id(""), None);
+        assert_eq!(parse_key_id("abc"), None);
+        assert_eq!(parse_key_id("zz"), None);
+        assert_eq!(parse_key_id(&"ab".repeat(65)), None);
+    }
+
+    #[test]
+    fn freshness_ends_at_next_update_plus_grace() {
+        assert_eq!(valid_until(Some(1_000), 60), Some(1_060));
+        assert_eq!(valid_until(Some(1_000), -5), Some(1_000));
+        assert_eq!(valid_until(None, 60), None);
+    }
+}
