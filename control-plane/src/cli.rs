@@ -522,7 +522,8 @@ async fn snapshot_export(config: &Config, file: &std::path::Path) -> anyhow::Res
     db.close().await;
     // Written beside the target and renamed, so a reader never sees half a snapshot.
     let tmp = file.with_extension("partial");
-    std::fs::write(&tmp, snapshot.bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    // Private: the snapshot names every org's users and cards.
+    crate::private_files::write(&tmp, snapshot.bytes())?;
     std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))?;
     println!(
         "wrote snapshot version {} signed by key {} ({} bytes) to {}",

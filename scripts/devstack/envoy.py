@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from . import private
 from .procs import Process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +95,8 @@ def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defau
         if text.count(setting) != 1:
             raise ValueError(f"{template} does not set `{setting}` exactly once")
         text = text.replace(setting, replacement)
-    out.write_text(string.Template(text).substitute({k: str(v) for k, v in values.items()}))
+    # 0600: the configuration carries the filter's, and so the proxy's, settings.
+    private.write(out, string.Template(text).substitute({k: str(v) for k, v in values.items()}))
     return out
 
 
