@@ -94,16 +94,20 @@ def main() -> int:
         echo_port = int(wait_until(lambda: _echo_port(echo), 10, "the echo upstream", alive=echo))
 
         # The filter fetches the signed snapshot from the control plane through the cluster
-        # `certbind_control_plane` and believes it only under the pinned key.
+        # `certbind_control_plane` and believes it only under the pinned key. The proxy
+        # credential reaches it in Envoy's environment, not in a configuration Envoy's admin
+        # endpoint would print.
         config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
-            key["public_key_pem"], demo.proxy_credential, authority=f"127.0.0.1:{cp_port}"))
+            key["public_key_pem"], None, authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV))
         private.write(STATE / "filter-config.json", json.dumps(json.loads(config), indent=2) + "\n")
         rendered = envoy.render(
             "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
             server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
             echo_port=echo_port, control_plane_port=cp_port,
-            http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config)))
-        proxy = envoy.Envoy(rendered, logs, admin_port=admin_port).start()
+            http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
+                                                              env_keys=(filterconfig.CREDENTIAL_ENV,))))
+        proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
+                            env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
         stack.add(proxy.stop)
 
         print(instructions(https_port, admin_port, cp.url, key.get("key_id", "?")), flush=True)
