@@ -3,6 +3,7 @@
 
 pub use super::config_error::ConfigError;
 use super::constraints::{Constraints, MAX_LEEWAY_SECONDS};
+use super::credentials::{CredentialCarriers, CredentialCarriersConfig};
 use super::headers::{configured_name, fold_name, StripList};
 use super::mode::{Mode, PathPattern};
 use super::path::route_path;
@@ -188,6 +189,10 @@ pub struct PolicyConfig {
     /// or prefixes written with a trailing `*`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    /// Query parameters (beside `access_token`), headers and cookies that carry credentials
+    /// an upstream may read: a request carrying one is refused ([`super::credentials`]).
+    #[serde(default)]
+    pub credential_carriers: CredentialCarriersConfig,
     /// Match routes on the lowercased path, for upstreams whose paths are case-insensitive.
     #[serde(default)]
     pub case_insensitive_paths: bool,
@@ -261,6 +266,7 @@ pub struct Policy {
     pub max_header_bytes: usize,
     pub signature: Option<Signature>,
     pub strip: StripList,
+    pub credential_carriers: CredentialCarriers,
     pub case_insensitive_paths: bool,
     pub routes: Vec<Route>,
     pub default_route: Route,
@@ -373,6 +379,7 @@ impl PolicyConfig {
         if let Some(i) = self.strip_headers.iter().position(strips_authorization) {
             return Err(ConfigError::new(format!("strip_headers[{i}]"), "the bearer token's header cannot be stripped"));
         }
+        let credential_carriers = self.credential_carriers.validated("credential_carriers")?;
         if self.token.leeway_seconds > MAX_LEEWAY_SECONDS {
             return Err(ConfigError::new("token.leeway_seconds", format!("at most {MAX_LEEWAY_SECONDS}")));
         }
@@ -425,6 +432,7 @@ impl PolicyConfig {
             max_header_bytes: self.max_header_bytes,
             signature,
             strip,
+            credential_carriers,
             case_insensitive_paths: fold,
             routes,
             default_route,

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod config_error;
 pub mod constraints;
+pub mod credentials;
 pub mod extract;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -134,7 +135,8 @@ impl Engine {
     }
 
     /// True for every inbound header that must not reach the upstream: identity headers in any
-    /// spelling, the configured source and signature headers, and the operator's additions.
+    /// spelling, URL-override headers, the configured source and signature headers, and the
+    /// operator's additions.
     pub fn is_identity_header(&self, name: &str) -> bool {
         self.policy.strip.strips(name)
     }
@@ -183,6 +185,8 @@ fn evaluate(
         _ => return Err(Reason::InvalidPath),
     };
     let path = policy.route_path(target).map_err(|_| Reason::InvalidPath)?;
+    // Every route: a credential the filter does not read must not reach the upstream.
+    policy.credential_carriers.check(target, scanned.authorization, scanned.authorization_count, request.headers)?;
     let route = policy.route_for(&path);
     let binding_required = route.binding_required(&path);
 
@@ -200,7 +204,8 @@ fn evaluate(
         Mode::Mtls => {
             let facts = certificate.ok_or(Reason::CertificateMissing)?;
             resolve::certificate_identity(&facts, route, identity, request.now, &mut set)?;
-            // Tokens are not verified here, and pass to the upstream as sent — but one bound to
+            // Tokens are not verified here, and pass to the upstream as sent (the one
+            // well-formed Bearer header [`credentials`] lets through) — but one bound to
             // another certificate is refused, whoever would read it (RFC 8705 §3).
             if let Some(claimed) = bound_token_confirmation(&scanned) {
                 if !jwt::confirmation_names(&claimed, &facts.fingerprint) {
