@@ -184,20 +184,46 @@ fn evaluate(
         (1, Some(target)) => target,
         _ => return Err(Reason::InvalidPath),
     };
-    let path = policy.route_path(target).map_err(|_| Reason::InvalidPath)?;
+    let path = path::canonical_path(target).map_err(|_| Reason::InvalidPath)?;
     // Every route: a credential the filter does not read must not reach the upstream.
     policy.credential_carriers.check(target, scanned.authorization, scanned.authorization_count, request.headers)?;
-    let route = policy.route_for(&path);
-    let binding_required = route.binding_required(&path);
+    let identity = identity.ok_or(Reason::IdentityUnavailable);
+    // Every route a spelling of the path could reach must let the request through; the first
+    // refusal, in the order of [`Policy::routes_for`], is the answer, and the headers set are
+    // those of every route (the same certificate and token resolve the same way on each).
+    let routes = policy.routes_for(&path);
+    if let [(route, binding_required)] = routes.as_slice() {
+        return decide_route(policy, caches, request, &scanned, route, *binding_required, identity);
+    }
+    let mut set: Vec<(&'static str, String)> = Vec::new();
+    for (route, binding_required) in routes {
+        for entry in decide_route(policy, caches, request, &scanned, route, binding_required, identity)? {
+            if !set.iter().any(|(name, _)| *name == entry.0) {
+                set.push(entry);
+            }
+        }
+    }
+    Ok(set)
+}
 
+/// The decision under one route.
+fn decide_route(
+    policy: &Policy,
+    caches: &mut Caches,
+    request: &RequestInput<'_>,
+    scanned: &ScannedHeaders<'_>,
+    route: &config::Route,
+    binding_required: bool,
+    identity: Result<&dyn IdentityData, Reason>,
+) -> Result<Vec<(&'static str, String)>, Reason> {
     // Certificates play no part in bearer mode unless a bound token asks for one: their
     // headers are stripped, not parsed.
     let mut certificate = if route.mode == Mode::Bearer {
         None
     } else {
-        extract::certificate(policy, request, &scanned, &mut caches.facts)?
+        extract::certificate(policy, request, scanned, &mut caches.facts)?
     };
-    let identity = identity.ok_or(Reason::IdentityUnavailable)?;
+    let identity = identity?;
 
     let mut set = Vec::with_capacity(10);
     match route.mode {
@@ -207,7 +233,7 @@ fn evaluate(
             // Tokens are not verified here, and pass to the upstream as sent (the one
             // well-formed Bearer header [`credentials`] lets through) — but one bound to
             // another certificate is refused, whoever would read it (RFC 8705 §3).
-            if let Some(claimed) = bound_token_confirmation(&scanned) {
+            if let Some(claimed) = bound_token_confirmation(scanned) {
                 if !jwt::confirmation_names(&claimed, &facts.fingerprint) {
                     return Err(Reason::SenderBindingMismatch);
                 }
@@ -223,12 +249,12 @@ fn evaluate(
             if let Some(facts) = &certificate {
                 org = resolve::certificate_identity(facts, route, identity, request.now, &mut set)?;
             }
-            let token = verified_token(policy, caches, &scanned, identity, org, request.now)?;
+            let token = verified_token(policy, caches, scanned, identity, org, request.now)?;
             if token.cnf_x5t_s256.is_some() && route.mode == Mode::Bearer {
                 // RFC 8705 §3: a bound token is accepted only with its certificate, on every
                 // route. The certificate is then held to the route's checks too, though its
                 // identity is not forwarded on a bearer route.
-                certificate = extract::certificate(policy, request, &scanned, &mut caches.facts)?;
+                certificate = extract::certificate(policy, request, scanned, &mut caches.facts)?;
                 let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
                 resolve::certificate_identity(facts, route, identity, request.now, &mut Vec::new())?;
             }
