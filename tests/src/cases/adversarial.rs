@@ -284,15 +284,49 @@ fn paths() -> Vec<Hostile> {
             deny(401, "certificate_missing"),
         ));
     }
-    // A case-insensitive upstream: every case of the route is the route.
-    let folded = config_with(|p| p["case_insensitive_paths"] = json!(true));
-    for path in ["/MTLS/x", "/Mtls/x", "/mTLS/x", "/%4DTLS/x", "/MTLS/../mtls/x", "/ReQuIrEd/x"] {
+    // Spellings many upstreams route to the route's handler — letter case, a format suffix,
+    // trailing dots — reach the route's checks too, beside the default route's.
+    for path in [
+        "/MTLS/x",
+        "/Mtls/x",
+        "/mTLS/x",
+        "/%4DTLS/x",
+        "/MTLS/../mtls/x",
+        "/ReQuIrEd/x",
+        "/mtls.json",
+        "/mtls.xml",
+        "/MTLS.JSON",
+        "/mtls./x",
+        "/mtls../x",
+        "/Mtls./x",
+        "/required.json",
+        "/required./x",
+        "/Required.html",
+        "/optional/bound.json",
+        "/optional/bound.",
+        "/optional/Bound/x",
+        "/OPTIONAL/BOUND/x",
+        "/optional/bound./x",
+        "/fpki.tar.gz",
+    ] {
         out.push(hostile(
             Class::Path,
-            format!("path: {path:?} on a case-insensitive upstream"),
-            folded.clone(),
+            format!("path: folded spelling {path:?} with a token and no certificate"),
+            config.clone(),
             request(path, None, Some(unbound_token())),
             deny(401, "certificate_missing"),
+        ));
+    }
+    // An unbound card with a token bound to it passes the bearer default route, but not the
+    // enrolled-card route its spellings reach.
+    let own = || Some(token(&claims(Some(attacker()))));
+    for path in ["/ENROLLED/x", "/Enrolled/x", "/enrolled.json", "/enrolled./x", "/ENROLLED.XML"] {
+        out.push(hostile(
+            Class::Path,
+            format!("path: unbound card on folded spelling {path:?} of the enrolled-card route"),
+            config.clone(),
+            request(path, Some(attacker()), own()),
+            deny(403, "card_not_enrolled"),
         ));
     }
     // A missing or repeated :path.
