@@ -152,6 +152,11 @@ fn query(target: &[u8]) -> Option<&[u8]> {
 }
 
 impl CredentialCarriers {
+    /// Whether `name` (any case, `_` or `-`) is a listed credential header.
+    pub fn names_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|listed| folded_eq(name, listed))
+    }
+
     /// Refuses the request when it carries a credential the filter does not read: see the
     /// module documentation. `authorization` is the one `Authorization` value when there is
     /// exactly one.
@@ -185,7 +190,7 @@ impl CredentialCarriers {
             return Ok(());
         }
         for &(name, value) in headers {
-            if self.headers.iter().any(|listed| folded_eq(name, listed)) {
+            if self.names_header(name) {
                 return Err(Reason::InvalidToken);
             }
             if !self.cookies.is_empty() && folded_eq(name, "cookie") && carries_cookie(value, &self.cookies) {

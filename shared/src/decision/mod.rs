@@ -141,6 +141,17 @@ impl Engine {
         self.policy.strip.strips(name)
     }
 
+    /// True for every request trailer that must not reach the upstream: what
+    /// [`Engine::is_identity_header`] strips, `Authorization`, `Cookie` and the listed
+    /// credential headers. The filter reads credentials from headers only, and RFC 9110
+    /// §6.5.1 forbids sending authentication fields as trailers.
+    pub fn strips_trailer(&self, name: &str) -> bool {
+        self.policy.strip.strips(name)
+            || folded_eq(name, "authorization")
+            || folded_eq(name, "cookie")
+            || self.policy.credential_carriers.names_header(name)
+    }
+
     /// Decides one request. `identity` is `None` when no valid identity data is held (no
     /// snapshot yet, or the last one expired): every request is then refused with 503.
     pub fn evaluate(&mut self, request: &RequestInput<'_>, identity: Option<&dyn IdentityData>) -> Outcome {

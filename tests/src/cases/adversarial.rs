@@ -27,6 +27,7 @@ pub enum Class {
     SourceLimits,
     BoundToken,
     Credential,
+    Trailer,
     Smaller,
 }
 
@@ -86,7 +87,7 @@ fn unbound_token() -> String {
 
 /// Every hostile case, in class order.
 pub fn all() -> Vec<Hostile> {
-    [peer(), paths(), xfcc_elements(), header_case(), look_alikes(), source_limits(), bound_tokens(), credentials(), smaller()]
+    [peer(), paths(), xfcc_elements(), header_case(), look_alikes(), source_limits(), bound_tokens(), credentials(), trailers(), smaller()]
         .concat()
 }
 
@@ -818,6 +819,49 @@ fn credentials() -> Vec<Hostile> {
         let mut request = request("/mtls/x", Some(jane()), None);
         edit(&mut request);
         out.push(hostile(Class::Credential, format!("credential: {what} on an mtls route"), listed.clone(), request, deny(401, "invalid_token")));
+    }
+    out
+}
+
+/// Request trailers (HTTP/2, gRPC metadata) naming an identity or carrying a credential,
+/// after headers the filter let through: each is removed, and an ordinary trailer beside it
+/// reaches the upstream unchanged.
+fn trailers() -> Vec<Hostile> {
+    let config = standard_config();
+    let stolen = token(&claims(Some(attacker())));
+    let hostile_trailers: Vec<(&str, String)> = vec![
+        ("x-dm-user-id", "u-admin".into()),
+        ("x-dm-org-id", "o-navy".into()),
+        ("X-DM-Principal", "auth:account:user:root".into()),
+        ("x_dm_user_id", "u-admin".into()),
+        ("x-dm-smartcard-fingerprint", jane().hex()),
+        ("x-forwarded-client-cert", jane().xfcc()),
+        ("ssl-client-cert", jane().nginx_escaped()),
+        ("AUTHORIZATION", format!("Bearer {stolen}")),
+        ("Authorization", stolen.clone()),
+        ("cookie", "session=abc".into()),
+        ("x-original-url", "/admin".into()),
+        ("x-forwarded-prefix", "/admin".into()),
+    ];
+    let mut out = Vec::new();
+    for (what, path, card, bearer, expect) in [
+        ("an mtls route", "/mtls/x", Some(jane()), None, ("x-dm-user-id", "u-jane")),
+        ("a bearer route", "/public", None, Some(unbound_token()), ("x-dm-token-subject", "jane.doe")),
+    ] {
+        for (name, value) in &hostile_trailers {
+            let mut request = request(path, card, bearer.clone());
+            request.names_as_written = true;
+            request.trailers = vec![("x-checksum".into(), "sha256=abc".into()), ((*name).into(), value.clone())];
+            let mut case = hostile(
+                Class::Trailer,
+                format!("trailer: {name} on {what} is removed"),
+                config.clone(),
+                request,
+                Expect::Allow(vec![(expect.0, Some(expect.1.into()))]),
+            );
+            case.case.strip_expected = vec![(*name).into()];
+            out.push(case);
+        }
     }
     out
 }
