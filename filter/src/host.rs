@@ -64,6 +64,11 @@ pub trait Host {
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
     /// Adds one request header value after the others.
     fn add_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
+    /// The request's trailers (HTTP/2 and gRPC; HTTP/1.1 chunked where the proxy passes them),
+    /// in the same serialized form.
+    fn request_trailers(&self) -> Result<HeaderBlock, HostError>;
+    /// Removes every value of one request trailer.
+    fn remove_request_trailer(&self, name: &str) -> Result<(), HostError>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Seconds since the Unix epoch, from the proxy's clock.
     fn now(&self) -> i64;
@@ -96,23 +101,36 @@ mod proxy {
         fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
     }
 
+    /// One header map, whole, as the host serialized it.
+    fn header_map(map_type: MapType, what: &str) -> Result<HeaderBlock, HostError> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: both out-pointers are valid locals for the call to write.
+        let status = unsafe { proxy_get_header_map_pairs(map_type as u32, &mut data, &mut size) };
+        if status != 0 {
+            return Err(HostError(format!("get {what}: status {status}")));
+        }
+        if data.is_null() {
+            return Ok(HeaderBlock::default());
+        }
+        // SAFETY: the host wrote `size` bytes into memory it took from this module's
+        // `proxy_on_memory_allocate` (the SDK's: a leaked `Vec<u8>` with capacity `size`),
+        // and ownership passes to the caller, as in the SDK's own reader of this call.
+        let serialized = unsafe { Vec::from_raw_parts(data, size, size) };
+        Ok(HeaderBlock::from_serialized(serialized))
+    }
+
     impl Host for ProxyHost {
         fn request_headers(&self) -> Result<HeaderBlock, HostError> {
-            let mut data: *mut u8 = std::ptr::null_mut();
-            let mut size: usize = 0;
-            // SAFETY: both out-pointers are valid locals for the call to write.
-            let status = unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size) };
-            if status != 0 {
-                return Err(HostError(format!("get request headers: status {status}")));
-            }
-            if data.is_null() {
-                return Ok(HeaderBlock::default());
-            }
-            // SAFETY: the host wrote `size` bytes into memory it took from this module's
-            // `proxy_on_memory_allocate` (the SDK's: a leaked `Vec<u8>` with capacity `size`),
-            // and ownership passes to the caller, as in the SDK's own reader of this call.
-            let serialized = unsafe { Vec::from_raw_parts(data, size, size) };
-            Ok(HeaderBlock::from_serialized(serialized))
+            header_map(MapType::HttpRequestHeaders, "request headers")
+        }
+
+        fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+            header_map(MapType::HttpRequestTrailers, "request trailers")
+        }
+
+        fn remove_request_trailer(&self, name: &str) -> Result<(), HostError> {
+            hostcalls::remove_map_value(MapType::HttpRequestTrailers, name).map_err(|s| err("remove a request trailer", s))
         }
 
         fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
@@ -230,6 +248,12 @@ mod proxy {
             Err(HostError("not running inside a proxy".into()))
         }
         fn add_request_header(&self, _: &str, _: &[u8]) -> Result<(), HostError> {
+            Err(HostError("not running inside a proxy".into()))
+        }
+        fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+            Err(HostError("not running inside a proxy".into()))
+        }
+        fn remove_request_trailer(&self, _: &str) -> Result<(), HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
         fn property(&self, _: &[&str]) -> Option<Vec<u8>> {

@@ -136,6 +136,31 @@ fn forward<H: Host>(host: &H, engine: &Engine, headers: &[RequestHeader<'_>], se
     Ok(())
 }
 
+/// Request trailers reach the upstream after the headers were judged, and gRPC servers read
+/// them as metadata: every trailer the engine strips ([`Engine::strips_trailer`]: the identity
+/// headers stripped from headers, and credentials, which RFC 9110 §6.5.1 keeps out of
+/// trailers) is removed. A map the filter cannot read or change stops the request.
+pub fn on_request_trailers<H: Host>(host: &H, engine: &Engine, metrics: &Metrics) -> Verdict {
+    let stripped = host.request_trailers().and_then(|block| {
+        let trailers = block.pairs()?;
+        let mut removed: Vec<&str> = Vec::new();
+        for &(name, _) in &trailers {
+            if engine.strips_trailer(name) && !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                host.remove_request_trailer(name)?;
+                removed.push(name);
+            }
+        }
+        Ok(())
+    });
+    match stripped {
+        Ok(()) => Verdict::Continue,
+        Err(e) => {
+            host.log_warn(&format!("certbind: cannot rewrite request trailers ({e}); refusing"));
+            refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable))
+        }
+    }
+}
+
 fn refuse<H: Host>(host: &H, metrics: &Metrics, outcome: &Outcome) -> Verdict {
     if let Some(id) = metrics.counter_for(outcome) {
         host.increment_counter(id);

@@ -285,6 +285,17 @@ mod wasm {
             };
             to_action(http::on_request_headers(&host, &mut engine, &identity, &shared.metrics))
         }
+
+        fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+            let host = ProxyHost;
+            let Some(shared) = &self.shared else {
+                return to_action(http::refuse_unconfigured(&host, &Metrics::default()));
+            };
+            let Ok(engine) = shared.engine.try_borrow() else {
+                return to_action(http::refuse_unconfigured(&host, &shared.metrics));
+            };
+            to_action(http::on_request_trailers(&host, &engine, &shared.metrics))
+        }
     }
 
     fn to_action(verdict: Verdict) -> Action {

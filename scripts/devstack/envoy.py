@@ -72,13 +72,23 @@ PROTECTIVE_SETTINGS = {
 }
 
 
+ECHO_CLUSTER = "  - name: echo_upstream\n"
+UPSTREAM_HTTP2 = """    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+"""
+
+
 def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defaults: bool = False,
-           forward_client_cert: str | None = None, **values) -> Path:
+           forward_client_cert: str | None = None, upstream_http2: bool = False, **values) -> Path:
     """Fills a template's placeholders. `allow_expired` lets expired and not-yet-valid client
     certificates through the TLS layer (`allow_expired_certificate`), so that the filter's own
     refusals can be seen; `envoy_defaults` puts Envoy's defaults in place of the protective
     settings, so that what the filter does without them can be seen; `forward_client_cert`
-    replaces the XFCC forward mode. The end-to-end suite uses them; no deployment should."""
+    replaces the XFCC forward mode; `upstream_http2` has Envoy speak HTTP/2 to the echo
+    upstream, as to a gRPC server, so that request trailers reach it. The end-to-end suite
+    uses them; no deployment should need the first three."""
     text = (TEMPLATES / template).read_text()
     if allow_expired:
         if TRUSTED_CA_LINE not in text:
@@ -91,6 +101,10 @@ def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defau
         if mode is None:
             raise ValueError(f"{template} sets no forward_client_cert_details")
         replacements[mode.group(0)] = f"forward_client_cert_details: {forward_client_cert}"
+    if upstream_http2:
+        if text.count(ECHO_CLUSTER) != 1:
+            raise ValueError(f"{template} has no single echo_upstream cluster")
+        text = text.replace(ECHO_CLUSTER, ECHO_CLUSTER + UPSTREAM_HTTP2)
     for setting, replacement in replacements.items():
         if text.count(setting) != 1:
             raise ValueError(f"{template} does not set `{setting}` exactly once")

@@ -132,8 +132,8 @@ class Deployer:
 
     def __call__(self, name: str, filter_config: str | None, *, template: str = "dev.yaml", concurrency: int = 1,
                  wasm: Path | None = None, allow_expired: bool = False, envoy_defaults: bool = False,
-                 forward_client_cert: str | None = None, tls: bool = True, env: dict | None = None,
-                 **values) -> Deployment:
+                 forward_client_cert: str | None = None, tls: bool = True, upstream_http2: bool = False,
+                 env: dict | None = None, **values) -> Deployment:
         """`env`: variables of the Envoy process; each is also one the filter's VM may read."""
         listen_port, admin_port = free_port(), free_port()
         filters = []
@@ -145,7 +145,8 @@ class Deployer:
                         control_plane_port=self.cp_port, http_filters=envoy.http_filters(*filters))
         settings.update(values)
         config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired,
-                              envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert, **settings)
+                              envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert,
+                              upstream_http2=upstream_http2, **settings)
         proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port,
                             env=env)
         self.started.append(proxy)

@@ -6,7 +6,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import demo_identity
+import http2
+from conftest import demo_identity, wait_for_snapshot
 from devstack import filterconfig
 
 
@@ -143,3 +144,92 @@ def test_non_utf8_path_is_refused(dev, issuer):
                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n")
     answer = dev.client.raw(request)
     assert answer.status in (400, 401, 404), answer
+
+
+# Credentials the filter does not read, beside the demo card on the enrolled-card route: a
+# token bound to another card in every spelling an upstream library may still accept. Each is
+# refused, so no upstream ever sees a token the filter did not hold to its card (RFC 8705 §3).
+def _credential_spellings(token: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    return [
+        ("two spaces", "", [("Authorization", f"Bearer  {token}")]),
+        ("a tab", "", [("Authorization", f"Bearer\t{token}")]),
+        ("a JWT scheme", "", [("Authorization", f"JWT {token}")]),
+        ("the bare token", "", [("Authorization", token)]),
+        ("a trailing comma", "", [("Authorization", f"Bearer {token},")]),
+        ("two Authorization headers", "", [("Authorization", f"Bearer {token}"), ("Authorization", "Bearer x")]),
+        ("access_token in the query", "?access_token=" + token, []),
+        ("Access-Token in the query", "?Access-Token=" + token, []),
+        ("an escaped access_token in the query", "?%61ccess_token=" + token, []),
+    ]
+
+
+@pytest.mark.parametrize("index", range(9), ids=[s[0] for s in _credential_spellings("t")])
+def test_a_credential_the_filter_cannot_read_is_refused(dev, pki, issuer, index):
+    what, query, headers = _credential_spellings(issuer.mint(cert_pem=pki.pem("unbound-card")))[index]
+    answer = dev.client.get("/mtls/hello" + query, card=pki.card("demo-card"), headers=headers)
+    assert (answer.status, answer.reason) == (401, "invalid_token"), (what, answer)
+
+
+URL_OVERRIDES = ["X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Uri", "X-Forwarded-Prefix", "X-Original-URI",
+                 "X-Forwarded-Path", "X-Envoy-Original-Path"]
+
+
+@pytest.mark.parametrize("name", URL_OVERRIDES)
+def test_headers_that_rewrite_the_url_upstream_are_stripped(dev, issuer, name):
+    answer = dev.client.get("/public/x", token=issuer.mint(subject="jane"), headers=[(name, "/mtls/hello")])
+    assert answer.status == 200, answer
+    assert name.lower() not in answer.upstream_headers()
+    assert all("/mtls/hello" not in values for values in answer.upstream_headers().values())
+
+
+# Spellings many upstreams route to the handler of a stricter route: the route's checks apply.
+# A plain token with no card on the binding path, and the unbound card (with a token bound to
+# it, good on the default route) on the enrolled-card route.
+FOLDED = [
+    ("/api/execute.json", None, 401, "certificate_missing"),
+    ("/api/execute.", None, 401, "certificate_missing"),
+    ("/API/execute", None, 401, "certificate_missing"),
+    ("/api/Execute.XML", None, 401, "certificate_missing"),
+    ("/MTLS/hello", "unbound-card", 403, "card_not_enrolled"),
+    ("/Mtls/hello", "unbound-card", 403, "card_not_enrolled"),
+    ("/mtls.json", "unbound-card", 403, "card_not_enrolled"),
+    ("/mtls./hello", "unbound-card", 403, "card_not_enrolled"),
+]
+
+
+@pytest.mark.parametrize("path,card,status,reason", FOLDED, ids=[f[0] for f in FOLDED])
+def test_folded_spellings_get_the_stricter_route(dev, pki, issuer, path, card, status, reason):
+    token = issuer.mint(cert_pem=pki.pem(card)) if card else issuer.mint(subject="jane")
+    answer = dev.client.get(path, card=pki.card(card) if card else None, token=token)
+    assert (answer.status, answer.reason) == (status, reason), answer
+
+
+@pytest.fixture(scope="module")
+def h2_upstream(deploy, demo):
+    """The development deployment with Envoy speaking HTTP/2 to its upstream, as to a gRPC
+    server: request trailers reach the upstream there."""
+    echo = http2.H2Echo()
+    deployment = deploy("h2-upstream", filterconfig.render(filterconfig.policy(), snapshot=demo.snapshot_source()),
+                        upstream_http2=True, echo_port=echo.port)
+    wait_for_snapshot(deployment)
+    yield deployment
+    echo.stop()
+
+
+HOSTILE_TRAILERS = [("x-dm-user-id", "u-admin"), ("x-dm-org-id", "o-other"), ("x-dm-principal", "auth:account:user:root"),
+                    ("authorization", "Bearer stolen"), ("cookie", "session=stolen"), ("x-original-url", "/admin")]
+
+
+@pytest.mark.parametrize("path,card,token_kind", [("/mtls/hello", "demo-card", None), ("/public/x", None, "plain")])
+def test_identity_trailers_do_not_reach_an_http2_upstream(h2_upstream, pki, issuer, path, card, token_kind):
+    headers = [("authorization", f"Bearer {issuer.mint(subject='jane')}")] if token_kind else []
+    xfcc = ("x-forwarded-client-cert", xfcc_for(pki, "unbound-card"))
+    trailers = [("x-checksum", "sha256=abc"), *HOSTILE_TRAILERS, xfcc]
+    answer = http2.request(h2_upstream.port, pki.ca, pki.card(card) if card else None, path, headers=headers,
+                        body=b"{}", trailers=trailers)
+    assert answer.status == 200, answer
+    seen = answer.json()
+    # The ordinary trailer arrives: trailers do flow to this upstream, and only the hostile ones go.
+    assert seen["trailers"] == [["x-checksum", "sha256=abc"]], seen
+    if card:
+        assert dict(seen["headers"])["x-dm-smartcard-fingerprint"] == pki.fingerprint(card)

@@ -36,7 +36,8 @@ impl TestSnapshotKey {
 
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         let signature: Signature = self.key.sign(message);
-        signature.to_bytes().to_vec()
+        // Low S, as the control plane signs and the filter requires.
+        signature.normalize_s().unwrap_or(signature).to_bytes().to_vec()
     }
 }
 

@@ -71,7 +71,8 @@ impl Signer for SoftwareSigner {
 
     fn sign(&self, message: &[u8]) -> anyhow::Result<Vec<u8>> {
         let signature: p256::ecdsa::Signature = self.key.sign(message);
-        Ok(signature.to_bytes().to_vec())
+        // Either S verifies; filters accept only the low one.
+        Ok(signature.normalize_s().unwrap_or(signature).to_bytes().to_vec())
     }
 
     fn public_key_der(&self) -> Vec<u8> {

@@ -306,7 +306,7 @@ impl Signer for Pkcs11Signer {
                 Ok(raw) => {
                     let signature = p256::ecdsa::Signature::from_slice(&raw)
                         .map_err(|_| anyhow!("the token returned a {}-byte signature, not r ‖ s", raw.len()))?;
-                    // Either S verifies; the low one is canonical.
+                    // Either S verifies; filters accept only the low one.
                     let signature = signature.normalize_s().unwrap_or(signature);
                     return Ok(signature.to_bytes().to_vec());
                 }

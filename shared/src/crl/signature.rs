@@ -273,6 +273,8 @@ pub(super) fn verify(
                 DigestAlgorithm::Sha512 => rsa_verify(rsa, Pss::new_with_salt::<Sha512>(salt_len), &hashed, signature),
             }
         }
+        // Either S: X.509 (RFC 5758 §3.2, RFC 3279 §2.2.3) does not ask for low S and CAs emit
+        // both; a CRL is known by its number and scope, never by its signature's bytes.
         (CaKey::P256(key), CrlSignatureAlgorithm::Ecdsa(digest)) => p256::ecdsa::Signature::from_der(signature)
             .is_ok_and(|signature| key.verify_prehash(&digest.digest(message), &signature).is_ok()),
         (CaKey::P384(key), CrlSignatureAlgorithm::Ecdsa(digest)) => p384::ecdsa::Signature::from_der(signature)

@@ -4,9 +4,10 @@
 use super::revocation::RevocationPolicy;
 pub use super::config_error::ConfigError;
 use super::constraints::{Constraints, MAX_LEEWAY_SECONDS};
+use super::credentials::{CredentialCarriers, CredentialCarriersConfig};
 use super::headers::{configured_name, fold_name, StripList};
-use super::mode::{Mode, PathPattern};
-use super::path::route_path;
+use super::mode::{Mode, PathMatching, PathPattern};
+use super::path::folded_spellings;
 use super::trust::{Cidr, PeerProperty};
 use crate::forwarded_signature::ForwardedSignatureKey;
 use crate::source::xfcc::MAX_XFCC_ELEMENTS;
@@ -171,6 +172,9 @@ pub struct RouteConfig {
     /// Replaces the policy-wide constraints on this route.
     #[serde(default)]
     pub constraints: Option<Constraints>,
+    /// Overrides the policy-wide `path_matching`.
+    #[serde(default)]
+    pub path_matching: Option<PathMatching>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,9 +193,14 @@ pub struct PolicyConfig {
     /// or prefixes written with a trailing `*`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
-    /// Match routes on the lowercased path, for upstreams whose paths are case-insensitive.
+    /// Query parameters (beside `access_token`), headers and cookies that carry credentials
+    /// an upstream may read: a request carrying one is refused ([`super::credentials`]).
     #[serde(default)]
-    pub case_insensitive_paths: bool,
+    pub credential_carriers: CredentialCarriersConfig,
+    /// How routes meet request paths: `folded` (every spelling an upstream may route to the
+    /// same handler; the default) or `exact`. Routes may override it.
+    #[serde(default)]
+    pub path_matching: PathMatching,
     /// The mode of every path no route matches. Required: there is no implicit default.
     pub default_mode: Mode,
     #[serde(default)]
@@ -238,14 +247,35 @@ pub struct Route {
     pub binding_required_paths: Vec<PathPattern>,
     pub require_enrolled_card: bool,
     pub constraints: Constraints,
+    pub path_matching: PathMatching,
+}
+
+/// One spelling of a request's path: the canonical path as the client sent it, or one of its
+/// folds ([`folded_spellings`]), which only routes that match folded spellings see.
+#[derive(Debug, Clone, Copy)]
+pub enum Spelling<'a> {
+    Canonical(&'a str),
+    Folded(&'a str),
 }
 
 impl Route {
-    /// Whether the token must be bound to the certificate on `path` (canonical).
-    pub fn binding_required(&self, path: &str) -> bool {
+    /// Whether this route's pattern matches `spelling`; `None` for the default route.
+    fn matches(&self, spelling: Spelling<'_>) -> Option<bool> {
+        let pattern = self.pattern.as_ref()?;
+        Some(match spelling {
+            Spelling::Canonical(path) => pattern.matches(path),
+            Spelling::Folded(path) => self.path_matching == PathMatching::Folded && pattern.matches_folded(path),
+        })
+    }
+
+    /// Whether the token must be bound to the certificate on `spelling`.
+    pub fn binding_required(&self, spelling: Spelling<'_>) -> bool {
         match self.mode {
             Mode::BearerPlusMtlsRequired => true,
-            Mode::BearerPlusMtlsOptional => self.binding_required_paths.iter().any(|p| p.matches(path)),
+            Mode::BearerPlusMtlsOptional => self.binding_required_paths.iter().any(|p| match spelling {
+                Spelling::Canonical(path) => p.matches(path),
+                Spelling::Folded(path) => self.path_matching == PathMatching::Folded && p.matches_folded(path),
+            }),
             Mode::Bearer | Mode::Mtls => false,
         }
     }
@@ -264,7 +294,7 @@ pub struct Policy {
     pub max_header_bytes: usize,
     pub signature: Option<Signature>,
     pub strip: StripList,
-    pub case_insensitive_paths: bool,
+    pub credential_carriers: CredentialCarriers,
     pub routes: Vec<Route>,
     pub default_route: Route,
     pub token: TokenConfig,
@@ -377,27 +407,34 @@ impl PolicyConfig {
         if let Some(i) = self.strip_headers.iter().position(strips_authorization) {
             return Err(ConfigError::new(format!("strip_headers[{i}]"), "the bearer token's header cannot be stripped"));
         }
+        let credential_carriers = self.credential_carriers.validated("credential_carriers")?;
         if self.token.leeway_seconds > MAX_LEEWAY_SECONDS {
             return Err(ConfigError::new("token.leeway_seconds", format!("at most {MAX_LEEWAY_SECONDS}")));
         }
-        let fold = self.case_insensitive_paths;
+        let matching = self.path_matching;
         let constraints = self.constraints.validated("constraints")?;
         check_binding_paths("binding_required_paths", self.default_mode, &self.binding_required_paths)?;
         let default_route = Route {
             pattern: None,
             mode: self.default_mode,
-            binding_required_paths: patterns("binding_required_paths", &self.binding_required_paths, fold)?,
+            binding_required_paths: patterns("binding_required_paths", &self.binding_required_paths)?,
             require_enrolled_card: self.require_enrolled_card,
             constraints: constraints.clone(),
+            path_matching: matching,
         };
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
             let field = format!("routes[{i}]");
             check_binding_paths(&format!("{field}.binding_required_paths"), r.mode, &r.binding_required_paths)?;
-            let pattern = PathPattern::parse(&r.path, fold).map_err(|e| ConfigError::new(format!("{field}.path"), e))?;
+            let pattern = PathPattern::parse(&r.path).map_err(|e| ConfigError::new(format!("{field}.path"), e))?;
+            let path_matching = r.path_matching.unwrap_or(matching);
             // First match wins: a route whose every path an earlier one matches would never
             // apply, and a stricter mode written there would silently not be enforced.
-            if let Some(earlier) = routes.iter().position(|route| route.pattern.as_ref().is_some_and(|p| p.covers(&pattern))) {
+            let covered = |route: &Route| {
+                let folded = route.path_matching == PathMatching::Folded && path_matching == PathMatching::Folded;
+                route.pattern.as_ref().is_some_and(|p| p.covers(&pattern, folded))
+            };
+            if let Some(earlier) = routes.iter().position(covered) {
                 return Err(ConfigError::new(
                     format!("{field}.path"),
                     format!("never chosen: routes[{earlier}].path matches every path it does, and comes first"),
@@ -410,9 +447,10 @@ impl PolicyConfig {
             routes.push(Route {
                 pattern: Some(pattern),
                 mode: r.mode,
-                binding_required_paths: patterns(&format!("{field}.binding_required_paths"), &r.binding_required_paths, fold)?,
+                binding_required_paths: patterns(&format!("{field}.binding_required_paths"), &r.binding_required_paths)?,
                 require_enrolled_card: r.require_enrolled_card.unwrap_or(self.require_enrolled_card),
                 constraints,
+                path_matching,
             });
         }
         let verifies_tokens = default_route.verifies_tokens() || routes.iter().any(Route::verifies_tokens);
@@ -429,7 +467,7 @@ impl PolicyConfig {
             max_header_bytes: self.max_header_bytes,
             signature,
             strip,
-            case_insensitive_paths: fold,
+            credential_carriers,
             routes,
             default_route,
             token: self.token,
@@ -440,10 +478,10 @@ impl PolicyConfig {
     }
 }
 
-fn patterns(field: &str, list: &[String], fold: bool) -> Result<Vec<PathPattern>, ConfigError> {
+fn patterns(field: &str, list: &[String]) -> Result<Vec<PathPattern>, ConfigError> {
     list.iter()
         .enumerate()
-        .map(|(i, p)| PathPattern::parse(p, fold).map_err(|e| ConfigError::new(format!("{field}[{i}]"), e)))
+        .map(|(i, p)| PathPattern::parse(p).map_err(|e| ConfigError::new(format!("{field}[{i}]"), e)))
         .collect()
 }
 
@@ -458,14 +496,33 @@ fn check_binding_paths(field: &str, mode: Mode, paths: &[String]) -> Result<(), 
 }
 
 impl Policy {
-    /// The first route whose pattern matches the canonical `path`, else the default.
-    pub fn route_for(&self, path: &str) -> &Route {
-        self.routes.iter().find(|r| r.pattern.as_ref().is_some_and(|p| p.matches(path))).unwrap_or(&self.default_route)
+    /// The first route whose pattern matches `spelling`, else the default.
+    pub fn route_for(&self, spelling: Spelling<'_>) -> &Route {
+        self.routes.iter().find(|r| r.matches(spelling) == Some(true)).unwrap_or(&self.default_route)
     }
 
-    /// The canonical path of a request target, as routes match it.
-    pub fn route_path<'a>(&self, target: &'a [u8]) -> Result<std::borrow::Cow<'a, str>, super::path::PathError> {
-        route_path(target, self.case_insensitive_paths)
+    /// Every route that could apply to the canonical `path`, with whether it requires binding
+    /// there: the route of the path as sent first, then the other routes of its folded
+    /// spellings. A request must satisfy each (the stricter wins), so a spelling the upstream
+    /// routes to a stricter handler never gets a weaker route's decision.
+    pub fn routes_for(&self, path: &str) -> Vec<(&Route, bool)> {
+        let first = self.route_for(Spelling::Canonical(path));
+        let mut routes = vec![(first, first.binding_required(Spelling::Canonical(path)))];
+        // A route that matches exactly takes its paths as spelled: the upstream said so.
+        if first.path_matching == PathMatching::Exact {
+            return routes;
+        }
+        for folded in folded_spellings(path) {
+            let spelling = Spelling::Folded(&folded);
+            let route = self.route_for(spelling);
+            let binding_required = route.binding_required(spelling);
+            // One route twice is one route, binding required where either spelling requires it.
+            match routes.iter_mut().find(|(r, _)| std::ptr::eq(*r, route)) {
+                Some((_, required)) => *required |= binding_required,
+                None => routes.push((route, binding_required)),
+            }
+        }
+        routes
     }
 
     /// The property naming the TCP peer, when the policy believes forwarded headers.
@@ -500,6 +557,55 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_route_a_spelling_could_reach_applies() {
+        let policy: PolicyConfig = serde_json::from_value(json!({
+            "certificate_source": {"kind": "xfcc", "trust": "this_proxy"},
+            "default_mode": "bearer_plus_mtls_required",
+            "token": {"audiences": ["a"]},
+            "routes": [
+                {"path": "/public/*", "mode": "bearer"},
+                {"path": "/mtls/*", "mode": "mtls"},
+                {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute*"]},
+                {"path": "/Exact/*", "mode": "mtls", "path_matching": "exact"}
+            ]
+        }))
+        .unwrap();
+        let policy = policy.validate().unwrap();
+        let modes = |path: &str| -> Vec<(&'static str, bool)> {
+            policy.routes_for(path).iter().map(|(route, bound)| (route.mode.as_str(), *bound)).collect()
+        };
+        assert_eq!(modes("/public/x"), [("bearer", false)]);
+        assert_eq!(modes("/api/execute"), [("bearer_plus_mtls_optional", true)]);
+        // The path as sent reaches the default route; its lowercase the mtls route: both apply.
+        assert_eq!(modes("/MTLS/x"), [("bearer_plus_mtls_required", true), ("mtls", false)]);
+        assert_eq!(modes("/Public/x"), [("bearer_plus_mtls_required", true), ("bearer", false)]);
+        // One route, binding required where a fold of the path requires it.
+        assert_eq!(modes("/api/execute.json"), [("bearer_plus_mtls_optional", true)]);
+        assert_eq!(modes("/api/execute."), [("bearer_plus_mtls_optional", true)]);
+        assert_eq!(modes("/API/Execute"), [("bearer_plus_mtls_required", true), ("bearer_plus_mtls_optional", true)]);
+        assert_eq!(modes("/public/x.json"), [("bearer", false)]);
+        // An exact route sees the path as sent only.
+        assert_eq!(modes("/Exact/x"), [("mtls", false)]);
+        assert_eq!(modes("/exact/x"), [("bearer_plus_mtls_required", true)]);
+        assert_eq!(modes("/EXACT/x"), [("bearer_plus_mtls_required", true)]);
+    }
+
+    #[test]
+    fn exact_matching_policy_wide_folds_nothing() {
+        let policy: PolicyConfig = serde_json::from_value(json!({
+            "certificate_source": {"kind": "xfcc", "trust": "this_proxy"},
+            "default_mode": "bearer",
+            "token": {"audiences": ["a"]},
+            "path_matching": "exact",
+            "routes": [{"path": "/mtls/*", "mode": "mtls"}, {"path": "/MTLS/*", "mode": "mtls"}]
+        }))
+        .unwrap();
+        let policy = policy.validate().unwrap();
+        assert_eq!(policy.routes_for("/Mtls/x.json").len(), 1);
+        assert_eq!(policy.routes_for("/Mtls/x.json")[0].0.mode, Mode::Bearer);
+    }
+
     /// An edit of the test policy.
     type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
 
@@ -521,6 +627,11 @@ mod tests {
             (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "bearer"}, {"path": "/a/b/*", "mode": "mtls"}])), "routes[1].path"),
             (Box::new(|p| p["routes"] = json!([{"path": "/a", "mode": "bearer"}, {"path": "/a/", "mode": "mtls"}])), "routes[1].path"),
             (Box::new(|p| p["routes"] = json!([{"path": "//a/*", "mode": "mtls"}])), "routes[0].path"),
+            (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "mtls"}, {"path": "/A/*", "mode": "mtls"}])), "routes[1].path"),
+            (
+                Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "mtls"}, {"path": "/A/*", "mode": "mtls", "path_matching": "exact"}])),
+                "accepted",
+            ),
             (Box::new(|p| p["routes"] = json!([{"path": "/%61/*", "mode": "mtls"}])), "routes[0].path"),
             (Box::new(|p| { p["default_mode"] = json!("bearer"); p["token"] = json!({"audiences": ["a"], "leeway_seconds": 601}); }), "token.leeway_seconds"),
             (Box::new(|p| p["constraints"] = json!({"validity_leeway_seconds": 601})), "constraints.validity_leeway_seconds"),

@@ -3,7 +3,8 @@
 
 use super::config::PolicyConfig;
 use super::outcome::Outcome;
-use super::path::canonical_path;
+use super::credentials::fold_parameter;
+use super::path::{canonical_path, folded_spellings};
 use super::{Engine, RequestInput};
 use crate::identity::{StaticIdentity, StaticIdentityConfig};
 
@@ -17,6 +18,19 @@ pub fn path(data: &[u8]) {
     }
     assert!(!path.ends_with("/.") && !path.ends_with("/.."), "{path:?}");
     assert_eq!(canonical_path(path.as_bytes()).as_deref(), Ok(&*path), "not a fixed point");
+    // Folded spellings: distinct from the path and each other, lowercase, rooted, no longer
+    // than the path, and with the path's trailing `/` (or its absence).
+    let spellings = folded_spellings(&path);
+    for (i, spelling) in spellings.iter().enumerate() {
+        assert!(spelling.starts_with('/') && spelling.len() <= path.len(), "{path:?} → {spelling:?}");
+        assert!(!spelling.bytes().any(|b| b.is_ascii_uppercase()), "{path:?} → {spelling:?}");
+        assert_eq!(spelling.ends_with('/'), path.ends_with('/'), "{path:?} → {spelling:?}");
+        assert!(*spelling != *path && !spellings[..i].contains(spelling), "{path:?}: {spellings:?}");
+    }
+    // A parameter name folds to letters and digits only, whatever the bytes.
+    if let Some(folded) = fold_parameter(data) {
+        assert!(folded.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{folded:?}");
+    }
 }
 
 const POLICY: &str = r#"{
@@ -24,9 +38,11 @@ const POLICY: &str = r#"{
     "trusted_proxies": ["10.0.0.0/8"],
     "default_mode": "bearer",
     "strip_headers": ["x-remote-user"],
+    "credential_carriers": {"query_parameters": ["token"], "headers": ["x-access-token"], "cookies": ["session"]},
     "token": {"audiences": ["aud"]},
     "routes": [
         {"path": "/mtls/*", "mode": "mtls"},
+        {"path": "/Exact/*", "mode": "mtls", "path_matching": "exact"},
         {"path": "/optional/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/optional/bound/*"]},
         {"path": "/required/*", "mode": "bearer_plus_mtls_required"}
     ]

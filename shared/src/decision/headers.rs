@@ -30,6 +30,25 @@ pub const IDENTITY_HEADER_PREFIXES: &[&str] = &[
     "x-arr-clientcert",
 ];
 
+/// Name prefixes (folded) of headers that make an upstream serve another URL than the one the
+/// filter judged: IIS and Symfony read `X-Original-URL` / `X-Rewrite-URL`, Traefik and
+/// oauth2-proxy set `X-Forwarded-Uri`, Spring, ASP.NET Core and Traefik honour
+/// `X-Forwarded-Prefix`, others their `-Path` and `-URI` spellings, and Envoy writes
+/// `X-Envoy-Original-Path`. A client's are removed from every request, like certificate headers.
+pub const URL_OVERRIDE_HEADER_PREFIXES: &[&str] = &[
+    "x-original-url",
+    "x-original-uri",
+    "x-original-path",
+    "x-rewrite-url",
+    "x-rewrite-uri",
+    "x-forwarded-uri",
+    "x-forwarded-url",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-envoy-original-path",
+    "x-envoy-original-url",
+];
+
 /// Whole names (folded) removed as well.
 pub const IDENTITY_HEADER_NAMES: &[&str] = &["xfcc"];
 
@@ -66,8 +85,8 @@ pub fn configured_name(field: &str, name: &str) -> Result<String, ConfigError> {
     Ok(fold_name(name))
 }
 
-/// The headers removed from every request: the built-in identity headers, the configured
-/// source and signature headers, and the operator's own additions (exact names, or prefixes
+/// The headers removed from every request: the built-in identity and URL-override headers, the
+/// configured source and signature headers, and the operator's own additions (exact names, or prefixes
 /// written with a trailing `*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripList {
@@ -84,7 +103,7 @@ impl StripList {
     pub fn new(field: &str, extra: &[String], always: &[&str]) -> Result<Self, ConfigError> {
         let mut list = StripList {
             names: IDENTITY_HEADER_NAMES.iter().map(|n| (*n).to_owned()).collect(),
-            prefixes: IDENTITY_HEADER_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
+            prefixes: IDENTITY_HEADER_PREFIXES.iter().chain(URL_OVERRIDE_HEADER_PREFIXES).map(|p| (*p).to_owned()).collect(),
             first_bytes: [false; 256],
         };
         list.names.extend(always.iter().map(|n| (*n).to_owned()));
@@ -154,10 +173,31 @@ mod tests {
             "x-tls-client-cert",
             "xfcc",
             "My_Cert",
+            "X-Original-URL",
+            "x_original_url",
+            "X-Original-Uri",
+            "x-rewrite-url",
+            "X-Forwarded-Uri",
+            "x-forwarded-url",
+            "X-Forwarded-Prefix",
+            "x_forwarded_prefix",
+            "X-Forwarded-Path",
+            "x-envoy-original-path",
         ] {
             assert!(list.strips(name), "{name}");
         }
-        for name in ["authorization", "x-client-id", "x-request-id", "x-forwarded-for", "content-type", "x-dmz", "clientcert"] {
+        for name in [
+            "authorization",
+            "x-client-id",
+            "x-request-id",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-original",
+            "content-type",
+            "x-dmz",
+            "clientcert",
+        ] {
             assert!(!list.strips(name), "{name}");
         }
     }

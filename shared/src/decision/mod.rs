@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod config_error;
 pub mod constraints;
+pub mod credentials;
 pub mod extract;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -135,9 +136,21 @@ impl Engine {
     }
 
     /// True for every inbound header that must not reach the upstream: identity headers in any
-    /// spelling, the configured source and signature headers, and the operator's additions.
+    /// spelling, URL-override headers, the configured source and signature headers, and the
+    /// operator's additions.
     pub fn is_identity_header(&self, name: &str) -> bool {
         self.policy.strip.strips(name)
+    }
+
+    /// True for every request trailer that must not reach the upstream: what
+    /// [`Engine::is_identity_header`] strips, `Authorization`, `Cookie` and the listed
+    /// credential headers. The filter reads credentials from headers only, and RFC 9110
+    /// §6.5.1 forbids sending authentication fields as trailers.
+    pub fn strips_trailer(&self, name: &str) -> bool {
+        self.policy.strip.strips(name)
+            || folded_eq(name, "authorization")
+            || folded_eq(name, "cookie")
+            || self.policy.credential_carriers.names_header(name)
     }
 
     /// Decides one request. `identity` is `None` when no valid identity data is held (no
@@ -183,18 +196,49 @@ fn evaluate(
         (1, Some(target)) => target,
         _ => return Err(Reason::InvalidPath),
     };
-    let path = policy.route_path(target).map_err(|_| Reason::InvalidPath)?;
-    let route = policy.route_for(&path);
-    let binding_required = route.binding_required(&path);
+    let path = path::canonical_path(target).map_err(|_| Reason::InvalidPath)?;
+    // Every route: a credential the filter does not read must not reach the upstream.
+    policy.credential_carriers.check(target, scanned.authorization, scanned.authorization_count, request.headers)?;
+    let identity = identity.ok_or(Reason::IdentityUnavailable);
+    // Every route a spelling of the path could reach must let the request through; the first
+    // refusal, in the order of [`Policy::routes_for`], is the answer, and the headers set are
+    // those of every route (the same certificate and token resolve the same way on each).
+    let routes = policy.routes_for(&path);
+    if let [(route, binding_required)] = routes.as_slice() {
+        return decide_route(policy, caches, request, &scanned, route, *binding_required, identity);
+    }
+    let mut set: Vec<(&'static str, String)> = Vec::new();
+    let mut notice = None;
+    for (route, binding_required) in routes {
+        let (entries, route_notice) = decide_route(policy, caches, request, &scanned, route, binding_required, identity)?;
+        notice = notice.or(route_notice);
+        for entry in entries {
+            if !set.iter().any(|(name, _)| *name == entry.0) {
+                set.push(entry);
+            }
+        }
+    }
+    Ok((set, notice))
+}
 
+/// The decision under one route.
+fn decide_route(
+    policy: &Policy,
+    caches: &mut Caches,
+    request: &RequestInput<'_>,
+    scanned: &ScannedHeaders<'_>,
+    route: &config::Route,
+    binding_required: bool,
+    identity: Result<&dyn IdentityData, Reason>,
+) -> Result<(Vec<(&'static str, String)>, Option<Notice>), Reason> {
     // Certificates play no part in bearer mode unless a bound token asks for one: their
     // headers are stripped, not parsed.
     let mut certificate = if route.mode == Mode::Bearer {
         None
     } else {
-        extract::certificate(policy, request, &scanned, &mut caches.facts)?
+        extract::certificate(policy, request, scanned, &mut caches.facts)?
     };
-    let identity = identity.ok_or(Reason::IdentityUnavailable)?;
+    let identity = identity?;
 
     let mut set = Vec::with_capacity(10);
     let mut notice = None;
@@ -203,9 +247,10 @@ fn evaluate(
         Mode::Mtls => {
             let facts = certificate.ok_or(Reason::CertificateMissing)?;
             resolve::certificate_identity(&facts, route, revocation, identity, request.now, &mut set, &mut notice)?;
-            // Tokens are not verified here, and pass to the upstream as sent — but one bound to
+            // Tokens are not verified here, and pass to the upstream as sent (the one
+            // well-formed Bearer header [`credentials`] lets through) — but one bound to
             // another certificate is refused, whoever would read it (RFC 8705 §3).
-            if let Some(claimed) = bound_token_confirmation(&scanned) {
+            if let Some(claimed) = bound_token_confirmation(scanned) {
                 if !jwt::confirmation_names(&claimed, &facts.fingerprint) {
                     return Err(Reason::SenderBindingMismatch);
                 }
@@ -221,12 +266,12 @@ fn evaluate(
             if let Some(facts) = &certificate {
                 org = resolve::certificate_identity(facts, route, revocation, identity, request.now, &mut set, &mut notice)?;
             }
-            let token = verified_token(policy, caches, &scanned, identity, org, request.now)?;
+            let token = verified_token(policy, caches, scanned, identity, org, request.now)?;
             if token.cnf_x5t_s256.is_some() && route.mode == Mode::Bearer {
                 // RFC 8705 §3: a bound token is accepted only with its certificate, on every
                 // route. The certificate is then held to the route's checks too, though its
                 // identity is not forwarded on a bearer route.
-                certificate = extract::certificate(policy, request, &scanned, &mut caches.facts)?;
+                certificate = extract::certificate(policy, request, scanned, &mut caches.facts)?;
                 let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
                 resolve::certificate_identity(facts, route, revocation, identity, request.now, &mut Vec::new(), &mut notice)?;
             }

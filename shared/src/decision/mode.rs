@@ -28,6 +28,20 @@ impl Mode {
     }
 }
 
+/// How a route's patterns meet a request's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatching {
+    /// Every spelling an upstream may route to the same handler matches: the canonical path
+    /// and its folds ([`super::path::folded_spellings`]: ASCII case, trailing dots, a format
+    /// suffix).
+    #[default]
+    Folded,
+    /// Only the canonical path, as written: for upstreams known to route case-sensitively and
+    /// without suffix or dot folding.
+    Exact,
+}
+
 /// A path pattern: an exact path, or a prefix when it ends in `*` (`/admin/*`).
 /// Prefix patterns match on segment boundaries, so `/admin/*` does not match `/administrator`.
 /// Patterns are written in the canonical form requests are matched in (see
@@ -35,13 +49,14 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
     text: String,
+    /// `text` lowercased: what folded spellings, which are lowercase, are matched against.
+    folded: String,
     prefix: bool,
 }
 
 impl PathPattern {
-    /// Parses `pattern`; with `fold` (case-insensitive paths) it is lowercased, as request
-    /// paths are.
-    pub fn parse(pattern: &str, fold: bool) -> Result<Self, String> {
+    /// Parses `pattern`, keeping it as written and lowercased.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
         if !pattern.starts_with('/') {
             return Err(format!("path pattern {pattern:?} must start with '/'"));
         }
@@ -60,27 +75,36 @@ impl PathPattern {
         if canonical != stem {
             return Err(format!("path pattern {pattern:?} is not in canonical form; write {canonical:?}"));
         }
-        let text = if fold { stem.to_ascii_lowercase() } else { stem.to_string() };
-        Ok(PathPattern { text, prefix })
+        Ok(PathPattern { text: stem.to_string(), folded: stem.to_ascii_lowercase(), prefix })
     }
 
     /// Whether every path `later` matches is matched by this pattern too: a route with
-    /// `later` listed after this one could never be chosen.
-    pub fn covers(&self, later: &PathPattern) -> bool {
-        (self.prefix || !later.prefix) && self.matches(&later.text)
+    /// `later` listed after this one could never be chosen. `folded` when both routes match
+    /// folded spellings.
+    pub fn covers(&self, later: &PathPattern, folded: bool) -> bool {
+        (self.prefix || !later.prefix)
+            && (self.matches(&later.text) || (folded && self.matches_folded(&later.folded)))
     }
 
-    /// Whether the canonical `path` matches.
+    /// Whether the canonical `path` matches the pattern as written.
     pub fn matches(&self, path: &str) -> bool {
-        if !self.prefix {
+        Self::text_matches(&self.text, self.prefix, path)
+    }
+
+    /// Whether a folded (lowercase) spelling matches the lowercased pattern.
+    pub fn matches_folded(&self, spelling: &str) -> bool {
+        Self::text_matches(&self.folded, self.prefix, spelling)
+    }
+
+    fn text_matches(text: &str, prefix: bool, path: &str) -> bool {
+        if !prefix {
             // `/api/execute/` names the same resource as `/api/execute` to most upstreams
             // (Express, Spring ≤ 5, Rails): an exact pattern covers both spellings.
-            return path == self.text
-                || (!self.text.ends_with('/') && path.strip_prefix(self.text.as_str()) == Some("/"));
+            return path == text || (!text.ends_with('/') && path.strip_prefix(text) == Some("/"));
         }
-        match path.strip_prefix(self.text.as_str()) {
-            None => path.len() + 1 == self.text.len() && self.text.starts_with(path) && self.text.ends_with('/'),
-            Some(rest) => self.text.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        match path.strip_prefix(text) {
+            None => path.len() + 1 == text.len() && text.starts_with(path) && text.ends_with('/'),
+            Some(rest) => text.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
         }
     }
 }
@@ -106,7 +130,7 @@ mod tests {
             ("/*", "/anything", true),
         ];
         for (pattern, path, expected) in cases {
-            assert_eq!(PathPattern::parse(pattern, false).unwrap().matches(path), expected, "{pattern} vs {path}");
+            assert_eq!(PathPattern::parse(pattern).unwrap().matches(path), expected, "{pattern} vs {path}");
         }
     }
 
@@ -126,22 +150,28 @@ mod tests {
         ];
         for (earlier, later, expected) in cases {
             let (earlier_pattern, later_pattern) =
-                (PathPattern::parse(earlier, false).unwrap(), PathPattern::parse(later, false).unwrap());
-            assert_eq!(earlier_pattern.covers(&later_pattern), expected, "{earlier} before {later}");
+                (PathPattern::parse(earlier).unwrap(), PathPattern::parse(later).unwrap());
+            assert_eq!(earlier_pattern.covers(&later_pattern, false), expected, "{earlier} before {later}");
+            assert_eq!(earlier_pattern.covers(&later_pattern, true), expected, "{earlier} before {later}, folded");
         }
     }
 
     #[test]
     fn bad_patterns_are_refused() {
         for bad in ["admin", "/a*b", "/a/**", "//admin/*", "/a/../admin/*", "/%61dmin", "/admin;x/*", "/admin?x", "/a%2fb"] {
-            assert!(PathPattern::parse(bad, false).is_err(), "{bad}");
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn folded_patterns_match_folded_paths() {
-        let pattern = PathPattern::parse("/Admin/*", true).unwrap();
-        assert!(pattern.matches("/admin/x"));
-        assert!(!PathPattern::parse("/Admin/*", false).unwrap().matches("/admin/x"));
+    fn folded_spellings_match_the_lowercased_pattern() {
+        let pattern = PathPattern::parse("/Admin/*").unwrap();
+        assert!(pattern.matches("/Admin/x"));
+        assert!(!pattern.matches("/admin/x"));
+        assert!(pattern.matches_folded("/admin/x"));
+        assert!(!pattern.matches_folded("/Admin/x"));
+        let (lower, upper) = (PathPattern::parse("/a/*").unwrap(), PathPattern::parse("/A/*").unwrap());
+        assert!(lower.covers(&upper, true));
+        assert!(!lower.covers(&upper, false));
     }
 }

@@ -211,14 +211,68 @@ fn remove_dot_segments(path: &str) -> String {
     out
 }
 
-/// The path routes match on: canonical, and ASCII-lowercased when the upstream's paths are
-/// case-insensitive.
-pub fn route_path(target: &[u8], case_insensitive: bool) -> Result<Cow<'_, str>, PathError> {
-    let path = canonical_path(target)?;
-    if case_insensitive && path.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Ok(Cow::Owned(path.to_ascii_lowercase()));
+/// The spellings of the canonical `path` that an upstream may route to the same handler as
+/// `path` itself, besides `path`: each is lowercased (IIS, ASP.NET, Spring with a
+/// case-insensitive matcher, any upstream on a case-insensitive file system), then
+///
+/// - with the trailing dots of every segment removed (`/api./execute.` is `/api/execute` to
+///   IIS and to Windows file servers; a segment of dots only is kept), then
+/// - with the format suffix of its last segment removed: everything from the first `.` after
+///   the segment's first character (Rails' `(.:format)`, Spring's suffix pattern matching,
+///   Django REST framework's format suffixes: `/api/execute.json`, `/api/execute.tar.gz`
+///   → `/api/execute`; `/.well-known` keeps its leading dot).
+///
+/// Distinct and in that order; empty when `path` is lowercase with no dot to fold, which is
+/// the common case and allocates nothing. Only ASCII letters are folded.
+pub fn folded_spellings(path: &str) -> Vec<String> {
+    let mut spellings: Vec<String> = Vec::new();
+    let push = |spelling: String, spellings: &mut Vec<String>| {
+        if spelling != path && !spellings.contains(&spelling) {
+            spellings.push(spelling);
+        }
+    };
+    let lower = if path.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(path.to_ascii_lowercase()) } else { Cow::Borrowed(path) };
+    if !lower.contains('.') {
+        if let Cow::Owned(lower) = lower {
+            push(lower, &mut spellings);
+        }
+        return spellings;
     }
-    Ok(path)
+    let undotted = without_trailing_dots(&lower);
+    let unsuffixed = without_format_suffix(&undotted);
+    push(lower.into_owned(), &mut spellings);
+    push(undotted, &mut spellings);
+    push(unsuffixed, &mut spellings);
+    spellings
+}
+
+/// Every segment without its trailing dots, unless it is dots only.
+fn without_trailing_dots(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let trimmed = segment.trim_end_matches('.');
+            if trimmed.is_empty() {
+                segment
+            } else {
+                trimmed
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The last non-empty segment cut at its first `.` after its first character.
+fn without_format_suffix(path: &str) -> String {
+    let body = path.trim_end_matches('/');
+    let start = body.rfind('/').map_or(0, |at| at + 1);
+    let segment = body.get(start..).unwrap_or("");
+    match segment.get(1..).and_then(|rest| rest.find('.')) {
+        Some(dot) => {
+            let cut = start + 1 + dot;
+            format!("{}{}", path.get(..cut).unwrap_or(path), path.get(body.len()..).unwrap_or(""))
+        }
+        None => path.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -308,9 +362,25 @@ mod tests {
     }
 
     #[test]
-    fn case_folding_is_opt_in() {
-        assert_eq!(route_path(b"/ADMIN/%61x", false).unwrap(), "/ADMIN/ax");
-        assert_eq!(route_path(b"/ADMIN/%61x", true).unwrap(), "/admin/ax");
-        assert!(matches!(route_path(b"/admin", true).unwrap(), Cow::Borrowed(_)));
+    fn spellings_fold_case_trailing_dots_and_format_suffixes() {
+        let cases: [(&str, &[&str]); 14] = [
+            ("/admin/x", &[]),
+            ("/", &[]),
+            ("/ADMIN/x", &["/admin/x"]),
+            ("/api/execute.json", &["/api/execute"]),
+            ("/api/execute.JSON", &["/api/execute.json", "/api/execute"]),
+            ("/API/Execute.Json/", &["/api/execute.json/", "/api/execute/"]),
+            ("/api/execute.", &["/api/execute"]),
+            ("/api/execute...", &["/api/execute"]),
+            ("/api./execute", &["/api/execute"]),
+            ("/feed.xml.", &["/feed.xml", "/feed"]),
+            ("/api/execute.tar.gz", &["/api/execute"]),
+            ("/.well-known/x", &[]),
+            ("/a/.hidden", &[]),
+            ("/a/.../b.", &["/a/.../b"]),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(folded_spellings(path), expected.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{path}");
+        }
     }
 }

@@ -325,9 +325,11 @@ mod tests {
                 let signature: Signature = signer.sign(&message);
                 let bytes = signature.to_bytes();
                 let mut cases = vec![(bytes.to_vec(), message.clone())];
-                // High-s twin: (r, n - s) verifies for ECDSA as well.
+                // High-s twin: (r, n - s) verifies for ECDSA as well, and JWS accepts both
+                // forms (see `jwks`): both must verify here.
                 let (r, s) = signature.split_scalars();
                 let twin = Signature::from_scalars(*r, -*s).unwrap();
+                assert!(key.verifies(&message, &bytes) && key.verifies(&message, &twin.to_bytes()), "seed {seed}: both S");
                 cases.push((twin.to_bytes().to_vec(), message.clone()));
                 for _ in 0..6 {
                     let mut damaged = bytes.to_vec();

@@ -91,6 +91,14 @@ impl PublicKey {
 
     /// `signature` is the JWS encoding: raw `r || s` for ECDSA (not DER), the modulus-sized
     /// integer for RSA, 64 bytes for Ed25519.
+    ///
+    /// ECDSA signatures verify with either S (`s` or `n - s`). JWS does not ask for low S
+    /// (RFC 7518 §3.4), and the signers issuers use (OpenSSL, Go's crypto/ecdsa, Java, cloud
+    /// KMSs, HSMs) emit high S in about half their signatures, so refusing it would refuse
+    /// half of a standard issuer's tokens. Both are accepted: a token's twin carries the same
+    /// signed claims, and the filter keys nothing on a token's bytes that a twin could evade
+    /// (a twin is verified afresh and resolves to the same identity). Upstreams that detect
+    /// replay must key on `jti`, not on the token's bytes (docs/filter.md).
     fn verifies(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
         match (self, alg) {
             (PublicKey::P256(key), Algorithm::Es256) => key.verifies(message, signature),

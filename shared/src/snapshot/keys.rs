@@ -252,15 +252,43 @@ impl PinnedKey {
         &self.spki_der
     }
 
-    /// Whether `signature` is this key's signature over `message`.
+    /// Whether `signature` is this key's signature over `message`. A P-256 signature must be
+    /// in low-S form: the control plane's signers normalise S (any ECDSA signature `(r, s)`
+    /// has a twin `(r, n - s)` that verifies too), so a snapshot has exactly one valid
+    /// signature and a high-S one was made by something else.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.verifier {
             KeyVerifier::P256(key) => p256::ecdsa::Signature::from_slice(signature)
-                .map(|sig| key.verify(message, &sig).is_ok())
+                .map(|sig| sig.normalize_s().is_none() && key.verify(message, &sig).is_ok())
                 .unwrap_or(false),
             KeyVerifier::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
                 .map(|sig| key.verify_strict(message, &sig).is_ok())
                 .unwrap_or(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer as _;
+
+    #[test]
+    fn a_p256_signature_verifies_in_low_s_form_only() {
+        for seed in 1..=16u8 {
+            let signer = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let spki = p256_spki_der(signer.verifying_key().to_encoded_point(false).as_bytes()).unwrap();
+            let pinned = PinnedKey::from_spki_der(&spki).unwrap();
+            let message = format!("snapshot header {seed}");
+            let signature: p256::ecdsa::Signature = signer.sign(message.as_bytes());
+            let low = signature.normalize_s().unwrap_or(signature);
+            let (r, s) = low.split_scalars();
+            let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+            assert!(high.normalize_s().is_some(), "the twin of a low-S signature is high-S");
+            assert!(pinned.verifies(message.as_bytes(), &low.to_bytes()), "seed {seed}: low S");
+            assert!(!pinned.verifies(message.as_bytes(), &high.to_bytes()), "seed {seed}: high S");
+            // The p256 crate itself accepts both: the refusal is ours.
+            assert!(p256::ecdsa::signature::Verifier::verify(signer.verifying_key(), message.as_bytes(), &high).is_ok());
         }
     }
 }

@@ -75,7 +75,8 @@ impl TestSigner {
         match self {
             TestSigner::P256(key) => {
                 let signature: p256::ecdsa::Signature = key.sign(message);
-                signature.to_bytes().to_vec()
+                // Low S, as the control plane signs and the verifier requires.
+                signature.normalize_s().unwrap_or(signature).to_bytes().to_vec()
             }
             TestSigner::Ed25519(key) => key.sign(message).to_bytes().to_vec(),
         }

@@ -26,6 +26,8 @@ pub enum Class {
     LookAlike,
     SourceLimits,
     BoundToken,
+    Credential,
+    Trailer,
     Smaller,
 }
 
@@ -85,7 +87,8 @@ fn unbound_token() -> String {
 
 /// Every hostile case, in class order.
 pub fn all() -> Vec<Hostile> {
-    [peer(), paths(), xfcc_elements(), header_case(), look_alikes(), source_limits(), bound_tokens(), smaller()].concat()
+    [peer(), paths(), xfcc_elements(), header_case(), look_alikes(), source_limits(), bound_tokens(), credentials(), trailers(), smaller()]
+        .concat()
 }
 
 /// Forwarded certificate sources, each with its header and Jane's value in it.
@@ -282,15 +285,49 @@ fn paths() -> Vec<Hostile> {
             deny(401, "certificate_missing"),
         ));
     }
-    // A case-insensitive upstream: every case of the route is the route.
-    let folded = config_with(|p| p["case_insensitive_paths"] = json!(true));
-    for path in ["/MTLS/x", "/Mtls/x", "/mTLS/x", "/%4DTLS/x", "/MTLS/../mtls/x", "/ReQuIrEd/x"] {
+    // Spellings many upstreams route to the route's handler — letter case, a format suffix,
+    // trailing dots — reach the route's checks too, beside the default route's.
+    for path in [
+        "/MTLS/x",
+        "/Mtls/x",
+        "/mTLS/x",
+        "/%4DTLS/x",
+        "/MTLS/../mtls/x",
+        "/ReQuIrEd/x",
+        "/mtls.json",
+        "/mtls.xml",
+        "/MTLS.JSON",
+        "/mtls./x",
+        "/mtls../x",
+        "/Mtls./x",
+        "/required.json",
+        "/required./x",
+        "/Required.html",
+        "/optional/bound.json",
+        "/optional/bound.",
+        "/optional/Bound/x",
+        "/OPTIONAL/BOUND/x",
+        "/optional/bound./x",
+        "/fpki.tar.gz",
+    ] {
         out.push(hostile(
             Class::Path,
-            format!("path: {path:?} on a case-insensitive upstream"),
-            folded.clone(),
+            format!("path: folded spelling {path:?} with a token and no certificate"),
+            config.clone(),
             request(path, None, Some(unbound_token())),
             deny(401, "certificate_missing"),
+        ));
+    }
+    // An unbound card with a token bound to it passes the bearer default route, but not the
+    // enrolled-card route its spellings reach.
+    let own = || Some(token(&claims(Some(attacker()))));
+    for path in ["/ENROLLED/x", "/Enrolled/x", "/enrolled.json", "/enrolled./x", "/ENROLLED.XML"] {
+        out.push(hostile(
+            Class::Path,
+            format!("path: unbound card on folded spelling {path:?} of the enrolled-card route"),
+            config.clone(),
+            request(path, Some(attacker()), own()),
+            deny(403, "card_not_enrolled"),
         ));
     }
     // A missing or repeated :path.
@@ -552,6 +589,33 @@ fn look_alikes() -> Vec<Hostile> {
         case.case.strip_expected = vec![name.into()];
         out.push(case);
     }
+    // Headers that make an upstream serve another URL than the one judged.
+    for name in [
+        "X-Original-URL",
+        "x-original-uri",
+        "X_Original_URL",
+        "X-Rewrite-URL",
+        "x-forwarded-uri",
+        "X-Forwarded-Url",
+        "X-Forwarded-Prefix",
+        "x_forwarded_prefix",
+        "X-Forwarded-Path",
+        "x-original-path",
+        "x-envoy-original-path",
+    ] {
+        let mut request = request("/public", None, Some(unbound_token()));
+        request.names_as_written = true;
+        request.headers.push((name.into(), "/mtls/x".into()));
+        let mut case = hostile(
+            Class::LookAlike,
+            format!("url override: {name} is removed"),
+            config.clone(),
+            request,
+            Expect::Allow(vec![("x-dm-token-subject", Some("jane.doe".into()))]),
+        );
+        case.case.strip_expected = vec![name.into()];
+        out.push(case);
+    }
     let extended = config_with(|p| p["strip_headers"] = json!(["x-remote-user", "x-auth-request-*"]));
     for name in ["x-remote-user", "X_Remote_User", "x-auth-request-email", "X-Auth-Request-User"] {
         let mut request = request("/public", None, Some(unbound_token()));
@@ -679,6 +743,126 @@ fn bound_tokens() -> Vec<Hostile> {
         request("/public", Some(blocked), Some(token(&claims(Some(blocked))))),
         deny(401, "certificate_blocklisted"),
     ));
+    out
+}
+
+/// Class 8: credentials the filter does not read, on every mode's route. The token is bound to
+/// the attacker's card and rides beside Jane's, which would pass an `mtls` route if the filter
+/// ignored a spelling an upstream library accepts: every one is refused `invalid_token`.
+fn credentials() -> Vec<Hostile> {
+    let config = standard_config();
+    let stolen = token(&claims(Some(attacker())));
+    let other = unbound_token();
+    let spellings: Vec<(&str, Vec<String>)> = vec![
+        ("two spaces", vec![format!("Bearer  {stolen}")]),
+        ("a tab", vec![format!("Bearer\t{stolen}")]),
+        ("a trailing space", vec![format!("Bearer {stolen} ")]),
+        ("a trailing comma", vec![format!("Bearer {stolen},")]),
+        ("a JWT scheme", vec![format!("JWT {stolen}")]),
+        ("a Token scheme", vec![format!("Token {stolen}")]),
+        ("the bare token", vec![stolen.clone()]),
+        ("two credentials joined", vec![format!("Bearer {other}, Bearer {stolen}")]),
+        ("two credentials joined without a space", vec![format!("Bearer {other},Bearer {stolen}")]),
+        ("two Authorization headers", vec![format!("Bearer {other}"), format!("Bearer {stolen}")]),
+        ("a Basic credential", vec!["Basic YWRtaW46YWRtaW4=".into()]),
+        ("an empty value", vec![String::new()]),
+    ];
+    let queries = ["access_token", "ACCESS_TOKEN", "accessToken", "access-token", "%61ccess_token", "access_token[]"];
+    let mut out = Vec::new();
+    for (what, path, card) in [
+        ("an mtls route", "/mtls/x", Some(jane())),
+        ("an enrolled-card route", "/enrolled/x", Some(jane())),
+        ("a bearer route", "/public", None),
+        ("an optional route", "/optional/open", Some(jane())),
+        ("a required route", "/required/x", Some(jane())),
+    ] {
+        for (spelling, values) in &spellings {
+            let mut request = request(path, card, None);
+            request.headers.extend(values.iter().map(|v| ("authorization".to_string(), v.clone())));
+            out.push(hostile(
+                Class::Credential,
+                format!("credential: {spelling} on {what}"),
+                config.clone(),
+                request,
+                deny(401, "invalid_token"),
+            ));
+        }
+        for name in queries {
+            // Beside a well-formed header the route accepts, and alone.
+            let good = (path != "/mtls/x" && path != "/enrolled/x").then(|| token(&claims(card)));
+            for bearer in [good.clone(), None].into_iter().skip(usize::from(good.is_none())) {
+                let with_header = if bearer.is_some() { "beside a good Authorization" } else { "alone" };
+                out.push(hostile(
+                    Class::Credential,
+                    format!("credential: ?{name}= {with_header} on {what}"),
+                    config.clone(),
+                    request(&format!("{path}?{name}={stolen}"), card, bearer),
+                    deny(401, "invalid_token"),
+                ));
+            }
+        }
+    }
+    // The operator's own carriers.
+    let listed = config_with(|p| {
+        p["credential_carriers"] = json!({"query_parameters": ["token"], "headers": ["x-access-token"], "cookies": ["session_token"]})
+    });
+    for (what, edit) in [
+        ("a listed query parameter", Box::new(|r: &mut CaseRequest| r.path.push_str("?Token=abc")) as Box<dyn Fn(&mut CaseRequest)>),
+        ("a listed header", Box::new(|r: &mut CaseRequest| r.headers.push(("x-access-token".into(), "abc".into())))),
+        ("a listed header in another spelling", Box::new(|r: &mut CaseRequest| {
+            r.names_as_written = true;
+            r.headers.push(("X_Access_Token".into(), "abc".into()));
+        })),
+        ("a listed cookie", Box::new(|r: &mut CaseRequest| r.headers.push(("cookie".into(), "theme=dark; session_token=abc".into())))),
+        ("a listed cookie in another spelling", Box::new(|r: &mut CaseRequest| r.headers.push(("cookie".into(), "SessionToken=abc".into())))),
+    ] {
+        let mut request = request("/mtls/x", Some(jane()), None);
+        edit(&mut request);
+        out.push(hostile(Class::Credential, format!("credential: {what} on an mtls route"), listed.clone(), request, deny(401, "invalid_token")));
+    }
+    out
+}
+
+/// Request trailers (HTTP/2, gRPC metadata) naming an identity or carrying a credential,
+/// after headers the filter let through: each is removed, and an ordinary trailer beside it
+/// reaches the upstream unchanged.
+fn trailers() -> Vec<Hostile> {
+    let config = standard_config();
+    let stolen = token(&claims(Some(attacker())));
+    let hostile_trailers: Vec<(&str, String)> = vec![
+        ("x-dm-user-id", "u-admin".into()),
+        ("x-dm-org-id", "o-navy".into()),
+        ("X-DM-Principal", "auth:account:user:root".into()),
+        ("x_dm_user_id", "u-admin".into()),
+        ("x-dm-smartcard-fingerprint", jane().hex()),
+        ("x-forwarded-client-cert", jane().xfcc()),
+        ("ssl-client-cert", jane().nginx_escaped()),
+        ("AUTHORIZATION", format!("Bearer {stolen}")),
+        ("Authorization", stolen.clone()),
+        ("cookie", "session=abc".into()),
+        ("x-original-url", "/admin".into()),
+        ("x-forwarded-prefix", "/admin".into()),
+    ];
+    let mut out = Vec::new();
+    for (what, path, card, bearer, expect) in [
+        ("an mtls route", "/mtls/x", Some(jane()), None, ("x-dm-user-id", "u-jane")),
+        ("a bearer route", "/public", None, Some(unbound_token()), ("x-dm-token-subject", "jane.doe")),
+    ] {
+        for (name, value) in &hostile_trailers {
+            let mut request = request(path, card, bearer.clone());
+            request.names_as_written = true;
+            request.trailers = vec![("x-checksum".into(), "sha256=abc".into()), ((*name).into(), value.clone())];
+            let mut case = hostile(
+                Class::Trailer,
+                format!("trailer: {name} on {what} is removed"),
+                config.clone(),
+                request,
+                Expect::Allow(vec![(expect.0, Some(expect.1.into()))]),
+            );
+            case.case.strip_expected = vec![(*name).into()];
+            out.push(case);
+        }
+    }
     out
 }
 

@@ -25,6 +25,8 @@ pub struct CaseRequest {
     pub properties: Vec<(String, String)>,
     /// Header names reach the filter as written (NGINX) rather than lowercased (Envoy).
     pub names_as_written: bool,
+    /// Request trailers, handed to the filter after the headers when it lets them through.
+    pub trailers: Vec<(String, String)>,
     pub now: i64,
 }
 
@@ -57,6 +59,8 @@ pub struct Observed {
     pub local_response: Option<LocalResponse>,
     /// The request headers after the filter, when it let the request through.
     pub forwarded: Vec<(String, Vec<u8>)>,
+    /// The request trailers after the filter.
+    pub forwarded_trailers: Vec<(String, Vec<u8>)>,
 }
 
 /// Headers no client may smuggle through: after the filter, each is either absent or set by
@@ -166,9 +170,31 @@ pub fn check(case: &Case, seen: &Observed) -> Result<(), String> {
                     return Err(format!("{name} should have been stripped"));
                 }
             }
-            Ok(())
+            check_trailers(case, seen)
         }
     }
+}
+
+/// Trailers a client may not smuggle: identity headers and credentials (RFC 9110 §6.5.1).
+fn trailer_must_go(case: &Case, name: &str) -> bool {
+    SPOOFABLE.iter().any(|s| same_name(name, s))
+        || fold_prefix(name, "x-dm-")
+        || same_name(name, "authorization")
+        || same_name(name, "cookie")
+        || case.strip_expected.iter().any(|s| s == name)
+}
+
+/// Every hostile trailer is gone, every other one reached the upstream unchanged.
+fn check_trailers(case: &Case, seen: &Observed) -> Result<(), String> {
+    for (name, value) in &case.request.trailers {
+        let reached = seen.forwarded_trailers.iter().any(|(n, v)| same_name(n, name) && v == value.as_bytes());
+        match (trailer_must_go(case, name), reached) {
+            (true, true) => return Err(format!("trailer {name} reached the upstream")),
+            (false, false) => return Err(format!("trailer {name} was removed")),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Strings that identify the request's certificate; none may appear in a refusal.

@@ -14,10 +14,12 @@ pub type Headers = Vec<(String, Vec<u8>)>;
 /// A host double: serves one request and records the filter's answer.
 pub struct RecordingHost {
     pub headers: Headers,
+    pub trailers: Headers,
     pub properties: Vec<(Vec<String>, Vec<u8>)>,
     pub now: i64,
     pub response: RefCell<Option<LocalResponse>>,
     pub forwarded: RefCell<Option<Headers>>,
+    pub forwarded_trailers: RefCell<Option<Headers>>,
     pub counters: RefCell<Vec<u32>>,
     pub calls: RefCell<u32>,
 }
@@ -43,12 +45,15 @@ impl RecordingHost {
         for (dotted, value) in &request.properties {
             properties.push((path(dotted), value.clone().into_bytes()));
         }
+        let trailers = request.trailers.iter().map(|(n, v)| (name(n), v.clone().into_bytes())).collect();
         RecordingHost {
             headers,
+            trailers,
             properties,
             now: request.now,
             response: RefCell::new(None),
             forwarded: RefCell::new(None),
+            forwarded_trailers: RefCell::new(None),
             counters: RefCell::new(Vec::new()),
             calls: RefCell::new(0),
         }
@@ -76,6 +81,18 @@ impl Host for RecordingHost {
         self.count();
         let mut forwarded = self.forwarded.borrow_mut();
         forwarded.get_or_insert_with(|| self.headers.clone()).push((name.to_string(), value.to_vec()));
+        Ok(())
+    }
+
+    fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+        self.count();
+        HeaderBlock::from_pairs(&self.trailers)
+    }
+
+    fn remove_request_trailer(&self, name: &str) -> Result<(), HostError> {
+        self.count();
+        let mut forwarded = self.forwarded_trailers.borrow_mut();
+        forwarded.get_or_insert_with(|| self.trailers.clone()).retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         Ok(())
     }
 
@@ -133,10 +150,16 @@ impl NativeFilter {
             config::IdentitySource::Development(data) => Some(data as &dyn IdentityData),
             config::IdentitySource::Snapshot(_) => None,
         };
-        http::on_request_headers(&host, &mut self.configured.engine, &http::FixedIdentity(identity), &self.metrics);
+        let verdict =
+            http::on_request_headers(&host, &mut self.configured.engine, &http::FixedIdentity(identity), &self.metrics);
+        // A proxy hands trailers on only after headers that went on.
+        if verdict == http::Verdict::Continue && !host.trailers.is_empty() {
+            http::on_request_trailers(&host, &self.configured.engine, &self.metrics);
+        }
         let observed = Observed {
             local_response: host.response.borrow().clone(),
             forwarded: host.forwarded.borrow().clone().unwrap_or_else(|| host.headers.clone()),
+            forwarded_trailers: host.forwarded_trailers.borrow().clone().unwrap_or_else(|| host.trailers.clone()),
         };
         (observed, host)
     }

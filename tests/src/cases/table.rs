@@ -643,6 +643,24 @@ pub fn crl_revocation() -> Vec<Case> {
     ]
 }
 
+/// Folded spellings reach their route; a route that opts into exact matching takes paths as
+/// spelled, so another case of it is another path.
+pub fn path_matching() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let exact = {
+        let mut policy = standard_policy();
+        policy["routes"][0]["path_matching"] = json!("exact");
+        json!({"policy": policy, "development_identity": standard_identity()})
+    };
+    vec![
+        std_case("folded: /MTLS/x with the card → the mtls route's identity", request("/MTLS/x", Some(jane), Some(token(&claims(Some(jane))))), jane_identity()),
+        std_case("folded: /mtls/x.json with the card → 200", request("/mtls/x.json", Some(jane), None), jane_identity()),
+        std_case("folded: /public.json with a token → bearer", request("/public.json", None, Some(token(&claims(None)))), token_only()),
+        case("exact: /MTLS/x is not the mtls route → bearer", exact.clone(), request("/MTLS/x", None, Some(token(&claims(None)))), token_only()),
+        case("exact: /mtls/x still needs the card → 401", exact, request("/mtls/x", None, Some(token(&claims(None)))), deny(401, "certificate_missing")),
+    ]
+}
+
 pub fn all() -> Vec<Case> {
     [
         acceptance_matrix(),
@@ -655,6 +673,7 @@ pub fn all() -> Vec<Case> {
         token_owners(),
         tenancy_conflicts(),
         tokens_on_mtls_routes(),
+        path_matching(),
     ]
     .concat()
 }

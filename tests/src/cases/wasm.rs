@@ -26,6 +26,9 @@ pub fn http_request(request: &CaseRequest) -> HttpRequest {
     for (path, value) in &request.properties {
         http = http.property_str(path, value);
     }
+    for (name, value) in &request.trailers {
+        http = http.trailer(name, value);
+    }
     http
 }
 
@@ -59,6 +62,7 @@ impl WasmRunner {
         let observed = Observed {
             local_response: result.local_response.map(|r| (u16::try_from(r.status).unwrap_or(0), r.headers, r.body)),
             forwarded: result.request_headers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect(),
+            forwarded_trailers: result.request_trailers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect(),
         };
         Ok((observed, counter, before, after))
     }

@@ -121,6 +121,7 @@ fn return_bytes(
 /// Which header map a `map_type` names right now.
 enum MapSlot {
     RequestHeaders,
+    RequestTrailers,
     CallResponseHeaders,
     CallResponseTrailers,
     /// A valid map type that does not exist in the current callback.
@@ -130,6 +131,7 @@ enum MapSlot {
 fn map_slot(state: &HostState, map_type: i32) -> Option<MapSlot> {
     let slot = match map_type {
         0 if state.phase == Phase::Request => MapSlot::RequestHeaders,
+        1 if state.phase == Phase::Request => MapSlot::RequestTrailers,
         6 if state.call_response.is_some() => MapSlot::CallResponseHeaders,
         7 if state.call_response.is_some() => MapSlot::CallResponseTrailers,
         0..=7 => MapSlot::Absent,
@@ -141,16 +143,19 @@ fn map_slot(state: &HostState, map_type: i32) -> Option<MapSlot> {
 fn map_ref<'a>(state: &'a HostState, slot: &MapSlot) -> Option<&'a super::state::HeaderMap> {
     match slot {
         MapSlot::RequestHeaders => Some(&state.request_headers),
+        MapSlot::RequestTrailers => Some(&state.request_trailers),
         MapSlot::CallResponseHeaders => state.call_response.as_ref().map(|response| &response.headers),
         MapSlot::CallResponseTrailers => state.call_response.as_ref().map(|response| &response.trailers),
         MapSlot::Absent => None,
     }
 }
 
-/// Only the request headers can be changed (callout responses are read-only, as in Envoy).
+/// Only the request headers and trailers can be changed (callout responses are read-only, as
+/// in Envoy).
 fn map_mut(state: &mut HostState, map_type: i32) -> std::result::Result<&mut super::state::HeaderMap, Status> {
     match map_slot(state, map_type) {
         Some(MapSlot::RequestHeaders) => Ok(&mut state.request_headers),
+        Some(MapSlot::RequestTrailers) => Ok(&mut state.request_trailers),
         Some(_) => Err(Status::BadArgument),
         None => Err(Status::BadArgument),
     }

@@ -146,11 +146,14 @@ pub struct HttpRequest {
     /// Hand header names to the filter as written instead of lowercased, as NGINX with
     /// ngx_wasm_module does.
     pub names_as_written: bool,
+    /// Request trailers: when any are set, the headers phase is not the end of the stream and
+    /// `proxy_on_request_trailers` follows it (unless the filter answered).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Default for HttpRequest {
     fn default() -> Self {
-        Self { headers: Vec::new(), properties: HashMap::new(), end_of_stream: true, names_as_written: false }
+        Self { headers: Vec::new(), properties: HashMap::new(), end_of_stream: true, names_as_written: false, trailers: Vec::new() }
     }
 }
 
@@ -211,6 +214,12 @@ impl HttpRequest {
         self.end_of_stream = end_of_stream;
         self
     }
+
+    /// Appends a request trailer.
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_string(), value.to_string()));
+        self
+    }
 }
 
 /// What happened to one request.
@@ -221,6 +230,8 @@ pub struct HttpResult {
     pub local_response: Option<LocalResponse>,
     /// Request headers after the filter ran (what the upstream would receive).
     pub request_headers: Vec<(String, String)>,
+    /// Request trailers after the filter ran.
+    pub request_trailers: Vec<(String, String)>,
     /// Imports invoked during the request's whole lifecycle: each is one VM-boundary crossing
     /// in a real proxy.
     pub host_calls: u64,
@@ -265,6 +276,7 @@ struct Exports {
     on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
     on_configure: Option<TypedFunc<(i32, i32), i32>>,
     on_request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
@@ -354,6 +366,7 @@ impl FilterHost {
             on_vm_start: optional!("proxy_on_vm_start"),
             on_configure: optional!("proxy_on_configure"),
             on_request_headers: optional!("proxy_on_request_headers"),
+            on_request_trailers: optional!("proxy_on_request_trailers"),
             on_done: optional!("proxy_on_done"),
             on_log: optional!("proxy_on_log"),
             on_delete: optional!("proxy_on_delete"),
@@ -499,6 +512,10 @@ impl FilterHost {
         for (name, value) in &request.headers {
             state.request_headers.add_with_case(name.as_bytes(), value.as_bytes(), request.names_as_written);
         }
+        state.request_trailers.clear();
+        for (name, value) in &request.trailers {
+            state.request_trailers.add_with_case(name.as_bytes(), value.as_bytes(), request.names_as_written);
+        }
         state.request_properties.clear();
         for (path, value) in &request.properties {
             state.request_properties.set(path.as_bytes(), value);
@@ -507,8 +524,10 @@ impl FilterHost {
         state.effective_context = context;
         state.phase = Phase::Request;
         let header_count = guest_size(state.request_headers.len())?;
+        let trailer_count = guest_size(state.request_trailers.len())?;
+        let end_of_stream = request.end_of_stream && request.trailers.is_empty();
 
-        let outcome = self.run_request(context, header_count, request.end_of_stream);
+        let outcome = self.run_request(context, header_count, end_of_stream, trailer_count);
 
         let state = self.store.data_mut();
         state.phase = Phase::Idle;
@@ -527,6 +546,7 @@ impl FilterHost {
             action,
             local_response: state.local_response.take(),
             request_headers: state.request_headers.to_string_pairs(),
+            request_trailers: state.request_trailers.to_string_pairs(),
             host_calls: state.calls.total(),
             host_call_counts: state.calls,
             continue_stream_calls: state.continue_stream_calls,
@@ -534,7 +554,7 @@ impl FilterHost {
         })
     }
 
-    fn run_request(&mut self, context: u32, header_count: i32, end_of_stream: bool) -> anyhow::Result<Action> {
+    fn run_request(&mut self, context: u32, header_count: i32, end_of_stream: bool, trailer_count: i32) -> anyhow::Result<Action> {
         let exports = Arc::clone(&self.exports);
         let (context, root) = (context as i32, ROOT_CONTEXT_ID as i32);
         let create = &exports.on_context_create;
@@ -555,6 +575,23 @@ impl FilterHost {
                 }
             }
             None => Action::Continue,
+        };
+        // The trailers follow headers that went on; a proxy passes none after a local answer.
+        let answered = self.store.data().local_response.is_some();
+        let action = match exports.on_request_trailers.as_ref() {
+            Some(on_request_trailers) if action == Action::Continue && trailer_count > 0 && !answered => {
+                let code = self.call_guest("proxy_on_request_trailers", |store| on_request_trailers.call(store, (context, trailer_count)))?;
+                match code {
+                    0 => Action::Continue,
+                    1 => Action::Pause,
+                    other => {
+                        let reason = format!("proxy_on_request_trailers returned unknown action {other}");
+                        self.failed = Some(reason.clone());
+                        bail!(reason);
+                    }
+                }
+            }
+            _ => action,
         };
         if let Some(on_done) = exports.on_done.as_ref() {
             self.call_guest("proxy_on_done", |store| on_done.call(store, context))?;

@@ -436,6 +436,7 @@ pub struct HostState {
     pub(crate) phase: Phase,
 
     pub(crate) request_headers: HeaderMap,
+    pub(crate) request_trailers: HeaderMap,
     pub(crate) request_properties: PropertyStore,
     pub(crate) host_properties: PropertyStore,
     pub(crate) vm_configuration: Vec<u8>,
@@ -483,6 +484,7 @@ impl HostState {
             effective_context: 0,
             phase: Phase::Idle,
             request_headers: HeaderMap::default(),
+            request_trailers: HeaderMap::default(),
             request_properties: PropertyStore::default(),
             host_properties: PropertyStore::default(),
             vm_configuration: Vec::new(),

@@ -132,7 +132,7 @@ impl SnapshotView {
         let bucket = bucket_of(key);
         let index = section.keyed_index().and_then(|k| self.derived.bucket_starts.get(k)).and_then(Option::as_ref);
         let bounds = index.and_then(|starts| Some((*starts.get(bucket)?, *starts.get(bucket + 1)?)));
-        let (mut low, mut high) = match bounds {
+        let (low, high) = match bounds {
             Some((start, end)) => (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(count).min(count)),
             None => (0usize, count),
         };
