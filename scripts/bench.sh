@@ -35,6 +35,7 @@ run certbind-tests filter
 run certbind-tests snapshot_load
 run certbind-shared snapshot
 run certbind-shared crl
+run certbind-shared revocations
 # The revocation bench drives a real control plane started by scripts/devstack.
 ./scripts/dev-setup.sh >>"$log" 2>&1
 cargo build -q --release -p certbind-control-plane 2>>"$log"

@@ -163,6 +163,8 @@ pub fn route_table() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (doc(M::GET, "/api/v1/admin/orgs/{org_id}/domains", SuperAdmin, "The domains assigned to an org", None, (200, Some("OrgDomainList"))), get(orgs::list_domains)),
         (doc(M::DELETE, "/api/v1/admin/orgs/{org_id}/domains/{domain}", SuperAdmin, "Take a domain back from an org (its SAN rules stay)", None, (200, Some("OrgDomain"))), delete(orgs::unassign_domain)),
         (doc(M::POST, "/api/v1/admin/orgs/{org_id}/tokens", SuperAdmin, "Create an admin token for an org (shown once)", Some("TokenRequest"), (201, Some("NewToken"))), post(tokens::create_for_org)),
+        (list(doc(M::GET, "/api/v1/admin/orgs/{org_id}/tokens", SuperAdmin, "List an org's admin tokens (never the secrets)", None, (200, Some("TokenPage"))), PAGE_QUERY), get(tokens::list_for_org)),
+        (doc(M::DELETE, "/api/v1/admin/orgs/{org_id}/tokens/{token_id}", SuperAdmin, "Revoke an admin token of any org", None, (200, Some("Token"))), delete(tokens::delete_for_org)),
         (doc(M::POST, "/api/v1/admin/tokens", Admin, "Create an admin token in the caller's org (shown once)", Some("TokenRequest"), (201, Some("NewToken"))), post(tokens::create)),
         (list(doc(M::GET, "/api/v1/admin/tokens", Admin, "List the org's admin tokens (never the secrets)", None, (200, Some("TokenPage"))), PAGE_QUERY), get(tokens::list)),
         (doc(M::DELETE, "/api/v1/admin/tokens/{token_id}", Admin, "Delete an admin token", None, (200, Some("Token"))), delete(tokens::delete)),

@@ -140,15 +140,21 @@ pub enum TokenCommand {
         #[arg(long)]
         label: Option<String>,
     },
-    /// List proxy credentials: id, label, last use.
+    /// List proxy credentials (--proxy) or an org's admin tokens (--org): id, label, last use.
     List {
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "org", conflicts_with = "org")]
         proxy: bool,
+        /// The org whose admin tokens to list, by id or name.
+        #[arg(long)]
+        org: Option<String>,
     },
-    /// Revoke a proxy credential by id.
+    /// Revoke a proxy credential (--proxy) or an admin token of an org (--org) by id.
     Delete {
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "org", conflicts_with = "org")]
         proxy: bool,
+        /// The org of the admin token, by id or name.
+        #[arg(long)]
+        org: Option<String>,
         id: String,
     },
 }
@@ -442,7 +448,27 @@ async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
                 .map_err(stored)?;
             println!("{secret}");
         }
-        TokenCommand::List { .. } => {
+        TokenCommand::List { org: Some(org), .. } => {
+            let org = find_org(db, &org).await?;
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = db::tokens::list(db, &org.id, cursor.as_deref(), db::MAX_PAGE).await.map_err(stored)?;
+                for token in &page.items {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        token.id,
+                        if token.super_admin { "super-admin" } else { "admin" },
+                        token.label.as_deref().unwrap_or("-"),
+                        token.last_used_at.as_deref().unwrap_or("never used")
+                    );
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        TokenCommand::List { org: None, .. } => {
             let mut cursor: Option<String> = None;
             loop {
                 let page = db::proxies::list(db, cursor.as_deref(), db::MAX_PAGE).await.map_err(stored)?;
@@ -460,7 +486,12 @@ async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        TokenCommand::Delete { id, .. } => {
+        TokenCommand::Delete { org: Some(org), id, .. } => {
+            let org = find_org(db, &org).await?;
+            let token = db::tokens::delete_in(db, &Actor::cli(org.id.clone()), &org.id, &id).await.map_err(stored)?;
+            println!("revoked admin token {}", token.id);
+        }
+        TokenCommand::Delete { org: None, id, .. } => {
             let credential = db::proxies::delete(db, &Actor::service("cli"), &id).await.map_err(stored)?;
             println!("revoked proxy credential {}", credential.id);
         }
@@ -624,7 +655,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // A line on stdout, so scripts and tests that ask for port 0 learn the port.
     println!("certbind listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    // With the peer's address, which failed authentications are logged with.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     if let Some(poller) = poller {
         poller.abort();
     }
@@ -675,7 +708,8 @@ async fn snapshot_export(config: &Config, file: &std::path::Path) -> anyhow::Res
     db.close().await;
     // Written beside the target and renamed, so a reader never sees half a snapshot.
     let tmp = file.with_extension("partial");
-    std::fs::write(&tmp, snapshot.bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    // Private: the snapshot names every org's users and cards.
+    crate::private_files::write(&tmp, snapshot.bytes())?;
     std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))?;
     println!(
         "wrote snapshot version {} signed by key {} ({} bytes) to {}",

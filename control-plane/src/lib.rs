@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod private_files;
 pub mod revocation;
 pub mod signer;
 pub mod snapshot;

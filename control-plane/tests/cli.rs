@@ -13,6 +13,14 @@ async fn serve_in_an_empty_directory_starts_on_sqlite() {
     let r = http1(server.addr, "GET", "/healthz", &[], &[]).await.unwrap();
     assert_eq!(r.status, 200);
     assert!(dir.path().join("certbind.db").is_file(), "no SQLite file in the working directory");
+    // The database holds every org's bindings and the token hashes: the owner's only, and so
+    // are the WAL and shared-memory files SQLite makes beside it.
+    #[cfg(unix)]
+    for name in ["certbind.db", "certbind.db-wal", "certbind.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
     // Without a token the admin API refuses, with the problem+json contract.
     http1(server.addr, "GET", "/api/v1/admin/smartcards", &[], &[]).await.unwrap().problem(401);
 }

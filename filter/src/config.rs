@@ -67,8 +67,15 @@ pub struct ControlPlaneConfig {
     #[serde(default = "default_snapshot_path")]
     pub path: String,
     /// The proxy credential (`certbind token create --proxy`): it can read the snapshot and
-    /// nothing else.
-    pub credential: String,
+    /// nothing else. Written here, it is printed by anything that shows the plugin
+    /// configuration (Envoy's `/config_dump`): prefer `credential_env`.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// The name of an environment variable of the plugin's VM that holds the proxy credential
+    /// (Envoy: `vm_config.environment_variables.host_env_keys`, which passes the variable of
+    /// the Envoy process without printing its value). Exactly one of this and `credential`.
+    #[serde(default)]
+    pub credential_env: Option<String>,
     /// How long the control plane may hold a fetch open waiting for a newer snapshot.
     /// 0: plain polling every `poll_interval_seconds`.
     #[serde(default = "default_long_poll")]
@@ -142,12 +149,62 @@ fn text_member(field: &str, value: &str, what: &str) -> Result<(), ConfigError> 
     Ok(())
 }
 
+/// Longest environment variable name `credential_env` may give.
+pub const MAX_ENV_NAME_BYTES: usize = 128;
+
+/// Reads an environment variable of the plugin's VM: `std::env::var` in the filter (WASI
+/// `environ_get`), a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 impl ControlPlaneConfig {
-    fn validate(self) -> Result<ControlPlane, ConfigError> {
+    /// The credential, from the configuration or from the VM's environment. Errors never
+    /// carry the credential itself.
+    fn credential(&self, env: EnvLookup<'_>) -> Result<String, ConfigError> {
+        const AT: &str = "snapshot.control_plane";
+        match (&self.credential, &self.credential_env) {
+            (Some(credential), None) => {
+                text_member(&format!("{AT}.credential"), credential, "credential")?;
+                Ok(credential.clone())
+            }
+            (None, Some(name)) => {
+                let field = format!("{AT}.credential_env");
+                if name.is_empty()
+                    || name.len() > MAX_ENV_NAME_BYTES
+                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(ConfigError::new(
+                        field,
+                        format!("an environment variable name: 1 to {MAX_ENV_NAME_BYTES} letters, digits and '_'"),
+                    ));
+                }
+                let value = env(name).ok_or_else(|| {
+                    ConfigError::new(
+                        field.clone(),
+                        format!(
+                            "{name} is not set in the plugin's VM (Envoy: list it in \
+                             vm_config.environment_variables.host_env_keys and set it for the Envoy process)"
+                        ),
+                    )
+                })?;
+                text_member(&field, &value, &format!("the credential in {name}"))?;
+                Ok(value)
+            }
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                format!("{AT}.credential_env"),
+                "give the credential or the environment variable that holds it, not both",
+            )),
+            (None, None) => Err(ConfigError::new(
+                format!("{AT}.credential_env"),
+                "name the environment variable that holds the proxy credential (or give it as credential)",
+            )),
+        }
+    }
+
+    fn validate(self, env: EnvLookup<'_>) -> Result<ControlPlane, ConfigError> {
         const AT: &str = "snapshot.control_plane";
         text_member(&format!("{AT}.cluster"), &self.cluster, "cluster")?;
         text_member(&format!("{AT}.authority"), &self.authority, "authority")?;
-        text_member(&format!("{AT}.credential"), &self.credential, "credential")?;
+        let credential = self.credential(env)?;
         if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
             return Err(ConfigError::new(format!("{AT}.path"), "must start with '/' and carry no query"));
         }
@@ -165,7 +222,7 @@ impl ControlPlaneConfig {
             cluster: self.cluster,
             authority: self.authority,
             path: self.path,
-            credential: self.credential,
+            credential,
             long_poll_seconds: self.long_poll_seconds,
             poll_interval_seconds: self.poll_interval_seconds,
             deltas: self.deltas,
@@ -174,7 +231,7 @@ impl ControlPlaneConfig {
 }
 
 impl SnapshotConfig {
-    fn validate(self) -> Result<SnapshotSettings, ConfigError> {
+    fn validate(self, env: EnvLookup<'_>) -> Result<SnapshotSettings, ConfigError> {
         if self.pinned_keys.is_empty() {
             return Err(ConfigError::new("snapshot.pinned_keys", "pin at least one public key"));
         }
@@ -191,7 +248,7 @@ impl SnapshotConfig {
         let verifier = SnapshotVerifier::from_key_texts(&self.pinned_keys)
             .map_err(|e| ConfigError::new("snapshot.pinned_keys", e.to_string()))?
             .with_max_age(self.max_age_seconds.map(i64::from));
-        let control_plane = self.control_plane.map(ControlPlaneConfig::validate).transpose()?;
+        let control_plane = self.control_plane.map(|cp| cp.validate(env)).transpose()?;
         let signed = match self.signed_base64 {
             None => None,
             Some(text) => {
@@ -234,7 +291,13 @@ fn sha256_prefix(bytes: &[u8]) -> [u8; 8] {
 
 /// Parses and validates the plugin configuration. A refusal names the member at fault
 /// (`policy.routes[2].mode`), as the documentation promises, never a line and column.
+/// `credential_env` is read from the process (the VM's) environment.
 pub fn parse(bytes: &[u8]) -> Result<Configured, ConfigError> {
+    parse_with_env(bytes, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`], reading environment variables through `env`.
+pub fn parse_with_env(bytes: &[u8], env: EnvLookup<'_>) -> Result<Configured, ConfigError> {
     if bytes.len() > MAX_PLUGIN_CONFIG_BYTES {
         return Err(ConfigError::new(
             "configuration",
@@ -256,7 +319,7 @@ pub fn parse(bytes: &[u8]) -> Result<Configured, ConfigError> {
                 "give either a signed snapshot or development identity data, not both",
             ))
         }
-        (Some(snapshot), None) => IdentitySource::Snapshot(snapshot.validate()?),
+        (Some(snapshot), None) => IdentitySource::Snapshot(snapshot.validate(env)?),
         (None, Some(identity)) => IdentitySource::Development(
             StaticIdentity::from_config(identity, 1)
                 .map_err(|e| ConfigError::new(development_field(&e.field), e.problem))?,
@@ -337,6 +400,43 @@ ZA5SjvIMnQWactXFeLdGo5uJ3LVBjzWQGFH34r5pVEnaUTx2/urgFHVUBw==
         ];
         for (json, field) in cases {
             assert_eq!(field_of(&json), field, "{json}");
+        }
+    }
+
+    #[test]
+    fn the_credential_comes_from_the_configuration_or_the_vms_environment() {
+        let secret = "cbp_s3cret";
+        let env = |name: &str| match name {
+            "CERTBIND_PROXY_CREDENTIAL" => Some(secret.to_string()),
+            "WITH_SPACE" => Some("cbp_a b".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let configured = |control_plane: &str| {
+            let json = with_snapshot(&format!(r#"{{"pinned_keys":[{KEY:?}],"control_plane":{{"cluster":"cp","authority":"a",{control_plane}}}}}"#));
+            match parse_with_env(json.as_bytes(), &env) {
+                Ok(Configured { identity: IdentitySource::Snapshot(s), .. }) => Ok(s.control_plane.unwrap().credential),
+                Ok(_) => panic!("snapshot expected"),
+                Err(e) => Err((e.field, e.problem)),
+            }
+        };
+        assert_eq!(configured(r#""credential_env":"CERTBIND_PROXY_CREDENTIAL""#), Ok(secret.to_string()));
+        assert_eq!(configured(r#""credential":"cbp_inline""#), Ok("cbp_inline".to_string()));
+        let at = "snapshot.control_plane.credential_env";
+        for (member, says) in [
+            (r#""credential_env":"UNSET""#, "UNSET is not set"),
+            (r#""credential_env":"WITH_SPACE""#, "spaces or control characters"),
+            (r#""credential_env":"EMPTY""#, "is empty"),
+            (r#""credential_env":"A-B""#, "environment variable name"),
+            (r#""credential_env":"""#, "environment variable name"),
+            (r#""credential":"c","credential_env":"CERTBIND_PROXY_CREDENTIAL""#, "not both"),
+            (r#""long_poll_seconds":1"#, "name the environment variable"),
+        ] {
+            let (field, problem) = configured(member).unwrap_err();
+            assert_eq!(field, at, "{member}");
+            assert!(problem.contains(says), "{member}: {problem}");
+            // A refusal never repeats the credential it read.
+            assert!(!problem.contains("cbp_"), "{member}: {problem}");
         }
     }
 

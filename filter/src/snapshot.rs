@@ -605,7 +605,7 @@ impl SnapshotSource {
             FetchResponse::Answer { status: status @ (401 | 403), .. } => self.failed(
                 host,
                 now_ms,
-                &format!("the control plane refused the proxy credential ({status}); check snapshot.control_plane.credential"),
+                &format!("the control plane refused the proxy credential ({status}); check snapshot.control_plane.credential or credential_env"),
             ),
             FetchResponse::Answer { status, .. } => {
                 self.failed(host, now_ms, &format!("the control plane answered {status}"))

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import private
 from .procs import Process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ class ControlPlane:
 
     def __init__(self, state_dir: Path, log_dir: Path, *, binary: Path | None = None):
         self.state = state_dir
-        self.state.mkdir(parents=True, exist_ok=True)
+        private.directory(self.state)
         self.log_dir = log_dir
         self.binary = binary or certbind_binary()
         self.env = {"CERTBIND_DATABASE_URL": f"sqlite://{self.state / 'certbind.db'}", "RUST_LOG": "info,sqlx=warn"}
@@ -195,8 +196,7 @@ def start_demo(state: Path, logs: Path, *, org: str, user: str, email: str | Non
         }
         if remember is not None:
             # Created 0600: the file holds the admin token and the proxy credential.
-            with os.fdopen(os.open(remember, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-                f.write(json.dumps(accounts, indent=2) + "\n")
+            private.write(remember, json.dumps(accounts, indent=2) + "\n")
     cp.start(listen, name=name)
     return Demo(cp, public_key, accounts["org_id"], accounts["user_id"], accounts["admin_token"],
                 accounts["proxy_credential"])

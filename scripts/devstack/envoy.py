@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from . import private
 from .procs import Process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,18 +32,18 @@ def envoy_binary() -> str:
     return found
 
 
-def wasm_filter(name: str, wasm: Path, configuration: str | None, vm_id: str | None = None) -> dict:
+def wasm_filter(name: str, wasm: Path, configuration: str | None, vm_id: str | None = None,
+                env_keys: tuple[str, ...] = ()) -> dict:
     """One `envoy.filters.http.wasm` entry on the V8 runtime; the VM refuses to start, and so
     the listener every request, if the plugin refuses its configuration. The VM id is the
     plugin's own (its name unless given): Envoy shares a plugin's shared data, where certbind
-    keeps its snapshot, with every plugin of the same `vm_id`."""
-    config: dict = {
-        "name": name,
-        "root_id": name,
-        "vm_config": {"vm_id": vm_id or name, "runtime": "envoy.wasm.runtime.v8",
-                      "code": {"local": {"filename": str(wasm)}}},
-        "failure_policy": "FAIL_CLOSED",
-    }
+    keeps its snapshot, with every plugin of the same `vm_id`. `env_keys`: variables of the
+    Envoy process the VM may read (their values are not in the configuration)."""
+    vm_config: dict = {"vm_id": vm_id or name, "runtime": "envoy.wasm.runtime.v8",
+                       "code": {"local": {"filename": str(wasm)}}}
+    if env_keys:
+        vm_config["environment_variables"] = {"host_env_keys": list(env_keys)}
+    config: dict = {"name": name, "root_id": name, "vm_config": vm_config, "failure_policy": "FAIL_CLOSED"}
     if configuration is not None:
         config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}
     return {"name": "envoy.filters.http.wasm",
@@ -94,17 +95,19 @@ def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defau
         if text.count(setting) != 1:
             raise ValueError(f"{template} does not set `{setting}` exactly once")
         text = text.replace(setting, replacement)
-    out.write_text(string.Template(text).substitute({k: str(v) for k, v in values.items()}))
+    # 0600: the configuration carries the filter's, and so the proxy's, settings.
+    private.write(out, string.Template(text).substitute({k: str(v) for k, v in values.items()}))
     return out
 
 
 class Envoy:
     def __init__(self, config: Path, log_dir: Path, *, name: str = "envoy", concurrency: int = 1,
-                 admin_port: int, log_level: str = "info"):
+                 admin_port: int, log_level: str = "info", env: dict | None = None):
+        """`env`: variables for the Envoy process (the proxy credential, for the filter's VM)."""
         self.config, self.admin_port, self.name = config, admin_port, name
         self.process = Process(name, [envoy_binary(), "-c", str(config), "--concurrency", str(concurrency),
                                       "--disable-hot-restart", "--log-level", log_level,
-                                      "--component-log-level", "wasm:info"], log_dir)
+                                      "--component-log-level", "wasm:info"], log_dir, env=env)
 
     def start(self, timeout: float = 30) -> "Envoy":
         self.process.start()

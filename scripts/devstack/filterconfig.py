@@ -47,13 +47,22 @@ def policy(*, source: dict | None = None, trusted_proxies: list[str] | None = No
 MAX_AGE_SECONDS = 46800
 
 
-def snapshot(public_key_pem: str, credential: str, *, cluster: str = "certbind_control_plane",
+# The Envoy process's environment variable that carries the proxy credential into the
+# filter's VM (`vm_config.environment_variables.host_env_keys`): unlike the plugin
+# configuration, its value is not printed by Envoy's admin endpoint (`/config_dump`).
+CREDENTIAL_ENV = "CERTBIND_PROXY_CREDENTIAL"
+
+
+def snapshot(public_key_pem: str, credential: str | None, *, cluster: str = "certbind_control_plane",
              authority: str = "127.0.0.1:8080", long_poll_seconds: int = 30,
-             max_age_seconds: int = MAX_AGE_SECONDS, **control_plane) -> dict:
+             max_age_seconds: int = MAX_AGE_SECONDS, credential_env: str | None = None, **control_plane) -> dict:
     """The signed snapshot, fetched from the control plane through an Envoy cluster and
-    verified against the pinned key (`certbind key init` prints it)."""
+    verified against the pinned key (`certbind key init` prints it). The proxy credential is
+    given inline (`credential`) or named by the environment variable that holds it
+    (`credential_env`, with `credential` None)."""
+    source = {"credential_env": credential_env} if credential_env else {"credential": credential}
     return {"pinned_keys": [public_key_pem], "max_age_seconds": max_age_seconds,
-            "control_plane": {"cluster": cluster, "authority": authority, "credential": credential,
+            "control_plane": {"cluster": cluster, "authority": authority, **source,
                               "long_poll_seconds": long_poll_seconds, **control_plane}}
 
 

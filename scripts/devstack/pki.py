@@ -23,7 +23,6 @@ Running it again keeps what exists (fingerprints stay stable across `make run`s)
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from . import private
 
 FASCN_OID = ObjectIdentifier("2.16.840.1.101.3.6.6")  # id-PIV-FASC-N otherName
 UPN_OID = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft UPN otherName
@@ -143,9 +144,8 @@ def write_pem(path: Path, cert: x509.Certificate) -> None:
 
 
 def write_key(path: Path, key) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    os.chmod(path, 0o600)
+    private.write(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def load_issuer(out: Path, name: str) -> Issuer:
@@ -156,7 +156,7 @@ def load_issuer(out: Path, name: str) -> Issuer:
 
 def generate(out: Path) -> None:
     """Writes every file named in the module's doc into `out`, unless `ca.crt` is there."""
-    out.mkdir(parents=True, exist_ok=True)
+    private.directory(out)
     if (out / "ca.crt").exists() and (out / "card-auth-policy.crt").exists():
         return
     root_key, piv_key, untrusted_key = new_key(), new_key(), new_key()

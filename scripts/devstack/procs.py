@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from . import private
+
 
 def free_port() -> int:
     """A port the kernel considers free right now on 127.0.0.1."""
@@ -29,13 +31,13 @@ def port_open(port: int) -> bool:
 class Process:
     def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None, cwd: Path | None = None):
         self.name, self.argv, self.env, self.cwd = name, argv, env, cwd
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private.directory(log_dir)
         self.log = log_dir / f"{name}.log"
         self.popen: subprocess.Popen | None = None
         self.offset = 0
 
     def start(self) -> "Process":
-        handle = open(self.log, "ab")
+        handle = os.fdopen(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, private.FILE_MODE), "ab")
         # The log keeps earlier runs; this run's output starts here.
         self.offset = handle.tell()
         # Own process group, so Ctrl-C in the terminal reaches only the supervisor, which

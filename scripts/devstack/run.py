@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import envoy, filterconfig, pki, tokens
+from . import envoy, filterconfig, pki, private, tokens
 from .controlplane import ApiError, start_demo
 from .procs import Process, Stack, port_open, wait_until
 
@@ -36,8 +36,7 @@ def remembered_accounts() -> Path:
         accounts = json.loads(path.read_text())
         if "admin_token" not in accounts and (STATE / "admin-token").exists():
             accounts["admin_token"] = (STATE / "admin-token").read_text().strip()
-            path.write_text(json.dumps(accounts, indent=2) + "\n")
-            path.chmod(0o600)
+            private.write(path, json.dumps(accounts, indent=2) + "\n")
     return path
 
 
@@ -60,6 +59,7 @@ def main() -> int:
             print(f"run: port {p} is already in use (another `make run`?); stop it or set the "
                   "CERTBIND_DEV_*_PORT variables", file=sys.stderr)
             return 1
+    private.directory(STATE)
     logs = STATE / "logs"
     pki_dir = STATE / "pki"
     pki.generate(pki_dir)
@@ -81,8 +81,7 @@ def main() -> int:
         stack.add(cp.stop)
         admin_file = STATE / "admin-token"
         if not admin_file.exists():
-            with os.fdopen(os.open(admin_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-                f.write(admin_token + "\n")
+            private.write(admin_file, admin_token + "\n")
 
         demo_pem = (pki_dir / "demo-card.crt").read_bytes()
         ensure(lambda: cp.bind(admin_token, demo.user_id, demo_pem), 409)
@@ -95,16 +94,20 @@ def main() -> int:
         echo_port = int(wait_until(lambda: _echo_port(echo), 10, "the echo upstream", alive=echo))
 
         # The filter fetches the signed snapshot from the control plane through the cluster
-        # `certbind_control_plane` and believes it only under the pinned key.
+        # `certbind_control_plane` and believes it only under the pinned key. The proxy
+        # credential reaches it in Envoy's environment, not in a configuration Envoy's admin
+        # endpoint would print.
         config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
-            key["public_key_pem"], demo.proxy_credential, authority=f"127.0.0.1:{cp_port}"))
-        (STATE / "filter-config.json").write_text(json.dumps(json.loads(config), indent=2) + "\n")
+            key["public_key_pem"], None, authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV))
+        private.write(STATE / "filter-config.json", json.dumps(json.loads(config), indent=2) + "\n")
         rendered = envoy.render(
             "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
             server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
             echo_port=echo_port, control_plane_port=cp_port,
-            http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config)))
-        proxy = envoy.Envoy(rendered, logs, admin_port=admin_port).start()
+            http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
+                                                              env_keys=(filterconfig.CREDENTIAL_ENV,))))
+        proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
+                            env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
         stack.add(proxy.stop)
 
         print(instructions(https_port, admin_port, cp.url, key.get("key_id", "?")), flush=True)

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from . import private
+
 ISSUER = "https://issuer.certbind.dev"
 AUDIENCE = "https://api.certbind.dev"
 KEY_ID = "certbind-dev-1"
@@ -45,13 +47,12 @@ class Issuer:
 
     def __init__(self, state: Path):
         directory = state / "issuer"
-        directory.mkdir(parents=True, exist_ok=True)
+        private.directory(directory)
         path = directory / "issuer.key"
         if not path.exists():
             key = ec.generate_private_key(ec.SECP256R1())
-            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-            path.chmod(0o600)
+            private.write(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
         self.key = serialization.load_pem_private_key(path.read_bytes(), None)
 
     def jwks(self) -> dict:

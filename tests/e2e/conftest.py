@@ -132,18 +132,22 @@ class Deployer:
 
     def __call__(self, name: str, filter_config: str | None, *, template: str = "dev.yaml", concurrency: int = 1,
                  wasm: Path | None = None, allow_expired: bool = False, envoy_defaults: bool = False,
-                 forward_client_cert: str | None = None, tls: bool = True, **values) -> Deployment:
+                 forward_client_cert: str | None = None, tls: bool = True, env: dict | None = None,
+                 **values) -> Deployment:
+        """`env`: variables of the Envoy process; each is also one the filter's VM may read."""
         listen_port, admin_port = free_port(), free_port()
         filters = []
         if filter_config is not None:
-            filters.append(envoy.wasm_filter("certbind", wasm or envoy.WASM_DIR / "certbind_filter.wasm", filter_config))
+            filters.append(envoy.wasm_filter("certbind", wasm or envoy.WASM_DIR / "certbind_filter.wasm", filter_config,
+                                             env_keys=tuple(env or ())))
         settings = dict(admin_port=admin_port, listen_port=listen_port, server_cert=self.pki.dir / "server.crt",
                         server_key=self.pki.dir / "server.key", ca_bundle=self.pki.ca, echo_port=self.echo_port,
                         control_plane_port=self.cp_port, http_filters=envoy.http_filters(*filters))
         settings.update(values)
         config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired,
                               envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert, **settings)
-        proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port)
+        proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port,
+                            env=env)
         self.started.append(proxy)
         proxy.start()
         return Deployment(proxy, Client(listen_port, self.pki.ca, tls=tls), listen_port)
@@ -192,7 +196,10 @@ def wait_for_snapshot(deployment: Deployment, version: int | None = None, timeou
 @pytest.fixture(scope="module")
 def dev(deploy, demo) -> Deployment:
     """The development deployment as `make run` starts it: the snapshot fetched from the
-    control plane, verified against its pinned key."""
-    deployment = deploy("dev", filterconfig.render(filterconfig.policy(), snapshot=demo.snapshot_source()))
+    control plane, verified against its pinned key, with the proxy credential in Envoy's
+    environment rather than in its configuration."""
+    source = demo.snapshot_source(credential_env=filterconfig.CREDENTIAL_ENV)
+    deployment = deploy("dev", filterconfig.render(filterconfig.policy(), snapshot=source),
+                        env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential})
     wait_for_snapshot(deployment)
     return deployment

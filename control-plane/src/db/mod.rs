@@ -151,6 +151,11 @@ impl Db {
         })?;
         let db = match backend {
             Backend::Sqlite => {
+                // Created private before SQLite opens it: SQLite gives its WAL and shared-memory
+                // files the database file's mode.
+                if let Some(path) = sqlite_file_path(&options.url) {
+                    crate::private_files::ensure_file(std::path::Path::new(path))?;
+                }
                 let url = sqlite_url_creating_file(&options.url);
                 let write = sqlite_pool(1, options.acquire_timeout).connect(&url).await;
                 let write = write.with_context(|| format!("opening SQLite database {url}"))?;
@@ -274,6 +279,17 @@ fn sqlite_url_creating_file(url: &str) -> String {
     } else {
         format!("{url}?mode=rwc")
     }
+}
+
+/// The file a SQLite URL opens, when the control plane would create it: not for
+/// `:memory:` or a URL that names its own open mode.
+fn sqlite_file_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') || url.contains("mode=") {
+        return None;
+    }
+    Some(path)
 }
 
 /// A URL safe to print: the password, if any, replaced.
@@ -693,6 +709,16 @@ mod tests {
         assert_eq!(sqlite_url_creating_file("sqlite://a.db"), "sqlite://a.db?mode=rwc");
         assert_eq!(sqlite_url_creating_file("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
         assert_eq!(sqlite_url_creating_file("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_file_path("sqlite://certbind.db"), Some("certbind.db"));
+        assert_eq!(sqlite_file_path("sqlite:///var/lib/certbind/db.sqlite?cache=shared"), Some("/var/lib/certbind/db.sqlite"));
+        assert_eq!(sqlite_file_path("sqlite:a.db"), Some("a.db"));
+        assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_file_path("sqlite://a.db?mode=ro"), None);
+        assert_eq!(sqlite_file_path("postgres://u@h/db"), None);
     }
 
     #[test]

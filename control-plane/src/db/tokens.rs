@@ -109,10 +109,20 @@ pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> Db
 /// Deletes a token of the actor's org. A super-admin token is deleted only by a super-admin
 /// (an ordinary admin must not be able to lock the org's super-admin out).
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<AdminToken> {
+    let org_id = actor.org_id.clone();
+    delete_in(db, actor, &org_id, id).await
+}
+
+/// Deletes a token of `org_id`: the actor's own org, or any org for a super-admin (a
+/// leaked or departed admin's token is revoked without a token of that org).
+pub async fn delete_in(db: &Db, actor: &Actor, org_id: &str, id: &str) -> DbResult<AdminToken> {
+    if org_id != actor.org_id && !actor.super_admin {
+        return Err(DbError::Forbidden("only a super-admin token can delete another org's tokens".into()));
+    }
     let mut tx = db.begin().await?;
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM admin_tokens WHERE id = $1 AND org_id = $2"))
         .bind(id)
-        .bind(&actor.org_id)
+        .bind(org_id)
         .fetch_optional(&mut *tx)
         .await?;
     let Some(token) = row.as_ref().map(from_row).transpose()? else {

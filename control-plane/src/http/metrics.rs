@@ -23,6 +23,8 @@ pub struct Metrics {
     pub delta_bytes_served: AtomicU64,
     pub full_snapshots_served: AtomicU64,
     pub full_bytes_served: AtomicU64,
+    /// Requests refused for their credential.
+    pub auth_failures: super::auth_failures::AuthFailures,
 }
 
 impl Metrics {
@@ -68,6 +70,11 @@ pub async fn render(State(state): State<AppState>) -> Response {
                 label(route)
             );
         }
+    }
+    let _ = writeln!(out, "# HELP certbind_auth_failures_total Requests refused for their credential, by the credential the route wants (admin token or proxy credential) and reason (missing or invalid).");
+    let _ = writeln!(out, "# TYPE certbind_auth_failures_total counter");
+    for (credential, reason, n) in state.metrics.auth_failures.all() {
+        let _ = writeln!(out, "certbind_auth_failures_total{{credential=\"{credential}\",reason=\"{reason}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP certbind_binds_total Card bindings created.");
     let _ = writeln!(out, "# TYPE certbind_binds_total counter");

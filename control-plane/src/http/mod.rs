@@ -2,6 +2,7 @@
 //! JSON bodies and query strings that answer in problem+json, and input validation.
 
 pub mod audit;
+pub mod auth_failures;
 pub mod blocklist;
 pub mod cas;
 pub mod constraints;
@@ -101,10 +102,28 @@ impl Admin {
     }
 }
 
+/// Counts (and, rate-limited, logs) a refusal for the credential; passes the result on.
+fn noted<T>(parts: &Parts, state: &AppState, credential: usage::Credential, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(ApiError::Unauthorized { invalid_token }) = &result {
+        let failure = if *invalid_token { auth_failures::Failure::Invalid } else { auth_failures::Failure::Missing };
+        let route = parts.extensions.get::<axum::extract::MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+        state.metrics.auth_failures.record(credential, failure, route, peer);
+    }
+    result
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let result = Admin::authenticate(parts, state).await;
+        noted(parts, state, usage::Credential::Admin, result)
+    }
+}
+
+impl Admin {
+    async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         if secret.starts_with(PROXY_PREFIX) && db_proxies::lookup(&state.db, secret).await?.is_some() {
             return Err(ApiError::Forbidden("a proxy credential reads the snapshot and nothing else".into()));
@@ -145,6 +164,13 @@ impl FromRequestParts<AppState> for Proxy {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let result = Proxy::authenticate(parts, state).await;
+        noted(parts, state, usage::Credential::Proxy, result)
+    }
+}
+
+impl Proxy {
+    async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
         if let Some(credential) = db_proxies::lookup(&state.db, secret).await? {
             state.usage.used(&state.db, usage::Credential::Proxy, &credential.id);

@@ -64,3 +64,26 @@ pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQ
 pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<AdminToken>> {
     Ok(Json(tokens::delete(&state.db, &admin.actor(), &id).await?))
 }
+
+/// Another org's tokens, for a super-admin: to find the token to revoke.
+pub async fn list_for_org(
+    State(state): State<AppState>,
+    _admin: SuperAdmin,
+    Path(org_id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<AdminToken>>> {
+    let limit = page_limit(q.limit)?;
+    if crate::db::orgs::get(&state.db, &org_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no org {org_id:?}")));
+    }
+    Ok(Json(tokens::list(&state.db, &org_id, check_cursor(q.cursor)?.as_deref(), limit).await?))
+}
+
+/// A super-admin revokes a token of any org.
+pub async fn delete_for_org(
+    State(state): State<AppState>,
+    SuperAdmin(admin): SuperAdmin,
+    Path((org_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<AdminToken>> {
+    Ok(Json(tokens::delete_in(&state.db, &admin.actor(), &org_id, &id).await?))
+}

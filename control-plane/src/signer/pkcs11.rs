@@ -331,7 +331,9 @@ impl Signer for Pkcs11Signer {
 /// For development and tests (scripts/softhsm-init.sh does the same from a shell).
 pub fn init_softhsm_token(dir: &Path, label: &str, so_pin: &str, user_pin: &str) -> anyhow::Result<PathBuf> {
     let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).with_context(|| format!("cannot create {}", tokens.display()))?;
+    // The token directory holds the signing key: private, as SoftHSM2 itself asks.
+    crate::private_files::create_dir(dir)?;
+    crate::private_files::create_dir(&tokens)?;
     let conf = dir.join("softhsm2.conf");
     let text = format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display());
     std::fs::write(&conf, text).with_context(|| format!("cannot write {}", conf.display()))?;
