@@ -28,6 +28,7 @@ on_every_store!(
     a_crl_update_travels_as_a_delta_of_its_difference,
     crls_stored_elsewhere_reach_the_snapshot_through_the_log,
     a_ca_without_distribution_points_takes_those_its_crl_names,
+    hostile_distribution_points_cost_a_bounded_fetch,
 );
 
 const DAY: i64 = 86_400;
@@ -486,5 +487,56 @@ async fn a_ca_without_distribution_points_takes_those_its_crl_names(store: Store
     assert_eq!(r.status, 200, "{}", r.text());
     let shown = app.get(&format!("/api/v1/admin/cas/{given_id}"), &app.b.token).await.json();
     assert_eq!(shown["policy"]["crl_urls"], json!(["http://mirror.example/given.crl"]));
+    app.finish().await;
+}
+
+/// A distribution point that never answers costs the timeout; one that sends more than the
+/// CRL cap is cut off at the cap; one that answers garbage is refused by the reader; none of
+/// them changes what is held.
+async fn hostile_distribution_points_cost_a_bounded_fetch(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let ca = SyntheticCa::new("hostile", "Hostile Point CA").unwrap();
+    // Accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/never.crl", silent.local_addr().unwrap());
+    let held_open = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    // Sends far more than the cap allows, then garbage of an acceptable size.
+    let point = Point::default();
+    *point.crl.lock().unwrap() = vec![b'A'; 4 * 1024 * 1024];
+    let (big_url, server) = serve_point(point.clone()).await;
+    let key_id = register(&app, &ca, json!({ "crl_urls": [silent_url, big_url] })).await;
+    let settings = PollerSettings {
+        timeout: std::time::Duration::from_secs(1),
+        limits: certbind_shared::crl::CrlLimits { max_der_bytes: 1024, max_entries: 10 },
+        ..PollerSettings::default()
+    };
+    let (counters, snapshots) = (CrlCounters::default(), NoSnapshots::default());
+    let due = cas::due_fetches(&app.db, i64::MAX, 10).await.unwrap();
+    let point_of = |end: &str| due.iter().find(|d| d.url.ends_with(end)).unwrap().clone();
+
+    let started = std::time::Instant::now();
+    let outcome = poller::poll_one(&app.db, &snapshots, &counters, &settings, &point_of("never.crl")).await;
+    assert_eq!(outcome.result, "failed");
+    assert!(outcome.error.as_deref().unwrap().contains("no complete answer within 1 seconds"), "{outcome:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    let big = point_of("issuing.crl");
+    let outcome = poller::poll_one(&app.db, &snapshots, &counters, &settings, &big).await;
+    assert_eq!(outcome.result, "failed");
+    assert!(outcome.error.as_deref().unwrap().contains("larger than the"), "{outcome:?}");
+
+    *point.crl.lock().unwrap() = vec![0x30, 0x03, 0x02, 0x01];
+    let outcome = poller::poll_one(&app.db, &snapshots, &counters, &settings, &big).await;
+    assert_eq!(outcome.result, "refused");
+    assert!(outcome.error.as_deref().unwrap().starts_with("the CRL cannot be read"), "{outcome:?}");
+    assert_eq!(cas::held(&app.db, &key_id).await.unwrap(), None);
+    assert_eq!(counters.fetches_failed.load(Ordering::SeqCst), 3);
+    held_open.abort();
+    server.abort();
     app.finish().await;
 }

@@ -140,7 +140,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<CertificateAuthority> {
 /// The key identifier a CA's id names: lowercase hex, as [`KeyIdentifier::to_hex`] writes it.
 pub fn parse_key_id(text: &str) -> Option<KeyIdentifier> {
     let text = text.trim();
-    if text.is_empty() || text.len() > 128 || text.len() % 2 != 0 {
+    if text.is_empty() || text.len() > 128 || !text.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..text.len())

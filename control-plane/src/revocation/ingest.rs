@@ -141,7 +141,7 @@ fn name_of(bytes: Vec<u8>, limits: &CrlLimits) -> Result<Named, CrlError> {
 enum Fold {
     Same { number: CrlNumber, delta: bool },
     New {
-        held: HeldCrl,
+        held: Box<HeldCrl>,
         added: Vec<Vec<u8>>,
         removed: Vec<Vec<u8>>,
         number: CrlNumber,
@@ -299,7 +299,7 @@ fn fold(der: &[u8], ca: &CaCertificate, held: Option<&HeldCrl>, limits: &CrlLimi
         .map(|uri| (*uri).to_owned())
         .take(super::poller::MAX_CRL_URLS)
         .collect();
-    Ok(Fold::New { held, added, removed, number, delta, detail, published_at })
+    Ok(Fold::New { held: Box::new(held), added, removed, number, delta, detail, published_at })
 }
 
 /// Verifies and stores one CRL (DER or PEM), uploaded or fetched, at `now` (Unix seconds).
@@ -336,7 +336,7 @@ pub async fn ingest(
                     object.insert("url".into(), url.clone().into());
                 }
                 let (added_count, removed_count) = (added.len(), removed.len());
-                let folded = FoldedCrl { held, added, removed, source: source.name(), detail, published_at };
+                let folded = FoldedCrl { held: *held, added, removed, source: source.name(), detail, published_at };
                 let stored = cas::store_crl(db, actor, key_id, expected.as_deref(), folded).await?;
                 let value = Ingested {
                     ca: stored.value,

@@ -26,7 +26,7 @@ pub const MAX_CRL_URL_BYTES: usize = 2048;
 /// Most distribution points per CA: CAs list one to three.
 pub const MAX_CRL_URLS: usize = 8;
 
-/// Why a URL is not a distribution point the poller fetches; `None` when it is one.
+/// Whether the poller fetches `url`: `Err` says why not (LDAP, https, no host, credentials…).
 pub fn check_crl_url(url: &str) -> Result<(), String> {
     if url.len() > MAX_CRL_URL_BYTES {
         return Err(format!("is longer than {MAX_CRL_URL_BYTES} bytes"));
