@@ -139,10 +139,7 @@ pub(crate) fn push_content(encoder: &mut SnapshotEncoder, content: &Content) {
     for ((fp, org), name) in &content.principals {
         encoder.push_principal(&Fingerprint(*fp), owner(org), name).unwrap();
     }
-    let crl_revoked: BTreeSet<[u8; 16]> = content.crl_revoked.iter().map(|(ca, serial)| ca.revocation_key(serial)).collect();
-    for key in &crl_revoked {
-        encoder.push_crl_revoked_key(key).unwrap();
-    }
+    push_crl_revoked(encoder, content);
     for (kind, domain, issuer, org) in &content.san_rules {
         encoder.push_san_rule(*kind, domain, issuer, owner(org)).unwrap();
     }
@@ -152,16 +149,28 @@ pub(crate) fn push_content(encoder: &mut SnapshotEncoder, content: &Content) {
     for ((issuer, org), (audiences, jwks)) in &content.issuers {
         encoder.push_issuer(issuer, owner(org), audiences, jwks).unwrap();
     }
-    for (key, (subject_dn, require_fresh_crl, fail_open, crl_valid_until)) in &content.cas {
-        let ca = CertificateAuthority {
-            key: *key,
-            subject_dn,
-            require_fresh_crl: *require_fresh_crl,
-            fail_open: *fail_open,
-            crl_valid_until: *crl_valid_until,
-        };
-        encoder.push_certificate_authority(&ca).unwrap();
+    for (key, setting) in &content.cas {
+        push_ca(encoder, key, setting);
     }
+}
+
+fn push_crl_revoked(encoder: &mut SnapshotEncoder, content: &Content) {
+    let keys: BTreeSet<[u8; 16]> = content.crl_revoked.iter().map(|(ca, serial)| ca.revocation_key(serial)).collect();
+    for key in &keys {
+        encoder.push_crl_revoked_key(key).unwrap();
+    }
+}
+
+fn push_ca(encoder: &mut SnapshotEncoder, key: &CaKey, setting: &(String, bool, bool, Option<i64>)) {
+    let (subject_dn, require_fresh_crl, fail_open, crl_valid_until) = setting;
+    let ca = CertificateAuthority {
+        key: *key,
+        subject_dn,
+        require_fresh_crl: *require_fresh_crl,
+        fail_open: *fail_open,
+        crl_valid_until: *crl_valid_until,
+    };
+    encoder.push_certificate_authority(&ca).unwrap();
 }
 
 /// A CA key from a short key identifier.
@@ -888,19 +897,9 @@ fn pushes_in_any_order_give_the_same_bytes() {
     for ((fp, org), name) in &content.principals {
         encoder.push_principal(&Fingerprint(*fp), owner(org), name).unwrap();
     }
-    let crl_revoked: BTreeSet<[u8; 16]> = content.crl_revoked.iter().map(|(ca, serial)| ca.revocation_key(serial)).collect();
-    for key in &crl_revoked {
-        encoder.push_crl_revoked_key(key).unwrap();
-    }
-    for (key, (subject_dn, require_fresh_crl, fail_open, crl_valid_until)) in content.cas.iter().rev() {
-        let ca = CertificateAuthority {
-            key: *key,
-            subject_dn,
-            require_fresh_crl: *require_fresh_crl,
-            fail_open: *fail_open,
-            crl_valid_until: *crl_valid_until,
-        };
-        encoder.push_certificate_authority(&ca).unwrap();
+    push_crl_revoked(&mut encoder, &content);
+    for (key, setting) in content.cas.iter().rev() {
+        push_ca(&mut encoder, key, setting);
     }
     for ((issuer, org), (audiences, jwks)) in content.issuers.iter().rev() {
         encoder.push_issuer(issuer, owner(org), audiences, jwks).unwrap();
