@@ -6,36 +6,21 @@
 //!   anyone, until it is enabled again. In the snapshot, every claim it makes stays exactly as
 //!   it was — its bindings, thumbprint mappings, SAN rules, blocklist and revocations — so no
 //!   other org's certificate resolves differently; but its own constraints are replaced by
-//!   [`disabled_constraint`], which no certificate meets, so the filter refuses every
+//!   [`disabled_constraint`](super::snapshot_data::disabled_constraint), which no certificate meets, so the filter refuses every
 //!   certificate that resolves into the org (`certificate_not_allowed`, 403) on every route,
 //!   and with them every token its issuers vouch for. Enabling it puts its constraints back.
 //! - **Deleted**: every row it owns goes (users, bindings, admin tokens, rules, issuers,
 //!   assigned domains) and so does its part of the snapshot: its cards are then certificates
 //!   no org claims. Its audit log stays, filed under its id.
 
-use super::snapshot_data::{load_rules, IdentityRows};
+use super::snapshot_data::{disabled_constraint, load_rules, IdentityRows};
 use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Org, Owner, Page, Tx, Visibility};
 use crate::snapshot::change::{Change, Committed};
-use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 const COLUMNS: &str = "id, name, created_at, disabled_at";
-
-/// The value of a disabled org's one constraint, a `san_email_domain`: the certificate must
-/// carry an email SAN and every one must be in this "domain". A domain read from an email
-/// address is what follows its last `@`, so it never contains one: no certificate meets it.
-pub const DISABLED_EMAIL_DOMAIN: &str = "org-disabled@certbind.invalid";
-
-/// The constraint that stands in for a disabled org's own.
-pub fn disabled_constraint(org_id: &str) -> Change {
-    Change::AddConstraint {
-        owner: Owner::Org(org_id.to_string()),
-        kind: ConstraintKind::SanEmailDomain,
-        value: DISABLED_EMAIL_DOMAIN.to_string(),
-    }
-}
 
 fn from_row(row: &AnyRow) -> sqlx::Result<Org> {
     let disabled_at: Option<String> = row.try_get("disabled_at")?;
@@ -113,12 +98,6 @@ pub(crate) async fn is_disabled(tx: &mut Tx, org_id: &str) -> sqlx::Result<bool>
         Some(row) => row.try_get::<Option<String>, _>("disabled_at")?.is_some(),
         None => false,
     })
-}
-
-/// The ids of every disabled org, read in `tx`.
-pub(crate) async fn disabled_ids(tx: &mut Tx) -> sqlx::Result<Vec<String>> {
-    let rows = sqlx::query("SELECT id FROM orgs WHERE disabled_at IS NOT NULL ORDER BY id").fetch_all(&mut **tx).await?;
-    rows.iter().map(|r| r.try_get("id")).collect()
 }
 
 /// The org's own constraints as the snapshot carries them while it is enabled.

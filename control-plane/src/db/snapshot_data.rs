@@ -84,15 +84,15 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     let version: i64 =
         sqlx::query("SELECT version FROM snapshot_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get("version")?;
     let mut rows = IdentityRows { version, ..Default::default() };
-    let disabled = super::orgs::disabled_ids(&mut tx).await?;
+    let disabled = disabled_ids(&mut tx).await?;
     load_rules(&mut tx, None, &mut rows).await?;
     // A disabled org's constraints are replaced by the one that refuses all its certificates
-    // (see `orgs::disabled_constraint`); its other rules stay, so every claim stays as it was.
+    // ([`disabled_constraint`]); its other rules stay, so every claim stays as it was.
     rows.rules.retain(|rule| match rule {
         Change::AddConstraint { owner: Owner::Org(org), .. } => !disabled.contains(org),
         _ => true,
     });
-    rows.rules.extend(disabled.iter().map(|org| super::orgs::disabled_constraint(org)));
+    rows.rules.extend(disabled.iter().map(|org| disabled_constraint(org)));
 
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM smart_card_links").fetch_one(&mut *tx).await?.try_get(0)?;
     sink.start(usize::try_from(count).unwrap_or(0), &rows);
@@ -197,4 +197,24 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
     }
 
     Ok(())
+}
+
+/// The value of a disabled org's one constraint, a `san_email_domain`: the certificate must
+/// carry an email SAN and every one must be in this "domain". A domain read from an email
+/// address is what follows its last `@`, so it never contains one: no certificate meets it.
+pub const DISABLED_EMAIL_DOMAIN: &str = "org-disabled@certbind.invalid";
+
+/// The constraint that stands in for a disabled org's own.
+pub fn disabled_constraint(org_id: &str) -> Change {
+    Change::AddConstraint {
+        owner: Owner::Org(org_id.to_string()),
+        kind: ConstraintKind::SanEmailDomain,
+        value: DISABLED_EMAIL_DOMAIN.to_string(),
+    }
+}
+
+/// The ids of every disabled org, read in `tx`.
+pub(crate) async fn disabled_ids(tx: &mut super::Tx) -> sqlx::Result<Vec<String>> {
+    let rows = sqlx::query("SELECT id FROM orgs WHERE disabled_at IS NOT NULL ORDER BY id").fetch_all(&mut **tx).await?;
+    rows.iter().map(|r| r.try_get("id")).collect()
 }
