@@ -159,6 +159,8 @@ pub fn route_table() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (doc(M::POST, "/api/v1/admin/orgs", SuperAdmin, "Create an org", Some("OrgRequest"), (201, Some("Org"))), post(orgs::create)),
         (list(doc(M::GET, "/api/v1/admin/orgs", SuperAdmin, "List orgs", None, (200, Some("OrgPage"))), PAGE_QUERY), get(orgs::list)),
         (doc(M::GET, "/api/v1/admin/orgs/{org_id}", SuperAdmin, "One org", None, (200, Some("Org"))), get(orgs::get)),
+        (doc(M::PATCH, "/api/v1/admin/orgs/{org_id}", SuperAdmin, "Disable or enable an org: a disabled org's tokens are refused and the filter refuses its certificates", Some("OrgUpdate"), (200, Some("Org"))), patch(orgs::update)),
+        (doc(M::DELETE, "/api/v1/admin/orgs/{org_id}", SuperAdmin, "Delete a disabled org and everything it owns (its audit log stays)", None, (200, Some("Org"))), delete(orgs::delete)),
         (doc(M::POST, "/api/v1/admin/orgs/{org_id}/domains", SuperAdmin, "Assign a domain to an org: its admins may then create SAN mapping rules for it and its subdomains", Some("DomainRequest"), (201, Some("OrgDomain"))), post(orgs::assign_domain)),
         (doc(M::GET, "/api/v1/admin/orgs/{org_id}/domains", SuperAdmin, "The domains assigned to an org", None, (200, Some("OrgDomainList"))), get(orgs::list_domains)),
         (doc(M::DELETE, "/api/v1/admin/orgs/{org_id}/domains/{domain}", SuperAdmin, "Take a domain back from an org (its SAN rules stay)", None, (200, Some("OrgDomain"))), delete(orgs::unassign_domain)),

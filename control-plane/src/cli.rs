@@ -84,8 +84,23 @@ pub enum Command {
 pub enum OrgCommand {
     /// Create an org; prints its id.
     Create { name: String },
-    /// List orgs: id and name.
+    /// List orgs: id, name and, when disabled, `disabled`.
     List,
+    /// Disable an org: its admin tokens are refused and the filter refuses its certificates.
+    Disable {
+        /// The org, by id or name.
+        org: String,
+    },
+    /// Enable a disabled org again.
+    Enable {
+        /// The org, by id or name.
+        org: String,
+    },
+    /// Delete a disabled org and everything it owns (its audit log stays).
+    Delete {
+        /// The org, by id or name.
+        org: String,
+    },
     /// Assign a domain to an org: its admins may then create SAN mapping rules for it and
     /// its subdomains.
     AssignDomain {
@@ -331,13 +346,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     loop {
                         let page = db::orgs::list(&db, cursor.as_deref(), db::MAX_PAGE).await.map_err(stored)?;
                         for org in &page.items {
-                            println!("{}\t{}", org.id, org.name);
+                            if org.enabled {
+                                println!("{}\t{}", org.id, org.name);
+                            } else {
+                                println!("{}\t{}\tdisabled", org.id, org.name);
+                            }
                         }
                         match page.next_cursor {
                             Some(next) => cursor = Some(next),
                             None => break,
                         }
                     }
+                }
+                OrgCommand::Disable { ref org } | OrgCommand::Enable { ref org } | OrgCommand::Delete { ref org } => {
+                    let found = find_org(&db, org).await?;
+                    let actor = Actor::cli(found.id.clone());
+                    // Run here, not through a server: a running control plane picks the change
+                    // up from the snapshot log, as it does every command-line change.
+                    let (verb, result) = match command {
+                        OrgCommand::Disable { .. } => ("disabled", db::orgs::set_enabled(&db, &actor, &found.id, false).await),
+                        OrgCommand::Enable { .. } => ("enabled", db::orgs::set_enabled(&db, &actor, &found.id, true).await),
+                        _ => ("deleted", db::orgs::delete(&db, &actor, &found.id).await),
+                    };
+                    let committed = result.map_err(stored)?;
+                    println!("{verb} org {} ({})", committed.value.id, committed.value.name);
                 }
                 OrgCommand::AssignDomain { org, domain } => {
                     let org = find_org(&db, &org).await?;

@@ -229,3 +229,30 @@ fn ca_and_crl_commands_register_load_and_refuse() {
     assert!(run_ok(dir.path(), &env, &["ca", "remove", &key_id]).starts_with(&format!("removed CA {key_id}")));
     assert_eq!(run_ok(dir.path(), &env, &["ca", "list"]), "");
 }
+
+#[test]
+fn orgs_are_disabled_enabled_and_deleted_and_their_tokens_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let env: [(&str, &str); 0] = [];
+    let org_id = run_ok(dir.path(), &env, &["org", "create", "acme"]);
+    run_ok(dir.path(), &env, &["org", "create", "globex"]);
+    run_ok(dir.path(), &env, &["token", "create", "--org", "globex", "--label", "ci"]);
+    let listed = run_ok(dir.path(), &env, &["token", "list", "--org", "globex"]);
+    let (id, rest) = listed.split_once('\t').unwrap();
+    assert_eq!(rest, "admin\tci\tnever used");
+    assert_eq!(run_ok(dir.path(), &env, &["token", "delete", "--org", "globex", id]), format!("revoked admin token {id}"));
+    assert_eq!(run_ok(dir.path(), &env, &["token", "list", "--org", "globex"]), "");
+    // Deleting an enabled org is refused; disabled, it shows so, and can be deleted.
+    let refused = run(dir.path(), &env, &["org", "delete", "acme"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("disable the org first"));
+    assert_eq!(run_ok(dir.path(), &env, &["org", "disable", "acme"]), format!("disabled org {org_id} (acme)"));
+    assert!(run_ok(dir.path(), &env, &["org", "list"]).contains(&format!("{org_id}\tacme\tdisabled")));
+    let blocked = run(dir.path(), &env, &["user", "create", "--org", "acme", "carol"]);
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("is disabled"), "{blocked:?}");
+    run_ok(dir.path(), &env, &["org", "enable", "acme"]);
+    assert!(run_ok(dir.path(), &env, &["org", "list"]).contains(&format!("{org_id}\tacme\n")));
+    run_ok(dir.path(), &env, &["org", "disable", "acme"]);
+    assert_eq!(run_ok(dir.path(), &env, &["org", "delete", "acme"]), format!("deleted org {org_id} (acme)"));
+    assert!(!run_ok(dir.path(), &env, &["org", "list"]).contains("acme"));
+}

@@ -101,6 +101,14 @@ fn attack(method: &str, path: &str, app: &TestApp, v: &Victim) -> Option<(String
         ("POST", "/api/v1/admin/orgs") => (path.into(), Some(json!({ "name": "hostile" })), FORBIDDEN),
         ("GET", "/api/v1/admin/orgs") => (path.into(), None, FORBIDDEN),
         ("GET", "/api/v1/admin/orgs/{org_id}") => (format!("/api/v1/admin/orgs/{}", a.org.id), None, FORBIDDEN),
+        ("PATCH", "/api/v1/admin/orgs/{org_id}") => {
+            (format!("/api/v1/admin/orgs/{}", a.org.id), Some(json!({ "enabled": false })), FORBIDDEN)
+        }
+        ("DELETE", "/api/v1/admin/orgs/{org_id}") => (format!("/api/v1/admin/orgs/{}", a.org.id), None, FORBIDDEN),
+        ("GET", "/api/v1/admin/orgs/{org_id}/tokens") => (format!("/api/v1/admin/orgs/{}/tokens", a.org.id), None, FORBIDDEN),
+        ("DELETE", "/api/v1/admin/orgs/{org_id}/tokens/{token_id}") => {
+            (format!("/api/v1/admin/orgs/{}/tokens/{}", a.org.id, v.token_id), None, FORBIDDEN)
+        }
         ("POST", "/api/v1/admin/orgs/{org_id}/domains") => {
             (format!("/api/v1/admin/orgs/{}/domains", b.org.id), Some(json!({ "domain": "a.example" })), FORBIDDEN)
         }

@@ -1,5 +1,7 @@
 //! What a super-admin does to other orgs and what the platform sees of failed logins:
-//! revoking another org's admin tokens, and failed authentications counted in `/metrics`.
+//! revoking another org's admin tokens, disabling and deleting orgs, and failed
+//! authentications counted in `/metrics`. What disabling does to the filter's decisions is
+//! in tenancy_decision.rs.
 //! Every scenario runs on SQLite and PostgreSQL, through `oneshot` and over a real socket.
 
 mod common;
@@ -10,6 +12,7 @@ use serde_json::json;
 on_every_store_and_transport!(
     a_super_admin_revokes_another_orgs_token,
     failed_authentications_are_counted_by_credential_and_reason,
+    a_disabled_org_can_neither_act_nor_be_changed_until_enabled,
 );
 
 /// The value of one `/metrics` sample line.
@@ -96,4 +99,65 @@ async fn failed_authentications_are_counted_by_credential_and_reason(app: &TestA
     assert_eq!(app.get("/api/v1/admin/users", &app.b.token).await.status, 200);
     assert_eq!(metric(app, admin_invalid).await, 5);
     assert_eq!(metric(app, proxy_invalid).await, 1);
+}
+
+async fn a_disabled_org_can_neither_act_nor_be_changed_until_enabled(app: &TestApp) {
+    let globex = format!("/api/v1/admin/orgs/{}", app.b.org.id);
+    let acme = format!("/api/v1/admin/orgs/{}", app.a.org.id);
+    // Only a super-admin, and not against its own org; the body is exact.
+    app.patch(&globex, &app.b.token, &json!({ "enabled": false })).await.problem(403);
+    app.patch(&acme, &app.a.token, &json!({ "enabled": false })).await.problem(403);
+    assert_eq!(app.patch(&globex, &app.a.token, &json!({ "enabled": "no" })).await.problem(422)["field"], "enabled");
+    app.patch("/api/v1/admin/orgs/NOPE", &app.a.token, &json!({ "enabled": false })).await.problem(404);
+    app.delete(&globex, &app.a.token).await.problem(409);
+    assert_eq!(app.get(&globex, &app.a.token).await.json()["enabled"], true);
+
+    let r = app.patch(&globex, &app.a.token, &json!({ "enabled": false })).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["enabled"], false);
+    assert!(r.json()["disabled_at"].is_string());
+    assert!(r.header("certbind-snapshot-version").is_some(), "disabling changes what the filter sees");
+    // Again: nothing to do, nothing committed.
+    let again = app.patch(&globex, &app.a.token, &json!({ "enabled": false })).await;
+    assert_eq!((again.status.as_u16(), again.header("certbind-snapshot-version")), (200, None));
+
+    // Its token is refused, as refused (403), not as a failed authentication.
+    let failures = r#"certbind_auth_failures_total{credential="admin",reason="invalid"}"#;
+    let before = metric(app, failures).await;
+    let p = app.get("/api/v1/admin/users", &app.b.token).await.problem(403);
+    assert_eq!(p["detail"], "this token's org is disabled");
+    assert_eq!(metric(app, failures).await, before);
+    // Nobody changes what it holds: a super-admin's token or domain for it is refused, and so
+    // is the command line's bind (storage refuses, whoever asks).
+    app.post(&format!("{globex}/tokens"), &app.a.token, &json!({})).await.problem(403);
+    app.post(&format!("{globex}/domains"), &app.a.token, &json!({ "domain": "globex.example" })).await.problem(403);
+    let actor = certbind_control_plane::db::Actor::cli(app.b.org.id.clone());
+    let user = certbind_control_plane::db::users::create(&app.db, &actor, "carol", None).await;
+    assert!(matches!(user, Err(certbind_control_plane::db::DbError::Forbidden(_))), "{user:?}");
+    // The other org goes on.
+    assert_eq!(app.get("/api/v1/admin/users", &app.a.token).await.status, 200);
+    let listed = app.get("/api/v1/admin/orgs", &app.a.token).await.json();
+    let states: Vec<(String, bool)> = listed["items"].as_array().unwrap().iter()
+        .map(|o| (o["name"].as_str().unwrap().to_string(), o["enabled"].as_bool().unwrap())).collect();
+    assert_eq!(states, vec![("acme".to_string(), true), ("globex".to_string(), false)]);
+
+    // Enabled again, everything works as before.
+    assert_eq!(app.patch(&globex, &app.a.token, &json!({ "enabled": true })).await.status, 200);
+    assert_eq!(app.get("/api/v1/admin/users", &app.b.token).await.status, 200);
+    let audit = app.get("/api/v1/admin/audit", &app.a.token).await.json();
+    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(&actions[..2], ["org.enable", "org.disable"], "{actions:?}");
+
+    // Deleted once disabled: gone, its name free again, its audit rows kept.
+    assert_eq!(app.patch(&globex, &app.a.token, &json!({ "enabled": false })).await.status, 200);
+    let r = app.delete(&globex, &app.a.token).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], app.b.org.id.as_str());
+    app.get(&globex, &app.a.token).await.problem(404);
+    app.delete(&globex, &app.a.token).await.problem(404);
+    app.get("/api/v1/admin/users", &app.b.token).await.problem(401);
+    let kept = certbind_control_plane::db::audit::list(&app.db, &app.b.org.id, None, None, 100).await.unwrap();
+    let kept: Vec<&str> = kept.items.iter().map(|e| e.action.as_str()).collect();
+    assert!(kept.contains(&"org.delete") && kept.contains(&"org.create"), "{kept:?}");
+    assert_eq!(app.post("/api/v1/admin/orgs", &app.a.token, &json!({ "name": "globex" })).await.status, 201);
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-on_every_store!(no_org_rule_changes_another_orgs_decision);
+on_every_store!(no_org_rule_changes_another_orgs_decision, disabling_an_org_refuses_its_certificates_and_no_others);
 
 const JANE: &str = include_str!("../../tests/pki/piv-auth.pem");
 const JOHN: &str = include_str!("../../tests/pki/piv-auth-2.pem");
@@ -234,7 +234,9 @@ async fn undo(m: &Matrix, rule: &Rule, created: &Value, token: &str) {
     assert_eq!(r.status, 200, "undo {}: {}", rule.kind, r.text());
 }
 
-async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
+/// Two orgs' rules made through the API (see below), and every certificate's outcome with
+/// them: the matrix's baseline.
+async fn two_orgs(store: Store, test: &str) -> (Matrix, BTreeMap<(Who, &'static str, &'static str), Verdict>, Value) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
     let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x3c; 32]).unwrap());
@@ -263,6 +265,13 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
 
     // The baseline: each certificate in its org, with the principal composed in its namespace.
     let base = m.outcomes().await;
+    (m, base, b_issuer)
+}
+
+async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
+    let (m, base, b_issuer) = two_orgs(store, test).await;
+    let app = m.app.clone();
+    let (a, b) = (&app.a, &app.b);
     let verdict = |who, name, route| base[&(who, name, route)].clone();
     assert_eq!(verdict(Who::A, "john", "mtls"), (200, String::new(), a.org.id.clone(), format!("auth:account:user:{}", a.user.id)));
     assert_eq!(verdict(Who::B, "jane", "mtls"), (200, String::new(), b.org.id.clone(), format!("auth:account:user:{}", b.user.id)));
@@ -349,6 +358,98 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
     let after = m.outcomes().await;
     assert_eq!(after[&(Who::B, "jane", "mtls")].1, "certificate_blocklisted");
     assert_eq!(after[&(Who::A, "john", "mtls")], base[&(Who::A, "john", "mtls")]);
+    drop(m);
+    Arc::into_inner(app).expect("no request in flight").finish().await;
+}
+
+/// The outcomes a control plane started afresh on the same database decides with: its first
+/// snapshot is a full build, which must agree with the changes the running one applied.
+async fn rebuilt_outcomes(m: &Matrix) -> BTreeMap<(Who, &'static str, &'static str), Verdict> {
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x3c; 32]).unwrap());
+    let service = StoreService::start(m.app.db.clone(), signer, StoreSettings::default()).await.unwrap();
+    let fresh = Matrix { app: m.app.clone(), service, verifier: m.verifier.clone() };
+    fresh.outcomes().await
+}
+
+async fn disabling_an_org_refuses_its_certificates_and_no_others(store: Store, test: &str) {
+    let (m, base, _) = two_orgs(store, test).await;
+    let app = m.app.clone();
+    let (a, b) = (&app.a, &app.b);
+    let refused = (403, "certificate_not_allowed".to_owned(), String::new(), String::new());
+    // Every verdict of `base`, with `who`'s certificates refused.
+    let with_refused = |who: Who| -> BTreeMap<_, _> {
+        base.iter().map(|(k, v)| (*k, if k.0 == who { refused.clone() } else { v.clone() })).collect()
+    };
+
+    // Org B disabled (by A's super-admin): Jane (bound) and the service certificate (mapped by
+    // thumbprint) are refused on both routes; A's certificates and the unclaimed one decide as
+    // before — and so does a snapshot built afresh from the database.
+    let org_b = format!("/api/v1/admin/orgs/{}", b.org.id);
+    let r = app.patch(&org_b, &a.token, &json!({ "enabled": false })).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["enabled"], false);
+    assert_eq!(m.outcomes().await, with_refused(Who::B));
+    assert_eq!(rebuilt_outcomes(&m).await, with_refused(Who::B));
+    // Its constraints are held, not lost: one made before comes back with it.
+    assert_eq!(app.patch(&org_b, &a.token, &json!({ "enabled": true })).await.status, 200);
+    assert_eq!(m.outcomes().await, base);
+    // The PIV authentication policy: Jane's card has it, the service certificate has none.
+    let constraint = json!({ "kind": "required_policy_oid", "value": "2.16.840.1.101.3.2.1.3.13" });
+    created(app.post("/api/v1/admin/constraints", &b.token, &constraint).await, "B's constraint");
+    let constrained = m.outcomes().await;
+    assert_eq!(constrained[&(Who::B, "jane", "mtls")], base[&(Who::B, "jane", "mtls")]);
+    assert_eq!(constrained[&(Who::B, "service", "mtls")], refused, "B's constraint applies to its own certificates");
+    assert_eq!(app.patch(&org_b, &a.token, &json!({ "enabled": false })).await.status, 200);
+    assert_eq!(m.outcomes().await, with_refused(Who::B));
+    assert_eq!(app.patch(&org_b, &a.token, &json!({ "enabled": true })).await.status, 200);
+    assert_eq!(m.outcomes().await, constrained);
+    assert_eq!(rebuilt_outcomes(&m).await, constrained);
+
+    // Org A disabled (by a super-admin of B): John (bound) and the stray card (named by A's SAN
+    // rule) are refused; B's outcomes stay those it had.
+    let (_, b_super) = certbind_control_plane::db::tokens::create(
+        &app.db,
+        &certbind_control_plane::db::Actor::cli(b.org.id.clone()),
+        &b.org.id,
+        true,
+        None,
+    )
+    .await
+    .unwrap();
+    let org_a = format!("/api/v1/admin/orgs/{}", a.org.id);
+    app.delete(&org_a, &b_super).await.problem(409);
+    assert_eq!(app.patch(&org_a, &b_super, &json!({ "enabled": false })).await.status, 200);
+    let a_refused: BTreeMap<_, _> =
+        constrained.iter().map(|(k, v)| (*k, if k.0 == Who::A { refused.clone() } else { v.clone() })).collect();
+    assert_eq!(m.outcomes().await, a_refused);
+    assert_eq!(rebuilt_outcomes(&m).await, a_refused);
+
+    // Deleted: A's rows go, its audit log stays, and its cards are certificates no org claims
+    // (accepted on the mTLS route under their thumbprint ARN); B's outcomes do not move.
+    let r = app.delete(&org_a, &b_super).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = m.outcomes().await;
+    for name in ["john", "stray"] {
+        let (status, reason, org, principal) = &after[&(Who::A, name, "mtls")];
+        assert_eq!((*status, reason.as_str(), org.as_str()), (200, "", ""), "{name}");
+        assert!(principal.starts_with("auth:account:x509:sha256:"), "{name}: {principal}");
+    }
+    for (key, verdict) in &after {
+        if key.0 != Who::A {
+            assert_eq!(verdict, &constrained[key], "{key:?}");
+        }
+    }
+    assert_eq!(rebuilt_outcomes(&m).await, after);
+    for table in ["users", "smart_card_links", "admin_tokens", "mapping_rules", "token_issuers", "org_domains"] {
+        let row = sqlx::query(&format!("SELECT COUNT(*) FROM {table} WHERE org_id = $1")).bind(&a.org.id).fetch_one(app.db.reader()).await.unwrap();
+        assert_eq!(sqlx::Row::get::<i64, _>(&row, 0), 0, "{table}");
+    }
+    let row = sqlx::query("SELECT COUNT(*) FROM audit_log WHERE org_id = $1 AND action IN ('org.create', 'smartcard.bind', 'org.delete')")
+        .bind(&a.org.id)
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+    assert!(sqlx::Row::get::<i64, _>(&row, 0) >= 2, "the deleted org's audit log is gone");
     drop(m);
     Arc::into_inner(app).expect("no request in flight").finish().await;
 }

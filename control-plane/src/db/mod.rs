@@ -422,6 +422,13 @@ pub enum Visibility<'a> {
 /// (422 `quota-exceeded`). So nothing the API accepts can later fail to encode.
 pub async fn commit_change(db: &Db, mut tx: Tx, record: AuditRecord<'_>, visibility: Visibility<'_>) -> DbResult<Option<i64>> {
     let now = crate::time::now_rfc3339();
+    // Nothing of a disabled org changes but its state: its snapshot part is held as disabling
+    // left it (see `orgs`).
+    if let Owner::Org(org) = record.changed {
+        if !record.action.starts_with("org.") && orgs::is_disabled(&mut tx, org).await? {
+            return Err(DbError::Forbidden(format!("the org {org:?} is disabled: enable it before changing what it holds")));
+        }
+    }
     let version = match visibility {
         Visibility::Snapshot(changes) => {
             // Only what goes in is checked: taking out a row that cannot be encoded (one a full

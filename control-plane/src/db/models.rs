@@ -8,6 +8,9 @@ pub struct Org {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// False once a super-admin disabled it (see `db::orgs`).
+    pub enabled: bool,
+    pub disabled_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

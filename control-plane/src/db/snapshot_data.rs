@@ -86,83 +86,15 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     let version: i64 =
         sqlx::query("SELECT version FROM snapshot_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get("version")?;
     let mut rows = IdentityRows { version, ..Default::default() };
-    let owner = |row: &sqlx::any::AnyRow| -> sqlx::Result<Owner> { Ok(Owner::from_column(row.try_get("org_id")?)) };
-
-    for row in sqlx::query("SELECT org_id, fingerprint, issuer_dn, serial FROM blocklist ORDER BY id").fetch_all(&mut *tx).await? {
-        let fingerprint: Option<String> = row.try_get("fingerprint")?;
-        let issuer_dn: Option<String> = row.try_get("issuer_dn")?;
-        let serial: Option<String> = row.try_get("serial")?;
-        match (fingerprint, issuer_dn, serial) {
-            (Some(fp), _, _) => match stored_fingerprint(&fp, "blocklist") {
-                Some(fingerprint) => rows.rules.push(Change::Block { owner: owner(&row)?, fingerprint }),
-                None => rows.skipped += 1,
-            },
-            (None, Some(issuer_dn), Some(serial)) => {
-                rows.rules.push(Change::RevokeSerial { owner: owner(&row)?, issuer_dn, serial })
-            }
-            _ => rows.skipped += 1,
-        }
-    }
-    for row in sqlx::query("SELECT org_id, fingerprint, principal FROM thumbprint_mappings ORDER BY fingerprint")
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        let fp: String = row.try_get("fingerprint")?;
-        match stored_fingerprint(&fp, "thumbprint_mappings") {
-            Some(fingerprint) => {
-                rows.rules.push(Change::MapPrincipal { owner: owner(&row)?, fingerprint, principal: row.try_get("principal")? })
-            }
-            None => rows.skipped += 1,
-        }
-    }
-    for row in sqlx::query("SELECT org_id, san_kind, domain, issuer_dn FROM mapping_rules ORDER BY id").fetch_all(&mut *tx).await? {
-        let kind: String = row.try_get("san_kind")?;
-        let issuer_dn: Option<String> = row.try_get("issuer_dn")?;
-        let kind = match kind.as_str() {
-            "email" => SanKind::Email,
-            "upn" => SanKind::Upn,
-            other => {
-                tracing::error!(kind = other, "mapping rule of unknown SAN kind left out of the snapshot");
-                rows.skipped += 1;
-                continue;
-            }
-        };
-        // A rule from before issuers were named: it maps nothing until replaced.
-        let Some(issuer_dn) = issuer_dn else {
-            rows.skipped += 1;
-            continue;
-        };
-        rows.rules.push(Change::AllowSanDomain { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn });
-    }
-    for row in sqlx::query("SELECT org_id, kind, value FROM identity_constraints ORDER BY id").fetch_all(&mut *tx).await? {
-        let kind: String = row.try_get("kind")?;
-        match ConstraintKind::from_name(&kind) {
-            Some(kind) => rows.rules.push(Change::AddConstraint { owner: owner(&row)?, kind, value: row.try_get("value")? }),
-            None => {
-                tracing::error!(kind, "constraint of unknown kind left out of the snapshot");
-                rows.skipped += 1;
-            }
-        }
-    }
-    for row in sqlx::query("SELECT org_id, issuer, audiences, jwks FROM token_issuers ORDER BY id").fetch_all(&mut *tx).await? {
-        let audiences: Option<String> = row.try_get("audiences")?;
-        let audiences = match audiences.as_deref().map(serde_json::from_str::<Vec<String>>).transpose() {
-            Ok(a) => a.unwrap_or_default(),
-            Err(_) => {
-                // Fail closed: without its audiences the issuer would accept any audience.
-                tracing::error!("issuer with unreadable audiences left out of the snapshot");
-                rows.skipped += 1;
-                continue;
-            }
-        };
-        let jwks: String = row.try_get("jwks")?;
-        rows.rules.push(Change::UpsertIssuer {
-            owner: owner(&row)?,
-            issuer: row.try_get("issuer")?,
-            audiences,
-            jwks_json: jwks.into_bytes(),
-        });
-    }
+    let disabled = disabled_ids(&mut tx).await?;
+    load_rules(&mut tx, None, &mut rows).await?;
+    // A disabled org's constraints are replaced by the one that refuses all its certificates
+    // ([`disabled_constraint`]); its other rules stay, so every claim stays as it was.
+    rows.rules.retain(|rule| match rule {
+        Change::AddConstraint { owner: Owner::Org(org), .. } => !disabled.contains(org),
+        _ => true,
+    });
+    rows.rules.extend(disabled.iter().map(|org| disabled_constraint(org)));
 
     let cas = super::cas::snapshot_rows(&mut tx).await.map_err(|e| match e {
         super::DbError::Database(e) => e,
@@ -191,4 +123,111 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     drop(bindings);
     tx.commit().await?;
     Ok(rows)
+}
+
+/// Every rule, as the change that adds it, in table order then key order (blocklist entries,
+/// revoked serials, thumbprint mappings, SAN rules, constraints, issuers): all owners', or
+/// only those of `org`. Rows that cannot be represented are counted in `out.skipped`.
+pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut IdentityRows) -> sqlx::Result<()> {
+    // `$1` is bound to every query; it filters only when an org is asked for.
+    let only = if org.is_some() { "WHERE org_id = $1" } else { "WHERE $1 = ''" };
+    let owner = |row: &sqlx::any::AnyRow| -> sqlx::Result<Owner> { Ok(Owner::from_column(row.try_get("org_id")?)) };
+
+    for row in sqlx::query(&format!("SELECT org_id, fingerprint, issuer_dn, serial FROM blocklist {only} ORDER BY id")).bind(org.unwrap_or("")).fetch_all(&mut **tx).await? {
+        let fingerprint: Option<String> = row.try_get("fingerprint")?;
+        let issuer_dn: Option<String> = row.try_get("issuer_dn")?;
+        let serial: Option<String> = row.try_get("serial")?;
+        match (fingerprint, issuer_dn, serial) {
+            (Some(fp), _, _) => match stored_fingerprint(&fp, "blocklist") {
+                Some(fingerprint) => out.rules.push(Change::Block { owner: owner(&row)?, fingerprint }),
+                None => out.skipped += 1,
+            },
+            (None, Some(issuer_dn), Some(serial)) => {
+                out.rules.push(Change::RevokeSerial { owner: owner(&row)?, issuer_dn, serial })
+            }
+            _ => out.skipped += 1,
+        }
+    }
+    for row in sqlx::query(&format!("SELECT org_id, fingerprint, principal FROM thumbprint_mappings {only} ORDER BY fingerprint")).bind(org.unwrap_or(""))
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let fp: String = row.try_get("fingerprint")?;
+        match stored_fingerprint(&fp, "thumbprint_mappings") {
+            Some(fingerprint) => {
+                out.rules.push(Change::MapPrincipal { owner: owner(&row)?, fingerprint, principal: row.try_get("principal")? })
+            }
+            None => out.skipped += 1,
+        }
+    }
+    for row in sqlx::query(&format!("SELECT org_id, san_kind, domain, issuer_dn FROM mapping_rules {only} ORDER BY id")).bind(org.unwrap_or("")).fetch_all(&mut **tx).await? {
+        let kind: String = row.try_get("san_kind")?;
+        let issuer_dn: Option<String> = row.try_get("issuer_dn")?;
+        let kind = match kind.as_str() {
+            "email" => SanKind::Email,
+            "upn" => SanKind::Upn,
+            other => {
+                tracing::error!(kind = other, "mapping rule of unknown SAN kind left out of the snapshot");
+                out.skipped += 1;
+                continue;
+            }
+        };
+        // A rule from before issuers were named: it maps nothing until replaced.
+        let Some(issuer_dn) = issuer_dn else {
+            out.skipped += 1;
+            continue;
+        };
+        out.rules.push(Change::AllowSanDomain { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn });
+    }
+    for row in sqlx::query(&format!("SELECT org_id, kind, value FROM identity_constraints {only} ORDER BY id")).bind(org.unwrap_or("")).fetch_all(&mut **tx).await? {
+        let kind: String = row.try_get("kind")?;
+        match ConstraintKind::from_name(&kind) {
+            Some(kind) => out.rules.push(Change::AddConstraint { owner: owner(&row)?, kind, value: row.try_get("value")? }),
+            None => {
+                tracing::error!(kind, "constraint of unknown kind left out of the snapshot");
+                out.skipped += 1;
+            }
+        }
+    }
+    for row in sqlx::query(&format!("SELECT org_id, issuer, audiences, jwks FROM token_issuers {only} ORDER BY id")).bind(org.unwrap_or("")).fetch_all(&mut **tx).await? {
+        let audiences: Option<String> = row.try_get("audiences")?;
+        let audiences = match audiences.as_deref().map(serde_json::from_str::<Vec<String>>).transpose() {
+            Ok(a) => a.unwrap_or_default(),
+            Err(_) => {
+                // Fail closed: without its audiences the issuer would accept any audience.
+                tracing::error!("issuer with unreadable audiences left out of the snapshot");
+                out.skipped += 1;
+                continue;
+            }
+        };
+        let jwks: String = row.try_get("jwks")?;
+        out.rules.push(Change::UpsertIssuer {
+            owner: owner(&row)?,
+            issuer: row.try_get("issuer")?,
+            audiences,
+            jwks_json: jwks.into_bytes(),
+        });
+    }
+
+    Ok(())
+}
+
+/// The value of a disabled org's one constraint, a `san_email_domain`: the certificate must
+/// carry an email SAN and every one must be in this "domain". A domain read from an email
+/// address is what follows its last `@`, so it never contains one: no certificate meets it.
+pub const DISABLED_EMAIL_DOMAIN: &str = "org-disabled@certbind.invalid";
+
+/// The constraint that stands in for a disabled org's own.
+pub fn disabled_constraint(org_id: &str) -> Change {
+    Change::AddConstraint {
+        owner: Owner::Org(org_id.to_string()),
+        kind: ConstraintKind::SanEmailDomain,
+        value: DISABLED_EMAIL_DOMAIN.to_string(),
+    }
+}
+
+/// The ids of every disabled org, read in `tx`.
+pub(crate) async fn disabled_ids(tx: &mut super::Tx) -> sqlx::Result<Vec<String>> {
+    let rows = sqlx::query("SELECT id FROM orgs WHERE disabled_at IS NOT NULL ORDER BY id").fetch_all(&mut **tx).await?;
+    rows.iter().map(|r| r.try_get("id")).collect()
 }

@@ -83,14 +83,25 @@ pub async fn create(
 
 /// The token a bearer secret names, if any.
 pub async fn lookup(db: &Db, secret: &str) -> DbResult<Option<AdminToken>> {
+    Ok(lookup_with_org_state(db, secret).await?.map(|(token, _)| token))
+}
+
+/// [`lookup`], with whether the token's org is disabled (its tokens are then refused), in
+/// one query.
+pub async fn lookup_with_org_state(db: &Db, secret: &str) -> DbResult<Option<(AdminToken, bool)>> {
     if secret.len() > MAX_TOKEN_LEN || !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM admin_tokens WHERE token_hash = $1"))
-        .bind(hash_token(secret))
-        .fetch_optional(db.reader())
-        .await?;
-    Ok(row.as_ref().map(from_row).transpose()?)
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, (SELECT disabled_at FROM orgs WHERE orgs.id = admin_tokens.org_id) AS org_disabled_at \
+         FROM admin_tokens WHERE token_hash = $1"
+    ))
+    .bind(hash_token(secret))
+    .fetch_optional(db.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let disabled = row.try_get::<Option<String>, _>("org_disabled_at")?.is_some();
+    Ok(Some((from_row(&row)?, disabled)))
 }
 
 pub async fn list(db: &Db, org_id: &str, cursor: Option<&str>, limit: i64) -> DbResult<Page<AdminToken>> {

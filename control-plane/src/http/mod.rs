@@ -128,8 +128,9 @@ impl Admin {
         if secret.starts_with(PROXY_PREFIX) && db_proxies::lookup(&state.db, secret).await?.is_some() {
             return Err(ApiError::Forbidden("a proxy credential reads the snapshot and nothing else".into()));
         }
-        match db_tokens::lookup(&state.db, secret).await? {
-            Some(token) => {
+        match db_tokens::lookup_with_org_state(&state.db, secret).await? {
+            Some((_, true)) => Err(ApiError::Forbidden("this token's org is disabled".into())),
+            Some((token, false)) => {
                 state.usage.used(&state.db, usage::Credential::Admin, &token.id);
                 Ok(Admin { token })
             }

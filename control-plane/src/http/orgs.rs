@@ -1,6 +1,6 @@
 //! `/api/v1/admin/orgs` and the domains assigned to each: super-admin only.
 
-use super::{check_cursor, page_limit, required_text, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use super::{check_cursor, page_limit, required_text, with_version, ApiJson, ApiQuery, PageQuery, SuperAdmin};
 use crate::app::AppState;
 use crate::db::domains::{self, OrgDomain};
 use crate::db::{orgs, Org, Page};
@@ -34,6 +34,38 @@ pub async fn list(State(state): State<AppState>, _admin: SuperAdmin, ApiQuery(q)
 
 pub async fn get(State(state): State<AppState>, _admin: SuperAdmin, Path(id): Path<String>) -> ApiResult<Json<Org>> {
     orgs::get(&state.db, &id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no org {id:?}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgUpdate {
+    pub enabled: bool,
+}
+
+/// Disables or enables an org (`db::orgs` says exactly what that does). A super-admin cannot
+/// disable its own org: its token would stop working with nobody left to undo it.
+pub async fn update(
+    State(state): State<AppState>,
+    SuperAdmin(admin): SuperAdmin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<OrgUpdate>,
+) -> ApiResult<Response> {
+    if !body.enabled && id == admin.org_id() {
+        return Err(ApiError::Forbidden("a super-admin cannot disable its own org".into()));
+    }
+    let committed = orgs::set_enabled(&state.db, &admin.actor(), &id, body.enabled).await?;
+    if committed.version == 0 {
+        // Already in that state: nothing committed.
+        return Ok(Json(committed.value).into_response());
+    }
+    let (org, version) = state.identity_changed(committed);
+    Ok(with_version(version, Json(org)))
+}
+
+/// Deletes a disabled org and everything it owns; its audit log stays.
+pub async fn delete(State(state): State<AppState>, SuperAdmin(admin): SuperAdmin, Path(id): Path<String>) -> ApiResult<Response> {
+    let (org, version) = state.identity_changed(orgs::delete(&state.db, &admin.actor(), &id).await?);
+    Ok(with_version(version, Json(org)))
 }
 
 #[derive(Debug, Deserialize)]
