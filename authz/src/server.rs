@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 #[derive(Clone)]
 pub struct Service {
     authorizer: Arc<Authorizer>,
+    /// Seconds since the Unix epoch: the system clock, or a test's.
+    clock: fn() -> i64,
     /// The policy's certificate header, folded (the NGINX protocol drops it when the
     /// certificate did not verify).
     source_header: Option<String>,
@@ -44,7 +46,13 @@ impl Service {
                 eprintln!("[warn] certbind: no identity snapshot yet; checks that need identity data are refused with 503 until one verifies");
             }
         }
-        Ok(Service { authorizer, source_header })
+        Ok(Service { authorizer, clock: unix_now, source_header })
+    }
+
+    /// The same service deciding at the time `clock` tells (tests replaying fixed dates).
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn authorizer(&self) -> &Arc<Authorizer> {
@@ -117,7 +125,7 @@ impl Service {
             let service = self.clone();
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                    let answer = service.route(&http_check_of(&request, peer.ip()), unix_now());
+                    let answer = service.route(&http_check_of(&request, peer.ip()), (service.clock)());
                     async move { Ok::<_, std::convert::Infallible>(response_of(answer)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -163,7 +171,7 @@ fn response_of(answer: HttpAnswer) -> hyper::Response<Full<bytes::Bytes>> {
 #[tonic::async_trait]
 impl Authorization for Service {
     async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(self.grpc_check(request.get_ref(), unix_now())))
+        Ok(tonic::Response::new(self.grpc_check(request.get_ref(), (self.clock)())))
     }
 }
 
