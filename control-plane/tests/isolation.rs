@@ -116,10 +116,6 @@ fn attack(method: &str, path: &str, app: &TestApp, v: &Victim) -> Option<(String
         ("DELETE", "/api/v1/admin/orgs/{org_id}/domains/{domain}") => {
             (format!("/api/v1/admin/orgs/{}/domains/b.example", b.org.id), None, FORBIDDEN)
         }
-        ("GET", "/api/v1/admin/orgs/{org_id}/tokens") => (format!("/api/v1/admin/orgs/{}/tokens", a.org.id), None, FORBIDDEN),
-        ("DELETE", "/api/v1/admin/orgs/{org_id}/tokens/{token_id}") => {
-            (format!("/api/v1/admin/orgs/{}/tokens/{}", a.org.id, v.token_id), None, FORBIDDEN)
-        }
         ("POST", "/api/v1/admin/orgs/{org_id}/tokens") => {
             (format!("/api/v1/admin/orgs/{}/tokens", a.org.id), Some(json!({ "super_admin": true })), FORBIDDEN)
         }

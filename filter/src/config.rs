@@ -136,6 +136,9 @@ pub struct ControlPlane {
 /// A configuration, validated and ready.
 pub struct Configured {
     pub engine: Engine,
+    /// The policy the engine was built from: a host that decides on several threads builds
+    /// one engine (with its own caches) per thread from it.
+    pub policy: PolicyConfig,
     pub identity: IdentitySource,
 }
 
@@ -311,6 +314,7 @@ pub fn parse_with_env(bytes: &[u8], env: EnvLookup<'_>) -> Result<Configured, Co
         ConfigError::new(field, without_position(&e.into_inner().to_string()))
     })?;
     deserializer.end().map_err(|_| ConfigError::new("configuration", "trailing characters after the JSON object"))?;
+    let policy = config.policy.clone();
     let engine = Engine::new(config.policy).map_err(|e| ConfigError::new(format!("policy.{}", e.field), e.problem))?;
     let identity = match (config.snapshot, config.development_identity) {
         (Some(_), Some(_)) => {
@@ -331,7 +335,7 @@ pub fn parse_with_env(bytes: &[u8], env: EnvLookup<'_>) -> Result<Configured, Co
             ))
         }
     };
-    Ok(Configured { engine, identity })
+    Ok(Configured { engine, policy, identity })
 }
 
 /// The static identity names its members from `identity`; here they live under

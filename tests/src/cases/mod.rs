@@ -3,6 +3,7 @@
 //! `.wasm` under the wasmtime host, and both must agree with the expectation.
 
 pub mod adversarial;
+pub mod authz;
 pub mod fixtures;
 pub mod native;
 pub mod table;

@@ -1,0 +1,193 @@
+//! One check: the request as the gateway described it, decided by the filter's engine.
+
+use crate::metrics::Registry;
+use certbind_filter::metrics::Metrics;
+use certbind_shared::decision::config::PolicyConfig;
+use certbind_shared::decision::outcome::{Denial, Notice, Outcome, Reason};
+use certbind_shared::decision::{header_refs, Engine, RequestInput};
+use certbind_shared::identity::{IdentityData, StaticIdentity};
+use certbind_shared::snapshot::SnapshotView;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A request as its gateway forwarded it, in the filter's terms: the headers the decision
+/// reads (with `:path` and `:method` as the gateway named them), the TCP peer that vouches
+/// for forwarded certificate headers, and the connection's certificate when the protocol
+/// carries it (Envoy's gRPC check request).
+#[derive(Debug, Clone, Default)]
+pub struct Check {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub peer: Option<IpAddr>,
+    /// SHA-256 of the connection's certificate, hex (the connection source's cross-check).
+    pub connection_digest: Option<String>,
+    /// The connection's certificate, PEM.
+    pub connection_certificate: Option<Vec<u8>>,
+}
+
+/// What the gateway is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the request through with these identity headers set, after removing every inbound
+    /// header named in `remove` (identity headers the client sent, in the spelling it used).
+    /// `notice`, if any, is counted beside the allowed request (a CA failing open).
+    Allow { set: Vec<(&'static str, String)>, remove: Vec<String>, notice: Option<Notice> },
+    Deny(Denial),
+}
+
+impl Verdict {
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Verdict::Allow { .. } => None,
+            Verdict::Deny(denial) => Some(denial.reason),
+        }
+    }
+}
+
+/// Where identity data comes from, readable from every request thread.
+pub enum IdentitySource {
+    /// The verified snapshot, replaced whole by the snapshot thread ([`crate::snapshot`]).
+    Snapshot(RwLock<Option<Arc<SnapshotView>>>),
+    /// Unsigned inline data: development and tests only.
+    Development(Arc<StaticIdentity>),
+}
+
+/// The identity data one request decides with: a handle that stays the same for the whole
+/// request, whatever arrives meanwhile.
+enum Held {
+    Snapshot(Option<Arc<SnapshotView>>),
+    Development(Arc<StaticIdentity>),
+}
+
+impl Held {
+    fn at(&self, now: i64) -> Option<&dyn IdentityData> {
+        match self {
+            Held::Development(data) => Some(data.as_ref()),
+            Held::Snapshot(view) => view.as_deref().filter(|v| !v.is_expired(now)).map(|v| v as &dyn IdentityData),
+        }
+    }
+}
+
+/// The filter's decision, shared by every request thread: engines (each with its caches) are
+/// taken from a pool for one check and put back, so threads never wait on each other's
+/// decision, only on a push or pop.
+pub struct Authorizer {
+    policy: PolicyConfig,
+    engines: Mutex<Vec<Engine>>,
+    identity: IdentitySource,
+    metrics: Metrics,
+    registry: Arc<Registry>,
+}
+
+impl Authorizer {
+    /// `engine` was built from `policy` by the configuration; more are built from `policy`
+    /// as threads need them.
+    pub fn new(policy: PolicyConfig, engine: Engine, identity: IdentitySource, registry: Arc<Registry>) -> Self {
+        let metrics = Metrics::define(|name| Some(registry.counter(name)));
+        Authorizer { policy, engines: Mutex::new(vec![engine]), identity, metrics, registry }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn identity(&self) -> &IdentitySource {
+        &self.identity
+    }
+
+    /// Puts `view` in force (the snapshot thread's call); `None` when nothing is held.
+    pub fn hold(&self, view: Option<Arc<SnapshotView>>) {
+        if let IdentitySource::Snapshot(lock) = &self.identity {
+            match lock.write() {
+                Ok(mut held) => *held = view,
+                Err(poisoned) => *poisoned.into_inner() = view,
+            }
+        }
+    }
+
+    /// The version of the snapshot in force, if any.
+    pub fn held_version(&self) -> Option<u64> {
+        match &self.identity {
+            IdentitySource::Snapshot(lock) => lock.read().ok().and_then(|h| h.as_ref().map(|v| v.version())),
+            IdentitySource::Development(_) => None,
+        }
+    }
+
+    fn held(&self) -> Option<Held> {
+        match &self.identity {
+            IdentitySource::Development(data) => Some(Held::Development(Arc::clone(data))),
+            IdentitySource::Snapshot(lock) => lock.read().ok().map(|held| Held::Snapshot(held.clone())),
+        }
+    }
+
+    fn take_engine(&self) -> Option<Engine> {
+        let pooled = self.engines.lock().ok().and_then(|mut pool| pool.pop());
+        pooled.or_else(|| Engine::new(self.policy.clone()).ok())
+    }
+
+    fn return_engine(&self, engine: Engine) {
+        if let Ok(mut pool) = self.engines.lock() {
+            pool.push(engine);
+        }
+    }
+
+    /// Decides `check` at `now` (Unix seconds). Fails closed: anything that stops the decision
+    /// (no engine, a poisoned lock) is `identity_unavailable`.
+    pub fn check(&self, check: &Check, now: i64) -> Verdict {
+        self.count(self.decide(check, now))
+    }
+
+    fn decide(&self, check: &Check, now: i64) -> Verdict {
+        let unavailable = || Verdict::Deny(Denial { reason: Reason::IdentityUnavailable });
+        let (Some(held), Some(mut engine)) = (self.held(), self.take_engine()) else { return unavailable() };
+        let headers = header_refs(&check.headers);
+        let input = RequestInput {
+            headers: &headers,
+            peer: check.peer,
+            connection_digest: check.connection_digest.as_deref(),
+            connection_certificate: check.connection_certificate.as_deref(),
+            now,
+            ..Default::default()
+        };
+        let outcome = engine.evaluate(&input, held.at(now));
+        let verdict = match outcome {
+            Outcome::Allow { set, notice } => {
+                let mut remove: Vec<String> = Vec::new();
+                for (name, _) in &check.headers {
+                    if !name.starts_with(':')
+                        && engine.is_identity_header(name)
+                        && !remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+                    {
+                        remove.push(name.clone());
+                    }
+                }
+                Verdict::Allow { set, remove, notice }
+            }
+            Outcome::Deny(denial) => Verdict::Deny(denial),
+        };
+        self.return_engine(engine);
+        verdict
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+impl Authorizer {
+    /// Counts a verdict reached before the decision (a check the protocol could not form).
+    pub fn count(&self, verdict: Verdict) -> Verdict {
+        let outcome = match &verdict {
+            Verdict::Allow { notice, .. } => Outcome::Allow { set: Vec::new(), notice: *notice },
+            Verdict::Deny(denial) => Outcome::Deny(denial.clone()),
+        };
+        for id in [self.metrics.counter_for(&outcome), self.metrics.notice_counter_for(&outcome)].into_iter().flatten() {
+            self.registry.increment(id);
+        }
+        verdict
+    }
+}
