@@ -650,19 +650,20 @@ pub enum PatchMode {
     Compact,
 }
 
-/// Copies the runs of `base` records (fixed width, keyed by their first 32 bytes) between
+/// Copies the runs of `base` records (fixed width, keyed by their first `K` bytes) between
 /// the overlay's keys, skipping records the overlay replaces or removes, and pushes the
-/// overlay's new values in their place. Cost: one binary search per change, plus `memcpy`.
-fn patch_fixed<'a, V>(
+/// overlay's new values in their place. Cost: one binary search per change, plus `memcpy` —
+/// a DoD-sized CRL section is millions of records, and an update touches thousands.
+fn patch_fixed<'a, const K: usize, V>(
     encoder: &mut SnapshotEncoder,
     base: &[u8],
     record_len: usize,
-    overlay: impl Iterator<Item = (&'a [u8; 32], Option<V>)>,
+    overlay: impl Iterator<Item = (&'a [u8; K], Option<V>)>,
     copy_run: fn(&mut SnapshotEncoder, &[u8]) -> Result<(), EncodeError>,
-    mut push_new: impl FnMut(&mut SnapshotEncoder, &[u8; 32], V) -> Result<(), EncodeError>,
+    mut push_new: impl FnMut(&mut SnapshotEncoder, &[u8; K], V) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
     let count = base.len() / record_len;
-    let key_at = |i: usize| base.get(i * record_len..i * record_len + 32);
+    let key_at = |i: usize| base.get(i * record_len..i * record_len + K);
     let mut copied = 0;
     for (key, value) in overlay {
         let (mut low, mut high) = (copied, count);
@@ -681,36 +682,6 @@ fn patch_fixed<'a, V>(
         }
     }
     copy_run(encoder, base.get(copied * record_len..).unwrap_or(&[]))
-}
-
-/// The CRL revocation records of `base` with `pending` applied: runs between changed keys
-/// are copied whole (a DoD-sized section is millions of records; a CRL update touches
-/// thousands), changed keys found by binary search.
-fn patch_crl_revoked(
-    encoder: &mut SnapshotEncoder,
-    base: &[u8],
-    pending: &BTreeMap<[u8; CA_KEY_LEN], Option<()>>,
-) -> Result<(), EncodeError> {
-    let count = base.len() / CA_KEY_LEN;
-    let key_at = |i: usize| base.get(i * CA_KEY_LEN..(i + 1) * CA_KEY_LEN);
-    let mut copied = 0;
-    for (key, value) in pending {
-        let (mut low, mut high) = (copied, count);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            if key_at(mid).is_some_and(|k| k < &key[..]) {
-                low = mid + 1;
-            } else {
-                high = mid;
-            }
-        }
-        encoder.push_crl_revoked_records(base.get(copied * CA_KEY_LEN..low * CA_KEY_LEN).unwrap_or(&[]))?;
-        copied = if key_at(low) == Some(&key[..]) { low + 1 } else { low };
-        if value.is_some() {
-            encoder.push_crl_revoked_key(key)?;
-        }
-    }
-    encoder.push_crl_revoked_records(base.get(copied * CA_KEY_LEN..).unwrap_or(&[]))
 }
 
 /// The previous snapshot with `pending` applied, stamped with `header`.
@@ -759,7 +730,14 @@ pub fn encode_patched(
     )?;
     let crl_revoked = base.section_bytes(Section::CrlRevoked);
     if mode == PatchMode::KeepStrings {
-        patch_crl_revoked(&mut encoder, crl_revoked, &pending.crl_revoked)?;
+        patch_fixed(
+            &mut encoder,
+            crl_revoked,
+            CA_KEY_LEN,
+            pending.crl_revoked.iter().map(|(key, change)| (key, *change)),
+            SnapshotEncoder::push_crl_revoked_records,
+            |encoder, key, ()| encoder.push_crl_revoked_key(key),
+        )?;
     } else {
         // A fresh encoder copies no records: every key is pushed again.
         let base_keys = crl_revoked.chunks_exact(CA_KEY_LEN).filter_map(|k| <[u8; CA_KEY_LEN]>::try_from(k).ok()).map(|k| (k, ()));
