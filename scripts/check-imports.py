@@ -152,7 +152,11 @@ class Crate:
         self.modules = {}  # module path tuple -> file
         self.files = {}    # file -> module path tuple
         self.test_files = set()
-        root = next(os.path.join(src, f) for f in ("lib.rs", "main.rs") if os.path.exists(os.path.join(src, f)))
+        roots = [os.path.join(src, f) for f in ("lib.rs", "main.rs") if os.path.exists(os.path.join(src, f))]
+        if not roots:
+            raise SystemExit(f"check-imports: {src} holds no lib.rs or main.rs: give a crate's source "
+                             f"directory (shared/src, not shared)")
+        root = roots[0]
         self._load(root, ())
         self.code = {f: self._code(f) for f in self.files}
         self.reexports = {f: self._reexports(f) for f in self.files}
@@ -328,6 +332,8 @@ def circles(graph):
 
 
 def main(argv):
+    if not argv:
+        raise SystemExit(__doc__)
     failed = False
     for src in argv:
         crate = Crate(src)

@@ -1,4 +1,4 @@
-//! The admin API end to end: seed 000's routes, binding by PEM, the other resources, and the
+//! The admin API end to end: the binding routes, binding by PEM, the other resources, and the
 //! problem+json error contract. Every scenario runs on SQLite and PostgreSQL, through
 //! `oneshot` and over a real socket.
 

@@ -1,4 +1,4 @@
-"""Seed 004's acceptance matrix through a real Envoy, one row per mode and case, with real
+"""The acceptance matrix (every mode × every certificate and token case) through a real Envoy, one row per mode and case, with real
 client certificates over TLS and ES256 tokens bound by cnf.x5t#S256."""
 
 import pytest

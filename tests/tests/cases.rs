@@ -54,7 +54,7 @@ fn every_case_through_the_wasm() {
     assert!(failures.is_empty(), "{} wasm failures:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// DESIGN.md's error contract: each reason is produced by at least one case, with its status.
+/// The error contract (`Reason::ALL`, docs/filter.md's refusals): each reason is produced by at least one case, with its status.
 #[test]
 fn every_reason_of_the_contract_has_a_case() {
     let cases = all_cases();
@@ -66,7 +66,7 @@ fn every_reason_of_the_contract_has_a_case() {
     }
 }
 
-/// The table covers every cell of seed 004's acceptance matrix.
+/// The table covers every cell of the acceptance matrix.
 #[test]
 fn acceptance_matrix_is_complete() {
     let matrix = table::acceptance_matrix();

@@ -22,7 +22,7 @@ pub struct User {
     pub created_at: String,
 }
 
-/// A row of `smart_card_links` (seed 000).
+/// A row of `smart_card_links`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SmartCardLink {
     /// Canonical: 64 lowercase hex digits.

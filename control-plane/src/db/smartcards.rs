@@ -1,4 +1,4 @@
-//! `smart_card_links`: certificate fingerprint → user, in one org (seed 000).
+//! `smart_card_links`: certificate fingerprint → user, in one org.
 
 use super::error::{or_race, Race};
 use super::{

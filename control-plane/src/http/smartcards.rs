@@ -1,4 +1,4 @@
-//! `/api/v1/admin/smartcards`: seed 000's routes (bind, list, revoke), plus get, enable/disable
+//! `/api/v1/admin/smartcards`: the binding routes (bind, list, revoke), plus get, enable/disable
 //! and relabel, and binding by uploaded PEM.
 
 use super::{
@@ -31,7 +31,7 @@ pub const MAX_SERIAL_HEX_DIGITS: usize = 42;
 /// request body limit applies on top.
 pub const MAX_PEM_TEXT_BYTES: usize = 24 * 1024;
 
-/// `POST /api/v1/admin/smartcards`: seed 000's body, or `certificate_pem` and the server
+/// `POST /api/v1/admin/smartcards`: the field body, or `certificate_pem` and the server
 /// derives the certificate fields (any given beside it must agree).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -468,7 +468,7 @@ pub fn fingerprint(n: u64) -> String {
     certbind_shared::encoding::hex_lower(&sha2::Sha256::digest(n.to_be_bytes()))
 }
 
-/// Seed 000's bind body for `user_id` with fingerprint `fp`.
+/// The field form of the bind body for `user_id` with fingerprint `fp`.
 pub fn bind_body(user_id: &str, fp: &str) -> Value {
     serde_json::json!({
         "user_id": user_id,

@@ -17,9 +17,8 @@
 //! upstream's own business until the operator lists them.
 
 use super::config_error::ConfigError;
-use super::headers::{configured_name, folded_eq};
+use super::headers::{configured_name, folded_eq, RequestHeader};
 use super::outcome::Reason;
-use super::RequestHeader;
 use crate::pop::jwt;
 use serde::Deserialize;
 

@@ -1,4 +1,4 @@
-//! Step 2 of the request path: find the client certificate in exactly one configured source,
+//! Step 3 of the request path (see [`crate::decision`]): find the client certificate in exactly one configured source,
 //! believing a forwarded header only from a trusted hop, and turn it into facts. One dispatch
 //! over the source; every parser gets the configured size limit.
 

@@ -7,6 +7,15 @@
 
 use super::config_error::ConfigError;
 
+/// One request header as the proxy handed it over: the name (any case) and the value's bytes,
+/// both borrowed from the proxy's serialized header map.
+pub type RequestHeader<'a> = (&'a str, &'a [u8]);
+
+/// Borrowed views of owned headers (tests, fuzzing, callers that build their own).
+pub fn header_refs(owned: &[(String, Vec<u8>)]) -> Vec<RequestHeader<'_>> {
+    owned.iter().map(|(name, value)| (name.as_str(), value.as_slice())).collect()
+}
+
 /// Name prefixes (folded) that identity and client-certificate headers use: this project's
 /// own `x-dm-` space, Envoy's XFCC, and the spellings other proxies and platforms use for the
 /// client certificate and its parts (nginx, HAProxy, Traefik, RFC 9440, AWS ALB mTLS, Azure

@@ -1,5 +1,24 @@
 //! The decision: request facts + policy + identity data → allow (headers to set) or deny
 //! (status, reason). Pure apart from the bounded caches the [`Engine`] owns beside its policy.
+//!
+//! The request path, numbered once; the README, `docs/filter.md` and the module headers use
+//! these numbers:
+//!
+//! 1. **Route** ([`path`], [`mode`]): the path is canonicalised (a path whose meaning depends
+//!    on the upstream's decoding is refused, `invalid_path`) and every route that a spelling of
+//!    it may reach applies; the stricter mode wins.
+//! 2. **Credentials** ([`credentials`]): on every route, anything but exactly one well-formed
+//!    Bearer token in `Authorization` (a second header, another scheme, `?access_token=`, a
+//!    listed carrier) is refused, `invalid_token`.
+//! 3. **Certificate** ([`extract`], [`trust`]): from the one configured source, a forwarded
+//!    header believed only from a trusted hop, into facts.
+//! 4. **Identity** ([`resolve`], [`revocation`], [`constraints`]): the org and principal the
+//!    certificate resolves into; blocklist, revocation (an admin's and the CA's CRL) and the
+//!    org's constraints.
+//! 5. **Token** ([`crate::pop`]): the bearer JWT's signature, claims and sender binding
+//!    (`cnf.x5t#S256` against the request's certificate, RFC 8705).
+//! 6. **Answer** (the shims, with [`outcome`]): forward with every inbound identity and URL
+//!    override header removed and the trusted ones set, or refuse with problem+json; count it.
 
 pub mod cache;
 pub mod config;
@@ -30,14 +49,7 @@ use outcome::{header, Notice, Outcome, Reason};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// One request header as the proxy handed it over: the name (any case) and the value's bytes,
-/// both borrowed from the proxy's serialized header map.
-pub type RequestHeader<'a> = (&'a str, &'a [u8]);
-
-/// Borrowed views of owned headers (tests, fuzzing, callers that build their own).
-pub fn header_refs(owned: &[(String, Vec<u8>)]) -> Vec<RequestHeader<'_>> {
-    owned.iter().map(|(name, value)| (name.as_str(), value.as_slice())).collect()
-}
+pub use headers::{header_refs, RequestHeader};
 
 /// Everything the decision reads about one request. Header names may come in any case (NGINX
 /// passes them as the client wrote them).

@@ -1,4 +1,4 @@
-//! Step 5 of the request path: from a certificate to an identity, in the scope of the org it
+//! Step 4 of the request path (see [`crate::decision`]): from a certificate to an identity, in the scope of the org it
 //! belongs to.
 //!
 //! 1. The certificate's org is resolved first, in this order: its `smart_card_links` binding
@@ -40,12 +40,12 @@ use crate::identity::{
     USER_PRINCIPAL_PREFIX,
 };
 
-/// Principal of a certificate with no other mapping (seed 004's canonical ARN).
+/// Principal of a certificate with no other mapping: the canonical ARN, keyed by its x5t#S256.
 pub fn default_principal(facts: &CertificateFacts) -> String {
     format!("auth:account:x509:sha256:{}", facts.fingerprint.to_x5t_s256())
 }
 
-/// How a certificate resolved (step 1), before any refusal.
+/// How a certificate resolved (its org, point 1 above), before any refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution<'i> {
     Bound(CardBinding<'i>),
@@ -116,7 +116,7 @@ impl<'i> Claimants<'i> {
     }
 }
 
-/// Step 1: which org (and which rule) the certificate resolves into, and every org whose rule
+/// Point 1 above: which org (and which rule) the certificate resolves into, and every org whose rule
 /// answers it.
 pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> (Resolution<'i>, Claimants<'i>) {
     let mut claimants = Claimants::default();

@@ -1,4 +1,5 @@
-//! Revocation by the issuing CA's own CRL, part of step 5 of the request path.
+//! Revocation by the issuing CA's own CRL, part of step 4 of the request path (see
+//! [`crate::decision`]).
 //!
 //! A certificate is tied to its CA by the CA's key: its AuthorityKeyIdentifier names it (a
 //! certificate without one is matched by its issuer DN, and only when exactly one registered
@@ -54,7 +55,7 @@ pub fn issuing_ca<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) 
     }
 }
 
-/// Step 1: whether the certificate's CA has revoked it. Run with the other revocations,
+/// Point 1 above: whether the certificate's CA has revoked it. Run with the other revocations,
 /// before any org is resolved.
 pub fn check_revoked(facts: &CertificateFacts, identity: &dyn IdentityData) -> Result<(), Reason> {
     if !facts.complete {
@@ -66,7 +67,7 @@ pub fn check_revoked(facts: &CertificateFacts, identity: &dyn IdentityData) -> R
     }
 }
 
-/// Steps 2 and 3, once the certificate's org (if any) is known: whether its revocation state
+/// Points 2 and 3 above, once the certificate's org (if any) is known: whether its revocation state
 /// may be relied on at `now`. `Ok(Some(notice))` accepts it failing open.
 pub fn check_freshness(
     facts: &CertificateFacts,

@@ -1,4 +1,4 @@
-//! The case table: seed 004's acceptance matrix, spoofing and malformed headers, every reason
+//! The case table: the acceptance matrix (every mode × every certificate and token case), spoofing and malformed headers, every reason
 //! of the error contract, the JWT refusals, and each certificate source.
 
 use super::fixtures::{self, cert, claims, token, TestCert, AUDIENCE, ISSUER, NOW};
@@ -124,7 +124,7 @@ fn with_header(mut r: CaseRequest, name: &str, value: String) -> CaseRequest {
     r
 }
 
-/// Seed 004's QA matrix, plus the rows it leaves implicit.
+/// The acceptance matrix: every auth mode against every certificate and token case.
 pub fn acceptance_matrix() -> Vec<Case> {
     let jane = cert("piv-auth");
     let other = cert("cac");
@@ -396,7 +396,7 @@ pub fn sources() -> Vec<Case> {
     out
 }
 
-/// The front tier's HMAC over the forwarded certificate header (seed 004).
+/// The front tier's HMAC over the forwarded certificate header (two-tier deployments).
 fn signed_forwarding() -> Vec<Case> {
     let jane = cert("piv-auth");
     let secret = [7u8; 32];
