@@ -217,12 +217,13 @@ def check(kind: str, run_dir: Path, log_dir: Path, pki_dir: Path, replace: dict[
 
 
 def start(kind: str, run_dir: Path, log_dir: Path, pki_dir: Path, ports: Ports, *,
-          replace: dict[str, str] | None = None, name: str | None = None, timeout: float = 30) -> Gateway:
+          replace: dict[str, str] | None = None, name: str | None = None, timeout: float = 30,
+          env: dict | None = None) -> Gateway:
     """Starts `kind` in front of `ports.application`, deciding through the service on
     `ports.authz`/`authz_grpc`; returns once it accepts TLS connections (and, for Traefik,
     once its routers are loaded)."""
     argv, config = configure(kind, run_dir, log_dir, pki_dir, ports, replace)
-    process = Process(name or kind.replace("_", "-"), argv, log_dir).start()
+    process = Process(name or kind.replace("_", "-"), argv, log_dir, env=env).start()
     gateway = Gateway(kind, process, ports.listen, config)
     try:
         wait_until(lambda: port_open(ports.listen), timeout, f"{kind} listening on {ports.listen}", alive=process)
