@@ -15,6 +15,7 @@ import pytest
 
 from client import Answer, Client
 from conftest import RUN_DIR
+from test_hostile import PATHS
 from devstack import filterconfig, gateways, tokens
 from devstack.controlplane import Demo, start_demo
 from devstack.procs import free_port, wait_until
@@ -23,12 +24,13 @@ ROUTE = "/mtls/hello"
 
 
 @pytest.fixture(scope="module")
-def own_cp(logs, pki):
+def own_cp(logs, pki, issuer):
     """A control plane of this module's own (its revokes disturb no other module), with the
-    demo card bound."""
+    demo card bound and the demo issuer registered for the platform."""
     demo = start_demo(RUN_DIR / "control-plane-gateways", logs, org="gateways", user="jane",
                       name="control-plane-gateways", label="e2e")
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
+    demo.cp.register_issuer(demo.admin_token, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(), scope="platform")
     yield demo
     demo.cp.stop()
 
@@ -74,18 +76,21 @@ def served_by(demo: Demo) -> dict:
                                  cluster=f"127.0.0.1:{demo.cp.port}", authority=f"127.0.0.1:{demo.cp.port}")
 
 
-def held(stack: Stack, pki) -> None:
-    """Waits until the service holds the snapshot with the demo card bound."""
-    wait_until(lambda: stack.get(card=pki.card("demo-card")).status == 200, 15,
-               f"the service behind {stack.kind} to hold the demo card's binding", alive=stack.authz.process)
+def held(stack: Stack, pki, issuer) -> None:
+    """Waits until the service holds the snapshot with the demo card bound and the demo issuer
+    registered."""
+    token = issuer.mint(subject="jane")
+    wait_until(lambda: stack.get(card=pki.card("demo-card")).status == 200
+               and stack.client.get("/public/ready", token=token).status == 200, 15,
+               f"the service behind {stack.kind} to hold the demo card's binding and issuer", alive=stack.authz.process)
 
 
 @pytest.fixture(scope="module", params=gateways.KINDS)
-def stack(request, pki, logs, echo_port, own_cp):
+def stack(request, pki, logs, echo_port, own_cp, issuer):
     kind = request.param
     stack = start_stack(kind, f"gateway-{kind}", pki, logs, echo_port, served_by(own_cp))
     try:
-        held(stack, pki)
+        held(stack, pki, issuer)
         yield stack
     finally:
         stack.stop()
@@ -164,6 +169,25 @@ def test_certificate_headers_from_a_client_without_a_card_are_not_believed(stack
                 (name, answer)
 
 
+def test_a_token_bound_to_the_card_passes_and_to_another_card_is_refused(stack, pki, issuer):
+    token = issuer.mint(subject="jane", cert_pem=pki.pem("demo-card"))
+    answer = stack.client.get("/secure/hello", card=pki.card("demo-card"), token=token)
+    assert answer.status == 200, answer
+    assert answer.identity()["x-dm-token-subject"] == "jane"
+    refused(stack.client.get("/secure/hello", card=pki.card("unbound-card"), token=token), 401,
+            "sender_binding_mismatch")
+
+
+@pytest.mark.parametrize("path", [p[0] for p in PATHS])
+def test_non_canonical_paths_reach_no_weaker_mode(stack, issuer, path):
+    """A token good for `/public/` and a path that folds to `/mtls/hello`: the gateway or the
+    service refuses it (each gateway normalises some spellings itself, the service folds what
+    it is forwarded as the filter does); never the bearer route's 200."""
+    answer = stack.client.get(path, token=issuer.mint(subject="jane"))
+    assert answer.status in (400, 401, 404), answer
+    assert answer.reason in (None, "certificate_missing", "invalid_path"), answer
+
+
 def test_no_card_is_refused_with_the_filters_challenge(stack):
     answer = stack.get()
     refused(answer, 401, "certificate_missing")
@@ -193,14 +217,14 @@ def test_a_revoked_card_is_refused_after_the_revoke(stack, own_cp, revocable):
     refused(stack.get(card=card), 403, "card_not_enrolled")
 
 
-def test_nginx_unverified_certificate_counts_as_none(pki, logs, echo_port, own_cp):
+def test_nginx_unverified_certificate_counts_as_none(pki, logs, echo_port, own_cp, issuer):
     """With `ssl_verify_client optional_no_ca` NGINX lets a certificate it could not verify
     through, and `$ssl_client_verify` says FAILED: the service treats it as absent, whatever
     X-Certbind-Client-Verify the client sent."""
     stack = start_stack("nginx", "gateway-nginx-no-ca", pki, logs, echo_port, served_by(own_cp),
                         replace={"ssl_verify_client      optional;": "ssl_verify_client      optional_no_ca;"})
     try:
-        held(stack, pki)
+        held(stack, pki, issuer)
         refused(stack.get(card=pki.card("untrusted-card")), 401, "certificate_missing")
         refused(stack.get(card=pki.card("untrusted-card"), headers=[("X-Certbind-Client-Verify", "SUCCESS")]), 401,
                 "certificate_missing")
