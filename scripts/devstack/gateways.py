@@ -182,6 +182,7 @@ def configure(kind: str, run_dir: Path, log_dir: Path, pki_dir: Path, ports: Por
               replace: dict[str, str] | None = None) -> tuple[list[str], Path]:
     """The rendered configuration of `kind` under `run_dir` and the command that runs it."""
     private.directory(run_dir)
+    private.directory(log_dir)
     if kind == "nginx":
         config = render(SHIPPED["nginx"][0], run_dir / "nginx.conf", pki_dir=pki_dir, ports=ports, replace=replace,
                         paths={"nginx_pid": run_dir / "nginx.pid", "nginx_error_log": log_dir / "nginx-error.log"})

@@ -256,3 +256,27 @@ def test_shipped_configuration_passes_the_gateways_own_check(kind, pki, logs):
               "envoy_grpc": ("include_peer_certificate: true", "include_peer_certificate: maybe")}[kind]
     with pytest.raises(RuntimeError, match="refused"):
         gateways.check(kind, RUN_DIR / f"check-{kind}-broken", logs, pki.dir, replace=dict([broken]))
+
+
+def test_the_last_good_snapshot_decides_while_the_control_plane_is_stopped(pki, logs, echo_port, issuer):
+    """A control plane of its own behind every gateway's service, stopped once each holds its
+    snapshot: the bound card still passes and the unbound one is still refused, from the
+    snapshot kept."""
+    demo = start_demo(RUN_DIR / "control-plane-stopped", logs, org="stopped", user="jane",
+                      name="control-plane-stopped", label="e2e")
+    stacks = []
+    try:
+        demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
+        demo.cp.register_issuer(demo.admin_token, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(), scope="platform")
+        for kind in gateways.KINDS:
+            stacks.append(start_stack(kind, f"gateway-{kind}-stopped", pki, logs, echo_port, served_by(demo)))
+            held(stacks[-1], pki, issuer)
+        demo.cp.stop()
+        for stack in stacks:
+            assert stack.get(card=pki.card("demo-card")).status == 200, stack.kind
+            refused(stack.get(card=pki.card("unbound-card")), 403, "card_not_enrolled")
+            assert stack.authz.ready(), stack.kind
+    finally:
+        for stack in stacks:
+            stack.stop()
+        demo.cp.stop()
