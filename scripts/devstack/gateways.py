@@ -74,8 +74,9 @@ def render(source: Path, out: Path, *, pki_dir: Path, ports: Ports, paths: dict[
     this renderer fails here rather than starting half-changed."""
     text = source.read_text()
     text = text.replace(SHIPPED_PKI, f"{pki_dir}/")
-    for name, shipped in SHIPPED_PORTS.items():
-        text = re.sub(rf"(?<![\d.]){shipped}(?!\d)", str(getattr(ports, name)), text)
+    # One pass, so that a new port equal to another shipped one is not replaced again.
+    by_shipped = {str(shipped): str(getattr(ports, name)) for name, shipped in SHIPPED_PORTS.items()}
+    text = re.sub(rf"(?<![\d.])({'|'.join(by_shipped)})(?!\d)", lambda m: by_shipped[m.group(1)], text)
     for name, path in (paths or {}).items():
         shipped = SHIPPED_PATHS[name]
         if shipped not in text:
