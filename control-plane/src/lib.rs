@@ -15,3 +15,4 @@ pub mod revocation;
 pub mod signer;
 pub mod snapshot;
 pub mod time;
+pub mod tls;

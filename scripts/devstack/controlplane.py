@@ -81,7 +81,7 @@ class ControlPlane:
         return json.loads(self.cli("key", "init"))
 
     def start(self, listen: str = "127.0.0.1:0", name: str = "control-plane") -> "ControlPlane":
-        self.process = Process(name, [str(self.binary), "serve", "--listen", listen], self.log_dir,
+        self.process = Process(name, [str(self.binary), "serve", "--plain-http", "--listen", listen], self.log_dir,
                                env=self.env, cwd=self.state).start()
 
         def listening():
