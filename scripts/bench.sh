@@ -37,7 +37,8 @@ run certbind-tests snapshot_load
 run certbind-shared snapshot --features testing
 run certbind-shared crl --features testing
 run certbind-shared revocations --features testing
-# The revocation bench drives a real control plane started by scripts/devstack.
+# The revocation bench drives a real control plane started by scripts/devstack: an admin's
+# revoke (the baseline), then CRL uploads of the card's issuing CA, each timed to the refusal.
 ./scripts/dev-setup.sh >>"$log" 2>&1
 cargo build -q --release -p certbind-control-plane 2>>"$log"
 run certbind-tests revocation

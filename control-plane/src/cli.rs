@@ -1,8 +1,8 @@
 //! The `certbind` command line.
 
 use crate::app::app;
+use crate::config::{Config, Listener, Overrides};
 use crate::state::AppState;
-use crate::config::{Config, Overrides};
 use crate::db::{self, Actor, Db};
 use crate::signer::pkcs11::{Pkcs11Settings, Pkcs11Signer};
 use crate::signer::{public_key_json, Signer};
@@ -27,11 +27,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP API (migrates the database first).
+    /// Run the API over HTTPS (`[tls]` in the configuration), or plain HTTP with
+    /// --plain-http (migrates the database first).
     Serve {
         /// Address and port to listen on [default: 127.0.0.1:8080]. Port 0 picks a free one.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Serve plain HTTP, without TLS: only behind a TLS hop of your own, or for development.
+        /// Also CERTBIND_PLAIN_HTTP=true or `plain_http = true`.
+        #[arg(long)]
+        plain_http: bool,
     },
     /// Create or update the database schema, then exit.
     Migrate,
@@ -323,7 +328,7 @@ fn init_tracing() {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = match &cli.command {
-        Command::Serve { listen } => Overrides { listen: listen.clone() },
+        Command::Serve { listen, plain_http } => Overrides { listen: listen.clone(), plain_http: *plain_http },
         _ => Overrides::default(),
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
@@ -675,6 +680,10 @@ async fn snapshot_service(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn Sn
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener_kind = config.listener.clone().context(
+        "configuration: no TLS certificate: set [tls] certificate_file and key_file (or CERTBIND_TLS_CERTIFICATE_FILE and \
+         CERTBIND_TLS_KEY_FILE), or pass --plain-http to serve without TLS",
+    )?;
     let db = Db::open(&config.db_options()).await?;
     let snapshots = snapshot_service(&config, &db).await?;
     let state = AppState::new(db.clone(), snapshots, config.limits());
@@ -685,13 +694,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listen: no local address")?;
-    tracing::info!(%addr, database = db.backend().name(), "certbind control plane listening");
+    let tls = match &listener_kind {
+        Listener::Https(settings) => Some(crate::tls::TlsServer::new(settings)?),
+        Listener::PlainHttp => None,
+    };
+    let scheme = match &tls {
+        Some(_) => "https",
+        None => {
+            tracing::warn!(
+                "serving plain HTTP (--plain-http): admin tokens and proxy credentials cross the network unencrypted; \
+                 configure [tls] unless a TLS hop of your own is in front"
+            );
+            "http"
+        }
+    };
+    tracing::info!(%addr, database = db.backend().name(), scheme, "certbind control plane listening");
     // A line on stdout, so scripts and tests that ask for port 0 learn the port.
-    println!("certbind listening on http://{addr}");
+    println!("certbind listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
-    // With the peer's address, which failed authentications are logged with.
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    match tls {
+        Some(tls) => tls.serve(listener, app(state), shutdown_signal()).await?,
+        None => {
+            // With the peer's address, which failed authentications are logged with.
+            let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+        }
+    }
     if let Some(poller) = poller {
         poller.abort();
     }

@@ -90,6 +90,35 @@ struct FileConfig {
     snapshot: Option<FileSnapshot>,
     quotas: Option<FileQuotas>,
     crl: Option<FileCrl>,
+    tls: Option<FileTls>,
+    plain_http: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    certificate_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+}
+
+/// The HTTPS listener's files (see [`crate::tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM: the server certificate, then its chain.
+    pub certificate_file: PathBuf,
+    /// PEM: its private key (PKCS#8, SEC1 or PKCS#1).
+    pub key_file: PathBuf,
+    /// PEM: the CAs whose client certificates every connection must present; `None`: none asked.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// How `certbind serve` listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listener {
+    Https(TlsSettings),
+    /// Asked for explicitly (`--plain-http`, `plain_http = true`, `CERTBIND_PLAIN_HTTP`).
+    PlainHttp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,12 +200,16 @@ pub struct Config {
     pub crl: CrlLimits,
     /// The CRL poller's schedule; `None`: distribution points are not fetched.
     pub crl_fetch: Option<PollerSettings>,
+    /// HTTPS or plain HTTP; `None` when neither is configured, which `serve` refuses.
+    pub listener: Option<Listener>,
 }
 
 /// Flags given on the command line, which win over everything else.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    /// `--plain-http`.
+    pub plain_http: bool,
 }
 
 impl Config {
@@ -319,14 +352,7 @@ impl Config {
         if crl.max_entries == 0 {
             return Err(err(setting_of(env, "CERTBIND_CRL_MAX_ENTRIES", &in_file("crl.max_entries")), "must be at least 1"));
         }
-        let fetch = match env("CERTBIND_CRL_FETCH") {
-            Some(v) => match v.trim() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                _ => return Err(err("CERTBIND_CRL_FETCH", "must be true or false")),
-            },
-            None => file_crl.fetch.unwrap_or(true),
-        };
+        let fetch = boolean(env, "CERTBIND_CRL_FETCH")?.or(file_crl.fetch).unwrap_or(true);
         let poller_defaults = PollerSettings::default();
         let seconds = |var: &str, from_file: Option<u64>, key: &str, default: Duration| -> Result<Duration, ConfigError> {
             let value = number(env, var, from_file, &in_file(key))?.map_or(default, Duration::from_secs);
@@ -365,6 +391,7 @@ impl Config {
             quotas,
             crl,
             crl_fetch: fetch.then_some(crl_fetch),
+            listener: listener(env, from_file.tls, from_file.plain_http, overrides.plain_http, &in_file)?,
         })
     }
 
@@ -411,6 +438,55 @@ fn number<T: std::str::FromStr + Copy>(
             .map(Some)
             .map_err(|_| err(var, format!("{text:?} is not a whole number in range"))),
         None => Ok(from_file),
+    }
+}
+
+/// A true/false environment variable, if set.
+fn boolean(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<Option<bool>, ConfigError> {
+    match env(var) {
+        None => Ok(None),
+        Some(v) => match v.trim() {
+            "1" | "true" | "yes" => Ok(Some(true)),
+            "0" | "false" | "no" => Ok(Some(false)),
+            _ => Err(err(var, "must be true or false")),
+        },
+    }
+}
+
+/// HTTPS when a certificate and key are given (environment over file, file by file), plain
+/// HTTP when asked for; both is a contradiction, refused.
+fn listener(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<FileTls>,
+    file_plain_http: Option<bool>,
+    flag_plain_http: bool,
+    in_file: &dyn Fn(&str) -> String,
+) -> Result<Option<Listener>, ConfigError> {
+    let file = file.unwrap_or_default();
+    let path = |var: &str, from_file: Option<PathBuf>| env(var).map(PathBuf::from).or(from_file);
+    let certificate_file = path("CERTBIND_TLS_CERTIFICATE_FILE", file.certificate_file);
+    let key_file = path("CERTBIND_TLS_KEY_FILE", file.key_file);
+    let client_ca_file = path("CERTBIND_TLS_CLIENT_CA_FILE", file.client_ca_file);
+    let plain_http = flag_plain_http || boolean(env, "CERTBIND_PLAIN_HTTP")?.or(file_plain_http).unwrap_or(false);
+    let tls = match (certificate_file, key_file) {
+        (Some(certificate_file), Some(key_file)) => Some(TlsSettings { certificate_file, key_file, client_ca_file }),
+        (Some(_), None) => return Err(err(setting_of(env, "CERTBIND_TLS_KEY_FILE", &in_file("tls.key_file")), "is required with a certificate file")),
+        (None, Some(_)) => {
+            return Err(err(setting_of(env, "CERTBIND_TLS_CERTIFICATE_FILE", &in_file("tls.certificate_file")), "is required with a key file"))
+        }
+        (None, None) if client_ca_file.is_some() => {
+            return Err(err(setting_of(env, "CERTBIND_TLS_CLIENT_CA_FILE", &in_file("tls.client_ca_file")), "needs tls.certificate_file and tls.key_file"))
+        }
+        (None, None) => None,
+    };
+    match (tls, plain_http) {
+        (Some(_), true) => {
+            let setting = if flag_plain_http { "--plain-http".to_string() } else { setting_of(env, "CERTBIND_PLAIN_HTTP", &in_file("plain_http")) };
+            Err(err(setting, "plain HTTP was asked for and a TLS certificate is configured: choose one"))
+        }
+        (Some(tls), false) => Ok(Some(Listener::Https(tls))),
+        (None, true) => Ok(Some(Listener::PlainHttp)),
+        (None, false) => Ok(None),
     }
 }
 
@@ -473,6 +549,32 @@ mod tests {
     }
 
     #[test]
+    fn https_needs_a_certificate_and_its_key_and_plain_http_is_asked_for() {
+        assert_eq!(load(&[], None).unwrap().listener, None);
+        let https = load(&[("CERTBIND_TLS_CERTIFICATE_FILE", "/etc/c.pem"), ("CERTBIND_TLS_KEY_FILE", "/etc/k.pem")], None).unwrap();
+        assert_eq!(
+            https.listener,
+            Some(Listener::Https(TlsSettings {
+                certificate_file: "/etc/c.pem".into(),
+                key_file: "/etc/k.pem".into(),
+                client_ca_file: None
+            }))
+        );
+        assert_eq!(load(&[("CERTBIND_PLAIN_HTTP", "true")], None).unwrap().listener, Some(Listener::PlainHttp));
+        let flag = Overrides { listen: None, plain_http: true };
+        assert_eq!(Config::load_from(None, &|_| None, &flag).unwrap().listener, Some(Listener::PlainHttp));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certbind.toml");
+        std::fs::write(&path, "[tls]\ncertificate_file = \"c.pem\"\nclient_ca_file = \"proxies.pem\"\n").unwrap();
+        assert!(load(&[], Some(&path)).unwrap_err().setting.ends_with("tls.key_file"));
+        std::fs::write(&path, "[tls]\nclient_ca_file = \"proxies.pem\"\n").unwrap();
+        assert!(load(&[], Some(&path)).unwrap_err().setting.ends_with("tls.client_ca_file"));
+        std::fs::write(&path, "plain_http = true\n[tls]\ncertificate_file = \"c.pem\"\nkey_file = \"k.pem\"\n").unwrap();
+        assert!(load(&[], Some(&path)).unwrap_err().setting.ends_with(": plain_http"));
+        assert_eq!(load(&[("CERTBIND_PLAIN_HTTP", "maybe")], None).unwrap_err().setting, "CERTBIND_PLAIN_HTTP");
+    }
+
+    #[test]
     fn bad_settings_name_themselves() {
         assert_eq!(load(&[("CERTBIND_LISTEN", "localhost")], None).unwrap_err().setting, "CERTBIND_LISTEN");
         assert_eq!(load(&[("DATABASE_URL", "mysql://x")], None).unwrap_err().setting, "DATABASE_URL");
@@ -492,7 +594,7 @@ mod tests {
         let config = load(&[("DATABASE_URL", "postgres://u@h/db")], Some(&path)).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.database_url, "postgres://u@h/db");
-        let overrides = Overrides { listen: Some("127.0.0.1:9100".into()) };
+        let overrides = Overrides { listen: Some("127.0.0.1:9100".into()), plain_http: false };
         let config = Config::load_from(Some(&path), &|_| None, &overrides).unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.database_url, "sqlite://from-file.db");

@@ -17,3 +17,4 @@ pub mod signer;
 pub mod snapshot;
 pub mod state;
 pub mod time;
+pub mod tls;

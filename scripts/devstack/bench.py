@@ -128,7 +128,7 @@ def main() -> int:
     bound_token = issuer.mint(subject="bench", cert_pem=demo_pem, ttl=24 * 3600)
 
     with Stack() as stack:
-        demo = start_demo(WORK / "control-plane", logs, org="bench", user="bench", label="bench")
+        demo = start_demo(WORK / "control-plane", logs, org="bench", user="bench", label="bench", tls_dir=pki_dir)
         cp, key, user, admin, credential = demo.cp, demo.public_key, demo.user_id, demo.admin_token, demo.proxy_credential
         stack.add(cp.stop)
         cp.bind(admin, user, demo_pem)
@@ -153,7 +153,8 @@ def main() -> int:
         for name, filters in builds.items():
             listen, admin_port = free_port(), free_port()
             config = envoy.render("bench.yaml", WORK / f"envoy-{name}.yaml", admin_port=admin_port, listen_port=listen,
-                                  control_plane_port=cp.port, http_filters=envoy.http_filters(*filters))
+                                  control_plane_port=cp.port, control_plane_ca=pki_dir / "ca.crt",
+                                  http_filters=envoy.http_filters(*filters))
             proxy = envoy.Envoy(config, logs, name=f"envoy-{name}", admin_port=admin_port, log_level="warn").start()
             stack.add(proxy.stop)
             ports[name] = listen

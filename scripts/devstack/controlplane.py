@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -31,14 +32,23 @@ class ApiError(Exception):
 
 
 class ControlPlane:
-    """One control plane with its state in `state_dir` (database, token, logs)."""
+    """One control plane with its state in `state_dir` (database, token, logs). With `tls_dir`
+    (a development PKI, `devstack.pki`) it serves HTTPS with that PKI's `server.crt` and is
+    trusted through its `ca.crt`; without, plain HTTP (`--plain-http`), for drivers that speak
+    nothing else (the headless benchmark's callout bridge)."""
 
-    def __init__(self, state_dir: Path, log_dir: Path, *, binary: Path | None = None):
+    def __init__(self, state_dir: Path, log_dir: Path, *, binary: Path | None = None, tls_dir: Path | None = None):
         self.state = state_dir
         private.directory(self.state)
         self.log_dir = log_dir
         self.binary = binary or certbind_binary()
         self.env = {"CERTBIND_DATABASE_URL": f"sqlite://{self.state / 'certbind.db'}", "RUST_LOG": "info,sqlx=warn"}
+        self.tls_dir = tls_dir
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls_dir is not None:
+            self.env["CERTBIND_TLS_CERTIFICATE_FILE"] = str(tls_dir / "server.crt")
+            self.env["CERTBIND_TLS_KEY_FILE"] = str(tls_dir / "server.key")
+            self.ssl_context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
         self.process: Process | None = None
         self.url = ""
         # The snapshot version the last change through the API committed (its
@@ -74,14 +84,17 @@ class ControlPlane:
         return json.loads(self.cli("key", "init"))
 
     def start(self, listen: str = "127.0.0.1:0", name: str = "control-plane") -> "ControlPlane":
-        self.process = Process(name, [str(self.binary), "serve", "--listen", listen], self.log_dir,
+        plain = [] if self.tls_dir is not None else ["--plain-http"]
+        self.process = Process(name, [str(self.binary), "serve", *plain, "--listen", listen], self.log_dir,
                                env=self.env, cwd=self.state).start()
 
         def listening():
-            m = re.search(r"certbind listening on (http://\S+)", self.process.log_text())
+            m = re.search(r"certbind listening on (https?://\S+)", self.process.log_text())
             return m.group(1) if m else None
 
         self.url = wait_until(listening, 60, "the control plane to listen", alive=self.process)
+        if self.url.startswith("https://") != (self.tls_dir is not None):
+            raise RuntimeError(f"the control plane listens on {self.url}, expected {'HTTPS' if self.tls_dir else 'plain HTTP'}")
         return self
 
     @property
@@ -103,7 +116,7 @@ class ControlPlane:
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as r:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as r:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
@@ -124,8 +137,11 @@ class ControlPlane:
     def bind_all(self, token: str, user_id: str, cert_pems: list[bytes]) -> None:
         """Binds many cards to one user over one kept-alive connection (thousands take seconds,
         not a connection each)."""
-        host, port = self.url.removeprefix("http://").rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        host, port = self.url.split("://", 1)[1].rsplit(":", 1)
+        if self.ssl_context is not None:
+            connection = http.client.HTTPSConnection(host, int(port), timeout=30, context=self.ssl_context)
+        else:
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         try:
             for pem in cert_pems:
@@ -167,12 +183,13 @@ class Demo:
 
 def start_demo(state: Path, logs: Path, *, org: str, user: str, email: str | None = None,
                listen: str = "127.0.0.1:0", name: str = "control-plane", remember: Path | None = None,
-               label: str = "devstack", env: dict | None = None) -> Demo:
+               label: str = "devstack", env: dict | None = None, tls_dir: Path | None = None) -> Demo:
     """A control plane in `state`: its SoftHSM2 token and signing key, an org with one user, a
-    super-admin token and a proxy credential, then the service on `listen`. With `remember`,
-    the accounts are kept in that file (mode 0600) and reused by the next call. `env` adds
-    settings (CERTBIND_*) to the service's environment."""
-    cp = ControlPlane(state, logs)
+    super-admin token and a proxy credential, then the service on `listen`, over HTTPS with
+    the development PKI in `tls_dir` (plain HTTP without). With `remember`, the accounts are
+    kept in that file (mode 0600) and reused by the next call. `env` adds settings
+    (CERTBIND_*) to the service's environment."""
+    cp = ControlPlane(state, logs, tls_dir=tls_dir)
     cp.env.update(env or {})
     cp.init_hsm()
     public_key = cp.key_init()

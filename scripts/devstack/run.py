@@ -92,7 +92,8 @@ def main() -> int:
 
     with Stack() as stack:
         demo = start_demo(STATE / "control-plane", logs, org="demo", user="jane", email="jane.demo@example.mil",
-                          listen=f"127.0.0.1:{cp_port}", remember=remembered_accounts(), label="make run")
+                          listen=f"127.0.0.1:{cp_port}", remember=remembered_accounts(), label="make run",
+                          tls_dir=pki_dir)
         cp, key, admin_token = demo.cp, demo.public_key, demo.admin_token
         stack.add(cp.stop)
         admin_file = STATE / "admin-token"
@@ -145,7 +146,7 @@ def start_envoy(stack: Stack, demo, key: dict, pki_dir: Path, logs: Path, https_
     rendered = envoy.render(
         "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
         server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
-        echo_port=echo_port, control_plane_port=cp_port,
+        echo_port=echo_port, control_plane_port=cp_port, control_plane_ca=pki_dir / "ca.crt",
         http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
                                                           env_keys=(filterconfig.CREDENTIAL_ENV,))))
     proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
@@ -205,11 +206,11 @@ Try (every curl needs --cacert .dev/pki/ca.crt; the upstream echoes the headers 
   # block the demo card (a lost card), then ask again -> 401 certificate_blocklisted on every route
   FP=$(openssl x509 -in .dev/pki/demo-card.crt -noout -fingerprint -sha256 | cut -d= -f2 | tr -d :)
   A="Authorization: Bearer $(cat .dev/admin-token)"
-  curl -s -H "$A" -H 'Content-Type: application/json' -d "{{\\"fingerprint\\": \\"$FP\\"}}" {cp_url}/api/v1/admin/blocklist
+  curl -s --cacert .dev/pki/ca.crt -H "$A" -H 'Content-Type: application/json' -d "{{\\"fingerprint\\": \\"$FP\\"}}" {cp_url}/api/v1/admin/blocklist
   $C {card} {base}/mtls/hello
   # unbinding is not blocking: an unbound card is refused where enrolment is required
   # (403 card_not_enrolled on /mtls/) and accepted, under its certificate's principal, elsewhere
-  curl -s -X DELETE -H "$A" {cp_url}/api/v1/admin/smartcards/$FP
+  curl -s --cacert .dev/pki/ca.crt -X DELETE -H "$A" {cp_url}/api/v1/admin/smartcards/$FP
   # the decision's counters
   {stats}
 """

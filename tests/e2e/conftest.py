@@ -94,7 +94,8 @@ def demo(pki, issuer, logs) -> Demo:
     """A control plane with a signing key in SoftHSM2, the demo org and user, a super-admin
     token, the demo card bound and the demo issuer registered for the platform (so that
     `bearer` routes, which have no certificate to name an org, accept its tokens)."""
-    started = controlplane.start_demo(RUN_DIR / "control-plane", logs, org="demo", user="jane", label="e2e")
+    started = controlplane.start_demo(RUN_DIR / "control-plane", logs, org="demo", user="jane", label="e2e",
+                                      tls_dir=pki.dir)
     demo = Demo(**vars(started))
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
     demo.cp.register_issuer(demo.admin_token, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(), scope="platform")
@@ -142,7 +143,8 @@ class Deployer:
                                              env_keys=tuple(env or ())))
         settings = dict(admin_port=admin_port, listen_port=listen_port, server_cert=self.pki.dir / "server.crt",
                         server_key=self.pki.dir / "server.key", ca_bundle=self.pki.ca, echo_port=self.echo_port,
-                        control_plane_port=self.cp_port, http_filters=envoy.http_filters(*filters))
+                        control_plane_port=self.cp_port, control_plane_ca=self.pki.ca,
+                        http_filters=envoy.http_filters(*filters))
         settings.update(values)
         config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired,
                               envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert,

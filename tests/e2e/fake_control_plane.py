@@ -1,10 +1,12 @@
 """A stand-in for the control plane's snapshot route, in front of the real one: it relays
 full snapshots (counting them), or serves a tampered copy of the newest one, so the suite can
-watch what the filter does with each."""
+watch what the filter does with each. It speaks as the real one does: HTTPS with the
+development PKI's server certificate when the real one does."""
 
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 import urllib.request
@@ -14,8 +16,9 @@ FULL = "application/vnd.certbind.snapshot"
 
 
 class FakeControlPlane:
-    def __init__(self, upstream_url: str, credential: str):
-        self.upstream, self.credential = upstream_url, credential
+    def __init__(self, upstream, credential: str):
+        """`upstream`: the real control plane (`devstack.controlplane.ControlPlane`)."""
+        self.upstream, self.credential = upstream, credential
         self.tamper = False
         self.served: list[tuple[int, int]] = []  # (status, version) of every answer
         self.lock = threading.Lock()
@@ -41,14 +44,18 @@ class FakeControlPlane:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if upstream.tls_dir is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(upstream.tls_dir / "server.crt", upstream.tls_dir / "server.key")
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def latest(self) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.upstream + "/api/v1/snapshot", headers={
+        request = urllib.request.Request(self.upstream.url + "/api/v1/snapshot", headers={
             "Authorization": f"Bearer {self.credential}", "Accept": FULL})
-        with urllib.request.urlopen(request, timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10, context=self.upstream.ssl_context) as r:
             return _version(r.headers["ETag"]), r.read()
 
     def answer(self, if_none_match: str | None) -> tuple[int, int, bytes]:

@@ -25,7 +25,7 @@ DELTA_BYTES_AT_MOST = 4096
 def bound(pki, logs):
     """A control plane of this module's own with CARDS cards bound to one user."""
     demo = start_demo(RUN_DIR / "control-plane-deltas", logs, org="deltas", user="dana",
-                      name="control-plane-deltas", label="e2e")
+                      name="control-plane-deltas", label="e2e", tls_dir=pki.dir)
     bundle = devpki.card_set(pki.dir, CARDS)
     pems = devpki.split_pem(bundle)
     demo.cp.bind_all(demo.admin_token, demo.user_id, pems)

@@ -33,7 +33,7 @@ def own_cp(logs, pki):
     """A control plane of this module's own (its CAs and poller disturb no other module), the
     demo card bound in it."""
     demo = start_demo(RUN_DIR / "control-plane-revocation", logs, org="revocation", user="jane",
-                      name="control-plane-revocation", label="e2e", env=POLLER)
+                      name="control-plane-revocation", label="e2e", env=POLLER, tls_dir=pki.dir)
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
     yield demo
     demo.cp.stop()
@@ -67,7 +67,7 @@ def upload(own_cp, crl: bytes) -> dict:
     request = urllib.request.Request(own_cp.cp.url + "/api/v1/admin/crls", data=crl, method="POST")
     request.add_header("Authorization", f"Bearer {own_cp.admin_token}")
     request.add_header("Content-Type", "application/pkix-crl")
-    with urllib.request.urlopen(request, timeout=10) as r:
+    with urllib.request.urlopen(request, timeout=10, context=own_cp.cp.ssl_context) as r:
         return json.loads(r.read())
 
 

@@ -25,10 +25,10 @@ def cards(pki):
 
 
 @pytest.fixture(scope="module")
-def own_cp(logs):
+def own_cp(logs, pki):
     """A control plane of this module's own, so that stopping it disturbs no other module."""
     demo = start_demo(RUN_DIR / "control-plane-lifecycle", logs, org="lifecycle", user="pat",
-                      name="control-plane-lifecycle", label="e2e")
+                      name="control-plane-lifecycle", label="e2e", tls_dir=pki.dir)
     yield {"cp": demo.cp, "key": demo.public_key, "org": demo.org_id, "user": demo.user_id,
            "admin": demo.admin_token, "proxy": demo.proxy_credential}
     demo.cp.stop()
@@ -105,7 +105,7 @@ def test_control_plane_down_keeps_last_good_snapshot(proxy, own_cp, cards):
 
 @pytest.fixture(scope="module")
 def fake(own_cp):
-    server = FakeControlPlane(own_cp["cp"].url, own_cp["proxy"])
+    server = FakeControlPlane(own_cp["cp"], own_cp["proxy"])
     yield server
     server.close()
 

@@ -112,12 +112,25 @@ fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
     Ok(Response { status, headers, body })
 }
 
+/// One callout's answer as the filter received it, for measuring what travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The callout's `:path`.
+    pub path: String,
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body_bytes: usize,
+}
+
+type Outcome = (u32, String, Option<Response>);
+
 /// Callouts in flight, answered by real servers.
 pub struct CalloutBridge {
     clusters: HashMap<String, SocketAddr>,
-    sender: Sender<(u32, Option<Response>)>,
-    receiver: Receiver<(u32, Option<Response>)>,
+    sender: Sender<Outcome>,
+    receiver: Receiver<Outcome>,
     in_flight: usize,
+    answered: Vec<Answered>,
 }
 
 impl CalloutBridge {
@@ -130,6 +143,7 @@ impl CalloutBridge {
             sender,
             receiver,
             in_flight: 0,
+            answered: Vec::new(),
         }
     }
 
@@ -147,18 +161,25 @@ impl CalloutBridge {
         std::thread::spawn(move || {
             let timeout = Duration::from_millis(u64::from(call.timeout_ms.max(1)));
             let response = address.and_then(|a| send(a, &call.headers, &call.body, timeout).ok());
-            let _ = sender.send((call.token, response));
+            let path = call.headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
+            let _ = sender.send((call.token, path, response));
         });
     }
 
     /// Delivers every answer that has arrived; returns how many.
     pub fn deliver(&mut self, host: &mut FilterHost) -> anyhow::Result<usize> {
         let mut delivered = 0;
-        while let Ok((token, response)) = self.receiver.try_recv() {
+        while let Ok((token, path, response)) = self.receiver.try_recv() {
             self.in_flight -= 1;
             delivered += 1;
             match response {
                 Some(r) => {
+                    self.answered.push(Answered {
+                        path,
+                        status: r.status,
+                        content_type: r.header("content-type").map(str::to_string),
+                        body_bytes: r.body.len(),
+                    });
                     let status = r.status.to_string();
                     let mut headers: Vec<(&str, &str)> = vec![(":status", status.as_str())];
                     headers.extend(r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
@@ -172,6 +193,11 @@ impl CalloutBridge {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// The answers delivered since the last call (failed callouts are not answers).
+    pub fn take_answered(&mut self) -> Vec<Answered> {
+        std::mem::take(&mut self.answered)
     }
 }
 

@@ -36,12 +36,20 @@ pub fn run_ok(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `http` or `https`, as the server said it listens.
+    pub scheme: String,
 }
 
 impl Server {
+    /// Plain HTTP (`--plain-http`), as the API tests speak to it.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with(dir, env, &["--plain-http"])
+    }
+
+    /// `certbind serve` with `args` besides `--listen`; HTTPS when `env` or `args` configure it.
+    pub fn start_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).expect("log file");
-        let mut child = certbind(dir, env, &["serve", "--listen", "127.0.0.1:0"])
+        let mut child = certbind(dir, env, &[&["serve", "--listen", "127.0.0.1:0"], args].concat())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -50,20 +58,20 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("certbind listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                if let Some((scheme, addr)) = line.strip_prefix("certbind listening on ").and_then(|l| l.split_once("://")) {
+                    let _ = tx.send((scheme.to_string(), addr.to_string()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr.parse().expect("address"),
+        let (scheme, addr) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok((scheme, addr)) => (scheme, addr.parse().expect("address")),
             Err(_) => {
                 let _ = child.kill();
                 let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
                 panic!("certbind serve did not start:\n{log}");
             }
         };
-        Server { child, addr }
+        Server { child, addr, scheme }
     }
 
     /// SIGKILL: no shutdown handler runs, nothing is flushed.

@@ -243,6 +243,17 @@ impl SyntheticCa {
         Some(SyntheticCa { key, name, certificate })
     }
 
+    /// A real CA that signs with its own P-256 `key` (as a test PKI's issuing CA does): its
+    /// CRLs name `certificate`'s subject and key identifier, so a registered copy of that CA
+    /// takes them. `None` when the key is not the certificate's.
+    pub fn with_key(key: p256::ecdsa::SigningKey, certificate: CaCertificate) -> Option<Self> {
+        let spki_der = crate::snapshot::p256_spki_der(key.verifying_key().to_encoded_point(false).as_bytes()).ok()?;
+        if spki_der != certificate.spki_der {
+            return None;
+        }
+        Some(SyntheticCa { key, name: certificate.subject_der.clone(), certificate })
+    }
+
     /// Its facts, as if read from its certificate.
     pub fn certificate(&self) -> &CaCertificate {
         &self.certificate

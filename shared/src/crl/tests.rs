@@ -552,6 +552,20 @@ fn synthetic_crls_verify_and_their_serials_collect() {
 }
 
 #[test]
+fn a_real_ca_signs_with_its_own_key_and_only_its_own() {
+    use p256::pkcs8::DecodePrivateKey as _;
+    let certificate = CaCertificate::from_pem(include_bytes!("../../../tests/pki/piv-issuing-ca.pem")).unwrap();
+    let key = |pem: &str| p256::ecdsa::SigningKey::from_pkcs8_pem(pem).unwrap();
+    let ca = SyntheticCa::with_key(key(include_str!("../../../tests/pki/piv-issuing-ca.key")), certificate.clone()).unwrap();
+    assert_eq!(ca.name_der(), certificate.subject_der.as_slice());
+    let der = ca.synthetic_crl(7, 10, THIS_UPDATE);
+    let crl = verified(&der, &certificate);
+    assert_eq!((crl.number(), crl.entry_count()), (CrlNumber::from(7), 10));
+    let other = key(include_str!("../../../tests/pki/untrusted-ca.key"));
+    assert!(SyntheticCa::with_key(other, certificate).is_none());
+}
+
+#[test]
 fn garbage_and_truncated_der_are_refused_where_they_break() {
     let der = vector!("p256-piv-issuing-ca-number-10.crl.der");
     assert_eq!(parse(&[]).unwrap_err(), CrlError::Malformed { at: 0, field: "CertificateList", problem: "truncated: missing" });

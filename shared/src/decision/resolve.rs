@@ -192,12 +192,13 @@ pub fn certificate_identity<'i>(
         // Revocations by serial apply, and this source gives no serial to check.
         return Err(Reason::CertificateNotAllowed);
     }
-    revocation::check_revoked(facts, identity)?;
+    let ca = revocation::issuing_ca(facts, identity);
+    revocation::check_revoked(facts, ca.as_ref(), identity)?;
     if resolution == Resolution::Conflict {
         return Err(Reason::CertificateNotAllowed);
     }
     let org = resolution.org();
-    *notice = revocation::check_freshness(facts, identity, org, revocation, now)?;
+    *notice = revocation::check_freshness(facts, ca.as_ref(), identity, org, revocation, now)?;
     route.constraints.check(facts, now)?;
     for owner in [Some(Owner::Platform), org.map(Owner::Org)].into_iter().flatten() {
         if identity.constraints(owner).is_some_and(|c| !c.allows(facts)) {
@@ -249,6 +250,96 @@ mod tenancy_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::constraints::Constraints;
+    use crate::decision::mode::{Mode, PathMatching};
+    use crate::fingerprint::Fingerprint;
+    use crate::identity::{CaKey, CertificateAuthority, OwnerConstraints, StaticIdentity, StaticIdentityConfig, TokenIssuer};
+    use std::cell::Cell;
+
+    /// An identity that counts the CA lookups made of it.
+    struct CountingCaLookups {
+        inner: StaticIdentity,
+        lookups: Cell<usize>,
+    }
+
+    impl IdentityData for CountingCaLookups {
+        fn card_binding(&self, fingerprint: &Fingerprint) -> Option<CardBinding<'_>> {
+            self.inner.card_binding(fingerprint)
+        }
+        fn is_blocklisted(&self, fingerprint: &Fingerprint, org: Option<&str>) -> bool {
+            self.inner.is_blocklisted(fingerprint, org)
+        }
+        fn is_revoked(&self, issuer_dn: &str, serial_hex: &str, org: Option<&str>) -> bool {
+            self.inner.is_revoked(issuer_dn, serial_hex, org)
+        }
+        fn has_revoked_serials(&self, org: Option<&str>) -> bool {
+            self.inner.has_revoked_serials(org)
+        }
+        fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
+            self.inner.thumbprint_mappings(fingerprint, each);
+        }
+        fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
+            self.inner.san_rule_owners(kind, domain, issuer_dn, each);
+        }
+        fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
+            self.inner.constraints(owner)
+        }
+        fn certificate_authority(&self, key: &CaKey) -> Option<CertificateAuthority<'_>> {
+            self.lookups.set(self.lookups.get() + 1);
+            self.inner.certificate_authority(key)
+        }
+        fn certificate_authorities_named<'a>(&'a self, subject_dn: &str, each: &mut dyn FnMut(CertificateAuthority<'a>)) {
+            self.lookups.set(self.lookups.get() + 1);
+            self.inner.certificate_authorities_named(subject_dn, each);
+        }
+        fn has_certificate_authorities(&self) -> bool {
+            self.inner.has_certificate_authorities()
+        }
+        fn is_crl_revoked(&self, ca: &CaKey, serial_hex: &str) -> bool {
+            self.inner.is_crl_revoked(ca, serial_hex)
+        }
+        fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
+            self.inner.token_issuer(issuer, owner)
+        }
+        fn generation(&self) -> u64 {
+            self.inner.generation()
+        }
+    }
+
+    #[test]
+    fn the_issuing_ca_is_looked_up_once_for_both_revocation_checks() {
+        const NOW: i64 = 1_800_000_000;
+        let facts = CertificateFacts::from_pem(include_bytes!("../../../tests/pki/piv-auth.pem")).unwrap();
+        let key = facts.authority_key_identifier.as_ref().unwrap().to_hex();
+        let route = Route {
+            pattern: None,
+            mode: Mode::Mtls,
+            binding_required_paths: Vec::new(),
+            require_enrolled_card: false,
+            constraints: Constraints::default(),
+            path_matching: PathMatching::default(),
+        };
+        let decide = |facts: &CertificateFacts, crl_valid_until: Option<i64>, revoked: &[&str]| {
+            let config: StaticIdentityConfig = serde_json::from_value(serde_json::json!({"certificate_authorities": [
+                {"key_identifier": key, "subject_dn": facts.issuer_dn, "crl_valid_until": crl_valid_until,
+                 "revoked_serials": revoked}
+            ]}))
+            .unwrap();
+            let identity = CountingCaLookups { inner: StaticIdentity::from_config(config, 1).unwrap(), lookups: Cell::new(0) };
+            let (mut set, mut notice) = (Vec::new(), None);
+            let result = certificate_identity(facts, &route, &RevocationPolicy::default(), &identity, NOW, &mut set, &mut notice)
+                .map(|org| org.map(str::to_owned));
+            (result, identity.lookups.get())
+        };
+        // Through both checks: accepted on a fresh CRL, refused on none; by key and by DN.
+        let mut by_dn = facts.clone();
+        by_dn.authority_key_identifier = None;
+        for certificate in [&facts, &by_dn] {
+            assert_eq!(decide(certificate, Some(NOW + 60), &[]), (Ok(None), 1));
+            assert_eq!(decide(certificate, None, &[]), (Err(Reason::RevocationUnknown), 1));
+            assert_eq!(decide(certificate, Some(NOW + 60), &[&facts.serial_hex]), (Err(Reason::CertificateRevoked), 1));
+        }
+    }
 
     #[test]
     fn header_values_are_made_safe_reversibly() {

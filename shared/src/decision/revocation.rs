@@ -39,8 +39,13 @@ pub struct RevocationPolicy {
 }
 
 /// The registered CA of a certificate, found by its key (or, without one, by its issuer DN
-/// when exactly one CA has that subject).
+/// when exactly one CA has that subject); `None` also for a source without the whole
+/// certificate, which gives neither. Looked up once per request and handed to
+/// [`check_revoked`] and [`check_freshness`].
 pub fn issuing_ca<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> Option<CertificateAuthority<'i>> {
+    if !facts.complete {
+        return None;
+    }
     match &facts.authority_key_identifier {
         Some(key) => identity.certificate_authority(&CaKey::of(key)),
         None => {
@@ -55,22 +60,28 @@ pub fn issuing_ca<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) 
     }
 }
 
-/// Point 1 above: whether the certificate's CA has revoked it. Run with the other revocations,
-/// before any org is resolved.
-pub fn check_revoked(facts: &CertificateFacts, identity: &dyn IdentityData) -> Result<(), Reason> {
+/// Point 1 above: whether the certificate's CA (`ca`, its [`issuing_ca`]) has revoked it. Run
+/// with the other revocations, before any org is resolved.
+pub fn check_revoked(
+    facts: &CertificateFacts,
+    ca: Option<&CertificateAuthority<'_>>,
+    identity: &dyn IdentityData,
+) -> Result<(), Reason> {
     if !facts.complete {
         return if identity.has_certificate_authorities() { Err(Reason::CertificateNotAllowed) } else { Ok(()) };
     }
-    match issuing_ca(facts, identity) {
+    match ca {
         Some(ca) if identity.is_crl_revoked(&ca.key, &facts.serial_hex) => Err(Reason::CertificateRevoked),
         _ => Ok(()),
     }
 }
 
 /// Points 2 and 3 above, once the certificate's org (if any) is known: whether its revocation state
-/// may be relied on at `now`. `Ok(Some(notice))` accepts it failing open.
+/// may be relied on at `now`, `ca` being its [`issuing_ca`]. `Ok(Some(notice))` accepts it
+/// failing open.
 pub fn check_freshness(
     facts: &CertificateFacts,
+    ca: Option<&CertificateAuthority<'_>>,
     identity: &dyn IdentityData,
     org: Option<&str>,
     policy: &RevocationPolicy,
@@ -82,7 +93,7 @@ pub fn check_freshness(
     }
     let org_requires =
         org.is_some_and(|org| identity.constraints(Owner::Org(org)).is_some_and(|c| c.require_fresh_crl));
-    let Some(ca) = issuing_ca(facts, identity) else {
+    let Some(ca) = ca else {
         return if policy.require_registered_ca || org_requires { Err(Reason::RevocationUnknown) } else { Ok(None) };
     };
     if ca.crl_fresh_at(now) || !(ca.require_fresh_crl || org_requires) {
@@ -123,6 +134,22 @@ mod tests {
         }
     }
 
+    /// [`check_revoked`] with the CA looked up as the decision does.
+    fn revoked(facts: &CertificateFacts, identity: &dyn IdentityData) -> Result<(), Reason> {
+        check_revoked(facts, issuing_ca(facts, identity).as_ref(), identity)
+    }
+
+    /// [`check_freshness`] with the CA looked up as the decision does.
+    fn fresh(
+        facts: &CertificateFacts,
+        identity: &dyn IdentityData,
+        org: Option<&str>,
+        policy: &RevocationPolicy,
+        now: i64,
+    ) -> Result<Option<Notice>, Reason> {
+        check_freshness(facts, issuing_ca(facts, identity).as_ref(), identity, org, policy, now)
+    }
+
     fn identity(value: serde_json::Value) -> StaticIdentity {
         let config: StaticIdentityConfig = serde_json::from_value(value).unwrap();
         StaticIdentity::from_config(config, 1).unwrap()
@@ -143,9 +170,9 @@ mod tests {
     #[test]
     fn a_serial_revoked_by_one_ca_does_not_refuse_another_cas_certificate_of_the_same_dn() {
         let data = two_cas(Some(NOW + 60), false);
-        assert_eq!(check_revoked(&facts(Some(KEY_A), "3001"), &data), Err(Reason::CertificateRevoked));
-        assert_eq!(check_revoked(&facts(Some(KEY_B), "3001"), &data), Ok(()));
-        assert_eq!(check_revoked(&facts(Some(KEY_A), "3002"), &data), Ok(()));
+        assert_eq!(revoked(&facts(Some(KEY_A), "3001"), &data), Err(Reason::CertificateRevoked));
+        assert_eq!(revoked(&facts(Some(KEY_B), "3001"), &data), Ok(()));
+        assert_eq!(revoked(&facts(Some(KEY_A), "3002"), &data), Ok(()));
         // Without a key identifier, the shared DN names two CAs: neither is chosen.
         assert_eq!(issuing_ca(&facts(None, "3001"), &data), None);
     }
@@ -155,7 +182,7 @@ mod tests {
         let data = identity(json!({"certificate_authorities": [
             {"key_identifier": KEY_A, "subject_dn": SHARED_DN, "revoked_serials": ["3001"]}
         ]}));
-        assert_eq!(check_revoked(&facts(None, "3001"), &data), Err(Reason::CertificateRevoked));
+        assert_eq!(revoked(&facts(None, "3001"), &data), Err(Reason::CertificateRevoked));
     }
 
     #[test]
@@ -164,15 +191,15 @@ mod tests {
         let certificate = facts(Some(KEY_A), "3002");
         for until in [None, Some(NOW - 1)] {
             assert_eq!(
-                check_freshness(&certificate, &two_cas(until, false), None, &policy, NOW),
+                fresh(&certificate, &two_cas(until, false), None, &policy, NOW),
                 Err(Reason::RevocationUnknown)
             );
             assert_eq!(
-                check_freshness(&certificate, &two_cas(until, true), None, &policy, NOW),
+                fresh(&certificate, &two_cas(until, true), None, &policy, NOW),
                 Ok(Some(Notice::RevocationFailOpen))
             );
         }
-        assert_eq!(check_freshness(&certificate, &two_cas(Some(NOW), false), None, &policy, NOW), Ok(None));
+        assert_eq!(fresh(&certificate, &two_cas(Some(NOW), false), None, &policy, NOW), Ok(None));
     }
 
     #[test]
@@ -185,14 +212,14 @@ mod tests {
             "constraints": [{"kind": "require_fresh_crl", "value": "true", "org_id": "strict"}]
         }));
         let certificate = facts(Some(KEY_A), "1");
-        assert_eq!(check_freshness(&certificate, &data, Some("relaxed"), &policy, NOW), Ok(None));
-        assert_eq!(check_freshness(&certificate, &data, None, &policy, NOW), Ok(None));
+        assert_eq!(fresh(&certificate, &data, Some("relaxed"), &policy, NOW), Ok(None));
+        assert_eq!(fresh(&certificate, &data, None, &policy, NOW), Ok(None));
         // The platform's fail-open does not override the org's own requirement.
-        assert_eq!(check_freshness(&certificate, &data, Some("strict"), &policy, NOW), Err(Reason::RevocationUnknown));
+        assert_eq!(fresh(&certificate, &data, Some("strict"), &policy, NOW), Err(Reason::RevocationUnknown));
         // An unregistered CA, for the strict org's users only.
         let unregistered = facts(Some("0c0c"), "1");
-        assert_eq!(check_freshness(&unregistered, &data, Some("strict"), &policy, NOW), Err(Reason::RevocationUnknown));
-        assert_eq!(check_freshness(&unregistered, &data, Some("relaxed"), &policy, NOW), Ok(None));
+        assert_eq!(fresh(&unregistered, &data, Some("strict"), &policy, NOW), Err(Reason::RevocationUnknown));
+        assert_eq!(fresh(&unregistered, &data, Some("relaxed"), &policy, NOW), Ok(None));
     }
 
     #[test]
@@ -200,16 +227,16 @@ mod tests {
         let data = two_cas(Some(NOW + 60), false);
         let strict = RevocationPolicy { require_registered_ca: true };
         let unregistered = facts(Some("0c0c"), "1");
-        assert_eq!(check_freshness(&unregistered, &data, None, &strict, NOW), Err(Reason::RevocationUnknown));
-        assert_eq!(check_freshness(&unregistered, &data, None, &RevocationPolicy::default(), NOW), Ok(None));
-        assert_eq!(check_freshness(&facts(Some(KEY_B), "1"), &data, None, &strict, NOW), Ok(None));
+        assert_eq!(fresh(&unregistered, &data, None, &strict, NOW), Err(Reason::RevocationUnknown));
+        assert_eq!(fresh(&unregistered, &data, None, &RevocationPolicy::default(), NOW), Ok(None));
+        assert_eq!(fresh(&facts(Some(KEY_B), "1"), &data, None, &strict, NOW), Ok(None));
     }
 
     #[test]
     fn a_source_without_issuer_or_serial_is_refused_once_cas_are_registered() {
         let mut partial = facts(None, "");
         partial.complete = false;
-        assert_eq!(check_revoked(&partial, &two_cas(None, false)), Err(Reason::CertificateNotAllowed));
-        assert_eq!(check_revoked(&partial, &identity(json!({}))), Ok(()));
+        assert_eq!(revoked(&partial, &two_cas(None, false)), Err(Reason::CertificateNotAllowed));
+        assert_eq!(revoked(&partial, &identity(json!({}))), Ok(()));
     }
 }
