@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod snapshot;
+pub mod tls;

@@ -1,6 +1,7 @@
 //! `certbind-authz`: the authorization service. See the crate documentation.
 
 use certbind_authz::server::{bind, Service};
+use certbind_authz::tls::ControlPlaneTls;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,6 +22,12 @@ struct Args {
     /// gRPC listen address for Envoy ext_authz (off unless given).
     #[arg(long, env = "CERTBIND_AUTHZ_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
+    /// The CA bundle (PEM) the control plane's HTTPS certificate must chain to: the snapshot is
+    /// then fetched over TLS, the certificate checked for the host of
+    /// `snapshot.control_plane.authority`. Without it the fetch is plain HTTP, for a control
+    /// plane on loopback only (the proxy credential travels in every fetch).
+    #[arg(long, env = "CERTBIND_AUTHZ_CONTROL_PLANE_CA")]
+    control_plane_ca: Option<std::path::PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long, env = "CERTBIND_AUTHZ_THREADS")]
     threads: Option<usize>,
@@ -47,7 +54,17 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let service = match Service::from_config(&json) {
+        let tls = match &args.control_plane_ca {
+            Some(path) => match ControlPlaneTls::from_ca_file(path) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    eprintln!("certbind-authz: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let service = match Service::from_config_with(&json, tls) {
             Ok(service) => service,
             Err(e) => {
                 eprintln!("certbind-authz: {e}");

@@ -29,6 +29,11 @@ impl Service {
     /// From the filter's configuration document. A snapshot given in it is verified before
     /// this returns; fetching from the control plane starts in the background.
     pub fn from_config(json: &[u8]) -> Result<Service, String> {
+        Self::from_config_with(json, None)
+    }
+
+    /// The same, fetching the snapshot over HTTPS with `tls` (plain HTTP without).
+    pub fn from_config_with(json: &[u8], tls: Option<crate::tls::ControlPlaneTls>) -> Result<Service, String> {
         let configured = config::parse(json).map_err(|e| format!("configuration refused: {e}"))?;
         let source_header = configured.policy.certificate_source.header().map(fold_name);
         let registry = Arc::new(Registry::new());
@@ -41,7 +46,10 @@ impl Service {
         };
         let authorizer = Arc::new(Authorizer::new(configured.policy, configured.engine, identity, registry));
         if let Some(settings) = snapshot {
-            crate::snapshot::start(settings, &authorizer).map_err(|e| format!("configuration refused: {e}"))?;
+            if settings.control_plane.is_some() && tls.is_none() {
+                eprintln!("[warn] certbind-authz: fetching the snapshot over plain HTTP (no --control-plane-ca): keep the control plane on loopback, the proxy credential travels in every fetch");
+            }
+            crate::snapshot::start(settings, &authorizer, tls).map_err(|e| format!("configuration refused: {e}"))?;
             if authorizer.held_version().is_none() {
                 eprintln!("[warn] certbind: no identity snapshot yet; checks that need identity data are refused with 503 until one verifies");
             }

@@ -10,6 +10,7 @@
 
 use crate::check::Authorizer;
 use crate::metrics::Registry;
+use crate::tls::{authority_host, ControlPlaneTls};
 use certbind_filter::config::SnapshotSettings;
 use certbind_filter::host::HostError;
 use certbind_filter::root::TICK_MS;
@@ -48,6 +49,8 @@ struct NativeRootHost {
     next_token: Cell<u32>,
     answers: mpsc::UnboundedSender<(u32, Fetched)>,
     registry: Arc<Registry>,
+    /// HTTPS to the control plane; plain HTTP when `None`.
+    tls: Option<ControlPlaneTls>,
 }
 
 impl RootHost for NativeRootHost {
@@ -95,9 +98,13 @@ impl RootHost for NativeRootHost {
         }
         let request = request.body(Empty::<bytes::Bytes>::new()).map_err(|e| HostError(e.to_string()))?;
         let upstream = upstream.to_string();
+        // The certificate must name the host the request is addressed to.
+        let host = authority_host(authority.as_deref().unwrap_or(&upstream)).to_string();
+        let tls = self.tls.clone();
         let answers = self.answers.clone();
         tokio::task::spawn_local(async move {
-            let fetched = match tokio::time::timeout(Duration::from_millis(timeout_ms), fetch(&upstream, request)).await {
+            let fetch = fetch(&upstream, tls.as_ref().map(|tls| (tls, host.as_str())), request);
+            let fetched = match tokio::time::timeout(Duration::from_millis(timeout_ms), fetch).await {
                 Ok(fetched) => fetched,
                 Err(_) => Fetched::Failed("timed out".into()),
             };
@@ -132,17 +139,24 @@ impl RootHost for NativeRootHost {
     }
 }
 
-/// One GET to the control plane, over a connection of its own (one fetch is open at a time).
-async fn fetch(upstream: &str, request: hyper::Request<Empty<bytes::Bytes>>) -> Fetched {
+/// One GET to the control plane, over a connection of its own (one fetch is open at a time):
+/// TLS with the certificate checked for the host when `tls` is given.
+async fn fetch(upstream: &str, tls: Option<(&ControlPlaneTls, &str)>, request: hyper::Request<Empty<bytes::Bytes>>) -> Fetched {
     let stream = match tokio::net::TcpStream::connect(upstream).await {
         Ok(stream) => stream,
         Err(e) => return Fetched::Failed(format!("connect {upstream}: {e}")),
     };
-    let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-        Ok(pair) => pair,
-        Err(e) => return Fetched::Failed(e.to_string()),
+    let sender = match tls {
+        Some((tls, host)) => match tls.connect(stream, host).await {
+            Ok(stream) => handshake(TokioIo::new(stream)).await,
+            Err(e) => return Fetched::Failed(e),
+        },
+        None => handshake(TokioIo::new(stream)).await,
     };
-    tokio::task::spawn_local(connection);
+    let mut sender = match sender {
+        Ok(sender) => sender,
+        Err(e) => return Fetched::Failed(e),
+    };
     let response = match sender.send_request(request).await {
         Ok(response) => response,
         Err(e) => return Fetched::Failed(e.to_string()),
@@ -157,10 +171,20 @@ async fn fetch(upstream: &str, request: hyper::Request<Empty<bytes::Bytes>>) -> 
     }
 }
 
+/// An HTTP/1.1 client connection over `io`, driven on this thread.
+async fn handshake<T>(io: TokioIo<T>) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_local(connection);
+    Ok(sender)
+}
+
 /// Starts the snapshot thread for `authorizer`. Returns once a snapshot given in the
 /// configuration (`signed_base64`) has been checked: its refusal is the configuration's. The
 /// thread ends when the authorizer is dropped.
-pub fn start(settings: SnapshotSettings, authorizer: &Arc<Authorizer>) -> Result<(), String> {
+pub fn start(settings: SnapshotSettings, authorizer: &Arc<Authorizer>, tls: Option<ControlPlaneTls>) -> Result<(), String> {
     let weak = Arc::downgrade(authorizer);
     let registry = Arc::clone(authorizer.registry());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -175,7 +199,7 @@ pub fn start(settings: SnapshotSettings, authorizer: &Arc<Authorizer>) -> Result
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run(settings, weak, registry, ready_tx));
+            local.block_on(&runtime, run(settings, weak, registry, tls, ready_tx));
         })
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
     ready_rx.recv().map_err(|_| "the snapshot thread stopped".to_string())?
@@ -185,6 +209,7 @@ async fn run(
     mut settings: SnapshotSettings,
     authorizer: Weak<Authorizer>,
     registry: Arc<Registry>,
+    tls: Option<ControlPlaneTls>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let (answers, mut incoming) = mpsc::unbounded_channel();
@@ -193,6 +218,7 @@ async fn run(
         next_token: Cell::new(0),
         answers,
         registry: Arc::clone(&registry),
+        tls,
     };
     let metrics = SnapshotMetrics::define(|name, gauge| Some(if gauge { registry.gauge(name) } else { registry.counter(name) }));
     let signed = settings.signed.take();

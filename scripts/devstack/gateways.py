@@ -103,9 +103,13 @@ class Authz:
     the configuration document in `config`."""
 
     def __init__(self, config: Path, log_dir: Path, ports: Ports, *, name: str = "certbind-authz",
-                 env: dict | None = None, threads: int | None = None, binary: Path | None = None):
+                 env: dict | None = None, threads: int | None = None, binary: Path | None = None,
+                 control_plane_ca: Path | None = None):
         argv = [str(binary or authz_binary()), "--config", str(config), "--listen", f"127.0.0.1:{ports.authz}",
                 "--grpc-listen", f"127.0.0.1:{ports.authz_grpc}"]
+        if control_plane_ca is not None:
+            # The snapshot over HTTPS, the control plane's certificate checked against this CA.
+            argv += ["--control-plane-ca", str(control_plane_ca)]
         if threads:
             argv += ["--threads", str(threads)]
         self.url = f"http://127.0.0.1:{ports.authz}"

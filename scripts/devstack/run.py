@@ -163,7 +163,8 @@ def start_gateway(stack: Stack, kind: str, demo, key: dict, pki_dir: Path, logs:
     snapshot = filterconfig.snapshot(key["public_key_pem"], None, cluster=f"127.0.0.1:{cp_port}",
                                      authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV)
     config = gateways.write_authz_config(STATE / "authz-config.json", kind, snapshot=snapshot)
-    authz = gateways.Authz(config, logs, ports, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
+    authz = gateways.Authz(config, logs, ports, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential},
+                           control_plane_ca=pki_dir / "ca.crt").start()
     stack.add(authz.stop)
     wait_until(authz.ready, 15, "certbind-authz to hold a snapshot", alive=authz.process)
     started = gateways.start(kind, STATE / "gateway", logs, pki_dir, ports)

@@ -28,7 +28,7 @@ def own_cp(logs, pki, issuer):
     """A control plane of this module's own (its revokes disturb no other module), with the
     demo card bound and the demo issuer registered for the platform."""
     demo = start_demo(RUN_DIR / "control-plane-gateways", logs, org="gateways", user="jane",
-                      name="control-plane-gateways", label="e2e")
+                      name="control-plane-gateways", label="e2e", tls_dir=pki.dir)
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
     demo.cp.register_issuer(demo.admin_token, tokens.ISSUER, [tokens.AUDIENCE], issuer.jwks(), scope="platform")
     yield demo
@@ -57,11 +57,14 @@ class Stack:
 
 
 def start_stack(kind: str, name: str, pki, logs: Path, echo_port: int, snapshot: dict, *,
-                replace: dict[str, str] | None = None) -> Stack:
+                replace: dict[str, str] | None = None, control_plane_ca: Path | None = None) -> Stack:
+    """`kind` in front of certbind-authz, which fetches `snapshot` from the control plane over
+    HTTPS, trusting the development CA (or `control_plane_ca`)."""
     ports = gateways.Ports(application=echo_port)
     run_dir = RUN_DIR / name
     config = gateways.write_authz_config(run_dir / "authz.json", kind, snapshot=snapshot)
-    authz = gateways.Authz(config, logs, ports, name=f"authz-{name}").start()
+    authz = gateways.Authz(config, logs, ports, name=f"authz-{name}",
+                           control_plane_ca=control_plane_ca or pki.dir / "ca.crt").start()
     try:
         gateway = gateways.start(kind, run_dir, logs, pki.dir, ports, replace=replace, name=name)
     except Exception:
@@ -246,6 +249,21 @@ def test_identity_unavailable_without_a_snapshot(kind, pki, logs, echo_port, own
         stack.stop()
 
 
+def test_a_control_plane_certificate_of_another_ca_is_never_believed(pki, logs, echo_port, own_cp):
+    """The service fetches over TLS and checks the control plane's certificate: trusting
+    another CA (the test PKI's root), it holds no snapshot and refuses 503 identity_unavailable."""
+    other_ca = Path(__file__).resolve().parents[1] / "pki" / "root-ca.pem"
+    stack = start_stack("nginx", "gateway-nginx-other-ca", pki, logs, echo_port, served_by(own_cp),
+                        control_plane_ca=other_ca)
+    try:
+        wait_until(lambda: "TLS with 127.0.0.1" in stack.authz.process.log_text(), 15,
+                   "the service to refuse the control plane's certificate", alive=stack.authz.process)
+        assert not stack.authz.ready()
+        refused(stack.get(card=pki.card("demo-card")), 503, "identity_unavailable")
+    finally:
+        stack.stop()
+
+
 @pytest.mark.parametrize("kind", [k for k in gateways.KINDS if k != "traefik"])
 def test_shipped_configuration_passes_the_gateways_own_check(kind, pki, logs):
     """`nginx -t` and `envoy --mode validate` on the rendered file (Traefik has no check mode:
@@ -263,7 +281,7 @@ def test_the_last_good_snapshot_decides_while_the_control_plane_is_stopped(pki, 
     snapshot: the bound card still passes and the unbound one is still refused, from the
     snapshot kept."""
     demo = start_demo(RUN_DIR / "control-plane-stopped", logs, org="stopped", user="jane",
-                      name="control-plane-stopped", label="e2e")
+                      name="control-plane-stopped", label="e2e", tls_dir=pki.dir)
     stacks = []
     try:
         demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
