@@ -42,7 +42,8 @@ token:
 e2e:
 	./scripts/e2e.sh
 
-## The end-to-end benchmark alone (Envoy + wrk); report in target/bench-report-e2e.md.
+## The end-to-end benchmark alone (Envoy, and certbind-authz behind NGINX, Traefik and Envoy ext_authz; wrk);
+## report in target/bench-report-e2e.md.
 bench-e2e:
 	./scripts/bench-e2e.sh
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark (scripts/devstack/bench.py): Envoy 1.40 with and without filters,
-# driven by wrk; the report lands in target/bench-report-e2e.md (scripts/bench.sh appends it to
-# target/bench-report.md). Installs wrk and the rest when missing (scripts/dev-setup.sh --bench).
+# driven by wrk; then certbind-authz behind NGINX, Traefik and Envoy ext_authz against each
+# gateway alone and with a trivial authorizer (scripts/devstack/bench_gateways.py). The report
+# lands in target/bench-report-e2e.md (scripts/bench.sh appends it to target/bench-report.md).
+# Installs wrk and the rest when missing (scripts/dev-setup.sh --bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/dev-setup.sh --bench
@@ -9,5 +11,13 @@ echo "bench-e2e: building the filter, the benchmark guests and the control plane
 cargo build -q -p certbind-filter -p certbind-passthrough-guest -p certbind-minimal-guest \
   --target wasm32-wasip1 --release
 cargo build -q -p certbind-control-plane
+echo "bench-e2e: building certbind-authz and the trivial authorizer (release)"
+cargo build -q --release -p certbind-authz --bin certbind-authz --example allow_all
 report="$(pwd)/target/bench-report-e2e.md"
-cd scripts && PYTHONDONTWRITEBYTECODE=1 ../.venv/bin/python -m devstack.bench "$report"
+gateways_report="$(pwd)/target/bench-report-gateways.md"
+export CERTBIND_AUTHZ_BIN="$(pwd)/target/release/certbind-authz"
+export CERTBIND_ALLOW_ALL_BIN="$(pwd)/target/release/examples/allow_all"
+cd scripts
+PYTHONDONTWRITEBYTECODE=1 ../.venv/bin/python -m devstack.bench "$report"
+PYTHONDONTWRITEBYTECODE=1 ../.venv/bin/python -m devstack.bench_gateways "$gateways_report"
+cat "$gateways_report" >> "$report"

@@ -23,9 +23,10 @@ mkdir -p target
 
 run() {
   local package=$1 bench=$2
+  shift 2
   echo "bench: $package / $bench"
   # Criterion's own lines (if any) go to the log only; the summary tables go to the report.
-  cargo bench -p "$package" --bench "$bench" 2>>"$log" | tee -a "$log" \
+  cargo bench -p "$package" --bench "$bench" "$@" 2>>"$log" | tee -a "$log" \
     | grep -v -E '^(Benchmarking|Gnuplot|Found [0-9]+ outliers|  [0-9]+ \((low|high) (mild|severe)\)|\s+time:|\s+thrpt:|\s+change:|No change|Change within|Performance has)' \
     >> "$report"
   echo >> "$report"
@@ -33,9 +34,9 @@ run() {
 
 run certbind-tests filter
 run certbind-tests snapshot_load
-run certbind-shared snapshot
-run certbind-shared crl
-run certbind-shared revocations
+run certbind-shared snapshot --features testing
+run certbind-shared crl --features testing
+run certbind-shared revocations --features testing
 # The revocation bench drives a real control plane started by scripts/devstack: an admin's
 # revoke (the baseline), then CRL uploads of the card's issuing CA, each timed to the refusal.
 ./scripts/dev-setup.sh >>"$log" 2>&1

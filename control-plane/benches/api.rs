@@ -15,7 +15,8 @@
 
 use axum::body::Body;
 use axum::http::Request;
-use certbind_control_plane::app::{app, AppState, Limits};
+use certbind_control_plane::app::app;
+use certbind_control_plane::state::{AppState, Limits};
 use certbind_control_plane::snapshot::NoSnapshots;
 use certbind_control_plane::db::{self, Actor, Backend, Db, DbOptions};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};

@@ -142,7 +142,7 @@ async fn main() {
     store.apply(3, changes);
     let patched = store.publish().expect("publish").expect("a new snapshot");
     let crl_delta = store.delta(2, patched.version(), patched.bytes().len()).expect("a delta").len();
-    store.apply(4, vec![Change::Block { owner: certbind_control_plane::db::Owner::Platform, fingerprint: Fingerprint([7; 32]) }]);
+    store.apply(4, vec![Change::Block { owner: certbind_control_plane::domain::Owner::Platform, fingerprint: Fingerprint([7; 32]) }]);
     let blocked = store.publish().expect("publish").expect("a new snapshot");
     let block_delta = store.delta(patched.version(), blocked.version(), blocked.bytes().len()).expect("a delta").len();
     println!(

@@ -1,102 +1,19 @@
-//! The HTTP application: its state, the route table (from which both the router and the
-//! OpenAPI document are built, so neither can miss a route), and the router itself.
+//! The HTTP application: the route table (from which both the router and the OpenAPI
+//! document are built, so neither can miss a route) and the router itself. The state every
+//! handler shares is `crate::state`.
 
-use crate::db::Db;
 use crate::error::ApiError;
 use crate::http::{
     audit, blocklist, cas, constraints, crls, health, issuers, mapping_rules, metrics, openapi, orgs, proxies, smartcards,
     snapshot, thumbprints, tokens, users,
 };
-use crate::revocation::poller::CrlCounters;
-use crate::snapshot::change::Committed;
-use certbind_shared::crl::CrlLimits;
-use crate::snapshot::SnapshotService;
+pub use crate::http::route_doc::{Access, RouteDoc};
+use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::routing::{delete, get, patch, post, MethodRouter};
-use axum::Router;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Default request body cap: a bind by PEM (a few KiB) fits many times over, a JWKS of
-/// dozens of RSA keys fits, and a client cannot make the server buffer megabytes.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Longest a snapshot long-poll may hold a request, whatever `wait` asks for: below common
-/// proxy idle timeouts (60 s), so the poll ends with an answer, not a dropped connection.
-pub const DEFAULT_MAX_LONG_POLL: Duration = Duration::from_secs(55);
-
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_long_poll: Duration,
-    /// Caps of one CRL, uploaded or fetched; the CRL upload route's body limit follows them.
-    pub crl: CrlLimits,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { max_body_bytes: DEFAULT_MAX_BODY_BYTES, max_long_poll: DEFAULT_MAX_LONG_POLL, crl: CrlLimits::default() }
-    }
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub snapshots: Arc<dyn SnapshotService>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub limits: Arc<Limits>,
-    pub usage: Arc<crate::http::usage::Usage>,
-    /// CRL refusals and fetches, shared with the poller.
-    pub crl: Arc<CrlCounters>,
-}
-
-impl AppState {
-    pub fn new(db: Db, snapshots: Arc<dyn SnapshotService>, limits: Limits) -> Self {
-        AppState {
-            db,
-            snapshots,
-            metrics: Arc::default(),
-            limits: Arc::new(limits),
-            usage: Arc::default(),
-            crl: Arc::default(),
-        }
-    }
-
-    /// Hands a committed change to the snapshot service; returns what the change returns.
-    pub fn identity_changed<T>(&self, committed: Committed<T>) -> (T, i64) {
-        self.snapshots.committed(committed.version, committed.changes);
-        (committed.value, committed.version)
-    }
-}
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    /// A proxy credential (the snapshot, nothing else).
-    Proxy,
-    /// Any admin token; the route sees only the token's org.
-    Admin,
-    /// A super-admin token.
-    SuperAdmin,
-}
-
-/// A route as documented: the OpenAPI document is generated from these.
-#[derive(Debug, Clone)]
-pub struct RouteDoc {
-    pub method: Method,
-    /// axum path syntax (`{name}` for parameters), which is also OpenAPI's.
-    pub path: &'static str,
-    pub access: Access,
-    pub summary: &'static str,
-    /// Name of the request body schema in the OpenAPI components, if the route takes one.
-    pub request: Option<&'static str>,
-    /// Success status and the name of its response schema (`None`: no JSON body).
-    pub success: (u16, Option<&'static str>),
-    /// Query parameters: (name, schema type, description).
-    pub query: &'static [(&'static str, &'static str, &'static str)],
-}
+use axum::{Json, Router};
+use serde_json::Value;
 
 const PAGE_QUERY: &[(&str, &str, &str)] = &[
     ("limit", "integer", "page size, 1 to 1000 (default 100)"),
@@ -148,7 +65,7 @@ pub fn route_table() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (doc(M::GET, "/healthz", Public, "Liveness: the process answers", None, (200, Some("Health"))), get(health::healthz)),
         (doc(M::GET, "/readyz", Public, "Readiness: database reachable and a signed snapshot present", None, (200, Some("Health"))), get(health::readyz)),
         (doc(M::GET, "/metrics", Public, "Prometheus metrics (text exposition format)", None, (200, None)), get(metrics::render)),
-        (doc(M::GET, "/api/v1/openapi.json", Public, "This document", None, (200, None)), get(openapi::document)),
+        (doc(M::GET, "/api/v1/openapi.json", Public, "This document", None, (200, None)), get(openapi_document)),
         (list(doc(M::GET, "/api/v1/snapshot", Proxy, "The latest signed identity snapshot, or a delta chain to it (ETag, If-None-Match, long-poll)", None, (200, None)), SNAPSHOT_QUERY), get(snapshot::latest)),
         (doc(M::GET, "/api/v1/snapshot/keys", Public, "Public keys that verify snapshots, with their key ids", None, (200, Some("SnapshotKeys"))), get(snapshot::keys)),
         (doc(M::POST, "/api/v1/admin/smartcards", Admin, "Bind a certificate to a user (fields, or certificate_pem)", Some("BindRequest"), (201, Some("SmartCard"))), post(smartcards::bind)),
@@ -211,6 +128,11 @@ pub fn route_table() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
 /// Documentation of every route, in table order.
 pub fn route_docs() -> Vec<RouteDoc> {
     route_table().into_iter().map(|(d, _)| d).collect()
+}
+
+/// `GET /api/v1/openapi.json`: built from the same table the router is.
+async fn openapi_document() -> Json<Value> {
+    Json(openapi::build(&route_docs()))
 }
 
 /// The application, shared by `certbind serve` and the tests.

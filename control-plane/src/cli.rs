@@ -1,12 +1,14 @@
 //! The `certbind` command line.
 
-use crate::app::{app, AppState};
+use crate::app::app;
+use crate::state::AppState;
 use crate::config::{Config, Listener, Overrides};
 use crate::db::{self, Actor, Db};
 use crate::signer::pkcs11::{Pkcs11Settings, Pkcs11Signer};
 use crate::signer::{public_key_json, Signer};
 use crate::snapshot::{build_from_database, NoSnapshots, SnapshotService, StoreService, StoreSettings};
 use anyhow::Context;
+use certbind_shared::certificate::KeyIdentifier;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -576,10 +578,10 @@ async fn issuer_add(
     audiences: Vec<String>,
 ) -> anyhow::Result<()> {
     let (owner, actor) = match (platform, org) {
-        (true, _) => (db::Owner::Platform, Actor::service("cli")),
+        (true, _) => (crate::domain::Owner::Platform, Actor::service("cli")),
         (false, Some(org)) => {
             let org = find_org(db, org).await?;
-            (db::Owner::Org(org.id.clone()), Actor::cli(org.id))
+            (crate::domain::Owner::Org(org.id.clone()), Actor::cli(org.id))
         }
         (false, None) => anyhow::bail!("give --org ORG or --platform"),
     };
@@ -619,7 +621,7 @@ async fn ca_command(db: &Db, command: CaCommand) -> anyhow::Result<()> {
             }
         }
         CaCommand::Policy { key_id, policy } => {
-            let key = db::cas::parse_key_id(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
+            let key = KeyIdentifier::from_hex(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
             let update = crate::http::cas::checked_policy(policy.update()).map_err(api)?;
             if update == db::cas::PolicyUpdate::default() {
                 anyhow::bail!("give at least one policy flag");
@@ -627,7 +629,7 @@ async fn ca_command(db: &Db, command: CaCommand) -> anyhow::Result<()> {
             db::cas::update_policy(db, &actor, &key.to_hex(), update).await.map_err(stored)?;
         }
         CaCommand::Remove { key_id } => {
-            let key = db::cas::parse_key_id(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
+            let key = KeyIdentifier::from_hex(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
             let removed = db::cas::delete(db, &actor, &key.to_hex()).await.map_err(stored)?;
             println!("removed CA {} ({})", removed.value.key_id, removed.value.subject_dn);
         }

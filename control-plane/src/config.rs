@@ -37,7 +37,7 @@
 //! fetch_timeout_seconds = 60
 //! ```
 
-use crate::app::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LONG_POLL};
+use crate::state::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LONG_POLL};
 use crate::db::{Backend, DbOptions, Quotas, DEFAULT_DATABASE_URL};
 use crate::revocation::poller::PollerSettings;
 use certbind_shared::crl::CrlLimits;

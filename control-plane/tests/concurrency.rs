@@ -4,8 +4,9 @@
 
 mod common;
 
-use certbind_control_plane::app::Limits;
-use certbind_control_plane::snapshot::{Change, ServedSnapshot, SnapshotService};
+use certbind_control_plane::state::Limits;
+use certbind_control_plane::domain::Change;
+use certbind_control_plane::snapshot::{ServedSnapshot, SnapshotService};
 use certbind_control_plane::db::snapshot_data;
 use certbind_control_plane::signer::{public_key_json, Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};

@@ -7,7 +7,7 @@
 
 mod common;
 
-use certbind_control_plane::app::Limits;
+use certbind_control_plane::state::Limits;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{DeltaLimits, StoreService, StoreSettings};
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};

@@ -5,7 +5,7 @@
 
 mod common;
 
-use certbind_control_plane::app::Limits;
+use certbind_control_plane::state::Limits;
 use certbind_control_plane::db::{Db, DbOptions, Quotas};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{NoSnapshots, StoreService, StoreSettings};
@@ -160,7 +160,7 @@ async fn a_stored_row_that_cannot_be_encoded_is_quarantined(store: Store, test: 
 
     // And says so on /metrics.
     let metrics = common::oneshot(
-        &certbind_control_plane::app::app(certbind_control_plane::app::AppState::new(db.clone(), service.clone(), Limits::default())),
+        &certbind_control_plane::app::app(certbind_control_plane::state::AppState::new(db.clone(), service.clone(), Limits::default())),
         "GET",
         "/metrics",
         &[],

@@ -6,7 +6,7 @@
 mod common;
 
 use certbind_control_plane::db::{snapshot_data, Db, DbOptions};
-use certbind_control_plane::snapshot::Change;
+use certbind_control_plane::domain::Change;
 use common::{Store, TestDb};
 use sqlx::Row;
 

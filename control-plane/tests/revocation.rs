@@ -370,7 +370,7 @@ async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &
     let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x45; 32]).unwrap());
     let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
-    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service, certbind_control_plane::app::Limits::default()).await;
+    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service, certbind_control_plane::state::Limits::default()).await;
 
     let ca = SyntheticCa::new("dod-like", "DOD ID CA-70").unwrap();
     let key_id = register(&app, &ca, json!({ "grace_period_seconds": 3600 })).await;
@@ -423,7 +423,7 @@ async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &
 /// (past `LOGGED_SERIALS_MAX`) by a rebuild from the tables.
 async fn crls_stored_elsewhere_reach_the_snapshot_through_the_log(store: Store, test: &str) {
     use certbind_control_plane::signer::{Signer, SoftwareSigner};
-    use certbind_control_plane::snapshot::change::LOGGED_SERIALS_MAX;
+    use certbind_control_plane::domain::change::LOGGED_SERIALS_MAX;
     use certbind_control_plane::snapshot::{StoreService, StoreSettings};
     use certbind_shared::identity::{CaKey, IdentityData};
 
@@ -431,7 +431,7 @@ async fn crls_stored_elsewhere_reach_the_snapshot_through_the_log(store: Store, 
     let db = test_db.open().await;
     let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x47; 32]).unwrap());
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
-    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::app::Limits::default()).await;
+    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::state::Limits::default()).await;
     let ca = SyntheticCa::new("elsewhere", "Elsewhere CA").unwrap();
     register(&app, &ca, json!({})).await;
     let ca_key = CaKey::of(&ca.certificate().key_identifier);

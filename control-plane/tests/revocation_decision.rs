@@ -153,7 +153,7 @@ async fn crls_refuse_in_the_decision_by_ca_key_and_org(store: Store, test: &str)
     let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x46; 32]).unwrap());
     let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
-    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::app::Limits::default()).await;
+    let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::state::Limits::default()).await;
     for (token, user, pem) in [(&app.b.token, &app.b.user.id, JANE), (&app.a.token, &app.a.user.id, JOHN)] {
         let r = app.post("/api/v1/admin/smartcards", token, &json!({ "user_id": user, "certificate_pem": pem })).await;
         assert_eq!(r.status, 201, "{}", r.text());

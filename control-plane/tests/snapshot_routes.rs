@@ -6,8 +6,9 @@
 mod common;
 
 use axum::body::Bytes;
-use certbind_control_plane::app::Limits;
-use certbind_control_plane::snapshot::{Change, ServedSnapshot, SnapshotService};
+use certbind_control_plane::state::Limits;
+use certbind_control_plane::domain::Change;
+use certbind_control_plane::snapshot::{ServedSnapshot, SnapshotService};
 use common::{Store, TestApp, Transport};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

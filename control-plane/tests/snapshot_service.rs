@@ -4,7 +4,7 @@
 
 mod common;
 
-use certbind_control_plane::app::Limits;
+use certbind_control_plane::state::Limits;
 use certbind_control_plane::db::snapshot_data;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};

@@ -8,7 +8,7 @@
 
 mod common;
 
-use certbind_control_plane::app::Limits;
+use certbind_control_plane::state::Limits;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;

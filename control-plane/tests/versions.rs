@@ -5,7 +5,8 @@
 
 mod common;
 
-use certbind_control_plane::app::{app, AppState, Limits};
+use certbind_control_plane::app::app;
+use certbind_control_plane::state::{AppState, Limits};
 use certbind_control_plane::db::Db;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{SignedSnapshot, StoreService, StoreSettings};
@@ -258,10 +259,10 @@ async fn two_services_on_one_database_never_sign_one_version_twice(store: Store,
         if let certbind_control_plane::db::snapshot_log::LogEntry::Changes(changes) = entry {
             for change in changes {
                 match change {
-                    certbind_control_plane::snapshot::Change::UpsertBinding { fingerprint, .. } => {
+                    certbind_control_plane::domain::Change::UpsertBinding { fingerprint, .. } => {
                         content.insert(fingerprint.to_hex());
                     }
-                    certbind_control_plane::snapshot::Change::RemoveBinding { fingerprint } => {
+                    certbind_control_plane::domain::Change::RemoveBinding { fingerprint } => {
                         content.remove(&fingerprint.to_hex());
                     }
                     other => panic!("unexpected {other:?}"),

@@ -50,12 +50,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, path: str, xfcc_file: Path, seconds: int, bearer: str = "", pid: int | None = None,
-        connections: int = 8) -> dict:
-    cpu_before = cpu_seconds(pid) if pid else 0.0
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(LUA),
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children (NGINX's master and workers)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wrk_run(port: int, path: str, seconds: int, connections: int = 8, script: Path | None = None,
+            env: dict | None = None) -> dict:
+    """One wrk run (-t1) against http://127.0.0.1:port/path: requests/s, p50 and p99 in µs, and
+    the number of requests; fails when any answer was not 2xx."""
+    script_args = ["-s", str(script)] if script else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *script_args,
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                         env={**os.environ, "CERTBIND_XFCC_FILE": str(xfcc_file), "CERTBIND_BEARER": bearer})
+                         env={**os.environ, **(env or {})})
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr}")
     text = out.stdout
@@ -69,20 +84,38 @@ def wrk(port: int, path: str, xfcc_file: Path, seconds: int, bearer: str = "", p
         return float(value) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
     requests = int(re.search(r"(\d+) requests in", text).group(1))
+    return {"rate": rate, "p50": percentile("50"), "p99": percentile("99"), "requests": requests}
+
+
+def wrk(port: int, path: str, xfcc_file: Path, seconds: int, bearer: str = "", pid: int | None = None,
+        connections: int = 8) -> dict:
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    result = wrk_run(port, path, seconds, connections, LUA,
+                     {"CERTBIND_XFCC_FILE": str(xfcc_file), "CERTBIND_BEARER": bearer})
     # Envoy's own CPU time per request: what the filter costs, whatever else runs on the machine.
-    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1) if pid else float("nan")
-    return {"rate": rate, "p50": percentile("50"), "p99": percentile("99"), "cpu": cpu_us}
+    result["cpu"] = (cpu_seconds(pid) - cpu_before) * 1e6 / max(result["requests"], 1) if pid else float("nan")
+    return result
+
+
+def settings() -> tuple[int, int, int]:
+    """Seconds per wrk run, rounds, revokes (CERTBIND_BENCH_SECONDS, _ROUNDS, _REVOKES)."""
+    return (int(os.environ.get("CERTBIND_BENCH_SECONDS", 5)), int(os.environ.get("CERTBIND_BENCH_ROUNDS", 3)),
+            int(os.environ.get("CERTBIND_BENCH_REVOKES", 100)))
+
+
+def fresh_state(work: Path) -> tuple[Path, Path]:
+    """Under `work`: the development PKI (kept between runs, with its card sets) and a new
+    logs directory and control plane state."""
+    shutil.rmtree(work / "logs", ignore_errors=True)
+    shutil.rmtree(work / "control-plane", ignore_errors=True)
+    devpki.generate(work / "pki")
+    return work / "pki", work / "logs"
 
 
 def main() -> int:
     report = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "target" / "bench-report-e2e.md"
-    seconds = int(os.environ.get("CERTBIND_BENCH_SECONDS", 5))
-    rounds = int(os.environ.get("CERTBIND_BENCH_ROUNDS", 3))
-    revokes = int(os.environ.get("CERTBIND_BENCH_REVOKES", 100))
-    shutil.rmtree(WORK / "logs", ignore_errors=True)
-    shutil.rmtree(WORK / "control-plane", ignore_errors=True)
-    pki_dir, logs = WORK / "pki", WORK / "logs"
-    devpki.generate(pki_dir)
+    seconds, rounds, revokes = settings()
+    pki_dir, logs = fresh_state(WORK)
     print("bench-e2e: card sets (kept in target/bench-e2e/pki)", flush=True)
     sets = {n: devpki.card_set(pki_dir, n) for n in (3000, 30000, revokes + 10)}
     demo_pem = (pki_dir / "demo-card.crt").read_bytes()
@@ -126,7 +159,7 @@ def main() -> int:
             ports[name] = listen
             pids[listen] = proxy.process.popen.pid
         certbind_port = ports["certbind"]
-        wait_until(lambda: _status(certbind_port, "/enrolled/x", xfcc(demo_pem)) == 200, 30,
+        wait_until(lambda: http_status(certbind_port, "/enrolled/x", xfcc(demo_pem)) == 200, 30,
                    "certbind to hold the snapshot")
 
         variants = [
@@ -139,7 +172,7 @@ def main() -> int:
             ("certbind `mtls`, 30,000 cards in rotation", certbind_port, "/bench", "30000", ""),
         ]
         if compare:
-            wait_until(lambda: _status(ports["compare"], "/enrolled/x", xfcc(demo_pem)) == 200, 30,
+            wait_until(lambda: http_status(ports["compare"], "/enrolled/x", xfcc(demo_pem)) == 200, 30,
                        "the other build to hold the snapshot")
             variants += [("other build: `mtls`, warm", ports["compare"], "/enrolled/x", "one", ""),
                          ("other build: `bearer_plus_mtls_required`, warm token", ports["compare"], "/required/x", "one",
@@ -166,17 +199,21 @@ def main() -> int:
                 print(f"  round {r + 1}: {name}: p50 {last['p50']:.0f} µs, p99 {last['p99']:.0f} µs", flush=True)
 
         print(f"bench-e2e: revocation propagation over {revokes} revokes", flush=True)
-        delays = revocation(cp, admin, user, certbind_port, devpki.split_pem(sets[revokes + 10])[:revokes])
+        delays = revocation(cp, admin, user, devpki.split_pem(sets[revokes + 10])[:revokes],
+                            lambda pem: http_status(certbind_port, "/enrolled/x", xfcc(pem)))
 
     write_report(report, results, variants, latency, delays, seconds, rounds)
     print(f"bench-e2e: report in {report}")
     return 0
 
 
-def _status(port: int, path: str, xfcc_value: str) -> int:
+def http_status(port: int, path: str, xfcc_value: str | None = None) -> int:
+    """The status of one plain-HTTP GET to 127.0.0.1:port (0 when nothing answered), with the
+    XFCC element `xfcc_value` if given."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request("GET", path, headers={"x-forwarded-client-cert": xfcc_value})
+        headers = {"x-forwarded-client-cert": xfcc_value} if xfcc_value is not None else {}
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         response.read()
         return response.status
@@ -186,23 +223,31 @@ def _status(port: int, path: str, xfcc_value: str) -> int:
         connection.close()
 
 
-def revocation(cp: ControlPlane, admin: str, user: str, port: int, cards: list[bytes]) -> list[float]:
+def revocation(cp: ControlPlane, admin: str, user: str, cards: list[bytes], status) -> list[float]:
     """Binds every card, then revokes them one at a time, each 1.5 s after the previous one
-    reached the filter (as isolated revokes arrive: through the outstanding long-poll);
-    seconds from the API's 200 to the filter's 403."""
+    reached the decision (as isolated revokes arrive: through the outstanding long-poll);
+    seconds from the API's 200 to the 403. `status(pem)`: the status a request with that card
+    gets."""
     for pem in cards:
         cp.bind(admin, user, pem)
-    wait_until(lambda: _status(port, "/enrolled/x", xfcc(cards[-1])) == 200, 30, "the last bind to reach the filter")
+    wait_until(lambda: status(cards[-1]) == 200, 30, "the last bind to reach the decision")
     delays = []
     for pem in cards:
         time.sleep(1.5)
-        value = xfcc(pem)
         cp.revoke(admin, tokens.fingerprint_hex(pem))
         acknowledged = time.monotonic()
-        wait_until(lambda: _status(port, "/enrolled/x", value) == 403, 30, "a revoke to reach the filter",
-                   interval=0.002)
+        wait_until(lambda: status(pem) == 403, 30, "a revoke to reach the decision", interval=0.002)
         delays.append(time.monotonic() - acknowledged)
     return delays
+
+
+def propagation_line(delays: list[float], where: str, refusal: str) -> str:
+    """The report's sentence on revocation propagation: p50, p99 and max of `delays`."""
+    ordered = sorted(delays)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (f"Revocation propagation {where} ({len(delays)} revokes, the API's 200 to {refusal}): "
+            f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms "
+            "(target p99 ≤ 1 s).")
 
 
 def write_report(report: Path, results, variants, latency, delays, seconds: int, rounds: int) -> None:
@@ -250,11 +295,7 @@ def write_report(report: Path, results, variants, latency, delays, seconds: int,
     lines += ["", f"Rotation against the warm single card: 3,000 cards {med[variants[5][0]]['rate'] / warm:.2f}×, "
               f"30,000 cards {med[variants[6][0]]['rate'] / warm:.2f}× (target at 3,000: ≥ 0.90×).", ""]
     if delays:
-        ordered = sorted(delays)
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        lines += [f"Revocation propagation through Envoy ({len(delays)} revokes, the API's 200 to the filter's 403): "
-                  f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms "
-                  "(target p99 ≤ 1 s).", ""]
+        lines += [propagation_line(delays, "through Envoy", "the filter's 403"), ""]
     report.write_text("\n".join(lines) + "\n")
 
 

@@ -15,20 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import private
-from .procs import Process, wait_until
+from .procs import Process, cargo_binary, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def certbind_binary() -> Path:
-    # A benchmark names the optimised build; everything else takes what `cargo build` made.
-    if os.environ.get("CERTBIND_BIN"):
-        return Path(os.environ["CERTBIND_BIN"])
-    for profile in ("debug", "release"):
-        candidate = ROOT / "target" / profile / "certbind"
-        if candidate.exists():
-            return candidate
-    raise RuntimeError("no certbind binary: build it with `cargo build -p certbind-control-plane`")
+    return cargo_binary("certbind", "CERTBIND_BIN", "certbind-control-plane")
 
 
 class ApiError(Exception):

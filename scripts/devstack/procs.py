@@ -15,6 +15,19 @@ from typing import Callable
 from . import private
 
 
+def cargo_binary(name: str, override: str, package: str) -> Path:
+    """A binary of this workspace: the one the environment variable `override` names (a
+    benchmark names the optimised build), else what `cargo build` made, else the release build."""
+    root = Path(__file__).resolve().parents[2]
+    if os.environ.get(override):
+        return Path(os.environ[override])
+    for profile in ("debug", "release"):
+        candidate = root / "target" / profile / name
+        if candidate.exists():
+            return candidate
+    raise RuntimeError(f"no {name} binary: build it with `cargo build -p {package}`")
+
+
 def free_port() -> int:
     """A port the kernel considers free right now on 127.0.0.1."""
     with socket.socket() as s:

@@ -5,6 +5,11 @@ token and signing key, the SQLite database, the demo org, user and admin token, 
 issuer's key. Ports: Envoy https://localhost:8443 (admin 127.0.0.1:9901), the control plane
 http://127.0.0.1:8080; override with CERTBIND_DEV_HTTPS_PORT, CERTBIND_DEV_ADMIN_PORT,
 CERTBIND_DEV_CONTROL_PLANE_PORT.
+
+CERTBIND_GATEWAY=nginx or traefik (or envoy_http, envoy_grpc: Envoy's ext_authz) puts that
+gateway on the HTTPS port instead, started from its shipped configuration (gateways/,
+envoy/ext-authz/) with only paths and ports changed, in front of certbind-authz on
+127.0.0.1:9191 (gRPC 9192; CERTBIND_DEV_AUTHZ_PORT, CERTBIND_DEV_AUTHZ_GRPC_PORT).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import envoy, filterconfig, pki, private, tokens
+from . import envoy, filterconfig, gateways, pki, private, tokens
 from .controlplane import ApiError, start_demo
 from .procs import Process, Stack, port_open, wait_until
 
@@ -54,7 +59,18 @@ def main() -> int:
     https_port = port("CERTBIND_DEV_HTTPS_PORT", 8443)
     admin_port = port("CERTBIND_DEV_ADMIN_PORT", 9901)
     cp_port = port("CERTBIND_DEV_CONTROL_PLANE_PORT", 8080)
-    for p in (https_port, admin_port, cp_port):
+    gateway = os.environ.get("CERTBIND_GATEWAY", "envoy")
+    if gateway != "envoy" and gateway not in gateways.KINDS:
+        print(f"run: CERTBIND_GATEWAY={gateway}: one of envoy (the wasm filter, the default), "
+              f"{', '.join(gateways.KINDS)}", file=sys.stderr)
+        return 1
+    authz_ports = gateways.Ports(listen=https_port, authz=port("CERTBIND_DEV_AUTHZ_PORT", 9191),
+                                 authz_grpc=port("CERTBIND_DEV_AUTHZ_GRPC_PORT", 9192), admin=admin_port,
+                                 ping=port("CERTBIND_DEV_PING_PORT", 8082))
+    wanted = [https_port, admin_port, cp_port]
+    if gateway != "envoy":
+        wanted += [authz_ports.authz, authz_ports.authz_grpc] + ([authz_ports.ping] if gateway == "traefik" else [])
+    for p in wanted:
         if port_open(p):
             print(f"run: port {p} is already in use (another `make run`?); stop it or set the "
                   "CERTBIND_DEV_*_PORT variables", file=sys.stderr)
@@ -93,33 +109,65 @@ def main() -> int:
         stack.add(echo.stop)
         echo_port = int(wait_until(lambda: _echo_port(echo), 10, "the echo upstream", alive=echo))
 
-        # The filter fetches the signed snapshot from the control plane through the cluster
-        # `certbind_control_plane` and believes it only under the pinned key. The proxy
-        # credential reaches it in Envoy's environment, not in a configuration Envoy's admin
-        # endpoint would print.
-        config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
-            key["public_key_pem"], None, authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV))
-        private.write(STATE / "filter-config.json", json.dumps(json.loads(config), indent=2) + "\n")
-        rendered = envoy.render(
-            "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
-            server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
-            echo_port=echo_port, control_plane_port=cp_port,
-            http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
-                                                              env_keys=(filterconfig.CREDENTIAL_ENV,))))
-        proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
-                            env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
-        stack.add(proxy.stop)
+        if gateway == "envoy":
+            children = start_envoy(stack, demo, key, pki_dir, logs, https_port, admin_port, cp_port, echo_port)
+            where = f"Envoy         https://localhost:{https_port}   (admin http://127.0.0.1:{admin_port})"
+            stats = f"curl -s http://127.0.0.1:{admin_port}/stats/prometheus | grep certbind"
+        else:
+            authz_ports.application = echo_port
+            children = start_gateway(stack, gateway, demo, key, pki_dir, logs, cp_port, authz_ports)
+            where = (f"{gateway:<13} https://localhost:{https_port}   (certbind-authz http://127.0.0.1:{authz_ports.authz}"
+                     f"{f', gRPC 127.0.0.1:{authz_ports.authz_grpc}' if gateway == 'envoy_grpc' else ''})")
+            stats = f"curl -s http://127.0.0.1:{authz_ports.authz}/metrics | grep certbind"
 
-        print(instructions(https_port, admin_port, cp.url, key.get("key_id", "?")), flush=True)
-        children = [cp.process, echo, proxy.process]
+        print(instructions(https_port, where, stats, cp.url, key.get("key_id", "?")), flush=True)
+        children = [cp.process, echo, *children]
         while not stopping:
             dead = [c for c in children if c is not None and not c.alive()]
             if dead:
                 print(f"run: {dead[0].name} exited; its log is {dead[0].log}", file=sys.stderr)
                 return 1
             time.sleep(0.3)
-        print("\nrun: stopping Envoy, the echo upstream and the control plane", flush=True)
+        print(f"\nrun: stopping {'Envoy' if gateway == 'envoy' else gateway + ', certbind-authz'}, the echo upstream "
+              "and the control plane", flush=True)
     return 0
+
+
+def start_envoy(stack: Stack, demo, key: dict, pki_dir: Path, logs: Path, https_port: int, admin_port: int,
+                cp_port: int, echo_port: int) -> list[Process]:
+    """Envoy with the filter. The filter fetches the signed snapshot from the control plane
+    through the cluster `certbind_control_plane` and believes it only under the pinned key.
+    The proxy credential reaches it in Envoy's environment, not in a configuration Envoy's
+    admin endpoint would print."""
+    config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
+        key["public_key_pem"], None, authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV))
+    private.write(STATE / "filter-config.json", json.dumps(json.loads(config), indent=2) + "\n")
+    rendered = envoy.render(
+        "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
+        server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
+        echo_port=echo_port, control_plane_port=cp_port,
+        http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
+                                                          env_keys=(filterconfig.CREDENTIAL_ENV,))))
+    proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
+                        env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
+    stack.add(proxy.stop)
+    return [proxy.process]
+
+
+def start_gateway(stack: Stack, kind: str, demo, key: dict, pki_dir: Path, logs: Path, cp_port: int,
+                  ports: gateways.Ports) -> list[Process]:
+    """certbind-authz with the same policy and snapshot as the filter, the certificate source
+    `kind` forwards, and `kind` in front of it. The service fetches the snapshot from the
+    control plane itself; the proxy credential is in its environment, not in its file."""
+    snapshot = filterconfig.snapshot(key["public_key_pem"], None, cluster=f"127.0.0.1:{cp_port}",
+                                     authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV)
+    config = gateways.write_authz_config(STATE / "authz-config.json", kind, snapshot=snapshot)
+    authz = gateways.Authz(config, logs, ports, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
+    stack.add(authz.stop)
+    wait_until(authz.ready, 15, "certbind-authz to hold a snapshot", alive=authz.process)
+    started = gateways.start(kind, STATE / "gateway", logs, pki_dir, ports)
+    stack.add(started.stop)
+    return [authz.process, started.process]
 
 
 def _echo_port(echo: Process):
@@ -129,12 +177,12 @@ def _echo_port(echo: Process):
     return None
 
 
-def instructions(https_port: int, admin_port: int, cp_url: str, key_id: str) -> str:
+def instructions(https_port: int, where: str, stats: str, cp_url: str, key_id: str) -> str:
     base = f"https://localhost:{https_port}"
     card = "--cert .dev/pki/demo-card.crt --key .dev/pki/demo-card.key"
     return f"""
 certbind is running (Ctrl-C stops everything; `make run` again reuses .dev/):
-  Envoy         {base}   (admin http://127.0.0.1:{admin_port})
+  {where}
   control plane {cp_url}   (snapshot signing key {key_id})
   logs          .dev/logs/
 
@@ -143,7 +191,7 @@ Try (every curl needs --cacert .dev/pki/ca.crt; the upstream echoes the headers 
   C="curl -s --cacert .dev/pki/ca.crt"
   # a card-only route without a card -> 401 certificate_missing
   $C {base}/mtls/hello
-  # with the bound demo card -> 200, X-DM-User-Id / X-DM-Principal set by the filter
+  # with the bound demo card -> 200, X-DM-User-Id / X-DM-Principal set by certbind
   $C {card} {base}/mtls/hello
   # an unbound card -> 403 card_not_enrolled
   $C --cert .dev/pki/unbound-card.crt --key .dev/pki/unbound-card.key {base}/mtls/hello
@@ -162,8 +210,8 @@ Try (every curl needs --cacert .dev/pki/ca.crt; the upstream echoes the headers 
   # unbinding is not blocking: an unbound card is refused where enrolment is required
   # (403 card_not_enrolled on /mtls/) and accepted, under its certificate's principal, elsewhere
   curl -s -X DELETE -H "$A" {cp_url}/api/v1/admin/smartcards/$FP
-  # the filter's counters
-  curl -s http://127.0.0.1:{admin_port}/stats/prometheus | grep certbind
+  # the decision's counters
+  {stats}
 """
 
 

@@ -8,7 +8,8 @@ from devstack import run
 
 
 def test_printed_admin_bodies_are_valid_json_in_a_shell():
-    text = run.instructions(8443, 9901, "http://127.0.0.1:8080", "key-1")
+    text = run.instructions(8443, "Envoy https://localhost:8443", "curl -s http://127.0.0.1:9901/stats/prometheus",
+                            "http://127.0.0.1:8080", "key-1")
     calls = [line.strip() for line in text.splitlines() if "curl" in line and " -d " in line]
     assert calls, "no admin call with a body in the instructions"
     for call in calls:

@@ -4,20 +4,13 @@
 //! with its hostile headers removed. None crashes either runner.
 
 use certbind_tests::cases::adversarial::{self, Class, Hostile};
-use certbind_tests::cases::{check, native, wasm::WasmRunner, Expect, Observed};
-use std::collections::{BTreeMap, BTreeSet};
+use certbind_tests::cases::{native, uniquely_named, wasm::WasmRunner, Expect};
+use std::collections::BTreeMap;
 
 fn suite() -> Vec<Hostile> {
     let suite = adversarial::all();
-    let mut names = BTreeSet::new();
-    for hostile in &suite {
-        assert!(names.insert(hostile.case.name.clone()), "two cases are named {:?}", hostile.case.name);
-    }
+    uniquely_named(suite.iter().map(|h| &h.case)).unwrap();
     suite
-}
-
-fn decision(seen: &Observed) -> Option<(u16, Vec<u8>)> {
-    seen.local_response.as_ref().map(|(status, _, body)| (*status, body.clone()))
 }
 
 #[test]
@@ -53,36 +46,13 @@ fn at_least_three_hundred_hostile_requests_in_every_class() {
 
 #[test]
 fn every_hostile_request_natively() {
-    let failures: Vec<String> = suite()
-        .iter()
-        .filter_map(|h| match native::run(&h.case).and_then(|seen| check(&h.case, &seen)) {
-            Ok(()) => None,
-            Err(e) => Some(format!("{}: {e}", h.case.name)),
-        })
-        .collect();
+    let failures = native::failures(suite().iter().map(|h| &h.case));
     assert!(failures.is_empty(), "{} native failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn every_hostile_request_through_the_wasm() {
-    let mut runner = WasmRunner::default();
-    let mut failures = Vec::new();
-    for hostile in suite() {
-        let case = &hostile.case;
-        let outcome = runner.run(case).and_then(|(seen, counter, before, after)| {
-            check(case, &seen)?;
-            if after != before + 1 {
-                return Err(format!("counter {counter} went from {before} to {after}"));
-            }
-            let native = native::run(case)?;
-            if decision(&native) != decision(&seen) {
-                return Err(format!("native decided {:?}, wasm {:?}", decision(&native), decision(&seen)));
-            }
-            Ok(())
-        });
-        if let Err(e) = outcome {
-            failures.push(format!("{}: {e}", case.name));
-        }
-    }
+    let suite = suite();
+    let failures = WasmRunner::default().failures(suite.iter().map(|h| &h.case));
     assert!(failures.is_empty(), "{} wasm failures:\n{}", failures.len(), failures.join("\n"));
 }

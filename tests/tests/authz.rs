@@ -3,7 +3,7 @@
 //! must meet its expectation as the filter does, and the wire must decide as the library call.
 
 use certbind_authz::protocol::Protocol;
-use certbind_tests::cases::{adversarial, authz, check, table, Case, Observed};
+use certbind_tests::cases::{adversarial, authz, check, same_decision, table, Case};
 
 fn all() -> Vec<(String, Case)> {
     let mut cases: Vec<(String, Case)> = table::all().into_iter().map(|c| ("table".to_string(), c)).collect();
@@ -20,10 +20,6 @@ fn least(protocol: Protocol, suite: &str) -> usize {
         (_, "table") => 40,
         _ => 100,
     }
-}
-
-fn decision(seen: &Observed) -> Option<(u16, Vec<u8>)> {
-    seen.local_response.as_ref().map(|(status, _, body)| (*status, body.clone()))
 }
 
 fn through(protocol: Protocol) {
@@ -83,10 +79,7 @@ fn every_case_over_the_wire_decides_as_the_library_call() {
             let outcome = runtime.block_on(authz::run_over_the_wire(&case, protocol)).and_then(|wire| {
                 let wire = wire.ok_or("not run over the wire")?;
                 check(&case, &wire)?;
-                if decision(&wire) != decision(&library) {
-                    return Err(format!("wire decided {:?}, library {:?}", decision(&wire), decision(&library)));
-                }
-                Ok(())
+                same_decision(("the wire", &wire), ("the library call", &library))
             });
             ran += 1;
             if let Err(e) = outcome {

@@ -3,54 +3,23 @@
 //! on both, and both must make the same decision.
 
 use certbind_shared::decision::outcome::Reason;
-use certbind_tests::cases::{check, native, table, wasm::WasmRunner, Case, Expect, Observed};
-use std::collections::BTreeSet;
+use certbind_tests::cases::{check, native, table, uniquely_named, wasm::WasmRunner, Case, Expect};
 
 fn all_cases() -> Vec<Case> {
     let cases = table::all();
-    let mut names = BTreeSet::new();
-    for case in &cases {
-        assert!(names.insert(case.name.clone()), "two cases are named {:?}", case.name);
-    }
+    uniquely_named(&cases).unwrap();
     cases
-}
-
-fn decision(seen: &Observed) -> Option<(u16, Vec<u8>)> {
-    seen.local_response.as_ref().map(|(status, _, body)| (*status, body.clone()))
 }
 
 #[test]
 fn every_case_natively() {
-    let failures: Vec<String> = all_cases()
-        .iter()
-        .filter_map(|case| match native::run(case).and_then(|seen| check(case, &seen)) {
-            Ok(()) => None,
-            Err(e) => Some(format!("{}: {e}", case.name)),
-        })
-        .collect();
+    let failures = native::failures(&all_cases());
     assert!(failures.is_empty(), "{} native failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn every_case_through_the_wasm() {
-    let mut runner = WasmRunner::default();
-    let mut failures = Vec::new();
-    for case in all_cases() {
-        let outcome = runner.run(&case).and_then(|(seen, counter, before, after)| {
-            check(&case, &seen)?;
-            if after != before + 1 {
-                return Err(format!("counter {counter} went from {before} to {after}"));
-            }
-            let native = native::run(&case)?;
-            if decision(&native) != decision(&seen) {
-                return Err(format!("native decided {:?}, wasm {:?}", decision(&native), decision(&seen)));
-            }
-            Ok(())
-        });
-        if let Err(e) = outcome {
-            failures.push(format!("{}: {e}", case.name));
-        }
-    }
+    let failures = WasmRunner::default().failures(&all_cases());
     assert!(failures.is_empty(), "{} wasm failures:\n{}", failures.len(), failures.join("\n"));
 }
 

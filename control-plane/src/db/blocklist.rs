@@ -3,8 +3,9 @@
 //! every certificate.
 
 use super::error::{or_race, Race};
-use super::{commit_change, new_id, Actor, AuditRecord, BlocklistEntry, Db, DbError, DbResult, Owner, Page, Tx, Viewer, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use super::{commit_change, new_id, Actor, AuditRecord, BlocklistEntry, Db, DbError, DbResult, Page, Tx, Viewer, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;

@@ -4,8 +4,9 @@
 //! it (`crate::revocation` verifies and folds CRLs; this module stores the result).
 
 use super::error::{or_race, Race};
-use super::{commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, Tx, Visibility};
-use crate::snapshot::change::{CaRecord, Change, Committed};
+use super::{commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Page, Tx, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{CaRecord, Change, Committed};
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -137,19 +138,6 @@ fn from_row(row: &AnyRow) -> sqlx::Result<CertificateAuthority> {
     })
 }
 
-/// The key identifier a CA's id names: lowercase hex, as [`KeyIdentifier::to_hex`] writes it.
-pub fn parse_key_id(text: &str) -> Option<KeyIdentifier> {
-    let text = text.trim();
-    if text.is_empty() || text.len() > 128 || !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect();
-    KeyIdentifier::new(&bytes?)
-}
-
 fn key_source_name(ca: &CaCertificate) -> &'static str {
     match ca.key_identifier_source {
         certbind_shared::certificate::ca::KeyIdentifierSource::SubjectKeyIdentifier => "subject_key_identifier",
@@ -217,7 +205,7 @@ async fn insert_fetch(tx: &mut Tx, key_id: &str, url: &str) -> sqlx::Result<()> 
 /// The snapshot's record of `ca`, holding `held` (or no CRL).
 fn ca_record(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Option<CaRecord> {
     Some(CaRecord {
-        key: parse_key_id(&ca.key_id)?,
+        key: KeyIdentifier::from_hex(&ca.key_id)?,
         subject_dn: ca.subject_dn.clone(),
         require_fresh_crl: ca.policy.require_fresh_crl,
         fail_open: ca.policy.fail_open,
@@ -427,7 +415,7 @@ pub async fn delete(db: &Db, actor: &Actor, key_id: &str) -> DbResult<Committed<
 
 /// The snapshot changes that take `ca` and its CRL's revocations out.
 fn removal_changes(ca: &CertificateAuthority, held: Option<&HeldCrl>) -> Vec<Change> {
-    let Some(key) = parse_key_id(&ca.key_id) else { return Vec::new() };
+    let Some(key) = KeyIdentifier::from_hex(&ca.key_id) else { return Vec::new() };
     let mut changes = vec![Change::RemoveCa { key: key.clone() }];
     if let Some(held) = held.filter(|h| !h.serials.is_empty()) {
         changes.push(Change::CrlUnrevoke { ca: key, serials: serial_texts(held.serials.iter()) });
@@ -763,15 +751,6 @@ mod tests {
         cut.pop();
         assert_eq!(SerialSet::from_blob(cut), None);
         assert_eq!(SerialSet::from_blob(Vec::new()), Some(SerialSet::default()));
-    }
-
-    #[test]
-    fn key_ids_are_even_length_hex() {
-        assert_eq!(parse_key_id("0a1B").map(|k| k.to_hex()), Some("0a1b".to_string()));
-        assert_eq!(parse_key_id(""), None);
-        assert_eq!(parse_key_id("abc"), None);
-        assert_eq!(parse_key_id("zz"), None);
-        assert_eq!(parse_key_id(&"ab".repeat(65)), None);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! platform's to every certificate.
 
 use super::error::{or_race, Race};
-use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, IdentityConstraint, Owner, Page, Viewer, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, IdentityConstraint, Page, Viewer, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use certbind_shared::snapshot::ConstraintKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;

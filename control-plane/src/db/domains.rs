@@ -2,7 +2,8 @@
 //! them, or a subdomain of one: SAN claims are then approved, not first-come, so an org cannot
 //! claim another's addresses before it does.
 
-use super::{commit_change, Actor, AuditRecord, Db, DbError, DbResult, Owner, Tx, Visibility};
+use super::{commit_change, Actor, AuditRecord, Db, DbError, DbResult, Tx, Visibility};
+use crate::domain::Owner;
 use serde::Serialize;
 use sqlx::Row;
 

@@ -3,8 +3,9 @@
 //! audiences; an org's registration applies to tokens presented with its certificates.
 
 use super::error::{or_race, Race};
-use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, TokenIssuer, Viewer, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Page, TokenIssuer, Viewer, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

@@ -9,8 +9,9 @@
 //! certificates of a CA it does not name.
 
 use super::error::{or_race, Race};
-use super::{claims, commit_change, domains, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Owner, Page, Viewer, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use super::{claims, commit_change, domains, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Page, Viewer, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use certbind_shared::identity::SanKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;

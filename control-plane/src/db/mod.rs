@@ -26,6 +26,7 @@ pub mod thumbprints;
 pub mod tokens;
 pub mod users;
 
+use crate::domain::Owner;
 use anyhow::Context;
 use certbind_shared::encoding::ulid_render;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -324,53 +325,6 @@ impl Actor {
     }
 }
 
-/// Whose rule something is: one org's, or the platform's (written only by super-admins,
-/// applying to every certificate).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Owner {
-    Platform,
-    Org(String),
-}
-
-impl Owner {
-    /// The `org_id` column: `NULL` for the platform.
-    pub fn org_id(&self) -> Option<&str> {
-        match self {
-            Owner::Platform => None,
-            Owner::Org(id) => Some(id),
-        }
-    }
-
-    /// The owner as the unique indexes spell it (`COALESCE(org_id, '')`), and as the audit
-    /// log files platform changes.
-    pub fn key(&self) -> &str {
-        self.org_id().unwrap_or("")
-    }
-
-    pub fn from_column(org_id: Option<String>) -> Owner {
-        match org_id {
-            Some(id) => Owner::Org(id),
-            None => Owner::Platform,
-        }
-    }
-
-    pub fn is_platform(&self) -> bool {
-        matches!(self, Owner::Platform)
-    }
-}
-
-/// Serialized as two fields of the row it belongs to: `"scope": "org"|"platform"` and
-/// `"org_id"` (`null` for the platform).
-impl serde::Serialize for Owner {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut fields = serializer.serialize_struct("Owner", 2)?;
-        fields.serialize_field("scope", if self.is_platform() { "platform" } else { "org" })?;
-        fields.serialize_field("org_id", &self.org_id())?;
-        fields.end()
-    }
-}
-
 /// Whose rules a caller reads: its own org's, and the platform's for a super-admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Viewer {
@@ -408,7 +362,7 @@ pub struct AuditRecord<'a> {
 pub enum Visibility<'a> {
     /// Bindings, blocklist, issuers, mapping rules, constraints: the changes, written to the
     /// snapshot log under the new version.
-    Snapshot(&'a [crate::snapshot::change::Change]),
+    Snapshot(&'a [crate::domain::change::Change]),
     /// Orgs, users, tokens: audited, not in the snapshot.
     Internal,
 }
@@ -481,9 +435,9 @@ async fn check_quotas(
     tx: &mut Tx,
     org: &str,
     action: &str,
-    changes: &[crate::snapshot::change::Change],
+    changes: &[crate::domain::change::Change],
 ) -> DbResult<()> {
-    use crate::snapshot::change::Change;
+    use crate::domain::change::Change;
     let quotas = db.quotas();
     let mut kinds: Vec<(&str, &str, u64, &str)> = Vec::new();
     // A change that replaces a row (a canonical spelling for a stored one) adds nothing.
@@ -552,7 +506,7 @@ pub(crate) async fn bump_version(tx: &mut Tx, now: &str) -> sqlx::Result<i64> {
 /// as it is and logged (it matches no certificate, as before). A row whose canonical form
 /// another row of the same owner already has is dropped. Cheap when there is nothing to do.
 async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
-    use crate::snapshot::change::Change;
+    use crate::domain::change::Change;
     use certbind_shared::certificate::dn::canonical_dn;
     use certbind_shared::snapshot::ConstraintKind;
     let revoked = sqlx::query("SELECT id, org_id, issuer_dn, serial FROM blocklist WHERE issuer_dn IS NOT NULL")

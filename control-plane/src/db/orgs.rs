@@ -14,8 +14,9 @@
 //!   no org claims. Its audit log stays, filed under its id.
 
 use super::snapshot_data::{disabled_constraint, load_rules, IdentityRows};
-use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Org, Owner, Page, Tx, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Org, Page, Tx, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;

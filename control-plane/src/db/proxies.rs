@@ -3,7 +3,8 @@
 //! revoked from the command line. Stored, like admin tokens, only as their SHA-256.
 
 use super::tokens::{generate_secret, hash_token, MAX_TOKEN_LEN};
-use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, ProxyCredential, Visibility};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Page, ProxyCredential, Visibility};
+use crate::domain::Owner;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

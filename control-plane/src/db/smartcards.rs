@@ -1,11 +1,9 @@
 //! `smart_card_links`: certificate fingerprint → user, in one org.
 
 use super::error::{or_race, Race};
-use super::{
-    blocklist, claims, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Owner, Page, Param,
-    SmartCardLink, Visibility,
-};
-use crate::snapshot::change::{Change, Committed};
+use super::{blocklist, claims, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param, SmartCardLink, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;

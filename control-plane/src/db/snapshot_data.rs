@@ -2,8 +2,9 @@
 //! snapshot build. Bindings stream (a million of them); every other row is read as the
 //! [`Change`] that would have added it, so a full build and a patch speak one vocabulary.
 
-use super::{get_flag, Backend, Db, Owner};
-use crate::snapshot::change::Change;
+use super::{get_flag, Backend, Db};
+use crate::domain::Owner;
+use crate::domain::change::Change;
 use certbind_shared::identity::SanKind;
 use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;

@@ -5,7 +5,7 @@
 //! here, and signs only versions it claimed, so no version is ever signed twice.
 
 use super::{Backend, Db, DbResult, Tx};
-use crate::snapshot::change::{decode_changes, encode_changes, Change};
+use crate::domain::change::{decode_changes, encode_changes, Change};
 use sqlx::Row;
 
 /// Log rows kept behind the newest: minutes of heavy writing, days of ordinary use. A

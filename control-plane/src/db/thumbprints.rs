@@ -3,8 +3,9 @@
 //! never for a certificate that is bound: the certificate's org must be unambiguous.
 
 use super::error::{or_race, Race};
-use super::{claims, commit_change, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, ThumbprintMapping, Viewer, Visibility};
-use crate::snapshot::change::{Change, Committed};
+use super::{claims, commit_change, Actor, AuditRecord, Db, DbError, DbResult, Page, ThumbprintMapping, Viewer, Visibility};
+use crate::domain::Owner;
+use crate::domain::change::{Change, Committed};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;

@@ -1,6 +1,7 @@
 //! Admin tokens: 256-bit random bearer secrets, stored only as their SHA-256.
 
-use super::{commit_change, get_flag, new_id, Actor, AdminToken, AuditRecord, Db, DbError, DbResult, Owner, Page, Visibility};
+use super::{commit_change, get_flag, new_id, Actor, AdminToken, AuditRecord, Db, DbError, DbResult, Page, Visibility};
+use crate::domain::Owner;
 use certbind_shared::encoding::{base64url_encode, hex_lower};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;

@@ -1,7 +1,8 @@
 //! Users: the people cards are bound to, each in one org.
 
 use super::error::{or_race, Race};
-use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Owner, Page, User, Visibility};
+use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Page, User, Visibility};
+use crate::domain::Owner;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

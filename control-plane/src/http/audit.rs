@@ -3,7 +3,7 @@
 //! rules) is filed both there and in the super-admin's own org.
 
 use super::{optional_text, page_limit, Admin, ApiQuery, Scope};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{audit, AuditEntry, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::State;

@@ -5,7 +5,7 @@
 
 use super::smartcards::canonical_serial;
 use super::{canonical_fingerprint, check_cursor, issuer_dn, optional_text, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::blocklist::{self, BlockTarget};
 use crate::db::{BlocklistEntry, Page};
 use crate::error::{ApiError, ApiResult};

@@ -6,17 +6,17 @@
 
 use super::smartcards::MAX_PEM_TEXT_BYTES;
 use super::{check_cursor, page_limit, with_version, Admin, ApiJson, ApiQuery, PageQuery, SuperAdmin};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::cas::{self, CertificateAuthority, NewCa, PolicyUpdate, RevocationPolicy};
 use crate::db::Page;
 use crate::error::{ApiError, ApiResult};
-use crate::revocation::poller::{check_crl_url, MAX_CRL_URLS};
+use crate::revocation::distribution_point::{check_crl_url, MAX_CRL_URLS};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use certbind_shared::certificate::pem::decode_certificate_pem_chain;
-use certbind_shared::certificate::CaCertificate;
+use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
 use serde::Deserialize;
 
 /// Longest grace period after nextUpdate: CAs publish daily to weekly; past a month a CRL
@@ -118,7 +118,7 @@ pub fn checked_new_ca(body: CaRequest) -> ApiResult<NewCa> {
 }
 
 fn key_id(text: &str) -> ApiResult<String> {
-    cas::parse_key_id(text)
+    KeyIdentifier::from_hex(text)
         .map(|k| k.to_hex())
         .ok_or_else(|| ApiError::not_found(format!("no CA with key identifier {text:?} (key ids are hex)")))
 }

@@ -4,7 +4,7 @@
 use certbind_shared::identity::REQUIRE_FRESH_CRL_VALUE;
 use super::mapping_rules::canonical_domain;
 use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{constraints, IdentityConstraint, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};

@@ -4,7 +4,7 @@
 //! that CA for everyone. The same path as the poller's fetches (`crate::revocation`).
 
 use super::{with_version, Admin};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::revocation::{ingest, CrlSource, IngestError, Ingested};
 use axum::body::Bytes;

@@ -1,7 +1,7 @@
 //! `/healthz` (the process answers) and `/readyz` (it can do its job: the database answers
 //! and a signed snapshot is there to serve).
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

@@ -4,7 +4,7 @@
 //! audiences; a super-admin's `"scope": "platform"` registration applies to every token.
 
 use super::{check_cursor, double_option, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{issuers, Page, TokenIssuer};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};

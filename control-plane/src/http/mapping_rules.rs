@@ -5,7 +5,7 @@
 //! (its 409 names the holder; a token minted into that org deletes the rule).
 
 use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{mapping_rules, MappingRule, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};

@@ -1,47 +1,14 @@
 //! `/metrics`: Prometheus text exposition, written by hand (a few counters do not need a
 //! metrics library).
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// (method, route template, status) → count. Route templates, not paths, keep the label
-    /// set bounded whatever clients send.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    pub binds: AtomicU64,
-    pub revokes: AtomicU64,
-    /// Snapshot answers with a body: delta chains and full snapshots, and their bytes.
-    pub deltas_served: AtomicU64,
-    pub delta_bytes_served: AtomicU64,
-    pub full_snapshots_served: AtomicU64,
-    pub full_bytes_served: AtomicU64,
-    /// Requests refused for their credential.
-    pub auth_failures: super::auth_failures::AuthFailures,
-}
-
-impl Metrics {
-    fn count(&self, method: &str, route: &str, status: u16) {
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry((method.to_string(), route.to_string(), status)).or_insert(0) += 1;
-        }
-    }
-
-    /// Requests counted for one (method, route, status).
-    pub fn requests(&self, method: &str, route: &str, status: u16) -> u64 {
-        self.requests
-            .lock()
-            .map(|m| m.get(&(method.to_string(), route.to_string(), status)).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-}
+use std::sync::atomic::Ordering;
 
 /// Counts every routed request by its route template and final status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -61,15 +28,13 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP certbind_http_requests_total HTTP requests by route template and status.");
     let _ = writeln!(out, "# TYPE certbind_http_requests_total counter");
-    if let Ok(map) = state.metrics.requests.lock() {
-        for ((method, route, status), n) in map.iter() {
-            let _ = writeln!(
-                out,
-                "certbind_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                label(method),
-                label(route)
-            );
-        }
+    for ((method, route, status), n) in state.metrics.request_counts() {
+        let _ = writeln!(
+            out,
+            "certbind_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+            label(&method),
+            label(&route)
+        );
     }
     let _ = writeln!(out, "# HELP certbind_auth_failures_total Requests refused for their credential, by the credential the route wants (admin token or proxy credential) and reason (missing or invalid).");
     let _ = writeln!(out, "# TYPE certbind_auth_failures_total counter");

@@ -1,7 +1,7 @@
 //! `/api/v1/admin/orgs` and the domains assigned to each: super-admin only.
 
 use super::{check_cursor, page_limit, required_text, with_version, ApiJson, ApiQuery, PageQuery, SuperAdmin};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::domains::{self, OrgDomain};
 use crate::db::{orgs, Org, Page};
 use crate::error::{ApiError, ApiResult};

@@ -4,7 +4,7 @@
 
 use super::{check_cursor, optional_text, page_limit, ApiJson, ApiQuery, PageQuery, SuperAdmin};
 use super::tokens::MAX_TOKEN_LABEL_BYTES;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{proxies, Page, ProxyCredential};
 use crate::error::ApiResult;
 use axum::extract::{Path, State};

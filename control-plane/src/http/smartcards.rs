@@ -6,7 +6,7 @@ use super::{
     ApiJson, ApiQuery,
 };
 pub use super::MAX_DN_BYTES;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::smartcards::{self, ListFilter, NewSmartCard, SmartCardUpdate};
 use crate::db::{Page, SmartCardLink};
 use crate::error::{ApiError, ApiResult};

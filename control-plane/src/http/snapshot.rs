@@ -11,7 +11,7 @@
 //! snapshot (`application/vnd.certbind.snapshot`).
 
 use super::{ApiQuery, Proxy, SNAPSHOT_VERSION_HEADER};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::snapshot::ServedSnapshot;
 use axum::http::HeaderName;
 use crate::error::{ApiError, ApiResult};

@@ -4,9 +4,10 @@
 //! an org's namespace. A fingerprint is mapped once, and never while it is bound.
 
 use super::{canonical_fingerprint, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::thumbprints::SeenCertificate;
-use crate::db::{thumbprints, Owner, Page, ThumbprintMapping};
+use crate::db::{thumbprints, Page, ThumbprintMapping};
+use crate::domain::Owner;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

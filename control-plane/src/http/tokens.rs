@@ -2,7 +2,7 @@
 //! can also create the first token of another org.
 
 use super::{check_cursor, optional_text, page_limit, Admin, ApiJson, ApiQuery, PageQuery, SuperAdmin};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{tokens, AdminToken, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};

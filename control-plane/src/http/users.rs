@@ -1,7 +1,7 @@
 //! `/api/v1/admin/users`: the people of the caller's org.
 
 use super::{check_cursor, optional_text, page_limit, required_text, Admin, ApiJson, ApiQuery, PageQuery};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::db::{users, Page, User};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};

@@ -6,7 +6,7 @@
 use super::number::parse_decimal;
 use crate::db::cas::{self, CertificateAuthority, FoldedCrl, HeldCrl, SerialSet};
 use crate::db::{Actor, Db, DbError};
-use crate::snapshot::change::Committed;
+use crate::domain::change::Committed;
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
 use certbind_shared::crl::{crl_der, Crl, CrlError, CrlLimits, CrlNumber, CrlScope, RevokedSerials, Serial};
 use sha2::{Digest, Sha256};
@@ -295,9 +295,9 @@ fn fold(der: &[u8], ca: &CaCertificate, held: Option<&HeldCrl>, limits: &CrlLimi
     let published_at = crl
         .distribution_point_uris()
         .iter()
-        .filter(|uri| super::poller::check_crl_url(uri).is_ok())
+        .filter(|uri| super::distribution_point::check_crl_url(uri).is_ok())
         .map(|uri| (*uri).to_owned())
-        .take(super::poller::MAX_CRL_URLS)
+        .take(super::distribution_point::MAX_CRL_URLS)
         .collect();
     Ok(Fold::New { held: Box::new(held), added, removed, number, delta, detail, published_at })
 }

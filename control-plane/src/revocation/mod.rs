@@ -3,6 +3,7 @@
 //! [`poller`] fetched them from the CA's distribution points. The reading and verifying is
 //! `certbind_shared::crl`'s; what is held is stored by `crate::db::cas`.
 
+pub mod distribution_point;
 pub mod ingest;
 pub mod number;
 pub mod poller;

@@ -18,21 +18,21 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use super::change::{CaRecord, Change};
+pub use crate::domain::change::{CaRecord, Change};
 
 /// Who owns a rule, as the builder keys it: an org id, or `None` for the platform.
 pub type RuleOwner = Option<String>;
 
-impl From<crate::db::Owner> for RuleOwner {
-    fn from(owner: crate::db::Owner) -> Self {
+impl From<crate::domain::Owner> for RuleOwner {
+    fn from(owner: crate::domain::Owner) -> Self {
         match owner {
-            crate::db::Owner::Platform => None,
-            crate::db::Owner::Org(id) => Some(id),
+            crate::domain::Owner::Platform => None,
+            crate::domain::Owner::Org(id) => Some(id),
         }
     }
 }
 
-fn rule_owner(owner: &crate::db::Owner) -> RuleOwner {
+fn rule_owner(owner: &crate::domain::Owner) -> RuleOwner {
     owner.org_id().map(str::to_owned)
 }
 

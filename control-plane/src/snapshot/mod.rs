@@ -1,11 +1,10 @@
-//! Signed identity snapshots: the changes that reach them ([`change`]), building them from
-//! the database's rows ([`builder`]), keeping the latest one and the changes since
+//! Signed identity snapshots: building them from the database's rows and the changes that
+//! reach them ([`crate::domain::change`]) ([`builder`]), keeping the latest one and the changes since
 //! ([`store`]), and serving them to the API ([`service`], behind [`served::SnapshotService`]).
 //! The format and its verification live in `certbind_shared::snapshot`, so the filter checks
 //! exactly what is tested here.
 
 pub mod builder;
-pub mod change;
 pub mod deltas;
 pub mod served;
 pub mod service;
@@ -15,7 +14,6 @@ pub use builder::{
     validate_change, BindingEntry, BuildError, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
     SnapshotContent, StreamedBindings,
 };
-pub use change::{Change, Committed};
 pub use deltas::{DeltaLimits, DeltaRing};
 pub use served::{LeftOut, NoSnapshots, ServedSnapshot, SnapshotService};
 pub use service::{build_from_database, StoreService};

@@ -1,7 +1,7 @@
 //! What the API needs from the snapshot machinery ([`SnapshotService`]) and what it serves
 //! ([`ServedSnapshot`]).
 
-use super::change::Change;
+use crate::domain::change::Change;
 use axum::body::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;

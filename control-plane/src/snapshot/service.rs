@@ -18,7 +18,7 @@ use super::builder::{
     StreamedBindings,
 };
 use super::builder::validate_change;
-use super::change::Change;
+use crate::domain::change::Change;
 use super::served::{LeftOut, ServedSnapshot, SnapshotService};
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
 use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};

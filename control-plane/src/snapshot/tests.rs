@@ -9,7 +9,7 @@ use certbind_shared::identity::{CaKey, IdentityData, Owner, SanKind};
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView,
 };
-use crate::db::Owner as DbOwner;
+use crate::domain::Owner as DbOwner;
 use certbind_shared::Fingerprint;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};

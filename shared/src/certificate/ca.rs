@@ -40,6 +40,20 @@ impl KeyIdentifier {
     pub fn to_hex(&self) -> String {
         hex_lower(&self.0)
     }
+
+    /// The identifier [`Self::to_hex`] wrote (either case, surrounding space ignored); `None`
+    /// for anything else. At most 64 octets: a SHA-256 is 32, real SKIs are 20.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.is_empty() || text.len() > 128 || !text.len().is_multiple_of(2) {
+            return None;
+        }
+        let octets: Option<Vec<u8>> = (0..text.len())
+            .step_by(2)
+            .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+            .collect();
+        KeyIdentifier::new(&octets?)
+    }
 }
 
 impl fmt::Display for KeyIdentifier {
@@ -221,6 +235,16 @@ pub(crate) fn name_text(contents: &[u8]) -> Result<String, CertificateError> {
 mod tests {
     use super::*;
     use crate::certificate::CertificateFacts;
+
+    #[test]
+    fn key_ids_read_back_from_even_length_hex() {
+        assert_eq!(KeyIdentifier::from_hex("0a1B").map(|k| k.to_hex()), Some("0a1b".to_string()));
+        assert_eq!(KeyIdentifier::from_hex(""), None);
+        assert_eq!(KeyIdentifier::from_hex("abc"), None);
+        assert_eq!(KeyIdentifier::from_hex("zz"), None);
+        assert_eq!(KeyIdentifier::from_hex(&"ab".repeat(64)).map(|k| k.as_bytes().len()), Some(64));
+        assert_eq!(KeyIdentifier::from_hex(&"ab".repeat(65)), None);
+    }
 
     const ROOT_CA: &str = include_str!("../../../tests/pki/root-ca.pem");
     const ISSUING_CA: &str = include_str!("../../../tests/pki/piv-issuing-ca.pem");

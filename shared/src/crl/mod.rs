@@ -50,6 +50,7 @@ pub mod pem;
 pub mod reference;
 mod scope;
 mod signature;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod verified;
 mod walk;

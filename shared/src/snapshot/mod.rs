@@ -12,9 +12,11 @@
 
 pub mod delta;
 pub mod encode;
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod exercise;
 pub mod format;
 pub mod keys;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod verify;
 pub mod view;

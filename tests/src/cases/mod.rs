@@ -64,6 +64,34 @@ pub struct Observed {
     pub forwarded_trailers: Vec<(String, Vec<u8>)>,
 }
 
+impl Observed {
+    /// What was decided: the refusal's status and body, or `None` when the request went on.
+    pub fn decision(&self) -> Option<(u16, &[u8])> {
+        self.local_response.as_ref().map(|(status, _, body)| (*status, body.as_slice()))
+    }
+}
+
+/// Two runners of one case decided alike; `Err` names each one's decision.
+pub fn same_decision(left: (&str, &Observed), right: (&str, &Observed)) -> Result<(), String> {
+    let ((left_name, left), (right_name, right)) = (left, right);
+    if left.decision() == right.decision() {
+        return Ok(());
+    }
+    let show = |seen: &Observed| format!("{:?}", seen.decision().map(|(s, b)| (s, String::from_utf8_lossy(b).into_owned())));
+    Err(format!("{left_name} decided {}, {right_name} {}", show(left), show(right)))
+}
+
+/// The cases, each name once: a failure must name one case.
+pub fn uniquely_named<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for case in cases {
+        if !names.insert(case.name.as_str()) {
+            return Err(format!("two cases are named {:?}", case.name));
+        }
+    }
+    Ok(())
+}
+
 /// Headers no client may smuggle through: after the filter, each is either absent or set by
 /// the filter itself.
 const SPOOFABLE: &[&str] = &[

@@ -169,3 +169,11 @@ pub fn run(case: &Case) -> Result<Observed, String> {
     let mut filter = NativeFilter::new(case.config.to_string().as_bytes())?;
     Ok(filter.run(&case.request).0)
 }
+
+/// Runs each case natively against its expectation: one line per failure, naming the case.
+pub fn failures<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Vec<String> {
+    cases
+        .into_iter()
+        .filter_map(|case| run(case).and_then(|seen| super::check(case, &seen)).err().map(|e| format!("{}: {e}", case.name)))
+        .collect()
+}

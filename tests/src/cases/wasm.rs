@@ -66,4 +66,23 @@ impl WasmRunner {
         };
         Ok((observed, counter, before, after))
     }
+
+    /// Runs each case through the `.wasm` against its expectation: its counter must move by
+    /// one and its decision be the native run's. One line per failure, naming the case.
+    pub fn failures<'a>(&mut self, cases: impl IntoIterator<Item = &'a Case>) -> Vec<String> {
+        let mut failures = Vec::new();
+        for case in cases {
+            let outcome = self.run(case).and_then(|(seen, counter, before, after)| {
+                super::check(case, &seen)?;
+                if after != before + 1 {
+                    return Err(format!("counter {counter} went from {before} to {after}"));
+                }
+                super::same_decision(("native", &super::native::run(case)?), ("wasm", &seen))
+            });
+            if let Err(e) = outcome {
+                failures.push(format!("{}: {e}", case.name));
+            }
+        }
+        failures
+    }
 }

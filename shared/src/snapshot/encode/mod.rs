@@ -12,28 +12,30 @@
 //! Orgs are interned: each distinct org id is stored once, and a record names it by index.
 //! Output is deterministic: the same pushes give the same bytes.
 //!
-//! `error` says what the encoder refuses and where; `unsigned` holds the finished snapshot the
-//! signer signs.
+//! `error` says what the encoder refuses and where; `small` holds the small sections until
+//! they are written; `unsigned` holds the finished snapshot the signer signs; `reencode`
+//! writes a verified snapshot afresh.
 
 mod error;
+mod reencode;
+mod small;
 mod unsigned;
 
 pub use error::{EncodeError, EncodeProblem};
+pub use reencode::reencode;
 pub use unsigned::UnsignedSnapshot;
+use small::{string_len_ok, SmallSections};
 
 use super::format::{
-    bucket_digests, keyed_digest, plain_digest, read_string, read_u32, san_kind_wire_id,
-    u24_bytes, write_header, Section, SnapshotHeader, BINDING_ENABLED,
-    BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, CA_CRL_HELD, CA_FAIL_OPEN, CA_RECORD,
-    CA_REQUIRE_FRESH_CRL, CA_SUBJECT_AT, CRL_REVOKED_RECORD, DIGEST_LEN, FINGERPRINT_LEN, KEYED_COUNT,
-    KEYED_SECTIONS, MAX_AUDIENCES, MAX_CAS, MAX_AUDIENCES_BYTES, MAX_ISSUERS, MAX_ORGS, MAX_SNAPSHOT_BYTES,
-    MAX_STRING_LEN, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
+    bucket_digests, keyed_digest, plain_digest, read_string, read_u32, u24_bytes, write_header, Section, SnapshotHeader,
+    BINDING_ENABLED, BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, CA_RECORD,
+    CA_SUBJECT_AT, CRL_REVOKED_RECORD, DIGEST_LEN, FINGERPRINT_LEN, KEYED_COUNT, KEYED_SECTIONS, MAX_ORGS,
+    MAX_SNAPSHOT_BYTES, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
 };
 use super::view::SnapshotView;
 use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{is_reserved_principal, CaKey, CertificateAuthority, ConstraintKind, Owner, SanKind, CA_KEY_LEN};
-use crate::pop::jwks::MAX_JWKS_BYTES;
+use crate::identity::{is_reserved_principal, CertificateAuthority, ConstraintKind, Owner, SanKind, CA_KEY_LEN};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -42,33 +44,6 @@ use std::ops::Range;
 struct PendingOwned {
     owner: u32,
     principal: Option<String>,
-}
-
-struct SanRuleRow {
-    kind: u8,
-    domain: String,
-    issuer_dn: String,
-    owner: u32,
-}
-
-struct ConstraintRow {
-    owner: u32,
-    kind: u8,
-    value: String,
-}
-
-struct CaRow {
-    key: CaKey,
-    flags: u8,
-    valid_until: i64,
-    subject_dn: String,
-}
-
-struct IssuerRow {
-    issuer: String,
-    owner: u32,
-    audiences: Vec<u8>,
-    jwks: Vec<u8>,
 }
 
 /// Streams records into a snapshot; see the module documentation for the order rules. Then
@@ -93,12 +68,8 @@ pub struct SnapshotEncoder {
     org_refs: Vec<u32>,
     /// Orgs interned here, in index order after `org_refs`; their strings go last.
     new_orgs: Vec<String>,
-    san_rules: Vec<SanRuleRow>,
-    constraints: Vec<ConstraintRow>,
-    issuers: Vec<IssuerRow>,
-    cas: Vec<CaRow>,
-    /// Bytes the small sections will add, for the size cap.
-    small_bytes: usize,
+    /// SAN rules, constraints, issuers and CAs, written when the snapshot is finished.
+    small: SmallSections,
     /// Strings of principals and of the small sections, each stored once: a continued
     /// snapshot's are reused, so records that did not change keep their bytes (and a delta
     /// leaves them out).
@@ -110,16 +81,6 @@ impl Default for SnapshotEncoder {
     fn default() -> Self {
         Self::with_capacity(0, 0)
     }
-}
-
-fn string_len_ok(text: &str) -> Result<(), EncodeProblem> {
-    if text.is_empty() {
-        return Err(EncodeProblem::EmptyString);
-    }
-    if text.len() > MAX_STRING_LEN {
-        return Err(EncodeProblem::StringTooLong);
-    }
-    Ok(())
 }
 
 /// The reference of `text` in `shared`, or of a new entry for it.
@@ -179,11 +140,7 @@ impl SnapshotEncoder {
             org_index: HashMap::new(),
             org_refs: Vec::new(),
             new_orgs: Vec::new(),
-            san_rules: Vec::new(),
-            constraints: Vec::new(),
-            issuers: Vec::new(),
-            cas: Vec::new(),
-            small_bytes: 0,
+            small: SmallSections::default(),
             shared_strings: HashMap::new(),
             continuing: false,
         }
@@ -229,7 +186,7 @@ impl SnapshotEncoder {
 
     /// Bytes written so far (header, records and the pending tables).
     pub fn len(&self) -> usize {
-        self.out.len() + self.strings.len() + self.small_bytes + self.pending.len() * PRINCIPAL_RECORD
+        self.out.len() + self.strings.len() + self.small.bytes + self.pending.len() * PRINCIPAL_RECORD
     }
 
     pub fn is_empty(&self) -> bool {
@@ -290,7 +247,7 @@ impl SnapshotEncoder {
         let index = u32::try_from(count).map_err(|_| EncodeProblem::TooManyOrgs)?;
         self.new_orgs.push(org_id.to_owned());
         self.org_index.insert(org_id.to_owned(), index);
-        self.small_bytes += 5 + org_id.len();
+        self.small.bytes += 5 + org_id.len();
         Ok(index)
     }
 
@@ -427,33 +384,6 @@ impl SnapshotEncoder {
         self.check_size()
     }
 
-    /// A registered CA and the state of its CRL. Any order; one record per key.
-    pub fn push_certificate_authority(&mut self, ca: &CertificateAuthority<'_>) -> Result<(), EncodeError> {
-        let err = |p| Self::error_in(Section::Cas, self.cas.len(), p);
-        string_len_ok(ca.subject_dn).map_err(err)?;
-        if self.cas.len() >= MAX_CAS {
-            return Err(err(EncodeProblem::TooManyCas));
-        }
-        let mut flags = 0;
-        if ca.require_fresh_crl {
-            flags |= CA_REQUIRE_FRESH_CRL;
-        }
-        if ca.fail_open {
-            flags |= CA_FAIL_OPEN;
-        }
-        if ca.crl_valid_until.is_some() {
-            flags |= CA_CRL_HELD;
-        }
-        self.small_bytes += CA_RECORD + 1 + ca.subject_dn.len();
-        self.cas.push(CaRow {
-            key: ca.key,
-            flags,
-            valid_until: ca.crl_valid_until.unwrap_or(0),
-            subject_dn: ca.subject_dn.to_owned(),
-        });
-        self.check_size()
-    }
-
     /// A card binding of the org `org_id`, fingerprints strictly ascending. A user id in a
     /// ULID's canonical spelling is stored as its 16 bytes, any other as a string.
     pub fn push_binding(
@@ -511,48 +441,27 @@ impl SnapshotEncoder {
         self.push_owned(Section::Principals, &fingerprint.0, owner, Some(name))
     }
 
-    fn small_error(&self, section: Section, problem: EncodeProblem) -> EncodeError {
-        let index = match section {
-            Section::SanRules => self.san_rules.len(),
-            Section::Constraints => self.constraints.len(),
-            _ => self.issuers.len(),
-        };
-        Self::error_in(section, index, problem)
+    /// A registered CA and the state of its CRL. Any order; one record per key.
+    pub fn push_certificate_authority(&mut self, ca: &CertificateAuthority<'_>) -> Result<(), EncodeError> {
+        self.small.push_certificate_authority(ca)?;
+        self.check_size()
     }
 
     /// `owner`'s SAN mapping rule: a SAN of `kind` in `domain` (lowercase) names a principal
     /// when the certificate's issuer is `issuer_dn` (RFC 4514, as the filter spells it). Any
     /// order.
-    pub fn push_san_rule(
-        &mut self,
-        kind: SanKind,
-        domain: &str,
-        issuer_dn: &str,
-        owner: Owner<'_>,
-    ) -> Result<(), EncodeError> {
-        let err = |p| self.small_error(Section::SanRules, p);
-        string_len_ok(domain).map_err(err)?;
-        string_len_ok(issuer_dn).map_err(err)?;
-        if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(err(EncodeProblem::UppercaseDomain));
-        }
-        let owner = self.owner_index(owner).map_err(|p| self.small_error(Section::SanRules, p))?;
-        self.small_bytes += 12 + 2 + domain.len() + issuer_dn.len();
-        self.san_rules.push(SanRuleRow {
-            kind: san_kind_wire_id(kind),
-            domain: domain.to_owned(),
-            issuer_dn: issuer_dn.to_owned(),
-            owner,
-        });
+    pub fn push_san_rule(&mut self, kind: SanKind, domain: &str, issuer_dn: &str, owner: Owner<'_>) -> Result<(), EncodeError> {
+        self.small.check_san_rule(domain, issuer_dn)?;
+        let owner = self.owner_index(owner).map_err(|p| self.small.error(Section::SanRules, p))?;
+        self.small.add_san_rule(kind, domain, issuer_dn, owner);
         self.check_size()
     }
 
     /// A constraint `owner` sets on the certificates its rules apply to. Any order.
     pub fn push_constraint(&mut self, owner: Owner<'_>, kind: ConstraintKind, value: &str) -> Result<(), EncodeError> {
-        string_len_ok(value).map_err(|p| self.small_error(Section::Constraints, p))?;
-        let owner = self.owner_index(owner).map_err(|p| self.small_error(Section::Constraints, p))?;
-        self.small_bytes += 8 + 1 + value.len();
-        self.constraints.push(ConstraintRow { owner, kind: kind.wire_id(), value: value.to_owned() });
+        self.small.check_constraint(value)?;
+        let owner = self.owner_index(owner).map_err(|p| self.small.error(Section::Constraints, p))?;
+        self.small.add_constraint(owner, kind, value);
         self.check_size()
     }
 
@@ -567,28 +476,9 @@ impl SnapshotEncoder {
         audiences: &[S],
         jwks_json: &[u8],
     ) -> Result<(), EncodeError> {
-        let err = |p| self.small_error(Section::Issuers, p);
-        string_len_ok(issuer).map_err(err)?;
-        if jwks_json.len() > MAX_JWKS_BYTES {
-            return Err(err(EncodeProblem::JwksTooLarge));
-        }
-        if self.issuers.len() >= MAX_ISSUERS {
-            return Err(err(EncodeProblem::TooManyIssuers));
-        }
-        if audiences.len() > MAX_AUDIENCES {
-            return Err(err(EncodeProblem::AudiencesTooLarge));
-        }
-        for audience in audiences {
-            string_len_ok(audience.as_ref()).map_err(err)?;
-        }
-        let list: Vec<&str> = audiences.iter().map(AsRef::as_ref).collect();
-        let audiences = serde_json::to_vec(&list).map_err(|_| err(EncodeProblem::AudiencesTooLarge))?;
-        if audiences.len() > MAX_AUDIENCES_BYTES {
-            return Err(err(EncodeProblem::AudiencesTooLarge));
-        }
-        let owner = self.owner_index(owner).map_err(|p| self.small_error(Section::Issuers, p))?;
-        self.small_bytes += 23 + 1 + issuer.len() + jwks_json.len() + audiences.len();
-        self.issuers.push(IssuerRow { issuer: issuer.to_owned(), owner, audiences, jwks: jwks_json.to_vec() });
+        let audiences = self.small.check_issuer(issuer, audiences, jwks_json)?;
+        let owner = self.owner_index(owner).map_err(|p| self.small.error(Section::Issuers, p))?;
+        self.small.add_issuer(issuer, owner, audiences, jwks_json);
         self.check_size()
     }
 
@@ -617,93 +507,7 @@ impl SnapshotEncoder {
             shared_string(&mut strings, &mut shared, text).map_err(|p| Self::error_in(section, index, p))
         };
 
-        let start = self.out.len();
-        self.san_rules.sort_by(|a, b| {
-            (a.kind, a.domain.as_bytes(), a.issuer_dn.as_bytes(), a.owner).cmp(&(
-                b.kind,
-                b.domain.as_bytes(),
-                b.issuer_dn.as_bytes(),
-                b.owner,
-            ))
-        });
-        for (i, rule) in self.san_rules.iter().enumerate() {
-            if i > 0
-                && self.san_rules.get(i - 1).is_some_and(|p| {
-                    (p.kind, &p.domain, &p.issuer_dn, p.owner) == (rule.kind, &rule.domain, &rule.issuer_dn, rule.owner)
-                })
-            {
-                return Err(Self::error_in(Section::SanRules, i, EncodeProblem::Duplicate));
-            }
-            let domain = string_ref(&rule.domain, Section::SanRules, i)?;
-            let issuer = string_ref(&rule.issuer_dn, Section::SanRules, i)?;
-            self.out.push(rule.kind);
-            self.out.extend_from_slice(&domain.to_le_bytes());
-            self.out.extend_from_slice(&issuer.to_le_bytes());
-            self.out.extend_from_slice(&u24_bytes(rule.owner));
-        }
-        ranges[5] = start..self.out.len();
-
-        let start = self.out.len();
-        self.constraints.sort_by(|a, b| (a.owner, a.kind, a.value.as_bytes()).cmp(&(b.owner, b.kind, b.value.as_bytes())));
-        for (i, constraint) in self.constraints.iter().enumerate() {
-            if i > 0
-                && self
-                    .constraints
-                    .get(i - 1)
-                    .is_some_and(|p| (p.owner, p.kind, &p.value) == (constraint.owner, constraint.kind, &constraint.value))
-            {
-                return Err(Self::error_in(Section::Constraints, i, EncodeProblem::Duplicate));
-            }
-            let value = string_ref(&constraint.value, Section::Constraints, i)?;
-            self.out.extend_from_slice(&u24_bytes(constraint.owner));
-            self.out.push(constraint.kind);
-            self.out.extend_from_slice(&value.to_le_bytes());
-        }
-        ranges[6] = start..self.out.len();
-
-        let start = self.out.len();
-        self.issuers.sort_by(|a, b| (a.issuer.as_bytes(), a.owner).cmp(&(b.issuer.as_bytes(), b.owner)));
-        let mut blobs_len = 0usize;
-        for (i, issuer) in self.issuers.iter().enumerate() {
-            if i > 0 && self.issuers.get(i - 1).is_some_and(|p| (&p.issuer, p.owner) == (&issuer.issuer, issuer.owner)) {
-                return Err(Self::error_in(Section::Issuers, i, EncodeProblem::Duplicate));
-            }
-            let name = string_ref(&issuer.issuer, Section::Issuers, i)?;
-            let too_large = || Self::error_in(Section::Issuers, i, EncodeProblem::SnapshotTooLarge);
-            let jwks_at = u32::try_from(blobs_len).map_err(|_| too_large())?;
-            let jwks_len = u32::try_from(issuer.jwks.len()).map_err(|_| too_large())?;
-            blobs_len += issuer.jwks.len();
-            let audiences_at = u32::try_from(blobs_len).map_err(|_| too_large())?;
-            let audiences_len = u32::try_from(issuer.audiences.len()).map_err(|_| too_large())?;
-            blobs_len += issuer.audiences.len();
-            self.out.extend_from_slice(&name.to_le_bytes());
-            self.out.extend_from_slice(&u24_bytes(issuer.owner));
-            for value in [jwks_at, jwks_len, audiences_at, audiences_len] {
-                self.out.extend_from_slice(&value.to_le_bytes());
-            }
-        }
-        ranges[7] = start..self.out.len();
-
-        let start = self.out.len();
-        self.cas.sort_by_key(|ca| ca.key);
-        for (i, ca) in self.cas.iter().enumerate() {
-            if i > 0 && self.cas.get(i - 1).is_some_and(|p| p.key == ca.key) {
-                return Err(Self::error_in(Section::Cas, i, EncodeProblem::Duplicate));
-            }
-            let subject = string_ref(&ca.subject_dn, Section::Cas, i)?;
-            self.out.extend_from_slice(&ca.key.0);
-            self.out.push(ca.flags);
-            self.out.extend_from_slice(&ca.valid_until.to_le_bytes());
-            self.out.extend_from_slice(&subject.to_le_bytes());
-        }
-        ranges[8] = start..self.out.len();
-
-        let start = self.out.len();
-        for issuer in &self.issuers {
-            self.out.extend_from_slice(&issuer.jwks);
-            self.out.extend_from_slice(&issuer.audiences);
-        }
-        ranges[9] = start..self.out.len();
+        self.small.write(&mut self.out, &mut ranges, &mut string_ref)?;
 
         // Org strings last: a continued table keeps its old orgs' refs, new ones follow.
         let start = self.out.len();
@@ -738,42 +542,4 @@ impl SnapshotEncoder {
         write_header(&mut self.out, header, &ranges, &digests).ok_or(header_error(EncodeProblem::SnapshotTooLarge))?;
         Ok(UnsignedSnapshot { bytes: self.out, algorithm: header.algorithm })
     }
-}
-
-/// `view`'s content encoded afresh under `header`: the same orgs in the same order, every
-/// record, a string table without the garbage a chain of patches leaves. A snapshot the
-/// encoder wrote from scratch comes back byte for byte (before its signature).
-pub fn reencode(view: &SnapshotView, header: &SnapshotHeader) -> Result<UnsignedSnapshot, EncodeError> {
-    let mut encoder = SnapshotEncoder::with_capacity(view.as_bytes().len(), view.strings_len());
-    for org in view.orgs() {
-        encoder.push_org(org)?;
-    }
-    for (fingerprint, binding) in view.bindings() {
-        encoder.push_binding(&fingerprint, binding.user_id.as_str(), binding.org_id, binding.enabled)?;
-    }
-    for (fingerprint, owner) in view.blocklist() {
-        encoder.push_blocked(&fingerprint, owner)?;
-    }
-    for (key, owner) in view.revoked() {
-        encoder.push_revoked_key(&key, owner)?;
-    }
-    for (fingerprint, owner, name) in view.principals() {
-        encoder.push_principal(&fingerprint, owner, name)?;
-    }
-    for key in view.crl_revoked() {
-        encoder.push_crl_revoked_key(&key)?;
-    }
-    for ca in view.certificate_authorities() {
-        encoder.push_certificate_authority(&ca)?;
-    }
-    for (kind, domain, issuer_dn, owner) in view.san_rules() {
-        encoder.push_san_rule(kind, domain, issuer_dn, owner)?;
-    }
-    for (owner, kind, value) in view.all_constraints() {
-        encoder.push_constraint(owner, kind, value)?;
-    }
-    for issuer in view.issuers() {
-        encoder.push_issuer(issuer.issuer, issuer.owner, issuer.audiences, issuer.jwks)?;
-    }
-    encoder.finish(header)
 }

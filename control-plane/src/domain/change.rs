@@ -3,7 +3,7 @@
 //! hands them to the snapshot service with their version, and the builder folds them into
 //! the next snapshot.
 
-use crate::db::Owner;
+use super::Owner;
 use certbind_shared::certificate::KeyIdentifier;
 use certbind_shared::identity::SanKind;
 use certbind_shared::snapshot::ConstraintKind;
@@ -252,7 +252,7 @@ impl Change {
     fn from_wire(wire: Wire) -> Option<Change> {
         let owner = Owner::from_column(wire.owner);
         let fingerprint = || wire.fingerprint.as_deref().and_then(|f| Fingerprint::from_canonical_hex(f).ok());
-        let ca_key = || wire.ca.as_deref().and_then(crate::db::cas::parse_key_id);
+        let ca_key = || wire.ca.as_deref().and_then(KeyIdentifier::from_hex);
         let san = |k: Option<&str>| match k {
             Some("email") => Some(SanKind::Email),
             Some("upn") => Some(SanKind::Upn),
