@@ -362,7 +362,7 @@ pub struct Pending {
     bindings: BTreeMap<Fingerprint, Option<BindingValue>>,
     blocklist: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
     revoked: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
-    principals: BTreeMap<([u8; 32], RuleOwner), Option<(String, Claim)>>,
+    principals: BTreeMap<([u8; 32], RuleOwner), Option<MappedName>>,
     san_rules: BTreeMap<(SanKind, String, String, RuleOwner), Option<()>>,
     constraints: BTreeMap<(RuleOwner, ConstraintKind, String), Option<()>>,
     issuers: BTreeMap<(String, RuleOwner), Option<Registration>>,
@@ -377,6 +377,9 @@ enum ChangeKind {
 
 /// An issuer registration's audiences and JWKS document.
 type Registration = (Vec<String>, Vec<u8>);
+
+/// A thumbprint mapping's name as its owner wrote it, and what the mapping rests on.
+type MappedName = (String, Claim);
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
