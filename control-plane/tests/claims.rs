@@ -211,6 +211,11 @@ async fn claims_say_whether_the_certificate_was_seen(store: Store, test: &str) {
     assert_eq!((fields.status.as_u16(), fields.json()["verified"].clone()), (201, json!(false)), "{}", fields.text());
     let listed = app.get(CARDS, &a.token).await.json();
     assert_eq!(listed["items"][0]["verified"], false, "{listed}");
+    // The audit log says what each binding rests on.
+    let audit = app.get("/api/v1/admin/audit?action=smartcard.bind", &a.token).await.json();
+    assert_eq!(audit["items"][0]["detail"]["verified"], false, "{audit}");
+    let audit = app.get("/api/v1/admin/audit?action=smartcard.bind", &b.token).await.json();
+    assert_eq!(audit["items"][0]["detail"]["verified"], true, "{audit}");
     // Disabling keeps what the binding rests on.
     let disabled = app.patch(&format!("{CARDS}/{}", fingerprint_of(JOHN)), &a.token, &json!({ "enabled": false })).await;
     assert_eq!(disabled.json()["verified"], false);

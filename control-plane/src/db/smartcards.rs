@@ -150,6 +150,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
             "issuer_dn": link.issuer_dn,
             "serial": link.serial,
             "label": link.label,
+            "verified": link.verified,
         }),
     };
     let changes = upsert(&link);

@@ -90,7 +90,7 @@ pub async fn create(
         changed: &mapping.owner,
         action: "thumbprint_mapping.create",
         target: mapping.fingerprint.clone(),
-        detail: serde_json::json!({ "principal": mapping.principal }),
+        detail: serde_json::json!({ "principal": mapping.principal, "verified": mapping.verified }),
     };
     let changes = match Fingerprint::from_canonical_hex(&mapping.fingerprint) {
         Ok(fingerprint) => vec![Change::MapPrincipal {
