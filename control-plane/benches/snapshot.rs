@@ -13,6 +13,7 @@ use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::builder::Change;
 use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
 use certbind_shared::encoding::ulid_render;
+use certbind_shared::identity::Claim;
 use certbind_shared::Fingerprint;
 use criterion::{BatchSize, Criterion};
 use sha2::{Digest, Sha256};
@@ -47,6 +48,7 @@ fn content(n: usize) -> SnapshotContent {
             user_id: ulid_like(2, i),
             org_id: orgs[(i as usize) % ORGS].clone(),
             enabled: i % 50 != 0,
+            claim: Claim::Verified,
         })
         .collect();
     SnapshotContent { bindings, blocklist: (0..100).map(|i| (fingerprint(u64::MAX - i), None)).collect(), ..Default::default() }

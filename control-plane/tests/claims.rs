@@ -17,6 +17,7 @@ on_every_store!(
     a_san_rule_claiming_another_orgs_certificates_is_refused,
     platform_names_stay_out_of_org_namespaces,
     san_rules_need_a_domain_a_super_admin_assigned,
+    claims_say_whether_the_certificate_was_seen,
 );
 
 /// UPN `1234567890@mil`, email `jane.doe@example.mil`.
@@ -197,5 +198,39 @@ async fn san_rules_need_a_domain_a_super_admin_assigned(store: Store, test: &str
     app.post(RULES, &b.token, &rule("email", "example.mil")).await.problem(403);
     let rules = app.get(RULES, &b.token).await.json();
     assert_eq!(rules["items"].as_array().unwrap().len(), 2);
+    app.finish().await;
+}
+
+async fn claims_say_whether_the_certificate_was_seen(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let (a, b) = (&app.a, &app.b);
+    // By PEM: verified. By fields: the org's word, accepted where nothing conflicts.
+    let whole = app.post(CARDS, &b.token, &by_pem(&b.user.id, JANE)).await;
+    assert_eq!((whole.status.as_u16(), whole.json()["verified"].clone()), (201, json!(true)), "{}", whole.text());
+    let fields = app.post(CARDS, &a.token, &by_fields(&a.user.id, JOHN)).await;
+    assert_eq!((fields.status.as_u16(), fields.json()["verified"].clone()), (201, json!(false)), "{}", fields.text());
+    let listed = app.get(CARDS, &a.token).await.json();
+    assert_eq!(listed["items"][0]["verified"], false, "{listed}");
+    // The audit log says what each binding rests on.
+    let audit = app.get("/api/v1/admin/audit?action=smartcard.bind", &a.token).await.json();
+    assert_eq!(audit["items"][0]["detail"]["verified"], false, "{audit}");
+    let audit = app.get("/api/v1/admin/audit?action=smartcard.bind", &b.token).await.json();
+    assert_eq!(audit["items"][0]["detail"]["verified"], true, "{audit}");
+    // Disabling keeps what the binding rests on.
+    let disabled = app.patch(&format!("{CARDS}/{}", fingerprint_of(JOHN)), &a.token, &json!({ "enabled": false })).await;
+    assert_eq!(disabled.json()["verified"], false);
+
+    // A mapping by fingerprint of a certificate never seen whole: unverified; of one seen
+    // whole before (Jane's, bound by PEM, then let go): verified.
+    let never_seen = json!({ "fingerprint": fingerprint_of(SERVICE), "principal": "svc" });
+    let mapped = app.post(MAPS, &a.token, &never_seen).await;
+    assert_eq!((mapped.status.as_u16(), mapped.json()["verified"].clone()), (201, json!(false)), "{}", mapped.text());
+    assert_eq!(app.delete(&format!("{CARDS}/{}", fingerprint_of(JANE)), &b.token).await.status, 200);
+    let seen = app.post(MAPS, &b.token, &json!({ "fingerprint": fingerprint_of(JANE), "principal": "svc" })).await;
+    assert_eq!((seen.status.as_u16(), seen.json()["verified"].clone()), (201, json!(true)), "{}", seen.text());
+    // The platform's mappings claim nothing: always verified.
+    let platform = json!({ "fingerprint": "ab".repeat(32), "principal": "svc:platform", "scope": "platform" });
+    let by_platform = app.post(MAPS, &a.token, &platform).await;
+    assert_eq!((by_platform.status.as_u16(), by_platform.json()["verified"].clone()), (201, json!(true)), "{}", by_platform.text());
     app.finish().await;
 }

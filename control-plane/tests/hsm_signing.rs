@@ -11,7 +11,7 @@ use certbind_control_plane::signer::pkcs11::{
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::builder::Change;
 use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
-use certbind_shared::identity::IdentityData;
+use certbind_shared::identity::{Claim, IdentityData};
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotVerifier};
 use certbind_shared::Fingerprint;
 use std::path::PathBuf;
@@ -74,12 +74,14 @@ fn content() -> SnapshotContent {
                 user_id: "01HV4ABCDEFGHJKMNPQRSTVWXY".into(),
                 org_id: "org-a".into(),
                 enabled: true,
+                claim: Claim::Verified,
             },
             BindingEntry {
                 fingerprint: fp(2),
                 user_id: "01HV4ABCDEFGHJKMNPQRSTVWXZ".into(),
                 org_id: "org-a".into(),
                 enabled: false,
+                claim: Claim::Unverified,
             },
         ],
         ..Default::default()

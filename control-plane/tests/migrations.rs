@@ -7,21 +7,37 @@ mod common;
 
 use certbind_control_plane::db::{snapshot_data, Db, DbOptions};
 use certbind_control_plane::domain::Change;
+use certbind_shared::identity::Claim;
 use common::{Store, TestDb};
 use sqlx::Row;
 
-on_every_store!(a_first_schema_database_upgrades);
+on_every_store!(a_first_schema_database_upgrades, claims_from_before_verification_keep_what_was_seen);
 
-/// Applies only the first migration of `flavour`, as an older release did.
-async fn first_schema_only(url: &str, flavour: &str) {
+/// Applies the migrations of `flavour` up to and including `last` (its number), as an older
+/// release did, then runs `statements`.
+async fn older_schema(url: &str, flavour: &str, last: u32, statements: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(flavour).join("0001_initial.sql");
-    std::fs::copy(&source, dir.path().join("0001_initial.sql")).unwrap();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(flavour);
+    for entry in std::fs::read_dir(&migrations).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.get(..4).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n <= last) {
+            std::fs::copy(&path, dir.path().join(name)).unwrap();
+        }
+    }
     let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
     sqlx::any::install_default_drivers();
     let url = if flavour == "sqlite" { format!("{url}?mode=rwc") } else { url.to_string() };
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     migrator.run(&pool).await.unwrap();
+    for statement in statements {
+        sqlx::query(statement).execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    pool.close().await;
+}
+
+/// Applies only the first migration of `flavour`, as an older release did.
+async fn first_schema_only(url: &str, flavour: &str) {
     let statements = [
         "INSERT INTO orgs (id, name, created_at) VALUES ('ORG1', 'acme', '2025-01-01T00:00:00Z')",
         "INSERT INTO users (id, org_id, name, created_at) VALUES ('USER1', 'ORG1', 'alice', '2025-01-01T00:00:00Z')",
@@ -35,10 +51,7 @@ async fn first_schema_only(url: &str, flavour: &str) {
         "INSERT INTO identity_constraints (id, org_id, kind, value, created_at) VALUES ('C1', 'ORG1', 'allowed_issuer_dn', 'CN = Tidy CA , O = Example', '2025-01-01T00:00:00Z')",
         "UPDATE snapshot_state SET version = 7",
     ];
-    for statement in statements {
-        sqlx::query(statement).execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
-    pool.close().await;
+    older_schema(url, flavour, 1, &statements).await;
 }
 
 async fn a_first_schema_database_upgrades(store: Store, test: &str) {
@@ -47,9 +60,11 @@ async fn a_first_schema_database_upgrades(store: Store, test: &str) {
     first_schema_only(&test_db.url, flavour).await;
 
     let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
-    // Every row is still there, owned by its org.
+    // Every row is still there, owned by its org; the binding, made before certificates were
+    // seen whole, rests on its org's word.
     let rows = snapshot_data::load(&db).await.unwrap();
     assert_eq!(rows.bindings.len(), 1);
+    assert_eq!(rows.bindings[0].claim, Claim::Unverified);
     let dns: Vec<(String, String)> = sqlx::query("SELECT id, issuer_dn FROM blocklist ORDER BY id")
         .fetch_all(db.reader())
         .await
@@ -88,6 +103,54 @@ async fn a_first_schema_database_upgrades(store: Store, test: &str) {
     let again = Db::open(&DbOptions::new(test_db.url.clone())).await.unwrap();
     assert_eq!(again.snapshot_version().await.unwrap(), rows.version);
     again.close().await;
+    db.close().await;
+    test_db.drop_database().await;
+}
+
+/// Bindings and mappings from before `0008`: verified where the certificate was seen whole
+/// (its SAN domains kept in `certificate_sans`), unverified otherwise, and so in the snapshot.
+async fn claims_from_before_verification_keep_what_was_seen(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let flavour = if store == Store::Sqlite { "sqlite" } else { "postgres" };
+    let (seen, stated, mapped_seen, mapped_stated) = ("a".repeat(64), "b".repeat(64), "c".repeat(64), "d".repeat(64));
+    let binding = |fp: &str| {
+        format!(
+            "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, \
+             enabled, created_at) VALUES ('{fp}', 'USER1', 'ORG1', 'CN=a', 'CN=CA', '01', '2025-01-01T00:00:00Z', \
+             '2030-01-01T00:00:00Z', 1, '2025-01-01T00:00:00Z')"
+        )
+    };
+    let mapping = |fp: &str| {
+        format!("INSERT INTO thumbprint_mappings (fingerprint, org_id, principal, created_at) VALUES ('{fp}', 'ORG1', 'svc', 'x')")
+    };
+    let sans = |fp: &str| {
+        format!("INSERT INTO certificate_sans (fingerprint, san_kind, domain, issuer_dn) VALUES ('{fp}', 'email', 'example.mil', 'CN=CA')")
+    };
+    let statements = [
+        "INSERT INTO orgs (id, name, created_at) VALUES ('ORG1', 'acme', '2025-01-01T00:00:00Z')".to_owned(),
+        "INSERT INTO users (id, org_id, name, created_at) VALUES ('USER1', 'ORG1', 'alice', '2025-01-01T00:00:00Z')".to_owned(),
+        binding(&seen),
+        sans(&seen),
+        binding(&stated),
+        mapping(&mapped_seen),
+        sans(&mapped_seen),
+        mapping(&mapped_stated),
+    ];
+    older_schema(&test_db.url, flavour, 7, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+
+    let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
+    let rows = snapshot_data::load(&db).await.unwrap();
+    let bindings: Vec<(String, Claim)> = rows.bindings.iter().map(|b| (b.fingerprint.clone(), b.claim)).collect();
+    assert_eq!(bindings, vec![(seen, Claim::Verified), (stated, Claim::Unverified)]);
+    let mappings: Vec<(String, Claim)> = rows
+        .rules
+        .iter()
+        .filter_map(|r| match r {
+            Change::MapPrincipal { fingerprint, claim, .. } => Some((fingerprint.to_hex(), *claim)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mappings, vec![(mapped_seen, Claim::Verified), (mapped_stated, Claim::Unverified)]);
     db.close().await;
     test_db.drop_database().await;
 }

@@ -24,7 +24,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-on_every_store!(no_org_rule_changes_another_orgs_decision, disabling_an_org_refuses_its_certificates_and_no_others);
+on_every_store!(
+    no_org_rule_changes_another_orgs_decision,
+    disabling_an_org_refuses_its_certificates_and_no_others,
+    stated_claims_never_lock_out_another_orgs_card_holder,
+);
 
 const JANE: &str = include_str!("../../tests/pki/piv-auth.pem");
 const JOHN: &str = include_str!("../../tests/pki/piv-auth-2.pem");
@@ -450,6 +454,96 @@ async fn disabling_an_org_refuses_its_certificates_and_no_others(store: Store, t
         .await
         .unwrap();
     assert!(sqlx::Row::get::<i64, _>(&row, 0) >= 2, "the deleted org's audit log is gone");
+    drop(m);
+    Arc::into_inner(app).expect("no request in flight").finish().await;
+}
+
+/// Org B's claims on the stray card, which org A's SAN rule answers, made by what an org can
+/// know of another org's card holder without the card: its fingerprint (a mapping) or its
+/// fields (a binding, here naming another issuer DN so no check on the issuer can catch it).
+fn stated_claims(b_user: &str) -> Vec<(&'static str, &'static str, Value)> {
+    let stray = facts(STRAY);
+    let fingerprint = stray.fingerprint.to_hex();
+    vec![
+        ("/api/v1/admin/thumbprint-mappings", "mapping by fingerprint", json!({ "fingerprint": fingerprint, "principal": "stray" })),
+        (
+            "/api/v1/admin/smartcards",
+            "binding by fields",
+            json!({
+                "user_id": b_user, "fingerprint": fingerprint, "subject_dn": stray.subject_dn,
+                "issuer_dn": "CN=Somewhere Else,O=Elsewhere,C=US", "serial": stray.serial_hex,
+                "not_before": "2025-01-01T00:00:00Z", "not_after": "2040-01-01T00:00:00Z",
+            }),
+        ),
+    ]
+}
+
+async fn stated_claims_never_lock_out_another_orgs_card_holder(store: Store, test: &str) {
+    let (m, base, _) = two_orgs(store, test).await;
+    let app = m.app.clone();
+    let (a, b) = (&app.a, &app.b);
+    let stray = facts(STRAY);
+    let fingerprint = stray.fingerprint.to_hex();
+    let a_rule = json!({ "san": "upn", "domain": "mil", "issuer_dn": stray.issuer_dn });
+    let a_rule_id = || async {
+        let rules = app.get("/api/v1/admin/mapping-rules", &a.token).await.json();
+        let items = rules["items"].as_array().unwrap().clone();
+        let found = items.iter().find(|r| r["issuer_dn"] == json!(stray.issuer_dn) && r["org_id"] == json!(a.org.id));
+        found.map(|r| r["id"].as_str().unwrap().to_owned())
+    };
+    // What B's scope could do to the card once claimed: block it, revoke it by serial.
+    let scoped = [
+        ("/api/v1/admin/blocklist", json!({ "fingerprint": fingerprint })),
+        ("/api/v1/admin/blocklist", json!({ "issuer_dn": stray.issuer_dn, "serial": stray.serial_hex })),
+    ];
+    let mut checked = 0;
+    for (path, what, body) in stated_claims(&b.user.id) {
+        for rule_first in [true, false] {
+            let order = if rule_first { "after A's SAN rule" } else { "before A's SAN rule" };
+            if !rule_first {
+                let id = a_rule_id().await.expect("A's SAN rule");
+                assert_eq!(app.delete(&format!("/api/v1/admin/mapping-rules/{id}"), &a.token).await.status, 200);
+            }
+            // Accepted (a client binding by fields keeps working), and marked unverified.
+            let claim = created(app.post(path, &b.token, &body).await, what);
+            assert_eq!(claim["verified"], false, "{what} {order}: {claim}");
+            if !rule_first {
+                // A's rule may still be made: B's claim rests on B's word alone.
+                created(app.post("/api/v1/admin/mapping-rules", &a.token, &a_rule).await, "A's SAN rule again");
+            }
+            assert_eq!(m.outcomes().await, base, "B's {what} {order} moved a verdict");
+            // Nothing of B's scope reaches A's card holder through the claim.
+            for (scoped_path, scoped_body) in &scoped {
+                let made = created(app.post(scoped_path, &b.token, scoped_body).await, "B's scoped rule");
+                assert_eq!(m.outcomes().await, base, "B's {what} {order} and {scoped_body}");
+                let id = made["id"].as_str().unwrap();
+                assert_eq!(app.delete(&format!("{scoped_path}/{id}"), &b.token).await.status, 200);
+                checked += 1;
+            }
+            if path.ends_with("smartcards") {
+                let disabled = app.patch(&format!("{path}/{fingerprint}"), &b.token, &json!({ "enabled": false })).await;
+                assert_eq!(disabled.status, 200, "{}", disabled.text());
+                assert_eq!(m.outcomes().await, base, "B's disabled {what} {order}");
+            }
+            // A snapshot built afresh from the tables (the `verified` column) agrees.
+            assert_eq!(rebuilt_outcomes(&m).await, base, "rebuilt, B's {what} {order}");
+            assert_eq!(app.delete(&format!("{path}/{fingerprint}"), &b.token).await.status, 200);
+        }
+    }
+    assert_eq!(checked, 2 * 2 * 2);
+
+    // The same claims from the certificate itself are checked against A's rule and refused,
+    // and a claim B makes from the certificate first holds A's rule back (a super-admin
+    // resolves that): verified facts are what claims a card.
+    let by_pem = json!({ "user_id": b.user.id, "certificate_pem": STRAY });
+    app.post("/api/v1/admin/smartcards", &b.token, &by_pem).await.problem(409);
+    let mapped_whole = json!({ "certificate_pem": STRAY, "principal": "stray" });
+    app.post("/api/v1/admin/thumbprint-mappings", &b.token, &mapped_whole).await.problem(409);
+    let id = a_rule_id().await.expect("A's SAN rule");
+    assert_eq!(app.delete(&format!("/api/v1/admin/mapping-rules/{id}"), &a.token).await.status, 200);
+    let claim = created(app.post("/api/v1/admin/thumbprint-mappings", &b.token, &mapped_whole).await, "B's mapping by PEM");
+    assert_eq!(claim["verified"], true);
+    app.post("/api/v1/admin/mapping-rules", &a.token, &a_rule).await.problem(409);
     drop(m);
     Arc::into_inner(app).expect("no request in flight").finish().await;
 }

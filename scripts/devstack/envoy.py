@@ -153,11 +153,13 @@ def new_admin_port() -> int:
     return free_port()
 
 
-def validate(config: Path) -> None:
-    """`envoy --mode validate`: fails with Envoy's own message on a bad configuration."""
+def validate(config: Path, env: dict | None = None) -> None:
+    """`envoy --mode validate`: fails with Envoy's own message on a bad configuration. Envoy
+    starts the Wasm plugins it names and hands them their configuration, so `env` is what
+    their VMs may read (the proxy credential)."""
     import subprocess
 
     result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(config), "--disable-hot-restart"],
-                            capture_output=True, text=True, env={**os.environ})
+                            capture_output=True, text=True, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise RuntimeError(f"envoy refused {config}:\n{result.stdout}\n{result.stderr}")

@@ -23,6 +23,7 @@ Running it again keeps what exists (fingerprints stay stable across `make run`s)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import sys
 from pathlib import Path
 
@@ -255,6 +256,25 @@ if __name__ == "__main__":
         sys.exit(2)
     generate(Path(sys.argv[1]))
     print(f"development PKI in {sys.argv[1]}")
+
+
+def email_card(out: Path, name: str, email: str) -> tuple[Path, Path]:
+    """A PIV Authentication card from the PIV issuing CA whose only address is the RFC 822 SAN
+    `email` (no UPN), as `out/NAME.crt` and its key: a card one SAN rule for its domain names
+    and no other card here. Kept between runs."""
+    cert_path, key_path = out / f"{name}.crt", out / f"{name}.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    piv = load_issuer(out, "piv-issuing-ca")
+    key = new_key()
+    holder = fascn("9999", "9999", "424242", "1", "1", "4242424242", "1", "1223", "1")
+    cert = issue(piv, _person(f"Email Only {name}", "Example Agency", "People"), key,
+                 int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") | 1,
+                 (LONG_START, LONG_END), eku=PIV_AUTH_EKU, policies=(FPKI_COMMON_AUTH,),
+                 sans=piv_sans(holder, "urn:uuid:42424242-4242-4242-8242-424242424242", None, email))
+    write_key(key_path, key)
+    write_pem(cert_path, cert)  # written last: its presence means both are there
+    return cert_path, key_path
 
 
 def split_pem(bundle: Path) -> list[bytes]:

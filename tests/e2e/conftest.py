@@ -51,6 +51,10 @@ class Pki:
     def ca(self) -> Path:
         return self.dir / "ca.crt"
 
+    def email_card(self, name: str, email: str) -> tuple[Path, Path]:
+        """A card of the dev PIV CA whose only address is `email` (certificate, key)."""
+        return devpki.email_card(self.dir, name, email)
+
     def card_files(self, count: int, prefix: str) -> list[tuple[Path, Path]]:
         """`count` cards of the dev CA (one key shared by them all), each certificate in a file
         of its own under RUN_DIR named `prefix-<i>.crt`: (certificate, key) pairs for curl."""

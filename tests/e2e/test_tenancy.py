@@ -7,6 +7,7 @@ import pytest
 
 from conftest import RUN_DIR, wait_for_snapshot
 from devstack import tokens
+from devstack.procs import wait_until
 
 ORG_ISSUER = "https://issuer.demo-org.certbind.dev"
 
@@ -84,3 +85,114 @@ def test_org_issuer_is_refused_with_an_unbound_card(dev, tenancy, org_issuer, is
     answer = dev.client.get("/api/execute", card=card, token=org_token(org_issuer, card))
     assert (answer.status, answer.reason) == (401, "invalid_token"), answer
     assert dev.client.get("/api/execute", card=card, token=issuer.mint(subject="jane", cert_pem=pki.pem("cac"))).status == 200
+
+
+# The dev PKI's PIV issuing CA, as the filter renders issuer DNs.
+PIV_CA = "CN=certbind Dev PIV Issuing CA,OU=Development PKI,O=certbind,C=US"
+
+
+@pytest.fixture(scope="module")
+def claims(dev, demo, tenancy, pki, issuer):
+    """The second org resolves its card holder Olga by a SAN rule for its own domain (assigned
+    by a super-admin); an admin of the demo org, who knows only her public certificate, then
+    claims it: by fingerprint alone (a thumbprint mapping) and by fields naming another issuer
+    (a binding). The domain and the card are this run's own (named after the org, new each
+    run): a SAN rule's domain belongs to the first owner that claims it, and the control
+    plane's database outlives a run."""
+    cp = demo.cp
+    other = tenancy["other_org"]
+    domain = f"{other.lower()}.example.mil"
+    olga = pki.email_card(f"olga-{other.lower()}", f"olga@{domain}")
+    cp.api("POST", f"/api/v1/admin/orgs/{other}/domains", demo.admin_token, {"domain": domain})
+    other_admin = cp.api("POST", f"/api/v1/admin/orgs/{other}/tokens", demo.admin_token, {"label": "e2e-claims"})["token"]
+    attacker = cp.api("POST", f"/api/v1/admin/orgs/{demo.org_id}/tokens", demo.admin_token, {"label": "e2e-claims"})["token"]
+    rule = {"san": "email", "domain": domain, "issuer_dn": PIV_CA}
+    sentinel = pki.email_card(f"sentinel-{other.lower()}", f"sentinel@{domain}.invalid")
+    return {"other": other, "olga": olga, "email": f"olga@{domain}", "sentinel": sentinel, "other_admin": other_admin, "attacker": attacker, "rule": rule, "issuer": issuer,
+            "fingerprint": tokens.fingerprint_hex(olga[0].read_bytes())}
+
+
+def with_card(dev, claims, card):
+    """A request with `card` and a platform token bound to it (a route that takes any card,
+    enrolled or not)."""
+    token = claims["issuer"].mint(subject="olga", cert_pem=card[0].read_bytes())
+    return dev.client.get("/secure/data", card=card, token=token)
+
+
+def settled(dev, demo, claims) -> None:
+    """Waits until the worker answering requests holds every change made so far: a platform
+    block of a card no one claims, made last, is seen refusing it, then its removal seen
+    answering it again (the version the filter reports is its fetching context's, which the
+    others adopt on their next tick)."""
+    fingerprint = tokens.fingerprint_hex(claims["sentinel"][0].read_bytes())
+    block = demo.cp.api("POST", "/api/v1/admin/blocklist", demo.admin_token, {"fingerprint": fingerprint, "scope": "platform"})
+    wait_until(lambda: with_card(dev, claims, claims["sentinel"]).reason == "certificate_blocklisted" or None, 15,
+               "the sentinel block to reach the worker", interval=0.05)
+    demo.cp.api("DELETE", f"/api/v1/admin/blocklist/{block['id']}", demo.admin_token)
+    wait_until(lambda: with_card(dev, claims, claims["sentinel"]).status == 200 or None, 15,
+               "the sentinel block's removal to reach the worker", interval=0.05)
+
+
+def olga_answer(dev, demo, claims):
+    """Olga's request, once every change made so far is held."""
+    wait_for_snapshot(dev, version=demo.cp.last_version)
+    settled(dev, demo, claims)
+    return with_card(dev, claims, claims["olga"])
+
+
+def assert_answered_by_her_org(answer, claims):
+    assert answer.status == 200, answer
+    identity = answer.identity()
+    assert identity.get("x-dm-org-id") == claims["other"], identity
+    assert identity.get("x-dm-principal") == f"auth:account:org:{claims['other']}:email:{claims['email']}", identity
+    assert "x-dm-user-id" not in identity, identity
+
+
+def stated_claims(demo, claims) -> list[tuple[str, dict]]:
+    """The demo org's claims on Olga's card, by what it can know without the card."""
+    facts = ["/api/v1/admin/smartcards", {
+        "user_id": demo.user_id, "fingerprint": claims["fingerprint"], "subject_dn": "CN=Olga",
+        "issuer_dn": "CN=Somewhere Else,O=Elsewhere,C=US", "serial": "42",
+        "not_before": "2025-01-01T00:00:00Z", "not_after": "2044-01-01T00:00:00Z"}]
+    fingerprint = ["/api/v1/admin/thumbprint-mappings", {"fingerprint": claims["fingerprint"], "principal": "olga"}]
+    return [tuple(fingerprint), tuple(facts)]
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["mapping by fingerprint", "binding by fields"])
+@pytest.mark.parametrize("rule_first", [True, False], ids=["after her org's rule", "before it"])
+def test_another_orgs_claim_without_the_certificate_never_locks_her_out(dev, demo, claims, kind, rule_first):
+    cp = demo.cp
+    path, body = stated_claims(demo, claims)[kind]
+    rule = None
+    if rule_first:
+        rule = cp.api("POST", "/api/v1/admin/mapping-rules", claims["other_admin"], claims["rule"])
+        assert_answered_by_her_org(olga_answer(dev, demo, claims), claims)
+    made = cp.api("POST", path, claims["attacker"], body)
+    # Accepted (the org's word, where nothing it can see conflicts), marked unverified.
+    assert made["verified"] is False, made
+    if rule is None:
+        # Her org's rule may still be made: the claim rests on the other org's word alone.
+        rule = cp.api("POST", "/api/v1/admin/mapping-rules", claims["other_admin"], claims["rule"])
+    assert_answered_by_her_org(olga_answer(dev, demo, claims), claims)
+    # The claiming org's block of the card does not reach her either; her own org's does.
+    block = cp.api("POST", "/api/v1/admin/blocklist", claims["attacker"], {"fingerprint": claims["fingerprint"]})
+    assert_answered_by_her_org(olga_answer(dev, demo, claims), claims)
+    cp.api("DELETE", f"/api/v1/admin/blocklist/{block['id']}", claims["attacker"])
+    own = cp.api("POST", "/api/v1/admin/blocklist", claims["other_admin"], {"fingerprint": claims["fingerprint"]})
+    answer = olga_answer(dev, demo, claims)
+    assert (answer.status, answer.reason) == (401, "certificate_blocklisted"), answer
+    cp.api("DELETE", f"/api/v1/admin/blocklist/{own['id']}", claims["other_admin"])
+    cp.api("DELETE", f"{path}/{claims['fingerprint']}", claims["attacker"])
+    cp.api("DELETE", f"/api/v1/admin/mapping-rules/{rule['id']}", claims["other_admin"])
+
+
+def test_a_claim_from_the_certificate_is_checked_against_her_orgs_rule(dev, demo, claims):
+    cp = demo.cp
+    rule = cp.api("POST", "/api/v1/admin/mapping-rules", claims["other_admin"], claims["rule"])
+    pem = claims["olga"][0].read_bytes().decode()
+    for path, body in [("/api/v1/admin/smartcards", {"user_id": demo.user_id, "certificate_pem": pem}),
+                       ("/api/v1/admin/thumbprint-mappings", {"certificate_pem": pem, "principal": "olga"})]:
+        status, _, raw = cp.request("POST", path, claims["attacker"], body)
+        assert status == 409, raw
+    assert_answered_by_her_org(olga_answer(dev, demo, claims), claims)
+    cp.api("DELETE", f"/api/v1/admin/mapping-rules/{rule['id']}", claims["other_admin"])

@@ -7,11 +7,61 @@
 //!
 //! Every refusal reads the same ([`cannot_claim`]): which org holds the certificate, or
 //! whether any does, is not told to another org.
+//!
+//! Only what the control plane verified can claim a card against another org's rule. A
+//! binding or thumbprint mapping whose certificate the control plane knows whole (given as
+//! PEM now, or seen whole before) is checked here against every org's SAN rules and stored
+//! [`Claim::Verified`]. One made by fields or by fingerprint alone cannot be checked: it is
+//! accepted (so clients that bind by fields keep working) and stored [`Claim::Unverified`],
+//! and the filter drops it wherever another org claims the same certificate verifiably (a SAN
+//! rule, which the filter checks against the certificate itself), so it can never make that
+//! org's card holder refused. [`admit`] is that rule, for the API and the command line alike.
 
 use super::{DbError, DbResult, Tx};
 use certbind_shared::decision::constraints::email_domain;
-use certbind_shared::identity::SanKind;
+use certbind_shared::identity::{Claim, SanKind};
 use certbind_shared::certificate::CertificateFacts;
+
+/// What a binding or mapping write knows of its certificate.
+#[derive(Debug, Clone, Copy)]
+pub enum Evidence<'a> {
+    /// The certificate itself: its issuer and the SAN domains SAN rules could claim it by.
+    Certificate { issuer_dn: &'a str, sans: &'a [(SanKind, String)] },
+    /// Only what the caller says: a binding's fields (`issuer_dn`) or a bare fingerprint.
+    Stated { issuer_dn: Option<&'a str> },
+}
+
+/// Whether `org` may claim the certificate `fingerprint`, and on what: refused
+/// ([`cannot_claim`]) when what the control plane knows of the certificate (given now, or
+/// recorded when it was seen whole) is claimed by another org's SAN rule, or when a binding's
+/// stated issuer is one another org's SAN rules name (binding by PEM says which addresses the
+/// card has, and may pass); [`Claim::Verified`] when the certificate is known, else
+/// [`Claim::Unverified`].
+pub async fn admit(tx: &mut Tx, org: &str, fingerprint: &str, evidence: Evidence<'_>) -> DbResult<Claim> {
+    let recorded;
+    let known = match evidence {
+        Evidence::Certificate { issuer_dn, sans } => Some((issuer_dn, sans)),
+        Evidence::Stated { .. } => {
+            recorded = recorded_sans(tx, fingerprint).await?;
+            recorded.as_ref().map(|(issuer_dn, sans)| (issuer_dn.as_str(), sans.as_slice()))
+        }
+    };
+    match (known, evidence) {
+        (Some((issuer_dn, sans)), _) => {
+            if san_rule_of_another_org(tx, org, issuer_dn, sans).await? {
+                return Err(cannot_claim());
+            }
+            Ok(Claim::Verified)
+        }
+        (None, Evidence::Stated { issuer_dn: Some(issuer_dn) }) => {
+            if issuer_in_another_orgs_rules(tx, org, issuer_dn).await? {
+                return Err(cannot_claim());
+            }
+            Ok(Claim::Unverified)
+        }
+        (None, _) => Ok(Claim::Unverified),
+    }
+}
 
 /// The one answer to a write that would claim a certificate another org's rules answer (or
 /// that is taken by the caller's own org: the answer does not tell them apart).
@@ -118,13 +168,15 @@ pub async fn issuer_in_another_orgs_rules(tx: &mut Tx, org: &str, issuer_dn: &st
 }
 
 /// Whether a certificate with a SAN of `kind` in `domain` from `issuer_dn` is bound, or mapped
-/// by a thumbprint mapping, in an org other than `org`.
+/// by a thumbprint mapping, in an org other than `org`, by a verified claim (an unverified one
+/// loses to the rule in the filter, so it holds nothing back here).
 pub async fn held_by_another_org(tx: &mut Tx, org: &str, kind: &str, domain: &str, issuer_dn: &str) -> DbResult<bool> {
     let found = sqlx::query(
         "SELECT 1 AS one FROM certificate_sans s WHERE s.san_kind = $1 AND s.domain = $2 AND s.issuer_dn = $3 AND (\
-           EXISTS (SELECT 1 FROM smart_card_links l WHERE l.fingerprint = s.fingerprint AND l.org_id <> $4) \
+           EXISTS (SELECT 1 FROM smart_card_links l WHERE l.fingerprint = s.fingerprint AND l.org_id <> $4 \
+                   AND l.verified = 1) \
            OR EXISTS (SELECT 1 FROM thumbprint_mappings m WHERE m.fingerprint = s.fingerprint \
-                      AND m.org_id IS NOT NULL AND m.org_id <> $4)) \
+                      AND m.org_id IS NOT NULL AND m.org_id <> $4 AND m.verified = 1)) \
          LIMIT 1",
     )
     .bind(kind)

@@ -37,6 +37,9 @@ pub struct SmartCardLink {
     pub not_after: String,
     pub label: Option<String>,
     pub enabled: bool,
+    /// Bound from the certificate itself (its PEM, checked against every org's SAN rules);
+    /// `false`: by fields, which loses to another org's claim on the same card.
+    pub verified: bool,
     pub created_at: String,
     pub last_used_at: Option<String>,
 }
@@ -109,6 +112,10 @@ pub struct ThumbprintMapping {
     #[serde(flatten)]
     pub owner: Owner,
     pub principal: String,
+    /// Mapped with the certificate itself, or one seen whole before (checked against every
+    /// org's SAN rules); `false`: by fingerprint alone, which loses to another org's claim on
+    /// the same card.
+    pub verified: bool,
     pub created_at: String,
 }
 

@@ -1,15 +1,20 @@
 //! `smart_card_links`: certificate fingerprint → user, in one org.
 
 use super::error::{or_race, Race};
-use super::{blocklist, claims, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param, SmartCardLink, Visibility};
-use crate::domain::Owner;
+use super::{
+    blocklist, claims, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param,
+    SmartCardLink, Visibility,
+};
 use crate::domain::change::{Change, Committed};
+use crate::domain::Owner;
+use certbind_shared::identity::Claim;
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 pub(crate) const COLUMNS: &str =
-    "fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, label, enabled, created_at, last_used_at";
+    "fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, label, enabled, verified, created_at, \
+     last_used_at";
 
 pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
     Ok(SmartCardLink {
@@ -23,6 +28,7 @@ pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
         not_after: row.try_get("not_after")?,
         label: row.try_get("label")?,
         enabled: get_flag(row, "enabled")?,
+        verified: get_flag(row, "verified")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
     })
@@ -52,6 +58,7 @@ fn upsert(link: &SmartCardLink) -> Vec<Change> {
             user_id: link.user_id.clone(),
             org_id: link.org_id.clone(),
             enabled: link.enabled,
+            claim: Claim::from_verified(link.verified),
         }],
         Err(_) => Vec::new(),
     }
@@ -75,6 +82,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
         not_after: card.not_after.clone(),
         label: card.label.clone(),
         enabled: true,
+        verified: false,
         created_at: crate::time::now_rfc3339(),
         last_used_at: None,
     };
@@ -89,13 +97,12 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     if mapped.is_some() {
         return Err(claims::cannot_claim());
     }
-    let claimed = match &card.sans {
-        Some(sans) => claims::san_rule_of_another_org(&mut tx, &link.org_id, &link.issuer_dn, sans).await?,
-        None => claims::issuer_in_another_orgs_rules(&mut tx, &link.org_id, &link.issuer_dn).await?,
+    let evidence = match &card.sans {
+        Some(sans) => claims::Evidence::Certificate { issuer_dn: &link.issuer_dn, sans },
+        None => claims::Evidence::Stated { issuer_dn: Some(&link.issuer_dn) },
     };
-    if claimed {
-        return Err(claims::cannot_claim());
-    }
+    let claim = claims::admit(&mut tx, &link.org_id, &link.fingerprint, evidence).await?;
+    let link = SmartCardLink { verified: claim.is_verified(), ..link };
     if let Some(entry) =
         blocklist::applicable(&mut tx, &link.org_id, &link.fingerprint, &link.issuer_dn, &link.serial).await?
     {
@@ -108,7 +115,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     }
     let inserted = sqlx::query(
         "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, \
-         not_after, label, enabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10) \
+         not_after, label, enabled, created_at, verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) \
          ON CONFLICT DO NOTHING",
     )
     .bind(&link.fingerprint)
@@ -121,6 +128,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     .bind(&link.not_after)
     .bind(&link.label)
     .bind(&link.created_at)
+    .bind(i32::from(claim.is_verified()))
     .execute(&mut *tx)
     .await
     // The user was deleted after the check above (PostgreSQL sees it at the insert).
@@ -143,6 +151,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
             "issuer_dn": link.issuer_dn,
             "serial": link.serial,
             "label": link.label,
+            "verified": link.verified,
         }),
     };
     let changes = upsert(&link);

@@ -3,9 +3,9 @@
 //! [`Change`] that would have added it, so a full build and a patch speak one vocabulary.
 
 use super::{get_flag, Backend, Db};
-use crate::domain::Owner;
 use crate::domain::change::Change;
-use certbind_shared::identity::SanKind;
+use crate::domain::Owner;
+use certbind_shared::identity::{Claim, SanKind};
 use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;
 use futures_util::TryStreamExt;
@@ -18,6 +18,7 @@ pub struct BindingRow {
     pub user_id: String,
     pub org_id: String,
     pub enabled: bool,
+    pub claim: Claim,
 }
 
 /// The identity data at one version.
@@ -111,7 +112,7 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM smart_card_links").fetch_one(&mut *tx).await?.try_get(0)?;
     sink.start(usize::try_from(count).unwrap_or(0), &rows);
     // Streamed, and read by column position: a million rows must not sit in memory.
-    let query = format!("SELECT fingerprint, user_id, org_id, enabled FROM smart_card_links {by_fingerprint}");
+    let query = format!("SELECT fingerprint, user_id, org_id, enabled, verified FROM smart_card_links {by_fingerprint}");
     let mut bindings = sqlx::query(&query).fetch(&mut *tx);
     while let Some(row) = bindings.try_next().await? {
         sink.push(BindingRow {
@@ -119,6 +120,7 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
             user_id: row.try_get(1)?,
             org_id: row.try_get(2)?,
             enabled: get_flag(&row, 3)?,
+            claim: Claim::from_verified(get_flag(&row, 4)?),
         });
     }
     drop(bindings);
@@ -149,14 +151,17 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
             _ => out.skipped += 1,
         }
     }
-    for row in sqlx::query(&format!("SELECT org_id, fingerprint, principal FROM thumbprint_mappings {only} ORDER BY fingerprint")).bind(org.unwrap_or(""))
+    for row in sqlx::query(&format!("SELECT org_id, fingerprint, principal, verified FROM thumbprint_mappings {only} ORDER BY fingerprint")).bind(org.unwrap_or(""))
         .fetch_all(&mut **tx)
         .await?
     {
         let fp: String = row.try_get("fingerprint")?;
         match stored_fingerprint(&fp, "thumbprint_mappings") {
             Some(fingerprint) => {
-                out.rules.push(Change::MapPrincipal { owner: owner(&row)?, fingerprint, principal: row.try_get("principal")? })
+                // The platform's mappings claim nothing: always spelled verified.
+                let owner = owner(&row)?;
+                let claim = if owner.is_platform() { Claim::Verified } else { Claim::from_verified(get_flag(&row, "verified")?) };
+                out.rules.push(Change::MapPrincipal { owner, fingerprint, principal: row.try_get("principal")?, claim })
             }
             None => out.skipped += 1,
         }

@@ -3,20 +3,22 @@
 //! never for a certificate that is bound: the certificate's org must be unambiguous.
 
 use super::error::{or_race, Race};
-use super::{claims, commit_change, Actor, AuditRecord, Db, DbError, DbResult, Page, ThumbprintMapping, Viewer, Visibility};
-use crate::domain::Owner;
+use super::{claims, commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Page, ThumbprintMapping, Viewer, Visibility};
 use crate::domain::change::{Change, Committed};
+use crate::domain::Owner;
+use certbind_shared::identity::Claim;
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-const COLUMNS: &str = "fingerprint, org_id, principal, created_at";
+const COLUMNS: &str = "fingerprint, org_id, principal, verified, created_at";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<ThumbprintMapping> {
     Ok(ThumbprintMapping {
         fingerprint: row.try_get("fingerprint")?,
         owner: Owner::from_column(row.try_get("org_id")?),
         principal: row.try_get("principal")?,
+        verified: get_flag(row, "verified")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -41,10 +43,11 @@ pub async fn create(
     principal: &str,
     certificate: Option<SeenCertificate>,
 ) -> DbResult<Committed<ThumbprintMapping>> {
-    let mapping = ThumbprintMapping {
+    let mut mapping = ThumbprintMapping {
         fingerprint: fingerprint.to_string(),
         owner,
         principal: principal.to_string(),
+        verified: true,
         created_at: crate::time::now_rfc3339(),
     };
     let mut tx = db.begin_change().await?;
@@ -55,27 +58,27 @@ pub async fn create(
     if bound.is_some() {
         return Err(claims::cannot_claim());
     }
+    // The platform's mappings claim nothing; an org's rests on what the control plane knows.
+    let mut claim = Claim::Verified;
     if let Owner::Org(org) = &mapping.owner {
-        let known = match &certificate {
-            Some(seen) => Some((seen.issuer_dn.clone(), seen.sans.clone())),
-            None => claims::recorded_sans(&mut tx, fingerprint).await?,
+        let evidence = match &certificate {
+            Some(seen) => claims::Evidence::Certificate { issuer_dn: &seen.issuer_dn, sans: &seen.sans },
+            None => claims::Evidence::Stated { issuer_dn: None },
         };
-        if let Some((issuer_dn, sans)) = known {
-            if claims::san_rule_of_another_org(&mut tx, org, &issuer_dn, &sans).await? {
-                return Err(claims::cannot_claim());
-            }
-        }
+        claim = claims::admit(&mut tx, org, fingerprint, evidence).await?;
+        mapping.verified = claim.is_verified();
     }
     if let Some(seen) = &certificate {
         claims::record_sans(&mut tx, fingerprint, &seen.issuer_dn, &seen.sans).await?;
     }
     let taken = claims::cannot_claim;
     let inserted = sqlx::query(&format!(
-        "INSERT INTO thumbprint_mappings ({COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+        "INSERT INTO thumbprint_mappings ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
     ))
     .bind(&mapping.fingerprint)
     .bind(mapping.owner.org_id())
     .bind(&mapping.principal)
+    .bind(i32::from(mapping.verified))
     .bind(&mapping.created_at)
     .execute(&mut *tx)
     .await
@@ -88,13 +91,14 @@ pub async fn create(
         changed: &mapping.owner,
         action: "thumbprint_mapping.create",
         target: mapping.fingerprint.clone(),
-        detail: serde_json::json!({ "principal": mapping.principal }),
+        detail: serde_json::json!({ "principal": mapping.principal, "verified": mapping.verified }),
     };
     let changes = match Fingerprint::from_canonical_hex(&mapping.fingerprint) {
         Ok(fingerprint) => vec![Change::MapPrincipal {
             owner: mapping.owner.clone(),
             fingerprint,
             principal: mapping.principal.clone(),
+            claim,
         }],
         Err(_) => Vec::new(),
     };

@@ -5,7 +5,7 @@
 
 use super::Owner;
 use certbind_shared::certificate::KeyIdentifier;
-use certbind_shared::identity::SanKind;
+use certbind_shared::identity::{Claim, SanKind};
 use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;
 
@@ -13,8 +13,9 @@ use certbind_shared::Fingerprint;
 /// certificates of that org, the platform's to all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A binding created, enabled, disabled or relabelled: its row as committed.
-    UpsertBinding { fingerprint: Fingerprint, user_id: String, org_id: String, enabled: bool },
+    /// A binding created, enabled, disabled or relabelled: its row as committed (`claim`:
+    /// whether it was made from the certificate itself).
+    UpsertBinding { fingerprint: Fingerprint, user_id: String, org_id: String, enabled: bool, claim: Claim },
     RemoveBinding { fingerprint: Fingerprint },
     Block { owner: Owner, fingerprint: Fingerprint },
     Unblock { owner: Owner, fingerprint: Fingerprint },
@@ -22,7 +23,7 @@ pub enum Change {
     RevokeSerial { owner: Owner, issuer_dn: String, serial: String },
     UnrevokeSerial { owner: Owner, issuer_dn: String, serial: String },
     /// `principal` as the owner wrote it: an org-local name, or a platform principal.
-    MapPrincipal { owner: Owner, fingerprint: Fingerprint, principal: String },
+    MapPrincipal { owner: Owner, fingerprint: Fingerprint, principal: String, claim: Claim },
     UnmapPrincipal { owner: Owner, fingerprint: Fingerprint },
     /// Certificates of `issuer_dn` (canonical) may map SANs of `kind` in `domain`.
     AllowSanDomain { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
@@ -89,6 +90,10 @@ struct Wire {
     org_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     enabled: Option<bool>,
+    /// Set on a binding or mapping made without the certificate; absent: verified (as every
+    /// change logged before the distinction was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unverified: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     issuer_dn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,13 +160,15 @@ impl Change {
         let hex = |fp: &Fingerprint| Some(fp.to_hex());
         let text = |s: &str| Some(s.to_string());
         let op = |name: &str| name.to_string();
+        let unverified = |claim: Claim| (!claim.is_verified()).then_some(true);
         match self {
-            Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => Wire {
+            Change::UpsertBinding { fingerprint, user_id, org_id, enabled, claim } => Wire {
                 op: op("upsert_binding"),
                 fingerprint: hex(fingerprint),
                 user_id: text(user_id),
                 org_id: text(org_id),
                 enabled: Some(*enabled),
+                unverified: unverified(*claim),
                 ..Wire::default()
             },
             Change::RemoveBinding { fingerprint } => {
@@ -182,11 +189,12 @@ impl Change {
                     ..Wire::default()
                 }
             }
-            Change::MapPrincipal { owner, fingerprint, principal } => Wire {
+            Change::MapPrincipal { owner, fingerprint, principal, claim } => Wire {
                 op: op("map_principal"),
                 owner: owner_wire(owner),
                 fingerprint: hex(fingerprint),
                 principal: text(principal),
+                unverified: unverified(*claim),
                 ..Wire::default()
             },
             Change::UnmapPrincipal { owner, fingerprint } => Wire {
@@ -253,6 +261,12 @@ impl Change {
         let owner = Owner::from_column(wire.owner);
         let fingerprint = || wire.fingerprint.as_deref().and_then(|f| Fingerprint::from_canonical_hex(f).ok());
         let ca_key = || wire.ca.as_deref().and_then(KeyIdentifier::from_hex);
+        // One spelling: the flag is absent or `true`.
+        let claim = || match wire.unverified {
+            None => Some(Claim::Verified),
+            Some(true) => Some(Claim::Unverified),
+            Some(false) => None,
+        };
         let san = |k: Option<&str>| match k {
             Some("email") => Some(SanKind::Email),
             Some("upn") => Some(SanKind::Upn),
@@ -264,13 +278,16 @@ impl Change {
                 user_id: wire.user_id?,
                 org_id: wire.org_id?,
                 enabled: wire.enabled?,
+                claim: claim()?,
             },
             "remove_binding" => Change::RemoveBinding { fingerprint: fingerprint()? },
             "block" => Change::Block { owner, fingerprint: fingerprint()? },
             "unblock" => Change::Unblock { owner, fingerprint: fingerprint()? },
             "revoke_serial" => Change::RevokeSerial { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? },
             "unrevoke_serial" => Change::UnrevokeSerial { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? },
-            "map_principal" => Change::MapPrincipal { owner, fingerprint: fingerprint()?, principal: wire.principal? },
+            "map_principal" => {
+                Change::MapPrincipal { owner, fingerprint: fingerprint()?, principal: wire.principal?, claim: claim()? }
+            }
             "unmap_principal" => Change::UnmapPrincipal { owner, fingerprint: fingerprint()? },
             "allow_san_domain" => Change::AllowSanDomain {
                 owner,
@@ -343,13 +360,27 @@ mod tests {
     fn every_change_survives_the_log() {
         let org = Owner::Org("01J000000000000000000000AB".into());
         let changes = vec![
-            Change::UpsertBinding { fingerprint: fp(1), user_id: "u".into(), org_id: "o".into(), enabled: false },
+            Change::UpsertBinding {
+                fingerprint: fp(1),
+                user_id: "u".into(),
+                org_id: "o".into(),
+                enabled: false,
+                claim: Claim::Verified,
+            },
+            Change::UpsertBinding {
+                fingerprint: fp(5),
+                user_id: "v".into(),
+                org_id: "o".into(),
+                enabled: true,
+                claim: Claim::Unverified,
+            },
             Change::RemoveBinding { fingerprint: fp(2) },
             Change::Block { owner: org.clone(), fingerprint: fp(3) },
             Change::Unblock { owner: Owner::Platform, fingerprint: fp(3) },
             Change::RevokeSerial { owner: org.clone(), issuer_dn: "CN=a\\,b".into(), serial: "0a".into() },
             Change::UnrevokeSerial { owner: Owner::Platform, issuer_dn: "CN=a".into(), serial: "0b".into() },
-            Change::MapPrincipal { owner: org.clone(), fingerprint: fp(4), principal: "svc".into() },
+            Change::MapPrincipal { owner: org.clone(), fingerprint: fp(4), principal: "svc".into(), claim: Claim::Verified },
+            Change::MapPrincipal { owner: org.clone(), fingerprint: fp(6), principal: "svc".into(), claim: Claim::Unverified },
             Change::UnmapPrincipal { owner: Owner::Platform, fingerprint: fp(4) },
             Change::AllowSanDomain { owner: org.clone(), kind: SanKind::Upn, domain: "mil".into(), issuer_dn: "CN=x".into() },
             Change::DisallowSanDomain { owner: org.clone(), kind: SanKind::Email, domain: "a.mil".into(), issuer_dn: "CN=y".into() },

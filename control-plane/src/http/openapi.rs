@@ -201,9 +201,10 @@ fn schemas() -> Value {
             "certificate_pem": { "type": "string", "description": "the certificate; the server derives every other certificate field, and any given must agree" }
         })),
         "SmartCardUpdate": object(&[], json!({ "enabled": { "type": "boolean" }, "label": ns })),
-        "SmartCard": object(&["fingerprint", "user_id", "org_id", "subject_dn", "issuer_dn", "serial", "not_before", "not_after", "enabled", "created_at"], json!({
+        "SmartCard": object(&["fingerprint", "user_id", "org_id", "subject_dn", "issuer_dn", "serial", "not_before", "not_after", "enabled", "verified", "created_at"], json!({
             "fingerprint": s, "user_id": s, "org_id": s, "subject_dn": s, "issuer_dn": s, "serial": s,
             "not_before": time, "not_after": time, "label": ns, "enabled": { "type": "boolean" },
+            "verified": { "type": "boolean", "description": "bound from the certificate itself; false: by fields, which loses to another org's claim on the same card" },
             "created_at": time, "last_used_at": ns
         })),
         "SmartCardPage": page_of("SmartCard"),
@@ -263,8 +264,9 @@ fn schemas() -> Value {
             "principal": { "type": "string", "description": "an org: a name in the org's namespace (the filter sends auth:account:org:{org_id}:{name}); the platform: any principal outside auth:account:user:, auth:account:org: and org:" },
             "scope": scope
         })),
-        "ThumbprintMapping": object(&["fingerprint", "scope", "org_id", "principal", "created_at"], json!({
-            "fingerprint": s, "scope": owned, "org_id": ns, "principal": s, "created_at": time
+        "ThumbprintMapping": object(&["fingerprint", "scope", "org_id", "principal", "verified", "created_at"], json!({
+            "fingerprint": s, "scope": owned, "org_id": ns, "principal": s, "created_at": time,
+            "verified": { "type": "boolean", "description": "mapped from the certificate itself; false: by fingerprint alone, which loses to another org's claim on the same card" }
         })),
         "ThumbprintMappingPage": page_of("ThumbprintMapping"),
         "ConstraintRequest": object(&["kind", "value"], json!({

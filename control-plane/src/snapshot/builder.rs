@@ -7,7 +7,9 @@
 //!   database read.
 
 use certbind_shared::encoding::{hex_lower, ulid_bits};
-use certbind_shared::identity::{is_reserved_principal, CaKey, CardBinding, CertificateAuthority, Owner, SanKind, CA_KEY_LEN};
+use certbind_shared::identity::{
+    is_reserved_principal, CaKey, CardBinding, CertificateAuthority, Claim, Owner, SanKind, CA_KEY_LEN,
+};
 use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, EncodeError, EncodeProblem, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
@@ -109,6 +111,8 @@ pub struct BindingEntry {
     pub user_id: String,
     pub org_id: String,
     pub enabled: bool,
+    /// Whether it was bound from the certificate itself (see [`Claim`]).
+    pub claim: Claim,
 }
 
 /// A revoked certificate by issuer DN and serial (any spelling `normalize_serial` accepts).
@@ -126,6 +130,8 @@ pub struct PrincipalEntry {
     pub fingerprint: Fingerprint,
     pub owner: RuleOwner,
     pub principal: String,
+    /// Whether it was mapped from the certificate itself (see [`Claim`]).
+    pub claim: Claim,
 }
 
 /// A SAN mapping rule: a SAN of `kind` in `domain`, asserted by `issuer_dn`.
@@ -253,8 +259,12 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
     let mut scratch = SnapshotEncoder::with_capacity(4096, 1024);
     let probe = Fingerprint([0; 32]);
     match change {
-        Change::UpsertBinding { user_id, org_id, enabled, .. } => scratch.push_binding(&probe, user_id, org_id, *enabled)?,
-        Change::MapPrincipal { owner: o, principal, .. } => scratch.push_principal(&probe, owner(&rule_owner(o)), principal)?,
+        Change::UpsertBinding { user_id, org_id, enabled, claim, .. } => {
+            scratch.push_binding_claim(&probe, user_id, org_id, *enabled, *claim)?
+        }
+        Change::MapPrincipal { owner: o, principal, claim, .. } => {
+            scratch.push_principal_claim(&probe, owner(&rule_owner(o)), principal, *claim)?
+        }
         Change::AllowSanDomain { kind, domain, issuer_dn, owner: o } => {
             scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, owner(&rule_owner(o)))?
         }
@@ -342,6 +352,7 @@ struct BindingValue {
     user_id: String,
     org_id: String,
     enabled: bool,
+    claim: Claim,
 }
 
 /// Changes not yet in a signed snapshot, keyed like the snapshot's sections. `None` / `false`
@@ -351,7 +362,7 @@ pub struct Pending {
     bindings: BTreeMap<Fingerprint, Option<BindingValue>>,
     blocklist: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
     revoked: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
-    principals: BTreeMap<([u8; 32], RuleOwner), Option<String>>,
+    principals: BTreeMap<([u8; 32], RuleOwner), Option<MappedName>>,
     san_rules: BTreeMap<(SanKind, String, String, RuleOwner), Option<()>>,
     constraints: BTreeMap<(RuleOwner, ConstraintKind, String), Option<()>>,
     issuers: BTreeMap<(String, RuleOwner), Option<Registration>>,
@@ -366,6 +377,9 @@ enum ChangeKind {
 
 /// An issuer registration's audiences and JWKS document.
 type Registration = (Vec<String>, Vec<u8>);
+
+/// A thumbprint mapping's name as its owner wrote it, and what the mapping rests on.
+type MappedName = (String, Claim);
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
@@ -402,8 +416,8 @@ impl Pending {
             validate_change(&change)?;
         }
         match change {
-            Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
-                self.bindings.insert(fingerprint, Some(BindingValue { user_id, org_id, enabled }));
+            Change::UpsertBinding { fingerprint, user_id, org_id, enabled, claim } => {
+                self.bindings.insert(fingerprint, Some(BindingValue { user_id, org_id, enabled, claim }));
             }
             Change::RemoveBinding { fingerprint } => {
                 self.bindings.insert(fingerprint, None);
@@ -420,8 +434,8 @@ impl Pending {
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
                 self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner.into()), None);
             }
-            Change::MapPrincipal { fingerprint, owner, principal } => {
-                self.principals.insert((fingerprint.0, owner.into()), Some(principal));
+            Change::MapPrincipal { fingerprint, owner, principal, claim } => {
+                self.principals.insert((fingerprint.0, owner.into()), Some((principal, claim)));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
                 self.principals.insert((fingerprint.0, owner.into()), None);
@@ -539,7 +553,7 @@ impl Pending {
             .sum();
         let org = |o: &RuleOwner| o.as_deref().map_or(0, |o| 4 + strings(o));
         let principals: usize =
-            self.principals.iter().map(|((_, o), p)| PRINCIPAL_RECORD + org(o) + p.as_deref().map_or(0, strings)).sum();
+            self.principals.iter().map(|((_, o), p)| PRINCIPAL_RECORD + org(o) + p.as_ref().map_or(0, |(name, _)| strings(name))).sum();
         let issuers: usize = self
             .issuers
             .iter()
@@ -705,14 +719,14 @@ pub fn encode_patched(
             BINDING_RECORD,
             pending.bindings.iter().map(|(k, v)| (&k.0, v.as_ref())),
             SnapshotEncoder::push_binding_records,
-            |e, key, b| e.push_binding(&Fingerprint(*key), &b.user_id, &b.org_id, b.enabled),
+            |e, key, b| e.push_binding_claim(&Fingerprint(*key), &b.user_id, &b.org_id, b.enabled, b.claim),
         )?;
     } else {
         merge(base.bindings(), pending.bindings.iter().map(|(k, v)| (*k, v.as_ref())), |fp, item| match item {
-            Merged::Kept(CardBinding { user_id, org_id, enabled }) => {
-                encoder.push_binding(&fp, user_id.as_str(), org_id, enabled)
+            Merged::Kept(CardBinding { user_id, org_id, enabled, claim }) => {
+                encoder.push_binding_claim(&fp, user_id.as_str(), org_id, enabled, claim)
             }
-            Merged::Changed(b) => encoder.push_binding(&fp, &b.user_id, &b.org_id, b.enabled),
+            Merged::Changed(b) => encoder.push_binding_claim(&fp, &b.user_id, &b.org_id, b.enabled, b.claim),
         })?;
     }
     // Owned keyed sections and the small ones are re-encoded record by record (they are small
@@ -724,9 +738,9 @@ pub fn encode_patched(
         encoder.push_revoked_key(key, o)
     })?;
     merge_owned(
-        base.principals().map(|(fp, o, name)| (fp.0, owned(o), name.to_owned())),
+        base.principals().map(|(fp, m)| (fp.0, owned(m.owner), (m.name.to_owned(), m.claim))),
         &pending.principals,
-        |key, o, name| encoder.push_principal(&Fingerprint(*key), o, name),
+        |key, o, (name, claim)| encoder.push_principal_claim(&Fingerprint(*key), o, name, *claim),
     )?;
     let crl_revoked = base.section_bytes(Section::CrlRevoked);
     if mode == PatchMode::KeepStrings {
@@ -816,7 +830,7 @@ pub fn encode_content(content: &mut SnapshotContent, header: &SnapshotHeader) ->
         }
     }
     for b in &content.bindings {
-        streamed.push(&b.fingerprint, &b.user_id, &b.org_id, b.enabled)?;
+        streamed.push(&b.fingerprint, &b.user_id, &b.org_id, b.enabled, b.claim)?;
     }
     streamed.finish(content, header)
 }
@@ -841,10 +855,17 @@ impl StreamedBindings {
     }
 
     /// The next binding; its fingerprint must be greater than the previous one's.
-    pub fn push(&mut self, fingerprint: &Fingerprint, user_id: &str, org_id: &str, enabled: bool) -> Result<(), BuildError> {
+    pub fn push(
+        &mut self,
+        fingerprint: &Fingerprint,
+        user_id: &str,
+        org_id: &str,
+        enabled: bool,
+        claim: Claim,
+    ) -> Result<(), BuildError> {
         check_string("user_id", user_id)?;
         check_string("org_id", org_id)?;
-        self.encoder.push_binding(fingerprint, user_id, org_id, enabled).map_err(|e| match e.problem {
+        self.encoder.push_binding_claim(fingerprint, user_id, org_id, enabled, claim).map_err(|e| match e.problem {
             EncodeProblem::NotAscending => BuildError::BindingsOutOfOrder { fingerprint: fingerprint.to_hex() },
             _ => BuildError::Encode(e),
         })
@@ -881,7 +902,7 @@ fn encode_other_sections(
     content.principals.sort_unstable_by(|a, b| (a.fingerprint, &a.owner).cmp(&(b.fingerprint, &b.owner)));
     for pair in content.principals.windows(2) {
         if let [a, b] = pair {
-            if (a.fingerprint, &a.owner) == (b.fingerprint, &b.owner) && a.principal != b.principal {
+            if (a.fingerprint, &a.owner) == (b.fingerprint, &b.owner) && (&a.principal, a.claim) != (&b.principal, b.claim) {
                 return Err(BuildError::DuplicatePrincipal { fingerprint: hex_lower(&a.fingerprint.0) });
             }
         }
@@ -889,7 +910,7 @@ fn encode_other_sections(
     content.principals.dedup();
     for p in &content.principals {
         check_principal(&p.owner, &p.principal)?;
-        encoder.push_principal(&p.fingerprint, owner(&p.owner), &p.principal)?;
+        encoder.push_principal_claim(&p.fingerprint, owner(&p.owner), &p.principal, p.claim)?;
     }
 
     content.crl_revoked.sort_unstable();

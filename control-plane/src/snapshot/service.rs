@@ -70,6 +70,7 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
                 user_id: row.user_id.clone(),
                 org_id: row.org_id.clone(),
                 enabled: row.enabled,
+                claim: row.claim,
             });
         }
     }
@@ -86,8 +87,8 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
             Change::RevokeSerial { owner: o, issuer_dn, serial } => {
                 content.revoked.push(RevokedSerial { issuer_dn, serial, owner: owner(o) })
             }
-            Change::MapPrincipal { owner: o, fingerprint, principal } => {
-                content.principals.push(PrincipalEntry { fingerprint, owner: owner(o), principal })
+            Change::MapPrincipal { owner: o, fingerprint, principal, claim } => {
+                content.principals.push(PrincipalEntry { fingerprint, owner: owner(o), principal, claim })
             }
             Change::AllowSanDomain { owner: o, kind, domain, issuer_dn } => {
                 content.san_rules.push(SanRuleEntry { kind, domain, issuer_dn, owner: owner(o) })
@@ -145,7 +146,7 @@ impl BindingSink for StreamingBuild {
     fn push(&mut self, row: BindingRow) {
         let (Some(streamed), None) = (self.streamed.as_mut(), self.problem.as_ref()) else { return };
         let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") else { return };
-        match streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled) {
+        match streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled, row.claim) {
             Ok(()) => {}
             Err(e @ BuildError::BadString { .. }) => {
                 self.quarantined += 1;

@@ -5,7 +5,7 @@ use super::builder::*;
 use super::deltas::DeltaLimits;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
-use certbind_shared::identity::{CaKey, IdentityData, Owner, SanKind};
+use certbind_shared::identity::{CaKey, Claim, IdentityData, Owner, SanKind};
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView,
 };
@@ -44,10 +44,10 @@ fn verifier_for(signers: &[&dyn Signer]) -> SnapshotVerifier {
 /// The identity data as plain ordered collections, updated by the same changes.
 #[derive(Default, Clone)]
 struct Oracle {
-    bindings: BTreeMap<Fingerprint, (String, String, bool)>,
+    bindings: BTreeMap<Fingerprint, (String, String, bool, Claim)>,
     blocklist: BTreeSet<(Fingerprint, RuleOwner)>,
     revoked: BTreeMap<([u8; 32], RuleOwner), (String, String)>,
-    principals: BTreeMap<(Fingerprint, RuleOwner), String>,
+    principals: BTreeMap<(Fingerprint, RuleOwner), (String, Claim)>,
     san_rules: BTreeSet<(SanKind, String, String, RuleOwner)>,
     constraints: BTreeSet<(RuleOwner, ConstraintKind, String)>,
     issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)>,
@@ -62,8 +62,8 @@ fn owned(owner: Owner<'_>) -> RuleOwner {
 impl Oracle {
     fn apply(&mut self, change: &Change) {
         match change.clone() {
-            Change::UpsertBinding { fingerprint, user_id, org_id, enabled } => {
-                self.bindings.insert(fingerprint, (user_id, org_id, enabled));
+            Change::UpsertBinding { fingerprint, user_id, org_id, enabled, claim } => {
+                self.bindings.insert(fingerprint, (user_id, org_id, enabled, claim));
             }
             Change::RemoveBinding { fingerprint } => {
                 self.bindings.remove(&fingerprint);
@@ -80,8 +80,8 @@ impl Oracle {
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
                 self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)));
             }
-            Change::MapPrincipal { fingerprint, owner, principal } => {
-                self.principals.insert((fingerprint, RuleOwner::from(owner)), principal);
+            Change::MapPrincipal { fingerprint, owner, principal, claim } => {
+                self.principals.insert((fingerprint, RuleOwner::from(owner)), (principal, claim));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
                 self.principals.remove(&(fingerprint, RuleOwner::from(owner)));
@@ -132,11 +132,12 @@ impl Oracle {
             bindings: self
                 .bindings
                 .iter()
-                .map(|(fp, (u, o, e))| BindingEntry {
+                .map(|(fp, (u, o, e, c))| BindingEntry {
                     fingerprint: *fp,
                     user_id: u.clone(),
                     org_id: o.clone(),
                     enabled: *e,
+                    claim: *c,
                 })
                 .collect(),
             blocklist: self.blocklist.iter().cloned().collect(),
@@ -148,7 +149,7 @@ impl Oracle {
             principals: self
                 .principals
                 .iter()
-                .map(|((fp, o), p)| PrincipalEntry { fingerprint: *fp, owner: o.clone(), principal: p.clone() })
+                .map(|((fp, o), (p, c))| PrincipalEntry { fingerprint: *fp, owner: o.clone(), principal: p.clone(), claim: *c })
                 .collect(),
             san_rules: self
                 .san_rules
@@ -177,16 +178,18 @@ impl Oracle {
 
     /// Whether `view` holds exactly this data.
     fn assert_matches(&self, view: &SnapshotView) {
-        let bindings: Vec<(Fingerprint, (String, String, bool))> =
-            view.bindings().map(|(fp, b)| (fp, (b.user_id.as_str().to_owned(), b.org_id.to_owned(), b.enabled))).collect();
+        let bindings: Vec<(Fingerprint, (String, String, bool, Claim))> = view
+            .bindings()
+            .map(|(fp, b)| (fp, (b.user_id.as_str().to_owned(), b.org_id.to_owned(), b.enabled, b.claim)))
+            .collect();
         assert_eq!(bindings, self.bindings.clone().into_iter().collect::<Vec<_>>());
         // Records of one key are ordered by owner index in the snapshot: compare as sets.
         let blocklist: BTreeSet<(Fingerprint, RuleOwner)> = view.blocklist().map(|(f, o)| (f, owned(o))).collect();
         assert_eq!(blocklist, self.blocklist);
         let revoked: BTreeSet<([u8; 32], RuleOwner)> = view.revoked().map(|(k, o)| (k, owned(o))).collect();
         assert_eq!(revoked, self.revoked.keys().cloned().collect());
-        let principals: BTreeMap<(Fingerprint, RuleOwner), String> =
-            view.principals().map(|(f, o, p)| ((f, owned(o)), p.to_owned())).collect();
+        let principals: BTreeMap<(Fingerprint, RuleOwner), (String, Claim)> =
+            view.principals().map(|(f, m)| ((f, owned(m.owner)), (m.name.to_owned(), m.claim))).collect();
         assert_eq!(principals, self.principals);
         let rules: BTreeSet<(SanKind, String, String, RuleOwner)> =
             view.san_rules().map(|(k, d, i, o)| (k, d.to_owned(), i.to_owned(), owned(o))).collect();
@@ -249,13 +252,21 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
             user_id: if n.is_multiple_of(4) { format!("u{}", n % 997) } else { format!("01HV{:022}", n % 997) },
             org_id: format!("o{}", n % 7),
             enabled: n % 3 != 1,
+            // Bound by fields (unverified) now and then, beside bindings by PEM.
+            claim: Claim::from_verified(n % 5 != 2),
         },
         2 | 3 => Change::RemoveBinding { fingerprint: pick },
         4 => Change::Block { fingerprint: pick, owner },
         5 => Change::Unblock { fingerprint: existing, owner },
         6 => Change::RevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner },
         7 => Change::UnrevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner },
-        8 => Change::MapPrincipal { fingerprint: pick, owner, principal: format!("svc:{}", n % 11) },
+        8 => Change::MapPrincipal {
+            fingerprint: pick,
+            // The platform's mappings claim nothing: never unverified.
+            claim: Claim::from_verified(owner.is_platform() || n % 5 != 2),
+            owner,
+            principal: format!("svc:{}", n % 11),
+        },
         9 => Change::UnmapPrincipal { fingerprint: existing, owner },
         10 => Change::AllowSanDomain {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
@@ -298,12 +309,14 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
 fn starting_oracle(bindings: u64) -> Oracle {
     let mut oracle = Oracle::default();
     for i in 0..bindings {
-        oracle.bindings.insert(fp("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0));
+        let claim = Claim::from_verified(i % 3 != 0);
+        oracle.bindings.insert(fp("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0, claim));
     }
     oracle.blocklist.insert((fp("bind", 1), Some("o1".into())));
     oracle.blocklist.insert((fp("bind", 1), None));
     oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), None), ("CN=CA 0".into(), "1".into()));
-    oracle.principals.insert((fp("bind", 2), Some("o2".into())), "svc:seed".into());
+    oracle.principals.insert((fp("bind", 2), Some("o2".into())), ("svc:seed".into(), Claim::Unverified));
+    oracle.principals.insert((fp("bind", 4), Some("o3".into())), ("svc:seen".into(), Claim::Verified));
     oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), None));
     oracle.constraints.insert((Some("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
     oracle.issuers.insert(("https://idp0.example".into(), None), (Vec::new(), jwks(1)));
@@ -398,6 +411,7 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
         user_id: "not-a-ulid".into(),
         org_id: "o9".into(),
         enabled: true,
+        claim: Claim::Unverified,
     });
     let full = encode_content(&mut content.clone(), &header).unwrap();
 
@@ -406,16 +420,16 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
     bindings.sort_by_key(|b| b.fingerprint);
     let mut streamed = StreamedBindings::new(bindings.len(), &content);
     for b in &bindings {
-        streamed.push(&b.fingerprint, &b.user_id, &b.org_id, b.enabled).unwrap();
+        streamed.push(&b.fingerprint, &b.user_id, &b.org_id, b.enabled, b.claim).unwrap();
     }
     let built = streamed.finish(&mut content, &header).unwrap();
     assert_eq!(built.message(), full.message());
 
     // Out of order (a database that does not sort bytes as promised) is named as such.
     let mut streamed = StreamedBindings::new(2, &SnapshotContent::default());
-    streamed.push(&bindings[1].fingerprint, "01HV0000000000000000000001", "o1", true).unwrap();
+    streamed.push(&bindings[1].fingerprint, "01HV0000000000000000000001", "o1", true, Claim::Verified).unwrap();
     assert_eq!(
-        streamed.push(&bindings[0].fingerprint, "01HV0000000000000000000002", "o1", true),
+        streamed.push(&bindings[0].fingerprint, "01HV0000000000000000000002", "o1", true, Claim::Verified),
         Err(BuildError::BindingsOutOfOrder { fingerprint: bindings[0].fingerprint.to_hex() })
     );
 }
@@ -587,6 +601,7 @@ fn invalid_changes_are_left_out_and_counted() {
                 user_id: "u".repeat(256),
                 org_id: "o".into(),
                 enabled: true,
+                claim: Claim::Verified,
             },
             Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Org("o1".into()) },
         ],
@@ -652,7 +667,7 @@ fn full_builds_refuse_ambiguous_content() {
         algorithm: crate::signer::SignatureAlgorithm::EcdsaP256Sha256,
     };
     let binding =
-        |user: &str| BindingEntry { fingerprint: fp("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true };
+        |user: &str| BindingEntry { fingerprint: fp("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true, claim: Claim::Verified };
     let mut twice = SnapshotContent { bindings: vec![binding("u1"), binding("u2")], ..Default::default() };
     assert_eq!(
         encode_content(&mut twice, &header).err(),
@@ -750,6 +765,7 @@ fn the_string_table_is_rebuilt_before_garbage_piles_up() {
             user_id: format!("user-{version}"),
             org_id: "o1".into(),
             enabled: true,
+            claim: Claim::Verified,
         };
         oracle.apply(&change);
         store.apply(version, vec![change]);
@@ -769,7 +785,7 @@ fn deltas_are_kept_per_step_within_bounds_and_served_only_when_worth_it() {
     let limits = DeltaLimits { max_steps: 3, ..DeltaLimits::default() };
     let store = SnapshotStore::new(signer(9), StoreSettings { deltas: limits, ..StoreSettings::default() });
     let bindings: Vec<BindingEntry> = (0..200)
-        .map(|i| BindingEntry { fingerprint: fp("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true })
+        .map(|i| BindingEntry { fingerprint: fp("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true, claim: Claim::Verified })
         .collect();
     let mut published = vec![store.load(SnapshotContent { bindings, ..Default::default() }, 1).unwrap()];
     let full_len = published[0].bytes().len();
@@ -814,7 +830,7 @@ fn a_reload_signs_under_its_claim_with_what_was_committed_while_it_read() {
     let mut read: Vec<Fingerprint> = vec![fp("r", 1), fp("r", 2)];
     read.sort();
     for fingerprint in &read {
-        streamed.push(fingerprint, "01HV0000000000000000000001", "o1", true).unwrap();
+        streamed.push(fingerprint, "01HV0000000000000000000001", "o1", true, Claim::Verified).unwrap();
     }
     // Committed between the read and the claim (version 8): a revoke and an org's block.
     let catch_up = vec![

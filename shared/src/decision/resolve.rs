@@ -12,6 +12,16 @@
 //!    platform is trusted): they take their place in the order. A step that the platform and
 //!    one org both answer is ambiguous and resolves nothing (it falls through). The control
 //!    plane refuses to create such conflicts, so all this is defence in depth.
+//!
+//!    Except for claims that rest on an org's word alone: a binding or thumbprint mapping the
+//!    control plane made without seeing the certificate ([`Claim::Unverified`]: bound by
+//!    fields, mapped by fingerprint) is **dropped** when another org claims the certificate
+//!    by a verified claim (a SAN rule, which this step checks against the certificate itself,
+//!    or a binding or mapping made from the certificate). Dropped, it claims nothing: the
+//!    certificate resolves as if it were not there, and its org's blocklist and revocations
+//!    do not apply. So an org that knows only another org's card holder's public certificate
+//!    (or its fingerprint) cannot have that card holder refused. Unverified claims that meet
+//!    no other org's verified claim stand as any other.
 //! 2. Refusals: blocklist and revocations of the platform and of every org that claims the
 //!    certificate, then its CA's CRL (before anything else, conflicts included); a conflict;
 //!    a CRL that is required and not fresh ([`super::revocation`]); the route's constraints,
@@ -36,7 +46,7 @@ use super::outcome::{header, Notice, Reason};
 use super::revocation::{self, RevocationPolicy};
 use crate::certificate::CertificateFacts;
 use crate::identity::{
-    CardBinding, IdentityData, Owner, RuleMatch, SanKind, ThumbprintMapping, ORG_PRINCIPAL_PREFIX,
+    CardBinding, Claim, IdentityData, Owner, RuleMatch, SanKind, ThumbprintMapping, ORG_PRINCIPAL_PREFIX,
     USER_PRINCIPAL_PREFIX,
 };
 
@@ -119,19 +129,17 @@ impl<'i> Claimants<'i> {
 /// Point 1 above: which org (and which rule) the certificate resolves into, and every org whose rule
 /// answers it.
 pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> (Resolution<'i>, Claimants<'i>) {
-    let mut claimants = Claimants::default();
+    // The orgs claiming the certificate by verified claims first: they decide which
+    // unverified claims stand.
+    let mut verified = Claimants::default();
     let binding = identity.card_binding(&facts.fingerprint);
-    if let Some(binding) = &binding {
-        claimants.add(binding.org_id);
+    if let Some(binding) = binding.as_ref().filter(|b| b.claim.is_verified()) {
+        verified.add(binding.org_id);
     }
-    // Every step is looked at, bound or not: a rule of another org at a later step is a
-    // conflict, not something the binding hides.
-    let mut mapping = RuleMatch::<ThumbprintMapping<'i>>::Unmatched;
     identity.thumbprint_mappings(&facts.fingerprint, &mut |found| {
-        if let Owner::Org(org) = found.owner {
-            claimants.add(org);
+        if let (Owner::Org(org), true) = (found.owner, found.claim.is_verified()) {
+            verified.add(org);
         }
-        mapping = mapping.and(found);
     });
     // A SAN rule names the issuer allowed to assert it: without the issuer, none applies.
     let mut san = RuleMatch::<(Owner<'i>, SanKind, &str)>::Unmatched;
@@ -141,7 +149,7 @@ pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> 
             let Some(domain) = email_domain(value) else { continue };
             identity.san_rule_owners(kind, domain, &facts.issuer_dn, &mut |owner| {
                 if let Owner::Org(org) = owner {
-                    claimants.add(org);
+                    verified.add(org);
                 }
                 // One owner's rules matching several SANs resolve by the first.
                 san = match san {
@@ -152,11 +160,31 @@ pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> 
             });
         }
     }
+    // An unverified claim stands unless an org other than its own claims the certificate
+    // verifiably.
+    let stands = |org: &str, claim: Claim| claim.is_verified() || verified.orgs().all(|other| other == org);
+    let mut claimants = verified.clone();
+    let binding = binding.filter(|b| stands(b.org_id, b.claim));
+    if let Some(binding) = &binding {
+        claimants.add(binding.org_id);
+    }
+    // Every step is looked at, bound or not: a rule of another org at a later step is a
+    // conflict, not something the binding hides.
+    let mut mapping = RuleMatch::<ThumbprintMapping<'i>>::Unmatched;
+    identity.thumbprint_mappings(&facts.fingerprint, &mut |found| {
+        if let Owner::Org(org) = found.owner {
+            if !stands(org, found.claim) {
+                return;
+            }
+            claimants.add(org);
+        }
+        mapping = mapping.and(found);
+    });
     let resolution = if claimants.conflict() {
         Resolution::Conflict
     } else if let Some(binding) = binding {
         Resolution::Bound(binding)
-    } else if let RuleMatch::One(ThumbprintMapping { owner, name }) = mapping {
+    } else if let RuleMatch::One(ThumbprintMapping { owner, name, .. }) = mapping {
         Resolution::Thumbprint { owner, name }
     } else if let RuleMatch::One((owner, kind, value)) = san {
         Resolution::San { owner, kind, value: value.to_ascii_lowercase() }

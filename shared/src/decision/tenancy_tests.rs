@@ -12,7 +12,7 @@
 use crate::decision::outcome::{Outcome, Reason};
 use crate::decision::{header_refs, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
-use crate::identity::{IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
+use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
 use crate::pop::test_keys::{mint, TestKey, ISSUER_JWKS};
 use crate::snapshot::{revoked_serial_key, ConstraintKind, SignatureAlgorithm, SnapshotEncoder, SnapshotHeader, SnapshotView};
 use crate::Fingerprint;
@@ -134,6 +134,11 @@ struct Rules {
     constraints: Vec<(ConstraintKind, &'static str, Option<&'static str>)>,
     /// Owner, audiences, and the one key of the test JWKS it trusts (`None`: all of them).
     issuers: Vec<(Option<&'static str>, Vec<&'static str>, Option<&'static str>)>,
+    /// Certificates whose binding and org mappings are unverified (bound by fields, mapped by
+    /// fingerprint alone); the others' are verified.
+    unverified: Vec<&'static str>,
+    /// Certificates whose binding is disabled.
+    disabled: Vec<&'static str>,
 }
 
 fn two_orgs() -> Rules {
@@ -141,12 +146,17 @@ fn two_orgs() -> Rules {
 }
 
 impl Rules {
+    /// What the binding and org mappings of `pem` rest on.
+    fn basis(&self, pem: &str) -> Basis {
+        Basis::from_verified(!self.unverified.contains(&pem))
+    }
+
     fn snapshot(&self) -> SnapshotView {
         let mut encoder = SnapshotEncoder::new();
-        let mut bindings: Vec<_> = self.bindings.iter().map(|(pem, u, o)| (facts(pem).fingerprint, *u, *o)).collect();
+        let mut bindings: Vec<_> = self.bindings.iter().map(|(pem, u, o)| (facts(pem).fingerprint, *u, *o, *pem)).collect();
         bindings.sort();
-        for (fp, user, org) in bindings {
-            encoder.push_binding(&fp, user, org, true).unwrap();
+        for (fp, user, org, pem) in bindings {
+            encoder.push_binding_claim(&fp, user, org, !self.disabled.contains(&pem), self.basis(pem)).unwrap();
         }
         let owner = |o: &Option<&'static str>| Owner::from_org_id(*o);
         let blocked: BTreeSet<(Fingerprint, Option<&str>)> =
@@ -165,10 +175,10 @@ impl Rules {
         for (key, o) in &revoked {
             encoder.push_revoked_key(key, owner(o)).unwrap();
         }
-        let mappings: BTreeSet<(Fingerprint, Option<&str>, &str)> =
-            self.mappings.iter().map(|(pem, o, name)| (facts(pem).fingerprint, *o, *name)).collect();
-        for (fp, o, name) in &mappings {
-            encoder.push_principal(fp, owner(o), name).unwrap();
+        let mappings: BTreeSet<(Fingerprint, Option<&str>, &str, &str)> =
+            self.mappings.iter().map(|(pem, o, name)| (facts(pem).fingerprint, *o, *name, *pem)).collect();
+        for (fp, o, name, pem) in &mappings {
+            encoder.push_principal_claim(fp, owner(o), name, self.basis(pem)).unwrap();
         }
         for (kind, domain, issuer, o) in &self.san_rules {
             encoder.push_san_rule(*kind, domain, issuer, owner(o)).unwrap();
@@ -190,14 +200,18 @@ impl Rules {
             v
         };
         let config = json!({
-            "bindings": self.bindings.iter().map(|(pem, u, o)| json!({"fingerprint": facts(pem).fingerprint.to_hex(), "user_id": u, "org_id": o})).collect::<Vec<_>>(),
+            "bindings": self.bindings.iter().map(|(pem, u, o)| json!({
+                "fingerprint": facts(pem).fingerprint.to_hex(), "user_id": u, "org_id": o,
+                "enabled": !self.disabled.contains(pem), "verified": self.basis(pem).is_verified()
+            })).collect::<Vec<_>>(),
             "blocklist": self.blocked.iter().map(|(pem, o)| with_owner(json!({"fingerprint": facts(pem).fingerprint.to_hex()}), o)).collect::<Vec<_>>(),
             "revoked": self.revoked.iter().map(|(pem, o)| {
                 let f = facts(pem);
                 with_owner(json!({"issuer_dn": f.issuer_dn, "serial": f.serial_hex}), o)
             }).collect::<Vec<_>>(),
             "thumbprint_map": self.mappings.iter().map(|(pem, o, name)| {
-                (facts(pem).fingerprint.to_hex(), with_owner(json!({"principal": name}), o))
+                let basis = json!({"principal": name, "verified": self.basis(pem).is_verified()});
+                (facts(pem).fingerprint.to_hex(), if o.is_some() { with_owner(basis, o) } else { json!(name) })
             }).collect::<serde_json::Map<String, Value>>(),
             "san_mappings": self.san_rules.iter().map(|(kind, domain, issuer, o)| {
                 with_owner(json!({"san": kind.as_str(), "domain": domain, "issuer_dn": issuer}), o)
@@ -739,5 +753,117 @@ fn a_block_or_revocation_of_any_claiming_org_refuses_first_whatever_the_conflict
                 assert_eq!(outcome, Outcome::deny(expected), "{what}, {kind:?} of {owner:?}");
             }
         }
+    }
+}
+
+/// An org that knows only another org's card holder's public certificate (or its fingerprint)
+/// binds it by fields or maps it by fingerprint: its claim is unverified, and loses to the
+/// holder's SAN rule (which the filter checks against the certificate itself).
+fn stated_capture(holder: &'static str, capturer: &'static str, capture: Claim) -> (Rules, Rules) {
+    let held = claiming(two_orgs(), Claim::SanRule, CAC, Some(holder));
+    let mut captured = claiming(held.clone(), capture, CAC, Some(capturer));
+    captured.unverified.push(CAC);
+    (held, captured)
+}
+
+#[test]
+fn an_unverified_claim_never_changes_the_outcome_for_another_orgs_card_holder() {
+    let bound_token = token_for(CAC, AUDIENCE);
+    let mut checked = 0;
+    for (holder, capturer) in [(ORG_A, ORG_B), (ORG_B, ORG_A)] {
+        for capture in [Claim::Binding, Claim::Mapping] {
+            let (mut held, mut captured) = stated_capture(holder, capturer, capture);
+            for rules in [&mut held, &mut captured] {
+                rules.issuers.push((Some(holder), vec![], None));
+            }
+            let what = format!("{holder}'s SAN rule, {capturer}'s unverified {capture:?}");
+            let alone = held.decide("/mtls/x", Some(CAC), None);
+            assert_eq!(header(&alone, "x-dm-org-id"), Some(holder), "{what}");
+            assert_eq!(header(&alone, "x-dm-principal"), Some(format!("auth:account:org:{holder}:upn:1234567890@mil").as_str()));
+            // Answered by the holder's rule, headers and all, on every route.
+            assert_eq!(captured.decide("/mtls/x", Some(CAC), None), alone, "{what}");
+            let with_token = held.decide("/token/x", Some(CAC), Some(&bound_token));
+            assert_eq!(with_token.reason(), None, "{what}: the holder's issuer applies");
+            assert_eq!(captured.decide("/token/x", Some(CAC), Some(&bound_token)), with_token, "{what}, with a token");
+            // Nothing of the capturer's scope reaches the card holder: not its blocklist, its
+            // revocations, its constraints, nor a binding it disables.
+            for kind in RULE_KINDS.into_iter().filter(|k| !matches!(k, RuleKind::Mapping | RuleKind::SanRule)) {
+                let baseline = probe(&with_rule(held.clone(), kind, CAC, Some(capturer)), kind, CAC);
+                let outcome = probe(&with_rule(captured.clone(), kind, CAC, Some(capturer)), kind, CAC);
+                assert_eq!(outcome, baseline, "{what}, {kind:?} of {capturer}");
+                checked += 1;
+            }
+            if capture == Claim::Binding {
+                let mut disabled = captured.clone();
+                disabled.disabled.push(CAC);
+                assert_eq!(disabled.decide("/mtls/x", Some(CAC), None), alone, "{what}, disabled");
+            }
+            // The holder's own rules still apply to its card holder.
+            let blocked = with_rule(captured.clone(), RuleKind::Block, CAC, Some(holder));
+            assert_eq!(blocked.decide("/mtls/x", Some(CAC), None), Outcome::deny(Reason::CertificateBlocklisted), "{what}");
+        }
+    }
+    assert_eq!(checked, 2 * 2 * 6);
+}
+
+#[test]
+fn an_unverified_claim_stands_where_no_other_org_claims_the_certificate() {
+    for capture in [Claim::Binding, Claim::Mapping] {
+        // Alone, beside the platform's rule (which claims nothing), or beside its own org's
+        // SAN rule: the binding or mapping resolves as any other, its org's rules apply.
+        let alone = claiming(two_orgs(), capture, CAC, Some(ORG_B));
+        let beside_platform = claiming(alone.clone(), Claim::SanRule, CAC, None);
+        let beside_own = claiming(alone.clone(), Claim::SanRule, CAC, Some(ORG_B));
+        for verified in [alone, beside_platform, beside_own] {
+            let mut unverified = verified.clone();
+            unverified.unverified.push(CAC);
+            let outcome = unverified.decide("/mtls/x", Some(CAC), None);
+            assert_eq!(outcome, verified.decide("/mtls/x", Some(CAC), None), "{capture:?}");
+            assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_B), "{capture:?}");
+            assert_eq!(header(&outcome, "x-dm-user-id").is_some(), capture == Claim::Binding);
+            let blocked = with_rule(unverified.clone(), RuleKind::Block, CAC, Some(ORG_B));
+            assert_eq!(blocked.decide("/mtls/x", Some(CAC), None), Outcome::deny(Reason::CertificateBlocklisted));
+        }
+        // A disabled binding by fields, alone: refused as disabled.
+        if capture == Claim::Binding {
+            let mut disabled = claiming(two_orgs(), capture, CAC, Some(ORG_B));
+            disabled.unverified.push(CAC);
+            disabled.disabled.push(CAC);
+            assert_eq!(disabled.decide("/mtls/x", Some(CAC), None), Outcome::deny(Reason::BindingDisabled));
+        }
+    }
+}
+
+#[test]
+fn verified_claims_of_two_orgs_still_refuse_and_unverified_ones_lose_to_any_verified_one() {
+    let refused = Outcome::deny(Reason::CertificateNotAllowed);
+    for capture in [Claim::Binding, Claim::Mapping] {
+        // Made from the certificate, against another org's SAN rule (which the control plane
+        // refuses to write): neither org gets the card.
+        let (_, mut verified) = stated_capture(ORG_A, ORG_B, capture);
+        verified.unverified.clear();
+        assert_eq!(verified.decide("/mtls/x", Some(CAC), None), refused, "verified {capture:?}");
+        // Against two orgs' SAN rules the unverified claim drops out, and the two rules still
+        // refuse the card (the snapshot can carry both rules; the development identity too).
+        let (_, mut three) = stated_capture(ORG_A, ORG_B, capture);
+        three.san_rules.push((SanKind::Upn, "mil", facts(CAC).issuer_dn, Some("org-c")));
+        assert_eq!(three.decide("/mtls/x", Some(CAC), None), refused, "{capture:?} against two SAN rules");
+    }
+    // An org's unverified binding against another org's verified mapping (the control plane
+    // never writes both; a snapshot could carry them): the mapping answers.
+    let service = facts(SERVICE).fingerprint;
+    let mut encoder = SnapshotEncoder::new();
+    encoder.push_binding_claim(&service, "u-claim", ORG_B, true, Basis::Unverified).unwrap();
+    encoder.push_principal_claim(&service, Owner::Org(ORG_A), "svc:claim", Basis::Verified).unwrap();
+    let outcome = decide(&mut engine_with(policy()), &opened(encoder), "/mtls/x", Some(SERVICE), None);
+    assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_A), "{outcome:?}");
+    assert_eq!(header(&outcome, "x-dm-principal"), Some("auth:account:org:org-a:svc:claim"));
+    assert_eq!(header(&outcome, "x-dm-user-id"), None);
+    // Both unverified, or both verified: two orgs claim it, refused.
+    for basis in [Basis::Unverified, Basis::Verified] {
+        let mut encoder = SnapshotEncoder::new();
+        encoder.push_binding_claim(&service, "u-claim", ORG_B, true, basis).unwrap();
+        encoder.push_principal_claim(&service, Owner::Org(ORG_A), "svc:claim", basis).unwrap();
+        assert_eq!(decide(&mut engine_with(policy()), &opened(encoder), "/mtls/x", Some(SERVICE), None), refused, "{basis:?}");
     }
 }

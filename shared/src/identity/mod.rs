@@ -34,6 +34,32 @@ pub struct CardBinding<'a> {
     pub org_id: &'a str,
     /// A disabled binding is refused with `binding_disabled`, not treated as absent.
     pub enabled: bool,
+    /// Whether the control plane saw the certificate whole and checked it against every
+    /// org's rules when it was bound ([`Claim`]).
+    pub claim: Claim,
+}
+
+/// What a binding or thumbprint mapping of an org rests on. A SAN rule is checked by the
+/// filter against the certificate itself, so it is always [`Claim::Verified`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Claim {
+    /// The control plane saw the certificate (its PEM) and checked it against every org's
+    /// SAN rules.
+    #[default]
+    Verified,
+    /// Made by fields or by fingerprint alone: the org's word. It loses to another org's
+    /// verified claim on the same certificate ([`crate::decision::resolve`]).
+    Unverified,
+}
+
+impl Claim {
+    pub fn from_verified(verified: bool) -> Self {
+        if verified { Claim::Verified } else { Claim::Unverified }
+    }
+
+    pub fn is_verified(self) -> bool {
+        self == Claim::Verified
+    }
 }
 
 /// A bound user's id. The control plane's ids are ULIDs, which the snapshot stores as their
@@ -173,6 +199,8 @@ impl<T> RuleMatch<T> {
 pub struct ThumbprintMapping<'a> {
     pub owner: Owner<'a>,
     pub name: &'a str,
+    /// What an org's mapping rests on (a platform mapping claims nothing either way).
+    pub claim: Claim,
 }
 
 /// Principals of bound users; no org's or the platform's mapping may name one.

@@ -3,7 +3,7 @@
 //! same [`IdentityData`] lookups as a snapshot from hash maps built once.
 
 use super::{
-    is_reserved_issuer, is_reserved_principal, normalize_serial, CaKey, CardBinding, CertificateAuthority,
+    is_reserved_issuer, is_reserved_principal, normalize_serial, CaKey, CardBinding, CertificateAuthority, Claim,
     ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind, ThumbprintMapping, TokenIssuer, UserId,
     ORG_ISSUER_PREFIX,
 };
@@ -30,7 +30,7 @@ struct StaticTables {
     /// Owners of each revoked (issuer DN, normalised serial).
     revoked: HashMap<(String, String), Vec<Option<String>>>,
     revoked_owners: HashSet<Option<String>>,
-    principals: HashMap<Fingerprint, (Option<String>, String)>,
+    principals: HashMap<Fingerprint, (Option<String>, String, Claim)>,
     /// Owners of each (kind, lowercase domain, issuer DN).
     san_rules: HashMap<(SanKind, String, String), Vec<Option<String>>>,
     platform_constraints: Option<OwnerConstraints>,
@@ -55,6 +55,7 @@ struct StoredBinding {
     user_id: String,
     org_id: String,
     enabled: bool,
+    claim: Claim,
 }
 
 #[derive(Debug)]
@@ -119,6 +120,10 @@ pub struct BindingConfig {
     pub org_id: String,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// `false`: the binding rests on its org's word, not on the certificate (see
+    /// [`Claim::Unverified`]).
+    #[serde(default = "enabled_by_default")]
+    pub verified: bool,
 }
 
 fn enabled_by_default() -> bool {
@@ -164,6 +169,10 @@ pub struct OwnedPrincipalConfig {
     pub principal: String,
     #[serde(default)]
     pub org_id: Option<String>,
+    /// `false`: an org's mapping rests on its word, not on the certificate (see
+    /// [`Claim::Unverified`]).
+    #[serde(default = "enabled_by_default")]
+    pub verified: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,7 +262,12 @@ impl StaticIdentity {
             if b.org_id.is_empty() || b.user_id.is_empty() {
                 return Err(config_error(format!("{prefix}.bindings[{i}]"), "user_id and org_id must not be empty"));
             }
-            let stored = StoredBinding { user_id: b.user_id.clone(), org_id: b.org_id.clone(), enabled: b.enabled };
+            let stored = StoredBinding {
+                user_id: b.user_id.clone(),
+                org_id: b.org_id.clone(),
+                enabled: b.enabled,
+                claim: Claim::from_verified(b.verified),
+            };
             if data.bindings.insert(fp, stored).is_some() {
                 return Err(config_error(field, "fingerprint bound twice"));
             }
@@ -276,9 +290,14 @@ impl StaticIdentity {
         }
         for (text, entry) in &config.thumbprint_map {
             let field = format!("{prefix}.thumbprint_map.{text}");
-            let (name, org) = match entry {
-                ThumbprintConfig::Platform(name) => (name, None),
-                ThumbprintConfig::Owned(o) => (&o.principal, checked_owner(field.clone(), &o.org_id)?),
+            let (name, org, claim) = match entry {
+                ThumbprintConfig::Platform(name) => (name, None, Claim::Verified),
+                ThumbprintConfig::Owned(o) => {
+                    let org = checked_owner(field.clone(), &o.org_id)?;
+                    // The platform's mappings claim nothing either way.
+                    let claim = if org.is_some() { Claim::from_verified(o.verified) } else { Claim::Verified };
+                    (&o.principal, org, claim)
+                }
             };
             if name.is_empty() {
                 return Err(config_error(field, "principal is empty"));
@@ -287,7 +306,7 @@ impl StaticIdentity {
                 return Err(config_error(field, "a platform principal may not name a user's or an org's"));
             }
             let fp = parse_fingerprint(field.clone(), text)?;
-            if data.principals.insert(fp, (org, name.clone())).is_some() {
+            if data.principals.insert(fp, (org, name.clone(), claim)).is_some() {
                 return Err(config_error(field, "fingerprint mapped twice (in another spelling)"));
             }
         }
@@ -382,6 +401,7 @@ impl IdentityData for StaticIdentity {
             user_id: UserId::Text(&b.user_id),
             org_id: &b.org_id,
             enabled: b.enabled,
+            claim: b.claim,
         })
     }
 
@@ -401,8 +421,8 @@ impl IdentityData for StaticIdentity {
     }
 
     fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
-        if let Some((org, name)) = self.tables.principals.get(fingerprint) {
-            each(ThumbprintMapping { owner: owner_of(org), name });
+        if let Some((org, name, claim)) = self.tables.principals.get(fingerprint) {
+            each(ThumbprintMapping { owner: owner_of(org), name, claim: *claim });
         }
     }
 
@@ -494,7 +514,7 @@ mod tests {
         .unwrap();
         let key = Fingerprint::parse(FP).unwrap();
         let other = Fingerprint::parse(other).unwrap();
-        assert_eq!(data.card_binding(&key), Some(CardBinding { user_id: "u1".into(), org_id: "o1", enabled: false }));
+        assert_eq!(data.card_binding(&key), Some(CardBinding { user_id: "u1".into(), org_id: "o1", enabled: false, claim: Claim::Verified }));
         assert!(data.is_blocklisted(&key, None));
         assert!(data.is_blocklisted(&other, Some("o2")));
         assert!(!data.is_blocklisted(&other, Some("o1")));
@@ -506,7 +526,7 @@ mod tests {
         assert!(!data.has_revoked_serials(None));
         assert_eq!(
             data.thumbprint_mapping(&other),
-            RuleMatch::One(ThumbprintMapping { owner: Owner::Org("o2"), name: "svc" })
+            RuleMatch::One(ThumbprintMapping { owner: Owner::Org("o2"), name: "svc", claim: Claim::Verified })
         );
         assert_eq!(data.thumbprint_mapping(&key), RuleMatch::Unmatched);
         assert_eq!(data.san_rule(SanKind::Email, "EXAMPLE.mil", "CN=CA"), RuleMatch::Ambiguous);

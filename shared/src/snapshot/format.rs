@@ -46,9 +46,17 @@
 //!
 //! Owners compare as numbers (platform last); strings compare as bytes.
 //!
-//! A binding's flags: bit 0 = enabled; bit 1 = the user id is text. Without bit 1 the user's
-//! 16 bytes are a ULID's 128 bits (big-endian), read back as its canonical 26-character
-//! spelling; with it, they are a string ref u32 followed by 12 zero bytes. Other bits are 0.
+//! A binding's flags: bit 0 = enabled; bit 1 = the user id is text; bit 2 = the claim is
+//! unverified (see below). Without bit 1 the user's 16 bytes are a ULID's 128 bits
+//! (big-endian), read back as its canonical 26-character spelling; with it, they are a string
+//! ref u32 followed by 12 zero bytes. Other bits are 0.
+//!
+//! A principal record's name ref carries a flag in its top bit (string refs stay below 2^27,
+//! as a snapshot is at most [`MAX_SNAPSHOT_BYTES`]): set, the mapping is unverified. A binding
+//! or thumbprint mapping is *unverified* when the control plane never saw its certificate
+//! whole (bound by fields, mapped by fingerprint alone), so could not check it against the
+//! other orgs' SAN rules; it then loses to another org's verified claim
+//! ([`crate::decision::resolve`]). Snapshots written before the flag existed have none set.
 //!
 //! A CA's flags: bit 0 = a fresh CRL is required; bit 1 = fail open without one; bit 2 = a
 //! verified CRL is held, and "valid until" (its nextUpdate plus the CA's grace) is meaningful
@@ -148,6 +156,15 @@ pub const FINGERPRINT_LEN: usize = 32;
 pub const OWNED_KEY_LEN: usize = FINGERPRINT_LEN + 3;
 pub(crate) const BINDING_ENABLED: u8 = 0x01;
 pub(crate) const BINDING_USER_TEXT: u8 = 0x02;
+pub(crate) const BINDING_UNVERIFIED: u8 = 0x04;
+/// The top bit of a principal record's name ref: the mapping is unverified.
+pub(crate) const PRINCIPAL_UNVERIFIED: u32 = 0x8000_0000;
+
+/// A principal record's name ref, without its flag, and what the mapping rests on.
+pub(crate) fn principal_name_ref(record: &[u8]) -> Option<(u32, crate::identity::Claim)> {
+    let raw = read_u32(record, OWNED_KEY_LEN)?;
+    Some((raw & !PRINCIPAL_UNVERIFIED, crate::identity::Claim::from_verified(raw & PRINCIPAL_UNVERIFIED == 0)))
+}
 /// Where a binding record's parts start.
 pub(crate) const BINDING_USER_AT: usize = 32;
 pub(crate) const BINDING_ORG_AT: usize = 48;

@@ -3,7 +3,7 @@
 use super::*;
 use crate::encoding::base64url_encode;
 use crate::identity::{
-    CaKey, CardBinding, CertificateAuthority, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind,
+    CaKey, CardBinding, CertificateAuthority, Claim, IdentityData, Owner, OwnerConstraints, RuleMatch, SanKind,
     ThumbprintMapping, UserId,
 };
 use crate::Fingerprint;
@@ -270,11 +270,11 @@ fn round_trip_answers_every_lookup_in_its_owners_scope() {
     assert_eq!(view.orgs().collect::<Vec<_>>(), vec!["org-a", "org-b"]);
     assert_eq!(
         view.card_binding(&fp("b", 1)),
-        Some(CardBinding { user_id: "user-1".into(), org_id: "org-a", enabled: true })
+        Some(CardBinding { user_id: "user-1".into(), org_id: "org-a", enabled: true, claim: Claim::Verified })
     );
     assert_eq!(
         view.card_binding(&fp("b", 2)),
-        Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false })
+        Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false, claim: Claim::Verified })
     );
     assert_eq!(view.card_binding(&fp("b", 4)), None);
 
@@ -297,11 +297,11 @@ fn round_trip_answers_every_lookup_in_its_owners_scope() {
 
     assert_eq!(
         view.thumbprint_mapping(&fp("p", 1)),
-        RuleMatch::One(ThumbprintMapping { owner: Owner::Platform, name: "svc:billing" })
+        RuleMatch::One(ThumbprintMapping { owner: Owner::Platform, name: "svc:billing", claim: Claim::Verified })
     );
     assert_eq!(
         view.thumbprint_mapping(&fp("p", 2)),
-        RuleMatch::One(ThumbprintMapping { owner: Owner::Org("org-a"), name: "svc:ledger" })
+        RuleMatch::One(ThumbprintMapping { owner: Owner::Org("org-a"), name: "svc:ledger", claim: Claim::Verified })
     );
     assert_eq!(view.thumbprint_mapping(&fp("b", 1)), RuleMatch::Unmatched);
 
@@ -403,7 +403,7 @@ fn ten_thousand_entries_answer_like_maps() {
     for i in 0..20_000u64 {
         let key = fingerprint("bind", i);
         let expected =
-            content.bindings.get(&key).map(|(u, o, e)| CardBinding { user_id: u.as_str().into(), org_id: o, enabled: *e });
+            content.bindings.get(&key).map(|(u, o, e)| CardBinding { user_id: u.as_str().into(), org_id: o, enabled: *e, claim: Claim::Verified });
         assert_eq!(view.card_binding(&Fingerprint(key)), expected, "binding {i}");
     }
     let scopes: Vec<Option<String>> = (0..7).map(|n| if n == 0 { None } else { Some(format!("org-{n}")) }).collect();
@@ -419,7 +419,7 @@ fn ten_thousand_entries_answer_like_maps() {
             content.principals.range((key, None)..).take_while(|((k, _), _)| *k == key).map(|((_, o), n)| (o, n)).collect();
         let expected = match mapped.as_slice() {
             [] => RuleMatch::Unmatched,
-            [(o, name)] => RuleMatch::One(ThumbprintMapping { owner: owner(o), name: name.as_str() }),
+            [(o, name)] => RuleMatch::One(ThumbprintMapping { owner: owner(o), name: name.as_str(), claim: Claim::Verified }),
             _ => RuleMatch::Ambiguous,
         };
         assert_eq!(view.thumbprint_mapping(&Fingerprint(key)), expected, "principal {i}");
@@ -779,6 +779,68 @@ fn a_platform_principal_in_a_reserved_namespace_is_refused() {
 }
 
 #[test]
+fn unverified_claims_are_flagged_read_back_and_kept_by_reencoding() {
+    let signer = TestSigner::p256(10);
+    let mut encoder = SnapshotEncoder::new();
+    let (a, b) = {
+        let mut pair = [fp("c", 1), fp("c", 2)];
+        pair.sort();
+        (pair[0], pair[1])
+    };
+    encoder.push_binding_claim(&a, "01HV4ABCDEFGHJKMNPQRSTVWXY", "org-a", true, Claim::Unverified).unwrap();
+    encoder.push_binding_claim(&b, "text-user", "org-b", false, Claim::Verified).unwrap();
+    encoder.push_principal_claim(&a, Owner::Org("org-a"), "svc:stated", Claim::Unverified).unwrap();
+    encoder.push_principal_claim(&b, Owner::Org("org-b"), "svc:seen", Claim::Verified).unwrap();
+    // The platform's mappings claim nothing: never flagged, whatever is asked.
+    encoder.push_principal_claim(&b, Owner::Platform, "svc:platform", Claim::Unverified).unwrap();
+    let header = header_for(&STAMP, signer.pinned().key_id(), signer.algorithm());
+    let unsigned = encoder.finish(&header).unwrap();
+    let message = unsigned.message().to_vec();
+    let bytes = unsigned.attach_signature(&signer.sign(&message)).unwrap();
+    let view = verifier(&[&signer]).verify(bytes.clone(), NOW, None).unwrap();
+
+    assert_eq!(view.card_binding(&a).map(|x| x.claim), Some(Claim::Unverified));
+    assert_eq!(view.card_binding(&b).map(|x| (x.claim, x.enabled)), Some((Claim::Verified, false)));
+    let mappings = |fingerprint| {
+        let mut found = Vec::new();
+        view.thumbprint_mappings(fingerprint, &mut |m| found.push((m.owner, m.name.to_owned(), m.claim)));
+        found
+    };
+    assert_eq!(mappings(&a), vec![(Owner::Org("org-a"), "svc:stated".to_owned(), Claim::Unverified)]);
+    assert_eq!(
+        mappings(&b),
+        vec![
+            (Owner::Org("org-b"), "svc:seen".to_owned(), Claim::Verified),
+            (Owner::Platform, "svc:platform".to_owned(), Claim::Verified)
+        ]
+    );
+    // The flags are bit 2 of a binding's flags and the top bit of a principal's name ref.
+    let bindings = section_start(&bytes, Section::Bindings);
+    assert_eq!(bytes[bindings + 51] & 0x04, 0x04);
+    assert_eq!(bytes[bindings + format::BINDING_RECORD + 51] & 0x04, 0);
+    let principals = section_start(&bytes, Section::Principals);
+    assert_eq!(bytes[principals + 38] & 0x80, 0x80);
+    assert_eq!(bytes[principals + format::PRINCIPAL_RECORD + 38] & 0x80, 0);
+    // Encoded afresh, the snapshot comes back byte for byte.
+    let again = super::encode::reencode(&view, &header).unwrap();
+    assert_eq!(again.message(), &message[..]);
+
+    // A platform mapping flagged unverified has two spellings of one meaning: refused.
+    let platform = principals + 2 * format::PRINCIPAL_RECORD;
+    let flagged = reseal(&bytes, &signer, |b| b[platform + 38] |= 0x80);
+    assert_eq!(
+        verifier(&[&signer]).verify(flagged, NOW, None).unwrap_err(),
+        SnapshotError::Malformed { section: Section::Principals, at: platform + 35, problem: "platform principal flagged unverified" }
+    );
+    // Bit 3 of a binding's flags means nothing.
+    let unknown = reseal(&bytes, &signer, |b| b[bindings + 51] |= 0x08);
+    assert_eq!(
+        verifier(&[&signer]).verify(unknown, NOW, None).unwrap_err(),
+        SnapshotError::Malformed { section: Section::Bindings, at: bindings + 51, problem: "unknown flag bits" }
+    );
+}
+
+#[test]
 fn a_broken_issuer_key_set_is_refused() {
     let signer = TestSigner::p256(11);
     let mut content = small_content();
@@ -1012,7 +1074,7 @@ fn a_continuing_encoder_copies_records_that_stay_valid() {
     let expected: Vec<(Fingerprint, CardBinding<'_>)> =
         base.bindings().enumerate().filter(|(i, _)| *i != 1).map(|(_, b)| b).collect();
     let mut got: Vec<(Fingerprint, CardBinding<'_>)> = view.bindings().collect();
-    assert_eq!(got.pop(), Some((new_fp, CardBinding { user_id: "user-new".into(), org_id: "org-c", enabled: true })));
+    assert_eq!(got.pop(), Some((new_fp, CardBinding { user_id: "user-new".into(), org_id: "org-c", enabled: true, claim: Claim::Verified })));
     assert_eq!(got, expected);
     assert_eq!(view.blocklist().collect::<Vec<_>>(), base.blocklist().collect::<Vec<_>>());
     assert_eq!(view.principals().collect::<Vec<_>>(), base.principals().collect::<Vec<_>>());
@@ -1051,7 +1113,7 @@ fn the_committed_format_v4_vector_decodes_checks_and_re_encodes_byte_for_byte() 
     let view = verifier(&[&signer]).verify(committed.clone(), NOW, None).unwrap();
     assert_eq!(
         view.card_binding(&fp("b", 2)),
-        Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false })
+        Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false, claim: Claim::Verified })
     );
     let ulid_user = view.card_binding(&fp("b", 3)).unwrap();
     assert!(matches!(ulid_user.user_id, UserId::Ulid(_)), "a ULID user id is stored as its bits");

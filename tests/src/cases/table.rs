@@ -518,8 +518,47 @@ pub fn tenancy_conflicts() -> Vec<Case> {
         i["bindings"] = json!([army_binds(cert("service").hex())]);
     });
     let army_binds_under_platform_rule = with(&|i| i["bindings"] = json!([army_binds(cert("cac").hex())]));
+    // Claims on the org's word alone (bound by fields, mapped by fingerprint): they lose to
+    // another org's SAN rule, which is checked against the certificate itself.
+    let stated = |claim: Value| {
+        let mut claim = claim;
+        claim["verified"] = json!(false);
+        claim
+    };
+    let army_states_cac = |enabled: bool, blocked: bool| {
+        with(&|i| {
+            i["san_mappings"] = json!([navy_san]);
+            let mut binding = stated(army_binds(cert("cac").hex()));
+            binding["enabled"] = json!(enabled);
+            i["bindings"] = json!([binding]);
+            if blocked {
+                i["blocklist"] = json!([{"fingerprint": cert("cac").hex(), "org_id": "o-army"}]);
+            }
+        })
+    };
+    let army_states_mapping = with(&|i| {
+        i["san_mappings"] = json!([navy_san]);
+        i["thumbprint_map"] = json!({cert("cac").hex(): stated(json!({"principal": "svc:capture", "org_id": "o-army"}))});
+        i["revoked"] = json!([{"issuer_dn": cac.issuer_dn, "serial": cac.serial_hex, "org_id": "o-army"}]);
+    });
+    let army_states_alone = with(&|i| i["bindings"] = json!([stated(army_binds(cert("cac").hex()))]));
+    let navy_identity = Expect::Allow(vec![
+        ("x-dm-org-id", Some("o-navy".into())),
+        ("x-dm-user-id", None),
+        ("x-dm-principal", Some("auth:account:org:o-navy:upn:1234567890@mil".into())),
+    ]);
     let on_mtls = |name: &str| request("/mtls/x", Some(cert(name)), None);
     vec![
+        case("binding by fields of a card another org resolves by SAN rule → that org", army_states_cac(true, false), on_mtls("cac"), navy_identity.clone()),
+        case("binding by fields, disabled, of a card another org resolves → that org", army_states_cac(false, false), on_mtls("cac"), navy_identity.clone()),
+        case("binding by fields and a block of its org's → that org, unblocked", army_states_cac(true, true), on_mtls("cac"), navy_identity.clone()),
+        case("mapping by fingerprint and a revocation of its org's → that org", army_states_mapping, on_mtls("cac"), navy_identity),
+        case(
+            "binding by fields where no other org claims the card → the binding",
+            army_states_alone,
+            on_mtls("cac"),
+            identity_of("cac", Some(("u-capture", "o-army")), "auth:account:user:u-capture".into()),
+        ),
         case(
             "CAC by another org's SAN rule alone → that org",
             navy_resolves_cac,

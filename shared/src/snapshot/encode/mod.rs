@@ -27,15 +27,16 @@ pub use unsigned::UnsignedSnapshot;
 use small::{string_len_ok, SmallSections};
 
 use super::format::{
-    bucket_digests, keyed_digest, plain_digest, read_string, read_u32, u24_bytes, write_header, Section, SnapshotHeader,
-    BINDING_ENABLED, BINDING_RECORD, BINDING_USER_TEXT, BLOCKED_RECORD, BODY_SECTIONS, BODY_START, CA_RECORD,
-    CA_SUBJECT_AT, CRL_REVOKED_RECORD, DIGEST_LEN, FINGERPRINT_LEN, KEYED_COUNT, KEYED_SECTIONS, MAX_ORGS,
-    MAX_SNAPSHOT_BYTES, PLATFORM_OWNER, PRINCIPAL_RECORD, REVOKED_RECORD, SECTION_COUNT, SIGNATURE_LEN,
+    bucket_digests, keyed_digest, plain_digest, principal_name_ref, read_string, read_u32, u24_bytes, write_header,
+    Section, SnapshotHeader, BINDING_ENABLED, BINDING_RECORD, BINDING_UNVERIFIED, BINDING_USER_TEXT, BLOCKED_RECORD,
+    BODY_SECTIONS, BODY_START, CA_RECORD, CA_SUBJECT_AT, CRL_REVOKED_RECORD, DIGEST_LEN, FINGERPRINT_LEN, KEYED_COUNT,
+    KEYED_SECTIONS, MAX_ORGS, MAX_SNAPSHOT_BYTES, PLATFORM_OWNER, PRINCIPAL_RECORD, PRINCIPAL_UNVERIFIED, REVOKED_RECORD,
+    SECTION_COUNT, SIGNATURE_LEN,
 };
 use super::view::SnapshotView;
 use crate::encoding::ulid_bits;
 use crate::fingerprint::Fingerprint;
-use crate::identity::{is_reserved_principal, CertificateAuthority, ConstraintKind, Owner, SanKind, CA_KEY_LEN};
+use crate::identity::{is_reserved_principal, CertificateAuthority, Claim, ConstraintKind, Owner, SanKind, CA_KEY_LEN};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -44,6 +45,7 @@ use std::ops::Range;
 struct PendingOwned {
     owner: u32,
     principal: Option<String>,
+    claim: Claim,
 }
 
 /// Streams records into a snapshot; see the module documentation for the order rules. Then
@@ -173,7 +175,11 @@ impl SnapshotEncoder {
         for (section, record_len, offsets) in refs_at {
             for record in base.section_bytes(section).chunks_exact(record_len) {
                 for offset in offsets {
-                    let Some(reference) = read_u32(record, *offset) else { continue };
+                    let reference = match section {
+                        Section::Principals => principal_name_ref(record).map(|(reference, _)| reference),
+                        _ => read_u32(record, *offset),
+                    };
+                    let Some(reference) = reference else { continue };
                     if let Some(text) = read_string(strings, reference) {
                         encoder.shared_strings.entry(text.to_owned()).or_insert(reference);
                     }
@@ -285,7 +291,8 @@ impl SnapshotEncoder {
             if let Some(principal) = &record.principal {
                 let reference = shared_string(&mut self.strings, &mut self.shared_strings, principal)
                     .map_err(|p| Self::error_in(section, first_index + i, p))?;
-                self.out.extend_from_slice(&reference.to_le_bytes());
+                let flag = if record.claim.is_verified() { 0 } else { PRINCIPAL_UNVERIFIED };
+                self.out.extend_from_slice(&(reference | flag).to_le_bytes());
             }
         }
         pending.clear();
@@ -294,7 +301,13 @@ impl SnapshotEncoder {
     }
 
     /// Starts or extends the run of records of `key` in an owned keyed section.
-    fn push_owned(&mut self, section: Section, key: &[u8; 32], owner: Owner<'_>, principal: Option<&str>) -> Result<(), EncodeError> {
+    fn push_owned(
+        &mut self,
+        section: Section,
+        key: &[u8; 32],
+        owner: Owner<'_>,
+        principal: Option<(&str, Claim)>,
+    ) -> Result<(), EncodeError> {
         self.enter(section)?;
         match self.previous {
             Some(previous) if previous.as_slice() > key.as_slice() => return Err(self.error(EncodeProblem::NotAscending)),
@@ -312,7 +325,8 @@ impl SnapshotEncoder {
         if self.pending.iter().any(|p| p.owner == owner) {
             return Err(self.error(EncodeProblem::Duplicate));
         }
-        self.pending.push(PendingOwned { owner, principal: principal.map(str::to_owned) });
+        let claim = principal.map_or(Claim::Verified, |(_, claim)| claim);
+        self.pending.push(PendingOwned { owner, principal: principal.map(|(name, _)| name.to_owned()), claim });
         self.count += 1;
         self.check_size()
     }
@@ -384,14 +398,20 @@ impl SnapshotEncoder {
         self.check_size()
     }
 
+    /// A verified card binding of the org `org_id` ([`Self::push_binding_claim`]).
+    pub fn push_binding(&mut self, fingerprint: &Fingerprint, user_id: &str, org_id: &str, enabled: bool) -> Result<(), EncodeError> {
+        self.push_binding_claim(fingerprint, user_id, org_id, enabled, Claim::Verified)
+    }
+
     /// A card binding of the org `org_id`, fingerprints strictly ascending. A user id in a
     /// ULID's canonical spelling is stored as its 16 bytes, any other as a string.
-    pub fn push_binding(
+    pub fn push_binding_claim(
         &mut self,
         fingerprint: &Fingerprint,
         user_id: &str,
         org_id: &str,
         enabled: bool,
+        claim: Claim,
     ) -> Result<(), EncodeError> {
         self.enter(Section::Bindings)?;
         string_len_ok(user_id).map_err(|p| self.error(p))?;
@@ -413,7 +433,8 @@ impl SnapshotEncoder {
         self.out.extend_from_slice(&fingerprint.0);
         self.out.extend_from_slice(&user);
         self.out.extend_from_slice(&u24_bytes(org));
-        self.out.push(user_flag | if enabled { BINDING_ENABLED } else { 0 });
+        let claim_flag = if claim.is_verified() { 0 } else { BINDING_UNVERIFIED };
+        self.out.push(user_flag | claim_flag | if enabled { BINDING_ENABLED } else { 0 });
         self.count += 1;
         Ok(())
     }
@@ -433,12 +454,25 @@ impl SnapshotEncoder {
     /// owner wrote it: the filter composes an org's into the org's namespace; a platform name
     /// may not start with `auth:account:user:` or `auth:account:org:`.
     pub fn push_principal(&mut self, fingerprint: &Fingerprint, owner: Owner<'_>, name: &str) -> Result<(), EncodeError> {
+        self.push_principal_claim(fingerprint, owner, name, Claim::Verified)
+    }
+
+    /// [`Self::push_principal`], with what the mapping rests on.
+    pub fn push_principal_claim(
+        &mut self,
+        fingerprint: &Fingerprint,
+        owner: Owner<'_>,
+        name: &str,
+        claim: Claim,
+    ) -> Result<(), EncodeError> {
         self.enter(Section::Principals)?;
         string_len_ok(name).map_err(|p| self.error(p))?;
         if owner == Owner::Platform && is_reserved_principal(name) {
             return Err(self.error(EncodeProblem::ReservedPrincipal));
         }
-        self.push_owned(Section::Principals, &fingerprint.0, owner, Some(name))
+        // The platform's mappings claim nothing: never flagged.
+        let claim = if owner == Owner::Platform { Claim::Verified } else { claim };
+        self.push_owned(Section::Principals, &fingerprint.0, owner, Some((name, claim)))
     }
 
     /// A registered CA and the state of its CRL. Any order; one record per key.

@@ -13,7 +13,7 @@ pub fn reencode(view: &SnapshotView, header: &SnapshotHeader) -> Result<Unsigned
         encoder.push_org(org)?;
     }
     for (fingerprint, binding) in view.bindings() {
-        encoder.push_binding(&fingerprint, binding.user_id.as_str(), binding.org_id, binding.enabled)?;
+        encoder.push_binding_claim(&fingerprint, binding.user_id.as_str(), binding.org_id, binding.enabled, binding.claim)?;
     }
     for (fingerprint, owner) in view.blocklist() {
         encoder.push_blocked(&fingerprint, owner)?;
@@ -21,8 +21,8 @@ pub fn reencode(view: &SnapshotView, header: &SnapshotHeader) -> Result<Unsigned
     for (key, owner) in view.revoked() {
         encoder.push_revoked_key(&key, owner)?;
     }
-    for (fingerprint, owner, name) in view.principals() {
-        encoder.push_principal(&fingerprint, owner, name)?;
+    for (fingerprint, mapping) in view.principals() {
+        encoder.push_principal_claim(&fingerprint, mapping.owner, mapping.name, mapping.claim)?;
     }
     for key in view.crl_revoked() {
         encoder.push_crl_revoked_key(&key)?;

@@ -5,9 +5,9 @@
 use crate::identity::{is_reserved_principal, ConstraintKind, OwnerConstraints, CA_KEY_LEN};
 use crate::pop::jwks::{Jwks, MAX_JWKS_BYTES};
 use crate::snapshot::format::{
-    bucket_digests, bucket_of, keyed_digest, malformed, plain_digest, plain_digest_state, read_string, read_u24,
+    bucket_digests, bucket_of, keyed_digest, malformed, plain_digest, plain_digest_state, principal_name_ref, read_string, read_u24,
     read_u32, read_u64, san_kind_from_wire_id, Layout, Section, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT,
-    BINDING_USER_AT, BINDING_USER_TEXT, BODY_SECTIONS, BUCKETS, CA_CRL_HELD, CA_FAIL_OPEN, CA_FLAGS_AT, CA_RECORD,
+    BINDING_UNVERIFIED, BINDING_USER_AT, BINDING_USER_TEXT, BODY_SECTIONS, BUCKETS, CA_CRL_HELD, CA_FAIL_OPEN, CA_FLAGS_AT, CA_RECORD,
     CA_REQUIRE_FRESH_CRL, CA_SUBJECT_AT, CA_VALID_UNTIL_AT, CONSTRAINT_RECORD, DIGEST_LEN, FINGERPRINT_LEN,
     ISSUER_RECORD, KEYED_COUNT, KEYED_SECTIONS, MAX_AUDIENCES, MAX_AUDIENCES_BYTES, MAX_CAS, MAX_ISSUERS,
     MAX_STRING_LEN, ORG_RECORD,
@@ -142,7 +142,7 @@ impl<'a> Checker<'a> {
         match section {
             Section::Bindings => {
                 let flags = record.get(BINDING_FLAGS_AT).copied().unwrap_or(u8::MAX);
-                if flags & !(BINDING_ENABLED | BINDING_USER_TEXT) != 0 {
+                if flags & !(BINDING_ENABLED | BINDING_USER_TEXT | BINDING_UNVERIFIED) != 0 {
                     return Err(malformed(section, at + BINDING_FLAGS_AT, "unknown flag bits"));
                 }
                 if flags & BINDING_USER_TEXT != 0 {
@@ -162,9 +162,13 @@ impl<'a> Checker<'a> {
             }
             Section::Principals => {
                 let owner = self.owner(section, at, record, FINGERPRINT_LEN)?;
-                let name = self.string(section, at + OWNED_KEY_LEN, read_u32(record, OWNED_KEY_LEN))?;
+                let name = self.string(section, at + OWNED_KEY_LEN, principal_name_ref(record).map(|(r, _)| r))?;
                 if owner == PLATFORM_OWNER && is_reserved_principal(name) {
                     return Err(malformed(section, at + OWNED_KEY_LEN, "platform principal in a reserved namespace"));
+                }
+                // The platform's mappings claim nothing, so one spelling: never flagged.
+                if owner == PLATFORM_OWNER && principal_name_ref(record).is_some_and(|(_, claim)| !claim.is_verified()) {
+                    return Err(malformed(section, at + OWNED_KEY_LEN, "platform principal flagged unverified"));
                 }
             }
             // A CRL revocation is its key alone, and its order is checked with its section.

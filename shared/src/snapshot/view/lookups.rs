@@ -6,14 +6,14 @@ use super::SnapshotView;
 use crate::encoding::ulid_render;
 use crate::fingerprint::Fingerprint;
 use crate::identity::{
-    CaKey, CardBinding, CertificateAuthority, ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind,
+    CaKey, CardBinding, CertificateAuthority, Claim, ConstraintKind, IdentityData, Owner, OwnerConstraints, SanKind,
     ThumbprintMapping, TokenIssuer, UserId, CA_KEY_LEN,
 };
 use crate::snapshot::format::{
-    bucket_of, read_string, read_u24, read_u32, read_u64, revoked_serial_key, san_kind_from_wire_id, san_kind_wire_id,
+    bucket_of, principal_name_ref, read_string, read_u24, read_u32, read_u64, revoked_serial_key, san_kind_from_wire_id, san_kind_wire_id,
     Section, CA_CRL_HELD, CA_FAIL_OPEN, CA_FLAGS_AT, CA_RECORD, CA_REQUIRE_FRESH_CRL, CA_SUBJECT_AT, CA_VALID_UNTIL_AT,
-    CRL_REVOKED_RECORD, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_USER_AT, BINDING_USER_TEXT,
-    BLOCKED_RECORD, CONSTRAINT_RECORD, FINGERPRINT_LEN, ISSUER_RECORD, ORG_RECORD, OWNED_KEY_LEN, PLATFORM_OWNER,
+    CRL_REVOKED_RECORD, BINDING_ENABLED, BINDING_FLAGS_AT, BINDING_ORG_AT, BINDING_RECORD, BINDING_UNVERIFIED, BINDING_USER_AT, BINDING_USER_TEXT,
+    BLOCKED_RECORD, CONSTRAINT_RECORD, FINGERPRINT_LEN, ISSUER_RECORD, ORG_RECORD, PLATFORM_OWNER,
     PRINCIPAL_RECORD, REVOKED_RECORD, SAN_RULE_RECORD,
 };
 use std::cmp::Ordering;
@@ -154,7 +154,8 @@ impl SnapshotView {
         };
         let org_id = self.org_name(read_u24(record, BINDING_ORG_AT)?)?;
         let enabled = flags & BINDING_ENABLED != 0;
-        Some((fingerprint, CardBinding { user_id, org_id, enabled }))
+        let claim = Claim::from_verified(flags & BINDING_UNVERIFIED == 0);
+        Some((fingerprint, CardBinding { user_id, org_id, enabled, claim }))
     }
 
     /// Every binding, in fingerprint order.
@@ -179,10 +180,11 @@ impl SnapshotView {
     }
 
     /// Every thumbprint mapping: fingerprint, owner and name as written, in record order.
-    pub fn principals(&self) -> impl Iterator<Item = (Fingerprint, Owner<'_>, &str)> + '_ {
+    pub fn principals(&self) -> impl Iterator<Item = (Fingerprint, ThumbprintMapping<'_>)> + '_ {
         self.section_bytes(Section::Principals).chunks_exact(PRINCIPAL_RECORD).filter_map(|record| {
             let (key, owner) = self.owned_key(record)?;
-            Some((Fingerprint(key), owner, read_string(self.strings(), read_u32(record, OWNED_KEY_LEN)?)?))
+            let (reference, claim) = principal_name_ref(record)?;
+            Some((Fingerprint(key), ThumbprintMapping { owner, name: read_string(self.strings(), reference)?, claim }))
         })
     }
 
@@ -311,9 +313,10 @@ impl IdentityData for SnapshotView {
         let run = self.find_run(Section::Principals, PRINCIPAL_RECORD, &fingerprint.0);
         for record in run.chunks_exact(PRINCIPAL_RECORD) {
             let owner = read_u24(record, FINGERPRINT_LEN).map(|o| self.owner_at(o));
-            let name = read_u32(record, OWNED_KEY_LEN).and_then(|r| read_string(self.strings(), r));
+            let Some((reference, claim)) = principal_name_ref(record) else { continue };
+            let name = read_string(self.strings(), reference);
             if let (Some(owner), Some(name)) = (owner, name) {
-                each(ThumbprintMapping { owner, name });
+                each(ThumbprintMapping { owner, name, claim });
             }
         }
     }

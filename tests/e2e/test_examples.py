@@ -1,0 +1,158 @@
+"""The shipped deployment examples (envoy/examples/), held to what they say: neither carries
+the proxy credential in the filter's configuration; each names the environment variable that
+holds it, and says where it comes from (a Kubernetes Secret, NGINX's `env`). Their filter
+configurations run in the real filter, in a real Envoy, with the credential in the
+environment alone: the filter fetches and verifies snapshots and Envoy's admin endpoint
+prints nothing of it. The Envoy configurations are checked by `envoy --mode validate`: the
+Kubernetes example's control plane cluster, as Envoy Gateway adds it, with the filter as
+Envoy Gateway renders it, and every template in envoy/templates/."""
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import ROOT, RUN_DIR, wait_for_snapshot
+from devstack import envoy, filterconfig, private
+
+EXAMPLES = ROOT / "envoy" / "examples"
+KUBERNETES = EXAMPLES / "kubernetes" / "envoy-gateway.yaml"
+NGINX = EXAMPLES / "nginx" / "nginx.conf"
+
+
+def kubernetes_filter_config() -> dict:
+    """The EnvoyExtensionPolicy's `config`: written as JSON, from `config: {` to its closing
+    brace at the same indentation."""
+    text = KUBERNETES.read_text()
+    found = re.search(r"^( +)config: (\{.*?^\1\})$", text, re.S | re.M)
+    assert found, "no `config: {…}` in the Kubernetes example"
+    return json.loads(found.group(2))
+
+
+def nginx_filter_config() -> dict:
+    """The `proxy_wasm certbind '…'` argument, with NGINX's escapes (`\\\\`) undone."""
+    found = re.search(r"proxy_wasm certbind '(.*?)';", NGINX.read_text(), re.S)
+    assert found, "no `proxy_wasm certbind '…';` in the NGINX example"
+    return json.loads(found.group(1).replace("\\\\", "\\"))
+
+
+def kubernetes_host_keys() -> list[str]:
+    found = re.search(r"^ +env:\n +hostKeys: \[([^\]]*)\]$", KUBERNETES.read_text(), re.M)
+    assert found, "the Wasm entry passes no environment variable to the filter's VM"
+    return [key.strip() for key in found.group(1).split(",")]
+
+
+EXAMPLE_CONFIGS = {"kubernetes": kubernetes_filter_config, "nginx": nginx_filter_config}
+
+
+def credential_env(config: dict) -> str:
+    control_plane = config["snapshot"]["control_plane"]
+    assert "credential" not in control_plane, control_plane
+    return control_plane["credential_env"]
+
+
+def test_no_example_carries_the_proxy_credential():
+    for path in (KUBERNETES, NGINX):
+        # In no spelling: no `credential` member, JSON or YAML, anywhere in the file.
+        assert not re.search(r"""["']?\bcredential["']?\s*:""", path.read_text()), path
+    name = credential_env(kubernetes_filter_config())
+    # Kubernetes: the Wasm entry hands the VM that variable, and the Envoy container gets it
+    # from a Secret.
+    assert kubernetes_host_keys() == [name]
+    text = KUBERNETES.read_text()
+    secret = re.search(rf"- name: {name}\n +valueFrom:\n +secretKeyRef: \{{name: ([\w-]+), key: (\w+)\}}", text)
+    assert secret, f"no EnvoyProxy env entry maps {name} from a Secret"
+    assert "kind: EnvoyProxy" in text and "parametersRef: {group: gateway.envoyproxy.io, kind: EnvoyProxy" in text
+    assert f"create secret generic {secret.group(1)}" in text, "the Secret's making is not shown"
+    # NGINX: `env` keeps the variable for the workers, where the filter reads it.
+    name = credential_env(nginx_filter_config())
+    assert re.search(rf"^env {name};$", NGINX.read_text(), re.M), f"no `env {name};` in the NGINX example"
+
+
+def with_this_stack(config: dict, demo) -> dict:
+    """The example's filter configuration with the deployment's own placeholders (the pinned
+    key, where the control plane is) replaced by this stack's; the policy and the credential's
+    source are the example's."""
+    config = json.loads(json.dumps(config))
+    snapshot = config["snapshot"]
+    snapshot["pinned_keys"] = [demo.public_key["public_key_pem"]]
+    snapshot["control_plane"].update(cluster="certbind_control_plane", authority=f"127.0.0.1:{demo.cp.port}")
+    return config
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLE_CONFIGS))
+def test_an_example_filter_configuration_reads_the_credential_from_the_environment(deploy, demo, example):
+    config = with_this_stack(EXAMPLE_CONFIGS[example](), demo)
+    name = credential_env(config)
+    deployment = deploy(f"example-{example}", json.dumps(config), env={name: demo.proxy_credential})
+    assert wait_for_snapshot(deployment) > 0
+    pages = "\n".join(deployment.proxy.admin(page) for page in ("/config_dump", "/config_dump?include_eds"))
+    assert name in pages, "the dump does not show the filter's VM configuration"
+    assert demo.proxy_credential not in pages
+
+
+def block_under(text: str, key: str) -> str:
+    """The YAML block under the one line `key:` (every following line indented deeper)."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == f"{key}:"]
+    assert len(starts) == 1, f"{key}: appears {len(starts)} times"
+    indent = len(lines[starts[0]]) - len(lines[starts[0]].lstrip())
+    block = []
+    for line in lines[starts[0] + 1:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        block.append(line)
+    depth = min(len(line) - len(line.lstrip()) for line in block if line.strip())
+    return "\n".join(line[depth:] for line in block)
+
+
+def indented(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
+
+
+def test_the_kubernetes_examples_envoy_configuration_validates(demo, pki):
+    # The cluster the EnvoyPatchPolicy adds, and the filter as Envoy Gateway renders the
+    # EnvoyExtensionPolicy (its `env.hostKeys` as the VM's host_env_keys, `config` as the
+    # plugin configuration), in one bootstrap.
+    cluster = block_under(KUBERNETES.read_text(), "value")
+    assert cluster.startswith("name: certbind_control_plane"), cluster
+    # The placeholder CA (the one that issued the control plane's server certificate) is
+    # this stack's, so that Envoy can load it.
+    cluster, replaced = re.subn(r"trusted_ca: \{inline_string: \"[^\"]*\"\}", f'trusted_ca: {{filename: "{pki.ca}"}}', cluster)
+    assert replaced == 1, cluster
+    config = with_this_stack(kubernetes_filter_config(), demo)
+    wasm = envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", json.dumps(config),
+                             env_keys=tuple(kubernetes_host_keys()))
+    bootstrap = f"""static_resources:
+  listeners:
+  - name: https
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 8443}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: https
+          route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200}}}}]}}]}}
+          http_filters: {envoy.http_filters(wasm)}
+  clusters:
+  - {indented(cluster, 4).lstrip()}
+"""
+    path = RUN_DIR / "example-kubernetes-bootstrap.yaml"
+    private.write(path, bootstrap)
+    # Envoy starts the filter while validating: without the credential in its environment the
+    # filter refuses its configuration, and Envoy the bootstrap.
+    assert credential_env(config) not in os.environ
+    with pytest.raises(RuntimeError, match="is not set in the plugin's VM"):
+        envoy.validate(path)
+    envoy.validate(path, env={credential_env(config): demo.proxy_credential})
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in envoy.TEMPLATES.glob("*.yaml")))
+def test_every_envoy_template_validates(pki, demo, template):
+    values = dict(admin_port=9901, listen_port=8443, inner_port=8444, echo_port=9000, control_plane_port=demo.cp.port,
+                  server_cert=pki.dir / "server.crt", server_key=pki.dir / "server.key", ca_bundle=pki.ca,
+                  http_filters=envoy.http_filters())
+    out = envoy.render(template, RUN_DIR / f"validate-{template}", **values)
+    envoy.validate(out)
