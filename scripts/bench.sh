@@ -33,6 +33,7 @@ run() {
 }
 
 run certbind-tests filter
+run certbind-tests authz
 run certbind-tests snapshot_load
 run certbind-shared snapshot --features testing
 run certbind-shared crl --features testing

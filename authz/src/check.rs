@@ -2,11 +2,15 @@
 
 use crate::metrics::Registry;
 use certbind_filter::metrics::Metrics;
+use certbind_shared::certificate::CertificateFacts;
+use certbind_shared::decision::cache::FactsCache;
 use certbind_shared::decision::config::PolicyConfig;
+use certbind_shared::decision::extract::connection_pem_der;
 use certbind_shared::decision::outcome::{Denial, Notice, Outcome, Reason};
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
 use certbind_shared::identity::{IdentityData, StaticIdentity};
 use certbind_shared::snapshot::SnapshotView;
+use certbind_shared::Fingerprint;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -18,9 +22,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct Check {
     pub headers: Vec<(String, Vec<u8>)>,
     pub peer: Option<IpAddr>,
-    /// SHA-256 of the connection's certificate, hex (the connection source's cross-check).
-    pub connection_digest: Option<String>,
-    /// The connection's certificate, PEM.
+    /// The connection's certificate, PEM (plain or URL-encoded), exactly as the gateway sent
+    /// it. Its SHA-256 is the connection digest the decision cross-checks against.
     pub connection_certificate: Option<Vec<u8>>,
 }
 
@@ -67,12 +70,28 @@ impl Held {
     }
 }
 
-/// The filter's decision, shared by every request thread: engines (each with its caches) are
-/// taken from a pool for one check and put back, so threads never wait on each other's
-/// decision, only on a push or pop.
+/// One thread's decision state: an engine with its caches, and the connection certificates
+/// it has seen, by their exact text (apart from the engine's header-keyed facts, which hold
+/// what a header source's own parser read from other bytes).
+struct Worker {
+    engine: Engine,
+    connection_certificates: FactsCache,
+}
+
+impl Worker {
+    fn new(engine: Engine) -> Self {
+        let policy = engine.policy();
+        let connection_certificates = FactsCache::new(policy.facts_cache_capacity, policy.facts_cache_bytes);
+        Worker { engine, connection_certificates }
+    }
+}
+
+/// The filter's decision, shared by every request thread: workers (each an engine with its
+/// caches) are taken from a pool for one check and put back, so threads never wait on each
+/// other's decision, only on a push or pop.
 pub struct Authorizer {
     policy: PolicyConfig,
-    engines: Mutex<Vec<Engine>>,
+    workers: Mutex<Vec<Worker>>,
     identity: IdentitySource,
     metrics: Metrics,
     registry: Arc<Registry>,
@@ -83,7 +102,7 @@ impl Authorizer {
     /// as threads need them.
     pub fn new(policy: PolicyConfig, engine: Engine, identity: IdentitySource, registry: Arc<Registry>) -> Self {
         let metrics = Metrics::define(|name| Some(registry.counter(name)));
-        Authorizer { policy, engines: Mutex::new(vec![engine]), identity, metrics, registry }
+        Authorizer { policy, workers: Mutex::new(vec![Worker::new(engine)]), identity, metrics, registry }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -119,14 +138,14 @@ impl Authorizer {
         }
     }
 
-    fn take_engine(&self) -> Option<Engine> {
-        let pooled = self.engines.lock().ok().and_then(|mut pool| pool.pop());
-        pooled.or_else(|| Engine::new(self.policy.clone()).ok())
+    fn take_worker(&self) -> Option<Worker> {
+        let pooled = self.workers.lock().ok().and_then(|mut pool| pool.pop());
+        pooled.or_else(|| Engine::new(self.policy.clone()).ok().map(Worker::new))
     }
 
-    fn return_engine(&self, engine: Engine) {
-        if let Ok(mut pool) = self.engines.lock() {
-            pool.push(engine);
+    fn return_worker(&self, worker: Worker) {
+        if let Ok(mut pool) = self.workers.lock() {
+            pool.push(worker);
         }
     }
 
@@ -138,23 +157,32 @@ impl Authorizer {
 
     fn decide(&self, check: &Check, now: i64) -> Verdict {
         let unavailable = || Verdict::Deny(Denial { reason: Reason::IdentityUnavailable });
-        let (Some(held), Some(mut engine)) = (self.held(), self.take_engine()) else { return unavailable() };
+        let (Some(held), Some(mut worker)) = (self.held(), self.take_worker()) else { return unavailable() };
+        let pem = check.connection_certificate.as_deref();
+        let digest = match pem.map(|pem| connection_digest(&mut worker.connection_certificates, pem)).transpose() {
+            Ok(digest) => digest,
+            Err(reason) => {
+                self.return_worker(worker);
+                return Verdict::Deny(Denial { reason });
+            }
+        };
+        let hex = digest.as_ref().map(|d| d.fingerprint.to_hex());
         let headers = header_refs(&check.headers);
         let input = RequestInput {
             headers: &headers,
             peer: check.peer,
-            connection_digest: check.connection_digest.as_deref(),
-            connection_certificate: check.connection_certificate.as_deref(),
+            connection_digest: hex.as_deref(),
+            connection_certificate: pem,
             now,
             ..Default::default()
         };
-        let outcome = engine.evaluate(&input, held.at(now));
+        let outcome = worker.engine.evaluate(&input, held.at(now));
         let verdict = match outcome {
             Outcome::Allow { set, notice } => {
                 let mut remove: Vec<String> = Vec::new();
                 for (name, _) in &check.headers {
                     if !name.starts_with(':')
-                        && engine.is_identity_header(name)
+                        && worker.engine.is_identity_header(name)
                         && !remove.iter().any(|r| r.eq_ignore_ascii_case(name))
                     {
                         remove.push(name.clone());
@@ -164,8 +192,48 @@ impl Authorizer {
             }
             Outcome::Deny(denial) => Verdict::Deny(denial),
         };
-        self.return_engine(engine);
+        if let (Some(pem), Some(Digest { fingerprint, der: Some(der) })) = (pem, &digest) {
+            remember_connection_certificate(&mut worker, pem, fingerprint, der);
+        }
+        self.return_worker(worker);
         verdict
+    }
+}
+
+/// The connection certificate's SHA-256, and its DER when it was decoded for this check
+/// (not found by its text).
+struct Digest {
+    fingerprint: Fingerprint,
+    der: Option<Vec<u8>>,
+}
+
+/// The digest of the connection's certificate. A warm check finds it by the certificate's
+/// exact text (the whole text is compared, so no other bytes can stand for it); a cold one
+/// decodes and hashes it. Text that does not decode to one certificate is refused as the
+/// filter refuses a malformed `connection.peer_certificate`.
+fn connection_digest(seen: &mut FactsCache, pem: &[u8]) -> Result<Digest, Reason> {
+    if let Some(facts) = seen.get_header(pem) {
+        return Ok(Digest { fingerprint: facts.fingerprint, der: None });
+    }
+    let der = connection_pem_der(pem).map_err(|_| Reason::MalformedClientCert)?;
+    Ok(Digest { fingerprint: Fingerprint::of_der(&der), der: Some(der) })
+}
+
+/// After a cold check, keeps the certificate's facts under its exact text, so that the next
+/// check with the same bytes skips decoding and hashing. The facts are the ones the decision
+/// cached under the digest (the connection source) or, when it keeps none there (an XFCC
+/// source cross-checked against the connection), parsed here; a certificate that does not
+/// parse is not kept and is decoded again next time.
+fn remember_connection_certificate(worker: &mut Worker, pem: &[u8], fingerprint: &Fingerprint, der: &[u8]) {
+    let facts = match worker.engine.caches_mut().facts.get_certificate(fingerprint, b"") {
+        Some(facts) => facts,
+        None => match CertificateFacts::from_der(der) {
+            Ok(facts) => Arc::new(facts),
+            Err(_) => return,
+        },
+    };
+    if facts.fingerprint == *fingerprint {
+        worker.connection_certificates.insert_header(pem, facts);
     }
 }
 

@@ -27,11 +27,11 @@ use certbind_tests::cases::native::NativeFilter;
 use certbind_tests::cases::table::{standard_config, standard_policy};
 use certbind_tests::cases::wasm::http_request;
 use certbind_tests::cases::CaseRequest;
+use certbind_tests::timing::time_interleaved;
 use certbind_tests::host::FilterHost;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 /// Speed targets through wasm, per request.
 const WARM_TARGET_US: f64 = 5.0;
@@ -181,37 +181,6 @@ fn build_scenarios(only: &str) -> Vec<Scenario> {
         ),
         flood("one invalid token replayed", standard_config(), 1),
     ]
-}
-
-/// Per-call times of `functions`, in nanoseconds: after a warm-up, 15 rounds in which every
-/// function runs one batch of about 20 ms in turn, each keeping its fastest batch. Interleaved,
-/// the functions of one scenario see the same machine, so their ratios hold even when a
-/// neighbour slows the machine between rounds; the fastest batch (thousands of calls) measures
-/// the code rather than the neighbours.
-fn time_interleaved(functions: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    let batches: Vec<u64> = functions
-        .iter_mut()
-        .map(|f| {
-            let warm_until = Instant::now() + Duration::from_millis(200);
-            let mut calls = 0u64;
-            while Instant::now() < warm_until {
-                f();
-                calls += 1;
-            }
-            (calls / 10).max(1)
-        })
-        .collect();
-    let mut best = vec![f64::INFINITY; functions.len()];
-    for _ in 0..15 {
-        for ((f, batch), best) in functions.iter_mut().zip(&batches).zip(best.iter_mut()) {
-            let start = Instant::now();
-            for _ in 0..*batch {
-                f();
-            }
-            *best = best.min(start.elapsed().as_nanos() as f64 / *batch as f64);
-        }
-    }
-    best
 }
 
 fn time_per_call(mut f: impl FnMut()) -> f64 {

@@ -21,6 +21,10 @@ from devstack.controlplane import Demo, start_demo
 from devstack.procs import free_port, wait_until
 
 ROUTE = "/mtls/hello"
+# A route whose constraint no development card meets (none has an e-mail address there).
+CONSTRAINED = {"path": "/constrained/*", "mode": "mtls", "require_enrolled_card": True,
+               "constraints": {"allowed_email_domains": ["elsewhere.example"]}}
+ROUTES = [CONSTRAINED, *filterconfig.DEMO_ROUTES]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +43,12 @@ def own_cp(logs, pki, issuer):
 def revocable(pki):
     """A card per gateway for the revoke test, each bound there and revoked once."""
     return dict(zip(gateways.KINDS, pki.card_files(len(gateways.KINDS), "gateway-card")))
+
+
+@pytest.fixture(scope="module")
+def blockable(pki):
+    """A card per gateway for the blocklist test, each bound there and blocklisted once."""
+    return dict(zip(gateways.KINDS, pki.card_files(len(gateways.KINDS), "gateway-blocked-card")))
 
 
 @dataclass
@@ -62,7 +72,7 @@ def start_stack(kind: str, name: str, pki, logs: Path, echo_port: int, snapshot:
     HTTPS, trusting the development CA (or `control_plane_ca`)."""
     ports = gateways.Ports(application=echo_port)
     run_dir = RUN_DIR / name
-    config = gateways.write_authz_config(run_dir / "authz.json", kind, snapshot=snapshot)
+    config = gateways.write_authz_config(run_dir / "authz.json", kind, snapshot=snapshot, routes=ROUTES)
     authz = gateways.Authz(config, logs, ports, name=f"authz-{name}",
                            control_plane_ca=control_plane_ca or pki.dir / "ca.crt").start()
     try:
@@ -218,6 +228,31 @@ def test_a_revoked_card_is_refused_after_the_revoke(stack, own_cp, revocable):
     own_cp.cp.revoke(own_cp.admin_token, tokens.fingerprint_hex(pem))
     wait_until(lambda: stack.get(card=card).reason == "card_not_enrolled", 5, "the revoke to reach the service")
     refused(stack.get(card=card), 403, "card_not_enrolled")
+
+
+def test_a_blocklisted_card_is_refused_after_the_block(stack, own_cp, blockable):
+    card = blockable[stack.kind]
+    pem = card[0].read_bytes()
+    own_cp.cp.bind(own_cp.admin_token, own_cp.user_id, pem)
+    wait_until(lambda: stack.get(card=card).status == 200, 10, "the bind to reach the service")
+    own_cp.cp.api("POST", "/api/v1/admin/blocklist", own_cp.admin_token, {"fingerprint": tokens.fingerprint_hex(pem)})
+    wait_until(lambda: stack.get(card=card).reason == "certificate_blocklisted", 5, "the block to reach the service")
+    refused(stack.get(card=card), 401, "certificate_blocklisted")
+
+
+def test_card_authentication_certificate_is_refused(stack, pki, issuer):
+    """A Card-Auth certificate with no EKU passes every gateway's TLS (no EKU: any purpose);
+    the service knows it by its cardAuth policy and refuses it (it needs no PIN), even with a
+    token bound to it on a route that needs no enrolment."""
+    token = issuer.mint(cert_pem=pki.pem("card-auth-policy"))
+    answer = stack.client.get("/api/execute", card=pki.card("card-auth-policy"), token=token)
+    assert not answer.tls_refused, answer
+    refused(answer, 403, "certificate_not_allowed")
+
+
+def test_a_route_constraint_refuses_the_bound_card(stack, pki):
+    assert stack.get(card=pki.card("demo-card")).status == 200
+    refused(stack.get("/constrained/hello", card=pki.card("demo-card")), 403, "certificate_not_allowed")
 
 
 def test_nginx_unverified_certificate_counts_as_none(pki, logs, echo_port, own_cp, issuer):

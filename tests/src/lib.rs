@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod cases;
 pub mod host;
 pub mod snapshots;
+pub mod timing;
 
 /// Absolute path of the filter `.wasm` that `build.rs` compiled for this build.
 pub const FILTER_WASM: &str = env!("CERTBIND_FILTER_WASM");

@@ -91,3 +91,58 @@ fn every_case_over_the_wire_decides_as_the_library_call() {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(ran >= 600, "only {ran} checks over the wire");
 }
+
+/// The fingerprint header a gRPC answer sets, or the refusal's reason.
+fn grpc_outcome(response: &envoy_types::ext_authz::v3::pb::CheckResponse) -> Result<String, String> {
+    use envoy_types::ext_authz::v3::pb::HttpResponse;
+    match &response.http_response {
+        Some(HttpResponse::OkResponse(ok)) => Ok(ok
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == "x-dm-smartcard-fingerprint")
+            .map(|h| h.value.clone())
+            .unwrap_or_default()),
+        Some(HttpResponse::DeniedResponse(denied)) => {
+            let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+            Err(body["reason"].as_str().unwrap_or_default().to_string())
+        }
+        other => panic!("no OK or denied response: {other:?}"),
+    }
+}
+
+/// Warm gRPC checks find the connection certificate's digest by its exact text: the same
+/// service, asked in turn with two cards, with the same card's certificate in another
+/// spelling and with its text damaged, answers each as a cold service would.
+#[test]
+fn grpc_warm_checks_answer_by_the_exact_certificate_text() {
+    use certbind_tests::cases::fixtures::{cert, percent_encode};
+    let case = table::all().into_iter().find(|c| c.name == "connection source with the peer certificate → 200").unwrap();
+    let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+    let service = certbind_authz::server::Service::from_config(converted.config.to_string().as_bytes()).unwrap();
+    let jane_request = converted.grpc.unwrap();
+    let with_certificate = |text: String| {
+        let mut request = jane_request.clone();
+        request.attributes.as_mut().unwrap().source.as_mut().unwrap().certificate = text;
+        request
+    };
+    let (jane, cac) = (cert("piv-auth"), cert("cac"));
+    let encoded = percent_encode(jane.pem.as_bytes());
+    assert_eq!(jane_request.attributes.as_ref().unwrap().source.as_ref().unwrap().certificate, encoded);
+    // The PEM cut short of its end line, and with one base64 character of the body changed.
+    let cut = percent_encode(jane.pem.trim_end().rsplit_once('\n').unwrap().0.as_bytes());
+    let body_at = jane.pem.find('\n').unwrap() + 20;
+    let mut altered = jane.pem.clone().into_bytes();
+    altered[body_at] = if altered[body_at] == b'A' { b'B' } else { b'A' };
+    let altered = percent_encode(&altered);
+    let now = case.request.now;
+    let ask = |text: &str| grpc_outcome(&service.grpc_check(&with_certificate(text.to_string()), now));
+    for round in 0..3 {
+        assert_eq!(ask(&encoded), Ok(jane.hex()), "round {round}: the bound card");
+        assert_eq!(ask(&percent_encode(cac.pem.as_bytes())), Ok(cac.hex()), "round {round}: another card");
+        assert_eq!(ask(&jane.pem), Ok(jane.hex()), "round {round}: plain PEM, as Envoy 1.40 sends it");
+        assert_eq!(ask(&cut), Err("malformed_client_cert".to_string()), "round {round}: a cut certificate");
+        let damaged = ask(&altered);
+        assert!(damaged != Ok(jane.hex()) && damaged.is_err(), "round {round}: a damaged certificate answered {damaged:?}");
+    }
+}

@@ -9,9 +9,7 @@
 //! header; a refusal carries the filter's status, headers and body.
 
 use crate::check::{Check, Verdict};
-use certbind_shared::decision::extract::connection_pem_der;
 use certbind_shared::decision::outcome::Reason;
-use certbind_shared::Fingerprint;
 use envoy_types::ext_authz::v3::pb::{
     Address, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, OkHttpResponse,
@@ -51,15 +49,11 @@ pub fn check(request: &CheckRequest) -> Result<Check, Reason> {
         },
         _ => None,
     });
-    let certificate = source.map(|s| s.certificate.as_str()).filter(|c| !c.is_empty());
-    let (connection_digest, connection_certificate) = match certificate {
-        None => (None, None),
-        Some(pem) => {
-            let der = connection_pem_der(pem.as_bytes()).map_err(|_| Reason::MalformedClientCert)?;
-            (Some(Fingerprint::of_der(&der).to_hex()), Some(pem.as_bytes().to_vec()))
-        }
-    };
-    Ok(Check { headers, peer, connection_digest, connection_certificate })
+    // The certificate exactly as Envoy sent it: the authorizer decodes and hashes it, or
+    // finds its digest by these very bytes when it checked them before.
+    let connection_certificate =
+        source.map(|s| s.certificate.as_bytes()).filter(|c| !c.is_empty()).map(<[u8]>::to_vec);
+    Ok(Check { headers, peer, connection_certificate })
 }
 
 fn header(key: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOption {

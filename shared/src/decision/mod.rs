@@ -129,6 +129,12 @@ impl Engine {
         &self.caches
     }
 
+    /// The caches, for a host that keeps what it derives from a request's own bytes beside
+    /// the engine's (a certificate's digest, by the exact text it came in).
+    pub fn caches_mut(&mut self) -> &mut Caches {
+        &mut self.caches
+    }
+
     /// Whether the caller must read `connection.sha256_peer_certificate_digest`.
     pub fn needs_connection_digest(&self) -> bool {
         matches!(
