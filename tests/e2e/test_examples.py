@@ -153,6 +153,6 @@ def test_the_kubernetes_examples_envoy_configuration_validates(demo, pki):
 def test_every_envoy_template_validates(pki, demo, template):
     values = dict(admin_port=9901, listen_port=8443, inner_port=8444, echo_port=9000, control_plane_port=demo.cp.port,
                   server_cert=pki.dir / "server.crt", server_key=pki.dir / "server.key", ca_bundle=pki.ca,
-                  http_filters=envoy.http_filters())
+                  control_plane_ca=pki.ca, http_filters=envoy.http_filters())
     out = envoy.render(template, RUN_DIR / f"validate-{template}", **values)
     envoy.validate(out)
