@@ -140,21 +140,21 @@ def main() -> int:
                                 routes=CERTBIND_ROUTES, default_mode="mtls"),
             snapshot=filterconfig.snapshot(key["public_key_pem"], credential, authority=f"127.0.0.1:{cp.port}"))
         wasm = envoy.WASM_DIR
+        # The baselines in the filter's place: none, and guests that ignore their configuration.
         builds = {
-            "none": [],
-            "minimal": [envoy.wasm_filter("minimal", wasm / "certbind_minimal_guest.wasm", None)],
-            "passthrough": [envoy.wasm_filter("passthrough", wasm / "certbind_passthrough_guest.wasm", "{}")],
-            "certbind": [envoy.wasm_filter("certbind", wasm / "certbind_filter.wasm", certbind_config)],
+            "none": None,
+            "minimal": envoy.Filter("{}", module=wasm / "certbind_minimal_guest.wasm", name="minimal"),
+            "passthrough": envoy.Filter("{}", module=wasm / "certbind_passthrough_guest.wasm", name="passthrough"),
+            "certbind": envoy.Filter(certbind_config),
         }
         compare = os.environ.get("CERTBIND_BENCH_COMPARE")
         if compare:
-            builds["compare"] = [envoy.wasm_filter("certbind", Path(compare).resolve(), certbind_config)]
+            builds["compare"] = envoy.Filter(certbind_config, module=Path(compare).resolve())
         ports, pids = {}, {}
-        for name, filters in builds.items():
+        for name, certbind in builds.items():
             listen, admin_port = free_port(), free_port()
-            config = envoy.render("bench.yaml", WORK / f"envoy-{name}.yaml", admin_port=admin_port, listen_port=listen,
-                                  control_plane_port=cp.port, control_plane_ca=pki_dir / "ca.crt",
-                                  http_filters=envoy.http_filters(*filters))
+            config = envoy.render("bench.yaml", WORK / f"envoy-{name}.yaml", certbind=certbind, admin_port=admin_port,
+                                  listen_port=listen, control_plane_port=cp.port, **devpki.envoy_files(pki_dir))
             proxy = envoy.Envoy(config, logs, name=f"envoy-{name}", admin_port=admin_port, log_level="warn").start()
             stack.add(proxy.stop)
             ports[name] = listen

@@ -8,12 +8,12 @@ import json
 import os
 import re
 import shutil
-import string
 import sys
+from dataclasses import dataclass
 import urllib.request
 from pathlib import Path
 
-from . import private
+from . import private, shipped
 from .procs import Process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,34 +32,113 @@ def envoy_binary() -> str:
     return found
 
 
-def wasm_filter(name: str, wasm: Path, configuration: str | None, vm_id: str | None = None,
-                env_keys: tuple[str, ...] = ()) -> dict:
-    """One `envoy.filters.http.wasm` entry on the V8 runtime; the VM refuses to start, and so
-    the listener every request, if the plugin refuses its configuration. The VM id is the
-    plugin's own (its name unless given): Envoy shares a plugin's shared data, where certbind
-    keeps its snapshot, with every plugin of the same `vm_id`. `env_keys`: variables of the
-    Envoy process the VM may read (their values are not in the configuration)."""
-    vm_config: dict = {"vm_id": vm_id or name, "runtime": "envoy.wasm.runtime.v8",
-                       "code": {"local": {"filename": str(wasm)}}}
-    if env_keys:
-        vm_config["environment_variables"] = {"host_env_keys": list(env_keys)}
-    config: dict = {"name": name, "root_id": name, "vm_config": vm_config, "failure_policy": "FAIL_CLOSED"}
-    if configuration is not None:
-        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}
-    return {"name": "envoy.filters.http.wasm",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
+# The values the shipped configurations (envoy/templates/) carry, by the name a renderer gives
+# its own for: files, and per file the ports (the inner tier's admin port is another, so that
+# both tiers can run on one machine).
+SHIPPED_FILES = {
+    "server_cert": "/etc/certbind/pki/server.crt",
+    "server_key": "/etc/certbind/pki/server.key",
+    "ca_bundle": "/etc/certbind/pki/ca.crt",
+    "control_plane_ca": "/etc/certbind/control-plane/ca.crt",
+    "proxy_cert": "/etc/certbind/control-plane/proxy.crt",
+    "proxy_key": "/etc/certbind/control-plane/proxy.key",
+}
+SHIPPED_PORTS = {
+    "dev.yaml": {"admin_port": 9901, "listen_port": 8443, "echo_port": 8081, "control_plane_port": 8080},
+    "edge.yaml": {"admin_port": 9901, "listen_port": 8443, "inner_port": 8444},
+    "inner.yaml": {"admin_port": 9902, "listen_port": 8444, "echo_port": 8081, "control_plane_port": 8080},
+    "bench.yaml": {"admin_port": 9901, "listen_port": 8443, "control_plane_port": 8080},
+}
+SHIPPED_WASM = "/usr/lib/certbind/certbind_filter.wasm"
+SHIPPED_PINNED_KEY = "PASTE the public_key_pem printed by certbind key init"
+SHIPPED_CREDENTIAL_ENV = "host_env_keys: [CERTBIND_PROXY_CREDENTIAL]"
+WASM_ENTRY = "- name: envoy.filters.http.wasm\n"
+ROUTER_ENTRY = "- name: envoy.filters.http.router\n"
 
 
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+@dataclass
+class Filter:
+    """The certbind filter as a shipped configuration's filter block takes it: its name (also
+    its root and VM id: Envoy shares a plugin's shared data, where the filter keeps its
+    snapshot, with every plugin of the same `vm_id`), its module, its plugin configuration
+    (`document`, the JSON text; None: the file's own, with `pinned_key` in place of its
+    placeholder), and the variables of the Envoy process its VM may read (`env_keys`; their
+    values are not in the configuration)."""
+
+    document: str | None = None
+    pinned_key: str | None = None
+    module: Path = WASM_DIR / "certbind_filter.wasm"
+    name: str = "certbind"
+    env_keys: tuple[str, ...] = ()
 
 
-def http_filters(*filters: dict) -> str:
-    """The HCM's filter list as YAML flow (JSON), the router last."""
-    return json.dumps([*filters, ROUTER])
+def filter_block(template: str, certbind: Filter | None, text: str | None = None) -> str:
+    """The template's `http_filters:` block (or that of `text`, the template as rendered so
+    far) with `certbind` in its filter entry: the module, the names, the VM's variables and
+    the plugin configuration are values; None takes the entry out (a baseline without the
+    filter). The filter is one entry of the block, written out in the file, the router last."""
+    text = (TEMPLATES / template).read_text() if text is None else text
+    block = _block(text, "http_filters:", template)
+    if WASM_ENTRY not in block:
+        if certbind is not None:
+            raise ValueError(f"{template} has no certbind filter entry")
+        return block
+    indent = block.split(WASM_ENTRY)[0].rsplit("\n", 1)[1]
+    head, rest = block.split(indent + WASM_ENTRY, 1)
+    entry, tail = rest.split(indent + ROUTER_ENTRY, 1)
+    if certbind is None:
+        return head + indent + ROUTER_ENTRY + tail
+    entry = indent + WASM_ENTRY + entry
+    replace = lambda old, new: shipped.replace_once(entry, old, new, template)  # noqa: E731
+    entry = replace(f'filename: "{SHIPPED_WASM}"', f'filename: "{certbind.module}"')
+    for key in ("name", "root_id", "vm_id"):
+        entry = replace(f" {key}: certbind\n", f" {key}: {certbind.name}\n")
+    entry = replace(SHIPPED_CREDENTIAL_ENV, f"host_env_keys: [{', '.join(certbind.env_keys)}]")
+    block = _block(entry, "value: |", template)
+    value = block.split("\n", 1)[1]
+    if certbind.document is not None:
+        document = certbind.document
+    elif certbind.pinned_key is not None:
+        shipped_document = json.loads(value)
+        keys = shipped_document["snapshot"]["pinned_keys"]
+        if keys != [SHIPPED_PINNED_KEY]:
+            raise ValueError(f"{template}: the filter's pinned_keys are not the shipped placeholder")
+        shipped_document["snapshot"]["pinned_keys"] = [certbind.pinned_key]
+        document = json.dumps(shipped_document, indent=2)
+    else:
+        raise ValueError("the shipped filter document needs its pinned key")
+    depth = value[: len(value) - len(value.lstrip())]
+    entry = entry.replace(value, "".join(f"{depth}{line}\n" for line in document.splitlines()))
+    return head + entry + indent + ROUTER_ENTRY + tail
 
 
-TRUSTED_CA_LINE = 'trusted_ca: {filename: "${ca_bundle}"}'
+def filter_document(config: Path | str) -> dict:
+    """The certbind filter's plugin configuration in a configuration file (shipped or
+    rendered), parsed."""
+    text = Path(config).read_text() if isinstance(config, Path) else (TEMPLATES / config).read_text()
+    return json.loads(_block(text, "value: |", str(config)).split("\n", 1)[1])
+
+
+def _block(text: str, key: str, source: str) -> str:
+    """The one line `key` and what belongs to it: every following line indented deeper, or as
+    deep and a sequence item or a comment (YAML lets a sequence start at its key's depth)."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == key]
+    if len(starts) != 1:
+        raise ValueError(f"{source}: `{key}` appears {len(starts)} times")
+
+    def belongs(line: str) -> bool:
+        depth = len(line) - len(line.lstrip())
+        return not line.strip() or depth > indent or (depth == indent and line.lstrip()[0] in "-#")
+
+    indent = len(lines[starts[0]]) - len(lines[starts[0]].lstrip())
+    end = starts[0] + 1
+    while end < len(lines) and belongs(lines[end]):
+        end += 1
+    return "".join(lines[starts[0]:end])
+
+
+TRUSTED_CA_LINE = f'trusted_ca: {{filename: "{SHIPPED_FILES["ca_bundle"]}"}}'
 
 # The connection manager's protective settings (docs/filter.md, "Proxy settings the filter
 # requires") and the value Envoy takes for each when it is left out.
@@ -72,7 +151,7 @@ PROTECTIVE_SETTINGS = {
 }
 
 
-ECHO_CLUSTER = "  - name: echo_upstream\n"
+ECHO_CLUSTER = "\n  - name: application\n"
 UPSTREAM_HTTP2 = """    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
@@ -80,21 +159,26 @@ UPSTREAM_HTTP2 = """    typed_extension_protocol_options:
 """
 
 
-def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defaults: bool = False,
-           forward_client_cert: str | None = None, upstream_http2: bool = False, **values) -> Path:
-    """Fills a template's placeholders. `allow_expired` lets expired and not-yet-valid client
-    certificates through the TLS layer (`allow_expired_certificate`), so that the filter's own
-    refusals can be seen; `envoy_defaults` puts Envoy's defaults in place of the protective
-    settings, so that what the filter does without them can be seen; `forward_client_cert`
-    replaces the XFCC forward mode; `upstream_http2` has Envoy speak HTTP/2 to the echo
-    upstream, as to a gRPC server, so that request trailers reach it. The end-to-end suite
-    uses them; no deployment should need the first three."""
+def render(template: str, out: Path, *, certbind: Filter | None = None, allow_expired: bool = False,
+           envoy_defaults: bool = False, forward_client_cert: str | None = None, upstream_http2: bool = False,
+           without_proxy_certificate: bool = False, **values) -> Path:
+    """The shipped configuration `template` with its values replaced: the ports and files
+    (`values`, by the names of SHIPPED_PORTS and SHIPPED_FILES; each one the file carries must
+    be given), and the certbind filter's (`certbind`, see `filter_block`; None: none).
+
+    The end-to-end suite's variations, which no deployment should need but the last:
+    `allow_expired` lets expired and not-yet-valid client certificates through the TLS layer
+    (`allow_expired_certificate`), so that the filter's own refusals can be seen;
+    `envoy_defaults` puts Envoy's defaults in place of the protective settings, so that what
+    the filter does without them can be seen; `forward_client_cert` replaces the XFCC forward
+    mode; `without_proxy_certificate` has Envoy present no client certificate to the control
+    plane; `upstream_http2` has Envoy speak HTTP/2 to the application, as to a gRPC server, so
+    that request trailers reach it."""
     text = (TEMPLATES / template).read_text()
     if allow_expired:
-        if TRUSTED_CA_LINE not in text:
-            raise ValueError(f"{template} has no `{TRUSTED_CA_LINE}` to relax")
         indent = text.split(TRUSTED_CA_LINE)[0].rsplit("\n", 1)[1]
-        text = text.replace(TRUSTED_CA_LINE, f"{TRUSTED_CA_LINE}\n{indent}allow_expired_certificate: true")
+        text = shipped.replace_once(text, TRUSTED_CA_LINE, f"{TRUSTED_CA_LINE}\n{indent}allow_expired_certificate: true",
+                                    template)
     replacements = dict(PROTECTIVE_SETTINGS) if envoy_defaults else {}
     if forward_client_cert is not None:
         mode = re.search(r"forward_client_cert_details: \w+", text)
@@ -102,16 +186,33 @@ def render(template: str, out: Path, *, allow_expired: bool = False, envoy_defau
             raise ValueError(f"{template} sets no forward_client_cert_details")
         replacements[mode.group(0)] = f"forward_client_cert_details: {forward_client_cert}"
     if upstream_http2:
-        if text.count(ECHO_CLUSTER) != 1:
-            raise ValueError(f"{template} has no single echo_upstream cluster")
-        text = text.replace(ECHO_CLUSTER, ECHO_CLUSTER + UPSTREAM_HTTP2)
+        text = shipped.replace_once(text, ECHO_CLUSTER, ECHO_CLUSTER + UPSTREAM_HTTP2, template)
+    if without_proxy_certificate:
+        text = text.replace(_proxy_certificate(text, template), "")
     for setting, replacement in replacements.items():
-        if text.count(setting) != 1:
-            raise ValueError(f"{template} does not set `{setting}` exactly once")
-        text = text.replace(setting, replacement)
+        text = shipped.replace_once(text, setting, replacement, template)
+    by_shipped = {}
+    for name, port in SHIPPED_PORTS[template].items():
+        if name not in values:
+            raise ValueError(f"{template}: no value for its {name} ({port})")
+        by_shipped[port] = values[name]
+    text = shipped.ports(text, by_shipped)
+    for name, path in SHIPPED_FILES.items():
+        if path in text:
+            if name not in values:
+                raise ValueError(f"{template}: no value for {name} ({path})")
+            text = text.replace(path, str(values[name]))
+    text = text.replace(_block(text, "http_filters:", template), filter_block(template, certbind, text))
+    shipped.no_leftovers(text, list(SHIPPED_FILES.values()), template)
     # 0600: the configuration carries the filter's, and so the proxy's, settings.
-    private.write(out, string.Template(text).substitute({k: str(v) for k, v in values.items()}))
+    private.write(out, text)
     return out
+
+
+def _proxy_certificate(text: str, template: str) -> str:
+    """The control plane cluster's `tls_certificates:` block (this proxy's client certificate)."""
+    cluster = text[text.index("  - name: certbind_control_plane\n"):]
+    return _block(cluster, "tls_certificates:", template)
 
 
 class Envoy:

@@ -8,12 +8,11 @@ paths and ports replaced, and the authorization service itself (`certbind-authz`
 
 from __future__ import annotations
 
-import re
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import envoy, filterconfig, private
+from . import envoy, filterconfig, private, shipped
 from .procs import Process, cargo_binary, free_port, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,21 +73,15 @@ def render(source: Path, out: Path, *, pki_dir: Path, ports: Ports, paths: dict[
     this renderer fails here rather than starting half-changed."""
     text = source.read_text()
     text = text.replace(SHIPPED_PKI, f"{pki_dir}/")
-    # One pass, so that a new port equal to another shipped one is not replaced again.
-    by_shipped = {str(shipped): str(getattr(ports, name)) for name, shipped in SHIPPED_PORTS.items()}
-    text = re.sub(rf"(?<![\d.])({'|'.join(by_shipped)})(?!\d)", lambda m: by_shipped[m.group(1)], text)
+    text = shipped.ports(text, {shipped_port: getattr(ports, name) for name, shipped_port in SHIPPED_PORTS.items()})
     for name, path in (paths or {}).items():
-        shipped = SHIPPED_PATHS[name]
-        if shipped not in text:
-            raise ValueError(f"{source} does not name {shipped}")
-        text = text.replace(shipped, str(path))
+        old = SHIPPED_PATHS[name]
+        if old not in text:
+            raise ValueError(f"{source} does not name {old}")
+        text = text.replace(old, str(path))
     for old, new in (replace or {}).items():
-        if text.count(old) != 1:
-            raise ValueError(f"{source} does not contain `{old}` exactly once")
-        text = text.replace(old, new)
-    leftover = [p for p in (SHIPPED_PKI, *SHIPPED_PATHS.values()) if p in text]
-    if leftover:
-        raise ValueError(f"{source}: {leftover} left in place")
+        text = shipped.replace_once(text, old, new, source)
+    shipped.no_leftovers(text, [SHIPPED_PKI, *SHIPPED_PATHS.values()], source)
     # 0600 like every rendered configuration of the stack.
     private.write(out, text)
     return out

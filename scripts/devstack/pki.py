@@ -16,6 +16,8 @@ Files (each NAME.crt has its key in NAME.key; every key is for development only)
     expired.crt         ended in 2021
     not-yet-valid.crt   starts in 2045
     untrusted-ca.crt, untrusted-card.crt   a root the proxy does not trust, and a card from it
+    proxy-ca.crt        the CA of the proxies' client certificates, for the control plane
+    proxy.crt           a proxy's client certificate (clientAuth), Envoy's to the control plane
 
 Running it again keeps what exists (fingerprints stay stable across `make run`s).
 """
@@ -158,9 +160,9 @@ def load_issuer(out: Path, name: str) -> Issuer:
 def generate(out: Path) -> None:
     """Writes every file named in the module's doc into `out`, unless `ca.crt` is there."""
     private.directory(out)
-    if (out / "ca.crt").exists() and (out / "card-auth-policy.crt").exists():
+    if (out / "ca.crt").exists() and (out / "proxy.crt").exists():
         return
-    root_key, piv_key, untrusted_key = new_key(), new_key(), new_key()
+    root_key, piv_key, untrusted_key, proxy_ca_key = new_key(), new_key(), new_key(), new_key()
     root_name = _name((NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "certbind"),
                       (NameOID.ORGANIZATIONAL_UNIT_NAME, "Development PKI"), (NameOID.COMMON_NAME, "certbind Dev Root CA"))
     root_cert = issue(None, root_name, root_key, 0x01, (LONG_START, CA_END), ca=True)
@@ -173,6 +175,9 @@ def generate(out: Path) -> None:
                            (NameOID.COMMON_NAME, "Untrusted Dev CA"))
     untrusted_cert = issue(None, untrusted_name, untrusted_key, 0x0BAD, (LONG_START, CA_END), ca=True)
     untrusted = Issuer(untrusted_name, untrusted_key, untrusted_cert)
+    proxy_ca_name = _name((NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "certbind"),
+                          (NameOID.ORGANIZATIONAL_UNIT_NAME, "Development PKI"), (NameOID.COMMON_NAME, "certbind Dev Proxy CA"))
+    proxy_ca = Issuer(proxy_ca_name, proxy_ca_key, issue(None, proxy_ca_name, proxy_ca_key, 0x02, (LONG_START, CA_END), ca=True))
 
     jane = fascn("9999", "9999", "999999", "1", "1", "1234567890", "1", "1223", "2")
     john = fascn("9999", "9999", "000123", "1", "1", "9876543210", "1", "1223", "1")
@@ -210,6 +215,8 @@ def generate(out: Path) -> None:
         "not-yet-valid": dict(issuer=piv, subject=_person("Future Q. User", "Example Agency", "People"), serial=0x6002,
                               window=NOT_YET, eku=PIV_AUTH_EKU, policies=(FPKI_COMMON_AUTH,),
                               sans=piv_sans(jane, jane_uuid, "1234567890@mil", None)),
+        "proxy": dict(issuer=proxy_ca, subject=_name((NameOID.ORGANIZATION_NAME, "certbind"), (NameOID.COMMON_NAME, "envoy proxy")),
+                      serial=0x11, window=(LONG_START, LONG_END), eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)),
         "untrusted-card": dict(issuer=untrusted, subject=_person("Jane Q. Demo", "Example Agency", "People"), serial=0x7001,
                                window=(LONG_START, LONG_END), eku=PIV_AUTH_EKU, policies=(FPKI_COMMON_AUTH,),
                                sans=piv_sans(jane, jane_uuid, "1234567890@mil", "jane.demo@example.mil")),
@@ -219,12 +226,20 @@ def generate(out: Path) -> None:
         cert = issue(spec.pop("issuer"), spec.pop("subject"), key, spec.pop("serial"), spec.pop("window"), **spec)
         write_pem(out / f"{name}.crt", cert)
         write_key(out / f"{name}.key", key)
-    for name, issuer in (("root-ca", root), ("piv-issuing-ca", piv), ("untrusted-ca", untrusted)):
+    for name, issuer in (("root-ca", root), ("piv-issuing-ca", piv), ("untrusted-ca", untrusted), ("proxy-ca", proxy_ca)):
         write_pem(out / f"{name}.crt", issuer.cert)
         write_key(out / f"{name}.key", issuer.key)
     # Written last: its presence means the set is complete.
     (out / "ca.crt").write_bytes(root_cert.public_bytes(serialization.Encoding.PEM)
                                  + piv_cert.public_bytes(serialization.Encoding.PEM))
+
+
+def envoy_files(out: Path) -> dict[str, Path]:
+    """The files a shipped Envoy configuration names (scripts/devstack/envoy.py SHIPPED_FILES),
+    from the PKI in `out`: the listener's certificate, the cards' CA bundle, the CA of the
+    control plane's certificate (the dev root, in ca.crt) and the proxy's client certificate."""
+    return {"server_cert": out / "server.crt", "server_key": out / "server.key", "ca_bundle": out / "ca.crt",
+            "control_plane_ca": out / "ca.crt", "proxy_cert": out / "proxy.crt", "proxy_key": out / "proxy.key"}
 
 
 def card_set(out: Path, count: int) -> Path:

@@ -136,19 +136,16 @@ def main() -> int:
 
 def start_envoy(stack: Stack, demo, key: dict, pki_dir: Path, logs: Path, https_port: int, admin_port: int,
                 cp_port: int, echo_port: int) -> list[Process]:
-    """Envoy with the filter. The filter fetches the signed snapshot from the control plane
+    """Envoy with the filter, from the shipped envoy/templates/dev.yaml with only its paths,
+    ports and pinned key changed. The filter fetches the signed snapshot from the control plane
     through the cluster `certbind_control_plane` and believes it only under the pinned key.
     The proxy credential reaches it in Envoy's environment, not in a configuration Envoy's
     admin endpoint would print."""
-    config = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
-        key["public_key_pem"], None, authority=f"127.0.0.1:{cp_port}", credential_env=filterconfig.CREDENTIAL_ENV))
-    private.write(STATE / "filter-config.json", json.dumps(json.loads(config), indent=2) + "\n")
     rendered = envoy.render(
-        "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
-        server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
-        echo_port=echo_port, control_plane_port=cp_port, control_plane_ca=pki_dir / "ca.crt",
-        http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
-                                                          env_keys=(filterconfig.CREDENTIAL_ENV,))))
+        "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port, echo_port=echo_port,
+        control_plane_port=cp_port, **pki.envoy_files(pki_dir),
+        certbind=envoy.Filter(pinned_key=key["public_key_pem"], env_keys=(filterconfig.CREDENTIAL_ENV,)))
+    private.write(STATE / "filter-config.json", json.dumps(envoy.filter_document(rendered), indent=2) + "\n")
     proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
                         env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
     stack.add(proxy.stop)

@@ -51,6 +51,10 @@ class Pki:
     def ca(self) -> Path:
         return self.dir / "ca.crt"
 
+    def envoy_files(self) -> dict[str, Path]:
+        """The files a shipped Envoy configuration names (envoy.SHIPPED_FILES), from this PKI."""
+        return devpki.envoy_files(self.dir)
+
     def email_card(self, name: str, email: str) -> tuple[Path, Path]:
         """A card of the dev PIV CA whose only address is `email` (certificate, key)."""
         return devpki.email_card(self.dir, name, email)
@@ -135,24 +139,26 @@ class Deployer:
         self.pki, self.echo_port, self.logs, self.cp_port = pki, echo_port, logs, control_plane_port
         self.started: list[envoy.Envoy] = []
 
-    def __call__(self, name: str, filter_config: str | None, *, template: str = "dev.yaml", concurrency: int = 1,
+    def __call__(self, name: str, filter_config: str | envoy.Filter | None, *, template: str = "dev.yaml", concurrency: int = 1,
                  wasm: Path | None = None, allow_expired: bool = False, envoy_defaults: bool = False,
                  forward_client_cert: str | None = None, tls: bool = True, upstream_http2: bool = False,
-                 env: dict | None = None, **values) -> Deployment:
-        """`env`: variables of the Envoy process; each is also one the filter's VM may read."""
+                 without_proxy_certificate: bool = False, env: dict | None = None, **values) -> Deployment:
+        """`filter_config`: the filter's plugin configuration (JSON), or the filter block's
+        values (the shipped document with this stack's pinned key), or None for no filter;
+        `env`: variables of the Envoy process, each one the filter's VM may read when
+        `filter_config` is a document."""
         listen_port, admin_port = free_port(), free_port()
-        filters = []
-        if filter_config is not None:
-            filters.append(envoy.wasm_filter("certbind", wasm or envoy.WASM_DIR / "certbind_filter.wasm", filter_config,
-                                             env_keys=tuple(env or ())))
-        settings = dict(admin_port=admin_port, listen_port=listen_port, server_cert=self.pki.dir / "server.crt",
-                        server_key=self.pki.dir / "server.key", ca_bundle=self.pki.ca, echo_port=self.echo_port,
-                        control_plane_port=self.cp_port, control_plane_ca=self.pki.ca,
-                        http_filters=envoy.http_filters(*filters))
+        certbind = filter_config if isinstance(filter_config, envoy.Filter) else None
+        if isinstance(filter_config, str):
+            certbind = envoy.Filter(filter_config, module=wasm or envoy.WASM_DIR / "certbind_filter.wasm",
+                                    env_keys=tuple(env or ()))
+        settings = dict(admin_port=admin_port, listen_port=listen_port, echo_port=self.echo_port,
+                        control_plane_port=self.cp_port, **self.pki.envoy_files())
         settings.update(values)
-        config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired,
+        config = envoy.render(template, RUN_DIR / f"{name}.yaml", certbind=certbind, allow_expired=allow_expired,
                               envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert,
-                              upstream_http2=upstream_http2, **settings)
+                              upstream_http2=upstream_http2, without_proxy_certificate=without_proxy_certificate,
+                              **settings)
         proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port,
                             env=env)
         self.started.append(proxy)
@@ -202,11 +208,11 @@ def wait_for_snapshot(deployment: Deployment, version: int | None = None, timeou
 
 @pytest.fixture(scope="module")
 def dev(deploy, demo) -> Deployment:
-    """The development deployment as `make run` starts it: the snapshot fetched from the
-    control plane, verified against its pinned key, with the proxy credential in Envoy's
-    environment rather than in its configuration."""
-    source = demo.snapshot_source(credential_env=filterconfig.CREDENTIAL_ENV)
-    deployment = deploy("dev", filterconfig.render(filterconfig.policy(), snapshot=source),
-                        env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential})
+    """The development deployment as `make run` starts it, the shipped envoy/templates/dev.yaml
+    with its own filter document: the snapshot fetched from the control plane, verified
+    against its pinned key, with the proxy credential in Envoy's environment rather than in
+    its configuration."""
+    shipped = envoy.Filter(pinned_key=demo.public_key["public_key_pem"], env_keys=(filterconfig.CREDENTIAL_ENV,))
+    deployment = deploy("dev", shipped, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential})
     wait_for_snapshot(deployment)
     return deployment

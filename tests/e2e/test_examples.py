@@ -5,7 +5,8 @@ configurations run in the real filter, in a real Envoy, with the credential in t
 environment alone: the filter fetches and verifies snapshots and Envoy's admin endpoint
 prints nothing of it. The Envoy configurations are checked by `envoy --mode validate`: the
 Kubernetes example's control plane cluster, as Envoy Gateway adds it, with the filter as
-Envoy Gateway renders it, and every template in envoy/templates/."""
+Envoy Gateway renders it, and every configuration in envoy/templates/ as shipped, its filter
+document included."""
 
 import json
 import os
@@ -122,8 +123,7 @@ def test_the_kubernetes_examples_envoy_configuration_validates(demo, pki):
     cluster, replaced = re.subn(r"trusted_ca: \{inline_string: \"[^\"]*\"\}", f'trusted_ca: {{filename: "{pki.ca}"}}', cluster)
     assert replaced == 1, cluster
     config = with_this_stack(kubernetes_filter_config(), demo)
-    wasm = envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", json.dumps(config),
-                             env_keys=tuple(kubernetes_host_keys()))
+    certbind = envoy.Filter(json.dumps(config), env_keys=tuple(kubernetes_host_keys()))
     bootstrap = f"""static_resources:
   listeners:
   - name: https
@@ -135,8 +135,7 @@ def test_the_kubernetes_examples_envoy_configuration_validates(demo, pki):
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: https
           route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200}}}}]}}]}}
-          http_filters: {envoy.http_filters(wasm)}
-  clusters:
+{envoy.filter_block("dev.yaml", certbind)}  clusters:
   - {indented(cluster, 4).lstrip()}
 """
     path = RUN_DIR / "example-kubernetes-bootstrap.yaml"
@@ -149,10 +148,44 @@ def test_the_kubernetes_examples_envoy_configuration_validates(demo, pki):
     envoy.validate(path, env={credential_env(config): demo.proxy_credential})
 
 
-@pytest.mark.parametrize("template", sorted(p.name for p in envoy.TEMPLATES.glob("*.yaml")))
-def test_every_envoy_template_validates(pki, demo, template):
+SHIPPED_ENVOY = sorted(p.name for p in envoy.TEMPLATES.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("template", SHIPPED_ENVOY)
+def test_every_shipped_envoy_configuration_validates(pki, demo, template):
+    """Each file as a user copies it, with only its files, ports and the filter's pinned key
+    made this stack's: Envoy loads the filter and hands it the file's own document, which the
+    filter refuses unless every member is right (its proxy credential in the environment)."""
+    shipped = (envoy.TEMPLATES / template).read_text()
+    assert "${" not in shipped, "a placeholder where a value belongs"
+    certbind = envoy.Filter(pinned_key=demo.public_key["public_key_pem"], env_keys=(filterconfig.CREDENTIAL_ENV,))
     values = dict(admin_port=9901, listen_port=8443, inner_port=8444, echo_port=9000, control_plane_port=demo.cp.port,
-                  server_cert=pki.dir / "server.crt", server_key=pki.dir / "server.key", ca_bundle=pki.ca,
-                  control_plane_ca=pki.ca, http_filters=envoy.http_filters())
-    out = envoy.render(template, RUN_DIR / f"validate-{template}", **values)
-    envoy.validate(out)
+                  **pki.envoy_files())
+    out = envoy.render(template, RUN_DIR / f"validate-{template}",
+                       certbind=certbind if envoy.WASM_ENTRY in shipped else None, **values)
+    envoy.validate(out, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential})
+
+
+def test_the_shipped_filter_document_is_the_development_stacks():
+    """dev.yaml's document is the policy the suite's scenarios start from (filterconfig), and
+    the inner tier's the same behind a trusted edge: a scenario that passes here passes with
+    the file a user copies."""
+    placeholder = envoy.SHIPPED_PINNED_KEY
+    dev = filterconfig.render(filterconfig.policy(), snapshot=filterconfig.snapshot(
+        placeholder, None, authority="127.0.0.1:8080", credential_env=filterconfig.CREDENTIAL_ENV))
+    assert envoy.filter_document("dev.yaml") == json.loads(dev)
+    inner = filterconfig.render(
+        filterconfig.policy(source={"kind": "xfcc", "trust": "trusted_proxies"}, trusted_proxies=["127.0.0.1/32"]),
+        snapshot=filterconfig.snapshot(placeholder, None, authority="127.0.0.1:8080",
+                                       credential_env=filterconfig.CREDENTIAL_ENV))
+    assert envoy.filter_document("inner.yaml") == json.loads(inner)
+
+
+def test_a_shipped_configuration_without_its_pinned_key_is_refused(pki, demo):
+    """The placeholder is not a key: a file copied without its pinned key does not start."""
+    out = envoy.render("dev.yaml", RUN_DIR / "validate-unpinned.yaml", admin_port=9901, listen_port=8443,
+                       echo_port=9000, control_plane_port=demo.cp.port, **pki.envoy_files(),
+                       certbind=envoy.Filter(json.dumps(envoy.filter_document("dev.yaml")),
+                                             env_keys=(filterconfig.CREDENTIAL_ENV,)))
+    with pytest.raises(RuntimeError, match="pinned_keys"):
+        envoy.validate(out, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential})
