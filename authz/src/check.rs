@@ -253,8 +253,11 @@ impl Authorizer {
             Verdict::Allow { notice, .. } => Outcome::Allow { set: Vec::new(), notice: *notice },
             Verdict::Deny(denial) => Outcome::Deny(denial.clone()),
         };
-        for id in [self.metrics.counter_for(&outcome), self.metrics.notice_counter_for(&outcome)].into_iter().flatten() {
+        for id in self.metrics.counters_for(&outcome) {
             self.registry.increment(id);
+        }
+        if let Outcome::Deny(denial) = &outcome {
+            eprintln!("[info] {}", denial.log_line());
         }
         verdict
     }

@@ -1,7 +1,10 @@
 //! The filter's counters and gauges, kept in process and served on `/metrics` in the
 //! Prometheus text format. Names are the filter's with `.` written `_` (Prometheus allows no
-//! dots): `certbind.requests.denied.card_not_enrolled` is `certbind_requests_denied_card_not_enrolled`.
+//! dots): `certbind.requests.denied.card_not_enrolled` is `certbind_requests_denied_card_not_enrolled`,
+//! and the refusals by reason and detail are one labelled family,
+//! `certbind_denied_total{reason="…",detail="…"}` (`certbind_filter::metrics::labelled`).
 
+use certbind_filter::metrics::labelled;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -19,8 +22,9 @@ pub struct Registry {
     values: Vec<AtomicU64>,
 }
 
-/// Room for every metric the filter's code defines (requests by reason, snapshot counters).
-const CAPACITY: usize = 128;
+/// Room for every metric the filter's code defines (requests by reason, by reason and detail,
+/// snapshot counters).
+const CAPACITY: usize = 160;
 
 impl Registry {
     pub fn new() -> Self {
@@ -28,7 +32,14 @@ impl Registry {
     }
 
     fn define(&self, name: &str, kind: Kind) -> u32 {
-        let name = name.replace('.', "_");
+        // A labelled counter is kept under its series text, `family{label="value",…}`.
+        let name = match labelled(name) {
+            Some((family, labels)) => {
+                let labels: Vec<String> = labels.iter().map(|(label, value)| format!("{label}=\"{value}\"")).collect();
+                format!("{family}{{{}}}", labels.join(","))
+            }
+            None => name.replace('.', "_"),
+        };
         let Ok(mut defined) = self.defined.lock() else { return u32::MAX };
         if let Some(at) = defined.iter().position(|(n, _)| *n == name) {
             return u32::try_from(at).unwrap_or(u32::MAX);
@@ -71,12 +82,19 @@ impl Registry {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let Ok(defined) = self.defined.lock() else { return out };
+        let mut typed: Vec<&str> = Vec::new();
         for ((name, kind), value) in defined.iter().zip(&self.values) {
             let kind = match kind {
                 Kind::Counter => "counter",
                 Kind::Gauge => "gauge",
             };
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+            // One TYPE line per family, before its first series.
+            let family = name.split_once('{').map_or(name.as_str(), |(family, _)| family);
+            if !typed.contains(&family) {
+                typed.push(family);
+                let _ = writeln!(out, "# TYPE {family} {kind}");
+            }
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         out
     }
@@ -101,5 +119,19 @@ mod tests {
             "# TYPE certbind_requests_allowed counter\ncertbind_requests_allowed 2\n# TYPE certbind_snapshot_version gauge\ncertbind_snapshot_version 7\n"
         );
         assert_eq!(registry.value("certbind_requests_allowed"), Some(2));
+    }
+
+    #[test]
+    fn refusals_by_detail_render_as_one_labelled_family() {
+        let registry = Registry::new();
+        let card_auth = registry.counter("certbind.denied_total.certificate_not_allowed.card_authentication");
+        let _ = registry.counter("certbind.denied_total.card_not_enrolled.none");
+        registry.increment(card_auth);
+        assert_eq!(
+            registry.render(),
+            "# TYPE certbind_denied_total counter\n\
+             certbind_denied_total{reason=\"certificate_not_allowed\",detail=\"card_authentication\"} 1\n\
+             certbind_denied_total{reason=\"card_not_enrolled\",detail=\"none\"} 0\n"
+        );
     }
 }

@@ -75,6 +75,8 @@ pub trait Host {
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
     fn increment_counter(&self, metric_id: u32);
     fn log_warn(&self, message: &str);
+    /// One line at the proxy's info level (a refusal, with its reason and detail).
+    fn log_info(&self, _message: &str) {}
 }
 
 /// [`Host`] over the proxy-wasm ABI.
@@ -165,6 +167,10 @@ mod proxy {
 
         fn log_warn(&self, message: &str) {
             let _ = hostcalls::log(LogLevel::Warn, message);
+        }
+
+        fn log_info(&self, message: &str) {
+            let _ = hostcalls::log(LogLevel::Info, message);
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn on_request_headers<H: Host>(
                 host.log_warn(&format!("certbind: cannot rewrite request headers ({e}); refusing"));
                 return refuse(host, metrics, &Outcome::deny(Reason::IdentityUnavailable));
             }
-            for id in [metrics.counter_for(&outcome), metrics.notice_counter_for(&outcome)].into_iter().flatten() {
+            for id in metrics.counters_for(&outcome) {
                 host.increment_counter(id);
             }
             Verdict::Continue
@@ -162,13 +162,14 @@ pub fn on_request_trailers<H: Host>(host: &H, engine: &Engine, metrics: &Metrics
 }
 
 fn refuse<H: Host>(host: &H, metrics: &Metrics, outcome: &Outcome) -> Verdict {
-    if let Some(id) = metrics.counter_for(outcome) {
-        host.increment_counter(id);
-    }
     let denial = match outcome {
         Outcome::Deny(d) => d.clone(),
         Outcome::Allow { .. } => Denial { reason: Reason::IdentityUnavailable },
     };
+    for id in metrics.counters_for(&Outcome::Deny(denial.clone())) {
+        host.increment_counter(id);
+    }
+    host.log_info(&denial.log_line());
     let headers = denial.headers();
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     if let Err(e) = host.send_response(u32::from(denial.status()), &headers, denial.body().as_bytes()) {

@@ -23,15 +23,17 @@ fn every_case_through_the_wasm() {
     assert!(failures.is_empty(), "{} wasm failures:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// The error contract (`Reason::ALL`, docs/filter.md's refusals): each reason is produced by at least one case, with its status.
+/// The error contract (`Reason::ALL`, docs/filter.md's refusals): each reason, each of its
+/// details, is produced by at least one case, with its status.
 #[test]
 fn every_reason_of_the_contract_has_a_case() {
     let cases = all_cases();
     for reason in Reason::ALL {
         let produced = cases.iter().any(|case| {
-            matches!(case.expect, Expect::Deny { status, reason: r } if r == reason.as_str() && status == reason.status())
+            matches!(case.expect, Expect::Deny { status, reason: r, detail }
+                if r == reason.as_str() && detail == reason.detail() && status == reason.status())
         });
-        assert!(produced, "no case produces {} ({})", reason.as_str(), reason.status());
+        assert!(produced, "no case produces {} (detail {}, {})", reason.as_str(), reason.detail(), reason.status());
     }
 }
 
@@ -72,7 +74,7 @@ fn a_cached_certificate_header_is_still_bound_to_its_connection() {
             strip_expected: Vec::new(),
             expect: match refusal {
                 None => Expect::Allow(vec![("x-dm-user-id", Some("u-jane".into()))]),
-                Some(status) => Expect::Deny { status, reason: "malformed_client_cert" },
+                Some(status) => Expect::Deny { status, reason: "malformed_client_cert", detail: "none" },
             },
         };
         let (seen, _) = native.run(&case.request);

@@ -1,7 +1,7 @@
 //! What a certificate must satisfy on a route, beyond the proxy's chain verification.
 
 use super::config_error::ConfigError;
-use super::outcome::Reason;
+use super::outcome::{NotAllowed, Reason};
 use crate::certificate::dn::canonical_dn;
 use crate::certificate::CertificateFacts;
 use serde::Deserialize;
@@ -86,15 +86,15 @@ impl Constraints {
             || !self.allowed_email_domains.is_empty()
             || !self.allow_card_authentication;
         if needs_complete && !facts.complete {
-            return Err(Reason::CertificateNotAllowed);
+            return Err(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable));
         }
         if !self.allowed_issuers.is_empty() && !self.allowed_issuers.contains(&facts.issuer_dn) {
-            return Err(Reason::CertificateNotAllowed);
+            return Err(Reason::CertificateNotAllowed(NotAllowed::IssuerNotAllowed));
         }
         if !self.required_policy_oids.is_empty()
             && !facts.policy_oids.iter().any(|oid| self.required_policy_oids.contains(oid))
         {
-            return Err(Reason::CertificateNotAllowed);
+            return Err(Reason::CertificateNotAllowed(NotAllowed::PolicyOidMissing));
         }
         if !self.allowed_email_domains.is_empty() {
             let mut emails = facts.emails().peekable();
@@ -103,11 +103,11 @@ impl Constraints {
                 email_domain(email).is_some_and(|d| self.allowed_email_domains.iter().any(|a| a.eq_ignore_ascii_case(d)))
             });
             if !any || !all_allowed {
-                return Err(Reason::CertificateNotAllowed);
+                return Err(Reason::CertificateNotAllowed(NotAllowed::SanDomain));
             }
         }
         if !self.allow_card_authentication && facts.is_piv_card_auth() {
-            return Err(Reason::CertificateNotAllowed);
+            return Err(Reason::CertificateNotAllowed(NotAllowed::CardAuthentication));
         }
         Ok(())
     }
@@ -161,7 +161,7 @@ mod tests {
         for oid in crate::certificate::CARD_AUTH_POLICY_OIDS {
             let mut card_auth = facts();
             card_auth.policy_oids = vec![(*oid).to_string()];
-            assert_eq!(route.check(&card_auth, 50), Err(Reason::CertificateNotAllowed), "{oid}");
+            assert_eq!(route.check(&card_auth, 50), Err(Reason::CertificateNotAllowed(NotAllowed::CardAuthentication)), "{oid}");
         }
         let opted_in = constraints(serde_json::json!({"allow_card_authentication": true})).unwrap();
         let mut card_auth = facts();
@@ -181,11 +181,15 @@ mod tests {
             serde_json::json!({"allow_card_authentication": true, "required_policy_oids": ["1.2.3"]}),
             serde_json::json!({"allow_card_authentication": true, "allowed_email_domains": ["mil"]}),
         ] {
-            assert_eq!(constraints(needs.clone()).unwrap().check(&partial, 50), Err(Reason::CertificateNotAllowed), "{needs}");
+            assert_eq!(
+                constraints(needs.clone()).unwrap().check(&partial, 50),
+                Err(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable)),
+                "{needs}"
+            );
         }
         // An email-domain rule needs an email SAN to be met.
         let mail = constraints(serde_json::json!({"allowed_email_domains": ["mil"]})).unwrap();
-        assert_eq!(mail.check(&facts(), 50), Err(Reason::CertificateNotAllowed));
+        assert_eq!(mail.check(&facts(), 50), Err(Reason::CertificateNotAllowed(NotAllowed::SanDomain)));
         let mut with_mail = facts();
         with_mail.subject_alt_names = vec![crate::certificate::SubjectAltName::Email("a@MIL".into())];
         assert_eq!(mail.check(&with_mail, 50), Ok(()));

@@ -1,6 +1,6 @@
 //! The filter's answer: forward with trusted identity headers, or refuse with a stable reason.
-//! The refusal contract (status, reason, problem+json body, headers) lives here so that the
-//! native tests and the `.wasm` agree byte for byte.
+//! The refusal contract (status, reason, problem+json body, headers; the operator's detail and
+//! log line) lives here so that the native tests and the `.wasm` agree byte for byte.
 
 /// Every reason the filter refuses a request for. The string forms are a public contract:
 /// clients, dashboards and alerts match on them.
@@ -20,14 +20,62 @@ pub enum Reason {
     TokenMissing,
     InvalidToken,
     SenderBindingMismatch,
-    CertificateNotAllowed,
+    /// The certificate verified but a constraint, or the orgs' claims, exclude it; which one
+    /// is the detail operators see, never the client.
+    CertificateNotAllowed(NotAllowed),
     CardNotEnrolled,
     BindingDisabled,
     IdentityUnavailable,
 }
 
+/// Why a certificate was not allowed (`certificate_not_allowed`): a stable sub-reason for the
+/// log line and the counters. The client's answer is the reason's alone, whatever the detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotAllowed {
+    /// A PIV Card Authentication certificate (no PIN behind it) where the route does not allow
+    /// one.
+    CardAuthentication,
+    /// None of the policy OIDs required, by the route or by an owner's constraint.
+    PolicyOidMissing,
+    /// An issuer DN the route's, or an owner's, allowed issuers do not list.
+    IssuerNotAllowed,
+    /// No RFC 822 SAN, or one outside the domains the route or an owner's constraint allows.
+    SanDomain,
+    /// Two orgs claim the certificate, neither by the certificate itself.
+    ClaimedByTwoOrgs,
+    /// The certificate source gives no fact a check needs (issuer, serial, validity, policies,
+    /// EKUs, SANs): nothing is passed for want of the means to check it.
+    FactsUnavailable,
+}
+
+impl NotAllowed {
+    pub const ALL: [NotAllowed; 6] = [
+        NotAllowed::CardAuthentication,
+        NotAllowed::PolicyOidMissing,
+        NotAllowed::IssuerNotAllowed,
+        NotAllowed::SanDomain,
+        NotAllowed::ClaimedByTwoOrgs,
+        NotAllowed::FactsUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotAllowed::CardAuthentication => "card_authentication",
+            NotAllowed::PolicyOidMissing => "policy_oid_missing",
+            NotAllowed::IssuerNotAllowed => "issuer_not_allowed",
+            NotAllowed::SanDomain => "san_domain",
+            NotAllowed::ClaimedByTwoOrgs => "claimed_by_two_orgs",
+            NotAllowed::FactsUnavailable => "facts_unavailable",
+        }
+    }
+}
+
+/// The detail of a reason that has no sub-reasons.
+pub const NO_DETAIL: &str = "none";
+
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    /// Every refusal, each sub-reason its own: what the counters count.
+    pub const ALL: [Reason; 19] = [
         Reason::InvalidPath,
         Reason::MalformedClientCert,
         Reason::CertificateMissing,
@@ -38,11 +86,25 @@ impl Reason {
         Reason::TokenMissing,
         Reason::InvalidToken,
         Reason::SenderBindingMismatch,
-        Reason::CertificateNotAllowed,
+        Reason::CertificateNotAllowed(NotAllowed::CardAuthentication),
+        Reason::CertificateNotAllowed(NotAllowed::PolicyOidMissing),
+        Reason::CertificateNotAllowed(NotAllowed::IssuerNotAllowed),
+        Reason::CertificateNotAllowed(NotAllowed::SanDomain),
+        Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs),
+        Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable),
         Reason::CardNotEnrolled,
         Reason::BindingDisabled,
         Reason::IdentityUnavailable,
     ];
+
+    /// The stable sub-reason operators see (log line, counters): [`NO_DETAIL`] for a reason
+    /// that has none.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Reason::CertificateNotAllowed(detail) => detail.as_str(),
+            _ => NO_DETAIL,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,7 +118,7 @@ impl Reason {
             Reason::TokenMissing => "token_missing",
             Reason::InvalidToken => "invalid_token",
             Reason::SenderBindingMismatch => "sender_binding_mismatch",
-            Reason::CertificateNotAllowed => "certificate_not_allowed",
+            Reason::CertificateNotAllowed(_) => "certificate_not_allowed",
             Reason::CardNotEnrolled => "card_not_enrolled",
             Reason::BindingDisabled => "binding_disabled",
             Reason::IdentityUnavailable => "identity_unavailable",
@@ -74,7 +136,7 @@ impl Reason {
             | Reason::TokenMissing
             | Reason::InvalidToken
             | Reason::SenderBindingMismatch => 401,
-            Reason::CertificateNotAllowed | Reason::CardNotEnrolled | Reason::BindingDisabled => 403,
+            Reason::CertificateNotAllowed(_) | Reason::CardNotEnrolled | Reason::BindingDisabled => 403,
             Reason::IdentityUnavailable => 503,
         }
     }
@@ -93,7 +155,7 @@ impl Reason {
             Reason::TokenMissing => "A bearer token is required",
             Reason::InvalidToken => "The bearer token is not valid",
             Reason::SenderBindingMismatch => "The bearer token is not bound to this client certificate",
-            Reason::CertificateNotAllowed => "The client certificate is not allowed here",
+            Reason::CertificateNotAllowed(_) => "The client certificate is not allowed here",
             Reason::CardNotEnrolled => "The smart card is not enrolled",
             Reason::BindingDisabled => "The smart card binding is disabled",
             Reason::IdentityUnavailable => "Identity data is unavailable",
@@ -127,6 +189,12 @@ impl Denial {
             title = r.title(),
             status = r.status()
         )
+    }
+
+    /// The line the filter logs for the refusal: status, reason and detail, nothing of the
+    /// certificate or the token.
+    pub fn log_line(&self) -> String {
+        format!("certbind: refused {} {} (detail {})", self.status(), self.reason.as_str(), self.reason.detail())
     }
 
     pub fn headers(&self) -> Vec<(&'static str, String)> {
@@ -227,8 +295,30 @@ mod tests {
         let by_status = |s: u16| Reason::ALL.iter().filter(|r| r.status() == s).count();
         assert_eq!(by_status(400), 2);
         assert_eq!(by_status(401), 8);
-        assert_eq!(by_status(403), 3);
+        assert_eq!(by_status(403), 2 + NotAllowed::ALL.len());
         assert_eq!(by_status(503), 1);
+    }
+
+    #[test]
+    fn a_detail_is_the_operators_alone() {
+        let details: Vec<&str> = NotAllowed::ALL.iter().map(|d| d.as_str()).collect();
+        assert_eq!(
+            details,
+            ["card_authentication", "policy_oid_missing", "issuer_not_allowed", "san_domain", "claimed_by_two_orgs", "facts_unavailable"]
+        );
+        let answers: Vec<_> = NotAllowed::ALL
+            .iter()
+            .map(|d| {
+                let denial = Denial { reason: Reason::CertificateNotAllowed(*d) };
+                (denial.status(), denial.headers(), denial.body())
+            })
+            .collect();
+        // One answer to the client, whatever the detail.
+        assert!(answers.windows(2).all(|pair| pair[0] == pair[1]), "{answers:?}");
+        assert!(!answers[0].2.contains("card_authentication"));
+        let denial = Denial { reason: Reason::CertificateNotAllowed(NotAllowed::SanDomain) };
+        assert_eq!(denial.log_line(), "certbind: refused 403 certificate_not_allowed (detail san_domain)");
+        assert_eq!(Denial { reason: Reason::CardNotEnrolled }.log_line(), "certbind: refused 403 card_not_enrolled (detail none)");
     }
 
     #[test]

@@ -42,7 +42,7 @@
 
 use super::config::Route;
 use super::constraints::email_domain;
-use super::outcome::{header, Notice, Reason};
+use super::outcome::{header, NotAllowed, Notice, Reason};
 use super::revocation::{self, RevocationPolicy};
 use crate::certificate::CertificateFacts;
 use crate::identity::{
@@ -218,19 +218,19 @@ pub fn certificate_identity<'i>(
         }
     } else if claimants.scopes().any(|scope| identity.has_revoked_serials(scope)) {
         // Revocations by serial apply, and this source gives no serial to check.
-        return Err(Reason::CertificateNotAllowed);
+        return Err(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable));
     }
     let ca = revocation::issuing_ca(facts, identity);
     revocation::check_revoked(facts, ca.as_ref(), identity)?;
     if resolution == Resolution::Conflict {
-        return Err(Reason::CertificateNotAllowed);
+        return Err(Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs));
     }
     let org = resolution.org();
     *notice = revocation::check_freshness(facts, ca.as_ref(), identity, org, revocation, now)?;
     route.constraints.check(facts, now)?;
     for owner in [Some(Owner::Platform), org.map(Owner::Org)].into_iter().flatten() {
-        if identity.constraints(owner).is_some_and(|c| !c.allows(facts)) {
-            return Err(Reason::CertificateNotAllowed);
+        if let Some(constraints) = identity.constraints(owner) {
+            constraints.check(facts).map_err(Reason::CertificateNotAllowed)?;
         }
     }
 

@@ -23,7 +23,7 @@
 //! An org's own setting only ever adds a refusal for certificates resolved into that org, so
 //! nothing one org writes changes what happens to another org's users.
 
-use super::outcome::{Notice, Reason};
+use super::outcome::{NotAllowed, Notice, Reason};
 use crate::certificate::CertificateFacts;
 use crate::identity::{CaKey, CertificateAuthority, IdentityData, Owner};
 use serde::Deserialize;
@@ -68,7 +68,11 @@ pub fn check_revoked(
     identity: &dyn IdentityData,
 ) -> Result<(), Reason> {
     if !facts.complete {
-        return if identity.has_certificate_authorities() { Err(Reason::CertificateNotAllowed) } else { Ok(()) };
+        return if identity.has_certificate_authorities() {
+            Err(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable))
+        } else {
+            Ok(())
+        };
     }
     match ca {
         Some(ca) if identity.is_crl_revoked(&ca.key, &facts.serial_hex) => Err(Reason::CertificateRevoked),
@@ -89,7 +93,11 @@ pub fn check_freshness(
 ) -> Result<Option<Notice>, Reason> {
     if !facts.complete {
         // Refused by `check_revoked` where CAs are registered; nothing to know otherwise.
-        return if policy.require_registered_ca { Err(Reason::CertificateNotAllowed) } else { Ok(None) };
+        return if policy.require_registered_ca {
+            Err(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable))
+        } else {
+            Ok(None)
+        };
     }
     let org_requires =
         org.is_some_and(|org| identity.constraints(Owner::Org(org)).is_some_and(|c| c.require_fresh_crl));
@@ -236,7 +244,7 @@ mod tests {
     fn a_source_without_issuer_or_serial_is_refused_once_cas_are_registered() {
         let mut partial = facts(None, "");
         partial.complete = false;
-        assert_eq!(revoked(&partial, &two_cas(None, false)), Err(Reason::CertificateNotAllowed));
+        assert_eq!(revoked(&partial, &two_cas(None, false)), Err(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable)));
         assert_eq!(revoked(&partial, &identity(json!({}))), Ok(()));
     }
 }

@@ -9,7 +9,7 @@
 //! cross-step cases (binding against mapping against SAN rule, in both directions) have a
 //! matrix of their own.
 
-use crate::decision::outcome::{Outcome, Reason};
+use crate::decision::outcome::{NotAllowed, Outcome, Reason};
 use crate::decision::{header_refs, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
@@ -290,7 +290,11 @@ fn no_org_changes_the_decision_for_another_orgs_certificates() {
             let by_own = probe(&with_rule(two_orgs(), kind, certificate, Some(own)), kind, certificate);
             if matches!(kind, RuleKind::Mapping | RuleKind::SanRule) {
                 // The other org's rule answers the bound certificate: two orgs claim it.
-                assert_eq!(by_other, Outcome::deny(Reason::CertificateNotAllowed), "{kind:?} of {other} on {own}'s certificate");
+                assert_eq!(
+                    by_other,
+                    Outcome::deny(Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs)),
+                    "{kind:?} of {other} on {own}'s certificate"
+                );
             } else {
                 assert_eq!(by_other, baseline, "{kind:?} of {other} changed the outcome for {own}'s certificate");
             }
@@ -299,9 +303,9 @@ fn no_org_changes_the_decision_for_another_orgs_certificates() {
             let expected = match kind {
                 RuleKind::Block => Some(Reason::CertificateBlocklisted),
                 RuleKind::Revoke => Some(Reason::CertificateRevoked),
-                RuleKind::AllowedIssuer | RuleKind::RequiredPolicy | RuleKind::EmailDomain => {
-                    Some(Reason::CertificateNotAllowed)
-                }
+                RuleKind::AllowedIssuer => Some(Reason::CertificateNotAllowed(NotAllowed::IssuerNotAllowed)),
+                RuleKind::RequiredPolicy => Some(Reason::CertificateNotAllowed(NotAllowed::PolicyOidMissing)),
+                RuleKind::EmailDomain => Some(Reason::CertificateNotAllowed(NotAllowed::SanDomain)),
                 RuleKind::Issuer | RuleKind::Mapping | RuleKind::SanRule => None,
             };
             match kind {
@@ -399,7 +403,7 @@ fn the_org_resolves_by_binding_then_mapping_then_san_rule_and_names_the_principa
 #[test]
 fn rules_of_two_orgs_at_one_step_refuse_the_certificate() {
     let cac = facts(CAC);
-    let refused = Outcome::deny(Reason::CertificateNotAllowed);
+    let refused = Outcome::deny(Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs));
     // Two orgs' SAN rules for the same (kind, domain, issuer): neither is picked, and the
     // certificate does not fall through to no org (which would escape both orgs' rules).
     let mut san = two_orgs();
@@ -493,14 +497,16 @@ fn a_source_without_issuer_or_serial_refuses_where_a_rule_needs_them() {
     assert_eq!(base.reason(), None);
     assert_eq!(header(&base, "x-dm-org-id"), Some(ORG_B));
     // Any revocation by serial that applies: the serial cannot be checked.
-    for (owner, expected) in [(None, Some(Reason::CertificateNotAllowed)), (Some(ORG_B), Some(Reason::CertificateNotAllowed)), (Some(ORG_A), None)] {
+    let unavailable = Some(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable));
+    for (owner, expected) in [(None, unavailable), (Some(ORG_B), unavailable), (Some(ORG_A), None)] {
         let mut rules = two_orgs();
         rules.revoked.push((JOHN, owner));
         assert_eq!(over_connection(&rules).reason(), expected, "revocation of {owner:?}");
     }
     // Any constraint that applies: issuer, policies and emails are unknown.
     for kind in [ConstraintKind::AllowedIssuerDn, ConstraintKind::RequiredPolicyOid, ConstraintKind::SanEmailDomain] {
-        for (owner, expected) in [(None, Some(Reason::CertificateNotAllowed)), (Some(ORG_B), Some(Reason::CertificateNotAllowed)), (Some(ORG_A), None)] {
+        let unavailable = Some(Reason::CertificateNotAllowed(NotAllowed::FactsUnavailable));
+    for (owner, expected) in [(None, unavailable), (Some(ORG_B), unavailable), (Some(ORG_A), None)] {
             let mut rules = two_orgs();
             rules.constraints.push((kind, "anything", owner));
             assert_eq!(over_connection(&rules).reason(), expected, "{kind:?} of {owner:?}");
@@ -679,7 +685,7 @@ fn claiming(mut rules: Rules, claim: Claim, pem: &'static str, owner: Option<&'s
 
 #[test]
 fn rules_of_two_orgs_at_different_steps_refuse_the_certificate_in_both_directions() {
-    let refused = Outcome::deny(Reason::CertificateNotAllowed);
+    let refused = Outcome::deny(Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs));
     let bound_token = token_for(CAC, AUDIENCE);
     let mut checked = 0;
     for (holder, other) in [(ORG_A, ORG_B), (ORG_B, ORG_A)] {
@@ -731,7 +737,8 @@ fn a_block_or_revocation_of_any_claiming_org_refuses_first_whatever_the_conflict
             let held = claiming(two_orgs(), Claim::SanRule, CAC, Some(holder));
             let captured = claiming(held.clone(), capture, CAC, Some(capturer));
             let what = format!("{holder}'s SAN rule, {capturer}'s {capture:?}");
-            assert_eq!(captured.decide("/mtls/x", Some(CAC), None), Outcome::deny(Reason::CertificateNotAllowed), "{what}");
+            let conflict = Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs);
+            assert_eq!(captured.decide("/mtls/x", Some(CAC), None), Outcome::deny(conflict), "{what}");
             let cases = [
                 (RuleKind::Block, Some(holder), Reason::CertificateBlocklisted),
                 (RuleKind::Block, Some(capturer), Reason::CertificateBlocklisted),
@@ -740,13 +747,18 @@ fn a_block_or_revocation_of_any_claiming_org_refuses_first_whatever_the_conflict
                 (RuleKind::Revoke, Some(capturer), Reason::CertificateRevoked),
                 (RuleKind::Revoke, None, Reason::CertificateRevoked),
                 // A third org claims nothing here: its block does not apply (the conflict does).
-                (RuleKind::Block, Some("org-c"), Reason::CertificateNotAllowed),
-                (RuleKind::AllowedIssuer, Some(holder), Reason::CertificateNotAllowed),
+                (RuleKind::Block, Some("org-c"), conflict),
+                // The conflict is found before the holder's constraint is looked at.
+                (RuleKind::AllowedIssuer, Some(holder), conflict),
             ];
             for (kind, owner, expected) in cases {
                 // The holder's own rule takes effect before the capture, and still after it.
                 if owner == Some(holder) {
                     let before = probe(&with_rule(held.clone(), kind, CAC, owner), kind, CAC);
+                    let expected = match kind {
+                        RuleKind::AllowedIssuer => Reason::CertificateNotAllowed(NotAllowed::IssuerNotAllowed),
+                        _ => expected,
+                    };
                     assert_eq!(before.reason(), Some(expected), "{kind:?} of {holder} before the capture");
                 }
                 let outcome = probe(&with_rule(captured.clone(), kind, CAC, owner), kind, CAC);
@@ -836,7 +848,7 @@ fn an_unverified_claim_stands_where_no_other_org_claims_the_certificate() {
 
 #[test]
 fn verified_claims_of_two_orgs_still_refuse_and_unverified_ones_lose_to_any_verified_one() {
-    let refused = Outcome::deny(Reason::CertificateNotAllowed);
+    let refused = Outcome::deny(Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs));
     for capture in [Claim::Binding, Claim::Mapping] {
         // Made from the certificate, against another org's SAN rule (which the control plane
         // refuses to write): neither org gets the card.

@@ -20,6 +20,7 @@ pub use static_identity::{
 };
 
 use crate::certificate::CertificateFacts;
+use crate::decision::outcome::NotAllowed;
 use crate::encoding::ULID_TEXT_LEN;
 use crate::fingerprint::Fingerprint;
 use crate::pop::jwks::Jwks;
@@ -286,7 +287,7 @@ pub struct OwnerConstraints {
     /// (lowercase) domains.
     pub san_email_domains: Vec<String>,
     /// The certificate's CA must have a fresh CRL ([`crate::decision::revocation`] checks it,
-    /// not [`OwnerConstraints::allows`]).
+    /// not [`OwnerConstraints::check`]).
     pub require_fresh_crl: bool,
 }
 
@@ -302,41 +303,42 @@ impl OwnerConstraints {
         }
     }
 
-    /// Whether no kind that [`OwnerConstraints::allows`] checks is listed.
+    /// Whether no kind that [`OwnerConstraints::check`] checks is listed.
     pub fn is_empty(&self) -> bool {
         self.allowed_issuer_dns.is_empty() && self.required_policy_oids.is_empty() && self.san_email_domains.is_empty()
     }
 
-    /// Whether `facts` satisfy every listed kind but the CRL requirement. Incomplete facts (a source that gives no
-    /// issuer, policies or emails) satisfy nothing that is listed.
-    pub fn allows(&self, facts: &CertificateFacts) -> bool {
+    /// Whether `facts` satisfy every listed kind but the CRL requirement, and if not the first
+    /// kind they miss. Incomplete facts (a source that gives no issuer, policies or emails)
+    /// satisfy nothing that is listed.
+    pub fn check(&self, facts: &CertificateFacts) -> Result<(), NotAllowed> {
         if self.is_empty() {
-            return true;
+            return Ok(());
         }
         if !facts.complete {
-            return false;
+            return Err(NotAllowed::FactsUnavailable);
         }
         if !self.allowed_issuer_dns.is_empty() && !self.allowed_issuer_dns.contains(&facts.issuer_dn) {
-            return false;
+            return Err(NotAllowed::IssuerNotAllowed);
         }
         if !self.required_policy_oids.is_empty()
             && !facts.policy_oids.iter().any(|oid| self.required_policy_oids.contains(oid))
         {
-            return false;
+            return Err(NotAllowed::PolicyOidMissing);
         }
         if !self.san_email_domains.is_empty() {
             let mut emails = facts.emails().peekable();
             if emails.peek().is_none() {
-                return false;
+                return Err(NotAllowed::SanDomain);
             }
             let in_domains = |email: &str| {
                 email.rsplit_once('@').is_some_and(|(_, d)| self.san_email_domains.iter().any(|a| a.eq_ignore_ascii_case(d)))
             };
             if !emails.all(in_domains) {
-                return false;
+                return Err(NotAllowed::SanDomain);
             }
         }
-        true
+        Ok(())
     }
 }
 

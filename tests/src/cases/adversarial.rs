@@ -39,7 +39,12 @@ pub struct Hostile {
 }
 
 fn deny(status: u16, reason: &'static str) -> Expect {
-    Expect::Deny { status, reason }
+    Expect::Deny { status, reason, detail: certbind_shared::decision::outcome::NO_DETAIL }
+}
+
+/// 403 `certificate_not_allowed`, for the operator's `detail`.
+fn not_allowed(detail: &'static str) -> Expect {
+    Expect::Deny { status: 403, reason: "certificate_not_allowed", detail }
 }
 
 fn hostile(class: Class, name: String, config: Value, request: CaseRequest, expect: Expect) -> Hostile {
@@ -659,15 +664,15 @@ fn source_limits() -> Vec<Hostile> {
             format!("connection source without the certificate: {what} → refused"),
             connection.clone(),
             partial(path, cert),
-            deny(403, "certificate_not_allowed"),
+            not_allowed("facts_unavailable"),
         ));
     }
     // With the certificate, the checks run — and the certificate must be the digest's.
     for (what, path, cert, expect) in [
-        ("a Card Authentication certificate", "/mtls/x", cert("piv-card-auth"), deny(403, "certificate_not_allowed")),
-        ("no email SAN where a domain is required", "/army-mail/x", cert("cac"), deny(403, "certificate_not_allowed")),
-        ("an email SAN outside the domains", "/army-mail/x", jane(), deny(403, "certificate_not_allowed")),
-        ("the test arc where production is required", "/fpki/x", cert("piv-auth-test-arc"), deny(403, "certificate_not_allowed")),
+        ("a Card Authentication certificate", "/mtls/x", cert("piv-card-auth"), not_allowed("card_authentication")),
+        ("no email SAN where a domain is required", "/army-mail/x", cert("cac"), not_allowed("san_domain")),
+        ("an email SAN outside the domains", "/army-mail/x", jane(), not_allowed("san_domain")),
+        ("the test arc where production is required", "/fpki/x", cert("piv-auth-test-arc"), not_allowed("policy_oid_missing")),
     ] {
         let mut request = partial(path, cert);
         request.connection_certificate = Some(cert.pem.clone());
@@ -951,14 +956,14 @@ fn smaller() -> Vec<Hostile> {
         "card authentication certificate on a PIN route".into(),
         config.clone(),
         request("/mtls/x", Some(cert("piv-card-auth")), None),
-        deny(403, "certificate_not_allowed"),
+        not_allowed("card_authentication"),
     ));
     out.push(hostile(
         Class::Smaller,
         "no email SAN on an email-domain route".into(),
         config,
         request("/army-mail/x", Some(cert("cac")), None),
-        deny(403, "certificate_not_allowed"),
+        not_allowed("san_domain"),
     ));
     out
 }

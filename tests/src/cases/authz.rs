@@ -266,7 +266,7 @@ pub fn observe_http(case: &Case, protocol: Protocol, answer: &HttpAnswer) -> Obs
             }
             _ => local(answer),
         };
-        return Observed { local_response: Some(response), forwarded: Vec::new(), forwarded_trailers: Vec::new() };
+        return Observed { local_response: Some(response), ..Default::default() };
     }
     let mut set = Vec::new();
     let mut remove: Vec<String> = Vec::new();
@@ -282,7 +282,7 @@ pub fn observe_http(case: &Case, protocol: Protocol, answer: &HttpAnswer) -> Obs
         // Traefik's authResponseHeadersRegex removes every inbound header it matches.
         remove.extend(case.request.headers.iter().map(|(n, _)| n.clone()).filter(|n| identity_name(n)));
     }
-    Observed { local_response: None, forwarded: upstream(case, &set, &remove), forwarded_trailers: Vec::new() }
+    Observed { local_response: None, forwarded: upstream(case, &set, &remove), ..Default::default() }
 }
 
 /// Names the NGINX and Traefik recipes clear on the way to the upstream.
@@ -297,14 +297,14 @@ pub fn observe_grpc(case: &Case, response: &CheckResponse) -> Result<Observed, S
         Some(HttpResponse::OkResponse(ok)) => {
             let set: Vec<(String, String)> =
                 ok.headers.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.clone(), h.value.clone())).collect();
-            Ok(Observed { local_response: None, forwarded: upstream(case, &set, &ok.headers_to_remove), forwarded_trailers: Vec::new() })
+            Ok(Observed { local_response: None, forwarded: upstream(case, &set, &ok.headers_to_remove), ..Default::default() })
         }
         Some(HttpResponse::DeniedResponse(denied)) => {
             let status = denied.status.as_ref().map_or(403, |s| s.code);
             let headers =
                 denied.headers.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.clone(), h.value.clone())).collect();
             let status = u16::try_from(status).map_err(|_| format!("status {status}"))?;
-            Ok(Observed { local_response: Some((status, headers, denied.body.clone().into_bytes())), forwarded: Vec::new(), forwarded_trailers: Vec::new() })
+            Ok(Observed { local_response: Some((status, headers, denied.body.clone().into_bytes())), ..Default::default() })
         }
         Some(HttpResponse::ErrorResponse(_)) | None => Err("no OK or denied response in the check response".into()),
     }
@@ -315,11 +315,25 @@ pub fn run(case: &Case, protocol: Protocol) -> Result<Option<Observed>, String> 
     let Some(converted) = convert(case, protocol) else { return Ok(None) };
     let service = Service::from_config(converted.config.to_string().as_bytes())?;
     let now = case.request.now;
-    match (converted.grpc, converted.http) {
-        (Some(grpc), _) => observe_grpc(case, &service.grpc_check(&grpc, now)).map(Some),
-        (None, Some(http)) => Ok(Some(observe_http(case, protocol, &service.route(&http, now)))),
-        (None, None) => Ok(None),
-    }
+    let observed = match (converted.grpc, converted.http) {
+        (Some(grpc), _) => observe_grpc(case, &service.grpc_check(&grpc, now))?,
+        (None, Some(http)) => observe_http(case, protocol, &service.route(&http, now)),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Observed { denied_counted: Some(denied_on_metrics(&service.authorizer().registry().render())), ..observed }))
+}
+
+/// The (reason, detail) pairs of the `certbind_denied_total` series `/metrics` shows above zero.
+fn denied_on_metrics(page: &str) -> Vec<(String, String)> {
+    page.lines()
+        .filter_map(|line| {
+            let (series, value) = line.strip_prefix("certbind_denied_total{")?.rsplit_once(' ')?;
+            let labels = series.strip_suffix('}')?;
+            let (reason, detail) = labels.strip_prefix("reason=\"")?.split_once("\",detail=\"")?;
+            let detail = detail.strip_suffix('"')?;
+            (value != "0").then(|| (reason.to_owned(), detail.to_owned()))
+        })
+        .collect()
 }
 
 /// Runs `case` through `protocol` over the wire: a service listening on loopback, asked over

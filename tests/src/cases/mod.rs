@@ -35,8 +35,10 @@ pub struct CaseRequest {
 pub enum Expect {
     /// Forwarded. Each header must have exactly this value (`Some`) or be absent (`None`).
     Allow(Vec<(&'static str, Option<String>)>),
-    /// Answered by the filter with this status and reason.
-    Deny { status: u16, reason: &'static str },
+    /// Answered by the filter with this status and reason; `detail` is the sub-reason the
+    /// operator sees in the log line and the counters (`none` for a reason without any),
+    /// never the client.
+    Deny { status: u16, reason: &'static str, detail: &'static str },
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,11 @@ pub struct Observed {
     pub forwarded: Vec<(String, Vec<u8>)>,
     /// The request trailers after the filter.
     pub forwarded_trailers: Vec<(String, Vec<u8>)>,
+    /// The refusals by reason and detail the request was counted as (`certbind_denied_total`),
+    /// where the runner can see the counters.
+    pub denied_counted: Option<Vec<(String, String)>>,
+    /// The lines the filter logged, where the runner can see them.
+    pub logs: Option<Vec<String>>,
 }
 
 impl Observed {
@@ -69,6 +76,15 @@ impl Observed {
     pub fn decision(&self) -> Option<(u16, &[u8])> {
         self.local_response.as_ref().map(|(status, _, body)| (*status, body.as_slice()))
     }
+}
+
+/// The (reason, detail) pairs of `certbind.denied_total` counter names.
+pub fn denied_of<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(String, String)> {
+    names
+        .into_iter()
+        .filter_map(certbind_filter::metrics::labelled)
+        .map(|(_, [(_, reason), (_, detail)])| (reason.to_owned(), detail.to_owned()))
+        .collect()
 }
 
 /// Two runners of one case decided alike; `Err` names each one's decision.
@@ -140,10 +156,36 @@ fn fold_prefix(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(x, y)| fold(x) == y)
 }
 
+/// The counting and the log line of the outcome: exactly the expected (reason, detail) counted,
+/// and logged, for a refusal; none for a request that went on.
+fn check_counted(case: &Case, seen: &Observed) -> Result<(), String> {
+    let expected: Vec<(String, String)> = match &case.expect {
+        Expect::Deny { reason, detail, .. } => vec![((*reason).to_owned(), (*detail).to_owned())],
+        Expect::Allow(_) => Vec::new(),
+    };
+    if let Some(counted) = &seen.denied_counted {
+        if *counted != expected {
+            return Err(format!("counted as refused {counted:?}, expected {expected:?}"));
+        }
+    }
+    if let Some(logs) = &seen.logs {
+        let refusals: Vec<&String> = logs.iter().filter(|line| line.starts_with("certbind: refused ")).collect();
+        let wanted: Vec<String> = match &case.expect {
+            Expect::Deny { status, reason, detail } => vec![format!("certbind: refused {status} {reason} (detail {detail})")],
+            Expect::Allow(_) => Vec::new(),
+        };
+        if refusals.iter().map(|l| l.as_str()).ne(wanted.iter().map(String::as_str)) {
+            return Err(format!("logged {refusals:?}, expected {wanted:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Compares what a runner saw with the case's expectation; `Err` says what differs.
 pub fn check(case: &Case, seen: &Observed) -> Result<(), String> {
+    check_counted(case, seen)?;
     match (&case.expect, &seen.local_response) {
-        (Expect::Deny { status, reason }, Some((got_status, headers, body))) => {
+        (Expect::Deny { status, reason, detail }, Some((got_status, headers, body))) => {
             if got_status != status {
                 return Err(format!("status {got_status}, expected {status}"));
             }
@@ -161,6 +203,10 @@ pub fn check(case: &Case, seen: &Observed) -> Result<(), String> {
                 return Err("www-authenticate must be present exactly on 401".into());
             }
             let text = body.to_string();
+            // The detail is the operator's: the client's answer is the reason's alone.
+            if *detail != certbind_shared::decision::outcome::NO_DETAIL && text.contains(detail) {
+                return Err(format!("body names the detail {detail:?}"));
+            }
             for cert_detail in certificate_details(&case.request) {
                 if text.contains(&cert_detail) {
                     return Err(format!("body echoes certificate detail {cert_detail:?}"));
@@ -168,7 +214,7 @@ pub fn check(case: &Case, seen: &Observed) -> Result<(), String> {
             }
             Ok(())
         }
-        (Expect::Deny { status, reason }, None) => Err(format!("forwarded, expected {status} {reason}")),
+        (Expect::Deny { status, reason, .. }, None) => Err(format!("forwarded, expected {status} {reason}")),
         (Expect::Allow(_), Some((status, _, body))) => {
             Err(format!("answered {status} {}, expected to forward", String::from_utf8_lossy(body)))
         }

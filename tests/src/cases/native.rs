@@ -21,6 +21,7 @@ pub struct RecordingHost {
     pub forwarded: RefCell<Option<Headers>>,
     pub forwarded_trailers: RefCell<Option<Headers>>,
     pub counters: RefCell<Vec<u32>>,
+    pub logs: RefCell<Vec<String>>,
     pub calls: RefCell<u32>,
 }
 
@@ -55,6 +56,7 @@ impl RecordingHost {
             forwarded: RefCell::new(None),
             forwarded_trailers: RefCell::new(None),
             counters: RefCell::new(Vec::new()),
+            logs: RefCell::new(Vec::new()),
             calls: RefCell::new(0),
         }
     }
@@ -119,24 +121,32 @@ impl Host for RecordingHost {
         self.counters.borrow_mut().push(metric_id);
     }
 
-    fn log_warn(&self, _message: &str) {}
+    fn log_warn(&self, message: &str) {
+        self.logs.borrow_mut().push(message.to_owned());
+    }
+
+    fn log_info(&self, message: &str) {
+        self.logs.borrow_mut().push(message.to_owned());
+    }
 }
 
 /// A configured filter, natively: engine, identity data and counters.
 pub struct NativeFilter {
     configured: config::Configured,
     metrics: Metrics,
+    /// The counters' names, by id less one.
+    counter_names: Vec<String>,
 }
 
 impl NativeFilter {
     pub fn new(config_json: &[u8]) -> Result<Self, String> {
         let configured = config::parse(config_json).map_err(|e| e.to_string())?;
-        let mut next = 0u32;
-        let metrics = Metrics::define(|_| {
-            next += 1;
-            Some(next)
+        let mut counter_names = Vec::new();
+        let metrics = Metrics::define(|name| {
+            counter_names.push(name.to_owned());
+            u32::try_from(counter_names.len()).ok()
         });
-        Ok(NativeFilter { configured, metrics })
+        Ok(NativeFilter { configured, metrics, counter_names })
     }
 
     /// The decision engine, for its caches' counters.
@@ -160,6 +170,10 @@ impl NativeFilter {
             local_response: host.response.borrow().clone(),
             forwarded: host.forwarded.borrow().clone().unwrap_or_else(|| host.headers.clone()),
             forwarded_trailers: host.forwarded_trailers.borrow().clone().unwrap_or_else(|| host.trailers.clone()),
+            denied_counted: Some(super::denied_of(host.counters.borrow().iter().filter_map(|id| {
+                usize::try_from(*id).ok().and_then(|id| self.counter_names.get(id.checked_sub(1)?)).map(String::as_str)
+            }))),
+            logs: Some(host.logs.borrow().clone()),
         };
         (observed, host)
     }

@@ -79,7 +79,12 @@ fn request(path: &str, cert: Option<&TestCert>, bearer: Option<String>) -> CaseR
 }
 
 fn deny(status: u16, reason: &'static str) -> Expect {
-    Expect::Deny { status, reason }
+    Expect::Deny { status, reason, detail: certbind_shared::decision::outcome::NO_DETAIL }
+}
+
+/// 403 `certificate_not_allowed`, for the operator's `detail`.
+fn not_allowed(detail: &'static str) -> Expect {
+    Expect::Deny { status: 403, reason: "certificate_not_allowed", detail }
 }
 
 /// The identity headers expected for `name` resolved as `principal`, with user and org when bound.
@@ -262,20 +267,20 @@ pub fn reasons_and_identity() -> Vec<Case> {
         std_case("expired certificate → 401", request("/mtls/x", Some(cert("expired")), None), deny(401, "certificate_expired")),
         std_case("blocklisted certificate → 401", request("/mtls/x", Some(cert("untrusted-user")), None), deny(401, "certificate_blocklisted")),
         case("revoked serial → 401", revoked_cac, request("/mtls/x", Some(cert("cac")), None), deny(401, "certificate_revoked")),
-        std_case("card authentication certificate → 403", request("/mtls/x", Some(cert("piv-card-auth")), None), deny(403, "certificate_not_allowed")),
+        std_case("card authentication certificate → 403", request("/mtls/x", Some(cert("piv-card-auth")), None), not_allowed("card_authentication")),
         std_case(
             "card authentication certificate where allowed → 200",
             request("/card-auth/x", Some(cert("piv-card-auth")), None),
             identity_of("piv-card-auth", None, format!("auth:account:x509:sha256:{}", cert("piv-card-auth").x5t())),
         ),
-        std_case("issuer not allowed → 403", request("/other-issuer/x", Some(cert("piv-auth")), None), deny(403, "certificate_not_allowed")),
-        std_case("test-arc policy on a production route → 403", request("/fpki/x", Some(cert("piv-auth-test-arc")), None), deny(403, "certificate_not_allowed")),
+        std_case("issuer not allowed → 403", request("/other-issuer/x", Some(cert("piv-auth")), None), not_allowed("issuer_not_allowed")),
+        std_case("test-arc policy on a production route → 403", request("/fpki/x", Some(cert("piv-auth-test-arc")), None), not_allowed("policy_oid_missing")),
         std_case(
             "test-arc policy where the test arc is accepted → 200",
             request("/fpki-or-test/x", Some(cert("piv-auth-test-arc")), None),
             identity_of("piv-auth-test-arc", None, "auth:account:x509:upn:5555555555@mil".into()),
         ),
-        std_case("email SAN outside allowed domains → 403", request("/army-mail/x", Some(cert("piv-auth")), None), deny(403, "certificate_not_allowed")),
+        std_case("email SAN outside allowed domains → 403", request("/army-mail/x", Some(cert("piv-auth")), None), not_allowed("san_domain")),
         std_case("unenrolled card where enrolment is required → 403", request("/enrolled/x", Some(cert("cac")), None), deny(403, "card_not_enrolled")),
         std_case("enrolled card where enrolment is required → 200", request("/enrolled/x", Some(cert("piv-auth")), None), jane_identity()),
         std_case("disabled binding → 403", request("/mtls/x", Some(cert("piv-auth-2")), None), deny(403, "binding_disabled")),
@@ -377,6 +382,13 @@ pub fn sources() -> Vec<Case> {
         connection.clone(),
         on_connection(cert("cac"), true),
         identity_of("cac", None, "auth:account:x509:upn:1234567890@mil".into()),
+    ));
+    // A certificate no earlier case showed whole: a warm cache would know its facts by digest.
+    out.push(case(
+        "connection source without the peer certificate, where the Card Authentication check needs it → 403",
+        connection.clone(),
+        on_connection(cert("piv-auth-test-arc"), false),
+        not_allowed("facts_unavailable"),
     ));
     let mut card_auth_allowed = standard_policy();
     card_auth_allowed["certificate_source"] = json!({"kind": "connection"});
@@ -569,19 +581,19 @@ pub fn tenancy_conflicts() -> Vec<Case> {
                 ("x-dm-principal", Some("auth:account:org:o-navy:upn:1234567890@mil".into())),
             ]),
         ),
-        case("binding of a card another org resolves by SAN rule → 403", army_captures_cac, on_mtls("cac"), deny(403, "certificate_not_allowed")),
+        case("binding of a card another org resolves by SAN rule → 403", army_captures_cac, on_mtls("cac"), not_allowed("claimed_by_two_orgs")),
         case(
             "binding of a card another org resolves and blocked → 401",
             army_captures_blocked_cac,
             on_mtls("cac"),
             deny(401, "certificate_blocklisted"),
         ),
-        case("mapping of a card another org resolves by SAN rule → 403", army_maps_cac, on_mtls("cac"), deny(403, "certificate_not_allowed")),
+        case("mapping of a card another org resolves by SAN rule → 403", army_maps_cac, on_mtls("cac"), not_allowed("claimed_by_two_orgs")),
         case(
             "binding of a certificate another org maps → 403",
             army_binds_navy_service,
             on_mtls("service"),
-            deny(403, "certificate_not_allowed"),
+            not_allowed("claimed_by_two_orgs"),
         ),
         case(
             "binding of a card the platform's SAN rule names → the binding",

@@ -55,14 +55,25 @@ impl WasmRunner {
             super::Expect::Deny { reason, .. } => format!("certbind.requests.denied.{reason}"),
         };
         let before = host.metric(&counter).unwrap_or(0);
+        let values_before = host.metrics();
+        let _ = host.take_logs();
         let nanos = u64::try_from(case.request.now).map_err(|_| "negative time".to_owned())? * 1_000_000_000;
         host.set_time_nanos(nanos);
         let result = host.request(&http_request(&case.request)).map_err(|e| format!("request failed: {e:#}"))?;
         let after = host.metric(&counter).unwrap_or(0);
+        // The counters this request moved.
+        let moved: Vec<String> = host
+            .metrics()
+            .into_iter()
+            .filter(|m| values_before.iter().find(|b| b.name == m.name).map_or(m.value > 0, |b| m.value > b.value))
+            .map(|m| m.name)
+            .collect();
         let observed = Observed {
             local_response: result.local_response.map(|r| (u16::try_from(r.status).unwrap_or(0), r.headers, r.body)),
             forwarded: result.request_headers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect(),
             forwarded_trailers: result.request_trailers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect(),
+            denied_counted: Some(super::denied_of(moved.iter().map(String::as_str))),
+            logs: Some(host.take_logs().into_iter().map(|(_, line)| line).collect()),
         };
         Ok((observed, counter, before, after))
     }
