@@ -8,6 +8,7 @@
 
 mod common;
 
+use certbind_shared::source::testing::xfcc_element;
 use certbind_control_plane::state::Limits;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
@@ -84,15 +85,6 @@ fn engine() -> Engine {
     Engine::from_json(policy.to_string().as_bytes()).unwrap()
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// What a request's outcome says about identity: status, reason, org and principal.
 type Verdict = (u16, String, String, String);
 
@@ -100,7 +92,7 @@ fn decide(engine: &mut Engine, identity: &SnapshotView, path: &str, pem: &str, t
     let hex = facts(pem).fingerprint.to_hex();
     let mut headers = vec![
         (":path".to_owned(), path.as_bytes().to_vec()),
-        ("x-forwarded-client-cert".to_owned(), format!("Hash={hex};Cert=\"{}\"", percent_encode(pem)).into_bytes()),
+        ("x-forwarded-client-cert".to_owned(), xfcc_element(&hex, pem).into_bytes()),
     ];
     if let Some(token) = token {
         headers.push(("authorization".to_owned(), format!("Bearer {token}").into_bytes()));

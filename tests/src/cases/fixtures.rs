@@ -1,6 +1,7 @@
 //! Test material: the committed test PKI (tests/pki), header encodings of its certificates,
 //! and bearer tokens minted with a test-only ES256 key.
 
+use certbind_shared::source::testing::percent_encode;
 use certbind_shared::certificate::pem::decode_certificate_pem;
 use certbind_shared::encoding::base64url_encode;
 use certbind_shared::Fingerprint;
@@ -79,21 +80,6 @@ impl TestCert {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-    }
-    out
-}
 
 /// The issuer's signing key: fixed so that runs are reproducible. Test-only.
 pub fn issuer_key() -> SigningKey {
