@@ -4,21 +4,13 @@
 //! Refusals are counted twice: by reason (`certbind.requests.denied.{reason}`), and by reason
 //! and detail, the stable sub-reason operators tell refusals apart by
 //! (`certbind.denied_total.{reason}.{detail}`). A Prometheus exporter shows the second as
-//! `certbind_denied_total{reason="…",detail="…"}`: Envoy through the `stats_tags` the shipped
-//! configurations carry ([`DENIED_TAG_REGEXES`]), certbind-authz through [`labelled`].
+//! `certbind_denied_total{reason="…",detail="…"}`: Envoy through the `stats_config.stats_tags`
+//! the configurations in envoy/templates/ carry, certbind-authz through [`labelled`].
 
 use certbind_shared::decision::outcome::{Notice, Outcome, Reason};
 
 /// The counter family of refusals by reason and detail.
 pub const DENIED_TOTAL: &str = "certbind.denied_total";
-
-/// Envoy's `stats_config.stats_tags` for [`DENIED_TOTAL`]: (tag name, regex). Envoy takes the
-/// outer group out of the name and the inner one as the value, in this order; the names it
-/// matches are `wasmcustom.certbind.denied_total.{reason}.{detail}`.
-pub const DENIED_TAG_REGEXES: [(&str, &str); 2] = [
-    ("reason", r"^wasmcustom\.certbind\.denied_total\.((\w+)\.)\w+$"),
-    ("detail", r"^wasmcustom\.certbind\.denied_total\.(\.?(\w+))$"),
-];
 
 /// The counter name of one refusal in [`DENIED_TOTAL`].
 pub fn denied_name(reason: Reason) -> String {
