@@ -237,6 +237,12 @@ class Envoy:
         except OSError:
             return ""
 
+    def set_log_level(self, component: str, level: str) -> None:
+        """One logger's level at run time (`POST /logging?<component>=<level>`)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}/logging?{component}={level}", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            answer.read()
+
     def stats(self, prefix: str = "") -> dict[str, int]:
         """Counters and gauges by name (`/stats?format=json`), optionally filtered."""
         text = self.admin("/stats?format=json" + (f"&filter={prefix}" if prefix else ""))

@@ -6,6 +6,7 @@ about who the card is (not enrolled, Card-Auth when TLS lets it through, revoked
 import pytest
 
 from conftest import demo_identity
+from devstack.procs import wait_until
 from devstack import filterconfig
 
 TLS_REFUSED = ["untrusted-card", "expired", "not-yet-valid", "card-auth"]
@@ -79,3 +80,47 @@ def test_card_auth_without_eku_is_refused_by_the_filter(dev, pki, issuer):
     answer = dev.client.get("/api/execute", card=pki.card("card-auth-policy"), token=token)
     assert not answer.tls_refused
     assert (answer.status, answer.reason) == (403, "certificate_not_allowed"), answer
+
+
+
+
+# What Envoy's debug log says for each certificate its TLS layer refuses (BoringSSL's
+# verification error), with `--component-log-level connection:debug` or, at run time,
+# `POST /logging?connection=debug` on the admin endpoint.
+TLS_VERIFY_ERRORS = {
+    "untrusted-card": "unable to get local issuer certificate",
+    "expired": "certificate has expired",
+    "not-yet-valid": "certificate is not yet valid",
+    "card-auth": "unsupported certificate purpose",
+}
+
+
+def listener_ssl(dev) -> dict[str, int]:
+    """The listener's TLS stats by their last name (`listener.<address>.ssl.<name>`)."""
+    return {name.rsplit(".ssl.", 1)[1]: value for name, value in dev.proxy.stats("ssl").items()
+            if name.startswith("listener.") and ".ssl." in name}
+
+
+def test_each_tls_refusal_is_counted_and_logged_at_debug(dev, pki):
+    """docs/filter.md, "Refusals in the TLS layer": the stat and the log line that show each."""
+    dev.proxy.set_log_level("connection", "debug")
+    try:
+        for card, error in TLS_VERIFY_ERRORS.items():
+            before, mark = listener_ssl(dev), len(dev.proxy.process.log_text())
+            assert dev.client.get("/mtls/hello", card=pki.card(card)).tls_refused
+            wait_until(lambda: error in dev.proxy.process.log_text()[mark:], 5, f"the log line for {card}")
+            after = listener_ssl(dev)
+            moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+            assert moved == {"fail_verify_error": 1}, (card, moved)
+            assert f"CERTIFICATE_VERIFY_FAILED:verify cert failed: X509_verify_cert: certificate verification error at depth 0: {error}" \
+                in dev.proxy.process.log_text()[mark:], card
+    finally:
+        dev.proxy.set_log_level("connection", "info")
+    # A card that verifies completes the handshake; a client without one is counted apart.
+    before = listener_ssl(dev)
+    dev.client.get("/mtls/hello", card=pki.card("demo-card"))
+    dev.client.get("/mtls/hello")
+    after = listener_ssl(dev)
+    assert after["handshake"] - before["handshake"] == 2
+    assert after["no_certificate"] - before["no_certificate"] == 1
+    assert after["fail_verify_error"] == before["fail_verify_error"]
