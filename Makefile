@@ -10,6 +10,8 @@ FUZZ_SECONDS ?= 20
 setup:
 	./scripts/setup.sh
 
+## Release builds of everything: target/release/certbind (the control plane's command line),
+## target/release/certbind-authz, and the filter (below).
 build: wasm
 	$(CARGO) build --workspace --release
 
@@ -28,8 +30,9 @@ test: setup
 fuzz-smoke:
 	./scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
 
-## The development stack in the foreground: control plane on http://127.0.0.1:8080, Envoy with
-## the filter on https://localhost:8443, state under .dev/. Ctrl-C stops it.
+## The development stack in the foreground, from release builds: control plane on
+## https://127.0.0.1:8080, Envoy with the filter on https://localhost:8443, state under .dev/.
+## Ctrl-C stops it.
 run:
 	./scripts/run.sh
 

@@ -6,11 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/dev-setup.sh
-echo "run: building the filter (.wasm) and the control plane"
+echo "run: building the filter (.wasm) and the control plane, release builds (as make build)"
 cargo build -q -p certbind-filter --target wasm32-wasip1 --release
-cargo build -q -p certbind-control-plane
+cargo build -q -p certbind-control-plane --release
+# The stack starts these builds, not whatever debug build a test left in target/debug/.
+export CERTBIND_BIN="$PWD/target/release/certbind"
 if [ "${CERTBIND_GATEWAY:-envoy}" != envoy ]; then
   echo "run: building certbind-authz (CERTBIND_GATEWAY=$CERTBIND_GATEWAY)"
-  cargo build -q -p certbind-authz
+  cargo build -q -p certbind-authz --release
+  export CERTBIND_AUTHZ_BIN="$PWD/target/release/certbind-authz"
 fi
 cd scripts && exec ../.venv/bin/python -m devstack.run
