@@ -36,7 +36,7 @@ fn ulid_like(prefix: u8, n: u64) -> String {
 }
 
 fn fingerprint(n: u64) -> Fingerprint {
-    Fingerprint(Sha256::digest(n.to_le_bytes()).into())
+    Fingerprint::synthetic("bench", n)
 }
 
 /// `n` bindings in database order (by creation, not by fingerprint), one user each.
