@@ -110,6 +110,8 @@ impl<'de> Visitor<'de> for DuplicateFreeVisitor {
 /// The committed test keys (`tests/vectors/jwt`) and tokens minted with them, for the unit
 /// tests, the benchmarks and other crates' tests. Never enabled by a build that ships.
 #[cfg(any(test, feature = "testing"))]
+// The keys are committed constants: one that does not load is a broken checkout, not input.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod testing {
     use crate::encoding::base64url_encode;
     use p256::pkcs8::DecodePrivateKey as _;
