@@ -17,7 +17,7 @@ use certbind_control_plane::domain::ca::{NewCa, RevocationPolicy};
 use certbind_control_plane::db::{Actor, Db, DbOptions};
 use certbind_control_plane::revocation::{ingest, CrlSource};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::snapshot::builder::Change;
+use certbind_control_plane::domain::Change;
 use certbind_control_plane::snapshot::service::content_from_rows;
 use certbind_control_plane::snapshot::{SnapshotStore, StoreSettings};
 use certbind_shared::certificate::CaCertificate;

@@ -2,6 +2,9 @@
 //! must fold in order, and failures must lose nothing.
 
 use super::builder::*;
+use super::content::*;
+use super::validate::*;
+use crate::domain::change::{CaRecord, Change};
 use super::deltas::DeltaLimits;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
