@@ -3,6 +3,7 @@
 //! ([`change::Change`]). Storage commits changes, the snapshot folds them, the API hands one
 //! to the other; so they meet here rather than importing each other.
 
+pub mod card;
 pub mod change;
 pub mod owner;
 
