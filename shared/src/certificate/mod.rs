@@ -21,7 +21,7 @@ use x509_cert::ext::pkix::{CertificatePolicies, ExtendedKeyUsage};
 use x509_cert::time::Time;
 
 pub use ca::{CaCertificate, KeyIdentifier};
-pub use card::{CardFacts, CertificateType};
+pub use card::{CardFact, CardFacts, CertificateType};
 pub use fascn::Fascn;
 pub use key::PublicKeyFacts;
 pub use san::SubjectAltName;
