@@ -12,6 +12,7 @@ on_every_store_and_transport!(
     piv_authentication_facts_are_shown_wherever_the_binding_is,
     a_binding_by_fields_says_its_facts_are_unknown,
     card_authentication_is_refused_unless_the_org_allows_it,
+    a_pem_exported_by_openssl_pkcs12_binds_as_it_is,
 );
 
 const CARDS: &str = "/api/v1/admin/smartcards";
@@ -110,6 +111,45 @@ async fn card_authentication_is_refused_unless_the_org_allows_it(app: &TestApp) 
     app.delete(&format!("{CARDS}/{PIV_CARD_AUTH_FINGERPRINT}"), &app.b.token).await;
     let p = app.post(CARDS, &app.a.token, &json!({ "user_id": app.a.user.id, "certificate_pem": PIV_CARD_AUTH })).await.problem(422);
     assert_eq!(p["field"], "certificate_pem");
+}
+
+/// What `openssl pkcs12 -nokeys` writes for Jane's card exported with its key (and, with
+/// `chain`, the issuing CA): each certificate behind its `Bag Attributes` and OpenSSL's
+/// `subject=`/`issuer=` lines.
+fn pkcs12_nokeys(chain: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/pki");
+    let p12 = dir.path().join("jane.p12");
+    let mut export = std::process::Command::new("openssl");
+    export.args(["pkcs12", "-export", "-name", "Jane PIV", "-passout", "pass:test"]);
+    export.args(["-in", &format!("{pki}/piv-auth.pem"), "-inkey", &format!("{pki}/piv-auth.key"), "-out"]).arg(&p12);
+    if chain {
+        export.args(["-certfile", &format!("{pki}/piv-issuing-ca.pem")]);
+    }
+    let status = export.status().expect("running openssl");
+    assert!(status.success(), "openssl pkcs12 -export failed");
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs12", "-nokeys", "-passin", "pass:test", "-in"])
+        .arg(&p12)
+        .output()
+        .expect("running openssl");
+    assert!(out.status.success(), "openssl pkcs12 -nokeys: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn a_pem_exported_by_openssl_pkcs12_binds_as_it_is(app: &TestApp) {
+    let exported = pkcs12_nokeys(false);
+    assert!(exported.starts_with("Bag Attributes"), "{exported}");
+    let created = app.post(CARDS, &app.a.token, &json!({ "user_id": app.a.user.id, "certificate_pem": exported })).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["fingerprint"], PIV_AUTH_FINGERPRINT);
+    assert_eq!(created.json()["facts"], jane_facts());
+
+    // With the CA certificate beside it, still exactly one certificate is wanted.
+    let with_chain = pkcs12_nokeys(true);
+    let p = app.post(CARDS, &app.b.token, &json!({ "user_id": app.b.user.id, "certificate_pem": with_chain })).await.problem(422);
+    assert_eq!(p["field"], "certificate_pem");
+    assert!(p["detail"].as_str().unwrap().contains("holds 2 certificates"), "{p}");
 }
 
 /// The command line applies the same rule and prints what it read from the card, on stderr

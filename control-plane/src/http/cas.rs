@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use certbind_shared::certificate::pem::decode_certificate_pem_chain;
+use certbind_shared::certificate::pem::decode_certificate_pem_file;
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ pub fn checked_ca_certificate(pem: &str) -> ApiResult<CaCertificate> {
     if pem.len() > MAX_PEM_TEXT_BYTES {
         return Err(ApiError::validation(field, format!("is {} bytes, more than the {MAX_PEM_TEXT_BYTES}-byte limit", pem.len())));
     }
-    let chain = decode_certificate_pem_chain(pem.as_bytes()).map_err(|e| ApiError::validation(field, e.to_string()))?;
+    let chain = decode_certificate_pem_file(pem.as_bytes()).map_err(|e| ApiError::validation(field, e.to_string()))?;
     let der = match chain.as_slice() {
         [der] => der,
         more => {

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use certbind_shared::certificate::pem::{decode_certificate_pem_chain, encode_certificate_pem};
+use certbind_shared::certificate::pem::{decode_certificate_pem_file, encode_certificate_pem};
 use certbind_shared::certificate::{CardFacts, CertificateFacts};
 use certbind_shared::identity::normalize_serial;
 use certbind_shared::Fingerprint;
@@ -208,7 +208,7 @@ pub(crate) fn facts_of_pem(pem: &str) -> ApiResult<GivenCertificate> {
         ));
     }
     let chain =
-        decode_certificate_pem_chain(pem.as_bytes()).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
+        decode_certificate_pem_file(pem.as_bytes()).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
     let der = match chain.as_slice() {
         [der] => der.clone(),
         more => {
