@@ -257,9 +257,9 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    fn update(self) -> db::cas::PolicyUpdate {
+    fn update(self) -> crate::domain::ca::PolicyUpdate {
         let flag = |yes: bool, no: bool| (yes || no).then_some(yes);
-        db::cas::PolicyUpdate {
+        crate::domain::ca::PolicyUpdate {
             require_fresh_crl: flag(self.require_fresh_crl, self.no_require_fresh_crl),
             grace_period_seconds: self.grace,
             fail_open: flag(self.fail_open, self.fail_closed),
@@ -353,7 +353,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Db::open(&config.db_options()).await?;
             match command {
                 OrgCommand::Create { name } => {
-                    let name = crate::http::required_text("name", &name, crate::http::orgs::MAX_ORG_NAME_BYTES).map_err(api)?;
+                    let name = crate::domain::text::org_name(&name)?;
                     let org = db::orgs::create(&db, None, &name).await.map_err(stored)?;
                     println!("{}", org.id);
                 }
@@ -389,12 +389,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 OrgCommand::AssignDomain { org, domain } => {
                     let org = find_org(&db, &org).await?;
-                    let domain = crate::http::mapping_rules::canonical_domain("domain", &domain).map_err(api)?;
+                    let domain = crate::domain::text::canonical_domain("domain", &domain)?;
                     db::domains::assign(&db, &Actor::cli(org.id.clone()), &org.id, &domain).await.map_err(stored)?;
                 }
                 OrgCommand::UnassignDomain { org, domain } => {
                     let org = find_org(&db, &org).await?;
-                    let domain = crate::http::mapping_rules::canonical_domain("domain", &domain).map_err(api)?;
+                    let domain = crate::domain::text::canonical_domain("domain", &domain)?;
                     db::domains::unassign(&db, &Actor::cli(org.id.clone()), &org.id, &domain).await.map_err(stored)?;
                 }
                 OrgCommand::Domains { org } => {
@@ -419,7 +419,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command: UserCommand::Create { org, email, name } } => {
             let db = Db::open(&config.db_options()).await?;
             let org = find_org(&db, &org).await?;
-            let name = crate::http::required_text("name", &name, crate::http::users::MAX_USER_NAME_BYTES).map_err(api)?;
+            let name = crate::domain::text::user_name(&name)?;
             let user = db::users::create(&db, &Actor::cli(org.id), &name, email.as_deref()).await.map_err(stored)?;
             println!("{}", user.id);
             db.close().await;
@@ -493,13 +493,13 @@ async fn find_org(db: &Db, id_or_name: &str) -> anyhow::Result<db::Org> {
 async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { proxy: true, label, .. } => {
-            let label = crate::http::optional_text("label", label.as_deref(), crate::http::tokens::MAX_TOKEN_LABEL_BYTES).map_err(api)?;
+            let label = crate::domain::text::token_label(label.as_deref())?;
             let (_, secret) = db::proxies::create(db, &Actor::service("cli"), label.as_deref()).await.map_err(stored)?;
             println!("{secret}");
         }
         TokenCommand::Create { org, super_admin, label, proxy: false } => {
             let org = find_org(db, org.as_deref().unwrap_or_default()).await?;
-            let label = crate::http::optional_text("label", label.as_deref(), crate::http::tokens::MAX_TOKEN_LABEL_BYTES).map_err(api)?;
+            let label = crate::domain::text::token_label(label.as_deref())?;
             let (_, secret) = db::tokens::create(db, &Actor::cli(org.id.clone()), &org.id, super_admin, label.as_deref())
                 .await
                 .map_err(stored)?;
@@ -652,8 +652,8 @@ async fn issuer_add(
     };
     let text = std::fs::read_to_string(jwks).with_context(|| format!("--jwks: cannot read {}", jwks.display()))?;
     let jwks: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("--jwks: {} is not JSON", jwks.display()))?;
-    let issuer = crate::http::issuers::checked_issuer(issuer, &jwks).map_err(api)?;
-    let audiences = crate::http::issuers::check_audiences((!audiences.is_empty()).then_some(audiences)).map_err(api)?;
+    let issuer = crate::domain::issuer::checked_issuer(&owner, issuer, &jwks)?;
+    let audiences = crate::domain::issuer::checked_audiences((!audiences.is_empty()).then_some(audiences))?;
     let committed = db::issuers::create(db, &actor, owner, &issuer, audiences, jwks).await.map_err(stored)?;
     println!("{}", committed.value.id);
     Ok(())
@@ -664,15 +664,7 @@ async fn ca_command(db: &Db, command: CaCommand) -> anyhow::Result<()> {
     match command {
         CaCommand::Add { pem, policy } => {
             let text = std::fs::read_to_string(&pem).with_context(|| format!("--pem: cannot read {}", pem.display()))?;
-            let update = policy.update();
-            let body = crate::http::cas::CaRequest {
-                certificate_pem: text,
-                require_fresh_crl: update.require_fresh_crl,
-                grace_period_seconds: update.grace_period_seconds,
-                fail_open: update.fail_open,
-                crl_urls: update.crl_urls,
-            };
-            let new = crate::http::cas::checked_new_ca(body).map_err(api)?;
+            let new = crate::domain::ca::checked_new_ca(&text, policy.update())?;
             let committed = db::cas::register(db, &actor, new).await.map_err(stored)?;
             println!("{}", committed.value.key_id);
         }
@@ -687,8 +679,8 @@ async fn ca_command(db: &Db, command: CaCommand) -> anyhow::Result<()> {
         }
         CaCommand::Policy { key_id, policy } => {
             let key = KeyIdentifier::from_hex(&key_id).with_context(|| format!("{key_id:?} is not a key id (hex)"))?;
-            let update = crate::http::cas::checked_policy(policy.update()).map_err(api)?;
-            if update == db::cas::PolicyUpdate::default() {
+            let update = crate::domain::ca::checked_policy(policy.update())?;
+            if update == crate::domain::ca::PolicyUpdate::default() {
                 anyhow::bail!("give at least one policy flag");
             }
             db::cas::update_policy(db, &actor, &key.to_hex(), update).await.map_err(stored)?;

@@ -45,6 +45,13 @@ pub enum ApiError {
     Internal(anyhow::Error),
 }
 
+/// A domain rule's refusal is the API's 422.
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(invalid: crate::domain::Invalid) -> Self {
+        ApiError::Validation { field: invalid.field, detail: invalid.detail }
+    }
+}
+
 #[derive(Serialize)]
 struct Problem<'a> {
     #[serde(rename = "type")]

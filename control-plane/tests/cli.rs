@@ -256,3 +256,24 @@ fn orgs_are_disabled_enabled_and_deleted_and_their_tokens_revoked() {
     assert_eq!(run_ok(dir.path(), &env, &["org", "delete", "acme"]), format!("deleted org {org_id} (acme)"));
     assert!(!run_ok(dir.path(), &env, &["org", "list"]).contains("acme"));
 }
+
+/// The command line checks what it is given with the API's rules: a platform issuer spelt as
+/// the filter spells an org registration's (`org:{org_id}:{iss}`) is refused by both, with the
+/// field named, and a blank org name too.
+#[test]
+fn the_command_line_refuses_what_the_api_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let env: [(&str, &str); 0] = [];
+    std::fs::write(dir.path().join("idp.jwks"), include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
+    let spoof = run(dir.path(), &env, &["issuer", "add", "--platform", "--issuer", "ORG:acme:https://idp.example.mil", "--jwks", "idp.jwks"]);
+    assert_eq!(spoof.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&spoof.stderr);
+    assert!(stderr.contains("issuer: a platform issuer must not start with `org:`"), "{stderr}");
+    let blank = run(dir.path(), &env, &["org", "create", "  "]);
+    assert_eq!(blank.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&blank.stderr).contains("name: must not be empty"));
+    // The same issuer for an org is an org's own name for it, and taken.
+    run_ok(dir.path(), &env, &["org", "create", "acme"]);
+    let id = run_ok(dir.path(), &env, &["issuer", "add", "--org", "acme", "--issuer", "org:acme:https://idp.example.mil", "--jwks", "idp.jwks"]);
+    assert_eq!(id.len(), 26, "{id}");
+}

@@ -16,6 +16,7 @@ use certbind_shared::crl::testing::{
     reason_extension, SyntheticCa, TbsParts,
 };
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
+use certbind_shared::source::testing::xfcc_element;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Store, TestApp, TestDb, Transport};
 use p256::ecdsa::signature::Signer as _;
@@ -81,21 +82,12 @@ fn engine() -> Engine {
     Engine::from_json(policy.to_string().as_bytes()).unwrap()
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Status and reason of an mTLS request with `pem`.
 fn decide(view: &SnapshotView, pem: &str) -> (u16, String) {
     let hex = facts(pem).fingerprint.to_hex();
     let headers = vec![
         (":path".to_owned(), b"/mtls/x".to_vec()),
-        ("x-forwarded-client-cert".to_owned(), format!("Hash={hex};Cert=\"{}\"", percent_encode(pem)).into_bytes()),
+        ("x-forwarded-client-cert".to_owned(), xfcc_element(&hex, pem).into_bytes()),
     ];
     let headers = header_refs(&headers);
     let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: now(), ..Default::default() };

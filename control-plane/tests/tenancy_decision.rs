@@ -14,11 +14,10 @@ use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::decision::outcome::{header, Outcome};
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
-use certbind_shared::encoding::base64url_encode;
+use certbind_shared::pop::testing::{mint, TestKey, ISSUER_JWKS};
+use certbind_shared::source::testing::xfcc_element;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Resp, Store, TestApp, TestDb, Transport};
-use p256::ecdsa::signature::Signer as _;
-use p256::pkcs8::DecodePrivateKey;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +38,6 @@ const CAC: &str = include_str!("../../tests/pki/cac.pem");
 const SERVICE: &str = include_str!("../../tests/pki/service.pem");
 /// Same UPN as the CAC, from another CA, whose UPN domain org A claims by SAN rule.
 const STRAY: &str = include_str!("../../tests/pki/untrusted-user.pem");
-const P256_KEY: &str = include_str!("../../shared/tests/vectors/jwt/ec-p256.pem");
 const AUDIENCE: &str = "certbind-api";
 const ISSUER: &str = "https://issuer.example";
 
@@ -53,22 +51,19 @@ fn now() -> i64 {
 
 /// The JWKS of the committed test keys, reduced to one key.
 fn jwks_with(kid: &str) -> Value {
-    let all: Value = serde_json::from_str(include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
+    let all: Value = serde_json::from_str(ISSUER_JWKS).unwrap();
     let keys: Vec<Value> = all["keys"].as_array().unwrap().iter().filter(|k| k["kid"] == kid).cloned().collect();
     json!({ "keys": keys })
 }
 
 /// An ES256 token bound to `pem` (RFC 8705 `cnf.x5t#S256`), signed by the committed P-256 key.
 fn token_for(pem: &str) -> String {
-    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(P256_KEY).unwrap();
     let header = json!({ "alg": "ES256", "kid": "p256-key", "typ": "JWT" });
     let claims = json!({
         "iss": ISSUER, "sub": "someone", "aud": AUDIENCE, "exp": now() + 300,
         "cnf": { "x5t#S256": facts(pem).fingerprint.to_x5t_s256() }
     });
-    let input = format!("{}.{}", base64url_encode(header.to_string().as_bytes()), base64url_encode(claims.to_string().as_bytes()));
-    let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
-    format!("{input}.{}", base64url_encode(&signature.to_bytes()))
+    mint(TestKey::P256, &header, &claims)
 }
 
 fn engine() -> Engine {
@@ -84,15 +79,6 @@ fn engine() -> Engine {
     Engine::from_json(policy.to_string().as_bytes()).unwrap()
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// What a request's outcome says about identity: status, reason, org and principal.
 type Verdict = (u16, String, String, String);
 
@@ -100,7 +86,7 @@ fn decide(engine: &mut Engine, identity: &SnapshotView, path: &str, pem: &str, t
     let hex = facts(pem).fingerprint.to_hex();
     let mut headers = vec![
         (":path".to_owned(), path.as_bytes().to_vec()),
-        ("x-forwarded-client-cert".to_owned(), format!("Hash={hex};Cert=\"{}\"", percent_encode(pem)).into_bytes()),
+        ("x-forwarded-client-cert".to_owned(), xfcc_element(&hex, pem).into_bytes()),
     ];
     if let Some(token) = token {
         headers.push(("authorization".to_owned(), format!("Bearer {token}").into_bytes()));

@@ -116,7 +116,8 @@ fn grpc_outcome(response: &envoy_types::ext_authz::v3::pb::CheckResponse) -> Res
 /// spelling and with its text damaged, answers each as a cold service would.
 #[test]
 fn grpc_warm_checks_answer_by_the_exact_certificate_text() {
-    use certbind_tests::cases::fixtures::{cert, percent_encode};
+    use certbind_shared::source::testing::percent_encode;
+    use certbind_tests::cases::fixtures::cert;
     let case = table::all().into_iter().find(|c| c.name == "connection source with the peer certificate → 200").unwrap();
     let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
     let service = certbind_authz::server::Service::from_config(converted.config.to_string().as_bytes()).unwrap();

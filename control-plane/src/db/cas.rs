@@ -7,6 +7,7 @@ use super::error::{or_race, Race};
 use super::{commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Page, Tx, Visibility};
 use crate::domain::Owner;
 use crate::domain::change::{CaRecord, Change, Committed};
+use crate::domain::ca::{NewCa, PolicyUpdate, RevocationPolicy};
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -32,27 +33,6 @@ pub struct CertificateAuthority {
     pub crl: Option<HeldCrlInfo>,
     /// One per distribution point the poller fetches.
     pub fetches: Vec<CrlFetch>,
-}
-
-/// What the platform decides about a CA's certificates' revocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RevocationPolicy {
-    /// Refuse the CA's certificates (`revocation_unknown`) while no fresh CRL is held.
-    pub require_fresh_crl: bool,
-    /// Seconds after the CRL's nextUpdate it still counts as fresh.
-    pub grace_period_seconds: i64,
-    /// Accept the CA's certificates when no fresh CRL is held even though one is required
-    /// (counted by the filter).
-    pub fail_open: bool,
-    /// HTTP(S) distribution points the poller fetches the CA's CRL from.
-    pub crl_urls: Vec<String>,
-}
-
-impl Default for RevocationPolicy {
-    /// Fail closed; a day past nextUpdate rides out one missed publication.
-    fn default() -> Self {
-        RevocationPolicy { require_fresh_crl: true, grace_period_seconds: 86_400, fail_open: false, crl_urls: Vec::new() }
-    }
 }
 
 /// The held CRL's facts, for operators.
@@ -89,23 +69,6 @@ pub struct CrlFetch {
     /// Failures in a row.
     pub failures: i64,
     pub next_attempt_at: String,
-}
-
-/// A CA to register: its certificate's facts, read by the caller.
-#[derive(Debug, Clone)]
-pub struct NewCa {
-    pub certificate: CaCertificate,
-    pub certificate_pem: String,
-    pub policy: RevocationPolicy,
-}
-
-/// A change of policy; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicyUpdate {
-    pub require_fresh_crl: Option<bool>,
-    pub grace_period_seconds: Option<i64>,
-    pub fail_open: Option<bool>,
-    pub crl_urls: Option<Vec<String>>,
 }
 
 const COLUMNS: &str = "key_id, key_source, subject_dn, fingerprint, certificate_pem, not_before, not_after, \

@@ -1,11 +1,18 @@
-//! The control plane's nouns, known to storage, the snapshot builder and the API alike and to
-//! none of their machinery: who owns a rule ([`Owner`]) and what a committed change is
-//! ([`change::Change`]). Storage commits changes, the snapshot folds them, the API hands one
-//! to the other; so they meet here rather than importing each other.
+//! The control plane's nouns and rules, known to storage, the snapshot builder, the API and
+//! the command line alike and to none of their machinery: who owns a rule ([`Owner`]), what a
+//! committed change is ([`change::Change`]), and what a value must be before it is stored
+//! ([`text`], [`ca`], [`issuer`]; a refusal is an [`Invalid`]). Storage commits changes, the
+//! snapshot folds them, the API and the command line check what they are given with the same
+//! rules; so they meet here rather than importing each other.
 
+pub mod ca;
 pub mod card;
 pub mod change;
+pub mod invalid;
+pub mod issuer;
 pub mod owner;
+pub mod text;
 
 pub use change::{CaRecord, Change, Committed};
+pub use invalid::{Checked, Invalid};
 pub use owner::Owner;

@@ -2,7 +2,8 @@
 //! platform's for a super-admin. A change a super-admin makes in another org (or to platform
 //! rules) is filed both there and in the super-admin's own org.
 
-use super::{optional_text, page_limit, Admin, ApiQuery, Scope};
+use super::{page_limit, Admin, ApiQuery, Scope};
+use crate::domain::text::optional_text;
 use crate::state::AppState;
 use crate::db::{audit, AuditEntry, Page};
 use crate::error::{ApiError, ApiResult};

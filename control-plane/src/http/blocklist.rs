@@ -4,7 +4,8 @@
 //! does not touch the other org.
 
 use super::smartcards::canonical_serial;
-use super::{canonical_fingerprint, check_cursor, issuer_dn, optional_text, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use super::{check_cursor, issuer_dn, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::domain::text::{canonical_fingerprint, optional_text};
 use crate::state::AppState;
 use crate::db::blocklist::{self, BlockTarget};
 use crate::db::{BlocklistEntry, Page};

@@ -2,8 +2,8 @@
 //! an org of its certificates, the platform (`"scope": "platform"`, super-admins) of all.
 
 use certbind_shared::identity::REQUIRE_FRESH_CRL_VALUE;
-use super::mapping_rules::canonical_domain;
-use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use super::{check_cursor, rule_issuer_dn, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::domain::text::{canonical_domain, required_text};
 use crate::state::AppState;
 use crate::db::{constraints, IdentityConstraint, Page};
 use crate::error::{ApiError, ApiResult};
@@ -43,7 +43,7 @@ fn plain_value(kind: &str, value: &str) -> ApiResult<String> {
             }
             Ok(oid)
         }
-        "san_email_domain" => canonical_domain("value", value),
+        "san_email_domain" => Ok(canonical_domain("value", value)?),
         // A switch: the org's users need their CA's CRL fresh even where the CA's policy
         // does not require it. It tightens for the org's own users only.
         "require_fresh_crl" if value.trim() == REQUIRE_FRESH_CRL_VALUE => Ok(REQUIRE_FRESH_CRL_VALUE.to_string()),

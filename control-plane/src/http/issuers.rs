@@ -3,7 +3,8 @@
 //! owner registers its own: two orgs may trust the same `iss` with their own keys and
 //! audiences; a super-admin's `"scope": "platform"` registration applies to every token.
 
-use super::{check_cursor, double_option, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::domain::issuer::{checked_audiences, checked_issuer, checked_jwks};
+use super::{check_cursor, double_option, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::state::AppState;
 use crate::db::{issuers, Page, TokenIssuer};
 use crate::error::{ApiError, ApiResult};
@@ -11,13 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use certbind_shared::pop::jwks::Jwks;
 use serde::Deserialize;
-
-/// The snapshot's strings are at most 255 bytes.
-pub const MAX_ISSUER_BYTES: usize = 255;
-pub const MAX_AUDIENCES: usize = 32;
-pub const MAX_AUDIENCE_BYTES: usize = 255;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,40 +31,10 @@ pub struct IssuerUpdate {
     pub jwks: Option<serde_json::Value>,
 }
 
-fn check_jwks(jwks: &serde_json::Value) -> ApiResult<()> {
-    let bytes = serde_json::to_vec(jwks).map_err(|e| ApiError::validation("jwks", e.to_string()))?;
-    Jwks::parse(&bytes).map_err(|e| ApiError::validation("jwks", e.to_string()))?;
-    Ok(())
-}
-
-/// The issuer text as stored, with its JWKS checked by the filter's parser.
-pub fn checked_issuer(issuer: &str, jwks: &serde_json::Value) -> ApiResult<String> {
-    let issuer = required_text("issuer", issuer, MAX_ISSUER_BYTES)?;
-    check_jwks(jwks)?;
-    Ok(issuer)
-}
-
-pub fn check_audiences(audiences: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
-    let Some(audiences) = audiences else { return Ok(None) };
-    if audiences.len() > MAX_AUDIENCES {
-        return Err(ApiError::validation("audiences", format!("at most {MAX_AUDIENCES} audiences")));
-    }
-    let checked = audiences
-        .iter()
-        .map(|a| required_text("audiences", a, MAX_AUDIENCE_BYTES))
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Some(checked))
-}
-
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<IssuerRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
-    let issuer = checked_issuer(&body.issuer, &body.jwks)?;
-    if owner.is_platform() && issuer.to_ascii_lowercase().starts_with("org:") {
-        // The filter forwards an org registration's issuer as `org:{org_id}:{iss}`: a platform
-        // issuer spelt so would pass for one.
-        return Err(ApiError::validation("issuer", "a platform issuer must not start with `org:`, the prefix of org registrations' issuers"));
-    }
-    let audiences = check_audiences(body.audiences)?;
+    let issuer = checked_issuer(&owner, &body.issuer, &body.jwks)?;
+    let audiences = checked_audiences(body.audiences)?;
     let (record, version) =
         state.identity_changed(issuers::create(&state.db, &admin.actor(), owner, &issuer, audiences, body.jwks).await?);
     Ok(with_version(version, (StatusCode::CREATED, Json(record))))
@@ -97,11 +62,11 @@ pub async fn update(
         return Err(ApiError::validation("body", "give `jwks`, `audiences` or both"));
     }
     if let Some(jwks) = &body.jwks {
-        check_jwks(jwks)?;
+        checked_jwks(jwks)?;
     }
     let audiences = match body.audiences {
         None => None,
-        Some(a) => Some(check_audiences(a)?),
+        Some(a) => Some(checked_audiences(a)?),
     };
     let updated = issuers::update(&state.db, &admin.actor(), &admin.viewer(None), &id, audiences, body.jwks).await?;
     let (record, version) = state.identity_changed(updated);

@@ -4,7 +4,8 @@
 //! first a domain another org holds) from a real one: a super-admin resolves such a dispute
 //! (its 409 names the holder; a token minted into that org deletes the rule).
 
-use super::{check_cursor, rule_issuer_dn, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::domain::text::canonical_domain;
+use super::{check_cursor, rule_issuer_dn, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::state::AppState;
 use crate::db::{mapping_rules, MappingRule, Page};
 use crate::error::{ApiError, ApiResult};
@@ -15,9 +16,6 @@ use axum::Json;
 use certbind_shared::identity::SanKind;
 use serde::Deserialize;
 
-/// RFC 1035: a domain name is at most 253 characters in text form.
-pub const MAX_DOMAIN_BYTES: usize = 253;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingRuleRequest {
@@ -26,18 +24,6 @@ pub struct MappingRuleRequest {
     /// The CA whose certificates may assert addresses in `domain` (RFC 4514).
     pub issuer_dn: String,
     pub scope: Option<Scope>,
-}
-
-/// A domain as stored: lowercase, letters, digits, `-` and `.`, no empty labels.
-pub fn canonical_domain(field: &str, text: &str) -> ApiResult<String> {
-    let domain = required_text(field, text, MAX_DOMAIN_BYTES)?.to_ascii_lowercase();
-    let valid_label = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-')
-    };
-    if !domain.split('.').all(valid_label) {
-        return Err(ApiError::validation(field, "must be a domain name such as example.mil"));
-    }
-    Ok(domain)
 }
 
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<MappingRuleRequest>) -> ApiResult<Response> {
@@ -65,17 +51,4 @@ pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<
     let (rule, version) =
         state.identity_changed(mapping_rules::delete(&state.db, &admin.actor(), &admin.viewer(None), &id).await?);
     Ok(with_version(version, Json(rule)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn domains_are_lowercased_and_checked() {
-        assert_eq!(canonical_domain("domain", " Mail.Example.MIL ").unwrap(), "mail.example.mil");
-        for bad in ["", "exa mple.mil", "example..mil", "-x.mil", "x.mil'; --", "@example.mil"] {
-            assert!(matches!(canonical_domain("domain", bad), Err(ApiError::Validation { .. })), "{bad}");
-        }
-    }
 }

@@ -28,14 +28,13 @@ use crate::db::proxies::PROXY_PREFIX;
 use crate::db::tokens::TOKEN_PREFIX;
 use crate::domain::Owner;
 use crate::db::{proxies as db_proxies, tokens as db_tokens, Actor, AdminToken, ProxyCredential, Viewer, DEFAULT_PAGE, MAX_PAGE};
+use crate::domain::text::dn_text;
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use certbind_shared::certificate::dn::parse_dn;
-use certbind_shared::Fingerprint;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -338,36 +337,6 @@ pub fn check_cursor(cursor: Option<String>) -> Result<Option<String>, ApiError> 
     }
 }
 
-/// Parses a fingerprint in any accepted spelling into its canonical form.
-pub fn canonical_fingerprint(field: &str, text: &str) -> Result<String, ApiError> {
-    Fingerprint::parse(text).map(|fp| fp.to_hex()).map_err(|e| ApiError::validation(field, e.to_string()))
-}
-
-/// Longest DN accepted. Real PIV/CAC DNs are 60–200 bytes; RFC 5280's attribute upper bounds
-/// add up to well under 1 KiB for any DN a CA issues.
-pub const MAX_DN_BYTES: usize = 1024;
-
-/// A DN as stored: parsed as people write it and put in the one RFC 4514 form the filter
-/// renders from certificates (`certbind_shared::certificate::dn`); unreadable → 422.
-pub fn canonical_dn(field: &str, text: &str) -> Result<String, ApiError> {
-    let dn = dn_text(field, text)?;
-    Ok(dn.canonical())
-}
-
-fn dn_text(field: &str, text: &str) -> Result<certbind_shared::certificate::dn::DnText, ApiError> {
-    if text.len() > 4 * MAX_DN_BYTES {
-        return Err(ApiError::validation(field, format!("is longer than {} bytes", 4 * MAX_DN_BYTES)));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(ApiError::validation(field, "must not contain control characters (escape them as \\XX)"));
-    }
-    let dn = parse_dn(text).map_err(|e| ApiError::validation(field, format!("is not a distinguished name: {e}")))?;
-    if dn.canonical().len() > MAX_DN_BYTES {
-        return Err(ApiError::validation(field, format!("is longer than {MAX_DN_BYTES} bytes")));
-    }
-    Ok(dn)
-}
-
 /// An issuer DN a rule names (a revoked serial, a SAN rule, an allowed issuer), canonical. A
 /// DN written country first (OpenSSL's default output) would silently match nothing, so it is
 /// refused with the RFC 4514 order to use instead — unless a bound certificate's issuer is
@@ -407,27 +376,6 @@ pub async fn rule_issuer_dn(db: &crate::db::Db, witness: Option<&str>, field: &s
         ));
     }
     Ok(canonical)
-}
-
-/// Required text: trimmed, non-empty, at most `max` bytes, no control characters.
-pub fn required_text(field: &str, text: &str, max: usize) -> Result<String, ApiError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(ApiError::validation(field, "must not be empty"));
-    }
-    optional_text(field, Some(text), max).map(|t| t.unwrap_or_default())
-}
-
-/// Optional text under the same rules; an empty string counts as absent.
-pub fn optional_text(field: &str, text: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
-    if text.len() > max {
-        return Err(ApiError::validation(field, format!("is {} bytes, more than the {max}-byte limit", text.len())));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(ApiError::validation(field, "must not contain control characters"));
-    }
-    Ok(Some(text.to_string()))
 }
 
 /// Tells a field that is absent (`None`) from one set to `null` (`Some(None)`), for PATCH.
@@ -480,15 +428,5 @@ mod tests {
     fn syntax_errors_and_trailing_bytes_are_malformed_bodies() {
         assert!(matches!(parse_json::<Body>(br#"{"user_id":"#), Err(ApiError::MalformedBody(_))));
         assert!(matches!(parse_json::<Body>(br#"{"user_id":"u"} x"#), Err(ApiError::MalformedBody(_))));
-    }
-
-    #[test]
-    fn text_limits_name_the_field() {
-        assert_eq!(required_text("label", "  Primary CAC ", 20).unwrap(), "Primary CAC");
-        let err = required_text("label", &"x".repeat(21), 20).unwrap_err();
-        assert!(matches!(err, ApiError::Validation { ref field, .. } if field == "label"));
-        assert!(matches!(required_text("label", " ", 20), Err(ApiError::Validation { .. })));
-        assert!(matches!(required_text("label", "a\u{0}b", 20), Err(ApiError::Validation { .. })));
-        assert_eq!(optional_text("label", Some(""), 20).unwrap(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! `/api/v1/admin/orgs` and the domains assigned to each: super-admin only.
 
-use super::{check_cursor, page_limit, required_text, with_version, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use super::{check_cursor, page_limit, with_version, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use crate::domain::text::org_name;
 use crate::state::AppState;
 use crate::db::domains::{self, OrgDomain};
 use crate::db::{orgs, Org, Page};
@@ -11,8 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-/// Org names are shown to people and used on the command line.
-pub const MAX_ORG_NAME_BYTES: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +20,7 @@ pub struct OrgRequest {
 }
 
 pub async fn create(State(state): State<AppState>, SuperAdmin(admin): SuperAdmin, ApiJson(body): ApiJson<OrgRequest>) -> ApiResult<Response> {
-    let name = required_text("name", &body.name, MAX_ORG_NAME_BYTES)?;
+    let name = org_name(&body.name)?;
     let org = orgs::create(&state.db, Some(&admin.actor()), &name).await?;
     let location = format!("/api/v1/admin/orgs/{}", org.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(org)).into_response())
@@ -99,7 +98,7 @@ pub async fn assign_domain(
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<DomainRequest>,
 ) -> ApiResult<Response> {
-    let domain = super::mapping_rules::canonical_domain("domain", &body.domain)?;
+    let domain = crate::domain::text::canonical_domain("domain", &body.domain)?;
     let assigned = domains::assign(&state.db, &admin.actor(), &org_id, &domain).await?;
     Ok((StatusCode::CREATED, Json(assigned)).into_response())
 }
@@ -116,6 +115,6 @@ pub async fn unassign_domain(
     SuperAdmin(admin): SuperAdmin,
     Path((org_id, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<OrgDomain>> {
-    let domain = super::mapping_rules::canonical_domain("domain", &domain)?;
+    let domain = crate::domain::text::canonical_domain("domain", &domain)?;
     Ok(Json(domains::unassign(&state.db, &admin.actor(), &org_id, &domain).await?))
 }

@@ -2,8 +2,8 @@
 //! (super-admins; `certbind token create --proxy` makes them from the command line too).
 //! A credential reads the snapshot and nothing else.
 
-use super::{check_cursor, optional_text, page_limit, ApiJson, ApiQuery, PageQuery, SuperAdmin};
-use super::tokens::MAX_TOKEN_LABEL_BYTES;
+use super::{check_cursor, page_limit, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use crate::domain::text::token_label;
 use crate::state::AppState;
 use crate::db::{proxies, Page, ProxyCredential};
 use crate::error::ApiResult;
@@ -32,7 +32,7 @@ pub async fn create(
     SuperAdmin(admin): SuperAdmin,
     ApiJson(body): ApiJson<ProxyCredentialRequest>,
 ) -> ApiResult<Response> {
-    let label = optional_text("label", body.label.as_deref(), MAX_TOKEN_LABEL_BYTES)?;
+    let label = token_label(body.label.as_deref())?;
     let (record, credential) = proxies::create(&state.db, &admin.actor(), label.as_deref()).await?;
     let mut response = (StatusCode::CREATED, Json(NewProxyCredential { record, credential })).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,11 +1,8 @@
 //! `/api/v1/admin/smartcards`: the binding routes (bind, list, revoke), plus get, enable/disable
 //! and relabel, and binding by uploaded PEM.
 
-use super::{
-    canonical_dn, canonical_fingerprint, double_option, optional_text, page_limit, required_text, with_version, Admin,
-    ApiJson, ApiQuery,
-};
-pub use super::MAX_DN_BYTES;
+use super::{double_option, page_limit, with_version, Admin, ApiJson, ApiQuery};
+use crate::domain::text::{canonical_dn, canonical_fingerprint, optional_text, required_text, MAX_DN_BYTES, MAX_PEM_TEXT_BYTES};
 use crate::state::AppState;
 use crate::db::smartcards::{self, ListFilter, NewSmartCard, SmartCardUpdate};
 use crate::db::{Page, SmartCardLink};
@@ -27,9 +24,6 @@ pub const MAX_LABEL_BYTES: usize = 200;
 pub const MAX_ID_BYTES: usize = 255;
 /// RFC 5280 caps serials at 20 octets; 21 leaves room for the DER sign byte some CAs add.
 pub const MAX_SERIAL_HEX_DIGITS: usize = 42;
-/// A PEM certificate at the shared crate's DER cap, with line breaks, fits in 24 KiB; the
-/// request body limit applies on top.
-pub const MAX_PEM_TEXT_BYTES: usize = 24 * 1024;
 
 /// `POST /api/v1/admin/smartcards`: the field body, or `certificate_pem` and the server
 /// derives the certificate fields (any given beside it must agree).

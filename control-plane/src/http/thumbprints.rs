@@ -3,7 +3,8 @@
 //! super-admin's `"scope": "platform"` mapping names any principal except one in a user's or
 //! an org's namespace. A fingerprint is mapped once, and never while it is bound.
 
-use super::{canonical_fingerprint, page_limit, required_text, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use super::{page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
+use crate::domain::text::{canonical_fingerprint, required_text};
 use crate::state::AppState;
 use crate::db::thumbprints::SeenCertificate;
 use crate::db::{thumbprints, Page, ThumbprintMapping};

@@ -1,7 +1,8 @@
 //! Admin tokens over the API: an org's admins manage their own org's tokens; a super-admin
 //! can also create the first token of another org.
 
-use super::{check_cursor, optional_text, page_limit, Admin, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use super::{check_cursor, page_limit, Admin, ApiJson, ApiQuery, PageQuery, SuperAdmin};
+use crate::domain::text::token_label;
 use crate::state::AppState;
 use crate::db::{tokens, AdminToken, Page};
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-pub const MAX_TOKEN_LABEL_BYTES: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +33,7 @@ async fn create_in(state: &AppState, admin: &Admin, org_id: &str, body: TokenReq
     if body.super_admin && !admin.token.super_admin {
         return Err(ApiError::Forbidden("only a super-admin token can create super-admin tokens".into()));
     }
-    let label = optional_text("label", body.label.as_deref(), MAX_TOKEN_LABEL_BYTES)?;
+    let label = token_label(body.label.as_deref())?;
     let (record, token) = tokens::create(&state.db, &admin.actor(), org_id, body.super_admin, label.as_deref()).await?;
     let mut response = (StatusCode::CREATED, Json(NewToken { record, token })).into_response();
     response

@@ -1,6 +1,7 @@
 //! `/api/v1/admin/users`: the people of the caller's org.
 
-use super::{check_cursor, optional_text, page_limit, required_text, Admin, ApiJson, ApiQuery, PageQuery};
+use super::{check_cursor, page_limit, Admin, ApiJson, ApiQuery, PageQuery};
+use crate::domain::text::{user_email, user_name};
 use crate::state::AppState;
 use crate::db::{users, Page, User};
 use crate::error::{ApiError, ApiResult};
@@ -10,9 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-pub const MAX_USER_NAME_BYTES: usize = 200;
-/// RFC 5321's limit on a forward path.
-pub const MAX_EMAIL_BYTES: usize = 254;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,8 +20,8 @@ pub struct UserRequest {
 }
 
 pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<UserRequest>) -> ApiResult<Response> {
-    let name = required_text("name", &body.name, MAX_USER_NAME_BYTES)?;
-    let email = optional_text("email", body.email.as_deref(), MAX_EMAIL_BYTES)?;
+    let name = user_name(&body.name)?;
+    let email = user_email(body.email.as_deref())?;
     if email.as_deref().is_some_and(|e| !e.contains('@')) {
         return Err(ApiError::validation("email", "must be an email address"));
     }

@@ -9,11 +9,12 @@
 //! cross-step cases (binding against mapping against SAN rule, in both directions) have a
 //! matrix of their own.
 
+use crate::source::testing::xfcc_element;
 use crate::decision::outcome::{Outcome, Reason};
 use crate::decision::{header_refs, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
-use crate::pop::test_keys::{mint, TestKey, ISSUER_JWKS};
+use crate::pop::testing::{mint, TestKey, ISSUER_JWKS};
 use crate::snapshot::{revoked_serial_key, ConstraintKind, SignatureAlgorithm, SnapshotEncoder, SnapshotHeader, SnapshotView};
 use crate::Fingerprint;
 use serde_json::{json, Value};
@@ -52,22 +53,13 @@ fn engine_with(policy: Value) -> Engine {
     Engine::from_json(policy.to_string().as_bytes()).unwrap()
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// A request through this Envoy (XFCC) presenting `pem`, with `token` if given.
 fn request(path: &str, pem: Option<&str>, token: Option<&str>) -> (Vec<(String, Vec<u8>)>, Option<String>) {
     let mut headers = vec![(":path".to_owned(), path.as_bytes().to_vec())];
     let mut digest = None;
     if let Some(pem) = pem {
         let hex = facts(pem).fingerprint.to_hex();
-        let xfcc = format!("Hash={hex};Cert=\"{}\"", percent_encode(pem));
+        let xfcc = xfcc_element(&hex, pem);
         headers.push(("x-forwarded-client-cert".to_owned(), xfcc.into_bytes()));
         digest = Some(hex);
     }

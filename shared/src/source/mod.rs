@@ -5,6 +5,8 @@
 
 pub mod nginx;
 pub mod rfc9440;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod traefik;
 pub mod xfcc;
 

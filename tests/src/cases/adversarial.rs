@@ -6,6 +6,7 @@
 //! modes) and every request has one exact expected outcome. None may be accepted: each is
 //! refused, or forwarded with the hostile part removed (`strip_expected`).
 
+use certbind_shared::source::testing::percent_encode;
 use super::fixtures::{self, cert, claims, token, TestCert, NOW};
 use super::table::{standard_config, standard_identity, standard_policy};
 use super::{Case, CaseRequest, Expect};
@@ -343,7 +344,7 @@ fn paths() -> Vec<Hostile> {
 
 /// An XFCC element for `cert`, as Envoy writes it, with a `By=` of our choosing.
 fn element(cert: &TestCert, by: &str) -> String {
-    format!("By={by};Hash={};Cert=\"{}\";Subject=\"\";URI=", cert.hex(), fixtures::percent_encode(cert.pem.as_bytes()))
+    format!("By={by};Hash={};Cert=\"{}\";Subject=\"\";URI=", cert.hex(), percent_encode(cert.pem.as_bytes()))
 }
 
 /// Class 3: the attacker presents their own certificate; the header carries Jane's element
@@ -358,16 +359,16 @@ fn xfcc_elements() -> Vec<Hostile> {
     let uri_forgery = format!("{};URI=https://evil.example,{v}", a.trim_end_matches(";URI="));
     let dns_forgery = format!("{};DNS=evil.example,{v}", a.trim_end_matches(";URI="));
     let key_forgery = format!("{};URI=x;Hash={}", a.trim_end_matches(";URI="), victim.hex());
-    let hashless = format!("By={edge};Cert=\"{}\"", fixtures::percent_encode(victim.pem.as_bytes()));
+    let hashless = format!("By={edge};Cert=\"{}\"", percent_encode(victim.pem.as_bytes()));
     let certless = format!("By={edge};Hash={}", victim.hex());
-    let short_hash = format!("By={edge};Hash={};Cert=\"{}\"", &victim.hex()[..62], fixtures::percent_encode(victim.pem.as_bytes()));
+    let short_hash = format!("By={edge};Hash={};Cert=\"{}\"", &victim.hex()[..62], percent_encode(victim.pem.as_bytes()));
     let colon_hash = {
         let hex = victim.hex();
         let pairs: Vec<&str> = (0..32).map(|i| &hex[i * 2..i * 2 + 2]).collect();
-        format!("By={edge};Hash={};Cert=\"{}\"", pairs.join(":"), fixtures::percent_encode(victim.pem.as_bytes()))
+        format!("By={edge};Hash={};Cert=\"{}\"", pairs.join(":"), percent_encode(victim.pem.as_bytes()))
     };
-    let x5t_hash = format!("By={edge};Hash={};Cert=\"{}\"", victim.x5t(), fixtures::percent_encode(victim.pem.as_bytes()));
-    let mismatched = format!("By={edge};Hash={};Cert=\"{}\"", victim.hex(), fixtures::percent_encode(own.pem.as_bytes()));
+    let x5t_hash = format!("By={edge};Hash={};Cert=\"{}\"", victim.x5t(), percent_encode(victim.pem.as_bytes()));
+    let mismatched = format!("By={edge};Hash={};Cert=\"{}\"", victim.hex(), percent_encode(own.pem.as_bytes()));
     let forgeries: Vec<(&str, String)> = vec![
         ("the victim's element after the attacker's", format!("{a},{v}")),
         ("the victim's element before the attacker's", format!("{v},{a}")),

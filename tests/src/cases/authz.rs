@@ -138,7 +138,7 @@ fn grpc_request(case: &Case) -> Option<CheckRequest> {
             })),
         }),
         // Envoy's `source.certificate`: URL-encoded PEM.
-        certificate: certificate.map(|pem| super::fixtures::percent_encode(pem.as_bytes())).unwrap_or_default(),
+        certificate: certificate.map(|pem| certbind_shared::source::testing::percent_encode(pem.as_bytes())).unwrap_or_default(),
         ..Default::default()
     };
     Some(CheckRequest {

@@ -1,6 +1,7 @@
 //! The case table: the acceptance matrix (every mode × every certificate and token case), spoofing and malformed headers, every reason
 //! of the error contract, the JWT refusals, and each certificate source.
 
+use certbind_shared::source::testing::percent_encode;
 use super::fixtures::{self, cert, claims, token, TestCert, AUDIENCE, ISSUER, NOW};
 use super::{Case, CaseRequest, Expect};
 use certbind_shared::certificate::CertificateFacts;
@@ -214,16 +215,16 @@ pub fn malformed_headers() -> Vec<Case> {
     let mut garbage = request("/mtls/x", Some(jane), None);
     garbage.headers[0].1 = format!("Hash={};Cert=\"%ZZnot-pem\"", jane.hex());
     let mut unterminated = request("/mtls/x", Some(jane), None);
-    unterminated.headers[0].1 = format!("Hash={};Cert=\"{}", jane.hex(), fixtures::percent_encode(jane.pem.as_bytes()));
+    unterminated.headers[0].1 = format!("Hash={};Cert=\"{}", jane.hex(), percent_encode(jane.pem.as_bytes()));
     // Hash names Jane's certificate (and the connection agrees) but Cert carries another one.
     let mut hash_mismatch = request("/mtls/x", Some(jane), None);
     hash_mismatch.headers[0].1 =
-        format!("Hash={};Cert=\"{}\"", jane.hex(), fixtures::percent_encode(cert("cac").pem.as_bytes()));
+        format!("Hash={};Cert=\"{}\"", jane.hex(), percent_encode(cert("cac").pem.as_bytes()));
     let mut trailing = request("/mtls/x", Some(jane), None);
     trailing.headers[0].1 = format!(
         "Hash={};Cert=\"{}\"",
         jane.hex(),
-        fixtures::percent_encode(format!("{}garbage", jane.pem).as_bytes())
+        percent_encode(format!("{}garbage", jane.pem).as_bytes())
     );
     // A cap above the default is honoured by the parser too.
     let mut large = request("/mtls/x", Some(jane), None);
