@@ -135,17 +135,23 @@ pub fn decode_certificate_pem_file(text: &[u8]) -> Result<Vec<Vec<u8>>, Certific
     Ok(certificates)
 }
 
-/// Where the next `-----BEGIN ` at the start of a line is.
+/// Where the next `-----BEGIN ` is that only spaces and tabs separate from the start of its
+/// line (or of `text`, which begins where the last block ended): OpenSSL's line start, and
+/// whatever the strict framing accepts too (indented blocks, a block right after an END).
 fn next_block(text: &[u8]) -> Option<usize> {
     const BEGIN_ANY: &[u8] = b"-----BEGIN ";
-    let mut line_start = 0;
-    loop {
-        let line = text.get(line_start..)?;
-        if line.starts_with(BEGIN_ANY) {
-            return Some(line_start);
+    let mut at_line_start = true;
+    for (at, &byte) in text.iter().enumerate() {
+        if at_line_start && byte == b'-' && text.get(at..).is_some_and(|rest| rest.starts_with(BEGIN_ANY)) {
+            return Some(at);
         }
-        line_start += line.iter().position(|&b| b == b'\n')? + 1;
+        at_line_start = match byte {
+            b'\n' => true,
+            b' ' | b'\t' | b'\r' => at_line_start,
+            _ => false,
+        };
     }
+    None
 }
 
 /// What a byte of a PEM body is: a base64 digit's value (0–63), or one of these.
@@ -517,6 +523,11 @@ mod tests {
         let header = JANE.replacen("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1);
         assert_eq!(file(&header), Err(CertificateError::Pem("character outside base64 in the body")));
         let no_block = "Bag Attributes\n  see -----BEGIN CERTIFICATE----- below\n";
+        // What the strict framing accepts, the file reader reads alike: indented blocks, and
+        // one right after another's END.
+        let indented = format!("  \t{}", JANE.trim_end().replace("-----END CERTIFICATE-----", "-----END CERTIFICATE----- ") + JANE);
+        assert_eq!(file(&indented), decode_certificate_pem_chain(indented.as_bytes()));
+        assert_eq!(file(&indented).map(|c| c.len()), Ok(2));
         assert_eq!(file(no_block), Err(CertificateError::Pem("no -----BEGIN CERTIFICATE----- block")));
         assert_eq!(file(""), Err(CertificateError::Pem("no -----BEGIN CERTIFICATE----- block")));
         let unterminated = JANE.replace("-----END CERTIFICATE-----", "");
