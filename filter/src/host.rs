@@ -36,6 +36,14 @@ impl HeaderBlock {
         Ok(HeaderBlock { serialized })
     }
 
+    /// The proxy's form of headers a host hands over as byte pairs (Envoy's dynamic modules).
+    pub fn from_byte_pairs<'a>(headers: &[(&'a [u8], &'a [u8])]) -> Result<Self, HostError> {
+        let mut serialized = Vec::new();
+        pairs::serialize_into(headers.iter().copied(), &mut serialized)
+            .ok_or_else(|| HostError("request header map too large to serialize".into()))?;
+        Ok(HeaderBlock { serialized })
+    }
+
     /// Every header in the proxy's order. A map that does not parse exactly, or a name that
     /// is not UTF-8 (no HTTP codec passes one), is an error, and the request is refused.
     pub fn pairs(&self) -> Result<Vec<RequestHeader<'_>>, HostError> {

@@ -90,6 +90,20 @@ pub trait ResponseBody {
     fn read(&self, start: usize, len: usize) -> Option<Vec<u8>>;
 }
 
+/// A body read whole, by a host that receives it so (a native fetch, Envoy's callout answer
+/// to a dynamic module).
+pub struct BodyBytes(pub Vec<u8>);
+
+impl ResponseBody for BodyBytes {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.0.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+}
+
 /// What came back from a fetch.
 pub enum FetchResponse<'a> {
     /// The callout failed: no connection, reset, timeout.
@@ -917,5 +931,35 @@ impl SnapshotSource {
             }
             error
         })
+    }
+}
+
+/// The proxy's shared data, for a host that is one process with one snapshot source: a map
+/// of the source's own thread. The source always holds the lease there, and what it publishes
+/// is what it reads back when a large refused snapshot made it let go of the held one.
+#[derive(Debug, Default)]
+pub struct LocalSharedData {
+    values: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl LocalSharedData {
+    /// [`RootHost::shared_get`] over the map.
+    pub fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.values.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    /// [`RootHost::shared_set`] over the map: `false` when `cas` is not the value's token.
+    pub fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut values = self.values.borrow_mut();
+        let current = values.get(key).map(|(_, c)| *c);
+        if cas.is_some() && cas != current {
+            return false;
+        }
+        let next = current.unwrap_or(0).wrapping_add(1);
+        values.insert(key.to_string(), (value.to_vec(), next));
+        true
     }
 }
