@@ -5,9 +5,9 @@
 //!
 //! Every `unsafe` of the module is here. Each hook turns Envoy's pointers into the safe
 //! handles below, catches any panic ([`guard`]) and hands over to [`crate::shim`]; nothing
-//! beyond this file sees a raw pointer. tests/tests/native_module.rs checks that every callback
-//! declared here is exported by the Envoy binary the project runs, and that Envoy reports the
-//! version below as matched.
+//! beyond this file sees a raw pointer. tests/e2e/test_native.py checks that every callback the
+//! built module imports is exported by the Envoy binary the project runs, and that Envoy reports
+//! the version below as matched.
 #![allow(non_camel_case_types)]
 
 use crate::shim;

@@ -4,6 +4,7 @@ started here and stopped here; logs go to target/e2e/logs/ and are kept when a t
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -131,20 +132,24 @@ class Deployment:
 class Deployer:
     """Starts Envoys for one test module and stops them all at its end."""
 
-    def __init__(self, pki: Pki, echo_port: int, logs: Path, control_plane_port: int):
+    def __init__(self, pki: Pki, echo_port: int, logs: Path, control_plane_port: int, artefact: str = "wasm"):
         self.pki, self.echo_port, self.logs, self.cp_port = pki, echo_port, logs, control_plane_port
+        self.artefact = artefact
         self.started: list[envoy.Envoy] = []
 
     def __call__(self, name: str, filter_config: str | None, *, template: str = "dev.yaml", concurrency: int = 1,
                  wasm: Path | None = None, allow_expired: bool = False, envoy_defaults: bool = False,
                  forward_client_cert: str | None = None, tls: bool = True, upstream_http2: bool = False,
                  env: dict | None = None, **values) -> Deployment:
-        """`env`: variables of the Envoy process; each is also one the filter's VM may read."""
+        """`env`: variables of the Envoy process; each is also one the filter's VM may read.
+        `wasm`: that build of the wasm filter, whatever artefact the module runs against."""
         listen_port, admin_port = free_port(), free_port()
+        artefact = "wasm" if wasm is not None else self.artefact
+        if artefact != "wasm":
+            name = f"{name}-{artefact}"
         filters = []
         if filter_config is not None:
-            filters.append(envoy.wasm_filter("certbind", wasm or envoy.WASM_DIR / "certbind_filter.wasm", filter_config,
-                                             env_keys=tuple(env or ())))
+            filters.append(envoy.certbind_filter(filter_config, artefact, wasm=wasm, env_keys=tuple(env or ())))
         settings = dict(admin_port=admin_port, listen_port=listen_port, server_cert=self.pki.dir / "server.crt",
                         server_key=self.pki.dir / "server.key", ca_bundle=self.pki.ca, echo_port=self.echo_port,
                         control_plane_port=self.cp_port, control_plane_ca=self.pki.ca,
@@ -164,9 +169,25 @@ class Deployer:
             proxy.stop()
 
 
+def artefacts() -> list[str]:
+    """What the suite runs certbind as: CERTBIND_FILTER (`wasm`, `native`, or both separated by
+    a comma), both by default. Every module that deploys runs once per artefact."""
+    chosen = [a.strip() for a in os.environ.get("CERTBIND_FILTER", ",".join(envoy.ARTEFACTS)).split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in envoy.ARTEFACTS]
+    if unknown:
+        raise ValueError(f"CERTBIND_FILTER: unknown artefact {unknown}; one of {', '.join(envoy.ARTEFACTS)}")
+    return chosen
+
+
+@pytest.fixture(scope="module", params=artefacts())
+def artefact(request) -> str:
+    """The artefact this module's Envoys run certbind as."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def deploy(pki, echo_port, logs, demo):
-    deployer = Deployer(pki, echo_port, logs, demo.cp.port)
+def deploy(pki, echo_port, logs, demo, artefact):
+    deployer = Deployer(pki, echo_port, logs, demo.cp.port, artefact)
     yield deployer
     deployer.stop()
 
