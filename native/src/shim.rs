@@ -328,18 +328,16 @@ pub fn config_new(config: Config, _name: &[u8], bytes: &[u8]) -> Option<NativeCo
     });
     let mut ticker = None;
     if let Some(mut state) = state {
+        let Some(started) = config.scheduler().and_then(Ticker::start) else {
+            abi::log(
+                LogLevel::Critical,
+                "certbind: configuration refused: cannot schedule the snapshot source's ticks",
+            );
+            return None;
+        };
+        ticker = Some(started);
         publish(&shared, &mut state);
         SOURCES.with(|sources| sources.borrow_mut().insert(generation, state));
-        ticker = match config.scheduler().and_then(Ticker::start) {
-            Some(ticker) => Some(ticker),
-            None => {
-                abi::log(
-                    LogLevel::Critical,
-                    "certbind: configuration refused: cannot schedule the snapshot source's ticks",
-                );
-                return None;
-            }
-        };
     }
     abi::log(LogLevel::Info, "certbind: configured");
     Some(NativeConfig { shared, ticker })
