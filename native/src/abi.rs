@@ -634,7 +634,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                 Config { ptr: config_envoy },
                 native,
                 callout_id,
-                answered.then_some((headers.as_slice(), chunks.as_slice())),
+                answered.then_some(shim::CalloutAnswer { headers: &headers, body: &chunks }),
             )
         },
         || (),

@@ -372,41 +372,32 @@ pub fn config_scheduled(config: Config, native: &NativeConfig, event: u64) {
     }
 }
 
+/// A callout's answer as Envoy hands it over: its headers and its body's chunks.
+pub struct CalloutAnswer<'a> {
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    pub body: &'a [&'a [u8]],
+}
+
 /// A fetch's answer (`None`: the callout failed: reset, timeout, no upstream).
-pub fn callout_done(
-    config: Config,
-    native: &NativeConfig,
-    id: u64,
-    answer: Option<(&[(&[u8], &[u8])], &[&[u8]])>,
-) {
+pub fn callout_done(config: Config, native: &NativeConfig, id: u64, answer: Option<CalloutAnswer<'_>>) {
     let Ok(token) = u32::try_from(id) else { return };
-    let header = |headers: &[(&[u8], &[u8])], name: &[u8]| {
-        headers
+    let header = |name: &[u8]| {
+        answer
+            .as_ref()?
+            .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .map(str::to_string)
     };
-    let status = answer
-        .and_then(|(headers, _)| header(headers, b":status"))
-        .and_then(|s| s.parse::<u32>().ok());
-    let content_type = answer.and_then(|(headers, _)| header(headers, b"content-type"));
-    let body = BodyBytes(
-        answer
-            .map(|(_, chunks)| chunks.concat())
-            .unwrap_or_default(),
-    );
+    let status = header(b":status").and_then(|s| s.parse::<u32>().ok());
+    let content_type = header(b"content-type");
+    let body = BodyBytes(answer.as_ref().map(|answer| answer.body.concat()).unwrap_or_default());
     let response = match status {
         None => FetchResponse::Failed,
-        Some(status) => FetchResponse::Answer {
-            status,
-            content_type,
-            body: &body,
-        },
+        Some(status) => FetchResponse::Answer { status, content_type, body: &body },
     };
-    with_source(config, native, |source, host| {
-        source.on_response(host, token, response)
-    });
+    with_source(config, native, |source, host| source.on_response(host, token, response));
 }
 
 pub fn filter_new(native: &NativeConfig) -> NativeFilter {

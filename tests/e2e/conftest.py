@@ -5,6 +5,7 @@ started here and stopped here; logs go to target/e2e/logs/ and are kept when a t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -127,6 +128,21 @@ class Deployment:
     proxy: envoy.Envoy
     client: Client
     port: int
+    artefact: str = "wasm"
+
+
+# Where Envoy's /stats/prometheus names the filter's metrics: it drops the wasm filter's
+# namespace (`wasmcustom`), not the dynamic module's (the same name, as `metrics_namespace`).
+PROMETHEUS_PREFIX = {"wasm": "", "native": "envoy_wasmcustom_"}
+
+
+def prometheus(deployment: Deployment, family: str) -> dict[str, int]:
+    """The filter's metrics `certbind_<family>_…` in Envoy's /stats/prometheus, named as the
+    wasm filter's are there."""
+    text = deployment.proxy.admin("/stats/prometheus")
+    prefix = re.escape(PROMETHEUS_PREFIX[deployment.artefact])
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(rf"^{prefix}(certbind_{family}_[a-z_]+)\{{\}} (\d+)$", text, re.M)}
 
 
 class Deployer:
@@ -145,8 +161,6 @@ class Deployer:
         `wasm`: that build of the wasm filter, whatever artefact the module runs against."""
         listen_port, admin_port = free_port(), free_port()
         artefact = "wasm" if wasm is not None else self.artefact
-        if artefact != "wasm":
-            name = f"{name}-{artefact}"
         filters = []
         if filter_config is not None:
             filters.append(envoy.certbind_filter(filter_config, artefact, wasm=wasm, env_keys=tuple(env or ())))
@@ -158,11 +172,11 @@ class Deployer:
         config = envoy.render(template, RUN_DIR / f"{name}.yaml", allow_expired=allow_expired,
                               envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert,
                               upstream_http2=upstream_http2, **settings)
-        proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port,
-                            env=env)
+        log_name = f"envoy-{name}" if artefact == "wasm" else f"envoy-{name}-{artefact}"
+        proxy = envoy.Envoy(config, self.logs, name=log_name, concurrency=concurrency, admin_port=admin_port, env=env)
         self.started.append(proxy)
         proxy.start()
-        return Deployment(proxy, Client(listen_port, self.pki.ca, tls=tls), listen_port)
+        return Deployment(proxy, Client(listen_port, self.pki.ca, tls=tls), listen_port, artefact)
 
     def stop(self) -> None:
         for proxy in self.started:
