@@ -96,11 +96,13 @@ class Demo(controlplane.Demo):
 
 
 @pytest.fixture(scope="session")
-def demo(pki, issuer, logs) -> Demo:
+def demo(pki, issuer, logs, artefact) -> Demo:
     """A control plane with a signing key in SoftHSM2, the demo org and user, a super-admin
     token, the demo card bound and the demo issuer registered for the platform (so that
-    `bearer` routes, which have no certificate to name an org, accept its tokens)."""
-    started = controlplane.start_demo(RUN_DIR / "control-plane", logs, org="demo", user="jane", label="e2e",
+    `bearer` routes, which have no certificate to name an org, accept its tokens). One per
+    artefact: what one artefact's run changes there is not the other's starting point."""
+    name = "control-plane" if artefact == "wasm" else f"control-plane-{artefact}"
+    started = controlplane.start_demo(RUN_DIR / name, logs, org="demo", user="jane", label="e2e", name=name,
                                       tls_dir=pki.dir)
     demo = Demo(**vars(started))
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
@@ -185,7 +187,7 @@ class Deployer:
 
 def artefacts() -> list[str]:
     """What the suite runs certbind as: CERTBIND_FILTER (`wasm`, `native`, or both separated by
-    a comma), both by default. Every module that deploys runs once per artefact."""
+    a comma), both by default. Every test that deploys runs once per artefact."""
     chosen = [a.strip() for a in os.environ.get("CERTBIND_FILTER", ",".join(envoy.ARTEFACTS)).split(",") if a.strip()]
     unknown = [a for a in chosen if a not in envoy.ARTEFACTS]
     if unknown:
@@ -193,9 +195,10 @@ def artefacts() -> list[str]:
     return chosen
 
 
-@pytest.fixture(scope="module", params=artefacts())
+@pytest.fixture(scope="session", params=artefacts())
 def artefact(request) -> str:
-    """The artefact this module's Envoys run certbind as."""
+    """The artefact the Envoys run certbind as: the suite runs once per artefact, each run with
+    a control plane of its own (see `demo`)."""
     return request.param
 
 
