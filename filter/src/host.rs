@@ -291,6 +291,16 @@ mod tests {
     }
 
     #[test]
+    fn byte_pairs_come_back_as_handed_over_and_a_name_that_is_not_utf8_is_refused() {
+        let handed: [(&[u8], &[u8]); 3] = [(b":path", b"/a"), (b"x-raw", &[0xff, 0x00]), (b"x-raw", b"")];
+        let block = HeaderBlock::from_byte_pairs(&handed).unwrap();
+        assert_eq!(block.pairs().unwrap(), vec![(":path", &b"/a"[..]), ("x-raw", &[0xff, 0x00][..]), ("x-raw", &b""[..])]);
+        let error = HeaderBlock::from_byte_pairs(&[(b"ok", b"1"), (b"caf\xe9", b"2")]).unwrap().pairs().unwrap_err();
+        assert_eq!(error.0, "request header map: the name of pair 1 is not UTF-8");
+        assert_eq!(HeaderBlock::from_byte_pairs(&[]).unwrap().pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
+    }
+
+    #[test]
     fn a_damaged_map_or_a_name_that_is_not_utf8_is_an_error() {
         let mut serialized = Vec::new();
         let written: [(&[u8], &[u8]); 2] = [(b"ok", b"1"), (b"caf\xe9", b"2")];

@@ -963,3 +963,33 @@ impl LocalSharedData {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_shared_data_writes_only_over_the_value_it_was_read_with() {
+        let data = LocalSharedData::default();
+        assert_eq!(data.get("k"), (None, None));
+        assert!(data.set("k", b"one", None));
+        let (value, cas) = data.get("k");
+        assert_eq!(value.as_deref(), Some(&b"one"[..]));
+        assert!(data.set("k", b"two", cas));
+        // The token read with "one" is spent: a writer that read before "two" loses.
+        assert!(!data.set("k", b"three", cas));
+        assert_eq!(data.get("k").0.as_deref(), Some(&b"two"[..]));
+        // A token for a key that does not exist yet is never current.
+        assert!(!data.set("absent", b"x", Some(1)));
+    }
+
+    #[test]
+    fn a_whole_body_hands_out_exactly_the_ranges_it_has() {
+        let body = BodyBytes(b"abcdef".to_vec());
+        assert_eq!(body.len(), 6);
+        assert_eq!(body.read(1, 3).as_deref(), Some(&b"bcd"[..]));
+        assert_eq!(body.read(6, 0).as_deref(), Some(&b""[..]));
+        assert_eq!(body.read(4, 3), None);
+        assert_eq!(body.read(usize::MAX, 2), None);
+    }
+}

@@ -63,6 +63,19 @@ struct ModuleHttpHeader {
     value_length: usize,
 }
 
+/// `headers` as the ABI takes them: pointers into the caller's strings, valid while they are.
+fn module_headers(headers: &[(&str, &str)]) -> Vec<ModuleHttpHeader> {
+    headers
+        .iter()
+        .map(|(name, value)| ModuleHttpHeader {
+            key_ptr: name.as_ptr().cast(),
+            key_length: name.len(),
+            value_ptr: value.as_ptr().cast(),
+            value_length: value.len(),
+        })
+        .collect()
+}
+
 /// A header in one of Envoy's header maps (`envoy_dynamic_module_type_envoy_http_header`).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -320,15 +333,7 @@ impl Filter {
 
     /// Answers the request locally.
     pub fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8], details: &str) {
-        let mut raw: Vec<ModuleHttpHeader> = headers
-            .iter()
-            .map(|(name, value)| ModuleHttpHeader {
-                key_ptr: name.as_ptr().cast(),
-                key_length: name.len(),
-                value_ptr: value.as_ptr().cast(),
-                value_length: value.len(),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         // SAFETY: every pointer refers to `headers`, `body` or `details`, alive for the call;
         // Envoy copies what it keeps.
         unsafe {
@@ -426,15 +431,7 @@ impl Config {
         headers: &[(&str, &str)],
         timeout_ms: u64,
     ) -> Result<u64, u32> {
-        let mut raw: Vec<ModuleHttpHeader> = headers
-            .iter()
-            .map(|(name, value)| ModuleHttpHeader {
-                key_ptr: name.as_ptr().cast(),
-                key_length: name.len(),
-                value_ptr: value.as_ptr().cast(),
-                value_length: value.len(),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         let mut id = 0u64;
         // SAFETY: `ptr` is a live configuration and this runs on the main thread (a hook of
         // the configuration's); the buffers point into live slices, copied by Envoy; `id` is
@@ -512,6 +509,24 @@ fn guard<T>(what: &str, body: impl FnOnce() -> T, fallback: impl FnOnce() -> T, 
     }
 }
 
+/// Hands `value` to Envoy as the opaque pointer of a configuration or a stream, until its
+/// destroy hook gives it to [`take_back`].
+fn hand_over<T>(value: T) -> *const c_void {
+    Box::into_raw(Box::new(value)).cast_const().cast::<c_void>()
+}
+
+/// Drops what [`hand_over`] gave Envoy, now that Envoy destroys it (`what`: for the log,
+/// should dropping it panic).
+fn take_back<T>(what: &str, ptr: *const c_void) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: the destroy hooks pass only pointers `hand_over::<T>` made for the same `T` (the
+    // configuration's or the stream's), and Envoy destroys each once, after its last hook.
+    let value = unsafe { Box::from_raw(ptr.cast::<T>().cast_mut()) };
+    guard(what, move || drop(value), || (), ());
+}
+
 /// The module's configuration behind `config_module_ptr`.
 fn config_ref<'a>(ptr: config_module_ptr) -> Option<&'a shim::NativeConfig> {
     // SAFETY: a non-null `config_module_ptr` is the `Box<NativeConfig>` leaked by
@@ -549,9 +564,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     guard(
         "configuration",
         || match shim::config_new(Config { ptr: config_envoy }, name, config_bytes) {
-            Some(config) => Box::into_raw(Box::new(config))
-                .cast_const()
-                .cast::<c_void>(),
+            Some(config) => hand_over(config),
             None => std::ptr::null(),
         },
         std::ptr::null,
@@ -561,13 +574,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: config_module_ptr) {
-    if config.is_null() {
-        return;
-    }
-    // SAFETY: `config` is the `Box<NativeConfig>` leaked by `on_http_filter_config_new`, and
-    // Envoy destroys it once, after the last stream of it.
-    let config = unsafe { Box::from_raw(config.cast::<shim::NativeConfig>().cast_mut()) };
-    guard("configuration teardown", move || drop(config), || (), ());
+    take_back::<shim::NativeConfig>("configuration teardown", config);
 }
 
 #[no_mangle]
@@ -652,11 +659,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     };
     guard(
         "new stream",
-        || {
-            Box::into_raw(Box::new(shim::filter_new(native)))
-                .cast_const()
-                .cast::<c_void>()
-        },
+        || hand_over(shim::filter_new(native)),
         std::ptr::null,
         std::ptr::null(),
     )
@@ -664,13 +667,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: filter_module_ptr) {
-    if filter.is_null() {
-        return;
-    }
-    // SAFETY: `filter` is the `Box<NativeFilter>` leaked by `on_http_filter_new`; Envoy
-    // destroys each stream once, after its last hook.
-    let filter = unsafe { Box::from_raw(filter.cast::<shim::NativeFilter>().cast_mut()) };
-    guard("stream teardown", move || drop(filter), || (), ());
+    take_back::<shim::NativeFilter>("stream teardown", filter);
 }
 
 /// A request hook: the stream's state, the shim's verdict, and 503 `identity_unavailable` if
@@ -721,129 +718,50 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 
 // The hooks certbind has no use for, which Envoy requires all the same: each lets the stream
 // go on. Nothing certbind does starts a stream-level callout, stream or scheduled event.
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: bool,
-) -> u32 {
-    STATUS_CONTINUE
+macro_rules! continue_hooks {
+    ($($name:ident($($arg:ty),*);)*) => {
+        $(
+            #[no_mangle]
+            pub extern "C" fn $name($(_: $arg),*) -> u32 {
+                STATUS_CONTINUE
+            }
+        )*
+    };
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: bool,
-) -> u32 {
-    STATUS_CONTINUE
+macro_rules! idle_hooks {
+    ($($name:ident($($arg:ty),*);)*) => {
+        $(
+            #[no_mangle]
+            pub extern "C" fn $name($(_: $arg),*) {}
+        )*
+    };
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: bool,
-) -> u32 {
-    STATUS_CONTINUE
+continue_hooks! {
+    envoy_dynamic_module_on_http_filter_request_body(filter_envoy_ptr, filter_module_ptr, bool);
+    envoy_dynamic_module_on_http_filter_response_headers(filter_envoy_ptr, filter_module_ptr, bool);
+    envoy_dynamic_module_on_http_filter_response_body(filter_envoy_ptr, filter_module_ptr, bool);
+    envoy_dynamic_module_on_http_filter_response_trailers(filter_envoy_ptr, filter_module_ptr);
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-) -> u32 {
-    STATUS_CONTINUE
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-    _: u32,
-    _: *const EnvoyHttpHeader,
-    _: usize,
-    _: *const EnvoyBuffer,
-    _: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-    _: *const EnvoyHttpHeader,
-    _: usize,
-    _: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-    _: *const EnvoyBuffer,
-    _: usize,
-    _: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-    _: *const EnvoyHttpHeader,
-    _: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-    _: u32,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-    _: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _: filter_envoy_ptr,
-    _: filter_module_ptr,
-) {
+idle_hooks! {
+    envoy_dynamic_module_on_http_filter_stream_complete(filter_envoy_ptr, filter_module_ptr);
+    envoy_dynamic_module_on_http_filter_http_callout_done(
+        filter_envoy_ptr, filter_module_ptr, u64, u32, *const EnvoyHttpHeader, usize, *const EnvoyBuffer, usize
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_headers(
+        filter_envoy_ptr, filter_module_ptr, u64, *const EnvoyHttpHeader, usize, bool
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_data(
+        filter_envoy_ptr, filter_module_ptr, u64, *const EnvoyBuffer, usize, bool
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_trailers(
+        filter_envoy_ptr, filter_module_ptr, u64, *const EnvoyHttpHeader, usize
+    );
+    envoy_dynamic_module_on_http_filter_http_stream_complete(filter_envoy_ptr, filter_module_ptr, u64);
+    envoy_dynamic_module_on_http_filter_http_stream_reset(filter_envoy_ptr, filter_module_ptr, u64, u32);
+    envoy_dynamic_module_on_http_filter_scheduled(filter_envoy_ptr, filter_module_ptr, u64);
+    envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(filter_envoy_ptr, filter_module_ptr);
+    envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(filter_envoy_ptr, filter_module_ptr);
 }
