@@ -7,5 +7,10 @@
 //! that every worker decides with.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+// Every hook catches a panic and refuses the request; a build that aborts on panic would take
+// Envoy down instead. `cargo build -p certbind-native --profile native` builds it right.
+#[cfg(all(panic = "abort", not(test)))]
+compile_error!("certbind-native must unwind on panic: build it with `--profile native`, never `--release`");
+
 mod abi;
 mod shim;
