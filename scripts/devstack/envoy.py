@@ -19,6 +19,10 @@ from .procs import Process, free_port, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "envoy" / "templates"
 WASM_DIR = ROOT / "target" / "wasm32-wasip1" / "release"
+# libcertbind.so, the Envoy dynamic module (`cargo build -p certbind-native --profile native`).
+NATIVE_DIR = ROOT / "target" / "native"
+# Which artefact runs certbind's request path: `wasm` (the proxy-wasm filter) or `native`.
+ARTEFACTS = ("wasm", "native")
 
 
 def envoy_binary() -> str:
@@ -48,6 +52,34 @@ def wasm_filter(name: str, wasm: Path, configuration: str | None, vm_id: str | N
         config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}
     return {"name": "envoy.filters.http.wasm",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
+
+
+def native_filter(configuration: str, module_dir: Path | None = None) -> dict:
+    """certbind's `envoy.filters.http.dynamic_modules` entry: `libcertbind.so` from `module_dir`
+    (the built module unless given), with the same JSON configuration as the wasm filter; Envoy
+    refuses the listener if the module refuses it. Its metrics keep the wasm filter's names
+    (`wasmcustom.certbind.…`), so dashboards and alerts hold for either artefact."""
+    module = (module_dir or NATIVE_DIR) / "libcertbind.so"
+    return {"name": "envoy.filters.http.dynamic_modules",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"name": "certbind", "do_not_close": True, "metrics_namespace": "wasmcustom",
+                                          "module": {"local": {"filename": str(module)}}},
+                "filter_name": "certbind",
+                "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}}}
+
+
+def certbind_filter(configuration: str, artefact: str | None = None, wasm: Path | None = None,
+                    env_keys: tuple[str, ...] = ()) -> dict:
+    """certbind's filter entry for `artefact` (`CERTBIND_FILTER` in the environment, `wasm` by
+    default). `wasm`, `env_keys`: see `wasm_filter` (the native module reads the process
+    environment itself)."""
+    artefact = artefact or os.environ.get("CERTBIND_FILTER", "wasm")
+    if artefact == "native":
+        return native_filter(configuration)
+    if artefact != "wasm":
+        raise ValueError(f"CERTBIND_FILTER={artefact!r}: one of {', '.join(ARTEFACTS)}")
+    return wasm_filter("certbind", wasm or WASM_DIR / "certbind_filter.wasm", configuration, env_keys=env_keys)
 
 
 ROUTER = {"name": "envoy.filters.http.router",

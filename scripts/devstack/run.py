@@ -136,7 +136,8 @@ def main() -> int:
 
 def start_envoy(stack: Stack, demo, key: dict, pki_dir: Path, logs: Path, https_port: int, admin_port: int,
                 cp_port: int, echo_port: int) -> list[Process]:
-    """Envoy with the filter. The filter fetches the signed snapshot from the control plane
+    """Envoy with the filter (the wasm filter, or the dynamic module with CERTBIND_FILTER=native).
+    The filter fetches the signed snapshot from the control plane
     through the cluster `certbind_control_plane` and believes it only under the pinned key.
     The proxy credential reaches it in Envoy's environment, not in a configuration Envoy's
     admin endpoint would print."""
@@ -147,8 +148,7 @@ def start_envoy(stack: Stack, demo, key: dict, pki_dir: Path, logs: Path, https_
         "dev.yaml", STATE / "envoy.yaml", admin_port=admin_port, listen_port=https_port,
         server_cert=pki_dir / "server.crt", server_key=pki_dir / "server.key", ca_bundle=pki_dir / "ca.crt",
         echo_port=echo_port, control_plane_port=cp_port, control_plane_ca=pki_dir / "ca.crt",
-        http_filters=envoy.http_filters(envoy.wasm_filter("certbind", envoy.WASM_DIR / "certbind_filter.wasm", config,
-                                                          env_keys=(filterconfig.CREDENTIAL_ENV,))))
+        http_filters=envoy.http_filters(envoy.certbind_filter(config, env_keys=(filterconfig.CREDENTIAL_ENV,))))
     proxy = envoy.Envoy(rendered, logs, admin_port=admin_port,
                         env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential}).start()
     stack.add(proxy.stop)

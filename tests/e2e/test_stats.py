@@ -1,11 +1,10 @@
 """Envoy's Prometheus endpoint shows the filter's counters, each moving with its outcome."""
 
-import re
+from conftest import prometheus
 
 
 def counters(deployment) -> dict[str, int]:
-    text = deployment.proxy.admin("/stats/prometheus")
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(certbind_requests_[a-z_]+)\{\} (\d+)$", text, re.M)}
+    return prometheus(deployment, "requests")
 
 
 def test_prometheus_counters_follow_outcomes(dev, pki):
