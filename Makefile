@@ -4,20 +4,25 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 FUZZ_SECONDS ?= 20
 
-.PHONY: build wasm test test-rust fuzz-smoke bench clean-run setup run token e2e bench-e2e
+.PHONY: build wasm native test test-rust fuzz-smoke bench clean-run setup run token e2e bench-e2e
 
 ## Everything a fresh machine needs: the wasm target, SoftHSM2, PostgreSQL, cargo-fuzz.
 setup:
 	./scripts/setup.sh
 
 ## Release builds of everything: target/release/certbind (the control plane's command line),
-## target/release/certbind-authz, and the filter (below).
-build: wasm
-	$(CARGO) build --workspace --release
+## target/release/certbind-authz, the filter (below) and the dynamic module (native).
+build: wasm native
+	$(CARGO) build --workspace --release --exclude certbind-native
 
 ## The filter as Envoy loads it: target/wasm32-wasip1/release/certbind_filter.wasm
 wasm:
 	$(CARGO) build -p certbind-filter --target $(WASM_TARGET) --release
+
+## The filter as an Envoy dynamic module: target/native/libcertbind.so (panics unwind to the
+## hook that refuses the request, so never the release profile's abort)
+native:
+	$(CARGO) build -p certbind-native --profile native
 
 ## Every test: unit, table-driven (native and through the .wasm), control plane against
 ## SQLite and a real PostgreSQL, HSM signing through SoftHSM2, end to end through a real Envoy,

@@ -86,6 +86,15 @@ impl Worker {
     }
 }
 
+/// [`Authorizer::cache_bytes`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBytes {
+    pub workers: usize,
+    pub facts: usize,
+    pub connection_certificates: usize,
+    pub connection_entries: usize,
+}
+
 /// The filter's decision, shared by every request thread: workers (each an engine with its
 /// caches) are taken from a pool for one check and put back, so threads never wait on each
 /// other's decision, only on a push or pop.
@@ -107,6 +116,19 @@ impl Authorizer {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// What the idle workers' certificate caches hold, as each cache counts it: the engine's
+    /// facts (by digest or header) and the connection certificates kept by their exact text.
+    /// Each is bounded per worker by the policy's `facts_cache_bytes`.
+    pub fn cache_bytes(&self) -> CacheBytes {
+        let workers = self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.iter().fold(CacheBytes::default(), |sum, w| CacheBytes {
+            workers: sum.workers + 1,
+            facts: sum.facts + w.engine.caches().facts.bytes(),
+            connection_certificates: sum.connection_certificates + w.connection_certificates.bytes(),
+            connection_entries: sum.connection_entries + w.connection_certificates.len(),
+        })
     }
 
     pub fn identity(&self) -> &IdentitySource {

@@ -14,12 +14,13 @@ use crate::tls::{authority_host, ControlPlaneTls};
 use certbind_filter::config::SnapshotSettings;
 use certbind_filter::host::HostError;
 use certbind_filter::root::TICK_MS;
-use certbind_filter::snapshot::{FetchResponse, Level, ResponseBody, RootHost, SnapshotMetrics, SnapshotSource};
+use certbind_filter::snapshot::{
+    BodyBytes, FetchResponse, Level, LocalSharedData, RootHost, SnapshotMetrics, SnapshotSource,
+};
 use certbind_shared::snapshot::{SnapshotError, MAX_SNAPSHOT_BYTES};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -31,21 +32,9 @@ enum Fetched {
     Answer { status: u32, content_type: Option<String>, body: Vec<u8> },
 }
 
-struct Body(Vec<u8>);
-
-impl ResponseBody for Body {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
-        self.0.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
-    }
-}
-
 /// [`RootHost`] natively: the clock, a shared-data map, fetches as tokio tasks on this thread.
 struct NativeRootHost {
-    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    shared: LocalSharedData,
     next_token: Cell<u32>,
     answers: mpsc::UnboundedSender<(u32, Fetched)>,
     registry: Arc<Registry>,
@@ -63,21 +52,11 @@ impl RootHost for NativeRootHost {
     }
 
     fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
-        Ok(match self.shared.borrow().get(key) {
-            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-            None => (None, None),
-        })
+        Ok(self.shared.get(key))
     }
 
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
-        let mut shared = self.shared.borrow_mut();
-        let current = shared.get(key).map(|(_, c)| *c);
-        if cas.is_some() && cas != current {
-            return Ok(false);
-        }
-        let next = current.unwrap_or(0).wrapping_add(1);
-        shared.insert(key.to_string(), (value.to_vec(), next));
-        Ok(true)
+        Ok(self.shared.set(key, value, cas))
     }
 
     fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError> {
@@ -214,7 +193,7 @@ async fn run(
 ) {
     let (answers, mut incoming) = mpsc::unbounded_channel();
     let host = NativeRootHost {
-        shared: RefCell::new(HashMap::new()),
+        shared: LocalSharedData::default(),
         next_token: Cell::new(0),
         answers,
         registry: Arc::clone(&registry),
@@ -255,7 +234,7 @@ async fn run(
                         FetchResponse::Failed
                     }
                     Fetched::Answer { status, content_type, body: bytes } => {
-                        body = Body(bytes);
+                        body = BodyBytes(bytes);
                         FetchResponse::Answer { status, content_type, body: &body }
                     }
                 };

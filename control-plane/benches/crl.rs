@@ -12,11 +12,12 @@
 //! `cargo bench -p certbind-control-plane --bench crl` prints Markdown tables.
 //! `CERTBIND_BENCH_CRL_TOTAL=1000000` shrinks the DoD set (the largest CRL stays 1 M).
 
-use certbind_control_plane::db::cas::{self, NewCa, RevocationPolicy};
+use certbind_control_plane::db::cas;
+use certbind_control_plane::domain::ca::{NewCa, RevocationPolicy};
 use certbind_control_plane::db::{Actor, Db, DbOptions};
 use certbind_control_plane::revocation::{ingest, CrlSource};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::snapshot::builder::Change;
+use certbind_control_plane::domain::Change;
 use certbind_control_plane::snapshot::service::content_from_rows;
 use certbind_control_plane::snapshot::{SnapshotStore, StoreSettings};
 use certbind_shared::certificate::CaCertificate;

@@ -10,7 +10,7 @@
 
 use certbind_control_plane::signer::pkcs11::{init_softhsm_token, Pkcs11Settings, Pkcs11Signer, SOFTHSM2_MODULE};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::snapshot::builder::Change;
+use certbind_control_plane::domain::Change;
 use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
 use certbind_shared::encoding::ulid_render;
 use certbind_shared::identity::Claim;
@@ -36,7 +36,7 @@ fn ulid_like(prefix: u8, n: u64) -> String {
 }
 
 fn fingerprint(n: u64) -> Fingerprint {
-    Fingerprint(Sha256::digest(n.to_le_bytes()).into())
+    Fingerprint::synthetic("bench", n)
 }
 
 /// `n` bindings in database order (by creation, not by fingerprint), one user each.

@@ -129,6 +129,15 @@ pub enum OrgCommand {
         #[arg(long)]
         org: String,
     },
+    /// Let an org bind PIV Card Authentication certificates (`allow`), or stop it (`refuse`,
+    /// the default); the filter still admits them only on routes that allow them.
+    CardAuthentication {
+        /// The org, by id or name.
+        #[arg(long)]
+        org: String,
+        #[arg(value_parser = ["allow", "refuse"])]
+        setting: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,6 +403,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{}", assigned.domain);
                     }
                 }
+                OrgCommand::CardAuthentication { org, setting } => {
+                    let org = find_org(&db, &org).await?;
+                    let allow = setting == "allow";
+                    let org = db::orgs::set_allow_card_authentication(&db, &Actor::cli(org.id.clone()), &org.id, allow)
+                        .await
+                        .map_err(stored)?;
+                    let verb = if org.allow_card_authentication { "allows" } else { "refuses" };
+                    println!("org {} ({}) {verb} Card Authentication certificates", org.id, org.name);
+                }
             }
             db.close().await;
             Ok(())
@@ -566,7 +584,54 @@ async fn card_bind(db: &Db, org: &str, user: &str, pem: &std::path::Path, label:
     let card = crate::http::smartcards::validate_bind(body, crate::time::now_epoch()).map_err(api)?;
     let committed = db::smartcards::bind(db, &Actor::cli(org.id.clone()), card).await.map_err(stored)?;
     println!("{}", committed.value.fingerprint);
+    // What was read from the card, for the person binding it; stdout keeps only the
+    // fingerprint, which scripts capture.
+    if let Some(facts) = &committed.value.facts {
+        eprint!("{}", describe_card(facts));
+    }
     Ok(())
+}
+
+/// The facts of a card as the command line shows them, one `name: value` line each.
+pub fn describe_card(facts: &certbind_shared::certificate::CardFacts) -> String {
+    let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+    let mut out = format!("certificate type: {}\n", facts.certificate_type.as_str());
+    out += &format!("UPN: {}\nemail: {}\nURI: {}\n", list(&facts.upns), list(&facts.emails), list(&facts.uris));
+    out += &format!("card UUID: {}\n", facts.card_uuid.as_deref().unwrap_or("-"));
+    match &facts.fascn {
+        Some(f) => {
+            out += &format!(
+                "FASC-N: {} (agency {}, system {}, credential {}, series {}, issue {}, PI {}, OC {}, OI {}, POA {})\n",
+                f.digits,
+                f.agency_code,
+                f.system_code,
+                f.credential_number,
+                f.credential_series,
+                f.individual_credential_issue,
+                f.person_identifier,
+                f.organizational_category,
+                f.organizational_identifier,
+                f.association_category
+            );
+        }
+        None => out += "FASC-N: -\n",
+    }
+    out += &format!("policies: {}\nEKUs: {}\n", list(&facts.policy_oids), list(&facts.extended_key_usages));
+    let key = match &facts.public_key {
+        Some(key) => {
+            let mut text = key.algorithm.clone();
+            if let Some(curve) = &key.curve {
+                text += &format!(" {curve}");
+            }
+            if let Some(bits) = key.bits {
+                text += &format!(" {bits} bits");
+            }
+            text
+        }
+        None => "-".to_owned(),
+    };
+    out += &format!("key: {key}\n");
+    out
 }
 
 async fn issuer_add(

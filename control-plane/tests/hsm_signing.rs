@@ -9,7 +9,7 @@ use certbind_control_plane::signer::pkcs11::{
     init_softhsm_token, KeyProtection, Pkcs11Settings, Pkcs11Signer, SOFTHSM2_MODULE,
 };
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::snapshot::builder::Change;
+use certbind_control_plane::domain::Change;
 use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
 use certbind_shared::identity::{Claim, IdentityData};
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotVerifier};

@@ -1,7 +1,8 @@
 //! An existing database upgrades: rows written under the first schema keep working after the
 //! owners, proxy credentials and snapshot log arrive, issuer DNs written before they were
-//! parsed are put in canonical form, and a SAN rule without an issuer stays in the table but
-//! out of the snapshot.
+//! parsed are put in canonical form, a SAN rule without an issuer stays in the table but out
+//! of the snapshot, and bindings from before certificates were kept show their facts as
+//! unknown.
 
 mod common;
 
@@ -11,7 +12,11 @@ use certbind_shared::identity::Claim;
 use common::{Store, TestDb};
 use sqlx::Row;
 
-on_every_store!(a_first_schema_database_upgrades, claims_from_before_verification_keep_what_was_seen);
+on_every_store!(
+    a_first_schema_database_upgrades,
+    claims_from_before_verification_keep_what_was_seen,
+    bindings_from_before_certificates_were_kept_show_their_facts_as_unknown,
+);
 
 /// Applies the migrations of `flavour` up to and including `last` (its number), as an older
 /// release did, then runs `statements`.
@@ -151,6 +156,32 @@ async fn claims_from_before_verification_keep_what_was_seen(store: Store, test: 
         })
         .collect();
     assert_eq!(mappings, vec![(mapped_seen, Claim::Verified), (mapped_stated, Claim::Unverified)]);
+    db.close().await;
+    test_db.drop_database().await;
+}
+
+/// Bindings from before `0009`: their certificate was never kept, so their facts are unknown
+/// (null), never guessed; orgs refuse Card Authentication until a super-admin allows it.
+async fn bindings_from_before_certificates_were_kept_show_their_facts_as_unknown(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let flavour = if store == Store::Sqlite { "sqlite" } else { "postgres" };
+    let fp = "e".repeat(64);
+    let statements = [
+        "INSERT INTO orgs (id, name, created_at) VALUES ('ORG1', 'acme', '2025-01-01T00:00:00Z')".to_owned(),
+        "INSERT INTO users (id, org_id, name, created_at) VALUES ('USER1', 'ORG1', 'alice', '2025-01-01T00:00:00Z')".to_owned(),
+        format!(
+            "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, \
+             enabled, created_at) VALUES ('{fp}', 'USER1', 'ORG1', 'CN=a', 'CN=CA', '01', '2025-01-01T00:00:00Z', \
+             '2030-01-01T00:00:00Z', 1, '2025-01-01T00:00:00Z')"
+        ),
+    ];
+    older_schema(&test_db.url, flavour, 8, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+
+    let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
+    let link = certbind_control_plane::db::smartcards::get(&db, "ORG1", &fp).await.unwrap().expect("the binding");
+    assert_eq!((link.user_id.as_str(), link.facts), ("USER1", None));
+    let org = certbind_control_plane::db::orgs::get(&db, "ORG1").await.unwrap().expect("the org");
+    assert!(!org.allow_card_authentication);
     db.close().await;
     test_db.drop_database().await;
 }

@@ -8,7 +8,6 @@
 
 mod common;
 
-use certbind_shared::source::testing::xfcc_element;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::{CaCertificate, CertificateFacts};
@@ -17,6 +16,7 @@ use certbind_shared::crl::testing::{
     reason_extension, SyntheticCa, TbsParts,
 };
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
+use certbind_shared::source::testing::xfcc_element;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Store, TestApp, TestDb, Transport};
 use p256::ecdsa::signature::Signer as _;

@@ -8,18 +8,16 @@
 
 mod common;
 
-use certbind_shared::source::testing::xfcc_element;
 use certbind_control_plane::state::Limits;
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::decision::outcome::{header, Outcome};
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
-use certbind_shared::encoding::base64url_encode;
+use certbind_shared::pop::testing::{mint, TestKey, ISSUER_JWKS};
+use certbind_shared::source::testing::xfcc_element;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Resp, Store, TestApp, TestDb, Transport};
-use p256::ecdsa::signature::Signer as _;
-use p256::pkcs8::DecodePrivateKey;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,7 +38,6 @@ const CAC: &str = include_str!("../../tests/pki/cac.pem");
 const SERVICE: &str = include_str!("../../tests/pki/service.pem");
 /// Same UPN as the CAC, from another CA, whose UPN domain org A claims by SAN rule.
 const STRAY: &str = include_str!("../../tests/pki/untrusted-user.pem");
-const P256_KEY: &str = include_str!("../../shared/tests/vectors/jwt/ec-p256.pem");
 const AUDIENCE: &str = "certbind-api";
 const ISSUER: &str = "https://issuer.example";
 
@@ -54,22 +51,19 @@ fn now() -> i64 {
 
 /// The JWKS of the committed test keys, reduced to one key.
 fn jwks_with(kid: &str) -> Value {
-    let all: Value = serde_json::from_str(include_str!("../../shared/tests/vectors/jwt/issuer-jwks.json")).unwrap();
+    let all: Value = serde_json::from_str(ISSUER_JWKS).unwrap();
     let keys: Vec<Value> = all["keys"].as_array().unwrap().iter().filter(|k| k["kid"] == kid).cloned().collect();
     json!({ "keys": keys })
 }
 
 /// An ES256 token bound to `pem` (RFC 8705 `cnf.x5t#S256`), signed by the committed P-256 key.
 fn token_for(pem: &str) -> String {
-    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(P256_KEY).unwrap();
     let header = json!({ "alg": "ES256", "kid": "p256-key", "typ": "JWT" });
     let claims = json!({
         "iss": ISSUER, "sub": "someone", "aud": AUDIENCE, "exp": now() + 300,
         "cnf": { "x5t#S256": facts(pem).fingerprint.to_x5t_s256() }
     });
-    let input = format!("{}.{}", base64url_encode(header.to_string().as_bytes()), base64url_encode(claims.to_string().as_bytes()));
-    let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
-    format!("{input}.{}", base64url_encode(&signature.to_bytes()))
+    mint(TestKey::P256, &header, &claims)
 }
 
 fn engine() -> Engine {

@@ -36,6 +36,14 @@ impl HeaderBlock {
         Ok(HeaderBlock { serialized })
     }
 
+    /// The proxy's form of headers a host hands over as byte pairs (Envoy's dynamic modules).
+    pub fn from_byte_pairs<'a>(headers: &[(&'a [u8], &'a [u8])]) -> Result<Self, HostError> {
+        let mut serialized = Vec::new();
+        pairs::serialize_into(headers.iter().copied(), &mut serialized)
+            .ok_or_else(|| HostError("request header map too large to serialize".into()))?;
+        Ok(HeaderBlock { serialized })
+    }
+
     /// Every header in the proxy's order. A map that does not parse exactly, or a name that
     /// is not UTF-8 (no HTTP codec passes one), is an error, and the request is refused.
     pub fn pairs(&self) -> Result<Vec<RequestHeader<'_>>, HostError> {
@@ -286,6 +294,16 @@ mod tests {
         let block = HeaderBlock::from_pairs(&owned).unwrap();
         assert_eq!(block.pairs().unwrap(), vec![(":path", &b"/a"[..]), ("x-raw", &[0xff, 0x00, b'a'][..])]);
         assert_eq!(HeaderBlock::default().pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
+    }
+
+    #[test]
+    fn byte_pairs_come_back_as_handed_over_and_a_name_that_is_not_utf8_is_refused() {
+        let handed: [(&[u8], &[u8]); 3] = [(b":path", b"/a"), (b"x-raw", &[0xff, 0x00]), (b"x-raw", b"")];
+        let block = HeaderBlock::from_byte_pairs(&handed).unwrap();
+        assert_eq!(block.pairs().unwrap(), vec![(":path", &b"/a"[..]), ("x-raw", &[0xff, 0x00][..]), ("x-raw", &b""[..])]);
+        let error = HeaderBlock::from_byte_pairs(&[(b"ok", b"1"), (b"caf\xe9", b"2")]).unwrap().pairs().unwrap_err();
+        assert_eq!(error.0, "request header map: the name of pair 1 is not UTF-8");
+        assert_eq!(HeaderBlock::from_byte_pairs(&[]).unwrap().pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
     }
 
     #[test]

@@ -60,17 +60,21 @@ impl IdentityAt for RequestIdentity<'_> {
         if logged.replace(true) {
             return;
         }
-        let why = match held {
-            Some(view) => format!("snapshot version {} expired at {}", view.version(), view.expires_at()),
-            None => match cluster {
-                Some(cluster) => format!("no snapshot has verified yet (control plane cluster {cluster:?})"),
-                None => "no snapshot has verified".to_string(),
-            },
-        };
-        log(&format!(
-            "certbind: no identity data at {now}: {why}; requests that need it are refused with 503 identity_unavailable"
-        ));
+        log(&unavailable_message(now, held.as_deref(), cluster.as_deref()));
     }
+}
+
+/// The warning for the first request refused for want of identity data since the last
+/// snapshot arrived: why there is none (`held`: the snapshot held, expired).
+pub fn unavailable_message(now: i64, held: Option<&SnapshotView>, cluster: Option<&str>) -> String {
+    let why = match held {
+        Some(view) => format!("snapshot version {} expired at {}", view.version(), view.expires_at()),
+        None => match cluster {
+            Some(cluster) => format!("no snapshot has verified yet (control plane cluster {cluster:?})"),
+            None => "no snapshot has verified".to_string(),
+        },
+    };
+    format!("certbind: no identity data at {now}: {why}; requests that need it are refused with 503 identity_unavailable")
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -143,13 +143,16 @@ def main() -> int:
         # The baselines in the filter's place: none, and guests that ignore their configuration.
         builds = {
             "none": None,
-            "minimal": envoy.Filter("{}", module=wasm / "certbind_minimal_guest.wasm", name="minimal"),
-            "passthrough": envoy.Filter("{}", module=wasm / "certbind_passthrough_guest.wasm", name="passthrough"),
-            "certbind": envoy.Filter(certbind_config),
+            "minimal": envoy.Filter("{}", artefact="wasm", module=wasm / "certbind_minimal_guest.wasm", name="minimal"),
+            "passthrough": envoy.Filter("{}", artefact="wasm", module=wasm / "certbind_passthrough_guest.wasm",
+                                        name="passthrough"),
+            "certbind": envoy.Filter(certbind_config, artefact="wasm"),
+            # The same filter as an Envoy dynamic module (target/native/libcertbind.so).
+            "native": envoy.Filter(certbind_config, artefact="native"),
         }
         compare = os.environ.get("CERTBIND_BENCH_COMPARE")
         if compare:
-            builds["compare"] = envoy.Filter(certbind_config, module=Path(compare).resolve())
+            builds["compare"] = envoy.Filter(certbind_config, artefact="wasm", module=Path(compare).resolve())
         ports, pids = {}, {}
         for name, certbind in builds.items():
             listen, admin_port = free_port(), free_port()
@@ -162,6 +165,8 @@ def main() -> int:
         certbind_port = ports["certbind"]
         wait_until(lambda: http_status(certbind_port, "/enrolled/x", xfcc(demo_pem)) == 200, 30,
                    "certbind to hold the snapshot")
+        wait_until(lambda: http_status(ports["native"], "/enrolled/x", xfcc(demo_pem)) == 200, 30,
+                   "the dynamic module to hold the snapshot")
 
         variants = [
             ("Envoy, no filter", ports["none"], "/bench", "one", ""),
@@ -171,6 +176,9 @@ def main() -> int:
             ("certbind `bearer_plus_mtls_required`, warm token", certbind_port, "/required/x", "one", bound_token),
             ("certbind `mtls`, 3,000 cards in rotation", certbind_port, "/bench", "3000", ""),
             ("certbind `mtls`, 30,000 cards in rotation", certbind_port, "/bench", "30000", ""),
+            (NATIVE_MTLS, ports["native"], "/enrolled/x", "one", ""),
+            (NATIVE_TOKEN, ports["native"], "/required/x", "one", bound_token),
+            (NATIVE_ROTATION, ports["native"], "/bench", "30000", ""),
         ]
         if compare:
             wait_until(lambda: http_status(ports["compare"], "/enrolled/x", xfcc(demo_pem)) == 200, 30,
@@ -190,7 +198,8 @@ def main() -> int:
 
         # Latency a filter adds is read with one request in flight: at saturation, p99 is mostly
         # time queued behind the requests before it, which restates the throughput difference.
-        latency_variants = [v for i, v in enumerate(variants) if i < 5 or v[0].startswith("other build")]
+        latency_variants = [v for i, v in enumerate(variants)
+                            if i < 5 or v[0] in (NATIVE_MTLS, NATIVE_TOKEN) or v[0].startswith("other build")]
         print(f"bench-e2e: latency, one request in flight: {rounds} rounds × {len(latency_variants)} variants", flush=True)
         latency: dict[str, list[dict]] = {v[0]: [] for v in latency_variants}
         for r in range(rounds):
@@ -206,6 +215,11 @@ def main() -> int:
     write_report(report, results, variants, latency, delays, seconds, rounds)
     print(f"bench-e2e: report in {report}")
     return 0
+
+
+NATIVE_MTLS = "dynamic module `mtls`, warm (bound card)"
+NATIVE_TOKEN = "dynamic module `bearer_plus_mtls_required`, warm token"
+NATIVE_ROTATION = "dynamic module `mtls`, 30,000 cards in rotation"
 
 
 def http_status(port: int, path: str, xfcc_value: str | None = None) -> int:
@@ -295,6 +309,18 @@ def write_report(report: Path, results, variants, latency, delays, seconds: int,
     warm = med[variants[3][0]]["rate"]
     lines += ["", f"Rotation against the warm single card: 3,000 cards {med[variants[5][0]]['rate'] / warm:.2f}×, "
               f"30,000 cards {med[variants[6][0]]['rate'] / warm:.2f}× (target at 3,000: ≥ 0.90×).", ""]
+    native_mtls, native_token = med[NATIVE_MTLS], med[NATIVE_TOKEN]
+    lines += ["### The dynamic module", "",
+              f"The same filter as an Envoy dynamic module, same run: `mtls` warm {native_mtls['rate'] / certbind_mtls['rate']:.2f}× "
+              f"the wasm filter's requests/s (target ≥ 1.6×), {native_mtls['rate'] / none['rate']:.2f}× Envoy with no filter "
+              f"(target ≥ 0.85×); `bearer_plus_mtls_required` {native_token['rate'] / none['rate']:.2f}× no filter "
+              f"(target ≥ 0.80×), {native_token['rate'] / certbind_token['rate']:.2f}× the wasm filter. Envoy CPU per "
+              f"request over no filter: {native_mtls['cpu'] - none['cpu']:+.1f} µs in `mtls`, "
+              f"{native_token['cpu'] - none['cpu']:+.1f} µs with a token (the wasm filter: "
+              f"{certbind_mtls['cpu'] - none['cpu']:+.1f} µs, {certbind_token['cpu'] - none['cpu']:+.1f} µs). 30,000 cards "
+              f"in rotation {med[NATIVE_ROTATION]['rate'] / native_mtls['rate']:.2f}× its warm single card (target ≥ 0.90×). "
+              "No native do-nothing or pass-through module is measured yet, so the module's own floor is not "
+              "separated from certbind's work.", ""]
     if delays:
         lines += [propagation_line(delays, "through Envoy", "the filter's 403"), ""]
     report.write_text("\n".join(lines) + "\n")

@@ -6,7 +6,9 @@ round after round, in one run:
 - the gateway alone: mTLS, no authorizer (the same file with the authorization step off);
 - a trivial authorizer (`allow_all`, authz/examples/allow_all.rs): 200 / OK to every check
   over the same protocol and transport, the floor any external authorizer pays;
-- certbind-authz deciding a warm `mtls` card (the bound demo card on `/mtls/`).
+- certbind-authz deciding a warm `mtls` card (the bound demo card on `/mtls/`);
+- for Envoy, also certbind's wasm filter in place of ext_authz in the same file (the gRPC one:
+  the same listener, TLS and connection manager), deciding the same card inside Envoy.
 
 wrk cannot present a client certificate, so it drives a client-side NGINX (one worker) that
 holds kept-alive mTLS connections to the gateway with the demo card; the application is the
@@ -26,7 +28,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import filterconfig, gateways, pki as devpki, private
+
+from . import envoy, filterconfig, gateways, pki as devpki, private
 from .bench import fresh_state, http_status, propagation_line, revocation, settings, tree_cpu_seconds, wrk_run
 from .controlplane import start_demo
 from .procs import Process, Stack, cargo_binary, free_port, port_open, wait_until
@@ -35,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "target" / "bench-gateways"
 PATH = "/mtls/bench"
 VARIANTS = ("alone", "trivial", "certbind")
+# The wasm filter beside ext_authz: in the gRPC file, whose listener is the HTTP one's too.
+WASM_BESIDE = "envoy_grpc"
 NAMES = {"nginx": "NGINX auth_request", "traefik": "Traefik forwardAuth", "envoy_http": "Envoy ext_authz HTTP",
          "envoy_grpc": "Envoy ext_authz gRPC"}
 
@@ -49,6 +54,34 @@ WITHOUT_AUTHORIZER = {
               "                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n"
               "                    disabled: true"} for kind in ("envoy_http", "envoy_grpc")},
 }
+# The ext_authz filter of envoy/ext-authz/grpc.yaml, which the wasm variant replaces.
+EXT_AUTHZ_FILTER = """          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              # The service unreachable: refuse, never let the request through.
+              failure_mode_allow: false
+              status_on_error: {code: ServiceUnavailable}
+              grpc_service:
+                envoy_grpc: {cluster_name: certbind_authz}
+                timeout: 1s
+              include_peer_certificate: true
+              encode_raw_headers: true
+"""
+
+
+def with_wasm_filter(control_plane_port: int, configuration: str) -> dict[str, str]:
+    """The replacements that put certbind's wasm filter where ext_authz is, and the cluster it
+    fetches its snapshot through (the bench's control plane speaks plain HTTP on loopback)."""
+    # The entry as envoy/templates/dev.yaml writes it, at the same depth of the filter list.
+    wasm = envoy.filter_entry("dev.yaml", envoy.Filter(configuration, artefact="wasm"))
+    cluster = ("  - name: certbind_control_plane\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n"
+               "      cluster_name: certbind_control_plane\n      endpoints:\n      - lb_endpoints:\n"
+               "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
+               + str(control_plane_port) + "}}}}\n")
+    return {EXT_AUTHZ_FILTER: wasm, "  clusters:\n": "  clusters:\n" + cluster}
+
+
 # One worker each, as Envoy's --concurrency 1: the figures are per core.
 ONE_WORKER = {"nginx": {"worker_processes auto;": "worker_processes 1;"}}
 
@@ -114,6 +147,9 @@ def main() -> int:
         snapshot = filterconfig.snapshot(demo.public_key["public_key_pem"], demo.proxy_credential,
                                          cluster=f"127.0.0.1:{demo.cp.port}", authority=f"127.0.0.1:{demo.cp.port}")
         application = free_port()
+        wasm_configuration = filterconfig.render(
+            filterconfig.policy(), snapshot=filterconfig.snapshot(demo.public_key["public_key_pem"], demo.proxy_credential,
+                                                                  authority=f"127.0.0.1:{demo.cp.port}"))
 
         trivial_ports = gateways.Ports()
         allow_all = cargo_binary("examples/allow_all", "CERTBIND_ALLOW_ALL_BIN", "certbind-authz --example allow_all")
@@ -130,18 +166,20 @@ def main() -> int:
             authz = gateways.Authz(config, logs, ports, name=f"authz-{kind}", threads=1,
                                    binary=cargo_binary("certbind-authz", "CERTBIND_AUTHZ_BIN", "certbind-authz")).start()
             stack.add(authz.stop)
-            for variant in VARIANTS:
+            for variant in (*VARIANTS, "wasm") if kind == WASM_BESIDE else VARIANTS:
                 variant_ports = gateways.Ports(application=application, authz=ports.authz, authz_grpc=ports.authz_grpc)
                 replace = dict(ONE_WORKER.get(kind, {}))
                 if variant == "alone":
                     replace.update(WITHOUT_AUTHORIZER[kind])
+                if variant == "wasm":
+                    replace.update(with_wasm_filter(demo.cp.port, wasm_configuration))
                 if variant == "trivial":
                     variant_ports.authz, variant_ports.authz_grpc = trivial_ports.authz, trivial_ports.authz_grpc
                 started = gateways.start(kind, WORK / kind / variant, logs, pki_dir, variant_ports, replace=replace,
                                          name=f"{kind}-{variant}".replace("_", "-"),
                                          env={"GOMAXPROCS": "1"} if kind == "traefik" else None)
                 stack.add(started.stop)
-                authorizer = {"alone": None, "trivial": trivial, "certbind": authz.process}[variant]
+                authorizer = {"alone": None, "trivial": trivial, "certbind": authz.process, "wasm": None}[variant]
                 targets.append(Target(kind, variant, free_port(), started, authorizer))
 
         helper = helper_config(WORK / "helper.conf", pki_dir, application, {t.front: t.gateway.port for t in targets},
@@ -218,7 +256,8 @@ def write_report(report: Path, results: dict, delays: list[float], seconds: int,
         "`allow_all` over the same transport; \"certbind\": certbind-authz deciding a warm `mtls` card. CPU is each "
         "process's user + system time per request (/proc); \"CPU × trivial\" is the gateway's plus the authorizer's "
         "CPU per request with the trivial authorizer over the variant's (the requests/s ratio two saturated cores "
-        "would give, which other load on the machine does not disturb).", "",
+        "would give, which other load on the machine does not disturb). \"wasm\": certbind's wasm filter in "
+        "place of ext_authz in the gRPC file, deciding the same card inside Envoy.", "",
         "| gateway | variant | req/s | p50 µs | p99 µs | gateway CPU µs/req | authorizer CPU µs/req | × alone | × trivial "
         "| CPU × trivial |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -230,7 +269,7 @@ def write_report(report: Path, results: dict, delays: list[float], seconds: int,
 
     for kind in gateways.KINDS:
         alone, trivial, certbind = (med[(kind, v)] for v in VARIANTS)
-        for variant in VARIANTS:
+        for variant in (v for v in (*VARIANTS, "wasm") if (kind, v) in med):
             m = med[(kind, variant)]
             lines.append(f"| {NAMES[kind]} | {variant} | {m['rate']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | "
                          f"{m['gateway_cpu']:.1f} | {m['authorizer_cpu']:.1f} | {m['rate'] / alone['rate']:.2f} | "
@@ -245,6 +284,12 @@ def write_report(report: Path, results: dict, delays: list[float], seconds: int,
                        f"decision's own {certbind['authorizer_cpu'] - trivial['authorizer_cpu']:+.1f} µs (target ≤ 15 µs). "
                        f"Of the {gap:+.1f} µs per request from the gateway alone, the protocol's floor (the trivial "
                        f"authorizer) is {floor:+.1f} µs ({share}).")
+        if (kind, "wasm") in med:
+            wasm = med[(kind, "wasm")]
+            summary.append(f"- certbind's wasm filter in the same Envoy: {wasm['rate'] / certbind['rate']:.2f}× "
+                           f"certbind-authz over ext_authz gRPC in requests/s, {cpu(certbind) / cpu(wasm):.2f}× in CPU "
+                           f"per request ({cpu(wasm):.1f} µs against {cpu(certbind):.1f} µs, Envoy's and the "
+                           f"service's together); {wasm['rate'] / alone['rate']:.2f}× Envoy alone.")
     lines += ["", *summary, ""]
     if delays:
         lines += [propagation_line(delays, "through NGINX and certbind-authz", "NGINX's 403"), ""]

@@ -19,6 +19,10 @@ from .procs import Process, free_port, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "envoy" / "templates"
 WASM_DIR = ROOT / "target" / "wasm32-wasip1" / "release"
+# libcertbind.so, the Envoy dynamic module (`cargo build -p certbind-native --profile native`).
+NATIVE_DIR = ROOT / "target" / "native"
+# Which artefact runs certbind's request path: `wasm` (the proxy-wasm filter) or `native`.
+ARTEFACTS = ("wasm", "native")
 
 
 def envoy_binary() -> str:
@@ -58,25 +62,50 @@ ROUTER_ENTRY = "- name: envoy.filters.http.router\n"
 
 @dataclass
 class Filter:
-    """The certbind filter as a shipped configuration's filter block takes it: its name (also
-    its root and VM id: Envoy shares a plugin's shared data, where the filter keeps its
-    snapshot, with every plugin of the same `vm_id`), its module, its plugin configuration
-    (`document`, the JSON text; None: the file's own, with `pinned_key` in place of its
-    placeholder), and the variables of the Envoy process its VM may read (`env_keys`; their
-    values are not in the configuration)."""
+    """The certbind filter as a shipped configuration's filter block takes it: its plugin
+    configuration (`document`, the JSON text; None: the file's own, with `pinned_key` in place
+    of its placeholder), the artefact that runs it (`wasm`, the proxy-wasm filter the files
+    carry, or `native`, the Envoy dynamic module in its place; None: CERTBIND_FILTER in the
+    environment, `wasm` by default), its module (the built one unless given), and for the wasm
+    filter its name (also its root and VM id: Envoy shares a plugin's shared data, where the
+    filter keeps its snapshot, with every plugin of the same `vm_id`) and the variables of the
+    Envoy process its VM may read (`env_keys`; their values are not in the configuration; the
+    native module reads the process environment itself)."""
 
     document: str | None = None
     pinned_key: str | None = None
-    module: Path = WASM_DIR / "certbind_filter.wasm"
+    artefact: str | None = None
+    module: Path | None = None
     name: str = "certbind"
     env_keys: tuple[str, ...] = ()
+
+    def runs_as(self) -> str:
+        artefact = self.artefact or os.environ.get("CERTBIND_FILTER", "wasm")
+        if artefact not in ARTEFACTS:
+            raise ValueError(f"CERTBIND_FILTER={artefact!r}: one of {', '.join(ARTEFACTS)}")
+        return artefact
+
+
+def native_filter(configuration: str, module_dir: Path | None = None) -> dict:
+    """certbind's `envoy.filters.http.dynamic_modules` entry: `libcertbind.so` from `module_dir`
+    (the built module unless given), with the same JSON configuration as the wasm filter; Envoy
+    refuses the listener if the module refuses it. Its metrics keep the wasm filter's names
+    (`wasmcustom.certbind.…`), so dashboards and alerts hold for either artefact."""
+    module = (module_dir or NATIVE_DIR) / "libcertbind.so"
+    return {"name": "envoy.filters.http.dynamic_modules",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"name": "certbind", "do_not_close": True, "metrics_namespace": "wasmcustom",
+                                          "module": {"local": {"filename": str(module)}}},
+                "filter_name": "certbind",
+                "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}}}
 
 
 def filter_block(template: str, certbind: Filter | None, text: str | None = None) -> str:
     """The template's `http_filters:` block (or that of `text`, the template as rendered so
-    far) with `certbind` in its filter entry: the module, the names, the VM's variables and
-    the plugin configuration are values; None takes the entry out (a baseline without the
-    filter). The filter is one entry of the block, written out in the file, the router last."""
+    far) with `certbind` in its filter entry (`filter_entry`); None takes the entry out (a
+    baseline without the filter). The filter is one entry of the block, written out in the
+    file, the router last."""
     text = (TEMPLATES / template).read_text() if text is None else text
     block = _block(text, "http_filters:", template)
     if WASM_ENTRY not in block:
@@ -85,37 +114,51 @@ def filter_block(template: str, certbind: Filter | None, text: str | None = None
         return block
     indent = block.split(WASM_ENTRY)[0].rsplit("\n", 1)[1]
     head, rest = block.split(indent + WASM_ENTRY, 1)
-    entry, tail = rest.split(indent + ROUTER_ENTRY, 1)
-    if certbind is None:
-        return head + indent + ROUTER_ENTRY + tail
-    entry = indent + WASM_ENTRY + entry
-    replace = lambda old, new: shipped.replace_once(entry, old, new, template)  # noqa: E731
-    entry = replace(f'filename: "{SHIPPED_WASM}"', f'filename: "{certbind.module}"')
-    for key in ("name", "root_id", "vm_id"):
-        entry = replace(f" {key}: certbind\n", f" {key}: {certbind.name}\n")
-    entry = replace(SHIPPED_CREDENTIAL_ENV, f"host_env_keys: [{', '.join(certbind.env_keys)}]")
-    block = _block(entry, "value: |", template)
-    value = block.split("\n", 1)[1]
+    tail = rest.split(indent + ROUTER_ENTRY, 1)[1]
+    entry = filter_entry(template, certbind, text) if certbind is not None else ""
+    return head + entry + indent + ROUTER_ENTRY + tail
+
+
+def filter_entry(template: str, certbind: Filter, text: str | None = None) -> str:
+    """The certbind filter's entry of the template's filter list (or of `text`'s), with
+    `certbind`'s values: the module, the names, the VM's variables and the plugin
+    configuration; the native artefact takes the wasm entry's place, at its depth."""
+    text = (TEMPLATES / template).read_text() if text is None else text
+    block = _block(text, "http_filters:", template)
+    if WASM_ENTRY not in block:
+        raise ValueError(f"{template} has no certbind filter entry")
+    indent = block.split(WASM_ENTRY)[0].rsplit("\n", 1)[1]
+    entry = indent + WASM_ENTRY + block.split(indent + WASM_ENTRY, 1)[1].split(indent + ROUTER_ENTRY, 1)[0]
+    value = _block(entry, "value: |", template).split("\n", 1)[1]
     if certbind.document is not None:
         document = certbind.document
     elif certbind.pinned_key is not None:
         shipped_document = json.loads(value)
-        keys = shipped_document["snapshot"]["pinned_keys"]
-        if keys != [SHIPPED_PINNED_KEY]:
+        if shipped_document["snapshot"]["pinned_keys"] != [SHIPPED_PINNED_KEY]:
             raise ValueError(f"{template}: the filter's pinned_keys are not the shipped placeholder")
         shipped_document["snapshot"]["pinned_keys"] = [certbind.pinned_key]
         document = json.dumps(shipped_document, indent=2)
     else:
         raise ValueError("the shipped filter document needs its pinned key")
+    if certbind.runs_as() == "native":
+        module_dir = certbind.module.parent if certbind.module is not None else None
+        return f"{indent}- {json.dumps(native_filter(document, module_dir))}\n"
+    replace = lambda old, new: shipped.replace_once(entry, old, new, template)  # noqa: E731
+    entry = replace(f'filename: "{SHIPPED_WASM}"', f'filename: "{certbind.module or WASM_DIR / "certbind_filter.wasm"}"')
+    for key in ("name", "root_id", "vm_id"):
+        entry = replace(f" {key}: certbind\n", f" {key}: {certbind.name}\n")
+    entry = replace(SHIPPED_CREDENTIAL_ENV, f"host_env_keys: [{', '.join(certbind.env_keys)}]")
     depth = value[: len(value) - len(value.lstrip())]
-    entry = entry.replace(value, "".join(f"{depth}{line}\n" for line in document.splitlines()))
-    return head + entry + indent + ROUTER_ENTRY + tail
+    return entry.replace(value, "".join(f"{depth}{line}\n" for line in document.splitlines()))
 
 
 def filter_document(config: Path | str) -> dict:
     """The certbind filter's plugin configuration in a configuration file (shipped or
     rendered), parsed."""
     text = Path(config).read_text() if isinstance(config, Path) else (TEMPLATES / config).read_text()
+    native = [line for line in text.splitlines() if '"envoy.filters.http.dynamic_modules"' in line]
+    if native:
+        return json.loads(json.loads(native[0].split("- ", 1)[1])["typed_config"]["filter_config"]["value"])
     return json.loads(_block(text, "value: |", str(config)).split("\n", 1)[1])
 
 

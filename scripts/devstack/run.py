@@ -136,8 +136,9 @@ def main() -> int:
 
 def start_envoy(stack: Stack, demo, key: dict, pki_dir: Path, logs: Path, https_port: int, admin_port: int,
                 cp_port: int, echo_port: int) -> list[Process]:
-    """Envoy with the filter, from the shipped envoy/templates/dev.yaml with only its paths,
-    ports and pinned key changed. The filter fetches the signed snapshot from the control plane
+    """Envoy with the filter (the wasm filter, or the dynamic module with CERTBIND_FILTER=native),
+    from the shipped envoy/templates/dev.yaml with only its paths, ports and pinned key changed.
+    The filter fetches the signed snapshot from the control plane
     through the cluster `certbind_control_plane` and believes it only under the pinned key.
     The proxy credential reaches it in Envoy's environment, not in a configuration Envoy's
     admin endpoint would print."""

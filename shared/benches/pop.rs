@@ -2,28 +2,16 @@
 //! token found in the verified-token cache.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use certbind_shared::encoding::base64url_encode;
+use certbind_shared::pop::testing::{mint, sign, TestKey};
+use p256::pkcs8::DecodePrivateKey as _;
 use certbind_shared::pop::{cnf_matches, verify, IssuerKeys, Jwks, TokenCache, TokenRequirements};
 use certbind_shared::Fingerprint;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use p256::pkcs8::DecodePrivateKey as _;
-use rsa::signature::{SignatureEncoding as _, Signer as _};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ISSUER: &str = "https://issuer.example";
 const NOW: i64 = 1_700_000_000;
 const LEEWAY: u64 = 30;
-
-fn mint(alg: &str, kid: &str, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let header = json!({ "alg": alg, "kid": kid, "typ": "JWT" });
-    let input = format!(
-        "{}.{}",
-        base64url_encode(header.to_string().as_bytes()),
-        base64url_encode(claims.to_string().as_bytes())
-    );
-    let signature = sign(input.as_bytes());
-    format!("{input}.{}", base64url_encode(&signature))
-}
 
 /// The one trusted issuer.
 struct Issuer(Jwks);
@@ -43,15 +31,8 @@ fn pop(c: &mut Criterion) {
         "exp": NOW + 300,
         "cnf": { "x5t#S256": certificate.to_x5t_s256() },
     });
-    let p256_key = p256::ecdsa::SigningKey::from_pkcs8_pem(include_str!("../tests/vectors/jwt/ec-p256.pem")).unwrap();
-    let rsa_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(
-        rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../tests/vectors/jwt/rsa-2048.pem")).unwrap(),
-    );
-    let es256 = mint("ES256", "p256-key", &claims, |input| {
-        let signature: p256::ecdsa::Signature = p256_key.sign(input);
-        signature.to_bytes().to_vec()
-    });
-    let rs256 = mint("RS256", "rsa-key", &claims, |input| rsa_key.sign(input).to_vec());
+    let es256 = mint(TestKey::P256, &json!({ "alg": "ES256", "kid": "p256-key", "typ": "JWT" }), &claims);
+    let rs256 = mint(TestKey::Rsa2048Pkcs1, &json!({ "alg": "RS256", "kid": "rsa-key", "typ": "JWT" }), &claims);
 
     let identity = Issuer(Jwks::parse(include_bytes!("../tests/vectors/jwt/issuer-jwks.json")).unwrap());
     let audiences = vec!["certbind-api".to_string()];
@@ -65,10 +46,10 @@ fn pop(c: &mut Criterion) {
     });
 
     // The signature check alone: this crate's tables against the p256 crate's own verifier.
+    let p256_key = p256::ecdsa::SigningKey::from_pkcs8_pem(include_str!("../tests/vectors/jwt/ec-p256.pem")).unwrap();
     let key = certbind_shared::pop::es256::Es256Key::new(*p256_key.verifying_key());
     let message = b"header.payload of a typical access token, a few hundred bytes long in practice";
-    let signature: p256::ecdsa::Signature = p256_key.sign(message);
-    let signature = signature.to_bytes();
+    let signature = sign(TestKey::P256, message);
     assert!(key.verifies(message, &signature) && key.verifies_reference(message, &signature));
     c.bench_function("pop/es256_signature_tables", |b| b.iter(|| key.verifies(black_box(message), black_box(&signature))));
     c.bench_function("pop/es256_signature_p256_crate", |b| {

@@ -83,6 +83,7 @@ fn facts(ca: u64, serial: u64) -> CertificateFacts {
         policy_oids: Vec::new(),
         extended_key_usages: Vec::new(),
         authority_key_identifier: Some(ca_key(ca)),
+        public_key: None,
         complete: true,
     }
 }

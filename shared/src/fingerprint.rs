@@ -29,6 +29,17 @@ impl Fingerprint {
         Fingerprint(Sha256::digest(der).into())
     }
 
+    /// The `n`th fingerprint of a family `label` of made-up certificates, for tests and
+    /// benchmarks: SHA-256 of the label and `n` (little-endian), so spread like real ones. The
+    /// committed snapshot vectors hold such fingerprints: the scheme does not change.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn synthetic(label: &str, n: u64) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(label.as_bytes());
+        hasher.update(n.to_le_bytes());
+        Fingerprint(hasher.finalize().into())
+    }
+
     /// Canonical text form: 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         hex_lower(&self.0)

@@ -176,9 +176,39 @@ pub fn round_trip(data: &[u8]) {
     assert_eq!(again, data, "a parsed map re-encodes differently");
 }
 
+/// Fuzzing entry: headers as a host hands them over in pairs of bytes of any content (Envoy's
+/// dynamic modules), read from `data` as length-prefixed chunks, name then value: serialized
+/// for the request path, they parse back to the very same pairs, in order.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn pairs_round_trip(data: &[u8]) {
+    let mut chunks = Vec::new();
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        let (chunk, tail) = tail.split_at(len);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    let handed: Vec<(&[u8], &[u8])> = chunks.chunks_exact(2).map(|pair| (pair[0], pair[1])).collect();
+    let mut serialized = Vec::new();
+    assert!(serialize_into(handed.iter().copied(), &mut serialized).is_some(), "a small map does not serialize");
+    let mut parsed: Vec<(&[u8], &[u8])> = Vec::new();
+    assert!(for_each_pair(&serialized, |key, value| parsed.push((key, value))).is_ok(), "a serialized map does not parse");
+    assert_eq!(parsed, handed, "a serialized map parses to other pairs");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_handed_over_come_back_the_same() {
+        pairs_round_trip(b"");
+        pairs_round_trip(b"\x05:path\x02/a\x00\x03\xff\x00a");
+        // A last chunk without its value is no pair; a length past the end takes what is left.
+        pairs_round_trip(b"\x01a\x01b\x01c");
+        pairs_round_trip(b"\x01a\x09bc");
+    }
 
     type BorrowedPair<'a> = (&'a [u8], &'a [u8]);
 

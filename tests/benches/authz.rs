@@ -120,4 +120,28 @@ fn main() {
         );
     }
     println!();
+    memory();
+}
+
+/// What a warm gRPC service keeps per card: the certificate by its exact text (Envoy's
+/// `source.certificate`) beside the engine's facts, each bounded per worker thread.
+fn memory() {
+    let case = bound_card(Protocol::EnvoyGrpc);
+    let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+    let service = Service::from_config(converted.config.to_string().as_bytes()).unwrap();
+    let answered = service.grpc_check(&converted.grpc.unwrap(), case.request.now);
+    assert!(matches!(answered.http_response, Some(HttpResponse::OkResponse(_))), "{}: not allowed", case.name);
+    let held = service.authorizer().cache_bytes();
+    assert_eq!(held.connection_entries, 1, "{held:?}");
+    let budget = certbind_shared::decision::config::DEFAULT_FACTS_CACHE_BYTES;
+    println!(
+        "Memory per card a gRPC worker has seen (the test PIV card, counted as the caches count it): {} bytes kept by \
+         the certificate's exact text, {} bytes of facts in the engine's cache; each cache is bounded per worker \
+         thread by `facts_cache_bytes` (default {} MiB: about {} cards each before CLOCK evicts, and an evicted \
+         card's next check is a cold one).\n",
+        held.connection_certificates,
+        held.facts,
+        budget / (1024 * 1024),
+        budget / held.connection_certificates.max(1)
+    );
 }

@@ -304,7 +304,7 @@ fn es256_native() -> (f64, f64) {
     use p256::ecdsa::signature::Signer as _;
     let signer = fixtures::issuer_key();
     let key = certbind_shared::pop::es256::Es256Key::new(*signer.verifying_key());
-    let message = fixtures::signing_input(&fixtures::es256_header(), &claims(Some(cert("piv-auth"))));
+    let message = certbind_shared::pop::testing::signing_input(&fixtures::es256_header(), &claims(Some(cert("piv-auth"))));
     let signature: p256::ecdsa::Signature = signer.sign(message.as_bytes());
     let signature = signature.to_bytes();
     assert!(key.verifies(message.as_bytes(), &signature) && key.verifies_reference(message.as_bytes(), &signature));

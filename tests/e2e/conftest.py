@@ -4,6 +4,9 @@ started here and stopped here; logs go to target/e2e/logs/ and are kept when a t
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -98,11 +101,13 @@ class Demo(controlplane.Demo):
 
 
 @pytest.fixture(scope="session")
-def demo(pki, issuer, logs) -> Demo:
+def demo(pki, issuer, logs, artefact) -> Demo:
     """A control plane with a signing key in SoftHSM2, the demo org and user, a super-admin
     token, the demo card bound and the demo issuer registered for the platform (so that
-    `bearer` routes, which have no certificate to name an org, accept its tokens)."""
-    started = controlplane.start_demo(RUN_DIR / "control-plane", logs, org="demo", user="jane", label="e2e",
+    `bearer` routes, which have no certificate to name an org, accept its tokens). One per
+    artefact: what one artefact's run changes there is not the other's starting point."""
+    name = "control-plane" if artefact == "wasm" else f"control-plane-{artefact}"
+    started = controlplane.start_demo(RUN_DIR / name, logs, org="demo", user="jane", label="e2e", name=name,
                                       tls_dir=pki.dir)
     demo = Demo(**vars(started))
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
@@ -130,13 +135,29 @@ class Deployment:
     proxy: envoy.Envoy
     client: Client
     port: int
+    artefact: str = "wasm"
+
+
+# Where Envoy's /stats/prometheus names the filter's metrics: it drops the wasm filter's
+# namespace (`wasmcustom`), not the dynamic module's (the same name, as `metrics_namespace`).
+PROMETHEUS_PREFIX = {"wasm": "", "native": "envoy_wasmcustom_"}
+
+
+def prometheus(deployment: Deployment, family: str) -> dict[str, int]:
+    """The filter's metrics `certbind_<family>_…` in Envoy's /stats/prometheus, named as the
+    wasm filter's are there."""
+    text = deployment.proxy.admin("/stats/prometheus")
+    prefix = re.escape(PROMETHEUS_PREFIX[deployment.artefact])
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(rf"^{prefix}(certbind_{family}_[a-z_]+)\{{\}} (\d+)$", text, re.M)}
 
 
 class Deployer:
     """Starts Envoys for one test module and stops them all at its end."""
 
-    def __init__(self, pki: Pki, echo_port: int, logs: Path, control_plane_port: int):
+    def __init__(self, pki: Pki, echo_port: int, logs: Path, control_plane_port: int, artefact: str = "wasm"):
         self.pki, self.echo_port, self.logs, self.cp_port = pki, echo_port, logs, control_plane_port
+        self.artefact = artefact
         self.started: list[envoy.Envoy] = []
 
     def __call__(self, name: str, filter_config: str | envoy.Filter | None, *, template: str = "dev.yaml", concurrency: int = 1,
@@ -146,12 +167,17 @@ class Deployer:
         """`filter_config`: the filter's plugin configuration (JSON), or the filter block's
         values (the shipped document with this stack's pinned key), or None for no filter;
         `env`: variables of the Envoy process, each one the filter's VM may read when
-        `filter_config` is a document."""
+        `filter_config` is a document. `wasm`: that build of the wasm filter, whatever artefact
+        the module runs against."""
         listen_port, admin_port = free_port(), free_port()
+        artefact = "wasm" if wasm is not None else self.artefact
         certbind = filter_config if isinstance(filter_config, envoy.Filter) else None
+        if certbind is not None and certbind.artefact is None:
+            certbind = dataclasses.replace(certbind, artefact=artefact)
         if isinstance(filter_config, str):
-            certbind = envoy.Filter(filter_config, module=wasm or envoy.WASM_DIR / "certbind_filter.wasm",
-                                    env_keys=tuple(env or ()))
+            certbind = envoy.Filter(filter_config, artefact=artefact, module=wasm, env_keys=tuple(env or ()))
+        if certbind is not None:
+            artefact = certbind.runs_as()
         settings = dict(admin_port=admin_port, listen_port=listen_port, echo_port=self.echo_port,
                         control_plane_port=self.cp_port, **self.pki.envoy_files())
         settings.update(values)
@@ -159,20 +185,37 @@ class Deployer:
                               envoy_defaults=envoy_defaults, forward_client_cert=forward_client_cert,
                               upstream_http2=upstream_http2, without_proxy_certificate=without_proxy_certificate,
                               **settings)
-        proxy = envoy.Envoy(config, self.logs, name=f"envoy-{name}", concurrency=concurrency, admin_port=admin_port,
-                            env=env)
+        log_name = f"envoy-{name}" if artefact == "wasm" else f"envoy-{name}-{artefact}"
+        proxy = envoy.Envoy(config, self.logs, name=log_name, concurrency=concurrency, admin_port=admin_port, env=env)
         self.started.append(proxy)
         proxy.start()
-        return Deployment(proxy, Client(listen_port, self.pki.ca, tls=tls), listen_port)
+        return Deployment(proxy, Client(listen_port, self.pki.ca, tls=tls), listen_port, artefact)
 
     def stop(self) -> None:
         for proxy in self.started:
             proxy.stop()
 
 
+def artefacts() -> list[str]:
+    """What the suite runs certbind as: CERTBIND_FILTER (`wasm`, `native`, or both separated by
+    a comma), both by default. Every test that deploys runs once per artefact."""
+    chosen = [a.strip() for a in os.environ.get("CERTBIND_FILTER", ",".join(envoy.ARTEFACTS)).split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in envoy.ARTEFACTS]
+    if unknown:
+        raise ValueError(f"CERTBIND_FILTER: unknown artefact {unknown}; one of {', '.join(envoy.ARTEFACTS)}")
+    return chosen
+
+
+@pytest.fixture(scope="session", params=artefacts())
+def artefact(request) -> str:
+    """The artefact the Envoys run certbind as: the suite runs once per artefact, each run with
+    a control plane of its own (see `demo`)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def deploy(pki, echo_port, logs, demo):
-    deployer = Deployer(pki, echo_port, logs, demo.cp.port)
+def deploy(pki, echo_port, logs, demo, artefact):
+    deployer = Deployer(pki, echo_port, logs, demo.cp.port, artefact)
     yield deployer
     deployer.stop()
 

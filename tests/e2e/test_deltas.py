@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import RUN_DIR, wait_for_snapshot
+from conftest import RUN_DIR, prometheus, wait_for_snapshot
 from devstack import filterconfig, pki as devpki, tokens
 from devstack.controlplane import start_demo
 from devstack.procs import wait_until
@@ -22,10 +22,10 @@ DELTA_BYTES_AT_MOST = 4096
 
 
 @pytest.fixture(scope="module")
-def bound(pki, logs):
+def bound(pki, logs, artefact):
     """A control plane of this module's own with CARDS cards bound to one user."""
-    demo = start_demo(RUN_DIR / "control-plane-deltas", logs, org="deltas", user="dana",
-                      name="control-plane-deltas", label="e2e", tls_dir=pki.dir)
+    demo = start_demo(RUN_DIR / f"control-plane-deltas-{artefact}", logs, org="deltas", user="dana",
+                      name=f"control-plane-deltas-{artefact}", label="e2e", tls_dir=pki.dir)
     bundle = devpki.card_set(pki.dir, CARDS)
     pems = devpki.split_pem(bundle)
     demo.cp.bind_all(demo.admin_token, demo.user_id, pems)
@@ -44,9 +44,7 @@ def proxy(deploy, bound):
 
 
 def envoy_counters(deployment) -> dict[str, int]:
-    text = deployment.proxy.admin("/stats/prometheus")
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"^(certbind_snapshot_[a-z_]+)\{\} (\d+)$", text, re.M)}
+    return prometheus(deployment, "snapshot")
 
 
 def served(cp) -> dict[str, int]:

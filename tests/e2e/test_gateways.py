@@ -25,6 +25,8 @@ ROUTE = "/mtls/hello"
 CONSTRAINED = {"path": "/constrained/*", "mode": "mtls", "require_enrolled_card": True,
                "constraints": {"allowed_email_domains": ["elsewhere.example"]}}
 ROUTES = [CONSTRAINED, *filterconfig.DEMO_ROUTES]
+# Facts of the card every stack's policy forwards upstream.
+FORWARDED_FACTS = ["upn", "uuid", "fascn_pi"]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def start_stack(kind: str, name: str, pki, logs: Path, echo_port: int, snapshot:
     HTTPS, trusting the development CA (or `control_plane_ca`)."""
     ports = gateways.Ports(application=echo_port)
     run_dir = RUN_DIR / name
-    config = gateways.write_authz_config(run_dir / "authz.json", kind, snapshot=snapshot, routes=ROUTES)
+    config = gateways.write_authz_config(run_dir / "authz.json", kind, snapshot=snapshot, routes=ROUTES,
+                                         forward_card_facts=FORWARDED_FACTS)
     authz = gateways.Authz(config, logs, ports, name=f"authz-{name}",
                            control_plane_ca=control_plane_ca or pki.dir / "ca.crt").start()
     try:
@@ -144,6 +147,21 @@ def test_spoofed_identity_headers_are_replaced(stack, pki, own_cp):
     assert seen["x-dm-org-id"] == [own_cp.org_id]
     assert len(seen["x-dm-principal"]) == 1 and "root" not in seen["x-dm-principal"][0], seen
     assert "x-dm-token-owner" not in seen, seen
+
+
+def test_forwarded_card_facts_reach_the_upstream_and_a_clients_never(stack, pki):
+    """The demo card's UPN, card UUID and FASC-N PI (scripts/devstack/pki.py), set by the
+    service and copied by the gateway; a client's copies of those and of a fact the policy does
+    not forward are gone."""
+    spoofed = [("X-DM-Smartcard-UPN", "admin@mil"), ("x-dm-smartcard-fascn-pi", "0000000001"),
+               ("X-DM-Smartcard-FASCN", "0" * 32), ("X-DM-Smartcard-UUID", "00000000-0000-0000-0000-000000000000")]
+    answer = stack.get(card=pki.card("demo-card"), headers=spoofed)
+    assert answer.status == 200, answer
+    seen = answer.upstream_headers()
+    assert seen["x-dm-smartcard-upn"] == ["1234567890@mil"], seen
+    assert seen["x-dm-smartcard-uuid"] == ["3f2b6c1e-8a4d-4e2f-9b7a-1c5d0e6f7a81"], seen
+    assert seen["x-dm-smartcard-fascn-pi"] == ["1234567890"], seen
+    assert "x-dm-smartcard-fascn" not in seen, seen
 
 
 def test_identity_headers_with_underscores_never_reach_the_upstream(stack, pki):

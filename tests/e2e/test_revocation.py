@@ -29,11 +29,11 @@ POLLER = {"CERTBIND_CRL_FETCH_MIN_INTERVAL_SECONDS": "1", "CERTBIND_CRL_FETCH_MA
 
 
 @pytest.fixture(scope="module")
-def own_cp(logs, pki):
+def own_cp(logs, pki, artefact):
     """A control plane of this module's own (its CAs and poller disturb no other module), the
     demo card bound in it."""
-    demo = start_demo(RUN_DIR / "control-plane-revocation", logs, org="revocation", user="jane",
-                      name="control-plane-revocation", label="e2e", env=POLLER, tls_dir=pki.dir)
+    demo = start_demo(RUN_DIR / f"control-plane-revocation-{artefact}", logs, org="revocation", user="jane",
+                      name=f"control-plane-revocation-{artefact}", label="e2e", env=POLLER, tls_dir=pki.dir)
     demo.cp.bind(demo.admin_token, demo.user_id, pki.pem("demo-card"))
     yield demo
     demo.cp.stop()

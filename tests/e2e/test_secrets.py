@@ -38,7 +38,7 @@ def test_an_inline_credential_is_in_config_dump(deploy, demo):
 
 
 def test_the_stack_writes_its_secrets_for_its_owner_only(dev, demo, pki):
-    state = RUN_DIR / "control-plane"
+    state = demo.cp.state
     assert mode(state) == 0o700
     for name in ("certbind.db", "certbind.db-wal"):
         assert mode(state / name) == 0o600, name

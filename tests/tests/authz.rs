@@ -147,3 +147,42 @@ fn grpc_warm_checks_answer_by_the_exact_certificate_text() {
         assert!(damaged != Ok(jane.hex()) && damaged.is_err(), "round {round}: a damaged certificate answered {damaged:?}");
     }
 }
+
+/// The certificates a gRPC service keeps by their exact text are bounded like the engine's
+/// facts: by the policy's `facts_cache_bytes`, per worker. With room for one card, a second
+/// card takes the first one's place, and both are still answered.
+#[test]
+fn grpc_connection_certificates_are_bounded_by_the_policy() {
+    use certbind_shared::source::testing::percent_encode;
+    use certbind_tests::cases::fixtures::cert;
+    let case = table::all().into_iter().find(|c| c.name == "connection source with the peer certificate → 200").unwrap();
+    let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+    let jane_request = converted.grpc.clone().unwrap();
+    let (jane, cac) = (cert("piv-auth"), cert("cac"));
+    let ask = |service: &certbind_authz::server::Service, pem: &str| {
+        let mut request = jane_request.clone();
+        request.attributes.as_mut().unwrap().source.as_mut().unwrap().certificate = percent_encode(pem.as_bytes());
+        grpc_outcome(&service.grpc_check(&request, case.request.now))
+    };
+    let unbounded = certbind_authz::server::Service::from_config(converted.config.to_string().as_bytes()).unwrap();
+    assert_eq!(ask(&unbounded, &jane.pem), Ok(jane.hex()));
+    let one = unbounded.authorizer().cache_bytes();
+    assert_eq!((one.workers, one.connection_entries), (1, 1));
+    // The card's text and its facts: more than the PEM, less than a few kilobytes.
+    assert!(one.connection_certificates > percent_encode(jane.pem.as_bytes()).len(), "{one:?}");
+    assert!(one.connection_certificates < 8 * 1024, "{one:?}");
+    assert_eq!(ask(&unbounded, &cac.pem), Ok(cac.hex()));
+    assert_eq!(unbounded.authorizer().cache_bytes().connection_entries, 2);
+
+    let mut config = converted.config.clone();
+    let room = one.connection_certificates.max(one.facts) + 512;
+    config["policy"]["facts_cache_bytes"] = serde_json::json!(room);
+    let bounded = certbind_authz::server::Service::from_config(config.to_string().as_bytes()).unwrap();
+    for _ in 0..2 {
+        assert_eq!(ask(&bounded, &jane.pem), Ok(jane.hex()));
+        assert_eq!(ask(&bounded, &cac.pem), Ok(cac.hex()));
+        let held = bounded.authorizer().cache_bytes();
+        assert_eq!(held.connection_entries, 1, "{held:?}");
+        assert!(held.connection_certificates <= room && held.facts <= room, "{held:?} over {room}");
+    }
+}

@@ -388,8 +388,8 @@ pub async fn commit_change(db: &Db, mut tx: Tx, record: AuditRecord<'_>, visibil
             // Only what goes in is checked: taking out a row that cannot be encoded (one a full
             // build quarantines) must stay possible.
             for change in changes.iter().filter(|c| c.adds()) {
-                crate::snapshot::builder::validate_change(change).map_err(|e| {
-                    DbError::invalid(crate::snapshot::builder::field_of(change, &e), format!("cannot go into the snapshot: {e}"))
+                crate::snapshot::validate::validate_change(change).map_err(|e| {
+                    DbError::invalid(crate::snapshot::validate::field_of(change, &e), format!("cannot go into the snapshot: {e}"))
                 })?;
             }
             if let Owner::Org(org) = record.changed {

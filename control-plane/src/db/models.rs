@@ -11,6 +11,9 @@ pub struct Org {
     /// False once a super-admin disabled it (see `db::orgs`).
     pub enabled: bool,
     pub disabled_at: Option<String>,
+    /// Whether its admins may bind PIV Card Authentication certificates (off unless a
+    /// super-admin turns it on; see `domain::card`).
+    pub allow_card_authentication: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +45,10 @@ pub struct SmartCardLink {
     pub verified: bool,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// What the certificate says (SANs, FASC-N, policies, EKUs, key, PIV or Card
+    /// Authentication), read from the certificate kept at binding; `None` for a binding given
+    /// by fields (or made before certificates were kept), whose certificate was never seen.
+    pub facts: Option<certbind_shared::certificate::CardFacts>,
 }
 
 /// An admin token as listed: never the token itself, which is stored only as a hash.

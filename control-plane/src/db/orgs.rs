@@ -21,7 +21,7 @@ use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-const COLUMNS: &str = "id, name, created_at, disabled_at";
+const COLUMNS: &str = "id, name, created_at, disabled_at, allow_card_authentication";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<Org> {
     let disabled_at: Option<String> = row.try_get("disabled_at")?;
@@ -31,6 +31,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Org> {
         created_at: row.try_get("created_at")?,
         enabled: disabled_at.is_none(),
         disabled_at,
+        allow_card_authentication: super::get_flag(row, "allow_card_authentication")?,
     })
 }
 
@@ -43,6 +44,7 @@ pub async fn create(db: &Db, actor: Option<&Actor>, name: &str) -> DbResult<Org>
         created_at: crate::time::now_rfc3339(),
         enabled: true,
         disabled_at: None,
+        allow_card_authentication: false,
     };
     let mut tx = db.begin().await?;
     let inserted = sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
@@ -152,6 +154,42 @@ pub async fn set_enabled(db: &Db, actor: &Actor, id: &str, enabled: bool) -> DbR
     };
     let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: org, version, changes })
+}
+
+/// Whether `org_id` allows Card Authentication certificates to be bound, read in `tx`.
+pub(crate) async fn allows_card_authentication(tx: &mut Tx, org_id: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT allow_card_authentication FROM orgs WHERE id = $1").bind(org_id).fetch_optional(&mut **tx).await?;
+    row.map_or(Ok(false), |row| super::get_flag(&row, "allow_card_authentication"))
+}
+
+/// Lets the org bind PIV Card Authentication certificates, or stops it. Bindings made while
+/// it was allowed stay: the filter decides on every request whether a route admits them.
+/// Setting what it is already is a no-op that still answers the org.
+pub async fn set_allow_card_authentication(db: &Db, actor: &Actor, id: &str, allow: bool) -> DbResult<Org> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orgs WHERE id = $1")).bind(id).fetch_optional(&mut *tx).await?;
+    let Some(mut org) = row.as_ref().map(from_row).transpose()? else {
+        return Err(DbError::not_found(format!("no org {id:?}")));
+    };
+    if org.allow_card_authentication == allow {
+        return Ok(org);
+    }
+    sqlx::query("UPDATE orgs SET allow_card_authentication = $1 WHERE id = $2")
+        .bind(i32::from(allow))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    org.allow_card_authentication = allow;
+    let changed = Owner::Org(org.id.clone());
+    let record = AuditRecord {
+        actor,
+        changed: &changed,
+        action: "org.card_authentication",
+        target: org.id.clone(),
+        detail: serde_json::json!({ "allow_card_authentication": allow }),
+    };
+    commit_change(db, tx, record, Visibility::Internal).await?;
+    Ok(org)
 }
 
 /// Deletes a disabled org and every row it owns (see the module's documentation); its audit

@@ -2,11 +2,12 @@
 
 use super::error::{or_race, Race};
 use super::{
-    blocklist, claims, commit_change, get_flag, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param,
+    blocklist, claims, commit_change, get_flag, orgs, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param,
     SmartCardLink, Visibility,
 };
 use crate::domain::change::{Change, Committed};
-use crate::domain::Owner;
+use crate::domain::{card, Owner};
+use certbind_shared::certificate::{CardFacts, CertificateFacts};
 use certbind_shared::identity::Claim;
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
@@ -14,7 +15,7 @@ use sqlx::Row;
 
 pub(crate) const COLUMNS: &str =
     "fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, not_after, label, enabled, verified, created_at, \
-     last_used_at";
+     last_used_at, certificate_pem";
 
 pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
     Ok(SmartCardLink {
@@ -31,7 +32,16 @@ pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
         verified: get_flag(row, "verified")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        facts: card_facts(row.try_get("certificate_pem")?),
     })
+}
+
+/// The facts of the certificate kept at binding. It was read by the same walk when it was
+/// bound, so it reads again; were a row ever changed behind the control plane's back into
+/// something that does not, its facts are shown as unknown rather than the row refused.
+fn card_facts(certificate_pem: Option<String>) -> Option<CardFacts> {
+    let facts = CertificateFacts::from_pem(certificate_pem?.as_bytes()).ok()?;
+    Some(CardFacts::of(&facts))
 }
 
 /// A validated binding, every field in its canonical form.
@@ -48,6 +58,8 @@ pub struct NewSmartCard {
     /// The SAN domains SAN rules could claim it by, when the certificate itself was given;
     /// `None` for a binding given by fields.
     pub sans: Option<Vec<(certbind_shared::identity::SanKind, String)>>,
+    /// The certificate, re-encoded as PEM, and its facts, when it was given.
+    pub certificate: Option<(String, CardFacts)>,
 }
 
 /// The snapshot change of a binding as committed.
@@ -85,10 +97,15 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
         verified: false,
         created_at: crate::time::now_rfc3339(),
         last_used_at: None,
+        facts: card.certificate.as_ref().map(|(_, facts)| facts.clone()),
     };
     let mut tx = db.begin_change().await?;
     if !users::exists_in_org(&mut tx, &actor.org_id, &link.user_id).await? {
         return Err(DbError::invalid("user_id", "no user with this id in the caller's org"));
+    }
+    let allows_card_auth = orgs::allows_card_authentication(&mut tx, &actor.org_id).await?;
+    if let Err(refusal) = card::may_bind(link.facts.as_ref(), allows_card_auth) {
+        return Err(DbError::invalid(refusal.field(), refusal.detail()));
     }
     let mapped = sqlx::query("SELECT 1 AS one FROM thumbprint_mappings WHERE fingerprint = $1")
         .bind(&link.fingerprint)
@@ -115,8 +132,8 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     }
     let inserted = sqlx::query(
         "INSERT INTO smart_card_links (fingerprint, user_id, org_id, subject_dn, issuer_dn, serial, not_before, \
-         not_after, label, enabled, created_at, verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) \
-         ON CONFLICT DO NOTHING",
+         not_after, label, enabled, created_at, verified, certificate_pem) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12) ON CONFLICT DO NOTHING",
     )
     .bind(&link.fingerprint)
     .bind(&link.user_id)
@@ -129,6 +146,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     .bind(&link.label)
     .bind(&link.created_at)
     .bind(i32::from(claim.is_verified()))
+    .bind(card.certificate.as_ref().map(|(pem, _)| pem.as_str()))
     .execute(&mut *tx)
     .await
     // The user was deleted after the check above (PostgreSQL sees it at the insert).

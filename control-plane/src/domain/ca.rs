@@ -5,7 +5,7 @@
 use super::invalid::{Checked, Invalid};
 use super::text::MAX_PEM_TEXT_BYTES;
 use crate::revocation::distribution_point::{check_crl_url, MAX_CRL_URLS};
-use certbind_shared::certificate::pem::decode_certificate_pem_chain;
+use certbind_shared::certificate::pem::decode_certificate_pem_file;
 use certbind_shared::certificate::CaCertificate;
 use serde::Serialize;
 
@@ -58,7 +58,7 @@ pub fn checked_ca_certificate(pem: &str) -> Checked<CaCertificate> {
     if pem.len() > MAX_PEM_TEXT_BYTES {
         return Err(Invalid::new(field, format!("is {} bytes, more than the {MAX_PEM_TEXT_BYTES}-byte limit", pem.len())));
     }
-    let chain = decode_certificate_pem_chain(pem.as_bytes()).map_err(|e| Invalid::new(field, e.to_string()))?;
+    let chain = decode_certificate_pem_file(pem.as_bytes()).map_err(|e| Invalid::new(field, e.to_string()))?;
     let der = match chain.as_slice() {
         [der] => der,
         more => return Err(Invalid::new(field, format!("holds {} certificates; register each CA on its own", more.len()))),

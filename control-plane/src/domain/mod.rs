@@ -6,6 +6,7 @@
 //! rules; so they meet here rather than importing each other.
 
 pub mod ca;
+pub mod card;
 pub mod change;
 pub mod invalid;
 pub mod issuer;

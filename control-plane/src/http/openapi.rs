@@ -178,6 +178,7 @@ fn object(required: &[&str], properties: Value) -> Value {
 fn schemas() -> Value {
     let s = json!({ "type": "string" });
     let ns = json!({ "type": ["string", "null"] });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
     let time = json!({ "type": "string", "format": "date-time" });
     let fingerprint = json!({ "type": "string", "description": "64 hex digits, colon-separated hex pairs, or base64url x5t#S256; returned as 64 lowercase hex digits" });
     let dn = json!({ "type": "string", "description": "an RFC 4514 distinguished name, most specific part first; stored in the canonical form the filter renders from certificates" });
@@ -201,16 +202,39 @@ fn schemas() -> Value {
             "certificate_pem": { "type": "string", "description": "the certificate; the server derives every other certificate field, and any given must agree" }
         })),
         "SmartCardUpdate": object(&[], json!({ "enabled": { "type": "boolean" }, "label": ns })),
-        "SmartCard": object(&["fingerprint", "user_id", "org_id", "subject_dn", "issuer_dn", "serial", "not_before", "not_after", "enabled", "verified", "created_at"], json!({
+        "SmartCard": object(&["fingerprint", "user_id", "org_id", "subject_dn", "issuer_dn", "serial", "not_before", "not_after", "enabled", "verified", "created_at", "facts"], json!({
             "fingerprint": s, "user_id": s, "org_id": s, "subject_dn": s, "issuer_dn": s, "serial": s,
             "not_before": time, "not_after": time, "label": ns, "enabled": { "type": "boolean" },
             "verified": { "type": "boolean", "description": "bound from the certificate itself; false: by fields, which loses to another org's claim on the same card" },
-            "created_at": time, "last_used_at": ns
+            "created_at": time, "last_used_at": ns,
+            "facts": { "oneOf": [{ "$ref": "#/components/schemas/CardFacts" }, { "type": "null" }],
+                       "description": "what the certificate says, read from the certificate kept at binding; null for a card bound by fields (or before certificates were kept): nothing of its certificate is known" }
+        })),
+        "CardFacts": object(&["certificate_type", "upns", "emails", "uris", "card_uuid", "fascn", "policy_oids", "extended_key_usages", "public_key"], json!({
+            "certificate_type": { "enum": ["piv_authentication", "card_authentication"], "description": "card_authentication: the id-PIV-cardAuth EKU or a card-auth policy OID (its key needs no PIN)" },
+            "upns": strings, "emails": strings, "uris": strings,
+            "card_uuid": { "type": ["string", "null"], "description": "the UUID of the first urn:uuid: URI SAN" },
+            "fascn": { "oneOf": [{ "$ref": "#/components/schemas/Fascn" }, { "type": "null" }] },
+            "policy_oids": strings, "extended_key_usages": strings,
+            "public_key": { "oneOf": [{ "$ref": "#/components/schemas/PublicKey" }, { "type": "null" }] }
+        })),
+        "Fascn": object(&["digits", "agency_code", "system_code", "credential_number", "credential_series", "individual_credential_issue", "person_identifier", "organizational_category", "organizational_identifier", "association_category"], json!({
+            "digits": { "type": "string", "description": "the 32 digits, in the order of the fields below" },
+            "agency_code": s, "system_code": s, "credential_number": s, "credential_series": s, "individual_credential_issue": s,
+            "person_identifier": s, "organizational_category": s, "organizational_identifier": s, "association_category": s
+        })),
+        "PublicKey": object(&["algorithm", "curve", "bits"], json!({
+            "algorithm": { "type": "string", "description": "RSA, EC, Ed25519, Ed448, or the dotted OID of another algorithm" },
+            "curve": { "type": ["string", "null"], "description": "P-256, P-384, P-521 or the curve's OID, for EC keys" },
+            "bits": { "type": ["integer", "null"] }
         })),
         "SmartCardPage": page_of("SmartCard"),
         "OrgRequest": object(&["name"], json!({ "name": s })),
-        "Org": object(&["id", "name", "created_at", "enabled"], json!({ "id": s, "name": s, "created_at": time, "enabled": { "type": "boolean" }, "disabled_at": { "type": ["string", "null"], "format": "date-time" } })),
-        "OrgUpdate": object(&["enabled"], json!({ "enabled": { "type": "boolean" } })),
+        "Org": object(&["id", "name", "created_at", "enabled", "allow_card_authentication"], json!({ "id": s, "name": s, "created_at": time, "enabled": { "type": "boolean" }, "disabled_at": { "type": ["string", "null"], "format": "date-time" }, "allow_card_authentication": { "type": "boolean" } })),
+        "OrgUpdate": object(&[], json!({
+            "enabled": { "type": "boolean" },
+            "allow_card_authentication": { "type": "boolean", "description": "whether the org's admins may bind PIV Card Authentication certificates" }
+        })),
         "OrgPage": page_of("Org"),
         "DomainRequest": object(&["domain"], json!({ "domain": s })),
         "OrgDomain": object(&["org_id", "domain", "created_at"], json!({ "org_id": s, "domain": s, "created_at": time })),

@@ -38,21 +38,32 @@ pub async fn get(State(state): State<AppState>, _admin: SuperAdmin, Path(id): Pa
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgUpdate {
-    pub enabled: bool,
+    pub enabled: Option<bool>,
+    pub allow_card_authentication: Option<bool>,
 }
 
-/// Disables or enables an org (`db::orgs` says exactly what that does). A super-admin cannot
-/// disable its own org: its token would stop working with nobody left to undo it.
+/// Disables or enables an org (`db::orgs` says exactly what that does), and lets it bind PIV
+/// Card Authentication certificates or stops it. A super-admin cannot disable its own org:
+/// its token would stop working with nobody left to undo it.
 pub async fn update(
     State(state): State<AppState>,
     SuperAdmin(admin): SuperAdmin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<OrgUpdate>,
 ) -> ApiResult<Response> {
-    if !body.enabled && id == admin.org_id() {
+    if body.enabled == Some(false) && id == admin.org_id() {
         return Err(ApiError::Forbidden("a super-admin cannot disable its own org".into()));
     }
-    let committed = orgs::set_enabled(&state.db, &admin.actor(), &id, body.enabled).await?;
+    let allowed = match body.allow_card_authentication {
+        Some(allow) => Some(orgs::set_allow_card_authentication(&state.db, &admin.actor(), &id, allow).await?),
+        None => None,
+    };
+    let enabled = match (body.enabled, allowed) {
+        (Some(enabled), _) => enabled,
+        (None, Some(org)) => return Ok(Json(org).into_response()),
+        (None, None) => return Err(ApiError::validation("body", "give `enabled`, `allow_card_authentication` or both")),
+    };
+    let committed = orgs::set_enabled(&state.db, &admin.actor(), &id, enabled).await?;
     if committed.version == 0 {
         // Already in that state: nothing committed.
         return Ok(Json(committed.value).into_response());

@@ -12,8 +12,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use certbind_shared::certificate::pem::decode_certificate_pem_chain;
-use certbind_shared::certificate::CertificateFacts;
+use certbind_shared::certificate::pem::{decode_certificate_pem_file, encode_certificate_pem};
+use certbind_shared::certificate::{CardFacts, CertificateFacts};
 use certbind_shared::identity::normalize_serial;
 use certbind_shared::Fingerprint;
 use serde::Deserialize;
@@ -131,7 +131,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
     let given = GivenFields::parse(&body)?;
     let card = match &body.certificate_pem {
         Some(pem) => {
-            let (facts, is_ca) = facts_of_pem(pem)?;
+            let GivenCertificate { facts, is_ca, der } = facts_of_pem(pem)?;
             given.check_against(&facts)?;
             if is_ca {
                 return Err(ApiError::validation(
@@ -143,6 +143,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
                 return Err(ApiError::validation("certificate_pem", format!("a DN is longer than {MAX_DN_BYTES} bytes")));
             }
             let sans = crate::db::claims::san_domains(&facts);
+            let certificate = Some((encode_certificate_pem(&der), CardFacts::of(&facts)));
             NewSmartCard {
                 fingerprint: facts.fingerprint.to_hex(),
                 user_id,
@@ -153,6 +154,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
                 not_after: format_epoch(facts.not_after),
                 label,
                 sans: Some(sans),
+                certificate,
             }
         }
         None => {
@@ -167,6 +169,7 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
                 not_after: format_epoch(given.not_after.ok_or_else(|| missing("not_after"))?),
                 label,
                 sans: None,
+                certificate: None,
             }
         }
     };
@@ -182,8 +185,16 @@ pub fn validate_bind(body: BindRequest, now: i64) -> ApiResult<NewSmartCard> {
     Ok(card)
 }
 
+/// The one certificate of a `certificate_pem`.
+pub(crate) struct GivenCertificate {
+    pub facts: CertificateFacts,
+    /// basicConstraints cA.
+    pub is_ca: bool,
+    pub der: Vec<u8>,
+}
+
 /// A certificate's facts, and whether it is a CA certificate. Exactly one certificate.
-pub(crate) fn facts_of_pem(pem: &str) -> ApiResult<(CertificateFacts, bool)> {
+pub(crate) fn facts_of_pem(pem: &str) -> ApiResult<GivenCertificate> {
     if pem.len() > MAX_PEM_TEXT_BYTES {
         return Err(ApiError::validation(
             "certificate_pem",
@@ -191,9 +202,9 @@ pub(crate) fn facts_of_pem(pem: &str) -> ApiResult<(CertificateFacts, bool)> {
         ));
     }
     let chain =
-        decode_certificate_pem_chain(pem.as_bytes()).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
+        decode_certificate_pem_file(pem.as_bytes()).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
     let der = match chain.as_slice() {
-        [der] => der,
+        [der] => der.clone(),
         more => {
             return Err(ApiError::validation(
                 "certificate_pem",
@@ -201,8 +212,8 @@ pub(crate) fn facts_of_pem(pem: &str) -> ApiResult<(CertificateFacts, bool)> {
             ))
         }
     };
-    let facts = CertificateFacts::from_der(der).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
-    Ok((facts, is_ca_certificate(der)))
+    let facts = CertificateFacts::from_der(&der).map_err(|e| ApiError::validation("certificate_pem", e.to_string()))?;
+    Ok(GivenCertificate { facts, is_ca: is_ca_certificate(&der), der })
 }
 
 /// basicConstraints with cA set. A certificate the facts walk accepted but x509-cert cannot

@@ -62,7 +62,7 @@ pub async fn create(
     let given = body.fingerprint.as_deref().map(|fp| canonical_fingerprint("fingerprint", fp)).transpose()?;
     let (fingerprint, certificate) = match &body.certificate_pem {
         Some(pem) => {
-            let (facts, _) = super::smartcards::facts_of_pem(pem)?;
+            let facts = super::smartcards::facts_of_pem(pem)?.facts;
             let fingerprint = facts.fingerprint.to_hex();
             if given.as_ref().is_some_and(|given| *given != fingerprint) {
                 return Err(ApiError::validation("fingerprint", "is not the fingerprint of certificate_pem"));

@@ -5,15 +5,16 @@
 //! exactly what is tested here.
 
 pub mod builder;
+pub mod content;
 pub mod deltas;
 pub mod served;
 pub mod service;
 pub mod store;
+pub mod validate;
 
-pub use builder::{
-    validate_change, BindingEntry, BuildError, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial,
-    SnapshotContent, StreamedBindings,
-};
+pub use builder::StreamedBindings;
+pub use content::{BindingEntry, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SnapshotContent};
+pub use validate::{validate_change, BuildError};
 pub use deltas::{DeltaLimits, DeltaRing};
 pub use served::{LeftOut, NoSnapshots, ServedSnapshot, SnapshotService};
 pub use service::{build_from_database, StoreService};

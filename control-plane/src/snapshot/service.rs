@@ -13,11 +13,11 @@
 //! - A full reload (start-up, a log the service cannot follow) reads the tables at one
 //!   version, claims a newer one, and folds in what was committed between.
 
-use super::builder::{
-    BindingEntry, BuildError, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
-    StreamedBindings,
+use super::builder::StreamedBindings;
+use super::content::{
+    BindingEntry, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
 };
-use super::builder::validate_change;
+use super::validate::{validate_change, BuildError};
 use crate::domain::change::Change;
 use super::served::{LeftOut, ServedSnapshot, SnapshotService};
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
@@ -74,7 +74,7 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
             });
         }
     }
-    let owner = super::builder::RuleOwner::from;
+    let owner = super::content::RuleOwner::from;
     let mut issuers = BTreeSet::new();
     for rule in &rows.rules {
         if let Err(e) = validate_change(rule) {
@@ -102,9 +102,9 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
                     content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json });
                 }
             }
-            Change::UpsertCa(ca) => content.cas.push(super::builder::CaEntry {
+            Change::UpsertCa(ca) => content.cas.push(super::content::CaEntry {
                 key: certbind_shared::identity::CaKey::of(&ca.key),
-                value: super::builder::CaValue {
+                value: super::content::CaValue {
                     subject_dn: ca.subject_dn,
                     require_fresh_crl: ca.require_fresh_crl,
                     fail_open: ca.fail_open,

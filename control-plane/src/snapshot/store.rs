@@ -17,9 +17,10 @@
 //! service that claimed it, with exactly the content committed before it.
 
 use super::deltas::{DeltaLimits, DeltaRing};
-use super::builder::{
-    encode_content, encode_patched, BuildError, Change, PatchMode, Pending, SnapshotContent, StreamedBindings,
-};
+use super::builder::{encode_content, encode_patched, PatchMode, Pending, StreamedBindings};
+use super::content::SnapshotContent;
+use super::validate::BuildError;
+use crate::domain::change::Change;
 use crate::signer::Signer;
 use certbind_shared::snapshot::delta;
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView};

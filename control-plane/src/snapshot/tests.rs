@@ -2,6 +2,9 @@
 //! must fold in order, and failures must lose nothing.
 
 use super::builder::*;
+use super::content::*;
+use super::validate::*;
+use crate::domain::change::{CaRecord, Change};
 use super::deltas::DeltaLimits;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
@@ -11,18 +14,12 @@ use certbind_shared::snapshot::{
 };
 use crate::domain::Owner as DbOwner;
 use certbind_shared::Fingerprint;
-use sha2::{Digest, Sha256};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn fp(label: &str, i: u64) -> Fingerprint {
-    let mut hasher = Sha256::new();
-    hasher.update(label.as_bytes());
-    hasher.update(i.to_le_bytes());
-    Fingerprint(hasher.finalize().into())
-}
 
 fn signer(seed: u8) -> Arc<SoftwareSigner> {
     Arc::new(SoftwareSigner::from_secret(&[seed; 32]).unwrap())
@@ -239,7 +236,7 @@ fn random_owner(rng: &mut Counter) -> DbOwner {
 
 fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
     let existing = known[(rng.next() as usize) % known.len()];
-    let fresh = fp("fresh", rng.next());
+    let fresh = Fingerprint::synthetic("fresh", rng.next());
     let pick = if rng.next() & 1 == 0 { existing } else { fresh };
     let owner = random_owner(rng);
     let n = rng.next();
@@ -310,13 +307,13 @@ fn starting_oracle(bindings: u64) -> Oracle {
     let mut oracle = Oracle::default();
     for i in 0..bindings {
         let claim = Claim::from_verified(i % 3 != 0);
-        oracle.bindings.insert(fp("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0, claim));
+        oracle.bindings.insert(Fingerprint::synthetic("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0, claim));
     }
-    oracle.blocklist.insert((fp("bind", 1), Some("o1".into())));
-    oracle.blocklist.insert((fp("bind", 1), None));
+    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), Some("o1".into())));
+    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), None));
     oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), None), ("CN=CA 0".into(), "1".into()));
-    oracle.principals.insert((fp("bind", 2), Some("o2".into())), ("svc:seed".into(), Claim::Unverified));
-    oracle.principals.insert((fp("bind", 4), Some("o3".into())), ("svc:seen".into(), Claim::Verified));
+    oracle.principals.insert((Fingerprint::synthetic("bind", 2), Some("o2".into())), ("svc:seed".into(), Claim::Unverified));
+    oracle.principals.insert((Fingerprint::synthetic("bind", 4), Some("o3".into())), ("svc:seen".into(), Claim::Verified));
     oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), None));
     oracle.constraints.insert((Some("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
     oracle.issuers.insert(("https://idp0.example".into(), None), (Vec::new(), jwks(1)));
@@ -407,7 +404,7 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
     let oracle = starting_oracle(2_500);
     let mut content = oracle.content();
     content.bindings.push(BindingEntry {
-        fingerprint: fp("text-user", 0),
+        fingerprint: Fingerprint::synthetic("text-user", 0),
         user_id: "not-a-ulid".into(),
         org_id: "o9".into(),
         enabled: true,
@@ -437,7 +434,7 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
 #[test]
 fn versions_fold_in_order_whatever_order_they_arrive_in() {
     let store = SnapshotStore::new(signer(2), StoreSettings::default());
-    let block = |i| vec![Change::Block { fingerprint: fp("x", i), owner: DbOwner::Platform }];
+    let block = |i| vec![Change::Block { fingerprint: Fingerprint::synthetic("x", i), owner: DbOwner::Platform }];
     assert_eq!(store.apply(1, block(1)), Applied::Buffered, "nothing loaded yet");
     store.load(SnapshotContent::default(), 2).unwrap();
     assert_eq!(store.applied_version(), 2);
@@ -452,14 +449,14 @@ fn versions_fold_in_order_whatever_order_they_arrive_in() {
     let published = store.publish().unwrap().unwrap();
     assert_eq!(published.version(), 5);
     let blocked: BTreeSet<Fingerprint> = published.view().blocklist().map(|(f, _)| f).collect();
-    assert_eq!(blocked, [3, 4, 5].map(|i| fp("x", i)).into_iter().collect());
-    assert!(!published.view().is_blocklisted(&fp("x", 1), None));
+    assert_eq!(blocked, [3, 4, 5].map(|i| Fingerprint::synthetic("x", i)).into_iter().collect());
+    assert!(!published.view().is_blocklisted(&Fingerprint::synthetic("x", 1), None));
 }
 
 #[test]
 fn a_claim_that_skips_versions_folds_after_the_one_it_follows() {
     let store = SnapshotStore::new(signer(2), StoreSettings::default());
-    let block = |i| vec![Change::Block { fingerprint: fp("x", i), owner: DbOwner::Platform }];
+    let block = |i| vec![Change::Block { fingerprint: Fingerprint::synthetic("x", i), owner: DbOwner::Platform }];
     store.load(SnapshotContent::default(), 2).unwrap();
     // Another service's load claimed 1 000 after 3; the change after it arrives first.
     assert_eq!(store.apply(1_001, block(1_001)), Applied::Buffered);
@@ -473,11 +470,11 @@ fn a_claim_that_skips_versions_folds_after_the_one_it_follows() {
     assert_eq!(store.apply(5_001, block(5_001)), Applied::Buffered, "held at the claim");
     let published = store.publish().unwrap().unwrap();
     assert_eq!(published.version(), 5_000);
-    assert!(published.view().is_blocklisted(&fp("x", 1_001), None));
-    assert!(!published.view().is_blocklisted(&fp("x", 5_001), None));
+    assert!(published.view().is_blocklisted(&Fingerprint::synthetic("x", 1_001), None));
+    assert!(!published.view().is_blocklisted(&Fingerprint::synthetic("x", 5_001), None));
     assert_eq!(store.applied_version(), 5_001);
     let next = store.publish().unwrap().unwrap();
-    assert!(next.view().is_blocklisted(&fp("x", 5_001), None));
+    assert!(next.view().is_blocklisted(&Fingerprint::synthetic("x", 5_001), None));
     assert!(store.delta(5_000, 5_001, usize::MAX).is_some(), "a proxy holding 5 000 gets the step");
 }
 
@@ -487,16 +484,16 @@ fn a_reload_covers_changes_that_arrive_while_it_reads() {
     store.load(SnapshotContent::default(), 1).unwrap();
     store.begin_load();
     // Committed before the reload read the database: the reload's rows include it.
-    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: fp("x", 2), owner: DbOwner::Platform }]), Applied::Buffered);
+    assert_eq!(store.apply(2, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 2), owner: DbOwner::Platform }]), Applied::Buffered);
     // Committed after: it must survive the reload.
-    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: fp("x", 4), owner: DbOwner::Platform }]), Applied::Buffered);
-    let content = SnapshotContent { blocklist: vec![(fp("x", 2), None)], ..Default::default() };
+    assert_eq!(store.apply(4, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 4), owner: DbOwner::Platform }]), Applied::Buffered);
+    let content = SnapshotContent { blocklist: vec![(Fingerprint::synthetic("x", 2), None)], ..Default::default() };
     let loaded = store.finish_load(content, 3).unwrap();
     assert_eq!(loaded.version(), 3);
     assert_eq!(store.applied_version(), 4);
     let next = store.publish().unwrap().unwrap();
     assert_eq!(next.view().blocklist().collect::<Vec<_>>().len(), 2);
-    assert!(next.view().is_blocklisted(&fp("x", 4), None));
+    assert!(next.view().is_blocklisted(&Fingerprint::synthetic("x", 4), None));
     match store.load(SnapshotContent::default(), 4) {
         Err(StoreError::StaleLoad { loaded: 4, published: 4 }) => {}
         other => panic!("expected StaleLoad, got {other:?}"),
@@ -535,17 +532,17 @@ fn a_failed_signature_loses_no_change() {
     store.load(SnapshotContent::default(), 1).unwrap();
     store.apply(
         2,
-        vec![Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Platform }, Change::Block { fingerprint: fp("x", 2), owner: DbOwner::Platform }],
+        vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 1), owner: DbOwner::Platform }, Change::Block { fingerprint: Fingerprint::synthetic("x", 2), owner: DbOwner::Platform }],
     );
     flaky.down.store(true, Ordering::SeqCst);
     assert!(matches!(store.publish(), Err(StoreError::Sign(_))));
     assert!(store.has_unpublished());
     // A change made while the token was down overrides the failed batch for its key.
-    store.apply(3, vec![Change::Unblock { fingerprint: fp("x", 2), owner: DbOwner::Platform }]);
+    store.apply(3, vec![Change::Unblock { fingerprint: Fingerprint::synthetic("x", 2), owner: DbOwner::Platform }]);
     flaky.down.store(false, Ordering::SeqCst);
     let published = store.publish().unwrap().unwrap();
     assert_eq!(published.version(), 3);
-    assert_eq!(published.view().blocklist().collect::<Vec<_>>(), vec![(fp("x", 1), Owner::Platform)]);
+    assert_eq!(published.view().blocklist().collect::<Vec<_>>(), vec![(Fingerprint::synthetic("x", 1), Owner::Platform)]);
 }
 
 /// A signer whose signatures do not match its published key.
@@ -597,21 +594,21 @@ fn invalid_changes_are_left_out_and_counted() {
                 jwks_json: b"{\"keys\":[]}".to_vec(),
             },
             Change::UpsertBinding {
-                fingerprint: fp("b", 1),
+                fingerprint: Fingerprint::synthetic("b", 1),
                 user_id: "u".repeat(256),
                 org_id: "o".into(),
                 enabled: true,
                 claim: Claim::Verified,
             },
-            Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Org("o1".into()) },
+            Change::Block { fingerprint: Fingerprint::synthetic("x", 1), owner: DbOwner::Org("o1".into()) },
         ],
     );
     assert_eq!(store.rejected_changes(), 2);
     let published = store.publish().unwrap().unwrap();
     assert!(published.view().token_issuer("https://bad.example", Owner::Platform).is_none());
     assert_eq!(published.view().binding_count(), 0);
-    assert!(published.view().is_blocklisted(&fp("x", 1), Some("o1")));
-    assert!(!published.view().is_blocklisted(&fp("x", 1), Some("o2")));
+    assert!(published.view().is_blocklisted(&Fingerprint::synthetic("x", 1), Some("o1")));
+    assert!(!published.view().is_blocklisted(&Fingerprint::synthetic("x", 1), Some("o2")));
 }
 
 #[test]
@@ -639,21 +636,21 @@ fn a_change_the_encoder_refuses_is_dropped_and_the_rest_published() {
         2,
         vec![
             register("https://a.example"),
-            Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Platform },
+            Change::Block { fingerprint: Fingerprint::synthetic("x", 1), owner: DbOwner::Platform },
             register("https://b.example"),
         ],
     );
     assert_eq!(store.rejected_changes(), 0);
     let published = store.publish().expect("published without the change that cannot go in").unwrap();
     assert_eq!(published.version(), 2);
-    assert!(published.view().is_blocklisted(&fp("x", 1), None), "the revocation goes out");
+    assert!(published.view().is_blocklisted(&Fingerprint::synthetic("x", 1), None), "the revocation goes out");
     assert!(published.view().token_issuer("https://a.example", Owner::Org("o1")).is_some());
     assert!(published.view().token_issuer("https://b.example", Owner::Org("o1")).is_none());
     assert_eq!(store.rejected_changes(), 1);
     // Nothing is left pending: the next change publishes on its own.
-    store.apply(3, vec![Change::Block { fingerprint: fp("x", 2), owner: DbOwner::Platform }]);
+    store.apply(3, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 2), owner: DbOwner::Platform }]);
     let next = store.publish().unwrap().unwrap();
-    assert!(next.view().is_blocklisted(&fp("x", 2), None));
+    assert!(next.view().is_blocklisted(&Fingerprint::synthetic("x", 2), None));
     assert_eq!(store.rejected_changes(), 1);
 }
 
@@ -667,11 +664,11 @@ fn full_builds_refuse_ambiguous_content() {
         algorithm: crate::signer::SignatureAlgorithm::EcdsaP256Sha256,
     };
     let binding =
-        |user: &str| BindingEntry { fingerprint: fp("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true, claim: Claim::Verified };
+        |user: &str| BindingEntry { fingerprint: Fingerprint::synthetic("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true, claim: Claim::Verified };
     let mut twice = SnapshotContent { bindings: vec![binding("u1"), binding("u2")], ..Default::default() };
     assert_eq!(
         encode_content(&mut twice, &header).err(),
-        Some(BuildError::DuplicateBinding { fingerprint: fp("b", 1).to_hex() })
+        Some(BuildError::DuplicateBinding { fingerprint: Fingerprint::synthetic("b", 1).to_hex() })
     );
     let mut long = SnapshotContent { bindings: vec![binding(&"u".repeat(256))], ..Default::default() };
     assert_eq!(encode_content(&mut long, &header).err(), Some(BuildError::BadString { field: "user_id", len: 256 }));
@@ -707,7 +704,7 @@ fn rotation_signs_with_the_new_key_and_old_snapshots_stay_refusable() {
     let store = SnapshotStore::new(old.clone(), StoreSettings::default());
     let first = store.load(SnapshotContent::default(), 1).unwrap();
     store.rotate_signer(new.clone());
-    store.apply(2, vec![Change::Block { fingerprint: fp("x", 1), owner: DbOwner::Platform }]);
+    store.apply(2, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 1), owner: DbOwner::Platform }]);
     let second = store.publish().unwrap().unwrap();
     assert_eq!(first.key_id(), old.key_id());
     assert_eq!(second.key_id(), new.key_id());
@@ -761,7 +758,7 @@ fn the_string_table_is_rebuilt_before_garbage_piles_up() {
     let mut sizes = Vec::new();
     for version in 2..=70u64 {
         let change = Change::UpsertBinding {
-            fingerprint: fp("bind", version % 10),
+            fingerprint: Fingerprint::synthetic("bind", version % 10),
             user_id: format!("user-{version}"),
             org_id: "o1".into(),
             enabled: true,
@@ -785,13 +782,13 @@ fn deltas_are_kept_per_step_within_bounds_and_served_only_when_worth_it() {
     let limits = DeltaLimits { max_steps: 3, ..DeltaLimits::default() };
     let store = SnapshotStore::new(signer(9), StoreSettings { deltas: limits, ..StoreSettings::default() });
     let bindings: Vec<BindingEntry> = (0..200)
-        .map(|i| BindingEntry { fingerprint: fp("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true, claim: Claim::Verified })
+        .map(|i| BindingEntry { fingerprint: Fingerprint::synthetic("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true, claim: Claim::Verified })
         .collect();
     let mut published = vec![store.load(SnapshotContent { bindings, ..Default::default() }, 1).unwrap()];
     let full_len = published[0].bytes().len();
     // One revoke per version: a step each, a few hundred bytes.
     for (version, i) in (2..=5u64).zip(0..) {
-        store.apply(version, vec![Change::RemoveBinding { fingerprint: fp("d", i) }]);
+        store.apply(version, vec![Change::RemoveBinding { fingerprint: Fingerprint::synthetic("d", i) }]);
         published.push(store.publish().unwrap().unwrap());
     }
     assert_eq!(store.delta_ring_size().0, 3, "bounded by count");
@@ -814,7 +811,7 @@ fn deltas_are_kept_per_step_within_bounds_and_served_only_when_worth_it() {
     let small = DeltaLimits { max_bytes: 64, ..DeltaLimits::default() };
     let store = SnapshotStore::new(signer(9), StoreSettings { deltas: small, ..StoreSettings::default() });
     store.load(SnapshotContent::default(), 1).unwrap();
-    store.apply(2, vec![Change::RemoveBinding { fingerprint: fp("d", 0) }]);
+    store.apply(2, vec![Change::RemoveBinding { fingerprint: Fingerprint::synthetic("d", 0) }]);
     store.publish().unwrap();
     assert_eq!(store.delta_ring_size(), (0, 0));
 }
@@ -827,7 +824,7 @@ fn a_reload_signs_under_its_claim_with_what_was_committed_while_it_read() {
     store.begin_load();
     let rest = SnapshotContent::default();
     let mut streamed = StreamedBindings::new(2, &rest);
-    let mut read: Vec<Fingerprint> = vec![fp("r", 1), fp("r", 2)];
+    let mut read: Vec<Fingerprint> = vec![Fingerprint::synthetic("r", 1), Fingerprint::synthetic("r", 2)];
     read.sort();
     for fingerprint in &read {
         streamed.push(fingerprint, "01HV0000000000000000000001", "o1", true, Claim::Verified).unwrap();

@@ -94,6 +94,62 @@ pub fn decode_fascn(bytes: &[u8]) -> Result<String, CertificateError> {
     Ok(digits)
 }
 
+/// A FASC-N's fields, each the digits the card carries (leading zeros kept), as SP 800-73-4
+/// and the TIG SCEPACS name them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fascn {
+    /// All 32 digits, as [`decode_fascn`] gives them and a FASC-N constraint names them.
+    pub digits: String,
+    pub agency_code: String,
+    pub system_code: String,
+    pub credential_number: String,
+    /// CS: the credential series (the major system change).
+    pub credential_series: String,
+    /// ICI: the individual credential issue (1 for the first card, 2 after a lost one, …).
+    pub individual_credential_issue: String,
+    /// PI: the person identifier, stable across the holder's cards.
+    pub person_identifier: String,
+    /// OC: 1 federal government, 2 state government, 3 commercial enterprise, 4 foreign
+    /// government.
+    pub organizational_category: String,
+    /// OI: the organization, by the category's code list (for OC 1, NIST SP 800-87's agency
+    /// codes).
+    pub organizational_identifier: String,
+    /// POA: 1 employee, 2 civil, 3 executive staff, 4 uniformed service, 5 contractor, 6
+    /// organizational affiliate, 7 organizational beneficiary.
+    pub association_category: String,
+}
+
+/// The widths of the 32 digits' fields, in order.
+const FIELD_WIDTHS: [usize; 9] = [4, 4, 6, 1, 1, 10, 1, 4, 1];
+
+impl Fascn {
+    /// The fields of the 32 digits [`decode_fascn`] gave; `None` for anything else.
+    pub fn from_digits(digits: &str) -> Option<Fascn> {
+        if digits.len() != FIELD_WIDTHS.iter().sum::<usize>() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let mut fields = FIELD_WIDTHS.iter().scan(0usize, |start, width| {
+            let field = digits.get(*start..*start + width).map(str::to_owned);
+            *start += width;
+            field
+        });
+        let mut next = || fields.next();
+        Some(Fascn {
+            digits: digits.to_owned(),
+            agency_code: next()?,
+            system_code: next()?,
+            credential_number: next()?,
+            credential_series: next()?,
+            individual_credential_issue: next()?,
+            person_identifier: next()?,
+            organizational_category: next()?,
+            organizational_identifier: next()?,
+            association_category: next()?,
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -219,6 +275,32 @@ pub(crate) mod tests {
                 decode_fascn(&bytes),
                 Err(CertificateError::Field("FASC-N is not 25 bytes"))
             );
+        }
+    }
+
+    #[test]
+    fn fields_of_the_fixture_card() {
+        let jane = Fascn::from_digits("99999999999999111234567890112232").unwrap();
+        let fields = [
+            &jane.agency_code,
+            &jane.system_code,
+            &jane.credential_number,
+            &jane.credential_series,
+            &jane.individual_credential_issue,
+            &jane.person_identifier,
+            &jane.organizational_category,
+            &jane.organizational_identifier,
+            &jane.association_category,
+        ];
+        assert_eq!(fields, ["9999", "9999", "999999", "1", "1", "1234567890", "1", "1223", "2"]);
+        assert_eq!(jane.digits, "99999999999999111234567890112232");
+        let yubico = Fascn::from_digits("99999999999999010000000000300001").unwrap();
+        assert_eq!(
+            (yubico.credential_series.as_str(), yubico.person_identifier.as_str(), yubico.organizational_category.as_str()),
+            ("0", "0000000000", "3")
+        );
+        for bad in ["", "9999999999999911123456789011223", "999999999999991112345678901122321", "9999999999999911123456789011223x"] {
+            assert_eq!(Fascn::from_digits(bad), None, "{bad}");
         }
     }
 }

@@ -2,10 +2,12 @@
 
 mod borrowed;
 pub mod ca;
+pub mod card;
 pub mod dn;
 #[cfg(any(test, feature = "x509-reference"))]
 pub mod reference;
 pub mod fascn;
+pub mod key;
 pub mod pem;
 pub mod san;
 
@@ -19,6 +21,9 @@ use x509_cert::ext::pkix::{CertificatePolicies, ExtendedKeyUsage};
 use x509_cert::time::Time;
 
 pub use ca::{CaCertificate, KeyIdentifier};
+pub use card::{CardFact, CardFacts, CertificateType};
+pub use fascn::Fascn;
+pub use key::PublicKeyFacts;
 pub use san::SubjectAltName;
 
 /// Largest certificate DER accepted. Real PIV/CAC certificates are 1.5–2.5 KiB; 16 KiB leaves
@@ -62,6 +67,8 @@ pub struct CertificateFacts {
     pub extended_key_usages: Vec<String>,
     /// The AuthorityKeyIdentifier's keyIdentifier: the key of the CA that issued it.
     pub authority_key_identifier: Option<KeyIdentifier>,
+    /// The subject's public key; `None` when the certificate itself was not at hand.
+    pub public_key: Option<PublicKeyFacts>,
     /// False when only part of the certificate was available (e.g. the connection's
     /// properties give a digest and a subject but no issuer): constraints that need a missing
     /// fact then refuse.
@@ -136,6 +143,7 @@ impl CertificateFacts {
             policy_oids,
             extended_key_usages,
             authority_key_identifier: ca::authority_key_identifier(extensions)?,
+            public_key: PublicKeyFacts::of_spki(certificate.spki_der),
             complete: true,
         })
     }
@@ -188,6 +196,7 @@ impl CertificateFacts {
             + strings(&self.policy_oids)
             + strings(&self.extended_key_usages)
             + self.authority_key_identifier.as_ref().map_or(0, |k| k.as_bytes().len())
+            + self.public_key.as_ref().map_or(0, PublicKeyFacts::heap_bytes)
     }
 
     /// A PIV (or PIV-I) Card Authentication certificate: its EKU, or a card-auth policy.
@@ -477,6 +486,7 @@ mod tests {
                 authority_key_identifier: KeyIdentifier::new(
                     &crate::encoding::hex_decode("ea896c2f3342bdb893c3c2cd7f2b404540a863a8").unwrap()
                 ),
+                public_key: Some(PublicKeyFacts { algorithm: "RSA".into(), curve: None, bits: Some(2048) }),
                 complete: true,
             }
         );

@@ -3,7 +3,8 @@
 //! Accepted: one or more `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` blocks
 //! with nothing but whitespace (space, tab, CR, LF) around and between them and inside the
 //! base64 body. Refused: explanatory text, other labels, PEM headers, broken base64, and bodies
-//! larger than a certificate may be.
+//! larger than a certificate may be. Files an administrator gives are read as OpenSSL reads
+//! them instead, text around the blocks ignored ([`decode_certificate_pem_file`]).
 
 use super::{CertificateError, MAX_CERTIFICATE_DER};
 
@@ -90,6 +91,67 @@ pub fn decode_single_certificate_pem(text: &[u8]) -> Result<Vec<u8>, Certificate
     certificates.pop().ok_or(CertificateError::Pem(
         "no -----BEGIN CERTIFICATE----- block",
     ))
+}
+
+/// Every certificate of a PEM file as OpenSSL reads one (`openssl x509 -in`, `PEM_read`): text
+/// outside the blocks — the `Bag Attributes`, `subject=` and `issuer=` lines `openssl pkcs12
+/// -nokeys` writes before each certificate, comments, a trailing signature line — is ignored,
+/// so a file an operator exported can be given as it is. For text an administrator supplies,
+/// never for a header a proxy forwards (those stay [`decode_certificate_pem_chain`]'s strict
+/// framing). Still refused: more than [`MAX_PEM_BYTES`], more than [`MAX_CHAIN_CERTIFICATES`]
+/// blocks, anything but base64 and whitespace inside a block (PEM headers too), a block with
+/// another label (a private key has no place beside the certificate) and no certificate.
+/// A block begins only at the start of a line, as OpenSSL reads it.
+pub fn decode_certificate_pem_file(text: &[u8]) -> Result<Vec<Vec<u8>>, CertificateError> {
+    if text.len() > MAX_PEM_BYTES {
+        return Err(CertificateError::TooLarge {
+            len: text.len(),
+            limit: MAX_PEM_BYTES,
+        });
+    }
+    let mut certificates = Vec::new();
+    let mut rest = text;
+    while let Some(at) = next_block(rest) {
+        let block = rest.get(at..).unwrap_or_default();
+        let Some(body) = block.strip_prefix(BEGIN) else {
+            return Err(CertificateError::Pem(
+                "holds a PEM block other than CERTIFICATE (a private key?): send the certificate alone",
+            ));
+        };
+        if certificates.len() == MAX_CHAIN_CERTIFICATES {
+            return Err(CertificateError::Pem(
+                "more certificates than a chain may hold",
+            ));
+        }
+        let (der, body_len) = decode_body_to_end(body)?;
+        certificates.push(der);
+        rest = body.get(body_len + END.len()..).unwrap_or_default();
+    }
+    if certificates.is_empty() {
+        return Err(CertificateError::Pem(
+            "no -----BEGIN CERTIFICATE----- block",
+        ));
+    }
+    Ok(certificates)
+}
+
+/// Where the next `-----BEGIN ` is that only spaces and tabs separate from the start of its
+/// line (or of `text`, which begins where the last block ended): OpenSSL's line start, and
+/// whatever the strict framing accepts too (indented blocks, a block right after an END).
+fn next_block(text: &[u8]) -> Option<usize> {
+    const BEGIN_ANY: &[u8] = b"-----BEGIN ";
+    let mut at_line_start = true;
+    for (at, &byte) in text.iter().enumerate() {
+        if at_line_start && byte == b'-' && text.get(at..).is_some_and(|rest| rest.starts_with(BEGIN_ANY)) {
+            return Some(at);
+        }
+        at_line_start = match byte {
+            b'\n' => true,
+            b' ' | b'\t' | b'\r' => at_line_start,
+            _ => false,
+        };
+    }
+    None
 }
 
 /// What a byte of a PEM body is: a base64 digit's value (0–63), or one of these.
@@ -415,5 +477,64 @@ mod tests {
                 "more certificates than a chain may hold"
             ))
         );
+    }
+
+    const JANE: &str = include_str!("../../../tests/pki/piv-auth.pem");
+    const CAC: &str = include_str!("../../../tests/pki/cac.pem");
+
+    /// `openssl pkcs12 -nokeys` output: bag attributes and OpenSSL's subject and issuer lines
+    /// before each block.
+    fn bagged(pem: &str, name: &str) -> String {
+        format!(
+            "Bag Attributes\n    friendlyName: {name}\n    localKeyID: CE 00 E4 42 0F 0A 79 74 \n\
+             subject=C = US, O = U.S. Government, CN = {name}\nissuer=C = US, O = certbind, CN = CA\n{pem}"
+        )
+    }
+
+    #[test]
+    fn a_file_is_read_as_openssl_reads_it() {
+        let jane = decode_certificate_pem(JANE.as_bytes()).unwrap();
+        let cac = decode_certificate_pem(CAC.as_bytes()).unwrap();
+        let file = |text: &str| decode_certificate_pem_file(text.as_bytes());
+        assert_eq!(file(&bagged(JANE, "Jane")), Ok(vec![jane.clone()]));
+        assert_eq!(file(JANE), Ok(vec![jane.clone()]));
+        assert_eq!(file(&format!("{}trailing words, and no newline", bagged(JANE, "Jane"))), Ok(vec![jane.clone()]));
+        assert_eq!(file(&bagged(JANE, "Jane").replace('\n', "\r\n")), Ok(vec![jane.clone()]));
+        // A chain as pkcs12 writes one: each block behind its own attributes.
+        assert_eq!(file(&format!("{}{}", bagged(JANE, "Jane"), bagged(CAC, "CAC"))), Ok(vec![jane.clone(), cac]));
+        // The strict reader, for forwarded headers, still refuses the text.
+        assert_eq!(
+            decode_certificate_pem_chain(bagged(JANE, "Jane").as_bytes()),
+            Err(CertificateError::Pem("text before -----BEGIN CERTIFICATE-----"))
+        );
+    }
+
+    #[test]
+    fn a_file_still_refuses_what_is_not_one_certificate_block() {
+        let file = |text: &str| decode_certificate_pem_file(text.as_bytes());
+        let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+        assert_eq!(
+            file(&format!("{}{key}", bagged(JANE, "Jane"))),
+            Err(CertificateError::Pem("holds a PEM block other than CERTIFICATE (a private key?): send the certificate alone"))
+        );
+        let mut garbled = JANE.to_owned();
+        garbled.insert_str(JANE.find('\n').unwrap() + 10, "<garbage>");
+        assert_eq!(file(&garbled), Err(CertificateError::Pem("character outside base64 in the body")));
+        let header = JANE.replacen("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1);
+        assert_eq!(file(&header), Err(CertificateError::Pem("character outside base64 in the body")));
+        let no_block = "Bag Attributes\n  see -----BEGIN CERTIFICATE----- below\n";
+        // What the strict framing accepts, the file reader reads alike: indented blocks, and
+        // one right after another's END.
+        let indented = format!("  \t{}", JANE.trim_end().replace("-----END CERTIFICATE-----", "-----END CERTIFICATE----- ") + JANE);
+        assert_eq!(file(&indented), decode_certificate_pem_chain(indented.as_bytes()));
+        assert_eq!(file(&indented).map(|c| c.len()), Ok(2));
+        assert_eq!(file(no_block), Err(CertificateError::Pem("no -----BEGIN CERTIFICATE----- block")));
+        assert_eq!(file(""), Err(CertificateError::Pem("no -----BEGIN CERTIFICATE----- block")));
+        let unterminated = JANE.replace("-----END CERTIFICATE-----", "");
+        assert_eq!(file(&unterminated), Err(CertificateError::Pem("no -----END CERTIFICATE----- line")));
+        let padded = format!("{}{}", "x".repeat(MAX_PEM_BYTES), JANE);
+        assert_eq!(file(&padded), Err(CertificateError::TooLarge { len: padded.len(), limit: MAX_PEM_BYTES }));
+        let many = bagged(JANE, "Jane").repeat(MAX_CHAIN_CERTIFICATES + 1);
+        assert_eq!(file(&many), Err(CertificateError::Pem("more certificates than a chain may hold")));
     }
 }

@@ -3,7 +3,7 @@
 //! (feature `x509-reference`). Not used on the request path.
 
 use super::borrowed::NameRef;
-use super::{dn, serial_hex, unix_seconds, CertificateError, CertificateFacts, SubjectAltName, MAX_CERTIFICATE_DER};
+use super::{dn, serial_hex, unix_seconds, CertificateError, CertificateFacts, PublicKeyFacts, SubjectAltName, MAX_CERTIFICATE_DER};
 use crate::fingerprint::Fingerprint;
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode, Reader, SliceReader};
@@ -53,6 +53,7 @@ pub fn facts_by_full_decode(der: &[u8]) -> Result<CertificateFacts, CertificateE
         policy_oids: policies.map(|(_, p)| p.0.iter().map(|i| i.policy_identifier.to_string()).collect()).unwrap_or_default(),
         extended_key_usages: usages.map(|(_, u)| u.0.iter().map(ObjectIdentifier::to_string).collect()).unwrap_or_default(),
         authority_key_identifier,
+        public_key: PublicKeyFacts::of_spki(&tbs.subject_public_key_info.to_der().map_err(der_error)?),
         complete: true,
     })
 }

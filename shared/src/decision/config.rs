@@ -9,6 +9,7 @@ use super::headers::{configured_name, fold_name, StripList};
 use super::mode::{Mode, PathMatching, PathPattern};
 use super::path::folded_spellings;
 use super::trust::{Cidr, PeerProperty};
+use crate::certificate::CardFact;
 use crate::forwarded_signature::ForwardedSignatureKey;
 use crate::source::xfcc::MAX_XFCC_ELEMENTS;
 use crate::source::DEFAULT_MAX_HEADER_BYTES;
@@ -175,6 +176,9 @@ pub struct RouteConfig {
     /// Overrides the policy-wide `path_matching`.
     #[serde(default)]
     pub path_matching: Option<PathMatching>,
+    /// Replaces the policy-wide `forward_card_facts` on this route.
+    #[serde(default)]
+    pub forward_card_facts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +215,10 @@ pub struct PolicyConfig {
     pub require_enrolled_card: bool,
     #[serde(default)]
     pub constraints: Constraints,
+    /// Facts of the card forwarded upstream, each in its own `x-dm-smartcard-…` header
+    /// ([`CardFact`]'s names: `upn`, `uuid`, `fascn_pi`, …), beside the identity headers.
+    #[serde(default)]
+    pub forward_card_facts: Vec<String>,
     #[serde(default)]
     pub token: TokenConfig,
     #[serde(default)]
@@ -231,8 +239,11 @@ fn default_facts_cache() -> usize {
     16 * 1024
 }
 
+/// The default of `facts_cache_bytes`: 16 MiB, about 13,900 PIV certificates' facts.
+pub const DEFAULT_FACTS_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 fn default_facts_cache_bytes() -> usize {
-    16 * 1024 * 1024
+    DEFAULT_FACTS_CACHE_BYTES
 }
 
 /// The largest header cap an operator may configure: Envoy's own default request-header limit
@@ -248,6 +259,24 @@ pub struct Route {
     pub require_enrolled_card: bool,
     pub constraints: Constraints,
     pub path_matching: PathMatching,
+    /// Set, in this order, for a certificate that resolved on this route.
+    pub forward_card_facts: Vec<CardFact>,
+}
+
+/// The facts `names` lists, each known and listed once; `field` names the list in errors.
+fn card_facts(field: &str, names: &[String]) -> Result<Vec<CardFact>, ConfigError> {
+    let mut facts: Vec<CardFact> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some(fact) = CardFact::from_name(name) else {
+            let known: Vec<&str> = CardFact::ALL.iter().map(|f| f.name()).collect();
+            return Err(ConfigError::new(format!("{field}[{i}]"), format!("{name:?} is not a card fact; one of {}", known.join(", "))));
+        };
+        if let Some(earlier) = facts.iter().position(|f| *f == fact) {
+            return Err(ConfigError::new(format!("{field}[{i}]"), format!("listed already as {field}[{earlier}]")));
+        }
+        facts.push(fact);
+    }
+    Ok(facts)
 }
 
 /// One spelling of a request's path: the canonical path as the client sent it, or one of its
@@ -414,6 +443,7 @@ impl PolicyConfig {
         let matching = self.path_matching;
         let constraints = self.constraints.validated("constraints")?;
         check_binding_paths("binding_required_paths", self.default_mode, &self.binding_required_paths)?;
+        let forward_card_facts = card_facts("forward_card_facts", &self.forward_card_facts)?;
         let default_route = Route {
             pattern: None,
             mode: self.default_mode,
@@ -421,6 +451,7 @@ impl PolicyConfig {
             require_enrolled_card: self.require_enrolled_card,
             constraints: constraints.clone(),
             path_matching: matching,
+            forward_card_facts: forward_card_facts.clone(),
         };
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
@@ -444,6 +475,10 @@ impl PolicyConfig {
                 Some(c) => c.validated(&format!("{field}.constraints"))?,
                 None => constraints.clone(),
             };
+            let route_facts = match &r.forward_card_facts {
+                Some(names) => card_facts(&format!("{field}.forward_card_facts"), names)?,
+                None => forward_card_facts.clone(),
+            };
             routes.push(Route {
                 pattern: Some(pattern),
                 mode: r.mode,
@@ -451,6 +486,7 @@ impl PolicyConfig {
                 require_enrolled_card: r.require_enrolled_card.unwrap_or(self.require_enrolled_card),
                 constraints,
                 path_matching,
+                forward_card_facts: route_facts,
             });
         }
         let verifies_tokens = default_route.verifies_tokens() || routes.iter().any(Route::verifies_tokens);
@@ -623,6 +659,11 @@ mod tests {
             (Box::new(|p| p["strip_headers"] = json!(["Authorization"])), "strip_headers[0]"),
             (Box::new(|p| p["strip_headers"] = json!(["*"])), "strip_headers[0]"),
             (Box::new(|p| p["strip_headers"] = json!(["bad name"])), "strip_headers[0]"),
+            (Box::new(|p| p["forward_card_facts"] = json!(["upn", "uuid", "fascn_pi"])), "accepted"),
+            (Box::new(|p| p["forward_card_facts"] = json!(["upn", "UPN"])), "forward_card_facts[1]"),
+            (Box::new(|p| p["forward_card_facts"] = json!(["uuid", "fascn_pi", "uuid"])), "forward_card_facts[2]"),
+            (Box::new(|p| p["forward_card_facts"] = json!(["x-dm-smartcard-upn"])), "forward_card_facts[0]"),
+            (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "mtls", "forward_card_facts": ["pin"]}])), "routes[0].forward_card_facts[0]"),
             (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "mtls"}, {"path": "/a/*", "mode": "bearer"}])), "routes[1].path"),
             (Box::new(|p| p["routes"] = json!([{"path": "/a/*", "mode": "bearer"}, {"path": "/a/b/*", "mode": "mtls"}])), "routes[1].path"),
             (Box::new(|p| p["routes"] = json!([{"path": "/a", "mode": "bearer"}, {"path": "/a/", "mode": "mtls"}])), "routes[1].path"),

@@ -150,6 +150,7 @@ mod tests {
             policy_oids: Vec::new(),
             extended_key_usages: Vec::new(),
             authority_key_identifier: None,
+            public_key: None,
             complete: true,
         }
     }

@@ -205,6 +205,7 @@ fn partial_connection_facts(fingerprint: Fingerprint, request: &RequestInput<'_>
         policy_oids: Vec::new(),
         extended_key_usages: Vec::new(),
         authority_key_identifier: None,
+        public_key: None,
         complete: false,
     }
 }

@@ -250,6 +250,11 @@ pub fn certificate_identity<'i>(
         set.push((header::SERIAL, facts.serial_hex.clone()));
     }
     set.push((header::PRINCIPAL, header_safe(&resolution.principal(facts))));
+    for fact in &route.forward_card_facts {
+        if let Some(value) = fact.value(facts) {
+            set.push((fact.header(), value));
+        }
+    }
     Ok(org)
 }
 
@@ -346,6 +351,7 @@ mod tests {
             require_enrolled_card: false,
             constraints: Constraints::default(),
             path_matching: PathMatching::default(),
+            forward_card_facts: Vec::new(),
         };
         let decide = |facts: &CertificateFacts, crl_valid_until: Option<i64>, revoked: &[&str]| {
             let config: StaticIdentityConfig = serde_json::from_value(serde_json::json!({"certificate_authorities": [

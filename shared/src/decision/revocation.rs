@@ -138,6 +138,7 @@ mod tests {
             extended_key_usages: Vec::new(),
             authority_key_identifier: aki
                 .map(|hex| KeyIdentifier::new(&crate::encoding::hex_decode(hex).unwrap()).unwrap()),
+            public_key: None,
             complete: true,
         }
     }

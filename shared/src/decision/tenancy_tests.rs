@@ -14,7 +14,7 @@ use crate::decision::outcome::{NotAllowed, Outcome, Reason};
 use crate::decision::{header_refs, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
-use crate::pop::test_keys::{mint, TestKey, ISSUER_JWKS};
+use crate::pop::testing::{mint, TestKey, ISSUER_JWKS};
 use crate::snapshot::{revoked_serial_key, ConstraintKind, SignatureAlgorithm, SnapshotEncoder, SnapshotHeader, SnapshotView};
 use crate::Fingerprint;
 use serde_json::{json, Value};

@@ -327,7 +327,7 @@ pub const MAX_KEYS_WITHOUT_KID: usize = 3;
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_keys::*;
+    use super::super::testing::*;
     use super::*;
     use serde_json::json;
 

@@ -246,7 +246,7 @@ pub fn is_token68(token: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_keys::*;
+    use super::super::testing::*;
     use super::*;
     use crate::encoding::base64url_encode;
     use hmac::{Hmac, Mac as _};

@@ -107,9 +107,12 @@ impl<'de> Visitor<'de> for DuplicateFreeVisitor {
     }
 }
 
-/// Test keys and token minting shared by the `pop` unit tests.
-#[cfg(test)]
-pub(crate) mod test_keys {
+/// The committed test keys (`tests/vectors/jwt`) and tokens minted with them, for the unit
+/// tests, the benchmarks and other crates' tests. Never enabled by a build that ships.
+#[cfg(any(test, feature = "testing"))]
+// The keys are committed constants: one that does not load is a broken checkout, not input.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub mod testing {
     use crate::encoding::base64url_encode;
     use p256::pkcs8::DecodePrivateKey as _;
     use rsa::rand_core;

@@ -191,10 +191,7 @@ pub(crate) fn signed(content: &Content, stamp: &Stamp, signer: &TestSigner) -> V
 }
 
 pub(crate) fn fingerprint(label: &str, i: u64) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(label.as_bytes());
-    hasher.update(i.to_le_bytes());
-    hasher.finalize().into()
+    Fingerprint::synthetic(label, i).0
 }
 
 pub(crate) fn issuer_jwks(seed: u8) -> Vec<u8> {
@@ -252,9 +249,6 @@ pub(crate) fn verifier(signers: &[&TestSigner]) -> SnapshotVerifier {
     SnapshotVerifier::new(signers.iter().map(|s| s.pinned())).unwrap()
 }
 
-fn fp(label: &str, i: u64) -> Fingerprint {
-    Fingerprint(fingerprint(label, i))
-}
 
 #[test]
 fn round_trip_answers_every_lookup_in_its_owners_scope() {
@@ -269,23 +263,23 @@ fn round_trip_answers_every_lookup_in_its_owners_scope() {
     assert_eq!(view.key_id(), signer.pinned().key_id());
     assert_eq!(view.orgs().collect::<Vec<_>>(), vec!["org-a", "org-b"]);
     assert_eq!(
-        view.card_binding(&fp("b", 1)),
+        view.card_binding(&Fingerprint::synthetic("b", 1)),
         Some(CardBinding { user_id: "user-1".into(), org_id: "org-a", enabled: true, claim: Claim::Verified })
     );
     assert_eq!(
-        view.card_binding(&fp("b", 2)),
+        view.card_binding(&Fingerprint::synthetic("b", 2)),
         Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false, claim: Claim::Verified })
     );
-    assert_eq!(view.card_binding(&fp("b", 4)), None);
+    assert_eq!(view.card_binding(&Fingerprint::synthetic("b", 4)), None);
 
     // A platform entry applies to every certificate; an org's only to its own.
-    assert!(view.is_blocklisted(&fp("x", 1), None));
-    assert!(view.is_blocklisted(&fp("x", 1), Some("org-c")));
-    assert!(view.is_blocklisted(&fp("x", 2), Some("org-a")));
-    assert!(view.is_blocklisted(&fp("x", 2), Some("org-b")));
-    assert!(!view.is_blocklisted(&fp("x", 2), Some("org-c")));
-    assert!(!view.is_blocklisted(&fp("x", 2), None));
-    assert!(!view.is_blocklisted(&fp("b", 1), Some("org-a")));
+    assert!(view.is_blocklisted(&Fingerprint::synthetic("x", 1), None));
+    assert!(view.is_blocklisted(&Fingerprint::synthetic("x", 1), Some("org-c")));
+    assert!(view.is_blocklisted(&Fingerprint::synthetic("x", 2), Some("org-a")));
+    assert!(view.is_blocklisted(&Fingerprint::synthetic("x", 2), Some("org-b")));
+    assert!(!view.is_blocklisted(&Fingerprint::synthetic("x", 2), Some("org-c")));
+    assert!(!view.is_blocklisted(&Fingerprint::synthetic("x", 2), None));
+    assert!(!view.is_blocklisted(&Fingerprint::synthetic("b", 1), Some("org-a")));
 
     assert!(view.is_revoked(DOD_CA, "12ab", None));
     assert!(view.is_revoked(DOD_CA, "0012AB", Some("org-a")));
@@ -296,14 +290,14 @@ fn round_trip_answers_every_lookup_in_its_owners_scope() {
     assert!(view.has_revoked_serials(None));
 
     assert_eq!(
-        view.thumbprint_mapping(&fp("p", 1)),
+        view.thumbprint_mapping(&Fingerprint::synthetic("p", 1)),
         RuleMatch::One(ThumbprintMapping { owner: Owner::Platform, name: "svc:billing", claim: Claim::Verified })
     );
     assert_eq!(
-        view.thumbprint_mapping(&fp("p", 2)),
+        view.thumbprint_mapping(&Fingerprint::synthetic("p", 2)),
         RuleMatch::One(ThumbprintMapping { owner: Owner::Org("org-a"), name: "svc:ledger", claim: Claim::Verified })
     );
-    assert_eq!(view.thumbprint_mapping(&fp("b", 1)), RuleMatch::Unmatched);
+    assert_eq!(view.thumbprint_mapping(&Fingerprint::synthetic("b", 1)), RuleMatch::Unmatched);
 
     assert_eq!(view.san_rule(SanKind::Email, "EXAMPLE.mil", DOD_CA), RuleMatch::One(Owner::Platform));
     assert_eq!(view.san_rule(SanKind::Email, "example.mil", "CN=Corp CA"), RuleMatch::Unmatched);
@@ -771,11 +765,11 @@ fn a_platform_principal_in_a_reserved_namespace_is_refused() {
     );
     let mut encoder = SnapshotEncoder::new();
     assert_eq!(
-        encoder.push_principal(&fp("p", 1), Owner::Platform, "auth:account:org:o:x").unwrap_err(),
+        encoder.push_principal(&Fingerprint::synthetic("p", 1), Owner::Platform, "auth:account:org:o:x").unwrap_err(),
         EncodeError { section: Section::Principals, index: 0, problem: EncodeProblem::ReservedPrincipal }
     );
     // An org's name is composed into its own namespace by the filter: any name is fine.
-    encoder.push_principal(&fp("p", 1), Owner::Org("o"), "auth:account:user:u1").unwrap();
+    encoder.push_principal(&Fingerprint::synthetic("p", 1), Owner::Org("o"), "auth:account:user:u1").unwrap();
 }
 
 #[test]
@@ -783,7 +777,7 @@ fn unverified_claims_are_flagged_read_back_and_kept_by_reencoding() {
     let signer = TestSigner::p256(10);
     let mut encoder = SnapshotEncoder::new();
     let (a, b) = {
-        let mut pair = [fp("c", 1), fp("c", 2)];
+        let mut pair = [Fingerprint::synthetic("c", 1), Fingerprint::synthetic("c", 2)];
         pair.sort();
         (pair[0], pair[1])
     };
@@ -868,9 +862,9 @@ fn damaged_bytes_never_panic() {
             opened += 1;
             // Whatever opened must answer without panicking.
             let _ = view.bindings().count();
-            let _ = view.card_binding(&fp("b", 1));
-            let _ = view.is_blocklisted(&fp("x", 2), Some("org-a"));
-            let _ = view.thumbprint_mapping(&fp("p", 2));
+            let _ = view.card_binding(&Fingerprint::synthetic("b", 1));
+            let _ = view.is_blocklisted(&Fingerprint::synthetic("x", 2), Some("org-a"));
+            let _ = view.thumbprint_mapping(&Fingerprint::synthetic("p", 2));
             let _ = view.san_rule(SanKind::Upn, "corp.example", "CN=Corp CA");
             let _ = view.token_issuer("https://idp.example/", Owner::Org("org-b"));
             let _ = view.issuers().count();
@@ -882,7 +876,7 @@ fn damaged_bytes_never_panic() {
 
 #[test]
 fn encoder_refuses_what_the_reader_would() {
-    let (low, high) = if fp("e", 1) < fp("e", 2) { (fp("e", 1), fp("e", 2)) } else { (fp("e", 2), fp("e", 1)) };
+    let (low, high) = if Fingerprint::synthetic("e", 1) < Fingerprint::synthetic("e", 2) { (Fingerprint::synthetic("e", 1), Fingerprint::synthetic("e", 2)) } else { (Fingerprint::synthetic("e", 2), Fingerprint::synthetic("e", 1)) };
     let error = |section, index, problem| EncodeError { section, index, problem };
     let mut encoder = SnapshotEncoder::new();
     encoder.push_binding(&high, "u", "o", true).unwrap();
@@ -1112,14 +1106,14 @@ fn the_committed_format_v4_vector_decodes_checks_and_re_encodes_byte_for_byte() 
     assert_eq!(committed, bytes, "the encoder's output changed: that is a format change");
     let view = verifier(&[&signer]).verify(committed.clone(), NOW, None).unwrap();
     assert_eq!(
-        view.card_binding(&fp("b", 2)),
+        view.card_binding(&Fingerprint::synthetic("b", 2)),
         Some(CardBinding { user_id: "user-2".into(), org_id: "org-b", enabled: false, claim: Claim::Verified })
     );
-    let ulid_user = view.card_binding(&fp("b", 3)).unwrap();
+    let ulid_user = view.card_binding(&Fingerprint::synthetic("b", 3)).unwrap();
     assert!(matches!(ulid_user.user_id, UserId::Ulid(_)), "a ULID user id is stored as its bits");
     assert_eq!(ulid_user.user_id.as_str(), SMALL_ULID_USER);
     assert!(view.is_revoked(DOD_CA, "12ab", Some("org-a")));
-    assert!(view.is_blocklisted(&fp("x", 2), Some("org-b")));
+    assert!(view.is_blocklisted(&Fingerprint::synthetic("x", 2), Some("org-b")));
     assert!(view.is_crl_revoked(&ca_key(b"ca-a"), "3001"));
     assert!(!view.is_crl_revoked(&ca_key(b"ca-b"), "3001"));
     assert_eq!(view.certificate_authority(&ca_key(b"ca-b")).map(|ca| (ca.fail_open, ca.crl_valid_until)), Some((true, None)));

@@ -1,6 +1,7 @@
 //! Test material: the committed test PKI (tests/pki), header encodings of its certificates,
 //! and bearer tokens minted with a test-only ES256 key.
 
+use certbind_shared::pop::testing::{mint, signing_input, TestKey, ISSUER_JWKS};
 use certbind_shared::source::testing::percent_encode;
 use certbind_shared::certificate::pem::decode_certificate_pem;
 use certbind_shared::encoding::base64url_encode;
@@ -135,11 +136,6 @@ pub fn es256_header() -> Value {
     json!({"alg": "ES256", "typ": "JWT", "kid": KEY_ID})
 }
 
-/// A JWS signing input: base64url of the header and of the claims, joined by `.`.
-pub fn signing_input(header: &Value, claims: &Value) -> String {
-    format!("{}.{}", base64url_encode(header.to_string().as_bytes()), base64url_encode(claims.to_string().as_bytes()))
-}
-
 pub fn sign_es256(key: &SigningKey, header: &Value, claims: &Value) -> String {
     let input = signing_input(header, claims);
     let signature: Signature = key.sign(input.as_bytes());
@@ -154,30 +150,15 @@ pub fn token(claims: &Value) -> String {
 /// committed JWT vectors.
 pub const RSA_ISSUER: &str = "https://rsa-idp.certbind.test";
 
-fn jwt_vector(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/vectors/jwt").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 pub fn rsa_issuer_jwks() -> Value {
-    serde_json::from_str(&jwt_vector("issuer-jwks.json")).unwrap_or_else(|e| panic!("issuer-jwks.json: {e}"))
+    serde_json::from_str(ISSUER_JWKS).unwrap_or_else(|e| panic!("issuer-jwks.json: {e}"))
 }
 
 /// `claims` issued by [`RSA_ISSUER`], signed RS256.
 pub fn rs256_token(claims: &Value) -> String {
-    use rsa::pkcs8::DecodePrivateKey as _;
-    use rsa::signature::{SignatureEncoding as _, Signer as _};
-    static KEY: OnceLock<rsa::pkcs1v15::SigningKey<sha2::Sha256>> = OnceLock::new();
-    let key = KEY.get_or_init(|| {
-        let private = rsa::RsaPrivateKey::from_pkcs8_pem(&jwt_vector("rsa-2048.pem"))
-            .unwrap_or_else(|e| panic!("rsa-2048.pem: {e}"));
-        rsa::pkcs1v15::SigningKey::new(private)
-    });
     let mut claims = claims.clone();
     claims["iss"] = json!(RSA_ISSUER);
-    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "rsa-key"});
-    let input = signing_input(&header, &claims);
-    format!("{input}.{}", base64url_encode(&key.sign(input.as_bytes()).to_vec()))
+    mint(TestKey::Rsa2048Pkcs1, &json!({"alg": "RS256", "typ": "JWT", "kid": "rsa-key"}), &claims)
 }
 
 /// HS256 "signed" with the issuer's public key as the HMAC secret: the algorithm-confusion

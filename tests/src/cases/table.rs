@@ -713,6 +713,91 @@ pub fn path_matching() -> Vec<Case> {
     ]
 }
 
+/// Facts of the card a policy forwards upstream (`forward_card_facts`), each in its own
+/// `x-dm-smartcard-…` header: set from the certificate, absent where it carries none, and a
+/// client's own copy never reaching the upstream in any spelling.
+pub fn forwarded_card_facts() -> Vec<Case> {
+    let jane = cert("piv-auth");
+    let mut policy = standard_policy();
+    policy["forward_card_facts"] = json!(["upn", "uuid", "fascn_pi"]);
+    if let Some(routes) = policy["routes"].as_array_mut() {
+        routes.push(json!({"path": "/plain/*", "mode": "mtls", "forward_card_facts": []}));
+        routes.push(json!({"path": "/fascn/*", "mode": "mtls", "forward_card_facts": ["fascn", "fascn_agency", "fascn_oc", "fascn_poa", "certificate_type"]}));
+    }
+    let config = json!({"policy": policy, "development_identity": standard_identity()});
+    let with_facts = |base: Expect, facts: Vec<(&'static str, Option<String>)>| match base {
+        Expect::Allow(mut headers) => {
+            headers.extend(facts);
+            Expect::Allow(headers)
+        }
+        other => other,
+    };
+    let jane_facts = || {
+        with_facts(
+            jane_identity(),
+            vec![
+                ("x-dm-smartcard-upn", Some("1234567890@mil".into())),
+                ("x-dm-smartcard-uuid", Some("3f2b6c1e-8a4d-4e2f-9b7a-1c5d0e6f7a81".into())),
+                ("x-dm-smartcard-fascn-pi", Some("1234567890".into())),
+            ],
+        )
+    };
+    let spoofed = [
+        ("X-DM-SmartCard-UPN", "admin@mil"),
+        ("x_dm_smartcard_fascn_pi", "0000000001"),
+        ("X-DM-SmartCard-FASCN-OI", "0001"),
+    ]
+    .into_iter()
+    .fold(request("/mtls/x", Some(jane), None), |r, (name, value)| with_header(r, name, value.into()));
+    let mut spoofed_case = case("forwarded facts a client sends are replaced or removed", config.clone(), spoofed, {
+        with_facts(jane_facts(), vec![("x-dm-smartcard-fascn-oi", None)])
+    });
+    spoofed_case.strip_expected = vec!["X-DM-SmartCard-UPN".into(), "x_dm_smartcard_fascn_pi".into(), "X-DM-SmartCard-FASCN-OI".into()];
+    let spoofed_plain = with_header(request("/plain/x", Some(jane), None), "X-DM-Smartcard-Uuid", "00000000-0000-0000-0000-000000000000".into());
+    let mut spoofed_plain_case = case(
+        "a route forwarding no facts removes a client's copy",
+        config.clone(),
+        spoofed_plain,
+        with_facts(jane_identity(), vec![("x-dm-smartcard-uuid", None), ("x-dm-smartcard-upn", None), ("x-dm-smartcard-fascn-pi", None)]),
+    );
+    spoofed_plain_case.strip_expected = vec!["X-DM-Smartcard-Uuid".into()];
+    vec![
+        case("policy-wide facts forwarded for the PIV card: UPN, UUID, FASC-N PI", config.clone(), request("/mtls/x", Some(jane), None), jane_facts()),
+        case(
+            "a CAC without FASC-N or UUID: only its UPN is forwarded",
+            config.clone(),
+            request("/mtls/x", Some(cert("cac")), None),
+            with_facts(
+                identity_of("cac", None, "auth:account:x509:upn:1234567890@mil".into()),
+                vec![
+                    ("x-dm-smartcard-upn", Some("1234567890@mil".into())),
+                    ("x-dm-smartcard-uuid", None),
+                    ("x-dm-smartcard-fascn-pi", None),
+                ],
+            ),
+        ),
+        case(
+            "a route's own list replaces the policy's: FASC-N fields and the certificate type",
+            config.clone(),
+            request("/fascn/x", Some(jane), None),
+            with_facts(
+                jane_identity(),
+                vec![
+                    ("x-dm-smartcard-fascn", Some("99999999999999111234567890112232".into())),
+                    ("x-dm-smartcard-fascn-agency", Some("9999".into())),
+                    ("x-dm-smartcard-fascn-oc", Some("1".into())),
+                    ("x-dm-smartcard-fascn-poa", Some("2".into())),
+                    ("x-dm-smartcard-certificate-type", Some("piv_authentication".into())),
+                    ("x-dm-smartcard-upn", None),
+                ],
+            ),
+        ),
+        case("no facts are forwarded for a refused card", config.clone(), request("/mtls/x", Some(cert("piv-card-auth")), None), deny(403, "certificate_not_allowed")),
+        spoofed_case,
+        spoofed_plain_case,
+    ]
+}
+
 pub fn all() -> Vec<Case> {
     [
         acceptance_matrix(),
@@ -726,6 +811,7 @@ pub fn all() -> Vec<Case> {
         tenancy_conflicts(),
         tokens_on_mtls_routes(),
         path_matching(),
+        forwarded_card_facts(),
     ]
     .concat()
 }
