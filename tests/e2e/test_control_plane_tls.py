@@ -21,10 +21,12 @@ CLUSTER_TLS_ERRORS = "cluster.certbind_control_plane.ssl.connection_error"
 
 
 @pytest.fixture(scope="module")
-def strict_cp(logs, pki):
-    """A control plane that accepts only connections with a certificate of the proxies' CA."""
-    demo = start_demo(RUN_DIR / "control-plane-client-ca", logs, org="strict", user="sam", name="control-plane-client-ca",
-                      label="e2e", tls_dir=pki.dir, env={"CERTBIND_TLS_CLIENT_CA_FILE": str(pki.dir / "proxy-ca.crt")})
+def strict_cp(logs, pki, artefact):
+    """A control plane that accepts only connections with a certificate of the proxies' CA
+    (one per artefact the suite runs, each with its own state)."""
+    name = f"control-plane-client-ca-{artefact}"
+    demo = start_demo(RUN_DIR / name, logs, org="strict", user="sam", name=name, label="e2e", tls_dir=pki.dir,
+                      env={"CERTBIND_TLS_CLIENT_CA_FILE": str(pki.dir / "proxy-ca.crt")})
     yield demo
     demo.cp.stop()
 
