@@ -792,7 +792,7 @@ pub fn forwarded_card_facts() -> Vec<Case> {
                 ],
             ),
         ),
-        case("no facts are forwarded for a refused card", config.clone(), request("/mtls/x", Some(cert("piv-card-auth")), None), deny(403, "certificate_not_allowed")),
+        case("no facts are forwarded for a refused card", config.clone(), request("/mtls/x", Some(cert("piv-card-auth")), None), not_allowed("card_authentication")),
         spoofed_case,
         spoofed_plain_case,
     ]
