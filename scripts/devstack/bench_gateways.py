@@ -78,7 +78,7 @@ def with_wasm_filter(control_plane_port: int, configuration: str) -> dict[str, s
     cluster = ("  - name: certbind_control_plane\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n"
                "      cluster_name: certbind_control_plane\n      endpoints:\n      - lb_endpoints:\n"
                "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
-               + str(control_plane_port) + "}}}}\n")
+               + str(control_plane_port) + "}}}\n")
     return {EXT_AUTHZ_FILTER: wasm, "  clusters:\n": "  clusters:\n" + cluster}
 
 
