@@ -493,6 +493,10 @@ impl Host for NativeHost<'_> {
     fn log_warn(&self, message: &str) {
         abi::log(LogLevel::Warn, message);
     }
+
+    fn log_info(&self, message: &str) {
+        abi::log(LogLevel::Info, message);
+    }
 }
 
 /// The identity data one request holds on to: the snapshot in force when it arrived, whatever

@@ -45,6 +45,5 @@ def test_refusals_by_reason_and_detail(dev, pki):
     after = denied_total(dev)
     moved = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
     assert moved == {("certificate_not_allowed", "card_authentication"): 1, ("card_not_enrolled", "none"): 1}
-    # The wasm filter's log line names reason and detail (the dynamic module logs no refusals).
-    if dev.artefact == "wasm":
-        assert "certbind: refused 403 certificate_not_allowed (detail card_authentication)" in dev.proxy.process.log_text()
+    # The log line names reason and detail, in the wasm filter's log as in the module's.
+    assert "certbind: refused 403 certificate_not_allowed (detail card_authentication)" in dev.proxy.process.log_text()
