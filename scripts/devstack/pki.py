@@ -162,6 +162,9 @@ def generate(out: Path) -> None:
     private.directory(out)
     if (out / "ca.crt").exists() and (out / "proxy.crt").exists():
         return
+    # A new PKI has a new issuing CA: card sets of the one it replaces would fail TLS.
+    for stale in out.glob("cards-*"):
+        stale.unlink()
     root_key, piv_key, untrusted_key, proxy_ca_key = new_key(), new_key(), new_key(), new_key()
     root_name = _name((NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "certbind"),
                       (NameOID.ORGANIZATIONAL_UNIT_NAME, "Development PKI"), (NameOID.COMMON_NAME, "certbind Dev Root CA"))
