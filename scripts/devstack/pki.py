@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
@@ -162,9 +163,6 @@ def generate(out: Path) -> None:
     private.directory(out)
     if (out / "ca.crt").exists() and (out / "proxy.crt").exists():
         return
-    # A new PKI has a new issuing CA: card sets of the one it replaces would fail TLS.
-    for stale in out.glob("cards-*"):
-        stale.unlink()
     root_key, piv_key, untrusted_key, proxy_ca_key = new_key(), new_key(), new_key(), new_key()
     root_name = _name((NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "certbind"),
                       (NameOID.ORGANIZATIONAL_UNIT_NAME, "Development PKI"), (NameOID.COMMON_NAME, "certbind Dev Root CA"))
@@ -245,14 +243,24 @@ def envoy_files(out: Path) -> dict[str, Path]:
             "control_plane_ca": out / "ca.crt", "proxy_cert": out / "proxy.crt", "proxy_key": out / "proxy.key"}
 
 
+def _issued_by(pem_file: Path, issuer: Issuer) -> bool:
+    """Whether the first certificate in `pem_file` was signed by `issuer` (a set kept from a
+    PKI since regenerated was not, and would fail TLS)."""
+    try:
+        x509.load_pem_x509_certificate(pem_file.read_bytes()).verify_directly_issued_by(issuer.cert)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
 def card_set(out: Path, count: int) -> Path:
     """`count` distinct cards from the PIV issuing CA in `out` (one key, `cards-COUNT.key`,
     and distinct serials: each is a distinct certificate with its own fingerprint), as PEM
     concatenated into `out/cards-COUNT.pem`. Kept between runs."""
     target = out / f"cards-{count}.pem"
-    if target.exists():
-        return target
     piv = load_issuer(out, "piv-issuing-ca")
+    if target.exists() and _issued_by(target, piv):
+        return target
     key = new_key()
     write_key(out / f"cards-{count}.key", key)
     jane = fascn("9999", "9999", "999999", "1", "1", "1234567890", "1", "1223", "2")
