@@ -111,6 +111,20 @@ fn grpc_outcome(response: &envoy_types::ext_authz::v3::pb::CheckResponse) -> Res
     }
 }
 
+/// The table's bound card on the connection source, converted to Envoy's gRPC check.
+fn grpc_connection_case() -> (Case, authz::Converted) {
+    let case = table::all().into_iter().find(|c| c.name == "connection source with the peer certificate → 200").unwrap();
+    let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+    (case, converted)
+}
+
+/// `request` with `text` as the connection's certificate (`source.certificate`).
+fn with_peer_certificate(request: &envoy_types::ext_authz::v3::pb::CheckRequest, text: String) -> envoy_types::ext_authz::v3::pb::CheckRequest {
+    let mut request = request.clone();
+    request.attributes.as_mut().unwrap().source.as_mut().unwrap().certificate = text;
+    request
+}
+
 /// Warm gRPC checks find the connection certificate's digest by its exact text: the same
 /// service, asked in turn with two cards, with the same card's certificate in another
 /// spelling and with its text damaged, answers each as a cold service would.
@@ -118,15 +132,10 @@ fn grpc_outcome(response: &envoy_types::ext_authz::v3::pb::CheckResponse) -> Res
 fn grpc_warm_checks_answer_by_the_exact_certificate_text() {
     use certbind_shared::source::testing::percent_encode;
     use certbind_tests::cases::fixtures::cert;
-    let case = table::all().into_iter().find(|c| c.name == "connection source with the peer certificate → 200").unwrap();
-    let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+    let (case, converted) = grpc_connection_case();
     let service = certbind_authz::server::Service::from_config(converted.config.to_string().as_bytes()).unwrap();
     let jane_request = converted.grpc.unwrap();
-    let with_certificate = |text: String| {
-        let mut request = jane_request.clone();
-        request.attributes.as_mut().unwrap().source.as_mut().unwrap().certificate = text;
-        request
-    };
+    let with_certificate = |text: String| with_peer_certificate(&jane_request, text);
     let (jane, cac) = (cert("piv-auth"), cert("cac"));
     let encoded = percent_encode(jane.pem.as_bytes());
     assert_eq!(jane_request.attributes.as_ref().unwrap().source.as_ref().unwrap().certificate, encoded);
@@ -155,13 +164,11 @@ fn grpc_warm_checks_answer_by_the_exact_certificate_text() {
 fn grpc_connection_certificates_are_bounded_by_the_policy() {
     use certbind_shared::source::testing::percent_encode;
     use certbind_tests::cases::fixtures::cert;
-    let case = table::all().into_iter().find(|c| c.name == "connection source with the peer certificate → 200").unwrap();
-    let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+    let (case, converted) = grpc_connection_case();
     let jane_request = converted.grpc.clone().unwrap();
     let (jane, cac) = (cert("piv-auth"), cert("cac"));
     let ask = |service: &certbind_authz::server::Service, pem: &str| {
-        let mut request = jane_request.clone();
-        request.attributes.as_mut().unwrap().source.as_mut().unwrap().certificate = percent_encode(pem.as_bytes());
+        let request = with_peer_certificate(&jane_request, percent_encode(pem.as_bytes()));
         grpc_outcome(&service.grpc_check(&request, case.request.now))
     };
     let unbounded = certbind_authz::server::Service::from_config(converted.config.to_string().as_bytes()).unwrap();
