@@ -460,21 +460,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Turns an API error into a command-line error with the same detail.
-fn api(e: crate::error::ApiError) -> anyhow::Error {
-    use crate::error::ApiError;
-    match e {
-        ApiError::Internal(inner) => inner,
-        ApiError::Validation { field, detail } => anyhow::anyhow!("{field}: {detail}"),
-        ApiError::NotFound(d)
-        | ApiError::Conflict(d)
-        | ApiError::Forbidden(d)
-        | ApiError::Unavailable(d)
-        | ApiError::MalformedBody(d) => anyhow::anyhow!("{d}"),
-        other => anyhow::anyhow!("{other:?}"),
-    }
-}
-
 /// Turns a storage error into a command-line error.
 fn stored(e: db::DbError) -> anyhow::Error {
     match e {
@@ -570,18 +555,8 @@ async fn card_bind(db: &Db, org: &str, user: &str, pem: &std::path::Path, label:
     let org = find_org(db, org).await?;
     let user = find_user(db, &org, user).await?;
     let text = std::fs::read_to_string(pem).with_context(|| format!("--pem: cannot read {}", pem.display()))?;
-    let body = crate::http::smartcards::BindRequest {
-        user_id: user.id.clone(),
-        fingerprint: None,
-        subject_dn: None,
-        issuer_dn: None,
-        serial: None,
-        not_before: None,
-        not_after: None,
-        label,
-        certificate_pem: Some(text),
-    };
-    let card = crate::http::smartcards::validate_bind(body, crate::time::now_epoch()).map_err(api)?;
+    let given = crate::domain::binding::GivenBinding::of_certificate(user.id.clone(), text, label);
+    let card = crate::domain::binding::checked_binding(given, crate::time::now_epoch())?;
     let committed = db::smartcards::bind(db, &Actor::cli(org.id.clone()), card).await.map_err(stored)?;
     println!("{}", committed.value.fingerprint);
     // What was read from the card, for the person binding it; stdout keeps only the

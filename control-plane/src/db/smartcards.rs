@@ -6,6 +6,7 @@ use super::{
     SmartCardLink, Visibility,
 };
 use crate::domain::change::{Change, Committed};
+use crate::domain::binding::NewSmartCard;
 use crate::domain::{card, Owner};
 use certbind_shared::certificate::{CardFacts, CertificateFacts};
 use certbind_shared::identity::Claim;
@@ -42,24 +43,6 @@ pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
 fn card_facts(certificate_pem: Option<String>) -> Option<CardFacts> {
     let facts = CertificateFacts::from_pem(certificate_pem?.as_bytes()).ok()?;
     Some(CardFacts::of(&facts))
-}
-
-/// A validated binding, every field in its canonical form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSmartCard {
-    pub fingerprint: String,
-    pub user_id: String,
-    pub subject_dn: String,
-    pub issuer_dn: String,
-    pub serial: String,
-    pub not_before: String,
-    pub not_after: String,
-    pub label: Option<String>,
-    /// The SAN domains SAN rules could claim it by, when the certificate itself was given;
-    /// `None` for a binding given by fields.
-    pub sans: Option<Vec<(certbind_shared::identity::SanKind, String)>>,
-    /// The certificate, re-encoded as PEM, and its facts, when it was given.
-    pub certificate: Option<(String, CardFacts)>,
 }
 
 /// The snapshot change of a binding as committed.

@@ -3,9 +3,8 @@
 //! refuse every certificate. An org may list another org's card: the entry is its own and
 //! does not touch the other org.
 
-use super::smartcards::canonical_serial;
 use super::{check_cursor, issuer_dn, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::domain::text::{canonical_fingerprint, optional_text};
+use crate::domain::text::{canonical_fingerprint, canonical_serial, optional_text};
 use crate::state::AppState;
 use crate::db::blocklist::{self, BlockTarget};
 use crate::db::{BlocklistEntry, Page};

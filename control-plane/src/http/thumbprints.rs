@@ -62,12 +62,12 @@ pub async fn create(
     let given = body.fingerprint.as_deref().map(|fp| canonical_fingerprint("fingerprint", fp)).transpose()?;
     let (fingerprint, certificate) = match &body.certificate_pem {
         Some(pem) => {
-            let facts = super::smartcards::facts_of_pem(pem)?.facts;
+            let facts = crate::domain::certificate::facts_of_pem(pem)?.facts;
             let fingerprint = facts.fingerprint.to_hex();
             if given.as_ref().is_some_and(|given| *given != fingerprint) {
                 return Err(ApiError::validation("fingerprint", "is not the fingerprint of certificate_pem"));
             }
-            let sans = crate::db::claims::san_domains(&facts);
+            let sans = crate::domain::certificate::san_domains(&facts);
             (fingerprint, Some(SeenCertificate { issuer_dn: facts.issuer_dn, sans }))
         }
         None => (given.ok_or_else(|| ApiError::validation("fingerprint", "is required unless `certificate_pem` is given"))?, None),
