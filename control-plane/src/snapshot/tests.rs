@@ -42,18 +42,18 @@ fn verifier_for(signers: &[&dyn Signer]) -> SnapshotVerifier {
 #[derive(Default, Clone)]
 struct Oracle {
     bindings: BTreeMap<Fingerprint, (String, String, bool, Claim)>,
-    blocklist: BTreeSet<(Fingerprint, RuleOwner)>,
-    revoked: BTreeMap<([u8; 32], RuleOwner), (String, String)>,
-    principals: BTreeMap<(Fingerprint, RuleOwner), (String, Claim)>,
-    san_rules: BTreeSet<(SanKind, String, String, RuleOwner)>,
-    constraints: BTreeSet<(RuleOwner, ConstraintKind, String)>,
-    issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)>,
+    blocklist: BTreeSet<(Fingerprint, DbOwner)>,
+    revoked: BTreeMap<([u8; 32], DbOwner), (String, String)>,
+    principals: BTreeMap<(Fingerprint, DbOwner), (String, Claim)>,
+    san_rules: BTreeSet<(SanKind, String, String, DbOwner)>,
+    constraints: BTreeSet<(DbOwner, ConstraintKind, String)>,
+    issuers: BTreeMap<(String, DbOwner), (Vec<String>, Vec<u8>)>,
     cas: BTreeMap<CaKey, CaValue>,
     crl_revoked: BTreeSet<[u8; 16]>,
 }
 
-fn owned(owner: Owner<'_>) -> RuleOwner {
-    owner.org_id().map(str::to_owned)
+fn owned(owner: Owner<'_>) -> DbOwner {
+    DbOwner::from(owner)
 }
 
 impl Oracle {
@@ -66,40 +66,40 @@ impl Oracle {
                 self.bindings.remove(&fingerprint);
             }
             Change::Block { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint, RuleOwner::from(owner)));
+                self.blocklist.insert((fingerprint, owner));
             }
             Change::Unblock { fingerprint, owner } => {
-                self.blocklist.remove(&(fingerprint, RuleOwner::from(owner)));
+                self.blocklist.remove(&(fingerprint, owner));
             }
             Change::RevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)), (issuer_dn, serial));
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), (issuer_dn, serial));
             }
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)));
+                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), owner));
             }
             Change::MapPrincipal { fingerprint, owner, principal, claim } => {
-                self.principals.insert((fingerprint, RuleOwner::from(owner)), (principal, claim));
+                self.principals.insert((fingerprint, owner), (principal, claim));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
-                self.principals.remove(&(fingerprint, RuleOwner::from(owner)));
+                self.principals.remove(&(fingerprint, owner));
             }
             Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain, issuer_dn, RuleOwner::from(owner)));
+                self.san_rules.insert((kind, domain, issuer_dn, owner));
             }
             Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.remove(&(kind, domain, issuer_dn, RuleOwner::from(owner)));
+                self.san_rules.remove(&(kind, domain, issuer_dn, owner));
             }
             Change::AddConstraint { owner, kind, value } => {
-                self.constraints.insert((RuleOwner::from(owner), kind, value));
+                self.constraints.insert((owner, kind, value));
             }
             Change::RemoveConstraint { owner, kind, value } => {
-                self.constraints.remove(&(RuleOwner::from(owner), kind, value));
+                self.constraints.remove(&(owner, kind, value));
             }
             Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-                self.issuers.insert((issuer, RuleOwner::from(owner)), (audiences, jwks_json));
+                self.issuers.insert((issuer, owner), (audiences, jwks_json));
             }
             Change::RemoveIssuer { issuer, owner } => {
-                self.issuers.remove(&(issuer, RuleOwner::from(owner)));
+                self.issuers.remove(&(issuer, owner));
             }
             Change::UpsertCa(ca) => {
                 let value = CaValue {
@@ -181,20 +181,20 @@ impl Oracle {
             .collect();
         assert_eq!(bindings, self.bindings.clone().into_iter().collect::<Vec<_>>());
         // Records of one key are ordered by owner index in the snapshot: compare as sets.
-        let blocklist: BTreeSet<(Fingerprint, RuleOwner)> = view.blocklist().map(|(f, o)| (f, owned(o))).collect();
+        let blocklist: BTreeSet<(Fingerprint, DbOwner)> = view.blocklist().map(|(f, o)| (f, owned(o))).collect();
         assert_eq!(blocklist, self.blocklist);
-        let revoked: BTreeSet<([u8; 32], RuleOwner)> = view.revoked().map(|(k, o)| (k, owned(o))).collect();
+        let revoked: BTreeSet<([u8; 32], DbOwner)> = view.revoked().map(|(k, o)| (k, owned(o))).collect();
         assert_eq!(revoked, self.revoked.keys().cloned().collect());
-        let principals: BTreeMap<(Fingerprint, RuleOwner), (String, Claim)> =
+        let principals: BTreeMap<(Fingerprint, DbOwner), (String, Claim)> =
             view.principals().map(|(f, m)| ((f, owned(m.owner)), (m.name.to_owned(), m.claim))).collect();
         assert_eq!(principals, self.principals);
-        let rules: BTreeSet<(SanKind, String, String, RuleOwner)> =
+        let rules: BTreeSet<(SanKind, String, String, DbOwner)> =
             view.san_rules().map(|(k, d, i, o)| (k, d.to_owned(), i.to_owned(), owned(o))).collect();
         assert_eq!(rules, self.san_rules);
-        let constraints: BTreeSet<(RuleOwner, ConstraintKind, String)> =
+        let constraints: BTreeSet<(DbOwner, ConstraintKind, String)> =
             view.all_constraints().map(|(o, k, v)| (owned(o), k, v.to_owned())).collect();
         assert_eq!(constraints, self.constraints);
-        let issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)> = view
+        let issuers: BTreeMap<(String, DbOwner), (Vec<String>, Vec<u8>)> = view
             .issuers()
             .map(|i| ((i.issuer.to_owned(), owned(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec())))
             .collect();
