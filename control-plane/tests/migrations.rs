@@ -90,7 +90,7 @@ async fn a_first_schema_database_upgrades(store: Store, test: &str) {
     let logged = certbind_control_plane::db::snapshot_log::read(&db, 7, rows.version).await.unwrap();
     assert_eq!(logged.len() as i64, rows.version - 7);
     // The SAN rule from before issuers were named is kept, but maps nothing.
-    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AllowSanDomain { .. })));
+    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AddSanRule { .. })));
     assert_eq!(rows.skipped, 1);
     let issuer: Option<String> =
         sqlx::query("SELECT issuer_dn FROM mapping_rules WHERE id = 'R1'").fetch_one(db.reader()).await.unwrap().get(0);

@@ -114,10 +114,10 @@ impl Pending {
             Change::UnmapPrincipal { fingerprint, owner } => {
                 self.principals.insert((fingerprint.0, owner), None);
             }
-            Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
+            Change::AddSanRule { kind, domain, issuer_dn, owner } => {
                 self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), Some(()));
             }
-            Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
+            Change::RemoveSanRule { kind, domain, issuer_dn, owner } => {
                 self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), None);
             }
             Change::AddConstraint { owner, kind, value } => {

@@ -89,7 +89,7 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
             Change::MapPrincipal { owner: o, fingerprint, principal, claim } => {
                 content.principals.push(PrincipalEntry { fingerprint, owner: o, principal, claim })
             }
-            Change::AllowSanDomain { owner: o, kind, domain, issuer_dn } => {
+            Change::AddSanRule { owner: o, kind, domain, issuer_dn } => {
                 content.san_rules.push(SanRuleEntry { kind, domain, issuer_dn, owner: o })
             }
             Change::AddConstraint { owner: o, kind, value } => {

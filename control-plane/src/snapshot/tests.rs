@@ -83,10 +83,10 @@ impl Oracle {
             Change::UnmapPrincipal { fingerprint, owner } => {
                 self.principals.remove(&(fingerprint, owner));
             }
-            Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
+            Change::AddSanRule { kind, domain, issuer_dn, owner } => {
                 self.san_rules.insert((kind, domain, issuer_dn, owner));
             }
-            Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
+            Change::RemoveSanRule { kind, domain, issuer_dn, owner } => {
                 self.san_rules.remove(&(kind, domain, issuer_dn, owner));
             }
             Change::AddConstraint { owner, kind, value } => {
@@ -265,13 +265,13 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
             principal: format!("svc:{}", n % 11),
         },
         9 => Change::UnmapPrincipal { fingerprint: existing, owner },
-        10 => Change::AllowSanDomain {
+        10 => Change::AddSanRule {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
             issuer_dn: format!("CN=CA {}", n % 2),
             owner,
         },
-        11 => Change::DisallowSanDomain {
+        11 => Change::RemoveSanRule {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
             issuer_dn: format!("CN=CA {}", n % 2),

@@ -116,7 +116,7 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
         Change::MapPrincipal { owner: o, principal, claim, .. } => {
             scratch.push_principal_claim(&probe, o.as_identity(), principal, *claim)?
         }
-        Change::AllowSanDomain { kind, domain, issuer_dn, owner: o } => {
+        Change::AddSanRule { kind, domain, issuer_dn, owner: o } => {
             scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, o.as_identity())?
         }
         Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(o.as_identity(), *kind, value)?,
@@ -143,8 +143,8 @@ pub fn field_of(change: &Change, error: &BuildError) -> &'static str {
             (_, EncodeProblem::AudiencesTooLarge) => "audiences",
             (Change::UpsertIssuer { .. }, _) => "issuer",
             (Change::MapPrincipal { .. }, _) => "principal",
-            (Change::AllowSanDomain { .. }, EncodeProblem::UppercaseDomain) => "domain",
-            (Change::AllowSanDomain { .. }, _) => "issuer_dn",
+            (Change::AddSanRule { .. }, EncodeProblem::UppercaseDomain) => "domain",
+            (Change::AddSanRule { .. }, _) => "issuer_dn",
             (Change::AddConstraint { .. }, _) => "value",
             _ => "body",
         },
@@ -159,8 +159,8 @@ pub(super) fn check_fields(change: &Change) -> Result<(), BuildError> {
             check_string("org_id", org_id)
         }
         Change::MapPrincipal { owner, principal, .. } => check_principal(owner, principal),
-        Change::AllowSanDomain { domain, issuer_dn, owner, .. }
-        | Change::DisallowSanDomain { domain, issuer_dn, owner, .. } => {
+        Change::AddSanRule { domain, issuer_dn, owner, .. }
+        | Change::RemoveSanRule { domain, issuer_dn, owner, .. } => {
             check_owner(owner)?;
             check_string("issuer_dn", issuer_dn)?;
             check_string("domain", domain)
