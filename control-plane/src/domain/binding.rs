@@ -39,7 +39,7 @@ impl GivenBinding {
 /// A validated binding, every field in its canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSmartCard {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub user_id: String,
     pub subject_dn: String,
     pub issuer_dn: String,
@@ -78,7 +78,7 @@ pub fn checked_binding(given: GivenBinding, now: i64) -> Checked<NewSmartCard> {
             let sans = san_domains(&facts);
             let certificate = Some((encode_certificate_pem(&der), CardFacts::of(&facts)));
             NewSmartCard {
-                fingerprint: facts.fingerprint.to_hex(),
+                fingerprint: facts.fingerprint,
                 user_id,
                 subject_dn: facts.subject_dn,
                 issuer_dn: facts.issuer_dn,
@@ -93,7 +93,7 @@ pub fn checked_binding(given: GivenBinding, now: i64) -> Checked<NewSmartCard> {
         None => {
             let missing = |field: &str| Invalid::new(field, "is required unless `certificate_pem` is given");
             NewSmartCard {
-                fingerprint: fields.fingerprint.ok_or_else(|| missing("fingerprint"))?.to_hex(),
+                fingerprint: fields.fingerprint.ok_or_else(|| missing("fingerprint"))?,
                 user_id,
                 subject_dn: fields.subject_dn.ok_or_else(|| missing("subject_dn"))?,
                 issuer_dn: fields.issuer_dn.ok_or_else(|| missing("issuer_dn"))?,

@@ -67,9 +67,14 @@ pub fn optional_text(field: &str, text: Option<&str>, max: usize) -> Checked<Opt
     Ok(Some(text.to_string()))
 }
 
-/// Parses a fingerprint in any accepted spelling into its canonical form.
+/// A fingerprint in any accepted spelling.
+pub fn fingerprint(field: &str, text: &str) -> Checked<Fingerprint> {
+    Fingerprint::parse(text).map_err(|e| Invalid::new(field, e.to_string()))
+}
+
+/// A fingerprint in its canonical text form: a page cursor, which lists compare as text.
 pub fn canonical_fingerprint(field: &str, text: &str) -> Checked<String> {
-    Fingerprint::parse(text).map(|fp| fp.to_hex()).map_err(|e| Invalid::new(field, e.to_string()))
+    fingerprint(field, text).map(|fp| fp.to_hex())
 }
 
 /// A DN as stored: parsed as people write it and put in the one RFC 4514 form the filter

@@ -5,7 +5,7 @@ use super::{double_option, page_limit, with_version, Admin, ApiJson, ApiQuery};
 use crate::db::smartcards::{self, ListFilter, SmartCardUpdate};
 use crate::db::{Page, SmartCardLink};
 use crate::domain::binding::{checked_binding, GivenBinding, MAX_LABEL_BYTES};
-use crate::domain::text::{canonical_dn, canonical_fingerprint, optional_text, MAX_ID_BYTES};
+use crate::domain::text::{canonical_dn, canonical_fingerprint, fingerprint as checked_fingerprint, optional_text, MAX_ID_BYTES};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -85,7 +85,7 @@ pub async fn list(
 }
 
 pub async fn get(State(state): State<AppState>, admin: Admin, Path(fingerprint): Path<String>) -> ApiResult<Json<SmartCardLink>> {
-    let fingerprint = canonical_fingerprint("fingerprint", &fingerprint)?;
+    let fingerprint = checked_fingerprint("fingerprint", &fingerprint)?;
     smartcards::get(&state.db, admin.org_id(), &fingerprint)
         .await?
         .map(Json)
@@ -98,7 +98,7 @@ pub async fn update(
     Path(fingerprint): Path<String>,
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> ApiResult<Response> {
-    let fingerprint = canonical_fingerprint("fingerprint", &fingerprint)?;
+    let fingerprint = checked_fingerprint("fingerprint", &fingerprint)?;
     if body.enabled.is_none() && body.label.is_none() {
         return Err(ApiError::validation("body", "give `enabled`, `label` or both"));
     }
@@ -112,7 +112,7 @@ pub async fn update(
 }
 
 pub async fn revoke(State(state): State<AppState>, admin: Admin, Path(fingerprint): Path<String>) -> ApiResult<Response> {
-    let fingerprint = canonical_fingerprint("fingerprint", &fingerprint)?;
+    let fingerprint = checked_fingerprint("fingerprint", &fingerprint)?;
     let (link, version) = state.identity_changed(smartcards::revoke(&state.db, &admin.actor(), &fingerprint).await?);
     state.metrics.revokes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(with_version(version, Json(link)).into_response())
