@@ -83,8 +83,8 @@ pub(super) fn decode_lease(bytes: &[u8]) -> Option<(u64, i64)> {
 }
 
 pub(super) struct Keys {
-    lease: String,
-    head: String,
+    pub(super) lease: String,
+    pub(super) head: String,
     prefix: String,
 }
 
