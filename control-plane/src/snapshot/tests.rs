@@ -309,14 +309,14 @@ fn starting_oracle(bindings: u64) -> Oracle {
         let claim = Claim::from_verified(i % 3 != 0);
         oracle.bindings.insert(Fingerprint::synthetic("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0, claim));
     }
-    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), Some("o1".into())));
-    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), None));
-    oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), None), ("CN=CA 0".into(), "1".into()));
-    oracle.principals.insert((Fingerprint::synthetic("bind", 2), Some("o2".into())), ("svc:seed".into(), Claim::Unverified));
-    oracle.principals.insert((Fingerprint::synthetic("bind", 4), Some("o3".into())), ("svc:seen".into(), Claim::Verified));
-    oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), None));
-    oracle.constraints.insert((Some("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
-    oracle.issuers.insert(("https://idp0.example".into(), None), (Vec::new(), jwks(1)));
+    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), DbOwner::Org("o1".into())));
+    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), DbOwner::Platform));
+    oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), DbOwner::Platform), ("CN=CA 0".into(), "1".into()));
+    oracle.principals.insert((Fingerprint::synthetic("bind", 2), DbOwner::Org("o2".into())), ("svc:seed".into(), Claim::Unverified));
+    oracle.principals.insert((Fingerprint::synthetic("bind", 4), DbOwner::Org("o3".into())), ("svc:seen".into(), Claim::Verified));
+    oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), DbOwner::Platform));
+    oracle.constraints.insert((DbOwner::Org("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
+    oracle.issuers.insert(("https://idp0.example".into(), DbOwner::Platform), (Vec::new(), jwks(1)));
     let ca = certbind_shared::certificate::KeyIdentifier::new(&[0xca, 0]).unwrap();
     let value = CaValue { subject_dn: "CN=ICAM Test Card Signing CA".into(), require_fresh_crl: true, fail_open: false, crl_valid_until: Some(1_800_000_000) };
     oracle.cas.insert(CaKey::of(&ca), value);
@@ -487,7 +487,7 @@ fn a_reload_covers_changes_that_arrive_while_it_reads() {
     assert_eq!(store.apply(2, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 2), owner: DbOwner::Platform }]), Applied::Buffered);
     // Committed after: it must survive the reload.
     assert_eq!(store.apply(4, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 4), owner: DbOwner::Platform }]), Applied::Buffered);
-    let content = SnapshotContent { blocklist: vec![(Fingerprint::synthetic("x", 2), None)], ..Default::default() };
+    let content = SnapshotContent { blocklist: vec![(Fingerprint::synthetic("x", 2), DbOwner::Platform)], ..Default::default() };
     let loaded = store.finish_load(content, 3).unwrap();
     assert_eq!(loaded.version(), 3);
     assert_eq!(store.applied_version(), 4);
@@ -618,7 +618,7 @@ fn a_change_the_encoder_refuses_is_dropped_and_the_rest_published() {
     let document = jwks(9);
     let issuer = |i: usize| IssuerEntry {
         issuer: format!("https://issuer-{i}.example"),
-        owner: None,
+        owner: DbOwner::Platform,
         audiences: Vec::new(),
         jwks_json: document.clone(),
     };
@@ -675,7 +675,7 @@ fn full_builds_refuse_ambiguous_content() {
     let mut bad_jwks = SnapshotContent {
         issuers: vec![IssuerEntry {
             issuer: "https://idp".into(),
-            owner: None,
+            owner: DbOwner::Platform,
             audiences: Vec::new(),
             jwks_json: b"[]".to_vec(),
         }],
@@ -686,8 +686,8 @@ fn full_builds_refuse_ambiguous_content() {
     );
     let mut issuer_twice = SnapshotContent {
         issuers: vec![
-            IssuerEntry { issuer: "https://idp".into(), owner: Some("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
-            IssuerEntry { issuer: "https://idp".into(), owner: Some("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
+            IssuerEntry { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
+            IssuerEntry { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
         ],
         ..Default::default()
     };
