@@ -136,55 +136,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { .. } => serve(config).await,
-        Command::Migrate => {
-            let db = Db::open(&config.db_options()).await?;
-            println!("database schema is up to date ({})", db.backend().name());
-            db.close().await;
-            Ok(())
-        }
-        Command::Org { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = org::run(&db, command).await;
-            db.close().await;
-            result
-        }
-        Command::User { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = user::run(&db, command).await;
-            db.close().await;
-            result
-        }
-        Command::Token { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = token::run(&db, command).await;
-            db.close().await;
-            result
-        }
-        Command::Card { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = card::run(&db, command).await;
-            db.close().await;
-            result
-        }
-        Command::Issuer { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = issuer::run(&db, command).await;
-            db.close().await;
-            result
-        }
-        Command::Ca { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = ca::run(&db, command).await;
-            db.close().await;
-            result
-        }
-        Command::Crl { command } => {
-            let db = Db::open(&config.db_options()).await?;
-            let result = crl::run(&db, &config, command).await;
-            db.close().await;
-            result
-        }
         Command::Key { command } => key::run(&config, command).await,
         Command::Snapshot { command } => snapshot::run(&config, command).await,
+        command => {
+            let db = Db::open(&config.db_options()).await?;
+            let result = on_database(&db, &config, command).await;
+            db.close().await;
+            result
+        }
+    }
+}
+
+/// The commands that run on the database (opened and migrated for them, closed after).
+async fn on_database(db: &Db, config: &Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => {
+            println!("database schema is up to date ({})", db.backend().name());
+            Ok(())
+        }
+        Command::Org { command } => org::run(db, command).await,
+        Command::User { command } => user::run(db, command).await,
+        Command::Token { command } => token::run(db, command).await,
+        Command::Card { command } => card::run(db, command).await,
+        Command::Issuer { command } => issuer::run(db, command).await,
+        Command::Ca { command } => ca::run(db, command).await,
+        Command::Crl { command } => crl::run(db, config, command).await,
+        Command::Serve { .. } | Command::Key { .. } | Command::Snapshot { .. } => {
+            anyhow::bail!("this command opens what it needs itself, not only the database")
+        }
     }
 }
