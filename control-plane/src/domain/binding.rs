@@ -10,13 +10,16 @@ use certbind_shared::certificate::pem::encode_certificate_pem;
 use certbind_shared::certificate::{CardFacts, CertificateFacts};
 use certbind_shared::identity::{normalize_serial, SanKind};
 use certbind_shared::Fingerprint;
+use serde::Deserialize;
 
 /// Labels are for people: "Primary CAC".
 pub const MAX_LABEL_BYTES: usize = 200;
 
 /// What a caller gives to bind a card: `certificate_pem`, and the certificate fields are
-/// derived (any given beside it must agree), or the fields alone.
-#[derive(Debug, Clone, Default)]
+/// derived (any given beside it must agree), or the fields alone. The admin API's body
+/// (`POST /api/v1/admin/smartcards`) reads into it as it stands; the command line fills it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GivenBinding {
     pub user_id: String,
     pub fingerprint: Option<String>,

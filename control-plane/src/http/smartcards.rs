@@ -14,30 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-/// `POST /api/v1/admin/smartcards`: the field body, or `certificate_pem` and the server
-/// derives the certificate fields (any given beside it must agree).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BindRequest {
-    pub user_id: String,
-    pub fingerprint: Option<String>,
-    pub subject_dn: Option<String>,
-    pub issuer_dn: Option<String>,
-    pub serial: Option<String>,
-    pub not_before: Option<String>,
-    pub not_after: Option<String>,
-    pub label: Option<String>,
-    pub certificate_pem: Option<String>,
-}
-
-impl From<BindRequest> for GivenBinding {
-    fn from(body: BindRequest) -> Self {
-        let BindRequest { user_id, fingerprint, subject_dn, issuer_dn, serial, not_before, not_after, label, certificate_pem } =
-            body;
-        GivenBinding { user_id, fingerprint, subject_dn, issuer_dn, serial, not_before, not_after, label, certificate_pem }
-    }
-}
-
 /// `PATCH /api/v1/admin/smartcards/{fingerprint}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,8 +37,8 @@ fn path_of(link: &SmartCardLink) -> String {
     format!("/api/v1/admin/smartcards/{}", link.fingerprint)
 }
 
-pub async fn bind(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<BindRequest>) -> ApiResult<Response> {
-    let card = checked_binding(body.into(), crate::time::now_epoch())?;
+pub async fn bind(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<GivenBinding>) -> ApiResult<Response> {
+    let card = checked_binding(body, crate::time::now_epoch())?;
     let (link, version) = state.identity_changed(smartcards::bind(&state.db, &admin.actor(), card).await?);
     state.metrics.binds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let location = path_of(&link);
