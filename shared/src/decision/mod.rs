@@ -35,6 +35,8 @@ pub mod path;
 pub mod resolve;
 pub mod revocation;
 pub mod scope;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trust;
 
 use crate::identity::IdentityData;
