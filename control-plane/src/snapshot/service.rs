@@ -95,10 +95,9 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
             Change::AddConstraint { owner: o, kind, value } => {
                 content.constraints.push(ConstraintEntry { owner: o, kind, value })
             }
-            Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } => {
-                if issuers.insert((issuer.clone(), o.clone())) {
-                    content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json });
-                }
+            // The first registration of an (issuer, owner) stands.
+            Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } if issuers.insert((issuer.clone(), o.clone())) => {
+                content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json })
             }
             Change::UpsertCa(ca) => content.cas.push(super::content::CaEntry {
                 key: certbind_shared::identity::CaKey::of(&ca.key),
