@@ -144,7 +144,7 @@ fn confirmation_claim(payload: &Map<String, Value>) -> Result<Option<String>, To
 
 /// Verifies a compact JWS bearer token: algorithm, issuer, signature, `exp`, `nbf`, `aud`.
 ///
-/// Binding to the certificate is a separate step ([`cnf_matches`]) so that a route which
+/// Sender binding to the certificate is a separate step ([`cnf_matches`]) so that a route which
 /// does not require it can still accept a valid token.
 pub fn verify<K: IssuerKeys + ?Sized>(
     token: &str,
