@@ -7,7 +7,7 @@ use certbind_shared::decision::cache::FactsCache;
 use certbind_shared::decision::config::PolicyConfig;
 use certbind_shared::decision::extract::connection_pem_der;
 use certbind_shared::decision::outcome::{Denial, Notice, Outcome, Reason};
-use certbind_shared::decision::{header_refs, Engine, RequestInput};
+use certbind_shared::decision::{Engine, RequestHeader, RequestInput};
 use certbind_shared::identity::{IdentityData, StaticIdentity};
 use certbind_shared::snapshot::SnapshotView;
 use certbind_shared::Fingerprint;
@@ -17,14 +17,15 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A request as its gateway forwarded it, in the filter's terms: the headers the decision
 /// reads (with `:path` and `:method` as the gateway named them), the TCP peer that vouches
 /// for forwarded certificate headers, and the connection's certificate when the protocol
-/// carries it (Envoy's gRPC check request).
+/// carries it (Envoy's gRPC check request). It borrows from what the protocol received: a
+/// check request carries the whole certificate, often twice (XFCC), and is never copied.
 #[derive(Debug, Clone, Default)]
-pub struct Check {
-    pub headers: Vec<(String, Vec<u8>)>,
+pub struct Check<'a> {
+    pub headers: Vec<RequestHeader<'a>>,
     pub peer: Option<IpAddr>,
     /// The connection's certificate, PEM (plain or URL-encoded), exactly as the gateway sent
     /// it. Its SHA-256 is the connection digest the decision cross-checks against.
-    pub connection_certificate: Option<Vec<u8>>,
+    pub connection_certificate: Option<&'a [u8]>,
 }
 
 /// What the gateway is told.
@@ -173,14 +174,14 @@ impl Authorizer {
 
     /// Decides `check` at `now` (Unix seconds). Fails closed: anything that stops the decision
     /// (no engine, a poisoned lock) is `identity_unavailable`.
-    pub fn check(&self, check: &Check, now: i64) -> Verdict {
+    pub fn check(&self, check: &Check<'_>, now: i64) -> Verdict {
         self.count(self.decide(check, now))
     }
 
-    fn decide(&self, check: &Check, now: i64) -> Verdict {
+    fn decide(&self, check: &Check<'_>, now: i64) -> Verdict {
         let unavailable = || Verdict::Deny(Denial { reason: Reason::IdentityUnavailable });
         let (Some(held), Some(mut worker)) = (self.held(), self.take_worker()) else { return unavailable() };
-        let pem = check.connection_certificate.as_deref();
+        let pem = check.connection_certificate;
         let digest = match pem.map(|pem| connection_digest(&mut worker.connection_certificates, pem)).transpose() {
             Ok(digest) => digest,
             Err(reason) => {
@@ -189,9 +190,8 @@ impl Authorizer {
             }
         };
         let hex = digest.as_ref().map(|d| d.fingerprint.to_hex());
-        let headers = header_refs(&check.headers);
         let input = RequestInput {
-            headers: &headers,
+            headers: &check.headers,
             peer: check.peer,
             connection_digest: hex.as_deref(),
             connection_certificate: pem,
@@ -207,7 +207,7 @@ impl Authorizer {
                         && worker.engine.is_identity_header(name)
                         && !remove.iter().any(|r| r.eq_ignore_ascii_case(name))
                     {
-                        remove.push(name.clone());
+                        remove.push((*name).to_string());
                     }
                 }
                 Verdict::Allow { set, remove, notice }

@@ -22,22 +22,22 @@ use std::net::IpAddr;
 const GRPC_OK: i32 = 0;
 const GRPC_PERMISSION_DENIED: i32 = 7;
 
-pub fn check(request: &CheckRequest) -> Result<Check, Reason> {
+pub fn check(request: &CheckRequest) -> Result<Check<'_>, Reason> {
     let attributes = request.attributes.as_ref().ok_or(Reason::InvalidPath)?;
     let http = attributes.request.as_ref().and_then(|r| r.http.as_ref()).ok_or(Reason::InvalidPath)?;
     let mut headers = Vec::with_capacity(http.headers.len() + 2);
-    headers.push((":method".to_string(), http.method.clone().into_bytes()));
-    headers.push((":path".to_string(), http.path.clone().into_bytes()));
+    headers.push((":method", http.method.as_bytes()));
+    headers.push((":path", http.path.as_bytes()));
     match &http.header_map {
         Some(map) => {
             // The pseudo-headers are the request's own, given above from their fields.
             for header in map.headers.iter().filter(|h| !h.key.starts_with(':')) {
-                let value = if header.raw_value.is_empty() { header.value.as_bytes().to_vec() } else { header.raw_value.clone() };
-                headers.push((header.key.clone(), value));
+                let value = if header.raw_value.is_empty() { header.value.as_bytes() } else { header.raw_value.as_slice() };
+                headers.push((header.key.as_str(), value));
             }
         }
         None => headers.extend(
-            http.headers.iter().filter(|(n, _)| !n.starts_with(':')).map(|(n, v)| (n.clone(), v.clone().into_bytes())),
+            http.headers.iter().filter(|(n, _)| !n.starts_with(':')).map(|(n, v)| (n.as_str(), v.as_bytes())),
         ),
     }
     let source = attributes.source.as_ref();
@@ -51,8 +51,7 @@ pub fn check(request: &CheckRequest) -> Result<Check, Reason> {
     });
     // The certificate exactly as Envoy sent it: the authorizer decodes and hashes it, or
     // finds its digest by these very bytes when it checked them before.
-    let connection_certificate =
-        source.map(|s| s.certificate.as_bytes()).filter(|c| !c.is_empty()).map(<[u8]>::to_vec);
+    let connection_certificate = source.map(|s| s.certificate.as_bytes()).filter(|c| !c.is_empty());
     Ok(Check { headers, peer, connection_certificate })
 }
 

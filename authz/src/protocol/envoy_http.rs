@@ -13,12 +13,14 @@ use certbind_shared::decision::outcome::Reason;
 pub const PATH: &str = "/auth/envoy";
 pub const REMOVE_HEADER: &str = "x-envoy-auth-headers-to-remove";
 
-pub fn check(http: &HttpCheck) -> Result<Check, Reason> {
+pub fn check(http: &HttpCheck) -> Result<Check<'_>, Reason> {
     let original = http.target.strip_prefix(PATH).filter(|rest| rest.starts_with('/')).ok_or(Reason::InvalidPath)?;
     let mut headers = Vec::with_capacity(http.headers.len() + 2);
-    headers.push((":method".to_string(), http.method.clone().into_bytes()));
-    headers.push((":path".to_string(), original.as_bytes().to_vec()));
-    headers.extend(http.headers.iter().filter(|(name, _)| !name.starts_with(':')).cloned());
+    headers.push((":method", http.method.as_bytes()));
+    headers.push((":path", original.as_bytes()));
+    headers.extend(
+        http.headers.iter().filter(|(name, _)| !name.starts_with(':')).map(|(n, v)| (n.as_str(), v.as_slice())),
+    );
     Ok(Check { headers, peer: http.peer, ..Default::default() })
 }
 

@@ -78,24 +78,24 @@ fn single<'a>(headers: &'a [(String, Vec<u8>)], folded: &str) -> Result<Option<&
 /// The request's own method and target, from the headers the gateway names them in, with the
 /// forwarded headers minus those (and minus any pseudo-header, which no HTTP/1.1 request can
 /// carry and which the decision reads as the request's own).
-fn forwarded(
-    http: &HttpCheck,
+fn forwarded<'a>(
+    http: &'a HttpCheck,
     uri_header: &str,
     method_header: &str,
     also_consumed: &[&str],
-) -> Result<Check, Reason> {
+) -> Result<Check<'a>, Reason> {
     let uri = single(&http.headers, uri_header).map_err(|_| Reason::InvalidPath)?.ok_or(Reason::InvalidPath)?;
     let method = single(&http.headers, method_header).map_err(|_| Reason::InvalidPath)?.unwrap_or(b"GET");
     let mut headers = Vec::with_capacity(http.headers.len() + 2);
-    headers.push((":method".to_string(), method.to_vec()));
-    headers.push((":path".to_string(), uri.to_vec()));
+    headers.push((":method", method));
+    headers.push((":path", uri));
     for (name, value) in &http.headers {
         let consumed = folded_eq(name, uri_header)
             || folded_eq(name, method_header)
             || also_consumed.iter().any(|c| folded_eq(name, c))
             || name.starts_with(':');
         if !consumed {
-            headers.push((name.clone(), value.clone()));
+            headers.push((name.as_str(), value.as_slice()));
         }
     }
     Ok(Check { headers, peer: http.peer, ..Default::default() })

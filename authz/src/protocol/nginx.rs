@@ -26,7 +26,7 @@ pub const VERIFY_HEADER: &str = "x-certbind-client-verify";
 pub const REASON_HEADER: &str = "x-certbind-reason";
 
 /// `source_header`: the policy's certificate header (folded), if it names one.
-pub fn check(http: &HttpCheck, source_header: Option<&str>) -> Result<Check, Reason> {
+pub fn check<'a>(http: &'a HttpCheck, source_header: Option<&str>) -> Result<Check<'a>, Reason> {
     let verified = match single(&http.headers, VERIFY_HEADER) {
         Err(()) => return Err(Reason::MalformedClientCert),
         Ok(value) => value == Some(b"SUCCESS".as_slice()),

@@ -14,7 +14,7 @@ pub const PATH: &str = "/auth/traefik";
 pub const URI_HEADER: &str = "x-forwarded-uri";
 pub const METHOD_HEADER: &str = "x-forwarded-method";
 
-pub fn check(http: &HttpCheck) -> Result<Check, Reason> {
+pub fn check(http: &HttpCheck) -> Result<Check<'_>, Reason> {
     forwarded(http, URI_HEADER, METHOD_HEADER, &[])
 }
 
