@@ -23,6 +23,7 @@ use certbind_authz::protocol::{envoy_grpc, HttpAnswer, Protocol};
 use certbind_authz::server::{bind, serve_grpc_with, Service};
 use certbind_tests::cases::fixtures::NOW;
 use certbind_tests::cases::{authz, table, Case};
+use certbind_tests::snapshots::{signed_snapshot, SnapshotContent, Stamp, TestSnapshotKey};
 use certbind_tests::timing::time_interleaved;
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -217,7 +218,8 @@ impl Server {
 /// client runtime on this thread.
 struct Loopback {
     request: CheckRequest,
-    servers: [Server; 2],
+    /// The case's inline identity, the same card bound in a signed snapshot, the trivial one.
+    servers: [Server; 3],
     client_runtime: tokio::runtime::Runtime,
 }
 
@@ -228,17 +230,21 @@ impl Loopback {
         let service = Service::from_config(converted.config.to_string().as_bytes()).unwrap().with_clock(|| NOW);
         assert_eq!(NOW, case.request.now, "the clock the case decides at");
         let trivial = AllowAll(envoy_grpc::answer(&Verdict::Allow { set: Vec::new(), remove: Vec::new(), notice: None }));
+        let from_snapshot = Service::from_config(snapshot_config(&case, &converted.config).as_bytes()).unwrap();
         let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let servers = [
             Server::start("bench-certbind", service, &client_runtime),
+            Server::start("bench-snapshot", from_snapshot, &client_runtime),
             Server::start("bench-trivial", trivial, &client_runtime),
         ];
         let mut request = converted.grpc.unwrap();
         as_envoy_sends(&mut request, &case);
         let loopback = Loopback { request, servers, client_runtime };
-        let answer = loopback.client_runtime.block_on(loopback.servers[0].client.clone().check(loopback.request.clone()));
-        let answer = answer.unwrap().into_inner();
-        assert!(matches!(answer.http_response, Some(HttpResponse::OkResponse(_))), "not allowed: {answer:?}");
+        for server in &loopback.servers[..2] {
+            let answer = loopback.client_runtime.block_on(server.client.clone().check(loopback.request.clone()));
+            let answer = answer.unwrap().into_inner();
+            assert!(matches!(answer.http_response, Some(HttpResponse::OkResponse(_))), "{}: not allowed: {answer:?}", server.thread);
+        }
         loopback
     }
 
@@ -285,8 +291,8 @@ impl Loopback {
 
     fn report(&self, rounds: usize) {
         let us = self.measure(rounds);
-        let (service, trivial) = (us[0], us[1]);
-        let own = service - trivial;
+        let (service, from_snapshot, trivial) = (us[0], us[1], us[2]);
+        let own = from_snapshot.max(service) - trivial;
         println!("## Authorization service over gRPC on loopback: the server thread's CPU per check\n");
         println!(
             "tonic's server with one worker thread, as deployed, answering a tonic client ({IN_FLIGHT} checks in flight \
@@ -295,13 +301,39 @@ impl Loopback {
              its figure is the transport's floor (HTTP/2, gRPC framing, decoding the check).\n"
         );
         println!("| server | CPU µs per check |\n|---|---:|");
-        println!("| trivial authorizer (floor) | {trivial:.2} |\n| certbind-authz, warm bound card | {service:.2} |");
+        println!("| trivial authorizer (floor) | {trivial:.2} |\n| certbind-authz, warm bound card, inline identity | {service:.2} |");
+        println!("| certbind-authz, warm bound card, signed snapshot of {SNAPSHOT_BINDINGS} bindings | {from_snapshot:.2} |");
         println!(
             "\nThe service's own CPU per warm check, transport included beyond the floor: {own:.2} µs (target ≤ \
              {WARM_TARGET_US} µs: {}).\n",
             if own <= WARM_TARGET_US { "met" } else { "**missed**" }
         );
     }
+}
+
+/// Bindings in the signed snapshot the second server decides from: a large deployment's, as
+/// many as a configuration document (4 MiB) can carry inline.
+const SNAPSHOT_BINDINGS: usize = 50_000;
+
+/// The case's configuration with its card bound in a signed snapshot (among
+/// [`SNAPSHOT_BINDINGS`]) in place of its inline identity, as a deployment decides.
+fn snapshot_config(case: &Case, config: &serde_json::Value) -> String {
+    let pem = case.request.connection_certificate.as_deref().expect("the case's connection certificate");
+    let der = certbind_shared::certificate::pem::decode_certificate_pem(pem.as_bytes()).unwrap();
+    let key = TestSnapshotKey::new("authz-bench");
+    let content = SnapshotContent::synthetic(SNAPSHOT_BINDINGS - 1).bind(
+        certbind_shared::Fingerprint::of_der(&der),
+        "01JBUSER00000000000000000A",
+        "01JBZRG0000000000000000000",
+    );
+    // Verified when the service starts, by the system clock, which it then decides by.
+    let now = certbind_authz::check::unix_now();
+    let signed = signed_snapshot(&key, &content, Stamp { version: 1, issued_at: now - 60, expires_at: now + 86_400 });
+    serde_json::json!({
+        "policy": config["policy"],
+        "snapshot": {"pinned_keys": [key.pinned_pem()], "signed_base64": certbind_shared::encoding::base64_encode(&signed)}
+    })
+    .to_string()
 }
 
 /// The headers Envoy's shipped gRPC configuration (envoy/ext-authz/grpc.yaml) adds to every
