@@ -19,6 +19,7 @@ pub mod mapping_rules;
 pub mod models;
 pub mod orgs;
 pub mod proxies;
+pub mod signed_snapshots;
 pub mod smartcards;
 pub mod snapshot_data;
 pub mod snapshot_log;

@@ -37,12 +37,19 @@ pub struct SnapshotQuery {
     pub after_version: Option<u64>,
 }
 
-/// Whether the caller already holds `snapshot`.
+/// Whether the caller already holds `snapshot`, or a newer one (signed by another replica:
+/// the ETag is the version, which names one byte string whichever replica serves it).
 fn caller_holds(snapshot: &ServedSnapshot, after_version: Option<u64>, if_none_match: Option<&str>) -> bool {
     let by_version = after_version.is_some_and(|v| snapshot.version <= v);
-    let etag = snapshot.etag();
-    let by_etag = if_none_match.is_some_and(|inm| inm.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let by_etag = if_none_match.is_some_and(|inm| {
+        inm.split(',').map(str::trim).any(|t| t == "*" || etag_version(t).is_some_and(|v| snapshot.version <= v))
+    });
     by_version || by_etag
+}
+
+/// The version a strong ETag of ours names (`"N"`).
+fn etag_version(tag: &str) -> Option<u64> {
+    tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
 fn not_modified(snapshot: &ServedSnapshot) -> Response {
@@ -96,7 +103,7 @@ impl Ask {
     fn held(&self) -> Option<u64> {
         self.after_version.or_else(|| {
             let inm = self.if_none_match.as_deref()?;
-            let mut versions = inm.split(',').filter_map(|t| t.trim().strip_prefix('"')?.strip_suffix('"')?.parse::<u64>().ok());
+            let mut versions = inm.split(',').filter_map(|t| etag_version(t.trim()));
             let first = versions.next()?;
             // Several: the caller holds one of them, and only one can be the base of a chain.
             versions.next().is_none().then_some(first)
@@ -156,6 +163,9 @@ pub async fn latest(
     if !holds(&snapshot) {
         return Ok(newer(&state, &ask, &snapshot));
     }
+    if let Some(held) = ask.held().filter(|held| *held > snapshot.version) {
+        state.snapshots.served_elsewhere(held);
+    }
     if wait.is_zero() {
         return Ok(not_modified(&snapshot));
     }
@@ -198,6 +208,9 @@ mod tests {
         assert!(caller_holds(&s, None, Some("\"7\"")));
         assert!(caller_holds(&s, None, Some("\"3\", \"7\"")));
         assert!(!caller_holds(&s, None, Some("\"6\"")));
+        // A newer version, served by another replica.
+        assert!(caller_holds(&s, None, Some("\"8\"")));
+        assert!(!caller_holds(&s, None, Some("W/\"8\"")));
         assert!(!caller_holds(&s, None, None));
     }
 

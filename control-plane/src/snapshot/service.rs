@@ -8,6 +8,12 @@
 //! - Every signature takes a new version from the database first (a claim), and signs the
 //!   content committed before it: versions only go up, across restarts and replicas, and no
 //!   version is signed twice.
+//! - The signed bytes go into the database (`signed_snapshots`); the other services on it
+//!   serve those very bytes for that version (checked under their own key first), each step
+//!   between them entering their delta rings as it entered the signer's. So whichever replica
+//!   a proxy reaches, one version is one byte string, a delta rebuilds exactly those bytes,
+//!   and no replica serves a version below a stored one it has read. Another service's
+//!   signature whose bytes are not stored yet changes nothing here: it is served once they are.
 //! - Half-way through a snapshot's validity (by default) with nothing changed, a new version
 //!   is claimed and signed, so an idle fleet never reaches expiry while the service runs.
 //! - A full reload (start-up, a log the service cannot follow) reads the tables at one
@@ -23,12 +29,13 @@ use super::served::{LeftOut, ServedSnapshot, SnapshotService};
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
 use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};
 use crate::db::snapshot_log::{self, LogEntry};
+use crate::db::signed_snapshots;
 use crate::db::Db;
 use crate::signer::{public_key_json, Signer};
 use anyhow::Context as _;
 use axum::body::Bytes;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -164,7 +171,6 @@ async fn log_between(db: &Db, after: u64, upto: u64) -> anyhow::Result<Option<Ve
     if upto <= after {
         return Ok(Some(Vec::new()));
     }
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let entries = snapshot_log::read(db, to_i64(after), to_i64(upto)).await.context("reading the snapshot log")?;
     let mut out = Vec::with_capacity(entries.len());
     let mut last = after;
@@ -266,6 +272,9 @@ pub struct StoreService {
     reload_needed: AtomicBool,
     served: Arc<RwLock<Option<Arc<ServedSnapshot>>>>,
     versions: Arc<watch::Sender<u64>>,
+    /// The newest stored version refused (it does not verify under this service's key), so a
+    /// rotation in progress is logged once, not every tick.
+    refused: AtomicU64,
 }
 
 impl StoreService {
@@ -273,6 +282,7 @@ impl StoreService {
     pub async fn start(db: Db, signer: Arc<dyn Signer>, settings: StoreSettings) -> anyhow::Result<Arc<Self>> {
         let store = Arc::new(SnapshotStore::new(signer, settings));
         let first = reload(&db, &store).await?;
+        keep_signed(&db, &first).await;
         let served_now = Arc::new(RwLock::new(Some(served(&first))));
         let versions = Arc::new(watch::Sender::new(first.version()));
         let service = Arc::new(StoreService {
@@ -282,6 +292,7 @@ impl StoreService {
             reload_needed: AtomicBool::new(false),
             served: Arc::clone(&served_now),
             versions: Arc::clone(&versions),
+            refused: AtomicU64::new(0),
         });
         tokio::spawn(forward_published(store.subscribe(), served_now, versions));
         tokio::spawn(run(Arc::downgrade(&service)));
@@ -309,15 +320,20 @@ impl StoreService {
                 // a load claims past every version signed before.
                 tracing::warn!(database, applied, "the database version went back; reloading");
                 self.reload_needed.store(true, Ordering::SeqCst);
-            } else if !self.follow_log(database).await? {
-                self.reload_needed.store(true, Ordering::SeqCst);
+            } else {
+                self.adopt_stored().await?;
+                if !self.follow_log(database).await? {
+                    self.reload_needed.store(true, Ordering::SeqCst);
+                }
             }
         }
         if self.reload_needed.swap(false, Ordering::SeqCst) {
             self.store.release_hold();
-            return reload(&self.db, &self.store).await.map(|_| ()).inspect_err(|_| {
+            let loaded = reload(&self.db, &self.store).await.inspect_err(|_| {
                 self.reload_needed.store(true, Ordering::SeqCst);
-            });
+            })?;
+            keep_signed(&self.db, &loaded).await;
+            return Ok(());
         }
         if !self.store.has_unpublished() && !self.resign_due() {
             return Ok(());
@@ -336,9 +352,34 @@ impl StoreService {
         }
         let store = Arc::clone(&self.store);
         let published = tokio::task::spawn_blocking(move || store.publish()).await.context("the signing task failed")?;
-        if let Err(e) = published {
+        match published {
+            Ok(Some(snapshot)) => keep_signed(&self.db, &snapshot).await,
+            Ok(None) => {}
             // The claim stays held: the next attempt signs it.
-            return Err(e).context("snapshot publication failed");
+            Err(e) => return Err(e).context("snapshot publication failed"),
+        }
+        Ok(())
+    }
+
+    /// Serves, in order, the snapshots other services stored above the one published here.
+    async fn adopt_stored(&self) -> anyhow::Result<()> {
+        let published = self.store.latest().map_or(0, |s| s.version());
+        let stored = signed_snapshots::versions_after(&self.db, to_i64(published)).await.context("reading the stored snapshots")?;
+        for version in stored {
+            let Some(bytes) = signed_snapshots::bytes(&self.db, version).await.context("reading a stored snapshot")? else {
+                continue; // pruned since: the next is newer
+            };
+            let store = Arc::clone(&self.store);
+            match tokio::task::spawn_blocking(move || store.adopt(bytes)).await.context("the adopting task failed")? {
+                Ok(_) => {}
+                Err(e) => {
+                    let version = u64::try_from(version).unwrap_or(0);
+                    if self.refused.swap(version, Ordering::Relaxed) != version {
+                        tracing::warn!(version, error = %e, "a stored snapshot does not verify under this service's key (a key rotation under way?); signing its own versions meanwhile");
+                    }
+                    break;
+                }
+            }
         }
         Ok(())
     }
@@ -362,6 +403,18 @@ impl StoreService {
         let Some(latest) = self.store.latest() else { return false };
         let after = i64::try_from(self.store.settings().resign_after().as_secs()).unwrap_or(i64::MAX);
         crate::time::now_epoch() >= latest.issued_at().saturating_add(after)
+    }
+}
+
+fn to_i64(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// Stores what this service signed, for the others on the database to serve. A failure only
+/// costs them a signature of their own (under a newer version) the next time they change.
+async fn keep_signed(db: &Db, snapshot: &SignedSnapshot) {
+    if let Err(e) = signed_snapshots::store(db, to_i64(snapshot.version()), snapshot.bytes()).await {
+        tracing::warn!(version = snapshot.version(), error = %e, "cannot store the signed snapshot for the other replicas");
     }
 }
 
@@ -410,6 +463,10 @@ impl SnapshotService for StoreService {
     fn committed(&self, version: i64, changes: Vec<Change>) {
         let Ok(version) = u64::try_from(version) else { return };
         self.store.apply(version, changes);
+        self.wake.notify_one();
+    }
+
+    fn served_elsewhere(&self, _version: u64) {
         self.wake.notify_one();
     }
 
