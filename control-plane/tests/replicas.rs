@@ -1,7 +1,8 @@
 //! Replicas on one database, as proxies behind a balancer meet them: a version is one byte
 //! string whichever replica serves it (the ETag names it), a delta from either rebuilds those
-//! bytes, and a proxy alternating between replicas never sees a version go down. On SQLite and
-//! PostgreSQL.
+//! bytes, and a proxy alternating between replicas never sees a version go down (on SQLite
+//! and PostgreSQL). On PostgreSQL a commit through one replica wakes the long-polls held by
+//! another by notification, not at its next periodic check.
 
 mod common;
 
@@ -17,6 +18,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 on_every_store!(a_proxy_alternating_replicas_never_sees_a_version_go_down);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_through_one_replica_wakes_long_polls_on_another_by_notification() {
+    let test = "postgres::a_change_through_one_replica_wakes_long_polls_on_another_by_notification";
+    if common::postgres_url(test).is_none() {
+        return;
+    }
+    a_change_through_one_replica_wakes_long_polls_on_another_by_notification(test).await;
+}
 
 const SNAPSHOT: &str = "application/vnd.certbind.snapshot";
 const DELTA: &str = "application/vnd.certbind.snapshot-delta";
@@ -40,11 +50,16 @@ struct Replicas {
 
 impl Replicas {
     async fn start(store: Store, test: &str) -> Replicas {
+        Replicas::start_with(store, test, StoreSettings::default()).await
+    }
+
+    /// Replica `b` with `settings_b`.
+    async fn start_with(store: Store, test: &str, settings_b: StoreSettings) -> Replicas {
         let test_db = TestDb::new(store, test).await.expect("test database");
         let db_a = test_db.open().await;
         let db_b = Db::open(&DbOptions::new(test_db.url.clone())).await.unwrap();
         let service_a = StoreService::start(db_a.clone(), signer(), StoreSettings::default()).await.unwrap();
-        let service_b = StoreService::start(db_b.clone(), signer(), StoreSettings::default()).await.unwrap();
+        let service_b = StoreService::start(db_b.clone(), signer(), settings_b).await.unwrap();
         let a = Arc::new(TestApp::start_on(test_db, db_a, Transport::Oneshot, service_a.clone(), Limits::default()).await);
         let b = app(AppState::new(db_b.clone(), service_b.clone(), Limits::default()));
         Replicas { a, b, db_b, services: [service_a, service_b] }
@@ -183,4 +198,48 @@ async fn a_proxy_alternating_replicas_never_sees_a_version_go_down(store: Store,
         assert_eq!(Some(&r.body), bytes_of.get(&final_version), "replica {which}'s full snapshot");
     }
     Arc::into_inner(replicas).expect("writer done").finish().await;
+}
+
+/// Replica b looks at the database only once an hour by itself: a revoke through replica a
+/// that answers the long-poll held on b, in seconds, came by notification.
+async fn a_change_through_one_replica_wakes_long_polls_on_another_by_notification(test: &str) {
+    let settings_b = StoreSettings { check_every: Duration::from_secs(3600), ..StoreSettings::default() };
+    let replicas = Arc::new(Replicas::start_with(Store::Postgres, test, settings_b).await);
+    let service_b = Arc::clone(&replicas.services[1]);
+    let body = serde_json::to_vec(&bind_body(&replicas.a.a.user.id, &fingerprint(1))).unwrap();
+    let r = replicas.change(0, "POST", "/api/v1/admin/smartcards", body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // b serves a's snapshot with the card: the bind woke it (a's commit, then a's bytes).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let held = loop {
+        let latest = service_b.store().latest().unwrap();
+        if latest.view().bindings().count() == 1 {
+            break latest.version();
+        }
+        assert!(Instant::now() < deadline, "replica b never heard of the bind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let woken_before = service_b.notifications();
+    assert!(woken_before > 0);
+
+    // A long-poll held on b, then a revoke through a.
+    let poll = {
+        let replicas = Arc::clone(&replicas);
+        tokio::spawn(async move { replicas.snapshot(1, &format!("/api/v1/snapshot?after_version={held}&wait=30")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!poll.is_finished(), "the long-poll is held");
+    let r = replicas.change(0, "DELETE", &format!("/api/v1/admin/smartcards/{}", fingerprint(1)), Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answered = poll.await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    let mut proxy = Proxy::new();
+    proxy.take(&answered, &mut BTreeMap::new(), 1);
+    let view = proxy.held.as_ref().unwrap();
+    assert!(view.version() > held);
+    assert_eq!(view.bindings().count(), 0, "the revoke reached the long-poll on b");
+    assert_eq!(view.as_bytes(), replicas.services[0].store().latest().unwrap().bytes(), "a's signed bytes");
+    assert!(service_b.notifications() > woken_before, "woken by notification");
+    drop(service_b);
+    Arc::into_inner(replicas).expect("the poll is done").finish().await;
 }

@@ -139,6 +139,24 @@ pub struct Db {
     read: AnyPool,
     backend: Backend,
     quotas: Quotas,
+    /// PostgreSQL's URL, for the connection that listens for other replicas' commits.
+    listen_url: Option<ListenUrl>,
+}
+
+/// A database URL kept for connecting again; printed without its password.
+#[derive(Clone)]
+pub struct ListenUrl(String);
+
+impl ListenUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ListenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
 }
 
 impl Db {
@@ -163,7 +181,7 @@ impl Db {
                 let write = write.with_context(|| format!("opening SQLite database {url}"))?;
                 let read = sqlite_pool(4, options.acquire_timeout).connect(&url).await;
                 let read = read.with_context(|| format!("opening SQLite database {url}"))?;
-                Db { write, read, backend, quotas: options.quotas }
+                Db { write, read, backend, quotas: options.quotas, listen_url: None }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -172,7 +190,8 @@ impl Db {
                     .connect(&options.url)
                     .await
                     .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(&options.url)))?;
-                Db { write: pool.clone(), read: pool, backend, quotas: options.quotas }
+                let listen_url = Some(ListenUrl(options.url.clone()));
+                Db { write: pool.clone(), read: pool, backend, quotas: options.quotas, listen_url }
             }
         };
         Ok(db)
@@ -197,6 +216,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Where to listen for other replicas' commits (`snapshot_log::CHANNEL`): PostgreSQL only.
+    pub fn listen_url(&self) -> Option<&ListenUrl> {
+        self.listen_url.as_ref()
     }
 
     pub fn quotas(&self) -> Quotas {
@@ -398,6 +422,7 @@ pub async fn commit_change(db: &Db, mut tx: Tx, record: AuditRecord<'_>, visibil
             }
             let version = bump_version(&mut tx, &now).await?;
             snapshot_log::append(&mut tx, version, changes, &now).await?;
+            snapshot_log::notify(db, &mut tx, version).await?;
             Some(version)
         }
         Visibility::Internal => None,

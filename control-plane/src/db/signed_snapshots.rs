@@ -27,6 +27,7 @@ pub async fn store(db: &Db, version: i64, bytes: &[u8]) -> DbResult<()> {
     .bind(RETAINED_SNAPSHOTS - 1)
     .execute(&mut *tx)
     .await?;
+    super::snapshot_log::notify(db, &mut tx, version).await?;
     tx.commit().await?;
     Ok(())
 }

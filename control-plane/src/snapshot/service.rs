@@ -4,7 +4,12 @@
 //! - Changes arrive through [`SnapshotService::committed`] with their version and are patched
 //!   into the next snapshot without reading the tables.
 //! - A version the service never hears of (another replica's change, the command line's, a
-//!   hand-over a cancelled request never made) is read from the snapshot log within a second.
+//!   hand-over a cancelled request never made) is read from the snapshot log: at once when
+//!   PostgreSQL notifies its commit (`LISTEN` on `snapshot_log::CHANNEL`), and within a
+//!   second ([`StoreSettings::check_every`]) otherwise, so a lost notification only delays.
+//! - Changes another replica committed are signed by that replica: this one waits
+//!   [`FOREIGN_GRACE`] for their stored bytes before signing them itself (the committer died
+//!   before signing), so a change costs one signature, not one per replica.
 //! - Every signature takes a new version from the database first (a claim), and signs the
 //!   content committed before it: versions only go up, across restarts and replicas, and no
 //!   version is signed twice.
@@ -36,12 +41,16 @@ use anyhow::Context as _;
 use axum::body::Bytes;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
-/// How often the worker looks at the database version when nothing wakes it.
-const TICK: Duration = Duration::from_secs(1);
+/// How long changes only other replicas committed wait for the committer's signed bytes
+/// before this service signs them.
+pub const FOREIGN_GRACE: Duration = Duration::from_secs(1);
+
+/// Between two attempts at the listening connection.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Attempts at a reload whose catch-up the log cannot provide (pruned while the tables were
 /// read): each reads newer tables, so more would only mean the log is far too short.
@@ -275,6 +284,14 @@ pub struct StoreService {
     /// The newest stored version refused (it does not verify under this service's key), so a
     /// rotation in progress is logged once, not every tick.
     refused: AtomicU64,
+    /// A change was committed through this service since its last claim: sign without waiting.
+    own_changes: AtomicBool,
+    /// Since when unsigned changes, all other replicas', have waited for their bytes.
+    foreign_since: Mutex<Option<Instant>>,
+    /// Notifications received from PostgreSQL.
+    notifications: AtomicU64,
+    /// Dropped with the service: the listening task ends.
+    _listening: watch::Sender<()>,
 }
 
 impl StoreService {
@@ -285,6 +302,7 @@ impl StoreService {
         keep_signed(&db, &first).await;
         let served_now = Arc::new(RwLock::new(Some(served(&first))));
         let versions = Arc::new(watch::Sender::new(first.version()));
+        let (listening, stopped) = watch::channel(());
         let service = Arc::new(StoreService {
             store: Arc::clone(&store),
             db,
@@ -293,10 +311,22 @@ impl StoreService {
             served: Arc::clone(&served_now),
             versions: Arc::clone(&versions),
             refused: AtomicU64::new(0),
+            own_changes: AtomicBool::new(false),
+            foreign_since: Mutex::new(None),
+            notifications: AtomicU64::new(0),
+            _listening: listening,
         });
         tokio::spawn(forward_published(store.subscribe(), served_now, versions));
+        if let Some(url) = service.db.listen_url().cloned() {
+            tokio::spawn(listen(Arc::downgrade(&service), url, stopped));
+        }
         tokio::spawn(run(Arc::downgrade(&service)));
         Ok(service)
+    }
+
+    /// Notifications of other replicas' commits received from PostgreSQL so far.
+    pub fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<SnapshotStore> {
@@ -335,7 +365,7 @@ impl StoreService {
             keep_signed(&self.db, &loaded).await;
             return Ok(());
         }
-        if !self.store.has_unpublished() && !self.resign_due() {
+        if !self.sign_now() {
             return Ok(());
         }
         // Every signature under a version of its own, with the content committed before it.
@@ -382,6 +412,25 @@ impl StoreService {
             }
         }
         Ok(())
+    }
+
+    /// Whether to claim and sign now: a re-signature is due, or changes wait, committed
+    /// through this service or waiting past [`FOREIGN_GRACE`] for their committer's bytes.
+    fn sign_now(&self) -> bool {
+        let resign = self.resign_due();
+        let mut foreign_since = self.foreign_since.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.store.has_unpublished() && !resign {
+            *foreign_since = None;
+            return false;
+        }
+        if !resign
+            && !self.own_changes.swap(false, Ordering::SeqCst)
+            && foreign_since.get_or_insert_with(Instant::now).elapsed() < FOREIGN_GRACE
+        {
+            return false;
+        }
+        *foreign_since = None;
+        true
     }
 
     /// Folds every version up to `upto` the store has not seen, from the log. False when the
@@ -437,13 +486,62 @@ async fn run(service: Weak<StoreService>) {
     loop {
         {
             let Some(service) = service.upgrade() else { return };
+            let check_every = service.store.settings().check_every;
             tokio::select! {
                 () = service.wake.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(check_every) => {}
             }
         }
         let Some(service) = service.upgrade() else { return };
         service.tick().await;
+    }
+}
+
+/// Wakes the service on every commit another replica announces (`snapshot_log::notify`),
+/// and once more after each reconnection (what was announced meanwhile is lost). Ends when
+/// the service is dropped.
+async fn listen(service: Weak<StoreService>, url: crate::db::ListenUrl, mut stopped: watch::Receiver<()>) {
+    use sqlx::postgres::PgListener;
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect(url.as_str()).await?;
+            listener.listen(snapshot_log::CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = stopped.changed() => return,
+            connected = connected => match connected {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for other replicas' commits; checking every tick meanwhile");
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        () = tokio::time::sleep(LISTEN_RETRY) => continue,
+                    }
+                }
+            },
+        };
+        loop {
+            let received = tokio::select! {
+                _ = stopped.changed() => return,
+                received = listener.try_recv() => received,
+            };
+            let Some(service) = service.upgrade() else { return };
+            match received {
+                Ok(Some(_)) => {
+                    service.notifications.fetch_add(1, Ordering::Relaxed);
+                    service.wake.notify_one();
+                }
+                // The connection was lost: the next call connects again; look now for what
+                // may have been announced meanwhile.
+                Ok(None) => service.wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the listening connection failed; connecting again");
+                    service.wake.notify_one();
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -462,6 +560,9 @@ impl SnapshotService for StoreService {
 
     fn committed(&self, version: i64, changes: Vec<Change>) {
         let Ok(version) = u64::try_from(version) else { return };
+        if !changes.is_empty() {
+            self.own_changes.store(true, Ordering::SeqCst);
+        }
         self.store.apply(version, changes);
         self.wake.notify_one();
     }

@@ -43,11 +43,14 @@ pub struct StoreSettings {
     pub resign_after: Option<Duration>,
     /// The delta ring's bounds.
     pub deltas: DeltaLimits,
+    /// How often the service looks at the database when nothing wakes it (a notification
+    /// from PostgreSQL, a change of its own): the bound on how late a lost notification is.
+    pub check_every: Duration,
 }
 
 impl StoreSettings {
     pub fn with_validity(validity: Duration) -> Self {
-        StoreSettings { validity, resign_after: None, deltas: DeltaLimits::default() }
+        StoreSettings { validity, resign_after: None, deltas: DeltaLimits::default(), check_every: Duration::from_secs(1) }
     }
 
     /// When a snapshot is signed again: `resign_after`, or half the validity.
