@@ -74,7 +74,8 @@ pub struct DbOptions {
     pub url: String,
     /// Connections for PostgreSQL; SQLite always writes through one connection.
     pub max_connections: u32,
-    /// How long a request waits for a connection before failing.
+    /// How long a request waits for a connection before failing: with the database
+    /// unreachable, how long a write takes to fail with 503.
     pub acquire_timeout: Duration,
     /// What one org may hold of the rules the snapshot carries.
     pub quotas: Quotas,
@@ -85,7 +86,7 @@ impl DbOptions {
         DbOptions {
             url: url.into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(60),
+            acquire_timeout: Duration::from_secs(10),
             quotas: Quotas::default(),
         }
     }

@@ -91,23 +91,25 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("certbind.db").display());
                 Some(TestDb { url, store, dir: Some(dir), postgres_admin_url: None, postgres_name: None })
             }
-            Store::Postgres => {
-                let admin_url = postgres_url(test)?;
-                let name = format!("cbt_{}", db::new_id().to_ascii_lowercase());
-                sqlx::any::install_default_drivers();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| panic!("connecting to {POSTGRES_URL_VAR}: {e}"));
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("CREATE DATABASE");
-                let _ = sqlx::Connection::close(conn).await;
-                Some(TestDb {
-                    url: with_database(&admin_url, &name),
-                    store,
-                    dir: None,
-                    postgres_admin_url: Some(admin_url),
-                    postgres_name: Some(name),
-                })
-            }
+            Store::Postgres => Some(TestDb::postgres_on(&postgres_url(test)?).await),
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server `admin_url` names.
+    pub async fn postgres_on(admin_url: &str) -> TestDb {
+        let name = format!("cbt_{}", db::new_id().to_ascii_lowercase());
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", db::redact_url(admin_url)));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("CREATE DATABASE");
+        let _ = sqlx::Connection::close(conn).await;
+        TestDb {
+            url: with_database(admin_url, &name),
+            store: Store::Postgres,
+            dir: None,
+            postgres_admin_url: Some(admin_url.to_string()),
+            postgres_name: Some(name),
         }
     }
 
