@@ -135,7 +135,7 @@ impl Admin {
         match db_tokens::lookup_with_org_state(&state.db, secret).await? {
             Some((_, true)) => Err(ApiError::Forbidden("this token's org is disabled".into())),
             Some((token, false)) => {
-                state.usage.used(&state.db, usage::Credential::Admin, &token.id);
+                state.usage.used(&state.db, &token.id);
                 Ok(Admin { token })
             }
             None => Err(ApiError::Unauthorized { invalid_token: true }),
@@ -180,7 +180,6 @@ impl Proxy {
         match db_proxies::lookup(&state.db, secret).await {
             Ok(Some(credential)) => {
                 state.fleet.verified(secret, &credential);
-                state.usage.used(&state.db, usage::Credential::Proxy, &credential.id);
                 return Ok(Proxy { credential });
             }
             Ok(None) => state.fleet.refused(secret),

@@ -151,13 +151,27 @@ fn latest_or_unavailable(state: &AppState) -> ApiResult<Arc<ServedSnapshot>> {
 
 pub async fn latest(
     State(state): State<AppState>,
-    _proxy: Proxy,
+    proxy: Proxy,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<SnapshotQuery>,
 ) -> ApiResult<Response> {
     let ask = Ask::of(&headers, q.after_version);
+    let answer = answer(&state, &ask, q.wait).await?;
+    // What the proxy holds now: what was served, or (304) what it held.
+    let held = match answer.status() {
+        StatusCode::OK => answer.headers().get(X_SNAPSHOT_VERSION).and_then(|v| v.to_str().ok()?.parse().ok()),
+        _ => ask.held(),
+    };
+    if let Some(held) = held {
+        state.fleet.fetched(&state.db, &proxy.credential.id, held);
+    }
+    Ok(answer)
+}
+
+/// The snapshot answer for `ask`, after waiting up to `wait` seconds for a newer one.
+async fn answer(state: &AppState, ask: &Ask, wait: Option<u64>) -> ApiResult<Response> {
     let holds = |snapshot: &ServedSnapshot| caller_holds(snapshot, ask.after_version, ask.if_none_match.as_deref());
-    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.limits.max_long_poll);
+    let wait = Duration::from_secs(wait.unwrap_or(0)).min(state.limits.max_long_poll);
     let mut versions = state.snapshots.subscribe();
     let snapshot = latest_or_unavailable(&state)?;
     if !holds(&snapshot) {
@@ -170,6 +184,7 @@ pub async fn latest(
         return Ok(not_modified(&snapshot));
     }
     let deadline = tokio::time::Instant::now() + wait;
+    let _waiting = state.fleet.waiting();
     loop {
         // `changed` also wakes for versions the caller already holds; check and go on waiting.
         match tokio::time::timeout_at(deadline, versions.changed()).await {

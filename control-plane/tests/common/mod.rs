@@ -273,6 +273,11 @@ impl TestApp {
         self.send("GET", path, &[("authorization", &auth)], Vec::new()).await
     }
 
+    /// Where the app listens, with [`Transport::Socket`].
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// `GET` of a snapshot route with the proxy credential and `headers`.
     pub async fn snapshot(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         let auth = format!("Bearer {}", self.proxy);
