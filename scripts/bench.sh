@@ -43,6 +43,12 @@ run certbind-shared revocations --features testing
 ./scripts/dev-setup.sh >>"$log" 2>&1
 cargo build -q --release -p certbind-control-plane 2>>"$log"
 run certbind-tests revocation
+# Ten thousand proxies long-polling one control plane (the optimised build), answered by revokes.
+echo "bench: fleet of long-polls"
+rm -rf target/bench-fleet
+(cd scripts && CERTBIND_BIN=../target/release/certbind ../.venv/bin/python -m devstack.bench_fleet ../target/bench-fleet) \
+  2>>"$log" | tee -a "$log" >> "$report"
+echo >> "$report"
 # The proof-of-possession micro-benchmarks are criterion's own output, kept verbatim.
 echo "bench: certbind-shared / pop"
 {

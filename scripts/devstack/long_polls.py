@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Callable
 
 # Connections being opened at once: the listener's accept queue holds about a thousand.
 OPENING = 256
@@ -46,7 +47,9 @@ async def long_poll(host: str, port: int, path: str, credential: str, opening: a
     return {"status": status, "version": version, "arrived_ns": arrived}
 
 
-async def fleet(address: str, after_version: int, wait: int, credentials: list[str]) -> list[dict]:
+async def fleet(address: str, after_version: int, wait: int, credentials: list[str],
+                on_sent: Callable[[], None] = lambda: None) -> list[dict]:
+    """Every long-poll's answer; `on_sent` is called once all requests are written."""
     host, _, port = address.rpartition(":")
     path = f"/api/v1/snapshot?after_version={after_version}&wait={wait}"
     opening, sent, counter = asyncio.Semaphore(OPENING), asyncio.Event(), [0]
@@ -55,7 +58,7 @@ async def fleet(address: str, after_version: int, wait: int, credentials: list[s
 
     async def announce() -> None:
         await sent.wait()
-        print(f"sent {len(credentials)}", flush=True)
+        on_sent()
 
     announcing = asyncio.create_task(announce())
     answers = await asyncio.gather(*polls)
@@ -66,7 +69,8 @@ async def fleet(address: str, after_version: int, wait: int, credentials: list[s
 def main() -> int:
     address, after_version, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     credentials = [line.strip() for line in sys.stdin if line.strip()]
-    answers = asyncio.run(fleet(address, after_version, wait, credentials))
+    answers = asyncio.run(fleet(address, after_version, wait, credentials,
+                                lambda: print(f"sent {len(credentials)}", flush=True)))
     print(json.dumps(answers), flush=True)
     return 0
 
