@@ -1,0 +1,283 @@
+"""Three control-plane replicas on one real PostgreSQL behind a real Envoy balancer
+(envoy/examples/control-plane-balancer.yaml, health-checked on /readyz), under a steady write
+load through the balancer and a fleet of simulated proxies long-polling through it. One
+replica is killed with SIGKILL mid-load, then a second, then both are started again;
+PostgreSQL is restarted once. Afterwards: every write that got a 2xx is in the database and
+in the snapshot (and every acknowledged revoke in neither); the versions every proxy took are
+strictly increasing; no version was served as two byte strings; every proxy and every replica
+converged to one final version."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import random
+import re
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, RUN_DIR
+from devstack import envoy, private
+from devstack.controlplane import ControlPlane
+from devstack.procs import Process, free_port, wait_until
+
+BALANCER = ROOT / "envoy" / "examples" / "control-plane-balancer.yaml"
+PG_SCRIPT = ROOT / "scripts" / "postgres-test.sh"
+PROXIES = 8
+WRITERS = 3
+
+
+class Postgres:
+    """A PostgreSQL server of this module's own (stopped and started again under the
+    replicas, on the same port), not the one other tests share."""
+
+    def __init__(self, directory: Path):
+        self.env = {"CERTBIND_PG_DIR": str(directory), "PATH": "/usr/bin:/bin:/usr/local/bin:/usr/sbin:/sbin"}
+        out = self.run("start")
+        self.url = re.search(r"export CERTBIND_TEST_POSTGRES_URL=(\S+)", out).group(1)
+
+    def run(self, command: str) -> str:
+        done = subprocess.run([str(PG_SCRIPT), command], capture_output=True, text=True, env=self.env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+
+def render_balancer(pki, ports: list[int], listen: int, admin: int) -> Path:
+    text = BALANCER.read_text()
+    for shipped, here in {"server.crt": pki.dir / "server.crt", "server.key": pki.dir / "server.key",
+                          "ca.crt": pki.ca}.items():
+        text = text.replace(f'"/etc/certbind/control-plane/{shipped}"', f'"{here}"')
+    for shipped, here in zip((8080, 8081, 8082, 8090, 9903), (*ports, listen, admin)):
+        text, n = re.subn(rf"port_value: {shipped}\b", f"port_value: {here}", text)
+        assert n == 1, shipped
+    path = RUN_DIR / "fleet-balancer.yaml"
+    private.write(path, text)
+    return path
+
+
+class Client:
+    """HTTPS through the balancer, one connection per request (as a replica dies, a kept
+    connection would die with it)."""
+
+    def __init__(self, port: int, ca: Path):
+        self.port = port
+        self.context = ssl.create_default_context(cafile=str(ca))
+
+    def request(self, method: str, path: str, token: str, body: dict | None = None,
+                timeout: float = 15) -> tuple[int, dict, bytes]:
+        connection = http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=timeout)
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=data, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+        finally:
+            connection.close()
+
+
+def card(n: int) -> dict:
+    return {
+        "fingerprint": hashlib.sha256(f"fleet-e2e-{n}".encode()).hexdigest(),
+        "subject_dn": f"CN=FLEET.{n},O=U.S. Government,C=US",
+        "issuer_dn": "CN=Fleet CA,O=U.S. Government,C=US",
+        "serial": f"0x{n + 1:x}",
+        "not_before": "2025-01-15T00:00:00Z",
+        "not_after": "2028-01-15T00:00:00Z",
+    }
+
+
+class Ledger:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.bound: set[str] = set()      # binds acknowledged and not since sent for revocation
+        self.revoked: set[str] = set()    # revokes acknowledged
+        self.refused = 0                  # writes not acknowledged (503s, resets)
+
+
+def writer(client: Client, token: str, user: str, ledger: Ledger, stop: threading.Event, first: int):
+    mine: list[str] = []
+    for i in range(first, first + 1_000_000):
+        if stop.is_set():
+            return
+        try:
+            if i % 4 == 3 and mine:
+                fp = mine.pop(0)
+                with ledger.lock:
+                    ledger.bound.discard(fp)  # unknown until the answer comes
+                status, _, _ = client.request("DELETE", f"/api/v1/admin/smartcards/{fp}", token)
+                with ledger.lock:
+                    if status == 200:
+                        ledger.revoked.add(fp)
+                    else:
+                        ledger.refused += 1
+            else:
+                fp = card(i)["fingerprint"]
+                status, _, _ = client.request("POST", "/api/v1/admin/smartcards", token, {"user_id": user, **card(i)})
+                with ledger.lock:
+                    if status == 201:
+                        ledger.bound.add(fp)
+                        mine.append(fp)
+                    else:
+                        ledger.refused += 1
+        except OSError:
+            with ledger.lock:
+                ledger.refused += 1
+        time.sleep(0.02)
+
+
+class Proxy:
+    """Long-polls through the balancer from the version it holds, as the filter does."""
+
+    def __init__(self):
+        self.held = 0
+        self.taken: list[int] = []
+        self.bodies: dict[int, str] = {}
+        self.errors = 0
+
+
+def proxy_loop(client: Client, credential: str, proxy: Proxy, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            status, headers, body = client.request("GET", f"/api/v1/snapshot?after_version={proxy.held}&wait=2",
+                                                   credential)
+        except OSError:
+            proxy.errors += 1
+            time.sleep(0.05)
+            continue
+        if status == 200:
+            version = int(headers["x-certbind-snapshot-version"])
+            proxy.taken.append(version)
+            proxy.bodies[version] = hashlib.sha256(body).hexdigest()
+            proxy.held = max(proxy.held, version)
+        elif status != 304:
+            proxy.errors += 1
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    directory = RUN_DIR / "fleet-postgres"
+    server = Postgres(directory)
+    yield server
+    server.run("clean")
+
+
+def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, postgres):
+    logs = RUN_DIR / "logs"
+    state = RUN_DIR / "fleet"
+    subprocess.run(["rm", "-rf", str(state)], check=True)
+    ports = [free_port() for _ in range(3)]
+    first = ControlPlane(state / "a", logs, tls_dir=pki.dir)
+    first.env["CERTBIND_DATABASE_URL"] = postgres.url
+    first.init_hsm()
+    first.key_init()
+    org = first.cli("org", "create", "fleet")
+    user = first.cli("user", "create", "--org", org, "fleet-user")
+    token = first.cli("token", "create", "--org", org, "--super-admin", "--label", "fleet")
+    credentials = [first.proxy_credential(f"edge-{i}") for i in range(PROXIES)]
+    # The replicas: one database, one signing key (the token's files, shared).
+    replicas = [first]
+    for name in ("b", "c"):
+        replica = ControlPlane(state / name, logs, tls_dir=pki.dir)
+        replica.env = dict(first.env)
+        replicas.append(replica)
+    for name, replica, port in zip("abc", replicas, ports):
+        replica.start(f"127.0.0.1:{port}", name=f"fleet-replica-{name}")
+
+    listen, admin = free_port(), free_port()
+    balancer = envoy.Envoy(render_balancer(pki, ports, listen, admin), logs, name="fleet-balancer", admin_port=admin)
+    balancer.start()
+    try:
+        client = Client(listen, pki.ca)
+        wait_until(lambda: client.request("GET", "/readyz", "")[0] == 200, 30, "the balancer to reach a replica")
+        ledger, stop = Ledger(), threading.Event()
+        proxies = [Proxy() for _ in credentials]
+        threads = [threading.Thread(target=writer, args=(client, token, user, ledger, stop, w * 100_000))
+                   for w in range(WRITERS)]
+        threads += [threading.Thread(target=proxy_loop, args=(client, c, p, stop)) for c, p in zip(credentials, proxies)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(2)
+            replicas[0].process.popen.kill()   # SIGKILL, mid-load
+            time.sleep(2)
+            replicas[1].process.popen.kill()
+            time.sleep(2)
+            for name, replica, port in zip("ab", replicas, ports):
+                replica.process.popen.wait()
+                replica.start(f"127.0.0.1:{port}", name=f"fleet-replica-{name}")
+            time.sleep(2)
+            postgres.run("halt")
+            time.sleep(1)
+            postgres.run("start")
+            time.sleep(4)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+
+        with ledger.lock:
+            bound, revoked = set(ledger.bound), set(ledger.revoked)
+        assert len(bound) > 20, f"too few acknowledged binds ({len(bound)}, {ledger.refused} refused)"
+
+        # Every replica and every proxy converge on one final version.
+        def final():
+            versions = set()
+            for replica in replicas:
+                status, headers, _ = replica.request("GET", "/api/v1/snapshot", credentials[0])
+                if status != 200:
+                    return None
+                versions.add(int(headers["x-certbind-snapshot-version"]))
+            return versions.pop() if len(versions) == 1 else None
+
+        final_version = wait_until(final, 30, "the replicas to serve one version")
+        status, headers, body = client.request("GET", "/api/v1/snapshot", credentials[0])
+        assert status == 200 and int(headers["x-certbind-snapshot-version"]) == final_version
+
+        # Every acknowledged write is in the database and in the snapshot.
+        stored = set()
+        cursor = None
+        while True:
+            path = "/api/v1/admin/smartcards?limit=500" + (f"&cursor={cursor}" if cursor else "")
+            status, _, raw = client.request("GET", path, token)
+            assert status == 200, raw
+            page = json.loads(raw)
+            stored |= {item["fingerprint"] for item in page["items"]}
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        assert bound <= stored, f"acknowledged binds missing: {sorted(bound - stored)[:5]}"
+        assert not (revoked & stored), f"acknowledged revokes present: {sorted(revoked & stored)[:5]}"
+        for fp in bound:
+            assert bytes.fromhex(fp) in body, f"bound card {fp} is not in the final snapshot"
+        for fp in revoked:
+            assert bytes.fromhex(fp) not in body, f"revoked card {fp} is still in the final snapshot"
+
+        # What the proxies saw: strictly increasing versions, one byte string per version,
+        # and each one at the final version in the end.
+        seen: dict[int, str] = {}
+        for i, proxy in enumerate(proxies):
+            assert proxy.taken == sorted(set(proxy.taken)), f"proxy {i} saw versions go down: {proxy.taken}"
+            for version, digest in proxy.bodies.items():
+                assert seen.setdefault(version, digest) == digest, f"version {version} served as two byte strings"
+            assert len(proxy.taken) >= 3, f"proxy {i} took too few versions: {proxy.taken}"
+        seen.setdefault(final_version, hashlib.sha256(body).hexdigest())
+        assert seen[final_version] == hashlib.sha256(body).hexdigest()
+        for i, (credential, proxy) in enumerate(zip(credentials, proxies)):
+            status, headers, _ = client.request("GET", f"/api/v1/snapshot?after_version={proxy.held}&wait=5", credential)
+            now = proxy.held if status == 304 else int(headers["x-certbind-snapshot-version"])
+            assert now == final_version, f"proxy {i} holds {now}, not {final_version}"
+    finally:
+        balancer.stop()
+        for replica in replicas:
+            replica.stop()
