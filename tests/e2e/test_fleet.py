@@ -5,7 +5,9 @@ replica is killed with SIGKILL mid-load, then a second, then both are started ag
 PostgreSQL is restarted once. Afterwards: every write that got a 2xx is in the database and
 in the snapshot (and every acknowledged revoke in neither); the versions every proxy took are
 strictly increasing; no version was served as two byte strings; every proxy and every replica
-converged to one final version."""
+converged to one final version. And a real Envoy with the certbind filter, fetching its
+snapshots through the balancer, keeps admitting the enrolled card through both kills and
+refuses it once it is revoked through the one replica left."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, RUN_DIR
-from devstack import envoy, private
+from conftest import ROOT, RUN_DIR, Deployer, artefacts, wait_for_snapshot
+from devstack import envoy, filterconfig, private
 from devstack.controlplane import ControlPlane
 from devstack.procs import Process, free_port, wait_until
 
@@ -172,7 +174,15 @@ def postgres():
     server.run("clean")
 
 
-def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, postgres):
+def enforcer(deployment, card, answers: list, stop: threading.Event):
+    """The filter's decisions on the enrolled card, ten a second."""
+    while not stop.is_set():
+        answer = deployment.client.get("/mtls/hello", card=card)
+        answers.append((answer.status, answer.reason))
+        time.sleep(0.1)
+
+
+def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, postgres, echo_port):
     logs = RUN_DIR / "logs"
     state = RUN_DIR / "fleet"
     subprocess.run(["rm", "-rf", str(state)], check=True)
@@ -180,7 +190,7 @@ def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, p
     first = ControlPlane(state / "a", logs, tls_dir=pki.dir)
     first.env["CERTBIND_DATABASE_URL"] = postgres.url
     first.init_hsm()
-    first.key_init()
+    public_key = first.key_init()
     org = first.cli("org", "create", "fleet")
     user = first.cli("user", "create", "--org", org, "fleet-user")
     token = first.cli("token", "create", "--org", org, "--super-admin", "--label", "fleet")
@@ -197,22 +207,44 @@ def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, p
     listen, admin = free_port(), free_port()
     balancer = envoy.Envoy(render_balancer(pki, ports, listen, admin), logs, name="fleet-balancer", admin_port=admin)
     balancer.start()
+    # The filter's Envoy, its control plane cluster pointed at the balancer.
+    deployer = Deployer(pki, echo_port, logs, listen, artefacts()[0])
+    enforcing = threading.Event()
     try:
         client = Client(listen, pki.ca)
         wait_until(lambda: client.request("GET", "/readyz", "")[0] == 200, 30, "the balancer to reach a replica")
+        card = pki.card("demo-card")
+        status, _, raw = client.request("POST", "/api/v1/admin/smartcards", token,
+                                        {"user_id": user, "certificate_pem": pki.pem("demo-card").decode()})
+        assert status == 201, raw
+        shipped = envoy.Filter(pinned_key=public_key["public_key_pem"], env_keys=(filterconfig.CREDENTIAL_ENV,))
+        filtered = deployer("fleet-filter", shipped, env={filterconfig.CREDENTIAL_ENV: first.proxy_credential("filter")})
+        wait_for_snapshot(filtered)
+        wait_until(lambda: filtered.client.get("/mtls/hello", card=card).status == 200, 15, "the card to be admitted")
         ledger, stop = Ledger(), threading.Event()
+        decisions: list = []
         proxies = [Proxy() for _ in credentials]
         threads = [threading.Thread(target=writer, args=(client, token, user, ledger, stop, w * 100_000))
                    for w in range(WRITERS)]
         threads += [threading.Thread(target=proxy_loop, args=(client, c, p, stop)) for c, p in zip(credentials, proxies)]
-        for t in threads:
+        enforcing_thread = threading.Thread(target=enforcer, args=(filtered, card, decisions, enforcing))
+        for t in (*threads, enforcing_thread):
             t.start()
         try:
             time.sleep(2)
             replicas[0].process.popen.kill()   # SIGKILL, mid-load
             time.sleep(2)
             replicas[1].process.popen.kill()
-            time.sleep(2)
+            time.sleep(1)
+            enforcing.set()
+            enforcing_thread.join()
+            assert decisions and all(status == 200 for status, _ in decisions), \
+                [d for d in decisions if d[0] != 200][:5]
+            # The revoke, through the balancer to the one replica left, reaches the filter.
+            status, _, raw = client.request("DELETE", f"/api/v1/admin/smartcards/{pki.fingerprint('demo-card')}", token)
+            assert status == 200, raw
+            wait_until(lambda: filtered.client.get("/mtls/hello", card=card).reason == "card_not_enrolled", 15,
+                       "the filter to refuse the revoked card")
             for name, replica, port in zip("ab", replicas, ports):
                 replica.process.popen.wait()
                 replica.start(f"127.0.0.1:{port}", name=f"fleet-replica-{name}")
@@ -278,6 +310,8 @@ def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, p
             now = proxy.held if status == 304 else int(headers["x-certbind-snapshot-version"])
             assert now == final_version, f"proxy {i} holds {now}, not {final_version}"
     finally:
+        enforcing.set()
+        deployer.stop()
         balancer.stop()
         for replica in replicas:
             replica.stop()
