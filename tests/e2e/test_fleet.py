@@ -12,79 +12,17 @@ refuses it once it is revoked through the one replica left."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import random
-import re
-import ssl
-import subprocess
 import threading
 import time
-from pathlib import Path
 
-import pytest
+from conftest import RUN_DIR, Deployer, artefacts, wait_for_snapshot
+from devstack import envoy, filterconfig
+from devstack.procs import wait_until
+from devstack.replicas import Client, Fleet
 
-from conftest import ROOT, RUN_DIR, Deployer, artefacts, wait_for_snapshot
-from devstack import envoy, filterconfig, private
-from devstack.controlplane import ControlPlane
-from devstack.procs import Process, free_port, wait_until
-
-BALANCER = ROOT / "envoy" / "examples" / "control-plane-balancer.yaml"
-PG_SCRIPT = ROOT / "scripts" / "postgres-test.sh"
 PROXIES = 8
 WRITERS = 3
-
-
-class Postgres:
-    """A PostgreSQL server of this module's own (stopped and started again under the
-    replicas, on the same port), not the one other tests share."""
-
-    def __init__(self, directory: Path):
-        self.env = {"CERTBIND_PG_DIR": str(directory), "PATH": "/usr/bin:/bin:/usr/local/bin:/usr/sbin:/sbin"}
-        out = self.run("start")
-        self.url = re.search(r"export CERTBIND_TEST_POSTGRES_URL=(\S+)", out).group(1)
-
-    def run(self, command: str) -> str:
-        done = subprocess.run([str(PG_SCRIPT), command], capture_output=True, text=True, env=self.env)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-
-def render_balancer(pki, ports: list[int], listen: int, admin: int) -> Path:
-    text = BALANCER.read_text()
-    for shipped, here in {"server.crt": pki.dir / "server.crt", "server.key": pki.dir / "server.key",
-                          "ca.crt": pki.ca}.items():
-        text = text.replace(f'"/etc/certbind/control-plane/{shipped}"', f'"{here}"')
-    for shipped, here in zip((8080, 8081, 8082, 8090, 9903), (*ports, listen, admin)):
-        text, n = re.subn(rf"port_value: {shipped}\b", f"port_value: {here}", text)
-        assert n == 1, shipped
-    path = RUN_DIR / "fleet-balancer.yaml"
-    private.write(path, text)
-    return path
-
-
-class Client:
-    """HTTPS through the balancer, one connection per request (as a replica dies, a kept
-    connection would die with it)."""
-
-    def __init__(self, port: int, ca: Path):
-        self.port = port
-        self.context = ssl.create_default_context(cafile=str(ca))
-
-    def request(self, method: str, path: str, token: str, body: dict | None = None,
-                timeout: float = 15) -> tuple[int, dict, bytes]:
-        connection = http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=timeout)
-        try:
-            headers = {"Authorization": f"Bearer {token}"}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            connection.request(method, path, body=data, headers=headers)
-            answer = connection.getresponse()
-            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
-        finally:
-            connection.close()
 
 
 def card(n: int) -> dict:
@@ -166,14 +104,6 @@ def proxy_loop(client: Client, credential: str, proxy: Proxy, stop: threading.Ev
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    directory = RUN_DIR / "fleet-postgres"
-    server = Postgres(directory)
-    yield server
-    server.run("clean")
-
-
 def enforcer(deployment, card, answers: list, stop: threading.Event):
     """The filter's decisions on the enrolled card, ten a second."""
     while not stop.is_set():
@@ -182,43 +112,20 @@ def enforcer(deployment, card, answers: list, stop: threading.Event):
         time.sleep(0.1)
 
 
-def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, postgres, echo_port):
-    logs = RUN_DIR / "logs"
-    state = RUN_DIR / "fleet"
-    subprocess.run(["rm", "-rf", str(state)], check=True)
-    ports = [free_port() for _ in range(3)]
-    first = ControlPlane(state / "a", logs, tls_dir=pki.dir)
-    first.env["CERTBIND_DATABASE_URL"] = postgres.url
-    first.init_hsm()
-    public_key = first.key_init()
-    org = first.cli("org", "create", "fleet")
-    user = first.cli("user", "create", "--org", org, "fleet-user")
-    token = first.cli("token", "create", "--org", org, "--super-admin", "--label", "fleet")
-    credentials = [first.proxy_credential(f"edge-{i}") for i in range(PROXIES)]
-    # The replicas: one database, one signing key (the token's files, shared).
-    replicas = [first]
-    for name in ("b", "c"):
-        replica = ControlPlane(state / name, logs, tls_dir=pki.dir)
-        replica.env = dict(first.env)
-        replicas.append(replica)
-    for name, replica, port in zip("abc", replicas, ports):
-        replica.start(f"127.0.0.1:{port}", name=f"fleet-replica-{name}")
-
-    listen, admin = free_port(), free_port()
-    balancer = envoy.Envoy(render_balancer(pki, ports, listen, admin), logs, name="fleet-balancer", admin_port=admin)
-    balancer.start()
+def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, echo_port, logs):
+    fleet = Fleet.start(RUN_DIR / "fleet", logs, pki.dir, proxies=PROXIES + 1)
+    client, token, user, replicas = fleet.client, fleet.token, fleet.user_id, fleet.replicas
+    credentials, filter_credential = fleet.credentials[:PROXIES], fleet.credentials[PROXIES]
     # The filter's Envoy, its control plane cluster pointed at the balancer.
-    deployer = Deployer(pki, echo_port, logs, listen, artefacts()[0])
+    deployer = Deployer(pki, echo_port, logs, fleet.port, artefacts()[0])
     enforcing = threading.Event()
     try:
-        client = Client(listen, pki.ca)
-        wait_until(lambda: client.request("GET", "/readyz", "")[0] == 200, 30, "the balancer to reach a replica")
         card = pki.card("demo-card")
         status, _, raw = client.request("POST", "/api/v1/admin/smartcards", token,
                                         {"user_id": user, "certificate_pem": pki.pem("demo-card").decode()})
         assert status == 201, raw
-        shipped = envoy.Filter(pinned_key=public_key["public_key_pem"], env_keys=(filterconfig.CREDENTIAL_ENV,))
-        filtered = deployer("fleet-filter", shipped, env={filterconfig.CREDENTIAL_ENV: first.proxy_credential("filter")})
+        shipped = envoy.Filter(pinned_key=fleet.public_key["public_key_pem"], env_keys=(filterconfig.CREDENTIAL_ENV,))
+        filtered = deployer("fleet-filter", shipped, env={filterconfig.CREDENTIAL_ENV: filter_credential})
         wait_for_snapshot(filtered)
         wait_until(lambda: filtered.client.get("/mtls/hello", card=card).status == 200, 15, "the card to be admitted")
         ledger, stop = Ledger(), threading.Event()
@@ -232,9 +139,9 @@ def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, p
             t.start()
         try:
             time.sleep(2)
-            replicas[0].process.popen.kill()   # SIGKILL, mid-load
+            fleet.kill(0)   # SIGKILL, mid-load
             time.sleep(2)
-            replicas[1].process.popen.kill()
+            fleet.kill(1)
             time.sleep(1)
             enforcing.set()
             enforcing_thread.join()
@@ -245,13 +152,12 @@ def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, p
             assert status == 200, raw
             wait_until(lambda: filtered.client.get("/mtls/hello", card=card).reason == "card_not_enrolled", 15,
                        "the filter to refuse the revoked card")
-            for name, replica, port in zip("ab", replicas, ports):
-                replica.process.popen.wait()
-                replica.start(f"127.0.0.1:{port}", name=f"fleet-replica-{name}")
+            fleet.restart(0)
+            fleet.restart(1)
             time.sleep(2)
-            postgres.run("halt")
+            fleet.postgres.run("halt")
             time.sleep(1)
-            postgres.run("start")
+            fleet.postgres.run("start")
             time.sleep(4)
         finally:
             stop.set()
@@ -312,6 +218,4 @@ def test_three_replicas_behind_envoy_survive_kills_and_a_database_restart(pki, p
     finally:
         enforcing.set()
         deployer.stop()
-        balancer.stop()
-        for replica in replicas:
-            replica.stop()
+        fleet.stop()
