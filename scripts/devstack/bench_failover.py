@@ -17,13 +17,13 @@ prints a Markdown report. `make bench` runs it (scripts/bench.sh).
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 import time
 from pathlib import Path
 
 from . import pki as devpki
+from .controlplane import synthetic_card
 from .procs import wait_until
 from .replicas import Fleet
 
@@ -39,14 +39,7 @@ TARGET_SPEEDUP = 1.5
 
 
 def card(n: int) -> dict:
-    return {
-        "fingerprint": hashlib.sha256(f"bench-failover-{n}".encode()).hexdigest(),
-        "subject_dn": f"CN=BENCH.{n},O=U.S. Government,C=US",
-        "issuer_dn": "CN=Bench CA,O=U.S. Government,C=US",
-        "serial": f"0x{n + 1:x}",
-        "not_before": "2025-01-15T00:00:00Z",
-        "not_after": "2028-01-15T00:00:00Z",
-    }
+    return synthetic_card("bench-failover", n)
 
 
 def percentile(values: list[float], p: float) -> float:

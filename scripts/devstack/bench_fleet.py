@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from .controlplane import start_demo
+from .controlplane import start_demo, synthetic_card
 from .long_polls import fleet
 from .procs import wait_until
 
@@ -36,14 +36,7 @@ TARGET_BYTES_PER_POLL = 16 * 1024
 
 
 def card(n: int) -> dict:
-    return {
-        "fingerprint": hashlib.sha256(f"fleet-card-{n}".encode()).hexdigest(),
-        "subject_dn": f"CN=FLEET.CARD.{n},O=U.S. Government,C=US",
-        "issuer_dn": "CN=Fleet CA,O=U.S. Government,C=US",
-        "serial": f"0x{n + 1:x}",
-        "not_before": "2025-01-15T00:00:00Z",
-        "not_after": "2028-01-15T00:00:00Z",
-    }
+    return synthetic_card("fleet-bench", n)
 
 
 def rss_bytes(pid: int) -> int:

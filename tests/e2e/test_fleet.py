@@ -18,6 +18,7 @@ import time
 
 from conftest import RUN_DIR, Deployer, artefacts, wait_for_snapshot
 from devstack import envoy, filterconfig
+from devstack.controlplane import synthetic_card
 from devstack.procs import wait_until
 from devstack.replicas import Client, Fleet
 
@@ -26,14 +27,7 @@ WRITERS = 3
 
 
 def card(n: int) -> dict:
-    return {
-        "fingerprint": hashlib.sha256(f"fleet-e2e-{n}".encode()).hexdigest(),
-        "subject_dn": f"CN=FLEET.{n},O=U.S. Government,C=US",
-        "issuer_dn": "CN=Fleet CA,O=U.S. Government,C=US",
-        "serial": f"0x{n + 1:x}",
-        "not_before": "2025-01-15T00:00:00Z",
-        "not_after": "2028-01-15T00:00:00Z",
-    }
+    return synthetic_card("fleet-e2e", n)
 
 
 class Ledger:
