@@ -40,6 +40,10 @@ pub use models::*;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a request waits for a database connection by default: under a burst of writes,
+/// the queue a request may wait in; with the database unreachable, how soon it answers 503.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The database used when nothing is configured: a file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://certbind.db";
 
@@ -86,7 +90,7 @@ impl DbOptions {
         DbOptions {
             url: url.into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(10),
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             quotas: Quotas::default(),
         }
     }

@@ -1,7 +1,10 @@
 //! The proxies a replica serves, by proxy credential.
 //!
-//! - The credentials it verified lately keep authenticating while the database is
-//!   unreachable, so long-polls go on serving the last snapshot through an outage.
+//! - A credential verified in the last [`TRUSTED_FOR`] is believed without asking the
+//!   database again (a fleet's long-polls cost no query each), and one verified within
+//!   [`REMEMBERED_FOR`] while the database is unreachable, so long-polls go on serving the
+//!   last snapshot through an outage. Deleting a credential forgets it here at once; another
+//!   replica believes it at most [`TRUSTED_FOR`] longer.
 //! - Every answered fetch is noted (when, and the version the proxy holds since) and written
 //!   to `proxy_credentials` a second later, all fetches of that second in one transaction: a
 //!   revoke answers thousands of long-polls at once. So any replica's API and `/metrics` tell
@@ -23,7 +26,10 @@ pub const FETCHES_WRITTEN_EVERY: Duration = Duration::from_secs(1);
 /// are dropped, which only leaves `last_fetch_*` a fetch behind.
 const MAX_UNWRITTEN: usize = 200_000;
 
-/// How long a verified credential is believed without the database. No credential can be
+/// How long a verified credential is believed without asking the database again.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(30);
+
+/// How long a verified credential is believed while the database is unreachable. No credential can be
 /// deleted while the database is unreachable; this bounds how long one deleted through another
 /// replica just before an outage is still served. Active proxies fetch at least once a minute.
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(10 * 60);
@@ -64,12 +70,17 @@ impl Fleet {
         self.verified_map().remove(&hash_token(secret));
     }
 
-    /// The credential `secret` was verified as within [`REMEMBERED_FOR`], for when the
-    /// database cannot be asked.
-    pub fn recall(&self, secret: &str) -> Option<ProxyCredential> {
+    /// The credential `secret` was verified as within `within`: [`TRUSTED_FOR`] to skip the
+    /// database, [`REMEMBERED_FOR`] when it cannot be asked.
+    pub fn recall(&self, secret: &str, within: Duration) -> Option<ProxyCredential> {
         let map = self.verified_map();
         let (credential, at) = map.get(&hash_token(secret))?;
-        (at.elapsed() < REMEMBERED_FOR).then(|| credential.clone())
+        (at.elapsed() < within).then(|| credential.clone())
+    }
+
+    /// Credential `id` was deleted: believed no more.
+    pub fn deleted(&self, id: &str) {
+        self.verified_map().retain(|_, (credential, _)| credential.id != id);
     }
 
     /// A long-poll starts waiting; it stops when the guard is dropped.
@@ -133,11 +144,15 @@ mod tests {
     #[test]
     fn a_credential_is_recalled_once_verified_until_refused() {
         let fleet = Fleet::default();
-        assert!(fleet.recall("cbp_one").is_none());
+        assert!(fleet.recall("cbp_one", REMEMBERED_FOR).is_none());
         fleet.verified("cbp_one", &credential("p1"));
-        assert_eq!(fleet.recall("cbp_one").map(|c| c.id), Some("p1".to_string()));
-        assert!(fleet.recall("cbp_two").is_none());
+        assert_eq!(fleet.recall("cbp_one", TRUSTED_FOR).map(|c| c.id), Some("p1".to_string()));
+        assert!(fleet.recall("cbp_one", Duration::ZERO).is_none(), "verified longer ago than that");
+        assert!(fleet.recall("cbp_two", REMEMBERED_FOR).is_none());
         fleet.refused("cbp_one");
-        assert!(fleet.recall("cbp_one").is_none());
+        assert!(fleet.recall("cbp_one", REMEMBERED_FOR).is_none());
+        fleet.verified("cbp_one", &credential("p1"));
+        fleet.deleted("p1");
+        assert!(fleet.recall("cbp_one", REMEMBERED_FOR).is_none());
     }
 }

@@ -177,6 +177,9 @@ impl FromRequestParts<AppState> for Proxy {
 impl Proxy {
     async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
+        if let Some(credential) = state.fleet.recall(secret, fleet::TRUSTED_FOR) {
+            return Ok(Proxy { credential });
+        }
         match db_proxies::lookup(&state.db, secret).await {
             Ok(Some(credential)) => {
                 state.fleet.verified(secret, &credential);
@@ -185,7 +188,7 @@ impl Proxy {
             Ok(None) => state.fleet.refused(secret),
             // The database is away: a proxy verified lately keeps fetching the last snapshot.
             Err(DbError::Database(e)) if unreachable(&e) => {
-                return match state.fleet.recall(secret) {
+                return match state.fleet.recall(secret, fleet::REMEMBERED_FOR) {
                     Some(credential) => Ok(Proxy { credential }),
                     None => Err(DbError::Database(e).into()),
                 };

@@ -117,8 +117,11 @@ impl TestDb {
         self.dir.as_ref().map(|d| d.path())
     }
 
+    /// Opened with a minute's wait for a connection: the load tests queue thousands of
+    /// requests on one pool, and the outage tests set their own.
     pub async fn open(&self) -> Db {
-        Db::open(&DbOptions::new(self.url.clone())).await.expect("opening the test database")
+        let options = DbOptions { acquire_timeout: std::time::Duration::from_secs(60), ..DbOptions::new(self.url.clone()) };
+        Db::open(&options).await.expect("opening the test database")
     }
 
     /// Drops a PostgreSQL test database (SQLite's goes with its directory).
