@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import private
-from .controlplane import ControlPlane
+from .controlplane import ControlPlane, Demo
 from .envoy import Envoy
 from .procs import free_port, wait_until
 
@@ -91,16 +91,20 @@ class Fleet:
     balancer: Envoy
     client: Client
     token: str
+    org_id: str
     user_id: str
     public_key: dict
     credentials: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, work: Path, logs: Path, tls_dir: Path, *, proxies: int = 0) -> "Fleet":
-        """Three replicas (the example balances three), `proxies` proxy credentials."""
+    def start(cls, work: Path, logs: Path, tls_dir: Path, *, proxies: int = 0,
+              postgres_dir: Path | None = None) -> "Fleet":
+        """Three replicas (the example balances three), `proxies` proxy credentials; the
+        database server's files in `postgres_dir` (a directory its own user can reach; under
+        `work` by default)."""
         replicas = 3
         shutil.rmtree(work, ignore_errors=True)
-        postgres = Postgres(work / "postgres")
+        postgres = Postgres(postgres_dir or work / "postgres")
         first = ControlPlane(work / "replica-a", logs, tls_dir=tls_dir)
         first.env["CERTBIND_DATABASE_URL"] = postgres.url
         first.init_hsm()
@@ -116,7 +120,7 @@ class Fleet:
             plane.env = dict(first.env)
             planes.append(plane)
         ports = [free_port() for _ in planes]
-        fleet = cls(postgres, planes, ports, None, None, token, user, public_key, credentials)  # type: ignore[arg-type]
+        fleet = cls(postgres, planes, ports, None, None, token, org, user, public_key, credentials)  # type: ignore[arg-type]
         for i in range(replicas):
             fleet.restart(i)
         listen, admin = free_port(), free_port()
@@ -129,6 +133,11 @@ class Fleet:
     @property
     def port(self) -> int:
         return self.client.port
+
+    def demo(self) -> Demo:
+        """The fleet as one control plane's demo: replica a for the command line, the
+        balancer's address for everyone else, the first proxy credential."""
+        return Demo(self.replicas[0], self.public_key, self.org_id, self.user_id, self.token, self.credentials[0])
 
     def kill(self, i: int) -> None:
         """SIGKILL: nothing is flushed, no shutdown runs."""
