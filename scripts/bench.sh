@@ -43,6 +43,19 @@ run certbind-shared revocations --features testing
 ./scripts/dev-setup.sh >>"$log" 2>&1
 cargo build -q --release -p certbind-control-plane 2>>"$log"
 run certbind-tests revocation
+# Ten thousand proxies long-polling one control plane (the optimised build), answered by revokes.
+echo "bench: fleet of long-polls"
+rm -rf target/bench-fleet
+(cd scripts && CERTBIND_BIN=../target/release/certbind ../.venv/bin/python -m devstack.bench_fleet ../target/bench-fleet) \
+  2>>"$log" | tee -a "$log" >> "$report"
+echo >> "$report"
+# Three replicas on one PostgreSQL behind the Envoy balancer example: a replica killed, and
+# binds with three replicas against one.
+echo "bench: replicas behind the balancer"
+rm -rf target/bench-failover
+(cd scripts && CERTBIND_BIN=../target/release/certbind ../.venv/bin/python -m devstack.bench_failover ../target/bench-failover) \
+  2>>"$log" | tee -a "$log" >> "$report"
+echo >> "$report"
 # The proof-of-possession micro-benchmarks are criterion's own output, kept verbatim.
 echo "bench: certbind-shared / pop"
 {

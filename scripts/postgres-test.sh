@@ -8,6 +8,8 @@
 #                                           export CERTBIND_TEST_POSTGRES_URL=…
 #   scripts/postgres-test.sh url          print the running server's URL
 #   scripts/postgres-test.sh stop         stop it (the data stays for the next start)
+#   scripts/postgres-test.sh halt         stop it, keeping its port for the next start (a
+#                                         restart under running clients, as the outage tests do)
 #   scripts/postgres-test.sh clean        stop it and delete its data
 #   scripts/postgres-test.sh run CMD…     start, run CMD with CERTBIND_TEST_POSTGRES_URL set,
 #                                         stop again; exits with CMD's status
@@ -104,7 +106,11 @@ start() {
     print_env
     return
   fi
-  port=$(pick_port)
+  if [ -f "$port_file" ] && port_is_free "$(cat "$port_file")"; then
+    port=$(cat "$port_file")  # halted: clients reconnect to where it was
+  else
+    port=$(pick_port)
+  fi
   : >"$log_file"
   [ "$(id -u)" = 0 ] && chown "$os_user" "$log_file"
   # fsync and synchronous_commit stay on (the defaults): the durability tests kill the
@@ -125,12 +131,16 @@ print_env() {
   echo "export CERTBIND_TEST_POSTGRES_URL=$(url)"
 }
 
-stop() {
+halt() {
   local bindir
   bindir=$(find_bindir) || return 0
   if is_running "$bindir"; then
     as_db_user "$bindir/pg_ctl" -D "$data_dir" -m fast -w stop >/dev/null
   fi
+}
+
+stop() {
+  halt
   rm -f "$port_file"
 }
 
@@ -138,6 +148,7 @@ case "${1:-}" in
   start) start ;;
   url) url ;;
   stop) stop ;;
+  halt) halt ;;
   clean) stop; rm -rf "$base_dir" ;;
   run)
     shift
@@ -154,5 +165,5 @@ case "${1:-}" in
     set -e
     exit $status
     ;;
-  *) die "usage: $0 start|url|stop|clean|run CMD…" ;;
+  *) die "usage: $0 start|url|stop|halt|clean|run CMD…" ;;
 esac

@@ -7,6 +7,8 @@
 //! listen = "127.0.0.1:8080"
 //! database_url = "sqlite://certbind.db"     # or postgres://user:pass@host/db
 //! db_max_connections = 16
+//! db_acquire_timeout_seconds = 10           # a request's wait for a connection: with the
+//!                                            # database unreachable, how soon it answers 503
 //! max_body_bytes = 65536
 //! max_long_poll_seconds = 55
 //!
@@ -84,6 +86,7 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     db_max_connections: Option<u32>,
+    db_acquire_timeout_seconds: Option<u64>,
     max_body_bytes: Option<usize>,
     max_long_poll_seconds: Option<u64>,
     signer: Option<FileSigner>,
@@ -187,6 +190,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_long_poll: Duration,
     /// `None` when no PKCS#11 module is configured.
@@ -273,6 +277,20 @@ impl Config {
         if !(1..=1000).contains(&db_max_connections) {
             return Err(err(setting_of(env, "CERTBIND_DB_MAX_CONNECTIONS", &in_file("db_max_connections")), "must be between 1 and 1000"));
         }
+        let db_acquire_timeout = number(
+            env,
+            "CERTBIND_DB_ACQUIRE_TIMEOUT_SECONDS",
+            from_file.db_acquire_timeout_seconds,
+            &in_file("db_acquire_timeout_seconds"),
+        )?
+        .unwrap_or(crate::db::DEFAULT_ACQUIRE_TIMEOUT.as_secs());
+        if !(1..=600).contains(&db_acquire_timeout) {
+            return Err(err(
+                setting_of(env, "CERTBIND_DB_ACQUIRE_TIMEOUT_SECONDS", &in_file("db_acquire_timeout_seconds")),
+                "must be between 1 and 600",
+            ));
+        }
+        let db_acquire_timeout = Duration::from_secs(db_acquire_timeout);
         let max_body_bytes = number(env, "CERTBIND_MAX_BODY_BYTES", from_file.max_body_bytes, &in_file("max_body_bytes"))?
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&max_body_bytes) {
@@ -383,6 +401,7 @@ impl Config {
             listen,
             database_url,
             db_max_connections,
+            db_acquire_timeout,
             max_body_bytes,
             max_long_poll,
             signer,
@@ -398,6 +417,7 @@ impl Config {
     pub fn db_options(&self) -> DbOptions {
         let mut options = DbOptions::new(self.database_url.clone());
         options.max_connections = self.db_max_connections;
+        options.acquire_timeout = self.db_acquire_timeout;
         options.quotas = self.quotas;
         options
     }

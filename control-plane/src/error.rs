@@ -168,6 +168,12 @@ impl From<crate::db::DbError> for ApiError {
             DbError::Invalid { field, detail } => ApiError::Validation { field: field.to_string(), detail },
             DbError::Forbidden(d) => ApiError::Forbidden(d),
             DbError::QuotaExceeded(d) => ApiError::QuotaExceeded(d),
+            DbError::Database(e) if crate::db::error::unreachable(&e) => {
+                tracing::warn!(error = %e, "the database is unreachable");
+                ApiError::Unavailable(
+                    "the database is unreachable: nothing is acknowledged until it is committed; retry once the database is back".into(),
+                )
+            }
             DbError::Database(e) => ApiError::Internal(anyhow::Error::new(e).context("database")),
         }
     }
@@ -208,6 +214,9 @@ impl IntoResponse for ApiError {
                 r#"Bearer realm="certbind""#
             };
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -4,6 +4,7 @@
 
 use crate::db::Db;
 use crate::http::counters::Metrics;
+use crate::http::fleet::Fleet;
 use crate::http::usage::Usage;
 use crate::revocation::poller::CrlCounters;
 use crate::domain::change::Committed;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub usage: Arc<Usage>,
     /// CRL refusals and fetches, shared with the poller.
     pub crl: Arc<CrlCounters>,
+    /// The proxies this replica serves.
+    pub fleet: Arc<Fleet>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             limits: Arc::new(limits),
             usage: Arc::default(),
             crl: Arc::default(),
+            fleet: Arc::default(),
         }
     }
 

@@ -145,7 +145,8 @@ fn rotation_between_two_token_keys() {
     let store = SnapshotStore::new(Arc::new(old), StoreSettings::default());
     let before = store.load(content(), 5).unwrap();
     store.rotate_signer(Arc::new(new));
-    store.apply(6, Vec::new());
+    // The first signature under the new key, claimed at 6.
+    store.hold(5, 6);
     let after = store.publish().unwrap().unwrap();
     let held = verifier.verify(before.bytes().to_vec(), now(), None).unwrap();
     assert_eq!(verifier.verify(after.bytes().to_vec(), now(), Some(held.version())).unwrap().version(), 6);

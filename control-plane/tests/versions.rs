@@ -1,7 +1,7 @@
 //! Versions only go up: every signature takes a new version from the database, so a restart
 //! signs a higher version than the one before it, an idle service signs again before expiry,
 //! and two services on one database never sign the same version — each reads the other's
-//! changes from the snapshot log and serves the same content.
+//! changes from the snapshot log, and serves the other's signed bytes for its versions.
 
 mod common;
 
@@ -177,8 +177,8 @@ async fn a_restored_backup_still_signs_above_everything_signed() {
     app.finish().await;
 }
 
-/// The snapshots services publish: (version, which service, bindings), in arrival order.
-type Seen = Arc<Mutex<Vec<(u64, &'static str, BTreeSet<String>)>>>;
+/// The snapshots services publish: (version, which service, bindings, bytes), in arrival order.
+type Seen = Arc<Mutex<Vec<(u64, &'static str, BTreeSet<String>, Vec<u8>)>>>;
 
 /// Records every snapshot `service` publishes (a watch: one it replaces at once may be missed).
 fn record(service: &Arc<StoreService>, into: Seen, who: &'static str) {
@@ -187,7 +187,7 @@ fn record(service: &Arc<StoreService>, into: Seen, who: &'static str) {
         while published.changed().await.is_ok() {
             let latest = published.borrow_and_update().clone();
             if let Some(s) = latest {
-                into.lock().unwrap().push((s.version(), who, bindings_of(&s)));
+                into.lock().unwrap().push((s.version(), who, bindings_of(&s), s.bytes().to_vec()));
             }
         }
     });
@@ -238,17 +238,21 @@ async fn two_services_on_one_database_never_sign_one_version_twice(store: Store,
     let b = wait_for(&service_b, "replica b to catch up", |s| s.version() > committed).await;
     assert_eq!(bindings_of(&a), expected);
     assert_eq!(bindings_of(&b), expected);
-    assert_ne!(a.version(), b.version());
+    // Then both serve the newest signature, whichever signed it: the same bytes.
+    let newest = a.version().max(b.version());
+    let a = wait_for(&service_a, "replica a to serve the newest", |s| s.version() >= newest).await;
+    let b = wait_for(&service_b, "replica b to serve the newest", |s| s.version() >= newest).await;
+    assert_eq!((a.version(), a.bytes()), (b.version(), b.bytes()));
 
     // Every signed version was claimed by exactly one signature.
     let claims = sqlx::query("SELECT version FROM snapshot_log WHERE kind = 'signature'").fetch_all(db_a.reader()).await.unwrap();
     let claims: BTreeSet<u64> = claims.iter().map(|r| sqlx::Row::get::<i64, _>(r, 0) as u64).collect();
     let seen = seen.lock().unwrap().clone();
     assert!(seen.len() >= 4, "too few snapshots seen: {seen:?}");
-    let mut signer_of = BTreeMap::new();
-    for (version, who, _) in &seen {
+    let mut bytes_of = BTreeMap::new();
+    for (version, who, _, bytes) in &seen {
         assert!(claims.contains(version), "version {version} was signed without a claim");
-        assert_eq!(*signer_of.entry(*version).or_insert(*who), *who, "version {version} signed by both services");
+        assert!(bytes_of.entry(*version).or_insert(bytes) == &bytes, "{who} served version {version} with other bytes");
     }
     // A snapshot of version v holds the content committed before v: replay the log.
     let log = certbind_control_plane::db::snapshot_log::read(&db_a, 0, i64::MAX).await.unwrap();
@@ -270,7 +274,7 @@ async fn two_services_on_one_database_never_sign_one_version_twice(store: Store,
             }
         }
     }
-    for (version, who, bindings) in &seen {
+    for (version, who, bindings, _) in &seen {
         assert_eq!(Some(bindings), at_version.get(version), "{who}'s snapshot {version}");
     }
     let key = Fingerprint::from_canonical_hex(&fingerprint(1)).unwrap();

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -23,6 +24,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def certbind_binary() -> Path:
     return cargo_binary("certbind", "CERTBIND_BIN", "certbind-control-plane")
+
+
+def synthetic_card(label: str, n: int) -> dict:
+    """A binding given by fields (no certificate), the `n`th of a set named `label`: what the
+    load tests and benchmarks bind by the thousand."""
+    return {
+        "fingerprint": hashlib.sha256(f"{label}-{n}".encode()).hexdigest(),
+        "subject_dn": f"CN={label.upper()}.{n},O=U.S. Government,C=US",
+        "issuer_dn": f"CN={label} CA,O=U.S. Government,C=US",
+        "serial": f"0x{n + 1:x}",
+        "not_before": "2025-01-15T00:00:00Z",
+        "not_after": "2028-01-15T00:00:00Z",
+    }
 
 
 class ApiError(Exception):

@@ -6,6 +6,11 @@ issuer's key. Ports: Envoy https://localhost:8443 (admin 127.0.0.1:9901), the co
 http://127.0.0.1:8080; override with CERTBIND_DEV_HTTPS_PORT, CERTBIND_DEV_ADMIN_PORT,
 CERTBIND_DEV_CONTROL_PLANE_PORT.
 
+CERTBIND_DEV_REPLICAS=3 runs three control-plane replicas on a PostgreSQL of their own (under
+.dev/fleet and .run/dev-postgres, started afresh each run) behind the Envoy balancer example
+(envoy/examples/control-plane-balancer.yaml), and the filter fetches through the balancer:
+kill a replica (`kill -9` one of the `certbind serve` processes) and the filter carries on.
+
 CERTBIND_GATEWAY=nginx or traefik (or envoy_http, envoy_grpc: Envoy's ext_authz) puts that
 gateway on the HTTPS port instead, started from its shipped configuration (gateways/,
 envoy/ext-authz/) with only paths and ports changed, in front of certbind-authz on
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from . import envoy, filterconfig, gateways, pki, private, tokens
 from .controlplane import ApiError, start_demo
+from .replicas import Fleet
 from .procs import Process, Stack, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,14 +97,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     with Stack() as stack:
-        demo = start_demo(STATE / "control-plane", logs, org="demo", user="jane", email="jane.demo@example.mil",
-                          listen=f"127.0.0.1:{cp_port}", remember=remembered_accounts(), label="make run",
-                          tls_dir=pki_dir)
+        if os.environ.get("CERTBIND_DEV_REPLICAS", "1") == "3":
+            # PostgreSQL's files where its own user can reach them (.dev/ is the owner's alone).
+            fleet = Fleet.start(STATE / "fleet", logs, pki_dir, proxies=1, postgres_dir=ROOT / ".run" / "dev-postgres")
+            stack.add(fleet.stop)
+            # Fetches and the API through the balancer; any replica may be killed.
+            demo, cp_port, cp_url, watched = fleet.demo(), fleet.port, f"https://localhost:{fleet.port}", fleet.balancer.process
+        else:
+            demo = start_demo(STATE / "control-plane", logs, org="demo", user="jane", email="jane.demo@example.mil",
+                              listen=f"127.0.0.1:{cp_port}", remember=remembered_accounts(), label="make run",
+                              tls_dir=pki_dir)
+            stack.add(demo.cp.stop)
+            cp_url, watched = demo.cp.url, demo.cp.process
         cp, key, admin_token = demo.cp, demo.public_key, demo.admin_token
-        stack.add(cp.stop)
-        admin_file = STATE / "admin-token"
-        if not admin_file.exists():
-            private.write(admin_file, admin_token + "\n")
+        private.write(STATE / "admin-token", admin_token + "\n")
 
         demo_pem = (pki_dir / "demo-card.crt").read_bytes()
         ensure(lambda: cp.bind(admin_token, demo.user_id, demo_pem), 409)
@@ -121,8 +133,8 @@ def main() -> int:
                      f"{f', gRPC 127.0.0.1:{authz_ports.authz_grpc}' if gateway == 'envoy_grpc' else ''})")
             stats = f"curl -s http://127.0.0.1:{authz_ports.authz}/metrics | grep certbind"
 
-        print(instructions(https_port, where, stats, cp.url, key.get("key_id", "?")), flush=True)
-        children = [cp.process, echo, *children]
+        print(instructions(https_port, where, stats, cp_url, key.get("key_id", "?")), flush=True)
+        children = [watched, echo, *children]
         while not stopping:
             dead = [c for c in children if c is not None and not c.alive()]
             if dead:

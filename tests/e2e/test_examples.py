@@ -189,3 +189,22 @@ def test_a_shipped_configuration_without_its_pinned_key_is_refused(pki, demo):
                                              env_keys=(filterconfig.CREDENTIAL_ENV,)))
     with pytest.raises(RuntimeError, match="pinned_keys"):
         envoy.validate(out, env={filterconfig.CREDENTIAL_ENV: demo.proxy_credential})
+
+
+BALANCER = EXAMPLES / "control-plane-balancer.yaml"
+
+
+def test_the_control_plane_balancer_example_validates(pki):
+    """The balancer in front of the control plane's replicas, with its files this stack's:
+    TLS on both sides, and `/readyz` as the replicas' health check."""
+    text = BALANCER.read_text()
+    assert "http_health_check: {path: /readyz}" in text
+    files = {"/etc/certbind/control-plane/server.crt": pki.dir / "server.crt",
+             "/etc/certbind/control-plane/server.key": pki.dir / "server.key",
+             "/etc/certbind/control-plane/ca.crt": pki.ca}
+    for shipped, here in files.items():
+        assert f'"{shipped}"' in text, shipped
+        text = text.replace(f'"{shipped}"', f'"{here}"')
+    path = RUN_DIR / "example-control-plane-balancer.yaml"
+    private.write(path, text)
+    envoy.validate(path)

@@ -56,6 +56,31 @@ impl std::error::Error for DbError {
     }
 }
 
+/// Whether `e` says the database cannot be reached (down, restarting, connections lost or
+/// all taken), rather than refusing this request: the request may succeed once it is back.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::NotConnected
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::TimedOut
+        ),
+        // PostgreSQL: connection exceptions (class 08), and the server shutting down or
+        // starting (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now).
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
+}
+
 /// SQLSTATE classes both backends report for races between writers.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
 const SERIALIZATION_FAILURE: &str = "40001";
@@ -114,5 +139,19 @@ pub fn or_race(e: sqlx::Error, race: Race, what: impl FnOnce() -> DbError) -> Db
         what()
     } else {
         DbError::from(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_is_told_from_a_refusal() {
+        assert!(unreachable(&sqlx::Error::PoolTimedOut));
+        assert!(unreachable(&sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
+        assert!(unreachable(&sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))));
+        assert!(!unreachable(&sqlx::Error::Io(std::io::Error::other("the CRL task failed"))));
+        assert!(!unreachable(&sqlx::Error::RowNotFound));
     }
 }

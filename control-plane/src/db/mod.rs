@@ -19,6 +19,7 @@ pub mod mapping_rules;
 pub mod models;
 pub mod orgs;
 pub mod proxies;
+pub mod signed_snapshots;
 pub mod smartcards;
 pub mod snapshot_data;
 pub mod snapshot_log;
@@ -38,6 +39,10 @@ pub use models::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a database connection by default: under a burst of writes,
+/// the queue a request may wait in; with the database unreachable, how soon it answers 503.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The database used when nothing is configured: a file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://certbind.db";
@@ -73,7 +78,8 @@ pub struct DbOptions {
     pub url: String,
     /// Connections for PostgreSQL; SQLite always writes through one connection.
     pub max_connections: u32,
-    /// How long a request waits for a connection before failing.
+    /// How long a request waits for a connection before failing: with the database
+    /// unreachable, how long a write takes to fail with 503.
     pub acquire_timeout: Duration,
     /// What one org may hold of the rules the snapshot carries.
     pub quotas: Quotas,
@@ -84,7 +90,7 @@ impl DbOptions {
         DbOptions {
             url: url.into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(60),
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             quotas: Quotas::default(),
         }
     }
@@ -138,6 +144,24 @@ pub struct Db {
     read: AnyPool,
     backend: Backend,
     quotas: Quotas,
+    /// PostgreSQL's URL, for the connection that listens for other replicas' commits.
+    listen_url: Option<ListenUrl>,
+}
+
+/// A database URL kept for connecting again; printed without its password.
+#[derive(Clone)]
+pub struct ListenUrl(String);
+
+impl ListenUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ListenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
 }
 
 impl Db {
@@ -162,7 +186,7 @@ impl Db {
                 let write = write.with_context(|| format!("opening SQLite database {url}"))?;
                 let read = sqlite_pool(4, options.acquire_timeout).connect(&url).await;
                 let read = read.with_context(|| format!("opening SQLite database {url}"))?;
-                Db { write, read, backend, quotas: options.quotas }
+                Db { write, read, backend, quotas: options.quotas, listen_url: None }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -171,7 +195,8 @@ impl Db {
                     .connect(&options.url)
                     .await
                     .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(&options.url)))?;
-                Db { write: pool.clone(), read: pool, backend, quotas: options.quotas }
+                let listen_url = Some(ListenUrl(options.url.clone()));
+                Db { write: pool.clone(), read: pool, backend, quotas: options.quotas, listen_url }
             }
         };
         Ok(db)
@@ -196,6 +221,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Where to listen for other replicas' commits (`snapshot_log::CHANNEL`): PostgreSQL only.
+    pub fn listen_url(&self) -> Option<&ListenUrl> {
+        self.listen_url.as_ref()
     }
 
     pub fn quotas(&self) -> Quotas {
@@ -397,6 +427,7 @@ pub async fn commit_change(db: &Db, mut tx: Tx, record: AuditRecord<'_>, visibil
             }
             let version = bump_version(&mut tx, &now).await?;
             snapshot_log::append(&mut tx, version, changes, &now).await?;
+            snapshot_log::notify(db, &mut tx, version).await?;
             Some(version)
         }
         Visibility::Internal => None,

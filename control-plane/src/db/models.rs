@@ -69,8 +69,11 @@ pub struct ProxyCredential {
     pub id: String,
     pub label: Option<String>,
     pub created_at: String,
-    /// Kept to the minute.
+    /// The last answered snapshot fetch, written a second or so after it.
     pub last_used_at: Option<String>,
+    /// When the last snapshot fetch was answered, and the version the proxy holds since.
+    pub last_fetch_at: Option<String>,
+    pub last_fetch_version: Option<i64>,
 }
 
 /// A blocked certificate: by fingerprint, or by issuer and serial.

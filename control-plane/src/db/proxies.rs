@@ -12,7 +12,7 @@ use sqlx::Row;
 /// (which refuses it by name) can tell one from an admin token.
 pub const PROXY_PREFIX: &str = "cbp_";
 
-const COLUMNS: &str = "id, label, created_at, last_used_at";
+const COLUMNS: &str = "id, label, created_at, last_used_at, last_fetch_at, last_fetch_version";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<ProxyCredential> {
     Ok(ProxyCredential {
@@ -20,6 +20,8 @@ fn from_row(row: &AnyRow) -> sqlx::Result<ProxyCredential> {
         label: row.try_get("label")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        last_fetch_at: row.try_get("last_fetch_at")?,
+        last_fetch_version: row.try_get("last_fetch_version")?,
     })
 }
 
@@ -31,6 +33,8 @@ pub async fn create(db: &Db, actor: &Actor, label: Option<&str>) -> DbResult<(Pr
         label: label.map(str::to_string),
         created_at: crate::time::now_rfc3339(),
         last_used_at: None,
+        last_fetch_at: None,
+        last_fetch_version: None,
     };
     let mut tx = db.begin().await?;
     sqlx::query("INSERT INTO proxy_credentials (id, token_hash, label, created_at) VALUES ($1, $2, $3, $4)")
@@ -93,8 +97,41 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<ProxyCredentia
     Ok(credential)
 }
 
-/// Records that a credential was used (at most once a minute each, off the request path).
-pub async fn touch(db: &Db, id: &str, at: &str) -> DbResult<()> {
-    sqlx::query("UPDATE proxy_credentials SET last_used_at = $1 WHERE id = $2").bind(at).bind(id).execute(db.writer()).await?;
+/// One answered snapshot fetch: which credential, when, and the version it holds since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub credential_id: String,
+    pub at: String,
+    pub version: i64,
+}
+
+/// Records answered fetches, all in one transaction (a revoke answers every waiting proxy at
+/// once: one commit for all of them, not one each).
+pub async fn record_fetches(db: &Db, fetches: &[Fetch]) -> DbResult<()> {
+    let mut tx = db.begin().await?;
+    for fetch in fetches {
+        sqlx::query("UPDATE proxy_credentials SET last_used_at = $1, last_fetch_at = $1, last_fetch_version = $2 WHERE id = $3")
+            .bind(&fetch.at)
+            .bind(fetch.version)
+            .bind(&fetch.credential_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
+}
+
+/// How many credentials fetched since `since` hold each version, newest first, at most
+/// `limit` versions.
+pub async fn versions_held(db: &Db, since: &str, limit: i64) -> DbResult<Vec<(i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT last_fetch_version AS version, COUNT(*) AS proxies FROM proxy_credentials \
+         WHERE last_fetch_at >= $1 AND last_fetch_version IS NOT NULL \
+         GROUP BY last_fetch_version ORDER BY last_fetch_version DESC LIMIT $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("version")?, row.try_get("proxies")?))).collect()
 }

@@ -23,6 +23,19 @@ pub enum LogEntry {
     Unreadable,
 }
 
+/// The PostgreSQL channel every commit the other replicas act on is announced on: a change
+/// (they fold it) and a stored signed snapshot (they serve it). The payload is the version.
+pub const CHANNEL: &str = "certbind_snapshot";
+
+/// Announces `version` on [`CHANNEL`] when the transaction commits (PostgreSQL; nothing on
+/// SQLite, whose replicas are the processes on one file and look every second).
+pub(crate) async fn notify(db: &Db, tx: &mut Tx, version: i64) -> sqlx::Result<()> {
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(version.to_string()).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Records the changes committed at `version`, in the change's transaction.
 pub(crate) async fn append(tx: &mut Tx, version: i64, changes: &[Change], now: &str) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO snapshot_log (version, kind, changes, at) VALUES ($1, 'change', $2, $3)")

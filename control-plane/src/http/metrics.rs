@@ -24,6 +24,32 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// A proxy credential counts as active while its last answered fetch is this recent: twice
+/// the longest long-poll, so a proxy that keeps polling never drops out.
+const ACTIVE_PROXY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Versions listed at most by `certbind_proxies`: a fleet holds a handful at a time.
+const MAX_PROXY_VERSIONS: i64 = 32;
+
+/// How many proxy credentials hold which version (from the database: the same on every
+/// replica), and the long-polls waiting on this one.
+async fn render_fleet(state: &AppState, out: &mut String) {
+    let _ = writeln!(out, "# HELP certbind_snapshot_long_polls Snapshot long-polls waiting on this replica.");
+    let _ = writeln!(out, "# TYPE certbind_snapshot_long_polls gauge");
+    let _ = writeln!(out, "certbind_snapshot_long_polls {}", state.fleet.waiting_now());
+    let since = crate::time::format_epoch(crate::time::now_epoch() - ACTIVE_PROXY.as_secs() as i64);
+    match crate::db::proxies::versions_held(&state.db, &since, MAX_PROXY_VERSIONS).await {
+        Ok(held) => {
+            let _ = writeln!(out, "# HELP certbind_proxies Proxy credentials answered in the last two minutes, by the snapshot version they hold (newest versions).");
+            let _ = writeln!(out, "# TYPE certbind_proxies gauge");
+            for (version, proxies) in held {
+                let _ = writeln!(out, "certbind_proxies{{version=\"{version}\"}} {proxies}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the proxies' versions for /metrics"),
+    }
+}
+
 pub async fn render(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP certbind_http_requests_total HTTP requests by route template and status.");
@@ -72,6 +98,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP certbind_snapshot_quarantined_rows Stored rows the last full snapshot build left out because they cannot be encoded (alert on any).");
     let _ = writeln!(out, "# TYPE certbind_snapshot_quarantined_rows gauge");
     let _ = writeln!(out, "certbind_snapshot_quarantined_rows {}", left_out.quarantined_rows);
+    render_fleet(&state, &mut out).await;
     render_revocation(&state, &mut out).await;
     let mut response = out.into_response();
     response

@@ -8,6 +8,7 @@ pub mod cas;
 pub mod constraints;
 pub mod counters;
 pub mod crls;
+pub mod fleet;
 pub mod health;
 pub mod issuers;
 pub mod mapping_rules;
@@ -27,7 +28,8 @@ use crate::state::AppState;
 use crate::db::proxies::PROXY_PREFIX;
 use crate::db::tokens::TOKEN_PREFIX;
 use crate::domain::Owner;
-use crate::db::{proxies as db_proxies, tokens as db_tokens, Actor, AdminToken, ProxyCredential, Viewer, DEFAULT_PAGE, MAX_PAGE};
+use crate::db::error::unreachable;
+use crate::db::{proxies as db_proxies, tokens as db_tokens, Actor, AdminToken, DbError, ProxyCredential, Viewer, DEFAULT_PAGE, MAX_PAGE};
 use crate::domain::text::dn_text;
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -133,7 +135,7 @@ impl Admin {
         match db_tokens::lookup_with_org_state(&state.db, secret).await? {
             Some((_, true)) => Err(ApiError::Forbidden("this token's org is disabled".into())),
             Some((token, false)) => {
-                state.usage.used(&state.db, usage::Credential::Admin, &token.id);
+                state.usage.used(&state.db, &token.id);
                 Ok(Admin { token })
             }
             None => Err(ApiError::Unauthorized { invalid_token: true }),
@@ -175,9 +177,23 @@ impl FromRequestParts<AppState> for Proxy {
 impl Proxy {
     async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts)?;
-        if let Some(credential) = db_proxies::lookup(&state.db, secret).await? {
-            state.usage.used(&state.db, usage::Credential::Proxy, &credential.id);
+        if let Some(credential) = state.fleet.recall(secret, fleet::TRUSTED_FOR) {
             return Ok(Proxy { credential });
+        }
+        match db_proxies::lookup(&state.db, secret).await {
+            Ok(Some(credential)) => {
+                state.fleet.verified(secret, &credential);
+                return Ok(Proxy { credential });
+            }
+            Ok(None) => state.fleet.refused(secret),
+            // The database is away: a proxy verified lately keeps fetching the last snapshot.
+            Err(DbError::Database(e)) if unreachable(&e) => {
+                return match state.fleet.recall(secret, fleet::REMEMBERED_FOR) {
+                    Some(credential) => Ok(Proxy { credential }),
+                    None => Err(DbError::Database(e).into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
         }
         if secret.starts_with(TOKEN_PREFIX) && db_tokens::lookup(&state.db, secret).await?.is_some() {
             return Err(ApiError::Forbidden(

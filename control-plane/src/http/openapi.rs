@@ -249,9 +249,13 @@ fn schemas() -> Value {
         })),
         "TokenPage": page_of("Token"),
         "ProxyCredentialRequest": object(&[], json!({ "label": s })),
-        "ProxyCredential": object(&["id", "created_at"], json!({ "id": s, "label": ns, "created_at": time, "last_used_at": ns })),
+        "ProxyCredential": object(&["id", "created_at"], json!({
+            "id": s, "label": ns, "created_at": time, "last_used_at": ns, "last_fetch_at": ns,
+            "last_fetch_version": { "type": ["integer", "null"], "description": "The snapshot version the proxy holds since its last answered fetch" }
+        })),
         "NewProxyCredential": object(&["id", "created_at", "credential"], json!({
-            "id": s, "label": ns, "created_at": time, "last_used_at": ns,
+            "id": s, "label": ns, "created_at": time, "last_used_at": ns, "last_fetch_at": ns,
+            "last_fetch_version": { "type": ["integer", "null"] },
             "credential": { "type": "string", "description": "the secret; shown only in this response" }
         })),
         "ProxyCredentialPage": page_of("ProxyCredential"),

@@ -49,5 +49,7 @@ pub async fn list(
 }
 
 pub async fn delete(State(state): State<AppState>, SuperAdmin(admin): SuperAdmin, Path(id): Path<String>) -> ApiResult<Json<ProxyCredential>> {
-    Ok(Json(proxies::delete(&state.db, &admin.actor(), &id).await?))
+    let deleted = proxies::delete(&state.db, &admin.actor(), &id).await?;
+    state.fleet.deleted(&deleted.id);
+    Ok(Json(deleted))
 }

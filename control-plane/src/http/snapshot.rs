@@ -37,12 +37,19 @@ pub struct SnapshotQuery {
     pub after_version: Option<u64>,
 }
 
-/// Whether the caller already holds `snapshot`.
+/// Whether the caller already holds `snapshot`, or a newer one (signed by another replica:
+/// the ETag is the version, which names one byte string whichever replica serves it).
 fn caller_holds(snapshot: &ServedSnapshot, after_version: Option<u64>, if_none_match: Option<&str>) -> bool {
     let by_version = after_version.is_some_and(|v| snapshot.version <= v);
-    let etag = snapshot.etag();
-    let by_etag = if_none_match.is_some_and(|inm| inm.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let by_etag = if_none_match.is_some_and(|inm| {
+        inm.split(',').map(str::trim).any(|t| t == "*" || etag_version(t).is_some_and(|v| snapshot.version <= v))
+    });
     by_version || by_etag
+}
+
+/// The version a strong ETag of ours names (`"N"`).
+fn etag_version(tag: &str) -> Option<u64> {
+    tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
 fn not_modified(snapshot: &ServedSnapshot) -> Response {
@@ -96,7 +103,7 @@ impl Ask {
     fn held(&self) -> Option<u64> {
         self.after_version.or_else(|| {
             let inm = self.if_none_match.as_deref()?;
-            let mut versions = inm.split(',').filter_map(|t| t.trim().strip_prefix('"')?.strip_suffix('"')?.parse::<u64>().ok());
+            let mut versions = inm.split(',').filter_map(|t| etag_version(t.trim()));
             let first = versions.next()?;
             // Several: the caller holds one of them, and only one can be the base of a chain.
             versions.next().is_none().then_some(first)
@@ -144,22 +151,40 @@ fn latest_or_unavailable(state: &AppState) -> ApiResult<Arc<ServedSnapshot>> {
 
 pub async fn latest(
     State(state): State<AppState>,
-    _proxy: Proxy,
+    proxy: Proxy,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<SnapshotQuery>,
 ) -> ApiResult<Response> {
     let ask = Ask::of(&headers, q.after_version);
+    let answer = answer(&state, &ask, q.wait).await?;
+    // What the proxy holds now: what was served, or (304) what it held.
+    let held = match answer.status() {
+        StatusCode::OK => answer.headers().get(X_SNAPSHOT_VERSION).and_then(|v| v.to_str().ok()?.parse().ok()),
+        _ => ask.held(),
+    };
+    if let Some(held) = held {
+        state.fleet.fetched(&state.db, &proxy.credential.id, held);
+    }
+    Ok(answer)
+}
+
+/// The snapshot answer for `ask`, after waiting up to `wait` seconds for a newer one.
+async fn answer(state: &AppState, ask: &Ask, wait: Option<u64>) -> ApiResult<Response> {
     let holds = |snapshot: &ServedSnapshot| caller_holds(snapshot, ask.after_version, ask.if_none_match.as_deref());
-    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.limits.max_long_poll);
+    let wait = Duration::from_secs(wait.unwrap_or(0)).min(state.limits.max_long_poll);
     let mut versions = state.snapshots.subscribe();
     let snapshot = latest_or_unavailable(&state)?;
     if !holds(&snapshot) {
         return Ok(newer(&state, &ask, &snapshot));
     }
+    if let Some(held) = ask.held().filter(|held| *held > snapshot.version) {
+        state.snapshots.served_elsewhere(held);
+    }
     if wait.is_zero() {
         return Ok(not_modified(&snapshot));
     }
     let deadline = tokio::time::Instant::now() + wait;
+    let _waiting = state.fleet.waiting();
     loop {
         // `changed` also wakes for versions the caller already holds; check and go on waiting.
         match tokio::time::timeout_at(deadline, versions.changed()).await {
@@ -198,6 +223,9 @@ mod tests {
         assert!(caller_holds(&s, None, Some("\"7\"")));
         assert!(caller_holds(&s, None, Some("\"3\", \"7\"")));
         assert!(!caller_holds(&s, None, Some("\"6\"")));
+        // A newer version, served by another replica.
+        assert!(caller_holds(&s, None, Some("\"8\"")));
+        assert!(!caller_holds(&s, None, Some("W/\"8\"")));
         assert!(!caller_holds(&s, None, None));
     }
 

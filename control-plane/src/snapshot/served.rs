@@ -43,6 +43,9 @@ pub trait SnapshotService: Send + Sync + 'static {
     /// `changes` were committed at `version` (what the snapshot log holds for it; a service
     /// that never hears of a version reads it there).
     fn committed(&self, version: i64, changes: Vec<Change>);
+    /// A caller holds `version`, newer than the latest here: another replica signed it, so
+    /// look for it now rather than at the next periodic check.
+    fn served_elsewhere(&self, _version: u64) {}
     /// The delta chain from version `from` to `latest` (the snapshot being served), encoded,
     /// when one is kept and worth serving instead of it.
     fn delta(&self, _from: u64, _latest: &ServedSnapshot) -> Option<Bytes> {

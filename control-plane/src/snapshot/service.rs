@@ -4,10 +4,21 @@
 //! - Changes arrive through [`SnapshotService::committed`] with their version and are patched
 //!   into the next snapshot without reading the tables.
 //! - A version the service never hears of (another replica's change, the command line's, a
-//!   hand-over a cancelled request never made) is read from the snapshot log within a second.
+//!   hand-over a cancelled request never made) is read from the snapshot log: at once when
+//!   PostgreSQL notifies its commit (`LISTEN` on `snapshot_log::CHANNEL`), and within a
+//!   second ([`StoreSettings::check_every`]) otherwise, so a lost notification only delays.
+//! - Changes another replica committed are signed by that replica: this one waits
+//!   [`FOREIGN_GRACE`] for their stored bytes before signing them itself (the committer died
+//!   before signing), so a change costs one signature, not one per replica.
 //! - Every signature takes a new version from the database first (a claim), and signs the
 //!   content committed before it: versions only go up, across restarts and replicas, and no
 //!   version is signed twice.
+//! - The signed bytes go into the database (`signed_snapshots`); the other services on it
+//!   serve those very bytes for that version (checked under their own key first), each step
+//!   between them entering their delta rings as it entered the signer's. So whichever replica
+//!   a proxy reaches, one version is one byte string, a delta rebuilds exactly those bytes,
+//!   and no replica serves a version below a stored one it has read. Another service's
+//!   signature whose bytes are not stored yet changes nothing here: it is served once they are.
 //! - Half-way through a snapshot's validity (by default) with nothing changed, a new version
 //!   is claimed and signed, so an idle fleet never reaches expiry while the service runs.
 //! - A full reload (start-up, a log the service cannot follow) reads the tables at one
@@ -23,18 +34,23 @@ use super::served::{LeftOut, ServedSnapshot, SnapshotService};
 use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
 use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};
 use crate::db::snapshot_log::{self, LogEntry};
+use crate::db::signed_snapshots;
 use crate::db::Db;
 use crate::signer::{public_key_json, Signer};
 use anyhow::Context as _;
 use axum::body::Bytes;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
-/// How often the worker looks at the database version when nothing wakes it.
-const TICK: Duration = Duration::from_secs(1);
+/// How long changes only other replicas committed wait for the committer's signed bytes
+/// before this service signs them.
+pub const FOREIGN_GRACE: Duration = Duration::from_secs(1);
+
+/// Between two attempts at the listening connection.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Attempts at a reload whose catch-up the log cannot provide (pruned while the tables were
 /// read): each reads newer tables, so more would only mean the log is far too short.
@@ -161,7 +177,6 @@ async fn log_between(db: &Db, after: u64, upto: u64) -> anyhow::Result<Option<Ve
     if upto <= after {
         return Ok(Some(Vec::new()));
     }
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let entries = snapshot_log::read(db, to_i64(after), to_i64(upto)).await.context("reading the snapshot log")?;
     let mut out = Vec::with_capacity(entries.len());
     let mut last = after;
@@ -263,6 +278,17 @@ pub struct StoreService {
     reload_needed: AtomicBool,
     served: Arc<RwLock<Option<Arc<ServedSnapshot>>>>,
     versions: Arc<watch::Sender<u64>>,
+    /// The newest stored version refused (it does not verify under this service's key), so a
+    /// rotation in progress is logged once, not every tick.
+    refused: AtomicU64,
+    /// A change was committed through this service since its last claim: sign without waiting.
+    own_changes: AtomicBool,
+    /// Since when unsigned changes, all other replicas', have waited for their bytes.
+    foreign_since: Mutex<Option<Instant>>,
+    /// Notifications received from PostgreSQL.
+    notifications: AtomicU64,
+    /// Dropped with the service: the listening task ends.
+    _listening: watch::Sender<()>,
 }
 
 impl StoreService {
@@ -270,8 +296,10 @@ impl StoreService {
     pub async fn start(db: Db, signer: Arc<dyn Signer>, settings: StoreSettings) -> anyhow::Result<Arc<Self>> {
         let store = Arc::new(SnapshotStore::new(signer, settings));
         let first = reload(&db, &store).await?;
+        keep_signed(&db, &first).await;
         let served_now = Arc::new(RwLock::new(Some(served(&first))));
         let versions = Arc::new(watch::Sender::new(first.version()));
+        let (listening, stopped) = watch::channel(());
         let service = Arc::new(StoreService {
             store: Arc::clone(&store),
             db,
@@ -279,10 +307,23 @@ impl StoreService {
             reload_needed: AtomicBool::new(false),
             served: Arc::clone(&served_now),
             versions: Arc::clone(&versions),
+            refused: AtomicU64::new(0),
+            own_changes: AtomicBool::new(false),
+            foreign_since: Mutex::new(None),
+            notifications: AtomicU64::new(0),
+            _listening: listening,
         });
         tokio::spawn(forward_published(store.subscribe(), served_now, versions));
+        if let Some(url) = service.db.listen_url().cloned() {
+            tokio::spawn(listen(Arc::downgrade(&service), url, stopped));
+        }
         tokio::spawn(run(Arc::downgrade(&service)));
         Ok(service)
+    }
+
+    /// Notifications of other replicas' commits received from PostgreSQL so far.
+    pub fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<SnapshotStore> {
@@ -306,17 +347,22 @@ impl StoreService {
                 // a load claims past every version signed before.
                 tracing::warn!(database, applied, "the database version went back; reloading");
                 self.reload_needed.store(true, Ordering::SeqCst);
-            } else if !self.follow_log(database).await? {
-                self.reload_needed.store(true, Ordering::SeqCst);
+            } else {
+                self.adopt_stored().await?;
+                if !self.follow_log(database).await? {
+                    self.reload_needed.store(true, Ordering::SeqCst);
+                }
             }
         }
         if self.reload_needed.swap(false, Ordering::SeqCst) {
             self.store.release_hold();
-            return reload(&self.db, &self.store).await.map(|_| ()).inspect_err(|_| {
+            let loaded = reload(&self.db, &self.store).await.inspect_err(|_| {
                 self.reload_needed.store(true, Ordering::SeqCst);
-            });
+            })?;
+            keep_signed(&self.db, &loaded).await;
+            return Ok(());
         }
-        if !self.store.has_unpublished() && !self.resign_due() {
+        if !self.sign_now() {
             return Ok(());
         }
         // Every signature under a version of its own, with the content committed before it.
@@ -333,11 +379,55 @@ impl StoreService {
         }
         let store = Arc::clone(&self.store);
         let published = tokio::task::spawn_blocking(move || store.publish()).await.context("the signing task failed")?;
-        if let Err(e) = published {
+        match published {
+            Ok(Some(snapshot)) => keep_signed(&self.db, &snapshot).await,
+            Ok(None) => {}
             // The claim stays held: the next attempt signs it.
-            return Err(e).context("snapshot publication failed");
+            Err(e) => return Err(e).context("snapshot publication failed"),
         }
         Ok(())
+    }
+
+    /// Serves, in order, the snapshots other services stored above the one published here.
+    async fn adopt_stored(&self) -> anyhow::Result<()> {
+        let published = self.store.latest().map_or(0, |s| s.version());
+        let stored = signed_snapshots::versions_after(&self.db, to_i64(published)).await.context("reading the stored snapshots")?;
+        for version in stored {
+            let Some(bytes) = signed_snapshots::bytes(&self.db, version).await.context("reading a stored snapshot")? else {
+                continue; // pruned since: the next is newer
+            };
+            let store = Arc::clone(&self.store);
+            match tokio::task::spawn_blocking(move || store.adopt(bytes)).await.context("the adopting task failed")? {
+                Ok(_) => {}
+                Err(e) => {
+                    let version = u64::try_from(version).unwrap_or(0);
+                    if self.refused.swap(version, Ordering::Relaxed) != version {
+                        tracing::warn!(version, error = %e, "a stored snapshot does not verify under this service's key (a key rotation under way?); signing its own versions meanwhile");
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether to claim and sign now: a re-signature is due, or changes wait, committed
+    /// through this service or waiting past [`FOREIGN_GRACE`] for their committer's bytes.
+    fn sign_now(&self) -> bool {
+        let resign = self.resign_due();
+        let mut foreign_since = self.foreign_since.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.store.has_unpublished() && !resign {
+            *foreign_since = None;
+            return false;
+        }
+        if !resign
+            && !self.own_changes.swap(false, Ordering::SeqCst)
+            && foreign_since.get_or_insert_with(Instant::now).elapsed() < FOREIGN_GRACE
+        {
+            return false;
+        }
+        *foreign_since = None;
+        true
     }
 
     /// Folds every version up to `upto` the store has not seen, from the log. False when the
@@ -362,6 +452,18 @@ impl StoreService {
     }
 }
 
+fn to_i64(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// Stores what this service signed, for the others on the database to serve. A failure only
+/// costs them a signature of their own (under a newer version) the next time they change.
+async fn keep_signed(db: &Db, snapshot: &SignedSnapshot) {
+    if let Err(e) = signed_snapshots::store(db, to_i64(snapshot.version()), snapshot.bytes()).await {
+        tracing::warn!(version = snapshot.version(), error = %e, "cannot store the signed snapshot for the other replicas");
+    }
+}
+
 /// Keeps the API's view (served bytes, version watch) in step with the store.
 async fn forward_published(
     mut published: watch::Receiver<Option<Arc<SignedSnapshot>>>,
@@ -381,13 +483,62 @@ async fn run(service: Weak<StoreService>) {
     loop {
         {
             let Some(service) = service.upgrade() else { return };
+            let check_every = service.store.settings().check_every;
             tokio::select! {
                 () = service.wake.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(check_every) => {}
             }
         }
         let Some(service) = service.upgrade() else { return };
         service.tick().await;
+    }
+}
+
+/// Wakes the service on every commit another replica announces (`snapshot_log::notify`),
+/// and once more after each reconnection (what was announced meanwhile is lost). Ends when
+/// the service is dropped.
+async fn listen(service: Weak<StoreService>, url: crate::db::ListenUrl, mut stopped: watch::Receiver<()>) {
+    use sqlx::postgres::PgListener;
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect(url.as_str()).await?;
+            listener.listen(snapshot_log::CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = stopped.changed() => return,
+            connected = connected => match connected {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for other replicas' commits; checking every tick meanwhile");
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        () = tokio::time::sleep(LISTEN_RETRY) => continue,
+                    }
+                }
+            },
+        };
+        loop {
+            let received = tokio::select! {
+                _ = stopped.changed() => return,
+                received = listener.try_recv() => received,
+            };
+            let Some(service) = service.upgrade() else { return };
+            match received {
+                Ok(Some(_)) => {
+                    service.notifications.fetch_add(1, Ordering::Relaxed);
+                    service.wake.notify_one();
+                }
+                // The connection was lost: the next call connects again; look now for what
+                // may have been announced meanwhile.
+                Ok(None) => service.wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the listening connection failed; connecting again");
+                    service.wake.notify_one();
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -406,7 +557,14 @@ impl SnapshotService for StoreService {
 
     fn committed(&self, version: i64, changes: Vec<Change>) {
         let Ok(version) = u64::try_from(version) else { return };
+        if !changes.is_empty() {
+            self.own_changes.store(true, Ordering::SeqCst);
+        }
         self.store.apply(version, changes);
+        self.wake.notify_one();
+    }
+
+    fn served_elsewhere(&self, _version: u64) {
         self.wake.notify_one();
     }
 

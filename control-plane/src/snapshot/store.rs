@@ -43,11 +43,14 @@ pub struct StoreSettings {
     pub resign_after: Option<Duration>,
     /// The delta ring's bounds.
     pub deltas: DeltaLimits,
+    /// How often the service looks at the database when nothing wakes it (a notification
+    /// from PostgreSQL, a change of its own): the bound on how late a lost notification is.
+    pub check_every: Duration,
 }
 
 impl StoreSettings {
     pub fn with_validity(validity: Duration) -> Self {
-        StoreSettings { validity, resign_after: None, deltas: DeltaLimits::default() }
+        StoreSettings { validity, resign_after: None, deltas: DeltaLimits::default(), check_every: Duration::from_secs(1) }
     }
 
     /// When a snapshot is signed again: `resign_after`, or half the validity.
@@ -414,6 +417,11 @@ impl SnapshotStore {
     pub fn hold(&self, previous: u64, version: u64) {
         lock(&self.state).hold = Some(version);
         self.apply_after(previous, version, Vec::new());
+        let mut state = lock(&self.state);
+        if state.applied == version {
+            // Signing a claim is the point of it, even with nothing changed (a re-signature).
+            state.dirty = true;
+        }
     }
 
     /// The claimed version, once everything before it has been folded: what `publish` signs.
@@ -432,6 +440,7 @@ impl SnapshotStore {
     }
 
     fn fold(state: &mut State, version: u64, changes: Vec<Change>) {
+        let changes_empty = changes.is_empty();
         for change in changes {
             if let Err(e) = state.pending.apply(change) {
                 state.rejected_changes = state.rejected_changes.saturating_add(1);
@@ -439,7 +448,9 @@ impl SnapshotStore {
             }
         }
         state.applied = version;
-        state.dirty = true;
+        // Another service's signature changes nothing: its bytes are served
+        // ([`SnapshotStore::adopt`]), or, until they are, the content signed before it.
+        state.dirty |= !changes_empty;
     }
 
     /// Folds buffered changes that now follow on; drops those a load already covers.
@@ -454,6 +465,45 @@ impl SnapshotStore {
             let (version, (_, changes, _)) = entry.remove_entry();
             Self::fold(state, version, changes);
         }
+    }
+
+    /// Serves `bytes`, signed by another service under a version it claimed, as the latest
+    /// snapshot: what later changes patch, and the step to it from the snapshot it replaces
+    /// goes into the delta ring, as it would had this service signed it. Everything applied
+    /// past it is dropped: the caller reads it from the log again. Blocking (verification
+    /// hashes the bytes): call it from a blocking task.
+    ///
+    /// Not adopted (`Ok(false)`): a version not newer than the one published, or than a claim
+    /// of this service's own, or while a load runs. Refused: bytes that do not verify under
+    /// this service's key (another key during a rotation, or bytes damaged in the database).
+    pub fn adopt(&self, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let signer = self.signer();
+        let own_key = PinnedKey::from_spki_der(&signer.public_key_der())
+            .map_err(|e| StoreError::Sign(anyhow::anyhow!("the signer's public key: {e}")))?;
+        let verifier = SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))?;
+        let view = verifier.verify(bytes, unix_now(), None).map_err(StoreError::SelfCheck)?;
+        let version = view.version();
+        let _publishing = lock(&self.publishing);
+        if self.latest().is_some_and(|latest| latest.version() >= version) {
+            return Ok(false);
+        }
+        {
+            let mut state = lock(&self.state);
+            if state.loading || state.base.is_none() || state.hold.is_some_and(|hold| hold >= version) {
+                return Ok(false);
+            }
+            // A claim below it is never signed: the version is skipped, as a failed claim is.
+            state.hold = None;
+            state.base = Some(view.clone());
+            state.applied = version;
+            state.pending = Pending::default();
+            state.dirty = false;
+            state.churn_since_compaction = 0;
+            state.publications_since_compaction = 0;
+            Self::drain_buffered(&mut state);
+        }
+        self.announce(&Arc::new(SignedSnapshot::new(view)));
+        Ok(true)
     }
 
     /// Marks the start of a full reload. Call it *before* reading the database: changes that

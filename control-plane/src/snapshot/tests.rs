@@ -744,7 +744,8 @@ async fn long_polls_wake_on_a_newer_version_or_time_out() {
         tokio::spawn(async move { store.wait_newer_than(Some(1), Duration::from_secs(30)).await })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    store.apply(2, Vec::new());
+    // A re-signature, claimed at 2.
+    store.hold(1, 2);
     let publisher = Arc::clone(&store);
     tokio::task::spawn_blocking(move || publisher.publish()).await.unwrap().unwrap();
     assert_eq!(waiter.await.unwrap().unwrap().version(), 2);
@@ -843,4 +844,47 @@ fn a_reload_signs_under_its_claim_with_what_was_committed_while_it_read() {
     assert_eq!(store.applied_version(), 8);
     // And it verifies as any signed snapshot does.
     verifier_for(&[signer(10).as_ref()]).verify(signed.bytes().to_vec(), now(), None).unwrap();
+}
+
+/// What one replica signed, served by another: the same bytes, the step to them in its delta
+/// ring, later changes patched onto them; never an older version, nor bytes of another key.
+#[test]
+fn a_snapshot_signed_elsewhere_is_served_as_signed() {
+    let key = signer(13);
+    let signing = SnapshotStore::new(key.clone(), StoreSettings::default());
+    let serving = SnapshotStore::new(key.clone(), StoreSettings::default());
+    let mut oracle = starting_oracle(5);
+    serving.load(oracle.content(), 10).unwrap();
+    signing.load(oracle.content(), 11).unwrap();
+    let change = Change::UpsertBinding {
+        fingerprint: Fingerprint::synthetic("bind", 100),
+        user_id: format!("01HV{:022}", 100),
+        org_id: "o1".into(),
+        enabled: true,
+        claim: Claim::Verified,
+    };
+    oracle.apply(&change);
+    signing.apply_after(11, 12, vec![change]);
+    signing.hold(12, 13);
+    let signed = signing.publish().unwrap().unwrap();
+    assert!(serving.adopt(signed.bytes().to_vec()).unwrap());
+    let served = serving.latest().unwrap();
+    assert_eq!((served.version(), served.bytes()), (13, signed.bytes()));
+    assert_eq!(serving.applied_version(), 13);
+    assert!(serving.delta(10, 13, usize::MAX).is_some(), "the step to it is kept");
+    // Not again, nor an older one.
+    assert!(!serving.adopt(signed.bytes().to_vec()).unwrap());
+    // Changes after it patch it.
+    let change = Change::RemoveBinding { fingerprint: Fingerprint::synthetic("bind", 100) };
+    oracle.apply(&change);
+    serving.apply_after(13, 14, vec![change]);
+    serving.hold(14, 15);
+    let next = serving.publish().unwrap().unwrap();
+    oracle.assert_matches(next.view());
+    assert!(!serving.adopt(signed.bytes().to_vec()).unwrap(), "older than the one published");
+    // Bytes of another key are refused.
+    let other = SnapshotStore::new(signer(14), StoreSettings::default());
+    let foreign = other.load(oracle.content(), 99).unwrap();
+    assert!(matches!(serving.adopt(foreign.bytes().to_vec()), Err(StoreError::SelfCheck(_))));
+    assert_eq!(serving.latest().unwrap().version(), 15);
 }

@@ -91,23 +91,25 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("certbind.db").display());
                 Some(TestDb { url, store, dir: Some(dir), postgres_admin_url: None, postgres_name: None })
             }
-            Store::Postgres => {
-                let admin_url = postgres_url(test)?;
-                let name = format!("cbt_{}", db::new_id().to_ascii_lowercase());
-                sqlx::any::install_default_drivers();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| panic!("connecting to {POSTGRES_URL_VAR}: {e}"));
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("CREATE DATABASE");
-                let _ = sqlx::Connection::close(conn).await;
-                Some(TestDb {
-                    url: with_database(&admin_url, &name),
-                    store,
-                    dir: None,
-                    postgres_admin_url: Some(admin_url),
-                    postgres_name: Some(name),
-                })
-            }
+            Store::Postgres => Some(TestDb::postgres_on(&postgres_url(test)?).await),
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server `admin_url` names.
+    pub async fn postgres_on(admin_url: &str) -> TestDb {
+        let name = format!("cbt_{}", db::new_id().to_ascii_lowercase());
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", db::redact_url(admin_url)));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("CREATE DATABASE");
+        let _ = sqlx::Connection::close(conn).await;
+        TestDb {
+            url: with_database(admin_url, &name),
+            store: Store::Postgres,
+            dir: None,
+            postgres_admin_url: Some(admin_url.to_string()),
+            postgres_name: Some(name),
         }
     }
 
@@ -115,8 +117,11 @@ impl TestDb {
         self.dir.as_ref().map(|d| d.path())
     }
 
+    /// Opened with a minute's wait for a connection: the load tests queue thousands of
+    /// requests on one pool, and the outage tests set their own.
     pub async fn open(&self) -> Db {
-        Db::open(&DbOptions::new(self.url.clone())).await.expect("opening the test database")
+        let options = DbOptions { acquire_timeout: std::time::Duration::from_secs(60), ..DbOptions::new(self.url.clone()) };
+        Db::open(&options).await.expect("opening the test database")
     }
 
     /// Drops a PostgreSQL test database (SQLite's goes with its directory).
@@ -269,6 +274,11 @@ impl TestApp {
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         let auth = format!("Bearer {token}");
         self.send("GET", path, &[("authorization", &auth)], Vec::new()).await
+    }
+
+    /// Where the app listens, with [`Transport::Socket`].
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|(addr, _)| *addr)
     }
 
     /// `GET` of a snapshot route with the proxy credential and `headers`.
