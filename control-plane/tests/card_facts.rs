@@ -5,8 +5,10 @@
 mod common;
 
 use common::process::{run, run_ok};
-use common::{bind_body, fingerprint, TestApp};
+use certbind_control_plane::db::{self, Actor};
+use common::{bind_body, fingerprint, Store, TestApp, Transport};
 use serde_json::{json, Value};
+use sqlx::Row;
 
 on_every_store_and_transport!(
     piv_authentication_facts_are_shown_wherever_the_binding_is,
@@ -191,4 +193,50 @@ async fn the_command_line_shows_the_facts_and_refuses_card_authentication() {
         format!("org {} (acme) allows Card Authentication certificates", run_ok(dir.path(), &env, &["org", "list"]).split('\t').next().unwrap())
     );
     assert_eq!(run_ok(dir.path(), &env, &args), PIV_CARD_AUTH_FINGERPRINT);
+}
+
+/// Taking the allowance back waits for a bind in flight on PostgreSQL: the bind reads the
+/// allowance under the change lock, and the revocation takes that lock too, so it cannot commit
+/// between the bind's check and the bind's own commit (SQLite's single writer orders them anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_card_authentication_waits_for_a_bind_in_flight() {
+    let test = "postgres::revoking_card_authentication_waits_for_a_bind_in_flight";
+    let Some(app) = TestApp::start(Store::Postgres, Transport::Oneshot, test).await else { return };
+    let org_id = app.b.org.id.clone();
+    let actor = Actor::cli(org_id.clone());
+    db::orgs::set_allow_card_authentication(&app.db, &actor, &org_id, true).await.unwrap();
+
+    // A bind that has checked the allowance and not yet committed.
+    let mut bind = app.db.begin_change().await.unwrap();
+    let row = sqlx::query("SELECT allow_card_authentication FROM orgs WHERE id = $1").bind(&org_id).fetch_one(&mut *bind).await.unwrap();
+    assert_eq!(row.try_get::<i64, _>(0).unwrap(), 1);
+
+    let revoke = {
+        let (db, actor, org_id) = (app.db.clone(), actor.clone(), org_id.clone());
+        tokio::spawn(async move { db::orgs::set_allow_card_authentication(&db, &actor, &org_id, false).await })
+    };
+    // The revocation either commits (the race is open) or is seen waiting for the lock.
+    let mut seen_waiting = false;
+    for _ in 0..3000 {
+        assert!(!revoke.is_finished(), "the revocation committed while a bind held the change lock");
+        let waiting = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+        if waiting.try_get::<i64, _>("n").unwrap() > 0 {
+            seen_waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen_waiting, "the revocation neither committed nor waited for the change lock");
+    assert!(!revoke.is_finished());
+
+    bind.commit().await.unwrap();
+    let org = revoke.await.unwrap().expect("the revocation commits once the bind has");
+    assert!(!org.allow_card_authentication);
+    assert!(!db::orgs::get(&app.db, &org_id).await.unwrap().unwrap().allow_card_authentication);
+    app.finish().await;
 }
