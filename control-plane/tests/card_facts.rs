@@ -15,11 +15,14 @@ on_every_store_and_transport!(
     a_binding_by_fields_says_its_facts_are_unknown,
     card_authentication_is_refused_unless_the_org_allows_it,
     a_pem_exported_by_openssl_pkcs12_binds_as_it_is,
+    answers_name_what_the_stored_dn_writes_as_an_oid,
 );
 
 const CARDS: &str = "/api/v1/admin/smartcards";
 const PIV_AUTH: &str = include_str!("../../tests/pki/piv-auth.pem");
 const PIV_CARD_AUTH: &str = include_str!("../../tests/pki/piv-card-auth.pem");
+/// John R. Roe, whose subject carries an emailAddress.
+const PIV_AUTH_2: &str = include_str!("../../tests/pki/piv-auth-2.pem");
 /// `openssl x509 -fingerprint -sha256` of the two.
 const PIV_AUTH_FINGERPRINT: &str = "88385f9ffede1a99ec5317726375bb6ff317a5c3061d92a0695a24753a46d049";
 const PIV_CARD_AUTH_FINGERPRINT: &str = "9a8af3c663524732dcc031c03775c6121e6461ca9a27fcba55041efaea803504";
@@ -113,6 +116,29 @@ async fn card_authentication_is_refused_unless_the_org_allows_it(app: &TestApp) 
     app.delete(&format!("{CARDS}/{PIV_CARD_AUTH_FINGERPRINT}"), &app.b.token).await;
     let p = app.post(CARDS, &app.a.token, &json!({ "user_id": app.a.user.id, "certificate_pem": PIV_CARD_AUTH })).await.problem(422);
     assert_eq!(p["field"], "certificate_pem");
+}
+
+/// The stored DN keeps the matching form (dotted OID, `#hex`); answers name the attribute, and
+/// the displayed text reads back to what is stored, so it can be sent back as a filter.
+async fn answers_name_what_the_stored_dn_writes_as_an_oid(app: &TestApp) {
+    const SHOWN: &str = "emailAddress=john.roe@example.mil,CN=John R. Roe+UID=jroe,OU=People,O=Example\\, Inc.,C=US";
+    let created = app.post(CARDS, &app.a.token, &json!({ "user_id": app.a.user.id, "certificate_pem": PIV_AUTH_2 })).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let link = created.json();
+    assert_eq!(link["subject_dn"], SHOWN);
+    let fp = link["fingerprint"].as_str().unwrap().to_string();
+
+    let fingerprint = certbind_shared::Fingerprint::from_canonical_hex(&fp).unwrap();
+    let stored = db::smartcards::get(&app.db, &app.a.org.id, &fingerprint).await.unwrap().expect("the binding");
+    assert!(stored.subject_dn.starts_with("1.2.840.113549.1.9.1=#16146a6f686e"), "{}", stored.subject_dn);
+    assert_eq!(certbind_shared::certificate::dn::canonical_dn(SHOWN).unwrap(), stored.subject_dn);
+    assert_eq!(app.get(&format!("{CARDS}/{fp}"), &app.a.token).await.json()["subject_dn"], SHOWN);
+    let listed = app.get(&format!("{CARDS}?issuer={}", urlencode(link["issuer_dn"].as_str().unwrap())), &app.a.token).await.json();
+    assert!(listed["items"].as_array().unwrap().iter().any(|item| item["subject_dn"] == SHOWN), "{listed}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// What `openssl pkcs12 -nokeys` writes for Jane's card exported with its key (and, with
