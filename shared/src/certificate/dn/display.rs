@@ -10,10 +10,8 @@
 
 use der::asn1::{AnyRef, ObjectIdentifier};
 use der::{Encode, Tagged};
-use std::borrow::Cow;
 
-use super::format::{escape_value, short_name, string_value};
-use super::parse::{parse_dn, string_tag};
+use super::format::{escape_value, short_name, string_tag, string_value};
 use crate::certificate::push_dotted_oid;
 use crate::encoding::hex_lower;
 
@@ -72,18 +70,4 @@ fn push_hex(value: AnyRef<'_>, out: &mut String) -> Result<(), der::Error> {
     out.push('#');
     out.push_str(&hex_lower(&value.to_der()?));
     Ok(())
-}
-
-/// The display form of a DN in the matching form (what the control plane stores and the
-/// filter compares). A text that is not in the matching form is answered as it is.
-pub fn display_dn(matching: &str) -> Cow<'_, str> {
-    // Only types without a short name are written as `#hex`: without a `#` there is nothing
-    // to name, and most names take this path.
-    if !matching.contains('#') {
-        return Cow::Borrowed(matching);
-    }
-    match parse_dn(matching) {
-        Ok(dn) if dn.canonical() == matching => Cow::Owned(dn.display()),
-        _ => Cow::Borrowed(matching),
-    }
 }

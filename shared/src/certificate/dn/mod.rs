@@ -9,6 +9,5 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use display::display_dn;
 pub(crate) use format::format_name;
-pub use parse::{canonical_dn, parse_dn, DnText, DnTextError, MAX_DN_ATTRIBUTES, MAX_DN_TEXT_BYTES};
+pub use parse::{canonical_dn, display_dn, parse_dn, DnText, DnTextError, MAX_DN_ATTRIBUTES, MAX_DN_TEXT_BYTES};

@@ -5,9 +5,10 @@
 
 use der::asn1::{AnyRef, ObjectIdentifier};
 use der::{Decode, Encode, Tag};
+use std::borrow::Cow;
 
 use super::display;
-use super::format::{escape_value, short_name, string_value};
+use super::format::{escape_value, short_name, string_tag, string_value, OID_DOMAIN_COMPONENT};
 use crate::certificate::push_dotted_oid;
 use crate::encoding::{hex_lower, hex_value};
 
@@ -80,9 +81,6 @@ const TYPE_KEYWORDS: [(&str, &str); 37] = [
     ("EMAILADDRESS", "1.2.840.113549.1.9.1"),
 ];
 
-const OID_EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
-const OID_DOMAIN_COMPONENT: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.25");
 const OID_COUNTRY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
 
 /// One `type=value` of a DN text, as written: byte ranges into the text.
@@ -141,6 +139,20 @@ pub fn canonical_dn(text: &str) -> Result<String, DnTextError> {
         return Err(dn_error(text.len(), "the DN's canonical form is longer than 4096 bytes"));
     }
     Ok(rendered)
+}
+
+/// The display form of a DN in the matching form (what the control plane stores and the
+/// filter compares). A text that is not in the matching form is answered as it is.
+pub fn display_dn(matching: &str) -> Cow<'_, str> {
+    // Only types without a short name are written as `#hex`: without a `#` there is nothing
+    // to name, and most names take this path.
+    if !matching.contains('#') {
+        return Cow::Borrowed(matching);
+    }
+    match parse_dn(matching) {
+        Ok(dn) if dn.canonical() == matching => Cow::Owned(dn.display()),
+        _ => Cow::Borrowed(matching),
+    }
 }
 
 /// Parses a distinguished name as people write it, so that [`DnText::canonical`] renders it
@@ -389,20 +401,6 @@ fn attribute_der(oid: &ObjectIdentifier, value_der: &[u8]) -> Option<Vec<u8>> {
     AnyRef::new(Tag::Sequence, &content)
         .and_then(|a| a.to_der())
         .ok()
-}
-
-/// The string type a CA most likely chose for a value given as text.
-pub(super) fn string_tag(oid: &ObjectIdentifier, value: &str) -> Tag {
-    let printable = value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
-    if (*oid == OID_EMAIL_ADDRESS || *oid == OID_DOMAIN_COMPONENT) && value.is_ascii() {
-        Tag::Ia5String
-    } else if printable {
-        Tag::PrintableString
-    } else {
-        Tag::Utf8String
-    }
 }
 
 fn attribute_type(text: &str, at: usize) -> Result<ObjectIdentifier, DnTextError> {
