@@ -587,7 +587,7 @@ fn random_named_values_are_displayed_as_text_that_reads_back() {
         let mut text = String::new();
         for index in 0..attributes {
             if index > 0 {
-                text.push(if next() % 3 == 0 { '+' } else { ',' });
+                text.push(if next().is_multiple_of(3) { '+' } else { ',' });
             }
             text.push_str(types[(next() % types.len() as u64) as usize]);
             text.push('=');
