@@ -5,19 +5,24 @@
 mod common;
 
 use common::process::{run, run_ok};
-use common::{bind_body, fingerprint, TestApp};
+use certbind_control_plane::db::{self, Actor};
+use common::{bind_body, fingerprint, Store, TestApp, Transport};
 use serde_json::{json, Value};
+use sqlx::Row;
 
 on_every_store_and_transport!(
     piv_authentication_facts_are_shown_wherever_the_binding_is,
     a_binding_by_fields_says_its_facts_are_unknown,
     card_authentication_is_refused_unless_the_org_allows_it,
     a_pem_exported_by_openssl_pkcs12_binds_as_it_is,
+    answers_name_what_the_stored_dn_writes_as_an_oid,
 );
 
 const CARDS: &str = "/api/v1/admin/smartcards";
 const PIV_AUTH: &str = include_str!("../../tests/pki/piv-auth.pem");
 const PIV_CARD_AUTH: &str = include_str!("../../tests/pki/piv-card-auth.pem");
+/// John R. Roe, whose subject carries an emailAddress.
+const PIV_AUTH_2: &str = include_str!("../../tests/pki/piv-auth-2.pem");
 /// `openssl x509 -fingerprint -sha256` of the two.
 const PIV_AUTH_FINGERPRINT: &str = "88385f9ffede1a99ec5317726375bb6ff317a5c3061d92a0695a24753a46d049";
 const PIV_CARD_AUTH_FINGERPRINT: &str = "9a8af3c663524732dcc031c03775c6121e6461ca9a27fcba55041efaea803504";
@@ -113,6 +118,29 @@ async fn card_authentication_is_refused_unless_the_org_allows_it(app: &TestApp) 
     assert_eq!(p["field"], "certificate_pem");
 }
 
+/// The stored DN keeps the matching form (dotted OID, `#hex`); answers name the attribute, and
+/// the displayed text reads back to what is stored, so it can be sent back as a filter.
+async fn answers_name_what_the_stored_dn_writes_as_an_oid(app: &TestApp) {
+    const SHOWN: &str = "emailAddress=john.roe@example.mil,CN=John R. Roe+UID=jroe,OU=People,O=Example\\, Inc.,C=US";
+    let created = app.post(CARDS, &app.a.token, &json!({ "user_id": app.a.user.id, "certificate_pem": PIV_AUTH_2 })).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let link = created.json();
+    assert_eq!(link["subject_dn"], SHOWN);
+    let fp = link["fingerprint"].as_str().unwrap().to_string();
+
+    let fingerprint = certbind_shared::Fingerprint::from_canonical_hex(&fp).unwrap();
+    let stored = db::smartcards::get(&app.db, &app.a.org.id, &fingerprint).await.unwrap().expect("the binding");
+    assert!(stored.subject_dn.starts_with("1.2.840.113549.1.9.1=#16146a6f686e"), "{}", stored.subject_dn);
+    assert_eq!(certbind_shared::certificate::dn::canonical_dn(SHOWN).unwrap(), stored.subject_dn);
+    assert_eq!(app.get(&format!("{CARDS}/{fp}"), &app.a.token).await.json()["subject_dn"], SHOWN);
+    let listed = app.get(&format!("{CARDS}?issuer={}", urlencode(link["issuer_dn"].as_str().unwrap())), &app.a.token).await.json();
+    assert!(listed["items"].as_array().unwrap().iter().any(|item| item["subject_dn"] == SHOWN), "{listed}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 /// What `openssl pkcs12 -nokeys` writes for Jane's card exported with its key (and, with
 /// `chain`, the issuing CA): each certificate behind its `Bag Attributes` and OpenSSL's
 /// `subject=`/`issuer=` lines.
@@ -191,4 +219,50 @@ async fn the_command_line_shows_the_facts_and_refuses_card_authentication() {
         format!("org {} (acme) allows Card Authentication certificates", run_ok(dir.path(), &env, &["org", "list"]).split('\t').next().unwrap())
     );
     assert_eq!(run_ok(dir.path(), &env, &args), PIV_CARD_AUTH_FINGERPRINT);
+}
+
+/// Taking the allowance back waits for a bind in flight on PostgreSQL: the bind reads the
+/// allowance under the change lock, and the revocation takes that lock too, so it cannot commit
+/// between the bind's check and the bind's own commit (SQLite's single writer orders them anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_card_authentication_waits_for_a_bind_in_flight() {
+    let test = "postgres::revoking_card_authentication_waits_for_a_bind_in_flight";
+    let Some(app) = TestApp::start(Store::Postgres, Transport::Oneshot, test).await else { return };
+    let org_id = app.b.org.id.clone();
+    let actor = Actor::cli(org_id.clone());
+    db::orgs::set_allow_card_authentication(&app.db, &actor, &org_id, true).await.unwrap();
+
+    // A bind that has checked the allowance and not yet committed.
+    let mut bind = app.db.begin_change().await.unwrap();
+    let row = sqlx::query("SELECT allow_card_authentication FROM orgs WHERE id = $1").bind(&org_id).fetch_one(&mut *bind).await.unwrap();
+    assert_eq!(row.try_get::<i64, _>(0).unwrap(), 1);
+
+    let revoke = {
+        let (db, actor, org_id) = (app.db.clone(), actor.clone(), org_id.clone());
+        tokio::spawn(async move { db::orgs::set_allow_card_authentication(&db, &actor, &org_id, false).await })
+    };
+    // The revocation either commits (the race is open) or is seen waiting for the lock.
+    let mut seen_waiting = false;
+    for _ in 0..3000 {
+        assert!(!revoke.is_finished(), "the revocation committed while a bind held the change lock");
+        let waiting = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+        if waiting.try_get::<i64, _>("n").unwrap() > 0 {
+            seen_waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen_waiting, "the revocation neither committed nor waited for the change lock");
+    assert!(!revoke.is_finished());
+
+    bind.commit().await.unwrap();
+    let org = revoke.await.unwrap().expect("the revocation commits once the bind has");
+    assert!(!org.allow_card_authentication);
+    assert!(!db::orgs::get(&app.db, &org_id).await.unwrap().unwrap().allow_card_authentication);
+    app.finish().await;
 }

@@ -4,18 +4,22 @@ holds it, and says where it comes from (a Kubernetes Secret, NGINX's `env`). The
 configurations run in the real filter, in a real Envoy, with the credential in the
 environment alone: the filter fetches and verifies snapshots and Envoy's admin endpoint
 prints nothing of it. The Envoy configurations are checked by `envoy --mode validate`: the
-Kubernetes example's control plane cluster, as Envoy Gateway adds it, with the filter as
-Envoy Gateway renders it, and every configuration in envoy/templates/ as shipped, its filter
+Kubernetes example's control plane cluster, as Envoy Gateway adds it (the gateway's client
+certificate included), with the filter as Envoy Gateway renders it and the stats tags its
+EnvoyProxy merges into the bootstrap, and every configuration in envoy/templates/ as shipped, its filter
 document included."""
 
 import json
 import os
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
 from conftest import ROOT, RUN_DIR, wait_for_snapshot
-from devstack import envoy, filterconfig, private
+from devstack import envoy, filterconfig, gateways, private
+from devstack.procs import Process, free_port, wait_until
 
 EXAMPLES = ROOT / "envoy" / "examples"
 KUBERNETES = EXAMPLES / "kubernetes" / "envoy-gateway.yaml"
@@ -108,6 +112,21 @@ def block_under(text: str, key: str) -> str:
     return "\n".join(line[depth:] for line in block)
 
 
+def kubernetes_bootstrap_merge() -> str:
+    """The EnvoyProxy's `bootstrap.value`: the YAML Envoy Gateway merges into its bootstrap."""
+    found = re.search(r"^( +)value: \|\n((?:\1  .*\n)+)", KUBERNETES.read_text(), re.M)
+    assert found, "no `bootstrap: {type: Merge, value: |…}` in the Kubernetes example"
+    depth = len(found.group(1)) + 2
+    return "".join(line[depth:] + "\n" for line in found.group(2).splitlines())
+
+
+def shipped_stats_config() -> str:
+    """The `stats_config` block of the shipped single-proxy configuration."""
+    found = re.search(r"^stats_config:\n(?:  .*\n)+", (envoy.TEMPLATES / "dev.yaml").read_text(), re.M)
+    assert found, "no stats_config in dev.yaml"
+    return found.group(0)
+
+
 def indented(text: str, spaces: int) -> str:
     return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
 
@@ -122,9 +141,17 @@ def test_the_kubernetes_examples_envoy_configuration_validates(demo, pki):
     # this stack's, so that Envoy can load it.
     cluster, replaced = re.subn(r"trusted_ca: \{inline_string: \"[^\"]*\"\}", f'trusted_ca: {{filename: "{pki.ca}"}}', cluster)
     assert replaced == 1, cluster
+    # The gateway's client certificate, where the EnvoyProxy mounts it: this stack's proxy's.
+    files = pki.envoy_files()
+    for mounted, ours in (("tls.crt", files["proxy_cert"]), ("tls.key", files["proxy_key"])):
+        cluster, replaced = re.subn(rf"\{{filename: /etc/certbind/control-plane/{re.escape(mounted)}\}}", f'{{filename: "{ours}"}}', cluster)
+        assert replaced == 1, cluster
+    # The stats tags merged into Envoy Gateway's bootstrap are the shipped configurations'.
+    merged = kubernetes_bootstrap_merge()
+    assert merged == shipped_stats_config(), merged
     config = with_this_stack(kubernetes_filter_config(), demo)
     certbind = envoy.Filter(json.dumps(config), env_keys=tuple(kubernetes_host_keys()))
-    bootstrap = f"""static_resources:
+    bootstrap = f"""{merged}static_resources:
   listeners:
   - name: https
     address: {{socket_address: {{address: 127.0.0.1, port_value: 8443}}}}
@@ -208,3 +235,85 @@ def test_the_control_plane_balancer_example_validates(pki):
     path = RUN_DIR / "example-control-plane-balancer.yaml"
     private.write(path, text)
     envoy.validate(path)
+
+
+def nginx_control_plane_server() -> str:
+    """The NGINX example's server block that carries the filter's fetches to the control plane."""
+    found = re.search(r"^    server \{\n        listen 127\.0\.0\.1:8082;\n.*?^    \}$", NGINX.read_text(), re.S | re.M)
+    assert found, "no server block on 127.0.0.1:8082 in the NGINX example"
+    assert '"cluster": "127.0.0.1:8082"' in NGINX.read_text(), "the filter does not fetch through that block"
+    return found.group(0)
+
+
+def run_nginx_control_plane_server(pki, demo, logs, name: str, trusted_ca) -> tuple[Process, int]:
+    """That block, with only its port, the control plane's address and its files made this
+    stack's, in Debian's NGINX."""
+    files = pki.envoy_files()
+    port = free_port()
+    block = nginx_control_plane_server()
+    for shipped, ours in (("listen 127.0.0.1:8082;", f"listen 127.0.0.1:{port};"),
+                          ("https://certbind-control-plane.example.mil:8443", f"https://127.0.0.1:{demo.cp.port}"),
+                          ("proxy_ssl_name certbind-control-plane.example.mil;", "proxy_ssl_name localhost;"),
+                          ("/etc/certbind/control-plane/ca.crt", str(trusted_ca)),
+                          ("/etc/certbind/control-plane/proxy.crt", str(files["proxy_cert"])),
+                          ("/etc/certbind/control-plane/proxy.key", str(files["proxy_key"]))):
+        assert block.count(shipped) == 1, shipped
+        block = block.replace(shipped, ours)
+    run = RUN_DIR / name
+    private.directory(run)
+    temp = " ".join(f"{kind}_temp_path {run / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    config = run / "nginx.conf"
+    # This run's log alone.
+    (logs / (name + "-error.log")).unlink(missing_ok=True)
+    private.write(config, f"""daemon off;
+master_process off;
+pid {run / "nginx.pid"};
+error_log {logs / (name + "-error.log")} info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    {temp}
+{block}
+}}
+""")
+    process = Process(name, [gateways.nginx_binary(), "-p", str(run), "-e", str(logs / (name + "-error.log")),
+                             "-c", str(config)], logs).start()
+    wait_until(lambda: _port_open(port), 15, f"{name} listening", alive=process)
+    return process, port
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def fetch_snapshot(port: int, credential: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/snapshot",
+                                     headers={"Authorization": f"Bearer {credential}"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            assert answer.read(), "an empty snapshot"
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_the_nginx_examples_control_plane_block_fetches_over_verified_tls(pki, demo, logs):
+    """The block the filter fetches through reaches the control plane over TLS, presenting the
+    proxy's client certificate, and refuses a control plane its CA did not issue."""
+    process, port = run_nginx_control_plane_server(pki, demo, logs, "nginx-example-cp", pki.ca)
+    try:
+        assert fetch_snapshot(port, demo.proxy_credential) == 200
+    finally:
+        process.stop()
+    # Another CA than the one that issued the control plane's certificate: NGINX refuses the
+    # handshake and the fetch gets no snapshot.
+    other_ca = ROOT / "tests" / "pki" / "root-ca.pem"
+    process, port = run_nginx_control_plane_server(pki, demo, logs, "nginx-example-cp-other-ca", other_ca)
+    try:
+        assert fetch_snapshot(port, demo.proxy_credential) == 502
+        assert "upstream SSL certificate verify error" in (logs / "nginx-example-cp-other-ca-error.log").read_text()
+    finally:
+        process.stop()

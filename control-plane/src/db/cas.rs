@@ -20,6 +20,7 @@ pub struct CertificateAuthority {
     pub key_id: String,
     /// `subject_key_identifier`, or `spki_sha256` when its certificate has none.
     pub key_source: String,
+    #[serde(serialize_with = "crate::domain::text::serialize_dn")]
     pub subject_dn: String,
     /// SHA-256 of its certificate's DER, 64 lowercase hex digits.
     pub fingerprint: String,

@@ -1,6 +1,7 @@
 //! Rows as the API returns them.
 
 use super::Owner;
+use crate::domain::text::{serialize_dn, serialize_optional_dn};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,7 +33,9 @@ pub struct SmartCardLink {
     pub fingerprint: String,
     pub user_id: String,
     pub org_id: String,
+    #[serde(serialize_with = "serialize_dn")]
     pub subject_dn: String,
+    #[serde(serialize_with = "serialize_dn")]
     pub issuer_dn: String,
     /// Lowercase hex, even length, no prefix or separators.
     pub serial: String,
@@ -83,6 +86,7 @@ pub struct BlocklistEntry {
     #[serde(flatten)]
     pub owner: Owner,
     pub fingerprint: Option<String>,
+    #[serde(serialize_with = "serialize_optional_dn")]
     pub issuer_dn: Option<String>,
     pub serial: Option<String>,
     pub reason: Option<String>,
@@ -111,7 +115,9 @@ pub struct SanRule {
     /// Lowercase, the part after the `@`.
     pub domain: String,
     /// The CA (canonical RFC 4514 DN) whose certificates may assert the domain. `null` only
-    /// for rules made before issuers were named: those are not in the snapshot.
+    /// for rules made before issuers were named: those are not in the snapshot. Answers show
+    /// its display form.
+    #[serde(serialize_with = "serialize_optional_dn")]
     pub issuer_dn: Option<String>,
     pub created_at: String,
 }

@@ -165,8 +165,11 @@ pub(crate) async fn allows_card_authentication(tx: &mut Tx, org_id: &str) -> sql
 /// Lets the org bind PIV Card Authentication certificates, or stops it. Bindings made while
 /// it was allowed stay: the filter decides on every request whether a route admits them.
 /// Setting what it is already is a no-op that still answers the org.
+///
+/// It runs as a change (one at a time with binds): a bind reads the allowance under that lock,
+/// so a revocation cannot commit between a bind's check and the bind's own commit.
 pub async fn set_allow_card_authentication(db: &Db, actor: &Actor, id: &str, allow: bool) -> DbResult<Org> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_change().await?;
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orgs WHERE id = $1")).bind(id).fetch_optional(&mut *tx).await?;
     let Some(mut org) = row.as_ref().map(from_row).transpose()? else {
         return Err(DbError::not_found(format!("no org {id:?}")));

@@ -83,6 +83,20 @@ pub fn canonical_dn(field: &str, text: &str) -> Checked<String> {
     Ok(dn_text(field, text)?.canonical())
 }
 
+/// Serializes a stored DN as answers show it: its display form, which names `serialNumber`,
+/// `emailAddress` and the like where the stored form has dotted OIDs, and reads back to it.
+pub fn serialize_dn<S: serde::Serializer>(dn: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&certbind_shared::certificate::dn::display_dn(dn))
+}
+
+/// [`serialize_dn`] of a DN that may be absent.
+pub fn serialize_optional_dn<S: serde::Serializer>(dn: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match dn {
+        Some(dn) => serialize_dn(dn, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// The DN in `text`, within [`MAX_DN_BYTES`] in canonical form.
 pub fn dn_text(field: &str, text: &str) -> Checked<DnText> {
     if text.len() > 4 * MAX_DN_BYTES {

@@ -259,6 +259,23 @@ pub fn reasons_and_identity() -> Vec<Case> {
         identity["revoked"] = json!([{"issuer_dn": facts("cac").issuer_dn, "serial": "0x3001"}]);
         json!({"policy": standard_policy(), "development_identity": identity})
     };
+    let john_enabled = {
+        let mut identity = standard_identity();
+        identity["bindings"][1]["enabled"] = json!(true);
+        json!({"policy": standard_policy(), "development_identity": identity})
+    };
+    // John's subject carries an emailAddress, matched as `1.2.840.113549.1.9.1=#16…` but
+    // forwarded by name.
+    let john_identity = {
+        let f = facts("piv-auth-2");
+        assert!(f.subject_dn.starts_with("1.2.840.113549.1.9.1=#16"), "{}", f.subject_dn);
+        Expect::Allow(vec![
+            ("x-dm-smartcard-subject", Some("emailAddress=john.roe@example.mil,CN=John R. Roe+UID=jroe,OU=People,O=Example\\, Inc.,C=US".into())),
+            ("x-dm-smartcard-issuer", Some(f.issuer_dn.clone())),
+            ("x-dm-user-id", Some("u-john".into())),
+            ("x-dm-principal", Some("auth:account:user:u-john".into())),
+        ])
+    };
     // A snapshot source configured, but no snapshot verified yet.
     let no_identity = json!({"policy": standard_policy(), "snapshot": {
         "pinned_keys": [UNUSED_SNAPSHOT_KEY],
@@ -285,6 +302,7 @@ pub fn reasons_and_identity() -> Vec<Case> {
         std_case("unenrolled card where enrolment is required → 403", request("/enrolled/x", Some(cert("cac")), None), deny(403, "card_not_enrolled")),
         std_case("enrolled card where enrolment is required → 200", request("/enrolled/x", Some(cert("piv-auth")), None), jane_identity()),
         std_case("disabled binding → 403", request("/mtls/x", Some(cert("piv-auth-2")), None), deny(403, "binding_disabled")),
+        case("subject named for people in the header", john_enabled, request("/mtls/x", Some(cert("piv-auth-2")), None), john_identity),
         std_case("path with an encoded slash → 400", request("/mtls%2Fx", Some(cert("piv-auth")), None), deny(400, "invalid_path")),
         case("no identity data → 503", no_identity, request("/mtls/x", Some(cert("piv-auth")), None), deny(503, "identity_unavailable")),
         std_case(

@@ -34,6 +34,10 @@ const SHORT_NAMES: [(ObjectIdentifier, &str); 9] = [
     ),
 ];
 
+pub(super) const OID_EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+pub(super) const OID_DOMAIN_COMPONENT: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.25");
+
 pub(super) fn short_name(oid: &ObjectIdentifier) -> Option<&'static str> {
     SHORT_NAMES
         .iter()
@@ -137,5 +141,19 @@ pub(super) fn escape_value(value: &str, out: &mut String) {
             }
             c => out.push(c),
         }
+    }
+}
+
+/// The string type a CA most likely chose for a value given as text.
+pub(super) fn string_tag(oid: &ObjectIdentifier, value: &str) -> Tag {
+    let printable = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
+    if (*oid == OID_EMAIL_ADDRESS || *oid == OID_DOMAIN_COMPONENT) && value.is_ascii() {
+        Tag::Ia5String
+    } else if printable {
+        Tag::PrintableString
+    } else {
+        Tag::Utf8String
     }
 }

@@ -5,8 +5,10 @@
 
 use der::asn1::{AnyRef, ObjectIdentifier};
 use der::{Decode, Encode, Tag};
+use std::borrow::Cow;
 
-use super::format::{escape_value, short_name, string_value};
+use super::display;
+use super::format::{escape_value, short_name, string_tag, string_value, OID_DOMAIN_COMPONENT};
 use crate::certificate::push_dotted_oid;
 use crate::encoding::{hex_lower, hex_value};
 
@@ -79,9 +81,6 @@ const TYPE_KEYWORDS: [(&str, &str); 37] = [
     ("EMAILADDRESS", "1.2.840.113549.1.9.1"),
 ];
 
-const OID_EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
-const OID_DOMAIN_COMPONENT: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.25");
 const OID_COUNTRY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
 
 /// One `type=value` of a DN text, as written: byte ranges into the text.
@@ -97,6 +96,8 @@ struct RawAttribute {
 pub struct DnText {
     /// Each RDN rendered, most specific first.
     rdns: Vec<String>,
+    /// The same RDNs in the display form.
+    display_rdns: Vec<String>,
     country_first: bool,
 }
 
@@ -104,6 +105,11 @@ impl DnText {
     /// The name as [`format_name`] renders it from a certificate.
     pub fn canonical(&self) -> String {
         self.rdns.join(",")
+    }
+
+    /// The name for people to read (see [`super::display_dn`]); never compared.
+    pub fn display(&self) -> String {
+        self.display_rdns.join(",")
     }
 
     /// The same RDNs in the opposite order: what was meant if the text was written least
@@ -133,6 +139,20 @@ pub fn canonical_dn(text: &str) -> Result<String, DnTextError> {
         return Err(dn_error(text.len(), "the DN's canonical form is longer than 4096 bytes"));
     }
     Ok(rendered)
+}
+
+/// The display form of a DN in the matching form (what the control plane stores and the
+/// filter compares). A text that is not in the matching form is answered as it is.
+pub fn display_dn(matching: &str) -> Cow<'_, str> {
+    // Only types without a short name are written as `#hex`: without a `#` there is nothing
+    // to name, and most names take this path.
+    if !matching.contains('#') {
+        return Cow::Borrowed(matching);
+    }
+    match parse_dn(matching) {
+        Ok(dn) if dn.canonical() == matching => Cow::Owned(dn.display()),
+        _ => Cow::Borrowed(matching),
+    }
 }
 
 /// Parses a distinguished name as people write it, so that [`DnText::canonical`] renders it
@@ -186,26 +206,27 @@ pub fn parse_dn(text: &str) -> Result<DnText, DnTextError> {
     }
     // The slash form says its order; only a comma list can be in the wrong one.
     let country_first = !slash_form && looks_least_specific_first(&parsed);
-    let rendered = parsed
-        .iter_mut()
-        .map(|rdn| {
-            // DER orders a SET OF by the encodings, shorter ones padded with zeros.
-            rdn.sort_by(|a, b| compare_set_members(&a.der, &b.der));
-            let parts: Vec<&str> = rdn.iter().map(|a| a.rendered.as_str()).collect();
-            parts.join("+")
-        })
-        .collect();
+    for rdn in &mut parsed {
+        // DER orders a SET OF by the encodings, shorter ones padded with zeros.
+        rdn.sort_by(|a, b| compare_set_members(&a.der, &b.der));
+    }
+    let join = |part: fn(&ParsedAttribute) -> &str| -> Vec<String> {
+        parsed.iter().map(|rdn| rdn.iter().map(part).collect::<Vec<_>>().join("+")).collect()
+    };
     Ok(DnText {
-        rdns: rendered,
+        rdns: join(|a| a.rendered.as_str()),
+        display_rdns: join(|a| a.display.as_str()),
         country_first,
     })
 }
 
-/// A parsed attribute: its RFC 4514 rendering and its DER `AttributeTypeAndValue`.
+/// A parsed attribute: its RFC 4514 rendering, its display form and its DER
+/// `AttributeTypeAndValue`.
 #[derive(Debug, Clone)]
 struct ParsedAttribute {
     oid: ObjectIdentifier,
     rendered: String,
+    display: String,
     der: Vec<u8>,
 }
 
@@ -361,9 +382,13 @@ fn parse_attribute(text: &str, raw: RawAttribute) -> Result<ParsedAttribute, DnT
     }
     rendered.push('=');
     rendered.push_str(&rendered_value);
+    let mut display = String::with_capacity(rendered.len());
+    AnyRef::from_der(&value_der)
+        .and_then(|value| display::push_attribute(&oid, value, &mut display))
+        .map_err(|_| dn_error(value_start, "a value does not re-encode"))?;
     let der =
         attribute_der(&oid, &value_der).ok_or(dn_error(raw.start, "an attribute is too long"))?;
-    Ok(ParsedAttribute { oid, rendered, der })
+    Ok(ParsedAttribute { oid, rendered, display, der })
 }
 
 /// The DER of `SEQUENCE { type, value }`, by which a multi-valued RDN is ordered.
@@ -376,20 +401,6 @@ fn attribute_der(oid: &ObjectIdentifier, value_der: &[u8]) -> Option<Vec<u8>> {
     AnyRef::new(Tag::Sequence, &content)
         .and_then(|a| a.to_der())
         .ok()
-}
-
-/// The string type a CA most likely chose for a value given as text.
-fn string_tag(oid: &ObjectIdentifier, value: &str) -> Tag {
-    let printable = value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
-    if (*oid == OID_EMAIL_ADDRESS || *oid == OID_DOMAIN_COMPONENT) && value.is_ascii() {
-        Tag::Ia5String
-    } else if printable {
-        Tag::PrintableString
-    } else {
-        Tag::Utf8String
-    }
 }
 
 fn attribute_type(text: &str, at: usize) -> Result<ObjectIdentifier, DnTextError> {

@@ -358,6 +358,7 @@ fn every_spelling_of_every_test_pki_name_parses_to_the_der_rendering() {
                 (&certificate.tbs_certificate.subject, &facts.subject_dn),
             ];
             for (name, rendered) in names {
+                shown(rendered);
                 for (how, text) in spellings(name) {
                     let parsed =
                         parse_dn(&text).unwrap_or_else(|e| panic!("{how}: {text:?}: {e}"));
@@ -495,6 +496,16 @@ fn unreadable_dns_say_where() {
     );
 }
 
+/// A fixed pseudo-random sequence: the same cases on every run.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[test]
 fn random_text_never_panics_and_renderings_are_fixed_points() {
     let alphabet: &[&str] = &[
@@ -502,13 +513,7 @@ fn random_text_never_panics_and_renderings_are_fixed_points() {
         ";", "+", "/", "\\", "\\2c", "\\ff", "\\", "\"", "#", "0c", "03", "61", " ", " ", "a",
         "Z", "\u{e9}", "\t", "\u{0}",
     ];
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut accepted = 0;
     for _ in 0..20_000 {
         let len = (next() % 24) as usize;
@@ -522,10 +527,79 @@ fn random_text_never_panics_and_renderings_are_fixed_points() {
                 Ok(&rendered),
                 "{text:?} -> {rendered:?}"
             );
+            let shown = display_dn(&rendered);
+            assert_eq!(canonical_dn(&shown).as_ref(), Ok(&rendered), "{text:?} -> {shown:?}");
         }
     }
     assert!(
         accepted > 100,
         "only {accepted} random DNs parsed: the generator tests too little"
     );
+}
+
+/// The display form of `matching`, checked to read back to it.
+fn shown(matching: &str) -> String {
+    let shown = display_dn(matching).into_owned();
+    assert_eq!(canonical_dn(&shown).as_deref(), Ok(matching), "{shown:?} does not read back");
+    shown
+}
+
+#[test]
+fn the_display_form_names_what_the_matching_form_writes_as_oids() {
+    // What `openssl x509 -subject` shows of a PIV card's subject, typed as people would.
+    // (A multi-valued RDN is shown in DER's order, as the matching form has it.)
+    let matching = canonical_dn("CN=Jane Doe+serialNumber=PI1234,emailAddress=jane@example.mil,OU=People,O=Example,C=US").unwrap();
+    assert!(matching.contains("2.5.4.5=#") && matching.contains("1.2.840.113549.1.9.1=#"), "{matching}");
+    assert_eq!(shown(&matching), "serialNumber=PI1234+CN=Jane Doe,emailAddress=jane@example.mil,OU=People,O=Example,C=US");
+
+    // Values that need escaping are escaped as in the matching form.
+    let matching = canonical_dn("serialNumber=\\ a\\,b\\+c\\ ,title=#0c03c3a9e9").unwrap();
+    assert_eq!(shown(&matching), "serialNumber=\\ a\\,b\\+c\\ ,title=#0c03c3a9e9");
+}
+
+#[test]
+fn the_display_form_keeps_hex_where_text_would_name_another_value() {
+    // An emailAddress a CA wrote as a UTF8String: as text it would read back as an IA5String.
+    let utf8_email = format!("1.2.840.113549.1.9.1=#0c{:02x}{}", 3, hex_lower(b"a@b"));
+    assert_eq!(shown(&utf8_email), format!("emailAddress=#0c03{}", hex_lower(b"a@b")));
+    // A serialNumber as a BMPString, and one as a PrintableString holding what a
+    // PrintableString may not: kept as hex, under its name.
+    assert_eq!(shown("2.5.4.5=#1e020041"), "serialNumber=#1e020041");
+    assert_eq!(shown("2.5.4.5=#130140"), "serialNumber=#130140");
+    // A type without a name stays a dotted OID, and a non-string value stays hex.
+    assert_eq!(shown("1.2.3.4=#13024142"), "1.2.3.4=#13024142");
+    assert_eq!(shown("2.5.4.5=#020101"), "serialNumber=#020101");
+    // Names the matching form already writes are shown as they are; text not in the
+    // matching form is answered unchanged.
+    assert_eq!(shown("CN=\\#1,O=Example"), "CN=\\#1,O=Example");
+    assert_eq!(display_dn("serialNumber=1"), "serialNumber=1");
+    assert_eq!(display_dn("not a DN #"), "not a DN #");
+}
+
+#[test]
+fn random_named_values_are_displayed_as_text_that_reads_back() {
+    let types = ["serialNumber", "E", "title", "SN", "GN", "CN", "DC", "1.2.3", "pseudonym"];
+    let values = ["a", "Z", "1", "@", " ", "+", ",", "\\2c", "\\00", "\u{e9}", "#", "-", "'", "\\\\", "\\\""];
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+    let mut named = 0;
+    for _ in 0..5_000 {
+        let attributes = 1 + next() % 3;
+        let mut text = String::new();
+        for index in 0..attributes {
+            if index > 0 {
+                text.push(if next().is_multiple_of(3) { '+' } else { ',' });
+            }
+            text.push_str(types[(next() % types.len() as u64) as usize]);
+            text.push('=');
+            for _ in 0..1 + next() % 5 {
+                text.push_str(values[(next() % values.len() as u64) as usize]);
+            }
+        }
+        let Ok(matching) = canonical_dn(&text) else { continue };
+        let displayed = shown(&matching);
+        if displayed != matching {
+            named += 1;
+        }
+    }
+    assert!(named > 1_000, "only {named} names were displayed differently: the generator tests too little");
 }
