@@ -31,6 +31,7 @@ class Postgres:
     """A PostgreSQL server in `directory`, not the one other tests share."""
 
     def __init__(self, directory: Path):
+        self.directory = directory
         self.env = {"CERTBIND_PG_DIR": str(directory), "PATH": "/usr/bin:/bin:/usr/local/bin:/usr/sbin:/sbin"}
         out = self.run("start")
         self.url = re.search(r"export CERTBIND_TEST_POSTGRES_URL=(\S+)", out).group(1)
