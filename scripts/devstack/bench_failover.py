@@ -242,7 +242,7 @@ def postmaster_pid(fleet: Fleet) -> int:
 
 
 def main() -> int:
-    work = Path(sys.argv[1])
+    work = Path(sys.argv[1]).resolve()  # the database server runs from a directory of its own
     throughput_only = "--throughput-only" in sys.argv[2:]
     tls_dir = work / "pki"
     devpki.generate(tls_dir)

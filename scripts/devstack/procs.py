@@ -20,7 +20,7 @@ def cargo_binary(name: str, override: str, package: str) -> Path:
     benchmark names the optimised build), else what `cargo build` made, else the release build."""
     root = Path(__file__).resolve().parents[2]
     if os.environ.get(override):
-        return Path(os.environ[override])
+        return Path(os.environ[override]).resolve()  # the services run from directories of their own
     for profile in ("debug", "release"):
         candidate = root / "target" / profile / name
         if candidate.exists():
