@@ -146,7 +146,8 @@ class CpuUse:
 
 class BackendSampler:
     """What the database's client backends are doing, sampled every SAMPLE_EVERY_S by one
-    psql session of its own (psql's \\watch): state and wait event, counted."""
+    psql session of its own (psql's \\watch): state and wait event, counted. Its backend's CPU,
+    one small query a sample, counts under PostgreSQL's."""
 
     # One 'sample' row per sample, so samples with no busy backend are counted too.
     QUERY = ("SELECT 'sample' UNION ALL SELECT state || ' / ' || coalesce(wait_event_type || ':' || wait_event, 'on CPU') "
