@@ -495,8 +495,9 @@ async fn run(service: Weak<StoreService>) {
 }
 
 /// Wakes the service on every commit another replica announces (`snapshot_log::notify`),
-/// and once more after each reconnection (what was announced meanwhile is lost). Ends when
-/// the service is dropped.
+/// and once more each time the listening connection is made again: what was announced while
+/// it was down is lost, and the database is reachable again only then. Ends when the service
+/// is dropped.
 async fn listen(service: Weak<StoreService>, url: crate::db::ListenUrl, mut stopped: watch::Receiver<()>) {
     use sqlx::postgres::PgListener;
     loop {
@@ -508,7 +509,11 @@ async fn listen(service: Weak<StoreService>, url: crate::db::ListenUrl, mut stop
         let mut listener = tokio::select! {
             _ = stopped.changed() => return,
             connected = connected => match connected {
-                Ok(listener) => listener,
+                Ok(listener) => {
+                    let Some(service) = service.upgrade() else { return };
+                    service.wake.notify_one();
+                    listener
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for other replicas' commits; checking every tick meanwhile");
                     tokio::select! {
@@ -529,12 +534,11 @@ async fn listen(service: Weak<StoreService>, url: crate::db::ListenUrl, mut stop
                     service.notifications.fetch_add(1, Ordering::Relaxed);
                     service.wake.notify_one();
                 }
-                // The connection was lost: the next call connects again; look now for what
-                // may have been announced meanwhile.
-                Ok(None) => service.wake.notify_one(),
+                // The connection was lost: connect again here (not inside the listener, whose
+                // reconnection would go unnoticed) and look once it is back.
+                Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "the listening connection failed; connecting again");
-                    service.wake.notify_one();
                     break;
                 }
             }
