@@ -11,8 +11,8 @@ echo "bench-e2e: building the filter, the benchmark guests and the control plane
 cargo build -q -p certbind-filter -p certbind-passthrough-guest -p certbind-minimal-guest \
   --target wasm32-wasip1 --release
 cargo build -q -p certbind-control-plane
-echo "bench-e2e: building the filter as an Envoy dynamic module"
-cargo build -q -p certbind-native --profile native
+echo "bench-e2e: building the filter as an Envoy dynamic module, and the modules it is measured against"
+cargo build -q -p certbind-native -p certbind-noop-module -p certbind-passthrough-module --profile native
 echo "bench-e2e: building certbind-authz and the trivial authorizer (release)"
 cargo build -q --release -p certbind-authz --bin certbind-authz --example allow_all
 report="$(pwd)/target/bench-report-e2e.md"

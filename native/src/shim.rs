@@ -9,11 +9,10 @@
 //! fetched and verified once. Each worker thread builds its own [`Engine`] (its caches are
 //! per thread) from the configuration's policy at its first request.
 
-use crate::abi::{self, Attribute, Config, Filter, HeaderMap, LogLevel, Scheduler};
+use crate::abi::{self, Attribute, CalloutAnswer, Config, Filter, HeaderMap, LogLevel, Scheduler};
 use certbind_filter::config::{self, IdentitySource};
 use certbind_filter::host::{HeaderBlock, Host, HostError};
-pub use certbind_filter::http::Verdict;
-use certbind_filter::http::{self, IdentityAt};
+use certbind_filter::http::{self, IdentityAt, Verdict};
 use certbind_filter::metrics::Metrics;
 use certbind_filter::root::{unavailable_message, TICK_MS};
 use certbind_filter::snapshot::{
@@ -370,12 +369,6 @@ pub fn config_scheduled(config: Config, native: &NativeConfig, event: u64) {
     if event == TICK_EVENT {
         with_source(config, native, |source, host| source.on_tick(host));
     }
-}
-
-/// A callout's answer as Envoy hands it over: its headers and its body's chunks.
-pub struct CalloutAnswer<'a> {
-    pub headers: &'a [(&'a [u8], &'a [u8])],
-    pub body: &'a [&'a [u8]],
 }
 
 /// A fetch's answer (`None`: the callout failed: reset, timeout, no upstream).
