@@ -420,12 +420,12 @@ fn attribute_for(path: &[&str]) -> Option<Attribute> {
 }
 
 impl Host for NativeHost<'_> {
-    fn request_headers(&self) -> Result<HeaderBlock, HostError> {
+    fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
         let headers = self
             .filter
             .headers(HeaderMap::Request)
             .ok_or_else(|| HostError("no request header map".into()))?;
-        HeaderBlock::from_byte_pairs(&headers)
+        Ok(HeaderBlock::from_byte_pairs(headers))
     }
 
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
@@ -442,9 +442,9 @@ impl Host for NativeHost<'_> {
             .ok_or_else(|| HostError("add a request header: refused".into()))
     }
 
-    fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+    fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
         match self.filter.headers(HeaderMap::RequestTrailers) {
-            Some(trailers) => HeaderBlock::from_byte_pairs(&trailers),
+            Some(trailers) => Ok(HeaderBlock::from_byte_pairs(trailers)),
             None => Ok(HeaderBlock::default()),
         }
     }
