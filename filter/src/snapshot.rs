@@ -94,6 +94,43 @@ pub trait ResponseBody {
 /// to a dynamic module).
 pub struct BodyBytes(pub Vec<u8>);
 
+/// A body a host hands over in chunks, read where they are (Envoy's callout answer to a
+/// dynamic module): no copy of the whole body beside the snapshot read from it.
+pub struct BodyChunks<'a> {
+    chunks: &'a [&'a [u8]],
+    len: usize,
+}
+
+impl<'a> BodyChunks<'a> {
+    pub fn new(chunks: &'a [&'a [u8]]) -> Self {
+        BodyChunks { chunks, len: chunks.iter().map(|c| c.len()).sum() }
+    }
+}
+
+impl ResponseBody for BodyChunks<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        let end = start.checked_add(len).filter(|end| *end <= self.len)?;
+        let mut out = Vec::with_capacity(len);
+        let mut offset = 0;
+        for chunk in self.chunks {
+            if offset >= end {
+                break;
+            }
+            let next = offset + chunk.len();
+            if next > start {
+                let from = start.saturating_sub(offset);
+                out.extend_from_slice(chunk.get(from..(end - offset).min(chunk.len()))?);
+            }
+            offset = next;
+        }
+        Some(out)
+    }
+}
+
 impl ResponseBody for BodyBytes {
     fn len(&self) -> usize {
         self.0.len()
@@ -304,6 +341,8 @@ pub struct SnapshotSource {
     lease_pause_until_ms: i64,
     /// Set once the held snapshot's expiry has been logged, cleared when a newer one arrives.
     expiry_logged: bool,
+    /// The only source of its process ([`SnapshotSource::alone`]).
+    alone: bool,
 }
 
 struct Keys {
@@ -349,7 +388,17 @@ impl SnapshotSource {
             want_full: false,
             lease_pause_until_ms: 0,
             expiry_logged: false,
+            alone: false,
         }
+    }
+
+    /// The source as the only one of its process, whose workers decide with what it holds
+    /// (the dynamic module): it publishes nothing to shared data, where no other worker would
+    /// read it, and so never lets go of the held snapshot to read a large one (it could not be
+    /// read back). A process then holds its snapshot once, not twice.
+    pub fn alone(mut self) -> Self {
+        self.alone = true;
+        self
     }
 
     /// The snapshot to decide with at `now` (Unix seconds): `None` before the first one
@@ -495,7 +544,7 @@ impl SnapshotSource {
     /// go first and its buffer reused (see [`RELEASE_FIRST_BYTES`]).
     fn buffer_for(&mut self, len: usize) -> Vec<u8> {
         let mut buffer = std::mem::take(&mut self.spare);
-        if len >= RELEASE_FIRST_BYTES {
+        if len >= RELEASE_FIRST_BYTES && !self.alone {
             if let Some(bytes) = self.held.take().and_then(|rc| Rc::try_unwrap(rc).ok()).map(|v| v.shared_bytes()) {
                 if let Ok(reusable) = Arc::try_unwrap(bytes) {
                     if reusable.capacity() > buffer.capacity() {
@@ -760,6 +809,9 @@ impl SnapshotSource {
     /// keys first, then the head moved to that version by compare-and-swap (never backwards),
     /// then the replaced version's chunks emptied (shared data has no delete).
     fn publish<H: RootHost>(&self, host: &H, view: &SnapshotView, delta: Option<(u64, &[u8])>) {
+        if self.alone {
+            return;
+        }
         let bytes = view.as_bytes();
         let Ok(chunks) = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES)) else { return };
         let delta = delta.filter(|(_, d)| d.len() <= MAX_SHARED_DELTA_BYTES);
@@ -981,6 +1033,21 @@ mod tests {
         assert_eq!(data.get("k").0.as_deref(), Some(&b"two"[..]));
         // A token for a key that does not exist yet is never current.
         assert!(!data.set("absent", b"x", Some(1)));
+    }
+
+    #[test]
+    fn a_body_in_chunks_hands_out_the_ranges_a_whole_one_would() {
+        let whole = BodyBytes(b"abcdefghij".to_vec());
+        let pieces: [&[u8]; 5] = [b"abc", b"", b"d", b"efgh", b"ij"];
+        let chunks = BodyChunks::new(&pieces);
+        assert_eq!(chunks.len(), 10);
+        for start in 0..=11 {
+            for len in 0..=11 {
+                assert_eq!(chunks.read(start, len), whole.read(start, len), "{start}+{len}");
+            }
+        }
+        assert_eq!(chunks.read(usize::MAX, 2), None);
+        assert!(BodyChunks::new(&[]).is_empty());
     }
 
     #[test]

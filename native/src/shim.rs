@@ -16,7 +16,7 @@ use certbind_filter::http::{self, IdentityAt, Verdict};
 use certbind_filter::metrics::Metrics;
 use certbind_filter::root::{unavailable_message, TICK_MS};
 use certbind_filter::snapshot::{
-    BodyBytes, FetchResponse, Level, LocalSharedData, RootHost, SnapshotMetrics, SnapshotSource,
+    BodyChunks, FetchResponse, Level, LocalSharedData, RootHost, SnapshotMetrics, SnapshotSource,
 };
 use certbind_shared::decision::config::PolicyConfig;
 use certbind_shared::decision::Engine;
@@ -276,7 +276,7 @@ pub fn config_new(config: Config, _name: &[u8], bytes: &[u8]) -> Option<NativeCo
             let cluster = settings.control_plane.as_ref().map(|cp| cp.cluster.clone());
             let metrics = SnapshotMetrics::define(|name, gauge| define(config, name, gauge));
             let mut state = MainState {
-                source: SnapshotSource::new(settings, metrics, random_u64()),
+                source: SnapshotSource::new(settings, metrics, random_u64()).alone(),
                 data: LocalSharedData::default(),
                 published: None,
             };
@@ -385,7 +385,7 @@ pub fn callout_done(config: Config, native: &NativeConfig, id: u64, answer: Opti
     };
     let status = header(b":status").and_then(|s| s.parse::<u32>().ok());
     let content_type = header(b"content-type");
-    let body = BodyBytes(answer.as_ref().map(|answer| answer.body.concat()).unwrap_or_default());
+    let body = BodyChunks::new(answer.as_ref().map_or(&[], |answer| answer.body));
     let response = match status {
         None => FetchResponse::Failed,
         Some(status) => FetchResponse::Answer { status, content_type, body: &body },
