@@ -11,7 +11,6 @@ Settings: CERTBIND_BENCH_BINDINGS (default 1000000), CERTBIND_BENCH_MEMORY_ROUND
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import ssl
@@ -24,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import envoy, filterconfig, pki as devpki
-from .bench import ROOT, xfcc
+from .bench import ROOT, http_status, xfcc
 from .procs import Stack, free_port, wait_until
 
 WORK = ROOT / "target" / "bench-memory"
@@ -95,24 +94,10 @@ def settled_rss(pid: int, timeout: float = 60) -> int:
     return samples[-1]
 
 
-def status(port: int, element: str) -> int:
-    """The status of one request on a new connection (so that connections reach every worker)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/enrolled/x", headers={"x-forwarded-client-cert": element})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
-
-
 def every_worker_holds_it(port: int, element: str) -> bool:
     """Requests on 32 new connections, spread over the workers, are each decided with the
     snapshot: the card is not in it (403), never 503 for want of one."""
-    return all(status(port, element) == 403 for _ in range(32))
+    return all(http_status(port, "/enrolled/x", element) == 403 for _ in range(32))
 
 
 def main() -> int:
