@@ -10,7 +10,7 @@
 
 use certbind_control_plane::signer::pkcs11::{init_softhsm_token, Pkcs11Settings, Pkcs11Signer, SOFTHSM2_MODULE};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::domain::Change;
+use certbind_control_plane::domain::{Change, Owner};
 use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
 use certbind_shared::encoding::ulid_render;
 use certbind_shared::identity::Claim;
@@ -51,7 +51,7 @@ fn content(n: usize) -> SnapshotContent {
             claim: Claim::Verified,
         })
         .collect();
-    SnapshotContent { bindings, blocklist: (0..100).map(|i| (fingerprint(u64::MAX - i), None)).collect(), ..Default::default() }
+    SnapshotContent { bindings, blocklist: (0..100).map(|i| (fingerprint(u64::MAX - i), Owner::Platform)).collect(), ..Default::default() }
 }
 
 fn signer() -> Arc<dyn Signer> {

@@ -90,7 +90,7 @@ async fn a_first_schema_database_upgrades(store: Store, test: &str) {
     let logged = certbind_control_plane::db::snapshot_log::read(&db, 7, rows.version).await.unwrap();
     assert_eq!(logged.len() as i64, rows.version - 7);
     // The SAN rule from before issuers were named is kept, but maps nothing.
-    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AllowSanDomain { .. })));
+    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AddSanRule { .. })));
     assert_eq!(rows.skipped, 1);
     let issuer: Option<String> =
         sqlx::query("SELECT issuer_dn FROM mapping_rules WHERE id = 'R1'").fetch_one(db.reader()).await.unwrap().get(0);
@@ -178,7 +178,7 @@ async fn bindings_from_before_certificates_were_kept_show_their_facts_as_unknown
     older_schema(&test_db.url, flavour, 8, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
 
     let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
-    let link = certbind_control_plane::db::smartcards::get(&db, "ORG1", &fp).await.unwrap().expect("the binding");
+    let link = certbind_control_plane::db::smartcards::get(&db, "ORG1", &certbind_shared::Fingerprint::parse(&fp).unwrap()).await.unwrap().expect("the binding");
     assert_eq!((link.user_id.as_str(), link.facts), ("USER1", None));
     let org = certbind_control_plane::db::orgs::get(&db, "ORG1").await.unwrap().expect("the org");
     assert!(!org.allow_card_authentication);

@@ -130,6 +130,14 @@ async fn registering_a_ca_is_a_platform_action(store: Store, test: &str) {
     assert_eq!(r.json()["policy"]["fail_open"], true);
     assert_eq!(r.json()["fetches"], json!([]));
     assert_eq!(app.patch(&path, &app.a.token, &json!({})).await.problem(422)["field"], "body");
+    // A registration names its certificate; a policy change cannot replace it, not even for a
+    // CA that is not registered.
+    let unnamed = app.post("/api/v1/admin/cas", &app.a.token, &json!({ "fail_open": true })).await.problem(422);
+    assert_eq!((unnamed["field"].as_str(), unnamed["detail"].as_str()), (Some("certificate_pem"), Some("certificate_pem: missing field `certificate_pem`")));
+    let replaced = json!({ "certificate_pem": ca_pem(&other), "fail_open": true });
+    assert_eq!(app.patch(&path, &app.a.token, &replaced).await.problem(422)["field"], "certificate_pem");
+    let unknown = format!("/api/v1/admin/cas/{}", "ab".repeat(20));
+    assert_eq!(app.patch(&unknown, &app.a.token, &replaced).await.problem(422)["field"], "certificate_pem");
 
     // Audited on the platform's log.
     let audit = app.get("/api/v1/admin/audit?scope=platform", &app.a.token).await.json();

@@ -13,6 +13,7 @@ use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::decision::outcome::{header, Outcome};
+use certbind_shared::decision::testing::RuleKind;
 use certbind_shared::decision::{header_refs, Engine, RequestInput};
 use certbind_shared::pop::testing::{mint, TestKey, ISSUER_JWKS};
 use certbind_shared::source::testing::xfcc_element;
@@ -171,49 +172,41 @@ fn created(r: Resp, what: &str) -> Value {
     r.json()
 }
 
-/// One rule of the matrix: made by `by` against `target`'s certificate.
+/// One rule of the matrix, as the API takes it: made by `by` against `target`'s certificate.
 struct Rule {
-    kind: &'static str,
+    kind: RuleKind,
     path: &'static str,
     body: Value,
 }
 
+/// Every kind of the matrix's rows as an API request aimed at `target_pem`. A thumbprint
+/// mapping names the certificate of no org: one of another org's bound card is refused as a
+/// claim (see `claims`), and this shows a granted one leaves the other org alone.
 fn rules_against(target_pem: &str) -> Vec<Rule> {
     let f = facts(target_pem);
-    vec![
-        Rule { kind: "blocklist", path: "/api/v1/admin/blocklist", body: json!({ "fingerprint": f.fingerprint.to_hex() }) },
-        Rule {
-            kind: "revoked serial",
-            path: "/api/v1/admin/blocklist",
-            body: json!({ "issuer_dn": f.issuer_dn, "serial": f.serial_hex }),
-        },
-        Rule {
-            kind: "required policy",
-            path: "/api/v1/admin/constraints",
-            body: json!({ "kind": "required_policy_oid", "value": "1.2.3.4.5" }),
-        },
-        Rule {
-            kind: "allowed issuer",
-            path: "/api/v1/admin/constraints",
-            body: json!({ "kind": "allowed_issuer_dn", "value": "CN=Nobody's CA" }),
-        },
-        Rule {
-            kind: "email domain",
-            path: "/api/v1/admin/constraints",
-            body: json!({ "kind": "san_email_domain", "value": "nowhere.example" }),
-        },
-        Rule {
-            kind: "SAN rule",
-            path: "/api/v1/admin/mapping-rules",
-            body: json!({ "san": "email", "domain": "example.mil", "issuer_dn": f.issuer_dn }),
-        },
-        Rule { kind: "issuer", path: "/api/v1/admin/issuers", body: json!({ "issuer": ISSUER, "jwks": jwks_with("p256-key") }) },
-        Rule {
-            kind: "thumbprint mapping",
-            path: "/api/v1/admin/thumbprint-mappings",
-            body: json!({ "fingerprint": facts(CAC).fingerprint.to_hex(), "principal": "cac-svc" }),
-        },
-    ]
+    let rule = |kind: RuleKind| {
+        let (path, body) = match kind {
+            RuleKind::Block => ("/api/v1/admin/blocklist", json!({ "fingerprint": f.fingerprint.to_hex() })),
+            RuleKind::Revoke => ("/api/v1/admin/blocklist", json!({ "issuer_dn": f.issuer_dn, "serial": f.serial_hex })),
+            RuleKind::RequiredPolicy => ("/api/v1/admin/constraints", json!({ "kind": "required_policy_oid", "value": "1.2.3.4.5" })),
+            RuleKind::AllowedIssuer => {
+                ("/api/v1/admin/constraints", json!({ "kind": "allowed_issuer_dn", "value": "CN=Nobody's CA" }))
+            }
+            RuleKind::EmailDomain => {
+                ("/api/v1/admin/constraints", json!({ "kind": "san_email_domain", "value": "nowhere.example" }))
+            }
+            RuleKind::SanRule => {
+                ("/api/v1/admin/mapping-rules", json!({ "san": "email", "domain": "example.mil", "issuer_dn": f.issuer_dn }))
+            }
+            RuleKind::Issuer => ("/api/v1/admin/issuers", json!({ "issuer": ISSUER, "jwks": jwks_with("p256-key") })),
+            RuleKind::Mapping => (
+                "/api/v1/admin/thumbprint-mappings",
+                json!({ "fingerprint": facts(CAC).fingerprint.to_hex(), "principal": "cac-svc" }),
+            ),
+        };
+        Rule { kind, path, body }
+    };
+    RuleKind::ALL.into_iter().map(rule).collect()
 }
 
 /// Deletes what a rule created.
@@ -221,7 +214,7 @@ async fn undo(m: &Matrix, rule: &Rule, created: &Value, token: &str) {
     let id = created.get("id").and_then(Value::as_str).map(str::to_owned);
     let key = id.unwrap_or_else(|| created["fingerprint"].as_str().unwrap().to_owned());
     let r = m.app.delete(&format!("{}/{key}", rule.path), token).await;
-    assert_eq!(r.status, 200, "undo {}: {}", rule.kind, r.text());
+    assert_eq!(r.status, 200, "undo {:?}: {}", rule.kind, r.text());
 }
 
 /// Two orgs' rules made through the API (see below), and every certificate's outcome with
@@ -279,18 +272,18 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
         let token = m.token(by).to_owned();
         for rule in rules_against(target) {
             // A second registration of one issuer by one owner is a conflict: B's is replaced.
-            if rule.kind == "issuer" && by == Who::B {
+            if rule.kind == RuleKind::Issuer && by == Who::B {
                 m.app.delete(&format!("/api/v1/admin/issuers/{}", b_issuer["id"].as_str().unwrap()), &token).await;
             }
             let r = m.app.post(rule.path, &token, &rule.body).await;
-            if rule.kind == "SAN rule" {
+            if rule.kind == RuleKind::SanRule {
                 // It names the other org's card, bound by PEM: the control plane refuses the
                 // capture before the filter would have to refuse the card holder.
-                assert_eq!(r.status.as_u16(), 409, "{by:?} {}: {}", rule.kind, r.text());
+                assert_eq!(r.status.as_u16(), 409, "{by:?} {:?}: {}", rule.kind, r.text());
             }
-            if rule.kind == "SAN rule" || rule.kind == "thumbprint mapping" || r.status != 201 {
+            if rule.kind.claims() || r.status != 201 {
                 // A claim another owner holds is refused (409); one nobody holds is granted.
-                assert!(matches!(r.status.as_u16(), 201 | 409), "{by:?} {}: {}", rule.kind, r.text());
+                assert!(matches!(r.status.as_u16(), 201 | 409), "{by:?} {:?}: {}", rule.kind, r.text());
             }
             let made = (r.status == 201).then(|| r.json());
             let now_outcomes = m.outcomes().await;
@@ -299,30 +292,26 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
                 if *who == other {
                     // A SAN rule that names the other org's bound card claims it too: a card
                     // two orgs claim is refused, never moved into the acting org.
-                    let claimed = rule.kind == "SAN rule" && made.is_some() && *name == target_name;
+                    let claimed = rule.kind == RuleKind::SanRule && made.is_some() && *name == target_name;
                     let expected =
                         if claimed { (403, "certificate_not_allowed".to_owned(), String::new(), String::new()) } else { base[&(*who, *name, *route)].clone() };
-                    assert_eq!(verdict, &expected, "{by:?}'s {} changed {name} ({who:?}) on {route}", rule.kind);
+                    assert_eq!(verdict, &expected, "{by:?}'s {:?} changed {name} ({who:?}) on {route}", rule.kind);
                     checked += 1;
                 }
             }
             // The same kind of rule aimed at the acting org's own certificates does take effect.
             let own_effect = match rule.kind {
-                "blocklist" | "revoked serial" | "required policy" | "allowed issuer" => {
+                RuleKind::Block | RuleKind::Revoke | RuleKind::RequiredPolicy | RuleKind::AllowedIssuer => {
                     let own = rules_against(own_target).into_iter().find(|r| r.kind == rule.kind).unwrap();
-                    let mine = if rule.kind.ends_with("serial") || rule.kind == "blocklist" {
+                    let mine = if matches!(rule.kind, RuleKind::Block | RuleKind::Revoke) {
                         Some(created(m.app.post(own.path, &token, &own.body).await, "own rule"))
                     } else {
                         None
                     };
                     let after = m.outcomes().await;
                     let own_name = if by == Who::A { "john" } else { "jane" };
-                    let expected = match rule.kind {
-                        "blocklist" => "certificate_blocklisted",
-                        "revoked serial" => "certificate_revoked",
-                        _ => "certificate_not_allowed",
-                    };
-                    assert_eq!(after[&(by, own_name, "mtls")].1, expected, "{by:?}'s {} on its own card", rule.kind);
+                    let expected = rule.kind.refusal().map(|r| r.as_str()).unwrap_or_default();
+                    assert_eq!(after[&(by, own_name, "mtls")].1, expected, "{by:?}'s {:?} on its own card", rule.kind);
                     if let Some(mine) = mine {
                         undo(&m, &own, &mine, &token).await;
                     }
@@ -334,7 +323,7 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
             if let Some(made) = made {
                 undo(&m, &rule, &made, &token).await;
             }
-            if rule.kind == "issuer" && by == Who::B {
+            if rule.kind == RuleKind::Issuer && by == Who::B {
                 let again = m.app.post("/api/v1/admin/issuers", &token, &json!({ "issuer": ISSUER, "jwks": jwks_with("p384-key") })).await;
                 assert_eq!(again.status, 201, "{}", again.text());
             }

@@ -20,7 +20,7 @@ DEMO_ROUTES = [
     {"path": "/mtls/*", "mode": "mtls", "require_enrolled_card": True},
     # A prefix: `/api/execute/x` needs the binding too (an exact pattern covers `/api/execute`
     # and `/api/execute/` only, and upstreams often route deeper paths to the same handler).
-    {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute*"]},
+    {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "sender_binding_required_paths": ["/api/execute*"]},
     {"path": "/secure/*", "mode": "bearer_plus_mtls_required"},
 ]
 

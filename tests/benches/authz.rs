@@ -5,18 +5,28 @@
 //! and encode the answer, as tonic does around every call; for the HTTP protocols both start
 //! from the request hyper delivered. `service − trivial` is the service's own work per check.
 //!
+//! Then the same over a real gRPC connection on loopback: tonic's server (one worker thread,
+//! as the gateway bench runs it) answering a tonic client, with the server thread's own CPU
+//! time per call read from the kernel (`/proc/self/task/*/schedstat`), certbind-authz's
+//! service against the trivial one in alternating rounds. That is the target's figure: the
+//! service's own CPU per warm check, transport and all, without a gateway sharing the core.
+//!
 //! Prints a Markdown report; `make bench` collects it into target/bench-report.md.
-//! `CERTBIND_BENCH_CALLS=N` instead runs N gRPC checks untimed and exits (for callgrind).
+//! `CERTBIND_BENCH_CALLS=N` instead runs N gRPC checks untimed and exits (for callgrind); with
+//! `CERTBIND_BENCH_SERVER=service|trivial`, N calls over loopback to that server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use certbind_authz::check::Verdict;
 use certbind_authz::protocol::{envoy_grpc, HttpAnswer, Protocol};
-use certbind_authz::server::Service;
+use certbind_authz::server::{bind, serve_grpc_with, Service};
+use certbind_tests::cases::fixtures::NOW;
 use certbind_tests::cases::{authz, table, Case};
 use certbind_tests::timing::time_interleaved;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use prost::Message;
 use std::hint::black_box;
+use tonic::transport::Channel;
 
 /// The service's own time per warm check, target.
 const WARM_TARGET_US: f64 = 15.0;
@@ -93,7 +103,10 @@ fn profile(calls: u64) {
 
 fn main() {
     if let Some(calls) = std::env::var("CERTBIND_BENCH_CALLS").ok().and_then(|c| c.parse().ok()) {
-        profile(calls);
+        match std::env::var("CERTBIND_BENCH_SERVER").ok().as_deref() {
+            Some(server) => Loopback::start().profile(server, calls),
+            None => profile(calls),
+        }
         return;
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once as a smoke test.
@@ -120,6 +133,8 @@ fn main() {
         );
     }
     println!();
+    let smoke_rounds = if smoke { 1 } else { LOOPBACK_ROUNDS };
+    Loopback::start().report(smoke_rounds);
     memory();
 }
 
@@ -144,4 +159,148 @@ fn memory() {
         budget / (1024 * 1024),
         budget / held.connection_certificates.max(1)
     );
+}
+
+/// Alternating rounds over loopback, and calls per round: ~0.2 s of server time each.
+const LOOPBACK_ROUNDS: usize = 11;
+const LOOPBACK_CALLS: usize = 5_000;
+/// Checks in flight on the one connection, as the gateway bench's wrk -c8 keeps them.
+const IN_FLIGHT: usize = 8;
+
+/// The trivial authorizer over the same tonic server: the answer every check gets.
+struct AllowAll(CheckResponse);
+
+#[tonic::async_trait]
+impl Authorization for AllowAll {
+    async fn check(&self, _: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.clone()))
+    }
+}
+
+/// A gRPC server on its own runtime: one worker thread, every thread of it named `thread`
+/// (at most 15 bytes, the kernel's limit) so that its CPU time can be told apart.
+struct Server {
+    thread: &'static str,
+    client: AuthorizationClient<Channel>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start<A: Authorization>(thread: &'static str, authorization: A, client_runtime: &tokio::runtime::Runtime) -> Self {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(thread).enable_all().build().unwrap();
+        let listener = runtime.block_on(bind("127.0.0.1:0".parse().unwrap())).unwrap();
+        let address = listener.local_addr().unwrap();
+        runtime.spawn(serve_grpc_with(authorization, listener));
+        let client = client_runtime.block_on(AuthorizationClient::connect(format!("http://{address}"))).unwrap();
+        Server { thread, client, _runtime: runtime }
+    }
+
+    /// CPU time the kernel has given this server's threads, in nanoseconds (the first field
+    /// of each thread's schedstat).
+    fn cpu_ns(&self) -> u64 {
+        let mut total = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == self.thread {
+                let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap();
+                total += schedstat.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+            }
+        }
+        total
+    }
+}
+
+/// certbind-authz's service and the trivial one, each behind tonic on loopback, driven by one
+/// client runtime on this thread.
+struct Loopback {
+    request: CheckRequest,
+    servers: [Server; 2],
+    client_runtime: tokio::runtime::Runtime,
+}
+
+impl Loopback {
+    fn start() -> Self {
+        let case = bound_card(Protocol::EnvoyGrpc);
+        let converted = authz::convert(&case, Protocol::EnvoyGrpc).unwrap();
+        let service = Service::from_config(converted.config.to_string().as_bytes()).unwrap().with_clock(|| NOW);
+        assert_eq!(NOW, case.request.now, "the clock the case decides at");
+        let trivial = AllowAll(envoy_grpc::answer(&Verdict::Allow { set: Vec::new(), remove: Vec::new(), notice: None }));
+        let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let servers = [
+            Server::start("bench-certbind", service, &client_runtime),
+            Server::start("bench-trivial", trivial, &client_runtime),
+        ];
+        let loopback = Loopback { request: converted.grpc.unwrap(), servers, client_runtime };
+        let answer = loopback.client_runtime.block_on(loopback.servers[0].client.clone().check(loopback.request.clone()));
+        let answer = answer.unwrap().into_inner();
+        assert!(matches!(answer.http_response, Some(HttpResponse::OkResponse(_))), "not allowed: {answer:?}");
+        loopback
+    }
+
+    /// `calls` checks to `server`, `IN_FLIGHT` at a time, every one answered.
+    fn run(&self, server: &Server, calls: usize) {
+        self.client_runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..IN_FLIGHT {
+                let mut client = server.client.clone();
+                let request = self.request.clone();
+                tasks.spawn(async move {
+                    for _ in 0..calls.div_ceil(IN_FLIGHT) {
+                        black_box(client.check(request.clone()).await.unwrap());
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+        });
+    }
+
+    fn profile(&self, server: &str, calls: u64) {
+        let server = self.servers.iter().find(|s| s.thread.ends_with(server)).unwrap_or_else(|| panic!("no server {server}"));
+        self.run(server, usize::try_from(calls).unwrap());
+    }
+
+    /// Medians over alternating rounds of each server thread's CPU per call, in µs.
+    fn measure(&self, rounds: usize) -> Vec<f64> {
+        for server in &self.servers {
+            self.run(server, LOOPBACK_CALLS / 2);
+        }
+        let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); self.servers.len()];
+        for _ in 0..rounds {
+            for (server, times) in self.servers.iter().zip(per_call.iter_mut()) {
+                let before = server.cpu_ns();
+                self.run(server, LOOPBACK_CALLS);
+                let calls = LOOPBACK_CALLS.div_ceil(IN_FLIGHT) * IN_FLIGHT;
+                times.push((server.cpu_ns() - before) as f64 / calls as f64 / 1000.0);
+            }
+        }
+        per_call.into_iter().map(median).collect()
+    }
+
+    fn report(&self, rounds: usize) {
+        let us = self.measure(rounds);
+        let (service, trivial) = (us[0], us[1]);
+        let own = service - trivial;
+        println!("## Authorization service over gRPC on loopback: the server thread's CPU per check\n");
+        println!(
+            "tonic's server with one worker thread, as deployed, answering a tonic client ({IN_FLIGHT} checks in flight \
+             on one connection); CPU is the server threads' own, from the kernel's schedstat; medians of {rounds} \
+             alternating rounds of {LOOPBACK_CALLS} checks. The trivial authorizer answers OK over the same server: \
+             its figure is the transport's floor (HTTP/2, gRPC framing, decoding the check).\n"
+        );
+        println!("| server | CPU µs per check |\n|---|---:|");
+        println!("| trivial authorizer (floor) | {trivial:.2} |\n| certbind-authz, warm bound card | {service:.2} |");
+        println!(
+            "\nThe service's own CPU per warm check, transport included beyond the floor: {own:.2} µs (target ≤ \
+             {WARM_TARGET_US} µs: {}).\n",
+            if own <= WARM_TARGET_US { "met" } else { "**missed**" }
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -28,7 +28,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<BlocklistEntry> {
 /// issuer DN in the certificate walk's RFC 4514 rendering, a serial normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockTarget {
-    Fingerprint(String),
+    Fingerprint(Fingerprint),
     Serial { issuer_dn: String, serial: String },
 }
 
@@ -61,7 +61,7 @@ pub async fn add(
     reason: Option<String>,
 ) -> DbResult<Committed<BlocklistEntry>> {
     let (fingerprint, issuer_dn, serial) = match target {
-        BlockTarget::Fingerprint(fp) => (Some(fp), None, None),
+        BlockTarget::Fingerprint(fp) => (Some(fp.to_hex()), None, None),
         BlockTarget::Serial { issuer_dn, serial } => (None, Some(issuer_dn), Some(serial)),
     };
     let entry = BlocklistEntry {

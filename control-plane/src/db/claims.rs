@@ -18,9 +18,7 @@
 //! org's card holder refused. [`admit`] is that rule, for the API and the command line alike.
 
 use super::{DbError, DbResult, Tx};
-use certbind_shared::decision::constraints::email_domain;
 use certbind_shared::identity::{Claim, SanKind};
-use certbind_shared::certificate::CertificateFacts;
 
 /// What a binding or mapping write knows of its certificate.
 #[derive(Debug, Clone, Copy)]
@@ -82,21 +80,6 @@ fn kind_name(kind: SanKind) -> &'static str {
         SanKind::Email => "email",
         SanKind::Upn => "upn",
     }
-}
-
-/// The (kind, lowercase domain) pairs a certificate's SANs offer to SAN rules, each once.
-pub fn san_domains(facts: &CertificateFacts) -> Vec<(SanKind, String)> {
-    let mut out: Vec<(SanKind, String)> = Vec::new();
-    let values = facts.emails().map(|v| (SanKind::Email, v)).chain(facts.upns().map(|v| (SanKind::Upn, v)));
-    for (kind, value) in values {
-        if let Some(domain) = email_domain(value) {
-            let pair = (kind, domain.to_ascii_lowercase());
-            if !out.contains(&pair) {
-                out.push(pair);
-            }
-        }
-    }
-    out
 }
 
 /// Remembers the SAN domains and issuer of a certificate seen whole.

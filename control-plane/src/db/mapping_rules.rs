@@ -9,7 +9,7 @@
 //! certificates of a CA it does not name.
 
 use super::error::{or_race, Race};
-use super::{claims, commit_change, domains, new_id, Actor, AuditRecord, Db, DbError, DbResult, MappingRule, Page, Viewer, Visibility};
+use super::{claims, commit_change, domains, new_id, Actor, AuditRecord, Db, DbError, DbResult, SanRule, Page, Viewer, Visibility};
 use crate::domain::Owner;
 use crate::domain::change::{Change, Committed};
 use certbind_shared::identity::SanKind;
@@ -18,8 +18,8 @@ use sqlx::Row;
 
 const COLUMNS: &str = "id, org_id, san_kind, domain, issuer_dn, created_at";
 
-fn from_row(row: &AnyRow) -> sqlx::Result<MappingRule> {
-    Ok(MappingRule {
+fn from_row(row: &AnyRow) -> sqlx::Result<SanRule> {
+    Ok(SanRule {
         id: row.try_get("id")?,
         owner: Owner::from_column(row.try_get("org_id")?),
         san_kind: row.try_get("san_kind")?,
@@ -38,13 +38,13 @@ fn san_kind(text: &str) -> Option<SanKind> {
 }
 
 /// The snapshot change a rule makes (`allowed`) or undoes; none for a rule without issuer.
-fn change_of(rule: &MappingRule, allowed: bool) -> Vec<Change> {
+fn change_of(rule: &SanRule, allowed: bool) -> Vec<Change> {
     let (Some(kind), Some(issuer_dn)) = (san_kind(&rule.san_kind), rule.issuer_dn.clone()) else { return Vec::new() };
     let (owner, domain) = (rule.owner.clone(), rule.domain.clone());
     if allowed {
-        vec![Change::AllowSanDomain { owner, kind, domain, issuer_dn }]
+        vec![Change::AddSanRule { owner, kind, domain, issuer_dn }]
     } else {
-        vec![Change::DisallowSanDomain { owner, kind, domain, issuer_dn }]
+        vec![Change::RemoveSanRule { owner, kind, domain, issuer_dn }]
     }
 }
 
@@ -57,8 +57,8 @@ pub async fn create(
     san_kind: &str,
     domain: &str,
     issuer_dn: &str,
-) -> DbResult<Committed<MappingRule>> {
-    let rule = MappingRule {
+) -> DbResult<Committed<SanRule>> {
+    let rule = SanRule {
         id: new_id(),
         owner,
         san_kind: san_kind.to_string(),
@@ -122,13 +122,13 @@ pub async fn create(
     Ok(Committed { value: rule, version, changes })
 }
 
-pub async fn get(db: &Db, viewer: &Viewer, id: &str) -> DbResult<Option<MappingRule>> {
+pub async fn get(db: &Db, viewer: &Viewer, id: &str) -> DbResult<Option<SanRule>> {
     let sql = format!("SELECT {COLUMNS} FROM mapping_rules WHERE id = $1 AND {}", Viewer::predicate(2));
     let row = viewer.bind(sqlx::query(&sql).bind(id)).fetch_optional(db.reader()).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) -> DbResult<Page<MappingRule>> {
+pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) -> DbResult<Page<SanRule>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM mapping_rules WHERE {} AND id > $3 ORDER BY id LIMIT $4",
         Viewer::predicate(1)
@@ -138,7 +138,7 @@ pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) ->
     Ok(Page::from_rows(rules, limit, |r| r.id.clone()))
 }
 
-pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResult<Committed<MappingRule>> {
+pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResult<Committed<SanRule>> {
     let mut tx = db.begin_change().await?;
     let sql = format!("DELETE FROM mapping_rules WHERE id = $1 AND {} RETURNING {COLUMNS}", Viewer::predicate(2));
     let row = viewer.bind(sqlx::query(&sql).bind(id)).fetch_optional(&mut *tx).await?;

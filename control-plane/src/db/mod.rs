@@ -449,7 +449,7 @@ async fn check_quotas(
             Change::Block { .. } | Change::RevokeSerial { .. } => {
                 ("blocklist", "COUNT(*)", quotas.blocklist_entries, "blocklist entries (CERTBIND_QUOTA_BLOCKLIST_ENTRIES)")
             }
-            Change::AllowSanDomain { .. } => {
+            Change::AddSanRule { .. } => {
                 ("mapping_rules", "COUNT(*)", quotas.mapping_rules, "SAN mapping rules (CERTBIND_QUOTA_MAPPING_RULES)")
             }
             Change::MapPrincipal { .. } => (

@@ -99,7 +99,7 @@ pub struct TokenIssuer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MappingRule {
+pub struct SanRule {
     pub id: String,
     #[serde(flatten)]
     pub owner: Owner,

@@ -116,7 +116,7 @@ fn removal(add: Change) -> Option<Change> {
         Change::Block { owner, fingerprint } => Change::Unblock { owner, fingerprint },
         Change::RevokeSerial { owner, issuer_dn, serial } => Change::UnrevokeSerial { owner, issuer_dn, serial },
         Change::MapPrincipal { owner, fingerprint, .. } => Change::UnmapPrincipal { owner, fingerprint },
-        Change::AllowSanDomain { owner, kind, domain, issuer_dn } => Change::DisallowSanDomain { owner, kind, domain, issuer_dn },
+        Change::AddSanRule { owner, kind, domain, issuer_dn } => Change::RemoveSanRule { owner, kind, domain, issuer_dn },
         Change::AddConstraint { owner, kind, value } => Change::RemoveConstraint { owner, kind, value },
         Change::UpsertIssuer { owner, issuer, .. } => Change::RemoveIssuer { owner, issuer },
         _ => return None,

@@ -6,6 +6,7 @@ use super::{
     SmartCardLink, Visibility,
 };
 use crate::domain::change::{Change, Committed};
+use crate::domain::binding::NewSmartCard;
 use crate::domain::{card, Owner};
 use certbind_shared::certificate::{CardFacts, CertificateFacts};
 use certbind_shared::identity::Claim;
@@ -44,24 +45,6 @@ fn card_facts(certificate_pem: Option<String>) -> Option<CardFacts> {
     Some(CardFacts::of(&facts))
 }
 
-/// A validated binding, every field in its canonical form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSmartCard {
-    pub fingerprint: String,
-    pub user_id: String,
-    pub subject_dn: String,
-    pub issuer_dn: String,
-    pub serial: String,
-    pub not_before: String,
-    pub not_after: String,
-    pub label: Option<String>,
-    /// The SAN domains SAN rules could claim it by, when the certificate itself was given;
-    /// `None` for a binding given by fields.
-    pub sans: Option<Vec<(certbind_shared::identity::SanKind, String)>>,
-    /// The certificate, re-encoded as PEM, and its facts, when it was given.
-    pub certificate: Option<(String, CardFacts)>,
-}
-
 /// The snapshot change of a binding as committed.
 fn upsert(link: &SmartCardLink) -> Vec<Change> {
     match Fingerprint::from_canonical_hex(&link.fingerprint) {
@@ -84,7 +67,7 @@ fn upsert(link: &SmartCardLink) -> Vec<Change> {
 /// bound. Returns the row and the snapshot version it committed at.
 pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Committed<SmartCardLink>> {
     let link = SmartCardLink {
-        fingerprint: card.fingerprint.clone(),
+        fingerprint: card.fingerprint.to_hex(),
         user_id: card.user_id.clone(),
         org_id: actor.org_id.clone(),
         subject_dn: card.subject_dn.clone(),
@@ -177,9 +160,9 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
     Ok(Committed { value: link, version, changes })
 }
 
-pub async fn get(db: &Db, org_id: &str, fingerprint: &str) -> DbResult<Option<SmartCardLink>> {
+pub async fn get(db: &Db, org_id: &str, fingerprint: &Fingerprint) -> DbResult<Option<SmartCardLink>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM smart_card_links WHERE fingerprint = $1 AND org_id = $2"))
-        .bind(fingerprint)
+        .bind(fingerprint.to_hex())
         .bind(org_id)
         .fetch_optional(db.reader())
         .await?;
@@ -234,7 +217,7 @@ pub struct SmartCardUpdate {
 pub async fn update(
     db: &Db,
     actor: &Actor,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     change: &SmartCardUpdate,
 ) -> DbResult<Committed<SmartCardLink>> {
     let mut tx = db.begin_change().await?;
@@ -244,7 +227,7 @@ pub async fn update(
            label = CASE WHEN $5 = 1 THEN $6 ELSE label END \
          WHERE fingerprint = $1 AND org_id = $2 RETURNING {COLUMNS}"
     ))
-    .bind(fingerprint)
+    .bind(fingerprint.to_hex())
     .bind(&actor.org_id)
     .bind(i32::from(change.enabled.is_some()))
     .bind(i32::from(change.enabled.unwrap_or(true)))
@@ -275,12 +258,12 @@ pub async fn update(
 }
 
 /// Removes a binding (a lost or stolen card). Returns the row as it was.
-pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> DbResult<Committed<SmartCardLink>> {
+pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &Fingerprint) -> DbResult<Committed<SmartCardLink>> {
     let mut tx = db.begin_change().await?;
     let row = sqlx::query(&format!(
         "DELETE FROM smart_card_links WHERE fingerprint = $1 AND org_id = $2 RETURNING {COLUMNS}"
     ))
-    .bind(fingerprint)
+    .bind(fingerprint.to_hex())
     .bind(&actor.org_id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -295,10 +278,7 @@ pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &str) -> DbResult<Commi
         target: link.fingerprint.clone(),
         detail: serde_json::json!({ "user_id": link.user_id, "subject_dn": link.subject_dn }),
     };
-    let changes = match Fingerprint::from_canonical_hex(&link.fingerprint) {
-        Ok(fingerprint) => vec![Change::RemoveBinding { fingerprint }],
-        Err(_) => Vec::new(),
-    };
+    let changes = vec![Change::RemoveBinding { fingerprint: *fingerprint }];
     let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: link, version, changes })
 }

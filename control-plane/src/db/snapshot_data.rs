@@ -183,7 +183,7 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
             out.skipped += 1;
             continue;
         };
-        out.rules.push(Change::AllowSanDomain { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn });
+        out.rules.push(Change::AddSanRule { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn });
     }
     for row in sqlx::query(&format!("SELECT org_id, kind, value FROM identity_constraints {only} ORDER BY id")).bind(org.unwrap_or("")).fetch_all(&mut **tx).await? {
         let kind: String = row.try_get("kind")?;

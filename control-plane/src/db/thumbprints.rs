@@ -39,12 +39,12 @@ pub async fn create(
     db: &Db,
     actor: &Actor,
     owner: Owner,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     principal: &str,
     certificate: Option<SeenCertificate>,
 ) -> DbResult<Committed<ThumbprintMapping>> {
     let mut mapping = ThumbprintMapping {
-        fingerprint: fingerprint.to_string(),
+        fingerprint: fingerprint.to_hex(),
         owner,
         principal: principal.to_string(),
         verified: true,
@@ -52,7 +52,7 @@ pub async fn create(
     };
     let mut tx = db.begin_change().await?;
     let bound = sqlx::query("SELECT 1 AS one FROM smart_card_links WHERE fingerprint = $1")
-        .bind(fingerprint)
+        .bind(&mapping.fingerprint)
         .fetch_optional(&mut *tx)
         .await?;
     if bound.is_some() {
@@ -65,11 +65,11 @@ pub async fn create(
             Some(seen) => claims::Evidence::Certificate { issuer_dn: &seen.issuer_dn, sans: &seen.sans },
             None => claims::Evidence::Stated { issuer_dn: None },
         };
-        claim = claims::admit(&mut tx, org, fingerprint, evidence).await?;
+        claim = claims::admit(&mut tx, org, &mapping.fingerprint, evidence).await?;
         mapping.verified = claim.is_verified();
     }
     if let Some(seen) = &certificate {
-        claims::record_sans(&mut tx, fingerprint, &seen.issuer_dn, &seen.sans).await?;
+        claims::record_sans(&mut tx, &mapping.fingerprint, &seen.issuer_dn, &seen.sans).await?;
     }
     let taken = claims::cannot_claim;
     let inserted = sqlx::query(&format!(
@@ -93,22 +93,19 @@ pub async fn create(
         target: mapping.fingerprint.clone(),
         detail: serde_json::json!({ "principal": mapping.principal, "verified": mapping.verified }),
     };
-    let changes = match Fingerprint::from_canonical_hex(&mapping.fingerprint) {
-        Ok(fingerprint) => vec![Change::MapPrincipal {
-            owner: mapping.owner.clone(),
-            fingerprint,
-            principal: mapping.principal.clone(),
-            claim,
-        }],
-        Err(_) => Vec::new(),
-    };
+    let changes = vec![Change::MapPrincipal {
+        owner: mapping.owner.clone(),
+        fingerprint: *fingerprint,
+        principal: mapping.principal.clone(),
+        claim,
+    }];
     let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: mapping, version, changes })
 }
 
-pub async fn get(db: &Db, viewer: &Viewer, fingerprint: &str) -> DbResult<Option<ThumbprintMapping>> {
+pub async fn get(db: &Db, viewer: &Viewer, fingerprint: &Fingerprint) -> DbResult<Option<ThumbprintMapping>> {
     let sql = format!("SELECT {COLUMNS} FROM thumbprint_mappings WHERE fingerprint = $1 AND {}", Viewer::predicate(2));
-    let row = viewer.bind(sqlx::query(&sql).bind(fingerprint)).fetch_optional(db.reader()).await?;
+    let row = viewer.bind(sqlx::query(&sql).bind(fingerprint.to_hex())).fetch_optional(db.reader()).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -122,13 +119,13 @@ pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) ->
     Ok(Page::from_rows(mappings, limit, |m| m.fingerprint.clone()))
 }
 
-pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, fingerprint: &str) -> DbResult<Committed<ThumbprintMapping>> {
+pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, fingerprint: &Fingerprint) -> DbResult<Committed<ThumbprintMapping>> {
     let mut tx = db.begin_change().await?;
     let sql = format!(
         "DELETE FROM thumbprint_mappings WHERE fingerprint = $1 AND {} RETURNING {COLUMNS}",
         Viewer::predicate(2)
     );
-    let row = viewer.bind(sqlx::query(&sql).bind(fingerprint)).fetch_optional(&mut *tx).await?;
+    let row = viewer.bind(sqlx::query(&sql).bind(fingerprint.to_hex())).fetch_optional(&mut *tx).await?;
     let Some(mapping) = row.as_ref().map(from_row).transpose()? else {
         return Err(DbError::not_found(format!("no thumbprint mapping {fingerprint} in this org")));
     };
@@ -139,10 +136,7 @@ pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, fingerprint: &str) 
         target: mapping.fingerprint.clone(),
         detail: serde_json::json!({ "principal": mapping.principal }),
     };
-    let changes = match Fingerprint::from_canonical_hex(&mapping.fingerprint) {
-        Ok(fingerprint) => vec![Change::UnmapPrincipal { owner: mapping.owner.clone(), fingerprint }],
-        Err(_) => Vec::new(),
-    };
+    let changes = vec![Change::UnmapPrincipal { owner: mapping.owner.clone(), fingerprint: *fingerprint }];
     let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: mapping, version, changes })
 }

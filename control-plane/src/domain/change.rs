@@ -26,8 +26,8 @@ pub enum Change {
     MapPrincipal { owner: Owner, fingerprint: Fingerprint, principal: String, claim: Claim },
     UnmapPrincipal { owner: Owner, fingerprint: Fingerprint },
     /// Certificates of `issuer_dn` (canonical) may map SANs of `kind` in `domain`.
-    AllowSanDomain { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
-    DisallowSanDomain { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
+    AddSanRule { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
+    RemoveSanRule { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
     AddConstraint { owner: Owner, kind: ConstraintKind, value: String },
     RemoveConstraint { owner: Owner, kind: ConstraintKind, value: String },
     /// A trusted issuer registered or changed: its keys and, when it lists any, the
@@ -140,7 +140,7 @@ impl Change {
                 | Change::Block { .. }
                 | Change::RevokeSerial { .. }
                 | Change::MapPrincipal { .. }
-                | Change::AllowSanDomain { .. }
+                | Change::AddSanRule { .. }
                 | Change::AddConstraint { .. }
                 | Change::UpsertIssuer { .. }
                 | Change::UpsertCa(_)
@@ -203,9 +203,9 @@ impl Change {
                 fingerprint: hex(fingerprint),
                 ..Wire::default()
             },
-            Change::AllowSanDomain { owner, kind, domain, issuer_dn }
-            | Change::DisallowSanDomain { owner, kind, domain, issuer_dn } => Wire {
-                op: op(if matches!(self, Change::AllowSanDomain { .. }) { "allow_san_domain" } else { "disallow_san_domain" }),
+            Change::AddSanRule { owner, kind, domain, issuer_dn }
+            | Change::RemoveSanRule { owner, kind, domain, issuer_dn } => Wire {
+                op: op(if matches!(self, Change::AddSanRule { .. }) { "allow_san_domain" } else { "disallow_san_domain" }),
                 owner: owner_wire(owner),
                 kind: text(kind.as_str()),
                 domain: text(domain),
@@ -289,13 +289,13 @@ impl Change {
                 Change::MapPrincipal { owner, fingerprint: fingerprint()?, principal: wire.principal?, claim: claim()? }
             }
             "unmap_principal" => Change::UnmapPrincipal { owner, fingerprint: fingerprint()? },
-            "allow_san_domain" => Change::AllowSanDomain {
+            "allow_san_domain" => Change::AddSanRule {
                 owner,
                 kind: san(wire.kind.as_deref())?,
                 domain: wire.domain?,
                 issuer_dn: wire.issuer_dn?,
             },
-            "disallow_san_domain" => Change::DisallowSanDomain {
+            "disallow_san_domain" => Change::RemoveSanRule {
                 owner,
                 kind: san(wire.kind.as_deref())?,
                 domain: wire.domain?,
@@ -382,8 +382,8 @@ mod tests {
             Change::MapPrincipal { owner: org.clone(), fingerprint: fp(4), principal: "svc".into(), claim: Claim::Verified },
             Change::MapPrincipal { owner: org.clone(), fingerprint: fp(6), principal: "svc".into(), claim: Claim::Unverified },
             Change::UnmapPrincipal { owner: Owner::Platform, fingerprint: fp(4) },
-            Change::AllowSanDomain { owner: org.clone(), kind: SanKind::Upn, domain: "mil".into(), issuer_dn: "CN=x".into() },
-            Change::DisallowSanDomain { owner: org.clone(), kind: SanKind::Email, domain: "a.mil".into(), issuer_dn: "CN=y".into() },
+            Change::AddSanRule { owner: org.clone(), kind: SanKind::Upn, domain: "mil".into(), issuer_dn: "CN=x".into() },
+            Change::RemoveSanRule { owner: org.clone(), kind: SanKind::Email, domain: "a.mil".into(), issuer_dn: "CN=y".into() },
             Change::AddConstraint { owner: org.clone(), kind: ConstraintKind::RequiredPolicyOid, value: "1.2".into() },
             Change::RemoveConstraint { owner: Owner::Platform, kind: ConstraintKind::SanEmailDomain, value: "a.mil".into() },
             Change::UpsertIssuer {

@@ -34,6 +34,20 @@ impl Owner {
     pub fn is_platform(&self) -> bool {
         matches!(self, Owner::Platform)
     }
+
+    /// The owner as the snapshot and the decision read it, borrowed.
+    pub fn as_identity(&self) -> certbind_shared::identity::Owner<'_> {
+        certbind_shared::identity::Owner::from_org_id(self.org_id())
+    }
+}
+
+impl From<certbind_shared::identity::Owner<'_>> for Owner {
+    fn from(owner: certbind_shared::identity::Owner<'_>) -> Self {
+        match owner.org_id() {
+            Some(id) => Owner::Org(id.to_owned()),
+            None => Owner::Platform,
+        }
+    }
 }
 
 /// Serialized as two fields of the row it belongs to: `"scope": "org"|"platform"` and

@@ -3,6 +3,7 @@
 
 use super::invalid::{Checked, Invalid};
 use certbind_shared::certificate::dn::{parse_dn, DnText};
+use certbind_shared::identity::normalize_serial;
 use certbind_shared::Fingerprint;
 
 /// Longest DN accepted. Real PIV/CAC DNs are 60–200 bytes; RFC 5280's attribute upper bounds
@@ -23,6 +24,10 @@ pub const MAX_USER_NAME_BYTES: usize = 200;
 pub const MAX_EMAIL_BYTES: usize = 254;
 /// Admin tokens' and proxy credentials' labels, for people.
 pub const MAX_TOKEN_LABEL_BYTES: usize = 200;
+/// Ids are carried in the snapshot, whose strings are at most 255 bytes.
+pub const MAX_ID_BYTES: usize = 255;
+/// RFC 5280 caps serials at 20 octets; 21 leaves room for the DER sign byte some CAs add.
+pub const MAX_SERIAL_HEX_DIGITS: usize = 42;
 
 pub fn org_name(text: &str) -> Checked<String> {
     required_text("name", text, MAX_ORG_NAME_BYTES)
@@ -62,9 +67,14 @@ pub fn optional_text(field: &str, text: Option<&str>, max: usize) -> Checked<Opt
     Ok(Some(text.to_string()))
 }
 
-/// Parses a fingerprint in any accepted spelling into its canonical form.
+/// A fingerprint in any accepted spelling.
+pub fn fingerprint(field: &str, text: &str) -> Checked<Fingerprint> {
+    Fingerprint::parse(text).map_err(|e| Invalid::new(field, e.to_string()))
+}
+
+/// A fingerprint in its canonical text form: a page cursor, which lists compare as text.
 pub fn canonical_fingerprint(field: &str, text: &str) -> Checked<String> {
-    Fingerprint::parse(text).map(|fp| fp.to_hex()).map_err(|e| Invalid::new(field, e.to_string()))
+    fingerprint(field, text).map(|fp| fp.to_hex())
 }
 
 /// A DN as stored: parsed as people write it and put in the one RFC 4514 form the filter
@@ -100,6 +110,22 @@ pub fn canonical_domain(field: &str, text: &str) -> Checked<String> {
     Ok(domain)
 }
 
+/// A serial as stored: lowercase hex, even length, no `0x` prefix, colons or spare leading
+/// zero bytes (`0x00:12:AB` → `12ab`), matching what certificates' own serials look like.
+pub fn canonical_serial(text: &str) -> Checked<String> {
+    let trimmed = text.trim();
+    let digits = trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")).unwrap_or(trimmed);
+    let digits: String = digits.chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Invalid::new("serial", "must be hexadecimal (optionally 0x-prefixed or colon-separated)"));
+    }
+    let normalized = normalize_serial(&digits);
+    if normalized.len() > MAX_SERIAL_HEX_DIGITS {
+        return Err(Invalid::new("serial", format!("is longer than {MAX_SERIAL_HEX_DIGITS} hex digits (20 octets)")));
+    }
+    Ok(if normalized.len() % 2 == 1 { format!("0{normalized}") } else { normalized })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +146,15 @@ mod tests {
             assert_eq!(canonical_domain("domain", bad), Err(Invalid::new("domain", "must be a domain name such as example.mil")), "{bad}");
         }
         assert_eq!(canonical_domain("domain", ""), Err(Invalid::new("domain", "must not be empty")));
+    }
+
+    #[test]
+    fn serials_are_stored_in_one_spelling() {
+        assert_eq!(canonical_serial("0x12ABcdef").unwrap(), "12abcdef");
+        assert_eq!(canonical_serial("00:0a:FF").unwrap(), "0aff");
+        assert_eq!(canonical_serial("0").unwrap(), "00");
+        for bad in ["", "0x", "12g4", "' OR 1=1 --", &"1".repeat(43)] {
+            assert!(matches!(canonical_serial(bad), Err(Invalid { ref field, .. }) if field == "serial"), "{bad}");
+        }
     }
 }

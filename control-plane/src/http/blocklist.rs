@@ -3,9 +3,8 @@
 //! refuse every certificate. An org may list another org's card: the entry is its own and
 //! does not touch the other org.
 
-use super::smartcards::canonical_serial;
 use super::{check_cursor, issuer_dn, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::domain::text::{canonical_fingerprint, optional_text};
+use crate::domain::text::{canonical_serial, fingerprint as checked_fingerprint, optional_text};
 use crate::state::AppState;
 use crate::db::blocklist::{self, BlockTarget};
 use crate::db::{BlocklistEntry, Page};
@@ -32,7 +31,7 @@ pub struct BlocklistRequest {
 pub async fn add(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<BlocklistRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
     let target = match (&body.fingerprint, &body.issuer_dn, &body.serial) {
-        (Some(fp), None, None) => BlockTarget::Fingerprint(canonical_fingerprint("fingerprint", fp)?),
+        (Some(fp), None, None) => BlockTarget::Fingerprint(checked_fingerprint("fingerprint", fp)?),
         (None, Some(issuer), Some(serial)) => {
             BlockTarget::Serial { issuer_dn: issuer_dn(&state.db, admin.dn_witness(), "issuer_dn", issuer).await?, serial: canonical_serial(serial)? }
         }

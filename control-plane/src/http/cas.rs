@@ -17,10 +17,12 @@ use axum::Json;
 use certbind_shared::certificate::KeyIdentifier;
 use serde::Deserialize;
 
+/// `POST /api/v1/admin/cas` (with `certificate_pem`) and `PATCH …/cas/{key_id}` (without):
+/// the CA's certificate and its revocation policy, one body for both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaRequest {
-    pub certificate_pem: String,
+    pub certificate_pem: Option<String>,
     pub require_fresh_crl: Option<bool>,
     pub grace_period_seconds: Option<i64>,
     pub fail_open: Option<bool>,
@@ -28,34 +30,35 @@ pub struct CaRequest {
 }
 
 impl CaRequest {
-    fn checked(self) -> ApiResult<NewCa> {
-        let update = PolicyUpdate {
-            require_fresh_crl: self.require_fresh_crl,
-            grace_period_seconds: self.grace_period_seconds,
-            fail_open: self.fail_open,
-            crl_urls: self.crl_urls,
-        };
-        Ok(checked_new_ca(&self.certificate_pem, update)?)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaPolicyRequest {
-    pub require_fresh_crl: Option<bool>,
-    pub grace_period_seconds: Option<i64>,
-    pub fail_open: Option<bool>,
-    pub crl_urls: Option<Vec<String>>,
-}
-
-impl CaPolicyRequest {
-    fn update(self) -> PolicyUpdate {
+    /// The policy fields; `certificate_pem` is the caller's to take first.
+    fn policy(self) -> PolicyUpdate {
         PolicyUpdate {
             require_fresh_crl: self.require_fresh_crl,
             grace_period_seconds: self.grace_period_seconds,
             fail_open: self.fail_open,
             crl_urls: self.crl_urls,
         }
+    }
+
+    /// A registration: the certificate is required.
+    fn registration(mut self) -> ApiResult<NewCa> {
+        let Some(pem) = self.certificate_pem.take() else {
+            return Err(ApiError::validation("certificate_pem", "missing field `certificate_pem`"));
+        };
+        Ok(checked_new_ca(&pem, self.policy())?)
+    }
+
+    /// A change of policy, refused as the body's shape is (before the CA is looked up): a
+    /// registered CA's certificate does not change.
+    fn policy_change(self) -> ApiResult<PolicyUpdate> {
+        if self.certificate_pem.is_some() {
+            return Err(ApiError::validation(
+                "certificate_pem",
+                "unknown field `certificate_pem`: a registered CA's certificate does not change; remove the CA and register \
+                 the new certificate",
+            ));
+        }
+        Ok(self.policy())
     }
 }
 
@@ -66,7 +69,7 @@ fn key_id(text: &str) -> ApiResult<String> {
 }
 
 pub async fn register(State(state): State<AppState>, SuperAdmin(admin): SuperAdmin, ApiJson(body): ApiJson<CaRequest>) -> ApiResult<Response> {
-    let new = body.checked()?;
+    let new = body.registration()?;
     let (ca, version) = state.identity_changed(cas::register(&state.db, &admin.actor(), new).await?);
     let location = format!("/api/v1/admin/cas/{}", ca.key_id);
     Ok(with_version(version, (StatusCode::CREATED, [(header::LOCATION, location)], Json(ca))))
@@ -86,10 +89,11 @@ pub async fn update(
     State(state): State<AppState>,
     SuperAdmin(admin): SuperAdmin,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<CaPolicyRequest>,
+    ApiJson(body): ApiJson<CaRequest>,
 ) -> ApiResult<Response> {
+    let update = body.policy_change()?;
     let id = key_id(&id)?;
-    let update = checked_policy(body.update())?;
+    let update = checked_policy(update)?;
     if update == PolicyUpdate::default() {
         return Err(ApiError::validation("body", "give at least one of require_fresh_crl, grace_period_seconds, fail_open, crl_urls"));
     }

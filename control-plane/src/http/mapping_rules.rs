@@ -7,7 +7,7 @@
 use crate::domain::text::canonical_domain;
 use super::{check_cursor, rule_issuer_dn, page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
 use crate::state::AppState;
-use crate::db::{mapping_rules, MappingRule, Page};
+use crate::db::{mapping_rules, SanRule, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MappingRuleRequest {
+pub struct SanRuleRequest {
     pub san: SanKind,
     pub domain: String,
     /// The CA whose certificates may assert addresses in `domain` (RFC 4514).
@@ -26,7 +26,7 @@ pub struct MappingRuleRequest {
     pub scope: Option<Scope>,
 }
 
-pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<MappingRuleRequest>) -> ApiResult<Response> {
+pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<SanRuleRequest>) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
     let domain = canonical_domain("domain", &body.domain)?;
     let issuer = rule_issuer_dn(&state.db, admin.dn_witness(), "issuer_dn", &body.issuer_dn).await?;
@@ -35,12 +35,12 @@ pub async fn create(State(state): State<AppState>, admin: Admin, ApiJson(body): 
     Ok(with_version(version, (StatusCode::CREATED, Json(rule))))
 }
 
-pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<RuleQuery>) -> ApiResult<Json<Page<MappingRule>>> {
+pub async fn list(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<RuleQuery>) -> ApiResult<Json<Page<SanRule>>> {
     let limit = page_limit(q.limit)?;
     Ok(Json(mapping_rules::list(&state.db, &admin.viewer(q.scope), check_cursor(q.cursor)?.as_deref(), limit).await?))
 }
 
-pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<MappingRule>> {
+pub async fn get(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Json<SanRule>> {
     mapping_rules::get(&state.db, &admin.viewer(None), &id)
         .await?
         .map(Json)

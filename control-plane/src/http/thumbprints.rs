@@ -4,7 +4,7 @@
 //! an org's namespace. A fingerprint is mapped once, and never while it is bound.
 
 use super::{page_limit, with_version, Admin, ApiJson, ApiQuery, RuleQuery, Scope};
-use crate::domain::text::{canonical_fingerprint, required_text};
+use crate::domain::text::{canonical_fingerprint, fingerprint as checked_fingerprint, required_text};
 use crate::state::AppState;
 use crate::db::thumbprints::SeenCertificate;
 use crate::db::{thumbprints, Page, ThumbprintMapping};
@@ -59,15 +59,15 @@ pub async fn create(
     ApiJson(body): ApiJson<ThumbprintMappingRequest>,
 ) -> ApiResult<Response> {
     let owner = admin.owner_for(body.scope)?;
-    let given = body.fingerprint.as_deref().map(|fp| canonical_fingerprint("fingerprint", fp)).transpose()?;
+    let given = body.fingerprint.as_deref().map(|fp| checked_fingerprint("fingerprint", fp)).transpose()?;
     let (fingerprint, certificate) = match &body.certificate_pem {
         Some(pem) => {
-            let facts = super::smartcards::facts_of_pem(pem)?.facts;
-            let fingerprint = facts.fingerprint.to_hex();
-            if given.as_ref().is_some_and(|given| *given != fingerprint) {
+            let facts = crate::domain::certificate::facts_of_pem(pem)?.facts;
+            let fingerprint = facts.fingerprint;
+            if given.is_some_and(|given| given != fingerprint) {
                 return Err(ApiError::validation("fingerprint", "is not the fingerprint of certificate_pem"));
             }
-            let sans = crate::db::claims::san_domains(&facts);
+            let sans = crate::domain::certificate::san_domains(&facts);
             (fingerprint, Some(SeenCertificate { issuer_dn: facts.issuer_dn, sans }))
         }
         None => (given.ok_or_else(|| ApiError::validation("fingerprint", "is required unless `certificate_pem` is given"))?, None),
@@ -89,7 +89,7 @@ pub async fn list(
 }
 
 pub async fn get(State(state): State<AppState>, admin: Admin, Path(fingerprint): Path<String>) -> ApiResult<Json<ThumbprintMapping>> {
-    let fingerprint = canonical_fingerprint("fingerprint", &fingerprint)?;
+    let fingerprint = checked_fingerprint("fingerprint", &fingerprint)?;
     thumbprints::get(&state.db, &admin.viewer(None), &fingerprint)
         .await?
         .map(Json)
@@ -97,7 +97,7 @@ pub async fn get(State(state): State<AppState>, admin: Admin, Path(fingerprint):
 }
 
 pub async fn delete(State(state): State<AppState>, admin: Admin, Path(fingerprint): Path<String>) -> ApiResult<Response> {
-    let fingerprint = canonical_fingerprint("fingerprint", &fingerprint)?;
+    let fingerprint = checked_fingerprint("fingerprint", &fingerprint)?;
     let deleted = thumbprints::delete(&state.db, &admin.actor(), &admin.viewer(None), &fingerprint).await?;
     let (mapping, version) = state.identity_changed(deleted);
     Ok(with_version(version, Json(mapping)))

@@ -7,7 +7,7 @@
 //!   database read.
 
 use certbind_shared::encoding::hex_lower;
-use certbind_shared::identity::{CaKey, CardBinding, Claim, Owner, SanKind, CA_KEY_LEN};
+use certbind_shared::identity::{self, CaKey, CardBinding, Claim, SanKind, CA_KEY_LEN};
 use certbind_shared::snapshot::{
     revoked_serial_key, ConstraintKind, EncodeError, EncodeProblem, Section, SnapshotEncoder, SnapshotHeader, SnapshotView,
     UnsignedSnapshot, BINDING_RECORD, BLOCKED_RECORD, PRINCIPAL_RECORD,
@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use super::content::*;
 use super::validate::*;
 use crate::domain::change::Change;
+use crate::domain::Owner;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BindingValue {
@@ -33,12 +34,12 @@ struct BindingValue {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pending {
     bindings: BTreeMap<Fingerprint, Option<BindingValue>>,
-    blocklist: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
-    revoked: BTreeMap<([u8; 32], RuleOwner), Option<()>>,
-    principals: BTreeMap<([u8; 32], RuleOwner), Option<MappedName>>,
-    san_rules: BTreeMap<(SanKind, String, String, RuleOwner), Option<()>>,
-    constraints: BTreeMap<(RuleOwner, ConstraintKind, String), Option<()>>,
-    issuers: BTreeMap<(String, RuleOwner), Option<Registration>>,
+    blocklist: BTreeMap<([u8; 32], Owner), Option<()>>,
+    revoked: BTreeMap<([u8; 32], Owner), Option<()>>,
+    principals: BTreeMap<([u8; 32], Owner), Option<MappedName>>,
+    san_rules: BTreeMap<(SanKind, String, String, Owner), Option<()>>,
+    constraints: BTreeMap<(Owner, ConstraintKind, String), Option<()>>,
+    issuers: BTreeMap<(String, Owner), Option<Registration>>,
     cas: BTreeMap<CaKey, Option<CaValue>>,
     crl_revoked: BTreeMap<[u8; CA_KEY_LEN], Option<()>>,
 }
@@ -96,40 +97,40 @@ impl Pending {
                 self.bindings.insert(fingerprint, None);
             }
             Change::Block { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint.0, owner.into()), Some(()));
+                self.blocklist.insert((fingerprint.0, owner), Some(()));
             }
             Change::Unblock { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint.0, owner.into()), None);
+                self.blocklist.insert((fingerprint.0, owner), None);
             }
             Change::RevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner.into()), Some(()));
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), Some(()));
             }
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner.into()), None);
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), None);
             }
             Change::MapPrincipal { fingerprint, owner, principal, claim } => {
-                self.principals.insert((fingerprint.0, owner.into()), Some((principal, claim)));
+                self.principals.insert((fingerprint.0, owner), Some((principal, claim)));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
-                self.principals.insert((fingerprint.0, owner.into()), None);
+                self.principals.insert((fingerprint.0, owner), None);
             }
-            Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner.into()), Some(()));
+            Change::AddSanRule { kind, domain, issuer_dn, owner } => {
+                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), Some(()));
             }
-            Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner.into()), None);
+            Change::RemoveSanRule { kind, domain, issuer_dn, owner } => {
+                self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), None);
             }
             Change::AddConstraint { owner, kind, value } => {
-                self.constraints.insert((owner.into(), kind, value), Some(()));
+                self.constraints.insert((owner, kind, value), Some(()));
             }
             Change::RemoveConstraint { owner, kind, value } => {
-                self.constraints.insert((owner.into(), kind, value), None);
+                self.constraints.insert((owner, kind, value), None);
             }
             Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-                self.issuers.insert((issuer, owner.into()), Some((audiences, jwks_json)));
+                self.issuers.insert((issuer, owner), Some((audiences, jwks_json)));
             }
             Change::RemoveIssuer { issuer, owner } => {
-                self.issuers.insert((issuer, owner.into()), None);
+                self.issuers.insert((issuer, owner), None);
             }
             Change::UpsertCa(ca) => {
                 self.cas.insert(CaKey::of(&ca.key), Some(CaValue::of(&ca)));
@@ -224,7 +225,7 @@ impl Pending {
             .flatten()
             .map(|b| BINDING_RECORD + user_string_len(&b.user_id) + strings(&b.org_id) + 4)
             .sum();
-        let org = |o: &RuleOwner| o.as_deref().map_or(0, |o| 4 + strings(o));
+        let org = |o: &Owner| o.org_id().map_or(0, |o| 4 + strings(o));
         let principals: usize =
             self.principals.iter().map(|((_, o), p)| PRINCIPAL_RECORD + org(o) + p.as_ref().map_or(0, |(name, _)| strings(name))).sum();
         let issuers: usize = self
@@ -283,9 +284,9 @@ fn merge<K: Ord, B, O>(
 /// Merges a keyed section's records of `base` (key, owner, value) with `pending` changes keyed
 /// by (key, owner), in key order; the encoder orders one key's owners itself.
 fn merge_owned<'a, V: Clone + 'a>(
-    base: impl Iterator<Item = ([u8; 32], RuleOwner, V)>,
-    pending: &'a BTreeMap<([u8; 32], RuleOwner), Option<V>>,
-    mut push: impl FnMut(&[u8; 32], Owner<'_>, &V) -> Result<(), EncodeError>,
+    base: impl Iterator<Item = ([u8; 32], Owner, V)>,
+    pending: &'a BTreeMap<([u8; 32], Owner), Option<V>>,
+    mut push: impl FnMut(&[u8; 32], identity::Owner<'_>, &V) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
     let mut base = base.peekable();
     let mut pending = pending.iter().peekable();
@@ -296,7 +297,7 @@ fn merge_owned<'a, V: Clone + 'a>(
             (None, Some(((p, _), _))) => *p,
             (Some((b, _, _)), Some(((p, _), _))) => (*b).min(*p),
         };
-        let mut group: BTreeMap<RuleOwner, V> = BTreeMap::new();
+        let mut group: BTreeMap<Owner, V> = BTreeMap::new();
         while let Some((_, o, v)) = base.next_if(|(k, _, _)| *k == key) {
             group.insert(o, v);
         }
@@ -307,7 +308,7 @@ fn merge_owned<'a, V: Clone + 'a>(
             };
         }
         for (o, v) in &group {
-            push(&key, owner(o), v)?;
+            push(&key, o.as_identity(), v)?;
         }
     }
 }
@@ -404,14 +405,14 @@ pub fn encode_patched(
     }
     // Owned keyed sections and the small ones are re-encoded record by record (they are small
     // next to the bindings; the encoder orders the owners of one key).
-    merge_owned(base.blocklist().map(|(fp, o)| (fp.0, owned(o), ())), &pending.blocklist, |key, o, ()| {
+    merge_owned(base.blocklist().map(|(fp, o)| (fp.0, Owner::from(o), ())), &pending.blocklist, |key, o, ()| {
         encoder.push_blocked(&Fingerprint(*key), o)
     })?;
-    merge_owned(base.revoked().map(|(key, o)| (key, owned(o), ())), &pending.revoked, |key, o, ()| {
+    merge_owned(base.revoked().map(|(key, o)| (key, Owner::from(o), ())), &pending.revoked, |key, o, ()| {
         encoder.push_revoked_key(key, o)
     })?;
     merge_owned(
-        base.principals().map(|(fp, m)| (fp.0, owned(m.owner), (m.name.to_owned(), m.claim))),
+        base.principals().map(|(fp, m)| (fp.0, Owner::from(m.owner), (m.name.to_owned(), m.claim))),
         &pending.principals,
         |key, o, (name, claim)| encoder.push_principal_claim(&Fingerprint(*key), o, name, *claim),
     )?;
@@ -431,23 +432,23 @@ pub fn encode_patched(
         merge(base_keys, pending.crl_revoked.iter().map(|(k, v)| (*k, v.as_ref())), |key, _| encoder.push_crl_revoked_key(&key))?;
     }
     let rules = merge_small(
-        base.san_rules().map(|(k, d, i, o)| ((k, d.to_owned(), i.to_owned(), owned(o)), ())),
+        base.san_rules().map(|(k, d, i, o)| ((k, d.to_owned(), i.to_owned(), Owner::from(o)), ())),
         &pending.san_rules,
     );
     for (kind, domain, issuer_dn, o) in rules.keys() {
-        encoder.push_san_rule(*kind, domain, issuer_dn, owner(o))?;
+        encoder.push_san_rule(*kind, domain, issuer_dn, o.as_identity())?;
     }
     let constraints =
-        merge_small(base.all_constraints().map(|(o, k, v)| ((owned(o), k, v.to_owned()), ())), &pending.constraints);
+        merge_small(base.all_constraints().map(|(o, k, v)| ((Owner::from(o), k, v.to_owned()), ())), &pending.constraints);
     for (o, kind, value) in constraints.keys() {
-        encoder.push_constraint(owner(o), *kind, value)?;
+        encoder.push_constraint(o.as_identity(), *kind, value)?;
     }
     let issuers = merge_small(
-        base.issuers().map(|i| ((i.issuer.to_owned(), owned(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec()))),
+        base.issuers().map(|i| ((i.issuer.to_owned(), Owner::from(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec()))),
         &pending.issuers,
     );
     for ((issuer, o), (audiences, jwks)) in &issuers {
-        encoder.push_issuer(issuer, owner(o), audiences, jwks)?;
+        encoder.push_issuer(issuer, o.as_identity(), audiences, jwks)?;
     }
     let cas = merge_small(
         base.certificate_authorities().map(|ca| {
@@ -470,7 +471,7 @@ pub fn encode_patched(
 /// Room for `bindings` binding records plus everything in `content`, so the snapshot's
 /// buffer is allocated once (growing it by doubling would briefly need three times its size).
 fn capacity_for(bindings: usize, binding_strings: usize, content: &SnapshotContent) -> (usize, usize) {
-    let org = |o: &RuleOwner| o.as_ref().map_or(0, |o| o.len() + 5);
+    let org = |o: &Owner| o.org_id().map_or(0, |o| o.len() + 5);
     let strings = binding_strings + content.principals.iter().map(|p| p.principal.len() + 1 + org(&p.owner)).sum::<usize>();
     let records = bindings * BINDING_RECORD
         + (content.blocklist.len() + content.revoked.len()) * BLOCKED_RECORD
@@ -560,16 +561,16 @@ fn encode_other_sections(
     content.blocklist.dedup();
     for (fp, o) in &content.blocklist {
         check_owner(o)?;
-        encoder.push_blocked(fp, owner(o))?;
+        encoder.push_blocked(fp, o.as_identity())?;
     }
 
-    let mut revoked: Vec<([u8; 32], &RuleOwner)> =
+    let mut revoked: Vec<([u8; 32], &Owner)> =
         content.revoked.iter().map(|r| (revoked_serial_key(&r.issuer_dn, &r.serial), &r.owner)).collect();
     revoked.sort_unstable();
     revoked.dedup();
     for (key, o) in &revoked {
         check_owner(o)?;
-        encoder.push_revoked_key(key, owner(o))?;
+        encoder.push_revoked_key(key, o.as_identity())?;
     }
 
     content.principals.sort_unstable_by(|a, b| (a.fingerprint, &a.owner).cmp(&(b.fingerprint, &b.owner)));
@@ -583,7 +584,7 @@ fn encode_other_sections(
     content.principals.dedup();
     for p in &content.principals {
         check_principal(&p.owner, &p.principal)?;
-        encoder.push_principal_claim(&p.fingerprint, owner(&p.owner), &p.principal, p.claim)?;
+        encoder.push_principal_claim(&p.fingerprint, p.owner.as_identity(), &p.principal, p.claim)?;
     }
 
     content.crl_revoked.sort_unstable();
@@ -592,7 +593,7 @@ fn encode_other_sections(
         encoder.push_crl_revoked_key(key)?;
     }
 
-    let mut rules: Vec<(SanKind, String, &str, &RuleOwner)> = content
+    let mut rules: Vec<(SanKind, String, &str, &Owner)> = content
         .san_rules
         .iter()
         .map(|r| (r.kind, r.domain.to_ascii_lowercase(), r.issuer_dn.as_str(), &r.owner))
@@ -603,17 +604,17 @@ fn encode_other_sections(
         check_string("domain", domain)?;
         check_string("issuer_dn", issuer_dn)?;
         check_owner(o)?;
-        encoder.push_san_rule(*kind, domain, issuer_dn, owner(o))?;
+        encoder.push_san_rule(*kind, domain, issuer_dn, o.as_identity())?;
     }
 
-    let mut constraints: Vec<(&RuleOwner, ConstraintKind, &str)> =
+    let mut constraints: Vec<(&Owner, ConstraintKind, &str)> =
         content.constraints.iter().map(|c| (&c.owner, c.kind, c.value.as_str())).collect();
     constraints.sort_unstable();
     constraints.dedup();
     for (o, kind, value) in constraints {
         check_owner(o)?;
         check_string("value", value)?;
-        encoder.push_constraint(owner(o), kind, value)?;
+        encoder.push_constraint(o.as_identity(), kind, value)?;
     }
 
     content.issuers.sort_unstable_by(|a, b| (&a.issuer, &a.owner).cmp(&(&b.issuer, &b.owner)));
@@ -628,7 +629,7 @@ fn encode_other_sections(
         check_string("issuer", &issuer.issuer)?;
         check_owner(&issuer.owner)?;
         check_jwks(&issuer.issuer, &issuer.jwks_json)?;
-        encoder.push_issuer(&issuer.issuer, owner(&issuer.owner), &issuer.audiences, &issuer.jwks_json)?;
+        encoder.push_issuer(&issuer.issuer, issuer.owner.as_identity(), &issuer.audiences, &issuer.jwks_json)?;
     }
 
     content.cas.sort_unstable_by_key(|ca| ca.key);

@@ -1,40 +1,17 @@
-//! What a snapshot carries, as plain rows keyed by their owner ([`RuleOwner`]): the full
+//! What a snapshot carries, as plain rows keyed by their owner ([`Owner`]): the full
 //! build's input ([`SnapshotContent`]), read from the database or folded from changes.
 
-use certbind_shared::identity::{CaKey, CertificateAuthority, Claim, Owner, SanKind, CA_KEY_LEN};
+use certbind_shared::identity::{CaKey, CertificateAuthority, Claim, SanKind, CA_KEY_LEN};
 use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;
 use crate::domain::change::CaRecord;
-
-/// Who owns a rule, as the builder keys it: an org id, or `None` for the platform.
-pub type RuleOwner = Option<String>;
-
-impl From<crate::domain::Owner> for RuleOwner {
-    fn from(owner: crate::domain::Owner) -> Self {
-        match owner {
-            crate::domain::Owner::Platform => None,
-            crate::domain::Owner::Org(id) => Some(id),
-        }
-    }
-}
-
-pub(super) fn rule_owner(owner: &crate::domain::Owner) -> RuleOwner {
-    owner.org_id().map(str::to_owned)
-}
-
-pub(super) fn owner(o: &RuleOwner) -> Owner<'_> {
-    Owner::from_org_id(o.as_deref())
-}
-
-pub(super) fn owned(o: Owner<'_>) -> RuleOwner {
-    o.org_id().map(str::to_owned)
-}
+use crate::domain::Owner;
 
 /// Everything a snapshot carries, as plain rows. Order does not matter; the builder sorts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotContent {
     pub bindings: Vec<BindingEntry>,
-    pub blocklist: Vec<(Fingerprint, RuleOwner)>,
+    pub blocklist: Vec<(Fingerprint, Owner)>,
     pub revoked: Vec<RevokedSerial>,
     pub principals: Vec<PrincipalEntry>,
     pub san_rules: Vec<SanRuleEntry>,
@@ -104,7 +81,7 @@ pub struct BindingEntry {
 pub struct RevokedSerial {
     pub issuer_dn: String,
     pub serial: String,
-    pub owner: RuleOwner,
+    pub owner: Owner,
 }
 
 /// A thumbprint mapping: `principal` is the name as its owner wrote it (the filter composes
@@ -112,7 +89,7 @@ pub struct RevokedSerial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalEntry {
     pub fingerprint: Fingerprint,
-    pub owner: RuleOwner,
+    pub owner: Owner,
     pub principal: String,
     /// Whether it was mapped from the certificate itself (see [`Claim`]).
     pub claim: Claim,
@@ -124,12 +101,12 @@ pub struct SanRuleEntry {
     pub kind: SanKind,
     pub domain: String,
     pub issuer_dn: String,
-    pub owner: RuleOwner,
+    pub owner: Owner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConstraintEntry {
-    pub owner: RuleOwner,
+    pub owner: Owner,
     pub kind: ConstraintKind,
     pub value: String,
 }
@@ -138,7 +115,7 @@ pub struct ConstraintEntry {
 pub struct IssuerEntry {
     /// The exact `iss` of its tokens.
     pub issuer: String,
-    pub owner: RuleOwner,
+    pub owner: Owner,
     /// Audiences its tokens must name one of; empty: no restriction beyond the filter's.
     pub audiences: Vec<String>,
     /// The JWKS JSON document.

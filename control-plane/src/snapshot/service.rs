@@ -74,7 +74,6 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
             });
         }
     }
-    let owner = super::content::RuleOwner::from;
     let mut issuers = BTreeSet::new();
     for rule in &rows.rules {
         if let Err(e) = validate_change(rule) {
@@ -83,24 +82,22 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
             continue;
         }
         match rule.clone() {
-            Change::Block { owner: o, fingerprint } => content.blocklist.push((fingerprint, owner(o))),
+            Change::Block { owner: o, fingerprint } => content.blocklist.push((fingerprint, o)),
             Change::RevokeSerial { owner: o, issuer_dn, serial } => {
-                content.revoked.push(RevokedSerial { issuer_dn, serial, owner: owner(o) })
+                content.revoked.push(RevokedSerial { issuer_dn, serial, owner: o })
             }
             Change::MapPrincipal { owner: o, fingerprint, principal, claim } => {
-                content.principals.push(PrincipalEntry { fingerprint, owner: owner(o), principal, claim })
+                content.principals.push(PrincipalEntry { fingerprint, owner: o, principal, claim })
             }
-            Change::AllowSanDomain { owner: o, kind, domain, issuer_dn } => {
-                content.san_rules.push(SanRuleEntry { kind, domain, issuer_dn, owner: owner(o) })
+            Change::AddSanRule { owner: o, kind, domain, issuer_dn } => {
+                content.san_rules.push(SanRuleEntry { kind, domain, issuer_dn, owner: o })
             }
             Change::AddConstraint { owner: o, kind, value } => {
-                content.constraints.push(ConstraintEntry { owner: owner(o), kind, value })
+                content.constraints.push(ConstraintEntry { owner: o, kind, value })
             }
-            Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } => {
-                let o = owner(o);
-                if issuers.insert((issuer.clone(), o.clone())) {
-                    content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json });
-                }
+            // The first registration of an (issuer, owner) stands.
+            Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } if issuers.insert((issuer.clone(), o.clone())) => {
+                content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json })
             }
             Change::UpsertCa(ca) => content.cas.push(super::content::CaEntry {
                 key: certbind_shared::identity::CaKey::of(&ca.key),

@@ -42,18 +42,18 @@ fn verifier_for(signers: &[&dyn Signer]) -> SnapshotVerifier {
 #[derive(Default, Clone)]
 struct Oracle {
     bindings: BTreeMap<Fingerprint, (String, String, bool, Claim)>,
-    blocklist: BTreeSet<(Fingerprint, RuleOwner)>,
-    revoked: BTreeMap<([u8; 32], RuleOwner), (String, String)>,
-    principals: BTreeMap<(Fingerprint, RuleOwner), (String, Claim)>,
-    san_rules: BTreeSet<(SanKind, String, String, RuleOwner)>,
-    constraints: BTreeSet<(RuleOwner, ConstraintKind, String)>,
-    issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)>,
+    blocklist: BTreeSet<(Fingerprint, DbOwner)>,
+    revoked: BTreeMap<([u8; 32], DbOwner), (String, String)>,
+    principals: BTreeMap<(Fingerprint, DbOwner), (String, Claim)>,
+    san_rules: BTreeSet<(SanKind, String, String, DbOwner)>,
+    constraints: BTreeSet<(DbOwner, ConstraintKind, String)>,
+    issuers: BTreeMap<(String, DbOwner), (Vec<String>, Vec<u8>)>,
     cas: BTreeMap<CaKey, CaValue>,
     crl_revoked: BTreeSet<[u8; 16]>,
 }
 
-fn owned(owner: Owner<'_>) -> RuleOwner {
-    owner.org_id().map(str::to_owned)
+fn owned(owner: Owner<'_>) -> DbOwner {
+    DbOwner::from(owner)
 }
 
 impl Oracle {
@@ -66,40 +66,40 @@ impl Oracle {
                 self.bindings.remove(&fingerprint);
             }
             Change::Block { fingerprint, owner } => {
-                self.blocklist.insert((fingerprint, RuleOwner::from(owner)));
+                self.blocklist.insert((fingerprint, owner));
             }
             Change::Unblock { fingerprint, owner } => {
-                self.blocklist.remove(&(fingerprint, RuleOwner::from(owner)));
+                self.blocklist.remove(&(fingerprint, owner));
             }
             Change::RevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)), (issuer_dn, serial));
+                self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), (issuer_dn, serial));
             }
             Change::UnrevokeSerial { issuer_dn, serial, owner } => {
-                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), RuleOwner::from(owner)));
+                self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), owner));
             }
             Change::MapPrincipal { fingerprint, owner, principal, claim } => {
-                self.principals.insert((fingerprint, RuleOwner::from(owner)), (principal, claim));
+                self.principals.insert((fingerprint, owner), (principal, claim));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
-                self.principals.remove(&(fingerprint, RuleOwner::from(owner)));
+                self.principals.remove(&(fingerprint, owner));
             }
-            Change::AllowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.insert((kind, domain, issuer_dn, RuleOwner::from(owner)));
+            Change::AddSanRule { kind, domain, issuer_dn, owner } => {
+                self.san_rules.insert((kind, domain, issuer_dn, owner));
             }
-            Change::DisallowSanDomain { kind, domain, issuer_dn, owner } => {
-                self.san_rules.remove(&(kind, domain, issuer_dn, RuleOwner::from(owner)));
+            Change::RemoveSanRule { kind, domain, issuer_dn, owner } => {
+                self.san_rules.remove(&(kind, domain, issuer_dn, owner));
             }
             Change::AddConstraint { owner, kind, value } => {
-                self.constraints.insert((RuleOwner::from(owner), kind, value));
+                self.constraints.insert((owner, kind, value));
             }
             Change::RemoveConstraint { owner, kind, value } => {
-                self.constraints.remove(&(RuleOwner::from(owner), kind, value));
+                self.constraints.remove(&(owner, kind, value));
             }
             Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-                self.issuers.insert((issuer, RuleOwner::from(owner)), (audiences, jwks_json));
+                self.issuers.insert((issuer, owner), (audiences, jwks_json));
             }
             Change::RemoveIssuer { issuer, owner } => {
-                self.issuers.remove(&(issuer, RuleOwner::from(owner)));
+                self.issuers.remove(&(issuer, owner));
             }
             Change::UpsertCa(ca) => {
                 let value = CaValue {
@@ -181,20 +181,20 @@ impl Oracle {
             .collect();
         assert_eq!(bindings, self.bindings.clone().into_iter().collect::<Vec<_>>());
         // Records of one key are ordered by owner index in the snapshot: compare as sets.
-        let blocklist: BTreeSet<(Fingerprint, RuleOwner)> = view.blocklist().map(|(f, o)| (f, owned(o))).collect();
+        let blocklist: BTreeSet<(Fingerprint, DbOwner)> = view.blocklist().map(|(f, o)| (f, owned(o))).collect();
         assert_eq!(blocklist, self.blocklist);
-        let revoked: BTreeSet<([u8; 32], RuleOwner)> = view.revoked().map(|(k, o)| (k, owned(o))).collect();
+        let revoked: BTreeSet<([u8; 32], DbOwner)> = view.revoked().map(|(k, o)| (k, owned(o))).collect();
         assert_eq!(revoked, self.revoked.keys().cloned().collect());
-        let principals: BTreeMap<(Fingerprint, RuleOwner), (String, Claim)> =
+        let principals: BTreeMap<(Fingerprint, DbOwner), (String, Claim)> =
             view.principals().map(|(f, m)| ((f, owned(m.owner)), (m.name.to_owned(), m.claim))).collect();
         assert_eq!(principals, self.principals);
-        let rules: BTreeSet<(SanKind, String, String, RuleOwner)> =
+        let rules: BTreeSet<(SanKind, String, String, DbOwner)> =
             view.san_rules().map(|(k, d, i, o)| (k, d.to_owned(), i.to_owned(), owned(o))).collect();
         assert_eq!(rules, self.san_rules);
-        let constraints: BTreeSet<(RuleOwner, ConstraintKind, String)> =
+        let constraints: BTreeSet<(DbOwner, ConstraintKind, String)> =
             view.all_constraints().map(|(o, k, v)| (owned(o), k, v.to_owned())).collect();
         assert_eq!(constraints, self.constraints);
-        let issuers: BTreeMap<(String, RuleOwner), (Vec<String>, Vec<u8>)> = view
+        let issuers: BTreeMap<(String, DbOwner), (Vec<String>, Vec<u8>)> = view
             .issuers()
             .map(|i| ((i.issuer.to_owned(), owned(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec())))
             .collect();
@@ -265,13 +265,13 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
             principal: format!("svc:{}", n % 11),
         },
         9 => Change::UnmapPrincipal { fingerprint: existing, owner },
-        10 => Change::AllowSanDomain {
+        10 => Change::AddSanRule {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
             issuer_dn: format!("CN=CA {}", n % 2),
             owner,
         },
-        11 => Change::DisallowSanDomain {
+        11 => Change::RemoveSanRule {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
             issuer_dn: format!("CN=CA {}", n % 2),
@@ -309,14 +309,14 @@ fn starting_oracle(bindings: u64) -> Oracle {
         let claim = Claim::from_verified(i % 3 != 0);
         oracle.bindings.insert(Fingerprint::synthetic("bind", i), (format!("01HV{i:022}"), format!("o{}", i % 7), i % 5 != 0, claim));
     }
-    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), Some("o1".into())));
-    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), None));
-    oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), None), ("CN=CA 0".into(), "1".into()));
-    oracle.principals.insert((Fingerprint::synthetic("bind", 2), Some("o2".into())), ("svc:seed".into(), Claim::Unverified));
-    oracle.principals.insert((Fingerprint::synthetic("bind", 4), Some("o3".into())), ("svc:seen".into(), Claim::Verified));
-    oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), None));
-    oracle.constraints.insert((Some("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
-    oracle.issuers.insert(("https://idp0.example".into(), None), (Vec::new(), jwks(1)));
+    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), DbOwner::Org("o1".into())));
+    oracle.blocklist.insert((Fingerprint::synthetic("bind", 1), DbOwner::Platform));
+    oracle.revoked.insert((revoked_serial_key("CN=CA 0", "1"), DbOwner::Platform), ("CN=CA 0".into(), "1".into()));
+    oracle.principals.insert((Fingerprint::synthetic("bind", 2), DbOwner::Org("o2".into())), ("svc:seed".into(), Claim::Unverified));
+    oracle.principals.insert((Fingerprint::synthetic("bind", 4), DbOwner::Org("o3".into())), ("svc:seen".into(), Claim::Verified));
+    oracle.san_rules.insert((SanKind::Email, "example.mil".into(), "CN=CA 0".into(), DbOwner::Platform));
+    oracle.constraints.insert((DbOwner::Org("o1".into()), ConstraintKind::AllowedIssuerDn, "CN=CA 0".into()));
+    oracle.issuers.insert(("https://idp0.example".into(), DbOwner::Platform), (Vec::new(), jwks(1)));
     let ca = certbind_shared::certificate::KeyIdentifier::new(&[0xca, 0]).unwrap();
     let value = CaValue { subject_dn: "CN=ICAM Test Card Signing CA".into(), require_fresh_crl: true, fail_open: false, crl_valid_until: Some(1_800_000_000) };
     oracle.cas.insert(CaKey::of(&ca), value);
@@ -487,7 +487,7 @@ fn a_reload_covers_changes_that_arrive_while_it_reads() {
     assert_eq!(store.apply(2, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 2), owner: DbOwner::Platform }]), Applied::Buffered);
     // Committed after: it must survive the reload.
     assert_eq!(store.apply(4, vec![Change::Block { fingerprint: Fingerprint::synthetic("x", 4), owner: DbOwner::Platform }]), Applied::Buffered);
-    let content = SnapshotContent { blocklist: vec![(Fingerprint::synthetic("x", 2), None)], ..Default::default() };
+    let content = SnapshotContent { blocklist: vec![(Fingerprint::synthetic("x", 2), DbOwner::Platform)], ..Default::default() };
     let loaded = store.finish_load(content, 3).unwrap();
     assert_eq!(loaded.version(), 3);
     assert_eq!(store.applied_version(), 4);
@@ -618,7 +618,7 @@ fn a_change_the_encoder_refuses_is_dropped_and_the_rest_published() {
     let document = jwks(9);
     let issuer = |i: usize| IssuerEntry {
         issuer: format!("https://issuer-{i}.example"),
-        owner: None,
+        owner: DbOwner::Platform,
         audiences: Vec::new(),
         jwks_json: document.clone(),
     };
@@ -675,7 +675,7 @@ fn full_builds_refuse_ambiguous_content() {
     let mut bad_jwks = SnapshotContent {
         issuers: vec![IssuerEntry {
             issuer: "https://idp".into(),
-            owner: None,
+            owner: DbOwner::Platform,
             audiences: Vec::new(),
             jwks_json: b"[]".to_vec(),
         }],
@@ -686,8 +686,8 @@ fn full_builds_refuse_ambiguous_content() {
     );
     let mut issuer_twice = SnapshotContent {
         issuers: vec![
-            IssuerEntry { issuer: "https://idp".into(), owner: Some("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
-            IssuerEntry { issuer: "https://idp".into(), owner: Some("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
+            IssuerEntry { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
+            IssuerEntry { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
         ],
         ..Default::default()
     };

@@ -9,6 +9,7 @@ use certbind_shared::snapshot::{EncodeError, EncodeProblem, SnapshotEncoder, MAX
 use certbind_shared::Fingerprint;
 use std::fmt;
 use crate::domain::change::Change;
+use crate::domain::Owner;
 use super::content::*;
 
 /// Why identity data cannot go into a snapshot.
@@ -77,17 +78,17 @@ pub(super) fn check_string(field: &'static str, text: &str) -> Result<(), BuildE
     Ok(())
 }
 
-pub(super) fn check_owner(o: &RuleOwner) -> Result<(), BuildError> {
+pub(super) fn check_owner(o: &Owner) -> Result<(), BuildError> {
     match o {
-        Some(org) => check_string("org_id", org),
-        None => Ok(()),
+        Owner::Org(org) => check_string("org_id", org),
+        Owner::Platform => Ok(()),
     }
 }
 
-pub(super) fn check_principal(o: &RuleOwner, principal: &str) -> Result<(), BuildError> {
+pub(super) fn check_principal(o: &Owner, principal: &str) -> Result<(), BuildError> {
     check_owner(o)?;
     check_string("principal", principal)?;
-    if o.is_none() && is_reserved_principal(principal) {
+    if o.is_platform() && is_reserved_principal(principal) {
         return Err(BuildError::ReservedPrincipal { principal: principal.to_owned() });
     }
     Ok(())
@@ -113,16 +114,16 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
             scratch.push_binding_claim(&probe, user_id, org_id, *enabled, *claim)?
         }
         Change::MapPrincipal { owner: o, principal, claim, .. } => {
-            scratch.push_principal_claim(&probe, owner(&rule_owner(o)), principal, *claim)?
+            scratch.push_principal_claim(&probe, o.as_identity(), principal, *claim)?
         }
-        Change::AllowSanDomain { kind, domain, issuer_dn, owner: o } => {
-            scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, owner(&rule_owner(o)))?
+        Change::AddSanRule { kind, domain, issuer_dn, owner: o } => {
+            scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, o.as_identity())?
         }
-        Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(owner(&rule_owner(o)), *kind, value)?,
+        Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(o.as_identity(), *kind, value)?,
         Change::UpsertIssuer { issuer, owner: o, audiences, jwks_json } => {
-            scratch.push_issuer(issuer, owner(&rule_owner(o)), audiences, jwks_json)?
+            scratch.push_issuer(issuer, o.as_identity(), audiences, jwks_json)?
         }
-        Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, owner(&rule_owner(o)))?,
+        Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, o.as_identity())?,
         Change::UpsertCa(ca) => scratch.push_certificate_authority(&CaValue::of(ca).authority(CaKey::of(&ca.key)))?,
         _ => {}
     }
@@ -142,8 +143,8 @@ pub fn field_of(change: &Change, error: &BuildError) -> &'static str {
             (_, EncodeProblem::AudiencesTooLarge) => "audiences",
             (Change::UpsertIssuer { .. }, _) => "issuer",
             (Change::MapPrincipal { .. }, _) => "principal",
-            (Change::AllowSanDomain { .. }, EncodeProblem::UppercaseDomain) => "domain",
-            (Change::AllowSanDomain { .. }, _) => "issuer_dn",
+            (Change::AddSanRule { .. }, EncodeProblem::UppercaseDomain) => "domain",
+            (Change::AddSanRule { .. }, _) => "issuer_dn",
             (Change::AddConstraint { .. }, _) => "value",
             _ => "body",
         },
@@ -157,19 +158,19 @@ pub(super) fn check_fields(change: &Change) -> Result<(), BuildError> {
             check_string("user_id", user_id)?;
             check_string("org_id", org_id)
         }
-        Change::MapPrincipal { owner, principal, .. } => check_principal(&rule_owner(owner), principal),
-        Change::AllowSanDomain { domain, issuer_dn, owner, .. }
-        | Change::DisallowSanDomain { domain, issuer_dn, owner, .. } => {
-            check_owner(&rule_owner(owner))?;
+        Change::MapPrincipal { owner, principal, .. } => check_principal(owner, principal),
+        Change::AddSanRule { domain, issuer_dn, owner, .. }
+        | Change::RemoveSanRule { domain, issuer_dn, owner, .. } => {
+            check_owner(owner)?;
             check_string("issuer_dn", issuer_dn)?;
             check_string("domain", domain)
         }
         Change::AddConstraint { owner, value, .. } | Change::RemoveConstraint { owner, value, .. } => {
-            check_owner(&rule_owner(owner))?;
+            check_owner(owner)?;
             check_string("value", value)
         }
         Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
-            check_owner(&rule_owner(owner))?;
+            check_owner(owner)?;
             check_string("issuer", issuer)?;
             for audience in audiences {
                 check_string("audience", audience)?;
@@ -177,14 +178,14 @@ pub(super) fn check_fields(change: &Change) -> Result<(), BuildError> {
             check_jwks(issuer, jwks_json)
         }
         Change::RemoveIssuer { issuer, owner } => {
-            check_owner(&rule_owner(owner))?;
+            check_owner(owner)?;
             check_string("issuer", issuer)
         }
         Change::Block { owner, .. }
         | Change::Unblock { owner, .. }
         | Change::RevokeSerial { owner, .. }
         | Change::UnrevokeSerial { owner, .. }
-        | Change::UnmapPrincipal { owner, .. } => check_owner(&rule_owner(owner)),
+        | Change::UnmapPrincipal { owner, .. } => check_owner(owner),
         Change::RemoveBinding { .. } => Ok(()),
         Change::UpsertCa(ca) => check_string("subject_dn", &ca.subject_dn),
         Change::CrlRevoke { serials, .. } | Change::CrlUnrevoke { serials, .. } => {

@@ -164,9 +164,11 @@ pub struct RouteConfig {
     /// Exact path, or a prefix ending in `*`; written in canonical form.
     pub path: String,
     pub mode: Mode,
-    /// In `bearer_plus_mtls_optional`: sub-paths where the token must be bound.
-    #[serde(default)]
-    pub binding_required_paths: Vec<String>,
+    /// In `bearer_plus_mtls_optional`: sub-paths where the token must be bound to the
+    /// certificate (sender binding, RFC 8705). Also read under its former name,
+    /// `binding_required_paths`; giving both is refused.
+    #[serde(default, alias = "binding_required_paths")]
+    pub sender_binding_required_paths: Vec<String>,
     /// Overrides the policy-wide setting.
     #[serde(default)]
     pub require_enrolled_card: Option<bool>,
@@ -207,8 +209,10 @@ pub struct PolicyConfig {
     pub path_matching: PathMatching,
     /// The mode of every path no route matches. Required: there is no implicit default.
     pub default_mode: Mode,
-    #[serde(default)]
-    pub binding_required_paths: Vec<String>,
+    /// Where the default mode is `bearer_plus_mtls_optional`: as a route's. Also read under its
+    /// former name, `binding_required_paths`.
+    #[serde(default, alias = "binding_required_paths")]
+    pub sender_binding_required_paths: Vec<String>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
@@ -255,7 +259,7 @@ const MAX_CONFIGURABLE_HEADER_BYTES: usize = 96 * 1024;
 pub struct Route {
     pub pattern: Option<PathPattern>,
     pub mode: Mode,
-    pub binding_required_paths: Vec<PathPattern>,
+    pub sender_binding_required_paths: Vec<PathPattern>,
     pub require_enrolled_card: bool,
     pub constraints: Constraints,
     pub path_matching: PathMatching,
@@ -298,10 +302,10 @@ impl Route {
     }
 
     /// Whether the token must be bound to the certificate on `spelling`.
-    pub fn binding_required(&self, spelling: Spelling<'_>) -> bool {
+    pub fn sender_binding_required(&self, spelling: Spelling<'_>) -> bool {
         match self.mode {
             Mode::BearerPlusMtlsRequired => true,
-            Mode::BearerPlusMtlsOptional => self.binding_required_paths.iter().any(|p| match spelling {
+            Mode::BearerPlusMtlsOptional => self.sender_binding_required_paths.iter().any(|p| match spelling {
                 Spelling::Canonical(path) => p.matches(path),
                 Spelling::Folded(path) => self.path_matching == PathMatching::Folded && p.matches_folded(path),
             }),
@@ -442,12 +446,12 @@ impl PolicyConfig {
         }
         let matching = self.path_matching;
         let constraints = self.constraints.validated("constraints")?;
-        check_binding_paths("binding_required_paths", self.default_mode, &self.binding_required_paths)?;
+        check_sender_binding_paths("sender_binding_required_paths", self.default_mode, &self.sender_binding_required_paths)?;
         let forward_card_facts = card_facts("forward_card_facts", &self.forward_card_facts)?;
         let default_route = Route {
             pattern: None,
             mode: self.default_mode,
-            binding_required_paths: patterns("binding_required_paths", &self.binding_required_paths)?,
+            sender_binding_required_paths: patterns("sender_binding_required_paths", &self.sender_binding_required_paths)?,
             require_enrolled_card: self.require_enrolled_card,
             constraints: constraints.clone(),
             path_matching: matching,
@@ -456,7 +460,7 @@ impl PolicyConfig {
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
             let field = format!("routes[{i}]");
-            check_binding_paths(&format!("{field}.binding_required_paths"), r.mode, &r.binding_required_paths)?;
+            check_sender_binding_paths(&format!("{field}.sender_binding_required_paths"), r.mode, &r.sender_binding_required_paths)?;
             let pattern = PathPattern::parse(&r.path).map_err(|e| ConfigError::new(format!("{field}.path"), e))?;
             let path_matching = r.path_matching.unwrap_or(matching);
             // First match wins: a route whose every path an earlier one matches would never
@@ -482,7 +486,7 @@ impl PolicyConfig {
             routes.push(Route {
                 pattern: Some(pattern),
                 mode: r.mode,
-                binding_required_paths: patterns(&format!("{field}.binding_required_paths"), &r.binding_required_paths)?,
+                sender_binding_required_paths: patterns(&format!("{field}.sender_binding_required_paths"), &r.sender_binding_required_paths)?,
                 require_enrolled_card: r.require_enrolled_card.unwrap_or(self.require_enrolled_card),
                 constraints,
                 path_matching,
@@ -521,11 +525,11 @@ fn patterns(field: &str, list: &[String]) -> Result<Vec<PathPattern>, ConfigErro
         .collect()
 }
 
-fn check_binding_paths(field: &str, mode: Mode, paths: &[String]) -> Result<(), ConfigError> {
+fn check_sender_binding_paths(field: &str, mode: Mode, paths: &[String]) -> Result<(), ConfigError> {
     if !paths.is_empty() && mode != Mode::BearerPlusMtlsOptional {
         return Err(ConfigError::new(
             field,
-            format!("binding_required_paths only apply to bearer_plus_mtls_optional, not {}", mode.as_str()),
+            format!("sender_binding_required_paths only apply to bearer_plus_mtls_optional, not {}", mode.as_str()),
         ));
     }
     Ok(())
@@ -537,13 +541,13 @@ impl Policy {
         self.routes.iter().find(|r| r.matches(spelling) == Some(true)).unwrap_or(&self.default_route)
     }
 
-    /// Every route that could apply to the canonical `path`, with whether it requires binding
+    /// Every route that could apply to the canonical `path`, with whether it requires sender binding
     /// there: the route of the path as sent first, then the other routes of its folded
     /// spellings. A request must satisfy each (the stricter wins), so a spelling the upstream
     /// routes to a stricter handler never gets a weaker route's decision.
     pub fn routes_for(&self, path: &str) -> Vec<(&Route, bool)> {
         let first = self.route_for(Spelling::Canonical(path));
-        let mut routes = vec![(first, first.binding_required(Spelling::Canonical(path)))];
+        let mut routes = vec![(first, first.sender_binding_required(Spelling::Canonical(path)))];
         // A route that matches exactly takes its paths as spelled: the upstream said so.
         if first.path_matching == PathMatching::Exact {
             return routes;
@@ -551,11 +555,11 @@ impl Policy {
         for folded in folded_spellings(path) {
             let spelling = Spelling::Folded(&folded);
             let route = self.route_for(spelling);
-            let binding_required = route.binding_required(spelling);
-            // One route twice is one route, binding required where either spelling requires it.
+            let sender_binding_required = route.sender_binding_required(spelling);
+            // One route twice is one route, sender binding required where either spelling requires it.
             match routes.iter_mut().find(|(r, _)| std::ptr::eq(*r, route)) {
-                Some((_, required)) => *required |= binding_required,
-                None => routes.push((route, binding_required)),
+                Some((_, required)) => *required |= sender_binding_required,
+                None => routes.push((route, sender_binding_required)),
             }
         }
         routes
@@ -593,6 +597,29 @@ mod tests {
         }
     }
 
+    /// `sender_binding_required_paths` was `binding_required_paths`: a configuration written
+    /// so still reads alike, and one naming both is refused rather than one silently winning.
+    #[test]
+    fn the_former_name_of_sender_binding_paths_still_reads() {
+        let policy = |route: serde_json::Value| {
+            serde_json::from_value::<PolicyConfig>(json!({
+                "certificate_source": {"kind": "xfcc", "trust": "this_proxy"},
+                "default_mode": "bearer",
+                "token": {"audiences": ["a"]},
+                "routes": [route]
+            }))
+            .map_err(|e| e.to_string())
+            .map(|p| p.validate().unwrap().routes_for("/api/execute")[0].1)
+        };
+        let route = |member: &str| json!({"path": "/api/*", "mode": "bearer_plus_mtls_optional", member: ["/api/execute*"]});
+        assert_eq!(policy(route("sender_binding_required_paths")), Ok(true));
+        assert_eq!(policy(route("binding_required_paths")), Ok(true));
+        let mut both = route("sender_binding_required_paths");
+        both["binding_required_paths"] = json!(["/api/other"]);
+        let refused = policy(both).unwrap_err();
+        assert!(refused.contains("duplicate field `sender_binding_required_paths`"), "{refused}");
+    }
+
     #[test]
     fn every_route_a_spelling_could_reach_applies() {
         let policy: PolicyConfig = serde_json::from_value(json!({
@@ -602,7 +629,7 @@ mod tests {
             "routes": [
                 {"path": "/public/*", "mode": "bearer"},
                 {"path": "/mtls/*", "mode": "mtls"},
-                {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/api/execute*"]},
+                {"path": "/api/*", "mode": "bearer_plus_mtls_optional", "sender_binding_required_paths": ["/api/execute*"]},
                 {"path": "/Exact/*", "mode": "mtls", "path_matching": "exact"}
             ]
         }))
@@ -616,7 +643,7 @@ mod tests {
         // The path as sent reaches the default route; its lowercase the mtls route: both apply.
         assert_eq!(modes("/MTLS/x"), [("bearer_plus_mtls_required", true), ("mtls", false)]);
         assert_eq!(modes("/Public/x"), [("bearer_plus_mtls_required", true), ("bearer", false)]);
-        // One route, binding required where a fold of the path requires it.
+        // One route, sender binding required where a fold of the path requires it.
         assert_eq!(modes("/api/execute.json"), [("bearer_plus_mtls_optional", true)]);
         assert_eq!(modes("/api/execute."), [("bearer_plus_mtls_optional", true)]);
         assert_eq!(modes("/API/Execute"), [("bearer_plus_mtls_required", true), ("bearer_plus_mtls_optional", true)]);

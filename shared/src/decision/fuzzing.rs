@@ -43,7 +43,7 @@ const POLICY: &str = r#"{
     "routes": [
         {"path": "/mtls/*", "mode": "mtls"},
         {"path": "/Exact/*", "mode": "mtls", "path_matching": "exact"},
-        {"path": "/optional/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/optional/bound/*"]},
+        {"path": "/optional/*", "mode": "bearer_plus_mtls_optional", "sender_binding_required_paths": ["/optional/bound/*"]},
         {"path": "/required/*", "mode": "bearer_plus_mtls_required"}
     ]
 }"#;

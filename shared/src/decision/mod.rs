@@ -35,6 +35,8 @@ pub mod path;
 pub mod resolve;
 pub mod revocation;
 pub mod scope;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trust;
 
 use crate::identity::IdentityData;
@@ -222,13 +224,13 @@ fn evaluate(
     // refusal, in the order of [`Policy::routes_for`], is the answer, and the headers set are
     // those of every route (the same certificate and token resolve the same way on each).
     let routes = policy.routes_for(&path);
-    if let [(route, binding_required)] = routes.as_slice() {
-        return decide_route(policy, caches, request, &scanned, route, *binding_required, identity);
+    if let [(route, sender_binding_required)] = routes.as_slice() {
+        return decide_route(policy, caches, request, &scanned, route, *sender_binding_required, identity);
     }
     let mut set: Vec<(&'static str, String)> = Vec::new();
     let mut notice = None;
-    for (route, binding_required) in routes {
-        let (entries, route_notice) = decide_route(policy, caches, request, &scanned, route, binding_required, identity)?;
+    for (route, sender_binding_required) in routes {
+        let (entries, route_notice) = decide_route(policy, caches, request, &scanned, route, sender_binding_required, identity)?;
         notice = notice.or(route_notice);
         for entry in entries {
             if !set.iter().any(|(name, _)| *name == entry.0) {
@@ -246,7 +248,7 @@ fn decide_route(
     request: &RequestInput<'_>,
     scanned: &ScannedHeaders<'_>,
     route: &config::Route,
-    binding_required: bool,
+    sender_binding_required: bool,
     identity: Result<&dyn IdentityData, Reason>,
 ) -> Result<(Vec<(&'static str, String)>, Option<Notice>), Reason> {
     // Certificates play no part in bearer mode unless a bound token asks for one: their
@@ -275,7 +277,7 @@ fn decide_route(
             }
         }
         Mode::Bearer | Mode::BearerPlusMtlsOptional | Mode::BearerPlusMtlsRequired => {
-            if binding_required && certificate.is_none() {
+            if sender_binding_required && certificate.is_none() {
                 return Err(Reason::CertificateMissing);
             }
             // The org the certificate resolves into selects the token issuers that apply;
@@ -293,7 +295,7 @@ fn decide_route(
                 let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
                 resolve::certificate_identity(facts, route, revocation, identity, request.now, &mut Vec::new(), &mut notice)?;
             }
-            if binding_required || token.cnf_x5t_s256.is_some() {
+            if sender_binding_required || token.cnf_x5t_s256.is_some() {
                 let facts = certificate.as_ref().ok_or(Reason::CertificateMissing)?;
                 if !jwt::cnf_matches(&token, &facts.fingerprint) {
                     return Err(Reason::SenderBindingMismatch);

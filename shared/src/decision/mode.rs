@@ -10,10 +10,10 @@ pub enum Mode {
     Bearer,
     /// Certificate identity only; tokens are not consulted.
     Mtls,
-    /// A verified bearer token everywhere; on `binding_required_paths` also a certificate the
-    /// token is bound to.
+    /// A verified bearer token everywhere; on `sender_binding_required_paths` also a certificate
+    /// the token is bound to.
     BearerPlusMtlsOptional,
-    /// Certificate, verified token, and binding between them, always.
+    /// Certificate, verified token, and the token's sender binding to it, always.
     BearerPlusMtlsRequired,
 }
 

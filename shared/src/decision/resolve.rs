@@ -365,7 +365,7 @@ mod tests {
         let route = Route {
             pattern: None,
             mode: Mode::Mtls,
-            binding_required_paths: Vec::new(),
+            sender_binding_required_paths: Vec::new(),
             require_enrolled_card: false,
             constraints: Constraints::default(),
             path_matching: PathMatching::default(),

@@ -11,6 +11,7 @@
 
 use crate::source::testing::xfcc_element;
 use crate::decision::outcome::{NotAllowed, Outcome, Reason};
+use crate::decision::testing::RuleKind;
 use crate::decision::{header_refs, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
@@ -226,30 +227,6 @@ impl Rules {
     }
 }
 
-/// One rule kind, aimed at the certificate `pem`, owned by `owner`.
-#[derive(Clone, Copy, Debug)]
-enum RuleKind {
-    Block,
-    Revoke,
-    AllowedIssuer,
-    RequiredPolicy,
-    EmailDomain,
-    Issuer,
-    Mapping,
-    SanRule,
-}
-
-const RULE_KINDS: [RuleKind; 8] = [
-    RuleKind::Block,
-    RuleKind::Revoke,
-    RuleKind::AllowedIssuer,
-    RuleKind::RequiredPolicy,
-    RuleKind::EmailDomain,
-    RuleKind::Issuer,
-    RuleKind::Mapping,
-    RuleKind::SanRule,
-];
-
 fn with_rule(mut rules: Rules, kind: RuleKind, pem: &'static str, owner: Option<&'static str>) -> Rules {
     match kind {
         RuleKind::Block => rules.blocked.push((pem, owner)),
@@ -275,12 +252,12 @@ fn probe(rules: &Rules, kind: RuleKind, pem: &str) -> Outcome {
 #[test]
 fn no_org_changes_the_decision_for_another_orgs_certificates() {
     for (certificate, own, other) in [(JANE, ORG_B, ORG_A), (JOHN, ORG_A, ORG_B)] {
-        for kind in RULE_KINDS {
+        for kind in RuleKind::ALL {
             let baseline = probe(&two_orgs(), kind, certificate);
             let by_other = probe(&with_rule(two_orgs(), kind, certificate, Some(other)), kind, certificate);
             let by_platform = probe(&with_rule(two_orgs(), kind, certificate, None), kind, certificate);
             let by_own = probe(&with_rule(two_orgs(), kind, certificate, Some(own)), kind, certificate);
-            if matches!(kind, RuleKind::Mapping | RuleKind::SanRule) {
+            if kind.claims() {
                 // The other org's rule answers the bound certificate: two orgs claim it.
                 assert_eq!(
                     by_other,
@@ -292,14 +269,7 @@ fn no_org_changes_the_decision_for_another_orgs_certificates() {
             }
             // Bindings come first: the platform's or the own org's mapping or SAN rule changes
             // nothing for a bound certificate. Every other rule applies in its owner's scope.
-            let expected = match kind {
-                RuleKind::Block => Some(Reason::CertificateBlocklisted),
-                RuleKind::Revoke => Some(Reason::CertificateRevoked),
-                RuleKind::AllowedIssuer => Some(Reason::CertificateNotAllowed(NotAllowed::IssuerNotAllowed)),
-                RuleKind::RequiredPolicy => Some(Reason::CertificateNotAllowed(NotAllowed::PolicyOidMissing)),
-                RuleKind::EmailDomain => Some(Reason::CertificateNotAllowed(NotAllowed::SanDomain)),
-                RuleKind::Issuer | RuleKind::Mapping | RuleKind::SanRule => None,
-            };
+            let expected = kind.refusal();
             match kind {
                 RuleKind::Issuer => {
                     assert_eq!(baseline.reason(), Some(Reason::InvalidToken), "no issuer registered");
@@ -791,7 +761,7 @@ fn an_unverified_claim_never_changes_the_outcome_for_another_orgs_card_holder() 
             assert_eq!(captured.decide("/token/x", Some(CAC), Some(&bound_token)), with_token, "{what}, with a token");
             // Nothing of the capturer's scope reaches the card holder: not its blocklist, its
             // revocations, its constraints, nor a binding it disables.
-            for kind in RULE_KINDS.into_iter().filter(|k| !matches!(k, RuleKind::Mapping | RuleKind::SanRule)) {
+            for kind in RuleKind::ALL.into_iter().filter(|k| !k.claims()) {
                 let baseline = probe(&with_rule(held.clone(), kind, CAC, Some(capturer)), kind, CAC);
                 let outcome = probe(&with_rule(captured.clone(), kind, CAC, Some(capturer)), kind, CAC);
                 assert_eq!(outcome, baseline, "{what}, {kind:?} of {capturer}");

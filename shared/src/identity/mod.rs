@@ -15,7 +15,7 @@ pub use authority::{CaKey, CertificateAuthority, CA_KEY_LEN};
 
 pub use static_identity::{
     BindingConfig, BlockedConfig, CertificateAuthorityConfig, ConstraintConfig, IdentityConfigError, IssuerConfig, OwnedFingerprintConfig,
-    OwnedPrincipalConfig, RevokedSerialConfig, SanMappingConfig, StaticIdentity, StaticIdentityConfig,
+    OwnedPrincipalConfig, RevokedSerialConfig, SanRuleConfig, StaticIdentity, StaticIdentityConfig,
     ThumbprintConfig,
 };
 

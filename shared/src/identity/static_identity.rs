@@ -84,7 +84,7 @@ pub struct StaticIdentityConfig {
     #[serde(default)]
     pub thumbprint_map: BTreeMap<String, ThumbprintConfig>,
     #[serde(default)]
-    pub san_mappings: Vec<SanMappingConfig>,
+    pub san_mappings: Vec<SanRuleConfig>,
     #[serde(default)]
     pub constraints: Vec<ConstraintConfig>,
     #[serde(default)]
@@ -177,7 +177,7 @@ pub struct OwnedPrincipalConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SanMappingConfig {
+pub struct SanRuleConfig {
     pub san: SanKind,
     pub domain: String,
     /// The issuer allowed to assert this mapping (RFC 4514, as the filter spells it).

@@ -1,5 +1,5 @@
 //! Verification of a bearer JWT (compact JWS, RFC 7515/7519) against the trusted issuers'
-//! keys, and its RFC 8705 certificate binding.
+//! keys, and its RFC 8705 sender binding to a certificate.
 //!
 //! The order of checks is fixed so that nothing the token says is believed before its
 //! signature is: shape and algorithm first, then the issuer (only to pick its key set), then
@@ -144,7 +144,7 @@ fn confirmation_claim(payload: &Map<String, Value>) -> Result<Option<String>, To
 
 /// Verifies a compact JWS bearer token: algorithm, issuer, signature, `exp`, `nbf`, `aud`.
 ///
-/// Binding to the certificate is a separate step ([`cnf_matches`]) so that a route which
+/// Sender binding to the certificate is a separate step ([`cnf_matches`]) so that a route which
 /// does not require it can still accept a valid token.
 pub fn verify<K: IssuerKeys + ?Sized>(
     token: &str,
@@ -592,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn binding_matches_only_the_named_certificate() {
+    fn sender_binding_matches_only_the_named_certificate() {
         let bound = check(&es256(&claims())).unwrap();
         assert!(cnf_matches(&bound, &certificate()));
         assert!(!cnf_matches(&bound, &Fingerprint::of_der(b"another certificate")));

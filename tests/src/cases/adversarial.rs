@@ -711,7 +711,7 @@ fn bound_tokens() -> Vec<Hostile> {
     let mut out = Vec::new();
     for (what, path) in [
         ("a bearer route", "/public"),
-        ("an optional route outside the binding paths", "/optional/open"),
+        ("an optional route outside the sender-binding paths", "/optional/open"),
         ("an optional binding path", "/optional/bound/x"),
         ("a required route", "/required/x"),
     ] {

@@ -23,7 +23,7 @@ pub fn standard_policy() -> Value {
         "routes": [
             {"path": "/mtls/*", "mode": "mtls"},
             {"path": "/required/*", "mode": "bearer_plus_mtls_required"},
-            {"path": "/optional/*", "mode": "bearer_plus_mtls_optional", "binding_required_paths": ["/optional/bound/*"]},
+            {"path": "/optional/*", "mode": "bearer_plus_mtls_optional", "sender_binding_required_paths": ["/optional/bound/*"]},
             {"path": "/enrolled/*", "mode": "mtls", "require_enrolled_card": true},
             {"path": "/card-auth/*", "mode": "mtls", "constraints": {"allow_card_authentication": true}},
             {"path": "/fpki/*", "mode": "mtls", "constraints": {"required_policy_oids": [FPKI_PIV_AUTH]}},

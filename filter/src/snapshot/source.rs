@@ -1,22 +1,12 @@
-//! The snapshot a worker decides with, and how it stays current.
-//!
-//! One worker at a time — the holder of a lease in the proxy's shared data — fetches from the
-//! control plane: a long-poll with `If-None-Match`, so a change arrives as soon as it is signed
-//! and an idle fleet costs one open request per proxy. It verifies what it receives (pinned key,
-//! signature, version, expiry, structure) and publishes the verified bytes in shared data under
-//! a key named by their version, then moves a small head record to that version with a
-//! compare-and-swap. Every other worker reads only the head on each tick (a few bytes) and
-//! copies the snapshot once per new version: N workers make one fetch and one verification.
-//!
-//! A refused snapshot (bad signature, unknown key, older or equal version, expired, malformed)
-//! is counted and logged, and the last good one stays in force until it expires; from then on
-//! requests that need identity data are refused with 503 until a newer one verifies.
-//!
-//! Everything here runs behind [`RootHost`], so it is tested natively with a double and through
-//! the `.wasm` in the wasmtime host.
+//! One worker's snapshot and the state machine that keeps it current: the lease contest, the
+//! long-poll fetch and its backoff, verification, adoption, and publication to the others.
 
+use super::host::{FetchResponse, Level, ResponseBody, RootHost};
+use super::metrics::{refusal_kind, SnapshotMetrics};
+use super::shared::{
+    decode_lease, encode_head, encode_lease, read_head, Head, Keys, CHUNK_BYTES, MAX_SHARED_DELTA_BYTES,
+};
 use crate::config::{ControlPlane, SnapshotSettings};
-use crate::host::HostError;
 use certbind_shared::snapshot::{
     InPlaceRefusal, SnapshotError, SnapshotVerifier, SnapshotView, Unapplied, MAX_SNAPSHOT_BYTES,
 };
@@ -45,271 +35,8 @@ pub const MAX_BACKOFF_MS: i64 = 60_000;
 /// was published. Smaller ones are read beside the held one: safer, and cheap.
 pub const RELEASE_FIRST_BYTES: usize = 1 << 20;
 
-/// Snapshots move between the proxy and the VM in pieces of this size (callout bodies are
-/// read, and shared data written, a chunk at a time), so nothing but the snapshot buffer
-/// itself is ever large.
-pub const CHUNK_BYTES: usize = 1 << 20;
-
 /// Margin on top of the long-poll before a fetch counts as lost.
 const CALLOUT_MARGIN_MS: u64 = 10_000;
-
-/// Severity of a log line, mapped to the proxy's levels by the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-/// The root-level calls the snapshot machinery makes.
-pub trait RootHost {
-    /// Milliseconds since the Unix epoch, from the proxy's clock.
-    fn now_ms(&self) -> i64;
-    /// A shared-data value and its compare-and-swap token; `(None, None)` when absent.
-    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
-    /// Writes a shared-data value. `cas`: only if the value is still the one read with that
-    /// token. `Ok(false)`: someone wrote in between.
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
-    /// Starts an HTTP callout; returns its token.
-    fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError>;
-    fn log(&self, level: Level, message: &str);
-    fn random_u64(&self) -> u64;
-    fn increment(&self, metric: Option<u32>);
-    fn record(&self, metric: Option<u32>, value: u64);
-}
-
-/// The body of a fetch's response, read from the proxy only when and as the snapshot
-/// machinery decides: after the held snapshot has been let go, a chunk at a time, into the
-/// worker's one snapshot buffer (see [`RELEASE_FIRST_BYTES`]).
-pub trait ResponseBody {
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// `len` bytes from `start`; `None` if the proxy cannot hand them over.
-    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>>;
-}
-
-/// A body read whole, by a host that receives it so (a native fetch, Envoy's callout answer
-/// to a dynamic module).
-pub struct BodyBytes(pub Vec<u8>);
-
-/// A body a host hands over in chunks, read where they are (Envoy's callout answer to a
-/// dynamic module): no copy of the whole body beside the snapshot read from it.
-pub struct BodyChunks<'a> {
-    chunks: &'a [&'a [u8]],
-    len: usize,
-}
-
-impl<'a> BodyChunks<'a> {
-    pub fn new(chunks: &'a [&'a [u8]]) -> Self {
-        BodyChunks { chunks, len: chunks.iter().map(|c| c.len()).sum() }
-    }
-}
-
-impl ResponseBody for BodyChunks<'_> {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
-        let end = start.checked_add(len).filter(|end| *end <= self.len)?;
-        let mut out = Vec::with_capacity(len);
-        let mut offset = 0;
-        for chunk in self.chunks {
-            if offset >= end {
-                break;
-            }
-            let next = offset + chunk.len();
-            if next > start {
-                let from = start.saturating_sub(offset);
-                out.extend_from_slice(chunk.get(from..(end - offset).min(chunk.len()))?);
-            }
-            offset = next;
-        }
-        Some(out)
-    }
-}
-
-impl ResponseBody for BodyBytes {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
-        self.0.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
-    }
-}
-
-/// What came back from a fetch.
-pub enum FetchResponse<'a> {
-    /// The callout failed: no connection, reset, timeout.
-    Failed,
-    Answer { status: u32, content_type: Option<String>, body: &'a dyn ResponseBody },
-}
-
-/// Metric ids, defined at configuration time. Any may be missing (the host refused to define
-/// it); counting is then skipped, never the request.
-#[derive(Debug, Clone, Default)]
-pub struct SnapshotMetrics {
-    pub version: Option<u32>,
-    pub age_seconds: Option<u32>,
-    pub expires_in_seconds: Option<u32>,
-    pub fetches: Option<u32>,
-    pub not_modified: Option<u32>,
-    pub fetch_failures: Option<u32>,
-    pub full_loads: Option<u32>,
-    pub deltas_applied: Option<u32>,
-    pub adopted_from_shared: Option<u32>,
-    pub refused: Vec<(&'static str, u32)>,
-}
-
-/// Every refusal kind, as counted (`certbind.snapshot.refused.<kind>`).
-pub const REFUSAL_KINDS: [&str; 11] = [
-    "too_large",
-    "malformed",
-    "unsupported_format",
-    "unknown_key",
-    "bad_signature",
-    "rollback",
-    "replay",
-    "expired",
-    "issued_in_future",
-    "too_old",
-    "unexpected_content_type",
-];
-
-impl SnapshotMetrics {
-    pub fn define(mut define: impl FnMut(&str, bool) -> Option<u32>) -> Self {
-        let gauge = |define: &mut dyn FnMut(&str, bool) -> Option<u32>, name: &str| define(name, true);
-        let counter = |define: &mut dyn FnMut(&str, bool) -> Option<u32>, name: &str| define(name, false);
-        SnapshotMetrics {
-            version: gauge(&mut define, "certbind.snapshot.version"),
-            age_seconds: gauge(&mut define, "certbind.snapshot.age_seconds"),
-            expires_in_seconds: gauge(&mut define, "certbind.snapshot.expires_in_seconds"),
-            fetches: counter(&mut define, "certbind.snapshot.fetches"),
-            not_modified: counter(&mut define, "certbind.snapshot.not_modified"),
-            fetch_failures: counter(&mut define, "certbind.snapshot.fetch_failures"),
-            full_loads: counter(&mut define, "certbind.snapshot.full_loads"),
-            deltas_applied: counter(&mut define, "certbind.snapshot.deltas_applied"),
-            adopted_from_shared: counter(&mut define, "certbind.snapshot.adopted_from_shared"),
-            refused: REFUSAL_KINDS
-                .iter()
-                .filter_map(|kind| define(&format!("certbind.snapshot.refused.{kind}"), false).map(|id| (*kind, id)))
-                .collect(),
-        }
-    }
-
-    fn refused(&self, kind: &str) -> Option<u32> {
-        self.refused.iter().find(|(k, _)| *k == kind).map(|(_, id)| *id)
-    }
-}
-
-/// The counter a refusal is filed under.
-pub fn refusal_kind(error: &SnapshotError) -> &'static str {
-    match error {
-        SnapshotError::TooLarge { .. } => "too_large",
-        SnapshotError::Truncated { .. }
-        | SnapshotError::BadMagic
-        | SnapshotError::Malformed { .. }
-        | SnapshotError::IssuerKeys { .. }
-        | SnapshotError::DeltaMalformed { .. }
-        | SnapshotError::DeltaBase { .. } => "malformed",
-        SnapshotError::UnsupportedFormat { .. } => "unsupported_format",
-        SnapshotError::UnknownKey { .. } | SnapshotError::KeyAlgorithmMismatch { .. } => "unknown_key",
-        // A section that is not the one the signed header names: as good as a bad signature.
-        SnapshotError::BadSignature | SnapshotError::DigestMismatch { .. } | SnapshotError::DeltaLength { .. } => {
-            "bad_signature"
-        }
-        SnapshotError::Rollback { .. } => "rollback",
-        SnapshotError::NotNewer { .. } => "replay",
-        SnapshotError::Expired { .. } => "expired",
-        SnapshotError::IssuedInFuture { .. } => "issued_in_future",
-        SnapshotError::TooOld { .. } => "too_old",
-    }
-}
-
-/// The small record every worker reads on each tick: which version is published, its length,
-/// in how many chunks, and — when the fetching worker got it as a delta — the version that
-/// delta applies to and its length, so a worker holding that version applies the delta
-/// (a few hundred bytes, a few buckets re-hashed) instead of copying the whole snapshot.
-const HEAD_MAGIC: [u8; 4] = *b"CBH3";
-const HEAD_LEN: usize = 36;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    version: u64,
-    len: u64,
-    chunks: u32,
-    /// 0: no delta published.
-    delta_from: u64,
-    delta_len: u32,
-}
-
-fn encode_head(head: Head) -> [u8; HEAD_LEN] {
-    let mut bytes = [0u8; HEAD_LEN];
-    bytes[..4].copy_from_slice(&HEAD_MAGIC);
-    bytes[4..12].copy_from_slice(&head.version.to_le_bytes());
-    bytes[12..20].copy_from_slice(&head.len.to_le_bytes());
-    bytes[20..24].copy_from_slice(&head.chunks.to_le_bytes());
-    bytes[24..32].copy_from_slice(&head.delta_from.to_le_bytes());
-    bytes[32..].copy_from_slice(&head.delta_len.to_le_bytes());
-    bytes
-}
-
-fn decode_head(bytes: &[u8]) -> Option<Head> {
-    if bytes.len() != HEAD_LEN || bytes.get(..4) != Some(&HEAD_MAGIC[..]) {
-        return None;
-    }
-    let u64_at = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-    let u32_at = |at: usize| bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-    let (version, len, chunks) = (u64_at(4)?, u64_at(12)?, u32_at(20)?);
-    let (delta_from, delta_len) = (u64_at(24)?, u32_at(32)?);
-    let whole = usize::try_from(len).ok().filter(|l| *l <= MAX_SNAPSHOT_BYTES)?;
-    let chunks_fit = usize::try_from(chunks).ok()? == whole.div_ceil(CHUNK_BYTES);
-    let delta_fits = usize::try_from(delta_len).ok()? <= MAX_SHARED_DELTA_BYTES && delta_from < version;
-    (chunks_fit && delta_fits).then_some(Head { version, len, chunks, delta_from, delta_len })
-}
-
-/// Largest delta published in shared data beside the snapshot: a delta is worth sharing only
-/// while it is much smaller than the snapshot; past this the others copy the chunks.
-const MAX_SHARED_DELTA_BYTES: usize = 4 << 20;
-
-fn read_head<H: RootHost>(host: &H, key: &str) -> (Option<Head>, Option<u32>) {
-    match host.shared_get(key) {
-        Ok((value, cas)) => (value.as_deref().and_then(decode_head), cas),
-        Err(_) => (None, None),
-    }
-}
-
-/// Grows `buffer` (empty) to hold `len` bytes, with an eighth more for the snapshot to grow
-/// into before the next reallocation. The old allocation is freed before the new one is made.
-fn make_room(buffer: &mut Vec<u8>, len: usize) {
-    buffer.clear();
-    if buffer.capacity() < len {
-        *buffer = Vec::new();
-        *buffer = Vec::with_capacity(len.saturating_add(len / 8));
-    }
-}
-
-/// The lease record: which worker fetches, and until when.
-const LEASE_LEN: usize = 16;
-
-fn encode_lease(worker: u64, until_ms: i64) -> [u8; LEASE_LEN] {
-    let mut lease = [0u8; LEASE_LEN];
-    lease[..8].copy_from_slice(&worker.to_le_bytes());
-    lease[8..].copy_from_slice(&until_ms.to_le_bytes());
-    lease
-}
-
-fn decode_lease(bytes: &[u8]) -> Option<(u64, i64)> {
-    if bytes.len() != LEASE_LEN {
-        return None;
-    }
-    let worker = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    let until = i64::from_le_bytes(bytes.get(8..)?.try_into().ok()?);
-    Some((worker, until))
-}
 
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
@@ -343,30 +70,6 @@ pub struct SnapshotSource {
     expiry_logged: bool,
     /// The only source of its process ([`SnapshotSource::alone`]).
     alone: bool,
-}
-
-struct Keys {
-    lease: String,
-    head: String,
-    prefix: String,
-}
-
-impl Keys {
-    fn new(namespace: &str) -> Self {
-        Keys {
-            lease: format!("certbind.{namespace}.lease"),
-            head: format!("certbind.{namespace}.head"),
-            prefix: format!("certbind.{namespace}.snapshot."),
-        }
-    }
-
-    fn chunk(&self, version: u64, index: u32) -> String {
-        format!("{}{version}.{index}", self.prefix)
-    }
-
-    fn delta(&self, version: u64) -> String {
-        format!("{}{version}.delta", self.prefix)
-    }
 }
 
 impl SnapshotSource {
@@ -986,77 +689,12 @@ impl SnapshotSource {
     }
 }
 
-/// The proxy's shared data, for a host that is one process with one snapshot source: a map
-/// of the source's own thread. The source always holds the lease there, and what it publishes
-/// is what it reads back when a large refused snapshot made it let go of the held one.
-#[derive(Debug, Default)]
-pub struct LocalSharedData {
-    values: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
-}
-
-impl LocalSharedData {
-    /// [`RootHost::shared_get`] over the map.
-    pub fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.values.borrow().get(key) {
-            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-
-    /// [`RootHost::shared_set`] over the map: `false` when `cas` is not the value's token.
-    pub fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        let mut values = self.values.borrow_mut();
-        let current = values.get(key).map(|(_, c)| *c);
-        if cas.is_some() && cas != current {
-            return false;
-        }
-        let next = current.unwrap_or(0).wrapping_add(1);
-        values.insert(key.to_string(), (value.to_vec(), next));
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_shared_data_writes_only_over_the_value_it_was_read_with() {
-        let data = LocalSharedData::default();
-        assert_eq!(data.get("k"), (None, None));
-        assert!(data.set("k", b"one", None));
-        let (value, cas) = data.get("k");
-        assert_eq!(value.as_deref(), Some(&b"one"[..]));
-        assert!(data.set("k", b"two", cas));
-        // The token read with "one" is spent: a writer that read before "two" loses.
-        assert!(!data.set("k", b"three", cas));
-        assert_eq!(data.get("k").0.as_deref(), Some(&b"two"[..]));
-        // A token for a key that does not exist yet is never current.
-        assert!(!data.set("absent", b"x", Some(1)));
-    }
-
-    #[test]
-    fn a_body_in_chunks_hands_out_the_ranges_a_whole_one_would() {
-        let whole = BodyBytes(b"abcdefghij".to_vec());
-        let pieces: [&[u8]; 5] = [b"abc", b"", b"d", b"efgh", b"ij"];
-        let chunks = BodyChunks::new(&pieces);
-        assert_eq!(chunks.len(), 10);
-        for start in 0..=11 {
-            for len in 0..=11 {
-                assert_eq!(chunks.read(start, len), whole.read(start, len), "{start}+{len}");
-            }
-        }
-        assert_eq!(chunks.read(usize::MAX, 2), None);
-        assert!(BodyChunks::new(&[]).is_empty());
-    }
-
-    #[test]
-    fn a_whole_body_hands_out_exactly_the_ranges_it_has() {
-        let body = BodyBytes(b"abcdef".to_vec());
-        assert_eq!(body.len(), 6);
-        assert_eq!(body.read(1, 3).as_deref(), Some(&b"bcd"[..]));
-        assert_eq!(body.read(6, 0).as_deref(), Some(&b""[..]));
-        assert_eq!(body.read(4, 3), None);
-        assert_eq!(body.read(usize::MAX, 2), None);
+/// Grows `buffer` (empty) to hold `len` bytes, with an eighth more for the snapshot to grow
+/// into before the next reallocation. The old allocation is freed before the new one is made.
+fn make_room(buffer: &mut Vec<u8>, len: usize) {
+    buffer.clear();
+    if buffer.capacity() < len {
+        *buffer = Vec::new();
+        *buffer = Vec::with_capacity(len.saturating_add(len / 8));
     }
 }
