@@ -278,7 +278,7 @@ fn header_safe_owned(value: String) -> String {
 /// Whether every byte may stand in a header value as it is. Every byte is looked at (no early
 /// exit), which the compiler turns into a few wide comparisons.
 fn is_header_safe(value: &str) -> bool {
-    value.bytes().fold(true, |safe, b| safe & (b >= 0x20) & (b < 0x7f) & (b != b'%'))
+    value.bytes().fold(true, |safe, b| safe & (0x20..0x7f).contains(&b) & (b != b'%'))
 }
 
 fn escape_for_header(value: &str) -> String {
