@@ -15,17 +15,31 @@ impl fmt::Display for HostError {
     }
 }
 
-/// The request's headers as the proxy serialized them (the proxy-wasm map format, read by
-/// [`certbind_shared::pairs`]), kept whole: the request path borrows every name and value
-/// from this one buffer rather than allocating two strings per header.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderBlock {
-    serialized: Vec<u8>,
+/// The request's headers as the proxy hands them over, kept as they came: the request path
+/// borrows every name and value from them rather than allocating two strings per header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderBlock<'a> {
+    form: HeaderForm<'a>,
 }
 
-impl HeaderBlock {
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HeaderForm<'a> {
+    /// Serialized in one buffer, the proxy-wasm map format (read by [`certbind_shared::pairs`]).
+    Serialized(Vec<u8>),
+    /// Pairs of bytes borrowed from the proxy's own map (Envoy's dynamic modules, whose
+    /// buffers stay valid for the hook that reads them).
+    Pairs(Vec<(&'a [u8], &'a [u8])>),
+}
+
+impl Default for HeaderBlock<'_> {
+    fn default() -> Self {
+        HeaderBlock { form: HeaderForm::Pairs(Vec::new()) }
+    }
+}
+
+impl<'a> HeaderBlock<'a> {
     pub fn from_serialized(serialized: Vec<u8>) -> Self {
-        HeaderBlock { serialized }
+        HeaderBlock { form: HeaderForm::Serialized(serialized) }
     }
 
     /// The proxy's form of `headers` (test doubles, which hold theirs as pairs).
@@ -33,30 +47,31 @@ impl HeaderBlock {
         let mut serialized = Vec::new();
         pairs::serialize_into(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())), &mut serialized)
             .ok_or_else(|| HostError("request header map too large to serialize".into()))?;
-        Ok(HeaderBlock { serialized })
+        Ok(HeaderBlock::from_serialized(serialized))
     }
 
-    /// The proxy's form of headers a host hands over as byte pairs (Envoy's dynamic modules).
-    pub fn from_byte_pairs<'a>(headers: &[(&'a [u8], &'a [u8])]) -> Result<Self, HostError> {
-        let mut serialized = Vec::new();
-        pairs::serialize_into(headers.iter().copied(), &mut serialized)
-            .ok_or_else(|| HostError("request header map too large to serialize".into()))?;
-        Ok(HeaderBlock { serialized })
+    /// Headers a host hands over as byte pairs it keeps alive meanwhile (Envoy's dynamic
+    /// modules), borrowed as they are.
+    pub fn from_byte_pairs(headers: Vec<(&'a [u8], &'a [u8])>) -> Self {
+        HeaderBlock { form: HeaderForm::Pairs(headers) }
     }
 
     /// Every header in the proxy's order. A map that does not parse exactly, or a name that
     /// is not UTF-8 (no HTTP codec passes one), is an error, and the request is refused.
-    pub fn pairs(&self) -> Result<Vec<RequestHeader<'_>>, HostError> {
+    pub fn pairs<'s>(&'s self) -> Result<Vec<RequestHeader<'s>>, HostError> {
         let mut headers = Vec::with_capacity(16);
         let mut bad_name = None;
-        pairs::for_each_pair(&self.serialized, |name, value| match std::str::from_utf8(name) {
+        let mut take = |name: &'s [u8], value: &'s [u8]| match std::str::from_utf8(name) {
             Ok(name) => headers.push((name, value)),
             Err(_) => {
                 // The pair's index in the map: every pair before it was pushed.
                 bad_name.get_or_insert(headers.len());
             }
-        })
-        .map_err(|e| HostError(format!("request header map: {e}")))?;
+        };
+        match &self.form {
+            HeaderForm::Serialized(serialized) => pairs::for_each_pair(serialized, take).map_err(|e| HostError(format!("request header map: {e}")))?,
+            HeaderForm::Pairs(pairs) => pairs.iter().for_each(|&(name, value)| take(name, value)),
+        }
         match bad_name {
             Some(index) => Err(HostError(format!("request header map: the name of pair {index} is not UTF-8"))),
             None => Ok(headers),
@@ -66,7 +81,7 @@ impl HeaderBlock {
 
 pub trait Host {
     /// All request headers in one call: every call crosses the VM boundary.
-    fn request_headers(&self) -> Result<HeaderBlock, HostError>;
+    fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError>;
     /// Removes every value of one request header (the proxy compares names without case).
     /// One call per name: far cheaper in the proxy than replacing the whole map.
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
@@ -74,7 +89,7 @@ pub trait Host {
     fn add_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostError>;
     /// The request's trailers (HTTP/2 and gRPC; HTTP/1.1 chunked where the proxy passes them),
     /// in the same serialized form.
-    fn request_trailers(&self) -> Result<HeaderBlock, HostError>;
+    fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError>;
     /// Removes every value of one request trailer.
     fn remove_request_trailer(&self, name: &str) -> Result<(), HostError>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -112,7 +127,7 @@ mod proxy {
     }
 
     /// One header map, whole, as the host serialized it.
-    fn header_map(map_type: MapType, what: &str) -> Result<HeaderBlock, HostError> {
+    fn header_map(map_type: MapType, what: &str) -> Result<HeaderBlock<'_>, HostError> {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size: usize = 0;
         // SAFETY: both out-pointers are valid locals for the call to write.
@@ -131,11 +146,11 @@ mod proxy {
     }
 
     impl Host for ProxyHost {
-        fn request_headers(&self) -> Result<HeaderBlock, HostError> {
+        fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
             header_map(MapType::HttpRequestHeaders, "request headers")
         }
 
-        fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+        fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
             header_map(MapType::HttpRequestTrailers, "request trailers")
         }
 
@@ -255,7 +270,7 @@ mod proxy {
     /// Outside a proxy there is nothing to call: every operation fails, so anything that
     /// reaches it by mistake fails closed.
     impl Host for ProxyHost {
-        fn request_headers(&self) -> Result<HeaderBlock, HostError> {
+        fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
         fn remove_request_header(&self, _: &str) -> Result<(), HostError> {
@@ -264,7 +279,7 @@ mod proxy {
         fn add_request_header(&self, _: &str, _: &[u8]) -> Result<(), HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
-        fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+        fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
             Err(HostError("not running inside a proxy".into()))
         }
         fn remove_request_trailer(&self, _: &str) -> Result<(), HostError> {
@@ -299,11 +314,13 @@ mod tests {
     #[test]
     fn byte_pairs_come_back_as_handed_over_and_a_name_that_is_not_utf8_is_refused() {
         let handed: [(&[u8], &[u8]); 3] = [(b":path", b"/a"), (b"x-raw", &[0xff, 0x00]), (b"x-raw", b"")];
-        let block = HeaderBlock::from_byte_pairs(&handed).unwrap();
+        let block = HeaderBlock::from_byte_pairs(handed.to_vec());
         assert_eq!(block.pairs().unwrap(), vec![(":path", &b"/a"[..]), ("x-raw", &[0xff, 0x00][..]), ("x-raw", &b""[..])]);
-        let error = HeaderBlock::from_byte_pairs(&[(b"ok", b"1"), (b"caf\xe9", b"2")]).unwrap().pairs().unwrap_err();
+        let bad: [(&[u8], &[u8]); 3] = [(b"ok", b"1"), (b"caf\xe9", b"2"), (b"\xff", b"3")];
+        let error = HeaderBlock::from_byte_pairs(bad.to_vec()).pairs().unwrap_err();
         assert_eq!(error.0, "request header map: the name of pair 1 is not UTF-8");
-        assert_eq!(HeaderBlock::from_byte_pairs(&[]).unwrap().pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
+        assert_eq!(HeaderBlock::from_byte_pairs(Vec::new()).pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
+        assert_eq!(HeaderBlock::default().pairs().unwrap(), Vec::<RequestHeader<'_>>::new());
     }
 
     #[test]

@@ -8,9 +8,16 @@
 //! beyond this file sees a raw pointer. tests/e2e/test_native.py checks that every callback the
 //! built module imports is exported by the Envoy binary the project runs, and that Envoy reports
 //! the version below as matched.
+//!
+//! The benchmark's baseline modules (tests/guests/noop-module, tests/guests/passthrough-module)
+//! are built over this very file, each with a `shim` of its own that provides what this one
+//! calls (`program_init`, `config_new`, `config_scheduled`, `callout_done`, `filter_new`,
+//! `request_headers`, `request_trailers`, `fail_closed`, `NativeConfig`, `NativeFilter`): what
+//! they cost is what the ABI and its guards cost certbind.
 #![allow(non_camel_case_types)]
 
 use crate::shim;
+use certbind_filter::http::Verdict;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -491,6 +498,13 @@ impl Drop for Scheduler {
     }
 }
 
+/// A configuration-level callout's answer as Envoy hands it over: its headers and its body's
+/// chunks.
+pub struct CalloutAnswer<'a> {
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    pub body: &'a [&'a [u8]],
+}
+
 /// Runs `body`, catching a panic: the module must never unwind into Envoy (which would abort
 /// the proxy). A panic is logged and `fallback` answers instead; should that panic too,
 /// `otherwise` is returned.
@@ -641,7 +655,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                 Config { ptr: config_envoy },
                 native,
                 callout_id,
-                answered.then_some(shim::CalloutAnswer { headers: &headers, body: &chunks }),
+                answered.then_some(CalloutAnswer { headers: &headers, body: &chunks }),
             )
         },
         || (),
@@ -676,7 +690,7 @@ fn request_hook(
     what: &str,
     envoy: filter_envoy_ptr,
     state: filter_module_ptr,
-    run: impl FnOnce(&Filter, &mut shim::NativeFilter) -> shim::Verdict,
+    run: impl FnOnce(&Filter, &mut shim::NativeFilter) -> Verdict,
 ) -> u32 {
     let filter = Filter { ptr: envoy };
     let verdict = match filter_mut(state) {
@@ -684,18 +698,18 @@ fn request_hook(
             what,
             || run(&filter, state),
             || shim::fail_closed(&filter),
-            shim::Verdict::Responded,
+            Verdict::Responded,
         ),
         None => guard(
             what,
             || shim::fail_closed(&filter),
-            || shim::Verdict::Responded,
-            shim::Verdict::Responded,
+            || Verdict::Responded,
+            Verdict::Responded,
         ),
     };
     match verdict {
-        shim::Verdict::Continue => STATUS_CONTINUE,
-        shim::Verdict::Responded => STATUS_STOP_ITERATION,
+        Verdict::Continue => STATUS_CONTINUE,
+        Verdict::Responded => STATUS_STOP_ITERATION,
     }
 }
 

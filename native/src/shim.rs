@@ -9,15 +9,14 @@
 //! fetched and verified once. Each worker thread builds its own [`Engine`] (its caches are
 //! per thread) from the configuration's policy at its first request.
 
-use crate::abi::{self, Attribute, Config, Filter, HeaderMap, LogLevel, Scheduler};
+use crate::abi::{self, Attribute, CalloutAnswer, Config, Filter, HeaderMap, LogLevel, Scheduler};
 use certbind_filter::config::{self, IdentitySource};
 use certbind_filter::host::{HeaderBlock, Host, HostError};
-pub use certbind_filter::http::Verdict;
-use certbind_filter::http::{self, IdentityAt};
+use certbind_filter::http::{self, IdentityAt, Verdict};
 use certbind_filter::metrics::Metrics;
 use certbind_filter::root::{unavailable_message, TICK_MS};
 use certbind_filter::snapshot::{
-    BodyBytes, FetchResponse, Level, LocalSharedData, RootHost, SnapshotMetrics, SnapshotSource,
+    BodyChunks, FetchResponse, Level, LocalSharedData, RootHost, SnapshotMetrics, SnapshotSource,
 };
 use certbind_shared::decision::config::PolicyConfig;
 use certbind_shared::decision::Engine;
@@ -277,7 +276,7 @@ pub fn config_new(config: Config, _name: &[u8], bytes: &[u8]) -> Option<NativeCo
             let cluster = settings.control_plane.as_ref().map(|cp| cp.cluster.clone());
             let metrics = SnapshotMetrics::define(|name, gauge| define(config, name, gauge));
             let mut state = MainState {
-                source: SnapshotSource::new(settings, metrics, random_u64()),
+                source: SnapshotSource::new(settings, metrics, random_u64()).alone(),
                 data: LocalSharedData::default(),
                 published: None,
             };
@@ -372,12 +371,6 @@ pub fn config_scheduled(config: Config, native: &NativeConfig, event: u64) {
     }
 }
 
-/// A callout's answer as Envoy hands it over: its headers and its body's chunks.
-pub struct CalloutAnswer<'a> {
-    pub headers: &'a [(&'a [u8], &'a [u8])],
-    pub body: &'a [&'a [u8]],
-}
-
 /// A fetch's answer (`None`: the callout failed: reset, timeout, no upstream).
 pub fn callout_done(config: Config, native: &NativeConfig, id: u64, answer: Option<CalloutAnswer<'_>>) {
     let Ok(token) = u32::try_from(id) else { return };
@@ -392,7 +385,7 @@ pub fn callout_done(config: Config, native: &NativeConfig, id: u64, answer: Opti
     };
     let status = header(b":status").and_then(|s| s.parse::<u32>().ok());
     let content_type = header(b"content-type");
-    let body = BodyBytes(answer.as_ref().map(|answer| answer.body.concat()).unwrap_or_default());
+    let body = BodyChunks::new(answer.as_ref().map_or(&[], |answer| answer.body));
     let response = match status {
         None => FetchResponse::Failed,
         Some(status) => FetchResponse::Answer { status, content_type, body: &body },
@@ -427,12 +420,12 @@ fn attribute_for(path: &[&str]) -> Option<Attribute> {
 }
 
 impl Host for NativeHost<'_> {
-    fn request_headers(&self) -> Result<HeaderBlock, HostError> {
+    fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
         let headers = self
             .filter
             .headers(HeaderMap::Request)
             .ok_or_else(|| HostError("no request header map".into()))?;
-        HeaderBlock::from_byte_pairs(&headers)
+        Ok(HeaderBlock::from_byte_pairs(headers))
     }
 
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
@@ -449,9 +442,9 @@ impl Host for NativeHost<'_> {
             .ok_or_else(|| HostError("add a request header: refused".into()))
     }
 
-    fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+    fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
         match self.filter.headers(HeaderMap::RequestTrailers) {
-            Some(trailers) => HeaderBlock::from_byte_pairs(&trailers),
+            Some(trailers) => Ok(HeaderBlock::from_byte_pairs(trailers)),
             None => Ok(HeaderBlock::default()),
         }
     }

@@ -1,7 +1,9 @@
 """The end-to-end benchmark: requests/s and p50/p99 latency through a real Envoy 1.40
 (`--concurrency 1`) driven by wrk, for Envoy alone, the minimal proxy-wasm guest (read one
 header, add four), the pass-through guest, and certbind in `mtls` and
-`bearer_plus_mtls_required` (warm) and with 3,000 and 30,000 distinct cards in rotation;
+`bearer_plus_mtls_required` (warm) and with 3,000 and 30,000 distinct cards in rotation, and the
+same for the dynamic module beside its own baselines (a module that does nothing, and a
+pass-through module making its calls, both over certbind's ABI module);
 variants alternate, round after round, in one run, first at saturation (8 connections: requests/s
 and Envoy's CPU per request), then with one request in flight (the latency a filter adds, with
 nothing queued). Then revocation propagation through Envoy: a revoke's 200 from the API to the
@@ -147,8 +149,14 @@ def main() -> int:
             "passthrough": envoy.Filter("{}", artefact="wasm", module=wasm / "certbind_passthrough_guest.wasm",
                                         name="passthrough"),
             "certbind": envoy.Filter(certbind_config, artefact="wasm"),
-            # The same filter as an Envoy dynamic module (target/native/libcertbind.so).
+            # The same filter as an Envoy dynamic module (target/native/libcertbind.so), and its
+            # baselines over the same ABI module: one that does nothing, one that makes its calls.
             "native": envoy.Filter(certbind_config, artefact="native"),
+            "native-noop": envoy.Filter("{}", artefact="native", module=envoy.NATIVE_DIR / "libcertbind_noop_module.so",
+                                        name="certbind_noop_module"),
+            "native-passthrough": envoy.Filter("{}", artefact="native",
+                                               module=envoy.NATIVE_DIR / "libcertbind_passthrough_module.so",
+                                               name="certbind_passthrough_module"),
         }
         compare = os.environ.get("CERTBIND_BENCH_COMPARE")
         if compare:
@@ -176,6 +184,8 @@ def main() -> int:
             ("certbind `bearer_plus_mtls_required`, warm token", certbind_port, "/required/x", "one", bound_token),
             ("certbind `mtls`, 3,000 cards in rotation", certbind_port, "/bench", "3000", ""),
             ("certbind `mtls`, 30,000 cards in rotation", certbind_port, "/bench", "30000", ""),
+            (NATIVE_NOOP, ports["native-noop"], "/bench", "one", ""),
+            (NATIVE_PASSTHROUGH, ports["native-passthrough"], "/bench", "one", ""),
             (NATIVE_MTLS, ports["native"], "/enrolled/x", "one", ""),
             (NATIVE_TOKEN, ports["native"], "/required/x", "one", bound_token),
             (NATIVE_ROTATION, ports["native"], "/bench", "30000", ""),
@@ -199,7 +209,7 @@ def main() -> int:
         # Latency a filter adds is read with one request in flight: at saturation, p99 is mostly
         # time queued behind the requests before it, which restates the throughput difference.
         latency_variants = [v for i, v in enumerate(variants)
-                            if i < 5 or v[0] in (NATIVE_MTLS, NATIVE_TOKEN) or v[0].startswith("other build")]
+                            if i < 5 or v[0] in NATIVE_LATENCY or v[0].startswith("other build")]
         print(f"bench-e2e: latency, one request in flight: {rounds} rounds × {len(latency_variants)} variants", flush=True)
         latency: dict[str, list[dict]] = {v[0]: [] for v in latency_variants}
         for r in range(rounds):
@@ -220,6 +230,9 @@ def main() -> int:
 NATIVE_MTLS = "dynamic module `mtls`, warm (bound card)"
 NATIVE_TOKEN = "dynamic module `bearer_plus_mtls_required`, warm token"
 NATIVE_ROTATION = "dynamic module `mtls`, 30,000 cards in rotation"
+NATIVE_NOOP = "do-nothing module (dynamic module floor)"
+NATIVE_PASSTHROUGH = "pass-through module"
+NATIVE_LATENCY = (NATIVE_NOOP, NATIVE_PASSTHROUGH, NATIVE_MTLS, NATIVE_TOKEN)
 
 
 def http_status(port: int, path: str, xfcc_value: str | None = None) -> int:
@@ -263,6 +276,53 @@ def propagation_line(delays: list[float], where: str, refusal: str) -> str:
     return (f"Revocation propagation {where} ({len(delays)} revokes, the API's 200 to {refusal}): "
             f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms "
             "(target p99 ≤ 1 s).")
+
+
+def verdict(value: float, target: float) -> str:
+    return f"{value:.2f}× (target ≥ {target:.2f}×: {'met' if value >= target else 'NOT met'})"
+
+
+def wasm_targets(certbind_mtls: dict, certbind_token: dict, passthrough: dict) -> str:
+    """The wasm filter's own targets, against the pass-through guest that makes its calls."""
+    return (f"The wasm filter against the pass-through guest: `mtls` warm {verdict(certbind_mtls['rate'] / passthrough['rate'], 0.90)}, "
+            f"`bearer_plus_mtls_required` {verdict(certbind_token['rate'] / passthrough['rate'], 0.85)}.")
+
+
+def native_lines(med: dict, none: dict, certbind_mtls: dict, certbind_token: dict) -> str:
+    """The dynamic module against its floors, the wasm filter and Envoy with no filter; and of
+    Envoy's CPU per request over no filter, how much the do-nothing module (the dynamic-module
+    filter itself), the calls certbind makes (the pass-through module) and certbind's own work
+    take."""
+    native_mtls, native_token = med[NATIVE_MTLS], med[NATIVE_TOKEN]
+    noop, passthrough = med[NATIVE_NOOP], med[NATIVE_PASSTHROUGH]
+    floor, calls = noop["cpu"] - none["cpu"], passthrough["cpu"] - noop["cpu"]
+
+    def split(variant: dict) -> str:
+        added = variant["cpu"] - none["cpu"]
+        own = variant["cpu"] - passthrough["cpu"]
+        share = (floor + calls) / added if added > 0 else float("nan")
+        return (f"{added:+.1f} µs: the dynamic-module filter itself {floor:+.1f}, certbind's calls {calls:+.1f}, "
+                f"certbind's own work {own:+.1f} (the floor, filter and calls, is {share:.0%} of it)")
+
+    return "\n".join([
+        "### The dynamic module", "",
+        f"The same filter as an Envoy dynamic module, same run: `mtls` warm "
+        f"{verdict(native_mtls['rate'] / passthrough['rate'], 0.95)} the pass-through module, "
+        f"{verdict(native_mtls['rate'] / certbind_mtls['rate'], 1.6)} the wasm filter's requests/s, "
+        f"{verdict(native_mtls['rate'] / none['rate'], 0.85)} Envoy with no filter; `bearer_plus_mtls_required` "
+        f"{verdict(native_token['rate'] / none['rate'], 0.80)} no filter, "
+        f"{native_token['rate'] / certbind_token['rate']:.2f}× the wasm filter. 30,000 cards in rotation "
+        f"{verdict(med[NATIVE_ROTATION]['rate'] / native_mtls['rate'], 0.90)} its warm single card. "
+        f"By CPU per request (what a saturated core would give): `mtls` {none['cpu'] / native_mtls['cpu']:.2f}× no "
+        f"filter, {passthrough['cpu'] / native_mtls['cpu']:.2f}× the pass-through module, "
+        f"{certbind_mtls['cpu'] / native_mtls['cpu']:.2f}× the wasm filter; token {none['cpu'] / native_token['cpu']:.2f}× "
+        "no filter.", "",
+        f"Envoy CPU per request over no filter, `mtls`: {split(native_mtls)}; with a token: {split(native_token)}. "
+        f"The wasm filter: {certbind_mtls['cpu'] - none['cpu']:+.1f} µs in `mtls`, "
+        f"{certbind_token['cpu'] - none['cpu']:+.1f} µs with a token. The do-nothing module runs at "
+        f"{noop['rate'] / none['rate']:.2f}× no filter and the pass-through module at "
+        f"{passthrough['rate'] / none['rate']:.2f}×: the most a module making certbind's calls can reach here.",
+    ])
 
 
 def write_report(report: Path, results, variants, latency, delays, seconds: int, rounds: int) -> None:
@@ -309,18 +369,8 @@ def write_report(report: Path, results, variants, latency, delays, seconds: int,
     warm = med[variants[3][0]]["rate"]
     lines += ["", f"Rotation against the warm single card: 3,000 cards {med[variants[5][0]]['rate'] / warm:.2f}×, "
               f"30,000 cards {med[variants[6][0]]['rate'] / warm:.2f}× (target at 3,000: ≥ 0.90×).", ""]
-    native_mtls, native_token = med[NATIVE_MTLS], med[NATIVE_TOKEN]
-    lines += ["### The dynamic module", "",
-              f"The same filter as an Envoy dynamic module, same run: `mtls` warm {native_mtls['rate'] / certbind_mtls['rate']:.2f}× "
-              f"the wasm filter's requests/s (target ≥ 1.6×), {native_mtls['rate'] / none['rate']:.2f}× Envoy with no filter "
-              f"(target ≥ 0.85×); `bearer_plus_mtls_required` {native_token['rate'] / none['rate']:.2f}× no filter "
-              f"(target ≥ 0.80×), {native_token['rate'] / certbind_token['rate']:.2f}× the wasm filter. Envoy CPU per "
-              f"request over no filter: {native_mtls['cpu'] - none['cpu']:+.1f} µs in `mtls`, "
-              f"{native_token['cpu'] - none['cpu']:+.1f} µs with a token (the wasm filter: "
-              f"{certbind_mtls['cpu'] - none['cpu']:+.1f} µs, {certbind_token['cpu'] - none['cpu']:+.1f} µs). 30,000 cards "
-              f"in rotation {med[NATIVE_ROTATION]['rate'] / native_mtls['rate']:.2f}× its warm single card (target ≥ 0.90×). "
-              "No native do-nothing or pass-through module is measured yet, so the module's own floor is not "
-              "separated from certbind's work.", ""]
+    lines += [wasm_targets(certbind_mtls, certbind_token, passthrough), "",
+              native_lines(med, none, certbind_mtls, certbind_token), ""]
     if delays:
         lines += [propagation_line(delays, "through Envoy", "the filter's 403"), ""]
     report.write_text("\n".join(lines) + "\n")

@@ -66,9 +66,10 @@ class Filter:
     configuration (`document`, the JSON text; None: the file's own, with `pinned_key` in place
     of its placeholder), the artefact that runs it (`wasm`, the proxy-wasm filter the files
     carry, or `native`, the Envoy dynamic module in its place; None: CERTBIND_FILTER in the
-    environment, `wasm` by default), its module (the built one unless given), and for the wasm
-    filter its name (also its root and VM id: Envoy shares a plugin's shared data, where the
-    filter keeps its snapshot, with every plugin of the same `vm_id`) and the variables of the
+    environment, `wasm` by default), its module (the built one unless given), its name (the
+    dynamic module's name; for the wasm filter also its root and VM id: Envoy shares a plugin's
+    shared data, where the filter keeps its snapshot, with every plugin of the same `vm_id`), and
+    for the wasm filter the variables of the
     Envoy process its VM may read (`env_keys`; their values are not in the configuration; the
     native module reads the process environment itself)."""
 
@@ -86,18 +87,19 @@ class Filter:
         return artefact
 
 
-def native_filter(configuration: str, module_dir: Path | None = None) -> dict:
-    """certbind's `envoy.filters.http.dynamic_modules` entry: `libcertbind.so` from `module_dir`
-    (the built module unless given), with the same JSON configuration as the wasm filter; Envoy
-    refuses the listener if the module refuses it. Its metrics keep the wasm filter's names
+def native_filter(configuration: str, module: Path | None = None, name: str = "certbind") -> dict:
+    """certbind's `envoy.filters.http.dynamic_modules` entry: `module` (the built
+    `libcertbind.so` unless given; the benchmark's baselines are other modules, under their
+    own `name`), with the same JSON configuration as the wasm filter; Envoy refuses the
+    listener if the module refuses it. Its metrics keep the wasm filter's names
     (`wasmcustom.certbind.…`), so dashboards and alerts hold for either artefact."""
-    module = (module_dir or NATIVE_DIR) / "libcertbind.so"
+    module = module or NATIVE_DIR / "libcertbind.so"
     return {"name": "envoy.filters.http.dynamic_modules",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-                "dynamic_module_config": {"name": "certbind", "do_not_close": True, "metrics_namespace": "wasmcustom",
+                "dynamic_module_config": {"name": name, "do_not_close": True, "metrics_namespace": "wasmcustom",
                                           "module": {"local": {"filename": str(module)}}},
-                "filter_name": "certbind",
+                "filter_name": name,
                 "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}}}
 
 
@@ -141,8 +143,7 @@ def filter_entry(template: str, certbind: Filter, text: str | None = None) -> st
     else:
         raise ValueError("the shipped filter document needs its pinned key")
     if certbind.runs_as() == "native":
-        module_dir = certbind.module.parent if certbind.module is not None else None
-        return f"{indent}- {json.dumps(native_filter(document, module_dir))}\n"
+        return f"{indent}- {json.dumps(native_filter(document, certbind.module, certbind.name))}\n"
     replace = lambda old, new: shipped.replace_once(entry, old, new, template)  # noqa: E731
     entry = replace(f'filename: "{SHIPPED_WASM}"', f'filename: "{certbind.module or WASM_DIR / "certbind_filter.wasm"}"')
     for key in ("name", "root_id", "vm_id"):

@@ -178,7 +178,7 @@ pub fn round_trip(data: &[u8]) {
 
 /// Fuzzing entry: headers as a host hands them over in pairs of bytes of any content (Envoy's
 /// dynamic modules), read from `data` as length-prefixed chunks, name then value: serialized
-/// for the request path, they parse back to the very same pairs, in order.
+/// in the map format, they parse back to the very same pairs, in order.
 #[cfg(any(test, feature = "fuzzing"))]
 pub fn pairs_round_trip(data: &[u8]) {
     let mut chunks = Vec::new();

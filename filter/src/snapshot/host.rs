@@ -40,8 +40,7 @@ pub trait ResponseBody {
     fn read(&self, start: usize, len: usize) -> Option<Vec<u8>>;
 }
 
-/// A body read whole, by a host that receives it so (a native fetch, Envoy's callout answer
-/// to a dynamic module).
+/// A body read whole, by a host that receives it so (a native fetch).
 pub struct BodyBytes(pub Vec<u8>);
 
 impl ResponseBody for BodyBytes {
@@ -51,6 +50,43 @@ impl ResponseBody for BodyBytes {
 
     fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         self.0.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+}
+
+/// A body a host hands over in chunks, read where they are (Envoy's callout answer to a
+/// dynamic module): no copy of the whole body beside the snapshot read from it.
+pub struct BodyChunks<'a> {
+    chunks: &'a [&'a [u8]],
+    len: usize,
+}
+
+impl<'a> BodyChunks<'a> {
+    pub fn new(chunks: &'a [&'a [u8]]) -> Self {
+        BodyChunks { chunks, len: chunks.iter().map(|c| c.len()).sum() }
+    }
+}
+
+impl ResponseBody for BodyChunks<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        let end = start.checked_add(len).filter(|end| *end <= self.len)?;
+        let mut out = Vec::with_capacity(len);
+        let mut offset = 0;
+        for chunk in self.chunks {
+            if offset >= end {
+                break;
+            }
+            let next = offset + chunk.len();
+            if next > start {
+                let from = start.saturating_sub(offset);
+                out.extend_from_slice(chunk.get(from..(end - offset).min(chunk.len()))?);
+            }
+            offset = next;
+        }
+        Some(out)
     }
 }
 
@@ -94,6 +130,21 @@ impl LocalSharedData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_in_chunks_hands_out_the_ranges_a_whole_one_would() {
+        let whole = BodyBytes(b"abcdefghij".to_vec());
+        let pieces: [&[u8]; 5] = [b"abc", b"", b"d", b"efgh", b"ij"];
+        let chunks = BodyChunks::new(&pieces);
+        assert_eq!(chunks.len(), 10);
+        for start in 0..=11 {
+            for len in 0..=11 {
+                assert_eq!(chunks.read(start, len), whole.read(start, len), "{start}+{len}");
+            }
+        }
+        assert_eq!(chunks.read(usize::MAX, 2), None);
+        assert!(BodyChunks::new(&[]).is_empty());
+    }
 
     #[test]
     fn local_shared_data_writes_only_over_the_value_it_was_read_with() {

@@ -24,7 +24,7 @@ mod metrics;
 mod shared;
 mod source;
 
-pub use host::{BodyBytes, FetchResponse, Level, LocalSharedData, ResponseBody, RootHost};
+pub use host::{BodyBytes, BodyChunks, FetchResponse, Level, LocalSharedData, ResponseBody, RootHost};
 pub use metrics::{refusal_kind, SnapshotMetrics, REFUSAL_KINDS};
 pub use shared::CHUNK_BYTES;
 pub use source::{

@@ -68,6 +68,8 @@ pub struct SnapshotSource {
     lease_pause_until_ms: i64,
     /// Set once the held snapshot's expiry has been logged, cleared when a newer one arrives.
     expiry_logged: bool,
+    /// The only source of its process ([`SnapshotSource::alone`]).
+    alone: bool,
 }
 
 impl SnapshotSource {
@@ -89,7 +91,17 @@ impl SnapshotSource {
             want_full: false,
             lease_pause_until_ms: 0,
             expiry_logged: false,
+            alone: false,
         }
+    }
+
+    /// The source as the only one of its process, whose workers decide with what it holds
+    /// (the dynamic module): it publishes nothing to shared data, where no other worker would
+    /// read it, and so never lets go of the held snapshot to read a large one (it could not be
+    /// read back). A process then holds its snapshot once, not twice.
+    pub fn alone(mut self) -> Self {
+        self.alone = true;
+        self
     }
 
     /// The snapshot to decide with at `now` (Unix seconds): `None` before the first one
@@ -235,7 +247,7 @@ impl SnapshotSource {
     /// go first and its buffer reused (see [`RELEASE_FIRST_BYTES`]).
     fn buffer_for(&mut self, len: usize) -> Vec<u8> {
         let mut buffer = std::mem::take(&mut self.spare);
-        if len >= RELEASE_FIRST_BYTES {
+        if len >= RELEASE_FIRST_BYTES && !self.alone {
             if let Some(bytes) = self.held.take().and_then(|rc| Rc::try_unwrap(rc).ok()).map(|v| v.shared_bytes()) {
                 if let Ok(reusable) = Arc::try_unwrap(bytes) {
                     if reusable.capacity() > buffer.capacity() {
@@ -500,6 +512,9 @@ impl SnapshotSource {
     /// keys first, then the head moved to that version by compare-and-swap (never backwards),
     /// then the replaced version's chunks emptied (shared data has no delete).
     fn publish<H: RootHost>(&self, host: &H, view: &SnapshotView, delta: Option<(u64, &[u8])>) {
+        if self.alone {
+            return;
+        }
         let bytes = view.as_bytes();
         let Ok(chunks) = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES)) else { return };
         let delta = delta.filter(|(_, d)| d.len() <= MAX_SHARED_DELTA_BYTES);

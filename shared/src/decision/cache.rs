@@ -18,10 +18,16 @@
 //! marks its entry, and the hand sweeping for a victim spares marked entries once. A
 //! deployment's hot cards therefore stay while a churn of one-off certificates passes through,
 //! and no insert ever empties the whole cache. Every operation is O(1) amortised.
+//!
+//! In front of it, the last few XFCC headers read in full are kept whole, with the `Hash=`
+//! they named and the facts they gave ([`FactsCache::get_recent_xfcc`]): a client's requests
+//! carry the very same header one after another, and a header identical to one read a moment
+//! ago is not parsed again. A hit is confirmed by comparing the whole header; the entries
+//! count towards the byte budget.
 
 use crate::certificate::CertificateFacts;
 use crate::fingerprint::Fingerprint;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Bytes sampled evenly across a header, and bytes of its tail: a certificate's base64 body
@@ -84,6 +90,19 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
+/// XFCC headers [`FactsCache`] keeps whole at most.
+const RECENT_XFCC: usize = 16;
+
+/// An XFCC header read in full: its bytes, the `Hash=` of the element the filter took, and
+/// that element's certificate's facts.
+#[derive(Debug)]
+struct RecentXfcc {
+    raw: Box<[u8]>,
+    hash: Fingerprint,
+    facts: Arc<CertificateFacts>,
+    bytes: usize,
+}
+
 #[derive(Debug)]
 pub struct FactsCache {
     index: HashMap<FactsKey, usize>,
@@ -94,6 +113,8 @@ pub struct FactsCache {
     max_entries: usize,
     max_bytes: usize,
     stats: CacheStats,
+    /// Oldest first.
+    recent: VecDeque<RecentXfcc>,
 }
 
 impl FactsCache {
@@ -109,6 +130,7 @@ impl FactsCache {
             max_entries,
             max_bytes,
             stats: CacheStats::default(),
+            recent: VecDeque::new(),
         }
     }
 
@@ -159,6 +181,47 @@ impl FactsCache {
 
     pub fn insert_header(&mut self, raw: &[u8], facts: Arc<CertificateFacts>) {
         self.insert(FactsKey::Header(header_sample(raw)), Confirm::Raw(Box::from(raw)), facts);
+    }
+
+    /// The `Hash=` and facts of this exact XFCC header, when it was read in full lately
+    /// ([`Self::remember_xfcc`]).
+    pub fn get_recent_xfcc(&mut self, raw: &[u8]) -> Option<(Fingerprint, Arc<CertificateFacts>)> {
+        let tail = raw.len().saturating_sub(KEY_TAIL);
+        let found = self.recent.iter().find(|held| {
+            // Length and tail first (a certificate's ends in its signature), then every byte.
+            held.raw.len() == raw.len()
+                && held.raw.get(tail..) == raw.get(tail..)
+                && crate::encoding::same_bytes_constant_time(&held.raw, raw)
+        })?;
+        self.stats.hits += 1;
+        Some((found.hash, Arc::clone(&found.facts)))
+    }
+
+    /// Keeps an XFCC header just read in full: `hash`, the `Hash=` of the element taken, and
+    /// `facts`, its certificate's (which matched it). Over the byte budget, certificates are
+    /// evicted first, then the oldest recent headers; a header over half the budget is not kept.
+    pub fn remember_xfcc(&mut self, raw: &[u8], hash: Fingerprint, facts: Arc<CertificateFacts>) {
+        let bytes = raw.len() + ENTRY_OVERHEAD_BYTES;
+        if self.max_entries == 0 || bytes > self.max_bytes / 2 {
+            return;
+        }
+        if self.recent.len() >= RECENT_XFCC {
+            self.drop_oldest_recent();
+        }
+        self.recent.push_back(RecentXfcc { raw: Box::from(raw), hash, facts, bytes });
+        self.bytes += bytes;
+        while !self.index.is_empty() && self.bytes > self.max_bytes {
+            self.evict_one();
+        }
+        while self.recent.len() > 1 && self.bytes > self.max_bytes {
+            self.drop_oldest_recent();
+        }
+    }
+
+    fn drop_oldest_recent(&mut self) {
+        if let Some(oldest) = self.recent.pop_front() {
+            self.bytes -= oldest.bytes;
+        }
     }
 
     fn lookup(&mut self, key: FactsKey, sample: Option<&HeaderSample>, raw: Option<&[u8]>) -> Option<Arc<CertificateFacts>> {
@@ -331,6 +394,57 @@ mod tests {
         let mut off = FactsCache::new(0, 1 << 20);
         off.insert_certificate(b"", facts(1));
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn a_recent_xfcc_header_is_found_by_its_exact_bytes_within_the_budget() {
+        let one = facts(0).heap_bytes() + ENTRY_OVERHEAD_BYTES;
+        let header = |n: usize| format!("Hash={n:064x};Cert=\"{}\"", "a".repeat(2000)).into_bytes();
+        let mut cache = FactsCache::new(100, one * 4 + 2 * (2100 + ENTRY_OVERHEAD_BYTES));
+        for n in 0..4 {
+            cache.insert_certificate(b"", facts(n));
+        }
+        cache.remember_xfcc(&header(1), facts(1).fingerprint, facts(1));
+        let (hash, found) = cache.get_recent_xfcc(&header(1)).unwrap();
+        assert_eq!((hash, found.serial_hex.as_str()), (facts(1).fingerprint, "1"));
+        // One byte off anywhere, or one byte more: not this header.
+        let mut other = header(1);
+        other[1000] = b'b';
+        assert!(cache.get_recent_xfcc(&other).is_none());
+        other = header(1);
+        other.push(b' ');
+        assert!(cache.get_recent_xfcc(&other).is_none());
+        assert!(cache.get_recent_xfcc(&header(2)).is_none());
+        // The budget holds the certificates and the recent headers together: a third header
+        // evicts a certificate.
+        cache.remember_xfcc(&header(2), facts(2).fingerprint, facts(2));
+        assert_eq!(cache.len(), 4);
+        cache.remember_xfcc(&header(3), facts(3).fingerprint, facts(3));
+        assert!(cache.len() < 4 && cache.bytes() <= one * 4 + 2 * (2100 + ENTRY_OVERHEAD_BYTES));
+        // Past the budget, or past RECENT_XFCC headers, the oldest goes, and the accounting
+        // stays right.
+        for n in 10..10 + RECENT_XFCC {
+            cache.remember_xfcc(&header(n), facts(1).fingerprint, facts(1));
+            assert!(cache.get_recent_xfcc(&header(n)).is_some());
+            assert!(cache.bytes() <= one * 4 + 2 * (2100 + ENTRY_OVERHEAD_BYTES));
+        }
+        assert!(cache.get_recent_xfcc(&header(1)).is_none());
+        assert!(cache.get_recent_xfcc(&header(10 + RECENT_XFCC - 2)).is_some());
+        assert!(cache.is_empty());
+        let mut roomy = FactsCache::new(100, 1 << 30);
+        for n in 0..RECENT_XFCC + 1 {
+            roomy.remember_xfcc(&header(n), facts(1).fingerprint, facts(1));
+        }
+        assert!(roomy.get_recent_xfcc(&header(0)).is_none());
+        assert!(roomy.get_recent_xfcc(&header(1)).is_some());
+        assert_eq!(roomy.bytes(), RECENT_XFCC * (header(0).len() + ENTRY_OVERHEAD_BYTES));
+        // A budget too small for one header keeps none; a cache turned off keeps none.
+        let mut tiny = FactsCache::new(100, 100);
+        tiny.remember_xfcc(&header(1), facts(1).fingerprint, facts(1));
+        assert!(tiny.get_recent_xfcc(&header(1)).is_none());
+        let mut off = FactsCache::new(0, 1 << 20);
+        off.remember_xfcc(&header(1), facts(1).fingerprint, facts(1));
+        assert!(off.get_recent_xfcc(&header(1)).is_none());
     }
 
     #[test]

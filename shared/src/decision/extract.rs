@@ -44,23 +44,34 @@ pub fn certificate(
             let Some(raw) = forwarded_header(policy, request, scanned, believed)? else {
                 return Ok(None);
             };
+            // Envoy's own header must name the connection's certificate.
+            let names_connection = |hash: &Fingerprint| *trust != XfccTrust::ThisProxy || connection_fingerprint(request) == Some(*hash);
+            // The very header read in full a moment ago: its element and certificate were
+            // checked then.
+            if let Some((hash, facts)) = cache.get_recent_xfcc(raw) {
+                return if names_connection(&hash) { Ok(Some(facts)) } else { Err(Reason::MalformedClientCert) };
+            }
             let text = std::str::from_utf8(raw).map_err(|_| Reason::MalformedClientCert)?;
             let parsed = xfcc::parse(text, limit).map_err(malformed)?;
             let element = client_element(&parsed, *elements, by)?;
             let hash = element_hash(element)?;
-            if *trust == XfccTrust::ThisProxy && connection_fingerprint(request) != Some(hash) {
+            if !names_connection(&hash) {
                 return Err(Reason::MalformedClientCert);
             }
             let cert_text = element.cert.as_deref().ok_or(Reason::MalformedClientCert)?.as_bytes();
-            if let Some(hit) = cache.get_certificate(&hash, cert_text) {
-                return Ok(Some(hit));
-            }
-            let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
-            let facts = Arc::new(facts_of(&der)?);
-            if facts.fingerprint != hash {
-                return Err(Reason::MalformedClientCert);
-            }
-            cache.insert_certificate(cert_text, Arc::clone(&facts));
+            let facts = match cache.get_certificate(&hash, cert_text) {
+                Some(hit) => hit,
+                None => {
+                    let der = element.cert_der().map_err(malformed)?.ok_or(Reason::MalformedClientCert)?;
+                    let facts = Arc::new(facts_of(&der)?);
+                    if facts.fingerprint != hash {
+                        return Err(Reason::MalformedClientCert);
+                    }
+                    cache.insert_certificate(cert_text, Arc::clone(&facts));
+                    facts
+                }
+            };
+            cache.remember_xfcc(raw, hash, Arc::clone(&facts));
             Ok(Some(facts))
         }
         CertificateSource::NginxEscaped { .. } => header_certificate(policy, request, scanned, cache, nginx::parse_escaped),

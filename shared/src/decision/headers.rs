@@ -75,11 +75,6 @@ pub fn folded_eq(name: &str, folded: &str) -> bool {
     name.len() == folded.len() && name.bytes().zip(folded.bytes()).all(|(a, b)| fold(a) == b)
 }
 
-/// Whether `name` starts with `folded` (already folded) once folded itself.
-pub fn folded_starts_with(name: &str, folded: &str) -> bool {
-    name.len() >= folded.len() && name.bytes().zip(folded.bytes()).all(|(a, b)| fold(a) == b)
-}
-
 /// `name` folded.
 pub fn fold_name(name: &str) -> String {
     name.bytes().map(|b| char::from(fold(b))).collect()
@@ -101,9 +96,19 @@ pub fn configured_name(field: &str, name: &str) -> Result<String, ConfigError> {
 pub struct StripList {
     names: Vec<String>,
     prefixes: Vec<String>,
-    /// Folded first bytes of every name and prefix: most request headers start with none of
-    /// them and are passed after one lookup.
-    first_bytes: [bool; 256],
+    /// Every name and prefix, byte by folded byte: a request header is judged in one walk
+    /// along its name, however many entries there are (most of them start `x-`, as do most
+    /// request headers, so comparing with each in turn costs a request hundreds of steps).
+    trie: Vec<TrieNode>,
+}
+
+/// One node of [`StripList`]'s trie: the folded bytes that continue it, and whether a name or
+/// a prefix ends here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TrieNode {
+    next: Vec<(u8, usize)>,
+    name_ends: bool,
+    prefix_ends: bool,
 }
 
 impl StripList {
@@ -113,7 +118,7 @@ impl StripList {
         let mut list = StripList {
             names: IDENTITY_HEADER_NAMES.iter().map(|n| (*n).to_owned()).collect(),
             prefixes: IDENTITY_HEADER_PREFIXES.iter().chain(URL_OVERRIDE_HEADER_PREFIXES).map(|p| (*p).to_owned()).collect(),
-            first_bytes: [false; 256],
+            trie: vec![TrieNode::default()],
         };
         list.names.extend(always.iter().map(|n| (*n).to_owned()));
         for (i, entry) in extra.iter().enumerate() {
@@ -123,19 +128,59 @@ impl StripList {
                 None => list.names.push(configured_name(&field, entry)?),
             }
         }
-        // Every name and prefix is non-empty (a bare `*` is refused as an empty name).
-        for first in list.names.iter().chain(&list.prefixes).filter_map(|text| text.bytes().next()) {
-            list.first_bytes[usize::from(first)] = true;
+        // Every name and prefix is non-empty (a bare `*` is refused as an empty name), and
+        // folded already.
+        let entries: Vec<(String, bool)> =
+            list.names.iter().map(|n| (n.clone(), false)).chain(list.prefixes.iter().map(|p| (p.clone(), true))).collect();
+        for (text, prefix) in entries {
+            let end = list.grow(&text);
+            if let Some(node) = list.trie.get_mut(end) {
+                if prefix {
+                    node.prefix_ends = true;
+                } else {
+                    node.name_ends = true;
+                }
+            }
         }
         Ok(list)
     }
 
+    /// The trie node `text` (folded) ends at, made as needed.
+    fn grow(&mut self, text: &str) -> usize {
+        let mut at = 0;
+        for byte in text.bytes() {
+            let found = self.trie.get(at).and_then(|node| node.next.iter().find(|(b, _)| *b == byte)).map(|&(_, i)| i);
+            at = match found {
+                Some(i) => i,
+                None => {
+                    let i = self.trie.len();
+                    self.trie.push(TrieNode::default());
+                    if let Some(node) = self.trie.get_mut(at) {
+                        node.next.push((byte, i));
+                    }
+                    i
+                }
+            };
+        }
+        at
+    }
+
     /// Whether an inbound header named `name` (any case, `_` or `-`) must not reach the
-    /// upstream.
+    /// upstream: it is a listed name, or starts with a listed prefix, once folded.
     pub fn strips(&self, name: &str) -> bool {
-        let Some(first) = name.bytes().next() else { return false };
-        self.first_bytes[usize::from(fold(first))]
-            && (self.prefixes.iter().any(|p| folded_starts_with(name, p)) || self.names.iter().any(|n| folded_eq(name, n)))
+        let mut at = 0;
+        for byte in name.bytes() {
+            let Some(node) = self.trie.get(at) else { return false };
+            if node.prefix_ends {
+                return true;
+            }
+            let byte = fold(byte);
+            match node.next.iter().find(|(b, _)| *b == byte) {
+                Some(&(_, next)) => at = next,
+                None => return false,
+            }
+        }
+        self.trie.get(at).is_some_and(|node| node.name_ends || node.prefix_ends)
     }
 }
 
@@ -150,8 +195,31 @@ mod tests {
         assert!(folded_eq("X_Dm-USER_id", "x-dm-user-id"));
         assert!(!folded_eq("x-dm-user-id2", "x-dm-user-id"));
         assert!(!folded_eq("x-dm-user", "x-dm-user-id"));
-        assert!(folded_starts_with("X_SSL_Client_Cert", "x-ssl-"));
         assert_eq!(fold_name("X_Forwarded-Client_CERT"), "x-forwarded-client-cert");
+    }
+
+    #[test]
+    fn the_trie_judges_every_name_as_comparing_it_with_each_entry_would() {
+        let extra = ["a".to_owned(), "ab*".to_owned(), "x-forwarded-pro".to_owned(), "x*".to_owned()];
+        for extra in [&extra[..], &[][..]] {
+            let list = StripList::new("strip_headers", extra, &["my-cert"]).unwrap();
+            let by_each = |name: &str| {
+                list.prefixes.iter().any(|p| name.len() >= p.len() && folded_eq(&name[..p.len()], p))
+                    || list.names.iter().any(|n| folded_eq(name, n))
+            };
+            let mut names: Vec<String> = list.names.iter().chain(&list.prefixes).cloned().collect();
+            for entry in names.clone() {
+                for cut in 0..=entry.len() {
+                    names.push(entry[..cut].to_owned());
+                    names.push(format!("{}Z", &entry[..cut]));
+                    names.push(entry[..cut].to_uppercase().replace('-', "_"));
+                }
+            }
+            names.extend(["", "x", "x-", "A", "AB", "abc", "x-forwarded-proto", "x-forwarded-pro", "host", "x-request-id"].map(String::from));
+            for name in &names {
+                assert_eq!(list.strips(name), by_each(name), "{name:?} with {extra:?}");
+            }
+        }
     }
 
     #[test]

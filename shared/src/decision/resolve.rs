@@ -251,7 +251,7 @@ pub fn certificate_identity<'i>(
         set.push((header::ISSUER, header_safe(&display_dn(&facts.issuer_dn))));
         set.push((header::SERIAL, facts.serial_hex.clone()));
     }
-    set.push((header::PRINCIPAL, header_safe(&resolution.principal(facts))));
+    set.push((header::PRINCIPAL, header_safe_owned(resolution.principal(facts))));
     for fact in &route.forward_card_facts {
         if let Some(value) = fact.value(facts) {
             set.push((fact.header(), value));
@@ -263,9 +263,27 @@ pub fn certificate_identity<'i>(
 /// Header values must not carry control characters, and non-ASCII is mangled by many hops:
 /// such bytes (and `%` itself, so the encoding is reversible) are percent-encoded.
 pub fn header_safe(value: &str) -> String {
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
+    if is_header_safe(value) {
         return value.to_string();
     }
+    escape_for_header(value)
+}
+
+/// [`header_safe`] of a string made for the header, which is kept when it needs no escape.
+fn header_safe_owned(value: String) -> String {
+    if is_header_safe(&value) {
+        return value;
+    }
+    escape_for_header(&value)
+}
+
+/// Whether every byte may stand in a header value as it is. Every byte is looked at (no early
+/// exit), which the compiler turns into a few wide comparisons.
+fn is_header_safe(value: &str) -> bool {
+    value.bytes().fold(true, |safe, b| safe & (0x20..0x7f).contains(&b) & (b != b'%'))
+}
+
+fn escape_for_header(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     for b in value.bytes() {
         if (0x20..0x7f).contains(&b) && b != b'%' {
@@ -382,5 +400,8 @@ mod tests {
         assert_eq!(header_safe("CN=Doe\\, Jane,O=Example"), "CN=Doe\\, Jane,O=Example");
         assert_eq!(header_safe("CN=a\r\nb"), "CN=a%0D%0Ab");
         assert_eq!(header_safe("CN=Ünal 100%"), "CN=%C3%9Cnal 100%25");
+        assert_eq!(header_safe("a\x7fb\x1f ~"), "a%7Fb%1F ~");
+        assert_eq!(header_safe_owned("auth:account:user:x\x7f".to_owned()), "auth:account:user:x%7F");
+        assert_eq!(header_safe_owned("auth:account:user:x".to_owned()), "auth:account:user:x");
     }
 }

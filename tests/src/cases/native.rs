@@ -67,7 +67,7 @@ impl RecordingHost {
 }
 
 impl Host for RecordingHost {
-    fn request_headers(&self) -> Result<HeaderBlock, HostError> {
+    fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
         self.count();
         HeaderBlock::from_pairs(&self.headers)
     }
@@ -86,7 +86,7 @@ impl Host for RecordingHost {
         Ok(())
     }
 
-    fn request_trailers(&self) -> Result<HeaderBlock, HostError> {
+    fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
         self.count();
         HeaderBlock::from_pairs(&self.trailers)
     }

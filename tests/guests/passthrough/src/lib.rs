@@ -9,7 +9,12 @@
 //! certificate needs, inside the VM.
 
 #[cfg(target_arch = "wasm32")]
+#[path = "../../like_identity.rs"]
+mod like_identity;
+
+#[cfg(target_arch = "wasm32")]
 mod guest {
+    use crate::like_identity::LIKE_IDENTITY;
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::hostcalls;
     use proxy_wasm::types::{Action, ContextType, MapType, MetricType};
@@ -17,17 +22,6 @@ mod guest {
     use std::rc::Rc;
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
-
-    /// Six headers the size of certbind's other identity headers for a bound PIV card (the
-    /// seventh, `x-passthrough`, carries what the guest read).
-    const LIKE_IDENTITY: [(&str, &str); 6] = [
-        ("x-passthrough-fingerprint", "3f1c9a7e5b2d4068a1c3e5f7092b4d6f8a0c2e4f6a8b0d2f4a6c8e0b2d4f6a8c"),
-        ("x-passthrough-subject", "CN=DOE.JANE.Q.1234567890,OU=PKI,OU=DoD,O=U.S. Government,C=US"),
-        ("x-passthrough-issuer", "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US"),
-        ("x-passthrough-serial", "0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
-        ("x-passthrough-user", "01JD7Q3M6K2T9V4X8B5N1C0R7Z"),
-        ("x-passthrough-principal", "auth:account:user:01JD7Q3M6K2T9V4X8B5N1C0R7Z"),
-    ];
 
     proxy_wasm::main! {{
         proxy_wasm::set_root_context(|_| Box::new(Root { counter: 0, to_hash: Rc::new(Vec::new()) }));
