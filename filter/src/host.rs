@@ -1,5 +1,7 @@
-//! The proxy, as the filter sees it: the few calls it makes, behind a trait so the request
-//! path can be tested natively with a double. [`ProxyHost`] implements it over proxy-wasm.
+//! The proxy, as the filter sees it: the few calls the request path makes ([`Host`]) and the
+//! root-level ones the snapshot machinery makes ([`RootHost`]), behind traits so both can be
+//! tested natively with doubles. Each artefact implements them over its own ABI (the wasm
+//! filter in `wasm.rs`, the dynamic module in its crate's `abi.rs`).
 
 use certbind_shared::decision::RequestHeader;
 use certbind_shared::pairs;
@@ -102,201 +104,29 @@ pub trait Host {
     fn log_info(&self, _message: &str) {}
 }
 
-/// [`Host`] over the proxy-wasm ABI.
-pub struct ProxyHost;
-
-/// [`crate::snapshot::RootHost`] over the proxy-wasm ABI.
-pub struct ProxyRootHost;
-
-#[cfg(target_arch = "wasm32")]
-mod proxy {
-    use super::*;
-    use proxy_wasm::hostcalls;
-    use proxy_wasm::types::{LogLevel, MapType};
-    use std::time::UNIX_EPOCH;
-
-    fn err(what: &str, status: proxy_wasm::types::Status) -> HostError {
-        HostError(format!("{what}: {status:?}"))
-    }
-
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        // The SDK's reader of this call copies every name and value into its own allocation
-        // and panics on a map it cannot parse; the filter takes the buffer whole instead.
-        fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
-    }
-
-    /// One header map, whole, as the host serialized it.
-    fn header_map(map_type: MapType, what: &str) -> Result<HeaderBlock<'_>, HostError> {
-        let mut data: *mut u8 = std::ptr::null_mut();
-        let mut size: usize = 0;
-        // SAFETY: both out-pointers are valid locals for the call to write.
-        let status = unsafe { proxy_get_header_map_pairs(map_type as u32, &mut data, &mut size) };
-        if status != 0 {
-            return Err(HostError(format!("get {what}: status {status}")));
-        }
-        if data.is_null() {
-            return Ok(HeaderBlock::default());
-        }
-        // SAFETY: the host wrote `size` bytes into memory it took from this module's
-        // `proxy_on_memory_allocate` (the SDK's: a leaked `Vec<u8>` with capacity `size`),
-        // and ownership passes to the caller, as in the SDK's own reader of this call.
-        let serialized = unsafe { Vec::from_raw_parts(data, size, size) };
-        Ok(HeaderBlock::from_serialized(serialized))
-    }
-
-    impl Host for ProxyHost {
-        fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
-            header_map(MapType::HttpRequestHeaders, "request headers")
-        }
-
-        fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
-            header_map(MapType::HttpRequestTrailers, "request trailers")
-        }
-
-        fn remove_request_trailer(&self, name: &str) -> Result<(), HostError> {
-            hostcalls::remove_map_value(MapType::HttpRequestTrailers, name).map_err(|s| err("remove a request trailer", s))
-        }
-
-        fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
-            hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(|s| err("remove a request header", s))
-        }
-
-        fn add_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostError> {
-            hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value)
-                .map_err(|s| err("add a request header", s))
-        }
-
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            hostcalls::get_property(path.to_vec()).ok().flatten()
-        }
-
-        fn now(&self) -> i64 {
-            hostcalls::get_current_time()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_secs()).ok())
-                .unwrap_or(0)
-        }
-
-        fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
-            hostcalls::send_http_response(status, headers.to_vec(), Some(body))
-                .map_err(|s| err("send local response", s))
-        }
-
-        fn increment_counter(&self, metric_id: u32) {
-            let _ = hostcalls::increment_metric(metric_id, 1);
-        }
-
-        fn log_warn(&self, message: &str) {
-            let _ = hostcalls::log(LogLevel::Warn, message);
-        }
-
-        fn log_info(&self, message: &str) {
-            let _ = hostcalls::log(LogLevel::Info, message);
-        }
-    }
+/// Severity of a log line, mapped to the proxy's levels by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
 }
 
-#[cfg(target_arch = "wasm32")]
-mod root_proxy {
-    use super::{HostError, ProxyRootHost};
-    use crate::snapshot::{Level, RootHost};
-    use proxy_wasm::hostcalls;
-    use proxy_wasm::types::{LogLevel, Status};
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    use std::time::{Duration, UNIX_EPOCH};
-
-    impl RootHost for ProxyRootHost {
-        fn now_ms(&self) -> i64 {
-            hostcalls::get_current_time()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_millis()).ok())
-                .unwrap_or(0)
-        }
-
-        fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
-            hostcalls::get_shared_data(key).map_err(|s| HostError(format!("get shared data: {s:?}")))
-        }
-
-        fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
-            match hostcalls::set_shared_data(key, Some(value), cas) {
-                Ok(()) => Ok(true),
-                Err(Status::CasMismatch) => Ok(false),
-                Err(s) => Err(HostError(format!("set shared data: {s:?}"))),
-            }
-        }
-
-        fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError> {
-            hostcalls::dispatch_http_call(upstream, headers.to_vec(), None, Vec::new(), Duration::from_millis(timeout_ms))
-                .map_err(|s| HostError(format!("{s:?}")))
-        }
-
-        fn log(&self, level: Level, message: &str) {
-            let level = match level {
-                Level::Info => LogLevel::Info,
-                Level::Warn => LogLevel::Warn,
-                Level::Error => LogLevel::Error,
-            };
-            let _ = hostcalls::log(level, message);
-        }
-
-        fn random_u64(&self) -> u64 {
-            // std seeds hash keys from the host's `random_get`: random enough for worker ids
-            // and jitter, and no extra dependency.
-            RandomState::new().build_hasher().finish()
-        }
-
-        fn increment(&self, metric: Option<u32>) {
-            if let Some(id) = metric {
-                let _ = hostcalls::increment_metric(id, 1);
-            }
-        }
-
-        fn record(&self, metric: Option<u32>, value: u64) {
-            if let Some(id) = metric {
-                let _ = hostcalls::record_metric(id, value);
-            }
-        }
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-mod proxy {
-    use super::*;
-
-    /// Outside a proxy there is nothing to call: every operation fails, so anything that
-    /// reaches it by mistake fails closed.
-    impl Host for ProxyHost {
-        fn request_headers(&self) -> Result<HeaderBlock<'_>, HostError> {
-            Err(HostError("not running inside a proxy".into()))
-        }
-        fn remove_request_header(&self, _: &str) -> Result<(), HostError> {
-            Err(HostError("not running inside a proxy".into()))
-        }
-        fn add_request_header(&self, _: &str, _: &[u8]) -> Result<(), HostError> {
-            Err(HostError("not running inside a proxy".into()))
-        }
-        fn request_trailers(&self) -> Result<HeaderBlock<'_>, HostError> {
-            Err(HostError("not running inside a proxy".into()))
-        }
-        fn remove_request_trailer(&self, _: &str) -> Result<(), HostError> {
-            Err(HostError("not running inside a proxy".into()))
-        }
-        fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
-            None
-        }
-        fn now(&self) -> i64 {
-            0
-        }
-        fn send_response(&self, _: u32, _: &[(&str, &str)], _: &[u8]) -> Result<(), HostError> {
-            Err(HostError("not running inside a proxy".into()))
-        }
-        fn increment_counter(&self, _: u32) {}
-        fn log_warn(&self, _: &str) {}
-    }
+/// The root-level calls the snapshot machinery makes.
+pub trait RootHost {
+    /// Milliseconds since the Unix epoch, from the proxy's clock.
+    fn now_ms(&self) -> i64;
+    /// A shared-data value and its compare-and-swap token; `(None, None)` when absent.
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
+    /// Writes a shared-data value. `cas`: only if the value is still the one read with that
+    /// token. `Ok(false)`: someone wrote in between.
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
+    /// Starts an HTTP callout; returns its token.
+    fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError>;
+    fn log(&self, level: Level, message: &str);
+    fn random_u64(&self) -> u64;
+    fn increment(&self, metric: Option<u32>);
+    fn record(&self, metric: Option<u32>, value: u64);
 }
 
 #[cfg(test)]

@@ -11,16 +11,5 @@ pub mod root;
 pub mod snapshot;
 
 #[cfg(target_arch = "wasm32")]
-mod entry {
-    use proxy_wasm::types::LogLevel;
+mod wasm;
 
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        // A panic aborts the VM and the proxy then fails requests closed; log why first, at
-        // the level operators alert on.
-        std::panic::set_hook(Box::new(|info| {
-            let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("certbind: panic: {info}"));
-        }));
-        proxy_wasm::set_root_context(|_| Box::new(crate::root::CertbindRoot::new()));
-    }}
-}

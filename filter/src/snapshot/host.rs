@@ -1,32 +1,5 @@
-//! The root-level calls the snapshot machinery makes of the proxy, the response bodies it
-//! reads, and shared data for a host that is one process.
-
-use crate::host::HostError;
-
-/// Severity of a log line, mapped to the proxy's levels by the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-/// The root-level calls the snapshot machinery makes.
-pub trait RootHost {
-    /// Milliseconds since the Unix epoch, from the proxy's clock.
-    fn now_ms(&self) -> i64;
-    /// A shared-data value and its compare-and-swap token; `(None, None)` when absent.
-    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
-    /// Writes a shared-data value. `cas`: only if the value is still the one read with that
-    /// token. `Ok(false)`: someone wrote in between.
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
-    /// Starts an HTTP callout; returns its token.
-    fn dispatch(&self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, HostError>;
-    fn log(&self, level: Level, message: &str);
-    fn random_u64(&self) -> u64;
-    fn increment(&self, metric: Option<u32>);
-    fn record(&self, metric: Option<u32>, value: u64);
-}
+//! What the snapshot machinery reads through its host ([`crate::host::RootHost`]): the
+//! response bodies of its fetches, and shared data for a host that is one process.
 
 /// The body of a fetch's response, read from the proxy only when and as the snapshot
 /// machinery decides: after the held snapshot has been let go, a chunk at a time, into the
@@ -106,7 +79,7 @@ pub struct LocalSharedData {
 }
 
 impl LocalSharedData {
-    /// [`RootHost::shared_get`] over the map.
+    /// [`crate::host::RootHost::shared_get`] over the map.
     pub fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         match self.values.borrow().get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
@@ -114,7 +87,7 @@ impl LocalSharedData {
         }
     }
 
-    /// [`RootHost::shared_set`] over the map: `false` when `cas` is not the value's token.
+    /// [`crate::host::RootHost::shared_set`] over the map: `false` when `cas` is not the value's token.
     pub fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
         let mut values = self.values.borrow_mut();
         let current = values.get(key).map(|(_, c)| *c);

@@ -24,7 +24,8 @@ mod metrics;
 mod shared;
 mod source;
 
-pub use host::{BodyBytes, BodyChunks, FetchResponse, Level, LocalSharedData, ResponseBody, RootHost};
+pub use crate::host::{Level, RootHost};
+pub use host::{BodyBytes, BodyChunks, FetchResponse, LocalSharedData, ResponseBody};
 pub use metrics::{refusal_kind, SnapshotMetrics, REFUSAL_KINDS};
 pub use shared::CHUNK_BYTES;
 pub use source::{

@@ -2,7 +2,7 @@
 //! many chunks, beside which delta), the lease (which worker fetches), and the keys they are
 //! kept under. Each is a fixed layout, read back only when it is exactly that layout.
 
-use super::host::RootHost;
+use crate::host::RootHost;
 use certbind_shared::snapshot::MAX_SNAPSHOT_BYTES;
 
 /// Snapshots move between the proxy and the VM in pieces of this size (callout bodies are

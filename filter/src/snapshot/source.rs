@@ -1,7 +1,8 @@
 //! One worker's snapshot and the state machine that keeps it current: the lease contest, the
 //! long-poll fetch and its backoff, verification, adoption, and publication to the others.
 
-use super::host::{FetchResponse, Level, ResponseBody, RootHost};
+use super::host::{FetchResponse, ResponseBody};
+use crate::host::{Level, RootHost};
 use super::metrics::{refusal_kind, SnapshotMetrics};
 use super::shared::{
     decode_lease, encode_head, encode_lease, read_head, Head, Keys, CHUNK_BYTES, MAX_SHARED_DELTA_BYTES,
