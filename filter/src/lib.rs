@@ -11,5 +11,5 @@ pub mod root;
 pub mod snapshot;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+mod abi;
 
