@@ -76,6 +76,7 @@ fn facts(ca: u64, serial: u64) -> CertificateFacts {
         fingerprint: Fingerprint([9; 32]),
         subject_dn: "CN=Holder".into(),
         issuer_dn: format!("CN=Synthetic Issuing CA-{ca},OU=PKI,O=certbind,C=US"),
+        display_names: certbind_shared::certificate::DisplayNames::default(),
         serial_hex: format!("{serial:x}"),
         not_before: NOW - 60,
         not_after: NOW + 60,

@@ -18,27 +18,37 @@ use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints, CrlDistribu
 
 /// The identifier of a CA's key: a SubjectKeyIdentifier's or AuthorityKeyIdentifier's
 /// keyIdentifier octets (RFC 5280 §4.2.1.1–2, any length, never empty), or a SHA-256.
+/// Carries its [`CaKey`], hashed once when the identifier is read: a certificate's facts are
+/// cached, so looking up its CA then costs no hash per request.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyIdentifier(Vec<u8>);
+pub struct KeyIdentifier {
+    octets: Vec<u8>,
+    ca_key: CaKey,
+}
 
 impl KeyIdentifier {
     /// `None` for no octets: an empty identifier would name every key that has none.
     pub fn new(octets: &[u8]) -> Option<Self> {
-        (!octets.is_empty()).then(|| KeyIdentifier(octets.to_vec()))
+        (!octets.is_empty()).then(|| KeyIdentifier::of_octets(octets.to_vec()))
     }
 
     /// The identifier of a key without a SubjectKeyIdentifier: SHA-256 of its SPKI DER.
     pub fn of_spki(spki_der: &[u8]) -> Self {
-        KeyIdentifier(Sha256::digest(spki_der).to_vec())
+        KeyIdentifier::of_octets(Sha256::digest(spki_der).to_vec())
+    }
+
+    fn of_octets(octets: Vec<u8>) -> Self {
+        let ca_key = CaKey::of_octets(&octets);
+        KeyIdentifier { octets, ca_key }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.octets
     }
 
     /// Lowercase hex, as APIs and metrics show it.
     pub fn to_hex(&self) -> String {
-        hex_lower(&self.0)
+        hex_lower(&self.octets)
     }
 
     /// The identifier [`Self::to_hex`] wrote (either case, surrounding space ignored); `None`
@@ -53,6 +63,41 @@ impl KeyIdentifier {
             .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
             .collect();
         KeyIdentifier::new(&octets?)
+    }
+}
+
+/// Width of a [`CaKey`] and of a CRL revocation's key. 128 bits keep the two colliding
+/// entries of a DoD-sized set (6 million) at a probability of about 2^-83, and the serials
+/// they hash are chosen by the CA, not by the holder.
+pub const CA_KEY_LEN: usize = 16;
+
+/// A CA as the snapshot names it: the first 16 bytes of SHA-256 over a label and the CA's key
+/// identifier (its SubjectKeyIdentifier, or SHA-256 of its SubjectPublicKeyInfo), which is
+/// what a certificate it issued carries as its AuthorityKeyIdentifier. So every CA record and
+/// every revoked entry has one width whatever the identifier's length.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CaKey(pub [u8; CA_KEY_LEN]);
+
+impl CaKey {
+    /// The CA `key` names; hashed when the identifier was read, not here.
+    pub fn of(key: &KeyIdentifier) -> Self {
+        key.ca_key
+    }
+
+    fn of_octets(octets: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"certbind ca key v1\0");
+        hasher.update(octets);
+        let digest: [u8; 32] = hasher.finalize().into();
+        let mut out = [0u8; CA_KEY_LEN];
+        out.copy_from_slice(&digest[..CA_KEY_LEN]);
+        CaKey(out)
+    }
+}
+
+impl fmt::Debug for CaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaKey({})", crate::encoding::hex_lower(&self.0))
     }
 }
 

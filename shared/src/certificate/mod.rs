@@ -55,6 +55,8 @@ pub struct CertificateFacts {
     /// RFC 4514 string, most specific RDN first (`CN=…,OU=…,O=…,C=US`).
     pub subject_dn: String,
     pub issuer_dn: String,
+    /// Both names as people read them, for the headers upstreams read.
+    pub display_names: DisplayNames,
     /// Lowercase hex of the serial's magnitude, without a sign-padding zero byte.
     pub serial_hex: String,
     /// Validity window, seconds since the Unix epoch.
@@ -73,6 +75,31 @@ pub struct CertificateFacts {
     /// properties give a digest and a subject but no issuer): constraints that need a missing
     /// fact then refuse.
     pub complete: bool,
+}
+
+/// A certificate's subject and issuer DN in the display form ([`dn::display_dn`]), made once
+/// with its facts, which are cached: the identity headers show them on every request. `None`
+/// where the display form is the matching form itself, as for most names, which then cost
+/// nothing to keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DisplayNames {
+    subject: Option<Box<str>>,
+    issuer: Option<Box<str>>,
+}
+
+impl DisplayNames {
+    /// The display forms of these two names in the matching form.
+    pub fn of(subject_dn: &str, issuer_dn: &str) -> Self {
+        let differing = |matching: &str| match dn::display_dn(matching) {
+            std::borrow::Cow::Owned(shown) => Some(shown.into_boxed_str()),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        DisplayNames { subject: differing(subject_dn), issuer: differing(issuer_dn) }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        [&self.subject, &self.issuer].iter().map(|name| name.as_ref().map_or(0, |n| n.len())).sum()
+    }
 }
 
 /// Why certificate bytes were refused. Says what was wrong, never echoes the bytes.
@@ -132,10 +159,13 @@ impl CertificateFacts {
             None => Vec::new(),
         };
 
+        let subject_dn = dn::format_name(&certificate.subject)?;
+        let issuer_dn = dn::format_name(&certificate.issuer)?;
         Ok(CertificateFacts {
             fingerprint: Fingerprint::of_der(der),
-            subject_dn: dn::format_name(&certificate.subject)?,
-            issuer_dn: dn::format_name(&certificate.issuer)?,
+            display_names: DisplayNames::of(&subject_dn, &issuer_dn),
+            subject_dn,
+            issuer_dn,
             serial_hex: serial_hex(certificate.serial_number.as_bytes()),
             not_before: unix_seconds(certificate.validity.not_before)?,
             not_after: unix_seconds(certificate.validity.not_after)?,
@@ -185,12 +215,23 @@ impl CertificateFacts {
         })
     }
 
+    /// The subject DN as people read it ([`dn::display_dn`]); never compared.
+    pub fn display_subject(&self) -> &str {
+        self.display_names.subject.as_deref().unwrap_or(&self.subject_dn)
+    }
+
+    /// The issuer DN as people read it ([`dn::display_dn`]); never compared.
+    pub fn display_issuer(&self) -> &str {
+        self.display_names.issuer.as_deref().unwrap_or(&self.issuer_dn)
+    }
+
     /// Approximate bytes these facts hold, for caches bounded by memory.
     pub fn heap_bytes(&self) -> usize {
         let strings = |v: &[String]| v.iter().map(|s| s.len() + std::mem::size_of::<String>()).sum::<usize>();
         std::mem::size_of::<Self>()
             + self.subject_dn.len()
             + self.issuer_dn.len()
+            + self.display_names.heap_bytes()
             + self.serial_hex.len()
             + self.subject_alt_names.iter().map(|s| s.text_len() + std::mem::size_of::<SubjectAltName>()).sum::<usize>()
             + strings(&self.policy_oids)
@@ -470,6 +511,7 @@ mod tests {
                 subject_dn: "CN=Jane Q. Doe,OU=People,OU=Example Agency,O=U.S. Government,C=US"
                     .into(),
                 issuer_dn: ISSUING_CA_DN.into(),
+                display_names: DisplayNames::default(),
                 // openssl: serial=9F3A5C7E21D04B68 (DER carries a 0x00 sign byte before it).
                 serial_hex: "9f3a5c7e21d04b68".into(),
                 not_before: JAN_2025,

@@ -42,10 +42,12 @@ pub fn facts_by_full_decode(der: &[u8]) -> Result<CertificateFacts, CertificateE
         let name = NameRef::from_der(&der).map_err(|e| CertificateError::Der(e.problem))?;
         dn::format_name(&name)
     };
+    let (subject_dn, issuer_dn) = (name(&tbs.subject)?, name(&tbs.issuer)?);
     Ok(CertificateFacts {
         fingerprint: Fingerprint::of_der(der),
-        subject_dn: name(&tbs.subject)?,
-        issuer_dn: name(&tbs.issuer)?,
+        display_names: super::DisplayNames::of(&subject_dn, &issuer_dn),
+        subject_dn,
+        issuer_dn,
         serial_hex: serial_hex(tbs.serial_number.as_bytes()),
         not_before: unix_seconds(tbs.validity.not_before)?,
         not_after: unix_seconds(tbs.validity.not_after)?,

@@ -318,6 +318,7 @@ mod tests {
             fingerprint: Fingerprint(fingerprint),
             subject_dn: format!("CN=user {n}"),
             issuer_dn: "CN=CA".into(),
+            display_names: crate::certificate::DisplayNames::default(),
             serial_hex: format!("{n:x}"),
             not_before: 0,
             not_after: 1,

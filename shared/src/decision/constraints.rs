@@ -143,6 +143,7 @@ mod tests {
             fingerprint: crate::Fingerprint([1; 32]),
             subject_dn: "CN=x".into(),
             issuer_dn: "CN=CA".into(),
+            display_names: crate::certificate::DisplayNames::default(),
             serial_hex: "01".into(),
             not_before: 0,
             not_after: 100,

@@ -7,7 +7,7 @@ use super::config::{CertificateSource, Policy, XfccTrust};
 use super::outcome::Reason;
 use super::{RequestInput, ScannedHeaders};
 use crate::certificate::pem::{decode_single_certificate_pem, MAX_PEM_BYTES};
-use crate::certificate::{CertificateFacts, SubjectAltName};
+use crate::certificate::{CertificateFacts, DisplayNames, SubjectAltName};
 use crate::encoding::percent_decode;
 use crate::fingerprint::Fingerprint;
 use crate::source::xfcc::XfccElement;
@@ -209,6 +209,7 @@ fn partial_connection_facts(fingerprint: Fingerprint, request: &RequestInput<'_>
         fingerprint,
         subject_dn: request.connection_subject.unwrap_or("").to_string(),
         issuer_dn: String::new(),
+        display_names: DisplayNames::of(request.connection_subject.unwrap_or(""), ""),
         serial_hex: String::new(),
         not_before: i64::MIN,
         not_after: i64::MAX,

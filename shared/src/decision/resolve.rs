@@ -44,7 +44,6 @@ use super::config::Route;
 use super::constraints::email_domain;
 use super::outcome::{header, NotAllowed, Notice, Reason};
 use super::revocation::{self, RevocationPolicy};
-use crate::certificate::dn::display_dn;
 use crate::certificate::CertificateFacts;
 use crate::identity::{
     CardBinding, Claim, IdentityData, Owner, RuleMatch, SanKind, ThumbprintMapping, ORG_PRINCIPAL_PREFIX,
@@ -246,9 +245,9 @@ pub fn certificate_identity<'i>(
     }
     set.push((header::FINGERPRINT, facts.fingerprint.to_hex()));
     // Upstreams read names; the filter compares the matching form, never this one.
-    set.push((header::SUBJECT, header_safe(&display_dn(&facts.subject_dn))));
+    set.push((header::SUBJECT, header_safe(facts.display_subject())));
     if facts.complete {
-        set.push((header::ISSUER, header_safe(&display_dn(&facts.issuer_dn))));
+        set.push((header::ISSUER, header_safe(facts.display_issuer())));
         set.push((header::SERIAL, facts.serial_hex.clone()));
     }
     set.push((header::PRINCIPAL, header_safe_owned(resolution.principal(facts))));

@@ -130,6 +130,7 @@ mod tests {
             fingerprint: crate::Fingerprint([7; 32]),
             subject_dn: "CN=Holder".to_owned(),
             issuer_dn: SHARED_DN.to_owned(),
+            display_names: crate::certificate::DisplayNames::default(),
             serial_hex: serial.to_owned(),
             not_before: NOW - 60,
             not_after: NOW + 60,

@@ -5,33 +5,14 @@
 //! as a [`CaKey`], 16 bytes derived from the key identifier, so every CA record and every
 //! revoked entry has one width whatever the identifier's length.
 
-use crate::certificate::ca::KeyIdentifier;
 use crate::identity::normalize_serial;
 use sha2::{Digest, Sha256};
-use std::fmt;
 
-/// Width of a [`CaKey`] and of a CRL revocation's key. 128 bits keep the two colliding
-/// entries of a DoD-sized set (6 million) at a probability of about 2^-83, and the serials
-/// they hash are chosen by the CA, not by the holder.
-pub const CA_KEY_LEN: usize = 16;
+pub use crate::certificate::ca::{CaKey, CA_KEY_LEN};
 
-/// A CA as the snapshot names it: the first 16 bytes of SHA-256 over a label and the CA's key
-/// identifier (its SubjectKeyIdentifier, or SHA-256 of its SubjectPublicKeyInfo), which is
-/// what a certificate it issued carries as its AuthorityKeyIdentifier.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CaKey(pub [u8; CA_KEY_LEN]);
-
+// The revocation key is the identity data's: it spells the serial as the identity data
+// compares serials ([`normalize_serial`]).
 impl CaKey {
-    pub fn of(key: &KeyIdentifier) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"certbind ca key v1\0");
-        hasher.update(key.as_bytes());
-        let digest: [u8; 32] = hasher.finalize().into();
-        let mut out = [0u8; CA_KEY_LEN];
-        out.copy_from_slice(&digest[..CA_KEY_LEN]);
-        CaKey(out)
-    }
-
     /// The key of the revocation of serial `serial_hex` (any spelling [`normalize_serial`]
     /// accepts) by this CA's CRL: SHA-256 over a label, this key and the normalised serial,
     /// cut to 16 bytes. A CRL's entries and a certificate's serial meet in this one spelling.
@@ -45,12 +26,6 @@ impl CaKey {
         let mut out = [0u8; CA_KEY_LEN];
         out.copy_from_slice(&digest[..CA_KEY_LEN]);
         out
-    }
-}
-
-impl fmt::Debug for CaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CaKey({})", crate::encoding::hex_lower(&self.0))
     }
 }
 
@@ -81,6 +56,7 @@ impl CertificateAuthority<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certificate::ca::KeyIdentifier;
 
     #[test]
     fn revocation_keys_use_the_normalised_serial_and_the_ca() {
