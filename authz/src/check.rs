@@ -7,7 +7,7 @@ use certbind_shared::decision::cache::FactsCache;
 use certbind_shared::decision::config::PolicyConfig;
 use certbind_shared::decision::extract::connection_pem_der;
 use certbind_shared::decision::outcome::{Denial, Notice, Outcome, Reason};
-use certbind_shared::decision::{Engine, RequestHeader, RequestInput};
+use certbind_shared::decision::{ConnectionDigest, Engine, RequestHeader, RequestInput};
 use certbind_shared::identity::{IdentityData, StaticIdentity};
 use certbind_shared::snapshot::SnapshotView;
 use certbind_shared::Fingerprint;
@@ -189,11 +189,10 @@ impl Authorizer {
                 return Verdict::Deny(Denial { reason });
             }
         };
-        let hex = digest.as_ref().map(|d| d.fingerprint.to_hex());
         let input = RequestInput {
             headers: &check.headers,
             peer: check.peer,
-            connection_digest: hex.as_deref(),
+            connection_digest: digest.as_ref().map(|d| ConnectionDigest::Fingerprint(d.fingerprint)),
             connection_certificate: pem,
             now,
             ..Default::default()

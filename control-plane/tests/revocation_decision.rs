@@ -15,7 +15,7 @@ use certbind_shared::crl::testing::{
     authority_key_identifier_extension, certificate_list, crl_number_extension, ecdsa_with_sha256, entry, integer,
     reason_extension, SyntheticCa, TbsParts,
 };
-use certbind_shared::decision::{header_refs, Engine, RequestInput};
+use certbind_shared::decision::{header_refs, ConnectionDigest, Engine, RequestInput};
 use certbind_shared::source::testing::xfcc_element;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{Store, TestApp, TestDb, Transport};
@@ -90,7 +90,7 @@ fn decide(view: &SnapshotView, pem: &str) -> (u16, String) {
         ("x-forwarded-client-cert".to_owned(), xfcc_element(&hex, pem).into_bytes()),
     ];
     let headers = header_refs(&headers);
-    let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: now(), ..Default::default() };
+    let input = RequestInput { headers: &headers, connection_digest: Some(ConnectionDigest::Hex(&hex)), now: now(), ..Default::default() };
     let outcome = engine().evaluate(&input, Some(view));
     (outcome.status(), outcome.reason().map(|r| r.as_str().to_owned()).unwrap_or_default())
 }

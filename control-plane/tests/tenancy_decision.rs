@@ -14,7 +14,7 @@ use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::decision::outcome::{header, Outcome};
 use certbind_shared::decision::testing::RuleKind;
-use certbind_shared::decision::{header_refs, Engine, RequestInput};
+use certbind_shared::decision::{header_refs, ConnectionDigest, Engine, RequestInput};
 use certbind_shared::pop::testing::{mint, TestKey, ISSUER_JWKS};
 use certbind_shared::source::testing::xfcc_element;
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
@@ -93,7 +93,7 @@ fn decide(engine: &mut Engine, identity: &SnapshotView, path: &str, pem: &str, t
         headers.push(("authorization".to_owned(), format!("Bearer {token}").into_bytes()));
     }
     let headers = header_refs(&headers);
-    let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: now(), ..Default::default() };
+    let input = RequestInput { headers: &headers, connection_digest: Some(ConnectionDigest::Hex(&hex)), now: now(), ..Default::default() };
     let outcome = engine.evaluate(&input, Some(identity));
     let get = |name: &str| match &outcome {
         Outcome::Allow { set, .. } => set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default(),

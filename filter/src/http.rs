@@ -4,7 +4,7 @@
 use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
 use certbind_shared::decision::outcome::{Denial, Outcome, Reason};
-use certbind_shared::decision::{Engine, RequestHeader, RequestInput};
+use certbind_shared::decision::{ConnectionDigest, Engine, RequestHeader, RequestInput};
 use certbind_shared::identity::IdentityData;
 
 /// The identity data a request decides with, asked for at the request's own time: a held
@@ -69,18 +69,19 @@ pub fn on_request_headers<H: Host>(
         .policy()
         .peer_property()
         .and_then(|property| text_property(host, property.path()).and_then(|text| property.parse(&text)));
-    let digest = if engine.needs_connection_digest() {
+    let digest_text = if engine.needs_connection_digest() {
         text_property(host, &["connection", "sha256_peer_certificate_digest"])
     } else {
         None
     };
+    let digest = digest_text.as_deref().map(|text| ConnectionDigest::Hex(text).parsed());
     // The connection's whole certificate, only when its facts are not cached yet.
-    let certificate = if engine.needs_connection_certificate(digest.as_deref()) {
+    let certificate = if engine.needs_connection_certificate(digest) {
         host.property(&["connection", "peer_certificate"])
     } else {
         None
     };
-    let (subject, uri_sans, dns_sans) = if certificate.is_none() && engine.needs_connection_certificate(digest.as_deref()) {
+    let (subject, uri_sans, dns_sans) = if certificate.is_none() && engine.needs_connection_certificate(digest) {
         (
             text_property(host, &["connection", "subject_peer_certificate"]),
             list_property(host, &["connection", "uri_san_peer_certificate"]),
@@ -97,7 +98,7 @@ pub fn on_request_headers<H: Host>(
     let input = RequestInput {
         headers: &headers,
         peer,
-        connection_digest: digest.as_deref(),
+        connection_digest: digest,
         connection_certificate: certificate.as_deref(),
         connection_subject: subject.as_deref(),
         connection_uri_sans: &uri_sans,

@@ -5,7 +5,7 @@
 use super::cache::FactsCache;
 use super::config::{CertificateSource, Policy, XfccTrust};
 use super::outcome::Reason;
-use super::{RequestInput, ScannedHeaders};
+use super::{ConnectionDigest, RequestInput, ScannedHeaders};
 use crate::certificate::pem::{decode_single_certificate_pem, MAX_PEM_BYTES};
 use crate::certificate::{CertificateFacts, DisplayNames, SubjectAltName};
 use crate::encoding::percent_decode;
@@ -38,7 +38,7 @@ pub fn certificate(
             let believed = match trust {
                 // Envoy set this header itself only if the connection carried a certificate;
                 // otherwise it came from the client through a misconfigured forward mode.
-                XfccTrust::ThisProxy => request.connection_digest.is_some_and(|d| !d.is_empty()),
+                XfccTrust::ThisProxy => request.connection_digest.is_some_and(|d| d.is_present()),
                 XfccTrust::TrustedProxies => from_trusted_proxy(policy, request),
             };
             let Some(raw) = forwarded_header(policy, request, scanned, believed)? else {
@@ -162,10 +162,10 @@ fn element_hash(element: &XfccElement<'_>) -> Result<Fingerprint, Reason> {
 /// `connection.peer_certificate` says what it holds. Without that property only the digest,
 /// subject and first SANs are known, and the facts are marked incomplete.
 fn connection_certificate(request: &RequestInput<'_>, cache: &mut FactsCache) -> Result<Option<Arc<CertificateFacts>>, Reason> {
-    let Some(digest) = request.connection_digest.filter(|d| !d.is_empty()) else {
+    let Some(digest) = request.connection_digest.filter(ConnectionDigest::is_present) else {
         return Ok(None);
     };
-    let fingerprint = parse_digest(digest).ok_or(Reason::MalformedClientCert)?;
+    let fingerprint = digest.fingerprint().ok_or(Reason::MalformedClientCert)?;
     if let Some(hit) = cache.get_certificate(&fingerprint, b"") {
         return Ok(Some(hit));
     }
@@ -181,13 +181,8 @@ fn connection_certificate(request: &RequestInput<'_>, cache: &mut FactsCache) ->
     Ok(Some(facts))
 }
 
-/// Envoy's `connection.sha256_peer_certificate_digest`: 64 hex digits.
-fn parse_digest(digest: &str) -> Option<Fingerprint> {
-    (digest.len() == 64).then(|| Fingerprint::parse(digest).ok()).flatten()
-}
-
 fn connection_fingerprint(request: &RequestInput<'_>) -> Option<Fingerprint> {
-    request.connection_digest.and_then(parse_digest)
+    request.connection_digest.and_then(|d| d.fingerprint())
 }
 
 /// `connection.peer_certificate` is documented as URL-encoded PEM; Envoy 1.40 hands plain PEM.

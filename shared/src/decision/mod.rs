@@ -39,6 +39,7 @@ pub mod scope;
 pub mod testing;
 pub mod trust;
 
+use crate::fingerprint::Fingerprint;
 use crate::identity::IdentityData;
 use crate::pop::cache::{RejectedTokens, TokenCache};
 use crate::pop::jwt::{self, TokenRequirements, VerifiedToken};
@@ -61,8 +62,8 @@ pub struct RequestInput<'a> {
     /// The TCP peer, read from the property [`Policy::peer_property`] names; `None` when it
     /// could not be told (see [`trust`]).
     pub peer: Option<IpAddr>,
-    /// `connection.sha256_peer_certificate_digest`, hex; `None` or empty without mTLS.
-    pub connection_digest: Option<&'a str>,
+    /// The SHA-256 of the connection's certificate; `None` without mTLS.
+    pub connection_digest: Option<ConnectionDigest<'a>>,
     /// `connection.peer_certificate` (PEM), read for the connection source when
     /// [`Engine::needs_connection_certificate`] says so.
     pub connection_certificate: Option<&'a [u8]>,
@@ -73,6 +74,43 @@ pub struct RequestInput<'a> {
     pub connection_dns_sans: &'a [String],
     /// Seconds since the Unix epoch.
     pub now: i64,
+}
+
+/// The SHA-256 of the connection's certificate, in the form its caller holds it: the proxy's
+/// text, parsed where the decision reads it, or the digest itself when the caller computed it
+/// (the authorization service hashes the certificate its gateway sent), so it is never
+/// spelled out in hex only to be read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDigest<'a> {
+    /// `connection.sha256_peer_certificate_digest` as the proxy hands it: 64 hex digits of
+    /// either case, empty when the connection presented no certificate.
+    Hex(&'a str),
+    Fingerprint(Fingerprint),
+}
+
+impl ConnectionDigest<'_> {
+    /// Whether the connection presented a certificate at all (malformed text included).
+    pub fn is_present(&self) -> bool {
+        match self {
+            ConnectionDigest::Hex(text) => !text.is_empty(),
+            ConnectionDigest::Fingerprint(_) => true,
+        }
+    }
+
+    /// The same digest with proxy text that names one parsed, for a caller that asks more
+    /// than once; anything else stays as it came (empty: no certificate; malformed: refused
+    /// where the decision reads it).
+    pub fn parsed(self) -> Self {
+        self.fingerprint().map_or(self, ConnectionDigest::Fingerprint)
+    }
+
+    /// The fingerprint it names; `None` for text that is not exactly 64 hex digits.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            ConnectionDigest::Hex(text) => (text.len() == 64).then(|| Fingerprint::parse(text).ok()).flatten(),
+            ConnectionDigest::Fingerprint(fingerprint) => Some(*fingerprint),
+        }
+    }
 }
 
 /// The headers the decision needs, found in one pass. Names compare folded (any case, `_` as
@@ -148,11 +186,11 @@ impl Engine {
     /// Whether the caller must read `connection.peer_certificate` for a connection whose
     /// certificate has this digest: only for the connection source, and only when its facts
     /// are not cached.
-    pub fn needs_connection_certificate(&self, digest: Option<&str>) -> bool {
+    pub fn needs_connection_certificate(&self, digest: Option<ConnectionDigest<'_>>) -> bool {
         self.policy.source == CertificateSource::Connection
-            && digest.is_some_and(|d| {
-                d.len() == 64 && crate::Fingerprint::parse(d).is_ok_and(|fp| !self.caches.facts.contains_certificate(&fp, b""))
-            })
+            && digest
+                .and_then(|d| d.fingerprint())
+                .is_some_and(|fp| !self.caches.facts.contains_certificate(&fp, b""))
     }
 
     /// True for every inbound header that must not reach the upstream: identity headers in any
@@ -410,5 +448,43 @@ mod tests {
         assert_eq!(decide(&two, "10.1.2.3").reason(), Some(Reason::MalformedClientCert));
         assert!(engine().is_identity_header("Ssl_Client_Cert"));
         assert!(!engine().is_identity_header("authorization"));
+    }
+
+    #[test]
+    fn a_connection_digest_decides_alike_as_proxy_text_or_as_a_fingerprint() {
+        let decide = |digest: Option<ConnectionDigest<'_>>| {
+            let mut engine = Engine::from_json(br#"{"certificate_source": {"kind": "connection"}, "default_mode": "mtls",
+                     "routes": [{"path": "/mtls/*", "mode": "mtls", "constraints": {"allow_card_authentication": true}}]}"#).unwrap();
+            let identity = StaticIdentity::from_config(StaticIdentityConfig::default(), 1).unwrap();
+            let headers: [RequestHeader<'_>; 1] = [(":path", b"/mtls/a")];
+            let request = RequestInput { headers: &headers, connection_digest: digest, now: 1_800_000_000, ..Default::default() };
+            engine.evaluate(&request, Some(&identity))
+        };
+        let fingerprint = Fingerprint::of_der(b"a certificate");
+        let hex = fingerprint.to_hex();
+        let upper = hex.to_uppercase();
+        let by_fingerprint = decide(Some(ConnectionDigest::Fingerprint(fingerprint)));
+        assert!(
+            !matches!(by_fingerprint.reason(), Some(Reason::MalformedClientCert | Reason::CertificateMissing)),
+            "{by_fingerprint:?}"
+        );
+        let Outcome::Allow { set, .. } = &by_fingerprint else { panic!("refused: {by_fingerprint:?}") };
+        assert!(set.iter().any(|(name, value)| *name == header::FINGERPRINT && *value == hex), "{set:?}");
+        for text in [hex.as_str(), upper.as_str()] {
+            assert_eq!(decide(Some(ConnectionDigest::Hex(text))), by_fingerprint, "{text}");
+            assert_eq!(decide(Some(ConnectionDigest::Hex(text).parsed())), by_fingerprint, "{text}");
+        }
+        // The proxy's text is read as strictly as before: 64 hex digits, nothing around them.
+        let short = &hex[..63];
+        let spaced = format!(" {}", &hex[..63]);
+        let colons = fingerprint.0.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let x5t = fingerprint.to_x5t_s256();
+        for bad in [short, &format!("{hex}0"), &hex.replace(&hex[..1], "g"), &spaced, &colons, &x5t] {
+            assert_eq!(decide(Some(ConnectionDigest::Hex(bad))).reason(), Some(Reason::MalformedClientCert), "{bad}");
+            assert_eq!(ConnectionDigest::Hex(bad).parsed(), ConnectionDigest::Hex(bad), "{bad}");
+        }
+        for absent in [None, Some(ConnectionDigest::Hex(""))] {
+            assert_eq!(decide(absent).reason(), Some(Reason::CertificateMissing), "{absent:?}");
+        }
     }
 }

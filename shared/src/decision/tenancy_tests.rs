@@ -12,7 +12,7 @@
 use crate::source::testing::xfcc_element;
 use crate::decision::outcome::{NotAllowed, Outcome, Reason};
 use crate::decision::testing::RuleKind;
-use crate::decision::{header_refs, Engine, RequestInput};
+use crate::decision::{header_refs, ConnectionDigest, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
 use crate::pop::testing::{mint, TestKey, ISSUER_JWKS};
@@ -73,7 +73,7 @@ fn request(path: &str, pem: Option<&str>, token: Option<&str>) -> (Vec<(String, 
 fn decide(engine: &mut Engine, identity: &dyn IdentityData, path: &str, pem: Option<&str>, token: Option<&str>) -> Outcome {
     let (headers, digest) = request(path, pem, token);
     let headers = header_refs(&headers);
-    let input = RequestInput { headers: &headers, connection_digest: digest.as_deref(), now: NOW, ..Default::default() };
+    let input = RequestInput { headers: &headers, connection_digest: digest.as_deref().map(ConnectionDigest::Hex), now: NOW, ..Default::default() };
     engine.evaluate(&input, Some(identity))
 }
 
@@ -449,7 +449,7 @@ fn a_source_without_issuer_or_serial_refuses_where_a_rule_needs_them() {
         let headers = vec![(":path".to_owned(), b"/mtls/x".to_vec())];
         let hex = jane.fingerprint.to_hex();
         let headers = header_refs(&headers);
-        let input = RequestInput { headers: &headers, connection_digest: Some(&hex), now: NOW, ..Default::default() };
+        let input = RequestInput { headers: &headers, connection_digest: Some(ConnectionDigest::Hex(&hex)), now: NOW, ..Default::default() };
         let snapshot = engine_with(policy.clone()).evaluate(&input, Some(&rules.snapshot()));
         let development = engine_with(policy.clone()).evaluate(&input, Some(&rules.development()));
         assert_eq!(snapshot, development);
