@@ -258,15 +258,6 @@ fn remember_connection_certificate(worker: &mut Worker, pem: &[u8], fingerprint:
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0)
-}
-
 impl Authorizer {
     /// Counts a verdict reached before the decision (a check the protocol could not form).
     pub fn count(&self, verdict: Verdict) -> Verdict {

@@ -1,7 +1,8 @@
 //! The service: its configuration, the HTTP endpoints (the HTTP protocols, `/metrics`,
 //! `/healthz`, `/readyz`) and the gRPC `Authorization` service.
 
-use crate::check::{unix_now, Authorizer, IdentitySource, Verdict};
+use crate::check::{Authorizer, IdentitySource, Verdict};
+use certbind_shared::clock;
 use crate::metrics::Registry;
 use crate::protocol::{envoy_grpc, envoy_http, nginx, refused, traefik, HttpAnswer, HttpCheck, Protocol};
 use certbind_filter::config::{self, IdentitySource as Configured};
@@ -54,7 +55,7 @@ impl Service {
                 eprintln!("[warn] certbind: no identity snapshot yet; checks that need identity data are refused with 503 until one verifies");
             }
         }
-        Ok(Service { authorizer, clock: unix_now, source_header })
+        Ok(Service { authorizer, clock: clock::now_seconds, source_header })
     }
 
     /// The same service deciding at the time `clock` tells (tests replaying fixed dates).

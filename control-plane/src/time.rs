@@ -1,14 +1,10 @@
 //! RFC 3339 timestamps, the one time format the database and the API use (UTC, whole
 //! seconds, `Z`), so that text order equals time order on both backends.
 
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    }
+    certbind_shared::clock::now_seconds()
 }
 
 /// Now, as stored: `YYYY-MM-DDTHH:MM:SSZ`.

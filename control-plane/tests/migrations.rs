@@ -10,24 +10,55 @@ use certbind_control_plane::db::{snapshot_data, Db, DbOptions};
 use certbind_control_plane::domain::Change;
 use certbind_shared::identity::Claim;
 use common::{Store, TestDb};
+use sha2::Digest;
 use sqlx::Row;
 
 on_every_store!(
     a_first_schema_database_upgrades,
+    a_migration_changed_otherwise_than_reworded_is_refused,
     claims_from_before_verification_keep_what_was_seen,
     bindings_from_before_certificates_were_kept_show_their_facts_as_unknown,
 );
 
+/// The one line of the first migration reworded since its release, as it was released and
+/// as it is: an older release recorded the checksum of the first.
+const REWORDED_LINE: (&str, &str) = (
+    "-- Exactly the table of seed 000; the fingerprint is 64 lowercase hex digits.",
+    "-- A card binding; the fingerprint is the certificate's SHA-256 in 64 lowercase hex digits.",
+);
+
+/// The migration `name` of `flavour` as an older release shipped it.
+fn as_released(flavour: &str, name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(flavour).join(name);
+    let text = std::fs::read_to_string(path).unwrap();
+    if name.starts_with("0001_") {
+        assert!(text.contains(REWORDED_LINE.1), "{name} no longer holds the reworded line");
+        return text.replace(REWORDED_LINE.1, REWORDED_LINE.0);
+    }
+    text
+}
+
 /// Applies the migrations of `flavour` up to and including `last` (its number), as an older
-/// release did, then runs `statements`.
+/// release shipped and ran them, then runs `statements`.
 async fn older_schema(url: &str, flavour: &str, last: u32, statements: &[&str]) {
+    older_schema_with(url, flavour, last, statements, |_, text| text).await;
+}
+
+/// [`older_schema`], each migration's text first passed through `edit` (its name, its text).
+async fn older_schema_with(
+    url: &str,
+    flavour: &str,
+    last: u32,
+    statements: &[&str],
+    edit: impl Fn(&str, String) -> String,
+) {
     let dir = tempfile::tempdir().unwrap();
     let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(flavour);
     for entry in std::fs::read_dir(&migrations).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         if name.get(..4).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n <= last) {
-            std::fs::copy(&path, dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(&name), edit(&name, as_released(flavour, &name))).unwrap();
         }
     }
     let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
@@ -65,6 +96,14 @@ async fn a_first_schema_database_upgrades(store: Store, test: &str) {
     first_schema_only(&test_db.url, flavour).await;
 
     let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
+    // The first migration ran from its released text; its checksum now is the reworded one's.
+    let recorded: Vec<u8> = sqlx::query("SELECT checksum FROM _sqlx_migrations WHERE version = 1")
+        .fetch_one(db.reader())
+        .await
+        .unwrap()
+        .get(0);
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(flavour).join("0001_initial.sql");
+    assert_eq!(recorded, sha2::Sha384::digest(std::fs::read(shipped).unwrap()).to_vec());
     // Every row is still there, owned by its org; the binding, made before certificates were
     // seen whole, rests on its org's word.
     let rows = snapshot_data::load(&db).await.unwrap();
@@ -184,4 +223,19 @@ async fn bindings_from_before_certificates_were_kept_show_their_facts_as_unknown
     assert!(!org.allow_card_authentication);
     db.close().await;
     test_db.drop_database().await;
+}
+
+/// Only the released text of a reworded migration is taken for the current one: a database
+/// whose first migration ran from any other text is refused, as sqlx refuses it, and the
+/// checksum it recorded is left as it was.
+async fn a_migration_changed_otherwise_than_reworded_is_refused(store: Store, test: &str) {
+    let test_db = TestDb::new(store, test).await.expect("test database");
+    let flavour = if store == Store::Sqlite { "sqlite" } else { "postgres" };
+    older_schema_with(&test_db.url, flavour, 1, &[], |name, text| {
+        if name.starts_with("0001_") { text + "\n-- edited locally\n" } else { text }
+    })
+    .await;
+    let refused = Db::open(&DbOptions::new(test_db.url.clone())).await.err().expect("an edited migration is refused");
+    let error = format!("{refused:#}");
+    assert!(error.contains("running database migrations") && error.contains('1'), "{error}");
 }

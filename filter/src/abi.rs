@@ -10,6 +10,7 @@ use crate::http::{self, Verdict};
 use crate::metrics::Metrics;
 use crate::root::{Identity, TICK_MS};
 use crate::snapshot::{FetchResponse, ResponseBody, SnapshotMetrics, SnapshotSource};
+use certbind_shared::clock;
 use certbind_shared::decision::Engine;
 use certbind_shared::snapshot::SnapshotError;
 use proxy_wasm::hostcalls;
@@ -19,7 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -91,11 +92,7 @@ impl Host for ProxyHost {
     }
 
     fn now(&self) -> i64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .unwrap_or(0)
+        hostcalls::get_current_time().ok().map_or(0, clock::unix_seconds)
     }
 
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
@@ -121,11 +118,7 @@ pub struct ProxyRootHost;
 
 impl RootHost for ProxyRootHost {
     fn now_ms(&self) -> i64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .unwrap_or(0)
+        hostcalls::get_current_time().ok().map_or(0, clock::unix_millis)
     }
 
     fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {

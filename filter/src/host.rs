@@ -1,7 +1,8 @@
 //! The proxy, as the filter sees it: the few calls the request path makes ([`Host`]) and the
 //! root-level ones the snapshot machinery makes ([`RootHost`]), behind traits so both can be
 //! tested natively with doubles. Each artefact implements them over its own ABI, in the
-//! `abi.rs` of its crate: the one file of each that holds `unsafe`.
+//! `abi` module of its crate (`filter/src/abi.rs`, `native/src/abi/`): the one module of each
+//! that holds `unsafe`.
 
 use certbind_shared::decision::RequestHeader;
 use certbind_shared::pairs;

@@ -18,6 +18,7 @@ use certbind_filter::root::{unavailable_message, TICK_MS};
 use certbind_filter::snapshot::{
     BodyChunks, FetchResponse, Level, LocalSharedData, RootHost, SnapshotMetrics, SnapshotSource,
 };
+use certbind_shared::clock;
 use certbind_shared::decision::config::PolicyConfig;
 use certbind_shared::decision::Engine;
 use certbind_shared::identity::{IdentityData, StaticIdentity};
@@ -30,7 +31,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The scheduled event that runs the snapshot source's tick.
 const TICK_EVENT: u64 = 1;
@@ -171,11 +172,7 @@ struct MainHost<'a> {
 
 impl RootHost for MainHost<'_> {
     fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .unwrap_or(0)
+        clock::now_millis()
     }
 
     fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
@@ -461,11 +458,7 @@ impl Host for NativeHost<'_> {
     }
 
     fn now(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .unwrap_or(0)
+        clock::now_seconds()
     }
 
     fn send_response(

@@ -54,20 +54,18 @@ WITHOUT_AUTHORIZER = {
               "                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n"
               "                    disabled: true"} for kind in ("envoy_http", "envoy_grpc")},
 }
-# The ext_authz filter of envoy/ext-authz/grpc.yaml, which the wasm variant replaces.
-EXT_AUTHZ_FILTER = """          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              transport_api_version: V3
-              # The service unreachable: refuse, never let the request through.
-              failure_mode_allow: false
-              status_on_error: {code: ServiceUnavailable}
-              grpc_service:
-                envoy_grpc: {cluster_name: certbind_authz}
-                timeout: 1s
-              include_peer_certificate: true
-              encode_raw_headers: true
-"""
+
+
+def shipped_filter_entry(shipped: Path, name: str) -> str:
+    """The entry of the HTTP filter `name` in a shipped Envoy file, as written there (from its
+    `- name:` line to the next entry of the same list): what a variant replaces, read from the
+    file itself so the two cannot drift."""
+    lines = shipped.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.strip() == f"- name: {name}")
+    indent = lines[first].index("-")
+    end = next(i for i in range(first + 1, len(lines))
+               if lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) <= indent)
+    return "".join(lines[first:end])
 
 
 def with_wasm_filter(control_plane_port: int, configuration: str) -> dict[str, str]:
@@ -79,7 +77,8 @@ def with_wasm_filter(control_plane_port: int, configuration: str) -> dict[str, s
                "      cluster_name: certbind_control_plane\n      endpoints:\n      - lb_endpoints:\n"
                "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
                + str(control_plane_port) + "}}}\n")
-    return {EXT_AUTHZ_FILTER: wasm, "  clusters:\n": "  clusters:\n" + cluster}
+    ext_authz = shipped_filter_entry(gateways.SHIPPED[WASM_BESIDE][0], "envoy.filters.http.ext_authz")
+    return {ext_authz: wasm, "  clusters:\n": "  clusters:\n" + cluster}
 
 
 # One worker each, as Envoy's --concurrency 1: the figures are per core.

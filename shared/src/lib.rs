@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod certificate;
+pub mod clock;
 pub mod crl;
 #[cfg(test)]
 mod damage;

@@ -318,16 +318,15 @@ const SNAPSHOT_BINDINGS: usize = 50_000;
 /// The case's configuration with its card bound in a signed snapshot (among
 /// [`SNAPSHOT_BINDINGS`]) in place of its inline identity, as a deployment decides.
 fn snapshot_config(case: &Case, config: &serde_json::Value) -> String {
-    let pem = case.request.connection_certificate.as_deref().expect("the case's connection certificate");
-    let der = certbind_shared::certificate::pem::decode_certificate_pem(pem.as_bytes()).unwrap();
+    let (_, fingerprint) = connection_certificate(case);
     let key = TestSnapshotKey::new("authz-bench");
     let content = SnapshotContent::synthetic(SNAPSHOT_BINDINGS - 1).bind(
-        certbind_shared::Fingerprint::of_der(&der),
+        fingerprint,
         "01JBUSER00000000000000000A",
         "01JBZRG0000000000000000000",
     );
     // Verified when the service starts, by the system clock, which it then decides by.
-    let now = certbind_authz::check::unix_now();
+    let now = certbind_shared::clock::now_seconds();
     let signed = signed_snapshot(&key, &content, Stamp { version: 1, issued_at: now - 60, expires_at: now + 86_400 });
     serde_json::json!({
         "policy": config["policy"],
@@ -340,9 +339,8 @@ fn snapshot_config(case: &Case, config: &serde_json::Value) -> String {
 /// check beside the client's: its own request id and forwarding headers, and the XFCC it sets
 /// for the application (`SANITIZE_SET`, the whole certificate), which the check carries too.
 fn as_envoy_sends(request: &mut CheckRequest, case: &Case) {
-    let pem = case.request.connection_certificate.as_deref().expect("the case's connection certificate");
-    let der = certbind_shared::certificate::pem::decode_certificate_pem(pem.as_bytes()).unwrap();
-    let xfcc = certbind_shared::source::testing::xfcc_element(&certbind_shared::Fingerprint::of_der(&der).to_hex(), pem);
+    let (pem, fingerprint) = connection_certificate(case);
+    let xfcc = certbind_shared::source::testing::xfcc_element(&fingerprint.to_hex(), pem);
     let http = request.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()).unwrap();
     let headers = &mut http.header_map.as_mut().unwrap().headers;
     for (key, value) in [
@@ -360,6 +358,13 @@ fn as_envoy_sends(request: &mut CheckRequest, case: &Case) {
             raw_value: value.as_bytes().to_vec(),
         });
     }
+}
+
+/// The case's connection certificate, as its PEM and its SHA-256.
+fn connection_certificate(case: &Case) -> (&str, certbind_shared::Fingerprint) {
+    let pem = case.request.connection_certificate.as_deref().expect("the case's connection certificate");
+    let der = certbind_shared::certificate::pem::decode_certificate_pem(pem.as_bytes()).unwrap();
+    (pem, certbind_shared::Fingerprint::of_der(&der))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

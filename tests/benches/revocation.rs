@@ -194,9 +194,6 @@ fn target(p99: Duration, target: Duration) -> String {
     format!("p99 ≤ {} ms: {}", target.as_millis(), if p99 <= target { "met" } else { "not met" })
 }
 
-fn unix_now() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
-}
 
 /// The big-endian magnitude of a lowercase hex serial.
 fn serial_bytes(hex: &str) -> Vec<u8> {
@@ -215,7 +212,7 @@ fn issuing_ca() -> (SyntheticCa, String) {
 
 /// CRL `number` of `ca`: `entries` synthetic entries, then `card` when given.
 fn crl(ca: &SyntheticCa, number: u64, entries: u64, card: Option<&[u8]>) -> Vec<u8> {
-    let this_update = unix_now() - 60;
+    let this_update = certbind_shared::clock::now_seconds() - 60;
     let mut listed = synthetic_entries(entries, this_update - 86_400);
     if let Some(serial) = card {
         listed.extend_from_slice(&entry(serial, this_update - 3600, &[]));

@@ -18,7 +18,7 @@ CREATE TABLE users (
 );
 CREATE INDEX users_by_org ON users (org_id, id);
 
--- Exactly the table of seed 000; the fingerprint is 64 lowercase hex digits.
+-- A card binding; the fingerprint is the certificate's SHA-256 in 64 lowercase hex digits.
 CREATE TABLE smart_card_links (
     fingerprint   TEXT PRIMARY KEY,
     user_id       TEXT NOT NULL REFERENCES users(id),

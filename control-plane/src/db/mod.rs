@@ -16,6 +16,7 @@ pub mod domains;
 pub mod error;
 pub mod issuers;
 pub mod mapping_rules;
+mod migrate;
 pub mod models;
 pub mod orgs;
 pub mod proxies;
@@ -36,9 +37,6 @@ use std::time::Duration;
 
 pub use error::{DbError, DbResult};
 pub use models::*;
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a database connection by default: under a burst of writes,
 /// the queue a request may wait in; with the database unreachable, how soon it answers 503.
@@ -209,14 +207,9 @@ impl Db {
         Ok(db)
     }
 
+    /// Brings the schema and the stored rows up to date ([`migrate`]).
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.write).await.context("running database migrations")?;
-        canonicalize_stored_dns(self).await.context("putting stored issuer DNs in canonical form")?;
-        Ok(())
+        migrate::run(self).await
     }
 
     pub fn backend(&self) -> Backend {
@@ -532,91 +525,10 @@ pub(crate) async fn bump_version(tx: &mut Tx, now: &str) -> sqlx::Result<i64> {
     row.try_get::<i64, _>("version")
 }
 
-/// Issuer DNs stored before they were parsed (revoked serials, allowed-issuer constraints)
-/// are put in the canonical form the filter compares with; one that does not parse is left
-/// as it is and logged (it matches no certificate, as before). A row whose canonical form
-/// another row of the same owner already has is dropped. Cheap when there is nothing to do.
-async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
-    use crate::domain::change::Change;
-    use certbind_shared::certificate::dn::canonical_dn;
-    use certbind_shared::snapshot::ConstraintKind;
-    let revoked = sqlx::query("SELECT id, org_id, issuer_dn, serial FROM blocklist WHERE issuer_dn IS NOT NULL")
-        .fetch_all(db.reader())
-        .await?;
-    let allowed = sqlx::query("SELECT id, org_id, value FROM identity_constraints WHERE kind = 'allowed_issuer_dn'")
-        .fetch_all(db.reader())
-        .await?;
-    let mut fixes: Vec<(&'static str, String, String, Vec<Change>)> = Vec::new();
-    for row in &revoked {
-        let (id, owner, dn, serial): (String, Option<String>, String, String) =
-            (row.try_get("id")?, row.try_get("org_id")?, row.try_get("issuer_dn")?, row.try_get("serial")?);
-        match canonical_dn(&dn) {
-            Ok(canonical) if canonical != dn => {
-                let owner = Owner::from_column(owner);
-                let changes = vec![
-                    Change::UnrevokeSerial { owner: owner.clone(), issuer_dn: dn, serial: serial.clone() },
-                    Change::RevokeSerial { owner, issuer_dn: canonical.clone(), serial },
-                ];
-                fixes.push(("blocklist", id, canonical, changes));
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(id, error = %e, "a revoked serial's issuer DN does not parse; it matches no certificate"),
-        }
-    }
-    for row in &allowed {
-        let (id, owner, dn): (String, Option<String>, String) = (row.try_get("id")?, row.try_get("org_id")?, row.try_get("value")?);
-        match canonical_dn(&dn) {
-            Ok(canonical) if canonical != dn => {
-                let owner = Owner::from_column(owner);
-                let kind = ConstraintKind::AllowedIssuerDn;
-                let changes = vec![
-                    Change::RemoveConstraint { owner: owner.clone(), kind, value: dn },
-                    Change::AddConstraint { owner, kind, value: canonical.clone() },
-                ];
-                fixes.push(("identity_constraints", id, canonical, changes));
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(id, error = %e, "an allowed-issuer constraint does not parse; it matches no certificate"),
-        }
-    }
-    for (table, id, canonical, changes) in fixes {
-        if let Some(e) = changes.iter().filter(|c| c.adds()).find_map(|c| crate::snapshot::validate_change(c).err()) {
-            // Left as it is: a full build quarantines the row, and an admin can delete it.
-            tracing::warn!(id, error = %e, "a stored issuer DN's canonical form cannot go into the snapshot; left unchanged");
-            continue;
-        }
-        let mut tx = db.begin_change().await?;
-        let column = if table == "blocklist" { "issuer_dn" } else { "value" };
-        let updated = sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2")).bind(&canonical).bind(&id).execute(&mut *tx).await;
-        if let Err(e) = updated {
-            if error::race_of(&e) != Some(error::Race::Unique) {
-                return Err(e.into());
-            }
-            // The canonical row exists already: this spelling of it goes.
-            drop(tx);
-            tx = db.begin_change().await?;
-            sqlx::query(&format!("DELETE FROM {table} WHERE id = $1")).bind(&id).execute(&mut *tx).await?;
-        }
-        let actor = Actor::service("migration");
-        let record = AuditRecord {
-            actor: &actor,
-            changed: &Owner::Platform,
-            action: "migration.canonical_dn",
-            target: id,
-            detail: serde_json::json!({ "table": table, "issuer_dn": canonical }),
-        };
-        commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?;
-    }
-    Ok(())
-}
-
 /// A new identifier: 48 bits of milliseconds then 80 random bits, in Crockford base32 (26
 /// characters, the ULID layout). Sorts by creation time, which keyset pagination relies on.
 pub fn new_id() -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let millis = u128::try_from(certbind_shared::clock::now_millis()).unwrap_or(0);
     let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
     let value = ((millis & ((1u128 << 48) - 1)) << 80) | random;
     // The same spelling the snapshot reads back from a ULID's bits.

@@ -215,8 +215,7 @@ async fn claim(db: &Db, at_least: i64) -> anyhow::Result<Claimed> {
 /// changes and signatures, far fewer than a thousand a second, so a database restored from an
 /// older backup (or a fresh one) still signs above every version signed before.
 fn load_floor() -> i64 {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    i64::try_from(millis).unwrap_or(i64::MAX)
+    certbind_shared::clock::now_millis()
 }
 
 /// Reads everything and publishes it as one snapshot under a newly claimed version,

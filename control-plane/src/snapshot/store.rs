@@ -22,12 +22,13 @@ use super::content::SnapshotContent;
 use super::validate::BuildError;
 use crate::domain::change::Change;
 use crate::signer::Signer;
+use certbind_shared::clock;
 use certbind_shared::snapshot::delta;
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Default lifetime of a snapshot. A proxy keeps serving its last snapshot this long while
@@ -222,9 +223,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
-}
 
 impl SnapshotStore {
     pub fn new(signer: Arc<dyn Signer>, settings: StoreSettings) -> Self {
@@ -481,7 +479,7 @@ impl SnapshotStore {
         let own_key = PinnedKey::from_spki_der(&signer.public_key_der())
             .map_err(|e| StoreError::Sign(anyhow::anyhow!("the signer's public key: {e}")))?;
         let verifier = SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))?;
-        let view = verifier.verify(bytes, unix_now(), None).map_err(StoreError::SelfCheck)?;
+        let view = verifier.verify(bytes, clock::now_seconds(), None).map_err(StoreError::SelfCheck)?;
         let version = view.version();
         let _publishing = lock(&self.publishing);
         if self.latest().is_some_and(|latest| latest.version() >= version) {
@@ -681,7 +679,7 @@ impl SnapshotStore {
     /// A header for `version`, issued now, signed by the current key.
     fn header(&self, version: u64) -> SnapshotHeader {
         let signer = self.signer();
-        let issued_at = unix_now();
+        let issued_at = clock::now_seconds();
         let validity = i64::try_from(self.settings.validity.as_secs()).unwrap_or(i64::MAX).max(1);
         SnapshotHeader {
             version,

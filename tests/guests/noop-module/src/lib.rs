@@ -3,7 +3,7 @@
 //! nothing done per request. certbind's module is measured against it through a real Envoy.
 
 #[allow(dead_code)]
-#[path = "../../../../native/src/abi.rs"]
+#[path = "../../../../native/src/abi/mod.rs"]
 mod abi;
 
 mod shim {

@@ -5,7 +5,7 @@
 //! else. What certbind's module costs beyond this is its own work.
 
 #[allow(dead_code)]
-#[path = "../../../../native/src/abi.rs"]
+#[path = "../../../../native/src/abi/mod.rs"]
 mod abi;
 
 #[path = "../../like_identity.rs"]
