@@ -239,8 +239,12 @@ def wait_for_snapshot(deployment: Deployment, version: int | None = None, timeou
     loads = "wasmcustom.certbind.snapshot.full_loads"
 
     def held():
+        # The load first, then the version: read the other way round, a snapshot arriving
+        # between the two reads would be seen loaded at version 0.
+        if not deployment.proxy.stats(loads).get(loads):
+            return None
         value = snapshot_version(deployment)
-        if not deployment.proxy.stats(loads).get(loads) or (version is not None and value < version):
+        if version is not None and value < version:
             return None
         answer = deployment.client.get("/mtls/probe")
         return (value,) if answer.reason != "identity_unavailable" else None
