@@ -92,6 +92,8 @@ def main() -> int:
         native = envoy.NATIVE_DIR
         variants = [
             ("none", None, "/bench", ""),
+            # Envoy alone reading the same Authorization header: the token's floor.
+            ("none-token", None, "/bench", bound_token),
             ("native-noop", envoy.Filter("{}", artefact="native", module=native / "libcertbind_noop_module.so",
                                          name="certbind_noop_module"), "/bench", ""),
             ("native-passthrough", envoy.Filter("{}", artefact="native",

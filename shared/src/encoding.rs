@@ -58,6 +58,16 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// [`base64url_encode`] of a SHA-256 digest into a buffer of its own: no allocation, for a
+/// comparison made on every request.
+pub fn base64url_digest(digest: &[u8; 32]) -> [u8; 43] {
+    let mut out = [0u8; 43];
+    // 32 bytes are exactly 43 characters unpadded; a failure would leave zeros, which no
+    // base64url text equals.
+    let _ = URL_SAFE_NO_PAD.encode_slice(digest, &mut out);
+    out
+}
+
 /// Unpadded base64url. Padding, whitespace and the standard alphabet's `+/` are refused.
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()

@@ -50,6 +50,11 @@ impl Fingerprint {
         base64url_encode(&self.0)
     }
 
+    /// [`Self::to_x5t_s256`]'s characters, without allocating.
+    pub fn x5t_s256_bytes(&self) -> [u8; 43] {
+        crate::encoding::base64url_digest(&self.0)
+    }
+
     /// Accepts every spelling users paste: plain hex in any case, colon-separated hex pairs
     /// (`5f:9c:…`, as certificate viewers print it) and base64url `x5t#S256`.
     pub fn parse(text: &str) -> Result<Self, FingerprintError> {
@@ -110,6 +115,7 @@ mod tests {
         assert_eq!(Fingerprint::parse(&colons.join(":")).unwrap(), fp);
         assert_eq!(Fingerprint::parse(&fp.to_x5t_s256()).unwrap(), fp);
         assert_eq!(fp.to_x5t_s256(), "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+        assert_eq!(&fp.x5t_s256_bytes()[..], b"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
     }
 
     #[test]

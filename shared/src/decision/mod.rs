@@ -366,17 +366,17 @@ fn verified_token(
         (1, Some(raw)) => raw,
         _ => return Err(Reason::InvalidToken),
     };
-    let header_text = std::str::from_utf8(raw).map_err(|_| Reason::InvalidToken)?;
-    let token = jwt::bearer_credentials(header_text).ok_or(Reason::InvalidToken)?;
+    let token = jwt::bearer_credential_bytes(raw).ok_or(Reason::InvalidToken)?;
     let leeway = policy.token.leeway_seconds;
     let generation = identity.generation();
-    // A hit is the very token that verified before, so it needs no syntax check either; it
-    // counts only where the registration that accepted it applies.
+    // A hit is the very token that verified before, so it needs no syntax check either (not
+    // even as text); it counts only where the registration that accepted it applies.
     if let Some(hit) = caches.tokens.get_shared(token, generation, now, leeway) {
         if hit.registration_applies(org) {
             return Ok(hit);
         }
     }
+    let token = std::str::from_utf8(token).map_err(|_| Reason::InvalidToken)?;
     if !jwt::is_token68(token) || token.len() > jwt::MAX_TOKEN_BYTES {
         return Err(Reason::InvalidToken);
     }
@@ -399,14 +399,21 @@ fn verified_token(
     }
 }
 
-/// The token's identity in the namespace of the registration that verified it
-/// ([`scope::token_identity`]).
+/// The token's identity in the namespace of the registration that verified it, as made
+/// when it verified ([`scope::forwarded_token`]).
 fn push_token_headers(set: &mut Vec<(&'static str, String)>, token: &VerifiedToken) {
-    let (owner, issuer) = scope::token_identity(token);
-    set.push((header::TOKEN_OWNER, resolve::header_safe(&owner)));
-    set.push((header::TOKEN_ISSUER, resolve::header_safe(&issuer)));
-    if let Some(subject) = &token.subject {
-        set.push((header::TOKEN_SUBJECT, resolve::header_safe(subject)));
+    let made;
+    let forwarded = match &token.forwarded {
+        Some(forwarded) => forwarded,
+        None => {
+            made = scope::forwarded_token(token);
+            &made
+        }
+    };
+    set.push((header::TOKEN_OWNER, forwarded.owner.clone()));
+    set.push((header::TOKEN_ISSUER, forwarded.issuer.clone()));
+    if let Some(subject) = &forwarded.subject {
+        set.push((header::TOKEN_SUBJECT, subject.clone()));
     }
 }
 

@@ -43,7 +43,8 @@ pub struct RevocationPolicy {
 /// certificate, which gives neither. Looked up once per request and handed to
 /// [`check_revoked`] and [`check_freshness`].
 pub fn issuing_ca<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> Option<CertificateAuthority<'i>> {
-    if !facts.complete {
+    // Without a registered CA there is nothing to find: no map to look the key up in.
+    if !facts.complete || !identity.has_certificate_authorities() {
         return None;
     }
     match &facts.authority_key_identifier {

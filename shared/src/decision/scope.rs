@@ -4,7 +4,7 @@
 //! platform's apply to every request (a route with no certificate accepts only those).
 //!
 //! Since anyone may register any `iss`, the token's identity is forwarded in the namespace of
-//! the registration that verified it ([`token_identity`]): upstreams key on (owner, issuer,
+//! the registration that verified it ([`forwarded_token`]): upstreams key on (owner, issuer,
 //! subject), and no org can mint a triple the platform's or another org's tokens carry.
 //!
 //! This is where identity data becomes a key source for [`crate::pop`]: `pop` verifies tokens
@@ -13,8 +13,9 @@
 
 use crate::identity::{is_reserved_issuer, IdentityData, Owner, TokenIssuer, ORG_ISSUER_PREFIX};
 use crate::pop::jwks::Jwks;
-use crate::pop::jwt::{verify, IssuerKeys, TokenRequirements, VerifiedToken};
+use crate::pop::jwt::{verify, ForwardedToken, IssuerKeys, TokenRequirements, VerifiedToken};
 use crate::pop::token_error::TokenError;
+use super::resolve::header_safe;
 
 /// One owner's registrations, as a key source for [`verify`].
 pub struct OwnerIssuers<'a> {
@@ -64,6 +65,7 @@ pub fn verify_in_scope(
                     continue;
                 }
                 verified.registration_org = owner.org_id().map(str::to_owned);
+                verified.forwarded = Some(forwarded_token(&verified));
                 return Ok(verified);
             }
             // Another owner's registration of the same `iss` may hold the key.
@@ -76,11 +78,16 @@ pub fn verify_in_scope(
     Err(refusal)
 }
 
-/// The forwarded token identity, as (owner, issuer): `platform` and the bare `iss` for the
-/// platform's registration; `org:{org}` and `org:{org}:{iss}` for an org's.
-pub fn token_identity(token: &VerifiedToken) -> (String, String) {
-    match &token.registration_org {
-        None => ("platform".to_owned(), token.issuer.clone()),
-        Some(org) => (format!("{ORG_ISSUER_PREFIX}{org}"), format!("{ORG_ISSUER_PREFIX}{org}:{}", token.issuer)),
-    }
+/// The forwarded token identity ([`VerifiedToken::forwarded`]): the owner, `platform` and
+/// the bare `iss` for the platform's registration, `org:{org}` and `org:{org}:{iss}` for an
+/// org's; and the subject. Each made fit for a header value.
+pub fn forwarded_token(token: &VerifiedToken) -> ForwardedToken {
+    let (owner, issuer) = match &token.registration_org {
+        None => ("platform".to_owned(), header_safe(&token.issuer)),
+        Some(org) => (
+            header_safe(&format!("{ORG_ISSUER_PREFIX}{org}")),
+            header_safe(&format!("{ORG_ISSUER_PREFIX}{org}:{}", token.issuer)),
+        ),
+    };
+    ForwardedToken { owner, issuer, subject: token.subject.as_deref().map(header_safe) }
 }

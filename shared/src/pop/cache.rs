@@ -31,8 +31,7 @@ struct CacheKey {
 }
 
 impl CacheKey {
-    fn new(token: &str, generation: u64) -> Self {
-        let bytes = token.as_bytes();
+    fn new(bytes: &[u8], generation: u64) -> Self {
         let start = bytes.len().saturating_sub(KEY_TAIL);
         let mut tail = [0u8; KEY_TAIL];
         if let (Some(src), Some(dst)) = (bytes.get(start..), tail.get_mut(..bytes.len() - start)) {
@@ -72,22 +71,29 @@ impl TokenCache {
     /// The verified claims of `token`, if it was inserted under this `generation` and is
     /// still current at `now` (with `leeway_seconds` of skew). An entry found out of date is
     /// removed.
-    pub fn get(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<&VerifiedToken> {
-        let slot = self.find(token, generation, now, leeway_seconds)?;
+    pub fn get(&mut self, token: impl AsRef<[u8]>, generation: u64, now: i64, leeway_seconds: u64) -> Option<&VerifiedToken> {
+        let slot = self.find(token.as_ref(), generation, now, leeway_seconds)?;
         self.slots.get(slot).and_then(Option::as_ref).map(|entry| &*entry.token)
     }
 
-    /// As [`TokenCache::get`], sharing the claims rather than borrowing them.
-    pub fn get_shared(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<Arc<VerifiedToken>> {
-        let slot = self.find(token, generation, now, leeway_seconds)?;
+    /// As [`TokenCache::get`], sharing the claims rather than borrowing them. The token is
+    /// looked up by its bytes: a hit needs no check of its text.
+    pub fn get_shared(
+        &mut self,
+        token: impl AsRef<[u8]>,
+        generation: u64,
+        now: i64,
+        leeway_seconds: u64,
+    ) -> Option<Arc<VerifiedToken>> {
+        let slot = self.find(token.as_ref(), generation, now, leeway_seconds)?;
         self.slots.get(slot).and_then(Option::as_ref).map(|entry| Arc::clone(&entry.token))
     }
 
-    fn find(&mut self, token: &str, generation: u64, now: i64, leeway_seconds: u64) -> Option<usize> {
+    fn find(&mut self, token: &[u8], generation: u64, now: i64, leeway_seconds: u64) -> Option<usize> {
         let key = CacheKey::new(token, generation);
         let slot = *self.index.get(&key)?;
         let entry = self.slots.get(slot).and_then(Option::as_ref)?;
-        if !crate::encoding::same_bytes_constant_time(&entry.text, token.as_bytes()) {
+        if !crate::encoding::same_bytes_constant_time(&entry.text, token) {
             // Another token with the same key: not this one.
             return None;
         }
@@ -103,7 +109,7 @@ impl TokenCache {
         if self.capacity == 0 {
             return;
         }
-        let key = CacheKey::new(token, generation);
+        let key = CacheKey::new(token.as_bytes(), generation);
         if let Some(&slot) = self.index.get(&key) {
             if let Some(Some(entry)) = self.slots.get_mut(slot) {
                 entry.text = token.as_bytes().into();
@@ -231,6 +237,7 @@ mod tests {
             not_before: None,
             cnf_x5t_s256: None,
             registration_org: None,
+            forwarded: None,
         }
     }
 

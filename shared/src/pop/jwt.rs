@@ -48,6 +48,19 @@ pub struct VerifiedToken {
     pub cnf_x5t_s256: Option<String>,
     /// The org whose issuer registration accepted the token; `None` for the platform's.
     pub registration_org: Option<String>,
+    /// The identity forwarded for the token, set with `registration_org` by whoever knows the
+    /// registration ([`crate::decision::scope::verify_in_scope`]): made once, so a token
+    /// taken from the cache is forwarded without formatting anything again.
+    pub forwarded: Option<ForwardedToken>,
+}
+
+/// A verified token's identity as forwarded: owner, issuer and subject in the namespace of the
+/// registration that accepted it, each already fit for a header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedToken {
+    pub owner: String,
+    pub issuer: String,
+    pub subject: Option<String>,
 }
 
 impl VerifiedToken {
@@ -198,6 +211,7 @@ pub fn verify<K: IssuerKeys + ?Sized>(
         not_before,
         cnf_x5t_s256,
         registration_org: None,
+        forwarded: None,
     })
 }
 
@@ -213,8 +227,8 @@ pub fn unverified_confirmation(token: &str) -> Option<String> {
 /// Whether a claimed `cnf.x5t#S256` names the certificate with this fingerprint, in
 /// constant time.
 pub fn confirmation_names(claimed: &str, fingerprint: &Fingerprint) -> bool {
-    let expected = fingerprint.to_x5t_s256();
-    claimed.len() == expected.len() && bool::from(claimed.as_bytes().ct_eq(expected.as_bytes()))
+    let expected = fingerprint.x5t_s256_bytes();
+    claimed.len() == expected.len() && bool::from(claimed.as_bytes().ct_eq(&expected[..]))
 }
 
 /// Whether the token is bound (RFC 8705 `cnf.x5t#S256`) to the certificate with this
@@ -234,6 +248,14 @@ pub fn bearer_token(authorization_header: &str) -> Option<&str> {
 pub fn bearer_credentials(authorization_header: &str) -> Option<&str> {
     let (scheme, token) = authorization_header.split_once(' ')?;
     scheme.eq_ignore_ascii_case("Bearer").then_some(token)
+}
+
+/// [`bearer_credentials`] of the header's bytes, not yet checked to be text: a token found in
+/// the cache of verified tokens needs neither check, and a token68 is ASCII.
+pub fn bearer_credential_bytes(authorization_header: &[u8]) -> Option<&[u8]> {
+    let space = authorization_header.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (authorization_header.get(..space)?, authorization_header.get(space + 1..)?);
+    scheme.eq_ignore_ascii_case(b"Bearer").then_some(token)
 }
 
 /// RFC 6750's `b64token` (token68): base64 and base64url characters, `.` between JWT
@@ -354,6 +376,7 @@ mod tests {
             not_before: claims.get("nbf").and_then(Value::as_i64),
             cnf_x5t_s256: Some(certificate().to_x5t_s256()),
             registration_org: None,
+            forwarded: None,
         }
     }
 
@@ -411,6 +434,7 @@ mod tests {
                 not_before: None,
                 cnf_x5t_s256: None,
                 registration_org: None,
+                forwarded: None,
             }
         );
 
