@@ -2,10 +2,10 @@
 //! `/healthz`, `/readyz`) and the gRPC `Authorization` service.
 
 use crate::check::{Authorizer, IdentitySource, Verdict};
-use certbind_shared::clock;
 use crate::metrics::Registry;
 use crate::protocol::{envoy_grpc, envoy_http, nginx, refused, traefik, HttpAnswer, HttpCheck, Protocol};
 use certbind_filter::config::{self, IdentitySource as Configured};
+use certbind_shared::clock;
 use certbind_shared::decision::headers::fold_name;
 use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse};
 use http_body_util::Full;

@@ -1,7 +1,6 @@
 //! RFC 3339 timestamps, the one time format the database and the API use (UTC, whole
 //! seconds, `Z`), so that text order equals time order on both backends.
 
-
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch() -> i64 {
     certbind_shared::clock::now_seconds()

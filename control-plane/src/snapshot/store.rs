@@ -223,7 +223,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-
 impl SnapshotStore {
     pub fn new(signer: Arc<dyn Signer>, settings: StoreSettings) -> Self {
         let settings_deltas = settings.deltas;

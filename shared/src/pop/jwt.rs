@@ -246,8 +246,9 @@ pub fn bearer_token(authorization_header: &str) -> Option<&str> {
 /// The credentials after `Bearer `, not yet checked to be a token68: a caller that finds them
 /// in its cache of verified tokens needs no further check.
 pub fn bearer_credentials(authorization_header: &str) -> Option<&str> {
-    let (scheme, token) = authorization_header.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("Bearer").then_some(token)
+    let token = bearer_credential_bytes(authorization_header.as_bytes())?;
+    // The token follows an ASCII space, so it starts at a character boundary.
+    authorization_header.get(authorization_header.len() - token.len()..)
 }
 
 /// [`bearer_credentials`] of the header's bytes, not yet checked to be text: a token found in
