@@ -7,7 +7,7 @@
 
 mod common;
 
-use certbind_control_plane::db::cas;
+use certbind_control_plane::db::crls;
 use certbind_control_plane::revocation::poller::{self, CrlCounters, PollerSettings};
 use certbind_control_plane::revocation::CrlSource;
 use certbind_control_plane::snapshot::NoSnapshots;
@@ -166,7 +166,7 @@ async fn crls_are_verified_folded_and_refused_exactly(store: Store, test: &str) 
     assert_eq!(body["crl"]["entries"], 3);
     assert_eq!(body["crl"]["status"], "fresh");
     assert!(r.header("certbind-snapshot-version").is_some());
-    let held = cas::held(&app.db, &key_id).await.unwrap().unwrap();
+    let held = crls::held(&app.db, &key_id).await.unwrap().unwrap();
     let serials: Vec<Vec<u8>> = held.serials.iter().map(<[u8]>::to_vec).collect();
     assert_eq!(serials, vec![vec![0x10, 0x01], vec![0x10, 0x02], vec![0x10, 0x03]]);
 
@@ -228,7 +228,7 @@ async fn crls_are_verified_folded_and_refused_exactly(store: Store, test: &str) 
     assert!(p["detail"].as_str().unwrap().contains("application/pkix-crl"), "{p}");
 
     // Nothing refused changed what is held.
-    let still = cas::held(&app.db, &key_id).await.unwrap().unwrap();
+    let still = crls::held(&app.db, &key_id).await.unwrap().unwrap();
     assert_eq!(still.crl_number, "6");
 
     // An expired CRL newer than the one held is taken (its revocations count), and shown stale.
@@ -261,8 +261,8 @@ async fn two_cas_of_one_dn_are_two_cas(store: Store, test: &str) {
     let r = upload(&app, &app.b.token, second.sign(&parts.encode()), "application/pkix-crl").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["ca"], b.as_str());
-    assert_eq!(cas::held(&app.db, &a).await.unwrap(), None);
-    let held = cas::held(&app.db, &b).await.unwrap().unwrap();
+    assert_eq!(crls::held(&app.db, &a).await.unwrap(), None);
+    let held = crls::held(&app.db, &b).await.unwrap().unwrap();
     assert_eq!(held.serials.iter().collect::<Vec<_>>(), vec![&[0x42u8][..]]);
     app.finish().await;
 }
@@ -312,11 +312,11 @@ async fn the_poller_fetches_conditionally_and_backs_off(store: Store, test: &str
     let settings = PollerSettings::default();
     let counters = CrlCounters::default();
     let snapshots = NoSnapshots::default();
-    let due = || async { cas::due_fetches(&app.db, i64::MAX, 10).await.unwrap().remove(0) };
+    let due = || async { crls::due_fetches(&app.db, i64::MAX, 10).await.unwrap().remove(0) };
 
     // A new point is due at once; its CRL is fetched and stored.
     assert_eq!(poller::poll_due(&app.db, &snapshots, &counters, &settings).await, 1);
-    let held = cas::held(&app.db, &key_id).await.unwrap().unwrap();
+    let held = crls::held(&app.db, &key_id).await.unwrap().unwrap();
     assert_eq!((held.crl_number.as_str(), held.serials.len()), ("7", 2));
     let shown = app.get(&format!("/api/v1/admin/cas/{key_id}"), &app.b.token).await.json();
     assert_eq!(shown["crl"]["source"], "fetch");
@@ -335,7 +335,7 @@ async fn the_poller_fetches_conditionally_and_backs_off(store: Store, test: &str
     // The CA publishes CRL 8: fetched and folded.
     *point.crl.lock().unwrap() = crl(&ca, 8, now() - 30, &[0x1001, 0x1002, 0x1003]);
     assert_eq!(poller::poll_one(&app.db, &snapshots, &counters, &settings, &due().await).await.result, "updated");
-    assert_eq!(cas::held(&app.db, &key_id).await.unwrap().unwrap().serials.len(), 3);
+    assert_eq!(crls::held(&app.db, &key_id).await.unwrap().unwrap().serials.len(), 3);
 
     // A replayed CRL 7 is refused and counted.
     *point.crl.lock().unwrap() = crl(&ca, 7, now() - 60, &[0x1001]);
@@ -524,7 +524,7 @@ async fn hostile_distribution_points_cost_a_bounded_fetch(store: Store, test: &s
         ..PollerSettings::default()
     };
     let (counters, snapshots) = (CrlCounters::default(), NoSnapshots::default());
-    let due = cas::due_fetches(&app.db, i64::MAX, 10).await.unwrap();
+    let due = crls::due_fetches(&app.db, i64::MAX, 10).await.unwrap();
     let point_of = |end: &str| due.iter().find(|d| d.url.ends_with(end)).unwrap().clone();
 
     let started = std::time::Instant::now();
@@ -542,7 +542,7 @@ async fn hostile_distribution_points_cost_a_bounded_fetch(store: Store, test: &s
     let outcome = poller::poll_one(&app.db, &snapshots, &counters, &settings, &big).await;
     assert_eq!(outcome.result, "refused");
     assert!(outcome.error.as_deref().unwrap().starts_with("the CRL cannot be read"), "{outcome:?}");
-    assert_eq!(cas::held(&app.db, &key_id).await.unwrap(), None);
+    assert_eq!(crls::held(&app.db, &key_id).await.unwrap(), None);
     assert_eq!(counters.fetches_failed.load(Ordering::SeqCst), 3);
     held_open.abort();
     server.abort();

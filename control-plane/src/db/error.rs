@@ -142,6 +142,12 @@ pub fn or_race(e: sqlx::Error, race: Race, what: impl FnOnce() -> DbError) -> Db
     }
 }
 
+/// A stored value that does not read back as what was written (a column's JSON, a blob, a
+/// certificate): the database's error, not the caller's.
+pub(super) fn decode_error(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

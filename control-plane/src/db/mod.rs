@@ -12,6 +12,7 @@ pub mod blocklist;
 pub mod cas;
 pub mod claims;
 pub mod constraints;
+pub mod crls;
 pub mod domains;
 pub mod error;
 pub mod issuers;

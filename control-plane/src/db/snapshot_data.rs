@@ -33,7 +33,7 @@ pub struct IdentityRows {
     /// Rows left out because they cannot be represented (logged as they are met).
     pub skipped: usize,
     /// The revoked serials of each CA's CRL (the CA itself is in `rules`).
-    pub crl_serials: Vec<(certbind_shared::certificate::KeyIdentifier, super::cas::SerialSet)>,
+    pub crl_serials: Vec<(certbind_shared::certificate::KeyIdentifier, super::crls::SerialSet)>,
 }
 
 /// Reads the identity data and its version in one read-only transaction.

@@ -4,7 +4,8 @@
 //! difference, which the snapshot carries.
 
 use super::number::parse_decimal;
-use crate::db::cas::{self, CertificateAuthority, FoldedCrl, HeldCrl, SerialSet};
+use crate::db::cas::{self, CertificateAuthority};
+use crate::db::crls::{self, FoldedCrl, HeldCrl, SerialSet};
 use crate::db::{Actor, Db, DbError};
 use crate::domain::change::Committed;
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
@@ -199,7 +200,7 @@ fn difference<'a>(
                 added.push(n.to_vec());
                 new.next();
             }
-            (Some(o), Some(n)) => match cas::serial_order(o, n) {
+            (Some(o), Some(n)) => match crls::serial_order(o, n) {
                 Ordering::Less => {
                     removed.push(o.to_vec());
                     old.next();
@@ -320,7 +321,7 @@ pub async fn ingest(
     let mut last_error = None;
     for key_id in &candidates {
         let Some((certificate, _policy)) = cas::certificate(db, key_id).await? else { continue };
-        let held = cas::held(db, key_id).await?;
+        let held = crls::held(db, key_id).await?;
         let expected = held.as_ref().map(|h| h.crl_number.clone());
         let der = std::sync::Arc::clone(&der);
         let held_for_fold = held.clone();

@@ -12,7 +12,7 @@
 
 use super::distribution_point::HttpTarget;
 use super::ingest::{ingest, CrlSource, IngestError};
-use crate::db::cas::{self, DueFetch, FetchResult};
+use crate::db::crls::{self, DueFetch, FetchResult};
 use crate::db::{Actor, Db};
 use crate::snapshot::SnapshotService;
 use certbind_shared::crl::CrlLimits;
@@ -179,7 +179,7 @@ pub async fn poll_one(
     let outcome = match fetched {
         Err(error) => failed(error, "failed"),
         Ok(Fetched::NotModified) => {
-            let next_update = cas::held(db, &due.key_id).await.ok().flatten().and_then(|h| h.next_update);
+            let next_update = crls::held(db, &due.key_id).await.ok().flatten().and_then(|h| h.next_update);
             FetchResult {
                 result: "unchanged",
                 error: None,
@@ -194,7 +194,7 @@ pub async fn poll_one(
             match ingest(db, &actor, bytes, source, settings.limits, now).await {
                 Ok(committed) => {
                     let changed = committed.value.changed;
-                    let next_update = cas::held(db, &due.key_id).await.ok().flatten().and_then(|h| h.next_update);
+                    let next_update = crls::held(db, &due.key_id).await.ok().flatten().and_then(|h| h.next_update);
                     if changed {
                         snapshots.committed(committed.version, committed.changes);
                     }
@@ -222,7 +222,7 @@ pub async fn poll_one(
     if let Some(error) = &outcome.error {
         tracing::warn!(ca = %due.key_id, url = %due.url, error = %error, "CRL fetch failed");
     }
-    if let Err(e) = cas::record_fetch(db, &due.key_id, &due.url, &outcome).await {
+    if let Err(e) = crls::record_fetch(db, &due.key_id, &due.url, &outcome).await {
         tracing::error!(ca = %due.key_id, url = %due.url, error = %e, "cannot record a CRL fetch");
     }
     outcome
@@ -230,7 +230,7 @@ pub async fn poll_one(
 
 /// Fetches whatever is due, once.
 pub async fn poll_due(db: &Db, snapshots: &dyn SnapshotService, counters: &CrlCounters, settings: &PollerSettings) -> usize {
-    let due = match cas::due_fetches(db, crate::time::now_epoch(), 64).await {
+    let due = match crls::due_fetches(db, crate::time::now_epoch(), 64).await {
         Ok(due) => due,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the CRL distribution points due");

@@ -7,8 +7,10 @@
 pub mod builder;
 pub mod content;
 pub mod deltas;
+pub mod error;
 pub mod served;
 pub mod service;
+pub mod signed;
 pub mod store;
 pub mod validate;
 
@@ -18,7 +20,9 @@ pub use validate::{validate_change, BuildError};
 pub use deltas::{DeltaLimits, DeltaRing};
 pub use served::{LeftOut, NoSnapshots, ServedSnapshot, SnapshotService};
 pub use service::{build_from_database, StoreService};
-pub use store::{Applied, SignedSnapshot, SnapshotStore, StoreError, StoreSettings};
+pub use signed::SignedSnapshot;
+pub use error::StoreError;
+pub use store::{Applied, SnapshotStore, StoreSettings};
 
 #[cfg(test)]
 mod tests;

@@ -31,7 +31,8 @@ use super::content::{
 use super::validate::{validate_change, BuildError};
 use crate::domain::change::Change;
 use super::served::{LeftOut, ServedSnapshot, SnapshotService};
-use super::store::{SignedSnapshot, SnapshotStore, StoreSettings};
+use super::signed::SignedSnapshot;
+use super::store::{SnapshotStore, StoreSettings};
 use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};
 use crate::db::snapshot_log::{self, LogEntry};
 use crate::db::signed_snapshots;

@@ -19,14 +19,15 @@
 use super::deltas::{DeltaLimits, DeltaRing};
 use super::builder::{encode_content, encode_patched, PatchMode, Pending, StreamedBindings};
 use super::content::SnapshotContent;
+use super::error::StoreError;
+use super::signed::{self, SignedSnapshot};
 use super::validate::BuildError;
 use crate::domain::change::Change;
 use crate::signer::Signer;
 use certbind_shared::clock;
 use certbind_shared::snapshot::delta;
-use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotHeader, SnapshotVerifier, SnapshotView};
+use certbind_shared::snapshot::{PinnedKey, SnapshotHeader, SnapshotVerifier, SnapshotView};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -63,99 +64,6 @@ impl StoreSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings::with_validity(DEFAULT_VALIDITY)
-    }
-}
-
-/// Why a snapshot could not be published.
-#[derive(Debug)]
-pub enum StoreError {
-    /// Nothing has been loaded yet: there is no snapshot to patch.
-    NotLoaded,
-    /// A load at a version not newer than the one published: it would sign an old version
-    /// again.
-    StaleLoad {
-        loaded: u64,
-        published: u64,
-    },
-    Build(BuildError),
-    /// The signer failed (token unreachable, PIN, session…).
-    Sign(anyhow::Error),
-    /// The signed snapshot does not verify with the signer's own public key: the token
-    /// signed with another key or returned a malformed signature.
-    SelfCheck(SnapshotError),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::NotLoaded => f.write_str("no snapshot has been loaded yet"),
-            StoreError::StaleLoad { loaded, published } => {
-                write!(f, "loaded version {loaded} is not newer than the published version {published}")
-            }
-            StoreError::Build(e) => write!(f, "cannot build the snapshot: {e}"),
-            StoreError::Sign(e) => write!(f, "cannot sign the snapshot: {e:#}"),
-            StoreError::SelfCheck(e) => write!(f, "the signed snapshot does not verify: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<BuildError> for StoreError {
-    fn from(e: BuildError) -> Self {
-        StoreError::Build(e)
-    }
-}
-
-/// A signed snapshot ready to serve.
-#[derive(Debug, Clone)]
-pub struct SignedSnapshot {
-    view: SnapshotView,
-    etag: String,
-}
-
-impl SignedSnapshot {
-    fn new(view: SnapshotView) -> Self {
-        // The signature's first bytes tell two signings of one version apart.
-        let signature = view.section_bytes(certbind_shared::snapshot::Section::Signature);
-        let mark = certbind_shared::encoding::hex_lower(signature.get(..4).unwrap_or(&[]));
-        let etag = format!("\"v{}-{mark}\"", view.version());
-        SignedSnapshot { view, etag }
-    }
-
-    pub fn version(&self) -> u64 {
-        self.view.version()
-    }
-
-    pub fn issued_at(&self) -> i64 {
-        self.view.issued_at()
-    }
-
-    pub fn expires_at(&self) -> i64 {
-        self.view.expires_at()
-    }
-
-    pub fn key_id(&self) -> &str {
-        self.view.key_id()
-    }
-
-    /// A strong ETag: `"v{version}-{first 4 signature bytes in hex}"`.
-    pub fn etag(&self) -> &str {
-        &self.etag
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        self.view.as_bytes()
-    }
-
-    /// The bytes, shared: serve them without copying.
-    pub fn shared_bytes(&self) -> Arc<Vec<u8>> {
-        self.view.shared_bytes()
-    }
-
-    /// The snapshot as the filter reads it.
-    pub fn view(&self) -> &SnapshotView {
-        &self.view
     }
 }
 
@@ -677,16 +585,7 @@ impl SnapshotStore {
 
     /// A header for `version`, issued now, signed by the current key.
     fn header(&self, version: u64) -> SnapshotHeader {
-        let signer = self.signer();
-        let issued_at = clock::now_seconds();
-        let validity = i64::try_from(self.settings.validity.as_secs()).unwrap_or(i64::MAX).max(1);
-        SnapshotHeader {
-            version,
-            issued_at,
-            expires_at: issued_at.saturating_add(validity),
-            key_id: signer.key_id().to_owned(),
-            algorithm: signer.algorithm(),
-        }
+        signed::header(&*self.signer(), self.settings.validity, version)
     }
 
     /// Encodes with a fresh header, signs, and verifies the result as a filter would.
@@ -695,16 +594,8 @@ impl SnapshotStore {
         version: u64,
         encode: impl FnOnce(&SnapshotHeader) -> Result<certbind_shared::snapshot::UnsignedSnapshot, BuildError>,
     ) -> Result<SignedSnapshot, StoreError> {
+        // One read of the signer: the header names the key that signs.
         let signer = self.signer();
-        let header = self.header(version);
-        let issued_at = header.issued_at;
-        let unsigned = encode(&header)?;
-        let signature = signer.sign(unsigned.message()).map_err(StoreError::Sign)?;
-        let bytes = unsigned.attach_signature(&signature).map_err(|e| StoreError::Build(BuildError::Encode(e)))?;
-        let own_key = PinnedKey::from_spki_der(&signer.public_key_der())
-            .map_err(|e| StoreError::Sign(anyhow::anyhow!("the signer's public key: {e}")))?;
-        let verifier = SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))?;
-        let view = verifier.verify(bytes, issued_at, None).map_err(StoreError::SelfCheck)?;
-        Ok(SignedSnapshot::new(view))
+        signed::sign(&*signer, signed::header(&*signer, self.settings.validity, version), encode)
     }
 }

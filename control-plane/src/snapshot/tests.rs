@@ -6,6 +6,7 @@ use super::content::*;
 use super::validate::*;
 use crate::domain::change::{CaRecord, Change};
 use super::deltas::DeltaLimits;
+use super::error::StoreError;
 use super::store::*;
 use crate::signer::{public_key_json, Signer, SoftwareSigner};
 use certbind_shared::identity::{CaKey, Claim, IdentityData, Owner, SanKind};
