@@ -1,5 +1,6 @@
 //! Reading the audit log (writing happens in [`super::commit_change`]).
 
+use super::error::decode_error;
 use super::{AuditEntry, Db, DbResult, Filter, Page, Param};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -12,7 +13,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<AuditEntry> {
         actor: row.try_get("actor")?,
         action: row.try_get("action")?,
         target: row.try_get("target")?,
-        detail: serde_json::from_str(&detail).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        detail: serde_json::from_str(&detail).map_err(decode_error)?,
         snapshot_version: row.try_get("snapshot_version")?,
         at: row.try_get("at")?,
     })

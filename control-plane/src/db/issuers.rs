@@ -2,7 +2,7 @@
 //! Registered per owner: two orgs may trust the same `iss`, each with its own keys and
 //! audiences; an org's registration applies to tokens presented with its certificates.
 
-use super::error::{or_race, Race};
+use super::error::{decode_error, or_race, Race};
 use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Page, TokenIssuer, Viewer, Visibility};
 use crate::domain::Owner;
 use crate::domain::change::{Change, Committed};
@@ -14,13 +14,12 @@ const COLUMNS: &str = "id, org_id, issuer, audiences, jwks, created_at, updated_
 fn from_row(row: &AnyRow) -> sqlx::Result<TokenIssuer> {
     let audiences: Option<String> = row.try_get("audiences")?;
     let jwks: String = row.try_get("jwks")?;
-    let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
     Ok(TokenIssuer {
         id: row.try_get("id")?,
         owner: Owner::from_column(row.try_get("org_id")?),
         issuer: row.try_get("issuer")?,
-        audiences: audiences.map(|a| serde_json::from_str(&a)).transpose().map_err(decode)?,
-        jwks: serde_json::from_str(&jwks).map_err(decode)?,
+        audiences: audiences.map(|a| serde_json::from_str(&a)).transpose().map_err(decode_error)?,
+        jwks: serde_json::from_str(&jwks).map_err(decode_error)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
