@@ -286,7 +286,7 @@ fn merge<K: Ord, B, O>(
 fn merge_owned<'a, V: Clone + 'a>(
     base: impl Iterator<Item = ([u8; 32], Owner, V)>,
     pending: &'a BTreeMap<([u8; 32], Owner), Option<V>>,
-    mut push: impl FnMut(&[u8; 32], identity::Owner<'_>, &V) -> Result<(), EncodeError>,
+    mut push: impl FnMut(&[u8; 32], identity::Owner<&str>, &V) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
     let mut base = base.peekable();
     let mut pending = pending.iter().peekable();
@@ -308,7 +308,7 @@ fn merge_owned<'a, V: Clone + 'a>(
             };
         }
         for (o, v) in &group {
-            push(&key, o.as_identity(), v)?;
+            push(&key, o.borrowed(), v)?;
         }
     }
 }
@@ -436,19 +436,19 @@ pub fn encode_patched(
         &pending.san_rules,
     );
     for (kind, domain, issuer_dn, o) in rules.keys() {
-        encoder.push_san_rule(*kind, domain, issuer_dn, o.as_identity())?;
+        encoder.push_san_rule(*kind, domain, issuer_dn, o.borrowed())?;
     }
     let constraints =
         merge_small(base.all_constraints().map(|(o, k, v)| ((Owner::from(o), k, v.to_owned()), ())), &pending.constraints);
     for (o, kind, value) in constraints.keys() {
-        encoder.push_constraint(o.as_identity(), *kind, value)?;
+        encoder.push_constraint(o.borrowed(), *kind, value)?;
     }
     let issuers = merge_small(
         base.issuers().map(|i| ((i.issuer.to_owned(), Owner::from(i.owner)), (i.audiences.to_vec(), i.jwks.to_vec()))),
         &pending.issuers,
     );
     for ((issuer, o), (audiences, jwks)) in &issuers {
-        encoder.push_issuer(issuer, o.as_identity(), audiences, jwks)?;
+        encoder.push_issuer(issuer, o.borrowed(), audiences, jwks)?;
     }
     let cas = merge_small(
         base.certificate_authorities().map(|ca| {
@@ -561,7 +561,7 @@ fn encode_other_sections(
     content.blocklist.dedup();
     for (fp, o) in &content.blocklist {
         check_owner(o)?;
-        encoder.push_blocked(fp, o.as_identity())?;
+        encoder.push_blocked(fp, o.borrowed())?;
     }
 
     let mut revoked: Vec<([u8; 32], &Owner)> =
@@ -570,7 +570,7 @@ fn encode_other_sections(
     revoked.dedup();
     for (key, o) in &revoked {
         check_owner(o)?;
-        encoder.push_revoked_key(key, o.as_identity())?;
+        encoder.push_revoked_key(key, o.borrowed())?;
     }
 
     content.principals.sort_unstable_by(|a, b| (a.fingerprint, &a.owner).cmp(&(b.fingerprint, &b.owner)));
@@ -584,7 +584,7 @@ fn encode_other_sections(
     content.principals.dedup();
     for p in &content.principals {
         check_principal(&p.owner, &p.principal)?;
-        encoder.push_principal_claim(&p.fingerprint, p.owner.as_identity(), &p.principal, p.claim)?;
+        encoder.push_principal_claim(&p.fingerprint, p.owner.borrowed(), &p.principal, p.claim)?;
     }
 
     content.crl_revoked.sort_unstable();
@@ -604,7 +604,7 @@ fn encode_other_sections(
         check_string("domain", domain)?;
         check_string("issuer_dn", issuer_dn)?;
         check_owner(o)?;
-        encoder.push_san_rule(*kind, domain, issuer_dn, o.as_identity())?;
+        encoder.push_san_rule(*kind, domain, issuer_dn, o.borrowed())?;
     }
 
     let mut constraints: Vec<(&Owner, ConstraintKind, &str)> =
@@ -614,7 +614,7 @@ fn encode_other_sections(
     for (o, kind, value) in constraints {
         check_owner(o)?;
         check_string("value", value)?;
-        encoder.push_constraint(o.as_identity(), kind, value)?;
+        encoder.push_constraint(o.borrowed(), kind, value)?;
     }
 
     content.issuers.sort_unstable_by(|a, b| (&a.issuer, &a.owner).cmp(&(&b.issuer, &b.owner)));
@@ -629,7 +629,7 @@ fn encode_other_sections(
         check_string("issuer", &issuer.issuer)?;
         check_owner(&issuer.owner)?;
         check_jwks(&issuer.issuer, &issuer.jwks_json)?;
-        encoder.push_issuer(&issuer.issuer, issuer.owner.as_identity(), &issuer.audiences, &issuer.jwks_json)?;
+        encoder.push_issuer(&issuer.issuer, issuer.owner.borrowed(), &issuer.audiences, &issuer.jwks_json)?;
     }
 
     content.cas.sort_unstable_by_key(|ca| ca.key);

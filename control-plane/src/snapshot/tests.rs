@@ -53,7 +53,7 @@ struct Oracle {
     crl_revoked: BTreeSet<[u8; 16]>,
 }
 
-fn owned(owner: Owner<'_>) -> DbOwner {
+fn owned(owner: Owner<&str>) -> DbOwner {
     DbOwner::from(owner)
 }
 

@@ -114,16 +114,16 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
             scratch.push_binding_claim(&probe, user_id, org_id, *enabled, *claim)?
         }
         Change::MapPrincipal { owner: o, principal, claim, .. } => {
-            scratch.push_principal_claim(&probe, o.as_identity(), principal, *claim)?
+            scratch.push_principal_claim(&probe, o.borrowed(), principal, *claim)?
         }
         Change::AddSanRule { kind, domain, issuer_dn, owner: o } => {
-            scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, o.as_identity())?
+            scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, o.borrowed())?
         }
-        Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(o.as_identity(), *kind, value)?,
+        Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(o.borrowed(), *kind, value)?,
         Change::UpsertIssuer { issuer, owner: o, audiences, jwks_json } => {
-            scratch.push_issuer(issuer, o.as_identity(), audiences, jwks_json)?
+            scratch.push_issuer(issuer, o.borrowed(), audiences, jwks_json)?
         }
-        Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, o.as_identity())?,
+        Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, o.borrowed())?,
         Change::UpsertCa(ca) => scratch.push_certificate_authority(&CaValue::of(ca).authority(CaKey::of(&ca.key)))?,
         _ => {}
     }

@@ -59,8 +59,8 @@ pub fn default_principal(facts: &CertificateFacts) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution<'i> {
     Bound(CardBinding<'i>),
-    Thumbprint { owner: Owner<'i>, name: &'i str },
-    San { owner: Owner<'i>, kind: SanKind, value: String },
+    Thumbprint { owner: Owner<&'i str>, name: &'i str },
+    San { owner: Owner<&'i str>, kind: SanKind, value: String },
     Unresolved,
     /// Rules of two orgs answer the certificate: it belongs to neither, and is refused.
     Conflict,
@@ -142,7 +142,7 @@ pub fn resolve<'i>(facts: &CertificateFacts, identity: &'i dyn IdentityData) -> 
         }
     });
     // A SAN rule names the issuer allowed to assert it: without the issuer, none applies.
-    let mut san = RuleMatch::<(Owner<'i>, SanKind, &str)>::Unmatched;
+    let mut san = RuleMatch::<(Owner<&'i str>, SanKind, &str)>::Unmatched;
     if facts.complete {
         let values = facts.emails().map(|v| (SanKind::Email, v)).chain(facts.upns().map(|v| (SanKind::Upn, v)));
         for (kind, value) in values {
@@ -330,10 +330,10 @@ mod tests {
         fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
             self.inner.thumbprint_mappings(fingerprint, each);
         }
-        fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
+        fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<&'a str>)) {
             self.inner.san_rule_owners(kind, domain, issuer_dn, each);
         }
-        fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
+        fn constraints(&self, owner: Owner<&str>) -> Option<&OwnerConstraints> {
             self.inner.constraints(owner)
         }
         fn certificate_authority(&self, key: &CaKey) -> Option<CertificateAuthority<'_>> {
@@ -350,7 +350,7 @@ mod tests {
         fn is_crl_revoked(&self, ca: &CaKey, serial_hex: &str) -> bool {
             self.inner.is_crl_revoked(ca, serial_hex)
         }
-        fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
+        fn token_issuer(&self, issuer: &str, owner: Owner<&str>) -> Option<TokenIssuer<'_>> {
             self.inner.token_issuer(issuer, owner)
         }
         fn generation(&self) -> u64 {

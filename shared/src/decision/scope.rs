@@ -20,7 +20,7 @@ use super::resolve::header_safe;
 /// One owner's registrations, as a key source for [`verify`].
 pub struct OwnerIssuers<'a> {
     pub identity: &'a dyn IdentityData,
-    pub owner: Owner<'a>,
+    pub owner: Owner<&'a str>,
 }
 
 impl<'a> OwnerIssuers<'a> {
@@ -45,7 +45,7 @@ impl IssuerKeys for OwnerIssuers<'_> {
 /// org's, so a token the platform's registration accepts is the platform's whatever the scope
 /// (and whatever a cache remembers). A registration that lists audiences accepts only a token
 /// naming one of them (besides `requirements.audiences`). The token returned records whose
-/// registration accepted it ([`VerifiedToken::registration_org`]), so a cache of verified
+/// registration accepted it ([`VerifiedToken::registration`]), so a cache of verified
 /// tokens can tell whether a hit applies to the next request's scope, and the forwarded
 /// identity names its owner.
 pub fn verify_in_scope(
@@ -64,7 +64,7 @@ pub fn verify_in_scope(
                     refusal = TokenError::WrongAudience;
                     continue;
                 }
-                verified.registration_org = owner.org_id().map(str::to_owned);
+                verified.registration = owner.into();
                 verified.forwarded = Some(forwarded_token(&verified));
                 return Ok(verified);
             }
@@ -82,9 +82,9 @@ pub fn verify_in_scope(
 /// the bare `iss` for the platform's registration, `org:{org}` and `org:{org}:{iss}` for an
 /// org's; and the subject. Each made fit for a header value.
 pub fn forwarded_token(token: &VerifiedToken) -> ForwardedToken {
-    let (owner, issuer) = match &token.registration_org {
-        None => ("platform".to_owned(), header_safe(&token.issuer)),
-        Some(org) => (
+    let (owner, issuer) = match &token.registration {
+        Owner::Platform => ("platform".to_owned(), header_safe(&token.issuer)),
+        Owner::Org(org) => (
             header_safe(&format!("{ORG_ISSUER_PREFIX}{org}")),
             header_safe(&format!("{ORG_ISSUER_PREFIX}{org}:{}", token.issuer)),
         ),

@@ -134,13 +134,16 @@ impl SanKind {
 
 /// Who owns an identity rule: one org, named by its id, or the platform (rules only a
 /// super-admin writes, which apply to every certificate).
+///
+/// One type for the control plane, the snapshot and the decision: `Owner` holds the org's id
+/// (storage and the API), `Owner<&str>` borrows it (lookups in a snapshot, the decision).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Owner<'a> {
+pub enum Owner<Id = String> {
     Platform,
-    Org(&'a str),
+    Org(Id),
 }
 
-impl<'a> Owner<'a> {
+impl<'a> Owner<&'a str> {
     /// The org's id; `None` for the platform.
     pub fn org_id(self) -> Option<&'a str> {
         match self {
@@ -164,12 +167,67 @@ impl<'a> Owner<'a> {
     }
 }
 
-impl fmt::Display for Owner<'_> {
+impl Owner {
+    /// The org's id (the `org_id` column); `None` for the platform.
+    pub fn org_id(&self) -> Option<&str> {
+        self.borrowed().org_id()
+    }
+
+    /// The owner, borrowed: as a snapshot's lookups and the decision read it.
+    pub fn borrowed(&self) -> Owner<&str> {
+        match self {
+            Owner::Platform => Owner::Platform,
+            Owner::Org(id) => Owner::Org(id),
+        }
+    }
+
+    /// `None` is the platform.
+    pub fn from_column(org_id: Option<String>) -> Owner {
+        org_id.map_or(Owner::Platform, Owner::Org)
+    }
+
+    /// The owner as one string, `""` for the platform (no org has an empty id): how unique
+    /// indexes spell it (`COALESCE(org_id, '')`) and the audit log files platform changes.
+    pub fn key(&self) -> &str {
+        self.org_id().unwrap_or("")
+    }
+
+    pub fn is_platform(&self) -> bool {
+        matches!(self, Owner::Platform)
+    }
+}
+
+impl From<Owner<&str>> for Owner {
+    fn from(owner: Owner<&str>) -> Self {
+        match owner {
+            Owner::Platform => Owner::Platform,
+            Owner::Org(id) => Owner::Org(id.to_owned()),
+        }
+    }
+}
+
+impl<Id: AsRef<str>> fmt::Display for Owner<Id> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Owner::Platform => f.write_str("the platform"),
-            Owner::Org(org) => write!(f, "org {org}"),
+            Owner::Org(org) => write!(f, "org {}", org.as_ref()),
         }
+    }
+}
+
+/// Serialized as two fields of the record it belongs to: `"scope": "org"|"platform"` and
+/// `"org_id"` (`null` for the platform), as the control plane's API shows it.
+impl<Id: AsRef<str>> serde::Serialize for Owner<Id> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (scope, org_id) = match self {
+            Owner::Platform => ("platform", None),
+            Owner::Org(id) => ("org", Some(id.as_ref())),
+        };
+        let mut fields = serializer.serialize_struct("Owner", 2)?;
+        fields.serialize_field("scope", scope)?;
+        fields.serialize_field("org_id", &org_id)?;
+        fields.end()
     }
 }
 
@@ -198,7 +256,7 @@ impl<T> RuleMatch<T> {
 /// composes the principal in the owner's namespace ([`crate::decision::resolve`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThumbprintMapping<'a> {
-    pub owner: Owner<'a>,
+    pub owner: Owner<&'a str>,
     pub name: &'a str,
     /// What an org's mapping rests on (a platform mapping claims nothing either way).
     pub claim: Claim,
@@ -346,7 +404,7 @@ impl OwnerConstraints {
 /// its tokens must name (besides the deployment's own).
 #[derive(Debug, Clone, Copy)]
 pub struct TokenIssuer<'a> {
-    pub owner: Owner<'a>,
+    pub owner: Owner<&'a str>,
     pub keys: &'a Jwks,
     /// Empty: no restriction beyond the deployment's `policy.token.audiences`.
     pub audiences: &'a [String],
@@ -371,7 +429,7 @@ pub trait IdentityData {
     fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>));
     /// Every owner that lets a SAN of `kind` in `domain` (after the `@`, any case) name a
     /// principal when the certificate was issued by `issuer_dn`, handed to `each`.
-    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>));
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<&'a str>));
     /// The explicit mapping of this certificate; two owners mapping it is ambiguous.
     fn thumbprint_mapping(&self, fingerprint: &Fingerprint) -> RuleMatch<ThumbprintMapping<'_>> {
         let mut found = RuleMatch::Unmatched;
@@ -380,13 +438,13 @@ pub trait IdentityData {
     }
     /// Which owner lets a SAN of `kind` in `domain` name a principal when the certificate was
     /// issued by `issuer_dn`; two owners is ambiguous.
-    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<'_>> {
+    fn san_rule(&self, kind: SanKind, domain: &str, issuer_dn: &str) -> RuleMatch<Owner<&str>> {
         let mut found = RuleMatch::Unmatched;
         self.san_rule_owners(kind, domain, issuer_dn, &mut |owner| found = found.and(owner));
         found
     }
     /// The constraints `owner` sets, if any.
-    fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints>;
+    fn constraints(&self, owner: Owner<&str>) -> Option<&OwnerConstraints>;
     /// The registered CA whose key is `key`.
     fn certificate_authority(&self, key: &CaKey) -> Option<CertificateAuthority<'_>>;
     /// Every registered CA whose subject is `subject_dn`, handed to `each`: how a certificate
@@ -398,7 +456,7 @@ pub trait IdentityData {
     /// Whether the verified CRL of `ca` lists the serial `serial_hex`.
     fn is_crl_revoked(&self, ca: &CaKey, serial_hex: &str) -> bool;
     /// `owner`'s registration of the token issuer whose `iss` is exactly `issuer`.
-    fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>>;
+    fn token_issuer(&self, issuer: &str, owner: Owner<&str>) -> Option<TokenIssuer<'_>>;
     /// Changes whenever any answer above may change: verified-token caches are keyed on it,
     /// so a key removed from an issuer stops being honoured at once.
     fn generation(&self) -> u64;

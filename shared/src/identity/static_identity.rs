@@ -25,14 +25,14 @@ pub struct StaticIdentity {
 #[derive(Debug, Default)]
 struct StaticTables {
     bindings: HashMap<Fingerprint, StoredBinding>,
-    /// Owners (`None`: the platform) of each blocked fingerprint.
-    blocklist: HashMap<Fingerprint, Vec<Option<String>>>,
+    /// Owners of each blocked fingerprint.
+    blocklist: HashMap<Fingerprint, Vec<Owner>>,
     /// Owners of each revoked (issuer DN, normalised serial).
-    revoked: HashMap<(String, String), Vec<Option<String>>>,
-    revoked_owners: HashSet<Option<String>>,
-    principals: HashMap<Fingerprint, (Option<String>, String, Claim)>,
+    revoked: HashMap<(String, String), Vec<Owner>>,
+    revoked_owners: HashSet<Owner>,
+    principals: HashMap<Fingerprint, (Owner, String, Claim)>,
     /// Owners of each (kind, lowercase domain, issuer DN).
-    san_rules: HashMap<(SanKind, String, String), Vec<Option<String>>>,
+    san_rules: HashMap<(SanKind, String, String), Vec<Owner>>,
     platform_constraints: Option<OwnerConstraints>,
     org_constraints: HashMap<String, OwnerConstraints>,
     /// Registrations by `iss`, each with its owner.
@@ -60,13 +60,9 @@ struct StoredBinding {
 
 #[derive(Debug)]
 struct StoredIssuer {
-    owner: Option<String>,
+    owner: Owner,
     keys: Jwks,
     audiences: Vec<String>,
-}
-
-fn owner_of(org: &Option<String>) -> Owner<'_> {
-    Owner::from_org_id(org.as_deref())
 }
 
 /// The JSON form of [`StaticIdentity`] (the plugin configuration's `development_identity`).
@@ -232,15 +228,15 @@ fn parse_fingerprint(field: String, text: &str) -> Result<Fingerprint, IdentityC
 }
 
 /// An owner's org id must name something; absent is the platform.
-fn checked_owner(field: String, org: &Option<String>) -> Result<Option<String>, IdentityConfigError> {
+fn checked_owner(field: String, org: &Option<String>) -> Result<Owner, IdentityConfigError> {
     match org.as_deref() {
         Some("") => Err(config_error(field, "org_id is empty (leave it out for the platform)")),
-        other => Ok(other.map(str::to_owned)),
+        other => Ok(Owner::from_column(other.map(str::to_owned))),
     }
 }
 
 /// Adds `owner` to a rule's owners; the same owner twice is a duplicate entry.
-fn add_owner(owners: &mut Vec<Option<String>>, owner: Option<String>, field: String) -> Result<(), IdentityConfigError> {
+fn add_owner(owners: &mut Vec<Owner>, owner: Owner, field: String) -> Result<(), IdentityConfigError> {
     if owners.contains(&owner) {
         return Err(config_error(field, "listed twice for the same owner"));
     }
@@ -275,7 +271,7 @@ impl StaticIdentity {
         for (i, entry) in config.blocklist.iter().enumerate() {
             let field = format!("{prefix}.blocklist[{i}]");
             let (text, org) = match entry {
-                BlockedConfig::Platform(text) => (text, None),
+                BlockedConfig::Platform(text) => (text, Owner::Platform),
                 BlockedConfig::Owned(o) => (&o.fingerprint, checked_owner(field.clone(), &o.org_id)?),
             };
             let fp = parse_fingerprint(field.clone(), text)?;
@@ -291,18 +287,18 @@ impl StaticIdentity {
         for (text, entry) in &config.thumbprint_map {
             let field = format!("{prefix}.thumbprint_map.{text}");
             let (name, org, claim) = match entry {
-                ThumbprintConfig::Platform(name) => (name, None, Claim::Verified),
+                ThumbprintConfig::Platform(name) => (name, Owner::Platform, Claim::Verified),
                 ThumbprintConfig::Owned(o) => {
                     let org = checked_owner(field.clone(), &o.org_id)?;
                     // The platform's mappings claim nothing either way.
-                    let claim = if org.is_some() { Claim::from_verified(o.verified) } else { Claim::Verified };
+                    let claim = if org.is_platform() { Claim::Verified } else { Claim::from_verified(o.verified) };
                     (&o.principal, org, claim)
                 }
             };
             if name.is_empty() {
                 return Err(config_error(field, "principal is empty"));
             }
-            if org.is_none() && is_reserved_principal(name) {
+            if org.is_platform() && is_reserved_principal(name) {
                 return Err(config_error(field, "a platform principal may not name a user's or an org's"));
             }
             let fp = parse_fingerprint(field.clone(), text)?;
@@ -327,8 +323,8 @@ impl StaticIdentity {
                 return Err(config_error(format!("{field}.value"), format!("not a value {} takes", kind.name())));
             }
             let target = match checked_owner(field, &c.org_id)? {
-                None => data.platform_constraints.get_or_insert_with(OwnerConstraints::default),
-                Some(org) => data.org_constraints.entry(org).or_default(),
+                Owner::Platform => data.platform_constraints.get_or_insert_with(OwnerConstraints::default),
+                Owner::Org(org) => data.org_constraints.entry(org).or_default(),
             };
             target.add(kind, &c.value);
         }
@@ -337,7 +333,7 @@ impl StaticIdentity {
             let bytes = serde_json::to_vec(&issuer.jwks).map_err(|e| config_error(format!("{field}.jwks"), e.to_string()))?;
             let keys = Jwks::parse(&bytes).map_err(|e| config_error(format!("{field}.jwks"), e.to_string()))?;
             let owner = checked_owner(field.clone(), &issuer.org_id)?;
-            if owner.is_none() && is_reserved_issuer(&issuer.issuer) {
+            if owner.is_platform() && is_reserved_issuer(&issuer.issuer) {
                 return Err(config_error(
                     format!("{field}.issuer"),
                     format!("a platform issuer may not start with {ORG_ISSUER_PREFIX:?} (an org's tokens are forwarded so)"),
@@ -391,8 +387,8 @@ fn stored_ca(key: CaKey, ca: &StoredCa) -> CertificateAuthority<'_> {
     }
 }
 
-fn owners_apply(owners: Option<&Vec<Option<String>>>, org: Option<&str>) -> bool {
-    owners.is_some_and(|owners| owners.iter().any(|o| owner_of(o).applies_to(org)))
+fn owners_apply(owners: Option<&Vec<Owner>>, org: Option<&str>) -> bool {
+    owners.is_some_and(|owners| owners.iter().any(|o| o.borrowed().applies_to(org)))
 }
 
 impl IdentityData for StaticIdentity {
@@ -417,26 +413,26 @@ impl IdentityData for StaticIdentity {
     }
 
     fn has_revoked_serials(&self, org: Option<&str>) -> bool {
-        self.tables.revoked_owners.iter().any(|o| owner_of(o).applies_to(org))
+        self.tables.revoked_owners.iter().any(|o| o.borrowed().applies_to(org))
     }
 
     fn thumbprint_mappings<'a>(&'a self, fingerprint: &Fingerprint, each: &mut dyn FnMut(ThumbprintMapping<'a>)) {
         if let Some((org, name, claim)) = self.tables.principals.get(fingerprint) {
-            each(ThumbprintMapping { owner: owner_of(org), name, claim: *claim });
+            each(ThumbprintMapping { owner: org.borrowed(), name, claim: *claim });
         }
     }
 
-    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<&'a str>)) {
         if self.tables.san_rules.is_empty() {
             return;
         }
         let key = (kind, domain.to_ascii_lowercase(), issuer_dn.to_owned());
         for owner in self.tables.san_rules.get(&key).into_iter().flatten() {
-            each(owner_of(owner));
+            each(owner.borrowed());
         }
     }
 
-    fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
+    fn constraints(&self, owner: Owner<&str>) -> Option<&OwnerConstraints> {
         match owner {
             Owner::Platform => self.tables.platform_constraints.as_ref(),
             Owner::Org(org) => self.tables.org_constraints.get(org),
@@ -463,9 +459,9 @@ impl IdentityData for StaticIdentity {
         !self.tables.crl_revoked.is_empty() && self.tables.crl_revoked.contains(&ca.revocation_key(serial_hex))
     }
 
-    fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
-        let registration = self.tables.issuers.get(issuer)?.iter().find(|r| owner_of(&r.owner) == owner)?;
-        Some(TokenIssuer { owner: owner_of(&registration.owner), keys: &registration.keys, audiences: &registration.audiences })
+    fn token_issuer(&self, issuer: &str, owner: Owner<&str>) -> Option<TokenIssuer<'_>> {
+        let registration = self.tables.issuers.get(issuer)?.iter().find(|r| r.owner.borrowed() == owner)?;
+        Some(TokenIssuer { owner: registration.owner.borrowed(), keys: &registration.keys, audiences: &registration.audiences })
     }
 
     fn generation(&self) -> u64 {

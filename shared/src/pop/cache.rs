@@ -225,6 +225,7 @@ impl RejectedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Owner;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -236,7 +237,7 @@ mod tests {
             expires_at,
             not_before: None,
             cnf_x5t_s256: None,
-            registration_org: None,
+            registration: Owner::Platform,
             forwarded: None,
         }
     }

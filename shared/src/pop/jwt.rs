@@ -12,6 +12,7 @@ use super::parse_object_without_duplicates;
 pub use super::token_error::TokenError;
 use crate::encoding::base64url_decode;
 use crate::fingerprint::Fingerprint;
+use crate::identity::Owner;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
@@ -46,9 +47,9 @@ pub struct VerifiedToken {
     pub not_before: Option<i64>,
     /// RFC 8705 `cnf.x5t#S256`; `None` for a token bound to no certificate.
     pub cnf_x5t_s256: Option<String>,
-    /// The org whose issuer registration accepted the token; `None` for the platform's.
-    pub registration_org: Option<String>,
-    /// The identity forwarded for the token, set with `registration_org` by whoever knows the
+    /// Whose issuer registration accepted the token: the platform's or one org's.
+    pub registration: Owner,
+    /// The identity forwarded for the token, set with `registration` by whoever knows the
     /// registration ([`crate::decision::scope::verify_in_scope`]): made once, so a token
     /// taken from the cache is forwarded without formatting anything again.
     pub forwarded: Option<ForwardedToken>,
@@ -73,7 +74,7 @@ impl VerifiedToken {
     /// Whether the registration that accepted the token applies to a request whose
     /// certificate resolved into `org`: the platform's apply to all, an org's to its own.
     pub fn registration_applies(&self, org: Option<&str>) -> bool {
-        self.registration_org.as_deref().is_none_or(|registered| org == Some(registered))
+        self.registration.borrowed().applies_to(org)
     }
 
     /// Whether the lifetime claims allow the token at `now`, with `leeway_seconds` of skew.
@@ -210,7 +211,7 @@ pub fn verify<K: IssuerKeys + ?Sized>(
         expires_at,
         not_before,
         cnf_x5t_s256,
-        registration_org: None,
+        registration: Owner::Platform,
         forwarded: None,
     })
 }
@@ -376,7 +377,7 @@ mod tests {
             expires_at: claims["exp"].as_i64().unwrap(),
             not_before: claims.get("nbf").and_then(Value::as_i64),
             cnf_x5t_s256: Some(certificate().to_x5t_s256()),
-            registration_org: None,
+            registration: Owner::Platform,
             forwarded: None,
         }
     }
@@ -434,7 +435,7 @@ mod tests {
                 expires_at: NOW + 1,
                 not_before: None,
                 cnf_x5t_s256: None,
-                registration_org: None,
+                registration: Owner::Platform,
                 forwarded: None,
             }
         );

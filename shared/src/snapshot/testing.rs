@@ -82,14 +82,14 @@ pub fn synthetic_snapshot(signer: &SyntheticSigner, bindings: u64, version: u64,
     for (fp, i) in &rows {
         encoder.push_binding(fp, &ulid(2, *i), org(*i), i % 50 != 0).ok()?;
     }
-    let mut blocked: Vec<(Fingerprint, Owner<'_>)> = (0..200u64)
+    let mut blocked: Vec<(Fingerprint, Owner<&str>)> = (0..200u64)
         .map(|i| (synthetic_fingerprint(u64::MAX - i), if i < 100 { Owner::Platform } else { Owner::Org(org(i)) }))
         .collect();
     blocked.sort_by_key(|(fp, _)| *fp);
     for (fp, owner) in &blocked {
         encoder.push_blocked(fp, *owner).ok()?;
     }
-    let mut revoked: Vec<([u8; 32], Owner<'_>)> = (0..1_000u64)
+    let mut revoked: Vec<([u8; 32], Owner<&str>)> = (0..1_000u64)
         .map(|i| {
             let key = super::revoked_serial_key("CN=Synthetic CA,O=certbind,C=US", &format!("{i:x}"));
             (key, if i % 2 == 0 { Owner::Platform } else { Owner::Org(org(i)) })

@@ -102,7 +102,7 @@ pub(crate) struct Content {
 /// An issuer registration's audiences and JWKS.
 pub(crate) type Registration = (Vec<String>, Vec<u8>);
 
-pub(crate) fn owner(org: &Option<String>) -> Owner<'_> {
+pub(crate) fn owner(org: &Option<String>) -> Owner<&str> {
     Owner::from_org_id(org.as_deref())
 }
 
@@ -319,7 +319,7 @@ fn round_trip_answers_every_lookup_in_its_owners_scope() {
     assert_eq!((org_b.owner, org_b.audiences), (Owner::Org("org-b"), &["api://b".to_owned()][..]));
     assert!(view.token_issuer("https://idp.example/", Owner::Org("org-a")).is_none());
     assert!(view.token_issuer("https://idp.example", Owner::Platform).is_none());
-    let issuers: Vec<(&str, Owner<'_>, &[u8])> = view.issuers().map(|i| (i.issuer, i.owner, i.jwks)).collect();
+    let issuers: Vec<(&str, Owner<&str>, &[u8])> = view.issuers().map(|i| (i.issuer, i.owner, i.jwks)).collect();
     let (one, two) = (issuer_jwks(1), issuer_jwks(2));
     assert_eq!(
         issuers,

@@ -257,7 +257,7 @@ impl SnapshotEncoder {
         Ok(index)
     }
 
-    fn owner_index(&mut self, owner: Owner<'_>) -> Result<u32, EncodeProblem> {
+    fn owner_index(&mut self, owner: Owner<&str>) -> Result<u32, EncodeProblem> {
         match owner {
             Owner::Platform => Ok(PLATFORM_OWNER),
             Owner::Org(org) => self.intern(org),
@@ -305,7 +305,7 @@ impl SnapshotEncoder {
         &mut self,
         section: Section,
         key: &[u8; 32],
-        owner: Owner<'_>,
+        owner: Owner<&str>,
         principal: Option<(&str, Claim)>,
     ) -> Result<(), EncodeError> {
         self.enter(section)?;
@@ -441,19 +441,19 @@ impl SnapshotEncoder {
 
     /// A blocklist entry of `owner`; fingerprints ascending (one fingerprint may be blocked
     /// by several owners, pushed one after another in any order).
-    pub fn push_blocked(&mut self, fingerprint: &Fingerprint, owner: Owner<'_>) -> Result<(), EncodeError> {
+    pub fn push_blocked(&mut self, fingerprint: &Fingerprint, owner: Owner<&str>) -> Result<(), EncodeError> {
         self.push_owned(Section::Blocklist, &fingerprint.0, owner, None)
     }
 
     /// A revoked serial of `owner` by its [`super::revoked_serial_key`]; keys ascending.
-    pub fn push_revoked_key(&mut self, key: &[u8; 32], owner: Owner<'_>) -> Result<(), EncodeError> {
+    pub fn push_revoked_key(&mut self, key: &[u8; 32], owner: Owner<&str>) -> Result<(), EncodeError> {
         self.push_owned(Section::Revoked, key, owner, None)
     }
 
     /// `owner`'s thumbprint → principal mapping; fingerprints ascending. `name` is as the
     /// owner wrote it: the filter composes an org's into the org's namespace; a platform name
     /// may not start with `auth:account:user:` or `auth:account:org:`.
-    pub fn push_principal(&mut self, fingerprint: &Fingerprint, owner: Owner<'_>, name: &str) -> Result<(), EncodeError> {
+    pub fn push_principal(&mut self, fingerprint: &Fingerprint, owner: Owner<&str>, name: &str) -> Result<(), EncodeError> {
         self.push_principal_claim(fingerprint, owner, name, Claim::Verified)
     }
 
@@ -461,7 +461,7 @@ impl SnapshotEncoder {
     pub fn push_principal_claim(
         &mut self,
         fingerprint: &Fingerprint,
-        owner: Owner<'_>,
+        owner: Owner<&str>,
         name: &str,
         claim: Claim,
     ) -> Result<(), EncodeError> {
@@ -484,7 +484,7 @@ impl SnapshotEncoder {
     /// `owner`'s SAN mapping rule: a SAN of `kind` in `domain` (lowercase) names a principal
     /// when the certificate's issuer is `issuer_dn` (RFC 4514, as the filter spells it). Any
     /// order.
-    pub fn push_san_rule(&mut self, kind: SanKind, domain: &str, issuer_dn: &str, owner: Owner<'_>) -> Result<(), EncodeError> {
+    pub fn push_san_rule(&mut self, kind: SanKind, domain: &str, issuer_dn: &str, owner: Owner<&str>) -> Result<(), EncodeError> {
         self.small.check_san_rule(domain, issuer_dn)?;
         let owner = self.owner_index(owner).map_err(|p| self.small.error(Section::SanRules, p))?;
         self.small.add_san_rule(kind, domain, issuer_dn, owner);
@@ -492,7 +492,7 @@ impl SnapshotEncoder {
     }
 
     /// A constraint `owner` sets on the certificates its rules apply to. Any order.
-    pub fn push_constraint(&mut self, owner: Owner<'_>, kind: ConstraintKind, value: &str) -> Result<(), EncodeError> {
+    pub fn push_constraint(&mut self, owner: Owner<&str>, kind: ConstraintKind, value: &str) -> Result<(), EncodeError> {
         self.small.check_constraint(value)?;
         let owner = self.owner_index(owner).map_err(|p| self.small.error(Section::Constraints, p))?;
         self.small.add_constraint(owner, kind, value);
@@ -506,7 +506,7 @@ impl SnapshotEncoder {
     pub fn push_issuer<S: AsRef<str>>(
         &mut self,
         issuer: &str,
-        owner: Owner<'_>,
+        owner: Owner<&str>,
         audiences: &[S],
         jwks_json: &[u8],
     ) -> Result<(), EncodeError> {

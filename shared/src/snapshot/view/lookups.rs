@@ -78,7 +78,7 @@ fn lower_bound<'a>(mut low: usize, mut high: usize, key: &[u8], key_at: &impl Fn
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerEntry<'a> {
     pub issuer: &'a str,
-    pub owner: Owner<'a>,
+    pub owner: Owner<&'a str>,
     pub audiences: &'a [String],
     /// The JWKS document as signed.
     pub jwks: &'a [u8],
@@ -94,7 +94,7 @@ impl SnapshotView {
     }
 
     /// The owner an owner field names (checked when the view opened).
-    fn owner_at(&self, index: u32) -> Owner<'_> {
+    fn owner_at(&self, index: u32) -> Owner<&str> {
         if index == PLATFORM_OWNER {
             Owner::Platform
         } else {
@@ -108,7 +108,7 @@ impl SnapshotView {
     }
 
     /// Whether the owner field `index` is `owner`.
-    fn owner_is(&self, index: u32, owner: Owner<'_>) -> bool {
+    fn owner_is(&self, index: u32, owner: Owner<&str>) -> bool {
         match owner {
             Owner::Platform => index == PLATFORM_OWNER,
             Owner::Org(org) => index != PLATFORM_OWNER && self.org_name(index) == Some(org),
@@ -163,19 +163,19 @@ impl SnapshotView {
         self.section_bytes(Section::Bindings).chunks_exact(BINDING_RECORD).filter_map(|record| self.binding_of(record))
     }
 
-    fn owned_key(&self, record: &[u8]) -> Option<([u8; 32], Owner<'_>)> {
+    fn owned_key(&self, record: &[u8]) -> Option<([u8; 32], Owner<&str>)> {
         Some((record.get(..FINGERPRINT_LEN)?.try_into().ok()?, self.owner_at(read_u24(record, FINGERPRINT_LEN)?)))
     }
 
     /// Every blocklist entry with its owner, in record order.
-    pub fn blocklist(&self) -> impl Iterator<Item = (Fingerprint, Owner<'_>)> + '_ {
+    pub fn blocklist(&self) -> impl Iterator<Item = (Fingerprint, Owner<&str>)> + '_ {
         self.section_bytes(Section::Blocklist)
             .chunks_exact(BLOCKED_RECORD)
             .filter_map(|record| self.owned_key(record).map(|(k, o)| (Fingerprint(k), o)))
     }
 
     /// Every revoked-serial key ([`crate::snapshot::revoked_serial_key`]) with its owner, in record order.
-    pub fn revoked(&self) -> impl Iterator<Item = ([u8; 32], Owner<'_>)> + '_ {
+    pub fn revoked(&self) -> impl Iterator<Item = ([u8; 32], Owner<&str>)> + '_ {
         self.section_bytes(Section::Revoked).chunks_exact(REVOKED_RECORD).filter_map(|record| self.owned_key(record))
     }
 
@@ -215,7 +215,7 @@ impl SnapshotView {
         self.section_bytes(Section::Cas).chunks_exact(CA_RECORD).filter_map(|r| self.certificate_authority_at(r))
     }
 
-    fn san_rule_at(&self, record: &[u8]) -> Option<(SanKind, &str, &str, Owner<'_>)> {
+    fn san_rule_at(&self, record: &[u8]) -> Option<(SanKind, &str, &str, Owner<&str>)> {
         let kind = san_kind_from_wire_id(*record.first()?)?;
         let domain = read_string(self.strings(), read_u32(record, 1)?)?;
         let issuer = read_string(self.strings(), read_u32(record, 5)?)?;
@@ -223,12 +223,12 @@ impl SnapshotView {
     }
 
     /// Every SAN mapping rule: kind, domain, issuer DN, owner; in record order.
-    pub fn san_rules(&self) -> impl Iterator<Item = (SanKind, &str, &str, Owner<'_>)> + '_ {
+    pub fn san_rules(&self) -> impl Iterator<Item = (SanKind, &str, &str, Owner<&str>)> + '_ {
         self.section_bytes(Section::SanRules).chunks_exact(SAN_RULE_RECORD).filter_map(|record| self.san_rule_at(record))
     }
 
     /// Every constraint as (owner, kind, value), in record order.
-    pub fn all_constraints(&self) -> impl Iterator<Item = (Owner<'_>, ConstraintKind, &str)> + '_ {
+    pub fn all_constraints(&self) -> impl Iterator<Item = (Owner<&str>, ConstraintKind, &str)> + '_ {
         self.section_bytes(Section::Constraints).chunks_exact(CONSTRAINT_RECORD).filter_map(|record| {
             let owner = self.owner_at(read_u24(record, 0)?);
             let kind = ConstraintKind::from_wire_id(*record.get(3)?)?;
@@ -321,7 +321,7 @@ impl IdentityData for SnapshotView {
         }
     }
 
-    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<'a>)) {
+    fn san_rule_owners<'a>(&'a self, kind: SanKind, domain: &str, issuer_dn: &str, each: &mut dyn FnMut(Owner<&'a str>)) {
         let kind_id = san_kind_wire_id(kind);
         let records = self.section_bytes(Section::SanRules);
         let count = records.len() / SAN_RULE_RECORD;
@@ -353,14 +353,14 @@ impl IdentityData for SnapshotView {
         }
     }
 
-    fn constraints(&self, owner: Owner<'_>) -> Option<&OwnerConstraints> {
+    fn constraints(&self, owner: Owner<&str>) -> Option<&OwnerConstraints> {
         match owner {
             Owner::Platform => self.derived.platform_constraints.as_ref(),
             Owner::Org(org) => self.derived.org_constraints.get(org),
         }
     }
 
-    fn token_issuer(&self, issuer: &str, owner: Owner<'_>) -> Option<TokenIssuer<'_>> {
+    fn token_issuer(&self, issuer: &str, owner: Owner<&str>) -> Option<TokenIssuer<'_>> {
         let records = self.section_bytes(Section::Issuers);
         let count = records.len() / ISSUER_RECORD;
         let (mut low, mut high) = (0usize, count);
