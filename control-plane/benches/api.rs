@@ -257,7 +257,7 @@ async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
     let router = app(AppState::new(bench.db.clone(), service.clone(), Limits::default()));
     let (status, body) = call_with_body(&router, "GET", "/api/v1/snapshot", &bench.proxy, None).await;
     assert_eq!(status, 200);
-    let now = certbind_control_plane::time::now_epoch();
+    let now = certbind_shared::clock::now_seconds();
     let mut held = verifier.verify(body, now, None).expect("first snapshot");
     let full_len = held.as_bytes().len();
     println!(
@@ -288,7 +288,7 @@ async fn revoke_to_served(name: &str, bench: &Bench, rows: u64) {
         assert_eq!(content_type, "application/vnd.certbind.snapshot-delta", "a revoke is served as a delta");
         bytes.push(body.len());
         let applying = Instant::now();
-        let view = verifier.apply_delta(&held, &body, certbind_control_plane::time::now_epoch()).expect("the delta applies");
+        let view = verifier.apply_delta(&held, &body, certbind_shared::clock::now_seconds()).expect("the delta applies");
         applied.push(applying.elapsed());
         let key = Fingerprint::from_canonical_hex(&fingerprint).expect("canonical fingerprint");
         assert!(view.card_binding(&key).is_none(), "the revoked card is still in the served snapshot");

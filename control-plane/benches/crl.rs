@@ -37,7 +37,7 @@ const TARGET_LARGEST: Duration = Duration::from_secs(2);
 const TARGET_SET: Duration = Duration::from_secs(60);
 
 fn now() -> i64 {
-    certbind_control_plane::time::now_epoch()
+    certbind_shared::clock::now_seconds()
 }
 
 fn secs(d: Duration) -> String {

@@ -1,14 +1,9 @@
 //! RFC 3339 timestamps, the one time format the database and the API use (UTC, whole
 //! seconds, `Z`), so that text order equals time order on both backends.
 
-/// Seconds since the Unix epoch, now.
-pub fn now_epoch() -> i64 {
-    certbind_shared::clock::now_seconds()
-}
-
 /// Now, as stored: `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_rfc3339() -> String {
-    format_epoch(now_epoch())
+    format_epoch(certbind_shared::clock::now_seconds())
 }
 
 /// Earliest and latest instants accepted: years 0000 to 9999, the range a four-digit year

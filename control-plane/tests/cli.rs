@@ -119,7 +119,7 @@ async fn hsm_signed_snapshots_end_to_end() {
     let pinned = PinnedKey::from_pem(key["public_key_pem"].as_str().unwrap()).unwrap();
     assert_eq!(pinned.key_id(), key["key_id"].as_str().unwrap());
     let verifier = SnapshotVerifier::new([pinned]).unwrap();
-    let now = certbind_control_plane::time::now_epoch();
+    let now = certbind_shared::clock::now_seconds();
 
     run_ok(dir.path(), &env, &["org", "create", "acme"]);
     let user = run_ok(dir.path(), &env, &["user", "create", "--org", "acme", "alice"]);
@@ -209,7 +209,7 @@ fn ca_and_crl_commands_register_load_and_refuse() {
     use certbind_shared::crl::testing::SyntheticCa;
     let dir = tempfile::tempdir().unwrap();
     let env: [(&str, &str); 0] = [];
-    let now = certbind_control_plane::time::now_epoch();
+    let now = certbind_shared::clock::now_seconds();
     let ca = SyntheticCa::new("cli", "CLI Test CA").unwrap();
     std::fs::write(dir.path().join("ca.pem"), common::synthetic_ca::ca_certificate_pem(&ca, ca.name_der(), now)).unwrap();
     let key_id = run_ok(dir.path(), &env, &["ca", "add", "--pem", "ca.pem", "--grace", "600", "--crl-url", "http://crl.example/cli.crl"]);

@@ -207,7 +207,7 @@ async fn final_signed_snapshot_equals_the_database(store: Store, test: &str) {
     };
     let key = PinnedKey::from_pem(public_key_json(signer.as_ref())["public_key_pem"].as_str().unwrap()).unwrap();
     let verifier = SnapshotVerifier::new([key]).unwrap();
-    let now = certbind_control_plane::time::now_epoch();
+    let now = certbind_shared::clock::now_seconds();
     let view = verifier.verify(served.bytes.to_vec(), now, None).expect("the served snapshot verifies");
     assert_eq!(view.version(), served.version);
 

@@ -21,7 +21,7 @@ const DELTA: &str = "application/vnd.certbind.snapshot-delta";
 const BOTH: &str = "application/vnd.certbind.snapshot-delta, application/vnd.certbind.snapshot";
 
 fn now() -> i64 {
-    certbind_control_plane::time::now_epoch()
+    certbind_shared::clock::now_seconds()
 }
 
 struct Proxy {

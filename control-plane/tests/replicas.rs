@@ -37,7 +37,7 @@ fn signer() -> Arc<dyn Signer> {
 }
 
 fn now() -> i64 {
-    certbind_control_plane::time::now_epoch()
+    certbind_shared::clock::now_seconds()
 }
 
 /// Two replicas: `a` behind the test app, `b` a router of its own on its own pools.

@@ -34,7 +34,7 @@ on_every_store!(
 const DAY: i64 = 86_400;
 
 fn now() -> i64 {
-    certbind_control_plane::time::now_epoch()
+    certbind_shared::clock::now_seconds()
 }
 
 fn ca_pem(ca: &SyntheticCa) -> String {

@@ -35,7 +35,7 @@ const JOHN: &str = include_str!("../../tests/pki/piv-auth-2.pem");
 const DAY: i64 = 86_400;
 
 fn now() -> i64 {
-    certbind_control_plane::time::now_epoch()
+    certbind_shared::clock::now_seconds()
 }
 
 fn facts(pem: &str) -> CertificateFacts {

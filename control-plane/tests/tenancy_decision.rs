@@ -47,7 +47,7 @@ fn facts(pem: &str) -> CertificateFacts {
 }
 
 fn now() -> i64 {
-    certbind_control_plane::time::now_epoch()
+    certbind_shared::clock::now_seconds()
 }
 
 /// The JWKS of the committed test keys, reduced to one key.

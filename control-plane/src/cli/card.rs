@@ -2,6 +2,7 @@
 
 use super::storage::{find_org, find_user, stored};
 use crate::db::{self, Actor, Db};
+use certbind_shared::clock;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ async fn bind(db: &Db, org: &str, user: &str, pem: &std::path::Path, label: Opti
     let user = find_user(db, &org, user).await?;
     let text = std::fs::read_to_string(pem).with_context(|| format!("--pem: cannot read {}", pem.display()))?;
     let given = crate::domain::binding::GivenBinding::of_certificate(user.id.clone(), text, label);
-    let card = crate::domain::binding::checked_binding(given, crate::time::now_epoch())?;
+    let card = crate::domain::binding::checked_binding(given, clock::now_seconds())?;
     let committed = db::smartcards::bind(db, &Actor::cli(org.id.clone()), card).await.map_err(stored)?;
     println!("{}", committed.value.fingerprint);
     // What was read from the card, for the person binding it; stdout keeps only the

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::db::{Actor, Db};
+use certbind_shared::clock;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ pub async fn run(db: &Db, config: &Config, command: CrlCommand) -> anyhow::Resul
 
 async fn load(db: &Db, config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let now = crate::time::now_epoch();
+    let now = clock::now_seconds();
     let source = crate::revocation::CrlSource::Upload;
     let committed = crate::revocation::ingest(db, &Actor::service("cli"), bytes, source, config.crl, now)
         .await

@@ -9,6 +9,7 @@ use crate::domain::Owner;
 use crate::domain::change::{CaRecord, Change, Committed};
 use crate::domain::ca::{NewCa, PolicyUpdate, RevocationPolicy};
 use certbind_shared::certificate::{CaCertificate, KeyIdentifier};
+use certbind_shared::clock;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -141,7 +142,7 @@ pub async fn register(db: &Db, actor: &Actor, new: NewCa) -> DbResult<Committed<
     for url in &new.policy.crl_urls {
         insert_fetch(&mut tx, &key_id, url).await?;
     }
-    let ca = get_in(&mut tx, &key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
+    let ca = get_in(&mut tx, &key_id, clock::now_seconds()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
     let record = AuditRecord {
         actor,
         changed: &Owner::Platform,
@@ -239,7 +240,7 @@ fn fetch_from_row(row: &AnyRow) -> sqlx::Result<CrlFetch> {
 
 pub async fn get(db: &Db, key_id: &str) -> DbResult<Option<CertificateAuthority>> {
     let mut tx = db.reader().begin().await?;
-    let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?;
+    let ca = get_in(&mut tx, key_id, clock::now_seconds()).await?;
     tx.rollback().await?;
     Ok(ca)
 }
@@ -288,7 +289,7 @@ pub async fn with_subject_dn(db: &Db, dn: &str) -> DbResult<Vec<String>> {
 pub async fn update_policy(db: &Db, actor: &Actor, key_id: &str, update: PolicyUpdate) -> DbResult<Committed<CertificateAuthority>> {
     let now = crate::time::now_rfc3339();
     let mut tx = db.begin_change().await?;
-    let Some(before) = get_in(&mut tx, key_id, crate::time::now_epoch()).await? else {
+    let Some(before) = get_in(&mut tx, key_id, clock::now_seconds()).await? else {
         return Err(DbError::not_found(format!("no CA with key identifier {key_id}")));
     };
     let policy = RevocationPolicy {
@@ -327,7 +328,7 @@ pub async fn update_policy(db: &Db, actor: &Actor, key_id: &str, update: PolicyU
             insert_fetch(&mut tx, key_id, url).await?;
         }
     }
-    let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
+    let ca = get_in(&mut tx, key_id, clock::now_seconds()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
     let record = AuditRecord {
         actor,
         changed: &Owner::Platform,
@@ -344,7 +345,7 @@ pub async fn update_policy(db: &Db, actor: &Actor, key_id: &str, update: PolicyU
 /// Removes the CA, its CRL and the revocations it brought into the snapshot.
 pub async fn delete(db: &Db, actor: &Actor, key_id: &str) -> DbResult<Committed<CertificateAuthority>> {
     let mut tx = db.begin_change().await?;
-    let Some(ca) = get_in(&mut tx, key_id, crate::time::now_epoch()).await? else {
+    let Some(ca) = get_in(&mut tx, key_id, clock::now_seconds()).await? else {
         return Err(DbError::not_found(format!("no CA with key identifier {key_id}")));
     };
     let held = held_crl(&mut tx, key_id).await?;
@@ -438,7 +439,7 @@ pub async fn store_crl(
             adopted = folded.published_at.clone();
         }
     }
-    let ca = get_in(&mut tx, key_id, crate::time::now_epoch()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
+    let ca = get_in(&mut tx, key_id, clock::now_seconds()).await?.ok_or_else(|| DbError::not_found("the CA went away"))?;
     let mut detail = folded.detail.clone();
     if let Some(object) = detail.as_object_mut() {
         object.insert("added".into(), folded.added.len().into());

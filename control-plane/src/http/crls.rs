@@ -13,6 +13,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use certbind_shared::clock;
 use certbind_shared::crl::CrlError;
 
 /// Media types a CRL may be sent as.
@@ -69,7 +70,7 @@ pub async fn upload(State(state): State<AppState>, admin: Admin, headers: Header
             "send the CRL as `Content-Type: application/pkix-crl` (DER, or PEM) or `application/x-pem-file` (PEM)",
         ));
     }
-    let result = ingest(&state.db, &admin.actor(), body.to_vec(), CrlSource::Upload, state.limits.crl, crate::time::now_epoch()).await;
+    let result = ingest(&state.db, &admin.actor(), body.to_vec(), CrlSource::Upload, state.limits.crl, clock::now_seconds()).await;
     let committed = result.map_err(|e| {
         state.crl.refused(&e);
         refusal(e)

@@ -2,6 +2,7 @@
 //! metrics library).
 
 use crate::state::AppState;
+use certbind_shared::clock;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
@@ -37,7 +38,7 @@ async fn render_fleet(state: &AppState, out: &mut String) {
     let _ = writeln!(out, "# HELP certbind_snapshot_long_polls Snapshot long-polls waiting on this replica.");
     let _ = writeln!(out, "# TYPE certbind_snapshot_long_polls gauge");
     let _ = writeln!(out, "certbind_snapshot_long_polls {}", state.fleet.waiting_now());
-    let since = crate::time::format_epoch(crate::time::now_epoch() - ACTIVE_PROXY.as_secs() as i64);
+    let since = crate::time::format_epoch(clock::now_seconds() - ACTIVE_PROXY.as_secs() as i64);
     match crate::db::proxies::versions_held(&state.db, &since, MAX_PROXY_VERSIONS).await {
         Ok(held) => {
             let _ = writeln!(out, "# HELP certbind_proxies Proxy credentials answered in the last two minutes, by the snapshot version they hold (newest versions).");

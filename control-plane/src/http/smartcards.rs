@@ -8,6 +8,7 @@ use crate::domain::binding::{checked_binding, GivenBinding, MAX_LABEL_BYTES};
 use crate::domain::text::{canonical_dn, canonical_fingerprint, fingerprint as checked_fingerprint, optional_text, MAX_ID_BYTES};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use certbind_shared::clock;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +39,7 @@ fn path_of(link: &SmartCardLink) -> String {
 }
 
 pub async fn bind(State(state): State<AppState>, admin: Admin, ApiJson(body): ApiJson<GivenBinding>) -> ApiResult<Response> {
-    let card = checked_binding(body, crate::time::now_epoch())?;
+    let card = checked_binding(body, clock::now_seconds())?;
     let (link, version) = state.identity_changed(smartcards::bind(&state.db, &admin.actor(), card).await?);
     state.metrics.binds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let location = path_of(&link);

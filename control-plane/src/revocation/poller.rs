@@ -15,6 +15,7 @@ use super::ingest::{ingest, CrlSource, IngestError};
 use crate::db::crls::{self, DueFetch, FetchResult};
 use crate::db::{Actor, Db};
 use crate::snapshot::SnapshotService;
+use certbind_shared::clock;
 use certbind_shared::crl::CrlLimits;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -163,7 +164,7 @@ pub async fn poll_one(
     settings: &PollerSettings,
     due: &DueFetch,
 ) -> FetchResult {
-    let now = crate::time::now_epoch();
+    let now = clock::now_seconds();
     let jitter: f64 = rand::random();
     let max_bytes = settings.limits.max_pem_bytes();
     let fetched = tokio::time::timeout(settings.timeout, fetch(due, max_bytes))
@@ -230,7 +231,7 @@ pub async fn poll_one(
 
 /// Fetches whatever is due, once.
 pub async fn poll_due(db: &Db, snapshots: &dyn SnapshotService, counters: &CrlCounters, settings: &PollerSettings) -> usize {
-    let due = match crls::due_fetches(db, crate::time::now_epoch(), 64).await {
+    let due = match crls::due_fetches(db, clock::now_seconds(), 64).await {
         Ok(due) => due,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the CRL distribution points due");

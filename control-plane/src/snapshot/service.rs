@@ -38,6 +38,7 @@ use crate::db::snapshot_log::{self, LogEntry};
 use crate::db::signed_snapshots;
 use crate::db::Db;
 use crate::signer::{public_key_json, Signer};
+use certbind_shared::clock;
 use anyhow::Context as _;
 use axum::body::Bytes;
 use std::collections::BTreeSet;
@@ -448,7 +449,7 @@ impl StoreService {
     fn resign_due(&self) -> bool {
         let Some(latest) = self.store.latest() else { return false };
         let after = i64::try_from(self.store.settings().resign_after().as_secs()).unwrap_or(i64::MAX);
-        crate::time::now_epoch() >= latest.issued_at().saturating_add(after)
+        clock::now_seconds() >= latest.issued_at().saturating_add(after)
     }
 }
 
