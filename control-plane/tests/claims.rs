@@ -8,10 +8,12 @@
 
 mod common;
 
-use common::{Store, TestApp, Transport};
+use certbind_shared::decision::testing::ClaimStep;
+use common::{Store, Tenant, TestApp, Transport};
 use serde_json::{json, Value};
 
 on_every_store!(
+    a_claim_at_any_step_refuses_another_orgs_claim_at_any_other,
     a_binding_another_orgs_san_rule_claims_is_refused,
     a_mapping_another_orgs_san_rule_claims_is_refused,
     a_san_rule_claiming_another_orgs_certificates_is_refused,
@@ -64,6 +66,49 @@ async fn start(store: Store, test: &str) -> TestApp {
         app.assign_domain(org, "mil").await;
     }
     app
+}
+
+/// `who`'s claim on Jane's certificate at `step`, through the API; the path that withdraws it.
+async fn claim(app: &TestApp, who: &Tenant, step: ClaimStep) -> Result<String, Value> {
+    let (path, body) = match step {
+        ClaimStep::Binding => (CARDS, by_pem(&who.user.id, JANE)),
+        ClaimStep::Mapping => (MAPS, json!({ "certificate_pem": JANE, "principal": "svc" })),
+        ClaimStep::SanRule => (RULES, rule("upn", "mil")),
+    };
+    let answer = app.post(path, &who.token, &body).await;
+    if answer.status != 201 {
+        return Err(answer.problem(409));
+    }
+    Ok(match step {
+        ClaimStep::Binding | ClaimStep::Mapping => format!("{path}/{}", fingerprint_of(JANE)),
+        ClaimStep::SanRule => format!("{RULES}/{}", answer.json()["id"].as_str().unwrap()),
+    })
+}
+
+/// The conflict matrix of the filter, kept from arising: whichever step one org claims a
+/// certificate at (binding, thumbprint mapping, SAN rule), the other org's claim of it at any
+/// other step is refused and stores nothing — in both directions — and is accepted once the
+/// first claim is withdrawn.
+async fn a_claim_at_any_step_refuses_another_orgs_claim_at_any_other(store: Store, test: &str) {
+    let app = start(store, test).await;
+    let mut checked = 0;
+    for (holder, other) in [(&app.a, &app.b), (&app.b, &app.a)] {
+        for (first, second) in ClaimStep::pairs() {
+            let what = format!("{}'s {first:?}, then {}'s {second:?}", holder.org.id, other.org.id);
+            let held = claim(&app, holder, first).await.unwrap_or_else(|e| panic!("{what}: the first claim: {e}"));
+            let before = app.dump().await;
+            let refused = claim(&app, other, second).await.expect_err(&what);
+            assert!(!refused.to_string().contains(&holder.org.id), "{what}: {refused}");
+            assert_eq!(app.dump().await, before, "{what}: a refused claim stored something");
+
+            assert_eq!(app.delete(&held, &holder.token).await.status, 200, "{what}");
+            let taken = claim(&app, other, second).await.unwrap_or_else(|e| panic!("{what}: once withdrawn: {e}"));
+            assert_eq!(app.delete(&taken, &other.token).await.status, 200, "{what}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 3 * 2);
+    app.finish().await;
 }
 
 async fn a_binding_another_orgs_san_rule_claims_is_refused(store: Store, test: &str) {

@@ -11,7 +11,7 @@
 
 use crate::source::testing::xfcc_element;
 use crate::decision::outcome::{NotAllowed, Outcome, Reason};
-use crate::decision::testing::RuleKind;
+use crate::decision::testing::{ClaimStep, RuleKind};
 use crate::decision::{header_refs, ConnectionDigest, Engine, RequestInput};
 use crate::certificate::CertificateFacts;
 use crate::identity::{Claim as Basis, IdentityData, Owner, SanKind, StaticIdentity, StaticIdentityConfig};
@@ -626,21 +626,11 @@ fn a_platform_issuer_that_could_pass_for_an_orgs_is_never_honoured() {
     assert_eq!(token_identity(&outcome), Ok(("org:org-a".to_owned(), reserved.clone(), "s".to_owned())));
 }
 
-/// One way an org (or the platform) answers a certificate, in the order the org is resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Claim {
-    Binding,
-    Mapping,
-    SanRule,
-}
-
-const CLAIMS: [Claim; 3] = [Claim::Binding, Claim::Mapping, Claim::SanRule];
-
-fn claiming(mut rules: Rules, claim: Claim, pem: &'static str, owner: Option<&'static str>) -> Rules {
+fn claiming(mut rules: Rules, claim: ClaimStep, pem: &'static str, owner: Option<&'static str>) -> Rules {
     match claim {
-        Claim::Binding => rules.bindings.push((pem, "u-claim", owner.expect("a binding belongs to an org"))),
-        Claim::Mapping => rules.mappings.push((pem, owner, "svc:claim")),
-        Claim::SanRule => rules.san_rules.push((SanKind::Upn, "mil", facts(pem).issuer_dn, owner)),
+        ClaimStep::Binding => rules.bindings.push((pem, "u-claim", owner.expect("a binding belongs to an org"))),
+        ClaimStep::Mapping => rules.mappings.push((pem, owner, "svc:claim")),
+        ClaimStep::SanRule => rules.san_rules.push((SanKind::Upn, "mil", facts(pem).issuer_dn, owner)),
     }
     rules
 }
@@ -651,7 +641,7 @@ fn rules_of_two_orgs_at_different_steps_refuse_the_certificate_in_both_direction
     let bound_token = token_for(CAC, AUDIENCE);
     let mut checked = 0;
     for (holder, other) in [(ORG_A, ORG_B), (ORG_B, ORG_A)] {
-        for first in CLAIMS {
+        for first in ClaimStep::ALL {
             // The holder's claim alone puts the CAC in the holder's org, on both routes (both
             // orgs trust the token issuer).
             let mut held = claiming(two_orgs(), first, CAC, Some(holder));
@@ -660,7 +650,7 @@ fn rules_of_two_orgs_at_different_steps_refuse_the_certificate_in_both_direction
             let alone = held.decide("/mtls/x", Some(CAC), None);
             assert_eq!(header(&alone, "x-dm-org-id"), Some(holder), "{first:?} of {holder}");
             assert_eq!(held.decide("/token/x", Some(CAC), Some(&bound_token)).reason(), None, "{first:?} of {holder}");
-            for second in CLAIMS.into_iter().filter(|c| *c != first) {
+            for second in ClaimStep::ALL.into_iter().filter(|c| *c != first) {
                 // The other org answers at another step, before or after the holder: refused,
                 // never the higher-precedence org's, on every route.
                 let both = claiming(held.clone(), second, CAC, Some(other));
@@ -673,11 +663,11 @@ fn rules_of_two_orgs_at_different_steps_refuse_the_certificate_in_both_direction
                 let own = claiming(held.clone(), second, CAC, Some(holder));
                 let outcome = own.decide("/mtls/x", Some(CAC), None);
                 assert_eq!(header(&outcome, "x-dm-org-id"), Some(holder), "{holder}'s {first:?} and {second:?}");
-                assert_eq!(header(&outcome, "x-dm-user-id").is_some(), first.min(second) == Claim::Binding);
+                assert_eq!(header(&outcome, "x-dm-user-id").is_some(), first.min(second) == ClaimStep::Binding);
 
                 // The platform at the other step claims nothing: the earlier step decides,
                 // the platform's rule included.
-                if second != Claim::Binding {
+                if second != ClaimStep::Binding {
                     let platform = claiming(held.clone(), second, CAC, None);
                     let outcome = platform.decide("/mtls/x", Some(CAC), None);
                     assert_eq!(outcome.reason(), None, "{holder}'s {first:?} and the platform's {second:?}");
@@ -695,8 +685,8 @@ fn a_block_or_revocation_of_any_claiming_org_refuses_first_whatever_the_conflict
     // The capture the control plane must refuse: the holder resolves its user's CAC by SAN
     // rule and blocks it; another org binds (or maps) the public certificate to its own user.
     for (holder, capturer) in [(ORG_B, ORG_A), (ORG_A, ORG_B)] {
-        for capture in [Claim::Binding, Claim::Mapping] {
-            let held = claiming(two_orgs(), Claim::SanRule, CAC, Some(holder));
+        for capture in [ClaimStep::Binding, ClaimStep::Mapping] {
+            let held = claiming(two_orgs(), ClaimStep::SanRule, CAC, Some(holder));
             let captured = claiming(held.clone(), capture, CAC, Some(capturer));
             let what = format!("{holder}'s SAN rule, {capturer}'s {capture:?}");
             let conflict = Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs);
@@ -733,8 +723,8 @@ fn a_block_or_revocation_of_any_claiming_org_refuses_first_whatever_the_conflict
 /// An org that knows only another org's card holder's public certificate (or its fingerprint)
 /// binds it by fields or maps it by fingerprint: its claim is unverified, and loses to the
 /// holder's SAN rule (which the filter checks against the certificate itself).
-fn stated_capture(holder: &'static str, capturer: &'static str, capture: Claim) -> (Rules, Rules) {
-    let held = claiming(two_orgs(), Claim::SanRule, CAC, Some(holder));
+fn stated_capture(holder: &'static str, capturer: &'static str, capture: ClaimStep) -> (Rules, Rules) {
+    let held = claiming(two_orgs(), ClaimStep::SanRule, CAC, Some(holder));
     let mut captured = claiming(held.clone(), capture, CAC, Some(capturer));
     captured.unverified.push(CAC);
     (held, captured)
@@ -745,7 +735,7 @@ fn an_unverified_claim_never_changes_the_outcome_for_another_orgs_card_holder() 
     let bound_token = token_for(CAC, AUDIENCE);
     let mut checked = 0;
     for (holder, capturer) in [(ORG_A, ORG_B), (ORG_B, ORG_A)] {
-        for capture in [Claim::Binding, Claim::Mapping] {
+        for capture in [ClaimStep::Binding, ClaimStep::Mapping] {
             let (mut held, mut captured) = stated_capture(holder, capturer, capture);
             for rules in [&mut held, &mut captured] {
                 rules.issuers.push((Some(holder), vec![], None));
@@ -767,7 +757,7 @@ fn an_unverified_claim_never_changes_the_outcome_for_another_orgs_card_holder() 
                 assert_eq!(outcome, baseline, "{what}, {kind:?} of {capturer}");
                 checked += 1;
             }
-            if capture == Claim::Binding {
+            if capture == ClaimStep::Binding {
                 let mut disabled = captured.clone();
                 disabled.disabled.push(CAC);
                 assert_eq!(disabled.decide("/mtls/x", Some(CAC), None), alone, "{what}, disabled");
@@ -782,24 +772,24 @@ fn an_unverified_claim_never_changes_the_outcome_for_another_orgs_card_holder() 
 
 #[test]
 fn an_unverified_claim_stands_where_no_other_org_claims_the_certificate() {
-    for capture in [Claim::Binding, Claim::Mapping] {
+    for capture in [ClaimStep::Binding, ClaimStep::Mapping] {
         // Alone, beside the platform's rule (which claims nothing), or beside its own org's
         // SAN rule: the binding or mapping resolves as any other, its org's rules apply.
         let alone = claiming(two_orgs(), capture, CAC, Some(ORG_B));
-        let beside_platform = claiming(alone.clone(), Claim::SanRule, CAC, None);
-        let beside_own = claiming(alone.clone(), Claim::SanRule, CAC, Some(ORG_B));
+        let beside_platform = claiming(alone.clone(), ClaimStep::SanRule, CAC, None);
+        let beside_own = claiming(alone.clone(), ClaimStep::SanRule, CAC, Some(ORG_B));
         for verified in [alone, beside_platform, beside_own] {
             let mut unverified = verified.clone();
             unverified.unverified.push(CAC);
             let outcome = unverified.decide("/mtls/x", Some(CAC), None);
             assert_eq!(outcome, verified.decide("/mtls/x", Some(CAC), None), "{capture:?}");
             assert_eq!(header(&outcome, "x-dm-org-id"), Some(ORG_B), "{capture:?}");
-            assert_eq!(header(&outcome, "x-dm-user-id").is_some(), capture == Claim::Binding);
+            assert_eq!(header(&outcome, "x-dm-user-id").is_some(), capture == ClaimStep::Binding);
             let blocked = with_rule(unverified.clone(), RuleKind::Block, CAC, Some(ORG_B));
             assert_eq!(blocked.decide("/mtls/x", Some(CAC), None), Outcome::deny(Reason::CertificateBlocklisted));
         }
         // A disabled binding by fields, alone: refused as disabled.
-        if capture == Claim::Binding {
+        if capture == ClaimStep::Binding {
             let mut disabled = claiming(two_orgs(), capture, CAC, Some(ORG_B));
             disabled.unverified.push(CAC);
             disabled.disabled.push(CAC);
@@ -811,7 +801,7 @@ fn an_unverified_claim_stands_where_no_other_org_claims_the_certificate() {
 #[test]
 fn verified_claims_of_two_orgs_still_refuse_and_unverified_ones_lose_to_any_verified_one() {
     let refused = Outcome::deny(Reason::CertificateNotAllowed(NotAllowed::ClaimedByTwoOrgs));
-    for capture in [Claim::Binding, Claim::Mapping] {
+    for capture in [ClaimStep::Binding, ClaimStep::Mapping] {
         // Made from the certificate, against another org's SAN rule (which the control plane
         // refuses to write): neither org gets the card.
         let (_, mut verified) = stated_capture(ORG_A, ORG_B, capture);

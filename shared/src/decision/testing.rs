@@ -3,6 +3,9 @@
 //! owner can make, what it does to a certificate in its owner's scope, and whether another
 //! org's rule of that kind claims the certificate it names. Each layer maps a kind onto its own
 //! form of the rule (identity data, an API request) and asserts these effects.
+//!
+//! The conflict matrix's rows too: the steps at which an org claims a certificate
+//! ([`ClaimStep`]), so every layer runs each pair of steps in both directions.
 
 use super::outcome::{NotAllowed, Reason};
 
@@ -58,5 +61,42 @@ impl RuleKind {
     /// such a rule before the filter would have to.
     pub fn claims(self) -> bool {
         matches!(self, RuleKind::Mapping | RuleKind::SanRule)
+    }
+}
+
+/// A step at which an org claims a certificate, in the order the filter resolves the org
+/// ([`crate::decision::resolve`]). Two orgs claiming one certificate, at any two steps, is a
+/// conflict that refuses it; one org at two steps is none (the earlier step decides); the
+/// platform's mapping or SAN rule claims nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClaimStep {
+    /// A card binding to one of the org's users.
+    Binding,
+    /// A thumbprint mapping to a principal.
+    Mapping,
+    /// A SAN rule naming the certificate's UPN domain and issuer.
+    SanRule,
+}
+
+impl ClaimStep {
+    pub const ALL: [ClaimStep; 3] = [ClaimStep::Binding, ClaimStep::Mapping, ClaimStep::SanRule];
+
+    /// Every ordered pair of two different steps: (the first org's, the second org's).
+    pub fn pairs() -> impl Iterator<Item = (ClaimStep, ClaimStep)> {
+        ClaimStep::ALL.into_iter().flat_map(|a| ClaimStep::ALL.into_iter().filter(move |b| *b != a).map(move |b| (a, b)))
+    }
+
+    /// Whether the platform can claim at this step (it binds no card: a binding names a user
+    /// of an org).
+    pub fn open_to_the_platform(self) -> bool {
+        self != ClaimStep::Binding
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimStep::Binding => "binding",
+            ClaimStep::Mapping => "mapping",
+            ClaimStep::SanRule => "SAN rule",
+        }
     }
 }
