@@ -10,8 +10,8 @@
 
 use certbind_control_plane::signer::pkcs11::{init_softhsm_token, Pkcs11Settings, Pkcs11Signer, SOFTHSM2_MODULE};
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::domain::{Change, Owner};
-use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
+use certbind_control_plane::domain::{BindingRecord, Change, Owner};
+use certbind_control_plane::snapshot::{SnapshotContent, SnapshotStore, StoreSettings};
 use certbind_shared::encoding::ulid_render;
 use certbind_shared::identity::Claim;
 use certbind_shared::Fingerprint;
@@ -43,7 +43,7 @@ fn fingerprint(n: u64) -> Fingerprint {
 fn content(n: usize) -> SnapshotContent {
     let orgs: Vec<String> = (0..ORGS as u64).map(|i| ulid_like(1, i)).collect();
     let bindings = (0..n as u64)
-        .map(|i| BindingEntry {
+        .map(|i| BindingRecord {
             fingerprint: fingerprint(i),
             user_id: ulid_like(2, i),
             org_id: orgs[(i as usize) % ORGS].clone(),

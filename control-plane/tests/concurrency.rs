@@ -5,7 +5,7 @@
 mod common;
 
 use certbind_control_plane::state::Limits;
-use certbind_control_plane::domain::Change;
+use certbind_control_plane::domain::{BindingRecord, Change};
 use certbind_control_plane::snapshot::{ServedSnapshot, SnapshotService};
 use certbind_control_plane::db::snapshot_data;
 use certbind_control_plane::signer::{public_key_json, Signer, SoftwareSigner};
@@ -117,7 +117,7 @@ async fn parallel_binds_and_revokes_lose_nothing(store: Store, test: &str) {
     let expected: BTreeSet<String> = (REVOKES..BINDS + LATE_BINDS).map(fingerprint).collect();
     let rows = snapshot_data::load(&app.db).await.unwrap();
     assert_eq!(rows.version, v0 + total as i64);
-    let stored: BTreeSet<String> = rows.bindings.iter().map(|b| b.fingerprint.clone()).collect();
+    let stored: BTreeSet<String> = rows.bindings.iter().map(|b| b.fingerprint.to_hex()).collect();
     assert_eq!(stored, expected);
 
     // The snapshot service heard of every change, and replaying what it heard in version
@@ -129,7 +129,7 @@ async fn parallel_binds_and_revokes_lose_nothing(store: Store, test: &str) {
     let mut replayed = BTreeSet::new();
     for change in heard.into_iter().flat_map(|(_, changes)| changes) {
         match change {
-            Change::UpsertBinding { fingerprint, .. } => {
+            Change::UpsertBinding(BindingRecord { fingerprint, .. }) => {
                 replayed.insert(fingerprint.to_hex());
             }
             Change::RemoveBinding { fingerprint } => {
@@ -217,7 +217,7 @@ async fn final_signed_snapshot_equals_the_database(store: Store, test: &str) {
         .collect();
     let rows = snapshot_data::load(&app.db).await.unwrap();
     let in_database: BTreeSet<(String, String, String, bool)> =
-        rows.bindings.into_iter().map(|b| (b.fingerprint, b.user_id, b.org_id, b.enabled)).collect();
+        rows.bindings.into_iter().map(|b| (b.fingerprint.to_hex(), b.user_id, b.org_id, b.enabled)).collect();
     assert_eq!(in_database.len(), 1200);
     assert_eq!(in_database.iter().filter(|b| !b.3).count(), 300);
     assert_eq!(in_snapshot, in_database);

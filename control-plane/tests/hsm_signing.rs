@@ -9,8 +9,8 @@ use certbind_control_plane::signer::pkcs11::{
     init_softhsm_token, KeyProtection, Pkcs11Settings, Pkcs11Signer, SOFTHSM2_MODULE,
 };
 use certbind_control_plane::signer::{Signer, SoftwareSigner};
-use certbind_control_plane::domain::Change;
-use certbind_control_plane::snapshot::{BindingEntry, SnapshotContent, SnapshotStore, StoreSettings};
+use certbind_control_plane::domain::{BindingRecord, Change};
+use certbind_control_plane::snapshot::{SnapshotContent, SnapshotStore, StoreSettings};
 use certbind_shared::identity::{Claim, IdentityData};
 use certbind_shared::snapshot::{PinnedKey, SnapshotError, SnapshotVerifier};
 use certbind_shared::Fingerprint;
@@ -69,14 +69,14 @@ fn fp(i: u8) -> Fingerprint {
 fn content() -> SnapshotContent {
     SnapshotContent {
         bindings: vec![
-            BindingEntry {
+            BindingRecord {
                 fingerprint: fp(1),
                 user_id: "01HV4ABCDEFGHJKMNPQRSTVWXY".into(),
                 org_id: "org-a".into(),
                 enabled: true,
                 claim: Claim::Verified,
             },
-            BindingEntry {
+            BindingRecord {
                 fingerprint: fp(2),
                 user_id: "01HV4ABCDEFGHJKMNPQRSTVWXZ".into(),
                 org_id: "org-a".into(),

@@ -184,7 +184,7 @@ async fn claims_from_before_verification_keep_what_was_seen(store: Store, test: 
 
     let db = Db::open(&DbOptions::new(test_db.url.clone())).await.expect("the upgrade runs");
     let rows = snapshot_data::load(&db).await.unwrap();
-    let bindings: Vec<(String, Claim)> = rows.bindings.iter().map(|b| (b.fingerprint.clone(), b.claim)).collect();
+    let bindings: Vec<(String, Claim)> = rows.bindings.iter().map(|b| (b.fingerprint.to_hex(), b.claim)).collect();
     assert_eq!(bindings, vec![(seen, Claim::Verified), (stated, Claim::Unverified)]);
     let mappings: Vec<(String, Claim)> = rows
         .rules

@@ -129,7 +129,7 @@ async fn changes_reach_signed_snapshots(store: Store) {
     let in_snapshot: Vec<(String, String, String, bool)> =
         last.bindings().map(|(fp, b)| (fp.to_hex(), b.user_id.as_str().to_owned(), b.org_id.to_owned(), b.enabled)).collect();
     let in_database: Vec<(String, String, String, bool)> =
-        rows.bindings.iter().map(|b| (b.fingerprint.clone(), b.user_id.clone(), b.org_id.clone(), b.enabled)).collect();
+        rows.bindings.iter().map(|b| (b.fingerprint.to_hex(), b.user_id.clone(), b.org_id.clone(), b.enabled)).collect();
     assert_eq!(in_snapshot, in_database);
     f.app.finish().await;
 }

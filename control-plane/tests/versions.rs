@@ -263,7 +263,7 @@ async fn two_services_on_one_database_never_sign_one_version_twice(store: Store,
         if let certbind_control_plane::db::snapshot_log::LogEntry::Changes(changes) = entry {
             for change in changes {
                 match change {
-                    certbind_control_plane::domain::Change::UpsertBinding { fingerprint, .. } => {
+                    certbind_control_plane::domain::Change::UpsertBinding(certbind_control_plane::domain::BindingRecord { fingerprint, .. }) => {
                         content.insert(fingerprint.to_hex());
                     }
                     certbind_control_plane::domain::Change::RemoveBinding { fingerprint } => {

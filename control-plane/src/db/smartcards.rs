@@ -5,7 +5,7 @@ use super::{
     blocklist, claims, commit_change, get_flag, orgs, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param,
     SmartCardLink, Visibility,
 };
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{BindingRecord, Change, Committed};
 use crate::domain::binding::NewSmartCard;
 use crate::domain::{card, Owner};
 use certbind_shared::certificate::{CardFacts, CertificateFacts};
@@ -48,13 +48,13 @@ fn card_facts(certificate_pem: Option<String>) -> Option<CardFacts> {
 /// The snapshot change of a binding as committed.
 fn upsert(link: &SmartCardLink) -> Vec<Change> {
     match Fingerprint::from_canonical_hex(&link.fingerprint) {
-        Ok(fingerprint) => vec![Change::UpsertBinding {
+        Ok(fingerprint) => vec![Change::UpsertBinding(BindingRecord {
             fingerprint,
             user_id: link.user_id.clone(),
             org_id: link.org_id.clone(),
             enabled: link.enabled,
             claim: Claim::from_verified(link.verified),
-        }],
+        })],
         Err(_) => Vec::new(),
     }
 }

@@ -3,7 +3,7 @@
 //! [`Change`] that would have added it, so a full build and a patch speak one vocabulary.
 
 use super::{get_flag, Backend, Db};
-use crate::domain::change::Change;
+use crate::domain::change::{BindingRecord, Change};
 use crate::domain::Owner;
 use certbind_shared::identity::{Claim, SanKind};
 use certbind_shared::snapshot::ConstraintKind;
@@ -11,22 +11,12 @@ use certbind_shared::Fingerprint;
 use futures_util::TryStreamExt;
 use sqlx::Row;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingRow {
-    /// Canonical lowercase hex.
-    pub fingerprint: String,
-    pub user_id: String,
-    pub org_id: String,
-    pub enabled: bool,
-    pub claim: Claim,
-}
-
 /// The identity data at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityRows {
     /// `snapshot_state.version` in the same transaction as the rows.
     pub version: i64,
-    pub bindings: Vec<BindingRow>,
+    pub bindings: Vec<BindingRecord>,
     /// Every rule, as the change that adds it, in table order then key order: blocklist
     /// entries, revoked serials, thumbprint mappings, SAN rules, constraints, issuers.
     pub rules: Vec<Change>,
@@ -48,15 +38,15 @@ pub async fn load(db: &Db) -> sqlx::Result<IdentityRows> {
 pub trait BindingSink {
     /// Called once, before the first binding, with their number and everything else.
     fn start(&mut self, bindings: usize, rest: &IdentityRows);
-    fn push(&mut self, row: BindingRow);
+    fn push(&mut self, row: BindingRecord);
 }
 
-impl BindingSink for Vec<BindingRow> {
+impl BindingSink for Vec<BindingRecord> {
     fn start(&mut self, bindings: usize, _rest: &IdentityRows) {
         self.reserve_exact(bindings);
     }
 
-    fn push(&mut self, row: BindingRow) {
+    fn push(&mut self, row: BindingRecord) {
         Vec::push(self, row);
     }
 }
@@ -115,8 +105,12 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     let query = format!("SELECT fingerprint, user_id, org_id, enabled, verified FROM smart_card_links {by_fingerprint}");
     let mut bindings = sqlx::query(&query).fetch(&mut *tx);
     while let Some(row) = bindings.try_next().await? {
-        sink.push(BindingRow {
-            fingerprint: row.try_get(0)?,
+        let Some(fingerprint) = stored_fingerprint(&row.try_get::<String, _>(0)?, "smart_card_links") else {
+            rows.skipped += 1;
+            continue;
+        };
+        sink.push(BindingRecord {
+            fingerprint,
             user_id: row.try_get(1)?,
             org_id: row.try_get(2)?,
             enabled: get_flag(&row, 3)?,

@@ -13,9 +13,8 @@ use certbind_shared::Fingerprint;
 /// certificates of that org, the platform's to all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A binding created, enabled, disabled or relabelled: its row as committed (`claim`:
-    /// whether it was made from the certificate itself).
-    UpsertBinding { fingerprint: Fingerprint, user_id: String, org_id: String, enabled: bool, claim: Claim },
+    /// A binding created, enabled, disabled or relabelled: its row as committed.
+    UpsertBinding(BindingRecord),
     RemoveBinding { fingerprint: Fingerprint },
     Block { owner: Owner, fingerprint: Fingerprint },
     Unblock { owner: Owner, fingerprint: Fingerprint },
@@ -44,6 +43,19 @@ pub enum Change {
     CrlRevoke { ca: KeyIdentifier, serials: Vec<String> },
     /// Serials the CA's CRL no longer lists (a newer CRL, a released hold, the CA removed).
     CrlUnrevoke { ca: KeyIdentifier, serials: Vec<String> },
+}
+
+/// A card binding as the snapshot carries it: what storage reads for a build, what a change
+/// carries, what the snapshot's content holds. Disabled ones are kept (the filter answers
+/// them `binding_disabled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRecord {
+    pub fingerprint: Fingerprint,
+    pub user_id: String,
+    pub org_id: String,
+    pub enabled: bool,
+    /// Whether it was bound from the certificate itself (see [`Claim`]).
+    pub claim: Claim,
 }
 
 /// A registered CA as the snapshot carries it.
@@ -136,7 +148,7 @@ impl Change {
     pub fn adds(&self) -> bool {
         matches!(
             self,
-            Change::UpsertBinding { .. }
+            Change::UpsertBinding(_)
                 | Change::Block { .. }
                 | Change::RevokeSerial { .. }
                 | Change::MapPrincipal { .. }
@@ -162,7 +174,7 @@ impl Change {
         let op = |name: &str| name.to_string();
         let unverified = |claim: Claim| (!claim.is_verified()).then_some(true);
         match self {
-            Change::UpsertBinding { fingerprint, user_id, org_id, enabled, claim } => Wire {
+            Change::UpsertBinding(BindingRecord { fingerprint, user_id, org_id, enabled, claim }) => Wire {
                 op: op("upsert_binding"),
                 fingerprint: hex(fingerprint),
                 user_id: text(user_id),
@@ -273,13 +285,13 @@ impl Change {
             _ => None,
         };
         Some(match wire.op.as_str() {
-            "upsert_binding" => Change::UpsertBinding {
+            "upsert_binding" => Change::UpsertBinding(BindingRecord {
                 fingerprint: fingerprint()?,
                 user_id: wire.user_id?,
                 org_id: wire.org_id?,
                 enabled: wire.enabled?,
                 claim: claim()?,
-            },
+            }),
             "remove_binding" => Change::RemoveBinding { fingerprint: fingerprint()? },
             "block" => Change::Block { owner, fingerprint: fingerprint()? },
             "unblock" => Change::Unblock { owner, fingerprint: fingerprint()? },
@@ -360,20 +372,20 @@ mod tests {
     fn every_change_survives_the_log() {
         let org = Owner::Org("01J000000000000000000000AB".into());
         let changes = vec![
-            Change::UpsertBinding {
+            Change::UpsertBinding(BindingRecord {
                 fingerprint: fp(1),
                 user_id: "u".into(),
                 org_id: "o".into(),
                 enabled: false,
                 claim: Claim::Verified,
-            },
-            Change::UpsertBinding {
+            }),
+            Change::UpsertBinding(BindingRecord {
                 fingerprint: fp(5),
                 user_id: "v".into(),
                 org_id: "o".into(),
                 enabled: true,
                 claim: Claim::Unverified,
-            },
+            }),
             Change::RemoveBinding { fingerprint: fp(2) },
             Change::Block { owner: org.clone(), fingerprint: fp(3) },
             Change::Unblock { owner: Owner::Platform, fingerprint: fp(3) },

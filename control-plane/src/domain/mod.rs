@@ -15,6 +15,6 @@ pub mod issuer;
 pub mod owner;
 pub mod text;
 
-pub use change::{CaRecord, Change, Committed};
+pub use change::{BindingRecord, CaRecord, Change, Committed};
 pub use invalid::{Checked, Invalid};
 pub use owner::Owner;

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::content::*;
 use super::validate::*;
-use crate::domain::change::Change;
+use crate::domain::change::{BindingRecord, Change};
 use crate::domain::Owner;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl Pending {
             validate_change(&change)?;
         }
         match change {
-            Change::UpsertBinding { fingerprint, user_id, org_id, enabled, claim } => {
+            Change::UpsertBinding(BindingRecord { fingerprint, user_id, org_id, enabled, claim }) => {
                 self.bindings.insert(fingerprint, Some(BindingValue { user_id, org_id, enabled, claim }));
             }
             Change::RemoveBinding { fingerprint } => {

@@ -4,13 +4,13 @@
 use certbind_shared::identity::{CaKey, CertificateAuthority, Claim, SanKind, CA_KEY_LEN};
 use certbind_shared::snapshot::ConstraintKind;
 use certbind_shared::Fingerprint;
-use crate::domain::change::CaRecord;
+use crate::domain::change::{BindingRecord, CaRecord};
 use crate::domain::Owner;
 
 /// Everything a snapshot carries, as plain rows. Order does not matter; the builder sorts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotContent {
-    pub bindings: Vec<BindingEntry>,
+    pub bindings: Vec<BindingRecord>,
     pub blocklist: Vec<(Fingerprint, Owner)>,
     pub revoked: Vec<RevokedSerial>,
     pub principals: Vec<PrincipalEntry>,
@@ -62,18 +62,6 @@ impl CaValue {
 /// The snapshot key of a CRL revocation of `ca`'s serial `serial_hex`.
 pub fn crl_revocation_key(ca: &certbind_shared::certificate::KeyIdentifier, serial_hex: &str) -> [u8; CA_KEY_LEN] {
     CaKey::of(ca).revocation_key(serial_hex)
-}
-
-/// A `smart_card_links` row as the filter needs it; disabled rows are kept (the filter
-/// answers them `binding_disabled`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingEntry {
-    pub fingerprint: Fingerprint,
-    pub user_id: String,
-    pub org_id: String,
-    pub enabled: bool,
-    /// Whether it was bound from the certificate itself (see [`Claim`]).
-    pub claim: Claim,
 }
 
 /// A revoked certificate by issuer DN and serial (any spelling `normalize_serial` accepts).

@@ -26,14 +26,14 @@
 
 use super::builder::StreamedBindings;
 use super::content::{
-    BindingEntry, ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
+    ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
 };
 use super::validate::{validate_change, BuildError};
-use crate::domain::change::Change;
+use crate::domain::change::{BindingRecord, Change};
 use super::served::{LeftOut, ServedSnapshot, SnapshotService};
 use super::signed::SignedSnapshot;
 use super::store::{SnapshotStore, StoreSettings};
-use crate::db::snapshot_data::{self, stored_fingerprint, BindingRow, BindingSink, IdentityRows};
+use crate::db::snapshot_data::{self, BindingSink, IdentityRows};
 use crate::db::snapshot_log::{self, LogEntry};
 use crate::db::signed_snapshots;
 use crate::db::Db;
@@ -81,17 +81,7 @@ fn served(snapshot: &SignedSnapshot) -> Arc<ServedSnapshot> {
 pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
     let mut content = SnapshotContent::default();
     let mut quarantined = 0u64;
-    for row in &rows.bindings {
-        if let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") {
-            content.bindings.push(BindingEntry {
-                fingerprint,
-                user_id: row.user_id.clone(),
-                org_id: row.org_id.clone(),
-                enabled: row.enabled,
-                claim: row.claim,
-            });
-        }
-    }
+    content.bindings.extend(rows.bindings.iter().cloned());
     let mut issuers = BTreeSet::new();
     for rule in &rows.rules {
         if let Err(e) = validate_change(rule) {
@@ -158,9 +148,9 @@ impl BindingSink for StreamingBuild {
         self.quarantined = quarantined;
     }
 
-    fn push(&mut self, row: BindingRow) {
+    fn push(&mut self, row: BindingRecord) {
         let (Some(streamed), None) = (self.streamed.as_mut(), self.problem.as_ref()) else { return };
-        let Some(fingerprint) = stored_fingerprint(&row.fingerprint, "smart_card_links") else { return };
+        let fingerprint = row.fingerprint;
         match streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled, row.claim) {
             Ok(()) => {}
             Err(e @ BuildError::BadString { .. }) => {

@@ -4,7 +4,7 @@
 use super::builder::*;
 use super::content::*;
 use super::validate::*;
-use crate::domain::change::{CaRecord, Change};
+use crate::domain::change::{BindingRecord, CaRecord, Change};
 use super::deltas::DeltaLimits;
 use super::error::StoreError;
 use super::store::*;
@@ -60,7 +60,7 @@ fn owned(owner: Owner<&str>) -> DbOwner {
 impl Oracle {
     fn apply(&mut self, change: &Change) {
         match change.clone() {
-            Change::UpsertBinding { fingerprint, user_id, org_id, enabled, claim } => {
+            Change::UpsertBinding(BindingRecord { fingerprint, user_id, org_id, enabled, claim }) => {
                 self.bindings.insert(fingerprint, (user_id, org_id, enabled, claim));
             }
             Change::RemoveBinding { fingerprint } => {
@@ -130,7 +130,7 @@ impl Oracle {
             bindings: self
                 .bindings
                 .iter()
-                .map(|(fp, (u, o, e, c))| BindingEntry {
+                .map(|(fp, (u, o, e, c))| BindingRecord {
                     fingerprint: *fp,
                     user_id: u.clone(),
                     org_id: o.clone(),
@@ -244,7 +244,7 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
     // Two CAs of one DN, told apart by their keys.
     let ca_key = certbind_shared::certificate::KeyIdentifier::new(&[0xca, (n % 2) as u8]).unwrap();
     match n % 18 {
-        0 | 1 => Change::UpsertBinding {
+        0 | 1 => Change::UpsertBinding(BindingRecord {
             fingerprint: pick,
             // ULIDs (stored as bits) and free-form ids (stored as strings) side by side.
             user_id: if n.is_multiple_of(4) { format!("u{}", n % 997) } else { format!("01HV{:022}", n % 997) },
@@ -252,7 +252,7 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
             enabled: n % 3 != 1,
             // Bound by fields (unverified) now and then, beside bindings by PEM.
             claim: Claim::from_verified(n % 5 != 2),
-        },
+        }),
         2 | 3 => Change::RemoveBinding { fingerprint: pick },
         4 => Change::Block { fingerprint: pick, owner },
         5 => Change::Unblock { fingerprint: existing, owner },
@@ -404,7 +404,7 @@ fn streamed_bindings_build_the_same_bytes_as_a_full_build() {
     };
     let oracle = starting_oracle(2_500);
     let mut content = oracle.content();
-    content.bindings.push(BindingEntry {
+    content.bindings.push(BindingRecord {
         fingerprint: Fingerprint::synthetic("text-user", 0),
         user_id: "not-a-ulid".into(),
         org_id: "o9".into(),
@@ -594,13 +594,13 @@ fn invalid_changes_are_left_out_and_counted() {
                 audiences: Vec::new(),
                 jwks_json: b"{\"keys\":[]}".to_vec(),
             },
-            Change::UpsertBinding {
+            Change::UpsertBinding(BindingRecord {
                 fingerprint: Fingerprint::synthetic("b", 1),
                 user_id: "u".repeat(256),
                 org_id: "o".into(),
                 enabled: true,
                 claim: Claim::Verified,
-            },
+            }),
             Change::Block { fingerprint: Fingerprint::synthetic("x", 1), owner: DbOwner::Org("o1".into()) },
         ],
     );
@@ -665,7 +665,7 @@ fn full_builds_refuse_ambiguous_content() {
         algorithm: crate::signer::SignatureAlgorithm::EcdsaP256Sha256,
     };
     let binding =
-        |user: &str| BindingEntry { fingerprint: Fingerprint::synthetic("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true, claim: Claim::Verified };
+        |user: &str| BindingRecord { fingerprint: Fingerprint::synthetic("b", 1), user_id: user.into(), org_id: "o".into(), enabled: true, claim: Claim::Verified };
     let mut twice = SnapshotContent { bindings: vec![binding("u1"), binding("u2")], ..Default::default() };
     assert_eq!(
         encode_content(&mut twice, &header).err(),
@@ -759,13 +759,13 @@ fn the_string_table_is_rebuilt_before_garbage_piles_up() {
     store.load(oracle.content(), 1).unwrap();
     let mut sizes = Vec::new();
     for version in 2..=70u64 {
-        let change = Change::UpsertBinding {
+        let change = Change::UpsertBinding(BindingRecord {
             fingerprint: Fingerprint::synthetic("bind", version % 10),
             user_id: format!("user-{version}"),
             org_id: "o1".into(),
             enabled: true,
             claim: Claim::Verified,
-        };
+        });
         oracle.apply(&change);
         store.apply(version, vec![change]);
         sizes.push(store.publish().unwrap().unwrap().view().strings_len());
@@ -783,8 +783,8 @@ fn the_string_table_is_rebuilt_before_garbage_piles_up() {
 fn deltas_are_kept_per_step_within_bounds_and_served_only_when_worth_it() {
     let limits = DeltaLimits { max_steps: 3, ..DeltaLimits::default() };
     let store = SnapshotStore::new(signer(9), StoreSettings { deltas: limits, ..StoreSettings::default() });
-    let bindings: Vec<BindingEntry> = (0..200)
-        .map(|i| BindingEntry { fingerprint: Fingerprint::synthetic("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true, claim: Claim::Verified })
+    let bindings: Vec<BindingRecord> = (0..200)
+        .map(|i| BindingRecord { fingerprint: Fingerprint::synthetic("d", i), user_id: format!("01HV{i:022}"), org_id: "o1".into(), enabled: true, claim: Claim::Verified })
         .collect();
     let mut published = vec![store.load(SnapshotContent { bindings, ..Default::default() }, 1).unwrap()];
     let full_len = published[0].bytes().len();
@@ -857,13 +857,13 @@ fn a_snapshot_signed_elsewhere_is_served_as_signed() {
     let mut oracle = starting_oracle(5);
     serving.load(oracle.content(), 10).unwrap();
     signing.load(oracle.content(), 11).unwrap();
-    let change = Change::UpsertBinding {
+    let change = Change::UpsertBinding(BindingRecord {
         fingerprint: Fingerprint::synthetic("bind", 100),
         user_id: format!("01HV{:022}", 100),
         org_id: "o1".into(),
         enabled: true,
         claim: Claim::Verified,
-    };
+    });
     oracle.apply(&change);
     signing.apply_after(11, 12, vec![change]);
     signing.hold(12, 13);

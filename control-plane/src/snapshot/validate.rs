@@ -8,7 +8,7 @@ use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{EncodeError, EncodeProblem, SnapshotEncoder, MAX_STRING_LEN};
 use certbind_shared::Fingerprint;
 use std::fmt;
-use crate::domain::change::Change;
+use crate::domain::change::{BindingRecord, Change};
 use crate::domain::Owner;
 use super::content::*;
 
@@ -110,7 +110,7 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
     let mut scratch = SnapshotEncoder::with_capacity(4096, 1024);
     let probe = Fingerprint([0; 32]);
     match change {
-        Change::UpsertBinding { user_id, org_id, enabled, claim, .. } => {
+        Change::UpsertBinding(BindingRecord { user_id, org_id, enabled, claim, .. }) => {
             scratch.push_binding_claim(&probe, user_id, org_id, *enabled, *claim)?
         }
         Change::MapPrincipal { owner: o, principal, claim, .. } => {
@@ -154,7 +154,7 @@ pub fn field_of(change: &Change, error: &BuildError) -> &'static str {
 
 pub(super) fn check_fields(change: &Change) -> Result<(), BuildError> {
     match change {
-        Change::UpsertBinding { user_id, org_id, .. } => {
+        Change::UpsertBinding(BindingRecord { user_id, org_id, .. }) => {
             check_string("user_id", user_id)?;
             check_string("org_id", org_id)
         }
