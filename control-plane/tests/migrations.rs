@@ -7,7 +7,7 @@
 mod common;
 
 use certbind_control_plane::db::{snapshot_data, Db, DbOptions};
-use certbind_control_plane::domain::Change;
+use certbind_control_plane::domain::{Change, MappingRecord};
 use certbind_shared::identity::Claim;
 use common::{Store, TestDb};
 use sha2::Digest;
@@ -129,7 +129,7 @@ async fn a_first_schema_database_upgrades(store: Store, test: &str) {
     let logged = certbind_control_plane::db::snapshot_log::read(&db, 7, rows.version).await.unwrap();
     assert_eq!(logged.len() as i64, rows.version - 7);
     // The SAN rule from before issuers were named is kept, but maps nothing.
-    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AddSanRule { .. })));
+    assert!(rows.rules.iter().all(|r| !matches!(r, Change::AddSanRule(_))));
     assert_eq!(rows.skipped, 1);
     let issuer: Option<String> =
         sqlx::query("SELECT issuer_dn FROM mapping_rules WHERE id = 'R1'").fetch_one(db.reader()).await.unwrap().get(0);
@@ -190,7 +190,7 @@ async fn claims_from_before_verification_keep_what_was_seen(store: Store, test: 
         .rules
         .iter()
         .filter_map(|r| match r {
-            Change::MapPrincipal { fingerprint, claim, .. } => Some((fingerprint.to_hex(), *claim)),
+            Change::MapPrincipal(MappingRecord { fingerprint, claim, .. }) => Some((fingerprint.to_hex(), *claim)),
             _ => None,
         })
         .collect();

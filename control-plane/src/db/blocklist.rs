@@ -5,7 +5,7 @@
 use super::error::{or_race, Race};
 use super::{commit_change, new_id, Actor, AuditRecord, BlocklistEntry, Db, DbError, DbResult, Page, Tx, Viewer, Visibility};
 use crate::domain::Owner;
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{Change, Committed, RevokedSerialRecord};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -44,9 +44,9 @@ fn change_of(entry: &BlocklistEntry, blocked: bool) -> Vec<Change> {
         (None, Some(issuer_dn), Some(serial)) => {
             let (issuer_dn, serial) = (issuer_dn.clone(), serial.clone());
             if blocked {
-                vec![Change::RevokeSerial { owner, issuer_dn, serial }]
+                vec![Change::RevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial })]
             } else {
-                vec![Change::UnrevokeSerial { owner, issuer_dn, serial }]
+                vec![Change::UnrevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial })]
             }
         }
         _ => Vec::new(),

@@ -5,7 +5,7 @@
 use super::error::{or_race, Race};
 use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, IdentityConstraint, Page, Viewer, Visibility};
 use crate::domain::Owner;
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{Change, Committed, ConstraintRecord};
 use certbind_shared::snapshot::ConstraintKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -29,9 +29,9 @@ fn change_of(constraint: &IdentityConstraint, added: bool) -> Vec<Change> {
     let Some(kind) = ConstraintKind::from_name(&constraint.kind) else { return Vec::new() };
     let (owner, value) = (constraint.owner.clone(), constraint.value.clone());
     if added {
-        vec![Change::AddConstraint { owner, kind, value }]
+        vec![Change::AddConstraint(ConstraintRecord { owner, kind, value })]
     } else {
-        vec![Change::RemoveConstraint { owner, kind, value }]
+        vec![Change::RemoveConstraint(ConstraintRecord { owner, kind, value })]
     }
 }
 

@@ -5,7 +5,7 @@
 use super::error::{decode_error, or_race, Race};
 use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Page, TokenIssuer, Viewer, Visibility};
 use crate::domain::Owner;
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{Change, Committed, IssuerRecord};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -26,12 +26,12 @@ fn from_row(row: &AnyRow) -> sqlx::Result<TokenIssuer> {
 }
 
 fn upsert(issuer: &TokenIssuer) -> Vec<Change> {
-    vec![Change::UpsertIssuer {
+    vec![Change::UpsertIssuer(IssuerRecord {
         owner: issuer.owner.clone(),
         issuer: issuer.issuer.clone(),
         audiences: issuer.audiences.clone().unwrap_or_default(),
         jwks_json: issuer.jwks.to_string().into_bytes(),
-    }]
+    })]
 }
 
 fn audiences_column(audiences: Option<&Vec<String>>) -> Option<String> {

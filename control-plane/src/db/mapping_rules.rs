@@ -11,7 +11,7 @@
 use super::error::{or_race, Race};
 use super::{claims, commit_change, domains, new_id, Actor, AuditRecord, Db, DbError, DbResult, SanRule, Page, Viewer, Visibility};
 use crate::domain::Owner;
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{Change, Committed, SanRuleRecord};
 use certbind_shared::identity::SanKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -42,9 +42,9 @@ fn change_of(rule: &SanRule, allowed: bool) -> Vec<Change> {
     let (Some(kind), Some(issuer_dn)) = (san_kind(&rule.san_kind), rule.issuer_dn.clone()) else { return Vec::new() };
     let (owner, domain) = (rule.owner.clone(), rule.domain.clone());
     if allowed {
-        vec![Change::AddSanRule { owner, kind, domain, issuer_dn }]
+        vec![Change::AddSanRule(SanRuleRecord { owner, kind, domain, issuer_dn })]
     } else {
-        vec![Change::RemoveSanRule { owner, kind, domain, issuer_dn }]
+        vec![Change::RemoveSanRule(SanRuleRecord { owner, kind, domain, issuer_dn })]
     }
 }
 

@@ -75,7 +75,7 @@ async fn accept_reworded(db: &Db, migrator: &Migrator) -> anyhow::Result<()> {
 /// as it is and logged (it matches no certificate, as before). A row whose canonical form
 /// another row of the same owner already has is dropped. Cheap when there is nothing to do.
 async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
-    use crate::domain::change::Change;
+    use crate::domain::change::{Change, ConstraintRecord, RevokedSerialRecord};
     use certbind_shared::certificate::dn::canonical_dn;
     use certbind_shared::snapshot::ConstraintKind;
     let revoked = sqlx::query("SELECT id, org_id, issuer_dn, serial FROM blocklist WHERE issuer_dn IS NOT NULL")
@@ -92,8 +92,8 @@ async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
             Ok(canonical) if canonical != dn => {
                 let owner = Owner::from_column(owner);
                 let changes = vec![
-                    Change::UnrevokeSerial { owner: owner.clone(), issuer_dn: dn, serial: serial.clone() },
-                    Change::RevokeSerial { owner, issuer_dn: canonical.clone(), serial },
+                    Change::UnrevokeSerial(RevokedSerialRecord { owner: owner.clone(), issuer_dn: dn, serial: serial.clone() }),
+                    Change::RevokeSerial(RevokedSerialRecord { owner, issuer_dn: canonical.clone(), serial }),
                 ];
                 fixes.push(("blocklist", id, canonical, changes));
             }
@@ -108,8 +108,8 @@ async fn canonicalize_stored_dns(db: &Db) -> DbResult<()> {
                 let owner = Owner::from_column(owner);
                 let kind = ConstraintKind::AllowedIssuerDn;
                 let changes = vec![
-                    Change::RemoveConstraint { owner: owner.clone(), kind, value: dn },
-                    Change::AddConstraint { owner, kind, value: canonical.clone() },
+                    Change::RemoveConstraint(ConstraintRecord { owner: owner.clone(), kind, value: dn }),
+                    Change::AddConstraint(ConstraintRecord { owner, kind, value: canonical.clone() }),
                 ];
                 fixes.push(("identity_constraints", id, canonical, changes));
             }

@@ -471,22 +471,22 @@ async fn check_quotas(
     }
     for change in changes {
         let kind = match change {
-            Change::Block { .. } | Change::RevokeSerial { .. } => {
+            Change::Block { .. } | Change::RevokeSerial(_) => {
                 ("blocklist", "COUNT(*)", quotas.blocklist_entries, "blocklist entries (CERTBIND_QUOTA_BLOCKLIST_ENTRIES)")
             }
-            Change::AddSanRule { .. } => {
+            Change::AddSanRule(_) => {
                 ("mapping_rules", "COUNT(*)", quotas.mapping_rules, "SAN mapping rules (CERTBIND_QUOTA_MAPPING_RULES)")
             }
-            Change::MapPrincipal { .. } => (
+            Change::MapPrincipal(_) => (
                 "thumbprint_mappings",
                 "COUNT(*)",
                 quotas.thumbprint_mappings,
                 "thumbprint mappings (CERTBIND_QUOTA_THUMBPRINT_MAPPINGS)",
             ),
-            Change::AddConstraint { .. } => {
+            Change::AddConstraint(_) => {
                 ("identity_constraints", "COUNT(*)", quotas.constraints, "identity constraints (CERTBIND_QUOTA_CONSTRAINTS)")
             }
-            Change::UpsertIssuer { .. } => {
+            Change::UpsertIssuer(_) => {
                 if action != "issuer.update" {
                     kinds.push(("token_issuers", "COUNT(*)", quotas.issuers, "token issuer registrations (CERTBIND_QUOTA_ISSUERS)"));
                 }

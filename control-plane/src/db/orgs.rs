@@ -16,7 +16,7 @@
 use super::snapshot_data::{disabled_constraint, load_rules, IdentityRows};
 use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Org, Page, Tx, Visibility};
 use crate::domain::Owner;
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{Change, Committed, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -107,18 +107,18 @@ pub(crate) async fn is_disabled(tx: &mut Tx, org_id: &str) -> sqlx::Result<bool>
 async fn own_constraints(tx: &mut Tx, org_id: &str) -> sqlx::Result<Vec<Change>> {
     let mut rows = IdentityRows::default();
     load_rules(tx, Some(org_id), &mut rows).await?;
-    Ok(rows.rules.into_iter().filter(|c| matches!(c, Change::AddConstraint { .. })).collect())
+    Ok(rows.rules.into_iter().filter(|c| matches!(c, Change::AddConstraint(_))).collect())
 }
 
 /// The change that takes a rule out again.
 fn removal(add: Change) -> Option<Change> {
     Some(match add {
         Change::Block { owner, fingerprint } => Change::Unblock { owner, fingerprint },
-        Change::RevokeSerial { owner, issuer_dn, serial } => Change::UnrevokeSerial { owner, issuer_dn, serial },
-        Change::MapPrincipal { owner, fingerprint, .. } => Change::UnmapPrincipal { owner, fingerprint },
-        Change::AddSanRule { owner, kind, domain, issuer_dn } => Change::RemoveSanRule { owner, kind, domain, issuer_dn },
-        Change::AddConstraint { owner, kind, value } => Change::RemoveConstraint { owner, kind, value },
-        Change::UpsertIssuer { owner, issuer, .. } => Change::RemoveIssuer { owner, issuer },
+        Change::RevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial }) => Change::UnrevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial }),
+        Change::MapPrincipal(MappingRecord { owner, fingerprint, .. }) => Change::UnmapPrincipal { owner, fingerprint },
+        Change::AddSanRule(SanRuleRecord { owner, kind, domain, issuer_dn }) => Change::RemoveSanRule(SanRuleRecord { owner, kind, domain, issuer_dn }),
+        Change::AddConstraint(ConstraintRecord { owner, kind, value }) => Change::RemoveConstraint(ConstraintRecord { owner, kind, value }),
+        Change::UpsertIssuer(IssuerRecord { owner, issuer, .. }) => Change::RemoveIssuer { owner, issuer },
         _ => return None,
     })
 }
@@ -213,7 +213,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> DbResult<Committed<Org>
     let mut changes: Vec<Change> = rules
         .rules
         .into_iter()
-        .filter(|c| !matches!(c, Change::AddConstraint { .. }))
+        .filter(|c| !matches!(c, Change::AddConstraint(_)))
         .chain([disabled_constraint(id)])
         .filter_map(removal)
         .collect();

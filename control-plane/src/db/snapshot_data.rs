@@ -3,7 +3,7 @@
 //! [`Change`] that would have added it, so a full build and a patch speak one vocabulary.
 
 use super::{get_flag, Backend, Db};
-use crate::domain::change::{BindingRecord, Change};
+use crate::domain::change::{BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
 use crate::domain::Owner;
 use certbind_shared::identity::{Claim, SanKind};
 use certbind_shared::snapshot::ConstraintKind;
@@ -83,7 +83,7 @@ pub async fn load_streaming(db: &Db, sink: &mut impl BindingSink) -> sqlx::Resul
     // A disabled org's constraints are replaced by the one that refuses all its certificates
     // ([`disabled_constraint`]); its other rules stay, so every claim stays as it was.
     rows.rules.retain(|rule| match rule {
-        Change::AddConstraint { owner: Owner::Org(org), .. } => !disabled.contains(org),
+        Change::AddConstraint(ConstraintRecord { owner: Owner::Org(org), .. }) => !disabled.contains(org),
         _ => true,
     });
     rows.rules.extend(disabled.iter().map(|org| disabled_constraint(org)));
@@ -140,7 +140,7 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
                 None => out.skipped += 1,
             },
             (None, Some(issuer_dn), Some(serial)) => {
-                out.rules.push(Change::RevokeSerial { owner: owner(&row)?, issuer_dn, serial })
+                out.rules.push(Change::RevokeSerial(RevokedSerialRecord { owner: owner(&row)?, issuer_dn, serial }))
             }
             _ => out.skipped += 1,
         }
@@ -155,7 +155,7 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
                 // The platform's mappings claim nothing: always spelled verified.
                 let owner = owner(&row)?;
                 let claim = if owner.is_platform() { Claim::Verified } else { Claim::from_verified(get_flag(&row, "verified")?) };
-                out.rules.push(Change::MapPrincipal { owner, fingerprint, principal: row.try_get("principal")?, claim })
+                out.rules.push(Change::MapPrincipal(MappingRecord { owner, fingerprint, principal: row.try_get("principal")?, claim }))
             }
             None => out.skipped += 1,
         }
@@ -177,12 +177,12 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
             out.skipped += 1;
             continue;
         };
-        out.rules.push(Change::AddSanRule { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn });
+        out.rules.push(Change::AddSanRule(SanRuleRecord { owner: owner(&row)?, kind, domain: row.try_get("domain")?, issuer_dn }));
     }
     for row in sqlx::query(&format!("SELECT org_id, kind, value FROM identity_constraints {only} ORDER BY id")).bind(org.unwrap_or("")).fetch_all(&mut **tx).await? {
         let kind: String = row.try_get("kind")?;
         match ConstraintKind::from_name(&kind) {
-            Some(kind) => out.rules.push(Change::AddConstraint { owner: owner(&row)?, kind, value: row.try_get("value")? }),
+            Some(kind) => out.rules.push(Change::AddConstraint(ConstraintRecord { owner: owner(&row)?, kind, value: row.try_get("value")? })),
             None => {
                 tracing::error!(kind, "constraint of unknown kind left out of the snapshot");
                 out.skipped += 1;
@@ -201,12 +201,12 @@ pub(crate) async fn load_rules(tx: &mut super::Tx, org: Option<&str>, out: &mut 
             }
         };
         let jwks: String = row.try_get("jwks")?;
-        out.rules.push(Change::UpsertIssuer {
+        out.rules.push(Change::UpsertIssuer(IssuerRecord {
             owner: owner(&row)?,
             issuer: row.try_get("issuer")?,
             audiences,
             jwks_json: jwks.into_bytes(),
-        });
+        }));
     }
 
     Ok(())
@@ -219,11 +219,11 @@ pub const DISABLED_EMAIL_DOMAIN: &str = "org-disabled@certbind.invalid";
 
 /// The constraint that stands in for a disabled org's own.
 pub fn disabled_constraint(org_id: &str) -> Change {
-    Change::AddConstraint {
+    Change::AddConstraint(ConstraintRecord {
         owner: Owner::Org(org_id.to_string()),
         kind: ConstraintKind::SanEmailDomain,
         value: DISABLED_EMAIL_DOMAIN.to_string(),
-    }
+    })
 }
 
 /// The ids of every disabled org, read in `tx`.

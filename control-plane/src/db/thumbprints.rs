@@ -4,7 +4,7 @@
 
 use super::error::{or_race, Race};
 use super::{claims, commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Page, ThumbprintMapping, Viewer, Visibility};
-use crate::domain::change::{Change, Committed};
+use crate::domain::change::{Change, Committed, MappingRecord};
 use crate::domain::Owner;
 use certbind_shared::identity::Claim;
 use certbind_shared::Fingerprint;
@@ -93,12 +93,12 @@ pub async fn create(
         target: mapping.fingerprint.clone(),
         detail: serde_json::json!({ "principal": mapping.principal, "verified": mapping.verified }),
     };
-    let changes = vec![Change::MapPrincipal {
+    let changes = vec![Change::MapPrincipal(MappingRecord {
         owner: mapping.owner.clone(),
         fingerprint: *fingerprint,
         principal: mapping.principal.clone(),
         claim,
-    }];
+    })];
     let version = commit_change(db, tx, audit, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: mapping, version, changes })
 }

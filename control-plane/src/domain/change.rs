@@ -18,20 +18,16 @@ pub enum Change {
     RemoveBinding { fingerprint: Fingerprint },
     Block { owner: Owner, fingerprint: Fingerprint },
     Unblock { owner: Owner, fingerprint: Fingerprint },
-    /// `issuer_dn` canonical RFC 4514, `serial` normalised (as stored).
-    RevokeSerial { owner: Owner, issuer_dn: String, serial: String },
-    UnrevokeSerial { owner: Owner, issuer_dn: String, serial: String },
-    /// `principal` as the owner wrote it: an org-local name, or a platform principal.
-    MapPrincipal { owner: Owner, fingerprint: Fingerprint, principal: String, claim: Claim },
+    RevokeSerial(RevokedSerialRecord),
+    UnrevokeSerial(RevokedSerialRecord),
+    MapPrincipal(MappingRecord),
     UnmapPrincipal { owner: Owner, fingerprint: Fingerprint },
-    /// Certificates of `issuer_dn` (canonical) may map SANs of `kind` in `domain`.
-    AddSanRule { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
-    RemoveSanRule { owner: Owner, kind: SanKind, domain: String, issuer_dn: String },
-    AddConstraint { owner: Owner, kind: ConstraintKind, value: String },
-    RemoveConstraint { owner: Owner, kind: ConstraintKind, value: String },
-    /// A trusted issuer registered or changed: its keys and, when it lists any, the
-    /// audiences its tokens must carry.
-    UpsertIssuer { owner: Owner, issuer: String, audiences: Vec<String>, jwks_json: Vec<u8> },
+    AddSanRule(SanRuleRecord),
+    RemoveSanRule(SanRuleRecord),
+    AddConstraint(ConstraintRecord),
+    RemoveConstraint(ConstraintRecord),
+    /// A trusted issuer registered or changed.
+    UpsertIssuer(IssuerRecord),
     RemoveIssuer { owner: Owner, issuer: String },
     /// A CA registered, its policy changed, or its CRL's deadline moved. Platform data: a CA
     /// is shared infrastructure.
@@ -56,6 +52,57 @@ pub struct BindingRecord {
     pub enabled: bool,
     /// Whether it was bound from the certificate itself (see [`Claim`]).
     pub claim: Claim,
+}
+
+/// A revoked certificate by issuer and serial: `issuer_dn` canonical RFC 4514, `serial` as
+/// storage keeps it, normalised (the snapshot's builder accepts any spelling
+/// `normalize_serial` does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerialRecord {
+    pub owner: Owner,
+    pub issuer_dn: String,
+    pub serial: String,
+}
+
+/// A thumbprint mapping: `principal` is the name as its owner wrote it, an org-local name or a
+/// platform principal (the filter composes an org's into the org's namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingRecord {
+    pub owner: Owner,
+    pub fingerprint: Fingerprint,
+    pub principal: String,
+    /// Whether it was mapped from the certificate itself (see [`Claim`]).
+    pub claim: Claim,
+}
+
+/// A SAN rule: certificates of `issuer_dn` (canonical) with a SAN of `kind` in `domain`
+/// resolve into the rule's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SanRuleRecord {
+    pub owner: Owner,
+    pub kind: SanKind,
+    pub domain: String,
+    pub issuer_dn: String,
+}
+
+/// One value of a certificate constraint of its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstraintRecord {
+    pub owner: Owner,
+    pub kind: ConstraintKind,
+    pub value: String,
+}
+
+/// A trusted token issuer's registration: its keys and, when it lists any, the audiences its
+/// tokens must name one of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerRecord {
+    pub owner: Owner,
+    /// The exact `iss` of its tokens.
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// The JWKS JSON document.
+    pub jwks_json: Vec<u8>,
 }
 
 /// A registered CA as the snapshot carries it.
@@ -150,11 +197,11 @@ impl Change {
             self,
             Change::UpsertBinding(_)
                 | Change::Block { .. }
-                | Change::RevokeSerial { .. }
-                | Change::MapPrincipal { .. }
-                | Change::AddSanRule { .. }
-                | Change::AddConstraint { .. }
-                | Change::UpsertIssuer { .. }
+                | Change::RevokeSerial(_)
+                | Change::MapPrincipal(_)
+                | Change::AddSanRule(_)
+                | Change::AddConstraint(_)
+                | Change::UpsertIssuer(_)
                 | Change::UpsertCa(_)
                 | Change::CrlRevoke { .. }
         )
@@ -192,16 +239,16 @@ impl Change {
                 fingerprint: hex(fingerprint),
                 ..Wire::default()
             },
-            Change::RevokeSerial { owner, issuer_dn, serial } | Change::UnrevokeSerial { owner, issuer_dn, serial } => {
+            Change::RevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial }) | Change::UnrevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial }) => {
                 Wire {
-                    op: op(if matches!(self, Change::RevokeSerial { .. }) { "revoke_serial" } else { "unrevoke_serial" }),
+                    op: op(if matches!(self, Change::RevokeSerial(_)) { "revoke_serial" } else { "unrevoke_serial" }),
                     owner: owner_wire(owner),
                     issuer_dn: text(issuer_dn),
                     serial: text(serial),
                     ..Wire::default()
                 }
             }
-            Change::MapPrincipal { owner, fingerprint, principal, claim } => Wire {
+            Change::MapPrincipal(MappingRecord { owner, fingerprint, principal, claim }) => Wire {
                 op: op("map_principal"),
                 owner: owner_wire(owner),
                 fingerprint: hex(fingerprint),
@@ -215,23 +262,23 @@ impl Change {
                 fingerprint: hex(fingerprint),
                 ..Wire::default()
             },
-            Change::AddSanRule { owner, kind, domain, issuer_dn }
-            | Change::RemoveSanRule { owner, kind, domain, issuer_dn } => Wire {
-                op: op(if matches!(self, Change::AddSanRule { .. }) { "allow_san_domain" } else { "disallow_san_domain" }),
+            Change::AddSanRule(SanRuleRecord { owner, kind, domain, issuer_dn })
+            | Change::RemoveSanRule(SanRuleRecord { owner, kind, domain, issuer_dn }) => Wire {
+                op: op(if matches!(self, Change::AddSanRule(_)) { "allow_san_domain" } else { "disallow_san_domain" }),
                 owner: owner_wire(owner),
                 kind: text(kind.as_str()),
                 domain: text(domain),
                 issuer_dn: text(issuer_dn),
                 ..Wire::default()
             },
-            Change::AddConstraint { owner, kind, value } | Change::RemoveConstraint { owner, kind, value } => Wire {
-                op: op(if matches!(self, Change::AddConstraint { .. }) { "add_constraint" } else { "remove_constraint" }),
+            Change::AddConstraint(ConstraintRecord { owner, kind, value }) | Change::RemoveConstraint(ConstraintRecord { owner, kind, value }) => Wire {
+                op: op(if matches!(self, Change::AddConstraint(_)) { "add_constraint" } else { "remove_constraint" }),
                 owner: owner_wire(owner),
                 kind: text(kind.name()),
                 value: text(value),
                 ..Wire::default()
             },
-            Change::UpsertIssuer { owner, issuer, audiences, jwks_json } => Wire {
+            Change::UpsertIssuer(IssuerRecord { owner, issuer, audiences, jwks_json }) => Wire {
                 op: op("upsert_issuer"),
                 owner: owner_wire(owner),
                 issuer: text(issuer),
@@ -295,40 +342,40 @@ impl Change {
             "remove_binding" => Change::RemoveBinding { fingerprint: fingerprint()? },
             "block" => Change::Block { owner, fingerprint: fingerprint()? },
             "unblock" => Change::Unblock { owner, fingerprint: fingerprint()? },
-            "revoke_serial" => Change::RevokeSerial { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? },
-            "unrevoke_serial" => Change::UnrevokeSerial { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? },
+            "revoke_serial" => Change::RevokeSerial(RevokedSerialRecord { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? }),
+            "unrevoke_serial" => Change::UnrevokeSerial(RevokedSerialRecord { owner, issuer_dn: wire.issuer_dn?, serial: wire.serial? }),
             "map_principal" => {
-                Change::MapPrincipal { owner, fingerprint: fingerprint()?, principal: wire.principal?, claim: claim()? }
+                Change::MapPrincipal(MappingRecord { owner, fingerprint: fingerprint()?, principal: wire.principal?, claim: claim()? })
             }
             "unmap_principal" => Change::UnmapPrincipal { owner, fingerprint: fingerprint()? },
-            "allow_san_domain" => Change::AddSanRule {
+            "allow_san_domain" => Change::AddSanRule(SanRuleRecord {
                 owner,
                 kind: san(wire.kind.as_deref())?,
                 domain: wire.domain?,
                 issuer_dn: wire.issuer_dn?,
-            },
-            "disallow_san_domain" => Change::RemoveSanRule {
+            }),
+            "disallow_san_domain" => Change::RemoveSanRule(SanRuleRecord {
                 owner,
                 kind: san(wire.kind.as_deref())?,
                 domain: wire.domain?,
                 issuer_dn: wire.issuer_dn?,
-            },
-            "add_constraint" => Change::AddConstraint {
+            }),
+            "add_constraint" => Change::AddConstraint(ConstraintRecord {
                 owner,
                 kind: ConstraintKind::from_name(wire.kind.as_deref()?)?,
                 value: wire.value?,
-            },
-            "remove_constraint" => Change::RemoveConstraint {
+            }),
+            "remove_constraint" => Change::RemoveConstraint(ConstraintRecord {
                 owner,
                 kind: ConstraintKind::from_name(wire.kind.as_deref()?)?,
                 value: wire.value?,
-            },
-            "upsert_issuer" => Change::UpsertIssuer {
+            }),
+            "upsert_issuer" => Change::UpsertIssuer(IssuerRecord {
                 owner,
                 issuer: wire.issuer?,
                 audiences: wire.audiences.unwrap_or_default(),
                 jwks_json: wire.jwks?.into_bytes(),
-            },
+            }),
             "remove_issuer" => Change::RemoveIssuer { owner, issuer: wire.issuer? },
             "upsert_ca" => Change::UpsertCa(CaRecord {
                 key: ca_key()?,
@@ -389,21 +436,21 @@ mod tests {
             Change::RemoveBinding { fingerprint: fp(2) },
             Change::Block { owner: org.clone(), fingerprint: fp(3) },
             Change::Unblock { owner: Owner::Platform, fingerprint: fp(3) },
-            Change::RevokeSerial { owner: org.clone(), issuer_dn: "CN=a\\,b".into(), serial: "0a".into() },
-            Change::UnrevokeSerial { owner: Owner::Platform, issuer_dn: "CN=a".into(), serial: "0b".into() },
-            Change::MapPrincipal { owner: org.clone(), fingerprint: fp(4), principal: "svc".into(), claim: Claim::Verified },
-            Change::MapPrincipal { owner: org.clone(), fingerprint: fp(6), principal: "svc".into(), claim: Claim::Unverified },
+            Change::RevokeSerial(RevokedSerialRecord { owner: org.clone(), issuer_dn: "CN=a\\,b".into(), serial: "0a".into() }),
+            Change::UnrevokeSerial(RevokedSerialRecord { owner: Owner::Platform, issuer_dn: "CN=a".into(), serial: "0b".into() }),
+            Change::MapPrincipal(MappingRecord { owner: org.clone(), fingerprint: fp(4), principal: "svc".into(), claim: Claim::Verified }),
+            Change::MapPrincipal(MappingRecord { owner: org.clone(), fingerprint: fp(6), principal: "svc".into(), claim: Claim::Unverified }),
             Change::UnmapPrincipal { owner: Owner::Platform, fingerprint: fp(4) },
-            Change::AddSanRule { owner: org.clone(), kind: SanKind::Upn, domain: "mil".into(), issuer_dn: "CN=x".into() },
-            Change::RemoveSanRule { owner: org.clone(), kind: SanKind::Email, domain: "a.mil".into(), issuer_dn: "CN=y".into() },
-            Change::AddConstraint { owner: org.clone(), kind: ConstraintKind::RequiredPolicyOid, value: "1.2".into() },
-            Change::RemoveConstraint { owner: Owner::Platform, kind: ConstraintKind::SanEmailDomain, value: "a.mil".into() },
-            Change::UpsertIssuer {
+            Change::AddSanRule(SanRuleRecord { owner: org.clone(), kind: SanKind::Upn, domain: "mil".into(), issuer_dn: "CN=x".into() }),
+            Change::RemoveSanRule(SanRuleRecord { owner: org.clone(), kind: SanKind::Email, domain: "a.mil".into(), issuer_dn: "CN=y".into() }),
+            Change::AddConstraint(ConstraintRecord { owner: org.clone(), kind: ConstraintKind::RequiredPolicyOid, value: "1.2".into() }),
+            Change::RemoveConstraint(ConstraintRecord { owner: Owner::Platform, kind: ConstraintKind::SanEmailDomain, value: "a.mil".into() }),
+            Change::UpsertIssuer(IssuerRecord {
                 owner: org.clone(),
                 issuer: "https://idp".into(),
                 audiences: vec!["api".into()],
                 jwks_json: br#"{"keys":[]}"#.to_vec(),
-            },
+            }),
             Change::RemoveIssuer { owner: org, issuer: "https://idp".into() },
             Change::UpsertCa(CaRecord {
                 key: KeyIdentifier::new(&[0xab, 0x01]).unwrap(),

@@ -15,6 +15,8 @@ pub mod issuer;
 pub mod owner;
 pub mod text;
 
-pub use change::{BindingRecord, CaRecord, Change, Committed};
+pub use change::{
+    BindingRecord, CaRecord, Change, Committed, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord,
+};
 pub use invalid::{Checked, Invalid};
 pub use owner::Owner;

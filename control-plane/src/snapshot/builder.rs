@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::content::*;
 use super::validate::*;
-use crate::domain::change::{BindingRecord, Change};
+use crate::domain::change::{BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
 use crate::domain::Owner;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,31 +102,31 @@ impl Pending {
             Change::Unblock { fingerprint, owner } => {
                 self.blocklist.insert((fingerprint.0, owner), None);
             }
-            Change::RevokeSerial { issuer_dn, serial, owner } => {
+            Change::RevokeSerial(RevokedSerialRecord { issuer_dn, serial, owner }) => {
                 self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), Some(()));
             }
-            Change::UnrevokeSerial { issuer_dn, serial, owner } => {
+            Change::UnrevokeSerial(RevokedSerialRecord { issuer_dn, serial, owner }) => {
                 self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), None);
             }
-            Change::MapPrincipal { fingerprint, owner, principal, claim } => {
+            Change::MapPrincipal(MappingRecord { fingerprint, owner, principal, claim }) => {
                 self.principals.insert((fingerprint.0, owner), Some((principal, claim)));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
                 self.principals.insert((fingerprint.0, owner), None);
             }
-            Change::AddSanRule { kind, domain, issuer_dn, owner } => {
+            Change::AddSanRule(SanRuleRecord { kind, domain, issuer_dn, owner }) => {
                 self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), Some(()));
             }
-            Change::RemoveSanRule { kind, domain, issuer_dn, owner } => {
+            Change::RemoveSanRule(SanRuleRecord { kind, domain, issuer_dn, owner }) => {
                 self.san_rules.insert((kind, domain.to_ascii_lowercase(), issuer_dn, owner), None);
             }
-            Change::AddConstraint { owner, kind, value } => {
+            Change::AddConstraint(ConstraintRecord { owner, kind, value }) => {
                 self.constraints.insert((owner, kind, value), Some(()));
             }
-            Change::RemoveConstraint { owner, kind, value } => {
+            Change::RemoveConstraint(ConstraintRecord { owner, kind, value }) => {
                 self.constraints.insert((owner, kind, value), None);
             }
-            Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
+            Change::UpsertIssuer(IssuerRecord { issuer, owner, audiences, jwks_json }) => {
                 self.issuers.insert((issuer, owner), Some((audiences, jwks_json)));
             }
             Change::RemoveIssuer { issuer, owner } => {

@@ -1,10 +1,9 @@
 //! What a snapshot carries, as plain rows keyed by their owner ([`Owner`]): the full
 //! build's input ([`SnapshotContent`]), read from the database or folded from changes.
 
-use certbind_shared::identity::{CaKey, CertificateAuthority, Claim, SanKind, CA_KEY_LEN};
-use certbind_shared::snapshot::ConstraintKind;
+use certbind_shared::identity::{CaKey, CertificateAuthority, CA_KEY_LEN};
 use certbind_shared::Fingerprint;
-use crate::domain::change::{BindingRecord, CaRecord};
+use crate::domain::change::{BindingRecord, CaRecord, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
 use crate::domain::Owner;
 
 /// Everything a snapshot carries, as plain rows. Order does not matter; the builder sorts.
@@ -12,11 +11,11 @@ use crate::domain::Owner;
 pub struct SnapshotContent {
     pub bindings: Vec<BindingRecord>,
     pub blocklist: Vec<(Fingerprint, Owner)>,
-    pub revoked: Vec<RevokedSerial>,
-    pub principals: Vec<PrincipalEntry>,
-    pub san_rules: Vec<SanRuleEntry>,
-    pub constraints: Vec<ConstraintEntry>,
-    pub issuers: Vec<IssuerEntry>,
+    pub revoked: Vec<RevokedSerialRecord>,
+    pub principals: Vec<MappingRecord>,
+    pub san_rules: Vec<SanRuleRecord>,
+    pub constraints: Vec<ConstraintRecord>,
+    pub issuers: Vec<IssuerRecord>,
     pub cas: Vec<CaEntry>,
     /// CRL revocation keys ([`CaKey::revocation_key`]), any order.
     pub crl_revoked: Vec<[u8; CA_KEY_LEN]>,
@@ -64,48 +63,3 @@ pub fn crl_revocation_key(ca: &certbind_shared::certificate::KeyIdentifier, seri
     CaKey::of(ca).revocation_key(serial_hex)
 }
 
-/// A revoked certificate by issuer DN and serial (any spelling `normalize_serial` accepts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedSerial {
-    pub issuer_dn: String,
-    pub serial: String,
-    pub owner: Owner,
-}
-
-/// A thumbprint mapping: `principal` is the name as its owner wrote it (the filter composes
-/// an org's into the org's namespace).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalEntry {
-    pub fingerprint: Fingerprint,
-    pub owner: Owner,
-    pub principal: String,
-    /// Whether it was mapped from the certificate itself (see [`Claim`]).
-    pub claim: Claim,
-}
-
-/// A SAN mapping rule: a SAN of `kind` in `domain`, asserted by `issuer_dn`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SanRuleEntry {
-    pub kind: SanKind,
-    pub domain: String,
-    pub issuer_dn: String,
-    pub owner: Owner,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConstraintEntry {
-    pub owner: Owner,
-    pub kind: ConstraintKind,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuerEntry {
-    /// The exact `iss` of its tokens.
-    pub issuer: String,
-    pub owner: Owner,
-    /// Audiences its tokens must name one of; empty: no restriction beyond the filter's.
-    pub audiences: Vec<String>,
-    /// The JWKS JSON document.
-    pub jwks_json: Vec<u8>,
-}

@@ -15,7 +15,7 @@ pub mod store;
 pub mod validate;
 
 pub use builder::StreamedBindings;
-pub use content::{ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SnapshotContent};
+pub use content::SnapshotContent;
 pub use validate::{validate_change, BuildError};
 pub use deltas::{DeltaLimits, DeltaRing};
 pub use served::{LeftOut, NoSnapshots, ServedSnapshot, SnapshotService};

@@ -25,9 +25,7 @@
 //!   version, claims a newer one, and folds in what was committed between.
 
 use super::builder::StreamedBindings;
-use super::content::{
-    ConstraintEntry, IssuerEntry, PrincipalEntry, RevokedSerial, SanRuleEntry, SnapshotContent,
-};
+use super::content::SnapshotContent;
 use super::validate::{validate_change, BuildError};
 use crate::domain::change::{BindingRecord, Change};
 use super::served::{LeftOut, ServedSnapshot, SnapshotService};
@@ -91,21 +89,13 @@ pub fn content_from_rows(rows: &IdentityRows) -> (SnapshotContent, u64) {
         }
         match rule.clone() {
             Change::Block { owner: o, fingerprint } => content.blocklist.push((fingerprint, o)),
-            Change::RevokeSerial { owner: o, issuer_dn, serial } => {
-                content.revoked.push(RevokedSerial { issuer_dn, serial, owner: o })
-            }
-            Change::MapPrincipal { owner: o, fingerprint, principal, claim } => {
-                content.principals.push(PrincipalEntry { fingerprint, owner: o, principal, claim })
-            }
-            Change::AddSanRule { owner: o, kind, domain, issuer_dn } => {
-                content.san_rules.push(SanRuleEntry { kind, domain, issuer_dn, owner: o })
-            }
-            Change::AddConstraint { owner: o, kind, value } => {
-                content.constraints.push(ConstraintEntry { owner: o, kind, value })
-            }
+            Change::RevokeSerial(revoked) => content.revoked.push(revoked),
+            Change::MapPrincipal(mapping) => content.principals.push(mapping),
+            Change::AddSanRule(rule) => content.san_rules.push(rule),
+            Change::AddConstraint(constraint) => content.constraints.push(constraint),
             // The first registration of an (issuer, owner) stands.
-            Change::UpsertIssuer { owner: o, issuer, audiences, jwks_json } if issuers.insert((issuer.clone(), o.clone())) => {
-                content.issuers.push(IssuerEntry { issuer, owner: o, audiences, jwks_json })
+            Change::UpsertIssuer(issuer) if issuers.insert((issuer.issuer.clone(), issuer.owner.clone())) => {
+                content.issuers.push(issuer)
             }
             Change::UpsertCa(ca) => content.cas.push(super::content::CaEntry {
                 key: certbind_shared::identity::CaKey::of(&ca.key),

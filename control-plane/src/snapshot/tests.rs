@@ -4,7 +4,7 @@
 use super::builder::*;
 use super::content::*;
 use super::validate::*;
-use crate::domain::change::{BindingRecord, CaRecord, Change};
+use crate::domain::change::{BindingRecord, CaRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
 use super::deltas::DeltaLimits;
 use super::error::StoreError;
 use super::store::*;
@@ -72,31 +72,31 @@ impl Oracle {
             Change::Unblock { fingerprint, owner } => {
                 self.blocklist.remove(&(fingerprint, owner));
             }
-            Change::RevokeSerial { issuer_dn, serial, owner } => {
+            Change::RevokeSerial(RevokedSerialRecord { issuer_dn, serial, owner }) => {
                 self.revoked.insert((revoked_serial_key(&issuer_dn, &serial), owner), (issuer_dn, serial));
             }
-            Change::UnrevokeSerial { issuer_dn, serial, owner } => {
+            Change::UnrevokeSerial(RevokedSerialRecord { issuer_dn, serial, owner }) => {
                 self.revoked.remove(&(revoked_serial_key(&issuer_dn, &serial), owner));
             }
-            Change::MapPrincipal { fingerprint, owner, principal, claim } => {
+            Change::MapPrincipal(MappingRecord { fingerprint, owner, principal, claim }) => {
                 self.principals.insert((fingerprint, owner), (principal, claim));
             }
             Change::UnmapPrincipal { fingerprint, owner } => {
                 self.principals.remove(&(fingerprint, owner));
             }
-            Change::AddSanRule { kind, domain, issuer_dn, owner } => {
+            Change::AddSanRule(SanRuleRecord { kind, domain, issuer_dn, owner }) => {
                 self.san_rules.insert((kind, domain, issuer_dn, owner));
             }
-            Change::RemoveSanRule { kind, domain, issuer_dn, owner } => {
+            Change::RemoveSanRule(SanRuleRecord { kind, domain, issuer_dn, owner }) => {
                 self.san_rules.remove(&(kind, domain, issuer_dn, owner));
             }
-            Change::AddConstraint { owner, kind, value } => {
+            Change::AddConstraint(ConstraintRecord { owner, kind, value }) => {
                 self.constraints.insert((owner, kind, value));
             }
-            Change::RemoveConstraint { owner, kind, value } => {
+            Change::RemoveConstraint(ConstraintRecord { owner, kind, value }) => {
                 self.constraints.remove(&(owner, kind, value));
             }
-            Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
+            Change::UpsertIssuer(IssuerRecord { issuer, owner, audiences, jwks_json }) => {
                 self.issuers.insert((issuer, owner), (audiences, jwks_json));
             }
             Change::RemoveIssuer { issuer, owner } => {
@@ -142,27 +142,27 @@ impl Oracle {
             revoked: self
                 .revoked
                 .iter()
-                .map(|((_, o), (d, s))| RevokedSerial { issuer_dn: d.clone(), serial: s.clone(), owner: o.clone() })
+                .map(|((_, o), (d, s))| RevokedSerialRecord { issuer_dn: d.clone(), serial: s.clone(), owner: o.clone() })
                 .collect(),
             principals: self
                 .principals
                 .iter()
-                .map(|((fp, o), (p, c))| PrincipalEntry { fingerprint: *fp, owner: o.clone(), principal: p.clone(), claim: *c })
+                .map(|((fp, o), (p, c))| MappingRecord { fingerprint: *fp, owner: o.clone(), principal: p.clone(), claim: *c })
                 .collect(),
             san_rules: self
                 .san_rules
                 .iter()
-                .map(|(k, d, i, o)| SanRuleEntry { kind: *k, domain: d.clone(), issuer_dn: i.clone(), owner: o.clone() })
+                .map(|(k, d, i, o)| SanRuleRecord { kind: *k, domain: d.clone(), issuer_dn: i.clone(), owner: o.clone() })
                 .collect(),
             constraints: self
                 .constraints
                 .iter()
-                .map(|(o, k, v)| ConstraintEntry { owner: o.clone(), kind: *k, value: v.clone() })
+                .map(|(o, k, v)| ConstraintRecord { owner: o.clone(), kind: *k, value: v.clone() })
                 .collect(),
             issuers: self
                 .issuers
                 .iter()
-                .map(|((i, o), (a, j))| IssuerEntry {
+                .map(|((i, o), (a, j))| IssuerRecord {
                     issuer: i.clone(),
                     owner: o.clone(),
                     audiences: a.clone(),
@@ -256,29 +256,29 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
         2 | 3 => Change::RemoveBinding { fingerprint: pick },
         4 => Change::Block { fingerprint: pick, owner },
         5 => Change::Unblock { fingerprint: existing, owner },
-        6 => Change::RevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner },
-        7 => Change::UnrevokeSerial { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner },
-        8 => Change::MapPrincipal {
+        6 => Change::RevokeSerial(RevokedSerialRecord { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner }),
+        7 => Change::UnrevokeSerial(RevokedSerialRecord { issuer_dn: format!("CN=CA {}", n % 3), serial: format!("{:x}", n % 50), owner }),
+        8 => Change::MapPrincipal(MappingRecord {
             fingerprint: pick,
             // The platform's mappings claim nothing: never unverified.
             claim: Claim::from_verified(owner.is_platform() || n % 5 != 2),
             owner,
             principal: format!("svc:{}", n % 11),
-        },
+        }),
         9 => Change::UnmapPrincipal { fingerprint: existing, owner },
-        10 => Change::AddSanRule {
+        10 => Change::AddSanRule(SanRuleRecord {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
             issuer_dn: format!("CN=CA {}", n % 2),
             owner,
-        },
-        11 => Change::RemoveSanRule {
+        }),
+        11 => Change::RemoveSanRule(SanRuleRecord {
             kind: if n & 1 == 0 { SanKind::Email } else { SanKind::Upn },
             domain: format!("d{}.mil", n % 5),
             issuer_dn: format!("CN=CA {}", n % 2),
             owner,
-        },
-        12 => Change::AddConstraint { owner, kind: ConstraintKind::RequiredPolicyOid, value: format!("1.2.{}", n % 3) },
+        }),
+        12 => Change::AddConstraint(ConstraintRecord { owner, kind: ConstraintKind::RequiredPolicyOid, value: format!("1.2.{}", n % 3) }),
         14 => Change::UpsertCa(CaRecord {
             key: ca_key,
             subject_dn: "CN=ICAM Test Card Signing CA".into(),
@@ -291,12 +291,12 @@ fn random_change(rng: &mut Counter, known: &[Fingerprint]) -> Change {
         17 => Change::CrlUnrevoke { ca: ca_key, serials: (0..1 + n % 20).map(|i| format!("{:x}", 0x1000 + (n + i * 3) % 90)).collect() },
         _ => {
             if n & 1 == 0 {
-                Change::UpsertIssuer {
+                Change::UpsertIssuer(IssuerRecord {
                     issuer: format!("https://idp{}.example", n % 3),
                     owner,
                     audiences: (0..n % 3).map(|a| format!("api://{a}")).collect(),
                     jwks_json: jwks((n % 5) as u8),
-                }
+                })
             } else {
                 Change::RemoveIssuer { issuer: format!("https://idp{}.example", n % 3), owner }
             }
@@ -588,12 +588,12 @@ fn invalid_changes_are_left_out_and_counted() {
     store.apply(
         2,
         vec![
-            Change::UpsertIssuer {
+            Change::UpsertIssuer(IssuerRecord {
                 issuer: "https://bad.example".into(),
                 owner: DbOwner::Platform,
                 audiences: Vec::new(),
                 jwks_json: b"{\"keys\":[]}".to_vec(),
-            },
+            }),
             Change::UpsertBinding(BindingRecord {
                 fingerprint: Fingerprint::synthetic("b", 1),
                 user_id: "u".repeat(256),
@@ -617,7 +617,7 @@ fn a_change_the_encoder_refuses_is_dropped_and_the_rest_published() {
     use certbind_shared::snapshot::MAX_ISSUERS;
     let store = SnapshotStore::new(signer(8), StoreSettings::default());
     let document = jwks(9);
-    let issuer = |i: usize| IssuerEntry {
+    let issuer = |i: usize| IssuerRecord {
         issuer: format!("https://issuer-{i}.example"),
         owner: DbOwner::Platform,
         audiences: Vec::new(),
@@ -626,12 +626,12 @@ fn a_change_the_encoder_refuses_is_dropped_and_the_rest_published() {
     // One registration short of what the format holds.
     let content = SnapshotContent { issuers: (0..MAX_ISSUERS - 1).map(issuer).collect(), ..Default::default() };
     store.load(content, 1).unwrap();
-    let register = |name: &str| Change::UpsertIssuer {
+    let register = |name: &str| Change::UpsertIssuer(IssuerRecord {
         issuer: name.into(),
         owner: DbOwner::Org("o1".into()),
         audiences: Vec::new(),
         jwks_json: document.clone(),
-    };
+    });
     // Each change is valid on its own; together the registrations overflow the format.
     store.apply(
         2,
@@ -674,7 +674,7 @@ fn full_builds_refuse_ambiguous_content() {
     let mut long = SnapshotContent { bindings: vec![binding(&"u".repeat(256))], ..Default::default() };
     assert_eq!(encode_content(&mut long, &header).err(), Some(BuildError::BadString { field: "user_id", len: 256 }));
     let mut bad_jwks = SnapshotContent {
-        issuers: vec![IssuerEntry {
+        issuers: vec![IssuerRecord {
             issuer: "https://idp".into(),
             owner: DbOwner::Platform,
             audiences: Vec::new(),
@@ -687,8 +687,8 @@ fn full_builds_refuse_ambiguous_content() {
     );
     let mut issuer_twice = SnapshotContent {
         issuers: vec![
-            IssuerEntry { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
-            IssuerEntry { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
+            IssuerRecord { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(1) },
+            IssuerRecord { issuer: "https://idp".into(), owner: DbOwner::Org("o1".into()), audiences: Vec::new(), jwks_json: jwks(2) },
         ],
         ..Default::default()
     };

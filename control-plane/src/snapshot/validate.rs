@@ -8,7 +8,7 @@ use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{EncodeError, EncodeProblem, SnapshotEncoder, MAX_STRING_LEN};
 use certbind_shared::Fingerprint;
 use std::fmt;
-use crate::domain::change::{BindingRecord, Change};
+use crate::domain::change::{BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
 use crate::domain::Owner;
 use super::content::*;
 
@@ -113,14 +113,14 @@ pub fn validate_change(change: &Change) -> Result<(), BuildError> {
         Change::UpsertBinding(BindingRecord { user_id, org_id, enabled, claim, .. }) => {
             scratch.push_binding_claim(&probe, user_id, org_id, *enabled, *claim)?
         }
-        Change::MapPrincipal { owner: o, principal, claim, .. } => {
+        Change::MapPrincipal(MappingRecord { owner: o, principal, claim, .. }) => {
             scratch.push_principal_claim(&probe, o.borrowed(), principal, *claim)?
         }
-        Change::AddSanRule { kind, domain, issuer_dn, owner: o } => {
+        Change::AddSanRule(SanRuleRecord { kind, domain, issuer_dn, owner: o }) => {
             scratch.push_san_rule(*kind, &domain.to_ascii_lowercase(), issuer_dn, o.borrowed())?
         }
-        Change::AddConstraint { owner: o, kind, value } => scratch.push_constraint(o.borrowed(), *kind, value)?,
-        Change::UpsertIssuer { issuer, owner: o, audiences, jwks_json } => {
+        Change::AddConstraint(ConstraintRecord { owner: o, kind, value }) => scratch.push_constraint(o.borrowed(), *kind, value)?,
+        Change::UpsertIssuer(IssuerRecord { issuer, owner: o, audiences, jwks_json }) => {
             scratch.push_issuer(issuer, o.borrowed(), audiences, jwks_json)?
         }
         Change::Block { owner: o, fingerprint } => scratch.push_blocked(fingerprint, o.borrowed())?,
@@ -141,11 +141,11 @@ pub fn field_of(change: &Change, error: &BuildError) -> &'static str {
         BuildError::Encode(e) => match (change, e.problem) {
             (_, EncodeProblem::JwksTooLarge) => "jwks",
             (_, EncodeProblem::AudiencesTooLarge) => "audiences",
-            (Change::UpsertIssuer { .. }, _) => "issuer",
-            (Change::MapPrincipal { .. }, _) => "principal",
-            (Change::AddSanRule { .. }, EncodeProblem::UppercaseDomain) => "domain",
-            (Change::AddSanRule { .. }, _) => "issuer_dn",
-            (Change::AddConstraint { .. }, _) => "value",
+            (Change::UpsertIssuer(_), _) => "issuer",
+            (Change::MapPrincipal(_), _) => "principal",
+            (Change::AddSanRule(_), EncodeProblem::UppercaseDomain) => "domain",
+            (Change::AddSanRule(_), _) => "issuer_dn",
+            (Change::AddConstraint(_), _) => "value",
             _ => "body",
         },
         _ => "body",
@@ -158,18 +158,18 @@ pub(super) fn check_fields(change: &Change) -> Result<(), BuildError> {
             check_string("user_id", user_id)?;
             check_string("org_id", org_id)
         }
-        Change::MapPrincipal { owner, principal, .. } => check_principal(owner, principal),
-        Change::AddSanRule { domain, issuer_dn, owner, .. }
-        | Change::RemoveSanRule { domain, issuer_dn, owner, .. } => {
+        Change::MapPrincipal(MappingRecord { owner, principal, .. }) => check_principal(owner, principal),
+        Change::AddSanRule(SanRuleRecord { domain, issuer_dn, owner, .. })
+        | Change::RemoveSanRule(SanRuleRecord { domain, issuer_dn, owner, .. }) => {
             check_owner(owner)?;
             check_string("issuer_dn", issuer_dn)?;
             check_string("domain", domain)
         }
-        Change::AddConstraint { owner, value, .. } | Change::RemoveConstraint { owner, value, .. } => {
+        Change::AddConstraint(ConstraintRecord { owner, value, .. }) | Change::RemoveConstraint(ConstraintRecord { owner, value, .. }) => {
             check_owner(owner)?;
             check_string("value", value)
         }
-        Change::UpsertIssuer { issuer, owner, audiences, jwks_json } => {
+        Change::UpsertIssuer(IssuerRecord { issuer, owner, audiences, jwks_json }) => {
             check_owner(owner)?;
             check_string("issuer", issuer)?;
             for audience in audiences {
@@ -183,8 +183,8 @@ pub(super) fn check_fields(change: &Change) -> Result<(), BuildError> {
         }
         Change::Block { owner, .. }
         | Change::Unblock { owner, .. }
-        | Change::RevokeSerial { owner, .. }
-        | Change::UnrevokeSerial { owner, .. }
+        | Change::RevokeSerial(RevokedSerialRecord { owner, .. })
+        | Change::UnrevokeSerial(RevokedSerialRecord { owner, .. })
         | Change::UnmapPrincipal { owner, .. } => check_owner(owner),
         Change::RemoveBinding { .. } => Ok(()),
         Change::UpsertCa(ca) => check_string("subject_dn", &ca.subject_dn),
