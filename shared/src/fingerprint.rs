@@ -99,6 +99,14 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// Serialized in its canonical text form ([`Fingerprint::to_hex`]), as the control plane's API
+/// shows it.
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

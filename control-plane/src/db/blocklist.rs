@@ -3,7 +3,7 @@
 //! every certificate.
 
 use super::error::{or_race, Race};
-use super::{commit_change, new_id, Actor, AuditRecord, BlocklistEntry, Db, DbError, DbResult, Page, Tx, Viewer, Visibility};
+use super::{commit_change, get_optional_fingerprint, new_id, Actor, AuditRecord, BlocklistEntry, Db, DbError, DbResult, Page, Tx, Viewer, Visibility};
 use crate::domain::Owner;
 use crate::domain::change::{Change, Committed, RevokedSerialRecord};
 use certbind_shared::Fingerprint;
@@ -16,7 +16,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<BlocklistEntry> {
     Ok(BlocklistEntry {
         id: row.try_get("id")?,
         owner: Owner::from_column(row.try_get("org_id")?),
-        fingerprint: row.try_get("fingerprint")?,
+        fingerprint: get_optional_fingerprint(row, "fingerprint")?,
         issuer_dn: row.try_get("issuer_dn")?,
         serial: row.try_get("serial")?,
         reason: row.try_get("reason")?,
@@ -36,11 +36,8 @@ pub enum BlockTarget {
 fn change_of(entry: &BlocklistEntry, blocked: bool) -> Vec<Change> {
     let owner = entry.owner.clone();
     match (&entry.fingerprint, &entry.issuer_dn, &entry.serial) {
-        (Some(fp), _, _) => match Fingerprint::from_canonical_hex(fp) {
-            Ok(fingerprint) if blocked => vec![Change::Block { owner, fingerprint }],
-            Ok(fingerprint) => vec![Change::Unblock { owner, fingerprint }],
-            Err(_) => Vec::new(),
-        },
+        (Some(fingerprint), _, _) if blocked => vec![Change::Block { owner, fingerprint: *fingerprint }],
+        (Some(fingerprint), _, _) => vec![Change::Unblock { owner, fingerprint: *fingerprint }],
         (None, Some(issuer_dn), Some(serial)) => {
             let (issuer_dn, serial) = (issuer_dn.clone(), serial.clone());
             if blocked {
@@ -61,7 +58,7 @@ pub async fn add(
     reason: Option<String>,
 ) -> DbResult<Committed<BlocklistEntry>> {
     let (fingerprint, issuer_dn, serial) = match target {
-        BlockTarget::Fingerprint(fp) => (Some(fp.to_hex()), None, None),
+        BlockTarget::Fingerprint(fp) => (Some(fp), None, None),
         BlockTarget::Serial { issuer_dn, serial } => (None, Some(issuer_dn), Some(serial)),
     };
     let entry = BlocklistEntry {
@@ -79,7 +76,7 @@ pub async fn add(
     ))
     .bind(&entry.id)
     .bind(entry.owner.org_id())
-    .bind(&entry.fingerprint)
+    .bind(entry.fingerprint.map(|f| f.to_hex()))
     .bind(&entry.issuer_dn)
     .bind(&entry.serial)
     .bind(&entry.reason)
@@ -147,7 +144,7 @@ pub async fn remove(db: &Db, actor: &Actor, viewer: &Viewer, id: &str) -> DbResu
 pub(crate) async fn applicable(
     tx: &mut Tx,
     org_id: &str,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     issuer_dn: &str,
     serial: &str,
 ) -> sqlx::Result<Option<BlocklistEntry>> {
@@ -156,7 +153,7 @@ pub(crate) async fn applicable(
          AND (fingerprint = $2 OR (issuer_dn = $3 AND serial = $4)) ORDER BY id LIMIT 1"
     ))
     .bind(org_id)
-    .bind(fingerprint)
+    .bind(fingerprint.to_hex())
     .bind(issuer_dn)
     .bind(serial)
     .fetch_optional(&mut **tx)

@@ -19,6 +19,7 @@
 
 use super::{DbError, DbResult, Tx};
 use certbind_shared::identity::{Claim, SanKind};
+use certbind_shared::Fingerprint;
 
 /// What a binding or mapping write knows of its certificate.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +36,7 @@ pub enum Evidence<'a> {
 /// stated issuer is one another org's SAN rules name (binding by PEM says which addresses the
 /// card has, and may pass); [`Claim::Verified`] when the certificate is known, else
 /// [`Claim::Unverified`].
-pub async fn admit(tx: &mut Tx, org: &str, fingerprint: &str, evidence: Evidence<'_>) -> DbResult<Claim> {
+pub async fn admit(tx: &mut Tx, org: &str, fingerprint: &Fingerprint, evidence: Evidence<'_>) -> DbResult<Claim> {
     let recorded;
     let known = match evidence {
         Evidence::Certificate { issuer_dn, sans } => Some((issuer_dn, sans)),
@@ -83,13 +84,13 @@ fn kind_name(kind: SanKind) -> &'static str {
 }
 
 /// Remembers the SAN domains and issuer of a certificate seen whole.
-pub async fn record_sans(tx: &mut Tx, fingerprint: &str, issuer_dn: &str, sans: &[(SanKind, String)]) -> DbResult<()> {
+pub async fn record_sans(tx: &mut Tx, fingerprint: &Fingerprint, issuer_dn: &str, sans: &[(SanKind, String)]) -> DbResult<()> {
     for (kind, domain) in sans {
         sqlx::query(
             "INSERT INTO certificate_sans (fingerprint, san_kind, domain, issuer_dn) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
-        .bind(fingerprint)
+        .bind(fingerprint.to_hex())
         .bind(kind_name(*kind))
         .bind(domain)
         .bind(issuer_dn)
@@ -100,9 +101,9 @@ pub async fn record_sans(tx: &mut Tx, fingerprint: &str, issuer_dn: &str, sans: 
 }
 
 /// The SAN domains remembered for a certificate, with its issuer.
-pub async fn recorded_sans(tx: &mut Tx, fingerprint: &str) -> DbResult<Option<(String, Vec<(SanKind, String)>)>> {
+pub async fn recorded_sans(tx: &mut Tx, fingerprint: &Fingerprint) -> DbResult<Option<(String, Vec<(SanKind, String)>)>> {
     let rows = sqlx::query("SELECT san_kind, domain, issuer_dn FROM certificate_sans WHERE fingerprint = $1")
-        .bind(fingerprint)
+        .bind(fingerprint.to_hex())
         .fetch_all(&mut **tx)
         .await?;
     let mut issuer = None;

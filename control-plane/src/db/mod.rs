@@ -32,6 +32,7 @@ pub mod users;
 use crate::domain::Owner;
 use anyhow::Context;
 use certbind_shared::encoding::ulid_render;
+use certbind_shared::Fingerprint;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::time::Duration;
@@ -539,6 +540,19 @@ pub fn new_id() -> String {
 /// Reads an `INTEGER` 0/1 column, by name or position, as a bool (SQLite has no boolean type).
 pub(crate) fn get_flag<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, column: I) -> sqlx::Result<bool> {
     Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+/// Reads a fingerprint column (stored as its canonical hex): a value that is not one is the
+/// database's error.
+pub(crate) fn get_fingerprint<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, column: I) -> sqlx::Result<Fingerprint> {
+    let text: String = row.try_get(column)?;
+    Fingerprint::from_canonical_hex(&text).map_err(error::decode_error)
+}
+
+/// Reads a fingerprint column that may be `NULL`.
+pub(crate) fn get_optional_fingerprint<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, column: I) -> sqlx::Result<Option<Fingerprint>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| Fingerprint::from_canonical_hex(&t).map_err(error::decode_error)).transpose()
 }
 
 /// Values bound to a query built at run time (filters that may or may not be present).

@@ -2,6 +2,7 @@
 
 use super::Owner;
 use crate::domain::text::{serialize_dn, serialize_optional_dn};
+use certbind_shared::Fingerprint;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,8 +30,7 @@ pub struct User {
 /// A row of `smart_card_links`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SmartCardLink {
-    /// Canonical: 64 lowercase hex digits.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub user_id: String,
     pub org_id: String,
     #[serde(serialize_with = "serialize_dn")]
@@ -85,7 +85,7 @@ pub struct BlocklistEntry {
     pub id: String,
     #[serde(flatten)]
     pub owner: Owner,
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<Fingerprint>,
     #[serde(serialize_with = "serialize_optional_dn")]
     pub issuer_dn: Option<String>,
     pub serial: Option<String>,
@@ -124,7 +124,7 @@ pub struct SanRule {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThumbprintMapping {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     #[serde(flatten)]
     pub owner: Owner,
     pub principal: String,

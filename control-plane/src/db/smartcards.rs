@@ -2,7 +2,7 @@
 
 use super::error::{or_race, Race};
 use super::{
-    blocklist, claims, commit_change, get_flag, orgs, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param,
+    blocklist, claims, commit_change, get_fingerprint, get_flag, orgs, users, Actor, AuditRecord, Db, DbError, DbResult, Filter, Page, Param,
     SmartCardLink, Visibility,
 };
 use crate::domain::change::{BindingRecord, Change, Committed};
@@ -20,7 +20,7 @@ pub(crate) const COLUMNS: &str =
 
 pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<SmartCardLink> {
     Ok(SmartCardLink {
-        fingerprint: row.try_get("fingerprint")?,
+        fingerprint: get_fingerprint(row, "fingerprint")?,
         user_id: row.try_get("user_id")?,
         org_id: row.try_get("org_id")?,
         subject_dn: row.try_get("subject_dn")?,
@@ -47,16 +47,13 @@ fn card_facts(certificate_pem: Option<String>) -> Option<CardFacts> {
 
 /// The snapshot change of a binding as committed.
 fn upsert(link: &SmartCardLink) -> Vec<Change> {
-    match Fingerprint::from_canonical_hex(&link.fingerprint) {
-        Ok(fingerprint) => vec![Change::UpsertBinding(BindingRecord {
-            fingerprint,
-            user_id: link.user_id.clone(),
-            org_id: link.org_id.clone(),
-            enabled: link.enabled,
-            claim: Claim::from_verified(link.verified),
-        })],
-        Err(_) => Vec::new(),
-    }
+    vec![Change::UpsertBinding(BindingRecord {
+        fingerprint: link.fingerprint,
+        user_id: link.user_id.clone(),
+        org_id: link.org_id.clone(),
+        enabled: link.enabled,
+        claim: Claim::from_verified(link.verified),
+    })]
 }
 
 /// Binds a card in the actor's org. The user must be in that org; a fingerprint bound
@@ -67,7 +64,7 @@ fn upsert(link: &SmartCardLink) -> Vec<Change> {
 /// bound. Returns the row and the snapshot version it committed at.
 pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Committed<SmartCardLink>> {
     let link = SmartCardLink {
-        fingerprint: card.fingerprint.to_hex(),
+        fingerprint: card.fingerprint,
         user_id: card.user_id.clone(),
         org_id: actor.org_id.clone(),
         subject_dn: card.subject_dn.clone(),
@@ -91,7 +88,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
         return Err(DbError::invalid(refusal.field(), refusal.detail()));
     }
     let mapped = sqlx::query("SELECT 1 AS one FROM thumbprint_mappings WHERE fingerprint = $1")
-        .bind(&link.fingerprint)
+        .bind(link.fingerprint.to_hex())
         .fetch_optional(&mut *tx)
         .await?;
     if mapped.is_some() {
@@ -118,7 +115,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
          not_after, label, enabled, created_at, verified, certificate_pem) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12) ON CONFLICT DO NOTHING",
     )
-    .bind(&link.fingerprint)
+    .bind(link.fingerprint.to_hex())
     .bind(&link.user_id)
     .bind(&link.org_id)
     .bind(&link.subject_dn)
@@ -145,7 +142,7 @@ pub async fn bind(db: &Db, actor: &Actor, card: NewSmartCard) -> DbResult<Commit
         actor,
         changed: &changed,
         action: "smartcard.bind",
-        target: link.fingerprint.clone(),
+        target: link.fingerprint.to_hex(),
         detail: serde_json::json!({
             "user_id": link.user_id,
             "subject_dn": link.subject_dn,
@@ -204,7 +201,7 @@ pub async fn list(db: &Db, org_id: &str, filter: &ListFilter, limit: i64) -> DbR
     );
     let rows = f.bind(sqlx::query(&sql)).bind(limit + 1).fetch_all(db.reader()).await?;
     let links = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
-    Ok(Page::from_rows(links, limit, |l| l.fingerprint.clone()))
+    Ok(Page::from_rows(links, limit, |l| l.fingerprint.to_hex()))
 }
 
 /// A change to a binding: enable/disable and relabel. `label: Some(None)` clears the label.
@@ -251,7 +248,7 @@ pub async fn update(
         None => "smartcard.relabel",
     };
     let changed = Owner::Org(link.org_id.clone());
-    let record = AuditRecord { actor, changed: &changed, action, target: link.fingerprint.clone(), detail: detail.into() };
+    let record = AuditRecord { actor, changed: &changed, action, target: link.fingerprint.to_hex(), detail: detail.into() };
     let changes = upsert(&link);
     let version = commit_change(db, tx, record, Visibility::Snapshot(&changes)).await?.unwrap_or_default();
     Ok(Committed { value: link, version, changes })
@@ -275,7 +272,7 @@ pub async fn revoke(db: &Db, actor: &Actor, fingerprint: &Fingerprint) -> DbResu
         actor,
         changed: &changed,
         action: "smartcard.revoke",
-        target: link.fingerprint.clone(),
+        target: link.fingerprint.to_hex(),
         detail: serde_json::json!({ "user_id": link.user_id, "subject_dn": link.subject_dn }),
     };
     let changes = vec![Change::RemoveBinding { fingerprint: *fingerprint }];

@@ -3,7 +3,7 @@
 //! never for a certificate that is bound: the certificate's org must be unambiguous.
 
 use super::error::{or_race, Race};
-use super::{claims, commit_change, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Page, ThumbprintMapping, Viewer, Visibility};
+use super::{claims, commit_change, get_fingerprint, get_flag, Actor, AuditRecord, Db, DbError, DbResult, Page, ThumbprintMapping, Viewer, Visibility};
 use crate::domain::change::{Change, Committed, MappingRecord};
 use crate::domain::Owner;
 use certbind_shared::identity::Claim;
@@ -15,7 +15,7 @@ const COLUMNS: &str = "fingerprint, org_id, principal, verified, created_at";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<ThumbprintMapping> {
     Ok(ThumbprintMapping {
-        fingerprint: row.try_get("fingerprint")?,
+        fingerprint: get_fingerprint(row, "fingerprint")?,
         owner: Owner::from_column(row.try_get("org_id")?),
         principal: row.try_get("principal")?,
         verified: get_flag(row, "verified")?,
@@ -44,7 +44,7 @@ pub async fn create(
     certificate: Option<SeenCertificate>,
 ) -> DbResult<Committed<ThumbprintMapping>> {
     let mut mapping = ThumbprintMapping {
-        fingerprint: fingerprint.to_hex(),
+        fingerprint: *fingerprint,
         owner,
         principal: principal.to_string(),
         verified: true,
@@ -52,7 +52,7 @@ pub async fn create(
     };
     let mut tx = db.begin_change().await?;
     let bound = sqlx::query("SELECT 1 AS one FROM smart_card_links WHERE fingerprint = $1")
-        .bind(&mapping.fingerprint)
+        .bind(mapping.fingerprint.to_hex())
         .fetch_optional(&mut *tx)
         .await?;
     if bound.is_some() {
@@ -75,7 +75,7 @@ pub async fn create(
     let inserted = sqlx::query(&format!(
         "INSERT INTO thumbprint_mappings ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
     ))
-    .bind(&mapping.fingerprint)
+    .bind(mapping.fingerprint.to_hex())
     .bind(mapping.owner.org_id())
     .bind(&mapping.principal)
     .bind(i32::from(mapping.verified))
@@ -90,7 +90,7 @@ pub async fn create(
         actor,
         changed: &mapping.owner,
         action: "thumbprint_mapping.create",
-        target: mapping.fingerprint.clone(),
+        target: mapping.fingerprint.to_hex(),
         detail: serde_json::json!({ "principal": mapping.principal, "verified": mapping.verified }),
     };
     let changes = vec![Change::MapPrincipal(MappingRecord {
@@ -116,7 +116,7 @@ pub async fn list(db: &Db, viewer: &Viewer, cursor: Option<&str>, limit: i64) ->
     );
     let rows = viewer.bind(sqlx::query(&sql)).bind(cursor.unwrap_or("")).bind(limit + 1).fetch_all(db.reader()).await?;
     let mappings = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
-    Ok(Page::from_rows(mappings, limit, |m| m.fingerprint.clone()))
+    Ok(Page::from_rows(mappings, limit, |m| m.fingerprint.to_hex()))
 }
 
 pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, fingerprint: &Fingerprint) -> DbResult<Committed<ThumbprintMapping>> {
@@ -133,7 +133,7 @@ pub async fn delete(db: &Db, actor: &Actor, viewer: &Viewer, fingerprint: &Finge
         actor,
         changed: &mapping.owner,
         action: "thumbprint_mapping.delete",
-        target: mapping.fingerprint.clone(),
+        target: mapping.fingerprint.to_hex(),
         detail: serde_json::json!({ "principal": mapping.principal }),
     };
     let changes = vec![Change::UnmapPrincipal { owner: mapping.owner.clone(), fingerprint: *fingerprint }];
