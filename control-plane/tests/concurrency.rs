@@ -8,7 +8,7 @@ use certbind_control_plane::state::Limits;
 use certbind_control_plane::domain::{BindingRecord, Change};
 use certbind_control_plane::snapshot::{ServedSnapshot, SnapshotService};
 use certbind_control_plane::db::snapshot_data;
-use certbind_control_plane::signer::{public_key_json, Signer, SoftwareSigner};
+use certbind_control_plane::signer::public_key_json;
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier};
 use common::{bind_body, fingerprint, Store, TestApp, TestDb, Transport};
@@ -170,7 +170,7 @@ async fn racing_binds_of_one_fingerprint_admit_exactly_one(store: Store, test: &
 async fn final_signed_snapshot_equals_the_database(store: Store, test: &str) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x42; 32]).unwrap());
+    let signer = common::signer(0x42);
     let service = StoreService::start(db.clone(), signer.clone(), StoreSettings::default()).await.unwrap();
     let app = Arc::new(TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), Limits::default()).await);
 

@@ -6,7 +6,6 @@
 mod common;
 
 use certbind_control_plane::db::{Db, DbOptions};
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_control_plane::state::Limits;
 use common::{bind_body, fingerprint, Resp, TestApp, TestDb, Transport};
@@ -59,9 +58,6 @@ impl Drop for OwnServer {
     }
 }
 
-fn signer() -> Arc<dyn Signer> {
-    Arc::new(SoftwareSigner::from_secret(&[0x3c; 32]).unwrap())
-}
 
 async fn bind(app: &TestApp, n: u64) -> Resp {
     app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(n))).await
@@ -82,10 +78,10 @@ async fn postgres_going_away_fails_writes_with_503_and_loses_nothing_acknowledge
     let options = DbOptions { acquire_timeout: Duration::from_secs(2), ..DbOptions::new(test_db.url.clone()) };
     let db = Db::open(&options).await.unwrap();
     let db_b = Db::open(&options).await.unwrap();
-    let service = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let service = StoreService::start(db.clone(), common::signer(0x3c), StoreSettings::default()).await.unwrap();
     // Another replica, which looks at the database by itself only once an hour.
     let settings_b = StoreSettings { check_every: Duration::from_secs(3600), ..StoreSettings::default() };
-    let replica_b = StoreService::start(db_b.clone(), signer(), settings_b).await.unwrap();
+    let replica_b = StoreService::start(db_b.clone(), common::signer(0x3c), settings_b).await.unwrap();
     let app = Arc::new(TestApp::start_on(test_db, db.clone(), Transport::Socket, service.clone(), Limits::default()).await);
 
     let first = bind(&app, 1).await;

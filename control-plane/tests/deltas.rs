@@ -8,7 +8,6 @@
 mod common;
 
 use certbind_control_plane::state::Limits;
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{DeltaLimits, StoreService, StoreSettings};
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use common::{bind_body, fingerprint, Resp, Store, TestApp, TestDb, Transport};
@@ -34,7 +33,7 @@ impl Proxy {
     async fn start(store: Store, test: &str, deltas: DeltaLimits) -> Option<Proxy> {
         let test_db = TestDb::new(store, test).await?;
         let db = test_db.open().await;
-        let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x44; 32]).unwrap());
+        let signer = common::signer(0x44);
         let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
         let settings = StoreSettings { deltas, ..StoreSettings::default() };
         let service = StoreService::start(db.clone(), signer, settings).await.unwrap();

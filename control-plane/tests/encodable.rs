@@ -7,7 +7,6 @@ mod common;
 
 use certbind_control_plane::state::Limits;
 use certbind_control_plane::db::{Db, DbOptions, Quotas};
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{NoSnapshots, StoreService, StoreSettings};
 use certbind_shared::snapshot::ConstraintKind;
 use common::{fingerprint, Store, TestApp, TestDb, Transport};
@@ -22,9 +21,6 @@ on_every_store!(
 
 use common::{ec_jwks as jwks, DOD_CA as CA};
 
-fn signer() -> Arc<dyn Signer> {
-    Arc::new(SoftwareSigner::from_secret(&[0x5a; 32]).unwrap())
-}
 
 /// A DN of `len` bytes in canonical form.
 fn dn_of(len: usize) -> String {
@@ -147,7 +143,7 @@ async fn a_stored_row_that_cannot_be_encoded_is_quarantined(store: Store, test: 
         .unwrap();
 
     // The service still starts and serves everything else.
-    let service = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.expect("a snapshot despite the row");
+    let service = StoreService::start(db.clone(), common::signer(0x5a), StoreSettings::default()).await.expect("a snapshot despite the row");
     let latest = service.store().latest().expect("a snapshot");
     let org = app.b.org.id.as_str();
     let constraints: Vec<(Option<String>, ConstraintKind, String)> = latest

@@ -7,7 +7,6 @@
 mod common;
 
 use certbind_control_plane::db::tokens::hash_token;
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_control_plane::state::Limits;
 use common::{bind_body, fingerprint, Store, TestApp, TestDb, Transport};
@@ -15,7 +14,6 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROXIES: usize = 10_000;
@@ -35,7 +33,7 @@ async fn sqlite_ten_thousand_long_polls_are_all_answered_by_one_revoke() {
     assert!(open_files_limit() > PROXIES as u64 + 1_000, "the open-file limit holds the server's sockets");
     let test_db = TestDb::new(Store::Sqlite, "ten_thousand_long_polls").await.unwrap();
     let db = test_db.open().await;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x2b; 32]).unwrap());
+    let signer = common::signer(0x2b);
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db.clone(), Transport::Socket, service.clone(), Limits::default()).await;
     let addr = app.addr().expect("a socket");

@@ -8,7 +8,6 @@ mod common;
 
 use certbind_control_plane::app::app;
 use certbind_control_plane::db::{Db, DbOptions};
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_control_plane::state::{AppState, Limits};
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
@@ -32,9 +31,6 @@ const SNAPSHOT: &str = "application/vnd.certbind.snapshot";
 const DELTA: &str = "application/vnd.certbind.snapshot-delta";
 const BOTH: &str = "application/vnd.certbind.snapshot-delta, application/vnd.certbind.snapshot";
 
-fn signer() -> Arc<dyn Signer> {
-    Arc::new(SoftwareSigner::from_secret(&[0x5a; 32]).unwrap())
-}
 
 fn now() -> i64 {
     certbind_shared::clock::now_seconds()
@@ -58,8 +54,8 @@ impl Replicas {
         let test_db = TestDb::new(store, test).await.expect("test database");
         let db_a = test_db.open().await;
         let db_b = Db::open(&DbOptions::new(test_db.url.clone())).await.unwrap();
-        let service_a = StoreService::start(db_a.clone(), signer(), StoreSettings::default()).await.unwrap();
-        let service_b = StoreService::start(db_b.clone(), signer(), settings_b).await.unwrap();
+        let service_a = StoreService::start(db_a.clone(), common::signer(0x5a), StoreSettings::default()).await.unwrap();
+        let service_b = StoreService::start(db_b.clone(), common::signer(0x5a), settings_b).await.unwrap();
         let a = Arc::new(TestApp::start_on(test_db, db_a, Transport::Oneshot, service_a.clone(), Limits::default()).await);
         let b = app(AppState::new(db_b.clone(), service_b.clone(), Limits::default()));
         Replicas { a, b, db_b, services: [service_a, service_b] }
@@ -102,7 +98,7 @@ struct Proxy {
 
 impl Proxy {
     fn new() -> Proxy {
-        let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer().public_key_der()).unwrap()]).unwrap();
+        let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&common::signer(0x5a).public_key_der()).unwrap()]).unwrap();
         Proxy { verifier, held: None, taken: Vec::new() }
     }
 

@@ -365,7 +365,6 @@ async fn the_poller_fetches_conditionally_and_backs_off(store: Store, test: &str
 /// The snapshot service signing, a proxy holding what it fetched: CA, revocations and their
 /// updates reach it as deltas about the size of the CRL's difference.
 async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &str) {
-    use certbind_control_plane::signer::{Signer, SoftwareSigner};
     use certbind_control_plane::snapshot::{StoreService, StoreSettings};
     use certbind_shared::crl::testing::synthetic_serial;
     use certbind_shared::identity::{CaKey, IdentityData};
@@ -375,7 +374,7 @@ async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &
 
     let Some(test_db) = common::TestDb::new(store, test).await else { return };
     let db = test_db.open().await;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x45; 32]).unwrap());
+    let signer = common::signer(0x45);
     let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db, Transport::Oneshot, service, certbind_control_plane::state::Limits::default()).await;
@@ -430,14 +429,14 @@ async fn a_crl_update_travels_as_a_delta_of_its_difference(store: Store, test: &
 /// service through the snapshot log: a small difference as the changes logged, a large one
 /// (past `LOGGED_SERIALS_MAX`) by a rebuild from the tables.
 async fn crls_stored_elsewhere_reach_the_snapshot_through_the_log(store: Store, test: &str) {
-    use certbind_control_plane::signer::{Signer, SoftwareSigner};
+    
     use certbind_control_plane::domain::change::LOGGED_SERIALS_MAX;
     use certbind_control_plane::snapshot::{StoreService, StoreSettings};
     use certbind_shared::identity::{CaKey, IdentityData};
 
     let Some(test_db) = common::TestDb::new(store, test).await else { return };
     let db = test_db.open().await;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x47; 32]).unwrap());
+    let signer = common::signer(0x47);
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::state::Limits::default()).await;
     let ca = SyntheticCa::new("elsewhere", "Elsewhere CA").unwrap();

@@ -8,7 +8,6 @@
 
 mod common;
 
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::{CaCertificate, CertificateFacts};
 use certbind_shared::crl::testing::{
@@ -142,7 +141,7 @@ fn refused(reason: &str) -> (u16, String) {
 async fn crls_refuse_in_the_decision_by_ca_key_and_org(store: Store, test: &str) {
     let Some(test_db) = TestDb::new(store, test).await else { return };
     let db = test_db.open().await;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x46; 32]).unwrap());
+    let signer = common::signer(0x46);
     let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), certbind_control_plane::state::Limits::default()).await;

@@ -6,13 +6,11 @@ mod common;
 
 use certbind_control_plane::state::Limits;
 use certbind_control_plane::db::snapshot_data;
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::identity::{IdentityData, UserId};
 use certbind_shared::snapshot::{PinnedKey, SnapshotVerifier, SnapshotView};
 use certbind_shared::Fingerprint;
 use common::{bind_body, fingerprint, Store, TestApp, TestDb, Transport};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn now() -> i64 {
@@ -29,7 +27,7 @@ impl Fixture {
     async fn start(store: Store, test: &str) -> Option<Fixture> {
         let test_db = TestDb::new(store, test).await?;
         let db = test_db.open().await;
-        let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x5e; 32]).unwrap());
+        let signer = common::signer(0x5e);
         let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
         let service =
             StoreService::start(db.clone(), signer, StoreSettings::default()).await.expect("snapshot service");

@@ -9,7 +9,6 @@
 mod common;
 
 use certbind_control_plane::state::Limits;
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{StoreService, StoreSettings};
 use certbind_shared::certificate::CertificateFacts;
 use certbind_shared::decision::outcome::{header, Outcome};
@@ -222,7 +221,7 @@ async fn undo(m: &Matrix, rule: &Rule, created: &Value, token: &str) {
 async fn two_orgs(store: Store, test: &str) -> (Matrix, BTreeMap<(Who, &'static str, &'static str), Verdict>, Value) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x3c; 32]).unwrap());
+    let signer = common::signer(0x3c);
     let verifier = SnapshotVerifier::new([PinnedKey::from_spki_der(&signer.public_key_der()).unwrap()]).unwrap();
     let service = StoreService::start(db.clone(), signer, StoreSettings::default()).await.unwrap();
     let app = Arc::new(TestApp::start_on(test_db, db, Transport::Oneshot, service.clone(), Limits::default()).await);
@@ -344,7 +343,7 @@ async fn no_org_rule_changes_another_orgs_decision(store: Store, test: &str) {
 /// The outcomes a control plane started afresh on the same database decides with: its first
 /// snapshot is a full build, which must agree with the changes the running one applied.
 async fn rebuilt_outcomes(m: &Matrix) -> BTreeMap<(Who, &'static str, &'static str), Verdict> {
-    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_secret(&[0x3c; 32]).unwrap());
+    let signer = common::signer(0x3c);
     let service = StoreService::start(m.app.db.clone(), signer, StoreSettings::default()).await.unwrap();
     let fresh = Matrix { app: m.app.clone(), service, verifier: m.verifier.clone() };
     fresh.outcomes().await

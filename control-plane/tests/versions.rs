@@ -8,7 +8,6 @@ mod common;
 use certbind_control_plane::app::app;
 use certbind_control_plane::state::{AppState, Limits};
 use certbind_control_plane::db::Db;
-use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use certbind_control_plane::snapshot::{SignedSnapshot, StoreService, StoreSettings};
 use certbind_shared::identity::IdentityData;
 use certbind_shared::Fingerprint;
@@ -29,9 +28,6 @@ async fn sqlite_a_restored_backup_still_signs_above_everything_signed() {
     a_restored_backup_still_signs_above_everything_signed().await;
 }
 
-fn signer() -> Arc<dyn Signer> {
-    Arc::new(SoftwareSigner::from_secret(&[0x77; 32]).unwrap())
-}
 
 async fn wait_for(service: &StoreService, what: &str, done: impl Fn(&SignedSnapshot) -> bool) -> Arc<SignedSnapshot> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -51,7 +47,7 @@ fn bindings_of(snapshot: &SignedSnapshot) -> BTreeSet<String> {
 async fn a_restart_signs_a_higher_version(store: Store, test: &str) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
-    let first = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let first = StoreService::start(db.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db.clone(), Transport::Oneshot, first.clone(), Limits::default()).await;
     let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(1))).await;
     assert_eq!(bound.status, 201);
@@ -59,7 +55,7 @@ async fn a_restart_signs_a_higher_version(store: Store, test: &str) {
     drop(first);
 
     for restart in 0..3 {
-        let again = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+        let again = StoreService::start(db.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
         let latest = again.store().latest().expect("a snapshot at start");
         assert!(latest.version() > before.version(), "restart {restart}: {} after {}", latest.version(), before.version());
         assert_eq!(bindings_of(&latest), bindings_of(&before), "restart {restart}: the same content");
@@ -73,7 +69,7 @@ async fn an_idle_service_signs_again_before_expiry(store: Store, test: &str) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
     let settings = StoreSettings { resign_after: Some(Duration::from_secs(1)), ..StoreSettings::with_validity(Duration::from_secs(60)) };
-    let service = StoreService::start(db.clone(), signer(), settings).await.unwrap();
+    let service = StoreService::start(db.clone(), common::signer(0x77), settings).await.unwrap();
     let first = service.store().latest().expect("first snapshot");
     // Nothing changes; within a few seconds a newer version is signed, issued later, with the
     // same content, so a proxy holding the first replaces it long before it expires.
@@ -102,7 +98,7 @@ async fn set_version_back(db: &Db, version: i64) {
 async fn a_database_version_gone_back_still_signs_above_everything_signed(store: Store, test: &str) {
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db = test_db.open().await;
-    let service = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let service = StoreService::start(db.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db.clone(), Transport::Oneshot, service.clone(), Limits::default()).await;
     let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(1))).await;
     assert_eq!(bound.status, 201);
@@ -122,7 +118,7 @@ async fn a_database_version_gone_back_still_signs_above_everything_signed(store:
 
     // And at a restart.
     set_version_back(&db, 3).await;
-    let again = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let again = StoreService::start(db.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
     let latest = again.store().latest().expect("a snapshot at start");
     assert!(latest.version() > after.version(), "{} after {}", latest.version(), after.version());
     assert_eq!(bindings_of(&latest), bindings_of(&after));
@@ -143,7 +139,7 @@ async fn a_restored_backup_still_signs_above_everything_signed() {
     let test_db = TestDb::new(Store::Sqlite, "a_restored_backup_still_signs_above_everything_signed").await.unwrap();
     let dir = test_db.dir().unwrap().to_path_buf();
     let db = test_db.open().await;
-    let service = StoreService::start(db.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let service = StoreService::start(db.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
     let app = TestApp::start_on(test_db, db.clone(), Transport::Oneshot, service.clone(), Limits::default()).await;
     let bound = app.post("/api/v1/admin/smartcards", &app.a.token, &bind_body(&app.a.user.id, &fingerprint(1))).await;
     assert_eq!(bound.status, 201);
@@ -168,7 +164,7 @@ async fn a_restored_backup_still_signs_above_everything_signed() {
     std::fs::copy(&backup, &live).unwrap();
     let restored = Db::open(&certbind_control_plane::db::DbOptions::new(format!("sqlite://{}", live.display()))).await.unwrap();
     assert!(restored.snapshot_version().await.unwrap() < highest.version() as i64, "the backup holds an older version");
-    let again = StoreService::start(restored.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let again = StoreService::start(restored.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
     let latest = again.store().latest().expect("a snapshot at start");
     assert!(latest.version() > highest.version(), "{} after {}", latest.version(), highest.version());
     assert_eq!(bindings_of(&latest), bindings_of(&backed_up), "the backup's content");
@@ -197,8 +193,8 @@ async fn two_services_on_one_database_never_sign_one_version_twice(store: Store,
     let test_db = TestDb::new(store, test).await.expect("test database");
     let db_a = test_db.open().await;
     let db_b = Db::open(&certbind_control_plane::db::DbOptions::new(test_db.url.clone())).await.unwrap();
-    let service_a = StoreService::start(db_a.clone(), signer(), StoreSettings::default()).await.unwrap();
-    let service_b = StoreService::start(db_b.clone(), signer(), StoreSettings::default()).await.unwrap();
+    let service_a = StoreService::start(db_a.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
+    let service_b = StoreService::start(db_b.clone(), common::signer(0x77), StoreSettings::default()).await.unwrap();
     let seen: Seen = Arc::default();
     record(&service_a, seen.clone(), "a");
     record(&service_b, seen.clone(), "b");

@@ -14,6 +14,7 @@ use certbind_control_plane::app::app;
 use certbind_control_plane::state::{AppState, Limits};
 use certbind_control_plane::snapshot::{NoSnapshots, SnapshotService};
 use certbind_control_plane::db::{self, Actor, Db, DbOptions, Org, User};
+use certbind_control_plane::signer::{Signer, SoftwareSigner};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::io::Write as _;
@@ -543,4 +544,11 @@ macro_rules! on_every_store {
             )*
         }
     };
+}
+
+/// A software signer from the key whose every byte is `seed`: each test file its own key,
+/// the same in every run.
+#[allow(dead_code)]
+pub fn signer(seed: u8) -> Arc<dyn Signer> {
+    Arc::new(SoftwareSigner::from_secret(&[seed; 32]).expect("a valid P-256 scalar"))
 }
