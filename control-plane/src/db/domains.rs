@@ -3,16 +3,9 @@
 //! claim another's addresses before it does.
 
 use super::{commit_change, Actor, AuditRecord, Db, DbError, DbResult, Tx, Visibility};
+use crate::domain::records::OrgDomain;
 use crate::domain::Owner;
-use serde::Serialize;
 use sqlx::Row;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrgDomain {
-    pub org_id: String,
-    pub domain: String,
-    pub created_at: String,
-}
 
 /// Assigns `domain` (lowercase, checked by the caller) to an existing org.
 pub async fn assign(db: &Db, actor: &Actor, org_id: &str, domain: &str) -> DbResult<OrgDomain> {

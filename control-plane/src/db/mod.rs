@@ -18,7 +18,6 @@ pub mod error;
 pub mod issuers;
 pub mod mapping_rules;
 mod migrate;
-pub mod models;
 pub mod orgs;
 pub mod proxies;
 pub mod signed_snapshots;
@@ -38,7 +37,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::time::Duration;
 
 pub use error::{DbError, DbResult};
-pub use models::*;
+pub use crate::domain::records::*;
 
 /// How long a request waits for a database connection by default: under a burst of writes,
 /// the queue a request may wait in; with the database unreachable, how soon it answers 503.

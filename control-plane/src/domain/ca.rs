@@ -113,3 +113,62 @@ pub fn checked_new_ca(pem: &str, update: PolicyUpdate) -> Checked<NewCa> {
     };
     Ok(NewCa { certificate, certificate_pem: pem.trim().to_string() + "\n", policy })
 }
+/// A registered CA as storage returns it and the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateAuthority {
+    /// Lowercase hex of its key identifier: the CA's id.
+    pub key_id: String,
+    /// `subject_key_identifier`, or `spki_sha256` when its certificate has none.
+    pub key_source: String,
+    #[serde(serialize_with = "crate::domain::text::serialize_dn")]
+    pub subject_dn: String,
+    /// SHA-256 of its certificate's DER, 64 lowercase hex digits.
+    pub fingerprint: String,
+    pub certificate_pem: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub policy: RevocationPolicy,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The CRL held, if any.
+    pub crl: Option<HeldCrlInfo>,
+    /// One per distribution point the poller fetches.
+    pub fetches: Vec<CrlFetch>,
+}
+
+/// The held CRL's facts, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldCrlInfo {
+    /// The number of the last CRL folded in (a delta's, after one).
+    pub crl_number: String,
+    /// The complete CRL's number the set was built from.
+    pub base_number: String,
+    pub scope: String,
+    pub this_update: String,
+    pub next_update: Option<String>,
+    /// nextUpdate plus the grace period: until when the CRL counts as fresh.
+    pub valid_until: Option<String>,
+    /// `fresh`, or `stale` past `valid_until` (or with no nextUpdate).
+    pub status: &'static str,
+    /// Seconds since thisUpdate.
+    pub age_seconds: i64,
+    pub entries: i64,
+    pub crl_sha256: String,
+    pub source: String,
+    pub ingested_at: String,
+}
+
+/// One distribution point's fetch state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrlFetch {
+    pub url: String,
+    pub last_attempt_at: Option<String>,
+    /// `updated`, `unchanged`, `failed` or `refused`.
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    pub last_success_at: Option<String>,
+    /// Failures in a row.
+    pub failures: i64,
+    pub next_attempt_at: String,
+}
+

@@ -13,6 +13,7 @@ pub mod change;
 pub mod invalid;
 pub mod issuer;
 pub mod owner;
+pub mod records;
 pub mod text;
 
 pub use change::{

@@ -6,7 +6,8 @@
 
 use super::{check_cursor, page_limit, with_version, Admin, ApiJson, ApiQuery, PageQuery, SuperAdmin};
 use crate::state::AppState;
-use crate::db::cas::{self, CertificateAuthority};
+use crate::db::cas;
+use crate::domain::ca::CertificateAuthority;
 use crate::domain::ca::{checked_new_ca, checked_policy, NewCa, PolicyUpdate};
 use crate::db::Page;
 use crate::error::{ApiError, ApiResult};

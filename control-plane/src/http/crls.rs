@@ -47,7 +47,7 @@ pub struct CrlIngested {
     pub changed: bool,
     pub added: usize,
     pub removed: usize,
-    pub crl: Option<crate::db::cas::HeldCrlInfo>,
+    pub crl: Option<crate::domain::ca::HeldCrlInfo>,
 }
 
 impl From<Ingested> for CrlIngested {

@@ -3,7 +3,8 @@
 use super::{check_cursor, page_limit, with_version, ApiJson, ApiQuery, PageQuery, SuperAdmin};
 use crate::domain::text::org_name;
 use crate::state::AppState;
-use crate::db::domains::{self, OrgDomain};
+use crate::db::domains;
+use crate::domain::records::OrgDomain;
 use crate::db::{orgs, Org, Page};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};

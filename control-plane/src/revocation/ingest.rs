@@ -4,7 +4,8 @@
 //! difference, which the snapshot carries.
 
 use super::number::parse_decimal;
-use crate::db::cas::{self, CertificateAuthority};
+use crate::db::cas;
+use crate::domain::ca::CertificateAuthority;
 use crate::db::crls::{self, FoldedCrl, HeldCrl, SerialSet};
 use crate::db::{Actor, Db, DbError};
 use crate::domain::change::Committed;

@@ -1,4 +1,5 @@
-//! Rows as the API returns them.
+//! What the control plane keeps, one type per noun: storage returns these, the API and the
+//! command line show them (DNs in their display form, owners as `scope` and `org_id`).
 
 use super::Owner;
 use crate::domain::text::{serialize_dn, serialize_optional_dn};
@@ -179,4 +180,12 @@ impl<T> Page<T> {
         let next_cursor = if more { rows.last().map(cursor_of) } else { None };
         Page { items: rows, next_cursor }
     }
+}
+
+/// A domain a super-admin assigned to an org (see `db::domains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgDomain {
+    pub org_id: String,
+    pub domain: String,
+    pub created_at: String,
 }
