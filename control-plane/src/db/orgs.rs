@@ -94,15 +94,6 @@ pub async fn list(db: &Db, cursor: Option<&str>, limit: i64) -> DbResult<Page<Or
     Ok(Page::from_rows(orgs, limit, |o| o.id.clone()))
 }
 
-/// Whether `org_id` is disabled, read in `tx`.
-pub(crate) async fn is_disabled(tx: &mut Tx, org_id: &str) -> sqlx::Result<bool> {
-    let row = sqlx::query("SELECT disabled_at FROM orgs WHERE id = $1").bind(org_id).fetch_optional(&mut **tx).await?;
-    Ok(match row {
-        Some(row) => row.try_get::<Option<String>, _>("disabled_at")?.is_some(),
-        None => false,
-    })
-}
-
 /// The org's own constraints as the snapshot carries them while it is enabled.
 async fn own_constraints(tx: &mut Tx, org_id: &str) -> sqlx::Result<Vec<Change>> {
     let mut rows = IdentityRows::default();

@@ -7,7 +7,7 @@ use crate::identity::{IdentityData, Owner, SanKind};
 use crate::Fingerprint;
 use std::sync::OnceLock;
 
-/// The committed format-3 vector (two orgs and the platform, every section populated).
+/// The committed format-4 vector (two orgs and the platform, every section populated).
 pub const VECTOR: &[u8] = include_bytes!("../../tests/vectors/snapshot/format-v4-two-orgs-and-platform-ed25519.bin");
 
 /// When [`VECTOR`] is valid.
