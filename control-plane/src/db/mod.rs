@@ -5,7 +5,7 @@
 //! query is written once. Every change runs in one transaction that also writes its audit row
 //! and, when the filter sees the change, bumps `snapshot_state.version`: the version is
 //! committed with its change, and the row lock it takes orders concurrent writers, so
-//! committed versions strictly increase ([`commit`]).
+//! committed versions strictly increase (`commit.rs`).
 //!
 //! Here: the pools and their options, the org quotas, whose rules a caller reads, ids and
 //! column readers. Each table's queries are in a file of its own.
