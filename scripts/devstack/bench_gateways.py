@@ -18,7 +18,8 @@ revocation propagation through NGINX: a revoke's 200 from the API to the gateway
 
     python -m devstack.bench_gateways REPORT.md      (scripts/bench-e2e.sh runs it)
 
-Settings: CERTBIND_BENCH_SECONDS (per wrk run, default 5), CERTBIND_BENCH_ROUNDS (default 3),
+Settings: CERTBIND_BENCH_SECONDS (per wrk run, default 5), CERTBIND_BENCH_ROUNDS (default 7;
+with 3, two runs of the gateway benchmark differed by more than 5 %),
 CERTBIND_BENCH_REVOKES (default 100)."""
 
 from __future__ import annotations
