@@ -16,7 +16,7 @@
 use super::snapshot_data::{disabled_constraint, load_rules, IdentityRows};
 use super::{commit_change, new_id, Actor, AuditRecord, Db, DbError, DbResult, Org, Page, Tx, Visibility};
 use crate::domain::Owner;
-use crate::domain::change::{Change, Committed, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
+use crate::domain::change::{Change, Committed, IssuerRecord, MappingRecord};
 use certbind_shared::Fingerprint;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -105,10 +105,10 @@ async fn own_constraints(tx: &mut Tx, org_id: &str) -> sqlx::Result<Vec<Change>>
 fn removal(add: Change) -> Option<Change> {
     Some(match add {
         Change::Block { owner, fingerprint } => Change::Unblock { owner, fingerprint },
-        Change::RevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial }) => Change::UnrevokeSerial(RevokedSerialRecord { owner, issuer_dn, serial }),
+        Change::RevokeSerial(revoked) => Change::UnrevokeSerial(revoked),
         Change::MapPrincipal(MappingRecord { owner, fingerprint, .. }) => Change::UnmapPrincipal { owner, fingerprint },
-        Change::AddSanRule(SanRuleRecord { owner, kind, domain, issuer_dn }) => Change::RemoveSanRule(SanRuleRecord { owner, kind, domain, issuer_dn }),
-        Change::AddConstraint(ConstraintRecord { owner, kind, value }) => Change::RemoveConstraint(ConstraintRecord { owner, kind, value }),
+        Change::AddSanRule(rule) => Change::RemoveSanRule(rule),
+        Change::AddConstraint(constraint) => Change::RemoveConstraint(constraint),
         Change::UpsertIssuer(IssuerRecord { owner, issuer, .. }) => Change::RemoveIssuer { owner, issuer },
         _ => return None,
     })

@@ -3,7 +3,9 @@
 //! [`Change`] that would have added it, so a full build and a patch speak one vocabulary.
 
 use super::{get_flag, Backend, Db};
-use crate::domain::change::{BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
+use crate::domain::change::{
+    BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord,
+};
 use crate::domain::Owner;
 use certbind_shared::identity::{Claim, SanKind};
 use certbind_shared::snapshot::ConstraintKind;

@@ -113,6 +113,7 @@ pub fn checked_new_ca(pem: &str, update: PolicyUpdate) -> Checked<NewCa> {
     };
     Ok(NewCa { certificate, certificate_pem: pem.trim().to_string() + "\n", policy })
 }
+
 /// A registered CA as storage returns it and the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertificateAuthority {
@@ -171,4 +172,3 @@ pub struct CrlFetch {
     pub failures: i64,
     pub next_attempt_at: String,
 }
-

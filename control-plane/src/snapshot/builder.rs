@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 
 use super::content::*;
 use super::validate::*;
-use crate::domain::change::{BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
+use crate::domain::change::{
+    BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord,
+};
 use crate::domain::Owner;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

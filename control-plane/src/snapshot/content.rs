@@ -3,7 +3,9 @@
 
 use certbind_shared::identity::{CaKey, CertificateAuthority, CA_KEY_LEN};
 use certbind_shared::Fingerprint;
-use crate::domain::change::{BindingRecord, CaRecord, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
+use crate::domain::change::{
+    BindingRecord, CaRecord, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord,
+};
 use crate::domain::Owner;
 
 /// Everything a snapshot carries, as plain rows. Order does not matter; the builder sorts.

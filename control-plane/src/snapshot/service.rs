@@ -140,12 +140,11 @@ impl BindingSink for StreamingBuild {
 
     fn push(&mut self, row: BindingRecord) {
         let (Some(streamed), None) = (self.streamed.as_mut(), self.problem.as_ref()) else { return };
-        let fingerprint = row.fingerprint;
-        match streamed.push(&fingerprint, &row.user_id, &row.org_id, row.enabled, row.claim) {
+        match streamed.push(&row.fingerprint, &row.user_id, &row.org_id, row.enabled, row.claim) {
             Ok(()) => {}
             Err(e @ BuildError::BadString { .. }) => {
                 self.quarantined += 1;
-                tracing::error!(error = %e, fingerprint = %fingerprint.to_hex(), "stored binding cannot be encoded; quarantined");
+                tracing::error!(error = %e, fingerprint = %row.fingerprint.to_hex(), "stored binding cannot be encoded; quarantined");
             }
             Err(e) => self.problem = Some(e),
         }

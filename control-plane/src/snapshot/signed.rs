@@ -84,9 +84,14 @@ pub(super) fn sign(
     let unsigned = encode(&header)?;
     let signature = signer.sign(unsigned.message()).map_err(StoreError::Sign)?;
     let bytes = unsigned.attach_signature(&signature).map_err(|e| StoreError::Build(BuildError::Encode(e)))?;
+    let view = own_verifier(signer)?.verify(bytes, issued_at, None).map_err(StoreError::SelfCheck)?;
+    Ok(SignedSnapshot::new(view))
+}
+
+/// A verifier that pins `signer`'s public key alone: what it signed, or what another replica
+/// signed with the same key, checked as a filter would.
+pub(super) fn own_verifier(signer: &dyn Signer) -> Result<SnapshotVerifier, StoreError> {
     let own_key = PinnedKey::from_spki_der(&signer.public_key_der())
         .map_err(|e| StoreError::Sign(anyhow::anyhow!("the signer's public key: {e}")))?;
-    let verifier = SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))?;
-    let view = verifier.verify(bytes, issued_at, None).map_err(StoreError::SelfCheck)?;
-    Ok(SignedSnapshot::new(view))
+    SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))
 }

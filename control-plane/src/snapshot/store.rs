@@ -26,7 +26,7 @@ use crate::domain::change::Change;
 use crate::signer::Signer;
 use certbind_shared::clock;
 use certbind_shared::snapshot::delta;
-use certbind_shared::snapshot::{PinnedKey, SnapshotHeader, SnapshotVerifier, SnapshotView};
+use certbind_shared::snapshot::{SnapshotHeader, SnapshotView};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -382,11 +382,7 @@ impl SnapshotStore {
     /// of this service's own, or while a load runs. Refused: bytes that do not verify under
     /// this service's key (another key during a rotation, or bytes damaged in the database).
     pub fn adopt(&self, bytes: Vec<u8>) -> Result<bool, StoreError> {
-        let signer = self.signer();
-        let own_key = PinnedKey::from_spki_der(&signer.public_key_der())
-            .map_err(|e| StoreError::Sign(anyhow::anyhow!("the signer's public key: {e}")))?;
-        let verifier = SnapshotVerifier::new([own_key]).map_err(|e| StoreError::Sign(anyhow::anyhow!("{e}")))?;
-        let view = verifier.verify(bytes, clock::now_seconds(), None).map_err(StoreError::SelfCheck)?;
+        let view = signed::own_verifier(&*self.signer())?.verify(bytes, clock::now_seconds(), None).map_err(StoreError::SelfCheck)?;
         let version = view.version();
         let _publishing = lock(&self.publishing);
         if self.latest().is_some_and(|latest| latest.version() >= version) {

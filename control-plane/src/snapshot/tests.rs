@@ -4,7 +4,9 @@
 use super::builder::*;
 use super::content::*;
 use super::validate::*;
-use crate::domain::change::{BindingRecord, CaRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
+use crate::domain::change::{
+    BindingRecord, CaRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord,
+};
 use super::deltas::DeltaLimits;
 use super::error::StoreError;
 use super::store::*;

@@ -8,7 +8,9 @@ use certbind_shared::pop::jwks::Jwks;
 use certbind_shared::snapshot::{EncodeError, EncodeProblem, SnapshotEncoder, MAX_STRING_LEN};
 use certbind_shared::Fingerprint;
 use std::fmt;
-use crate::domain::change::{BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord};
+use crate::domain::change::{
+    BindingRecord, Change, ConstraintRecord, IssuerRecord, MappingRecord, RevokedSerialRecord, SanRuleRecord,
+};
 use crate::domain::Owner;
 use super::content::*;
 

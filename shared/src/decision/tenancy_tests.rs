@@ -667,7 +667,7 @@ fn rules_of_two_orgs_at_different_steps_refuse_the_certificate_in_both_direction
 
                 // The platform at the other step claims nothing: the earlier step decides,
                 // the platform's rule included.
-                if second != ClaimStep::Binding {
+                if second.open_to_the_platform() {
                     let platform = claiming(held.clone(), second, CAC, None);
                     let outcome = platform.decide("/mtls/x", Some(CAC), None);
                     assert_eq!(outcome.reason(), None, "{holder}'s {first:?} and the platform's {second:?}");
